@@ -1,0 +1,73 @@
+"""The oracle contract.
+
+An oracle is a named, immutable, hashable configuration (a frozen dataclass) with a pure method
+
+    estimate(key, problem, U) -> (grad: U.shape, info: OracleInfo)
+
+``info`` holds scalars every oracle fills, NaN where a field does not apply. ``rollouts`` and
+``gradients`` count the simulator calls the *gradient estimate* spends (forward rollouts and backward
+passes); evaluating the noise-free cost only to monitor progress is not counted.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Protocol
+
+import jax
+import jax.numpy as jnp
+from jax import Array
+
+from trajopt.problem import Problem
+
+NAN = float("nan")
+
+
+class OracleInfo(NamedTuple):
+    """Per-call diagnostics (all scalars).
+
+    value: f(U), the noise-free cost at U.
+    alpha: weight on the first-order estimate (1 = FoBG, 0 = ZoBG); NaN for single estimators.
+    var_first: empirical trace variance of the per-sample first-order gradients (sigma_hat_1^2).
+    var_zero: empirical trace variance of the per-sample zeroth-order gradients (sigma_hat_0^2).
+    bias_gap: B = ||FoBG mean - ZoBG mean||.
+    radius: eps, the Bernstein confidence radius on the ZoBG.
+    rollouts: forward rollouts spent on the gradient.
+    gradients: backward passes spent on the gradient.
+    """
+
+    value: Array
+    alpha: Array
+    var_first: Array
+    var_zero: Array
+    bias_gap: Array
+    radius: Array
+    rollouts: Array
+    gradients: Array
+
+
+INFO_FIELDS = OracleInfo._fields
+
+
+def make_info(value, *, alpha=NAN, var_first=NAN, var_zero=NAN, bias_gap=NAN, radius=NAN, rollouts=0, gradients=0):
+    """An OracleInfo with float64-or-default-float scalars and integer counts."""
+    f = lambda v: jnp.asarray(v, dtype=jnp.result_type(float))  # noqa: E731
+    return OracleInfo(
+        value=f(value), alpha=f(alpha), var_first=f(var_first), var_zero=f(var_zero), bias_gap=f(bias_gap),
+        radius=f(radius), rollouts=jnp.asarray(rollouts, jnp.int32), gradients=jnp.asarray(gradients, jnp.int32),
+    )
+
+
+class Oracle(Protocol):
+    name: str
+
+    def estimate(self, key: Array, problem: Problem, U: Array) -> tuple[Array, OracleInfo]: ...
+
+
+def gaussian_noise(key: Array, n: int, shape: tuple[int, ...], sigma: float, dtype) -> Array:
+    """N perturbations w_i ~ N(0, sigma^2 I) of the decision array: [N, *shape].
+
+    Drawn in float32 and cast to the working dtype: this halves the cost of the random numbers and leaves
+    the estimators unchanged, since every use of a sample sees the same w. It also makes seed s draw the
+    same w in float32 and float64 runs.
+    """
+    return sigma * jax.random.normal(key, (n, *shape), dtype=jnp.float32).astype(dtype)

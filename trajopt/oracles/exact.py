@@ -1,0 +1,24 @@
+"""`exact`: the plain autodiff gradient of the noise-free objective, grad f(U).
+
+No smoothing: on a flat branch of a discontinuity it is exactly 0, and at a stiff contact it is as large
+as the contact's Jacobians make it. One rollout and one backward pass per call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import jax
+
+from trajopt.oracles.base import OracleInfo, make_info
+
+
+@dataclass(frozen=True)
+class Exact:
+    name: ClassVar[str] = "exact"
+
+    def estimate(self, key, problem, U) -> tuple[jax.Array, OracleInfo]:
+        del key
+        value, grad = jax.value_and_grad(problem.objective)(U)
+        return grad, make_info(value, rollouts=1, gradients=1)

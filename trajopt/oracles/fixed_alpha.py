@@ -1,0 +1,34 @@
+"""`fixed_alpha`: a fixed convex combination of independent FoBG and ZoBG batches.
+
+    grad = alpha * FoBG(U) + (1 - alpha) * ZoBG(U)        (alpha a constant in [0, 1])
+
+A control for `aobg`: the same samples and cost (2N + 1 rollouts, N backward passes) without the
+adaptive weight. alpha = 1 is a FoBG and alpha = 0 a ZoBG, each on its own independent batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import jax.numpy as jnp
+
+from trajopt.oracles.aobg import split_estimates
+from trajopt.oracles.base import make_info
+
+
+@dataclass(frozen=True)
+class FixedAlpha:
+    samples: int = 10
+    sigma: float = 0.1
+    alpha: float = 0.5
+    name: ClassVar[str] = "fixed_alpha"
+
+    def estimate(self, key, problem, U):
+        value, g1, s1, g0, s0 = split_estimates(key, problem, U, self.samples, self.sigma)
+        grad = self.alpha * g1 + (1.0 - self.alpha) * g0
+        info = make_info(
+            value, alpha=self.alpha, var_first=s1, var_zero=s0, bias_gap=jnp.linalg.norm(g1 - g0),
+            rollouts=2 * self.samples + 1, gradients=self.samples,
+        )
+        return grad, info

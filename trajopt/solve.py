@@ -1,0 +1,215 @@
+"""The fused optimisation loop: ``lax.scan`` over iterations, ``vmap`` over seeds.
+
+    solve(problem, oracle, optimizer, key=..., iterations=K, seeds=[...]) -> Result
+
+Iteration k of seed s draws its noise from ``fold_in(fold_in(key, s), k)``, so seed s sees the same noise
+alone or inside a batch, and any chunking of the loop gives the same iterates. The scan runs in chunks of
+``chunk`` iterations (one compiled program, the last chunk padded and masked); between chunks the caller
+may report progress or ask to stop. Nothing calls back into Python inside a chunk.
+
+A seed whose cost, gradient or next iterate is not finite stops there with status ``non_finite``: its U
+is frozen at the last finite iterate and its later history is NaN, while the other seeds run on.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from trajopt.oracles.base import INFO_FIELDS, Oracle, OracleInfo
+from trajopt.problem import Problem
+
+STATUS_OK = "ok"
+STATUS_NON_FINITE = "non_finite"
+STATUS_INTERRUPTED = "interrupted"
+
+
+@dataclass(frozen=True, eq=False)
+class Result:
+    """What one oracle's run over several seeds produced (host numpy arrays).
+
+    Attributes:
+        oracle: the oracle's name.
+        seeds: [S] seed numbers.
+        U: [S, T, m] final decision (the last finite iterate of each seed).
+        X: [S, T+1, n] states under U (time-stepped problems), else None.
+        cost: [S, K+1] noise-free cost f(U_k) of iterate k = 0..K (K = iterations done); NaN after a failure.
+        history: {info field: [S, K]} the oracle's diagnostics at each iteration (value, alpha, ...).
+        status: [S] "ok", "non_finite" or "interrupted".
+        failed_at: [S] iteration at which a seed went non-finite, -1 if it did not.
+        iterations: K, the number of updates done (less than asked for when interrupted).
+        run_seconds: wall time of the compiled chunks (compilation excluded).
+        compile_seconds: time to compile the chunk program.
+        chunk_ends: iteration counts at the end of each chunk; chunk_seconds: cumulative run seconds there.
+    """
+
+    oracle: str
+    seeds: np.ndarray
+    U: np.ndarray
+    X: Optional[np.ndarray]
+    cost: np.ndarray
+    history: dict[str, np.ndarray]
+    status: list[str]
+    failed_at: np.ndarray
+    iterations: int
+    run_seconds: float
+    compile_seconds: float
+    chunk_ends: list[int] = field(default_factory=list)
+    chunk_seconds: list[float] = field(default_factory=list)
+
+    @property
+    def final_cost(self) -> np.ndarray:
+        """[S] cost of the last iterate reached (NaN-free for seeds that stayed finite)."""
+        return self.cost[np.arange(len(self.seeds)), self.last_index]
+
+    @property
+    def last_index(self) -> np.ndarray:
+        """[S] index into ``cost`` of each seed's last finite-cost iterate."""
+        k = np.where(self.failed_at >= 0, self.failed_at, self.iterations)
+        return k
+
+    @property
+    def best_cost(self) -> np.ndarray:
+        """[S] lowest finite cost seen along the run."""
+        with np.errstate(all="ignore"):
+            c = np.where(np.isfinite(self.cost), self.cost, np.inf)
+            best = c.min(axis=1)
+        return np.where(np.isfinite(best), best, np.nan)
+
+
+def _where_tree(pred, new, old):
+    return jax.tree_util.tree_map(lambda a, b: jnp.where(pred, a, b), new, old)
+
+
+def _all_finite(tree) -> jax.Array:
+    leaves = jax.tree_util.tree_leaves(tree)
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
+
+
+def _make_chunk(problem: Problem, oracle: Oracle, optimizer: optax.GradientTransformation, total: int):
+    """chunk(carry, seed_keys: [S, 2], ks: [C]) -> (carry, infos [S, C])."""
+
+    def one_seed(carry, seed_key, ks):
+        def body(carry, k):
+            U, opt_state, alive, failed_at = carry
+            valid = k < total
+            grad, info = oracle.estimate(jax.random.fold_in(seed_key, k), problem, U)
+            updates, new_state = optimizer.update(grad, opt_state, U)
+            U_next = optax.apply_updates(U, updates)
+            finite = jnp.isfinite(info.value) & _all_finite(grad) & _all_finite(U_next)
+            proceed = alive & valid & finite
+            failed_now = alive & valid & ~finite
+            record = alive & valid
+            info = jax.tree_util.tree_map(
+                lambda x: jnp.where(record, x, jnp.asarray(jnp.nan, x.dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x),
+                info,
+            )
+            carry = (
+                jnp.where(proceed, U_next, U),
+                _where_tree(proceed, new_state, opt_state),
+                alive & ~failed_now,
+                jnp.where(failed_now, k, failed_at),
+            )
+            return carry, info
+
+        return jax.lax.scan(body, carry, ks)
+
+    return jax.vmap(one_seed, in_axes=(0, 0, None))
+
+
+def solve(
+    problem: Problem,
+    oracle: Oracle,
+    optimizer: optax.GradientTransformation,
+    *,
+    key: jax.Array,
+    iterations: int,
+    seeds: Sequence[int],
+    chunk: Optional[int] = None,
+    on_chunk: Optional[Callable[[int, int], None]] = None,
+    should_stop: Optional[Callable[[], bool]] = None,
+) -> Result:
+    """Run ``iterations`` updates of ``optimizer`` driven by ``oracle`` from problem.U0, for every seed.
+
+    Args:
+        problem: the Problem.
+        oracle: an oracle (``estimate(key, problem, U) -> (grad, info)``).
+        optimizer: an optax GradientTransformation.
+        key: root PRNG key; seed s uses ``fold_in(key, s)``.
+        iterations: K, the number of updates.
+        seeds: the seed numbers, run together as one vmap.
+        chunk: iterations per compiled chunk (default: about a tenth of K).
+        on_chunk: called as ``on_chunk(done, total)`` after each chunk.
+        should_stop: polled after each chunk; True stops the run, marked "interrupted".
+
+    Returns:
+        Result with U*, histories, status and timings.
+    """
+    seeds_arr = np.asarray(list(seeds), dtype=np.int64)
+    if iterations < 0:
+        raise ValueError("iterations must be >= 0")
+    if seeds_arr.size == 0:
+        raise ValueError("at least one seed is needed")
+    chunk = int(chunk or max(1, math.ceil(iterations / 10)))
+    n_seeds = len(seeds_arr)
+
+    seed_keys = jax.vmap(lambda s: jax.random.fold_in(key, s))(jnp.asarray(seeds_arr))
+    U0 = jnp.broadcast_to(problem.U0, (n_seeds, *problem.U0.shape))
+    opt_state = jax.vmap(optimizer.init)(U0)
+    carry = (U0, opt_state, jnp.ones(n_seeds, bool), jnp.full(n_seeds, -1, jnp.int32))
+
+    run_chunk = _make_chunk(problem, oracle, optimizer, iterations)
+    ks0 = jnp.arange(chunk, dtype=jnp.int32)
+    t0 = time.perf_counter()
+    compiled = jax.jit(run_chunk).lower(carry, seed_keys, ks0).compile()
+    compile_seconds = time.perf_counter() - t0
+
+    infos: list[OracleInfo] = []
+    done, run_seconds, interrupted = 0, 0.0, False
+    chunk_ends, chunk_seconds = [], []
+    while done < iterations:
+        ks = jnp.arange(done, done + chunk, dtype=jnp.int32)
+        t0 = time.perf_counter()
+        carry, info = compiled(carry, seed_keys, ks)
+        info = jax.block_until_ready(info)
+        run_seconds += time.perf_counter() - t0
+        take = min(chunk, iterations - done)
+        infos.append(jax.tree_util.tree_map(lambda x: np.asarray(x)[:, :take], info))
+        done += take
+        chunk_ends.append(done)
+        chunk_seconds.append(run_seconds)
+        if on_chunk is not None:
+            on_chunk(done, iterations)
+        if done < iterations and should_stop is not None and should_stop():
+            interrupted = True
+            break
+
+    U, _, alive, failed_at = carry
+    t0 = time.perf_counter()
+    final_value = np.asarray(jax.jit(jax.vmap(problem.objective))(U))
+    X = np.asarray(jax.jit(jax.vmap(problem.trajectory))(U)) if problem.trajectory is not None else None
+    run_seconds += time.perf_counter() - t0
+
+    if infos:
+        history = {f: np.concatenate([np.asarray(getattr(i, f)) for i in infos], axis=1) for f in INFO_FIELDS}
+    else:
+        history = {f: np.zeros((n_seeds, 0)) for f in INFO_FIELDS}
+    alive = np.asarray(alive)
+    failed_at = np.asarray(failed_at)
+    final_value = np.where(alive, final_value, np.nan)
+    cost = np.concatenate([history["value"], final_value[:, None]], axis=1)
+    status = [
+        STATUS_OK if a and not interrupted else (STATUS_INTERRUPTED if a else STATUS_NON_FINITE) for a in alive
+    ]
+    return Result(
+        oracle=getattr(oracle, "name", type(oracle).__name__), seeds=seeds_arr, U=np.asarray(U), X=X, cost=cost,
+        history=history, status=status, failed_at=failed_at, iterations=done, run_seconds=run_seconds,
+        compile_seconds=compile_seconds, chunk_ends=chunk_ends, chunk_seconds=chunk_seconds,
+    )
