@@ -16,6 +16,7 @@ from typing import ClassVar
 
 import optax
 
+from trajopt import checks
 from trajopt.registry import Registry
 
 
@@ -33,6 +34,10 @@ class SGD:
     clip_norm: float = math.inf
     name: ClassVar[str] = "sgd"
 
+    def __post_init__(self):
+        checks.positive("step", self.step)
+        checks.positive("clip_norm", self.clip_norm, allow_inf=True)
+
     def build(self) -> optax.GradientTransformation:
         return _with_clipping(self.clip_norm, optax.sgd(self.step))
 
@@ -47,6 +52,13 @@ class Adam:
     eps: float = 1e-8
     clip_norm: float = math.inf
     name: ClassVar[str] = "adam"
+
+    def __post_init__(self):
+        checks.positive("step", self.step)
+        checks.in_interval("b1", self.b1, 0.0, 1.0)
+        checks.in_interval("b2", self.b2, 0.0, 1.0)
+        checks.positive("eps", self.eps)
+        checks.positive("clip_norm", self.clip_norm, allow_inf=True)
 
     def build(self) -> optax.GradientTransformation:
         return _with_clipping(self.clip_norm, optax.adam(self.step, b1=self.b1, b2=self.b2, eps=self.eps))

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from trajopt.oracles.base import INFO_FIELDS, Oracle, OracleInfo
+from trajopt.oracles.base import INFO_FIELDS, Oracle
 from trajopt.problem import Problem
 
 STATUS_OK = "ok"
@@ -41,7 +41,8 @@ class Result:
         U: [S, T, m] final decision (the last finite iterate of each seed).
         X: [S, T+1, n] states under U (time-stepped problems), else None.
         cost: [S, K+1] noise-free cost f(U_k) of iterate k = 0..K (K = iterations done); NaN after a failure.
-        history: {info field: [S, K]} the oracle's diagnostics at each iteration (value, alpha, ...).
+        history: {field: [S, K]} the oracle's diagnostics at each iteration: the OracleInfo fields (value,
+            alpha, var_first, ...) and grad_norm, the norm of the gradient estimate.
         status: [S] "ok", "non_finite" or "interrupted".
         failed_at: [S] iteration at which a seed went non-finite, -1 if it did not.
         iterations: K, the number of updates done (less than asked for when interrupted).
@@ -94,7 +95,7 @@ def _all_finite(tree) -> jax.Array:
 
 
 def _make_chunk(problem: Problem, oracle: Oracle, optimizer: optax.GradientTransformation, total: int):
-    """chunk(carry, seed_keys: [S, 2], ks: [C]) -> (carry, infos [S, C])."""
+    """chunk(carry, seed_keys: [S, 2], ks: [C]) -> (carry, {field: [S, C]}): info fields plus grad_norm."""
 
     def one_seed(carry, seed_key, ks):
         def body(carry, k):
@@ -107,17 +108,15 @@ def _make_chunk(problem: Problem, oracle: Oracle, optimizer: optax.GradientTrans
             proceed = alive & valid & finite
             failed_now = alive & valid & ~finite
             record = alive & valid
-            info = jax.tree_util.tree_map(
-                lambda x: jnp.where(record, x, jnp.asarray(jnp.nan, x.dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x),
-                info,
-            )
+            out = {**info._asdict(), "grad_norm": jnp.linalg.norm(grad)}
+            out = {k: jnp.where(record, v, jnp.nan) if jnp.issubdtype(v.dtype, jnp.floating) else v for k, v in out.items()}
             carry = (
                 jnp.where(proceed, U_next, U),
                 _where_tree(proceed, new_state, opt_state),
                 alive & ~failed_now,
                 jnp.where(failed_now, k, failed_at),
             )
-            return carry, info
+            return carry, out
 
         return jax.lax.scan(body, carry, ks)
 
@@ -171,7 +170,7 @@ def solve(
     compiled = jax.jit(run_chunk).lower(carry, seed_keys, ks0).compile()
     compile_seconds = time.perf_counter() - t0
 
-    infos: list[OracleInfo] = []
+    infos: list[dict] = []
     done, run_seconds, interrupted = 0, 0.0, False
     chunk_ends, chunk_seconds = [], []
     while done < iterations:
@@ -181,7 +180,7 @@ def solve(
         info = jax.block_until_ready(info)
         run_seconds += time.perf_counter() - t0
         take = min(chunk, iterations - done)
-        infos.append(jax.tree_util.tree_map(lambda x: np.asarray(x)[:, :take], info))
+        infos.append({k: np.asarray(v)[:, :take] for k, v in info.items()})
         done += take
         chunk_ends.append(done)
         chunk_seconds.append(run_seconds)
@@ -197,10 +196,11 @@ def solve(
     X = np.asarray(jax.jit(jax.vmap(problem.trajectory))(U)) if problem.trajectory is not None else None
     run_seconds += time.perf_counter() - t0
 
+    fields = (*INFO_FIELDS, "grad_norm")
     if infos:
-        history = {f: np.concatenate([np.asarray(getattr(i, f)) for i in infos], axis=1) for f in INFO_FIELDS}
+        history = {f: np.concatenate([i[f] for i in infos], axis=1) for f in fields}
     else:
-        history = {f: np.zeros((n_seeds, 0)) for f in INFO_FIELDS}
+        history = {f: np.zeros((n_seeds, 0)) for f in fields}
     alive = np.asarray(alive)
     failed_at = np.asarray(failed_at)
     final_value = np.where(alive, final_value, np.nan)

@@ -1,8 +1,8 @@
-"""`aobg`: the alpha-order batched gradient with the bias-constrained alpha (PAPER.md §1.5).
+"""`aobg`: the alpha-order batched gradient with the bias-constrained alpha (Suh et al. 2022, §4).
 
     AoBG(U) = alpha * FoBG(U) + (1 - alpha) * ZoBG(U)
 
-FoBG and ZoBG are computed from *independent* batches of N samples each (sample splitting, App. C.1), so
+FoBG and ZoBG are computed from *independent* batches of N samples each (sample splitting, App. C.1 of the paper), so
 Var[AoBG] = alpha^2 Var[FoBG] + (1 - alpha)^2 Var[ZoBG]. alpha is one scalar per call, the solution of
 
     min_alpha  alpha^2 s1 + (1 - alpha)^2 s0   s.t.  eps + alpha * B <= gamma           (Eq. 4)
@@ -27,6 +27,7 @@ from typing import ClassVar
 import jax
 import jax.numpy as jnp
 
+from trajopt import checks
 from trajopt.oracles._samples import first_order_samples, zeroth_order_samples
 from trajopt.oracles.base import make_info
 from trajopt.stats import (
@@ -64,6 +65,15 @@ class AoBG:
     delta_convention: str = "reference"
     regulariser: float = 1e-5
     name: ClassVar[str] = "aobg"
+
+    def __post_init__(self):
+        checks.at_least("samples", self.samples, 2)
+        checks.positive("sigma", self.sigma)
+        checks.non_negative("gamma", self.gamma, allow_inf=True)
+        checks.non_negative("L", self.L)
+        checks.in_interval("delta", self.delta, 0.0, 1.0, closed=False)
+        checks.one_of("delta_convention", self.delta_convention, ("reference", "confidence"))
+        checks.non_negative("regulariser", self.regulariser)
 
     def estimate(self, key, problem, U):
         value, g1, s1, g0, s0 = split_estimates(key, problem, U, self.samples, self.sigma)

@@ -13,6 +13,7 @@ from typing import ClassVar
 
 import jax.numpy as jnp
 
+from trajopt import checks
 from trajopt.oracles.aobg import split_estimates
 from trajopt.oracles.base import make_info
 
@@ -23,6 +24,11 @@ class FixedAlpha:
     sigma: float = 0.1
     alpha: float = 0.5
     name: ClassVar[str] = "fixed_alpha"
+
+    def __post_init__(self):
+        checks.at_least("samples", self.samples, 2)
+        checks.positive("sigma", self.sigma)
+        checks.in_interval("alpha", self.alpha, 0.0, 1.0)
 
     def estimate(self, key, problem, U):
         value, g1, s1, g0, s0 = split_estimates(key, problem, U, self.samples, self.sigma)

@@ -1,4 +1,4 @@
-"""`fobg`: the first-order batched gradient (PAPER.md §1.3, the reparameterisation gradient).
+"""`fobg`: the first-order batched gradient (Suh et al. 2022, §2.2: the reparameterisation gradient).
 
     FoBG(U) = (1/N) sum_i grad_U f(U + w_i),   w_i ~ N(0, sigma^2 I)
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from trajopt import checks
 from trajopt.oracles._samples import first_order_samples
 from trajopt.oracles.base import make_info
 from trajopt.stats import sample_mean_and_trace_variance
@@ -24,6 +25,10 @@ class FoBG:
     samples: int = 10
     sigma: float = 0.1
     name: ClassVar[str] = "fobg"
+
+    def __post_init__(self):
+        checks.at_least("samples", self.samples, 2)
+        checks.positive("sigma", self.sigma)
 
     def estimate(self, key, problem, U):
         g1 = first_order_samples(key, problem, U, self.samples, self.sigma)

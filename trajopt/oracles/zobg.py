@@ -1,4 +1,4 @@
-"""`zobg`: the zeroth-order batched gradient with the zero-noise baseline (PAPER.md §1.2, REINFORCE).
+"""`zobg`: the zeroth-order batched gradient with the zero-noise baseline (Suh et al. 2022, §2.2: REINFORCE).
 
     ZoBG(U) = (1/N) sum_i (f(U + w_i) - f(U)) * w_i / sigma^2,   w_i ~ N(0, sigma^2 I)
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from trajopt import checks
 from trajopt.oracles._samples import zeroth_order_samples
 from trajopt.oracles.base import make_info
 from trajopt.stats import sample_mean_and_trace_variance
@@ -23,6 +24,10 @@ class ZoBG:
     samples: int = 10
     sigma: float = 0.1
     name: ClassVar[str] = "zobg"
+
+    def __post_init__(self):
+        checks.at_least("samples", self.samples, 2)
+        checks.positive("sigma", self.sigma)
 
     def estimate(self, key, problem, U):
         baseline = problem.objective(U)

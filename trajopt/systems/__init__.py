@@ -1,15 +1,66 @@
 """Physical systems, one module each, registered by the name used in a problem file's ``[system] name``.
 
-| name      | module      | what it is |
-|-----------|-------------|------------|
-| pushing   | pushing.py  | two blocks, penalty contact (the paper's pushing / "curling" example) |
+| name            | module             | what it is |
+|-----------------|--------------------|------------|
+| pushing         | pushing.py         | two blocks, penalty contact (the paper's pushing / "curling" example) |
+| chain           | chain.py           | N blocks pushed in a row through penalty / softplus / bilateral contacts (stiff chain) |
+| friction        | friction.py        | two stacked blocks, saturated-linear friction, contact lost at the edge (discontinuous) |
+| spring_wall     | spring_wall.py     | one mass between two penalty walls with contact damping (discontinuous) |
+| pendulum        | pendulum.py        | the reference torque pendulum, optional joint-limit walls (three wall laws) |
+| pendulum_block  | pendulum_block.py  | a pendulum pushing a free block through penalty contact |
+| double_pendulum | double_pendulum.py | textbook double pendulum with two joint torques (smooth, chaotic) |
+| ball_with_wall  | ball_with_wall.py  | one-step: launch angle over a wall, cost -distance^2 (discontinuous) |
+| pivot           | pivot.py           | one-step: -sin^2(theta) inside |theta| <= pi/4, 0 beyond (a cliff) |
+| heaviside       | heaviside.py       | one-step: d-dimensional step, 1 if all theta_i >= 0 (FoBG = 0) |
+| soft_heaviside  | soft_heaviside.py  | one-step: -1 / linear ramp of width nu / +1 (relaxed Coulomb friction) |
+
+Time-stepped systems provide ``state_size``, ``control_size``, ``dt``, ``step(x, u)`` and ``stable_dt()``
+(see `base.System`). One-step systems set ``one_step = True``, ``state_size = 0``, ``dt = nan``,
+``control_size`` = d, and provide ``cost(theta: [d]) -> scalar`` instead of ``step``: the problem is
+F(theta) = E c(theta + w), a decision of shape [1, d].
 """
 
 from trajopt.registry import Registry
+from trajopt.systems.ball_with_wall import BallWithWall
 from trajopt.systems.base import System, describe, parameter_types
+from trajopt.systems.chain import Chain
+from trajopt.systems.double_pendulum import DoublePendulum
+from trajopt.systems.friction import Friction
+from trajopt.systems.heaviside import Heaviside
+from trajopt.systems.pendulum import Pendulum
+from trajopt.systems.pendulum_block import PendulumBlock
+from trajopt.systems.pivot import Pivot
 from trajopt.systems.pushing import Pushing
+from trajopt.systems.soft_heaviside import SoftHeaviside
+from trajopt.systems.spring_wall import SpringWall
 
 SYSTEMS: Registry[type] = Registry("system")
 SYSTEMS.register("pushing", Pushing)
+SYSTEMS.register("chain", Chain)
+SYSTEMS.register("friction", Friction)
+SYSTEMS.register("spring_wall", SpringWall)
+SYSTEMS.register("pendulum", Pendulum)
+SYSTEMS.register("pendulum_block", PendulumBlock)
+SYSTEMS.register("double_pendulum", DoublePendulum)
+SYSTEMS.register("ball_with_wall", BallWithWall)
+SYSTEMS.register("pivot", Pivot)
+SYSTEMS.register("heaviside", Heaviside)
+SYSTEMS.register("soft_heaviside", SoftHeaviside)
 
-__all__ = ["SYSTEMS", "System", "Pushing", "describe", "parameter_types"]
+__all__ = [
+    "SYSTEMS",
+    "System",
+    "describe",
+    "parameter_types",
+    "Pushing",
+    "Chain",
+    "Friction",
+    "SpringWall",
+    "Pendulum",
+    "PendulumBlock",
+    "DoublePendulum",
+    "BallWithWall",
+    "Pivot",
+    "Heaviside",
+    "SoftHeaviside",
+]

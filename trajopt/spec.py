@@ -1,0 +1,517 @@
+"""TOML problem files -> validated, immutable specs. The only module that knows the file format.
+
+A file has these top-level keys (see the README's TOML reference for every key):
+
+    title, description     strings
+    [system]               name = "<registered system>" or "package.module:Class", plus its parameters
+    [task]                 horizon, x0, goal, Q, R, Qf, u_init   (one-step systems: u_init only)
+    [solve]                iterations, seeds, key, oracles, chunk, and [solve.optimizer] name + parameters
+    [oracle]               scalar keys: defaults for every oracle that has that parameter;
+    [oracle.<name>]        parameters of one oracle
+
+Every key is checked before anything compiles. A problem raises `SpecError`, which names the file, the
+key path, what was found and what is allowed. Unknown keys are errors, with the closest valid name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence
+
+import jax.numpy as jnp
+import numpy as np
+
+from trajopt.checks import FieldError
+from trajopt.optim import OPTIMIZERS
+from trajopt.oracles import ORACLES
+from trajopt.problem import Problem, QuadraticCost, trajectory_problem
+from trajopt.registry import UnknownName
+from trajopt.systems import SYSTEMS
+from trajopt.systems.base import parameter_types
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+class SpecError(ValueError):
+    """A bad problem file or override. ``str()`` is the full message: ``FILE: KEY: what is wrong``."""
+
+    def __init__(self, source: str, key: str, message: str):
+        self.source, self.key, self.message = source, key, message
+        where = f"{source}: {key}" if key else source
+        super().__init__(f"{where}: {message}")
+
+
+TOP_LEVEL = ("title", "description", "system", "task", "solve", "oracle")
+TASK_KEYS = ("horizon", "x0", "goal", "Q", "R", "Qf", "u_init")
+ONE_STEP_TASK_KEYS = ("u_init",)
+SOLVE_KEYS = ("iterations", "seeds", "key", "oracles", "optimizer", "chunk")
+SYSTEM_RESERVED = ("name", "allow_unstable")
+
+DEFAULT_SOLVE = {"iterations": 500, "seeds": 5, "key": 0, "oracles": ["fobg", "zobg", "aobg"]}
+DEFAULT_OPTIMIZER = {"name": "sgd"}
+
+
+# --------------------------------------------------------------------------------------------- types
+
+
+def _type_name(t: Any) -> str:
+    return {float: "a number", int: "an integer", bool: "true or false", str: "a string"}.get(t, str(t))
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, bool):
+        return f"{str(value).lower()} (a boolean)"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return f"a list of {len(value)}"
+    if isinstance(value, str):
+        return f"{value!r} (a string)"
+    return repr(value)
+
+
+def _coerce(value: Any, typ: Any, source: str, key: str) -> Any:
+    """Check one scalar against a dataclass field type (float accepts integers)."""
+    if typ is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if typ is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if typ is bool and isinstance(value, bool):
+        return value
+    if typ is str and isinstance(value, str):
+        return value
+    raise SpecError(source, key, f"found {_describe(value)}, allowed: {_type_name(typ)}")
+
+
+def _unknown(source: str, key: str, allowed: Sequence[str], what: str = "key") -> SpecError:
+    name = key.rsplit(".", 1)[-1]
+    close = difflib.get_close_matches(name, list(allowed), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return SpecError(source, key, f"unknown {what}{hint}; allowed: {', '.join(allowed) or 'none'}")
+
+
+def _table(raw: Mapping, name: str, source: str, key: str) -> dict:
+    value = raw.get(name, {})
+    if not isinstance(value, dict):
+        raise SpecError(source, key, f"found {_describe(value)}, allowed: a table")
+    return value
+
+
+def _check_keys(table: Mapping, allowed: Sequence[str], source: str, prefix: str) -> None:
+    for k in table:
+        if k not in allowed:
+            raise _unknown(source, f"{prefix}{k}", allowed)
+
+
+def build_config(cls: type, params: Mapping, source: str, prefix: str, *, ignore: Sequence[str] = ()):
+    """Instantiate a config dataclass (system, oracle, optimiser) from a TOML table, checking every key."""
+    if not dataclasses.is_dataclass(cls):
+        if params:
+            raise _unknown(source, prefix + next(iter(params)), [])
+        return cls()
+    types = parameter_types(cls)
+    kwargs = {}
+    for k, v in params.items():
+        if k in ignore:
+            continue
+        if k not in types:
+            raise _unknown(source, prefix + k, list(types))
+        kwargs[k] = _coerce(v, types[k], source, prefix + k)
+    try:
+        return cls(**kwargs)
+    except FieldError as e:
+        raise SpecError(source, prefix + e.field, f"found {e.found!r}, allowed: {e.allowed}") from None
+    except (ValueError, TypeError) as e:
+        raise SpecError(source, prefix.rstrip("."), str(e)) from None
+
+
+def config_dict(obj: Any) -> dict:
+    """A config dataclass as a TOML-ready dict (name first)."""
+    out = {"name": obj.name} if hasattr(obj, "name") else {}
+    if dataclasses.is_dataclass(obj):
+        out.update(dataclasses.asdict(obj))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- spec
+
+
+@dataclass(frozen=True, eq=False)
+class TaskSpec:
+    """Arrays are numpy float64. Time-stepped: x0, goal [n]; Q, Qf [n, n]; R [m, m]; U0 [T, m].
+    One-step: horizon = 1, U0 = [1, d], the rest None."""
+
+    horizon: int
+    U0: np.ndarray
+    x0: Optional[np.ndarray] = None
+    goal: Optional[np.ndarray] = None
+    Q: Optional[np.ndarray] = None
+    R: Optional[np.ndarray] = None
+    Qf: Optional[np.ndarray] = None
+
+
+@dataclass(frozen=True)
+class SolveSpec:
+    iterations: int
+    seeds: tuple[int, ...]
+    key: int
+    oracles: tuple[str, ...]
+    optimizer: Any
+    chunk: Optional[int] = None
+
+
+@dataclass(frozen=True, eq=False)
+class Spec:
+    """A validated problem file.
+
+    Attributes:
+        source: the file path as given (used in messages).
+        name: the file's stem (``pushing_stiff``).
+        title, description: free text.
+        system: the system config dataclass instance; system_name: its name as written in the file.
+        task, solve: see TaskSpec and SolveSpec.
+        oracles: {name: oracle config instance} for every oracle in ``solve.oracles``.
+        allow_unstable: the ``[system] allow_unstable`` flag.
+        raw_task: the task table as written (for the resolved config).
+    """
+
+    source: str
+    name: str
+    title: str
+    description: str
+    system: Any
+    task: TaskSpec
+    solve: SolveSpec
+    oracles: dict
+    system_name: str = ""
+    allow_unstable: bool = False
+    raw_task: Optional[dict] = None
+
+    @property
+    def one_step(self) -> bool:
+        return bool(getattr(self.system, "one_step", False))
+
+    def problem(self) -> Problem:
+        """The Problem this spec describes (arrays as jax float arrays)."""
+        U0 = jnp.asarray(self.task.U0)
+        if self.one_step:
+            system = self.system
+            return Problem(name=self.name, U0=U0, objective=lambda U: system.cost(U[0]))
+        t = self.task
+        cost = QuadraticCost(Q=jnp.asarray(t.Q), R=jnp.asarray(t.R), Qf=jnp.asarray(t.Qf), goal=jnp.asarray(t.goal))
+        return trajectory_problem(self.name, self.system.step, jnp.asarray(t.x0), cost, U0)
+
+    def resolved(self) -> dict:
+        """The resolved configuration: every default filled in, re-loadable with `loads`."""
+        system = {"name": self.system_name, **config_dict(self.system)}
+        if self.allow_unstable:
+            system["allow_unstable"] = True
+        task = {k: v for k, v in (self.raw_task or {}).items()}
+        if not self.one_step:
+            task.setdefault("Qf", task.get("Q"))
+            task.setdefault("u_init", 0.0)
+        else:
+            task.setdefault("u_init", 0.0)
+        solve = {
+            "iterations": self.solve.iterations,
+            "seeds": list(self.solve.seeds),
+            "key": self.solve.key,
+            "oracles": list(self.solve.oracles),
+            "optimizer": config_dict(self.solve.optimizer),
+        }
+        if self.solve.chunk is not None:
+            solve["chunk"] = self.solve.chunk
+        oracle = {name: {k: v for k, v in config_dict(o).items() if k != "name"} for name, o in self.oracles.items()}
+        return {"title": self.title, "description": self.description, "system": system, "task": task,
+                "solve": solve, "oracle": oracle}
+
+    def with_solve(self, **changes) -> "Spec":
+        return dataclasses.replace(self, solve=dataclasses.replace(self.solve, **changes))
+
+
+def _float_array(value: Any, source: str, key: str) -> np.ndarray:
+    try:
+        arr = np.asarray(value, dtype=float)
+    except (TypeError, ValueError):
+        raise SpecError(source, key, f"found {_describe(value)}, allowed: numbers (a number, a list or a list of lists)") from None
+    if arr.dtype == object or any(isinstance(v, bool) for v in np.asarray(value, dtype=object).ravel()):
+        raise SpecError(source, key, f"found {_describe(value)}, allowed: numbers")
+    if not np.all(np.isfinite(arr)):
+        raise SpecError(source, key, "found a non-finite number, allowed: finite numbers")
+    return arr
+
+
+def _vector(raw: Mapping, name: str, size: int, source: str) -> np.ndarray:
+    key = f"task.{name}"
+    if name not in raw:
+        raise SpecError(source, key, f"missing; allowed: a list of {size} numbers")
+    arr = _float_array(raw[name], source, key)
+    if arr.shape != (size,):
+        raise SpecError(source, key, f"found shape {list(arr.shape)}, allowed: a list of {size} numbers (the system's size)")
+    return arr
+
+
+def _weight(raw: Mapping, name: str, size: int, source: str, default: Optional[np.ndarray] = None) -> np.ndarray:
+    """A cost weight: a list of `size` (the diagonal) or a `size` x `size` symmetric matrix, >= 0 diagonal."""
+    key = f"task.{name}"
+    if name not in raw:
+        if default is not None:
+            return default
+        raise SpecError(source, key, f"missing; allowed: a list of {size} numbers (diagonal) or a {size}x{size} matrix")
+    arr = _float_array(raw[name], source, key)
+    if arr.shape == (size,):
+        arr = np.diag(arr)
+    elif arr.shape != (size, size):
+        raise SpecError(source, key, f"found shape {list(arr.shape)}, allowed: a list of {size} numbers (diagonal) or a {size}x{size} matrix")
+    if not np.allclose(arr, arr.T):
+        raise SpecError(source, key, "found a non-symmetric matrix, allowed: a symmetric matrix")
+    if np.any(np.diag(arr) < 0):
+        raise SpecError(source, key, "found a negative diagonal entry, allowed: weights >= 0")
+    return arr
+
+
+def _initial_guess(raw: Mapping, horizon: int, m: int, source: str) -> np.ndarray:
+    key = "task.u_init"
+    arr = _float_array(raw.get("u_init", 0.0), source, key)
+    if arr.ndim == 0:
+        return np.full((horizon, m), float(arr))
+    if arr.shape == (m,):
+        return np.broadcast_to(arr, (horizon, m)).copy()
+    if arr.shape == (horizon, m):
+        return arr
+    if m == 1 and arr.shape == (horizon,):
+        return arr[:, None]
+    raise SpecError(source, key, f"found shape {list(arr.shape)}, allowed: a number, a list of {m} (one control), or {horizon} lists of {m}")
+
+
+def _build_task(raw: Mapping, system: Any, source: str) -> TaskSpec:
+    m = int(system.control_size)
+    if getattr(system, "one_step", False):
+        _check_keys(raw, ONE_STEP_TASK_KEYS, source, "task.")
+        return TaskSpec(horizon=1, U0=_initial_guess(raw, 1, m, source))
+    _check_keys(raw, TASK_KEYS, source, "task.")
+    n = int(system.state_size)
+    if "horizon" not in raw:
+        raise SpecError(source, "task.horizon", "missing; allowed: an integer >= 1")
+    horizon = _coerce(raw["horizon"], int, source, "task.horizon")
+    if horizon < 1:
+        raise SpecError(source, "task.horizon", f"found {horizon}, allowed: an integer >= 1")
+    Q = _weight(raw, "Q", n, source)
+    return TaskSpec(
+        horizon=horizon, U0=_initial_guess(raw, horizon, m, source), x0=_vector(raw, "x0", n, source),
+        goal=_vector(raw, "goal", n, source), Q=Q, R=_weight(raw, "R", m, source), Qf=_weight(raw, "Qf", n, source, Q),
+    )
+
+
+def _build_system(raw: Mapping, source: str) -> tuple[Any, str, bool]:
+    if "name" not in raw:
+        raise SpecError(source, "system.name", f"missing; allowed: {', '.join(SYSTEMS.names())} or 'package.module:Class'")
+    name = raw["name"]
+    if not isinstance(name, str):
+        raise SpecError(source, "system.name", f"found {_describe(name)}, allowed: a string")
+    try:
+        cls = SYSTEMS.get(name)
+    except UnknownName as e:
+        raise SpecError(source, "system.name", str(e)) from None
+    allow_unstable = _coerce(raw.get("allow_unstable", False), bool, source, "system.allow_unstable")
+    if not dataclasses.is_dataclass(cls) and callable(cls):
+        try:
+            system = cls(**{k: v for k, v in raw.items() if k not in SYSTEM_RESERVED})
+        except Exception as e:  # a user's factory: report whatever it raised, with the key path
+            raise SpecError(source, "system", f"{name} could not be built: {e}") from None
+    else:
+        system = build_config(cls, raw, source, "system.", ignore=SYSTEM_RESERVED)
+    for attr in ("control_size", "state_size"):
+        if not hasattr(system, attr):
+            raise SpecError(source, "system.name", f"{name} has no {attr}; a system needs state_size, control_size and step() (or one_step and cost())")
+    return system, name, allow_unstable
+
+
+def _check_stability(system: Any, allow_unstable: bool, source: str) -> None:
+    """Refuse an explicitly unstable time step (omega * h >= 2) unless allow_unstable is set."""
+    stable = getattr(system, "stable_dt", None)
+    dt = getattr(system, "dt", math.nan)
+    if stable is None or allow_unstable or not math.isfinite(dt):
+        return
+    limit = float(stable())
+    if dt >= limit:
+        raise SpecError(
+            source, "system.dt",
+            f"found {dt:g}, which is explicitly unstable for this stiffness (omega*dt >= 2); the largest stable dt "
+            f"is {limit:.4g}. Use dt < {limit:.4g}, or set system.allow_unstable = true to study the instability",
+        )
+
+
+def _build_solve(raw: Mapping, source: str) -> SolveSpec:
+    _check_keys(raw, SOLVE_KEYS, source, "solve.")
+    merged = {**DEFAULT_SOLVE, **raw}
+    iterations = _coerce(merged["iterations"], int, source, "solve.iterations")
+    if iterations < 1:
+        raise SpecError(source, "solve.iterations", f"found {iterations}, allowed: an integer >= 1")
+    seeds_raw = merged["seeds"]
+    if isinstance(seeds_raw, list):
+        seeds = tuple(_coerce(s, int, source, "solve.seeds") for s in seeds_raw)
+        if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+            raise SpecError(source, "solve.seeds", f"found {seeds_raw!r}, allowed: a count >= 1 or a non-empty list of distinct integers >= 0")
+    else:
+        count = _coerce(seeds_raw, int, source, "solve.seeds")
+        if count < 1:
+            raise SpecError(source, "solve.seeds", f"found {count}, allowed: a count >= 1 or a list of seed numbers")
+        seeds = tuple(range(count))
+    key = _coerce(merged["key"], int, source, "solve.key")
+    if key < 0:
+        raise SpecError(source, "solve.key", f"found {key}, allowed: an integer >= 0")
+    oracles_raw = merged["oracles"]
+    if isinstance(oracles_raw, str):
+        oracles_raw = [oracles_raw]
+    if not isinstance(oracles_raw, list) or not oracles_raw or not all(isinstance(o, str) for o in oracles_raw):
+        raise SpecError(source, "solve.oracles", f"found {_describe(oracles_raw)}, allowed: a non-empty list of oracle names ({', '.join(ORACLES.names())})")
+    if len(set(oracles_raw)) != len(oracles_raw):
+        raise SpecError(source, "solve.oracles", f"found a repeated name in {oracles_raw!r}, allowed: distinct oracle names")
+    chunk = merged.get("chunk")
+    if chunk is not None:
+        chunk = _coerce(chunk, int, source, "solve.chunk")
+        if chunk < 1:
+            raise SpecError(source, "solve.chunk", f"found {chunk}, allowed: an integer >= 1")
+    opt_raw = _table(merged, "optimizer", source, "solve.optimizer") if "optimizer" in merged else dict(DEFAULT_OPTIMIZER)
+    opt_name = opt_raw.get("name", "sgd")
+    if not isinstance(opt_name, str):
+        raise SpecError(source, "solve.optimizer.name", f"found {_describe(opt_name)}, allowed: {', '.join(OPTIMIZERS.names())}")
+    try:
+        opt_cls = OPTIMIZERS.get(opt_name)
+    except UnknownName as e:
+        raise SpecError(source, "solve.optimizer.name", str(e)) from None
+    optimizer = build_config(opt_cls, opt_raw, source, "solve.optimizer.", ignore=("name",))
+    return SolveSpec(iterations=iterations, seeds=seeds, key=key, oracles=tuple(oracles_raw), optimizer=optimizer, chunk=chunk)
+
+
+def _oracle_fields() -> set[str]:
+    fields: set[str] = set()
+    for name in ORACLES:
+        cls = ORACLES.get(name)
+        if dataclasses.is_dataclass(cls):
+            fields.update(parameter_types(cls))
+    return fields
+
+
+def _build_oracles(raw: Mapping, names: Sequence[str], source: str) -> dict:
+    shared = {k: v for k, v in raw.items() if not isinstance(v, dict)}
+    tables = {k: v for k, v in raw.items() if isinstance(v, dict)}
+    known_fields = sorted(_oracle_fields())
+    for k in shared:
+        if k not in known_fields:
+            allowed = known_fields + [f"[oracle.<name>] tables for {', '.join(ORACLES.names())}"]
+            raise _unknown(source, f"oracle.{k}", allowed)
+    for k in tables:
+        if k not in ORACLES and ":" not in k:
+            raise _unknown(source, f"oracle.{k}", ORACLES.names(), what="oracle")
+    oracles = {}
+    for name in names:
+        try:
+            cls = ORACLES.get(name)
+        except UnknownName as e:
+            raise SpecError(source, "solve.oracles", str(e)) from None
+        own = parameter_types(cls) if dataclasses.is_dataclass(cls) else {}
+        params = {k: v for k, v in shared.items() if k in own}
+        params.update(tables.get(name, {}))
+        oracles[name] = build_config(cls, params, source, f"oracle.{name}.")
+    return oracles
+
+
+def parse(raw: Mapping, source: str = "<string>", name: Optional[str] = None) -> Spec:
+    """Validate a decoded TOML document and build its Spec."""
+    _check_keys(raw, TOP_LEVEL, source, "")
+    for k in ("title", "description"):
+        if k in raw and not isinstance(raw[k], str):
+            raise SpecError(source, k, f"found {_describe(raw[k])}, allowed: a string")
+    system_raw = _table(raw, "system", source, "system")
+    if "system" not in raw:
+        raise SpecError(source, "system", "missing; allowed: a [system] table with a name")
+    system, system_name, allow_unstable = _build_system(system_raw, source)
+    _check_stability(system, allow_unstable, source)
+    task_raw = _table(raw, "task", source, "task")
+    task = _build_task(task_raw, system, source)
+    solve = _build_solve(_table(raw, "solve", source, "solve"), source)
+    oracles = _build_oracles(_table(raw, "oracle", source, "oracle"), solve.oracles, source)
+    stem = name or Path(source).stem
+    spec = Spec(
+        source=source, name=stem, title=raw.get("title", stem), description=raw.get("description", ""),
+        system=system, task=task, solve=solve, oracles=oracles, system_name=system_name,
+        allow_unstable=allow_unstable, raw_task=dict(task_raw),
+    )
+    return spec
+
+
+# ------------------------------------------------------------------------------------------ overrides
+
+
+def parse_value(text: str) -> Any:
+    """A ``--set`` value as TOML (``1e-3``, ``true``, ``[1, 2]``, ``"sgd"``); bare words are strings."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_overrides(raw: dict, overrides: Sequence[str], source: str) -> dict:
+    """Apply ``key.path=value`` assignments to a decoded document (a deep copy is returned)."""
+    import copy
+
+    out = copy.deepcopy(raw)
+    for item in overrides:
+        if "=" not in item:
+            raise SpecError(source, f"--set {item}", "found no '=', allowed: KEY.PATH=VALUE, e.g. oracle.aobg.gamma=0.01")
+        path, _, text = item.partition("=")
+        keys = [k.strip() for k in path.strip().split(".")]
+        if not all(keys):
+            raise SpecError(source, f"--set {item}", "found an empty key, allowed: KEY.PATH=VALUE")
+        table = out
+        for i, k in enumerate(keys[:-1]):
+            nxt = table.setdefault(k, {})
+            if not isinstance(nxt, dict):
+                raise SpecError(source, ".".join(keys[: i + 1]), f"is {_describe(nxt)}, not a table; cannot set {path}")
+            table = nxt
+        table[keys[-1]] = parse_value(text.strip())
+    return out
+
+
+def read_toml(path: str | Path) -> dict:
+    """Decode a TOML file, turning read and syntax errors into SpecError (with line and column)."""
+    source = str(path)
+    p = Path(path)
+    if not p.exists():
+        raise SpecError(source, "", "no such file")
+    if p.is_dir():
+        raise SpecError(source, "", "is a folder, not a TOML file")
+    try:
+        data = p.read_bytes()
+    except OSError as e:
+        raise SpecError(source, "", f"cannot be read ({e.strerror})") from None
+    try:
+        return tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise SpecError(source, "", "is not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as e:
+        raise SpecError(source, "", f"invalid TOML: {e}") from None
+
+
+def load(path: str | Path, overrides: Sequence[str] = ()) -> Spec:
+    """Read, override and validate a problem file."""
+    source = str(path)
+    return parse(apply_overrides(read_toml(path), overrides, source), source)
+
+
+def loads(text: str, source: str = "<string>", name: Optional[str] = None, overrides: Sequence[str] = ()) -> Spec:
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise SpecError(source, "", f"invalid TOML: {e}") from None
+    return parse(apply_overrides(raw, overrides, source), source, name=name)
