@@ -166,8 +166,14 @@ def solve(
 
     run_chunk = _make_chunk(problem, oracle, optimizer, iterations)
     ks0 = jnp.arange(chunk, dtype=jnp.int32)
+
+    def finish(U):
+        X = jax.vmap(problem.trajectory)(U) if problem.trajectory is not None else None
+        return jax.vmap(problem.objective)(U), X
+
     t0 = time.perf_counter()
     compiled = jax.jit(run_chunk).lower(carry, seed_keys, ks0).compile()
+    compiled_finish = jax.jit(finish).lower(U0).compile()
     compile_seconds = time.perf_counter() - t0
 
     infos: list[dict] = []
@@ -192,9 +198,10 @@ def solve(
 
     U, _, alive, failed_at = carry
     t0 = time.perf_counter()
-    final_value = np.asarray(jax.jit(jax.vmap(problem.objective))(U))
-    X = np.asarray(jax.jit(jax.vmap(problem.trajectory))(U)) if problem.trajectory is not None else None
+    final_value, X = jax.block_until_ready(compiled_finish(U))
     run_seconds += time.perf_counter() - t0
+    final_value = np.asarray(final_value)
+    X = None if X is None else np.asarray(X)
 
     fields = (*INFO_FIELDS, "grad_norm")
     if infos:
