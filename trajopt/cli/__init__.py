@@ -1,0 +1,19 @@
+"""The `trajopt` command line: thin. It parses, calls the library, writes through `trajopt.runs` and prints
+with rich. One module per group of verbs, each registering its commands on the shared Typer `app`:
+
+    run.py       solve, compare
+    info.py      validate, list
+
+Exit codes: 0 success, 1 the run failed (every seed non-finite), 2 bad input, 130 interrupted (the run
+folder is still complete and marked "interrupted").
+"""
+
+from trajopt.cli import info, run  # noqa: F401  (register the commands)
+from trajopt.cli._common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, app
+
+
+def main() -> None:
+    app()
+
+
+__all__ = ["app", "main", "EXIT_OK", "EXIT_FAILED", "EXIT_BAD_INPUT", "EXIT_INTERRUPTED"]

@@ -1,0 +1,77 @@
+"""Shared pieces of the CLI: the Typer app, the consoles, exit codes, option declarations and helpers."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+import trajopt
+from trajopt.spec import SpecError
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+app = typer.Typer(
+    name="trajopt",
+    help="Trajectory optimisation through contact with first-, zeroth- and alpha-order gradient oracles.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+# Rich falls back to 80 columns when not writing to a terminal; the result table needs a little more.
+out = Console(width=None if sys.stdout.isatty() else 110)
+err = Console(stderr=True)
+
+
+def fail(message: str) -> typer.Exit:
+    """Print a bad-input error on stderr; return the exit-2 exception to raise."""
+    err.print(f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
+    return typer.Exit(EXIT_BAD_INPUT)
+
+
+def _version(value: bool):
+    if value:
+        out.print(f"trajopt {trajopt.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+):
+    """trajopt: which gradient should you trust on your system?"""
+
+
+def load_spec(problem: Path, overrides: list[str]):
+    """Load and validate a problem file; a SpecError becomes an exit-2 message."""
+    from trajopt import spec as spec_mod
+
+    try:
+        return spec_mod.load(problem, overrides)
+    except SpecError as e:
+        raise fail(str(e)) from None
+
+
+def fmt(x, digits: int = 5) -> str:
+    """A number for a table: 5 significant digits, '-' for None and NaN."""
+    if x is None:
+        return "-"
+    try:
+        xf = float(x)
+    except (TypeError, ValueError):
+        return str(x)
+    if xf != xf:
+        return "-"
+    return f"{xf:.{digits}g}"
+
+
+ProblemArg = typer.Argument(..., help="A TOML problem file (see `trajopt list problems`).", show_default=False)
+SetOpt = typer.Option(None, "--set", help="Override a key of the file: KEY.PATH=VALUE (repeatable).")
+SeedsOpt = typer.Option(None, "--seeds", help="Number of seeds, or a comma-separated list of seed numbers.")
+IterOpt = typer.Option(None, "--iterations", help="Number of updates.")
+OutOpt = typer.Option(None, "--out", help="Run folder (default runs/<problem>/<timestamp>-<verb>).")
+ForceOpt = typer.Option(False, "--force", help="Write into an --out folder that is not empty.")
+JsonOpt = typer.Option(False, "--json", help="Print a machine-readable summary on stdout.")
+QuietOpt = typer.Option(False, "--quiet", "-q", help="Print nothing but errors.")
