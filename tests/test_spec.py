@@ -85,7 +85,7 @@ def test_resolved_config_round_trips():
         (["oracle.fobg.samples=1"], "oracle.fobg.samples", ">= 2"),
         (["solve.optimizer.step=-1"], "solve.optimizer.step", "> 0"),
         (["oracle.aobg.delta_convention=\"failure\""], "oracle.aobg.delta_convention", "'reference'"),
-        (["bogus=1"], "bogus", "allowed: title, description"),
+        (["bogus=1"], "bogus", "allowed: name, title, description"),
         (["oracle.nope.sigma=1"], "oracle.nope", "unknown oracle"),
         (["system.dt=0.02"], "system.dt", "largest stable dt is 0.01"),
         (["solve.seeds=0"], "solve.seeds", ">= 1"),

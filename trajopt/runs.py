@@ -128,6 +128,7 @@ def summarise(spec, results: Mapping[str, Result], *, verb: str, versions: Mappi
             "best_cost": r.best_cost,
             "initial_cost": float(r.cost[0, 0]),
             "failed_at": [int(k) if k >= 0 else None for k in r.failed_at],
+            "skipped_updates": [int(k) for k in r.skipped],
             "median_final_cost": _median(r.final_cost),
             "median_best_cost": _median(r.best_cost),
             "final_alpha": last_alpha,

@@ -42,7 +42,8 @@ class Result:
         X: [S, T+1, n] states under U (time-stepped problems), else None.
         cost: [S, K+1] noise-free cost f(U_k) of iterate k = 0..K (K = iterations done); NaN after a failure.
         history: {field: [S, K]} the oracle's diagnostics at each iteration: the OracleInfo fields (value,
-            alpha, var_first, ...) and grad_norm, the norm of the gradient estimate.
+            alpha, var_first, ...), grad_norm (the norm of the gradient estimate) and skipped (True where a
+            non-finite gradient was skipped, with ``skip_non_finite``).
         status: [S] "ok", "non_finite" or "interrupted".
         failed_at: [S] iteration at which a seed went non-finite, -1 if it did not.
         iterations: K, the number of updates done (less than asked for when interrupted).
@@ -77,6 +78,11 @@ class Result:
         return k
 
     @property
+    def skipped(self) -> np.ndarray:
+        """[S] number of updates skipped for a non-finite gradient (``skip_non_finite``)."""
+        return self.history["skipped"].sum(axis=1).astype(int)
+
+    @property
     def best_cost(self) -> np.ndarray:
         """[S] lowest finite cost seen along the run."""
         with np.errstate(all="ignore"):
@@ -94,7 +100,8 @@ def _all_finite(tree) -> jax.Array:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
 
 
-def _make_chunk(problem: Problem, oracle: Oracle, optimizer: optax.GradientTransformation, total: int):
+def _make_chunk(problem: Problem, oracle: Oracle, optimizer: optax.GradientTransformation, total: int,
+                skip_non_finite: bool):
     """chunk(carry, seed_keys: [S, 2], ks: [C]) -> (carry, {field: [S, C]}): info fields plus grad_norm."""
 
     def one_seed(carry, seed_key, ks):
@@ -104,11 +111,13 @@ def _make_chunk(problem: Problem, oracle: Oracle, optimizer: optax.GradientTrans
             grad, info = oracle.estimate(jax.random.fold_in(seed_key, k), problem, U)
             updates, new_state = optimizer.update(grad, opt_state, U)
             U_next = optax.apply_updates(U, updates)
-            finite = jnp.isfinite(info.value) & _all_finite(grad) & _all_finite(U_next)
+            grad_finite = _all_finite(grad)
+            # skip mode: optax.apply_if_finite already turned a non-finite gradient into a zero update
+            finite = jnp.isfinite(info.value) & _all_finite(U_next) & (grad_finite | skip_non_finite)
             proceed = alive & valid & finite
             failed_now = alive & valid & ~finite
             record = alive & valid
-            out = {**info._asdict(), "grad_norm": jnp.linalg.norm(grad)}
+            out = {**info._asdict(), "grad_norm": jnp.linalg.norm(grad), "skipped": ~grad_finite & record}
             out = {k: jnp.where(record, v, jnp.nan) if jnp.issubdtype(v.dtype, jnp.floating) else v for k, v in out.items()}
             carry = (
                 jnp.where(proceed, U_next, U),
@@ -134,6 +143,7 @@ def solve(
     chunk: Optional[int] = None,
     on_chunk: Optional[Callable[[int, int], None]] = None,
     should_stop: Optional[Callable[[], bool]] = None,
+    skip_non_finite: bool = False,
 ) -> Result:
     """Run ``iterations`` updates of ``optimizer`` driven by ``oracle`` from problem.U0, for every seed.
 
@@ -147,6 +157,8 @@ def solve(
         chunk: iterations per compiled chunk (default: about a tenth of K).
         on_chunk: called as ``on_chunk(done, total)`` after each chunk.
         should_stop: polled after each chunk; True stops the run, marked "interrupted".
+        skip_non_finite: instead of stopping a seed at a non-finite gradient, skip that update
+            (``optax.apply_if_finite``) and go on; a non-finite cost or iterate still stops the seed.
 
     Returns:
         Result with U*, histories, status and timings.
@@ -157,6 +169,8 @@ def solve(
     if seeds_arr.size == 0:
         raise ValueError("at least one seed is needed")
     chunk = int(chunk or max(1, math.ceil(iterations / 10)))
+    if skip_non_finite:
+        optimizer = optax.apply_if_finite(optimizer, max_consecutive_errors=iterations + 1)
     n_seeds = len(seeds_arr)
 
     seed_keys = jax.vmap(lambda s: jax.random.fold_in(key, s))(jnp.asarray(seeds_arr))
@@ -164,7 +178,7 @@ def solve(
     opt_state = jax.vmap(optimizer.init)(U0)
     carry = (U0, opt_state, jnp.ones(n_seeds, bool), jnp.full(n_seeds, -1, jnp.int32))
 
-    run_chunk = _make_chunk(problem, oracle, optimizer, iterations)
+    run_chunk = _make_chunk(problem, oracle, optimizer, iterations, skip_non_finite)
     ks0 = jnp.arange(chunk, dtype=jnp.int32)
 
     def finish(U):
@@ -203,7 +217,7 @@ def solve(
     final_value = np.asarray(final_value)
     X = None if X is None else np.asarray(X)
 
-    fields = (*INFO_FIELDS, "grad_norm")
+    fields = (*INFO_FIELDS, "grad_norm", "skipped")
     if infos:
         history = {f: np.concatenate([i[f] for i in infos], axis=1) for f in fields}
     else:

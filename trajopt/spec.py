@@ -2,7 +2,7 @@
 
 A file has these top-level keys (see the README's TOML reference for every key):
 
-    title, description     strings
+    name, title, description  strings (name defaults to the file's stem; it names the run folder)
     [system]               name = "<registered system>" or "package.module:Class", plus its parameters
     [task]                 horizon, x0, goal, Q, R, Qf, u_init   (one-step systems: u_init only)
     [solve]                iterations, seeds, key, oracles, chunk, and [solve.optimizer] name + parameters
@@ -49,13 +49,14 @@ class SpecError(ValueError):
         super().__init__(f"{where}: {message}")
 
 
-TOP_LEVEL = ("title", "description", "system", "task", "solve", "oracle")
+TOP_LEVEL = ("name", "title", "description", "system", "task", "solve", "oracle")
 TASK_KEYS = ("horizon", "x0", "goal", "Q", "R", "Qf", "u_init")
 ONE_STEP_TASK_KEYS = ("u_init",)
-SOLVE_KEYS = ("iterations", "seeds", "key", "oracles", "optimizer", "chunk")
+SOLVE_KEYS = ("iterations", "seeds", "key", "oracles", "optimizer", "chunk", "on_non_finite")
+NON_FINITE_POLICIES = ("stop", "skip")
 SYSTEM_RESERVED = ("name", "allow_unstable")
 
-DEFAULT_SOLVE = {"iterations": 500, "seeds": 5, "key": 0, "oracles": ["fobg", "zobg", "aobg"]}
+DEFAULT_SOLVE = {"iterations": 500, "seeds": 5, "key": 0, "oracles": ["fobg", "zobg", "aobg"], "on_non_finite": "stop"}
 DEFAULT_OPTIMIZER = {"name": "sgd"}
 
 
@@ -166,6 +167,7 @@ class SolveSpec:
     oracles: tuple[str, ...]
     optimizer: Any
     chunk: Optional[int] = None
+    on_non_finite: str = "stop"
 
 
 @dataclass(frozen=True, eq=False)
@@ -227,10 +229,11 @@ class Spec:
             "oracles": list(self.solve.oracles),
             "optimizer": config_dict(self.solve.optimizer),
         }
+        solve["on_non_finite"] = self.solve.on_non_finite
         if self.solve.chunk is not None:
             solve["chunk"] = self.solve.chunk
         oracle = {name: {k: v for k, v in config_dict(o).items() if k != "name"} for name, o in self.oracles.items()}
-        return {"title": self.title, "description": self.description, "system": system, "task": task,
+        return {"name": self.name, "title": self.title, "description": self.description, "system": system, "task": task,
                 "solve": solve, "oracle": oracle}
 
     def with_solve(self, **changes) -> "Spec":
@@ -381,6 +384,9 @@ def _build_solve(raw: Mapping, source: str) -> SolveSpec:
         chunk = _coerce(chunk, int, source, "solve.chunk")
         if chunk < 1:
             raise SpecError(source, "solve.chunk", f"found {chunk}, allowed: an integer >= 1")
+    on_non_finite = _coerce(merged["on_non_finite"], str, source, "solve.on_non_finite")
+    if on_non_finite not in NON_FINITE_POLICIES:
+        raise SpecError(source, "solve.on_non_finite", f"found {on_non_finite!r}, allowed: 'stop' (end that seed) or 'skip' (skip the update)")
     opt_raw = _table(merged, "optimizer", source, "solve.optimizer") if "optimizer" in merged else dict(DEFAULT_OPTIMIZER)
     opt_name = opt_raw.get("name", "sgd")
     if not isinstance(opt_name, str):
@@ -390,7 +396,8 @@ def _build_solve(raw: Mapping, source: str) -> SolveSpec:
     except UnknownName as e:
         raise SpecError(source, "solve.optimizer.name", str(e)) from None
     optimizer = build_config(opt_cls, opt_raw, source, "solve.optimizer.", ignore=("name",))
-    return SolveSpec(iterations=iterations, seeds=seeds, key=key, oracles=tuple(oracles_raw), optimizer=optimizer, chunk=chunk)
+    return SolveSpec(iterations=iterations, seeds=seeds, key=key, oracles=tuple(oracles_raw), optimizer=optimizer, chunk=chunk,
+                     on_non_finite=on_non_finite)
 
 
 def _oracle_fields() -> set[str]:
@@ -429,7 +436,7 @@ def _build_oracles(raw: Mapping, names: Sequence[str], source: str) -> dict:
 def parse(raw: Mapping, source: str = "<string>", name: Optional[str] = None) -> Spec:
     """Validate a decoded TOML document and build its Spec."""
     _check_keys(raw, TOP_LEVEL, source, "")
-    for k in ("title", "description"):
+    for k in ("name", "title", "description"):
         if k in raw and not isinstance(raw[k], str):
             raise SpecError(source, k, f"found {_describe(raw[k])}, allowed: a string")
     system_raw = _table(raw, "system", source, "system")
@@ -441,7 +448,7 @@ def parse(raw: Mapping, source: str = "<string>", name: Optional[str] = None) ->
     task = _build_task(task_raw, system, source)
     solve = _build_solve(_table(raw, "solve", source, "solve"), source)
     oracles = _build_oracles(_table(raw, "oracle", source, "oracle"), solve.oracles, source)
-    stem = name or Path(source).stem
+    stem = name or raw.get("name") or Path(source).stem
     spec = Spec(
         source=source, name=stem, title=raw.get("title", stem), description=raw.get("description", ""),
         system=system, task=task, solve=solve, oracles=oracles, system_name=system_name,

@@ -15,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from trajopt.cli._common import (
-    EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, ForceOpt, IterOpt, JsonOpt, OutOpt, ProblemArg, QuietOpt, SeedsOpt,
+    EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, ForceOpt, IterOpt, JsonOpt, OutOpt, QuietOpt, SeedsOpt,
     SetOpt, app, err, fail, fmt, load_spec, out,
 )
 
@@ -125,7 +125,7 @@ def _run(verb: str, problem: Path, overrides: list[str], out_dir: Optional[Path]
 
                 results[name] = solve(prob, spec.oracles[name], optimizer, key=key, iterations=spec.solve.iterations,
                                       seeds=spec.solve.seeds, chunk=spec.solve.chunk, on_chunk=on_chunk,
-                                      should_stop=should_stop)
+                                      should_stop=should_stop, skip_non_finite=spec.solve.on_non_finite == "skip")
                 progress.update(task, description=name)
                 if should_stop():
                     break
@@ -161,10 +161,31 @@ def _check_x(x: str) -> None:
         raise fail(f"--x: found {x!r}, allowed: {', '.join(X_AXES)}")
 
 
+FromOpt = typer.Option(None, "--from", help="Re-run the configuration recorded in a run folder (its config.toml).")
+OptionalProblemArg = typer.Argument(None, help="A TOML problem file (see `trajopt list problems`).", show_default=False)
+
+
+def _problem_or_run(problem: Optional[Path], from_run: Optional[Path]) -> Path:
+    """The file to load: PROBLEM, or RUN_DIR/config.toml with --from (exactly one of them)."""
+    from trajopt.runs import CONFIG
+
+    if problem is not None and from_run is not None:
+        raise fail("give a PROBLEM file or --from RUN_DIR, not both")
+    if from_run is not None:
+        config = from_run / CONFIG
+        if not config.is_file():
+            raise fail(f"--from {from_run}: not a run folder (no {CONFIG} in it)")
+        return config
+    if problem is None:
+        raise fail("missing PROBLEM: give a TOML problem file (see `trajopt list problems`) or --from RUN_DIR")
+    return problem
+
+
 @app.command()
 def solve(
-    problem: Path = ProblemArg,
-    oracle: str = typer.Option(..., "--oracle", help="The gradient oracle (see `trajopt list oracles`)."),
+    problem: Optional[Path] = OptionalProblemArg,
+    oracle: Optional[str] = typer.Option(None, "--oracle", help="The gradient oracle (see `trajopt list oracles`)."),
+    from_run: Optional[Path] = FromOpt,
     seeds: Optional[str] = SeedsOpt,
     iterations: Optional[int] = IterOpt,
     set_: Optional[List[str]] = SetOpt,
@@ -173,16 +194,24 @@ def solve(
     json_out: bool = JsonOpt,
     quiet: bool = QuietOpt,
 ):
-    """Optimise PROBLEM with one oracle over several seeds and write a run folder."""
-    code = _run("solve", problem, cli_overrides(set_, iterations, seeds, oracle), out_dir, force, "iterations",
+    """Optimise PROBLEM with one oracle over several seeds and write a run folder.
+
+    With --from RUN_DIR, repeat a recorded run: the same configuration, seeds and oracles (bit for bit on the
+    same machine and library versions), unless options here change them.
+    """
+    path = _problem_or_run(problem, from_run)
+    if oracle is None and from_run is None:
+        raise fail("missing --oracle NAME (see `trajopt list oracles`); `trajopt compare` runs several")
+    code = _run("solve", path, cli_overrides(set_, iterations, seeds, oracle), out_dir, force, "iterations",
                 json_out, quiet, plot=True)
     raise typer.Exit(code)
 
 
 @app.command()
 def compare(
-    problem: Path = ProblemArg,
+    problem: Optional[Path] = OptionalProblemArg,
     oracles: Optional[str] = typer.Option(None, "--oracles", help="Comma-separated oracle names (default: the file's)."),
+    from_run: Optional[Path] = FromOpt,
     seeds: Optional[str] = SeedsOpt,
     iterations: Optional[int] = IterOpt,
     x: str = XOpt,
@@ -194,6 +223,7 @@ def compare(
 ):
     """Run several oracles on PROBLEM with the same seeds; write a run folder and convergence.png."""
     _check_x(x)
-    code = _run("compare", problem, cli_overrides(set_, iterations, seeds, oracles), out_dir, force, x, json_out,
+    path = _problem_or_run(problem, from_run)
+    code = _run("compare", path, cli_overrides(set_, iterations, seeds, oracles), out_dir, force, x, json_out,
                 quiet, plot=True)
     raise typer.Exit(code)
