@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import jax.numpy as jnp
 from jax import Array
 
+from trajopt import checks
 from trajopt.systems.base import spring_stable_dt
 
 CONTACT_LAWS = ("penalty", "softplus", "bilateral")
@@ -44,10 +45,8 @@ class Chain:
     control_size = 1
 
     def __post_init__(self):
-        if self.bodies < 2:
-            raise ValueError(f"bodies: found {self.bodies!r}, allowed: an integer >= 2")
-        if self.contact not in CONTACT_LAWS:
-            raise ValueError(f"contact: found {self.contact!r}, allowed: one of {', '.join(map(repr, CONTACT_LAWS))}")
+        checks.at_least("bodies", self.bodies, 2)
+        checks.one_of("contact", self.contact, CONTACT_LAWS)
 
     @property
     def state_size(self) -> int:

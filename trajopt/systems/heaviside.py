@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import jax.numpy as jnp
 from jax import Array
 
+from trajopt import checks
+
 
 @dataclass(frozen=True)
 class Heaviside:
@@ -27,8 +29,7 @@ class Heaviside:
     dt = math.nan
 
     def __post_init__(self):
-        if self.dimension < 1:
-            raise ValueError(f"dimension: found {self.dimension!r}, allowed: an integer >= 1")
+        checks.at_least("dimension", self.dimension, 1)
 
     @property
     def control_size(self) -> int:

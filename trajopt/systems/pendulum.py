@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import jax.numpy as jnp
 from jax import Array
 
+from trajopt import checks
 from trajopt.systems.base import spring_stable_dt
 
 WALL_LAWS = ("spring_damper", "spring", "hunt_crossley")
@@ -48,8 +49,7 @@ class Pendulum:
     control_size = 1
 
     def __post_init__(self):
-        if self.wall_law not in WALL_LAWS:
-            raise ValueError(f"wall_law: found {self.wall_law!r}, allowed: one of {', '.join(map(repr, WALL_LAWS))}")
+        checks.one_of("wall_law", self.wall_law, WALL_LAWS)
 
     @property
     def has_walls(self) -> bool:

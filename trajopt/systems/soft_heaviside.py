@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import jax.numpy as jnp
 from jax import Array
 
+from trajopt import checks
+
 
 @dataclass(frozen=True)
 class SoftHeaviside:
@@ -32,8 +34,7 @@ class SoftHeaviside:
     dt = math.nan
 
     def __post_init__(self):
-        if not self.width > 0:
-            raise ValueError(f"width: found {self.width!r}, allowed: a number > 0")
+        checks.positive("width", self.width)
 
     def cost(self, theta: Array) -> Array:
         """c(theta) for theta: [1]; a scalar."""
