@@ -73,18 +73,23 @@ def test_exact_gradient_matches_central_differences_on_pushing(stiffness, dampin
     h = 1e-5
     d = problem.dimension
     E = jnp.eye(d).reshape(d, *problem.shape)
-    f = jax.jit(jax.vmap(problem.objective))
+
+    @jax.jit
+    def check(U):
+        grad, info = Exact().estimate(jax.random.PRNGKey(0), problem, U)
+        f = jax.vmap(problem.objective)
+        fd = (f(U + h * E) - f(U - h * E)) / (2 * h)
+        patterns = jax.vmap(lambda dU: contact_pattern(problem, U + dU))(jnp.concatenate([h * E, -h * E]))
+        return grad, info, fd, patterns, contact_pattern(problem, U)
+
+    grad, info, fd, patterns, pattern = check(U)
     # The kink (gap = 0) is not crossed by any perturbation: the same contact branch everywhere.
-    pattern = contact_pattern(problem, U)
-    patterns = jax.vmap(lambda dU: contact_pattern(problem, U + dU))(jnp.concatenate([h * E, -h * E]))
     assert bool(jnp.all(patterns == pattern[None]))
     assert int(pattern.sum()) >= horizon - 2  # the configuration really is in contact (not a trivial free flight)
-    fd = (f(U + h * E) - f(U - h * E)) / (2 * h)
-    grad, info = Exact().estimate(jax.random.PRNGKey(0), problem, U)
     grad = np.asarray(grad).reshape(-1)
     rel = np.linalg.norm(grad - np.asarray(fd)) / np.linalg.norm(grad)
     assert rel < 1e-6, rel
-    assert float(info.value) == pytest.approx(float(problem.objective(U)), rel=1e-14)
+    assert float(info.value) == pytest.approx(float(problem.objective(U)), rel=1e-13)
 
 
 def test_exact_gradient_matches_central_differences_on_smooth_nonquadratic():
@@ -182,7 +187,9 @@ def test_noise_is_fresh_per_key_and_shared_between_fobg_and_zobg():
 
 
 # ---------------------------------------------------------------------------------------------------------
-# AoBG end to end
+# AoBG end to end (on stiff pushing)
+
+N_AOBG, L_AOBG = 8, 100.0
 
 
 @pytest.fixture(scope="module")
@@ -190,58 +197,90 @@ def small_pushing():
     return pushing_problem(1000.0, 0.99, 20)
 
 
-def test_aobg_gamma_inf_is_inverse_variance_weighting(small_pushing):
-    problem, key, N = small_pushing, jax.random.PRNGKey(5), 8
-    oracle = AoBG(samples=N, sigma=0.1, gamma=math.inf, L=100.0)
-    grad, info = oracle.estimate(key, problem, problem.U0)
+@pytest.fixture(scope="module")
+def aobg_pushing(small_pushing):
+    """(problem, aobg(key, gamma) -> (grad, info), split(key) -> (value, g1, s1, g0, s0)), both eager."""
+    P = small_pushing
+
+    def aobg(key, gamma):
+        return AoBG(samples=N_AOBG, sigma=0.1, gamma=gamma, L=L_AOBG).estimate(key, P, P.U0)
+
+    def split(key):
+        return split_estimates(key, P, P.U0, N_AOBG, 0.1)
+
+    return P, aobg, split
+
+
+def test_aobg_gamma_inf_is_inverse_variance_weighting(aobg_pushing):
+    problem, aobg, split = aobg_pushing
+    key = jax.random.PRNGKey(5)
+    grad, info = aobg(key, math.inf)
     a = float(info.alpha)
     assert a == pytest.approx(float(info.var_zero) / (float(info.var_first) + float(info.var_zero) + 1e-5), rel=1e-13)
-    assert 0.0 <= a <= 1.0
-    value, g1, s1, g0, s0 = split_estimates(key, problem, problem.U0, N, 0.1)
+    assert 0.0 < a < 1.0  # strictly inside: neither clipped nor a degenerate end point
+    value, g1, s1, g0, s0 = split(key)
     assert float(info.var_first) == pytest.approx(float(s1), rel=1e-13)
     assert float(info.var_zero) == pytest.approx(float(s0), rel=1e-13)
     assert float(info.bias_gap) == pytest.approx(float(jnp.linalg.norm(g1 - g0)), rel=1e-13)
-    assert float(info.value) == pytest.approx(float(problem.objective(problem.U0)), rel=1e-14)
+    assert float(info.value) == pytest.approx(float(problem.objective(problem.U0)), rel=1e-13)
     np.testing.assert_allclose(np.asarray(grad), np.asarray(a * g1 + (1 - a) * g0), rtol=1e-12, atol=1e-12)
 
 
-def test_aobg_radius_formula_both_conventions(small_pushing):
-    problem, key, N, L = small_pushing, jax.random.PRNGKey(6), 8, 100.0
+def test_aobg_gamma_below_floor_is_the_zobg(aobg_pushing):
+    problem, aobg, split = aobg_pushing
+    key = jax.random.PRNGKey(7)
+    floor = 2 * L_AOBG * failure_log_term(problem.dimension, 0.95, "reference") / (3 * N_AOBG)
+    grad, info = aobg(key, 0.5 * floor)
+    assert float(info.alpha) == 0.0
+    assert float(info.radius) >= floor > 0.5 * floor
+    _, g1, _, g0, _ = split(key)
+    assert not np.allclose(np.asarray(g1), np.asarray(g0))
+    np.testing.assert_array_equal(np.asarray(grad), np.asarray(g0))
+
+
+def test_aobg_constraint_branch_end_to_end(aobg_pushing):
+    problem, aobg, split = aobg_pushing
+    key = jax.random.PRNGKey(8)
+    _, ref = aobg(key, math.inf)
+    a_inf, eps, B = float(ref.alpha), float(ref.radius), float(ref.bias_gap)
+    assert a_inf > 0 and B > 0
+    gamma = eps + 0.5 * a_inf * B  # feasible, but the unconstrained alpha would violate eps + alpha B <= gamma
+    grad, info = aobg(key, gamma)
+    a = float(info.alpha)
+    assert a == pytest.approx((gamma - eps) / B, rel=1e-10)
+    assert a == pytest.approx(0.5 * a_inf, rel=1e-10)
+    assert float(info.radius) + a * float(info.bias_gap) <= gamma * (1 + 1e-12)
+    _, g1, _, g0, _ = split(key)
+    np.testing.assert_allclose(np.asarray(grad), np.asarray(a * g1 + (1 - a) * g0), rtol=1e-12, atol=1e-12)
+
+
+def test_aobg_radius_formula_both_conventions():
+    problem, *_ = quadratic_problem()
+    key, N, L = jax.random.PRNGKey(6), 8, 100.0
     d = problem.dimension
+    radii = {}
     for convention, p_fail in [("reference", 0.95), ("confidence", 0.05)]:
         _, info = AoBG(samples=N, L=L, delta=0.95, delta_convention=convention).estimate(key, problem, problem.U0)
         lg = math.log((d + 1) / p_fail)
         expected = math.sqrt(2 * float(info.var_zero) * lg / N) + 2 * L * lg / (3 * N)
         assert float(info.radius) == pytest.approx(expected, rel=1e-12)
+        radii[convention] = float(info.radius)
+    assert radii["confidence"] > radii["reference"]
 
 
-def test_aobg_gamma_below_floor_is_the_zobg(small_pushing):
-    problem, key, N, L = small_pushing, jax.random.PRNGKey(7), 8, 100.0
-    floor = 2 * L * failure_log_term(problem.dimension, 0.95, "reference") / (3 * N)
-    grad, info = AoBG(samples=N, sigma=0.1, gamma=0.5 * floor, L=L).estimate(key, problem, problem.U0)
-    assert float(info.alpha) == 0.0
-    assert float(info.radius) > 0.5 * floor
-    _, g1, _, g0, _ = split_estimates(key, problem, problem.U0, N, 0.1)
-    np.testing.assert_array_equal(np.asarray(grad), np.asarray(g0))
-    # ... and that ZoBG is the ZoBG oracle run on the second half of the key split (sample splitting).
+def test_aobg_sample_splitting_uses_independent_keys():
+    # The FoBG half is the FoBG oracle on split(key)[0], the ZoBG half the ZoBG oracle on split(key)[1].
+    problem, *_ = quadratic_problem()
+    key, N = jax.random.PRNGKey(3), 6
+    value, g1, s1, g0, s0 = split_estimates(key, problem, problem.U0, N, 0.1)
     key_first, key_zero = jax.random.split(key)
-    np.testing.assert_array_equal(np.asarray(g0), np.asarray(ZoBG(samples=N).estimate(key_zero, problem, problem.U0)[0]))
-    np.testing.assert_array_equal(np.asarray(g1), np.asarray(FoBG(samples=N).estimate(key_first, problem, problem.U0)[0]))
     assert not np.array_equal(np.asarray(key_first), np.asarray(key_zero))
-
-
-def test_aobg_constraint_branch_end_to_end(small_pushing):
-    problem, key, N, L = small_pushing, jax.random.PRNGKey(8), 8, 100.0
-    _, ref = AoBG(samples=N, gamma=math.inf, L=L).estimate(key, problem, problem.U0)
-    a_inf, eps, B = float(ref.alpha), float(ref.radius), float(ref.bias_gap)
-    assert a_inf > 0 and B > 0
-    gamma = eps + 0.5 * a_inf * B  # feasible, but the unconstrained alpha would violate eps + alpha B <= gamma
-    grad, info = AoBG(samples=N, gamma=gamma, L=L).estimate(key, problem, problem.U0)
-    assert float(info.alpha) == pytest.approx((gamma - eps) / B, rel=1e-10)
-    assert float(info.alpha) == pytest.approx(0.5 * a_inf, rel=1e-10)
-    _, g1, _, g0, _ = split_estimates(key, problem, problem.U0, N, 0.1)
-    a = float(info.alpha)
-    np.testing.assert_allclose(np.asarray(grad), np.asarray(a * g1 + (1 - a) * g0), rtol=1e-12, atol=1e-12)
+    f1, i1 = FoBG(samples=N).estimate(key_first, problem, problem.U0)
+    f0, i0 = ZoBG(samples=N).estimate(key_zero, problem, problem.U0)
+    np.testing.assert_array_equal(np.asarray(g1), np.asarray(f1))
+    np.testing.assert_array_equal(np.asarray(g0), np.asarray(f0))
+    assert float(s1) == float(i1.var_first) and float(s0) == float(i0.var_zero)
+    assert float(value) == float(problem.objective(problem.U0))
 
 
 def test_aobg_prefers_fobg_on_smooth_quadratic():
@@ -253,18 +292,20 @@ def test_aobg_prefers_fobg_on_smooth_quadratic():
 
 
 @pytest.mark.parametrize("alpha", [0.0, 0.3, 1.0])
-def test_fixed_alpha_mixes_the_split_estimates(small_pushing, alpha):
-    problem, key, N = small_pushing, jax.random.PRNGKey(10), 6
+def test_fixed_alpha_mixes_the_split_estimates(alpha):
+    problem, *_ = quadratic_problem()
+    key, N = jax.random.PRNGKey(10), 6
     grad, info = FixedAlpha(samples=N, alpha=alpha).estimate(key, problem, problem.U0)
     _, g1, s1, g0, s0 = split_estimates(key, problem, problem.U0, N, 0.1)
     np.testing.assert_allclose(np.asarray(grad), np.asarray(alpha * g1 + (1 - alpha) * g0), rtol=1e-12, atol=1e-12)
     assert float(info.alpha) == alpha
     assert float(info.var_first) == pytest.approx(float(s1), rel=1e-13)
     assert float(info.var_zero) == pytest.approx(float(s0), rel=1e-13)
+    assert float(info.bias_gap) == pytest.approx(float(jnp.linalg.norm(g1 - g0)), rel=1e-13)
 
 
 # ---------------------------------------------------------------------------------------------------------
-# The info contract, over every registered oracle
+# The info contract, over every registered oracle (each compiled once, on stiff pushing, at U0 + 0.2)
 
 
 N_COUNT = 7
@@ -274,6 +315,13 @@ EXPECTED_COUNTS = {
     "zobg": (N_COUNT + 1, 0),
     "aobg": (2 * N_COUNT + 1, N_COUNT),
     "fixed_alpha": (2 * N_COUNT + 1, N_COUNT),
+}
+NOT_APPLICABLE = {
+    "exact": {"alpha", "var_first", "var_zero", "bias_gap", "radius"},
+    "fobg": {"alpha", "var_zero", "bias_gap", "radius"},
+    "zobg": {"alpha", "var_first", "bias_gap", "radius"},
+    "aobg": set(),
+    "fixed_alpha": {"radius"},
 }
 
 
@@ -285,48 +333,63 @@ def make_oracle(name):
         return cls()
 
 
-def test_every_registered_oracle_has_expected_counts():
+@pytest.fixture(scope="module")
+def estimates(small_pushing):
+    """{name: (oracle, U, grad, info)} for every registered oracle, one compiled call each."""
+    U = small_pushing.U0 + 0.2
+    oracles = {name: make_oracle(name) for name in ORACLES.names()}
+    results = jax.jit(lambda k, U: {n: o.estimate(k, small_pushing, U) for n, o in oracles.items()})(
+        jax.random.PRNGKey(1), U
+    )
+    return {n: (oracles[n], U, *results[n]) for n in oracles}
+
+
+def test_every_paper_oracle_is_registered():
     assert set(EXPECTED_COUNTS) <= set(ORACLES.names())
 
 
 @pytest.mark.parametrize("name", list(EXPECTED_COUNTS))
-def test_oracle_info_counts(small_pushing, name):
-    oracle = make_oracle(name)
-    _, info = oracle.estimate(jax.random.PRNGKey(0), small_pushing, small_pushing.U0)
+def test_oracle_info_counts(estimates, name):
+    _, _, _, info = estimates[name]
     assert (int(info.rollouts), int(info.gradients)) == EXPECTED_COUNTS[name]
 
 
+@pytest.mark.parametrize("name", list(NOT_APPLICABLE))
+def test_oracle_info_nan_where_not_applicable(estimates, name):
+    _, _, _, info = estimates[name]
+    for f in ("alpha", "var_first", "var_zero", "bias_gap", "radius"):
+        assert math.isnan(float(getattr(info, f))) == (f in NOT_APPLICABLE[name]), f
+
+
 @pytest.mark.parametrize("name", ORACLES.names())
-def test_oracle_contract(small_pushing, name):
-    problem = small_pushing
-    oracle = make_oracle(name)
+def test_oracle_contract(small_pushing, estimates, name):
+    oracle, U, grad, info = estimates[name]
     assert oracle.name == name
-    hash(oracle)  # immutable, hashable configuration
-    U = problem.U0 + 0.2
-    grad, info = jax.jit(lambda k, U: oracle.estimate(k, problem, U))(jax.random.PRNGKey(1), U)
+    hash(oracle)  # an immutable, hashable configuration
     assert grad.shape == U.shape and grad.dtype == U.dtype
     assert bool(jnp.all(jnp.isfinite(grad)))
+    assert float(jnp.linalg.norm(grad)) > 0
     assert isinstance(info, OracleInfo) and info._fields == INFO_FIELDS
     assert all(jnp.shape(getattr(info, f)) == () for f in INFO_FIELDS)
-    assert float(info.value) == pytest.approx(float(problem.objective(U)), rel=1e-13)
+    assert float(info.value) == pytest.approx(float(small_pushing.objective(U)), rel=1e-13)
     alpha = float(info.alpha)
     assert math.isnan(alpha) or 0.0 <= alpha <= 1.0
-    # Deterministic given the key.
-    grad2, _ = oracle.estimate(jax.random.PRNGKey(1), problem, U)
-    np.testing.assert_allclose(np.asarray(grad2), np.asarray(grad), rtol=1e-12, atol=1e-12)
+    for f in ("var_first", "var_zero", "bias_gap", "radius"):
+        v = float(getattr(info, f))
+        assert math.isnan(v) or v >= 0, f
 
 
 @pytest.mark.parametrize(
-    "name, expect_nan",
+    "cls, kwargs",
     [
-        ("exact", {"alpha", "var_first", "var_zero", "bias_gap", "radius"}),
-        ("fobg", {"alpha", "var_zero", "bias_gap", "radius"}),
-        ("zobg", {"alpha", "var_first", "bias_gap", "radius"}),
-        ("aobg", set()),
-        ("fixed_alpha", {"radius"}),
+        (FoBG, {"samples": 1}),
+        (ZoBG, {"sigma": 0.0}),
+        (AoBG, {"gamma": -1.0}),
+        (AoBG, {"delta": 1.0}),
+        (AoBG, {"delta_convention": "paper"}),
+        (FixedAlpha, {"alpha": 1.5}),
     ],
 )
-def test_oracle_info_nan_where_not_applicable(small_pushing, name, expect_nan):
-    _, info = make_oracle(name).estimate(jax.random.PRNGKey(2), small_pushing, small_pushing.U0)
-    for f in ("alpha", "var_first", "var_zero", "bias_gap", "radius"):
-        assert math.isnan(float(getattr(info, f))) == (f in expect_nan), f
+def test_oracle_rejects_invalid_configuration(cls, kwargs):
+    with pytest.raises(ValueError):
+        cls(**kwargs)
