@@ -43,3 +43,13 @@ def one_of(field: str, value: str, choices: Iterable[str]) -> None:
     choices = list(choices)
     if value not in choices:
         raise FieldError(field, value, "one of " + ", ".join(repr(c) for c in choices))
+
+
+def finite(field: str, value: float) -> None:
+    if not math.isfinite(value):
+        raise FieldError(field, value, "a finite number")
+
+
+def fraction(field: str, value: float) -> None:
+    """A per-step multiplier such as a velocity damping factor: [0, 1]."""
+    in_interval(field, value, 0.0, 1.0)

@@ -7,8 +7,8 @@ alone or inside a batch, and any chunking of the loop gives the same iterates. T
 ``chunk`` iterations (one compiled program, the last chunk padded and masked); between chunks the caller
 may report progress or ask to stop. Nothing calls back into Python inside a chunk.
 
-A seed whose cost, gradient or next iterate is not finite stops there with status ``non_finite``: its U
-is frozen at the last finite iterate and its later history is NaN, while the other seeds run on.
+A seed whose cost, gradient or next iterate is not finite stops there with status ``non_finite``: its
+returned U is its last iterate with a finite cost, its later history is NaN, and the other seeds run on.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ class Result:
     Attributes:
         oracle: the oracle's name.
         seeds: [S] seed numbers.
-        U: [S, T, m] final decision (the last finite iterate of each seed).
+        U: [S, T, m] final decision; for a failed seed, its last iterate with a finite cost.
         X: [S, T+1, n] states under U (time-stepped problems), else None.
         cost: [S, K+1] noise-free cost f(U_k) of iterate k = 0..K (K = iterations done); NaN after a failure.
         history: {field: [S, K]} the oracle's diagnostics at each iteration: the OracleInfo fields (value,
@@ -68,14 +68,17 @@ class Result:
 
     @property
     def final_cost(self) -> np.ndarray:
-        """[S] cost of the last iterate reached (NaN-free for seeds that stayed finite)."""
+        """[S] f(U) of the returned U: the final iterate, or for a failed seed its last finite-cost iterate."""
         return self.cost[np.arange(len(self.seeds)), self.last_index]
 
     @property
     def last_index(self) -> np.ndarray:
-        """[S] index into ``cost`` of each seed's last finite-cost iterate."""
-        k = np.where(self.failed_at >= 0, self.failed_at, self.iterations)
-        return k
+        """[S] index into ``cost`` of the returned U: K, or for a failed seed its last finite-cost iterate."""
+        rows = np.arange(len(self.seeds))
+        at = np.clip(self.failed_at, 0, None)
+        finite_there = np.isfinite(self.cost[rows, at])
+        failed = np.where(finite_there, at, np.maximum(at - 1, 0))
+        return np.where(self.failed_at >= 0, failed, self.iterations)
 
     @property
     def skipped(self) -> np.ndarray:
@@ -106,7 +109,7 @@ def _make_chunk(problem: Problem, oracle: Oracle, optimizer: optax.GradientTrans
 
     def one_seed(carry, seed_key, ks):
         def body(carry, k):
-            U, opt_state, alive, failed_at = carry
+            U, opt_state, alive, failed_at, last_good = carry
             valid = k < total
             grad, info = oracle.estimate(jax.random.fold_in(seed_key, k), problem, U)
             updates, new_state = optimizer.update(grad, opt_state, U)
@@ -124,6 +127,7 @@ def _make_chunk(problem: Problem, oracle: Oracle, optimizer: optax.GradientTrans
                 _where_tree(proceed, new_state, opt_state),
                 alive & ~failed_now,
                 jnp.where(failed_now, k, failed_at),
+                jnp.where(record & jnp.isfinite(info.value), U, last_good),  # the latest iterate with a finite cost
             )
             return carry, out
 
@@ -176,7 +180,7 @@ def solve(
     seed_keys = jax.vmap(lambda s: jax.random.fold_in(key, s))(jnp.asarray(seeds_arr))
     U0 = jnp.broadcast_to(problem.U0, (n_seeds, *problem.U0.shape))
     opt_state = jax.vmap(optimizer.init)(U0)
-    carry = (U0, opt_state, jnp.ones(n_seeds, bool), jnp.full(n_seeds, -1, jnp.int32))
+    carry = (U0, opt_state, jnp.ones(n_seeds, bool), jnp.full(n_seeds, -1, jnp.int32), U0)
 
     run_chunk = _make_chunk(problem, oracle, optimizer, iterations, skip_non_finite)
     ks0 = jnp.arange(chunk, dtype=jnp.int32)
@@ -210,7 +214,8 @@ def solve(
             interrupted = True
             break
 
-    U, _, alive, failed_at = carry
+    U, _, alive, failed_at, last_good = carry
+    U = jnp.where(alive.reshape((-1,) + (1,) * (U.ndim - 1)), U, last_good)
     t0 = time.perf_counter()
     final_value, X = jax.block_until_ready(compiled_finish(U))
     run_seconds += time.perf_counter() - t0

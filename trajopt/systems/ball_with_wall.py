@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import jax.numpy as jnp
 from jax import Array
 
+from trajopt import checks
+
 
 @dataclass(frozen=True)
 class BallWithWall:
@@ -34,6 +36,12 @@ class BallWithWall:
     state_size = 0
     control_size = 1
     dt = math.nan
+
+    def __post_init__(self):
+        checks.positive("speed", self.speed)
+        checks.positive("gravity", self.gravity)
+        checks.positive("wall_distance", self.wall_distance)
+        checks.finite("wall_height", self.wall_height)
 
     def landing(self, theta: Array) -> Array:
         """x_f for theta: [1]; a scalar."""

@@ -45,6 +45,12 @@ class Chain:
     control_size = 1
 
     def __post_init__(self):
+        checks.non_negative("stiffness", self.stiffness)
+        checks.fraction("damping", self.damping)
+        checks.positive("mass", self.mass)
+        checks.positive("dt", self.dt)
+        checks.non_negative("rest_length", self.rest_length)
+        checks.positive("kappa", self.kappa)
         checks.at_least("bodies", self.bodies, 2)
         checks.one_of("contact", self.contact, CONTACT_LAWS)
 

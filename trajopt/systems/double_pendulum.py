@@ -27,6 +27,8 @@ from dataclasses import dataclass
 import jax.numpy as jnp
 from jax import Array
 
+from trajopt import checks
+
 
 @dataclass(frozen=True)
 class DoublePendulum:
@@ -37,6 +39,12 @@ class DoublePendulum:
 
     state_size = 4
     control_size = 2
+
+    def __post_init__(self):
+        checks.positive("mass", self.mass)
+        checks.positive("length", self.length)
+        checks.finite("gravity", self.gravity)
+        checks.positive("dt", self.dt)
 
     def acceleration(self, x: Array, u: Array) -> Array:
         """[w1_dot, w2_dot] for x: [4], u: [2]."""

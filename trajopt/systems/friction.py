@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import jax.numpy as jnp
 from jax import Array
 
+from trajopt import checks
+
 
 @dataclass(frozen=True)
 class Friction:
@@ -36,6 +38,13 @@ class Friction:
 
     state_size = 4
     control_size = 1
+
+    def __post_init__(self):
+        checks.non_negative("mu", self.mu)
+        checks.positive("slip_velocity", self.slip_velocity)
+        checks.positive("mass", self.mass)
+        checks.positive("width", self.width)
+        checks.positive("dt", self.dt)
 
     def step(self, x: Array, u: Array) -> Array:
         """One step: x [4], u [1] -> x' [4]."""

@@ -49,6 +49,10 @@ class Pendulum:
     control_size = 1
 
     def __post_init__(self):
+        checks.positive("dt", self.dt)
+        checks.positive("wall_angle", self.wall_angle, allow_inf=True)
+        checks.non_negative("wall_stiffness", self.wall_stiffness)
+        checks.non_negative("hunt_crossley_b", self.hunt_crossley_b)
         checks.one_of("wall_law", self.wall_law, WALL_LAWS)
 
     @property

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import jax.numpy as jnp
 from jax import Array
 
+from trajopt import checks
 from trajopt.systems.base import spring_stable_dt
 
 
@@ -49,6 +50,16 @@ class PendulumBlock:
 
     state_size = 4
     control_size = 1
+
+    def __post_init__(self):
+        checks.non_negative("stiffness", self.stiffness)
+        checks.fraction("damping", self.damping)
+        checks.positive("pendulum_mass", self.pendulum_mass)
+        checks.positive("block_mass", self.block_mass)
+        checks.positive("length", self.length)
+        checks.finite("gravity", self.gravity)
+        checks.non_negative("contact_offset", self.contact_offset)
+        checks.positive("dt", self.dt)
 
     def step(self, x: Array, u: Array) -> Array:
         """One step: x [4], u [1] -> x' [4]."""

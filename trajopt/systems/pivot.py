@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import jax.numpy as jnp
 from jax import Array
 
+from trajopt import checks
+
 
 @dataclass(frozen=True)
 class Pivot:
@@ -26,6 +28,9 @@ class Pivot:
     state_size = 0
     control_size = 1
     dt = math.nan
+
+    def __post_init__(self):
+        checks.positive("max_angle", self.max_angle)
 
     def cost(self, theta: Array) -> Array:
         """c(theta) for theta: [1]; a scalar."""

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import jax.numpy as jnp
 from jax import Array
 
+from trajopt import checks
 from trajopt.systems.base import spring_stable_dt
 
 
@@ -39,6 +40,13 @@ class Pushing:
 
     state_size = 4
     control_size = 1
+
+    def __post_init__(self):
+        checks.non_negative("stiffness", self.stiffness)
+        checks.fraction("damping", self.damping)
+        checks.positive("mass", self.mass)
+        checks.positive("dt", self.dt)
+        checks.non_negative("rest_length", self.rest_length)
 
     def step(self, x: Array, u: Array) -> Array:
         """One step: x [4], u [1] -> x' [4]."""

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import jax.numpy as jnp
 from jax import Array
 
+from trajopt import checks
 from trajopt.systems.base import spring_stable_dt
 
 
@@ -38,6 +39,13 @@ class SpringWall:
 
     state_size = 2
     control_size = 1
+
+    def __post_init__(self):
+        checks.non_negative("stiffness", self.stiffness)
+        checks.non_negative("contact_damping", self.contact_damping)
+        checks.positive("mass", self.mass)
+        checks.positive("dt", self.dt)
+        checks.positive("wall_position", self.wall_position)
 
     def step(self, x: Array, u: Array) -> Array:
         """One step: x [2], u [1] -> x' [2]."""
