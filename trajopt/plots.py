@@ -91,12 +91,101 @@ def convergence_figure(run: Run, x: str = "iterations"):
 
 
 def save_figure(fig, path: Path, dpi: int = 150) -> None:
-    """Save a figure atomically (PNG or any format matplotlib knows, by extension)."""
-    import io
-
+    """Save a figure atomically (PNG or any format matplotlib knows, by extension), and close it."""
     from trajopt.runs import atomic_write_bytes
 
+    atomic_write_bytes(Path(path), figure_bytes(fig, Path(path).suffix.lstrip(".") or "png", dpi))
+
+
+def variance_figure(run: Run, x: str = "iterations"):
+    """Per-sample trace variances (FoBG and ZoBG batches) and the bias gap B along the run, log axes."""
+    fields = [("var_first", "FoBG variance  σ̂₁²"), ("var_zero", "ZoBG variance  σ̂₀²"), ("bias_gap", "bias gap B")]
+    shown = [(f, label) for f, label in fields if any(np.isfinite(run.series[o][f]).any() for o in run.oracles)]
+    if not shown:
+        return None
+    fig, axes = plt.subplots(len(shown), 1, figsize=(7.0, 2.3 * len(shown) + 0.6), sharex=True, squeeze=False)
+    for ax, (f, label) in zip(axes[:, 0], shown):
+        for i, o in enumerate(run.oracles):
+            values = run.series[o][f]
+            if not np.isfinite(values).any():
+                continue
+            med, lo, hi = _band(values)
+            xs = _x_values(run, o, x)
+            ax.plot(xs, med, color=oracle_colour(o, i), lw=1.4, label=o)
+            ax.fill_between(xs, lo, hi, color=oracle_colour(o, i), alpha=0.2, lw=0)
+        finite = np.concatenate([run.series[o][f][np.isfinite(run.series[o][f])] for o in run.oracles])
+        if finite.size and finite.min() > 0:
+            ax.set_yscale("log")
+        ax.set_ylabel(label)
+        ax.grid(True, which="both", alpha=0.25)
+        ax.legend(fontsize=8)
+    axes[-1, 0].set_xlabel(X_AXES[x])
+    fig.tight_layout()
+    return fig
+
+
+def best_seed_index(run: Run, oracle: str) -> int:
+    """Index (into the seeds list) of the oracle's seed with the lowest final cost."""
+    finals = np.array([np.inf if v is None else v for v in run.result["oracles"][oracle]["final_cost"]], float)
+    return int(np.argmin(np.where(np.isfinite(finals), finals, np.inf)))
+
+
+def trajectory_figure(run: Run, state_names=None):
+    """States and controls of each oracle's best seed (time-stepped problems), or the final decision of every
+    seed per oracle (one-step problems)."""
+    traj = run.trajectories()
+    has_states = any(k.endswith("/X") for k in traj)
+    if not has_states:
+        fig, ax = plt.subplots(figsize=(7.0, 2.8))
+        for i, o in enumerate(run.oracles):
+            U = traj[f"{o}/U"].reshape(len(run.result["seeds"]), -1)
+            for j in range(U.shape[1]):
+                ax.scatter(U[:, j], np.full(U.shape[0], i) + 0.08 * j, color=oracle_colour(o, i), s=18, alpha=0.7)
+        ax.set_yticks(range(len(run.oracles)), run.oracles)
+        ax.set_xlabel("final decision θ (each seed)")
+        ax.grid(True, alpha=0.25)
+        fig.tight_layout()
+        return fig
+    X0 = traj[f"{run.oracles[0]}/X"]
+    U0 = traj[f"{run.oracles[0]}/U"]
+    n, m = X0.shape[-1], U0.shape[-1]
+    panels = n + m
+    cols = 2 if panels > 3 else 1
+    rows = int(np.ceil(panels / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(7.0 if cols == 1 else 10.0, 1.9 * rows + 0.8), squeeze=False,
+                             sharex=True)
+    names = list(state_names or [f"x[{i}]" for i in range(n)]) + [f"u[{j}]" for j in range(m)]
+    for i, o in enumerate(run.oracles):
+        s = best_seed_index(run, o)
+        X, U = traj[f"{o}/X"][s], traj[f"{o}/U"][s]
+        seed = run.result["seeds"][s]
+        for p in range(panels):
+            ax = axes[p // cols, p % cols]
+            if p < n:
+                ax.plot(np.arange(X.shape[0]), X[:, p], color=oracle_colour(o, i), lw=1.3, label=f"{o} (seed {seed})")
+            else:
+                ax.step(np.arange(U.shape[0]), U[:, p - n], where="post", color=oracle_colour(o, i), lw=1.1)
+    goal = run.config.get("task", {}).get("goal")
+    for p in range(panels):
+        ax = axes[p // cols, p % cols]
+        ax.set_ylabel(names[p], fontsize=9)
+        ax.grid(True, alpha=0.25)
+        if goal is not None and p < n:
+            ax.axhline(goal[p], color="k", lw=0.8, ls=":")
+    for p in range(panels, rows * cols):
+        axes[p // cols, p % cols].axis("off")
+    for c in range(cols):
+        axes[-1, c].set_xlabel("time step")
+    axes[0, 0].legend(fontsize=8, title="best seed (dotted: goal)", title_fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def figure_bytes(fig, fmt: str = "png", dpi: int = 110) -> bytes:
+    """A figure encoded as bytes (and closed)."""
+    import io
+
     buf = io.BytesIO()
-    fig.savefig(buf, format=Path(path).suffix.lstrip(".") or "png", dpi=dpi)
+    fig.savefig(buf, format=fmt, dpi=dpi)
     plt.close(fig)
-    atomic_write_bytes(Path(path), buf.getvalue())
+    return buf.getvalue()

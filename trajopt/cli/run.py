@@ -99,7 +99,7 @@ def _summary_table(summary: dict) -> Table:
 
 
 def _run(verb: str, problem: Path, overrides: list[str], out_dir: Optional[Path], force: bool, x: str,
-         json_out: bool, quiet: bool, plot: bool) -> int:
+         json_out: bool, quiet: bool, plot: bool, report: bool = False) -> int:
     import jax
 
     from trajopt import runs
@@ -141,6 +141,10 @@ def _run(verb: str, problem: Path, overrides: list[str], out_dir: Optional[Path]
         from trajopt import plots
 
         plots.save_figure(plots.convergence_figure(runs.read_run(out_dir), x=x), out_dir / runs.CONVERGENCE)
+    if report:
+        from trajopt.cli.report import write_report
+
+        write_report([out_dir], out_dir / "report.html")
     if json_out:
         sys.stdout.write(runs.dumps_json({**summary, "out": str(out_dir)}))
     elif not quiet:
@@ -218,6 +222,7 @@ def compare(
     set_: Optional[List[str]] = SetOpt,
     out_dir: Optional[Path] = OutOpt,
     force: bool = ForceOpt,
+    report: bool = typer.Option(False, "--report", help="Also write report.html into the run folder."),
     json_out: bool = JsonOpt,
     quiet: bool = QuietOpt,
 ):
@@ -225,5 +230,5 @@ def compare(
     _check_x(x)
     path = _problem_or_run(problem, from_run)
     code = _run("compare", path, cli_overrides(set_, iterations, seeds, oracles), out_dir, force, x, json_out,
-                quiet, plot=True)
+                quiet, plot=True, report=report)
     raise typer.Exit(code)

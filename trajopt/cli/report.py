@@ -1,0 +1,54 @@
+"""`trajopt report`: one shareable page (HTML, or Markdown with its figures) from run folders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List
+
+import typer
+
+from trajopt.cli._common import QuietOpt, app, fail, out
+
+
+def write_report(run_dirs: list[Path], output: Path) -> list[Path]:
+    """Write report.html (self-contained) or report.md (+ a figures folder beside it); returns the files written."""
+    from trajopt import report, runs
+
+    loaded = [runs.read_run(d) for d in run_dirs]
+    figures = {str(r.path): report.run_figures(r, f"r{i}_") for i, r in enumerate(loaded)}
+    output.parent.mkdir(parents=True, exist_ok=True)
+    if output.suffix.lower() == ".md":
+        fig_dir = output.parent / f"{output.stem}_figures"
+        fig_dir.mkdir(exist_ok=True)
+        written = []
+        for figs in figures.values():
+            for f in figs:
+                path = fig_dir / f"{f.name}.png"
+                runs.atomic_write_bytes(path, f.png)
+                written.append(path)
+        runs.atomic_write_bytes(output, report.markdown_report(loaded, fig_dir.name, figures).encode())
+        return [output, *written]
+    runs.atomic_write_bytes(output, report.html_report(loaded, figures).encode())
+    return [output]
+
+
+@app.command("report")
+def report_cmd(
+    run_dirs: List[Path] = typer.Argument(..., help="One or more run folders (written by solve or compare).",
+                                          show_default=False),
+    output: Path = typer.Option(Path("report.html"), "--output", "-o",
+                                help="report.html (self-contained) or report.md (figures in report_figures/)."),
+    quiet: bool = QuietOpt,
+):
+    """Gather run folders into one report: problem, hyper-parameters, final costs, convergence, diagnostics,
+    trajectories."""
+    from trajopt.runs import is_run_dir
+
+    for d in run_dirs:
+        if not is_run_dir(d):
+            raise fail(f"{d}: not a run folder (no result.json in it)")
+    if output.suffix.lower() not in (".html", ".htm", ".md"):
+        raise fail(f"--output {output}: allowed: a .html or .md file name")
+    written = write_report(run_dirs, output)
+    if not quiet:
+        out.print(f"report: [bold]{written[0]}[/]" + (f" (+ {len(written) - 1} figures)" if len(written) > 1 else ""))

@@ -1,0 +1,211 @@
+"""Reports from run folders: one self-contained HTML page (figures embedded as base64 PNG) or Markdown.
+
+A report gathers, per run folder: the problem's title and description, the resolved hyper-parameters,
+convergence against iterations, rollouts and seconds, alpha and variance traces, a final-cost table
+(median, IQR, best, mean ± std, a ranking by median) and the state and control trajectories of each
+oracle's best seed. Pure functions of `trajopt.runs.Run` objects: the caller writes the result.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+from dataclasses import dataclass
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+
+from trajopt import plots
+from trajopt.runs import Run
+
+SECTIONS = ("Problem", "Hyper-parameters", "Final cost", "Convergence", "Diagnostics", "Trajectories")
+
+
+@dataclass(frozen=True)
+class Figure:
+    name: str       # file-name stem, unique in a report
+    caption: str
+    png: bytes
+
+
+def final_cost_rows(run: Run) -> list[dict]:
+    """Per oracle: median, IQR, best, mean, std of the final cost over seeds, seeds ok, rank by median."""
+    rows = []
+    for name in run.oracles:
+        o = run.result["oracles"][name]
+        finals = np.array([np.nan if v is None else v for v in o["final_cost"]], float)
+        best = np.array([np.nan if v is None else v for v in o["best_cost"]], float)
+        f = finals[np.isfinite(finals)]
+        rows.append({
+            "oracle": name,
+            "seeds_ok": sum(s == "ok" for s in o["status"]),
+            "seeds": len(o["status"]),
+            "median": float(np.median(f)) if f.size else math.nan,
+            "q25": float(np.percentile(f, 25)) if f.size else math.nan,
+            "q75": float(np.percentile(f, 75)) if f.size else math.nan,
+            "best": float(np.nanmin(best)) if np.isfinite(best).any() else math.nan,
+            "mean": float(f.mean()) if f.size else math.nan,
+            "std": float(f.std(ddof=1)) if f.size > 1 else math.nan,
+            "initial": o["initial_cost"],
+            "alpha": o.get("median_alpha"),
+            "rollouts": o["rollouts"],
+            "run_seconds": o["run_seconds"],
+        })
+    order = sorted(range(len(rows)), key=lambda i: (math.isnan(rows[i]["median"]), rows[i]["median"]))
+    for rank, i in enumerate(order, start=1):
+        rows[i]["rank"] = rank
+    return rows
+
+
+def _flatten(prefix: str, value, out: list) -> None:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _flatten(f"{prefix}.{k}" if prefix else k, v, out)
+    else:
+        out.append((prefix, value))
+
+
+def hyperparameter_rows(run: Run) -> list[tuple[str, str]]:
+    """The resolved configuration as (dotted key, value) rows, title and description left out."""
+    rows: list = []
+    cfg = {k: v for k, v in run.config.items() if k not in ("title", "description", "name")}
+    _flatten("", cfg, rows)
+    return [(k, _show(v)) for k, v in rows]
+
+
+def _show(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    if isinstance(v, list) and len(v) > 8:
+        return f"[{', '.join(_show(x) for x in v[:6])}, ... ({len(v)} values)]"
+    if isinstance(v, list):
+        return "[" + ", ".join(_show(x) for x in v) + "]"
+    return str(v)
+
+
+def _num(x, digits: int = 5) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "–"
+    return f"{x:.{digits}g}"
+
+
+def run_figures(run: Run, tag: str) -> list[Figure]:
+    """Every figure of one run, as PNG bytes."""
+    figs = []
+    for x in ("iterations", "rollouts", "seconds"):
+        figs.append(Figure(f"{tag}convergence_{x}", f"Cost against {plots.X_AXES[x]}: median and interquartile band over seeds"
+                           + ("; lower panel: α" if x == "iterations" else ""),
+                           plots.figure_bytes(plots.convergence_figure(run, x=x))))
+    var = plots.variance_figure(run)
+    if var is not None:
+        figs.append(Figure(f"{tag}variance", "Per-sample trace variances of the first- and zeroth-order batches "
+                           "and the bias gap B, per iteration", plots.figure_bytes(var)))
+    figs.append(Figure(f"{tag}trajectories", "States and controls of each oracle's best seed (lowest final cost)"
+                       if "/X" in " ".join(run.trajectories()) else "Final decision of every seed, per oracle",
+                       plots.figure_bytes(plots.trajectory_figure(run))))
+    return figs
+
+
+# ---------------------------------------------------------------------------------------------- HTML
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1000px;margin:2em auto;
+padding:0 1em;color:#222;line-height:1.45}
+h1{font-size:1.6em;margin-bottom:.2em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
+table{border-collapse:collapse;margin:.8em 0;font-size:.92em}th,td{border:1px solid #ddd;padding:.3em .6em;
+text-align:right}th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}
+figure{margin:1em 0}figure img{max-width:100%;border:1px solid #eee}figcaption{font-size:.9em;color:#555}
+.meta{color:#666;font-size:.9em}code{background:#f4f4f4;padding:0 .25em}
+"""
+
+
+def _table_html(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _cost_table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
+    header = ["rank", "oracle", "seeds ok", "median", "IQR", "best", "mean ± std", "α median", "rollouts", "run s"]
+    body = [[str(r["rank"]), r["oracle"], f"{r['seeds_ok']}/{r['seeds']}", _num(r["median"]),
+             f"{_num(r['q25'])} – {_num(r['q75'])}", _num(r["best"]), f"{_num(r['mean'])} ± {_num(r['std'], 3)}",
+             _num(r["alpha"], 3), f"{r['rollouts']:,}", f"{r['run_seconds']:.2f}"]
+            for r in sorted(rows, key=lambda r: r["rank"])]
+    return header, body
+
+
+def _figure_section(figs: list[Figure], src: Callable[[Figure], str], fmt: str) -> list[str]:
+    if fmt == "html":
+        return [f'<figure><img alt="{html.escape(f.caption)}" src="{src(f)}"><figcaption>{html.escape(f.caption)}'
+                "</figcaption></figure>" for f in figs]
+    return [f"![{f.caption}]({src(f)})\n\n*{f.caption}*\n" for f in figs]
+
+
+def html_report(runs: Sequence[Run], figures: Optional[dict[str, list[Figure]]] = None) -> str:
+    """One self-contained HTML page for one or more run folders (figures embedded as data URIs)."""
+    figures = figures or {str(r.path): run_figures(r, f"r{i}_") for i, r in enumerate(runs)}
+    embed = lambda f: "data:image/png;base64," + base64.b64encode(f.png).decode("ascii")  # noqa: E731
+    title = runs[0].result.get("title", runs[0].result["problem"]) if len(runs) == 1 else "trajopt report"
+    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+             f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>"]
+    for run in runs:
+        r = run.result
+        if len(runs) > 1:
+            parts.append(f"<h1>{html.escape(r.get('title', r['problem']))}</h1>")
+        parts.append(f"<p class='meta'>run folder <code>{html.escape(str(run.path))}</code> · {html.escape(r['verb'])}"
+                     f" · status <b>{html.escape(r['status'])}</b> · {r['iterations']} iterations × "
+                     f"{len(r['seeds'])} seeds · created {html.escape(str(r.get('created', '')))} · "
+                     f"{html.escape(', '.join(f'{k} {v}' for k, v in r.get('versions', {}).items()))} · "
+                     f"{html.escape(str(r.get('platform')))}, x64={r.get('x64')}</p>")
+        parts.append("<h2>Problem</h2>")
+        desc = run.config.get("description", "") or "(no description)"
+        parts.append(f"<p>{html.escape(desc)}</p><p class='meta'>source <code>{html.escape(str(r.get('source')))}"
+                     "</code></p>")
+        parts.append("<h2>Hyper-parameters</h2>")
+        parts.append(_table_html(["key", "value"], hyperparameter_rows(run)))
+        parts.append("<h2>Final cost</h2>")
+        rows = final_cost_rows(run)
+        parts.append(f"<p>Initial cost {_num(rows[0]['initial'], 8)}. Ranked by the median final cost over seeds.</p>")
+        parts.append(_table_html(*_cost_table(rows)))
+        figs = figures[str(run.path)]
+        by_kind = {k: [f for f in figs if k in f.name] for k in ("convergence", "variance", "trajectories")}
+        parts.append("<h2>Convergence</h2>")
+        parts += _figure_section(by_kind["convergence"], embed, "html")
+        parts.append("<h2>Diagnostics</h2>")
+        parts += _figure_section(by_kind["variance"], embed, "html") or ["<p>No variance diagnostics in this run.</p>"]
+        parts.append("<h2>Trajectories</h2>")
+        parts += _figure_section(by_kind["trajectories"], embed, "html")
+    parts.append("</body></html>\n")
+    return "\n".join(parts)
+
+
+def markdown_report(runs: Sequence[Run], figure_dir: str, figures: Optional[dict[str, list[Figure]]] = None) -> str:
+    """A Markdown report; figures are referenced as ``figure_dir/<name>.png`` (the caller writes them)."""
+    figures = figures or {str(r.path): run_figures(r, f"r{i}_") for i, r in enumerate(runs)}
+    link = lambda f: f"{figure_dir}/{f.name}.png"  # noqa: E731
+    out = []
+    for run in runs:
+        r = run.result
+        out.append(f"# {r.get('title', r['problem'])}\n")
+        out.append(f"Run folder `{run.path}` · {r['verb']} · status **{r['status']}** · {r['iterations']} iterations × "
+                   f"{len(r['seeds'])} seeds · {', '.join(f'{k} {v}' for k, v in r.get('versions', {}).items())}\n")
+        out.append("## Problem\n")
+        out.append((run.config.get("description", "") or "(no description)").strip() + "\n")
+        out.append("## Hyper-parameters\n")
+        out.append("| key | value |\n|---|---|")
+        out += [f"| `{k}` | {v} |" for k, v in hyperparameter_rows(run)]
+        out.append("\n## Final cost\n")
+        rows = final_cost_rows(run)
+        header, body = _cost_table(rows)
+        out.append(f"Initial cost {_num(rows[0]['initial'], 8)}. Ranked by the median final cost over seeds.\n")
+        out.append("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
+        out += ["| " + " | ".join(row) + " |" for row in body]
+        out.append("")
+        figs = figures[str(run.path)]
+        for section, key in (("Convergence", "convergence"), ("Diagnostics", "variance"), ("Trajectories", "trajectories")):
+            chosen = [f for f in figs if key in f.name]
+            if chosen:
+                out.append(f"## {section}\n")
+                out += _figure_section(chosen, link, "md")
+    return "\n".join(out) + "\n"
