@@ -218,10 +218,8 @@ class Spec:
             system["allow_unstable"] = True
         task = {k: v for k, v in (self.raw_task or {}).items()}
         if not self.one_step:
-            task.setdefault("Qf", task.get("Q"))
-            task.setdefault("u_init", 0.0)
-        else:
-            task.setdefault("u_init", 0.0)
+            task.setdefault("Qf", task["Q"])
+        task.setdefault("u_init", 0.0)
         solve = {
             "iterations": self.solve.iterations,
             "seeds": list(self.solve.seeds),
@@ -235,9 +233,6 @@ class Spec:
         oracle = {name: {k: v for k, v in config_dict(o).items() if k != "name"} for name, o in self.oracles.items()}
         return {"name": self.name, "title": self.title, "description": self.description, "system": system, "task": task,
                 "solve": solve, "oracle": oracle}
-
-    def with_solve(self, **changes) -> "Spec":
-        return dataclasses.replace(self, solve=dataclasses.replace(self.solve, **changes))
 
 
 def _float_array(value: Any, source: str, key: str) -> np.ndarray:

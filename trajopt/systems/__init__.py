@@ -22,7 +22,7 @@ F(theta) = E c(theta + w), a decision of shape [1, d].
 
 from trajopt.registry import Registry
 from trajopt.systems.ball_with_wall import BallWithWall
-from trajopt.systems.base import System, describe, parameter_types
+from trajopt.systems.base import System, parameter_types
 from trajopt.systems.chain import Chain
 from trajopt.systems.double_pendulum import DoublePendulum
 from trajopt.systems.friction import Friction
@@ -50,7 +50,6 @@ SYSTEMS.register("soft_heaviside", SoftHeaviside)
 __all__ = [
     "SYSTEMS",
     "System",
-    "describe",
     "parameter_types",
     "Pushing",
     "Chain",

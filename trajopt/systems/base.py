@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import typing
-from typing import Any, Protocol
+from typing import Protocol
 
 from jax import Array
 
@@ -48,7 +48,3 @@ def spring_stable_dt(stiffness: float, mass: float) -> float:
         return math.inf
     return 2.0 / (2.0 * math.sqrt(stiffness / mass))
 
-
-def describe(system: Any) -> dict[str, Any]:
-    """The system's parameters as a plain dict (for config.toml and `validate`)."""
-    return dataclasses.asdict(system)
