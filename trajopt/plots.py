@@ -189,3 +189,115 @@ def figure_bytes(fig, fmt: str = "png", dpi: int = 110) -> bytes:
     fig.savefig(buf, format=fmt, dpi=dpi)
     plt.close(fig)
     return buf.getvalue()
+
+
+def sweep_figure(rows: list[dict], key: str, title: str = ""):
+    """Estimator statistics against a swept parameter: trace variances of FoBG and ZoBG (log-log, median and IQR
+    over repeats) and, below, the alpha each adaptive oracle would choose."""
+    values = sorted({r["value"] for r in rows})
+    by = {(r["oracle"], r["value"]): r for r in rows}
+    oracles = list(dict.fromkeys(r["oracle"] for r in rows))
+    adaptive = [o for o in oracles if any(np.isfinite(by[(o, v)].get("alpha_median", np.nan)) for v in values
+                                          if (o, v) in by) and o not in ("fixed_alpha",)]
+    series = [("fobg", "var_first", "FoBG per-sample variance σ̂₁²"), ("zobg", "var_zero", "ZoBG per-sample variance σ̂₀²")]
+    fig, axes = plt.subplots(2 if adaptive else 1, 1, figsize=(7.0, 6.4 if adaptive else 4.2), sharex=True,
+                             squeeze=False, gridspec_kw={"height_ratios": [3, 1.5][: 2 if adaptive else 1]})
+    ax = axes[0, 0]
+    for i, (oracle, field, label) in enumerate(series):
+        source = oracle if oracle in oracles else next((o for o in oracles if f"{field}_median" in by.get((o, values[0]), {})), None)
+        if source is None:
+            continue
+        pts = [(v, by[(source, v)].get(f"{field}_median", np.nan), by[(source, v)].get(f"{field}_q25", np.nan),
+                by[(source, v)].get(f"{field}_q75", np.nan)) for v in values if (source, v) in by]
+        xs, med, lo, hi = (np.array(c, float) for c in zip(*pts))
+        colour = oracle_colour(oracle, i)
+        shown = med > 0
+        ax.plot(xs[shown], med[shown], "o-", color=colour, lw=1.6, ms=4, label=label)
+        ax.fill_between(xs, np.where(lo > 0, lo, np.nan), np.where(hi > 0, hi, np.nan), color=colour, alpha=0.2, lw=0)
+        zero = ~shown & np.isfinite(med)
+        if zero.any():
+            ax.plot(xs[zero], np.full(zero.sum(), np.nan), "x", color=colour)
+            for xv in xs[zero]:
+                ax.axvline(xv, color=colour, lw=0.6, ls=":", alpha=0.6)
+            ax.plot([], [], ":", color=colour, label=f"{oracle}: empirical variance 0 (median) at dotted values")
+    ax.set_xscale("log" if min(values) > 0 else "linear")
+    ax.set_yscale("log")
+    ax.set_ylabel("per-sample trace variance")
+    ax.grid(True, which="both", alpha=0.25)
+    ax.legend(fontsize=8, title="median and IQR over repeats", title_fontsize=8)
+    ax.set_title(title, fontsize=11)
+    if adaptive:
+        ax2 = axes[1, 0]
+        for i, o in enumerate(adaptive):
+            pts = [(v, by[(o, v)].get("alpha_median", np.nan), by[(o, v)].get("alpha_q25", np.nan),
+                    by[(o, v)].get("alpha_q75", np.nan)) for v in values if (o, v) in by]
+            xs, med, lo, hi = (np.array(c, float) for c in zip(*pts))
+            ax2.plot(xs, med, "o-", color=oracle_colour(o, oracles.index(o)), lw=1.4, ms=3, label=o)
+            ax2.fill_between(xs, lo, hi, color=oracle_colour(o, oracles.index(o)), alpha=0.2, lw=0)
+        ax2.set_ylim(-0.05, 1.05)
+        ax2.set_ylabel("α (weight on FoBG)")
+        ax2.grid(True, alpha=0.25)
+        ax2.legend(fontsize=8)
+    axes[-1, 0].set_xlabel(key)
+    fig.tight_layout()
+    return fig
+
+
+def landscape_figure(data: dict, oracles: list[str], sigma: float, marks: dict | None = None, title: str = ""):
+    """Fig. 2 / Fig. 7 of the paper along a 1-D decision: f and F; the gradient estimates' means with a band of
+    one standard deviation over repeats; their per-sample variances; the alpha of each adaptive oracle.
+    ``marks``: {"start": theta0, oracle: [final thetas of a run]} drawn on the f/F panel."""
+    theta = data["theta"]
+    adaptive = [o for o in oracles if f"{o}/alpha" in data and o != "fixed_alpha"]
+    has_var = any(f"{o}/var_first" in data or f"{o}/var_zero" in data for o in oracles)
+    n = 2 + int(has_var) + int(bool(adaptive))
+    fig, axes = plt.subplots(n, 1, figsize=(7.0, 2.3 * n + 0.6), sharex=True, squeeze=False)
+    ax = axes[0, 0]
+    ax.plot(theta, data["f"], color="k", lw=1.0, label="f(θ)")
+    ax.plot(theta, data["F"], color="#555", lw=1.6, ls="--", label=f"F(θ) = E f(θ + w), σ = {sigma:g}")
+    if marks:
+        f_at = lambda t: np.interp(t, theta, data["f"])  # noqa: E731
+        if "start" in marks:
+            ax.plot([marks["start"]], [f_at(marks["start"])], "^", color="k", ms=8, label="start")
+        for i, o in enumerate(oracles):
+            if o in marks:
+                pts = np.asarray(marks[o], float)
+                ax.plot(pts, f_at(pts), "*", color=oracle_colour(o, i), ms=10, alpha=0.7, label=f"{o} final")
+    ax.set_ylabel("cost")
+    ax.legend(fontsize=8)
+    ax.grid(True, alpha=0.25)
+    ax.set_title(title, fontsize=11)
+    ax = axes[1, 0]
+    for i, o in enumerate(oracles):
+        mean, std = data[f"{o}/grad_mean"], data[f"{o}/grad_std"]
+        ax.plot(theta, mean, color=oracle_colour(o, i), lw=1.3, label=o)
+        ax.fill_between(theta, mean - std, mean + std, color=oracle_colour(o, i), alpha=0.2, lw=0)
+    ax.plot(theta, np.gradient(data["F"], theta), color="#555", lw=1.0, ls="--", label="dF/dθ (numerical)")
+    ax.set_ylabel("gradient estimate\n(mean ± 1 std over repeats)")
+    ax.legend(fontsize=8)
+    ax.grid(True, alpha=0.25)
+    row = 2
+    if has_var:
+        ax = axes[row, 0]
+        for i, o in enumerate(oracles):
+            for field, ls in (("var_first", "-"), ("var_zero", "--")):
+                if f"{o}/{field}" in data and o in ("fobg", "zobg") or (f"{o}/{field}" in data and "fobg" not in oracles):
+                    v = data[f"{o}/{field}"]
+                    ax.plot(theta, np.where(v > 0, v, np.nan), ls, color=oracle_colour(o, i), lw=1.2,
+                            label=f"{o} {'σ̂₁²' if field == 'var_first' else 'σ̂₀²'}")
+        ax.set_yscale("log")
+        ax.set_ylabel("per-sample variance\n(blank where 0)")
+        ax.legend(fontsize=8)
+        ax.grid(True, which="both", alpha=0.25)
+        row += 1
+    if adaptive:
+        ax = axes[row, 0]
+        for o in adaptive:
+            ax.plot(theta, data[f"{o}/alpha"], color=oracle_colour(o, oracles.index(o)), lw=1.3, label=o)
+        ax.set_ylim(-0.05, 1.05)
+        ax.set_ylabel("α (median)")
+        ax.legend(fontsize=8)
+        ax.grid(True, alpha=0.25)
+    axes[-1, 0].set_xlabel("θ")
+    fig.tight_layout()
+    return fig

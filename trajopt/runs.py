@@ -179,11 +179,8 @@ def metrics_lines(results: Mapping[str, Result]) -> Iterator[str]:
 
 def write_run(out_dir: Path, spec, results: Mapping[str, Result], summary: Mapping) -> None:
     """Write config.toml, metrics.jsonl, trajectory.npz and, last, result.json into ``out_dir``."""
-    import tomli_w
-
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(out_dir / CONFIG, tomli_w.dumps(spec.resolved()).encode())
+    write_config(out_dir, spec)
     atomic_write_bytes(out_dir / METRICS, ("\n".join(metrics_lines(results)) + "\n").encode())
     arrays = {}
     for name, r in results.items():
@@ -270,3 +267,28 @@ def read_run(path: str | Path) -> Run:
 
 def is_run_dir(path: str | Path) -> bool:
     return (Path(path) / RESULT).is_file()
+
+
+def write_table(out_dir: Path, stem: str, rows: list[dict], meta: Mapping) -> None:
+    """A study's results: ``<stem>.csv`` (one row per dict, union of keys) and ``<stem>.json`` (meta + rows)."""
+    import csv
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: ("" if v is None or (isinstance(v, float) and not math.isfinite(v)) else v)
+                         for k, v in r.items()})
+    atomic_write_bytes(out_dir / f"{stem}.csv", buf.getvalue().encode())
+    atomic_write_bytes(out_dir / f"{stem}.json", dumps_json({**meta, "rows": rows}).encode())
+
+
+def write_config(out_dir: Path, spec) -> None:
+    """The resolved configuration of a study's base problem, as config.toml."""
+    import tomli_w
+
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(Path(out_dir) / CONFIG, tomli_w.dumps(spec.resolved()).encode())

@@ -455,6 +455,31 @@ def parse(raw: Mapping, source: str = "<string>", name: Optional[str] = None) ->
 # ------------------------------------------------------------------------------------------ overrides
 
 
+def key_type(raw: Mapping, key: str) -> type:
+    """The Python type a dotted key takes in a problem file (float for vectors and unknown keys)."""
+    parts = key.split(".")
+    try:
+        if parts[0] == "task":
+            return int if parts[1:] == ["horizon"] else float
+        if parts[0] == "system" and len(parts) == 2:
+            return parameter_types(SYSTEMS.get(raw["system"]["name"])).get(parts[1], float)
+        if parts[0] == "oracle" and len(parts) == 3:
+            return parameter_types(ORACLES.get(parts[1])).get(parts[2], float)
+        if parts[0] == "oracle" and len(parts) == 2:
+            for name in ORACLES:
+                types = parameter_types(ORACLES.get(name))
+                if parts[1] in types:
+                    return types[parts[1]]
+        if parts[0] == "solve" and len(parts) == 3 and parts[1] == "optimizer":
+            return parameter_types(OPTIMIZERS.get(raw["solve"]["optimizer"].get("name", "sgd"))).get(parts[2], float)
+        if parts[0] == "solve" and len(parts) == 2:
+            return int if parts[1] in ("iterations", "seeds", "key", "chunk") else str
+    except (KeyError, TypeError, UnknownName, AttributeError):
+        pass
+    return float
+
+
+
 def parse_value(text: str) -> Any:
     """A ``--set`` value as TOML (``1e-3``, ``true``, ``[1, 2]``, ``"sgd"``); bare words are strings."""
     try:

@@ -4,12 +4,13 @@ with rich. One module per group of verbs, each registering its commands on the s
     run.py       solve, compare
     info.py      validate, list
     report.py    report
+    study.py     sweep, landscape
 
 Exit codes: 0 success, 1 the run failed (every seed non-finite), 2 bad input, 130 interrupted (the run
 folder is still complete and marked "interrupted").
 """
 
-from trajopt.cli import info, report, run  # noqa: F401  (register the commands)
+from trajopt.cli import info, report, run, study  # noqa: F401  (register the commands)
 from trajopt.cli._common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, app
 
 

@@ -1,0 +1,169 @@
+"""`trajopt sweep` and `trajopt landscape`: estimator statistics across a parameter or a 1-D decision."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.table import Table
+
+from trajopt.cli._common import ForceOpt, JsonOpt, ProblemArg, QuietOpt, SetOpt, app, fail, fmt, load_spec, out
+
+ADAPTIVE = ("aobg", "ivw", "ddcg")
+SamplesOpt = typer.Option(None, "--samples", help="Samples N per estimate (sets every oracle's `samples`).")
+RepeatsOpt = typer.Option(20, "--repeats", help="Independent estimates per point (median and IQR are over these).")
+OraclesOpt = typer.Option(None, "--oracles", help="Comma-separated oracles (default: fobg, zobg and the adaptive ones).")
+StudyOutOpt = typer.Option(None, "--out", help="Output folder (default runs/<problem>/<timestamp>-<verb>).")
+
+
+def _study_oracles(oracles: Optional[str]) -> list[str]:
+    from trajopt.oracles import ORACLES
+
+    if oracles:
+        return [o.strip() for o in oracles.split(",") if o.strip()]
+    return ["fobg", "zobg"] + [o for o in ADAPTIVE if o in ORACLES]
+
+
+def _overrides(sets, samples, names) -> list[str]:
+    items = list(sets or [])
+    if samples is not None:
+        items.append(f"oracle.samples={samples}")
+    items.append("solve.oracles=[" + ", ".join(f'"{n}"' for n in names) + "]")
+    return items
+
+
+def _out_dir(spec, verb: str, out_dir: Optional[Path], force: bool) -> Path:
+    from trajopt.cli.run import _check_out
+
+    path = out_dir or Path("runs") / spec.name / f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{verb}"
+    _check_out(path, force)
+    return path
+
+
+@app.command()
+def sweep(
+    problem: Path = ProblemArg,
+    over: str = typer.Option(..., "--over", help="KEY=VALUES: any key of the file, values as 1,10,100, "
+                             "linspace:a:b:n or logspace:a:b:n (10^a..10^b)."),
+    samples: Optional[int] = SamplesOpt,
+    repeats: int = RepeatsOpt,
+    oracles: Optional[str] = OraclesOpt,
+    set_: Optional[List[str]] = SetOpt,
+    out_dir: Optional[Path] = StudyOutOpt,
+    force: bool = ForceOpt,
+    json_out: bool = JsonOpt,
+    quiet: bool = QuietOpt,
+):
+    """Estimator statistics at the initial guess across a parameter: per-sample variances of FoBG and ZoBG,
+    the gap and each adaptive oracle's alpha. Writes sweep.csv, sweep.json and sweep.png."""
+    import jax
+
+    from trajopt import analysis, plots, runs
+    from trajopt import spec as spec_mod
+
+    if "=" not in over:
+        raise fail(f"--over {over}: allowed: KEY=VALUES, e.g. system.stiffness=logspace:1:4:10")
+    key, _, grid = over.partition("=")
+    key = key.strip()
+    if repeats < 2:
+        raise fail(f"--repeats: found {repeats}, allowed: an integer >= 2")
+    names = _study_oracles(oracles)
+    base_overrides = _overrides(set_, samples, names)
+    base = load_spec(problem, base_overrides)
+    raw = spec_mod.apply_overrides(spec_mod.read_toml(problem), base_overrides, str(problem))
+    typ = spec_mod.key_type(raw, key)
+    if typ not in (int, float):
+        raise fail(f"--over {key}: found a key of type {typ.__name__}, allowed: a numeric key")
+    try:
+        values = analysis.parse_grid(grid, integer=typ is int)
+    except ValueError as e:
+        raise fail(f"--over {key}: {e}") from None
+    specs = [load_spec(problem, base_overrides + [f"{key}={v!r}"]) for v in values]  # all validated up front
+    folder = _out_dir(base, "sweep", out_dir, force)
+    points = []
+    root = jax.random.PRNGKey(base.solve.key)
+    for v, s in zip(values, specs):
+        if not quiet and not json_out:
+            out.print(f"  {key} = {v:g}", highlight=False)
+        points.append((v, analysis.point_statistics(root, s.problem(), s.oracles, repeats)))
+    rows = analysis.sweep_rows(points)
+    meta = {"problem": base.name, "title": base.title, "key": key, "values": values, "repeats": repeats,
+            "oracles": names, "samples": {n: getattr(o, "samples", None) for n, o in base.oracles.items()}}
+    runs.write_config(folder, base)
+    runs.write_table(folder, "sweep", rows, meta)
+    plots.save_figure(plots.sweep_figure(rows, key, title=f"{base.title}: variance against {key}"), folder / "sweep.png")
+    if json_out:
+        sys.stdout.write(runs.dumps_json({**meta, "rows": rows, "out": str(folder)}))
+        return
+    if quiet:
+        return
+    table = Table(title=f"{base.title}: sweep over {key} ({repeats} repeats, medians)", title_justify="left")
+    for col in ("value", "σ̂₁² (FoBG)", "σ̂₀² (ZoBG)", "ratio", *[f"α {o}" for o in names if o in ADAPTIVE]):
+        table.add_column(col, justify="right")
+    by = {(r["oracle"], r["value"]): r for r in rows}
+    for v in values:
+        v1 = by.get(("fobg", v), {}).get("var_first_median")
+        v0 = by.get(("zobg", v), {}).get("var_zero_median")
+        ratio = v1 / v0 if v1 is not None and v0 else None
+        alphas = [fmt(by.get((o, v), {}).get("alpha_median"), 3) for o in names if o in ADAPTIVE]
+        table.add_row(fmt(v), fmt(v1, 3), fmt(v0, 3), fmt(ratio, 3), *alphas)
+    out.print(table)
+    out.print(f"study folder: [bold]{folder}[/]")
+
+
+@app.command()
+def landscape(
+    problem: Path = ProblemArg,
+    range_: str = typer.Option(..., "--range", help="LO:HI:N, the decision values to evaluate."),
+    samples: Optional[int] = SamplesOpt,
+    repeats: int = RepeatsOpt,
+    oracles: Optional[str] = OraclesOpt,
+    run_dir: Optional[Path] = typer.Option(None, "--run", help="A compare run of this problem: mark its final points."),
+    set_: Optional[List[str]] = SetOpt,
+    out_dir: Optional[Path] = StudyOutOpt,
+    force: bool = ForceOpt,
+    json_out: bool = JsonOpt,
+    quiet: bool = QuietOpt,
+):
+    """For a one-dimensional decision: f, the smoothed F, the gradient estimates with their spread, their
+    variances and each adaptive oracle's alpha across theta (the paper's Fig. 2 and Fig. 7)."""
+    import jax
+    import numpy as np
+
+    from trajopt import analysis, plots, runs
+
+    try:
+        thetas = analysis.parse_range(range_)
+    except ValueError as e:
+        raise fail(f"--range: {e}") from None
+    if repeats < 2:
+        raise fail(f"--repeats: found {repeats}, allowed: an integer >= 2")
+    names = _study_oracles(oracles)
+    spec = load_spec(problem, _overrides(set_, samples, names))
+    prob = spec.problem()
+    if prob.dimension != 1:
+        raise fail(f"{problem}: landscape needs a problem with one decision variable (T*m = 1); this one has "
+                   f"{prob.dimension} (horizon {spec.task.horizon} x {prob.shape[-1]} controls)")
+    marks = None
+    if run_dir is not None:
+        if not runs.is_run_dir(run_dir):
+            raise fail(f"--run {run_dir}: not a run folder (no result.json in it)")
+        traj = runs.read_run(run_dir).trajectories()
+        marks = {"start": float(np.asarray(spec.task.U0).ravel()[0])}
+        marks.update({k.split("/")[0]: v.ravel() for k, v in traj.items() if k.endswith("/U")})
+    folder = _out_dir(spec, "landscape", out_dir, force)
+    sigma = next((o.sigma for o in spec.oracles.values() if hasattr(o, "sigma")), 0.1)
+    data = analysis.landscape(jax.random.PRNGKey(spec.solve.key), prob, spec.oracles, thetas, repeats, sigma)
+    rows = [{k: float(v[i]) for k, v in data.items()} for i in range(len(thetas))]
+    meta = {"problem": spec.name, "title": spec.title, "range": range_, "repeats": repeats, "oracles": names,
+            "sigma": sigma}
+    runs.write_config(folder, spec)
+    runs.write_table(folder, "landscape", rows, meta)
+    plots.save_figure(plots.landscape_figure(data, names, sigma, marks, title=spec.title), folder / "landscape.png")
+    if json_out:
+        sys.stdout.write(runs.dumps_json({**meta, "out": str(folder)}))
+    elif not quiet:
+        out.print(f"landscape of {spec.title} over {len(thetas)} points: [bold]{folder}[/]")
