@@ -1,13 +1,17 @@
 """A name -> factory mapping: the single source for TOML names, `trajopt list` and parametrised tests.
 
 Names containing a colon (``"package.module:attribute"``) are imported on lookup, so users plug in their
-own systems and oracles without touching trajopt.
+own systems and oracles without touching trajopt. The module is looked for on ``sys.path`` and then in the
+current working directory (as ``python -m`` would), so ``examples.user_system.cart:CartPole`` works from the
+repository root with the ``trajopt`` console script too.
 """
 
 from __future__ import annotations
 
 import difflib
 import importlib
+import os
+import sys
 from typing import Generic, Iterator, TypeVar
 
 T = TypeVar("T")
@@ -25,6 +29,25 @@ class UnknownName(KeyError):
 
     def __str__(self) -> str:  # KeyError quotes its message otherwise
         return self.args[0]
+
+
+def import_module(module_name: str):
+    """``importlib.import_module``, retried with the current working directory on ``sys.path`` when the
+    top-level package is not found (the console script's ``sys.path`` does not contain it; ``python -m``'s
+    does). The directory is removed again afterwards; the imported modules stay in ``sys.modules``."""
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        cwd = os.getcwd()
+        if exc.name != module_name.split(".")[0] or cwd in sys.path or "" in sys.path:
+            raise
+    sys.path.insert(0, cwd)
+    try:
+        importlib.invalidate_caches()
+        return importlib.import_module(module_name)
+    finally:
+        if cwd in sys.path:
+            sys.path.remove(cwd)
 
 
 class Registry(Generic[T]):
@@ -54,7 +77,7 @@ class Registry(Generic[T]):
         if ":" in name:
             module_name, _, attr = name.partition(":")
             try:
-                module = importlib.import_module(module_name)
+                module = import_module(module_name)
                 return getattr(module, attr)
             except (ImportError, AttributeError) as exc:
                 raise UnknownName(self.kind, name, self.names(), f"cannot import it ({exc})") from None
