@@ -1,0 +1,1 @@
+"""Your own system from TOML: a worked example (cart.py + cart.toml)."""
