@@ -1,26 +1,39 @@
 """Gradient oracles, one module each, registered by the name used in problem files and on the CLI.
 
-| name        | module          | estimate |
-|-------------|-----------------|----------|
-| exact       | exact.py        | grad f(U), plain autodiff of the noise-free objective |
-| fobg        | fobg.py         | first-order batched gradient (pathwise) |
-| zobg        | zobg.py         | zeroth-order batched gradient (score function, zero-noise baseline) |
-| aobg        | aobg.py         | alpha-order: bias-constrained inverse-variance mix of FoBG and ZoBG |
-| fixed_alpha | fixed_alpha.py  | a fixed mix of FoBG and ZoBG |
+| name        | module          | estimate | rollouts, backward passes per call |
+|-------------|-----------------|----------|------------------------------------|
+| exact       | exact.py        | grad f(U), plain autodiff of the noise-free objective | 1, 1 |
+| fd          | fd.py           | central finite differences of the noise-free objective | 2d, 0 |
+| fobg        | fobg.py         | first-order batched gradient (pathwise) | N, N |
+| zobg        | zobg.py         | zeroth-order batched gradient (score function, zero-noise baseline; two-sided and antithetic variants) | N + 1 (two-sided 2N, antithetic N), 0 |
+| aobg        | aobg.py         | alpha-order: bias-constrained inverse-variance mix of FoBG and ZoBG | 2N + 1, N |
+| ivw         | ivw.py          | inverse-variance mix of FoBG and ZoBG, no bias constraint | 2N + 1, N |
+| ddcg        | ddcg.py         | IVW where the FoBG passes a local-quadratic test, else ZoBG (2026 follow-up) | 2N + 1, N |
+| stepwise    | stepwise.py     | inverse-variance mix per coordinate (time step, control dimension) | 2N + 1, N |
+| fixed_alpha | fixed_alpha.py  | a fixed mix of FoBG and ZoBG | 2N + 1, N |
+
+d = T * m. The mixing oracles (aobg, ivw, ddcg, stepwise, fixed_alpha) take ``split``: "independent" (the
+counts above), "halves" (N + 1 rollouts, N/2 backward passes: one FoBG's budget) or "shared" (N + 1, N);
+see `trajopt.oracles._samples.SPLITS`. ``[oracle] split = "halves"`` sets it for all of them at once.
 
 Oracle classes are frozen dataclasses; their fields are the keys allowed in ``[oracle.<name>]``.
 """
 
 from trajopt.oracles.aobg import AoBG
 from trajopt.oracles.base import INFO_FIELDS, Oracle, OracleInfo
+from trajopt.oracles.ddcg import DDCG
 from trajopt.oracles.exact import Exact
+from trajopt.oracles.fd import FD
 from trajopt.oracles.fixed_alpha import FixedAlpha
 from trajopt.oracles.fobg import FoBG
+from trajopt.oracles.ivw import IVW
+from trajopt.oracles.stepwise import Stepwise
 from trajopt.oracles.zobg import ZoBG
 from trajopt.registry import Registry
 
 ORACLES: Registry[type] = Registry("oracle")
-for _cls in (Exact, FoBG, ZoBG, AoBG, FixedAlpha):
+for _cls in (Exact, FoBG, ZoBG, AoBG, FixedAlpha, IVW, DDCG, Stepwise, FD):
     ORACLES.register(_cls.name, _cls)
 
-__all__ = ["ORACLES", "Oracle", "OracleInfo", "INFO_FIELDS", "Exact", "FoBG", "ZoBG", "AoBG", "FixedAlpha"]
+__all__ = ["ORACLES", "Oracle", "OracleInfo", "INFO_FIELDS", "Exact", "FoBG", "ZoBG", "AoBG", "FixedAlpha", "IVW",
+           "DDCG", "Stepwise", "FD"]

@@ -14,8 +14,13 @@ B = ||FoBG - ZoBG|| and eps the Bernstein radius on the ZoBG:
 
 where p is the failure probability given by ``delta`` and ``delta_convention`` (see
 `trajopt.stats.failure_log_term`; "reference" = the authors' code, p = delta = 0.95). ``gamma = inf``
-disables the constraint: alpha = alpha_inf = s0 / (s1 + s0 + regulariser), inverse-variance weighting.
-2N + 1 rollouts and N backward passes per call.
+disables the constraint: alpha = alpha_inf = s0 / (s1 + s0 + regulariser), inverse-variance weighting
+(also available on its own as the `ivw` oracle). 2N + 1 rollouts and N backward passes per call.
+
+``split`` (see `trajopt.oracles._samples.SPLITS`) chooses the batches: ``"independent"`` (the default, the
+paper's), ``"halves"`` (N/2 + N/2 samples: N + 1 rollouts and N/2 backward passes, the budget of one
+N-sample FoBG or ZoBG) or ``"shared"`` (one batch feeds both: N + 1 rollouts, N backward passes). The
+radius uses the ZoBG batch's own size.
 """
 
 from __future__ import annotations
@@ -24,11 +29,10 @@ import math
 from dataclasses import dataclass
 from typing import ClassVar
 
-import jax
 import jax.numpy as jnp
 
 from trajopt import checks
-from trajopt.oracles._samples import first_order_samples, zeroth_order_samples
+from trajopt.oracles._samples import check_split, split_samples, split_sizes
 from trajopt.oracles.base import make_info
 from trajopt.stats import (
     bernstein_radius,
@@ -39,23 +43,24 @@ from trajopt.stats import (
 )
 
 
-def split_estimates(key, problem, U, samples: int, sigma: float):
-    """FoBG and ZoBG means and variances from independent batches, and f(U).
+def split_estimates(key, problem, U, samples: int, sigma: float, split: str = "independent"):
+    """FoBG and ZoBG means and variances from the batches of a sample split (default: independent), and f(U).
 
-    Returns (value, g1, s1, g0, s0) with g1, g0: U.shape and s1, s0, value: scalars.
+    Returns (value, g1, s1, g0, s0) with g1, g0: U.shape and s1, s0, value: scalars. The batches are
+    `trajopt.oracles._samples.split_samples`; their cost is `split_sizes(samples, split)`.
     """
-    key_first, key_zero = jax.random.split(key)
-    value = problem.objective(U)
-    g1, s1 = sample_mean_and_trace_variance(first_order_samples(key_first, problem, U, samples, sigma))
-    g0, s0 = sample_mean_and_trace_variance(zeroth_order_samples(key_zero, problem, U, samples, sigma, value))
-    return value, g1, s1, g0, s0
+    batches = split_samples(key, problem, U, samples, sigma, split)
+    g1, s1 = sample_mean_and_trace_variance(batches.g1)
+    g0, s0 = sample_mean_and_trace_variance(batches.g0)
+    return batches.value, g1, s1, g0, s0
 
 
 @dataclass(frozen=True)
 class AoBG:
     """samples: N per batch (2N in all); sigma: perturbation std; gamma: accuracy target (inf = IVW);
     L: the a.s. bound R of the Bernstein radius; delta, delta_convention: see `failure_log_term`;
-    regulariser: added to the denominator of alpha_inf (the reference code's 1e-5)."""
+    regulariser: added to the denominator of alpha_inf (the reference code's 1e-5); split: the sample split
+    ("independent", "halves" or "shared")."""
 
     samples: int = 10
     sigma: float = 0.1
@@ -64,6 +69,7 @@ class AoBG:
     delta: float = 0.95
     delta_convention: str = "reference"
     regulariser: float = 1e-5
+    split: str = "independent"
     name: ClassVar[str] = "aobg"
 
     def __post_init__(self):
@@ -74,16 +80,18 @@ class AoBG:
         checks.in_interval("delta", self.delta, 0.0, 1.0, closed=False)
         checks.one_of("delta_convention", self.delta_convention, ("reference", "confidence"))
         checks.non_negative("regulariser", self.regulariser)
+        check_split(self.split, self.samples)
 
     def estimate(self, key, problem, U):
-        value, g1, s1, g0, s0 = split_estimates(key, problem, U, self.samples, self.sigma)
+        value, g1, s1, g0, s0 = split_estimates(key, problem, U, self.samples, self.sigma, self.split)
+        _, n_zero, rollouts, gradients = split_sizes(self.samples, self.split)
         log_term = failure_log_term(problem.dimension, self.delta, self.delta_convention)
-        radius = bernstein_radius(s0, self.samples, log_term, self.L)
+        radius = bernstein_radius(s0, n_zero, log_term, self.L)
         gap = jnp.linalg.norm(g1 - g0)
         alpha = bias_constrained_alpha(inverse_variance_alpha(s1, s0, self.regulariser), gap, radius, self.gamma)
         grad = alpha * g1 + (1.0 - alpha) * g0
         info = make_info(
             value, alpha=alpha, var_first=s1, var_zero=s0, bias_gap=gap, radius=radius,
-            rollouts=2 * self.samples + 1, gradients=self.samples,
+            rollouts=rollouts, gradients=gradients,
         )
         return grad, info
