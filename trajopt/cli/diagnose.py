@@ -1,0 +1,253 @@
+"""`trajopt diagnose` and `trajopt gradcheck`: which gradient to trust at a point, and does autodiff agree with
+finite differences there. The numbers come from `trajopt.diagnostics`; this module parses, prints and writes.
+
+Both verbs look at the problem's initial guess U0 (``--at init``, the default) or at the final U of a run
+(``--at RUN_DIR``: each run oracle's median seed, or the one ``--oracle`` names).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from trajopt.cli._common import (
+    EXIT_FAILED, EXIT_OK, ForceOpt, JsonOpt, OutOpt, ProblemArg, QuietOpt, SetOpt, app, fail, fmt, load_spec, out,
+)
+
+AtOpt = typer.Option("init", "--at", help="Where to look: init (the problem's U0) or a RUN_DIR (each run oracle's "
+                                          "final U, median seed).")
+OracleOpt = typer.Option(None, "--oracle", help="With --at RUN_DIR: only this run oracle's final U.")
+
+DIAGNOSE_ORACLES = ("aobg", "ivw", "ddcg", "stepwise")  # whose configurations (from the file) the rules use
+DIAGNOSE_JSON, DIAGNOSE_FIGURE = "diagnose.json", "diagnose.png"
+
+
+def _locations(at: str, oracle: Optional[str], problem) -> list[dict]:
+    """[{label, U, oracle, seed, final_cost}] for --at init or --at RUN_DIR (exit 2 on bad input)."""
+    import numpy as np
+
+    from trajopt import runs
+    from trajopt.diagnostics import median_seed_index
+
+    if at == "init":
+        if oracle is not None:
+            raise fail("--oracle chooses a run oracle's final U; it needs --at RUN_DIR")
+        return [{"label": "initial guess U0", "U": problem.U0, "oracle": None, "seed": None, "final_cost": None}]
+    run_dir = Path(at)
+    if not run_dir.is_dir():
+        raise fail(f"--at {at}: allowed: init or a run folder (written by solve or compare); no such folder")
+    if not (run_dir / runs.RESULT).is_file() or not (run_dir / runs.TRAJECTORY).is_file():
+        raise fail(f"--at {at}: not a run folder (needs {runs.RESULT} and {runs.TRAJECTORY})")
+    try:
+        result = json.loads((run_dir / runs.RESULT).read_text(encoding="utf-8"))
+        with np.load(run_dir / runs.TRAJECTORY) as data:
+            trajectories = {k: data[k] for k in data.files}
+    except (OSError, ValueError) as e:
+        raise fail(f"--at {at}: cannot read the run folder ({e})") from None
+    run_oracles = [o for o in result.get("oracles", {}) if f"{o}/U" in trajectories]
+    if not run_oracles:
+        raise fail(f"--at {at}: the run folder holds no final U (no <oracle>/U in {runs.TRAJECTORY})")
+    if oracle is not None:
+        if oracle not in run_oracles:
+            raise fail(f"--oracle: found {oracle!r}, allowed: an oracle of that run ({', '.join(run_oracles)})")
+        run_oracles = [oracle]
+    seeds = result.get("seeds", [])
+    found = []
+    for name in run_oracles:
+        Us = trajectories[f"{name}/U"]
+        finals = result["oracles"][name].get("final_cost", [])
+        i = median_seed_index(finals) if finals else 0
+        U = np.asarray(Us[i])
+        if U.shape != tuple(problem.shape):
+            raise fail(f"--at {at}: {name}'s final U has shape {list(U.shape)} but the problem's decision is "
+                       f"{list(problem.shape)}; pass the run's config.toml as PROBLEM (or the same --set options)")
+        seed = seeds[i] if i < len(seeds) else i
+        cost = finals[i] if i < len(finals) else None
+        found.append({"label": f"{name}'s final U (median seed {seed}, f = {fmt(cost)})", "U": U, "oracle": name,
+                      "seed": seed, "final_cost": cost})
+    return found
+
+
+def _default_out(spec) -> Path:
+    return Path("runs") / spec.name / f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-diagnose"
+
+
+def _check_out(path: Path, force: bool) -> None:
+    if path.exists() and not path.is_dir():
+        raise fail(f"--out {path}: exists and is not a folder")
+    if path.is_dir() and any(path.iterdir()) and not force:
+        raise fail(f"--out {path}: folder exists and is not empty; choose another or pass --force to overwrite")
+
+
+def _ci(d: dict) -> str:
+    """mean ± the 95% half-width."""
+    return fmt(d["mean"], 4) + (f" ± {fmt(d['half'], 2)}" if d["half"] == d["half"] and d["half"] > 0 else "")
+
+
+def _table(label: str, s: dict, aobg) -> Table:
+    table = Table(title=f"{label}: f(U) = {fmt(s['value'], 7)}; N = {s['samples']}, σ = {fmt(s['sigma'])}, "
+                        f"{s['repeats']} repeats (mean ± 95% half-width)", title_justify="left")
+    for col, justify in [("oracle", "left"), ("‖mean gradient‖", "right"), ("per-sample trace variance", "right"),
+                         ("α (weight on FoBG)", "right"), ("note", "left")]:
+        table.add_column(col, justify=justify)
+    zero = s["zero_share"]["mean"]
+    table.add_row("fobg", _ci(s["norm_first"]), _ci(s["var_first"]), "1", f"zero samples {zero:.0%}" + (
+        " (plateau)" if zero > 0 else ""))
+    table.add_row("zobg", _ci(s["norm_zero"]), _ci(s["var_zero"]), "0", escape(f"Var[f] = {fmt(s['value_var']['mean'], 4)}"))
+    gamma = "∞" if math.isinf(aobg.gamma) else fmt(aobg.gamma)
+    table.add_row("aobg", _ci(s["norm_aobg"]), _ci(s["var_aobg"]), _ci(s["alpha_aobg"]),
+                  f"ε = {fmt(s['radius']['mean'], 4)}, γ = {gamma}")
+    table.add_row("ivw", _ci(s["norm_ivw"]), _ci(s["var_ivw"]), _ci(s["alpha_ivw"]), "")
+    table.add_row("ddcg", _ci(s["norm_ddcg"]), _ci(s["var_ddcg"]), _ci(s["alpha_ddcg"]),
+                  f"ZoBG in {s['ddcg_switch_share']:.0%} of batches")
+    table.add_row("stepwise", _ci(s["norm_stepwise"]), _ci(s["var_stepwise"]), _ci(s["alpha_stepwise"]),
+                  "mean of per-coordinate α")
+    return table
+
+
+@app.command()
+def diagnose(
+    problem: Path = ProblemArg,
+    at: str = AtOpt,
+    oracle: Optional[str] = OracleOpt,
+    samples: Optional[int] = typer.Option(None, "--samples", help="N per batch (default: the file's aobg samples)."),
+    repeats: int = typer.Option(100, "--repeats", help="Independent batch pairs (for the confidence intervals)."),
+    set_: Optional[List[str]] = SetOpt,
+    out_dir: Optional[Path] = OutOpt,
+    force: bool = ForceOpt,
+    json_out: bool = JsonOpt,
+    quiet: bool = QuietOpt,
+):
+    """Gradient statistics at a point: each estimator's norm and variance, the FoBG-ZoBG gap, the α that aobg,
+    ivw, ddcg and stepwise would choose, and a one-line reading; writes diagnose.json and a per-time-step
+    variance figure (diagnose.png) into the output folder.
+
+    The FoBG and ZoBG batches are independent N-sample batches with the file's σ (the aobg's), repeated
+    --repeats times with keys fold_in(PRNGKey(solve.key), r); the rules use the file's aobg / ivw / ddcg /
+    stepwise parameters.
+    """
+    import jax
+
+    from trajopt import runs
+    from trajopt.diagnostics import estimator_statistics, reading, summarise
+
+    if samples is not None and samples < 2:
+        raise fail(f"--samples: found {samples}, allowed: an integer >= 2")
+    if repeats < 2:
+        raise fail(f"--repeats: found {repeats}, allowed: an integer >= 2 (a confidence interval needs a spread)")
+    overrides = list(set_ or []) + ["solve.oracles=[" + ", ".join(json.dumps(o) for o in DIAGNOSE_ORACLES) + "]"]
+    if samples is not None:
+        overrides += [f"oracle.{o}.samples={samples}" for o in DIAGNOSE_ORACLES]
+    spec = load_spec(problem, overrides)
+    prob = spec.problem()
+    locations = _locations(at, oracle, prob)
+    out_dir = out_dir or _default_out(spec)
+    _check_out(out_dir, force)
+    aobg, ddcg = spec.oracles["aobg"], spec.oracles["ddcg"]
+    n, sigma = aobg.samples, aobg.sigma
+    key = jax.random.PRNGKey(spec.solve.key)
+    stats_at = jax.jit(lambda U: estimator_statistics(
+        key, prob, U, repeats, samples=n, sigma=sigma, aobg=aobg, ddcg=ddcg,
+        ivw_regulariser=spec.oracles["ivw"].regulariser, stepwise_regulariser=spec.oracles["stepwise"].regulariser))
+    results = []
+    for loc in locations:
+        summary = summarise(stats_at(jax.numpy.asarray(loc["U"], prob.U0.dtype)), samples=n, sigma=sigma)
+        results.append({**{k: v for k, v in loc.items() if k != "U"}, "summary": summary, "reading": reading(summary)})
+
+    from trajopt.plots import save_figure
+    from trajopt.plots_diagnostics import step_variance_figure
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    figure = out_dir / DIAGNOSE_FIGURE
+    save_figure(step_variance_figure([(r["label"], r["summary"]) for r in results],
+                                     title=f"{spec.title}: per-time-step gradient variance"), figure)
+    report = {"problem": spec.name, "source": spec.source, "title": spec.title, "at": at, "samples": n,
+              "sigma": sigma, "repeats": repeats, "key": spec.solve.key, "locations": results,
+              "figure": str(figure), "out": str(out_dir)}
+    runs.atomic_write_bytes(out_dir / DIAGNOSE_JSON, runs.dumps_json(report).encode())
+    if json_out:
+        sys.stdout.write(runs.dumps_json(report))
+    elif not quiet:
+        for r in results:
+            s = r["summary"]
+            out.print(_table(r["label"], s, aobg))
+            verdict = "evidence of FoBG bias" if s["bias_z"] >= 3 else "no evidence of FoBG bias"
+            out.print(escape(f"B = ‖FoBG − ZoBG‖ = {_ci(s['bias_gap'])}; excess B² − (σ̂₁²/N + σ̂₀²/N) = "
+                             f"{_ci(s['excess_gap'])} ({fmt(s['bias_z'], 3)} standard errors: {verdict}); "
+                             f"FoBG/ZoBG variance ratio {fmt(s['variance_ratio'], 3)}"))
+            out.print(f"[bold]reading:[/] {escape(r['reading'])}\n")
+        out.print(f"figure: [bold]{figure}[/]")
+    raise typer.Exit(EXIT_OK)
+
+
+def _parse_steps(text: str) -> list[float]:
+    try:
+        steps = [float(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise fail(f"--steps: found {text!r}, allowed: comma-separated positive numbers, e.g. 1e-2,1e-4,1e-6") from None
+    if not steps or not all(math.isfinite(h) and h > 0 for h in steps):
+        raise fail(f"--steps: found {text!r}, allowed: comma-separated positive numbers, e.g. 1e-2,1e-4,1e-6")
+    if len(set(steps)) != len(steps):
+        raise fail(f"--steps: found a repeated step in {text!r}, allowed: distinct steps")
+    return steps
+
+
+@app.command()
+def gradcheck(
+    problem: Path = ProblemArg,
+    directions: int = typer.Option(8, "--directions", help="Random unit directions K."),
+    steps: str = typer.Option("1e-2,1e-4,1e-6", "--steps", help="Comma-separated finite-difference steps h."),
+    at: str = AtOpt,
+    oracle: Optional[str] = OracleOpt,
+    set_: Optional[List[str]] = SetOpt,
+    json_out: bool = JsonOpt,
+    quiet: bool = QuietOpt,
+):
+    """Check autodiff against central finite differences: grad f(U)·v against (f(U+hv) − f(U−hv))/2h along K
+    random unit directions, for each step h; say whether a disagreement is a discontinuity, a kink or
+    stiffness, or looks like a bug.
+
+    Exit 0 unless some direction disagrees at every step with no jump, curvature or rounding to explain it
+    (verdict "bug": exit 1). Directions come from PRNGKey(solve.key).
+    """
+    import jax
+
+    from trajopt import runs
+    from trajopt.diagnostics import gradcheck_summary, gradient_check
+
+    if directions < 1:
+        raise fail(f"--directions: found {directions}, allowed: an integer >= 1")
+    hs = _parse_steps(steps)
+    spec = load_spec(problem, list(set_ or []))
+    prob = spec.problem()
+    locations = _locations(at, oracle, prob)
+    key = jax.random.PRNGKey(spec.solve.key)
+    check_at = jax.jit(lambda U: gradient_check(key, prob, U, directions, hs))
+    results = []
+    for loc in locations:
+        summary = gradcheck_summary(check_at(jax.numpy.asarray(loc["U"], prob.U0.dtype)))
+        results.append({**{k: v for k, v in loc.items() if k != "U"}, **summary})
+    report = {"problem": spec.name, "source": spec.source, "at": at, "directions": directions,
+              "steps": sorted(hs, reverse=True), "locations": results}
+    if json_out:
+        sys.stdout.write(runs.dumps_json(report))
+    elif not quiet:
+        for r in results:
+            table = Table(title=f"{r['label']}: f(U) = {fmt(r['value'], 7)}, {directions} random unit directions",
+                          title_justify="left")
+            for col in ("step h", "median rel. error", "max rel. error", "agree", "median |f''|h/|f'|"):
+                table.add_column(col, justify="right")
+            for p, stiff in zip(r["per_step"], r["median_stiffness"]):
+                table.add_row(f"{p['step']:g}", fmt(p["median_rel_error"], 3), fmt(p["max_rel_error"], 3),
+                              f"{p['agree_share']:.0%}", fmt(stiff, 3))
+            out.print(table)
+            out.print(f"[bold]verdict:[/] {escape(r['message'])}\n")
+    raise typer.Exit(EXIT_FAILED if any(r["verdict"] == "bug" for r in results) else EXIT_OK)
