@@ -136,6 +136,9 @@ def test_reading_rules_on_synthetic_summaries():
     assert reading({**base, "bias_z": 4.0}).startswith("first-order gradient looks biased here: FoBG and ZoBG means")
     assert reading({**base, "ddcg_switch_share": 0.6}).startswith(
         "first-order gradient looks biased here: DDCG switches to zeroth order in 60%")
+    assert reading({**base, "zero_share": {"mean": 0.9}}).startswith("plateau: 90% of first-order samples")
+    assert reading({**base, "ddcg_switch_share": 0.2}).startswith("near a discontinuity: DDCG switches")
+    assert reading({**base, "bias_z": 2.5}).startswith("near a discontinuity")
 
 
 def test_summary_intervals_and_median_seed():

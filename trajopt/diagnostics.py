@@ -204,10 +204,13 @@ def summarise(stats: BatchStatistics, *, samples: int, sigma: float) -> dict:
     return out
 
 
-BIAS_Z = 3.0        # excess gap this many standard errors above 0: the FoBG's bias shows
-SWITCH_SHARE = 0.5  # DDCG switching to the ZoBG in at least this share of batches: the test flags bias
-STIFF_RATIO = 1.0   # FoBG per-sample variance above the ZoBG's: inverse-variance weighting leans zeroth order
-SMOOTH_RATIO = 0.1  # FoBG variance below a tenth of the ZoBG's: alpha_ivw > 0.9
+BIAS_Z = 3.0          # excess gap this many standard errors above 0: the FoBG's bias shows
+SWITCH_SHARE = 0.5    # DDCG switching to the ZoBG in at least this share of batches: the test flags bias
+PLATEAU_SHARE = 0.5   # at least this share of FoBG samples exactly 0: U sits on a flat branch
+SUSPECT_SWITCH = 0.1  # DDCG switching this often (twice its nominal 5% false-alarm rate) ...
+SUSPECT_Z = 2.0       # ... or an excess gap this many standard errors above 0: a discontinuity may be near
+STIFF_RATIO = 1.0     # FoBG per-sample variance above the ZoBG's: inverse-variance weighting leans zeroth order
+SMOOTH_RATIO = 0.1    # FoBG variance below a tenth of the ZoBG's: alpha_ivw > 0.9
 
 
 def _ratio_text(r: float) -> str:
@@ -219,25 +222,38 @@ def _ratio_text(r: float) -> str:
 
 
 def reading(summary: dict) -> str:
-    """One line that says what the statistics mean (the thresholds are the module constants):
+    """One line that says what the statistics mean, by the first rule that applies (thresholds: the module
+    constants):
 
-    * "first-order gradient looks biased here: DDCG switches to zeroth order ..." when DDCG's test fails in
-      at least SWITCH_SHARE of the batches, or the excess gap is BIAS_Z standard errors above 0;
-    * "stiff: FoBG variance R× ZoBG's ..." when the FoBG's per-sample variance exceeds the ZoBG's;
-    * "smooth: first order is reliable ..." when it is below SMOOTH_RATIO of it; "mixed: ..." in between.
+    1. "first-order gradient looks biased here: DDCG switches to zeroth order ..." when DDCG's test fails in
+       at least SWITCH_SHARE of the batches, or the excess gap is BIAS_Z standard errors above 0;
+    2. "plateau: ..." when at least PLATEAU_SHARE of the FoBG samples are exactly 0;
+    3. "near a discontinuity: ..." when DDCG switches in at least SUSPECT_SWITCH of the batches or the excess
+       gap is SUSPECT_Z standard errors above 0 (suggestive, not conclusive: more repeats decide);
+    4. "stiff: FoBG variance R× ZoBG's ..." when the FoBG's per-sample variance exceeds the ZoBG's;
+    5. "smooth: first order is reliable ..." when it is below SMOOTH_RATIO of it; "mixed: ..." in between.
     """
     ratio = summary["variance_ratio"]
     a_ivw = summary["alpha_ivw"]["mean"]
     zero = summary["zero_share"]["mean"]
     switch = summary["ddcg_switch_share"]
-    plateau = f"; {zero:.0%} of first-order samples are exactly 0 (a plateau)" if zero > 0 else ""
+    z = summary["bias_z"]
+    zeros = f"{zero:.0%} of first-order samples are exactly 0"
+    plateau = f"; {zeros} (a plateau)" if zero > 0 else ""
     if switch >= SWITCH_SHARE:
         return (f"first-order gradient looks biased here: DDCG switches to zeroth order in {switch:.0%} of batches "
                 f"(the function values vary more than the FoBG's variance allows){plateau}")
-    if summary["bias_z"] >= BIAS_Z:
+    if z >= BIAS_Z:
         return (f"first-order gradient looks biased here: FoBG and ZoBG means differ beyond their noise "
-                f"(excess gap {summary['bias_z']:.1f} standard errors above 0), though DDCG switches in only "
-                f"{switch:.0%} of batches{plateau}")
+                f"(excess gap {z:.1f} standard errors above 0), though DDCG switches in only {switch:.0%} of "
+                f"batches{plateau}")
+    if zero >= PLATEAU_SHARE:
+        return (f"plateau: {zeros} (a flat branch); the first-order gradient carries no information here, only "
+                f"samples that reach beyond the flat region do (ZoBG; DDCG switches in {switch:.0%} of batches)")
+    if switch >= SUSPECT_SWITCH or z >= SUSPECT_Z:
+        return (f"near a discontinuity: DDCG switches to zeroth order in {switch:.0%} of batches and the excess "
+                f"gap is {z:.1f} standard errors above 0; the first-order gradient may be biased here (more "
+                f"--repeats decide){plateau}")
     if ratio > STIFF_RATIO:
         return (f"stiff: FoBG variance {_ratio_text(ratio)}× ZoBG's; inverse-variance weighting leans zeroth order "
                 f"(α ≈ {a_ivw:.2f}){plateau}")

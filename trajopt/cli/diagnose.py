@@ -182,7 +182,7 @@ def diagnose(
             verdict = "evidence of FoBG bias" if s["bias_z"] >= 3 else "no evidence of FoBG bias"
             out.print(escape(f"B = ‖FoBG − ZoBG‖ = {_ci(s['bias_gap'])}; excess B² − (σ̂₁²/N + σ̂₀²/N) = "
                              f"{_ci(s['excess_gap'])} ({fmt(s['bias_z'], 3)} standard errors: {verdict}); "
-                             f"FoBG/ZoBG variance ratio {fmt(s['variance_ratio'], 3)}"))
+                             f"FoBG/ZoBG variance ratio {fmt(s['variance_ratio'], 4)}"))
             out.print(f"[bold]reading:[/] {escape(r['reading'])}\n")
         out.print(f"figure: [bold]{figure}[/]")
     raise typer.Exit(EXIT_OK)
