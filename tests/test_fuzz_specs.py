@@ -46,7 +46,7 @@ def _get_parent(doc, path):
 
 OTHER_VALUES = st.one_of(
     st.text(max_size=8), st.booleans(), st.integers(-3, 3), st.floats(allow_nan=True, allow_infinity=True),
-    st.lists(st.floats(-5, 5), max_size=5), st.just({}), st.just([[1.0, 2.0], [3.0]]),
+    st.lists(st.floats(-5, 5), max_size=5), st.builds(dict), st.builds(lambda: [[1.0, 2.0], [3.0]]),  # fresh objects: mutated later
 )
 
 
