@@ -239,7 +239,7 @@ def reading(summary: dict) -> str:
     switch = summary["ddcg_switch_share"]
     z = summary["bias_z"]
     zeros = f"{zero:.0%} of first-order samples are exactly 0"
-    plateau = f"; {zeros} (a plateau)" if zero > 0 else ""
+    plateau = f"; {zeros} (on a flat branch)" if zero > 0 else ""
     if switch >= SWITCH_SHARE:
         return (f"first-order gradient looks biased here: DDCG switches to zeroth order in {switch:.0%} of batches "
                 f"(the function values vary more than the FoBG's variance allows){plateau}")
@@ -411,6 +411,8 @@ def gradcheck_summary(check: GradCheck) -> dict:
     shrink = ""
     if len(steps) > 1 and med[0] > med[1] > 0:
         shrink = f"; shrinking as h^{orders[0]:.1f}" + (" (O(h²): smooth)" if orders[0] > 1.5 else "")
+    elif len(steps) > 1 and med[-1] > med[0]:
+        shrink = "; smaller steps only lose digits to rounding (f is close to quadratic within the largest step)"
     if counts["unexplained"]:
         verdict = "bug"
         message = (f"disagreement in {counts['unexplained']}/{K} directions that no jump, curvature or rounding "
