@@ -99,8 +99,7 @@ def _table(label: str, s: dict, aobg) -> Table:
                          ("α (weight on FoBG)", "right"), ("note", "left")]:
         table.add_column(col, justify=justify)
     zero = s["zero_share"]["mean"]
-    table.add_row("fobg", _ci(s["norm_first"]), _ci(s["var_first"]), "1", f"zero samples {zero:.0%}" + (
-        " (plateau)" if zero > 0 else ""))
+    table.add_row("fobg", _ci(s["norm_first"]), _ci(s["var_first"]), "1", f"exactly-0 samples {zero:.0%}")
     table.add_row("zobg", _ci(s["norm_zero"]), _ci(s["var_zero"]), "0", escape(f"Var[f] = {fmt(s['value_var']['mean'], 4)}"))
     gamma = "∞" if math.isinf(aobg.gamma) else fmt(aobg.gamma)
     table.add_row("aobg", _ci(s["norm_aobg"]), _ci(s["var_aobg"]), _ci(s["alpha_aobg"]),
