@@ -109,3 +109,20 @@ def test_landscape_refuses_a_multi_dimensional_problem(tmp_path):
     assert result.exit_code == 2
     assert "one decision variable" in " ".join(result.stderr.split())
     assert not (tmp_path / "l").exists()
+
+
+@pytest.mark.slow
+def test_reproduce_paper_script_writes_every_figure(tmp_path):
+    """examples/reproduce_paper.sh end to end (about 2.5 minutes on 2 cores)."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
+    assert shutil.which("trajopt", path=env["PATH"]), "the trajopt console script must be installed"
+    subprocess.run(["bash", str(root / "examples/reproduce_paper.sh"), str(tmp_path / "paper")], check=True, env=env)
+    figures = sorted(p.name for p in (tmp_path / "paper/figures").iterdir())
+    documented = sorted(p.name for p in (root / "docs/figures/paper").iterdir())
+    assert figures == documented and len(figures) == 11
