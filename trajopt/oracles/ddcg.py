@@ -1,4 +1,4 @@
-"""`ddcg`: the discontinuity-detecting switch of the 2026 follow-up (Onoda et al., PAPER.md §4.3).
+"""`ddcg`: the discontinuity-detecting switch of the 2026 follow-up (Onoda et al. 2026, Eq. 14).
 
     DDCG(U) = alpha * FoBG(U) + (1 - alpha) * ZoBG(U)
     alpha   = s0 / (s0 + s1 + regulariser)   if the FoBG batch passes the local-quadratic test (Eq. 14)

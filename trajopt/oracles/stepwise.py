@@ -1,4 +1,4 @@
-"""`stepwise`: per-coordinate inverse-variance weighting, the open-loop analogue of IVW-H (PAPER.md §4.4).
+"""`stepwise`: per-coordinate inverse-variance weighting, the open-loop analogue of IVW-H (Onoda et al. 2026).
 
 For every coordinate (t, a) of U: [T, m] (time step t, control dimension a):
 

@@ -1,4 +1,4 @@
-"""Ball with wall: a one-step, discontinuous projectile problem (PAPER.md §3.3, §C2.5; Fig. 1B, 3, 7).
+"""Ball with wall: a one-step, discontinuous projectile problem (Suh et al. 2022, Fig. 1B, 3, 7).
 
 Decision ``theta = [angle]`` (rad): the launch angle; the problem is F(theta) = E c(theta + w). Closed-form
 ballistics with launch speed v0 and gravity g; a wall of height h_w stands at distance d_w:

@@ -1,4 +1,4 @@
-"""Heaviside: the d-dimensional "all coordinates non-negative" step (PAPER.md §2 claim 3, §3.1, §C2.6).
+"""Heaviside: the d-dimensional "all coordinates non-negative" step (Suh et al. 2022, Ex. 3.3, Fig. 2).
 
 Decision ``theta: [d]`` (d = ``dimension``); the problem is F(theta) = E c(theta + w), with
 

@@ -1,4 +1,4 @@
-"""Pivot ("angular momentum transfer"): a one-step toy with a cliff (PAPER.md §3.4, §C2.10; Fig. 1C, 7).
+"""Pivot ("angular momentum transfer"): a one-step toy with a cliff (Suh et al. 2022, Fig. 1C, 7).
 
 Decision ``theta = [angle]`` (rad); the problem is F(theta) = E c(theta + w), with
 
