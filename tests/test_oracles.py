@@ -8,42 +8,31 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from builders import pushing_problem, random_quadratic
 from scipy.stats import norm
 
-from trajopt.oracles import INFO_FIELDS, ORACLES, AoBG, Exact, FixedAlpha, FoBG, OracleInfo, ZoBG
+from trajopt.oracles import (
+    INFO_FIELDS,
+    ORACLES,
+    AoBG,
+    Exact,
+    FixedAlpha,
+    FoBG,
+    OracleInfo,
+    ZoBG,
+)
 from trajopt.oracles._samples import first_order_samples, zeroth_order_samples
 from trajopt.oracles.aobg import split_estimates
-from trajopt.problem import Problem, QuadraticCost, trajectory_problem
+from trajopt.problem import Problem
 from trajopt.stats import failure_log_term
-from trajopt.systems.pushing import Pushing
 
 Z = 5.0  # tolerance in standard errors for the statistical tests (fixed keys; false-alarm rate ~ 6e-7 / coord)
 
 
-def pushing_problem(stiffness: float, damping: float, horizon: int, u_init: float = 0.1) -> Problem:
-    system = Pushing(stiffness=stiffness, damping=damping, mass=0.1, dt=0.005)
-    weights = jnp.diag(jnp.array([0.1, 10.0, 0.1, 0.1]))
-    cost = QuadraticCost(Q=weights, R=jnp.eye(1), Qf=weights, goal=jnp.array([1.0, 2.0, 0.0, 0.0]))
-    return trajectory_problem(
-        f"pushing_k{stiffness:g}", system.step, jnp.array([0.0, 1.0, 0.0, 0.0]), cost, jnp.full((horizon, 1), u_init)
-    )
-
-
 def quadratic_problem(shape=(3, 2), seed=0):
-    """f(U) = 1/2 u^T A u + b^T u with u = vec(U); the smoothed gradient is A u + b exactly."""
-    d = int(np.prod(shape))
-    rng = np.random.default_rng(seed)
-    M = rng.normal(size=(d, d))
-    A = jnp.asarray(M @ M.T / d + np.eye(d))
-    b = jnp.asarray(rng.normal(size=d))
-    U = jnp.asarray(rng.normal(size=shape))
-
-    def objective(U):
-        u = U.reshape(-1)
-        return 0.5 * u @ A @ u + b @ u
-
-    truth = (A @ U.reshape(-1) + b).reshape(shape)
-    return Problem("quadratic", U, objective), A, b, truth
+    """(problem, A, b, the exact smoothed gradient A u + b at U0)."""
+    problem, A, b = random_quadratic(shape, seed)
+    return problem, A, b, (A @ problem.U0.reshape(-1) + b).reshape(shape)
 
 
 def assert_within_standard_errors(samples, truth, z=Z):

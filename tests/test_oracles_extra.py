@@ -13,12 +13,24 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from builders import heaviside_problem, random_quadratic
 from scipy.stats import chi2, norm
 from typer.testing import CliRunner
 
 from trajopt import spec
 from trajopt.cli import app
-from trajopt.oracles import DDCG, FD, IVW, ORACLES, AoBG, Exact, FixedAlpha, FoBG, Stepwise, ZoBG
+from trajopt.oracles import (
+    DDCG,
+    FD,
+    IVW,
+    ORACLES,
+    AoBG,
+    Exact,
+    FixedAlpha,
+    FoBG,
+    Stepwise,
+    ZoBG,
+)
 from trajopt.oracles._samples import (
     SPLITS,
     first_order_samples,
@@ -28,8 +40,11 @@ from trajopt.oracles._samples import (
 )
 from trajopt.oracles.aobg import split_estimates
 from trajopt.problem import Problem
-from trajopt.stats import chi2_variance_upper_factor, per_coordinate_variance, quadratic_consistency_test
-from trajopt.systems.heaviside import Heaviside
+from trajopt.stats import (
+    chi2_variance_upper_factor,
+    per_coordinate_variance,
+    quadratic_consistency_test,
+)
 
 Z = 5.0  # standard errors (fixed keys; false-alarm rate ~ 6e-7 per coordinate)
 N_STAT = 20000
@@ -37,26 +52,10 @@ PROBLEMS = Path(__file__).resolve().parent.parent / "problems"
 VARIANTS = [("one_sided", False), ("two_sided", False), ("one_sided", True), ("two_sided", True)]
 
 
-def heaviside_problem(theta: float) -> Problem:
-    return Problem("heaviside", U0=jnp.full((1, 1), theta), objective=lambda U: Heaviside(1).cost(U[0]))
-
-
 def quadratic_problem(shape=(3, 2), seed=0, at_minimum=False):
-    """f(U) = 1/2 u^T A u + b^T u, u = vec(U): grad F = A u + b exactly, Hessian A."""
-    d = int(np.prod(shape))
-    rng = np.random.default_rng(seed)
-    M = rng.normal(size=(d, d))
-    A = jnp.asarray(M @ M.T / d + np.eye(d))
-    b = jnp.asarray(rng.normal(size=d))
-    U = jnp.asarray(rng.normal(size=shape))
-    if at_minimum:
-        U = jnp.linalg.solve(A, -b).reshape(shape) + 0.01
-
-    def objective(U):
-        u = U.reshape(-1)
-        return 0.5 * u @ A @ u + b @ u
-
-    return Problem("quadratic", U, objective), A, (A @ U.reshape(-1) + b).reshape(shape)
+    """(problem, A, the exact smoothed gradient A u + b at U0)."""
+    problem, A, b = random_quadratic(shape, seed, at_minimum)
+    return problem, A, (A @ problem.U0.reshape(-1) + b).reshape(shape)
 
 
 def assert_within_standard_errors(samples, truth, z=Z):

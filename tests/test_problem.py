@@ -4,20 +4,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from builders import pushing_problem
 
 from trajopt.problem import Problem, QuadraticCost, rollout, trajectory_problem
 from trajopt.systems.pushing import Pushing
-
-
-def pushing_problem(stiffness: float, damping: float, horizon: int, u_init: float = 0.1) -> Problem:
-    """The paper's pushing task (PAPER.md / DESIGN.md TOML sketch)."""
-    system = Pushing(stiffness=stiffness, damping=damping, mass=0.1, dt=0.005)
-    weights = jnp.diag(jnp.array([0.1, 10.0, 0.1, 0.1]))
-    cost = QuadraticCost(Q=weights, R=jnp.eye(1), Qf=weights, goal=jnp.array([1.0, 2.0, 0.0, 0.0]))
-    return trajectory_problem(
-        f"pushing_k{stiffness:g}", system.step, jnp.array([0.0, 1.0, 0.0, 0.0]), cost, jnp.full((horizon, 1), u_init)
-    )
-
 
 # ---------------------------------------------------------------------------------------------------------
 # Goldens: initial cost of the pushing problems (values from the reference set-up, float64).

@@ -10,38 +10,20 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from builders import pushing_problem, random_quadratic
 
 from trajopt.optim import SGD
 from trajopt.oracles import AoBG, Exact, FoBG, ZoBG
 from trajopt.oracles.base import INFO_FIELDS, make_info
-from trajopt.problem import Problem, QuadraticCost, trajectory_problem
+from trajopt.problem import Problem
 from trajopt.solve import STATUS_INTERRUPTED, STATUS_NON_FINITE, STATUS_OK, solve
-from trajopt.systems.pushing import Pushing
 
 KEY = jax.random.PRNGKey(0)
 
 
-def pushing_problem(stiffness: float, damping: float, horizon: int, u_init: float = 0.1) -> Problem:
-    system = Pushing(stiffness=stiffness, damping=damping, mass=0.1, dt=0.005)
-    weights = jnp.diag(jnp.array([0.1, 10.0, 0.1, 0.1]))
-    cost = QuadraticCost(Q=weights, R=jnp.eye(1), Qf=weights, goal=jnp.array([1.0, 2.0, 0.0, 0.0]))
-    return trajectory_problem(
-        f"pushing_k{stiffness:g}", system.step, jnp.array([0.0, 1.0, 0.0, 0.0]), cost, jnp.full((horizon, 1), u_init)
-    )
-
-
 def quadratic_problem():
     """f(U) = 1/2 u^T A u + b^T u, u = vec(U), U: [3, 2] (no scan: cheap to compile)."""
-    rng = np.random.default_rng(0)
-    M = rng.normal(size=(6, 6))
-    A = jnp.asarray(M @ M.T / 6 + np.eye(6))
-    b = jnp.asarray(rng.normal(size=6))
-
-    def objective(U):
-        u = U.reshape(-1)
-        return 0.5 * u @ A @ u + b @ u
-
-    return Problem("quadratic", jnp.asarray(rng.normal(size=(3, 2))), objective), A, b
+    return random_quadratic((3, 2), 0)
 
 
 @pytest.fixture(scope="module")
