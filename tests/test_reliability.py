@@ -219,3 +219,40 @@ def test_solve_from_run_dir_reproduces_bit_for_bit(tmp_path):
     with np.load(first / "trajectory.npz") as x, np.load(again / "trajectory.npz") as y:
         np.testing.assert_array_equal(x["aobg/U"], y["aobg/U"])
     assert json.loads((again / "result.json").read_text())["problem"] == "pushing_stiff"
+
+
+ALL_FAIL = UNSTABLE_WALL.replace("x0 = [0.0, 0.0]", "x0 = [0.0, 5.0]").replace("goal = [0.95, 0.0]", "goal = [0.0, 0.0]")
+
+
+def test_every_seed_non_finite_exits_1_and_says_so(tmp_path):
+    """A mass thrown at an explicitly unstable wall: every seed overflows within the first iterations."""
+    problem = tmp_path / "all_fail.toml"
+    problem.write_text(ALL_FAIL)
+    out = tmp_path / "run"
+    result = invoke("compare", problem, "--oracles", "fobg,zobg", "--iterations", "5", "--seeds", "3", "--out", out)
+    assert result.exit_code == 1, result.output
+    assert "0/3 ok" in result.stdout and "non_finite" in result.stdout  # the final table says so
+    summary = json.loads((out / "result.json").read_text())
+    assert summary["status"] == "failed"
+    for o in summary["oracles"].values():
+        assert o["status"] == ["non_finite"] * 3 and all(0 <= k < 5 for k in o["failed_at"])
+    # nothing is spent after a seed stops: the count runs up to the last seed's failing iteration only
+    assert summary["oracles"]["zobg"]["rollouts"] == 11 * (max(summary["oracles"]["zobg"]["failed_at"]) + 1)
+
+
+def test_sigkill_leaves_no_unreadable_file(tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "trajopt", "compare", str(STIFF), "--iterations", "200000", "--seeds", "2",
+           "--set", "solve.chunk=500", "--out", str(out), "--quiet"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    time.sleep(5.0)
+    proc.kill()
+    proc.wait(timeout=60)
+    files = [p for p in out.iterdir() if not p.name.startswith(".")] if out.exists() else []
+    for p in files:  # whatever exists is complete
+        if p.suffix == ".json":
+            json.loads(p.read_text())
+        elif p.suffix == ".jsonl":
+            [json.loads(line) for line in p.read_text().splitlines()]
+        elif p.suffix == ".npz":
+            np.load(p).files

@@ -121,7 +121,9 @@ def _make_chunk(problem: Problem, oracle: Oracle, optimizer: optax.GradientTrans
             failed_now = alive & valid & ~finite
             record = alive & valid
             out = {**info._asdict(), "grad_norm": jnp.linalg.norm(grad), "skipped": ~grad_finite & record}
-            out = {k: jnp.where(record, v, jnp.nan) if jnp.issubdtype(v.dtype, jnp.floating) else v for k, v in out.items()}
+            # after a seed stops (or past the last iteration) it records NaN and spends no simulator calls
+            out = {k: jnp.where(record, v, jnp.nan if jnp.issubdtype(v.dtype, jnp.floating) else jnp.zeros_like(v))
+                   for k, v in out.items()}
             carry = (
                 jnp.where(proceed, U_next, U),
                 _where_tree(proceed, new_state, opt_state),

@@ -54,7 +54,7 @@ def validate(
         ("horizon T", str(info["horizon"])), ("decision size d = T·m", str(info["decision_size"])),
         ("dt", fmt(dt)),
         ("stability margin", "no explicit limit" if margin is None else f"{margin:.2f}× (largest stable dt {fmt(stable, 4)})"),
-        ("J(U0)", f"{j0:.4f}"), ("oracles", ", ".join(spec.solve.oracles)),
+        ("J(U0)", f"{j0:.4f}" if math.isfinite(j0) else f"{j0} (not finite: the initial guess already blows up)"), ("oracles", ", ".join(spec.solve.oracles)),
         ("iterations × seeds", f"{spec.solve.iterations} × {len(spec.solve.seeds)}"),
     ]
     for k, v in rows:
