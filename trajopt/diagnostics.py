@@ -403,7 +403,6 @@ def gradcheck_summary(check: GradCheck) -> dict:
             orders.append(math.log(med[s] / med[s + 1]) / math.log(steps[s] / steps[s + 1]))
         else:
             orders.append(math.nan)
-    best = int(np.argmin(med))
     stiffness = np.array([d["stiffness"] for d in dirs])  # [K, S]
     stiff_dirs = [k for k, d in enumerate(dirs)
                   if d["label"] == "consistent" and d["resolved_at"] < steps[0] and rel[k, 0] >= STIFF_REL]

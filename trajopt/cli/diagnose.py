@@ -125,9 +125,11 @@ def diagnose(
     json_out: bool = JsonOpt,
     quiet: bool = QuietOpt,
 ):
-    """Gradient statistics at a point: each estimator's norm and variance, the FoBG-ZoBG gap, the α that aobg,
-    ivw, ddcg and stepwise would choose, and a one-line reading; writes diagnose.json and a per-time-step
-    variance figure (diagnose.png) into the output folder.
+    """Which gradient to trust here: estimator statistics and a one-line reading at U0 or a run's final U.
+
+    Each estimator's norm and variance, the FoBG-ZoBG gap, the α that aobg, ivw, ddcg and stepwise would
+    choose, and a one-line reading; writes diagnose.json and a per-time-step variance figure (diagnose.png)
+    into the output folder.
 
     The FoBG and ZoBG batches are independent N-sample batches with the file's σ (the aobg's), repeated
     --repeats times with keys fold_in(PRNGKey(solve.key), r); the rules use the file's aobg / ivw / ddcg /
@@ -210,9 +212,10 @@ def gradcheck(
     json_out: bool = JsonOpt,
     quiet: bool = QuietOpt,
 ):
-    """Check autodiff against central finite differences: grad f(U)·v against (f(U+hv) − f(U−hv))/2h along K
-    random unit directions, for each step h; say whether a disagreement is a discontinuity, a kink or
-    stiffness, or looks like a bug.
+    """Check autodiff against central finite differences, and explain any disagreement.
+
+    grad f(U)·v against (f(U+hv) − f(U−hv))/2h along K random unit directions, for each step h; says whether
+    a disagreement is a discontinuity, a kink or stiffness, or looks like a bug.
 
     Exit 0 unless some direction disagrees at every step with no jump, curvature or rounding to explain it
     (verdict "bug": exit 1). Directions come from PRNGKey(solve.key).

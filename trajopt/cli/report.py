@@ -40,8 +40,10 @@ def report_cmd(
                                 help="report.html (self-contained) or report.md (figures in report_figures/)."),
     quiet: bool = QuietOpt,
 ):
-    """Gather run folders into one report: problem, hyper-parameters, final costs, convergence, diagnostics,
-    trajectories."""
+    """Gather run folders into one shareable report (HTML or Markdown).
+
+    Problem, hyper-parameters, final costs, convergence, diagnostics and trajectories.
+    """
     from trajopt.runs import is_run_dir
 
     for d in run_dirs:

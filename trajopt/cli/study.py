@@ -57,8 +57,11 @@ def sweep(
     json_out: bool = JsonOpt,
     quiet: bool = QuietOpt,
 ):
-    """Estimator statistics at the initial guess across a parameter: per-sample variances of FoBG and ZoBG,
-    the gap and each adaptive oracle's alpha. Writes sweep.csv, sweep.json and sweep.png."""
+    """Estimator statistics at the initial guess across a parameter (variance vs stiffness, horizon, N).
+
+    Per-sample variances of FoBG and ZoBG, the gap and each adaptive oracle's alpha; writes sweep.csv,
+    sweep.json and sweep.png.
+    """
     import jax
 
     from trajopt import analysis, plots, runs
@@ -128,8 +131,11 @@ def landscape(
     json_out: bool = JsonOpt,
     quiet: bool = QuietOpt,
 ):
-    """For a one-dimensional decision: f, the smoothed F, the gradient estimates with their spread, their
-    variances and each adaptive oracle's alpha across theta (the paper's Fig. 2 and Fig. 7)."""
+    """Estimators along a one-dimensional decision (the paper's Fig. 2 and Fig. 7).
+
+    f, the smoothed F, the gradient estimates with their spread, their variances and each adaptive oracle's
+    alpha across theta; writes landscape.csv, landscape.json and landscape.png.
+    """
     import jax
     import numpy as np
 
