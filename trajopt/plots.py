@@ -19,8 +19,9 @@ import numpy as np  # noqa: E402
 from trajopt.runs import Run  # noqa: E402
 
 # The paper's colours: FoBG red, ZoBG blue, AoBG green; the rest from a qualitative palette.
-ORACLE_COLOURS = {"fobg": "#d62728", "zobg": "#1f77b4", "aobg": "#2ca02c", "exact": "#7f7f7f"}
-_PALETTE = ["#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#bcbd22"]
+ORACLE_COLOURS = {"fobg": "#d62728", "zobg": "#1f77b4", "aobg": "#2ca02c", "exact": "#7f7f7f", "ddcg": "#e377c2",
+                  "ivw": "#ff7f0e", "stepwise": "#9467bd", "fixed_alpha": "#8c564b", "fd": "#17becf"}
+_PALETTE = ["#bcbd22", "#393b79", "#8c6d31", "#843c39", "#7b4173", "#637939"]  # user oracles, by position
 X_AXES = {"iterations": "iteration", "rollouts": "simulator rollouts", "seconds": "run seconds (compile excluded)"}
 
 
@@ -191,6 +192,14 @@ def figure_bytes(fig, fmt: str = "png", dpi: int = 110) -> bytes:
     return buf.getvalue()
 
 
+def _variance_source(oracles: list[str], preferred: str, has_field) -> str | None:
+    """The oracle whose batches to show for a variance: the single estimator itself if it ran, else the
+    first mixing oracle that reports that variance (its batches are the same estimator's)."""
+    if preferred in oracles and has_field(preferred):
+        return preferred
+    return next((o for o in oracles if has_field(o)), None)
+
+
 def sweep_figure(rows: list[dict], key: str, title: str = ""):
     """Estimator statistics against a swept parameter: trace variances of FoBG and ZoBG (log-log, median and IQR
     over repeats) and, below, the alpha each adaptive oracle would choose."""
@@ -204,7 +213,7 @@ def sweep_figure(rows: list[dict], key: str, title: str = ""):
                              squeeze=False, gridspec_kw={"height_ratios": [3, 1.5][: 2 if adaptive else 1]})
     ax = axes[0, 0]
     for i, (oracle, field, label) in enumerate(series):
-        source = oracle if oracle in oracles else next((o for o in oracles if f"{field}_median" in by.get((o, values[0]), {})), None)
+        source = _variance_source(oracles, oracle, lambda o, field=field: f"{field}_median" in by.get((o, values[0]), {}))
         if source is None:
             continue
         pts = [(v, by[(source, v)].get(f"{field}_median", np.nan), by[(source, v)].get(f"{field}_q25", np.nan),
@@ -279,12 +288,12 @@ def landscape_figure(data: dict, oracles: list[str], sigma: float, marks: dict |
     row = 2
     if has_var:
         ax = axes[row, 0]
-        for i, o in enumerate(oracles):
-            for field, ls in (("var_first", "-"), ("var_zero", "--")):
-                if f"{o}/{field}" in data and o in ("fobg", "zobg") or (f"{o}/{field}" in data and "fobg" not in oracles):
-                    v = data[f"{o}/{field}"]
-                    ax.plot(theta, np.where(v > 0, v, np.nan), ls, color=oracle_colour(o, i), lw=1.2,
-                            label=f"{o} {'σ̂₁²' if field == 'var_first' else 'σ̂₀²'}")
+        for field, preferred, ls, label in (("var_first", "fobg", "-", "FoBG σ̂₁²"), ("var_zero", "zobg", "--", "ZoBG σ̂₀²")):
+            source = _variance_source(oracles, preferred, lambda o, field=field: f"{o}/{field}" in data)
+            if source is not None:
+                v = data[f"{source}/{field}"]
+                ax.plot(theta, np.where(v > 0, v, np.nan), ls, color=oracle_colour(preferred, 0), lw=1.2,
+                        label=f"{label} ({source})")
         ax.set_yscale("log")
         ax.set_ylabel("per-sample variance\n(blank where 0)")
         ax.legend(fontsize=8)

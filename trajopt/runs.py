@@ -117,6 +117,7 @@ def iteration_seconds(result: Result) -> np.ndarray:
 def summarise(spec, results: Mapping[str, Result], *, verb: str, versions: Mapping[str, str], platform_name: str,
               x64: bool, created: str) -> dict:
     """The content of result.json."""
+    oracle_configs = spec.resolved()["oracle"]
     oracles = {}
     for name, r in results.items():
         rollouts = cumulative_counts(r, "rollouts")
@@ -137,7 +138,7 @@ def summarise(spec, results: Mapping[str, Result], *, verb: str, versions: Mappi
             "gradients": int(gradients[-1]),
             "run_seconds": r.run_seconds,
             "compile_seconds": r.compile_seconds,
-            "config": {k: v for k, v in spec.resolved()["oracle"].get(name, {}).items()},
+            "config": oracle_configs.get(name, {}),
         }
     first = next(iter(results.values()))
     return {
