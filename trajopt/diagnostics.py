@@ -93,13 +93,6 @@ class BatchStatistics(NamedTuple):
     zero_share: Array
 
 
-def _step_variance(samples: Array) -> Array:
-    """[N, T, ...] -> [T]: per-time-step variance, summed over the trailing (control) axes."""
-    n = samples.shape[0]
-    dev2 = (samples - samples.mean(axis=0)) ** 2
-    return dev2.reshape(n, samples.shape[1], -1).sum(axis=(0, 2)) / (n - 1)
-
-
 def batch_statistics(key: Array, problem: Problem, U: Array, *, samples: int, sigma: float, aobg, ddcg,
                      ivw_regulariser: float = 1e-5, stepwise_regulariser: float = 1e-5) -> BatchStatistics:
     """`BatchStatistics` for one pair of independent N-sample batches at U (U: [T, m]).
@@ -122,6 +115,7 @@ def batch_statistics(key: Array, problem: Problem, U: Array, *, samples: int, si
     passed, lhs, rhs = ddcg.test(g1, s1, b.f1, n1, sigma=sigma)
     alpha_ddcg = jnp.where(passed, inverse_variance_alpha(s1, s0, ddcg.regulariser), 0.0)
     v1, v0 = per_coordinate_variance(b.g1), per_coordinate_variance(b.g0)
+    _per_step = lambda v: v.reshape(v.shape[0], -1).sum(axis=1)  # noqa: E731  [T, m] -> [T], summed over m
     alpha_step = inverse_variance_alpha(v1, v0, stepwise_regulariser)
     per_sample_zero = jnp.all(b.g1.reshape(n1, -1) == 0, axis=1)
 
@@ -135,7 +129,7 @@ def batch_statistics(key: Array, problem: Problem, U: Array, *, samples: int, si
     var_step = jnp.sum(alpha_step**2 * v1 + (1 - alpha_step) ** 2 * v0)
     return BatchStatistics(
         value=b.value, norm_first=jnp.linalg.norm(g1), norm_zero=jnp.linalg.norm(g0), var_first=s1, var_zero=s0,
-        step_var_first=_step_variance(b.g1), step_var_zero=_step_variance(b.g0), bias_gap=gap,
+        step_var_first=_per_step(v1), step_var_zero=_per_step(v0), bias_gap=gap,
         excess_gap=gap**2 - (s1 / n1 + s0 / n0), radius=radius, alpha_aobg=alpha_aobg, alpha_ivw=alpha_ivw,
         alpha_ddcg=alpha_ddcg, alpha_stepwise=jnp.mean(alpha_step), norm_aobg=norm_aobg, norm_ivw=norm_ivw,
         norm_ddcg=norm_ddcg, norm_stepwise=norm_step, var_aobg=var_aobg, var_ivw=var_ivw, var_ddcg=var_ddcg,
