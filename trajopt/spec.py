@@ -320,7 +320,17 @@ def _build_system(raw: Mapping, source: str) -> tuple[Any, str, bool]:
     except UnknownName as e:
         raise SpecError(source, "system.name", str(e)) from None
     allow_unstable = _coerce(raw.get("allow_unstable", False), bool, source, "system.allow_unstable")
-    if not dataclasses.is_dataclass(cls) and callable(cls):
+    if callable(getattr(cls, "from_table", None)):
+        # a system that builds itself from its table (e.g. one that reads a file named relative to the problem)
+        try:
+            system = cls.from_table({k: v for k, v in raw.items() if k not in SYSTEM_RESERVED}, source)
+        except SpecError:
+            raise
+        except FieldError as e:
+            raise SpecError(source, "system." + e.field, f"found {e.found!r}, allowed: {e.allowed}") from None
+        except (ValueError, TypeError, OSError) as e:
+            raise SpecError(source, "system", f"{name} could not be built: {e}") from None
+    elif not dataclasses.is_dataclass(cls) and callable(cls):
         try:
             system = cls(**{k: v for k, v in raw.items() if k not in SYSTEM_RESERVED})
         except Exception as e:  # a user's factory: report whatever it raised, with the key path

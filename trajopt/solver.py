@@ -1,13 +1,16 @@
-"""The fused optimisation loop: ``lax.scan`` over iterations, ``vmap`` over seeds.
+"""The fused optimisation loop: ``lax.scan`` over iterations, ``vmap`` over seeds, for any method.
 
-    solve(problem, oracle, optimizer, key=..., iterations=K, seeds=[...]) -> Result
+    solve(problem, method, key=..., iterations=K, seeds=[...]) -> Result
+
+``method`` follows the contract of `trajopt.methods.base` (``init``/``step``); the paper's loop is
+``GradientMethod(oracle, optimizer)``.
 
 Iteration k of seed s draws its noise from ``fold_in(fold_in(key, s), k)``, so seed s sees the same noise
 alone or inside a batch, and any chunking of the loop gives the same iterates. The scan runs in chunks of
 ``chunk`` iterations (one compiled program, the last chunk padded and masked); between chunks the caller
 may report progress or ask to stop. Nothing calls back into Python inside a chunk.
 
-A seed whose cost, gradient or next iterate is not finite stops there with status ``non_finite``: its
+A seed whose cost or next state is not finite stops there with status ``non_finite``: its
 returned U is its last iterate with a finite cost, its later history is NaN, and the other seeds run on.
 """
 
@@ -16,14 +19,13 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
-from trajopt.oracles.base import INFO_FIELDS, Oracle
+from trajopt.methods.base import Method, state_decision
 from trajopt.problem import Problem
 
 STATUS_OK = "ok"
@@ -33,17 +35,18 @@ STATUS_INTERRUPTED = "interrupted"
 
 @dataclass(frozen=True, eq=False)
 class Result:
-    """What one oracle's run over several seeds produced (host numpy arrays).
+    """What one method's run over several seeds produced (host numpy arrays).
 
     Attributes:
-        oracle: the oracle's name.
+        name: the label of the run (a variant's name; by default the method's or its oracle's name).
+        method: the method configuration that was run.
         seeds: [S] seed numbers.
         U: [S, T, m] final decision; for a failed seed, its last iterate with a finite cost.
         X: [S, T+1, n] states under U (time-stepped problems), else None.
         cost: [S, K+1] noise-free cost f(U_k) of iterate k = 0..K (K = iterations done); NaN after a failure.
-        history: {field: [S, K]} the oracle's diagnostics at each iteration: the OracleInfo fields (value,
-            alpha, var_first, ...), grad_norm (the norm of the gradient estimate) and skipped (True where a
-            non-finite gradient was skipped, with ``skip_non_finite``).
+        history: {field: [S, K]} every field of the method's info at each iteration (``value``, ``rollouts``,
+            ``gradients`` and the method's own; for `GradientMethod` the oracle's diagnostics, ``grad_norm``
+            and ``skipped``).
         status: [S] "ok", "non_finite" or "interrupted".
         failed_at: [S] iteration at which a seed went non-finite, -1 if it did not.
         iterations: K, the number of updates done (less than asked for when interrupted).
@@ -52,7 +55,8 @@ class Result:
         chunk_ends: iteration counts at the end of each chunk; chunk_seconds: cumulative run seconds there.
     """
 
-    oracle: str
+    name: str
+    method: Any
     seeds: np.ndarray
     U: np.ndarray
     X: Optional[np.ndarray]
@@ -82,8 +86,23 @@ class Result:
 
     @property
     def skipped(self) -> np.ndarray:
-        """[S] number of updates skipped for a non-finite gradient (``skip_non_finite``)."""
-        return self.history["skipped"].sum(axis=1).astype(int)
+        """[S] number of updates skipped for a non-finite gradient (``skip_non_finite``); 0 for methods without."""
+        if "skipped" not in self.history:
+            return np.zeros(len(self.seeds), int)
+        return np.nan_to_num(self.history["skipped"]).sum(axis=1).astype(int)
+
+    def counts(self, field: str = "rollouts") -> np.ndarray:
+        """[K+1] simulator calls (``rollouts`` or ``gradients``) spent before iterate k (the same for every seed
+        that is still running; a stopped seed spends nothing more)."""
+        per_iter = np.asarray(self.history[field], float)
+        per_iter = np.nanmax(per_iter, axis=0) if per_iter.size else np.zeros(0)
+        return np.concatenate([[0.0], np.cumsum(np.nan_to_num(per_iter))])
+
+    def iteration_seconds(self) -> np.ndarray:
+        """[K+1] run seconds at iterate k, interpolated linearly inside each compiled chunk."""
+        ends = np.concatenate([[0], self.chunk_ends])
+        secs = np.concatenate([[0.0], self.chunk_seconds])
+        return np.interp(np.arange(self.iterations + 1), ends, secs)
 
     @property
     def best_cost(self) -> np.ndarray:
@@ -94,39 +113,55 @@ class Result:
         return np.where(np.isfinite(best), best, np.nan)
 
 
+def method_label(method) -> str:
+    """A default label: the method's registry name, or for a gradient method its oracle's."""
+    oracle = getattr(method, "oracle", None)
+    if oracle is not None:
+        return getattr(oracle, "name", type(oracle).__name__)
+    return getattr(method, "name", type(method).__name__)
+
+
+def info_fields(problem: Problem, method: Method) -> tuple[str, ...]:
+    """The names of a method's info fields (traced abstractly, nothing is computed)."""
+    key = jax.random.PRNGKey(0)
+    state = jax.eval_shape(lambda: method.init(key, problem, problem.U0))
+    _, info = jax.eval_shape(lambda s: method.step(key, problem, s), state)
+    return tuple(info._fields)
+
+
 def _where_tree(pred, new, old):
     return jax.tree_util.tree_map(lambda a, b: jnp.where(pred, a, b), new, old)
 
 
 def _all_finite(tree) -> jax.Array:
-    leaves = jax.tree_util.tree_leaves(tree)
+    leaves = [x for x in jax.tree_util.tree_leaves(tree) if jnp.issubdtype(jnp.result_type(x), jnp.inexact)]
+    if not leaves:
+        return jnp.asarray(True)
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
 
 
-def _make_chunk(problem: Problem, oracle: Oracle, optimizer: optax.GradientTransformation, total: int,
-                skip_non_finite: bool):
-    """chunk(carry, seed_keys: [S, 2], ks: [C]) -> (carry, {field: [S, C]}): info fields plus grad_norm."""
+def _blank(v):
+    """What a stopped seed records for an info field: NaN for floats, zero (no calls spent) otherwise."""
+    return jnp.nan if jnp.issubdtype(v.dtype, jnp.floating) else jnp.zeros_like(v)
+
+
+def _make_chunk(problem: Problem, method: Method, total: int):
+    """chunk(carry, seed_keys: [S, 2], ks: [C]) -> (carry, {field: [S, C]}), the method's info fields."""
 
     def one_seed(carry, seed_key, ks):
         def body(carry, k):
-            U, opt_state, alive, failed_at, last_good = carry
+            state, alive, failed_at, last_good = carry
             valid = k < total
-            grad, info = oracle.estimate(jax.random.fold_in(seed_key, k), problem, U)
-            updates, new_state = optimizer.update(grad, opt_state, U)
-            U_next = optax.apply_updates(U, updates)
-            grad_finite = _all_finite(grad)
-            # skip mode: optax.apply_if_finite already turned a non-finite gradient into a zero update
-            finite = jnp.isfinite(info.value) & _all_finite(U_next) & (grad_finite | skip_non_finite)
+            new_state, info = method.step(jax.random.fold_in(seed_key, k), problem, state)
+            finite = jnp.isfinite(info.value) & _all_finite(new_state)
             proceed = alive & valid & finite
             failed_now = alive & valid & ~finite
             record = alive & valid
-            out = {**info._asdict(), "grad_norm": jnp.linalg.norm(grad), "skipped": ~grad_finite & record}
             # after a seed stops (or past the last iteration) it records NaN and spends no simulator calls
-            out = {k: jnp.where(record, v, jnp.nan if jnp.issubdtype(v.dtype, jnp.floating) else jnp.zeros_like(v))
-                   for k, v in out.items()}
+            out = type(info)(*(jnp.where(record, v, _blank(v)) for v in info))
+            U = state_decision(state)
             carry = (
-                jnp.where(proceed, U_next, U),
-                _where_tree(proceed, new_state, opt_state),
+                _where_tree(proceed, new_state, state),
                 alive & ~failed_now,
                 jnp.where(failed_now, k, failed_at),
                 jnp.where(record & jnp.isfinite(info.value), U, last_good),  # the latest iterate with a finite cost
@@ -140,34 +175,32 @@ def _make_chunk(problem: Problem, oracle: Oracle, optimizer: optax.GradientTrans
 
 def solve(
     problem: Problem,
-    oracle: Oracle,
-    optimizer: optax.GradientTransformation,
+    method: Method,
     *,
     key: jax.Array,
     iterations: int,
-    seeds: Sequence[int],
+    seeds: Sequence[int] = (0,),
     chunk: Optional[int] = None,
     on_chunk: Optional[Callable[[int, int], None]] = None,
     should_stop: Optional[Callable[[], bool]] = None,
-    skip_non_finite: bool = False,
+    name: Optional[str] = None,
 ) -> Result:
-    """Run ``iterations`` updates of ``optimizer`` driven by ``oracle`` from problem.U0, for every seed.
+    """Run ``iterations`` steps of ``method`` from problem.U0, for every seed, as one fused loop.
 
     Args:
         problem: the Problem.
-        oracle: an oracle (``estimate(key, problem, U) -> (grad, info)``).
-        optimizer: an optax GradientTransformation.
-        key: root PRNG key; seed s uses ``fold_in(key, s)``.
-        iterations: K, the number of updates.
+        method: a method (``init``/``step``, see `trajopt.methods.base`), e.g.
+            ``GradientMethod(AoBG(), SGD(1e-3))``.
+        key: root PRNG key; seed s uses ``fold_in(key, s)``, its iteration k ``fold_in(fold_in(key, s), k)``.
+        iterations: K, the number of steps.
         seeds: the seed numbers, run together as one vmap.
         chunk: iterations per compiled chunk (default: about a tenth of K).
         on_chunk: called as ``on_chunk(done, total)`` after each chunk.
         should_stop: polled after each chunk; True stops the run, marked "interrupted".
-        skip_non_finite: instead of stopping a seed at a non-finite gradient, skip that update
-            (``optax.apply_if_finite``) and go on; a non-finite cost or iterate still stops the seed.
+        name: the label of the result (default: the method's, or its oracle's, name).
 
     Returns:
-        Result with U*, histories, status and timings.
+        Result with U*, histories of every info field, status and timings.
     """
     seeds_arr = np.asarray(list(seeds), dtype=np.int64)
     if iterations < 0:
@@ -175,16 +208,14 @@ def solve(
     if seeds_arr.size == 0:
         raise ValueError("at least one seed is needed")
     chunk = int(chunk or max(1, math.ceil(iterations / 10)))
-    if skip_non_finite:
-        optimizer = optax.apply_if_finite(optimizer, max_consecutive_errors=iterations + 1)
     n_seeds = len(seeds_arr)
 
     seed_keys = jax.vmap(lambda s: jax.random.fold_in(key, s))(jnp.asarray(seeds_arr))
     U0 = jnp.broadcast_to(problem.U0, (n_seeds, *problem.U0.shape))
-    opt_state = jax.vmap(optimizer.init)(U0)
-    carry = (U0, opt_state, jnp.ones(n_seeds, bool), jnp.full(n_seeds, -1, jnp.int32), U0)
+    state = jax.vmap(lambda k, u: method.init(k, problem, u))(seed_keys, U0)
+    carry = (state, jnp.ones(n_seeds, bool), jnp.full(n_seeds, -1, jnp.int32), U0)
 
-    run_chunk = _make_chunk(problem, oracle, optimizer, iterations, skip_non_finite)
+    run_chunk = _make_chunk(problem, method, iterations)
     ks0 = jnp.arange(chunk, dtype=jnp.int32)
 
     def finish(U):
@@ -206,7 +237,7 @@ def solve(
         info = jax.block_until_ready(info)
         run_seconds += time.perf_counter() - t0
         take = min(chunk, iterations - done)
-        infos.append({k: np.asarray(v)[:, :take] for k, v in info.items()})
+        infos.append({k: np.asarray(v)[:, :take] for k, v in info._asdict().items()})
         done += take
         chunk_ends.append(done)
         chunk_seconds.append(run_seconds)
@@ -216,7 +247,8 @@ def solve(
             interrupted = True
             break
 
-    U, _, alive, failed_at, last_good = carry
+    state, alive, failed_at, last_good = carry
+    U = state_decision(state)
     U = jnp.where(alive.reshape((-1,) + (1,) * (U.ndim - 1)), U, last_good)
     t0 = time.perf_counter()
     final_value, X = jax.block_until_ready(compiled_finish(U))
@@ -224,11 +256,10 @@ def solve(
     final_value = np.asarray(final_value)
     X = None if X is None else np.asarray(X)
 
-    fields = (*INFO_FIELDS, "grad_norm", "skipped")
     if infos:
-        history = {f: np.concatenate([i[f] for i in infos], axis=1) for f in fields}
+        history = {f: np.concatenate([i[f] for i in infos], axis=1) for f in infos[0]}
     else:
-        history = {f: np.zeros((n_seeds, 0)) for f in fields}
+        history = {f: np.zeros((n_seeds, 0)) for f in info_fields(problem, method)}
     alive = np.asarray(alive)
     failed_at = np.asarray(failed_at)
     final_value = np.where(alive, final_value, np.nan)
@@ -237,7 +268,7 @@ def solve(
         STATUS_OK if a and not interrupted else (STATUS_INTERRUPTED if a else STATUS_NON_FINITE) for a in alive
     ]
     return Result(
-        oracle=getattr(oracle, "name", type(oracle).__name__), seeds=seeds_arr, U=np.asarray(U), X=X, cost=cost,
+        name=name or method_label(method), method=method, seeds=seeds_arr, U=np.asarray(U), X=X, cost=cost,
         history=history, status=status, failed_at=failed_at, iterations=done, run_seconds=run_seconds,
         compile_seconds=compile_seconds, chunk_ends=chunk_ends, chunk_seconds=chunk_seconds,
     )

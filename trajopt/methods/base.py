@@ -1,0 +1,89 @@
+"""The method contract: what `trajopt.solve` iterates.
+
+A method is an immutable, hashable configuration (a frozen dataclass) with two pure functions, in the spirit
+of optax's ``GradientTransformation`` and evosax's ask/tell:
+
+    init(key, problem, U0) -> state
+    step(key, problem, state) -> (state, info)
+
+* ``state`` is a pytree (usually a NamedTuple) with a field ``U``: the current decision, shape
+  ``problem.shape`` (``[T, m]``). Everything else the method carries lives beside it: optimiser moments,
+  a sampling distribution, a regularisation weight, a stopping flag.
+* ``info`` is the method's own NamedTuple of scalars. It always has
+
+    - ``value``: f(U) of the iterate the step *started from* (``state.U`` on entry), the noise-free cost,
+    - ``rollouts``: forward simulator rollouts the step spent (int32),
+    - ``gradients``: backward passes (vector-Jacobian products through the rollout) the step spent (int32),
+
+  and any other scalar diagnostics the method has (α, variances, a line-search step, a stop reason). Counts
+  are honest: every rollout the method uses to decide its next iterate is counted; evaluating f(U) only to
+  report ``value`` is not (the oracle contract's rule).
+* Keys: ``init`` receives the seed's key ``fold_in(key, seed)``; step k receives ``fold_in(seed_key, k)``,
+  so seed s draws the same noise alone or in a batch and any chunking of the loop gives the same iterates.
+* Purity: no Python side effects, no host callbacks, no data-dependent Python control flow; ``step`` runs
+  inside ``lax.scan`` under ``vmap``.
+
+A method that has converged (iLQR on a tolerance, say) keeps returning its state unchanged and spends no
+simulator calls; `solve` always runs the iterations it was asked for. `solve` stops a seed whose ``value``
+or new state is not finite (status ``non_finite``) and keeps the last iterate with a finite cost.
+
+New methods: one module with the dataclass and one ``METHODS.register`` line in `trajopt.methods`; the
+dataclass fields (ints, floats, bools, strings) are the keys of its TOML table (``[method.<name>]`` or a
+``[variants.NAME]`` table with ``method = "<name>"``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple, Protocol
+
+import jax
+import jax.numpy as jnp
+from jax import Array
+
+from trajopt.problem import Problem
+
+REQUIRED_INFO = ("value", "rollouts", "gradients")
+
+
+class Method(Protocol):
+    """Structural type of a method configuration (see the module docstring)."""
+
+    name: str
+
+    def init(self, key: Array, problem: Problem, U0: Array) -> Any: ...
+
+    def step(self, key: Array, problem: Problem, state: Any) -> tuple[Any, NamedTuple]: ...
+
+
+def as_float(v) -> Array:
+    """A scalar in the working float dtype (float64 by default)."""
+    return jnp.asarray(v, dtype=jnp.result_type(float))
+
+
+def as_count(v) -> Array:
+    """A simulator-call count as int32."""
+    return jnp.asarray(v, dtype=jnp.int32)
+
+
+def check_info(info: Any, method_name: str) -> None:
+    """Raise TypeError unless ``info`` is a NamedTuple of scalars with the required fields."""
+    fields = getattr(info, "_fields", None)
+    if fields is None:
+        raise TypeError(f"method {method_name!r}: step must return (state, info) with info a NamedTuple, "
+                        f"got {type(info).__name__}")
+    missing = [f for f in REQUIRED_INFO if f not in fields]
+    if missing:
+        raise TypeError(f"method {method_name!r}: info lacks {', '.join(missing)}; it needs {', '.join(REQUIRED_INFO)}")
+    for f in fields:
+        shape = jnp.shape(getattr(info, f))
+        if shape != ():
+            raise TypeError(f"method {method_name!r}: info.{f} has shape {list(shape)}, allowed: a scalar")
+
+
+def state_decision(state: Any) -> Array:
+    """The current decision U of a method's state (its ``U`` field)."""
+    try:
+        return state.U
+    except AttributeError:
+        raise TypeError(f"a method's state needs a field U (the current decision); got {type(state).__name__}") from None
+
