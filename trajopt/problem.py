@@ -6,7 +6,8 @@ A time-stepped problem is built from a system's one-step map ``x_{t+1} = step(x_
     J(U) = sum_{t<T} [ (x_t - x_g)^T Q (x_t - x_g) + u_t^T R u_t ]  +  (x_T - x_g)^T Q_f (x_T - x_g)
 
 (the constant t = 0 state term included, as in the reference). The rollout is one ``lax.scan`` over time.
-One-step problems (ball with wall, pivot, Heaviside) build a `Problem` directly with T = 1.
+A time-stepped problem keeps its one-step map, start and cost, for methods that need them (iLQR).
+One-step problems (ball with wall, pivot, Heaviside) are built by `one_step_problem` with T = 1.
 """
 
 from __future__ import annotations
@@ -41,21 +42,51 @@ def rollout(step: StepFn, x0: Array, U: Array) -> Array:
     return jnp.concatenate([x0[None], xs], axis=0)
 
 
+def wrap_angle(a: Array) -> Array:
+    """wrap(a) = ((a + pi) mod 2 pi) - pi, in [-pi, pi)."""
+    return jnp.mod(a + jnp.pi, 2 * jnp.pi) - jnp.pi
+
+
 @dataclass(frozen=True, eq=False)
 class QuadraticCost:
-    """Quadratic tracking cost. Q, Qf: [n, n]; R: [m, m]; goal: [n]."""
+    """Quadratic tracking cost. Q, Qf: [n, n]; R: [m, m]; goal: [n].
+
+    ``wrap``: state indices whose error e_i = x_i - goal_i is an angle, taken as wrap(e_i) in [-pi, pi)
+    (trajax's pendulum convention); the others are plain differences.
+
+        stage(x, u) = e^T Q e + u^T R u,   terminal(x) = e^T Qf e,   J = sum_t stage(x_t, u_t) + terminal(x_T)
+    """
 
     Q: Array
     R: Array
     Qf: Array
     goal: Array
+    wrap: tuple[int, ...] = ()
+
+    def error(self, X: Array) -> Array:
+        """e = X - goal ([..., n]), with the ``wrap`` coordinates wrapped to [-pi, pi)."""
+        E = X - self.goal
+        if not self.wrap:
+            return E
+        mask = jnp.zeros(E.shape[-1], bool).at[jnp.asarray(self.wrap)].set(True)
+        return jnp.where(mask, wrap_angle(E), E)
 
     def __call__(self, X: Array, U: Array) -> Array:
         """J for states X: [T+1, n] and controls U: [T, m]; returns a scalar."""
-        E = X - self.goal
+        E = self.error(X)
         running = jnp.einsum("ti,ij,tj->", E[:-1], self.Q, E[:-1]) + jnp.einsum("ti,ij,tj->", U, self.R, U)
         terminal = E[-1] @ self.Qf @ E[-1]
         return running + terminal
+
+    def stage(self, x: Array, u: Array) -> Array:
+        """The running cost of one step: x [n], u [m] -> scalar."""
+        e = self.error(x)
+        return e @ self.Q @ e + u @ self.R @ u
+
+    def terminal(self, x: Array) -> Array:
+        """The terminal cost: x [n] -> scalar."""
+        e = self.error(x)
+        return e @ self.Qf @ e
 
 
 @dataclass(frozen=True, eq=False)
@@ -67,12 +98,23 @@ class Problem:
         U0: [T, m] initial guess.
         objective: pure ``f(U: [T, m]) -> scalar``, the noise-free cost; jit-, grad- and vmap-able.
         trajectory: optional pure ``U -> X: [T+1, n]`` (time-stepped problems); None for one-step problems.
+        step: the one-step map ``step(x: [n], u: [m]) -> [n]`` (time-stepped problems), else None.
+        x0: [n] the start state (time-stepped problems), else None.
+        cost: the cost, with ``stage(x, u)`` and ``terminal(x)`` (time-stepped problems), else None.
     """
 
     name: str
     U0: Array
     objective: Callable[[Array], Array]
     trajectory: Optional[Callable[[Array], Array]] = None
+    step: Optional[StepFn] = None
+    x0: Optional[Array] = None
+    cost: Optional[QuadraticCost] = None
+
+    @property
+    def time_stepped(self) -> bool:
+        """True when the problem keeps a one-step map, a start and a stage/terminal cost (iLQR applies)."""
+        return self.step is not None and self.x0 is not None and self.cost is not None
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -94,4 +136,17 @@ def trajectory_problem(name: str, step: StepFn, x0: Array, cost: QuadraticCost, 
     def objective(U: Array) -> Array:
         return cost(trajectory(U), U)
 
-    return Problem(name=name, U0=jnp.asarray(U0), objective=objective, trajectory=trajectory)
+    return Problem(name=name, U0=jnp.asarray(U0), objective=objective, trajectory=trajectory, step=step, x0=x0,
+                   cost=cost)
+
+
+def one_step_problem(name: str, cost: Callable[[Array], Array], U0: Array) -> Problem:
+    """A one-step problem over a decision u: [d], stored as U: [1, d]; objective(U) = cost(U[0])."""
+    U0 = jnp.asarray(U0)
+    if U0.ndim == 1:
+        U0 = U0[None]
+
+    def objective(U: Array) -> Array:
+        return cost(U[0])
+
+    return Problem(name=name, U0=U0, objective=objective)

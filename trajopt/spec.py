@@ -29,7 +29,7 @@ import numpy as np
 from trajopt.checks import FieldError
 from trajopt.optim import OPTIMIZERS
 from trajopt.oracles import ORACLES
-from trajopt.problem import Problem, QuadraticCost, trajectory_problem
+from trajopt.problem import Problem, QuadraticCost, one_step_problem, trajectory_problem
 from trajopt.registry import UnknownName
 from trajopt.systems import SYSTEMS
 from trajopt.systems.base import parameter_types
@@ -50,7 +50,7 @@ class SpecError(ValueError):
 
 
 TOP_LEVEL = ("name", "title", "description", "system", "task", "solve", "oracle")
-TASK_KEYS = ("horizon", "x0", "goal", "Q", "R", "Qf", "u_init")
+TASK_KEYS = ("horizon", "x0", "goal", "Q", "R", "Qf", "u_init", "wrap")
 ONE_STEP_TASK_KEYS = ("u_init",)
 SOLVE_KEYS = ("iterations", "seeds", "key", "oracles", "optimizer", "chunk", "on_non_finite")
 NON_FINITE_POLICIES = ("stop", "skip")
@@ -157,6 +157,7 @@ class TaskSpec:
     Q: Optional[np.ndarray] = None
     R: Optional[np.ndarray] = None
     Qf: Optional[np.ndarray] = None
+    wrap: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -205,10 +206,10 @@ class Spec:
         """The Problem this spec describes (arrays as jax float arrays)."""
         U0 = jnp.asarray(self.task.U0)
         if self.one_step:
-            system = self.system
-            return Problem(name=self.name, U0=U0, objective=lambda U: system.cost(U[0]))
+            return one_step_problem(self.name, self.system.cost, U0)
         t = self.task
-        cost = QuadraticCost(Q=jnp.asarray(t.Q), R=jnp.asarray(t.R), Qf=jnp.asarray(t.Qf), goal=jnp.asarray(t.goal))
+        cost = QuadraticCost(Q=jnp.asarray(t.Q), R=jnp.asarray(t.R), Qf=jnp.asarray(t.Qf), goal=jnp.asarray(t.goal),
+                             wrap=t.wrap)
         return trajectory_problem(self.name, self.system.step, jnp.asarray(t.x0), cost, U0)
 
     def resolved(self) -> dict:
@@ -303,7 +304,12 @@ def _build_task(raw: Mapping, system: Any, source: str) -> TaskSpec:
     if horizon < 1:
         raise SpecError(source, "task.horizon", f"found {horizon}, allowed: an integer >= 1")
     Q = _weight(raw, "Q", n, source)
-    return TaskSpec(
+    wrap_raw = raw.get("wrap", [])
+    if not isinstance(wrap_raw, list) or not all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < n for i in wrap_raw) \
+            or len(set(wrap_raw)) != len(wrap_raw):
+        raise SpecError(source, "task.wrap", f"found {_describe(wrap_raw)}, allowed: a list of distinct state indices in 0..{n - 1} "
+                        "whose error is an angle (wrapped to [-pi, pi))")
+    return TaskSpec(wrap=tuple(wrap_raw),
         horizon=horizon, U0=_initial_guess(raw, horizon, m, source), x0=_vector(raw, "x0", n, source),
         goal=_vector(raw, "goal", n, source), Q=Q, R=_weight(raw, "R", m, source), Qf=_weight(raw, "Qf", n, source, Q),
     )
