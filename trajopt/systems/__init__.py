@@ -13,6 +13,8 @@
 | pivot           | pivot.py           | one-step: -sin^2(theta) inside |theta| <= pi/4, 0 beyond (a cliff) |
 | heaviside       | heaviside.py       | one-step: d-dimensional step, 1 if all theta_i >= 0 (FoBG = 0) |
 | soft_heaviside  | soft_heaviside.py  | one-step: -1 / linear ramp of width nu / +1 (relaxed Coulomb friction) |
+| torque_pendulum | torque_pendulum.py | trajax's pendulum: continuous dynamics, RK4 (or Euler), u held over the step |
+| acrobot         | acrobot.py         | trajax's Sutton–Barto acrobot, torque on joint 2, Euler (or RK4) |
 
 Time-stepped systems provide ``state_size``, ``control_size``, ``dt``, ``step(x, u)`` and ``stable_dt()``
 (see `base.System`). One-step systems set ``one_step = True``, ``state_size = 0``, ``dt = nan``,
@@ -21,6 +23,7 @@ F(theta) = E c(theta + w), a decision of shape [1, d].
 """
 
 from trajopt.registry import Registry
+from trajopt.systems.acrobot import Acrobot
 from trajopt.systems.ball_with_wall import BallWithWall
 from trajopt.systems.base import System, parameter_types
 from trajopt.systems.chain import Chain
@@ -33,6 +36,7 @@ from trajopt.systems.pivot import Pivot
 from trajopt.systems.pushing import Pushing
 from trajopt.systems.soft_heaviside import SoftHeaviside
 from trajopt.systems.spring_wall import SpringWall
+from trajopt.systems.torque_pendulum import TorquePendulum
 
 SYSTEMS: Registry[type] = Registry("system")
 SYSTEMS.register("pushing", Pushing)
@@ -46,6 +50,8 @@ SYSTEMS.register("ball_with_wall", BallWithWall)
 SYSTEMS.register("pivot", Pivot)
 SYSTEMS.register("heaviside", Heaviside)
 SYSTEMS.register("soft_heaviside", SoftHeaviside)
+SYSTEMS.register("torque_pendulum", TorquePendulum)
+SYSTEMS.register("acrobot", Acrobot)
 
 __all__ = [
     "SYSTEMS",
@@ -62,4 +68,6 @@ __all__ = [
     "Pivot",
     "Heaviside",
     "SoftHeaviside",
+    "TorquePendulum",
+    "Acrobot",
 ]
