@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from trajopt.problem import Problem
+from trajopt.stats import nan_band
 
 STAT_FIELDS = ("var_first", "var_zero", "bias_gap", "radius", "alpha")
 
@@ -86,11 +87,8 @@ def estimate_repeats(key: jax.Array, problem: Problem, oracle, U: jax.Array, rep
 
 def summarise_repeats(values: np.ndarray) -> dict[str, float]:
     """Median and interquartile range over repeats (NaN-aware; all-NaN gives NaN)."""
-    v = np.asarray(values, float)
-    v = v[np.isfinite(v)]
-    if not v.size:
-        return {"median": math.nan, "q25": math.nan, "q75": math.nan}
-    return {"median": float(np.median(v)), "q25": float(np.percentile(v, 25)), "q75": float(np.percentile(v, 75))}
+    med, lo, hi = nan_band(values)
+    return {"median": float(med), "q25": float(lo), "q75": float(hi)}
 
 
 def point_statistics(key: jax.Array, problem: Problem, oracles: Mapping[str, object], repeats: int,
@@ -155,8 +153,7 @@ def landscape(key: jax.Array, problem: Problem, oracles: Mapping[str, object], t
         for field in STAT_FIELDS:
             values = np.asarray(getattr(info, field))
             if np.isfinite(values).any():
-                with np.errstate(all="ignore"):
-                    out[f"{name}/{field}"] = np.nanmedian(np.where(np.isfinite(values), values, np.nan), axis=1)
+                out[f"{name}/{field}"] = nan_band(values, axis=1)[0]
     return out
 
 

@@ -1,87 +1,126 @@
-"""Figures, drawn from run folders only (`trajopt.runs.Run`), with matplotlib's Agg backend.
+"""Figures, built in memory as `matplotlib.figure.Figure` objects from results (`trajopt.solver.Result`, one per
+variant). The library never switches matplotlib's backend and never touches pyplot's global state: figures are
+made with ``Figure()`` directly and written by the caller (`save_figure`, the CLI) or shown by a notebook.
 
 `convergence_figure`: the noise-free cost on a log axis (linear when a cost is <= 0) against iterations,
-simulator rollouts or run seconds; per oracle the median across seeds with an interquartile band; a second
-panel with alpha for the oracles that choose one.
+simulator rollouts, backward passes or run seconds; per variant the median across seeds with an interquartile
+band; a second panel with alpha for the variants that choose one.
 """
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
+from typing import Mapping, Optional, Sequence
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from trajopt.solver import Result
+from trajopt.stats import nan_band
 
-from trajopt.runs import Run  # noqa: E402
+# Colours for variants that are not a registered oracle or method, by position.
+_PALETTE = ["#bcbd22", "#393b79", "#8c6d31", "#843c39", "#7b4173", "#637939", "#3182bd", "#e6550d", "#31a354",
+            "#756bb1", "#636363", "#9c9ede"]
+X_AXES = {"iterations": "iteration", "rollouts": "simulator rollouts (per seed)",
+          "gradients": "backward passes (per seed)", "seconds": "run seconds (compile excluded)"}
 
-# The paper's colours: FoBG red, ZoBG blue, AoBG green; the rest from a qualitative palette.
-ORACLE_COLOURS = {"fobg": "#d62728", "zobg": "#1f77b4", "aobg": "#2ca02c", "exact": "#7f7f7f", "ddcg": "#e377c2",
-                  "ivw": "#ff7f0e", "stepwise": "#9467bd", "fixed_alpha": "#8c564b", "fd": "#17becf"}
-_PALETTE = ["#bcbd22", "#393b79", "#8c6d31", "#843c39", "#7b4173", "#637939"]  # user oracles, by position
-X_AXES = {"iterations": "iteration", "rollouts": "simulator rollouts", "seconds": "run seconds (compile excluded)"}
+
+def registered_colour(name: str) -> Optional[str]:
+    """The colour an oracle or method class declares for itself (``colour``), or None."""
+    from trajopt.methods import METHODS
+    from trajopt.oracles import ORACLES
+
+    for registry in (ORACLES, METHODS):
+        if name in registry:
+            return getattr(registry.get(name), "colour", None)
+    return None
+
+
+def variant_colours(names: Sequence[str]) -> dict[str, str]:
+    """One colour per variant, the same in every figure of a run: a variant named after a registered oracle or
+    method takes that one's colour, the others take the palette in order (never a colour already used)."""
+    colours: dict[str, str] = {}
+    for n in names:
+        c = registered_colour(n)
+        if c is not None:
+            colours[n] = c
+    spare = [c for c in _PALETTE if c not in colours.values()]
+    for n in names:
+        if n not in colours:
+            colours[n] = spare.pop(0) if spare else _PALETTE[len(colours) % len(_PALETTE)]
+    return colours
 
 
 def oracle_colour(name: str, index: int) -> str:
-    return ORACLE_COLOURS.get(name, _PALETTE[index % len(_PALETTE)])
+    """The colour of one oracle (or variant) shown alone: its registered colour, else the palette at ``index``."""
+    return registered_colour(name) or _PALETTE[index % len(_PALETTE)]
 
 
-def _x_values(run: Run, oracle: str, x: str) -> np.ndarray:
-    s = run.series[oracle]
+def _chooses_alpha(name: str) -> bool:
+    """Whether a registered oracle chooses its own α (user oracles: when they report one)."""
+    from trajopt.oracles import ORACLES
+
+    return getattr(ORACLES.get(name), "chooses_alpha", True) if name in ORACLES else True
+
+
+def x_values(result: Result, x: str) -> np.ndarray:
+    """[K+1] the x coordinate of iterate k: its index, the simulator calls spent before it, or run seconds."""
     if x == "iterations":
-        return np.arange(s["cost"].shape[1])
-    if x == "rollouts":
-        return np.nanmax(s["rollouts"], axis=0)
+        return np.arange(result.iterations + 1)
+    if x in ("rollouts", "gradients"):
+        return result.counts(x)
     if x == "seconds":
-        return np.nanmedian(s["seconds"], axis=0)
+        return result.iteration_seconds()
     raise ValueError(f"x must be one of {', '.join(X_AXES)}, not {x!r}")
 
 
-def _band(values: np.ndarray):
-    """Median and interquartile range across seeds (axis 0), ignoring NaN (failed seeds)."""
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return (np.nanmedian(values, axis=0), np.nanpercentile(values, 25, axis=0), np.nanpercentile(values, 75, axis=0))
+def _figure(rows: int, height: float, width: float = 7.0, **kwargs):
+    fig = Figure(figsize=(width, height))
+    axes = fig.subplots(rows, 1, squeeze=False, **kwargs)
+    return fig, axes
 
 
-def convergence_figure(run: Run, x: str = "iterations"):
-    """The convergence figure of a run folder; returns a matplotlib Figure."""
-    with_alpha = [o for o in run.oracles if np.isfinite(run.series[o]["alpha"]).any()]
+def convergence_figure(results: Mapping[str, Result], x: str = "iterations", title: str = ""):
+    """The convergence figure of several variants' results on one problem; returns a Figure.
+
+    Args:
+        results: {variant name: Result}, in legend order (all with the same seeds).
+        x: "iterations", "rollouts", "gradients" or "seconds".
+        title: the figure's title (the caller states the configuration: problem, overrides).
+    """
+    names = list(results)
+    colours = variant_colours(names)
+    with_alpha = [o for o in names if "alpha" in results[o].history and np.isfinite(results[o].history["alpha"]).any()]
     n_panels = 2 if with_alpha else 1
-    fig, axes = plt.subplots(n_panels, 1, figsize=(7.0, 4.2 + 2.2 * (n_panels - 1)), sharex=True,
-                             gridspec_kw={"height_ratios": [3, 1.4][:n_panels]}, squeeze=False)
+    fig, axes = _figure(n_panels, 4.2 + 2.2 * (n_panels - 1), sharex=x != "seconds" or n_panels == 1,
+                        gridspec_kw={"height_ratios": [3, 1.4][:n_panels]})
     ax = axes[0, 0]
-    all_costs = np.concatenate([run.series[o]["cost"].ravel() for o in run.oracles])
+    all_costs = np.concatenate([results[o].cost.ravel() for o in names])
     finite = all_costs[np.isfinite(all_costs)]
     log_scale = finite.size > 0 and finite.min() > 0
-    n_seeds = len(run.result["seeds"])
-    for i, o in enumerate(run.oracles):
-        colour = oracle_colour(o, i)
-        xs = _x_values(run, o, x)
-        med, lo, hi = _band(run.series[o]["cost"])
-        failed = sum(s != "ok" for s in run.result["oracles"][o]["status"])
+    n_seeds = len(next(iter(results.values())).seeds)
+    for o in names:
+        r = results[o]
+        xs = x_values(r, x)
+        med, lo, hi = nan_band(r.cost, axis=0)
+        failed = sum(s != "ok" for s in r.status)
         label = o + (f" ({failed}/{n_seeds} seeds stopped)" if failed else "")
-        ax.plot(xs, med, color=colour, lw=1.8, label=label)
-        ax.fill_between(xs, lo, hi, color=colour, alpha=0.2, lw=0)
+        ax.plot(xs, med, color=colours[o], lw=1.8, label=label)
+        ax.fill_between(xs, lo, hi, color=colours[o], alpha=0.2, lw=0)
     if log_scale:
         ax.set_yscale("log")
     ax.set_ylabel("cost f(U)" + (" (log scale)" if log_scale else ""))
     ax.grid(True, which="both", alpha=0.25)
     ax.legend(title=f"median, IQR band over {n_seeds} seeds", fontsize=9, title_fontsize=9)
-    ax.set_title(run.result.get("title", run.result.get("problem", "")), fontsize=11)
+    ax.set_title(title, fontsize=11)
     if with_alpha:
         ax2 = axes[1, 0]
-        for i, o in enumerate(run.oracles):
-            if o not in with_alpha:
-                continue
-            colour = oracle_colour(o, run.oracles.index(o))
-            med, lo, hi = _band(run.series[o]["alpha"])
-            xs = _x_values(run, o, x)
-            ax2.plot(xs, med, color=colour, lw=1.4, label=o)
-            ax2.fill_between(xs, lo, hi, color=colour, alpha=0.2, lw=0)
+        for o in with_alpha:
+            r = results[o]
+            med, lo, hi = nan_band(r.history["alpha"], axis=0)
+            xs = x_values(r, x)[: r.iterations]
+            ax2.plot(xs, med, color=colours[o], lw=1.4, label=o)
+            ax2.fill_between(xs, lo, hi, color=colours[o], alpha=0.2, lw=0)
         ax2.set_ylim(-0.05, 1.05)
         ax2.set_ylabel("alpha (weight on FoBG)")
         ax2.grid(True, alpha=0.25)
@@ -98,78 +137,88 @@ def save_figure(fig, path: Path, dpi: int = 150) -> None:
     atomic_write_bytes(Path(path), figure_bytes(fig, Path(path).suffix.lstrip(".") or "png", dpi))
 
 
-def variance_figure(run: Run, x: str = "iterations"):
-    """Per-sample trace variances (FoBG and ZoBG batches) and the bias gap B along the run, log axes."""
+def _history(r: Result, field: str) -> np.ndarray:
+    return np.asarray(r.history.get(field, np.full((len(r.seeds), r.iterations), np.nan)), float)
+
+
+def variance_figure(results: Mapping[str, Result], x: str = "iterations", title: str = ""):
+    """Per-sample trace variances (FoBG and ZoBG batches) and the bias gap B along the run, log axes; None when
+    no variant reports them."""
+    names = list(results)
+    colours = variant_colours(names)
     fields = [("var_first", "FoBG variance  σ̂₁²"), ("var_zero", "ZoBG variance  σ̂₀²"), ("bias_gap", "bias gap B")]
-    shown = [(f, label) for f, label in fields if any(np.isfinite(run.series[o][f]).any() for o in run.oracles)]
+    shown = [(f, label) for f, label in fields if any(np.isfinite(_history(results[o], f)).any() for o in names)]
     if not shown:
         return None
-    fig, axes = plt.subplots(len(shown), 1, figsize=(7.0, 2.3 * len(shown) + 0.6), sharex=True, squeeze=False)
+    fig, axes = _figure(len(shown), 2.3 * len(shown) + 0.6, sharex=True)
     for ax, (f, label) in zip(axes[:, 0], shown):
-        for i, o in enumerate(run.oracles):
-            values = run.series[o][f]
+        for o in names:
+            values = _history(results[o], f)
             if not np.isfinite(values).any():
                 continue
-            med, lo, hi = _band(values)
-            xs = _x_values(run, o, x)
-            ax.plot(xs, med, color=oracle_colour(o, i), lw=1.4, label=o)
-            ax.fill_between(xs, lo, hi, color=oracle_colour(o, i), alpha=0.2, lw=0)
-        finite = np.concatenate([run.series[o][f][np.isfinite(run.series[o][f])] for o in run.oracles])
+            med, lo, hi = nan_band(values, axis=0)
+            xs = x_values(results[o], x)[: results[o].iterations]
+            ax.plot(xs, med, color=colours[o], lw=1.4, label=o)
+            ax.fill_between(xs, lo, hi, color=colours[o], alpha=0.2, lw=0)
+        finite = np.concatenate([_history(results[o], f)[np.isfinite(_history(results[o], f))] for o in names])
         if finite.size and finite.min() > 0:
             ax.set_yscale("log")
         ax.set_ylabel(label)
         ax.grid(True, which="both", alpha=0.25)
         ax.legend(fontsize=8)
+    axes[0, 0].set_title(title, fontsize=11)
     axes[-1, 0].set_xlabel(X_AXES[x])
     fig.tight_layout()
     return fig
 
 
-def best_seed_index(run: Run, oracle: str) -> int:
-    """Index (into the seeds list) of the oracle's seed with the lowest final cost."""
-    finals = np.array([np.inf if v is None else v for v in run.result["oracles"][oracle]["final_cost"]], float)
+def best_seed_index(result: Result) -> int:
+    """Index (into the seeds) of the result's seed with the lowest final cost."""
+    finals = np.asarray(result.final_cost, float)
     return int(np.argmin(np.where(np.isfinite(finals), finals, np.inf)))
 
 
-def trajectory_figure(run: Run, state_names=None):
-    """States and controls of each oracle's best seed (time-stepped problems), or the final decision of every
-    seed per oracle (one-step problems)."""
-    traj = run.trajectories()
-    has_states = any(k.endswith("/X") for k in traj)
-    if not has_states:
-        fig, ax = plt.subplots(figsize=(7.0, 2.8))
-        for i, o in enumerate(run.oracles):
-            U = traj[f"{o}/U"].reshape(len(run.result["seeds"]), -1)
+def trajectory_figure(results: Mapping[str, Result], state_names=None, control_names=None, goal=None, title: str = ""):
+    """States and controls of each variant's best seed (time-stepped problems), or the final decision of every
+    seed per variant (one-step problems). ``goal``: [n] drawn dotted on the state panels."""
+    names = list(results)
+    colours = variant_colours(names)
+    first = results[names[0]]
+    if first.X is None:
+        fig, axes = _figure(1, 2.8)
+        ax = axes[0, 0]
+        for i, o in enumerate(names):
+            U = np.asarray(results[o].U).reshape(len(results[o].seeds), -1)
             for j in range(U.shape[1]):
-                ax.scatter(U[:, j], np.full(U.shape[0], i) + 0.08 * j, color=oracle_colour(o, i), s=18, alpha=0.7)
-        ax.set_yticks(range(len(run.oracles)), run.oracles)
+                ax.scatter(U[:, j], np.full(U.shape[0], i) + 0.08 * j, color=colours[o], s=18, alpha=0.7)
+        ax.set_yticks(range(len(names)), names)
         ax.set_xlabel("final decision θ (each seed)")
         ax.grid(True, alpha=0.25)
+        ax.set_title(title, fontsize=11)
         fig.tight_layout()
         return fig
-    X0 = traj[f"{run.oracles[0]}/X"]
-    U0 = traj[f"{run.oracles[0]}/U"]
-    n, m = X0.shape[-1], U0.shape[-1]
+    n, m = first.X.shape[-1], first.U.shape[-1]
     panels = n + m
     cols = 2 if panels > 3 else 1
     rows = int(np.ceil(panels / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(7.0 if cols == 1 else 10.0, 1.9 * rows + 0.8), squeeze=False,
-                             sharex=True)
-    names = list(state_names or [f"x[{i}]" for i in range(n)]) + [f"u[{j}]" for j in range(m)]
-    for i, o in enumerate(run.oracles):
-        s = best_seed_index(run, o)
-        X, U = traj[f"{o}/X"][s], traj[f"{o}/U"][s]
-        seed = run.result["seeds"][s]
+    fig = Figure(figsize=(7.0 if cols == 1 else 10.0, 1.9 * rows + 0.8))
+    axes = fig.subplots(rows, cols, squeeze=False, sharex=True)
+    labels = (list(state_names or [f"x[{i}]" for i in range(n)])
+              + list(control_names or [f"u[{j}]" for j in range(m)]))
+    for o in names:
+        r = results[o]
+        s = best_seed_index(r)
+        X, U = r.X[s], r.U[s]
+        seed = int(r.seeds[s])
         for p in range(panels):
             ax = axes[p // cols, p % cols]
             if p < n:
-                ax.plot(np.arange(X.shape[0]), X[:, p], color=oracle_colour(o, i), lw=1.3, label=f"{o} (seed {seed})")
+                ax.plot(np.arange(X.shape[0]), X[:, p], color=colours[o], lw=1.3, label=f"{o} (seed {seed})")
             else:
-                ax.step(np.arange(U.shape[0]), U[:, p - n], where="post", color=oracle_colour(o, i), lw=1.1)
-    goal = run.config.get("task", {}).get("goal")
+                ax.step(np.arange(U.shape[0]), U[:, p - n], where="post", color=colours[o], lw=1.1)
     for p in range(panels):
         ax = axes[p // cols, p % cols]
-        ax.set_ylabel(names[p], fontsize=9)
+        ax.set_ylabel(labels[p], fontsize=9)
         ax.grid(True, alpha=0.25)
         if goal is not None and p < n:
             ax.axhline(goal[p], color="k", lw=0.8, ls=":")
@@ -178,17 +227,18 @@ def trajectory_figure(run: Run, state_names=None):
     for c in range(cols):
         axes[-1, c].set_xlabel("time step")
     axes[0, 0].legend(fontsize=8, title="best seed (dotted: goal)", title_fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     return fig
 
 
 def figure_bytes(fig, fmt: str = "png", dpi: int = 110) -> bytes:
-    """A figure encoded as bytes (and closed)."""
+    """A figure encoded as bytes (a `Figure` made here is not registered with pyplot, so nothing to close)."""
     import io
 
     buf = io.BytesIO()
     fig.savefig(buf, format=fmt, dpi=dpi)
-    plt.close(fig)
     return buf.getvalue()
 
 
@@ -206,11 +256,11 @@ def sweep_figure(rows: list[dict], key: str, title: str = ""):
     values = sorted({r["value"] for r in rows})
     by = {(r["oracle"], r["value"]): r for r in rows}
     oracles = list(dict.fromkeys(r["oracle"] for r in rows))
-    adaptive = [o for o in oracles if any(np.isfinite(by[(o, v)].get("alpha_median", np.nan)) for v in values
-                                          if (o, v) in by) and o not in ("fixed_alpha",)]
+    adaptive = [o for o in oracles if _chooses_alpha(o) and any(np.isfinite(by[(o, v)].get("alpha_median", np.nan))
+                                                                 for v in values if (o, v) in by)]
     series = [("fobg", "var_first", "FoBG per-sample variance σ̂₁²"), ("zobg", "var_zero", "ZoBG per-sample variance σ̂₀²")]
-    fig, axes = plt.subplots(2 if adaptive else 1, 1, figsize=(7.0, 6.4 if adaptive else 4.2), sharex=True,
-                             squeeze=False, gridspec_kw={"height_ratios": [3, 1.5][: 2 if adaptive else 1]})
+    fig, axes = _figure(2 if adaptive else 1, 6.4 if adaptive else 4.2, sharex=True,
+                        gridspec_kw={"height_ratios": [3, 1.5][: 2 if adaptive else 1]})
     ax = axes[0, 0]
     for i, (oracle, field, label) in enumerate(series):
         source = _variance_source(oracles, oracle, lambda o, field=field: f"{field}_median" in by.get((o, values[0]), {}))
@@ -257,10 +307,10 @@ def landscape_figure(data: dict, oracles: list[str], sigma: float, marks: dict |
     one standard deviation over repeats; their per-sample variances; the alpha of each adaptive oracle.
     ``marks``: {"start": theta0, oracle: [final thetas of a run]} drawn on the f/F panel."""
     theta = data["theta"]
-    adaptive = [o for o in oracles if f"{o}/alpha" in data and o != "fixed_alpha"]
+    adaptive = [o for o in oracles if f"{o}/alpha" in data and _chooses_alpha(o)]
     has_var = any(f"{o}/var_first" in data or f"{o}/var_zero" in data for o in oracles)
     n = 2 + int(has_var) + int(bool(adaptive))
-    fig, axes = plt.subplots(n, 1, figsize=(7.0, 2.3 * n + 0.6), sharex=True, squeeze=False)
+    fig, axes = _figure(n, 2.3 * n + 0.6, sharex=True)
     ax = axes[0, 0]
     ax.plot(theta, data["f"], color="k", lw=1.0, label="f(θ)")
     ax.plot(theta, data["F"], color="#555", lw=1.6, ls="--", label=f"F(θ) = E f(θ + w), σ = {sigma:g}")

@@ -1,20 +1,16 @@
 """The `trajopt diagnose` figure: per-time-step gradient variance of the FoBG and ZoBG batches.
 
-Drawn from `trajopt.diagnostics.summarise` dicts (no run folder needed), matplotlib's Agg backend; save with
-`trajopt.plots.save_figure`.
+Drawn from `trajopt.diagnostics.summarise` dicts (no run folder needed) as a `matplotlib.figure.Figure`; save
+with `trajopt.plots.save_figure`.
 """
 
 from __future__ import annotations
 
 from typing import Sequence
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from trajopt.plots import ORACLE_COLOURS  # noqa: E402
+from trajopt.plots import _figure, oracle_colour
 
 
 def step_variance_figure(locations: Sequence[tuple[str, dict]], title: str = ""):
@@ -29,7 +25,7 @@ def step_variance_figure(locations: Sequence[tuple[str, dict]], title: str = "")
     Returns: a matplotlib Figure.
     """
     n = len(locations)
-    fig, axes = plt.subplots(n, 1, figsize=(7.0, 2.6 * n + 0.7), squeeze=False, sharex=True)
+    fig, axes = _figure(n, 2.6 * n + 0.7, sharex=True)
     for ax, (label, summary) in zip(axes[:, 0], locations):
         means = []
         for key, name, shown in (("step_var_first", "fobg", "FoBG"), ("step_var_zero", "zobg", "ZoBG")):
@@ -37,7 +33,7 @@ def step_variance_figure(locations: Sequence[tuple[str, dict]], title: str = "")
             mean = np.asarray(band["mean"], float)
             low, high = np.asarray(band["q25"], float), np.asarray(band["q75"], float)
             t = np.arange(mean.size)
-            colour = ORACLE_COLOURS[name]
+            colour = oracle_colour(name, 0)
             total = summary[key.replace("step_", "")]["mean"]
             ax.plot(t, mean, color=colour, lw=1.4, marker="o" if mean.size <= 3 else None,
                     label=f"{shown}  (trace σ̂² = {total:.3g})")

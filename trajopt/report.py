@@ -3,7 +3,8 @@
 A report gathers, per run folder: the problem's title and description, the resolved hyper-parameters,
 convergence against iterations, rollouts and seconds, alpha and variance traces, a final-cost table
 (median, IQR, best, mean ± std, a ranking by median) and the state and control trajectories of each
-oracle's best seed. Pure functions of `trajopt.runs.Run` objects: the caller writes the result.
+variant's best seed. Pure functions of `trajopt.runs.Run` objects (read from a folder, or built in memory by
+``compare --report`` from the results it has): the caller writes the result.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from trajopt import plots
-from trajopt.runs import Run
+from trajopt.runs import Run, variant_entries
+from trajopt.stats import nan_band
 
 SECTIONS = ("Problem", "Hyper-parameters", "Final cost", "Convergence", "Diagnostics", "Trajectories")
 
@@ -30,20 +32,22 @@ class Figure:
 
 
 def final_cost_rows(run: Run) -> list[dict]:
-    """Per oracle: median, IQR, best, mean, std of the final cost over seeds, seeds ok, rank by median."""
+    """Per variant: median, IQR, best, mean, std of the final cost over seeds, seeds ok, rank by median."""
     rows = []
-    for name in run.oracles:
-        o = run.result["oracles"][name]
+    entries = variant_entries(run.result)
+    for name in run.variants:
+        o = entries[name]
         finals = np.array([np.nan if v is None else v for v in o["final_cost"]], float)
         best = np.array([np.nan if v is None else v for v in o["best_cost"]], float)
         f = finals[np.isfinite(finals)]
+        med, q25, q75 = (float(v) for v in nan_band(finals))
         rows.append({
-            "oracle": name,
+            "variant": name,
             "seeds_ok": sum(s == "ok" for s in o["status"]),
             "seeds": len(o["status"]),
-            "median": float(np.median(f)) if f.size else math.nan,
-            "q25": float(np.percentile(f, 25)) if f.size else math.nan,
-            "q75": float(np.percentile(f, 75)) if f.size else math.nan,
+            "median": med,
+            "q25": q25,
+            "q75": q75,
             "best": float(np.nanmin(best)) if np.isfinite(best).any() else math.nan,
             "mean": float(f.mean()) if f.size else math.nan,
             "std": float(f.std(ddof=1)) if f.size > 1 else math.nan,
@@ -96,15 +100,21 @@ def run_figures(run: Run, tag: str) -> list[Figure]:
     for x in ("iterations", "rollouts", "seconds"):
         figs.append(Figure(f"{tag}convergence_{x}", f"Cost against {plots.X_AXES[x]}: median and interquartile band over seeds"
                            + ("; lower panel: α" if x == "iterations" else ""),
-                           plots.figure_bytes(plots.convergence_figure(run, x=x))))
-    var = plots.variance_figure(run)
+                           plots.figure_bytes(plots.convergence_figure(run.results, x=x, title=_title(run)))))
+    var = plots.variance_figure(run.results, title=_title(run))
     if var is not None:
         figs.append(Figure(f"{tag}variance", "Per-sample trace variances of the first- and zeroth-order batches "
                            "and the bias gap B, per iteration", plots.figure_bytes(var)))
-    figs.append(Figure(f"{tag}trajectories", "States and controls of each oracle's best seed (lowest final cost)"
-                       if "/X" in " ".join(run.trajectories()) else "Final decision of every seed, per oracle",
-                       plots.figure_bytes(plots.trajectory_figure(run))))
+    has_states = next(iter(run.results.values())).X is not None
+    figs.append(Figure(f"{tag}trajectories", "States and controls of each variant's best seed (lowest final cost)"
+                       if has_states else "Final decision of every seed, per variant",
+                       plots.figure_bytes(plots.trajectory_figure(run.results, goal=run.config.get("task", {}).get("goal"),
+                                                                  title=_title(run)))))
     return figs
+
+
+def _title(run: Run) -> str:
+    return str(run.result.get("title", run.result.get("problem", "")))
 
 
 # ---------------------------------------------------------------------------------------------- HTML
@@ -127,8 +137,8 @@ def _table_html(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def _cost_table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
-    header = ["rank", "oracle", "seeds ok", "median", "IQR", "best", "mean ± std", "α median", "rollouts", "run s"]
-    body = [[str(r["rank"]), r["oracle"], f"{r['seeds_ok']}/{r['seeds']}", _num(r["median"]),
+    header = ["rank", "variant", "seeds ok", "median", "IQR", "best", "mean ± std", "α median", "rollouts", "run s"]
+    body = [[str(r["rank"]), r["variant"], f"{r['seeds_ok']}/{r['seeds']}", _num(r["median"]),
              f"{_num(r['q25'])} – {_num(r['q75'])}", _num(r["best"]), f"{_num(r['mean'])} ± {_num(r['std'], 3)}",
              _num(r["alpha"], 3), f"{r['rollouts']:,}", f"{r['run_seconds']:.2f}"]
             for r in sorted(rows, key=lambda r: r["rank"])]

@@ -1,12 +1,16 @@
 """The run folder: write and read config.toml, metrics.jsonl, result.json and trajectory.npz.
 
     config.toml      the resolved configuration (every default filled in): `trajopt solve` it to repeat the run
-    metrics.jsonl    one JSON object per (oracle, seed, iteration k = 0..K): cost f(U_k) and the oracle's
-                     diagnostics at that iterate (null at k = K, where no gradient was taken); ``rollouts`` and
+    metrics.jsonl    one JSON object per (variant, seed, iteration k = 0..K): cost f(U_k) and every field of the
+                     variant's method info at that iterate (for a gradient variant the oracle's diagnostics, the
+                     estimate's norm and ``skipped``; null at k = K, where no step was taken); ``rollouts`` and
                      ``gradients`` count the simulator calls spent before U_k; ``seconds`` is the run time at U_k,
                      interpolated linearly inside each compiled chunk (the only timing field)
-    result.json      the summary: status, per-oracle final and best costs per seed, costs and timings, versions
-    trajectory.npz   ``<oracle>/U`` [S, T, m] and, for time-stepped problems, ``<oracle>/X`` [S, T+1, n]
+    result.json      the summary: status, per-variant final and best costs per seed, costs and timings, the
+                     variant's resolved configuration, versions
+    trajectory.npz   ``<variant>/U`` [S, T, m] and, for time-stepped problems, ``<variant>/X`` [S, T+1, n]
+
+Run folders written before variants existed (keys ``oracles`` and ``oracle``) are still read.
 
 Every file is written atomically (a temporary name in the same folder, then a rename), so a folder never
 holds a half-written file.
@@ -26,12 +30,13 @@ from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
 
-from trajopt.solve import STATUS_INTERRUPTED, STATUS_NON_FINITE, STATUS_OK, Result
+from trajopt.solver import STATUS_INTERRUPTED, STATUS_NON_FINITE, STATUS_OK, Result
+from trajopt.stats import nan_median
 
 CONFIG, METRICS, RESULT, TRAJECTORY, CONVERGENCE = (
     "config.toml", "metrics.jsonl", "result.json", "trajectory.npz", "convergence.png",
 )
-METRIC_FIELDS = ("alpha", "var_first", "var_zero", "bias_gap", "radius", "grad_norm")
+COUNT_FIELDS = ("value", "rollouts", "gradients")  # info fields that metrics.jsonl stores as cost and cumulative counts
 TIMING_FIELDS = ("seconds", "run_seconds", "compile_seconds", "created")
 
 
@@ -82,12 +87,6 @@ def dumps_json(obj: Any) -> str:
     return json.dumps(_jsonable(obj), indent=2, allow_nan=False) + "\n"
 
 
-def _median(values: np.ndarray) -> float:
-    finite = np.asarray(values, float)
-    finite = finite[np.isfinite(finite)]
-    return float(np.median(finite)) if finite.size else math.nan
-
-
 def overall_status(results: Iterable[Result]) -> str:
     """"ok" (every seed ok), "interrupted", "failed" (every seed non-finite) or "partial" (some)."""
     statuses = [s for r in results for s in r.status]
@@ -100,45 +99,39 @@ def overall_status(results: Iterable[Result]) -> str:
     return "partial"
 
 
-def cumulative_counts(result: Result, field: str) -> np.ndarray:
-    """[K+1] simulator calls (``rollouts`` or ``gradients``) spent before iterate k (the same for every seed)."""
-    per_iter = np.asarray(result.history[field], float)
-    per_iter = np.nanmax(per_iter, axis=0) if per_iter.size else np.zeros(0)
-    return np.concatenate([[0.0], np.cumsum(np.nan_to_num(per_iter))])
-
-
-def iteration_seconds(result: Result) -> np.ndarray:
-    """[K+1] run seconds at iterate k, interpolated linearly inside each chunk."""
-    ends = np.concatenate([[0], result.chunk_ends])
-    secs = np.concatenate([[0.0], result.chunk_seconds])
-    return np.interp(np.arange(result.iterations + 1), ends, secs)
+def metric_fields(result: Result) -> list[str]:
+    """The info fields metrics.jsonl stores per iteration, in the method's order (value and counts aside)."""
+    return [f for f in result.history if f not in COUNT_FIELDS]
 
 
 def summarise(spec, results: Mapping[str, Result], *, verb: str, versions: Mapping[str, str], platform_name: str,
               x64: bool, created: str) -> dict:
     """The content of result.json."""
-    oracle_configs = spec.resolved()["oracle"]
-    oracles = {}
+    variants = {}
     for name, r in results.items():
-        rollouts = cumulative_counts(r, "rollouts")
-        gradients = cumulative_counts(r, "gradients")
-        last_alpha = r.history["alpha"][:, -1] if r.iterations else np.full(len(r.seeds), np.nan)
-        oracles[name] = {
+        rollouts = r.counts("rollouts")
+        gradients = r.counts("gradients")
+        alpha = r.history.get("alpha", np.full((len(r.seeds), r.iterations), np.nan))
+        last_alpha = alpha[:, -1] if r.iterations else np.full(len(r.seeds), np.nan)
+        v = spec.variants.get(name)
+        variants[name] = {
+            "kind": v.kind if v else None,
+            "base": v.base if v else None,
             "status": list(r.status),
             "final_cost": r.final_cost,
             "best_cost": r.best_cost,
             "initial_cost": float(r.cost[0, 0]),
             "failed_at": [int(k) if k >= 0 else None for k in r.failed_at],
             "skipped_updates": [int(k) for k in r.skipped],
-            "median_final_cost": _median(r.final_cost),
-            "median_best_cost": _median(r.best_cost),
+            "median_final_cost": nan_median(r.final_cost),
+            "median_best_cost": nan_median(r.best_cost),
             "final_alpha": last_alpha,
-            "median_alpha": _median(r.history["alpha"]),
+            "median_alpha": nan_median(alpha),
             "rollouts": int(rollouts[-1]),
             "gradients": int(gradients[-1]),
             "run_seconds": r.run_seconds,
             "compile_seconds": r.compile_seconds,
-            "config": oracle_configs.get(name, {}),
+            "config": v.table if v else {},
         }
     first = next(iter(results.values()))
     return {
@@ -150,7 +143,7 @@ def summarise(spec, results: Mapping[str, Result], *, verb: str, versions: Mappi
         "iterations": first.iterations,
         "iterations_requested": spec.solve.iterations,
         "seeds": [int(s) for s in first.seeds],
-        "oracles": oracles,
+        "variants": variants,
         "run_seconds": sum(r.run_seconds for r in results.values()),
         "compile_seconds": sum(r.compile_seconds for r in results.values()),
         "versions": dict(versions),
@@ -161,16 +154,17 @@ def summarise(spec, results: Mapping[str, Result], *, verb: str, versions: Mappi
 
 
 def metrics_lines(results: Mapping[str, Result]) -> Iterator[str]:
-    """metrics.jsonl, one line per (oracle, seed, iteration)."""
+    """metrics.jsonl, one line per (variant, seed, iteration)."""
     for name, r in results.items():
-        rollouts = cumulative_counts(r, "rollouts")
-        gradients = cumulative_counts(r, "gradients")
-        seconds = iteration_seconds(r)
+        rollouts = r.counts("rollouts")
+        gradients = r.counts("gradients")
+        seconds = r.iteration_seconds()
+        fields = metric_fields(r)
         K = r.iterations
         for i, seed in enumerate(r.seeds):
             for k in range(K + 1):
-                row = {"oracle": name, "seed": int(seed), "iteration": k, "cost": r.cost[i, k]}
-                for f in METRIC_FIELDS:
+                row = {"variant": name, "seed": int(seed), "iteration": k, "cost": r.cost[i, k]}
+                for f in fields:
                     row[f] = r.history[f][i, k] if k < K else None
                 row["rollouts"] = int(rollouts[k])
                 row["gradients"] = int(gradients[k])
@@ -213,40 +207,72 @@ class Run:
 
     Attributes:
         path: the folder.
-        result: result.json as a dict.
+        result: result.json as a dict (``result["variants"]``: the per-variant summaries).
         config: config.toml as a dict.
-        oracles: oracle names in run order.
-        series: {oracle: {field: [S, K+1] array}} from metrics.jsonl, for cost, rollouts, gradients,
-            seconds and the METRIC_FIELDS (NaN where null).
+        variants: variant names in run order.
+        series: {variant: {field: [S, K+1] array}} from metrics.jsonl: cost, rollouts, gradients, seconds and
+            every other field the lines carry (NaN where null).
+        results: {variant: `Result`} rebuilt from the folder (``method`` is None; the timings are per
+            iteration), so figures are drawn from a folder exactly as from a run in memory.
     """
 
     path: Path
     result: dict
     config: dict
-    oracles: list[str]
+    variants: list[str]
     series: dict[str, dict[str, np.ndarray]]
+    results: dict[str, Result]
 
     def trajectories(self) -> dict[str, np.ndarray]:
         with np.load(self.path / TRAJECTORY) as data:
             return {k: data[k] for k in data.files}
 
 
-def read_metrics(path: Path, oracles: list[str], seeds: list[int], iterations: int) -> dict[str, dict[str, np.ndarray]]:
-    fields = ("cost", *METRIC_FIELDS, "rollouts", "gradients", "seconds")
+def read_metrics(path: Path, variants: list[str], seeds: list[int], iterations: int) -> dict[str, dict[str, np.ndarray]]:
+    """{variant: {field: [S, K+1]}} from metrics.jsonl (NaN where a value is null or missing)."""
     seed_index = {s: i for i, s in enumerate(seeds)}
-    series = {o: {f: np.full((len(seeds), iterations + 1), np.nan) for f in fields} for o in oracles}
+    series: dict[str, dict[str, np.ndarray]] = {o: {} for o in variants}
     with open(path, encoding="utf-8") as f:
         for line in f:
             if not line.strip():
                 continue
             row = json.loads(line)
-            o, s, k = row["oracle"], seed_index.get(row["seed"]), row["iteration"]
+            o, s, k = row.get("variant", row.get("oracle")), seed_index.get(row["seed"]), row["iteration"]
             if o not in series or s is None or k > iterations:
                 continue
-            for fld in fields:
-                v = row.get(fld)
-                series[o][fld][s, k] = np.nan if v is None else v
+            for fld, v in row.items():
+                if fld in ("variant", "oracle", "seed", "iteration"):
+                    continue
+                if fld not in series[o]:
+                    series[o][fld] = np.full((len(seeds), iterations + 1), np.nan)
+                series[o][fld][s, k] = np.nan if v is None else float(v)
     return series
+
+
+def _rebuild_result(name: str, entry: Mapping, s: Mapping[str, np.ndarray], traj: Mapping[str, np.ndarray],
+                    seeds: list[int], K: int) -> Result:
+    shape = (len(seeds), K + 1)
+    cost = s.get("cost", np.full(shape, np.nan))
+    history = {"value": cost[:, :K]}
+    for fld in ("rollouts", "gradients"):
+        cum = np.nanmax(s[fld], axis=0) if fld in s else np.zeros(K + 1)
+        history[fld] = np.broadcast_to(np.diff(np.nan_to_num(cum)), (len(seeds), K)).copy()
+    for fld, values in s.items():
+        if fld not in ("cost", "rollouts", "gradients", "seconds"):
+            history[fld] = values[:, :K]
+    seconds = np.nanmedian(s["seconds"], axis=0) if "seconds" in s and K else np.zeros(K + 1)
+    failed = [(-1 if k is None else int(k)) for k in entry.get("failed_at", [None] * len(seeds))]
+    return Result(
+        name=name, method=None, seeds=np.asarray(seeds), U=traj.get(f"{name}/U"), X=traj.get(f"{name}/X"), cost=cost,
+        history=history, status=list(entry["status"]), failed_at=np.asarray(failed), iterations=K,
+        run_seconds=float(entry.get("run_seconds", 0.0)), compile_seconds=float(entry.get("compile_seconds", 0.0)),
+        chunk_ends=list(range(1, K + 1)), chunk_seconds=[float(x) for x in np.nan_to_num(seconds[1:])],
+    )
+
+
+def variant_entries(result: Mapping) -> dict:
+    """result.json's per-variant summaries (``variants``, or ``oracles`` in folders written before variants)."""
+    return result.get("variants", result.get("oracles", {}))
 
 
 def read_run(path: str | Path) -> Run:
@@ -261,9 +287,16 @@ def read_run(path: str | Path) -> Run:
     path = Path(path)
     result = json.loads((path / RESULT).read_text(encoding="utf-8"))
     config = tomllib.loads((path / CONFIG).read_text(encoding="utf-8")) if (path / CONFIG).exists() else {}
-    oracles = list(result["oracles"])
-    series = read_metrics(path / METRICS, oracles, result["seeds"], result["iterations"])
-    return Run(path=path, result=result, config=config, oracles=oracles, series=series)
+    entries = variant_entries(result)
+    variants = list(entries)
+    K, seeds = result["iterations"], result["seeds"]
+    series = read_metrics(path / METRICS, variants, seeds, K)
+    traj = {}
+    if (path / TRAJECTORY).is_file():
+        with np.load(path / TRAJECTORY) as data:
+            traj = {k: data[k] for k in data.files}
+    results = {v: _rebuild_result(v, entries[v], series[v], traj, seeds, K) for v in variants}
+    return Run(path=path, result=result, config=config, variants=variants, series=series, results=results)
 
 
 def is_run_dir(path: str | Path) -> bool:

@@ -5,9 +5,17 @@ A file has these top-level keys (see the README's TOML reference for every key):
     name, title, description  strings (name defaults to the file's stem; it names the run folder)
     [system]               name = "<registered system>" or "package.module:Class", plus its parameters
     [task]                 horizon, x0, goal, Q, R, Qf, u_init   (one-step systems: u_init only)
-    [solve]                iterations, seeds, key, oracles, chunk, and [solve.optimizer] name + parameters
+    [solve]                iterations, seeds, key, oracles, variants, chunk, on_non_finite, and
+                           [solve.optimizer] name + parameters
     [oracle]               scalar keys: defaults for every oracle that has that parameter;
     [oracle.<name>]        parameters of one oracle
+    [method.<name>]        parameters of one method (cem, ilqr, ...)
+    [variants.<NAME>]      a named method configuration: ``oracle = "<oracle>"`` (with the file's [oracle]
+                           options, overridable here, and an ``optimizer`` table) or ``method = "<method>"``
+                           (with [method.<method>]'s options, overridable here)
+
+A variant name in ``solve.variants`` (or ``--variants``) is looked up as a ``[variants.NAME]`` table first,
+then as an oracle (a gradient method with the file's optimiser), then as a method (with its defaults).
 
 Every key is checked before anything compiles. A problem raises `SpecError`, which names the file, the
 key path, what was found and what is allowed. Unknown keys are errors, with the closest valid name.
@@ -27,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from trajopt.checks import FieldError
+from trajopt.methods import METHODS, GradientMethod
 from trajopt.optim import OPTIMIZERS
 from trajopt.oracles import ORACLES
 from trajopt.problem import Problem, QuadraticCost, one_step_problem, trajectory_problem
@@ -49,10 +58,11 @@ class SpecError(ValueError):
         super().__init__(f"{where}: {message}")
 
 
-TOP_LEVEL = ("name", "title", "description", "system", "task", "solve", "oracle")
+TOP_LEVEL = ("name", "title", "description", "system", "task", "solve", "oracle", "method", "variants")
 TASK_KEYS = ("horizon", "x0", "goal", "Q", "R", "Qf", "u_init", "wrap")
 ONE_STEP_TASK_KEYS = ("u_init",)
-SOLVE_KEYS = ("iterations", "seeds", "key", "oracles", "optimizer", "chunk", "on_non_finite")
+SOLVE_KEYS = ("iterations", "seeds", "key", "oracles", "variants", "optimizer", "chunk", "on_non_finite")
+VARIANT_KEYS = ("oracle", "method", "optimizer")  # plus the parameters of its oracle or method
 NON_FINITE_POLICIES = ("stop", "skip")
 SYSTEM_RESERVED = ("name", "allow_unstable")
 
@@ -162,6 +172,9 @@ class TaskSpec:
 
 @dataclass(frozen=True)
 class SolveSpec:
+    """``oracles``: the oracles the oracle-level studies use (diagnose, sweep, landscape) and the default
+    variants; ``variants``: the names `compare` runs (``solve.variants``, else ``solve.oracles``)."""
+
     iterations: int
     seeds: tuple[int, ...]
     key: int
@@ -169,6 +182,36 @@ class SolveSpec:
     optimizer: Any
     chunk: Optional[int] = None
     on_non_finite: str = "stop"
+    variants: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, eq=False)
+class Variant:
+    """A named method configuration, ready to run.
+
+    Attributes:
+        name: the variant's name (a ``[variants.NAME]`` table, or a bare oracle or method name).
+        kind: "oracle" (a `GradientMethod` of that oracle and an optimiser) or "method".
+        base: the oracle's or the method's registered name (or ``module:attribute``).
+        method: the method object `trajopt.solve` runs.
+        table: the resolved ``[variants.NAME]`` table (every default filled in), for config.toml.
+    """
+
+    name: str
+    kind: str
+    base: str
+    method: Any
+    table: dict
+
+    @property
+    def oracle(self) -> Any:
+        """The oracle of a gradient variant, else None."""
+        return getattr(self.method, "oracle", None)
+
+    @property
+    def optimizer(self) -> Any:
+        """The optimiser config of a gradient variant, else None."""
+        return getattr(self.method, "optimizer", None)
 
 
 @dataclass(frozen=True, eq=False)
@@ -182,6 +225,7 @@ class Spec:
         system: the system config dataclass instance; system_name: its name as written in the file.
         task, solve: see TaskSpec and SolveSpec.
         oracles: {name: oracle config instance} for every oracle in ``solve.oracles``.
+        variants: {name: Variant} for every name in ``solve.variants``, in run order.
         allow_unstable: the ``[system] allow_unstable`` flag.
         raw_task: the task table as written (for the resolved config).
     """
@@ -194,6 +238,7 @@ class Spec:
     task: TaskSpec
     solve: SolveSpec
     oracles: dict
+    variants: dict = dataclasses.field(default_factory=dict)
     system_name: str = ""
     allow_unstable: bool = False
     raw_task: Optional[dict] = None
@@ -226,14 +271,16 @@ class Spec:
             "seeds": list(self.solve.seeds),
             "key": self.solve.key,
             "oracles": list(self.solve.oracles),
+            "variants": list(self.variants),
             "optimizer": config_dict(self.solve.optimizer),
         }
         solve["on_non_finite"] = self.solve.on_non_finite
         if self.solve.chunk is not None:
             solve["chunk"] = self.solve.chunk
         oracle = {name: {k: v for k, v in config_dict(o).items() if k != "name"} for name, o in self.oracles.items()}
+        variants = {name: v.table for name, v in self.variants.items()}
         return {"name": self.name, "title": self.title, "description": self.description, "system": system, "task": task,
-                "solve": solve, "oracle": oracle}
+                "solve": solve, "oracle": oracle, "variants": variants}
 
 
 def _float_array(value: Any, source: str, key: str) -> np.ndarray:
@@ -390,6 +437,13 @@ def _build_solve(raw: Mapping, source: str) -> SolveSpec:
         raise SpecError(source, "solve.oracles", f"found {_describe(oracles_raw)}, allowed: a non-empty list of oracle names ({', '.join(ORACLES.names())})")
     if len(set(oracles_raw)) != len(oracles_raw):
         raise SpecError(source, "solve.oracles", f"found a repeated name in {oracles_raw!r}, allowed: distinct oracle names")
+    variants_raw = merged.get("variants", oracles_raw)
+    if isinstance(variants_raw, str):
+        variants_raw = [variants_raw]
+    if not isinstance(variants_raw, list) or not variants_raw or not all(isinstance(o, str) and o for o in variants_raw):
+        raise SpecError(source, "solve.variants", f"found {_describe(variants_raw)}, allowed: a non-empty list of variant, oracle or method names")
+    if len(set(variants_raw)) != len(variants_raw):
+        raise SpecError(source, "solve.variants", f"found a repeated name in {variants_raw!r}, allowed: distinct names")
     chunk = merged.get("chunk")
     if chunk is not None:
         chunk = _coerce(chunk, int, source, "solve.chunk")
@@ -399,16 +453,21 @@ def _build_solve(raw: Mapping, source: str) -> SolveSpec:
     if on_non_finite not in NON_FINITE_POLICIES:
         raise SpecError(source, "solve.on_non_finite", f"found {on_non_finite!r}, allowed: 'stop' (end that seed) or 'skip' (skip the update)")
     opt_raw = _table(merged, "optimizer", source, "solve.optimizer") if "optimizer" in merged else dict(DEFAULT_OPTIMIZER)
-    opt_name = opt_raw.get("name", "sgd")
+    optimizer = _build_optimizer(opt_raw, source, "solve.optimizer")
+    return SolveSpec(iterations=iterations, seeds=seeds, key=key, oracles=tuple(oracles_raw), optimizer=optimizer, chunk=chunk,
+                     on_non_finite=on_non_finite, variants=tuple(variants_raw))
+
+
+def _build_optimizer(table: Mapping, source: str, key: str):
+    """An optimiser config from a ``{name = ..., step = ...}`` table (name defaults to sgd)."""
+    opt_name = table.get("name", "sgd")
     if not isinstance(opt_name, str):
-        raise SpecError(source, "solve.optimizer.name", f"found {_describe(opt_name)}, allowed: {', '.join(OPTIMIZERS.names())}")
+        raise SpecError(source, f"{key}.name", f"found {_describe(opt_name)}, allowed: {', '.join(OPTIMIZERS.names())}")
     try:
         opt_cls = OPTIMIZERS.get(opt_name)
     except UnknownName as e:
-        raise SpecError(source, "solve.optimizer.name", str(e)) from None
-    optimizer = build_config(opt_cls, opt_raw, source, "solve.optimizer.", ignore=("name",))
-    return SolveSpec(iterations=iterations, seeds=seeds, key=key, oracles=tuple(oracles_raw), optimizer=optimizer, chunk=chunk,
-                     on_non_finite=on_non_finite)
+        raise SpecError(source, f"{key}.name", str(e)) from None
+    return build_config(opt_cls, table, source, f"{key}.", ignore=("name",))
 
 
 def _oracle_fields() -> set[str]:
@@ -420,7 +479,17 @@ def _oracle_fields() -> set[str]:
     return fields
 
 
+def _oracle_params(raw: Mapping, cls: type, name: str) -> dict:
+    """An oracle's parameters from the [oracle] table: the shared scalars it has, then its own table."""
+    own = parameter_types(cls) if dataclasses.is_dataclass(cls) else {}
+    params = {k: v for k, v in raw.items() if not isinstance(v, dict) and k in own}
+    table = raw.get(name, {})
+    params.update(table if isinstance(table, dict) else {})
+    return params
+
+
 def _build_oracles(raw: Mapping, names: Sequence[str], source: str) -> dict:
+    """The oracles named in ``solve.oracles``; every ``[oracle.<name>]`` table in the file is validated, used or not."""
     shared = {k: v for k, v in raw.items() if not isinstance(v, dict)}
     tables = {k: v for k, v in raw.items() if isinstance(v, dict)}
     known_fields = sorted(_oracle_fields())
@@ -432,16 +501,91 @@ def _build_oracles(raw: Mapping, names: Sequence[str], source: str) -> dict:
         if k not in ORACLES and ":" not in k:
             raise _unknown(source, f"oracle.{k}", ORACLES.names(), what="oracle")
     oracles = {}
-    for name in names:
+    for name in list(names) + [t for t in tables if t not in names]:
         try:
             cls = ORACLES.get(name)
         except UnknownName as e:
-            raise SpecError(source, "solve.oracles", str(e)) from None
-        own = parameter_types(cls) if dataclasses.is_dataclass(cls) else {}
-        params = {k: v for k, v in shared.items() if k in own}
-        params.update(tables.get(name, {}))
-        oracles[name] = build_config(cls, params, source, f"oracle.{name}.")
+            raise SpecError(source, "solve.oracles" if name in names else f"oracle.{name}", str(e)) from None
+        built = build_config(cls, _oracle_params(raw, cls, name), source, f"oracle.{name}.")
+        if name in names:
+            oracles[name] = built
     return oracles
+
+
+def _lookup(registry, name: str, source: str, key: str):
+    try:
+        return registry.get(name)
+    except UnknownName as e:
+        raise SpecError(source, key, str(e)) from None
+
+
+def _build_variant(name: str, table: Mapping, raw: Mapping, solve: SolveSpec, source: str) -> Variant:
+    """One variant from its ``[variants.NAME]`` table (empty for a bare oracle or method name)."""
+    prefix = f"variants.{name}."
+    if "oracle" in table and "method" in table:
+        raise SpecError(source, f"variants.{name}", "found both 'oracle' and 'method', allowed: one of them")
+    for k in ("oracle", "method"):
+        if k in table and not (isinstance(table[k], str) and table[k]):
+            raise SpecError(source, prefix + k, f"found {_describe(table[k])}, allowed: a name")
+    if "oracle" in table or ("method" not in table and (name in ORACLES or (":" in name and name not in METHODS))):
+        kind, base = "oracle", table.get("oracle", name)
+    elif "method" in table or name in METHODS:
+        kind, base = "method", table.get("method", name)
+    else:
+        known = list(raw.get("variants", {}) or {}) + ORACLES.names() + [m for m in METHODS.names() if m != "gradient"]
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise SpecError(source, f"variants.{name}" if table else "solve.variants",
+                        f"unknown variant {name!r}{hint}: not a [variants.{name}] table, an oracle or a method; "
+                        f"known: {', '.join(known)}")
+    params = {k: v for k, v in table.items() if k not in ("oracle", "method", "optimizer")}
+    if kind == "oracle":
+        cls = _lookup(ORACLES, base, source, prefix + "oracle" if "oracle" in table else "solve.variants")
+        own = list(parameter_types(cls)) if dataclasses.is_dataclass(cls) else []
+        for k in params:
+            if k not in own:
+                raise _unknown(source, prefix + k, list(VARIANT_KEYS[::2]) + own)
+        merged = {**_oracle_params(_table(raw, "oracle", source, "oracle"), cls, base), **params}
+        oracle = build_config(cls, merged, source, prefix)
+        file_opt = _table(raw.get("solve", {}) or {}, "optimizer", source, "solve.optimizer") if "optimizer" in (raw.get("solve") or {}) else dict(DEFAULT_OPTIMIZER)
+        opt_table = table.get("optimizer", {})
+        if not isinstance(opt_table, dict):
+            raise SpecError(source, prefix + "optimizer", f"found {_describe(opt_table)}, allowed: a table such as {{ name = \"adam\", step = 0.1 }}")
+        if opt_table.get("name", file_opt.get("name", "sgd")) == file_opt.get("name", "sgd"):
+            opt_table = {**file_opt, **opt_table}  # same optimiser: the variant overrides some of the file's keys
+        optimizer = _build_optimizer(opt_table, source, prefix + "optimizer")
+        method = GradientMethod(oracle, optimizer, skip_non_finite=solve.on_non_finite == "skip")
+        resolved = {"oracle": base, **{k: v for k, v in config_dict(oracle).items() if k != "name"},
+                    "optimizer": config_dict(optimizer)}
+    else:
+        if "optimizer" in table:
+            raise _unknown(source, prefix + "optimizer", ["method"] + (list(parameter_types(METHODS.get(base))) if base in METHODS and dataclasses.is_dataclass(METHODS.get(base)) else []))
+        if base == "gradient":
+            raise SpecError(source, prefix + "method", "'gradient' is built from an oracle: write oracle = \"<name>\" and an optimizer table instead")
+        cls = _lookup(METHODS, base, source, prefix + "method" if "method" in table else "solve.variants")
+        defaults = _table(_table(raw, "method", source, "method"), base, source, f"method.{base}") if ":" not in base else {}
+        method = build_config(cls, {**defaults, **params}, source, prefix)
+        resolved = {"method": base, **{k: v for k, v in config_dict(method).items() if k != "name"}}
+    return Variant(name=name, kind=kind, base=base, method=method, table=resolved)
+
+
+def _build_variants(raw: Mapping, solve: SolveSpec, source: str) -> dict:
+    """The variants named in ``solve.variants`` (every ``[variants.*]`` and ``[method.*]`` table is validated)."""
+    tables = _table(raw, "variants", source, "variants")
+    for name, t in tables.items():
+        if not isinstance(t, dict):
+            raise SpecError(source, f"variants.{name}", f"found {_describe(t)}, allowed: a table (oracle = ... or method = ...)")
+    for name, t in _table(raw, "method", source, "method").items():
+        if not isinstance(t, dict):
+            raise SpecError(source, f"method.{name}", f"found {_describe(t)}, allowed: a table of the method's parameters")
+        if name not in METHODS and ":" not in name:
+            raise _unknown(source, f"method.{name}", [m for m in METHODS.names() if m != "gradient"], what="method")
+    built = {}
+    for name in list(solve.variants) + [n for n in tables if n not in solve.variants]:
+        v = _build_variant(name, tables.get(name, {}), raw, solve, source)
+        if name in solve.variants:
+            built[name] = v
+    return built
 
 
 def parse(raw: Mapping, source: str = "<string>", name: Optional[str] = None) -> Spec:
@@ -459,10 +603,11 @@ def parse(raw: Mapping, source: str = "<string>", name: Optional[str] = None) ->
     task = _build_task(task_raw, system, source)
     solve = _build_solve(_table(raw, "solve", source, "solve"), source)
     oracles = _build_oracles(_table(raw, "oracle", source, "oracle"), solve.oracles, source)
+    variants = _build_variants(raw, solve, source)
     stem = name or raw.get("name") or Path(source).stem
     spec = Spec(
         source=source, name=stem, title=raw.get("title", stem), description=raw.get("description", ""),
-        system=system, task=task, solve=solve, oracles=oracles, system_name=system_name,
+        system=system, task=task, solve=solve, oracles=oracles, variants=variants, system_name=system_name,
         allow_unstable=allow_unstable, raw_task=dict(task_raw),
     )
     return spec
@@ -486,6 +631,11 @@ def key_type(raw: Mapping, key: str) -> type:
                 types = parameter_types(ORACLES.get(name))
                 if parts[1] in types:
                     return types[parts[1]]
+        if parts[0] == "variants" and len(parts) == 3:
+            table = raw.get("variants", {}).get(parts[1], {})
+            base = table.get("oracle") or table.get("method") or parts[1]
+            registry = METHODS if ("method" in table or (base in METHODS and base not in ORACLES)) else ORACLES
+            return parameter_types(registry.get(base)).get(parts[2], float)
         if parts[0] == "solve" and len(parts) == 3 and parts[1] == "optimizer":
             return parameter_types(OPTIMIZERS.get(raw["solve"]["optimizer"].get("name", "sgd"))).get(parts[2], float)
         if parts[0] == "solve" and len(parts) == 2:

@@ -146,3 +146,31 @@ def quadratic_consistency_test(var_first: Array, value_var: Array, grad_mean_sqn
     lhs = floored * chi2_variance_upper_factor(n, confidence)
     rhs = 2.0 * (1.0 - c) * value_var / sigma**2 - 2.0 * grad_mean_sqnorm
     return lhs >= rhs, lhs, rhs
+
+
+# ------------------------------------------------------------------------- summaries over seeds (host numpy)
+
+
+def nan_band(values, axis=None):
+    """Median and interquartile range of ``values`` along ``axis``, ignoring NaN and inf (failed seeds).
+
+    Returns (median, q25, q75) as numpy arrays (floats for ``axis=None``); NaN where nothing is finite.
+    The one NaN-aware median/IQR of the package: tables, result.json, figures and studies all use it.
+    """
+    import warnings
+
+    import numpy as np
+
+    v = np.asarray(values, dtype=float)
+    v = np.where(np.isfinite(v), v, np.nan)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        if v.size == 0:
+            nan = np.float64(np.nan)
+            return nan, nan, nan
+        return (np.nanmedian(v, axis=axis), np.nanpercentile(v, 25, axis=axis), np.nanpercentile(v, 75, axis=axis))
+
+
+def nan_median(values) -> float:
+    """The median of the finite entries of ``values`` (NaN when there are none), as a Python float."""
+    return float(nan_band(values)[0])

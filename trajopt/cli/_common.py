@@ -21,7 +21,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 # Rich falls back to 80 columns when not writing to a terminal; the result table needs a little more.
-out = Console(width=None if sys.stdout.isatty() else 110)
+out = Console(width=None if sys.stdout.isatty() else 150)
 err = Console(stderr=True)
 
 

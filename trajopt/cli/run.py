@@ -1,4 +1,5 @@
-"""`trajopt solve` and `trajopt compare`: run oracles on a problem and write a run folder."""
+"""`trajopt solve` and `trajopt compare`: run variants (oracles under an optimiser, or methods) on a problem and
+write a run folder."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import List, Optional
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.markup import escape
 from rich.table import Table
 
 from trajopt.cli._common import (
@@ -19,12 +21,31 @@ from trajopt.cli._common import (
     SetOpt, app, err, fail, fmt, load_spec, out,
 )
 
-XOpt = typer.Option("iterations", "--x", help="x-axis of the convergence plot: iterations, rollouts or seconds.")
+XOpt = typer.Option("iterations", "--x", help="x-axis of the convergence plot: iterations, rollouts, gradients "
+                                                "(backward passes) or seconds.")
 
 
-def cli_overrides(sets: List[str], iterations: Optional[int], seeds: Optional[str], oracles: Optional[str]) -> list[str]:
-    """CLI shortcuts become `--set` overrides, so they are validated (and reported) like file keys."""
+def _names(option: str, text: str) -> list[str]:
+    names = [o.strip() for o in text.split(",")]
+    if not text.strip() or not all(names):
+        raise fail(f"{option}: found {text!r}, allowed: comma-separated names, e.g. fobg,zobg,aobg")
+    if len(set(names)) != len(names):
+        raise fail(f"{option}: found a repeated name in {text!r}, allowed: distinct names")
+    return names
+
+
+def cli_overrides(sets: List[str], iterations: Optional[int], seeds: Optional[str], oracles: Optional[str],
+                  variants: Optional[str] = None) -> list[str]:
+    """CLI shortcuts become `--set` overrides, so they are validated (and reported) like file keys.
+
+    ``--oracles a,b`` names oracles (each a variant with the file's optimiser): it sets ``solve.oracles`` and
+    ``solve.variants``; ``--variants a,b`` sets ``solve.variants`` (variant tables, oracles or methods).
+    """
+    from trajopt.oracles import ORACLES
+
     items = list(sets or [])
+    if oracles is not None and variants is not None:
+        raise fail("give --oracles or --variants, not both (a bare oracle name is a variant: --variants fobg,aobg_adam)")
     if iterations is not None:
         items.append(f"solve.iterations={iterations}")
     if seeds is not None:
@@ -34,8 +55,16 @@ def cli_overrides(sets: List[str], iterations: Optional[int], seeds: Optional[st
         else:
             items.append(f"solve.seeds={text}")
     if oracles is not None:
-        names = [o.strip() for o in oracles.split(",") if o.strip()]
-        items.append("solve.oracles=[" + ", ".join(json.dumps(n) for n in names) + "]")
+        names = _names("--oracles", oracles)
+        for n in names:
+            if n not in ORACLES and ":" not in n:
+                raise fail(f"--oracles: {n!r} is not an oracle; allowed: {', '.join(ORACLES.names())} "
+                           "(methods and [variants] tables go in --variants)")
+        listed = "[" + ", ".join(json.dumps(n) for n in names) + "]"
+        items += [f"solve.oracles={listed}", f"solve.variants={listed}"]
+    if variants is not None:
+        names = _names("--variants", variants)
+        items.append("solve.variants=[" + ", ".join(json.dumps(n) for n in names) + "]")
     return items
 
 
@@ -78,73 +107,106 @@ def _interruptible():
 def _summary_table(summary: dict) -> Table:
     import numpy as np
 
+    from trajopt.stats import nan_band
+
     n = len(summary["seeds"])
-    table = Table(title=f"{summary['title']}  ({summary['iterations']} iterations, {n} seeds)", title_justify="left")
-    for col, justify in [("oracle", "left"), ("status", "left"), ("final (median)", "right"),
+    table = Table(title=escape(f"{summary['title']}  ({summary['iterations']} iterations, {n} seeds)"),
+                  title_justify="left", caption="rollouts and backward passes are per seed; α: median over seeds "
+                  "and iterations (variants that choose one)", caption_justify="left")
+    for col, justify in [("variant", "left"), ("method", "left"), ("status", "left"), ("final (median)", "right"),
                          ("final IQR", "right"), ("best", "right"), ("α median", "right"),
-                         ("rollouts", "right"), ("run+compile s", "right")]:
+                         ("rollouts", "right"), ("backward", "right"), ("run+compile s", "right")]:
         table.add_column(col, justify=justify)
-    for name, o in summary["oracles"].items():
+    for name, o in summary["variants"].items():
         finals = np.array([np.nan if v is None else v for v in o["final_cost"]], float)
-        finite = finals[np.isfinite(finals)]
         ok = sum(s == "ok" for s in o["status"])
         status = "ok" if ok == n else f"{ok}/{n} ok" + (f", {n - ok} " + "/".join(sorted(set(s for s in o["status"] if s != 'ok'))))
-        iqr = f"{fmt(np.percentile(finite, 25))}–{fmt(np.percentile(finite, 75))}" if finite.size else "-"
+        _, q25, q75 = nan_band(finals)
+        iqr = f"{fmt(q25)}–{fmt(q75)}" if np.isfinite(q25) else "-"
         best = [v for v in o["best_cost"] if v is not None]
         table.add_row(
-            name, status, fmt(o["median_final_cost"]), iqr, fmt(min(best) if best else None),
-            fmt(o["median_alpha"], 3), f"{o['rollouts']:,}", f"{o['run_seconds']:.2f}+{o['compile_seconds']:.1f}",
+            escape(name), escape(_method_label(o)), status, fmt(o["median_final_cost"]), iqr,
+            fmt(min(best) if best else None), fmt(o["median_alpha"], 3), f"{o['rollouts']:,}", f"{o['gradients']:,}",
+            f"{o['run_seconds']:.2f}+{o['compile_seconds']:.1f}",
         )
     return table
 
 
+def _method_label(entry: dict) -> str:
+    """What a variant runs, in a few words: 'aobg + sgd 0.001' or 'cem'."""
+    cfg = entry.get("config") or {}
+    if entry.get("kind") == "oracle":
+        opt = cfg.get("optimizer", {})
+        extra = "".join(f", {k} {v:g}" if isinstance(v, float) else f", {k} {v}"
+                        for k, v in opt.items() if k not in ("name", "step") and k != "clip_norm" or
+                        (k == "clip_norm" and v != float("inf")))
+        return f"{entry.get('base')} + {opt.get('name', '?')} {opt.get('step', ''):g}{extra}" if "step" in opt else str(entry.get("base"))
+    return str(entry.get("base") or "")
+
+
+def display_title(spec, sets: Optional[List[str]]) -> str:
+    """The title a figure or table shows: the file's title, plus every --set override that changed it."""
+    if not sets:
+        return spec.title
+    return f"{spec.title} [--set {', '.join(sets)}]"
+
+
 def _run(verb: str, problem: Path, overrides: list[str], out_dir: Optional[Path], force: bool, x: str,
-         json_out: bool, quiet: bool, plot: bool, report: bool = False) -> int:
+         json_out: bool, quiet: bool, plot: bool, report: bool = False, sets: Optional[List[str]] = None) -> int:
     import jax
 
     from trajopt import runs
-    from trajopt.solve import solve
+    from trajopt.solver import solve
 
     spec = load_spec(problem, overrides)
     out_dir = out_dir or _default_out(spec, verb)
     _check_out(out_dir, force)
     prob = spec.problem()
-    optimizer = spec.solve.optimizer.build()
     key = jax.random.PRNGKey(spec.solve.key)
+    title = display_title(spec, sets)
     show = not (quiet or json_out)
     results = {}
     with _interruptible() as should_stop:
         progress = Progress(TextColumn("{task.description:<12}"), BarColumn(), MofNCompleteColumn(),
                             TimeElapsedColumn(), console=err, disable=not show, transient=False)
         with progress:
-            for name in spec.solve.oracles:
-                task = progress.add_task(f"{name} (compiling)", total=spec.solve.iterations)
+            for name, variant in spec.variants.items():
+                task = progress.add_task(f"{escape(name)} (compiling)", total=spec.solve.iterations)
 
                 def on_chunk(done, total, task=task, name=name):
-                    progress.update(task, completed=done, description=name)
+                    progress.update(task, completed=done, description=escape(name))
 
-                results[name] = solve(prob, spec.oracles[name], optimizer, key=key, iterations=spec.solve.iterations,
-                                      seeds=spec.solve.seeds, chunk=spec.solve.chunk, on_chunk=on_chunk,
-                                      should_stop=should_stop, skip_non_finite=spec.solve.on_non_finite == "skip")
-                progress.update(task, description=name)
+                try:
+                    results[name] = solve(prob, variant.method, key=key, iterations=spec.solve.iterations,
+                                          seeds=spec.solve.seeds, chunk=spec.solve.chunk, on_chunk=on_chunk,
+                                          should_stop=should_stop, name=name)
+                except ValueError as e:  # a method that does not apply to this problem (iLQR on a one-step one)
+                    progress.stop()
+                    raise fail(f"{spec.source}: variants.{name}: {e}") from None
+                progress.update(task, description=escape(name))
                 if should_stop():
                     break
+    if not results:  # interrupted while the first variant compiled
+        raise typer.Exit(EXIT_INTERRUPTED)
     summary = runs.summarise(
         spec, results, verb=verb, versions=runs.versions(), platform_name=jax.default_backend(),
         x64=bool(jax.config.jax_enable_x64), created=datetime.now().isoformat(timespec="seconds"),
     )
-    if summary["status"] == "interrupted" or len(results) < len(spec.solve.oracles):
+    summary["title"] = title
+    if summary["status"] == "interrupted" or len(results) < len(spec.variants):
         summary["status"] = "interrupted"
-        summary["oracles_not_run"] = [o for o in spec.solve.oracles if o not in results]
+        summary["variants_not_run"] = [o for o in spec.variants if o not in results]
     runs.write_run(out_dir, spec, results, summary)
     if plot:
         from trajopt import plots
 
-        plots.save_figure(plots.convergence_figure(runs.read_run(out_dir), x=x), out_dir / runs.CONVERGENCE)
+        plots.save_figure(plots.convergence_figure(results, x=x, title=title), out_dir / runs.CONVERGENCE)
     if report:
-        from trajopt.cli.report import write_report
+        from trajopt import report as report_mod
 
-        write_report([out_dir], out_dir / "report.html")
+        run = runs.Run(path=out_dir, result=json.loads(runs.dumps_json(summary)), config=spec.resolved(),
+                       variants=list(results), series={}, results=results)
+        runs.atomic_write_bytes(out_dir / "report.html", report_mod.html_report([run], {str(out_dir): report_mod.run_figures(run, "r0_")}).encode())
     if json_out:
         sys.stdout.write(runs.dumps_json({**summary, "out": str(out_dir)}))
     elif not quiet:
@@ -189,6 +251,8 @@ def _problem_or_run(problem: Optional[Path], from_run: Optional[Path]) -> Path:
 def solve(
     problem: Optional[Path] = OptionalProblemArg,
     oracle: Optional[str] = typer.Option(None, "--oracle", help="The gradient oracle (see `trajopt list oracles`)."),
+    variant: Optional[str] = typer.Option(None, "--variant", help="A variant instead: a [variants] table of the file, "
+                                          "an oracle or a method (see `trajopt list methods`)."),
     from_run: Optional[Path] = FromOpt,
     seeds: Optional[str] = SeedsOpt,
     iterations: Optional[int] = IterOpt,
@@ -198,23 +262,30 @@ def solve(
     json_out: bool = JsonOpt,
     quiet: bool = QuietOpt,
 ):
-    """Optimise PROBLEM with one oracle over several seeds and write a run folder.
+    """Optimise PROBLEM with one oracle (or variant) over several seeds and write a run folder.
 
-    With --from RUN_DIR, repeat a recorded run: the same configuration, seeds and oracles (bit for bit on the
+    With --from RUN_DIR, repeat a recorded run: the same configuration, seeds and variants (bit for bit on the
     same machine and library versions), unless options here change them.
     """
     path = _problem_or_run(problem, from_run)
-    if oracle is None and from_run is None:
-        raise fail("missing --oracle NAME (see `trajopt list oracles`); `trajopt compare` runs several")
-    code = _run("solve", path, cli_overrides(set_, iterations, seeds, oracle), out_dir, force, "iterations",
-                json_out, quiet, plot=True)
+    if oracle is None and variant is None and from_run is None:
+        raise fail("missing --oracle NAME or --variant NAME (see `trajopt list oracles`); `trajopt compare` runs several")
+    if variant is not None and "," in variant:
+        raise fail(f"--variant: found {variant!r}, allowed: one name (`trajopt compare --variants` runs several)")
+    if oracle is not None and "," in oracle:
+        raise fail(f"--oracle: found {oracle!r}, allowed: one name (`trajopt compare --oracles` runs several)")
+    code = _run("solve", path, cli_overrides(set_, iterations, seeds, oracle, variant), out_dir, force, "iterations",
+                json_out, quiet, plot=True, sets=set_)
     raise typer.Exit(code)
 
 
 @app.command()
 def compare(
     problem: Optional[Path] = OptionalProblemArg,
-    oracles: Optional[str] = typer.Option(None, "--oracles", help="Comma-separated oracle names (default: the file's)."),
+    oracles: Optional[str] = typer.Option(None, "--oracles", help="Comma-separated oracle names, each under the "
+                                          "file's optimiser (default: the file's variants)."),
+    variants: Optional[str] = typer.Option(None, "--variants", help="Comma-separated variants: [variants] tables of "
+                                           "the file, oracles (file's optimiser) or methods (their defaults)."),
     from_run: Optional[Path] = FromOpt,
     seeds: Optional[str] = SeedsOpt,
     iterations: Optional[int] = IterOpt,
@@ -226,9 +297,9 @@ def compare(
     json_out: bool = JsonOpt,
     quiet: bool = QuietOpt,
 ):
-    """Run several oracles on PROBLEM with the same seeds; write a run folder and convergence.png."""
+    """Run several variants on PROBLEM with the same seeds; write a run folder and convergence.png."""
     _check_x(x)
     path = _problem_or_run(problem, from_run)
-    code = _run("compare", path, cli_overrides(set_, iterations, seeds, oracles), out_dir, force, x, json_out,
-                quiet, plot=True, report=report)
+    code = _run("compare", path, cli_overrides(set_, iterations, seeds, oracles, variants), out_dir, force, x,
+                json_out, quiet, plot=True, report=report, sets=set_)
     raise typer.Exit(code)

@@ -16,7 +16,10 @@ d = T * m. The mixing oracles (aobg, ivw, ddcg, stepwise, fixed_alpha) take ``sp
 counts above), "halves" (N + 1 rollouts, N/2 backward passes: one FoBG's budget) or "shared" (N + 1, N);
 see `trajopt.oracles._samples.SPLITS`. ``[oracle] split = "halves"`` sets it for all of them at once.
 
-Oracle classes are frozen dataclasses; their fields are the keys allowed in ``[oracle.<name>]``.
+Oracle classes are frozen dataclasses; their fields are the keys allowed in ``[oracle.<name>]``. Each class
+also says what it is, for the figures and studies that loop over the registry: ``colour`` (its colour in every
+figure; the paper's: FoBG red, ZoBG blue, AoBG green) and ``chooses_alpha`` (it mixes FoBG and ZoBG with an α
+of its own rule, which ``diagnose`` and ``sweep`` report).
 """
 
 from trajopt.oracles.aobg import AoBG
@@ -35,5 +38,12 @@ ORACLES: Registry[type] = Registry("oracle")
 for _cls in (Exact, FoBG, ZoBG, AoBG, FixedAlpha, IVW, DDCG, Stepwise, FD):
     ORACLES.register(_cls.name, _cls)
 
-__all__ = ["ORACLES", "Oracle", "OracleInfo", "INFO_FIELDS", "Exact", "FoBG", "ZoBG", "AoBG", "FixedAlpha", "IVW",
+
+
+def alpha_choosers() -> list[str]:
+    """The registered oracles that choose their own α (aobg, ivw, ddcg, stepwise)."""
+    return [n for n in ORACLES if getattr(ORACLES.get(n), "chooses_alpha", False)]
+
+
+__all__ = ["alpha_choosers", "ORACLES", "Oracle", "OracleInfo", "INFO_FIELDS", "Exact", "FoBG", "ZoBG", "AoBG", "FixedAlpha", "IVW",
            "DDCG", "Stepwise", "FD"]

@@ -71,6 +71,8 @@ class AoBG:
     regulariser: float = 1e-5
     split: str = "independent"
     name: ClassVar[str] = "aobg"
+    colour: ClassVar[str] = "#2ca02c"  # its colour in every figure
+    chooses_alpha: ClassVar[bool] = True  # mixes FoBG and ZoBG with an α of its own rule
 
     def __post_init__(self):
         checks.at_least("samples", self.samples, 2)

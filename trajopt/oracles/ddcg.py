@@ -56,6 +56,8 @@ class DDCG:
     regulariser: float = 1e-5
     split: str = "independent"
     name: ClassVar[str] = "ddcg"
+    colour: ClassVar[str] = "#e377c2"  # its colour in every figure
+    chooses_alpha: ClassVar[bool] = True  # mixes FoBG and ZoBG with an α of its own rule
 
     def __post_init__(self):
         checks.at_least("samples", self.samples, 2)

@@ -17,6 +17,8 @@ from trajopt.oracles.base import OracleInfo, make_info
 @dataclass(frozen=True)
 class Exact:
     name: ClassVar[str] = "exact"
+    colour: ClassVar[str] = "#7f7f7f"  # its colour in every figure
+    chooses_alpha: ClassVar[bool] = False  # mixes FoBG and ZoBG with an α of its own rule
 
     def estimate(self, key, problem, U) -> tuple[jax.Array, OracleInfo]:
         del key

@@ -30,6 +30,8 @@ class FD:
 
     step: float = 1e-6
     name: ClassVar[str] = "fd"
+    colour: ClassVar[str] = "#17becf"  # its colour in every figure
+    chooses_alpha: ClassVar[bool] = False  # mixes FoBG and ZoBG with an α of its own rule
 
     def __post_init__(self):
         checks.positive("step", self.step)

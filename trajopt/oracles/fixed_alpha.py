@@ -27,6 +27,8 @@ class FixedAlpha:
     alpha: float = 0.5
     split: str = "independent"
     name: ClassVar[str] = "fixed_alpha"
+    colour: ClassVar[str] = "#8c564b"  # its colour in every figure
+    chooses_alpha: ClassVar[bool] = False  # mixes FoBG and ZoBG with an α of its own rule
 
     def __post_init__(self):
         checks.at_least("samples", self.samples, 2)

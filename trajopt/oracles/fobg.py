@@ -25,6 +25,8 @@ class FoBG:
     samples: int = 10
     sigma: float = 0.1
     name: ClassVar[str] = "fobg"
+    colour: ClassVar[str] = "#d62728"  # its colour in every figure
+    chooses_alpha: ClassVar[bool] = False  # mixes FoBG and ZoBG with an α of its own rule
 
     def __post_init__(self):
         checks.at_least("samples", self.samples, 2)

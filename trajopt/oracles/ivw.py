@@ -34,6 +34,8 @@ class IVW:
     regulariser: float = 1e-5
     split: str = "independent"
     name: ClassVar[str] = "ivw"
+    colour: ClassVar[str] = "#ff7f0e"  # its colour in every figure
+    chooses_alpha: ClassVar[bool] = True  # mixes FoBG and ZoBG with an α of its own rule
 
     def __post_init__(self):
         checks.at_least("samples", self.samples, 2)

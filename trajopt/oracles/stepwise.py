@@ -52,6 +52,8 @@ class Stepwise:
     regulariser: float = 1e-5
     split: str = "independent"
     name: ClassVar[str] = "stepwise"
+    colour: ClassVar[str] = "#9467bd"  # its colour in every figure
+    chooses_alpha: ClassVar[bool] = True  # mixes FoBG and ZoBG with an α of its own rule
 
     def __post_init__(self):
         checks.at_least("samples", self.samples, 2)

@@ -43,6 +43,8 @@ class ZoBG:
     estimator: str = "one_sided"
     antithetic: bool = False
     name: ClassVar[str] = "zobg"
+    colour: ClassVar[str] = "#1f77b4"  # its colour in every figure
+    chooses_alpha: ClassVar[bool] = False  # mixes FoBG and ZoBG with an α of its own rule
 
     def __post_init__(self):
         checks.at_least("samples", self.samples, 2)

@@ -13,6 +13,7 @@
 | pivot           | pivot.py           | one-step: -sin^2(theta) inside |theta| <= pi/4, 0 beyond (a cliff) |
 | heaviside       | heaviside.py       | one-step: d-dimensional step, 1 if all theta_i >= 0 (FoBG = 0) |
 | soft_heaviside  | soft_heaviside.py  | one-step: -1 / linear ramp of width nu / +1 (relaxed Coulomb friction) |
+| mjx             | mjx.py             | any MJCF model stepped by MuJoCo MJX (the optional [mjx] extra; mujoco imported lazily) |
 | torque_pendulum | torque_pendulum.py | trajax's pendulum: continuous dynamics, RK4 (or Euler), u held over the step |
 | acrobot         | acrobot.py         | trajax's Sutton–Barto acrobot, torque on joint 2, Euler (or RK4) |
 
@@ -30,6 +31,7 @@ from trajopt.systems.chain import Chain
 from trajopt.systems.double_pendulum import DoublePendulum
 from trajopt.systems.friction import Friction
 from trajopt.systems.heaviside import Heaviside
+from trajopt.systems.mjx import MJX
 from trajopt.systems.pendulum import Pendulum
 from trajopt.systems.pendulum_block import PendulumBlock
 from trajopt.systems.pivot import Pivot
@@ -50,6 +52,7 @@ SYSTEMS.register("ball_with_wall", BallWithWall)
 SYSTEMS.register("pivot", Pivot)
 SYSTEMS.register("heaviside", Heaviside)
 SYSTEMS.register("soft_heaviside", SoftHeaviside)
+SYSTEMS.register("mjx", MJX)
 SYSTEMS.register("torque_pendulum", TorquePendulum)
 SYSTEMS.register("acrobot", Acrobot)
 
