@@ -8,7 +8,7 @@ A problem file names the model and how to step it::
     substeps = 5                 # physics steps (mjx.step) per control step
     keyframe = ""                # x0 default: the model's qpos0 and zero qvel, or this named <key>
     timestep = 0.01              # overrides <option timestep>; default: the model's
-    iterations = 1               # overrides <option iterations> (constraint solver); default 1 (see below)
+    iterations = 1               # overrides <option iterations> (constraint solver); default: the model's
     ls_iterations = 4            # overrides <option ls_iterations>; default: the model's
     solref = [0.02, 1.0]         # overrides solref of every geom, joint limit and contact pair; default: the model's
     gradient = "auto"            # "auto", "reverse" or "forward" (see below)
@@ -86,7 +86,8 @@ def _import_mujoco():
 class MJX:
     """An MJCF model stepped by MuJoCo MJX. x: [nq + nv] = (qpos, qvel); u: [nu] = ctrl. See the module doc.
 
-    Zero / empty defaults mean "the model's own": ``timestep = 0``, ``ls_iterations = 0``, ``solref = ()``;
+    Zero / empty defaults mean "the model's own": ``timestep = 0``, ``iterations = 0``, ``ls_iterations = 0``,
+    ``solref = ()``;
     after construction they hold the values in effect (so a recorded config shows them).
     """
 
@@ -94,7 +95,7 @@ class MJX:
     substeps: int = 1
     keyframe: str = ""
     timestep: float = 0.0
-    iterations: int = 1
+    iterations: int = 0
     ls_iterations: int = 0
     solref: tuple = ()
     gradient: str = "auto"
@@ -127,7 +128,8 @@ class MJX:
                 raise ModelError("keyframe", f"{self.keyframe!r} is not a keyframe of {path}; its keyframes: {known}")
         if self.timestep > 0:
             mm.opt.timestep = self.timestep
-        mm.opt.iterations = self.iterations
+        if self.iterations > 0:
+            mm.opt.iterations = self.iterations
         if self.ls_iterations > 0:
             mm.opt.ls_iterations = self.ls_iterations
         if self.solref:
@@ -136,7 +138,11 @@ class MJX:
             if mm.npair:
                 mm.pair_solref[:] = self.solref
         object.__setattr__(self, "timestep", float(mm.opt.timestep))
+        object.__setattr__(self, "iterations", int(mm.opt.iterations))
         object.__setattr__(self, "ls_iterations", int(mm.opt.ls_iterations))
+        if self.gradient == "reverse" and self.iterations > 1:
+            raise ModelError("gradient", f"'reverse' needs iterations = 1 (iterations in effect: {self.iterations}): MJX's "
+                             "solver while_loop has no reverse-mode derivative; use gradient = 'forward' or 'auto'")
         object.__setattr__(self, "solref", tuple(float(v) for v in self.solref))
         if key_id >= 0:
             x0 = np.concatenate([mm.key_qpos[key_id], mm.key_qvel[key_id]])
@@ -158,7 +164,7 @@ class MJX:
         if not isinstance(self.model, str) or not self.model:
             raise ModelError("model", f"found {self.model!r}, allowed: the path of an MJCF .xml file")
         integer("substeps", self.substeps, 1)
-        integer("iterations", self.iterations, 1)
+        integer("iterations", self.iterations, 0)
         integer("ls_iterations", self.ls_iterations, 0)
         if not isinstance(self.keyframe, str):
             raise ModelError("keyframe", f"found {self.keyframe!r}, allowed: a keyframe name (a string; '' for qpos0)")
@@ -174,9 +180,6 @@ class MJX:
                              "[-stiffness, -damping] (MuJoCo's direct form), or [] for the model's")
         if self.gradient not in GRADIENT_MODES:
             raise ModelError("gradient", f"found {self.gradient!r}, allowed: {', '.join(GRADIENT_MODES)}")
-        if self.gradient == "reverse" and self.iterations > 1:
-            raise ModelError("gradient", f"'reverse' needs iterations = 1 (found iterations = {self.iterations}): MJX's "
-                             "solver while_loop has no reverse-mode derivative; use gradient = 'forward' or 'auto'")
 
     @classmethod
     def from_table(cls, params: Mapping[str, Any], source: str) -> "MJX":
