@@ -43,15 +43,15 @@ def test_compare_writes_the_run_folder(compare_run):
     summary = json.loads((compare_run / "result.json").read_text())
     assert summary["status"] == "ok" and summary["problem"] == "pushing_soft"
     assert summary["iterations"] == 12 and summary["seeds"] == [0, 1]
-    assert list(summary["oracles"]) == ["fobg", "zobg", "aobg"]
-    aobg = summary["oracles"]["aobg"]
+    assert list(summary["variants"]) == ["fobg", "zobg", "aobg"]
+    aobg = summary["variants"]["aobg"]
     assert aobg["status"] == ["ok", "ok"] and len(aobg["final_cost"]) == 2
     assert aobg["rollouts"] == 12 * (2 * 10 + 1)
     assert summary["x64"] is True and "jax" in summary["versions"]
     rows = [json.loads(line) for line in (compare_run / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 3 * 2 * 13
     first = rows[0]
-    assert set(first) >= {"oracle", "seed", "iteration", "cost", "grad_norm", "alpha", "var_first", "var_zero",
+    assert set(first) >= {"variant", "seed", "iteration", "cost", "grad_norm", "alpha", "var_first", "var_zero",
                           "bias_gap", "radius", "rollouts", "seconds"}
     with np.load(compare_run / "trajectory.npz") as data:
         assert data["aobg/U"].shape == (2, 40, 1) and data["aobg/X"].shape == (2, 41, 4)
@@ -60,10 +60,10 @@ def test_compare_writes_the_run_folder(compare_run):
 def test_run_folder_reads_back(compare_run):
     run = runs.read_run(compare_run)
     summary = run.result
-    for name in run.oracles:
+    for name in run.variants:
         cost = run.series[name]["cost"]
         assert cost.shape == (2, 13)
-        np.testing.assert_allclose(cost[:, -1], summary["oracles"][name]["final_cost"])
+        np.testing.assert_allclose(cost[:, -1], summary["variants"][name]["final_cost"])
     assert np.all(run.series["aobg"]["alpha"][:, :-1] >= 0)
     assert np.all(np.isnan(run.series["fobg"]["alpha"]))
 
@@ -82,7 +82,7 @@ def test_same_command_twice_gives_identical_metrics(compare_run, tmp_path):
     for r in (ra, rb):
         for k in runs.TIMING_FIELDS:
             r.pop(k, None)
-        for o in r["oracles"].values():
+        for o in r["variants"].values():
             o.pop("run_seconds"), o.pop("compile_seconds")
     ra.pop("source"), rb.pop("source")
     assert ra == rb
@@ -102,8 +102,8 @@ def test_solve_one_oracle_and_json_summary(tmp_path):
     result = invoke("solve", SOFT, "--oracle", "zobg", *SMALL, "--out", out, "--json")
     assert result.exit_code == 0
     summary = json.loads(result.stdout)
-    assert list(summary["oracles"]) == ["zobg"] and summary["out"] == str(out)
-    assert summary["oracles"]["zobg"]["median_final_cost"] < summary["oracles"]["zobg"]["initial_cost"]
+    assert list(summary["variants"]) == ["zobg"] and summary["out"] == str(out)
+    assert summary["variants"]["zobg"]["median_final_cost"] < summary["variants"]["zobg"]["initial_cost"]
 
 
 def test_compare_against_rollouts_axis(tmp_path):

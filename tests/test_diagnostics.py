@@ -261,7 +261,7 @@ def test_diagnose_at_a_run_folder_uses_each_oracles_median_seed(small_run, tmp_p
     summary = json.loads((small_run / "result.json").read_text())
     assert [loc["oracle"] for loc in report["locations"]] == ["fobg", "zobg"]
     for loc in report["locations"]:
-        finals = summary["oracles"][loc["oracle"]]["final_cost"]
+        finals = summary["variants"][loc["oracle"]]["final_cost"]
         assert loc["final_cost"] == sorted(finals)[1] and loc["seed"] == summary["seeds"][finals.index(loc["final_cost"])]
         assert loc["summary"]["value"] == pytest.approx(loc["final_cost"], rel=1e-12)
     result = invoke("diagnose", SOFT, *SMALL, "--at", small_run, "--oracle", "zobg", "--repeats", "3", "--samples", "4",

@@ -451,7 +451,7 @@ def test_every_registered_oracle_runs_through_compare(tmp_path, name):
                            catch_exceptions=False)
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
-    o = summary["oracles"][name]
+    o = summary["variants"][name]
     assert o["status"] == ["ok"] and math.isfinite(o["final_cost"][0])
     s = spec.loads(STIFF_TEXT, overrides=["task.horizon=30", f"solve.oracles=[\"{name}\"]"])
     problem = s.problem()

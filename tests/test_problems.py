@@ -19,7 +19,7 @@ from trajopt import spec
 from trajopt.cli import app
 from trajopt.optim import SGD, Adam
 from trajopt.oracles import AoBG, FoBG, ZoBG
-from trajopt.solve import solve
+from trajopt.solver import solve
 
 PROBLEMS = Path(__file__).resolve().parent.parent / "problems"
 FILES = sorted(PROBLEMS.glob("*.toml"))
@@ -198,8 +198,8 @@ def run_defaults(stem: str) -> dict:
     s = spec.load(PROBLEMS / f"{stem}.toml")
     problem = s.problem()
     out = {"J0": float(problem.objective(problem.U0))}
-    for name in s.solve.oracles:
-        out[name] = solve(problem, s.oracles[name], s.solve.optimizer.build(), key=jax.random.PRNGKey(s.solve.key),
+    for name, variant in s.variants.items():
+        out[name] = solve(problem, variant.method, key=jax.random.PRNGKey(s.solve.key),
                           iterations=s.solve.iterations, seeds=s.solve.seeds)
     return out
 

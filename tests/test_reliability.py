@@ -21,7 +21,13 @@ from trajopt.cli import app
 from trajopt.optim import SGD
 from trajopt.oracles import Exact
 from trajopt.problem import Problem
-from trajopt.solve import solve
+from trajopt.methods import GradientMethod
+from trajopt.solver import solve as solve_method
+
+
+def solve(problem, oracle, optimizer, *, skip_non_finite=False, **kwargs):
+    """The paper's loop: a gradient method of this oracle and optimiser."""
+    return solve_method(problem, GradientMethod(oracle, optimizer, skip_non_finite=skip_non_finite), **kwargs)
 
 ROOT = Path(__file__).resolve().parent.parent
 PROBLEMS = ROOT / "problems"
@@ -193,7 +199,7 @@ def test_signal_mid_run_leaves_a_complete_interrupted_folder(tmp_path, sig):
     assert summary["status"] == "interrupted"
     done = summary["iterations"]
     assert 0 < done < 200000 and done % 500 == 0
-    assert summary["oracles"]["fobg"]["status"] == ["interrupted", "interrupted"]
+    assert summary["variants"]["fobg"]["status"] == ["interrupted", "interrupted"]
     assert summary["oracles_not_run"] == ["zobg", "aobg"]
     run = runs.read_run(out)
     assert run.series["fobg"]["cost"].shape == (2, done + 1)
@@ -234,10 +240,10 @@ def test_every_seed_non_finite_exits_1_and_says_so(tmp_path):
     assert "0/3 ok" in result.stdout and "non_finite" in result.stdout  # the final table says so
     summary = json.loads((out / "result.json").read_text())
     assert summary["status"] == "failed"
-    for o in summary["oracles"].values():
+    for o in summary["variants"].values():
         assert o["status"] == ["non_finite"] * 3 and all(0 <= k < 5 for k in o["failed_at"])
     # nothing is spent after a seed stops: the count runs up to the last seed's failing iteration only
-    assert summary["oracles"]["zobg"]["rollouts"] == 11 * (max(summary["oracles"]["zobg"]["failed_at"]) + 1)
+    assert summary["variants"]["zobg"]["rollouts"] == 11 * (max(summary["variants"]["zobg"]["failed_at"]) + 1)
 
 
 def test_sigkill_leaves_no_unreadable_file(tmp_path):

@@ -56,7 +56,7 @@ def test_markdown_report_lists_the_numbers_of_result_json(run_dir, tmp_path):
     assert result.exit_code == 0, result.output
     text = out.read_text()
     summary = json.loads((run_dir / "result.json").read_text())
-    for name, o in summary["oracles"].items():
+    for name, o in summary["variants"].items():
         finals = np.array(o["final_cost"], float)
         row = next(line for line in text.splitlines() if line.startswith("| ") and f"| {name} |" in line)
         assert f"{np.median(finals):.5g}" in row

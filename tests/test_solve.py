@@ -16,7 +16,14 @@ from trajopt.optim import SGD
 from trajopt.oracles import AoBG, Exact, FoBG, ZoBG
 from trajopt.oracles.base import INFO_FIELDS, make_info
 from trajopt.problem import Problem
-from trajopt.solve import STATUS_INTERRUPTED, STATUS_NON_FINITE, STATUS_OK, solve
+from trajopt.methods import GradientMethod
+from trajopt.solver import STATUS_INTERRUPTED, STATUS_NON_FINITE, STATUS_OK
+from trajopt.solver import solve as solve_method
+
+
+def solve(problem, oracle, optimizer, *, skip_non_finite=False, **kwargs):
+    """The paper's loop: a gradient method of this oracle and optimiser."""
+    return solve_method(problem, GradientMethod(oracle, optimizer, skip_non_finite=skip_non_finite), **kwargs)
 
 KEY = jax.random.PRNGKey(0)
 
@@ -62,7 +69,7 @@ def test_result_layout(soft_pushing, seed3_alone_and_batched):
     _, r = seed3_alone_and_batched
     S, K = 5, 50
     T = soft_pushing.shape[0]
-    assert r.oracle == "aobg" and r.iterations == K
+    assert r.name == "aobg" and r.iterations == K
     assert r.cost.shape == (S, K + 1)
     assert r.U.shape == (S, T, 1) and r.X.shape == (S, T + 1, 4)
     assert set(INFO_FIELDS) <= set(r.history)

@@ -88,7 +88,7 @@ def test_compare_runs_the_example(monkeypatch, tmp_path):
     summary = json.loads((out / "result.json").read_text())
     assert summary["status"] == "ok"
     for name in ("fobg", "zobg", "aobg"):
-        assert summary["oracles"][name]["status"] == ["ok", "ok"]
+        assert summary["variants"][name]["status"] == ["ok", "ok"]
 
 
 def _console_script() -> str | None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 import trajopt
 from trajopt.spec import SpecError
@@ -27,7 +28,7 @@ err = Console(stderr=True)
 
 def fail(message: str) -> typer.Exit:
     """Print a bad-input error on stderr; return the exit-2 exception to raise."""
-    err.print(f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, markup=True, soft_wrap=True)
     return typer.Exit(EXIT_BAD_INPUT)
 
 

@@ -26,7 +26,8 @@ AtOpt = typer.Option("init", "--at", help="Where to look: init (the problem's U0
                                           "final U, median seed).")
 OracleOpt = typer.Option(None, "--oracle", help="With --at RUN_DIR: only this run oracle's final U.")
 
-DIAGNOSE_ORACLES = ("aobg", "ivw", "ddcg", "stepwise")  # whose configurations (from the file) the rules use
+# the alpha rules diagnose reports: the registered oracles that choose their own alpha (their file configurations)
+DIAGNOSE_ORACLES = ("aobg", "ivw", "ddcg", "stepwise")
 DIAGNOSE_JSON, DIAGNOSE_FIGURE = "diagnose.json", "diagnose.png"
 
 
@@ -52,18 +53,19 @@ def _locations(at: str, oracle: Optional[str], problem) -> list[dict]:
             trajectories = {k: data[k] for k in data.files}
     except (OSError, ValueError) as e:
         raise fail(f"--at {at}: cannot read the run folder ({e})") from None
-    run_oracles = [o for o in result.get("oracles", {}) if f"{o}/U" in trajectories]
+    entries = runs.variant_entries(result)
+    run_oracles = [o for o in entries if f"{o}/U" in trajectories]
     if not run_oracles:
-        raise fail(f"--at {at}: the run folder holds no final U (no <oracle>/U in {runs.TRAJECTORY})")
+        raise fail(f"--at {at}: the run folder holds no final U (no <variant>/U in {runs.TRAJECTORY})")
     if oracle is not None:
         if oracle not in run_oracles:
-            raise fail(f"--oracle: found {oracle!r}, allowed: an oracle of that run ({', '.join(run_oracles)})")
+            raise fail(f"--oracle: found {oracle!r}, allowed: a variant of that run ({', '.join(run_oracles)})")
         run_oracles = [oracle]
     seeds = result.get("seeds", [])
     found = []
     for name in run_oracles:
         Us = trajectories[f"{name}/U"]
-        finals = result["oracles"][name].get("final_cost", [])
+        finals = entries[name].get("final_cost", [])
         i = median_seed_index(finals) if finals else 0
         U = np.asarray(Us[i])
         if U.shape != tuple(problem.shape):

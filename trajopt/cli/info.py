@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 import trajopt
@@ -36,7 +37,8 @@ def validate(
         "state_size": int(system.state_size), "control_size": int(system.control_size),
         "horizon": spec.task.horizon, "decision_size": prob.dimension, "dt": dt,
         "stable_dt": stable, "stability_margin": (stable / dt) if math.isfinite(stable) and dt > 0 else None,
-        "initial_cost": j0, "oracles": list(spec.solve.oracles), "iterations": spec.solve.iterations,
+        "initial_cost": j0, "oracles": list(spec.solve.oracles), "variants": list(spec.variants),
+        "iterations": spec.solve.iterations,
         "seeds": list(spec.solve.seeds),
     }
     if json_out:
@@ -54,7 +56,8 @@ def validate(
         ("horizon T", str(info["horizon"])), ("decision size d = T·m", str(info["decision_size"])),
         ("dt", fmt(dt)),
         ("stability margin", "no explicit limit" if margin is None else f"{margin:.2f}× (largest stable dt {fmt(stable, 4)})"),
-        ("J(U0)", f"{j0:.4f}" if math.isfinite(j0) else f"{j0} (not finite: the initial guess already blows up)"), ("oracles", ", ".join(spec.solve.oracles)),
+        ("J(U0)", f"{j0:.4f}" if math.isfinite(j0) else f"{j0} (not finite: the initial guess already blows up)"), ("variants (compare)", ", ".join(
+            f"{n} ({v.base})" if n != v.base else n for n, v in spec.variants.items())),
         ("iterations × seeds", f"{spec.solve.iterations} × {len(spec.solve.seeds)}"),
     ]
     for k, v in rows:
@@ -76,15 +79,16 @@ def problem_files() -> list[Path]:
 
 
 @app.command("list")
-def list_(what: str = typer.Argument("problems", help="problems, systems, oracles or optimizers.")):
-    """List shipped problems, systems, oracles or optimizers."""
+def list_(what: str = typer.Argument("problems", help="problems, systems, oracles, methods or optimizers.")):
+    """List shipped problems, systems, oracles, methods or optimizers."""
     import inspect
 
+    from trajopt.methods import METHODS
     from trajopt.optim import OPTIMIZERS
     from trajopt.oracles import ORACLES
     from trajopt.systems import SYSTEMS
 
-    registries = {"systems": SYSTEMS, "oracles": ORACLES, "optimizers": OPTIMIZERS}
+    registries = {"systems": SYSTEMS, "oracles": ORACLES, "methods": METHODS, "optimizers": OPTIMIZERS}
     if what == "problems":
         from trajopt import spec as spec_mod
 
@@ -104,14 +108,17 @@ def list_(what: str = typer.Argument("problems", help="problems, systems, oracle
         out.print(table)
         return
     if what not in registries:
-        raise fail(f"list: found {what!r}, allowed: problems, systems, oracles, optimizers")
+        raise fail(f"list: found {what!r}, allowed: problems, {', '.join(registries)}")
     reg = registries[what]
     table = Table(title=what.capitalize(), title_justify="left")
     table.add_column("name")
     table.add_column("description")
     for name in reg:
         entry = reg.get(name)
-        doc = inspect.getdoc(sys.modules[entry.__module__]) or inspect.getdoc(entry) or ""
+        # each entry's own line: its module's summary when the module holds just it, else the class's docstring
+        own = inspect.getdoc(entry) if entry.__doc__ else None
+        module_doc = inspect.getdoc(sys.modules[entry.__module__]) or ""
+        doc = module_doc if sum(1 for n in reg if reg.get(n).__module__ == entry.__module__) == 1 and module_doc else own or ""
         first = doc.strip().split("\n\n")[0].replace("\n", " ")
-        table.add_row(name, first)
+        table.add_row(escape(name), escape(first))
     out.print(table)

@@ -35,17 +35,18 @@ def _names(option: str, text: str) -> list[str]:
 
 
 def cli_overrides(sets: List[str], iterations: Optional[int], seeds: Optional[str], oracles: Optional[str],
-                  variants: Optional[str] = None) -> list[str]:
+                  variants: Optional[str] = None, oracle_flag: str = "--oracles") -> list[str]:
     """CLI shortcuts become `--set` overrides, so they are validated (and reported) like file keys.
 
     ``--oracles a,b`` names oracles (each a variant with the file's optimiser): it sets ``solve.oracles`` and
     ``solve.variants``; ``--variants a,b`` sets ``solve.variants`` (variant tables, oracles or methods).
     """
     from trajopt.oracles import ORACLES
+    from trajopt.registry import UnknownName
 
     items = list(sets or [])
     if oracles is not None and variants is not None:
-        raise fail("give --oracles or --variants, not both (a bare oracle name is a variant: --variants fobg,aobg_adam)")
+        raise fail(f"give {oracle_flag} or {oracle_flag.replace('oracle', 'variant')}, not both (a bare oracle name is a variant: --variants fobg,aobg_adam)")
     if iterations is not None:
         items.append(f"solve.iterations={iterations}")
     if seeds is not None:
@@ -55,11 +56,11 @@ def cli_overrides(sets: List[str], iterations: Optional[int], seeds: Optional[st
         else:
             items.append(f"solve.seeds={text}")
     if oracles is not None:
-        names = _names("--oracles", oracles)
+        names = _names(oracle_flag, oracles)
         for n in names:
             if n not in ORACLES and ":" not in n:
-                raise fail(f"--oracles: {n!r} is not an oracle; allowed: {', '.join(ORACLES.names())} "
-                           "(methods and [variants] tables go in --variants)")
+                raise fail(f"{oracle_flag}: {UnknownName('oracle', n, ORACLES.names())} "
+                           f"(methods and [variants] tables go in {oracle_flag.replace('oracle', 'variant')})")
         listed = "[" + ", ".join(json.dumps(n) for n in names) + "]"
         items += [f"solve.oracles={listed}", f"solve.variants={listed}"]
     if variants is not None:
@@ -274,7 +275,7 @@ def solve(
         raise fail(f"--variant: found {variant!r}, allowed: one name (`trajopt compare --variants` runs several)")
     if oracle is not None and "," in oracle:
         raise fail(f"--oracle: found {oracle!r}, allowed: one name (`trajopt compare --oracles` runs several)")
-    code = _run("solve", path, cli_overrides(set_, iterations, seeds, oracle, variant), out_dir, force, "iterations",
+    code = _run("solve", path, cli_overrides(set_, iterations, seeds, oracle, variant, "--oracle"), out_dir, force, "iterations",
                 json_out, quiet, plot=True, sets=set_)
     raise typer.Exit(code)
 

@@ -12,7 +12,6 @@ from rich.table import Table
 
 from trajopt.cli._common import ForceOpt, JsonOpt, ProblemArg, QuietOpt, SetOpt, app, fail, fmt, load_spec, out
 
-ADAPTIVE = ("aobg", "ivw", "ddcg")
 SamplesOpt = typer.Option(None, "--samples", help="Samples N per estimate (sets every oracle's `samples`).")
 RepeatsOpt = typer.Option(20, "--repeats", help="Independent estimates per point (median and IQR are over these).")
 OraclesOpt = typer.Option(None, "--oracles", help="Comma-separated oracles (default: fobg, zobg and the adaptive ones).")
@@ -20,11 +19,11 @@ StudyOutOpt = typer.Option(None, "--out", help="Output folder (default runs/<pro
 
 
 def _study_oracles(oracles: Optional[str]) -> list[str]:
-    from trajopt.oracles import ORACLES
+    from trajopt.oracles import alpha_choosers
 
     if oracles:
         return [o.strip() for o in oracles.split(",") if o.strip()]
-    return ["fobg", "zobg"] + [o for o in ADAPTIVE if o in ORACLES]
+    return ["fobg", "zobg"] + alpha_choosers()
 
 
 def _overrides(sets, samples, names) -> list[str]:
@@ -157,7 +156,10 @@ def landscape(
     if run_dir is not None:
         if not runs.is_run_dir(run_dir):
             raise fail(f"--run {run_dir}: not a run folder (no result.json in it)")
-        traj = runs.read_run(run_dir).trajectories()
+        try:
+            traj = runs.read_run(run_dir).trajectories()
+        except (OSError, ValueError, KeyError) as e:
+            raise fail(f"--run {run_dir}: cannot read the run folder ({e})") from None
         marks = {"start": float(np.asarray(spec.task.U0).ravel()[0])}
         marks.update({k.split("/")[0]: v.ravel() for k, v in traj.items() if k.endswith("/U")})
     folder = _out_dir(spec, "landscape", out_dir, force)

@@ -36,19 +36,23 @@ solver): with δ₀ = ``mu_factor``,
 accepted step. μ starts at ``mu_init`` (default 0: plain Gauss–Newton iLQR, trajax's default which has no
 regulariser, so a linear-quadratic problem is solved exactly in one step).
 
-**Box limits** (``u_min``, ``u_max``, the same for every control coordinate; default ±inf): the
-*projected* (clamped) variant, not full Box-DDP. In the backward pass the feedforward step is clamped so
-that ū_t + k_t lies in the box, and the feedback rows K_t[i] of the clamped coordinates i are zeroed (Box-DDP
-does the same with the active set of a box-QP solved by projected Newton; for m = 1 clamping the
-unconstrained minimiser *is* the box-QP solution, for m > 1 it is an approximation). The forward pass clamps
-û_t again, so every returned iterate lies in the box; ``init`` projects U0 into the box.
+**Box limits** (``u_min``, ``u_max``, the same for every control coordinate; default ±inf): Box-DDP
+(Tassa, Mansard & Todorov 2014). In the backward pass the feedforward step solves the box-QP
+
+    k_t = argmin ½ kᵀ(Q_uu + μ I)k + Q_uᵀ k   subject to  u_min <= ū_t + k <= u_max
+
+by projected Newton (`_box_qp`, 10 iterations with an Armijo search each); the feedback rows of the
+coordinates held at a bound are zero and the free rows are K_f = −(Q_uu + μ I)_ff⁻¹ Q_ux,f. The forward pass
+clamps û_t again (the feedback term may leave the box), so every iterate lies in the box; ``init`` projects
+U0 into the box. Without finite limits the box-QP is skipped (plain Cholesky solve).
 
 **Stopping** (the state keeps a flag; a stopped state is returned unchanged, with rollouts = gradients =
 0, value = the cost recorded when it stopped). ``info.stop_reason`` codes:
 
     0  running
     1  gradient tolerance: ‖∇_U J(Ū)‖₂ ≤ ``grad_tol`` at the start of a step (trajax's
-       grad_norm_threshold, default 1e-4); Ū is kept
+       grad_norm_threshold, default 1e-4); with box limits the projected gradient (components that push
+       out of an active bound dropped); Ū is kept
     2  relative cost change: an accepted step changed the cost by |J − Ĵ| ≤ ``cost_rtol`` |J|; the new
        iterate is kept
     3  regularisation exhausted: μ > ``mu_max`` after a failed backward pass or line search; Ū is kept
@@ -80,6 +84,8 @@ from trajopt import checks
 from trajopt.checks import FieldError
 from trajopt.methods.base import as_count, as_float
 
+_BOUND_TOL = 1e-9  # a control within this (relative) distance of a bound counts as at the bound
+
 STOP_RUNNING, STOP_GRADIENT, STOP_COST_CHANGE, STOP_REGULARISATION = 0, 1, 2, 3
 
 
@@ -95,7 +101,8 @@ class ILQRState(NamedTuple):
 
 
 class ILQRInfo(NamedTuple):
-    """value f(Ū); rollouts, gradients (simulator calls, see the module docstring); grad_norm ‖∇_U J(Ū)‖;
+    """value f(Ū); rollouts, gradients (simulator calls, see the module docstring); grad_norm ‖∇_U J(Ū)‖
+    (projected on the box; NaN once stopped);
     mu: the regulariser used by the backward pass; alpha: the accepted line-search step (0 if none);
     expected: the predicted decrease −(α kᵀQ_u + α²/2 kᵀQ_uu k) of the accepted step (0 if none);
     stop_reason: 0 running, 1 gradient tolerance, 2 relative cost change, 3 regularisation exhausted."""
@@ -134,14 +141,46 @@ def _gradient(A, B, lx, lu, px) -> Array:
     return g
 
 
+def _box_qp(H: Array, g: Array, lo: Array, hi: Array, iterations: int = 10):
+    """min_x ½ xᵀH x + gᵀx subject to lo <= x <= hi (lo <= 0 <= hi), by projected Newton (Tassa, Mansard &
+    Todorov 2014, "Control-limited differential dynamic programming", Algorithm 3), a fixed number of
+    iterations, each with an Armijo search over the steps 0.6^j (j = 0..9) evaluated at once.
+
+    H: [m, m] positive definite; g, lo, hi: [m]. Returns (x: [m], free: [m] bool, the coordinates not held at
+    a bound by a gradient pointing out of the box)."""
+    m = g.shape[0]
+    eye = jnp.eye(m, dtype=H.dtype)
+    steps = 0.6 ** jnp.arange(10, dtype=H.dtype)
+    value = lambda x: 0.5 * x @ H @ x + g @ x  # noqa: E731
+
+    def free_set(x, grad):
+        return ~(((x <= lo) & (grad > 0)) | ((x >= hi) & (grad < 0)))
+
+    def body(_, x):
+        grad = g + H @ x
+        free = free_set(x, grad)
+        H_ff = jnp.where(free[:, None] & free[None, :], H, eye)
+        search = -jnp.linalg.solve(H_ff, jnp.where(free, grad, 0.0))
+        trials = jnp.clip(x[None] + steps[:, None] * search[None], lo, hi)  # [10, m]
+        decrease = jax.vmap(value)(trials) - value(x)
+        armijo = decrease <= 0.1 * (trials - x[None]) @ grad
+        ok = armijo & (decrease < 0)
+        best = jnp.argmax(ok)
+        return jnp.where(ok[best], trials[best], x)
+
+    x = jax.lax.fori_loop(0, iterations, body, jnp.clip(jnp.zeros_like(g), lo, hi))
+    return x, free_set(x, g + H @ x)
+
+
 def _backward(lin, U: Array, mu: Array, u_min: float, u_max: float):
-    """The Gauss–Newton backward pass with Q_uu + μ I and clamped feedforward steps.
+    """The Gauss–Newton backward pass with Q_uu + μ I (and box limits: Box-DDP's box-QP, `_box_qp`).
 
     Returns (k: [T, m], K: [T, m, n], dV1, dV2, ok) with the predicted change of the cost
     α dV1 + α²/2 dV2 (dV1 = Σ kᵀ Q_u, dV2 = Σ kᵀ Q_uu k) and ok = every Q_uu + μ I was positive definite."""
     A, B, lx, lu, lxx, luu, lux, px, pxx = lin
     m = U.shape[-1]
     eye = jnp.eye(m, dtype=U.dtype)
+    boxed = math.isfinite(u_min) or math.isfinite(u_max)
 
     def body(carry, inputs):
         Vx, Vxx, dV1, dV2, ok = carry
@@ -155,13 +194,15 @@ def _backward(lin, U: Array, mu: Array, u_min: float, u_max: float):
         L = jnp.linalg.cholesky(Quu + mu * eye)
         ok_t = jnp.all(jnp.isfinite(L))
         L = jnp.where(ok_t, L, eye)  # keep the pass finite; the caller discards it when not ok
-        kK = -jax.scipy.linalg.cho_solve((L, True), jnp.concatenate([Qu[:, None], Qux], axis=1))
-        k, K = kK[:, 0], kK[:, 1:]
-        # box: clamp the feedforward step, zero the feedback rows of clamped coordinates
-        target = u_t + k
-        clamped = (target < u_min) | (target > u_max)
-        k = jnp.clip(target, u_min, u_max) - u_t
-        K = jnp.where(clamped[:, None], 0.0, K)
+        if boxed:
+            k, free = _box_qp(Quu + mu * eye, Qu, u_min - u_t, u_max - u_t)
+            # feedback on the free coordinates only: K_f = -(H_ff)^-1 Q_ux,f, K_c = 0 (Box-DDP)
+            both = free[:, None] & free[None, :]
+            H_ff = jnp.where(both, Quu + mu * eye, eye)
+            K = -jnp.linalg.solve(H_ff, jnp.where(free[:, None], Qux, 0.0))
+        else:
+            kK = -jax.scipy.linalg.cho_solve((L, True), jnp.concatenate([Qu[:, None], Qux], axis=1))
+            k, K = kK[:, 0], kK[:, 1:]
         Vx = Qx + K.T @ Quu @ k + K.T @ Qu + Qux.T @ k
         Vxx = Qxx + K.T @ Quu @ K + K.T @ Qux + Qux.T @ K
         Vxx = 0.5 * (Vxx + Vxx.T)
@@ -255,7 +296,11 @@ class ILQR:
         J = problem.cost(X, U)
         lin = _linearise(problem, X, U)
         A, B, lx, lu, _, _, _, px, _ = lin
-        grad_norm = jnp.linalg.norm(_gradient(A, B, lx, lu, px))
+        g = _gradient(A, B, lx, lu, px)
+        at_min = U <= self.u_min + _BOUND_TOL * (1.0 + abs(self.u_min))  # at a bound, up to round-off
+        at_max = U >= self.u_max - _BOUND_TOL * (1.0 + abs(self.u_max))
+        g = jnp.where((at_min & (g > 0)) | (at_max & (g < 0)), 0.0, g)  # the projected gradient
+        grad_norm = jnp.linalg.norm(g)
         at_tol = grad_norm <= self.grad_tol
 
         # backward pass, raising mu until Q_uu + mu I is positive definite (no simulator calls)
