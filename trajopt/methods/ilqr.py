@@ -86,6 +86,12 @@ from trajopt.methods.base import as_count, as_float
 
 _BOUND_TOL = 1e-9  # a control within this (relative) distance of a bound counts as at the bound
 
+
+
+def _bound_tol(bound: float) -> float:
+    return _BOUND_TOL * (1.0 + abs(bound)) if math.isfinite(bound) else 0.0
+
+
 STOP_RUNNING, STOP_GRADIENT, STOP_COST_CHANGE, STOP_REGULARISATION = 0, 1, 2, 3
 
 
@@ -297,8 +303,8 @@ class ILQR:
         lin = _linearise(problem, X, U)
         A, B, lx, lu, _, _, _, px, _ = lin
         g = _gradient(A, B, lx, lu, px)
-        at_min = U <= self.u_min + _BOUND_TOL * (1.0 + abs(self.u_min))  # at a bound, up to round-off
-        at_max = U >= self.u_max - _BOUND_TOL * (1.0 + abs(self.u_max))
+        at_min = U <= self.u_min + _bound_tol(self.u_min)  # at a bound, up to round-off
+        at_max = U >= self.u_max - _bound_tol(self.u_max)
         g = jnp.where((at_min & (g > 0)) | (at_max & (g < 0)), 0.0, g)  # the projected gradient
         grad_norm = jnp.linalg.norm(g)
         at_tol = grad_norm <= self.grad_tol
