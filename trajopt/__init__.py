@@ -1,10 +1,70 @@
-"""trajopt: trajectory optimisation through contact with pluggable gradient oracles.
+"""trajopt: trajectory optimisation through contact with pluggable gradient oracles and methods.
+
+The public face (names load on first use, so ``import trajopt`` and the CLI start fast)::
+
+    import jax, trajopt
+    problem = trajopt.trajectory_problem("cart", step, x0, trajopt.QuadraticCost(Q, R, Qf, goal), U0)
+    results = trajopt.compare(problem, {"fobg": trajopt.GradientMethod(trajopt.FoBG()),
+                                        "aobg_adam": trajopt.GradientMethod(trajopt.AoBG(), trajopt.Adam(0.1))},
+                              key=jax.random.PRNGKey(0), iterations=200, seeds=range(5))
+    fig = trajopt.convergence_figure(results, x="rollouts")
+
+Problems: `Problem`, `QuadraticCost`, `trajectory_problem`, `one_step_problem`. Systems: `SYSTEMS` and the
+system classes (`Pushing`, `Chain`, ...). Oracles: `ORACLES`, `Exact`, `FoBG`, `ZoBG`, `AoBG`, `IVW`, `DDCG`,
+`Stepwise`, `FixedAlpha`, `FD`. Optimisers: `OPTIMIZERS`, `SGD`, `Adam`. Methods: `METHODS`, `Method`,
+`GradientMethod` (and the registered baselines). Running: `solve`, `compare`, `Result`. Files: `load` (a TOML
+problem file to a ready problem and its variants), `SpecError`. Figures: `convergence_figure`,
+`variance_figure`, `trajectory_figure` (matplotlib `Figure` objects; nothing is written or shown).
 
 Importing trajopt turns on float64 and a CPU compiler setting (see `trajopt._setup`).
 """
+
+from __future__ import annotations
+
+import importlib
 
 from trajopt import _setup
 
 _setup.configure()
 
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    # problems
+    "Problem": "trajopt.problem", "QuadraticCost": "trajopt.problem", "trajectory_problem": "trajopt.problem",
+    "one_step_problem": "trajopt.problem",
+    # systems
+    "SYSTEMS": "trajopt.systems", "Pushing": "trajopt.systems", "Chain": "trajopt.systems",
+    "Friction": "trajopt.systems", "SpringWall": "trajopt.systems", "Pendulum": "trajopt.systems",
+    "PendulumBlock": "trajopt.systems", "DoublePendulum": "trajopt.systems", "BallWithWall": "trajopt.systems",
+    "Pivot": "trajopt.systems", "Heaviside": "trajopt.systems", "SoftHeaviside": "trajopt.systems",
+    # oracles
+    "ORACLES": "trajopt.oracles", "Oracle": "trajopt.oracles", "OracleInfo": "trajopt.oracles",
+    "Exact": "trajopt.oracles", "FoBG": "trajopt.oracles", "ZoBG": "trajopt.oracles", "AoBG": "trajopt.oracles",
+    "IVW": "trajopt.oracles", "DDCG": "trajopt.oracles", "Stepwise": "trajopt.oracles",
+    "FixedAlpha": "trajopt.oracles", "FD": "trajopt.oracles",
+    # optimisers
+    "OPTIMIZERS": "trajopt.optim", "SGD": "trajopt.optim", "Adam": "trajopt.optim",
+    # methods
+    "METHODS": "trajopt.methods", "Method": "trajopt.methods", "GradientMethod": "trajopt.methods",
+    # running
+    "solve": "trajopt.solver", "Result": "trajopt.solver", "compare": "trajopt.api", "load": "trajopt.api",
+    "Loaded": "trajopt.api", "SpecError": "trajopt.spec",
+    # figures
+    "convergence_figure": "trajopt.plots", "variance_figure": "trajopt.plots", "trajectory_figure": "trajopt.plots",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'trajopt' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

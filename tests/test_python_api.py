@@ -1,0 +1,94 @@
+"""The Python face: the README's "From Python" example runs as written, `trajopt.load` and `trajopt.compare`
+give the CLI's numbers, and importing trajopt changes only what it documents."""
+
+from __future__ import annotations
+
+import re
+import runpy
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+from matplotlib.figure import Figure
+
+import trajopt
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def readme_python_block() -> str:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("## From Python", 1)[1]
+    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+
+def test_readme_python_example_runs_as_written(capsys):
+    namespace: dict = {}
+    exec(compile(readme_python_block(), "README.md", "exec"), namespace)  # noqa: S102 - our own README
+    results, fig = namespace["results"], namespace["fig"]
+    assert list(results) == ["fobg", "aobg_adam"]
+    assert isinstance(fig, Figure)
+    for r in results.values():
+        assert r.status == ["ok"] * 4
+        assert np.all(r.final_cost < 0.2 * r.cost[:, 0])  # both variants cut the cost by more than 5x
+    assert "median final cost" in capsys.readouterr().out
+
+
+def test_example_script_is_the_readme_walkthrough(tmp_path):
+    script = (ROOT / "examples" / "python_api.py").read_text(encoding="utf-8")
+    for line in readme_python_block().strip().splitlines():
+        assert line in script, f"README line not in examples/python_api.py: {line}"
+    ns = runpy.run_path(str(ROOT / "examples" / "python_api.py"), run_name="not_main")
+    assert set(ns["results"]) == {"fobg", "aobg_adam"}
+
+
+def test_load_and_compare_match_solve():
+    loaded = trajopt.load(ROOT / "problems" / "pushing_stiff.toml", ["solve.iterations=20", "solve.seeds=2"])
+    assert list(loaded.variants) == ["fobg", "zobg", "aobg"]
+    results = loaded.compare(["zobg", "aobg"])
+    assert list(results) == ["zobg", "aobg"]
+    direct = trajopt.solve(loaded.problem, loaded.variants["aobg"], key=jax.random.PRNGKey(0), iterations=20,
+                           seeds=[0, 1])
+    np.testing.assert_array_equal(results["aobg"].cost, direct.cost)
+
+
+def test_public_names_resolve_and_solve_is_the_function():
+    for name in trajopt.__all__:
+        assert getattr(trajopt, name) is not None
+    assert callable(trajopt.solve) and trajopt.solve.__module__ == "trajopt.solver"
+
+
+def _python(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+
+
+def test_import_changes_no_undocumented_global_state():
+    r = _python(
+        "import sys, matplotlib; before = matplotlib.get_backend()\n"
+        "import trajopt\n"
+        "assert 'jax' not in sys.modules, 'importing trajopt imported jax'\n"
+        "import trajopt.plots, trajopt.report\n"
+        "assert matplotlib.get_backend() == before, (before, matplotlib.get_backend())\n"
+        "import jax; assert jax.config.jax_enable_x64\n"
+        "import os; assert 'xla_cpu_small_while_loop_byte_threshold' in os.environ['XLA_FLAGS']\n"
+        "print('ok')")
+    assert r.returncode == 0 and "ok" in r.stdout, r.stderr
+
+
+def test_warns_once_when_jax_ran_first():
+    r = _python(
+        "import warnings; warnings.simplefilter('always')\n"
+        "import jax.numpy as jnp; jnp.ones(3).block_until_ready()\n"
+        "with warnings.catch_warnings(record=True) as w:\n"
+        "    warnings.simplefilter('always')\n"
+        "    import trajopt\n"
+        "msgs = [str(x.message) for x in w if x.category.__name__ == 'SlowLoopWarning']\n"
+        "assert len(msgs) == 1 and 'XLA_FLAGS' in msgs[0], msgs\n"
+        "import jax; assert jax.config.jax_enable_x64\n"
+        "print('ok')")
+    assert r.returncode == 0 and "ok" in r.stdout, r.stderr
+def test_api_doc_lists_every_public_name():
+    doc = (ROOT / "docs" / "api.md").read_text(encoding="utf-8")
+    assert [n for n in trajopt.__all__ if n != "__version__" and f"`{n}" not in doc] == []
