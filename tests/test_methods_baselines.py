@@ -40,8 +40,8 @@ def lq_solution(problem: Problem) -> np.ndarray:
     shape = problem.U0.shape
     f = lambda u: problem.objective(u.reshape(shape))  # noqa: E731
     u0 = problem.U0.reshape(-1)
-    H = jax.hessian(f)(u0)
-    g = jax.grad(f)(u0)
+    H = jax.jit(jax.hessian(f))(u0)
+    g = jax.jit(jax.grad(f))(u0)
     return np.asarray(u0 - jnp.linalg.solve(H, g)).reshape(shape)
 
 
@@ -160,3 +160,86 @@ def test_ilqr_acrobot_matches_trajax():
     r = solve(problem, ILQR(), key=KEY, iterations=100, seeds=[0])
     assert r.final_cost[0] < 51.0
     assert float(jnp.linalg.norm(jax.grad(problem.objective)(jnp.asarray(r.U[0])))) < 1e-2
+
+
+# --------------------------------------------------------------------------------------------- sampling
+
+
+def quadratic_problem(shape=(8, 2)) -> Problem:
+    """A convex quadratic f(U) = 1/2 uᵀ A u + bᵀ u (u = vec U), A = M Mᵀ/d + I."""
+    d = int(np.prod(shape))
+    rng = np.random.default_rng(4)
+    M = rng.normal(size=(d, d))
+    A = jnp.asarray(M @ M.T / d + np.eye(d))
+    b = jnp.asarray(rng.normal(size=d))
+    return Problem("quadratic", jnp.asarray(rng.normal(size=shape)),
+                   lambda U: 0.5 * U.reshape(-1) @ A @ U.reshape(-1) + b @ U.reshape(-1))
+
+
+SAMPLERS = {
+    "cem": (dict(population=64, elite_fraction=0.2, sigma_init=0.3), lambda m: m.population),
+    "mppi": (dict(samples=32, sigma=0.1, temperature=0.05), lambda m: m.samples),
+    "ps": (dict(samples=16, sigma=0.1), lambda m: m.samples + 1),
+    "dial": (dict(samples=32, sigma=0.3, iterations_scale=30, temperature=0.05), lambda m: m.samples),
+}
+
+
+@pytest.mark.parametrize("name", list(SAMPLERS))
+def test_sampler_decreases_a_quadratic_counts_and_draws_per_seed(name):
+    kwargs, rollouts = SAMPLERS[name]
+    method = METHODS.get(name)(**kwargs)
+    problem = quadratic_problem()
+    r = solve(problem, method, key=KEY, iterations=30, seeds=[0, 1, 2, 3])
+    assert r.status == ["ok"] * 4
+    assert np.all(r.final_cost < r.cost[:, 0] - 0.5 * abs(r.cost[:, 0]))
+    assert np.all(r.history["rollouts"] == rollouts(method))
+    assert np.all(r.history["gradients"] == 0)
+    np.testing.assert_allclose(r.final_cost, jax.vmap(problem.objective)(jnp.asarray(r.U)), rtol=1e-12)
+    if name == "ps":  # the incumbent is a candidate: the cost never increases
+        assert np.all(np.diff(r.cost, axis=1) <= 0)
+    # seed 3 draws the same noise alone and inside the batch
+    alone = solve(problem, method, key=KEY, iterations=30, seeds=[3])
+    np.testing.assert_allclose(alone.cost[0], r.cost[3], rtol=1e-12)
+    assert not np.allclose(r.cost[0], r.cost[3])
+
+
+@pytest.mark.parametrize("name", list(SAMPLERS))
+def test_sampler_steps_box_and_reported_value(name):
+    """Two eager steps: the iterate a step returns is the one whose cost the next step reports, and with box
+    limits every iterate stays in the box."""
+    kwargs, _ = SAMPLERS[name]
+    problem = quadratic_problem()
+    for method in (METHODS.get(name)(**kwargs), METHODS.get(name)(**kwargs, u_min=-0.2, u_max=0.1)):
+        state = method.init(KEY, problem, problem.U0)
+        boxed = method.u_max < math.inf
+        for k in range(2):
+            value = float(problem.objective(state.U))
+            state, info = method.step(jax.random.fold_in(KEY, k), problem, state)
+            assert float(info.value) == pytest.approx(value, rel=1e-12)
+            if boxed:
+                assert float(state.U.min()) >= -0.2 and float(state.U.max()) <= 0.1
+
+
+def test_dial_schedule():
+    from trajopt.methods.dial import DIAL
+
+    m = DIAL(sigma=0.5, beta1=2.0, beta2=0.5, iterations_scale=10)
+    H = 4
+    s = np.asarray(m.noise_scale(jnp.asarray(3), H))
+    expected = [0.5 * math.exp(-3 / 20 - (H - h) / (0.5 * H)) for h in range(H)]
+    np.testing.assert_allclose(s, expected, rtol=1e-12)
+    problem = quadratic_problem()
+    H = problem.U0.shape[0]
+    state = m.init(KEY, problem, problem.U0)
+    state, info = m.step(KEY, problem, state)
+    assert int(state.iteration) == 1 and float(info.sigma_max) == pytest.approx(0.5 * math.exp(-1 / (0.5 * H)))
+
+
+@pytest.mark.parametrize("name, kwargs, field", [
+    ("cem", {"population": 10, "elite_fraction": 0.05}, "elite_fraction"), ("cem", {"alpha_mu": 1.0}, "alpha_mu"),
+    ("mppi", {"temperature": 0.0}, "temperature"), ("ps", {"samples": 0}, "samples"),
+    ("dial", {"beta1": 0.0}, "beta1"), ("mppi", {"u_min": 1.0, "u_max": -1.0}, "u_max")])
+def test_sampler_checks_parameters(name, kwargs, field):
+    with pytest.raises(FieldError) as err:
+        METHODS.get(name)(**kwargs)
+    assert err.value.field == field

@@ -3,7 +3,11 @@
 | name     | module       | what it is |
 |----------|--------------|------------|
 | gradient | gradient.py  | a gradient oracle driving an optax optimiser (the paper's loop); a variant names it by its oracle |
-| ilqr     | ilqr.py      | Gauss–Newton iLQR: LM regularisation, backtracking on the true cost, projected box limits |
+| ilqr     | ilqr.py      | Gauss–Newton iLQR: LM regularisation, backtracking on the true cost, Box-DDP limits |
+| cem      | cem.py       | cross-entropy method, a diagonal Gaussian over the whole sequence (trajax's cem) |
+| mppi     | mppi.py      | MPPI: exponentially weighted perturbations, temperature λ (hydrax's MPPI) |
+| ps       | ps.py        | predictive sampling: best of N perturbations and the incumbent (MuJoCo MPC, hydrax) |
+| dial     | dial.py      | annealed MPPI after DIAL-MPC: noise shrinking over iterations and toward the start |
 
 A method is a frozen dataclass with ``init(key, problem, U0) -> state`` and ``step(key, problem, state) ->
 (state, info)``; see `trajopt.methods.base` for the contract. Its dataclass fields are the keys of its TOML
@@ -13,12 +17,21 @@ table. ``gradient`` is built from a variant's ``oracle`` and ``optimizer`` keys 
 
 from trajopt.methods.base import REQUIRED_INFO, Method, check_info, state_decision
 from trajopt.methods.gradient import GradientInfo, GradientMethod, GradientState
+from trajopt.methods.cem import CEM
+from trajopt.methods.dial import DIAL
 from trajopt.methods.ilqr import ILQR
+from trajopt.methods.mppi import MPPI
+from trajopt.methods.ps import PredictiveSampling
 from trajopt.registry import Registry
 
 METHODS: Registry[type] = Registry("method")
 METHODS.register("gradient", GradientMethod)
 METHODS.register("ilqr", ILQR)
+METHODS.register("cem", CEM)
+METHODS.register("mppi", MPPI)
+METHODS.register("ps", PredictiveSampling)
+METHODS.register("dial", DIAL)
 
 __all__ = ["METHODS", "Method", "REQUIRED_INFO", "check_info", "state_decision", "GradientMethod", "GradientInfo",
-           "GradientState", "ILQR"]
+           "GradientState", "ILQR", "CEM", "MPPI",
+           "PredictiveSampling", "DIAL"]
