@@ -8,6 +8,7 @@
 | mppi     | mppi.py      | MPPI: exponentially weighted perturbations, temperature λ (hydrax's MPPI) |
 | ps       | ps.py        | predictive sampling: best of N perturbations and the incumbent (MuJoCo MPC, hydrax) |
 | dial     | dial.py      | annealed MPPI after DIAL-MPC: noise shrinking over iterations and toward the start |
+| lbfgs    | lbfgs.py     | L-BFGS on the noise-free cost with optax's zoom line search (optax.lbfgs) |
 
 A method is a frozen dataclass with ``init(key, problem, U0) -> state`` and ``step(key, problem, state) ->
 (state, info)``; see `trajopt.methods.base` for the contract. Its dataclass fields are the keys of its TOML
@@ -20,6 +21,7 @@ from trajopt.methods.gradient import GradientInfo, GradientMethod, GradientState
 from trajopt.methods.cem import CEM
 from trajopt.methods.dial import DIAL
 from trajopt.methods.ilqr import ILQR
+from trajopt.methods.lbfgs import LBFGS
 from trajopt.methods.mppi import MPPI
 from trajopt.methods.ps import PredictiveSampling
 from trajopt.registry import Registry
@@ -31,7 +33,8 @@ METHODS.register("cem", CEM)
 METHODS.register("mppi", MPPI)
 METHODS.register("ps", PredictiveSampling)
 METHODS.register("dial", DIAL)
+METHODS.register("lbfgs", LBFGS)
 
 __all__ = ["METHODS", "Method", "REQUIRED_INFO", "check_info", "state_decision", "GradientMethod", "GradientInfo",
            "GradientState", "ILQR", "CEM", "MPPI",
-           "PredictiveSampling", "DIAL"]
+           "PredictiveSampling", "DIAL", "LBFGS"]
