@@ -1,0 +1,88 @@
+"""Variants in `compare`: oracles under different optimisers and methods side by side in one run folder, with
+their resolved configuration recorded so that --from repeats them, and clear errors for bad names."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from typer.testing import CliRunner
+
+from trajopt import runs, spec
+from trajopt.cli import app
+from trajopt.methods import GradientMethod
+from trajopt.optim import SGD, Adam
+
+PROBLEMS = Path(__file__).resolve().parent.parent / "problems"
+SOFT = str(PROBLEMS / "pushing_soft.toml")
+SMALL = ["--iterations", "10", "--seeds", "2", "--set", "task.horizon=30"]
+ADAM = ["--set", 'variants.aobg_adam.oracle="aobg"', "--set", 'variants.aobg_adam.optimizer={name="adam", step=0.05}']
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_variants_run_side_by_side_and_repeat_from_the_folder(tmp_path):
+    out = tmp_path / "v"
+    r = invoke("compare", SOFT, *SMALL, *ADAM, "--variants", "fobg,aobg,aobg_adam", "--x", "rollouts", "--out", out,
+               "--json", "--quiet")
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.stdout)
+    assert list(summary["variants"]) == ["fobg", "aobg", "aobg_adam"]
+    assert summary["variants"]["aobg_adam"]["config"]["optimizer"]["name"] == "adam"
+    assert summary["variants"]["aobg"]["config"]["optimizer"]["name"] == "sgd"
+    # the same oracle and seeds under two optimisers: the same first cost, different paths
+    run = runs.read_run(out)
+    a, b = run.results["aobg"], run.results["aobg_adam"]
+    np.testing.assert_array_equal(a.cost[:, 0], b.cost[:, 0])
+    assert not np.allclose(a.cost[:, -1], b.cost[:, -1])
+    # rollouts are the oracle's (2N + 1 per step for aobg), whatever the optimiser
+    assert summary["variants"]["aobg_adam"]["rollouts"] == summary["variants"]["aobg"]["rollouts"] == 10 * 21
+    assert (out / "convergence.png").stat().st_size > 0
+    # config.toml records every variant resolved: --from repeats the run bit for bit
+    config = spec.load(out / "config.toml")
+    assert list(config.variants) == ["fobg", "aobg", "aobg_adam"]
+    again = tmp_path / "again"
+    r2 = invoke("compare", "--from", out, "--out", again, "--quiet")
+    assert r2.exit_code == 0, r2.output
+    for name in ("fobg", "aobg", "aobg_adam"):
+        np.testing.assert_array_equal(runs.read_run(again).results[name].cost, run.results[name].cost)
+
+
+def test_set_reaches_inside_a_variant():
+    s = spec.load(SOFT, [a for a in ADAM if a != "--set"] + ["variants.aobg_adam.optimizer.step=0.2",
+                                                            "variants.aobg_adam.samples=4", "solve.variants=[\"aobg_adam\"]"])
+    v = s.variants["aobg_adam"]
+    assert v.method == GradientMethod(v.oracle, Adam(step=0.2))
+    assert v.oracle.samples == 4 and s.oracles["aobg"].samples == 10  # the file's aobg is untouched
+    # a variant with the file's optimiser name overrides only some of its keys
+    s = spec.load(SOFT, ['variants.slow.oracle="zobg"', "variants.slow.optimizer={step=1e-4}", "solve.variants=[\"slow\"]"])
+    assert s.variants["slow"].optimizer == SGD(step=1e-4)
+
+
+def test_bad_variant_inputs_exit_2(tmp_path):
+    r = invoke("compare", SOFT, *SMALL, "--variants", "aobgg", "--out", tmp_path / "a")
+    assert r.exit_code == 2 and "unknown variant 'aobgg'" in r.stderr and "did you mean 'aobg'" in r.stderr
+    assert not (tmp_path / "a").exists()
+    r = invoke("compare", SOFT, *SMALL, "--variants", "fobg", "--oracles", "zobg", "--out", tmp_path / "b")
+    assert r.exit_code == 2 and "not both" in r.stderr
+    r = invoke("compare", SOFT, *SMALL, "--variants", "fobg,fobg", "--out", tmp_path / "c")
+    assert r.exit_code == 2 and "repeated" in r.stderr
+    r = invoke("compare", SOFT, *SMALL, "--set", 'variants.x.oracle="fobg"', "--set", "variants.x.gama=1",
+               "--variants", "x", "--out", tmp_path / "d")
+    assert r.exit_code == 2 and "variants.x.gama" in r.stderr
+    r = invoke("compare", SOFT, *SMALL, "--set", 'variants.x.oracle="fobg"', "--set", 'variants.x.method="gradient"',
+               "--variants", "x", "--out", tmp_path / "e")
+    assert r.exit_code == 2 and "both 'oracle' and 'method'" in r.stderr
+    # an unused variant table is still validated
+    r = invoke("compare", SOFT, *SMALL, "--set", 'variants.unused.oracle="nope"', "--out", tmp_path / "f")
+    assert r.exit_code == 2 and "variants.unused.oracle" in r.stderr
+
+
+def test_oracles_flag_refuses_a_method_name(tmp_path):
+    r = invoke("compare", SOFT, *SMALL, "--oracles", "gradient", "--out", tmp_path / "a")
+    assert r.exit_code == 2 and "--variants" in r.stderr
