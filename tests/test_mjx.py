@@ -1,0 +1,212 @@
+"""The MuJoCo MJX system (the optional [mjx] extra): rollouts against MuJoCo's C simulator, gradients against
+finite differences, every oracle on every shipped MJCF problem, and the validation of bad MJCF inputs."""
+
+import os
+import textwrap
+
+import pytest
+
+pytest.importorskip("mujoco.mjx", reason="the mjx system needs the [mjx] extra: pip install -e '.[mjx]'")
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import mujoco  # noqa: E402
+import numpy as np  # noqa: E402
+
+from trajopt import diagnostics, spec  # noqa: E402
+from trajopt.methods import GradientMethod  # noqa: E402
+from trajopt.optim import SGD  # noqa: E402
+from trajopt.oracles import ORACLES  # noqa: E402
+from trajopt.solver import solve  # noqa: E402
+from trajopt.spec import SpecError  # noqa: E402
+from trajopt.systems import SYSTEMS  # noqa: E402
+from trajopt.systems.mjx import MJX  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MODELS = os.path.join(ROOT, "problems", "models")
+PROBLEMS = ["mjx_pendulum_wall", "mjx_push_soft", "mjx_push_stiff", "mjx_ball_wall"]
+
+
+def c_rollout(system: MJX, x0: np.ndarray, U: np.ndarray) -> np.ndarray:
+    """MuJoCo's C simulator doing what MJX.step does: set (qpos, qvel, ctrl), cold solver start, substeps x mj_step."""
+    mm = system.mj_model
+    d = mujoco.MjData(mm)
+    x, xs = np.asarray(x0, float), [np.asarray(x0, float)]
+    for u in U:
+        d.qpos[:], d.qvel[:], d.ctrl[:] = x[: mm.nq], x[mm.nq:], u
+        d.qacc_warmstart[:] = 0.0
+        for _ in range(system.substeps):
+            mujoco.mj_step(mm, d)
+        x = np.concatenate([d.qpos, d.qvel])
+        xs.append(x)
+    return np.array(xs)
+
+
+def mjx_rollout(system: MJX, x0, U) -> np.ndarray:
+    def body(x, u):
+        y = system.step(x, u)
+        return y, y
+
+    _, xs = jax.jit(lambda x0, U: jax.lax.scan(body, x0, U))(jnp.asarray(x0), jnp.asarray(U))
+    return np.concatenate([np.asarray(x0)[None], np.asarray(xs)])
+
+
+def write(tmp_path, text: str, name: str = "p.toml") -> str:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return str(path)
+
+
+PENDULUM = f"""
+[system]
+name = "mjx"
+model = "{os.path.join(MODELS, 'pendulum_wall.xml')}"
+substeps = 2
+{{extra}}
+[task]
+horizon = 10
+x0 = [0.0, 0.5]
+goal = [0.0, 0.0]
+Q = [1.0, 0.1]
+R = [0.1]
+u_init = 0.2
+"""
+
+
+def test_registered_and_fields_are_toml_parameters():
+    assert SYSTEMS.get("mjx") is MJX
+    s = spec.load(os.path.join(ROOT, "problems", "mjx_pendulum_wall.toml")).system
+    import dataclasses
+
+    fields = dataclasses.asdict(s)
+    assert set(fields) == {"model", "substeps", "keyframe", "timestep", "iterations", "ls_iterations", "solref", "gradient"}
+    assert os.path.isabs(fields["model"]) and fields["timestep"] == 0.01 and fields["iterations"] == 20
+    assert s.state_size == 2 and s.control_size == 1 and s.dt == pytest.approx(0.02) and s.stable_dt() == np.inf
+    assert hash(s) == hash(s)  # identity hash: closable in jit
+
+
+def test_default_x0_and_keyframe():
+    path = os.path.join(MODELS, "pendulum_wall.xml")
+    np.testing.assert_array_equal(MJX(model=path).default_x0(), [0.0, 0.0])
+    np.testing.assert_array_equal(MJX(model=path, keyframe="raised").default_x0(), [0.5, 0.0])
+
+
+@pytest.mark.parametrize("problem", ["mjx_pendulum_wall", "mjx_push_stiff", "mjx_ball_wall"])
+def test_rollout_matches_mujoco_c(problem):
+    system = spec.load(os.path.join(ROOT, "problems", f"{problem}.toml")).system
+    rng = np.random.default_rng(0)
+    lo, hi = system.mj_model.actuator_ctrlrange.T
+    U = rng.uniform(lo, hi, size=(15, system.control_size))  # large enough to make contact
+    x0 = system.default_x0()
+    np.testing.assert_allclose(mjx_rollout(system, x0, U), c_rollout(system, x0, U), atol=1e-8, rtol=0)
+
+
+@pytest.mark.parametrize("extra", ["", "iterations = 1"])
+def test_gradient_matches_central_differences_without_contact(tmp_path, extra):
+    """Pendulum swinging gently, far from the +-0.5 rad limits: smooth dynamics; both gradient modes are exact."""
+    s = spec.load(write(tmp_path, PENDULUM.format(extra=extra)))
+    assert s.system.gradient_mode == ("reverse" if extra else "forward")
+    problem = s.problem()
+    U = problem.U0
+    g = np.asarray(jax.jit(jax.grad(problem.objective))(U))
+    f = jax.jit(problem.objective)
+    h = 1e-5
+    fd = np.zeros(U.size)
+    for i in range(U.size):
+        e = np.zeros(U.size)
+        e[i] = h
+        E = jnp.asarray(e.reshape(U.shape))
+        fd[i] = (f(U + E) - f(U - E)) / (2 * h)
+    np.testing.assert_allclose(g.ravel(), fd, rtol=1e-6, atol=1e-9)
+
+
+def test_gradcheck_flags_the_contact_case():
+    """The ball bounced off the wall. MuJoCo's soft contact is continuous, so autodiff is right locally
+    (agreement at small steps), but the cost bends sharply within h = 0.1 (the bounce's timing moves):
+    gradcheck must not call it plainly consistent (it says "stiff"; measured: 31% off at h = 0.1)."""
+    s = spec.load(os.path.join(ROOT, "problems", "mjx_ball_wall.toml"), overrides=["task.u_init=0.3"])
+    problem = s.problem()
+    check = diagnostics.gradient_check(jax.random.PRNGKey(0), problem, problem.U0, directions=4, steps=[1e-1, 1e-3, 1e-5])
+    summary = diagnostics.gradcheck_summary(check)
+    assert summary["verdict"] in ("non_smooth", "discontinuity", "stiff"), summary["verdict"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("problem", PROBLEMS)
+@pytest.mark.parametrize("oracle", ["fobg", "exact", "zobg", "aobg"])
+def test_every_oracle_runs_on_every_shipped_problem(problem, oracle):
+    s = spec.load(os.path.join(ROOT, "problems", f"{problem}.toml"), overrides=["task.horizon=10"])
+    config = s.oracles.get(oracle) or ORACLES.get(oracle)()
+    result = solve(s.problem(), GradientMethod(config, SGD(1e-4)), key=jax.random.PRNGKey(0), iterations=3, seeds=(0, 1))
+    assert result.cost.shape == (2, 4)
+    assert np.all(np.isfinite(result.cost))
+
+
+# ------------------------------------------------------------------------------------------------ validation
+
+TEMPLATE = """
+[system]
+name = "mjx"
+model = "{model}"
+{extra}
+[task]
+horizon = 5
+x0 = {x0}
+goal = {x0}
+Q = {q}
+R = [1.0]
+u_init = {u_init}
+"""
+
+
+def bad(tmp_path, model="m.xml", extra="", x0="[0.0, 0.0]", u_init="0.0", xml=None):
+    if xml is not None:
+        (tmp_path / "m.xml").write_text(xml)
+    q = "[" + ", ".join("1.0" for _ in x0.strip("[]").split(",")) + "]"
+    path = write(tmp_path, TEMPLATE.format(model=model, extra=extra, x0=x0, q=q, u_init=u_init))
+    with pytest.raises(SpecError) as e:
+        spec.load(path)
+    return path, e.value
+
+
+def test_missing_model_file(tmp_path):
+    path, e = bad(tmp_path, model="nowhere.xml")
+    assert e.source == path and e.key == "system.model" and "nowhere.xml" in str(e) and "no such file" in str(e)
+
+
+def test_malformed_xml(tmp_path):
+    path, e = bad(tmp_path, xml="<mujoco><worldbody><body></mujoco>")
+    assert e.source == path and e.key == "system.model" and "m.xml" in str(e) and "not a valid MJCF" in str(e)
+
+
+def test_unknown_keyframe(tmp_path):
+    path, e = bad(tmp_path, model=os.path.join(MODELS, "pendulum_wall.xml"), extra='keyframe = "upside_down"')
+    assert e.key == "system.keyframe" and "upside_down" in str(e) and "'hanging'" in str(e) and path in str(e)
+
+
+def test_no_actuators(tmp_path):
+    xml = '<mujoco><worldbody><body><joint type="hinge"/><geom size="0.1"/></body></worldbody></mujoco>'
+    path, e = bad(tmp_path, xml=xml, x0="[0.0, 0.0]")
+    assert e.key == "system.model" and "no actuators" in str(e) and "m.xml" in str(e)
+
+
+def test_wrong_control_size_in_u_init(tmp_path):
+    path, e = bad(tmp_path, model=os.path.join(MODELS, "pendulum_wall.xml"), u_init="[0.0, 1.0, 2.0]")
+    assert e.source == path and e.key == "task.u_init"
+
+
+@pytest.mark.parametrize("extra, key", [
+    ("substeps = 0", "system.substeps"), ('solref = [0.02]', "system.solref"), ("timestep = -1.0", "system.timestep"),
+    ('gradient = "backwards"', "system.gradient"), ('gradient = "reverse"', "system.gradient"),  # model has 20 iterations
+    ("stiffness = 3.0", "system.stiffness"),
+])
+def test_bad_parameters(tmp_path, extra, key):
+    _, e = bad(tmp_path, model=os.path.join(MODELS, "pendulum_wall.xml"), extra=extra)
+    assert e.key == key
+
+
+def test_model_path_relative_to_problem_file(tmp_path):
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "p.xml").write_text(open(os.path.join(MODELS, "pendulum_wall.xml")).read())
+    s = spec.load(write(tmp_path, TEMPLATE.format(model="models/p.xml", extra="", x0="[0.0, 0.0]", q="[1.0, 1.0]", u_init="0.0")))
+    assert s.system.model == str(tmp_path / "models" / "p.xml")
