@@ -16,6 +16,7 @@
 | mjx             | mjx.py             | any MJCF model stepped by MuJoCo MJX (the optional [mjx] extra; mujoco imported lazily) |
 | torque_pendulum | torque_pendulum.py | trajax's pendulum: continuous dynamics, RK4 (or Euler), u held over the step |
 | acrobot         | acrobot.py         | trajax's Sutton–Barto acrobot, torque on joint 2, Euler (or RK4) |
+| tennis          | tennis.py          | breakout-like: a kinematic paddle bounces a ball, paddle-frame collision with time of impact (discontinuous) |
 
 Time-stepped systems provide ``state_size``, ``control_size``, ``dt``, ``step(x, u)`` and ``stable_dt()``
 (see `base.System`). One-step systems set ``one_step = True``, ``state_size = 0``, ``dt = nan``,
@@ -38,6 +39,7 @@ from trajopt.systems.pivot import Pivot
 from trajopt.systems.pushing import Pushing
 from trajopt.systems.soft_heaviside import SoftHeaviside
 from trajopt.systems.spring_wall import SpringWall
+from trajopt.systems.tennis import Tennis
 from trajopt.systems.torque_pendulum import TorquePendulum
 
 SYSTEMS: Registry[type] = Registry("system")
@@ -55,6 +57,7 @@ SYSTEMS.register("soft_heaviside", SoftHeaviside)
 SYSTEMS.register("mjx", MJX)
 SYSTEMS.register("torque_pendulum", TorquePendulum)
 SYSTEMS.register("acrobot", Acrobot)
+SYSTEMS.register("tennis", Tennis)
 
 __all__ = [
     "SYSTEMS",
