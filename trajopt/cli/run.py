@@ -134,14 +134,13 @@ def _summary_table(summary: dict) -> Table:
 
 
 def _method_label(entry: dict) -> str:
-    """What a variant runs, in a few words: 'aobg + sgd 0.001' or 'cem'."""
+    """What a variant runs, in a few words: 'aobg + sgd 0.001' or 'cem' (the full configuration is in result.json)."""
     cfg = entry.get("config") or {}
     if entry.get("kind") == "oracle":
         opt = cfg.get("optimizer", {})
-        extra = "".join(f", {k} {v:g}" if isinstance(v, float) else f", {k} {v}"
-                        for k, v in opt.items() if k not in ("name", "step") and k != "clip_norm" or
-                        (k == "clip_norm" and v != float("inf")))
-        return f"{entry.get('base')} + {opt.get('name', '?')} {opt.get('step', ''):g}{extra}" if "step" in opt else str(entry.get("base"))
+        clip = opt.get("clip_norm", float("inf"))
+        step = f" {opt['step']:g}" if isinstance(opt.get("step"), (int, float)) else ""
+        return f"{entry.get('base')} + {opt.get('name', '?')}{step}" + (f", clip {clip:g}" if clip != float("inf") else "")
     return str(entry.get("base") or "")
 
 
