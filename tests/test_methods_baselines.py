@@ -137,7 +137,7 @@ def test_ilqr_regularisation_rule():
 def test_ilqr_pendulum_trajax_beats_a_gradient_oracle_at_equal_time():
     from trajopt.methods.gradient import GradientMethod
     from trajopt.optim import Adam
-    from trajopt.oracles.exact import Exact
+    from trajopt.oracles.fobg import FoBG
 
     problem = spec.load(PROBLEMS / "pendulum_trajax.toml").problem()
     r = solve(problem, ILQR(), key=KEY, iterations=100, seeds=[0])
@@ -145,12 +145,13 @@ def test_ilqr_pendulum_trajax_beats_a_gradient_oracle_at_equal_time():
     X = np.asarray(problem.trajectory(jnp.asarray(r.U[0])))
     assert abs((X[-1, 0] - math.pi + math.pi) % (2 * math.pi) - math.pi) <= 0.1  # trajax's README assertion
     assert abs(X[-1, 1]) <= 0.1
-    # exact gradients with Adam, for as many iterations as fit in at least iLQR's wall time
-    g = solve(problem, GradientMethod(Exact(), Adam(step=0.1)), key=KEY, iterations=100, seeds=[0])
-    iters = max(100, int(100 * r.run_seconds / max(g.run_seconds, 1e-9)))
-    g = solve(problem, GradientMethod(Exact(), Adam(step=0.1)), key=KEY, iterations=iters, seeds=[0])
+    # the problem file's gradient oracle (FoBG, N = 10, Adam 0.1), for at least iLQR's wall time
+    method = GradientMethod(FoBG(samples=10, sigma=0.1), Adam(step=0.1))
+    g = solve(problem, method, key=KEY, iterations=50, seeds=[0])
+    iters = max(50, int(1.2 * 50 * r.run_seconds / max(g.run_seconds, 1e-9)))
+    g = solve(problem, method, key=KEY, iterations=iters, seeds=[0])
     assert g.run_seconds >= 0.5 * r.run_seconds
-    assert r.final_cost[0] < 0.5 * g.final_cost[0]
+    assert r.final_cost[0] < 0.7 * g.final_cost[0]
 
 
 @pytest.mark.slow
