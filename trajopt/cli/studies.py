@@ -1,0 +1,188 @@
+"""`trajopt study STUDY.toml`: a grid of problems x variants x parameters x seeds, locally or on a Ray cluster."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from trajopt.cli._common import (
+    EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, IterOpt, JsonOpt, QuietOpt, SeedsOpt, app, err, fail, fmt, out,
+)
+from trajopt.spec import SpecError
+
+BACKENDS = ("local", "ray")
+
+
+def _default_out(study_file: Path) -> Path:
+    return Path("runs") / "studies" / study_file.stem
+
+
+def _estimate(expansion, study) -> tuple[list[dict], int]:
+    """Per cell: rollouts per step (one evaluated step per distinct problem/variant configuration) and the cell's
+    total (rollouts per step x iterations x seeds); the study's total."""
+    import json
+
+    from trajopt.studies import step_counts
+
+    cache: dict = {}
+    rows, total = [], 0
+    for c in expansion.cells:
+        if c.error is not None:
+            rows.append({"cell": c, "per_step": None, "total": 0})
+            continue
+        spec = expansion.specs[c.index]
+        key = (c.problem, c.variant, json.dumps(spec.variants[c.variant].table, sort_keys=True, default=str),
+               spec.task.horizon)
+        if key not in cache:
+            try:
+                cache[key] = step_counts(c)["rollouts"]
+            except Exception:  # noqa: BLE001  (an estimate only: the run will report the error)
+                cache[key] = None
+        per = cache[key]
+        cell_total = per * c.iterations * len(c.seeds) if per is not None else 0
+        total += cell_total
+        rows.append({"cell": c, "per_step": per, "total": cell_total})
+    return rows, total
+
+
+def _dry_run(study, expansion, folder: Path, json_out: bool, quiet: bool) -> None:
+    from trajopt import runs
+
+    est, total = _estimate(expansion, study)
+    if json_out:
+        sys.stdout.write(runs.dumps_json({
+            "study": study.definition(), "out": str(folder), "rollouts": total,
+            "cells": [{"index": e["cell"].index, "label": e["cell"].label, "folder": e["cell"].folder,
+                       "valid": e["cell"].error is None, "error": e["cell"].error,
+                       "rollouts_per_step": e["per_step"], "rollouts": e["total"]} for e in est]}))
+        return
+    if quiet:
+        return
+    keys = [a.key for a in study.grid]
+    table = Table(title=escape(f"{study.title}: {len(expansion.cells)} cells ({len(study.problems)} problems x "
+                               f"{len(study.variants)} variants x {len(expansion.cells) // max(1, len(study.problems) * len(study.variants))} grid points), "
+                               f"{study.iterations} iterations x {len(study.seeds)} seeds each"), title_justify="left",
+                  caption="rollouts: simulator calls, per step from one evaluated step, x iterations x seeds", caption_justify="left")
+    for col in ("#", "problem", "variant", *keys, "valid", "rollouts/step", "rollouts"):
+        table.add_column(escape(col), justify="left" if col in ("problem", "variant", "valid") else "right")
+    from trajopt.studies.study import label_value
+
+    for e in est:
+        c = e["cell"]
+        table.add_row(str(c.index), escape(c.problem), escape(c.variant), *[escape(label_value(v)) for _, v in c.point],
+                      "yes" if c.error is None else "[red]no[/]", fmt(e["per_step"]), f"{e['total']:,}")
+    out.print(table)
+    for c in expansion.invalid:
+        out.print(f"[yellow]invalid cell (recorded as failed):[/] {escape(c.label)}: {escape(c.error)}", highlight=False)
+    out.print(f"total: {total:,} rollouts; nothing written (study folder would be [bold]{escape(str(folder))}[/])")
+
+
+@app.command("study")
+def study_cmd(
+    study_file: Path = typer.Argument(..., help="A TOML study file (see examples/studies/).", show_default=False),
+    backend: str = typer.Option("local", "--backend", help="local: cells one after another in this process; "
+                                "ray: each cell a Ray task."),
+    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (what `ray start --head` "
+                                          "prints); default RAY_ADDRESS, else a local Ray instance."),
+    seeds: Optional[str] = SeedsOpt,
+    iterations: Optional[int] = IterOpt,
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="Study folder (default runs/studies/<study>)."),
+    resume: bool = typer.Option(True, "--resume/--fresh", help="Skip the cells already finished in the study folder "
+                                "(default), or empty the folder and start over."),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="On resume, run the failed cells again."),
+    strict: bool = typer.Option(False, "--strict", help="Refuse the study if any cell's spec is invalid (instead of "
+                                "recording that cell as failed)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the cells and their cost in rollouts; run and write nothing."),
+    json_out: bool = JsonOpt,
+    quiet: bool = QuietOpt,
+):
+    """Run a study: every problem x variant x grid point, each a fused solve over the seeds.
+
+    Writes a study folder: study.csv / study.parquet (one row per cell and seed), study.json, one run folder per
+    cell, a figure per grid axis and report.html. Rerunning resumes: finished cells are skipped.
+    """
+    from trajopt.cli.run import _interruptible
+    from trajopt.studies import StudyFolderError, expand, load_study, parse_seeds, prepare, run_study, write_outputs
+    from trajopt.studies.executors import executor
+
+    if backend not in BACKENDS:
+        raise fail(f"--backend: found {backend!r}, allowed: {', '.join(BACKENDS)}")
+    if address is not None and backend != "ray":
+        raise fail("--address: only with --backend ray")
+    if iterations is not None and iterations < 1:
+        raise fail(f"--iterations: found {iterations}, allowed: an integer >= 1")
+    try:
+        seed_list = parse_seeds(seeds) if seeds is not None else None
+        study = load_study(study_file, seeds=seed_list, iterations=iterations)
+        expansion = expand(study, strict=strict)
+    except SpecError as e:
+        raise fail(str(e)) from None
+    folder = out_dir or _default_out(study_file)
+    if dry_run:
+        _dry_run(study, expansion, folder, json_out, quiet)
+        raise typer.Exit(EXIT_OK)
+    if backend == "ray":
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise fail("--backend ray: Ray is not installed; allowed: pip install 'trajopt-alpha[ray]', or --backend local") from None
+    try:
+        prepare(folder, fresh=not resume)
+    except StudyFolderError as e:
+        raise fail(f"--out {e}") from None
+    show = not (quiet or json_out)
+    ex = executor(backend, address=address, resources=study.resources)
+
+    def on_cell(cell, outcome, done, total):
+        if not show:
+            return
+        if outcome.status == "ok":
+            import numpy as np
+
+            from trajopt.stats import nan_median
+
+            finals = np.array([np.nan if r["final_cost"] is None else r["final_cost"] for r in outcome.rows], float)
+            ok = sum(r["status"] == "ok" for r in outcome.rows)
+            err.print(f"[{done}/{total}] {escape(cell.label)}: median final {fmt(nan_median(finals))}, {ok}/{len(outcome.rows)} "
+                      f"seeds ok", highlight=False, soft_wrap=True)
+        else:
+            first = (outcome.error or "").splitlines()
+            err.print(f"[{done}/{total}] {escape(cell.label)}: [red]failed[/]: {escape(first[0] if first else '')}",
+                      highlight=False, soft_wrap=True)
+
+    with _interruptible() as should_stop:
+        try:
+            result = run_study(study, expansion, folder, ex, should_stop=should_stop, retry_failed=retry_failed,
+                               on_cell=on_cell)
+        except ConnectionError as e:
+            raise fail(f"--address {address or '(RAY_ADDRESS)'}: cannot connect to a Ray cluster ({e})") from None
+    from trajopt.studies.runner import meta as study_meta
+
+    meta = study_meta(study, expansion, result.cell_status, result.status, ex.name)
+    files = write_outputs(folder, study, result.rows, meta)
+    failed = [i for i, s in result.cell_status.items() if s == "failed"]
+    n = len(expansion.cells)
+    if json_out:
+        from trajopt import runs
+
+        sys.stdout.write(runs.dumps_json({"status": result.status, "out": str(folder), "cells": n,
+                                          "ran": len(result.ran), "skipped": len(result.skipped), "failed": len(failed),
+                                          "rows": len(result.rows), "files": files,
+                                          "errors": {expansion.cells[i].label: result.errors.get(i, "").splitlines()[0]
+                                                     if result.errors.get(i) else "" for i in failed}}))
+    elif not quiet:
+        out.print(f"{result.status}: {len(result.cell_status)}/{n} cells finished ({len(result.ran)} run now, "
+                  f"{len(result.skipped)} reused), {len(failed)} failed", highlight=False)
+        for i in failed[:10]:
+            first = (result.errors.get(i) or "").splitlines()
+            out.print(f"  [red]failed[/] {escape(expansion.cells[i].label)}: {escape(first[0] if first else '')}", highlight=False,
+                      soft_wrap=True)
+        out.print(f"study folder: [bold]{escape(str(folder))}[/] (study.csv, report.html)")
+    if result.status != "complete":
+        raise typer.Exit(EXIT_INTERRUPTED)
+    raise typer.Exit(EXIT_FAILED if failed and len(failed) == n else EXIT_OK)

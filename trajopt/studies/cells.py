@@ -1,0 +1,141 @@
+"""Running one cell: a pure top-level function of the cell (problem document, overrides, variant, seeds,
+iterations) that returns its rows and the arrays of its run folder. It reads and writes no file, so the same
+function runs in-process, in a Ray worker on this machine or on a remote node; the driver writes the cell's
+folder (`trajopt.studies.store`) when the outcome comes back.
+"""
+
+from __future__ import annotations
+
+import math
+import traceback
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Callable, Optional
+
+import numpy as np
+
+from trajopt.studies.study import Cell
+
+# Columns of the study table, in order; the grid keys come between ``variant`` and ``seed``.
+LEAD_COLUMNS = ("problem", "variant")
+ROW_COLUMNS = ("seed", "status", "final_cost", "best_cost", "initial_cost", "rollouts", "gradients", "run_seconds",
+               "compile_seconds", "error")
+CELL_OK, CELL_FAILED, CELL_INTERRUPTED = "ok", "failed", "interrupted"
+
+
+@dataclass(frozen=True, eq=False)
+class CellOutcome:
+    """What running a cell produced.
+
+    Attributes:
+        index: the cell's index in the study.
+        status: "ok" (the solve ran; seeds may still be non-finite, see the rows), "failed" (an invalid spec, an
+            exception, or a worker that died past its retries: ``error`` says which) or "interrupted".
+        rows: one dict per seed (the table's columns).
+        result: the `trajopt.solver.Result` (None unless the solve ran).
+        summary: result.json's content for the cell's run folder (None unless the solve ran).
+        error: the error message of a failed cell.
+        attempts: how many times the cell was started (Ray retries count), when known.
+    """
+
+    index: int
+    status: str
+    rows: list
+    result: object = None
+    summary: Optional[dict] = None
+    error: Optional[str] = None
+    attempts: int = 1
+
+
+def _finite(x) -> Optional[float]:
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def cell_rows(cell: Cell, result=None, error: Optional[str] = None) -> list[dict]:
+    """One row per seed: problem, variant, each grid key, then `ROW_COLUMNS`.
+
+    With a ``result`` (`Result`, arrays [S, ...]): per seed its status, f(U) of the returned U, the best cost, the
+    initial cost, the simulator calls it spent, and the cell's run and compile seconds (shared by its seeds: they
+    ran as one vmap). Without one: status "failed", the costs None and ``error``.
+    """
+    base = {"problem": cell.problem, "variant": cell.variant, **{k: v for k, v in cell.point}}
+    rows = []
+    for i, seed in enumerate(cell.seeds):
+        if result is None:
+            row = {"seed": int(seed), "status": CELL_FAILED, "final_cost": None, "best_cost": None, "initial_cost": None,
+                   "rollouts": None, "gradients": None, "run_seconds": None, "compile_seconds": None, "error": error}
+        else:
+            roll = result.history.get("rollouts")
+            grad = result.history.get("gradients")
+            row = {
+                "seed": int(seed), "status": result.status[i], "final_cost": _finite(result.final_cost[i]),
+                "best_cost": _finite(result.best_cost[i]), "initial_cost": _finite(result.cost[i, 0]),
+                "rollouts": int(np.nansum(roll[i])) if roll is not None else None,
+                "gradients": int(np.nansum(grad[i])) if grad is not None else None,
+                "run_seconds": float(result.run_seconds), "compile_seconds": float(result.compile_seconds),
+                "error": error,
+            }
+        rows.append({**base, **row})
+    return rows
+
+
+def cell_spec(cell: Cell):
+    """The cell's validated problem spec (parsed from its document and overrides: no file is read)."""
+    from trajopt import spec as spec_mod
+
+    return spec_mod.parse(spec_mod.apply_overrides(cell.doc, cell.overrides, cell.path), cell.path)
+
+
+def run_cell(cell: Cell, should_stop: Optional[Callable[[], bool]] = None) -> CellOutcome:
+    """Run one cell: load its spec, solve its variant over its seeds as one fused loop, summarise.
+
+    Pure apart from the clock (timings): no file is read or written. An exception inside is caught and returned
+    as a failed outcome with its message (deterministic errors would fail again on a retry); a worker that dies
+    raises nothing here, and the executor records it.
+    """
+    if cell.error is not None:
+        return CellOutcome(cell.index, CELL_FAILED, cell_rows(cell, error=cell.error), error=cell.error)
+    try:
+        import jax
+
+        from trajopt import runs
+        from trajopt.solver import STATUS_INTERRUPTED, solve
+
+        spec = cell_spec(cell)
+        variant = spec.variants[cell.variant]
+        result = solve(spec.problem(), variant.method, key=jax.random.PRNGKey(spec.solve.key),
+                       iterations=spec.solve.iterations, seeds=spec.solve.seeds, chunk=spec.solve.chunk,
+                       should_stop=should_stop, name=cell.variant)
+        if any(s == STATUS_INTERRUPTED for s in result.status):
+            return CellOutcome(cell.index, CELL_INTERRUPTED, [])
+        summary = runs.summarise(spec, {cell.variant: result}, verb="study", versions=runs.versions(),
+                                 platform_name=jax.default_backend(), x64=bool(jax.config.jax_enable_x64),
+                                 created=datetime.now().isoformat(timespec="seconds"))
+        summary["study_cell"] = {"label": cell.label, "point": {k: v for k, v in cell.point},
+                                 "overrides": list(cell.overrides), "fingerprint": cell.fingerprint}
+        return CellOutcome(cell.index, CELL_OK, cell_rows(cell, result), result=result, summary=summary)
+    except Exception as e:  # noqa: BLE001  (recorded in the table; the study goes on)
+        msg = f"{type(e).__name__}: {e}"
+        tb = traceback.format_exc(limit=3)
+        return CellOutcome(cell.index, CELL_FAILED, cell_rows(cell, error=msg), error=msg + "\n" + tb)
+
+
+def step_counts(cell: Cell) -> dict:
+    """Simulator calls of one step of the cell's method, {"rollouts": r, "gradients": g}, from one evaluated
+    step at U0 (one seed; compiles the step once)."""
+    import jax
+
+    spec = cell_spec(cell)
+    method = spec.variants[cell.variant].method
+    problem = spec.problem()
+    key = jax.random.PRNGKey(0)
+
+    @jax.jit
+    def one(k):
+        state = method.init(k, problem, problem.U0)
+        _, info = method.step(k, problem, state)
+        return info.rollouts, info.gradients
+
+    r, g = one(key)
+    return {"rollouts": int(np.asarray(r)), "gradients": int(np.asarray(g))}

@@ -1,0 +1,118 @@
+"""Executors: run a study's cells and yield each outcome as it finishes.
+
+    LocalExecutor()                                 cells in this process, one after another
+    RayExecutor(address=None, resources=...)        each cell a Ray task on a cluster (or a local Ray)
+
+Both call the same pure `trajopt.studies.cells.run_cell` and yield `CellOutcome` objects; the caller (the CLI)
+writes each one as it arrives, so an interrupted or crashed driver leaves every finished cell on disk. Neither
+writes a file. The design: the worker returns the arrays (the `Result` and the summary) and the driver writes
+the run folder, so a remote cluster needs no shared file system; a cell's problem travels as its decoded TOML.
+
+Local runs use no process pool: on a 2-core machine JAX already uses both cores inside a cell, and a pool would
+pay a JAX import and every compilation again per process. Ray is the way to spread cells over cores and nodes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator, Optional
+
+from trajopt.studies.cells import CELL_FAILED, CellOutcome, cell_rows, run_cell
+from trajopt.studies.study import Cell, Resources
+
+CellFn = Callable[..., CellOutcome]
+
+
+@dataclass(frozen=True)
+class LocalExecutor:
+    """Run cells in this process, one after another. An exception inside a cell is recorded (run_cell catches
+    it); ``should_stop`` is polled between compiled chunks of a cell and between cells."""
+
+    name: str = "local"
+
+    def run(self, cells: Iterable[Cell], *, should_stop: Optional[Callable[[], bool]] = None,
+            cell_fn: CellFn = run_cell) -> Iterator[CellOutcome]:
+        for cell in cells:
+            if should_stop is not None and should_stop():
+                return
+            try:
+                outcome = cell_fn(cell, should_stop)
+            except Exception as e:  # noqa: BLE001  (a cell_fn that does not catch its own errors)
+                msg = f"{type(e).__name__}: {e}"
+                outcome = CellOutcome(cell.index, CELL_FAILED, cell_rows(cell, error=msg), error=msg)
+            yield outcome
+
+
+def _ray():
+    try:
+        import ray
+    except ImportError:  # pragma: no cover - exercised when the extra is missing
+        raise ImportError("the Ray backend needs Ray: pip install 'trajopt-alpha[ray]'") from None
+    return ray
+
+
+@dataclass(frozen=True)
+class RayExecutor:
+    """Run each cell as a Ray task (``ray.remote`` with the study's per-cell resources; a task whose worker dies
+    is retried ``resources.retries`` times by Ray, then recorded as failed with Ray's error).
+
+    Attributes:
+        address: the cluster (``ray://host:10001`` or ``host:6379``, what ``ray start --head`` prints); None uses
+            ``RAY_ADDRESS`` if set, else starts a local Ray instance (stopped again at the end).
+        resources: per-task ``num_cpus``, ``num_gpus`` and ``retries``.
+        init_kwargs: extra ``ray.init`` arguments (e.g. ``num_cpus`` of a local instance, ``runtime_env``).
+        poll_seconds: how often ``should_stop`` is polled while waiting.
+    """
+
+    address: Optional[str] = None
+    resources: Resources = Resources()
+    init_kwargs: Optional[dict] = None
+    poll_seconds: float = 0.5
+    name: str = "ray"
+
+    def run(self, cells: Iterable[Cell], *, should_stop: Optional[Callable[[], bool]] = None,
+            cell_fn: CellFn = run_cell) -> Iterator[CellOutcome]:
+        ray = _ray()
+        cells = list(cells)
+        started = False
+        if not ray.is_initialized():
+            kwargs = {"include_dashboard": False, "log_to_driver": False, **(self.init_kwargs or {})}
+            ray.init(address=self.address, **kwargs)
+            started = True
+        try:
+            task = ray.remote(cell_fn).options(num_cpus=self.resources.num_cpus, num_gpus=self.resources.num_gpus,
+                                               max_retries=self.resources.retries, retry_exceptions=False)
+            pending = {task.remote(c): c for c in cells}
+            while pending:
+                if should_stop is not None and should_stop():
+                    for ref in pending:
+                        ray.cancel(ref, force=True)
+                    return
+                done, _ = ray.wait(list(pending), num_returns=1, timeout=self.poll_seconds)
+                for ref in done:
+                    cell = pending.pop(ref)
+                    try:
+                        outcome = ray.get(ref)
+                    except Exception as e:  # noqa: BLE001  (worker died past its retries, task error)
+                        msg = f"{type(e).__name__}: {_first_line(e)} (after {self.resources.retries} retries)"
+                        outcome = CellOutcome(cell.index, CELL_FAILED, cell_rows(cell, error=msg), error=str(e),
+                                              attempts=self.resources.retries + 1)
+                    yield outcome
+        finally:
+            if started:
+                ray.shutdown()
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0] if text else ""
+
+
+def executor(backend: str, *, address: Optional[str] = None, resources: Resources = Resources(),
+             init_kwargs: Optional[dict] = None):
+    """The executor for ``--backend``: "local" or "ray"."""
+    if backend == "local":
+        return LocalExecutor()
+    if backend == "ray":
+        return RayExecutor(address=address, resources=resources, init_kwargs=init_kwargs)
+    raise ValueError(f"found backend {backend!r}, allowed: local, ray")

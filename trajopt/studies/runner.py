@@ -1,0 +1,109 @@
+"""Driving a study: skip the finished cells, run the others through an executor, write each as it arrives.
+
+    run_study(study, expansion, folder, executor, should_stop=..., on_cell=...) -> StudyRun
+
+The loop writes through `trajopt.studies.store` only, and the table after every cell; it never prints (the
+``on_cell`` callback is the CLI's progress hook).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Callable, Optional
+
+from trajopt.studies import store
+from trajopt.studies.cells import CELL_FAILED, CELL_INTERRUPTED, CELL_OK, CellOutcome, run_cell
+from trajopt.studies.study import Expansion, StudySpec
+
+STUDY_COMPLETE, STUDY_INTERRUPTED, STUDY_RUNNING = "complete", "interrupted", "running"
+
+
+@dataclass(frozen=True, eq=False)
+class StudyRun:
+    """What a study run did.
+
+    Attributes:
+        status: "complete" (every cell finished: ok or failed) or "interrupted".
+        rows: the table, one dict per (finished cell, seed), in cell order.
+        cell_status: {cell index: "ok" | "failed" | "pending"}.
+        ran, skipped: indices of the cells run now and of those reused from an earlier run.
+        errors: {cell index: error message} of the failed cells.
+    """
+
+    status: str
+    rows: list
+    cell_status: dict
+    ran: list
+    skipped: list
+    errors: dict
+
+
+def meta(study: StudySpec, expansion: Expansion, cell_status: dict, status: str, backend: str) -> dict:
+    """study.json: the definition, the cells and their status, versions and the time of writing."""
+    from trajopt import runs
+
+    return {
+        "study": study.definition(), "status": status, "backend": backend,
+        "columns": store.columns(study),
+        "cells": [{"index": c.index, "label": c.label, "problem": c.problem, "variant": c.variant,
+                   "point": {k: v for k, v in c.point}, "folder": c.folder, "status": cell_status.get(c.index, "pending")}
+                  for c in expansion.cells],
+        "versions": runs.versions(), "updated": datetime.now().isoformat(timespec="seconds"),
+    }
+
+
+def _rows(expansion: Expansion, by_cell: dict) -> list:
+    return [r for c in expansion.cells for r in by_cell.get(c.index, [])]
+
+
+def run_study(study: StudySpec, expansion: Expansion, folder: Path, executor, *,
+              should_stop: Optional[Callable[[], bool]] = None, retry_failed: bool = False,
+              on_cell: Optional[Callable[[object, CellOutcome, int, int], None]] = None,
+              cell_fn: Callable = run_cell) -> StudyRun:
+    """Run the unfinished cells of ``expansion`` into the study folder ``folder`` (already `store.prepare`d).
+
+    A cell is reused when its marker's fingerprint matches (a failed one too, unless ``retry_failed``). Each
+    outcome is written (run folder, then marker) and the table rewritten as it arrives; an interrupted cell
+    writes nothing and runs again next time. ``on_cell(cell, outcome, done, total)`` after each cell.
+    """
+    folder = Path(folder)
+    by_cell, cell_status, errors, skipped = {}, {}, {}, []
+    todo = []
+    for c in expansion.cells:
+        marker = store.read_cell(folder, c)
+        if marker is not None and not (retry_failed and marker.get("status") == CELL_FAILED):
+            by_cell[c.index] = marker["rows"]
+            cell_status[c.index] = marker.get("status", CELL_OK)
+            if cell_status[c.index] == CELL_FAILED:
+                errors[c.index] = marker.get("error") or ""
+            skipped.append(c.index)
+        else:
+            todo.append(c)
+    backend = getattr(executor, "name", type(executor).__name__)
+
+    def write_table(status: str) -> None:
+        store.write_table(folder, study, _rows(expansion, by_cell), meta(study, expansion, cell_status, status, backend))
+
+    write_table(STUDY_RUNNING if todo else STUDY_COMPLETE)
+    ran, interrupted = [], False
+    cells = {c.index: c for c in expansion.cells}
+    for outcome in executor.run(todo, should_stop=should_stop, cell_fn=cell_fn):
+        cell = cells[outcome.index]
+        if outcome.status == CELL_INTERRUPTED:
+            interrupted = True
+            break
+        store.write_cell(folder, cell, outcome, expansion.specs.get(cell.index))
+        by_cell[cell.index] = outcome.rows
+        cell_status[cell.index] = outcome.status
+        if outcome.status == CELL_FAILED:
+            errors[cell.index] = outcome.error or ""
+        ran.append(cell.index)
+        write_table(STUDY_RUNNING)
+        if on_cell is not None:
+            on_cell(cell, outcome, len(by_cell), len(expansion.cells))
+    status = STUDY_COMPLETE if len(by_cell) == len(expansion.cells) and not interrupted else STUDY_INTERRUPTED
+    write_table(status)
+    return StudyRun(status=status, rows=_rows(expansion, by_cell), cell_status=cell_status, ran=ran, skipped=skipped,
+                    errors=errors)
