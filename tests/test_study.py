@@ -1,0 +1,356 @@
+"""`trajopt study`: grid expansion and validation, the local executor, the study folder, resume, failed cells,
+--dry-run, exit codes; the Ray backend against a local Ray (same table, a killed worker retried)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from trajopt.cli import app
+from trajopt.spec import SpecError
+from trajopt.studies import (LocalExecutor, cell_rows, expand, load_study, prepare, read_table, run_cell,
+                             run_study)
+from trajopt.studies.cells import CELL_OK, CellOutcome
+
+ROOT = Path(__file__).resolve().parent.parent
+PUSHING = ROOT / "problems" / "pushing_stiff.toml"
+CHAIN = ROOT / "problems" / "chain3_stiff.toml"
+runner = CliRunner()
+
+# Tiny: 5 iterations, 2 seeds, horizon 20. Stiffness 10^4 is unstable at the files' dt: that cell fails.
+TINY = f"""
+title = "tiny"
+problems = ["{PUSHING}"]
+variants = ["zobg"]
+seeds = 2
+iterations = 5
+[set]
+"task.horizon" = 20
+[grid]
+"system.stiffness" = [10.0, 100.0, 10000.0]
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "study.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+def fake_cell(cell, should_stop=None):
+    """A cell that runs nothing: rows with the cell's index as its cost (for the driver's logic)."""
+    rows = cell_rows(cell, error=cell.error)
+    if cell.error is None:
+        rows = [{**r, "status": "ok", "final_cost": float(cell.index), "error": None} for r in rows]
+    return CellOutcome(cell.index, CELL_OK if cell.error is None else "failed", rows, error=cell.error)
+
+
+# ------------------------------------------------------------------------------------------ expansion
+
+
+def test_expansion_sizes_order_and_overrides(tmp_path):
+    study = load_study(write(tmp_path, f"""
+problems = ["{PUSHING}", "{CHAIN}"]
+variants = ["fobg", "aobg", "fobg_adam"]
+seeds = 3
+iterations = 7
+[grid]
+"system.stiffness" = "logspace:1:3:3"
+"oracle.samples" = [4, 8]
+[set]
+"task.horizon" = 20
+[variant.fobg_adam]
+oracle = "fobg"
+optimizer = {{ name = "adam", step = 0.1 }}
+"""))
+    assert [a.key for a in study.grid] == ["system.stiffness", "oracle.samples"]
+    assert study.grid[0].log and not study.grid[1].log
+    np.testing.assert_allclose(study.grid[0].values, [10, 100, 1000])
+    e = expand(study)
+    assert len(e.cells) == 2 * 3 * 3 * 2 and not e.invalid  # fobg_adam exists in both: the study defines it
+    labels = [c.label for c in e.cells[:7]]
+    assert labels[0] == "pushing_stiff / fobg / system.stiffness=10, oracle.samples=4"
+    assert labels[1] == "pushing_stiff / fobg / system.stiffness=10, oracle.samples=8"  # last axis fastest
+    assert labels[6] == "pushing_stiff / aobg / system.stiffness=10, oracle.samples=4"
+    assert e.cells[18].problem == "chain3_stiff"
+    c = e.cells[3]
+    assert c.folder == "cells/pushing_stiff/fobg/system.stiffness=100,oracle.samples=8"
+    spec = e.specs[c.index]
+    assert spec.system.stiffness == 100.0 and spec.task.horizon == 20 and spec.solve.iterations == 7
+    assert tuple(spec.solve.seeds) == (0, 1, 2) and list(spec.variants) == ["fobg"]
+    assert spec.variants["fobg"].oracle.samples == 8
+    assert len({c.fingerprint for c in e.cells}) == len(e.cells)
+    # --seeds / --iterations replace the file's
+    e2 = expand(load_study(tmp_path / "study.toml", seeds=(5, 6), iterations=3))
+    assert e2.cells[0].seeds == (5, 6) and e2.specs[0].solve.iterations == 3
+
+
+@pytest.mark.parametrize("body, key, words", [
+    ('problems = ["P"]\nvariants = ["fobg"]\nbogus = 1', "bogus", "unknown key"),
+    ('variants = ["fobg"]', "problems", "missing"),
+    ('problems = ["nope.toml"]\nvariants = ["fobg"]', "problems[0]", "no such file"),
+    ('problems = ["P"]\nvariants = ["fobg", "fobg"]', "variants", "distinct"),
+    ('problems = ["P"]\nvariants = ["fobg"]\nseeds = 0', "seeds", "allowed: a count >= 1"),
+    ('problems = ["P"]\nvariants = ["fobg"]\niterations = "x"', "iterations", "an integer >= 1"),
+    ('problems = ["P"]\nvariants = ["fobg"]\n[grid]\n"system.stiffness" = "logspace:1:2"', "grid.system.stiffness",
+     "allowed: a comma-separated list"),
+    ('problems = ["P"]\nvariants = ["fobg"]\n[grid]\n"system.stiffness" = []', "grid.system.stiffness", "non-empty"),
+    ('problems = ["P"]\nvariants = ["fobg"]\n[resources]\ngpus = 1', "resources.gpus", "allowed: num_cpus"),
+    ('problems = ["P"]\nvariants = ["fobg"]\n[variant.other]\noracle = "zobg"', "variant.other", "not listed"),
+])
+def test_study_file_errors(tmp_path, body, key, words):
+    path = write(tmp_path, body.replace('"P"', json.dumps(str(PUSHING))))
+    with pytest.raises(SpecError) as info:
+        load_study(path)
+    assert info.value.source == str(path) and info.value.key == key and words in info.value.message
+
+
+@pytest.mark.parametrize("body, key, words", [
+    ('[grid]\n"system.stifness" = [1.0, 2.0]', "system.stifness", "unknown key"),          # like --set
+    ('[set]\n"oracle.zobg.samples" = "many"', "oracle.zobg.samples", "allowed: an integer"),
+])
+def test_cell_override_errors_are_reported_like_set(tmp_path, body, key, words):
+    path = write(tmp_path, f'problems = ["{PUSHING}"]\nvariants = ["zobg"]\n{body}')
+    with pytest.raises(SpecError) as info:
+        expand(load_study(path))
+    assert info.value.source == str(PUSHING) and info.value.key == key and words in info.value.message
+    r = invoke("study", path, "--out", tmp_path / "out")
+    assert r.exit_code == 2 and key in r.output and not (tmp_path / "out").exists()
+
+
+def test_variant_missing_from_one_problem_is_a_clear_error(tmp_path):
+    path = write(tmp_path, f'problems = ["{PUSHING}", "{CHAIN}"]\nvariants = ["fobg_adam"]')
+    with pytest.raises(SpecError) as info:
+        expand(load_study(path))
+    msg = str(info.value)
+    assert str(CHAIN) in msg and "fobg_adam" in msg and "[variant.fobg_adam]" in msg
+
+
+def test_unstable_grid_point_is_an_invalid_cell_or_refused_with_strict(tmp_path):
+    study = load_study(write(tmp_path, TINY))
+    e = expand(study)
+    assert [c.error is None for c in e.cells] == [True, True, False]
+    assert "system.dt" in e.cells[2].error and "unstable" in e.cells[2].error
+    with pytest.raises(SpecError, match="--strict"):
+        expand(study, strict=True)
+
+
+# ------------------------------------------------------------------------------------- driver logic
+
+
+def test_resume_runs_only_missing_cells_and_interruption_keeps_finished_ones(tmp_path):
+    study = load_study(write(tmp_path, TINY.replace('[10.0, 100.0, 10000.0]', '[10.0, 20.0, 40.0, 10000.0]')))
+    e = expand(study)
+    folder = tmp_path / "out"
+    calls = []
+
+    def counting(cell, should_stop=None):
+        calls.append(cell.index)
+        return fake_cell(cell)
+
+    # interrupted after two cells: both on disk, the table readable, status "interrupted"
+    prepare(folder, fresh=False)
+    r = run_study(study, e, folder, LocalExecutor(), should_stop=lambda: len(calls) >= 2, cell_fn=counting)
+    assert r.status == "interrupted" and calls == [0, 1]
+    assert len(read_table(folder)) == 4 and json.loads((folder / "study.json").read_text())["status"] == "interrupted"
+    # resume: the other two run (the invalid one is recorded as failed)
+    r = run_study(study, e, folder, LocalExecutor(), cell_fn=counting)
+    assert r.status == "complete" and calls == [0, 1, 2, 3] and sorted(r.skipped) == [0, 1]
+    assert r.cell_status == {0: "ok", 1: "ok", 2: "ok", 3: "failed"}
+    rows = read_table(folder)
+    assert [row["final_cost"] for row in rows[:6]] == [0, 0, 1, 1, 2, 2]
+    assert rows[-1]["status"] == "failed" and "system.dt" in rows[-1]["error"]
+    # remove one cell's folder: only that cell runs again
+    import shutil
+
+    shutil.rmtree(folder / e.cells[1].folder)
+    mtime = (folder / e.cells[0].folder / "cell.json").stat().st_mtime_ns
+    r = run_study(study, e, folder, LocalExecutor(), cell_fn=counting)
+    assert calls[4:] == [1] and r.ran == [1]
+    assert (folder / e.cells[0].folder / "cell.json").stat().st_mtime_ns == mtime
+    # a changed study (other seeds) reruns every valid cell; --retry-failed reruns failed ones
+    e3 = expand(load_study(tmp_path / "study.toml", seeds=(0, 1, 2)))
+    run_study(study, e3, folder, LocalExecutor(), cell_fn=counting)
+    assert calls[5:] == [0, 1, 2, 3]
+    run_study(study, e3, folder, LocalExecutor(), cell_fn=counting, retry_failed=True)
+    assert calls[9:] == [3]
+
+
+def test_an_exception_in_a_cell_is_recorded_and_the_study_goes_on(tmp_path):
+    study = load_study(write(tmp_path, TINY))
+    e = expand(study)
+
+    def flaky(cell, should_stop=None):
+        if cell.index == 0:
+            raise RuntimeError("worker lost")
+        return fake_cell(cell)
+
+    prepare(tmp_path / "out", fresh=False)
+    r = run_study(study, e, tmp_path / "out", LocalExecutor(), cell_fn=flaky)
+    assert r.status == "complete" and r.cell_status == {0: "failed", 1: "ok", 2: "failed"}
+    assert "worker lost" in read_table(tmp_path / "out")[0]["error"]
+
+
+# ---------------------------------------------------------------------------------------- end to end
+
+
+@pytest.fixture(scope="module")
+def local_study(tmp_path_factory):
+    """The tiny study run once through the CLI (2 real cells, 1 failed)."""
+    tmp = tmp_path_factory.mktemp("study")
+    path = write(tmp, TINY)
+    r = invoke("study", path, "--out", tmp / "out", "--quiet")
+    return path, tmp / "out", r
+
+
+def test_cli_local_study_folder(local_study):
+    path, folder, r = local_study
+    assert r.exit_code == 0, r.output
+    cols = ["problem", "variant", "system.stiffness", "seed", "status", "final_cost", "best_cost", "initial_cost",
+            "rollouts", "gradients", "run_seconds", "compile_seconds", "error"]
+    rows = read_table(folder)
+    assert list(rows[0]) == cols and len(rows) == 6
+    assert [r["status"] for r in rows] == ["ok"] * 4 + ["failed"] * 2
+    assert all(r["final_cost"] < r["initial_cost"] + 1e-9 for r in rows[:4])
+    assert rows[0]["rollouts"] == 5 * 11 and "system.dt" in rows[5]["error"]  # ZoBG: N = 10 samples + f(U)
+    pq = pytest.importorskip("pyarrow.parquet")
+    table = pq.read_table(folder / "study.parquet")
+    assert table.column_names == cols and table.num_rows == 6
+    np.testing.assert_array_equal(table.column("final_cost").to_numpy(zero_copy_only=False)[:4],
+                                  [r["final_cost"] for r in rows[:4]])
+    from trajopt import runs
+
+    cell = folder / "cells" / "pushing_stiff" / "zobg" / "system.stiffness=100"
+    run = runs.read_run(cell)
+    assert run.result["status"] == "ok" and run.variants == ["zobg"] and run.result["seeds"] == [0, 1]
+    assert run.result["variants"]["zobg"]["rollouts"] == rows[2]["rollouts"]
+    assert run.result["variants"]["zobg"]["final_cost"] == [rows[2]["final_cost"], rows[3]["final_cost"]]
+    assert run.config["system"]["stiffness"] == 100.0 and run.config["task"]["horizon"] == 20
+    assert (folder / "report.html").read_text().count("<img") == 1 and (folder / "study_system_stiffness.png").is_file()
+    meta = json.loads((folder / "study.json").read_text())
+    assert meta["status"] == "complete" and [c["status"] for c in meta["cells"]] == ["ok", "ok", "failed"]
+    # rerun: everything reused, nothing recomputed
+    before = (cell / "result.json").stat().st_mtime_ns
+    r2 = invoke("study", path, "--out", folder, "--json")
+    assert r2.exit_code == 0 and json.loads(r2.stdout)["ran"] == 0 and json.loads(r2.stdout)["skipped"] == 3
+    assert (cell / "result.json").stat().st_mtime_ns == before
+
+
+def test_cli_dry_run_writes_nothing_and_counts_rollouts(tmp_path):
+    path = write(tmp_path, TINY)
+    r = invoke("study", path, "--out", tmp_path / "out", "--dry-run", "--json", "--seeds", "3")
+    assert r.exit_code == 0 and not (tmp_path / "out").exists()
+    data = json.loads(r.stdout)
+    assert [c["valid"] for c in data["cells"]] == [True, True, False]
+    assert data["cells"][0]["rollouts_per_step"] == 11 and data["cells"][0]["rollouts"] == 11 * 5 * 3
+    assert data["rollouts"] == 2 * 165
+
+
+def test_cli_exit_codes(tmp_path):
+    path = write(tmp_path, TINY)
+    assert invoke("study", path, "--backend", "dask").exit_code == 2
+    assert invoke("study", path, "--address", "x:1").exit_code == 2
+    assert invoke("study", path, "--seeds", "a,b").exit_code == 2
+    assert invoke("study", tmp_path / "missing.toml").exit_code == 2
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "keep.txt").write_text("not a study")
+    r = invoke("study", path, "--out", busy, "--fresh")
+    assert r.exit_code == 2 and "not a study folder" in r.output and (busy / "keep.txt").exists()
+    r = invoke("study", path, "--out", tmp_path / "s", "--strict")
+    assert r.exit_code == 2 and "--strict" in r.output and "system.dt" in r.output and not (tmp_path / "s").exists()
+    # every cell failed at run time (iLQR on a one-step problem): exit 1, the table says why
+    bad = write(tmp_path, f'problems = ["{ROOT / "problems" / "heaviside.toml"}"]\nvariants = ["ilqr"]\nseeds = 2\n'
+                'iterations = 3', "bad.toml")
+    r = invoke("study", bad, "--out", tmp_path / "bad", "--quiet")
+    assert r.exit_code == 1 and "one-step" in read_table(tmp_path / "bad")[0]["error"]
+    # --fresh empties a study folder and starts over
+    r = invoke("study", bad, "--out", tmp_path / "bad", "--quiet", "--fresh", "--json")
+    assert r.exit_code == 1 and json.loads(r.stdout)["ran"] == 1
+
+
+def test_local_cell_is_the_solver_run(tmp_path):
+    """A cell's numbers are exactly those of `solve` on the same spec (one fused run over its seeds)."""
+    import jax
+
+    from trajopt.solver import solve
+
+    e = expand(load_study(write(tmp_path, TINY.replace("[10.0, 100.0, 10000.0]", "[100.0]"))))
+    out = run_cell(e.cells[0])
+    spec = e.specs[0]
+    ref = solve(spec.problem(), spec.variants["zobg"].method, key=jax.random.PRNGKey(spec.solve.key), iterations=5,
+                seeds=(0, 1))
+    np.testing.assert_array_equal([r["final_cost"] for r in out.rows], ref.final_cost)
+
+
+# ------------------------------------------------------------------------------------------------ Ray
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    ray = pytest.importorskip("ray", reason="the Ray backend needs the [ray] extra")
+    import cloudpickle
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"TRAJOPT_X64": os.environ.get("TRAJOPT_X64", "1")}})
+    yield ray
+    ray.shutdown()
+
+
+def crash_once(cell, should_stop=None):
+    """Dies (os._exit, as a killed worker) on the first attempt of cell 0, then runs the cell."""
+    marker = Path(os.environ["TRAJOPT_TEST_MARKER"]) / f"attempt-{cell.index}"
+    if cell.index == 0 and not marker.exists():
+        marker.write_text("1")
+        os._exit(1)
+    return run_cell(cell)
+
+
+def always_crash(cell, should_stop=None):
+    os._exit(1)
+
+
+@pytest.mark.slow
+def test_ray_backend_gives_the_local_table_and_retries_a_killed_worker(local_study, ray_local, tmp_path):
+    from trajopt.studies import RayExecutor
+    from trajopt.studies.study import Resources
+
+    path, local_folder, r = local_study
+    study = load_study(path)
+    e = expand(study)
+    os.environ["TRAJOPT_TEST_MARKER"] = str(tmp_path)
+    folder = tmp_path / "ray"
+    prepare(folder, fresh=False)
+    res = run_study(study, e, folder, RayExecutor(resources=Resources(retries=2)), cell_fn=crash_once)
+    assert (tmp_path / "attempt-0").exists()  # cell 0's first attempt died
+    assert res.status == "complete" and res.cell_status == {0: "ok", 1: "ok", 2: "failed"}
+    local, remote = read_table(local_folder), read_table(folder)
+    timing = ("run_seconds", "compile_seconds")
+    assert [{k: v for k, v in r.items() if k not in timing} for r in local] == \
+           [{k: v for k, v in r.items() if k not in timing} for r in remote]
+    assert json.loads((folder / "study.json").read_text())["backend"] == "ray"
+
+
+@pytest.mark.slow
+def test_ray_worker_dying_past_its_retries_is_a_failed_cell(ray_local, tmp_path):
+    from trajopt.studies import RayExecutor
+    from trajopt.studies.study import Resources
+
+    study = load_study(write(tmp_path, TINY.replace("[10.0, 100.0, 10000.0]", "[10.0, 20.0]")))
+    e = expand(study)
+    prepare(tmp_path / "out", fresh=False)
+    res = run_study(study, e, tmp_path / "out", RayExecutor(resources=Resources(retries=1)), cell_fn=always_crash)
+    assert res.status == "complete" and res.cell_status == {0: "failed", 1: "failed"}
+    rows = read_table(tmp_path / "out")
+    assert all(r["status"] == "failed" and "retries" in r["error"] for r in rows)
