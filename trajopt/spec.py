@@ -62,7 +62,8 @@ TOP_LEVEL = ("name", "title", "description", "system", "task", "solve", "oracle"
 TASK_KEYS = ("horizon", "x0", "goal", "Q", "R", "Qf", "u_init", "wrap")
 ONE_STEP_TASK_KEYS = ("u_init",)
 SOLVE_KEYS = ("iterations", "seeds", "key", "oracles", "variants", "optimizer", "chunk", "on_non_finite")
-VARIANT_KEYS = ("oracle", "method", "optimizer")  # plus the parameters of its oracle or method
+VARIANT_KEYS = ("oracle", "method", "optimizer", "sigma_schedule", "sigma_final")  # plus its oracle's or method's parameters
+GRADIENT_KEYS = ("sigma_schedule", "sigma_final")  # keys of a gradient variant that belong to the method, not the oracle
 NON_FINITE_POLICIES = ("stop", "skip")
 SYSTEM_RESERVED = ("name", "allow_unstable")
 
@@ -90,7 +91,14 @@ def _describe(value: Any) -> str:
 
 
 def _coerce(value: Any, typ: Any, source: str, key: str) -> Any:
-    """Check one scalar against a dataclass field type (float accepts integers)."""
+    """Check one value against a dataclass field type (float accepts integers; ``tuple[X, ...]`` a list of X)."""
+    import typing
+
+    if typing.get_origin(typ) is tuple:
+        inner = typing.get_args(typ)[0]
+        if not isinstance(value, list):
+            raise SpecError(source, key, f"found {_describe(value)}, allowed: a list of {_type_name(inner).split(' ', 1)[-1]}s")
+        return tuple(_coerce(v, inner, source, key) for v in value)
     if typ is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     if typ is int and isinstance(value, int) and not isinstance(value, bool):
@@ -453,13 +461,14 @@ def _build_solve(raw: Mapping, source: str) -> SolveSpec:
     if on_non_finite not in NON_FINITE_POLICIES:
         raise SpecError(source, "solve.on_non_finite", f"found {on_non_finite!r}, allowed: 'stop' (end that seed) or 'skip' (skip the update)")
     opt_raw = _table(merged, "optimizer", source, "solve.optimizer") if "optimizer" in merged else dict(DEFAULT_OPTIMIZER)
-    optimizer = _build_optimizer(opt_raw, source, "solve.optimizer")
+    optimizer = _build_optimizer(opt_raw, source, "solve.optimizer", iterations)
     return SolveSpec(iterations=iterations, seeds=seeds, key=key, oracles=tuple(oracles_raw), optimizer=optimizer, chunk=chunk,
                      on_non_finite=on_non_finite, variants=tuple(variants_raw))
 
 
-def _build_optimizer(table: Mapping, source: str, key: str):
-    """An optimiser config from a ``{name = ..., step = ...}`` table (name defaults to sgd)."""
+def _build_optimizer(table: Mapping, source: str, key: str, iterations: int):
+    """An optimiser config from a ``{name = ..., step = ...}`` table (name defaults to sgd); a schedule's
+    ``decay_steps = 0`` becomes the run's iterations."""
     opt_name = table.get("name", "sgd")
     if not isinstance(opt_name, str):
         raise SpecError(source, f"{key}.name", f"found {_describe(opt_name)}, allowed: {', '.join(OPTIMIZERS.names())}")
@@ -467,7 +476,13 @@ def _build_optimizer(table: Mapping, source: str, key: str):
         opt_cls = OPTIMIZERS.get(opt_name)
     except UnknownName as e:
         raise SpecError(source, f"{key}.name", str(e)) from None
-    return build_config(opt_cls, table, source, f"{key}.", ignore=("name",))
+    opt = build_config(opt_cls, table, source, f"{key}.", ignore=("name",))
+    if getattr(opt, "schedule", "constant") != "constant" and getattr(opt, "decay_steps", 1) == 0:
+        try:
+            opt = dataclasses.replace(opt, decay_steps=iterations)
+        except FieldError as e:
+            raise SpecError(source, f"{key}.{e.field}", f"found {e.found!r}, allowed: {e.allowed}") from None
+    return opt
 
 
 def _oracle_fields() -> set[str]:
@@ -539,12 +554,13 @@ def _build_variant(name: str, table: Mapping, raw: Mapping, solve: SolveSpec, so
                         f"unknown variant {name!r}{hint}: not a [variants.{name}] table, an oracle or a method; "
                         f"known: {', '.join(known)}")
     params = {k: v for k, v in table.items() if k not in ("oracle", "method", "optimizer")}
+    gradient_params = {k: params.pop(k) for k in GRADIENT_KEYS if k in params and kind == "oracle"}
     if kind == "oracle":
         cls = _lookup(ORACLES, base, source, prefix + "oracle" if "oracle" in table else "solve.variants")
         own = list(parameter_types(cls)) if dataclasses.is_dataclass(cls) else []
         for k in params:
             if k not in own:
-                raise _unknown(source, prefix + k, list(VARIANT_KEYS[::2]) + own)
+                raise _unknown(source, prefix + k, ["oracle", "optimizer", *GRADIENT_KEYS] + own)
         merged = {**_oracle_params(_table(raw, "oracle", source, "oracle"), cls, base), **params}
         oracle = build_config(cls, merged, source, prefix)
         file_opt = _table(raw.get("solve", {}) or {}, "optimizer", source, "solve.optimizer") if "optimizer" in (raw.get("solve") or {}) else dict(DEFAULT_OPTIMIZER)
@@ -553,10 +569,20 @@ def _build_variant(name: str, table: Mapping, raw: Mapping, solve: SolveSpec, so
             raise SpecError(source, prefix + "optimizer", f"found {_describe(opt_table)}, allowed: a table such as {{ name = \"adam\", step = 0.1 }}")
         if opt_table.get("name", file_opt.get("name", "sgd")) == file_opt.get("name", "sgd"):
             opt_table = {**file_opt, **opt_table}  # same optimiser: the variant overrides some of the file's keys
-        optimizer = _build_optimizer(opt_table, source, prefix + "optimizer")
-        method = GradientMethod(oracle, optimizer, skip_non_finite=solve.on_non_finite == "skip")
+        optimizer = _build_optimizer(opt_table, source, prefix + "optimizer", solve.iterations)
+        schedule = _coerce(gradient_params.get("sigma_schedule", "constant"), str, source, prefix + "sigma_schedule")
+        final = _coerce(gradient_params.get("sigma_final", math.nan), float, source, prefix + "sigma_final")
+        if schedule != "constant" and "sigma_final" not in gradient_params:
+            raise SpecError(source, prefix + "sigma_final", f"missing; allowed: the σ at the last iteration (a number > 0) for sigma_schedule = {schedule!r}")
+        try:
+            method = GradientMethod(oracle, optimizer, skip_non_finite=solve.on_non_finite == "skip",
+                                    sigma_schedule=schedule, sigma_final=final, sigma_steps=solve.iterations)
+        except FieldError as e:
+            raise SpecError(source, prefix + e.field, f"found {e.found!r}, allowed: {e.allowed}") from None
         resolved = {"oracle": base, **{k: v for k, v in config_dict(oracle).items() if k != "name"},
                     "optimizer": config_dict(optimizer)}
+        if schedule != "constant":
+            resolved.update(sigma_schedule=schedule, sigma_final=final)
     else:
         if "optimizer" in table:
             raise _unknown(source, prefix + "optimizer", ["method"] + (list(parameter_types(METHODS.get(base))) if base in METHODS and dataclasses.is_dataclass(METHODS.get(base)) else []))

@@ -140,7 +140,10 @@ def _method_label(entry: dict) -> str:
         opt = cfg.get("optimizer", {})
         clip = opt.get("clip_norm", float("inf"))
         step = f" {opt['step']:g}" if isinstance(opt.get("step"), (int, float)) else ""
-        return f"{entry.get('base')} + {opt.get('name', '?')}{step}" + (f", clip {clip:g}" if clip != float("inf") else "")
+        schedule = opt.get("schedule", "constant")
+        sigma = f", σ {cfg['sigma_schedule']} to {cfg['sigma_final']:g}" if cfg.get("sigma_schedule", "constant") != "constant" else ""
+        return (f"{entry.get('base')} + {opt.get('name', '?')}{step}" + (f" {schedule}" if schedule != "constant" else "")
+                + (f", clip {clip:g}" if clip != float("inf") else "") + sigma)
     return str(entry.get("base") or "")
 
 

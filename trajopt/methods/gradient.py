@@ -4,9 +4,22 @@
     U_{k+1} = U_k + optimizer.update(g_k)            (sgd: U_k - step * g_k, the paper's §5.1; adam; ...)
 
 The oracle's diagnostics (α, the batch variances, the bias gap, the radius, the simulator calls it spent)
-become the method's info, with the norm of the estimate and whether the update was skipped. A non-finite
+become the method's info, with the norm of the estimate, whether the update was skipped, the step the
+optimiser used (its schedule's value, `trajopt.optim`) and the σ the oracle smoothed with. A non-finite
 estimate stops the seed, unless ``skip_non_finite`` is set: then the update is skipped
 (``optax.apply_if_finite``) and the seed goes on.
+
+**σ schedules** (for oracles that smooth: every one with a ``sigma``). Iteration k uses
+
+    constant:   sigma_k = sigma_0
+    geometric:  sigma_k = sigma_0 (sigma_1 / sigma_0)^(min(k, S - 1) / (S - 1))
+    linear:     sigma_k = sigma_0 + (sigma_1 - sigma_0) min(k, S - 1) / (S - 1)
+
+with sigma_0 the oracle's ``sigma``, sigma_1 = ``sigma_final`` and S = ``sigma_steps`` (the run's iterations
+when loaded from a file). The estimator at each iteration is the paper's with sigma_k: the oracle is evaluated
+as a copy whose ``sigma`` is sigma_k, inside the fused loop (nothing recompiles per iteration). A schedule
+with sigma_1 = sigma_0 is constant and runs exactly as one (a σ that is a runtime value rather than a compile-time
+constant can change the last bit of an estimate, as XLA then fuses the arithmetic differently).
 """
 
 from __future__ import annotations
@@ -14,27 +27,35 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, NamedTuple
 
+import copy
+import math
+
 import jax
 import jax.numpy as jnp
 import optax
 from jax import Array
 
-from trajopt.optim import SGD
+from trajopt import checks
+from trajopt.optim import SGD, current_step
 from trajopt.oracles.base import OracleInfo
+
+SIGMA_SCHEDULES = ("constant", "geometric", "linear")
 
 # apply_if_finite gives up after this many consecutive non-finite gradients; large enough never to happen.
 _NEVER = 2**31 - 2
 
 
 class GradientState(NamedTuple):
-    """U: [T, m] the current decision; opt_state: the optimiser's state."""
+    """U: [T, m] the current decision; opt_state: the optimiser's state; k: the iteration (int32)."""
 
     U: Array
     opt_state: Any
+    k: Array
 
 
 class GradientInfo(NamedTuple):
-    """The oracle's `OracleInfo` fields, then ``grad_norm`` (‖g_k‖) and ``skipped`` (a skipped update)."""
+    """The oracle's `OracleInfo` fields, then ``grad_norm`` (‖g_k‖), ``skipped`` (a skipped update),
+    ``step_size`` (the optimiser's step at k) and ``sigma`` (the oracle's σ at k; NaN if it does not smooth)."""
 
     value: Array
     alpha: Array
@@ -46,6 +67,8 @@ class GradientInfo(NamedTuple):
     gradients: Array
     grad_norm: Array
     skipped: Array
+    step_size: Array
+    sigma: Array
 
 
 assert GradientInfo._fields[: len(OracleInfo._fields)] == OracleInfo._fields
@@ -61,14 +84,25 @@ class GradientMethod:
     """oracle: a gradient oracle (``estimate(key, problem, U) -> (grad, info)``, see `trajopt.oracles`);
     optimizer: an optimiser config from `trajopt.optim` (``SGD(step=1e-3)``, ``Adam(...)``) or any optax
     ``GradientTransformation``; skip_non_finite: skip an update whose estimate is not finite instead of
-    stopping the seed."""
+    stopping the seed; sigma_schedule, sigma_final, sigma_steps: the σ schedule (see the module docstring)."""
 
     oracle: Any
     optimizer: Any = field(default_factory=SGD)
     skip_non_finite: bool = False
+    sigma_schedule: str = "constant"
+    sigma_final: float = math.nan
+    sigma_steps: int = 0
     name: ClassVar[str] = "gradient"
 
     def __post_init__(self):
+        checks.one_of("sigma_schedule", self.sigma_schedule, SIGMA_SCHEDULES)
+        if self.sigma_schedule != "constant":
+            if not isinstance(getattr(self.oracle, "sigma", None), (int, float)):
+                raise checks.FieldError("sigma_schedule", self.sigma_schedule,
+                                        f"'constant' for oracle {getattr(self.oracle, 'name', '?')!r}, which does not smooth "
+                                        "(a σ schedule needs an oracle with sigma)")
+            checks.positive("sigma_final", self.sigma_final)
+            checks.at_least("sigma_steps", self.sigma_steps, 2)
         if not callable(getattr(self.oracle, "estimate", None)):
             raise TypeError(f"GradientMethod: oracle must have estimate(key, problem, U); got {type(self.oracle).__name__}")
         if not (callable(getattr(self.optimizer, "build", None)) or isinstance(self.optimizer, optax.GradientTransformation)):
@@ -82,16 +116,44 @@ class GradientMethod:
             opt = optax.apply_if_finite(opt, max_consecutive_errors=_NEVER)
         return opt
 
+    @property
+    def scheduled_sigma(self) -> bool:
+        """Whether σ changes along the run (a schedule with sigma_final != sigma)."""
+        return self.sigma_schedule != "constant" and self.sigma_final != float(self.oracle.sigma)
+
+    def sigma_at(self, k) -> Array:
+        """sigma_k of the σ schedule (k: an int or an int32 scalar)."""
+        s0 = float(self.oracle.sigma)
+        if not self.scheduled_sigma:
+            return jnp.asarray(s0, jnp.result_type(float))
+        t = jnp.minimum(k, self.sigma_steps - 1).astype(jnp.result_type(float)) / (self.sigma_steps - 1)  # in float64
+        if self.sigma_schedule == "geometric":
+            return s0 * (self.sigma_final / s0) ** t
+        return s0 + (self.sigma_final - s0) * t
+
+    def oracle_at(self, k):
+        """The oracle iteration k evaluates: itself, or for a σ schedule a copy whose sigma is sigma_k (the copy
+        skips the dataclass checks, which cannot run on a traced value)."""
+        if not self.scheduled_sigma:
+            return self.oracle
+        oracle = copy.copy(self.oracle)
+        object.__setattr__(oracle, "sigma", self.sigma_at(k))
+        return oracle
+
     def init(self, key: Array, problem, U0: Array) -> GradientState:
         del key, problem
-        return GradientState(U=U0, opt_state=self.transform().init(U0))
+        return GradientState(U=U0, opt_state=self.transform().init(U0), k=jnp.asarray(0, jnp.int32))
 
     def step(self, key: Array, problem, state: GradientState) -> tuple[GradientState, GradientInfo]:
-        grad, info = self.oracle.estimate(key, problem, state.U)
+        oracle = self.oracle_at(state.k)
+        grad, info = oracle.estimate(key, problem, state.U)
         updates, opt_state = self.transform().update(grad, state.opt_state, state.U)
         U_next = optax.apply_updates(state.U, updates)
         grad_finite = _all_finite(grad)
         if not self.skip_non_finite:  # a non-finite estimate stops the seed (solve sees a non-finite iterate)
             U_next = jnp.where(grad_finite, U_next, jnp.nan)
-        return GradientState(U=U_next, opt_state=opt_state), GradientInfo(
-            **info._asdict(), grad_norm=jnp.linalg.norm(grad), skipped=~grad_finite)
+        sigma = getattr(oracle, "sigma", math.nan)
+        return GradientState(U=U_next, opt_state=opt_state, k=state.k + 1), GradientInfo(
+            **info._asdict(), grad_norm=jnp.linalg.norm(grad), skipped=~grad_finite,
+            step_size=current_step(self.optimizer, opt_state),
+            sigma=jnp.asarray(sigma, jnp.result_type(float)))

@@ -1,0 +1,107 @@
+"""Step and σ schedules: the recorded step and σ at iteration k are optax's / the formula's, a degenerate σ
+schedule is the constant one bit for bit, chunking does not change a scheduled run, and bad schedule keys are
+refused with the key named."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from builders import pushing_problem
+
+from trajopt import spec
+from trajopt.methods import GradientMethod
+from trajopt.optim import SGD, Adam
+from trajopt.oracles import Exact, ZoBG, AoBG
+from trajopt.solver import solve
+
+KEY = jax.random.PRNGKey(0)
+K = 12
+
+
+@pytest.fixture(scope="module")
+def problem():
+    return pushing_problem(stiffness=10.0, damping=0.99, horizon=30)
+
+
+@pytest.mark.parametrize("opt, expected", [
+    (SGD(step=1e-3, schedule="cosine", decay_steps=K, final_scale=0.1), optax.cosine_decay_schedule(1e-3, K, 0.1)),
+    (SGD(step=1e-3, schedule="exponential", decay_steps=4, decay_rate=0.5), optax.exponential_decay(1e-3, 4, 0.5)),
+    (Adam(step=0.05, schedule="warmup_cosine", warmup_steps=3, decay_steps=K, final_scale=0.2),
+     optax.warmup_cosine_decay_schedule(0.0, 0.05, 3, K, 0.01)),
+    (Adam(step=0.05, schedule="piecewise", boundaries=(4, 8), scales=(0.5, 0.1)),
+     optax.piecewise_constant_schedule(0.05, {4: 0.5, 8: 0.1})),
+])
+def test_recorded_step_is_optax_schedule(problem, opt, expected):
+    r = solve(problem, GradientMethod(Exact(), opt), key=KEY, iterations=K, seeds=[0, 1])
+    want = np.array([float(expected(jnp.asarray(k, jnp.int32))) for k in range(K)])  # as the optimiser counts
+    np.testing.assert_allclose(r.history["step_size"], np.broadcast_to(want, (2, K)), rtol=1e-12)
+
+
+def test_constant_step_is_recorded_and_unchanged(problem):
+    r = solve(problem, GradientMethod(Exact(), SGD(2e-3)), key=KEY, iterations=K, seeds=[0])
+    assert np.all(r.history["step_size"] == 2e-3)
+
+
+@pytest.mark.parametrize("schedule", ["geometric", "linear"])
+def test_recorded_sigma_follows_the_formula(problem, schedule):
+    s0, s1 = 0.2, 0.02
+    m = GradientMethod(ZoBG(samples=4, sigma=s0), SGD(1e-3), sigma_schedule=schedule, sigma_final=s1, sigma_steps=K)
+    r = solve(problem, m, key=KEY, iterations=K, seeds=[0])
+    t = np.minimum(np.arange(K), K - 1) / (K - 1)
+    want = s0 * (s1 / s0) ** t if schedule == "geometric" else s0 + (s1 - s0) * t
+    np.testing.assert_allclose(r.history["sigma"][0], want, rtol=1e-13)
+    assert r.history["sigma"][0, 0] == s0 and abs(r.history["sigma"][0, -1] - s1) < 1e-15
+
+
+def test_scheduled_estimate_is_the_paper_estimator_at_sigma_k(problem):
+    """Iteration k's estimate is the oracle's with sigma = sigma_k (to rounding: a traced σ fuses differently)."""
+    oracle = AoBG(samples=6, sigma=0.3)
+    m = GradientMethod(oracle, SGD(1e-3), sigma_schedule="geometric", sigma_final=0.03, sigma_steps=K)
+    k, key = 7, jax.random.PRNGKey(5)
+    g_sched, info = jax.jit(lambda U: m.oracle_at(jnp.int32(k)).estimate(key, problem, U))(problem.U0)
+    fixed = dataclasses.replace(oracle, sigma=float(m.sigma_at(k)))
+    g_fixed, info_fixed = jax.jit(lambda U: fixed.estimate(key, problem, U))(problem.U0)
+    np.testing.assert_allclose(np.asarray(g_sched), np.asarray(g_fixed), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(float(info.alpha), float(info_fixed.alpha), rtol=1e-9)
+
+
+def test_degenerate_sigma_schedule_is_bit_identical_to_constant(problem):
+    oracle = ZoBG(samples=5, sigma=0.1)
+    const = solve(problem, GradientMethod(oracle, SGD(1e-3)), key=KEY, iterations=K, seeds=[0, 1])
+    same = GradientMethod(oracle, SGD(1e-3), sigma_schedule="geometric", sigma_final=0.1, sigma_steps=K)
+    sched = solve(problem, same, key=KEY, iterations=K, seeds=[0, 1])
+    np.testing.assert_array_equal(const.cost, sched.cost)
+    np.testing.assert_array_equal(const.U, sched.U)
+
+
+def test_chunking_does_not_change_a_scheduled_run(problem):
+    m = GradientMethod(AoBG(samples=4, sigma=0.2), Adam(step=0.05, schedule="cosine", decay_steps=K),
+                       sigma_schedule="linear", sigma_final=0.05, sigma_steps=K)
+    a = solve(problem, m, key=KEY, iterations=K, seeds=[0, 1], chunk=K)
+    b = solve(problem, m, key=KEY, iterations=K, seeds=[0, 1], chunk=5)
+    np.testing.assert_array_equal(a.cost, b.cost)
+    np.testing.assert_array_equal(a.history["step_size"], b.history["step_size"])
+
+
+def test_problem_file_schedules(tmp_path):
+    from pathlib import Path
+    stiff = Path(__file__).resolve().parent.parent / "problems" / "pushing_stiff.toml"
+    s = spec.load(stiff, ['variants.t.oracle="aobg"', 'variants.t.optimizer={name="adam", step=0.5, schedule="cosine"}',
+                          'variants.t.sigma_schedule="geometric"', "variants.t.sigma_final=0.02", 'solve.variants=["t"]',
+                          "solve.iterations=300"])
+    m = s.variants["t"].method
+    assert m.optimizer.decay_steps == 300 and m.sigma_steps == 300 and m.sigma_final == 0.02
+    again = spec.loads(__import__("tomli_w").dumps(s.resolved()))
+    assert again.variants["t"].method == m
+    for bad, key in [('variants.t.sigma_schedule="cubic"', "variants.t.sigma_schedule"),
+                     ('variants.t.optimizer={schedule="piecewise", boundaries=[5, 3], scales=[1.0, 1.0]}', "variants.t.optimizer.boundaries"),
+                     ('variants.t.optimizer={schedule="cosine", final_scale=2.0}', "variants.t.optimizer.final_scale")]:
+        with pytest.raises(spec.SpecError, match=key.replace(".", r"\.")):
+            spec.load(stiff, ['variants.t.oracle="aobg"', "variants.t.sigma_final=0.05", bad, 'solve.variants=["t"]'])
+    with pytest.raises(spec.SpecError, match=r"variants\.t\.sigma_final: missing"):
+        spec.load(stiff, ['variants.t.oracle="aobg"', 'variants.t.sigma_schedule="linear"'])
