@@ -299,29 +299,42 @@ def test_local_cell_is_the_solver_run(tmp_path):
 @pytest.fixture(scope="module")
 def ray_local():
     ray = pytest.importorskip("ray", reason="the Ray backend needs the [ray] extra")
-    import cloudpickle
-
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray's own cloudpickle: workers cannot import tests
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {"TRAJOPT_X64": os.environ.get("TRAJOPT_X64", "1")}})
     yield ray
     ray.shutdown()
 
 
-def crash_once(cell, should_stop=None):
-    """Dies (os._exit, as a killed worker) on the first attempt of cell 0, then runs the cell."""
-    marker = Path(os.environ["TRAJOPT_TEST_MARKER"]) / f"attempt-{cell.index}"
-    if cell.index == 0 and not marker.exists():
-        marker.write_text("1")
+def crash_once_in(folder: Path):
+    """A cell function that dies (os._exit, as a killed worker) on the first attempt of cell 0, marking it in
+    ``folder``, and runs the cell normally otherwise."""
+    folder = str(folder)
+
+    def crash_once(cell, should_stop=None):
+        marker = Path(folder) / f"attempt-{cell.index}"
+        if cell.index == 0 and not marker.exists():
+            marker.write_text("1")
+            os._exit(1)
+        return run_cell(cell)
+
+    return crash_once
+
+
+def always_crash_in(folder: Path):
+    """A cell function whose worker always dies; each attempt leaves a file in ``folder``."""
+    folder = str(folder)
+
+    def always_crash(cell, should_stop=None):
+        n = len(list(Path(folder).glob(f"crash-{cell.index}-*")))
+        (Path(folder) / f"crash-{cell.index}-{n}").write_text("")
         os._exit(1)
-    return run_cell(cell)
 
-
-def always_crash(cell, should_stop=None):
-    os._exit(1)
+    return always_crash
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")  # Ray starts its processes by fork+exec
 def test_ray_backend_gives_the_local_table_and_retries_a_killed_worker(local_study, ray_local, tmp_path):
     from trajopt.studies import RayExecutor
     from trajopt.studies.study import Resources
@@ -329,10 +342,9 @@ def test_ray_backend_gives_the_local_table_and_retries_a_killed_worker(local_stu
     path, local_folder, r = local_study
     study = load_study(path)
     e = expand(study)
-    os.environ["TRAJOPT_TEST_MARKER"] = str(tmp_path)
     folder = tmp_path / "ray"
     prepare(folder, fresh=False)
-    res = run_study(study, e, folder, RayExecutor(resources=Resources(retries=2)), cell_fn=crash_once)
+    res = run_study(study, e, folder, RayExecutor(resources=Resources(retries=2)), cell_fn=crash_once_in(tmp_path))
     assert (tmp_path / "attempt-0").exists()  # cell 0's first attempt died
     assert res.status == "complete" and res.cell_status == {0: "ok", 1: "ok", 2: "failed"}
     local, remote = read_table(local_folder), read_table(folder)
@@ -343,6 +355,7 @@ def test_ray_backend_gives_the_local_table_and_retries_a_killed_worker(local_stu
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")  # Ray starts its processes by fork+exec
 def test_ray_worker_dying_past_its_retries_is_a_failed_cell(ray_local, tmp_path):
     from trajopt.studies import RayExecutor
     from trajopt.studies.study import Resources
@@ -350,7 +363,10 @@ def test_ray_worker_dying_past_its_retries_is_a_failed_cell(ray_local, tmp_path)
     study = load_study(write(tmp_path, TINY.replace("[10.0, 100.0, 10000.0]", "[10.0, 20.0]")))
     e = expand(study)
     prepare(tmp_path / "out", fresh=False)
-    res = run_study(study, e, tmp_path / "out", RayExecutor(resources=Resources(retries=1)), cell_fn=always_crash)
+    res = run_study(study, e, tmp_path / "out", RayExecutor(resources=Resources(retries=1)),
+                    cell_fn=always_crash_in(tmp_path))
+    assert sorted(p.name for p in tmp_path.glob("crash-*")) == ["crash-0-0", "crash-0-1", "crash-1-0", "crash-1-1"]
     assert res.status == "complete" and res.cell_status == {0: "failed", 1: "failed"}
     rows = read_table(tmp_path / "out")
-    assert all(r["status"] == "failed" and "retries" in r["error"] for r in rows)
+    assert all(r["status"] == "failed" and r["error"].startswith("WorkerCrashedError") and "after 1 retries" in r["error"]
+               for r in rows), rows

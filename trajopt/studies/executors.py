@@ -95,7 +95,7 @@ class RayExecutor:
                         outcome = ray.get(ref)
                     except Exception as e:  # noqa: BLE001  (worker died past its retries, task error)
                         msg = f"{type(e).__name__}: {_first_line(e)} (after {self.resources.retries} retries)"
-                        outcome = CellOutcome(cell.index, CELL_FAILED, cell_rows(cell, error=msg), error=str(e),
+                        outcome = CellOutcome(cell.index, CELL_FAILED, cell_rows(cell, error=msg), error=msg,
                                               attempts=self.resources.retries + 1)
                     yield outcome
         finally:
@@ -104,8 +104,12 @@ class RayExecutor:
 
 
 def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return text[0] if text else ""
+    """The informative line of a Ray error: ANSI colours removed, Ray's ``ray::fn() (pid=...)`` header skipped."""
+    import re
+
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", ln).strip() for ln in str(e).splitlines()]
+    lines = [ln for ln in lines if ln and not ln.startswith("ray::") and not set(ln) <= set("^~ ")]
+    return lines[0] if lines else type(e).__name__
 
 
 def executor(backend: str, *, address: Optional[str] = None, resources: Resources = Resources(),
