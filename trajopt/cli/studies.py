@@ -77,8 +77,13 @@ def _dry_run(study, expansion, folder: Path, json_out: bool, quiet: bool) -> Non
         table.add_row(str(c.index), escape(c.problem), escape(c.variant), *[escape(label_value(v)) for _, v in c.point],
                       "yes" if c.error is None else "[red]no[/]", fmt(e["per_step"]), f"{e['total']:,}")
     out.print(table)
+    by_error: dict = {}
     for c in expansion.invalid:
-        out.print(f"[yellow]invalid cell (recorded as failed):[/] {escape(c.label)}: {escape(c.error)}", highlight=False)
+        by_error.setdefault(c.error.split(": ", 1)[-1], []).append(c.label)
+    for message, labels in by_error.items():
+        shown = "; ".join(labels[:4]) + (f"; ... ({len(labels)} cells)" if len(labels) > 4 else "")
+        out.print(f"[yellow]invalid, recorded as failed:[/] {escape(shown)}: {escape(message)}", highlight=False,
+                  soft_wrap=True)
     out.print(f"total: {total:,} rollouts; nothing written (study folder would be [bold]{escape(str(folder))}[/])")
 
 
