@@ -58,7 +58,7 @@ def test_markdown_report_lists_the_numbers_of_result_json(run_dir, tmp_path):
     summary = json.loads((run_dir / "result.json").read_text())
     for name, o in summary["variants"].items():
         finals = np.array(o["final_cost"], float)
-        row = next(line for line in text.splitlines() if line.startswith("| ") and f"| {name} |" in line)
+        row = next(line for line in text.splitlines() if re.match(rf"\| \d+ \| {re.escape(name)} \|", line))
         assert f"{np.median(finals):.5g}" in row
         assert f"{np.percentile(finals, 25):.5g} – {np.percentile(finals, 75):.5g}" in row
         assert f"{np.min(o['best_cost']):.5g}" in row

@@ -85,4 +85,4 @@ def test_bad_variant_inputs_exit_2(tmp_path):
 
 def test_oracles_flag_refuses_a_method_name(tmp_path):
     r = invoke("compare", SOFT, *SMALL, "--oracles", "gradient", "--out", tmp_path / "a")
-    assert r.exit_code == 2 and "--variants" in r.stderr
+    assert r.exit_code == 2 and "solve.oracles" in r.stderr and "is a method" in r.stderr and "--variants" in r.stderr

@@ -1,5 +1,5 @@
 """``python -m trajopt`` is the same as the ``trajopt`` command."""
 
-from trajopt.cli import main
+from trajopt._entry import main
 
 main()

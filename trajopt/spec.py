@@ -520,7 +520,9 @@ def _build_oracles(raw: Mapping, names: Sequence[str], source: str) -> dict:
         try:
             cls = ORACLES.get(name)
         except UnknownName as e:
-            raise SpecError(source, "solve.oracles" if name in names else f"oracle.{name}", str(e)) from None
+            hint = (f"; {name!r} is a method: name it in solve.variants (--variants), not solve.oracles (--oracles)"
+                    if name in METHODS else "")
+            raise SpecError(source, "solve.oracles" if name in names else f"oracle.{name}", str(e) + hint) from None
         built = build_config(cls, _oracle_params(raw, cls, name), source, f"oracle.{name}.")
         if name in names:
             oracles[name] = built

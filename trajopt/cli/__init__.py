@@ -16,7 +16,10 @@ from trajopt.cli._common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, E
 
 
 def main() -> None:
-    app()
+    """The console script (`trajopt._entry.main`): signals held from the start, then the app."""
+    from trajopt._entry import main as entry
+
+    entry()
 
 
 __all__ = ["app", "main", "EXIT_OK", "EXIT_FAILED", "EXIT_BAD_INPUT", "EXIT_INTERRUPTED"]

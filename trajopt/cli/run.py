@@ -4,9 +4,7 @@ write a run folder."""
 from __future__ import annotations
 
 import json
-import signal
 import sys
-from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import List, Optional
@@ -41,9 +39,6 @@ def cli_overrides(sets: List[str], iterations: Optional[int], seeds: Optional[st
     ``--oracles a,b`` names oracles (each a variant with the file's optimiser): it sets ``solve.oracles`` and
     ``solve.variants``; ``--variants a,b`` sets ``solve.variants`` (variant tables, oracles or methods).
     """
-    from trajopt.oracles import ORACLES
-    from trajopt.registry import UnknownName
-
     items = list(sets or [])
     if oracles is not None and variants is not None:
         raise fail(f"give {oracle_flag} or {oracle_flag.replace('oracle', 'variant')}, not both (a bare oracle name is a variant: --variants fobg,aobg_adam)")
@@ -56,11 +51,7 @@ def cli_overrides(sets: List[str], iterations: Optional[int], seeds: Optional[st
         else:
             items.append(f"solve.seeds={text}")
     if oracles is not None:
-        names = _names(oracle_flag, oracles)
-        for n in names:
-            if n not in ORACLES and ":" not in n:
-                raise fail(f"{oracle_flag}: {UnknownName('oracle', n, ORACLES.names())} "
-                           f"(methods and [variants] tables go in {oracle_flag.replace('oracle', 'variant')})")
+        names = _names(oracle_flag, oracles)  # unknown names are reported by the spec, with the file and key
         listed = "[" + ", ".join(json.dumps(n) for n in names) + "]"
         items += [f"solve.oracles={listed}", f"solve.variants={listed}"]
     if variants is not None:
@@ -81,28 +72,11 @@ def _check_out(path: Path, force: bool) -> None:
         raise fail(f"--out {path}: folder exists and is not empty; choose another or pass --force to overwrite")
 
 
-@contextmanager
 def _interruptible():
     """SIGINT/SIGTERM set a flag that the solver polls between chunks; a second SIGINT aborts at once."""
-    state = {"stop": False}
-    previous = {}
+    from trajopt import _signals
 
-    def handler(signum, frame):
-        if state["stop"] and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        state["stop"] = True
-        err.print("[yellow]stopping after the current chunk (Ctrl-C again to abort)...[/]")
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            previous[sig] = signal.signal(sig, handler)
-        except ValueError:  # not in the main thread (e.g. under a test runner's thread)
-            pass
-    try:
-        yield lambda: state["stop"]
-    finally:
-        for sig, h in previous.items():
-            signal.signal(sig, h)
+    return _signals.hold()
 
 
 def _summary_table(summary: dict) -> Table:
@@ -156,6 +130,14 @@ def display_title(spec, sets: Optional[List[str]]) -> str:
 
 def _run(verb: str, problem: Path, overrides: list[str], out_dir: Optional[Path], force: bool, x: str,
          json_out: bool, quiet: bool, plot: bool, report: bool = False, sets: Optional[List[str]] = None) -> int:
+    """Load, run every variant, write the folder, plot, report and print, with SIGINT/SIGTERM held throughout:
+    a signal stops the loop after the current chunk, and the folder is still written whole and marked
+    "interrupted" (exit 130), whenever the signal came."""
+    with _interruptible() as should_stop:
+        return _run_held(verb, problem, overrides, out_dir, force, x, json_out, quiet, plot, report, sets, should_stop)
+
+
+def _run_held(verb, problem, overrides, out_dir, force, x, json_out, quiet, plot, report, sets, should_stop) -> int:
     import jax
 
     from trajopt import runs
@@ -169,36 +151,37 @@ def _run(verb: str, problem: Path, overrides: list[str], out_dir: Optional[Path]
     title = display_title(spec, sets)
     show = not (quiet or json_out)
     results = {}
-    with _interruptible() as should_stop:
-        progress = Progress(TextColumn("{task.description:<12}"), BarColumn(), MofNCompleteColumn(),
-                            TimeElapsedColumn(), console=err, disable=not show, transient=False)
-        with progress:
-            for name, variant in spec.variants.items():
-                task = progress.add_task(f"{escape(name)} (compiling)", total=spec.solve.iterations)
+    progress = Progress(TextColumn("{task.description:<12}"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), console=err, disable=not show, transient=False)
+    with progress:
+        for name, variant in spec.variants.items():
+            task = progress.add_task(f"{escape(name)} (compiling)", total=spec.solve.iterations)
 
-                def on_chunk(done, total, task=task, name=name):
-                    progress.update(task, completed=done, description=escape(name))
+            def on_chunk(done, total, task=task, name=name):
+                progress.update(task, completed=done, description=escape(name))
 
-                try:
-                    results[name] = solve(prob, variant.method, key=key, iterations=spec.solve.iterations,
-                                          seeds=spec.solve.seeds, chunk=spec.solve.chunk, on_chunk=on_chunk,
-                                          should_stop=should_stop, name=name)
-                except ValueError as e:  # a method that does not apply to this problem (iLQR on a one-step one)
-                    progress.stop()
-                    raise fail(f"{spec.source}: variants.{name}: {e}") from None
-                progress.update(task, description=escape(name))
-                if should_stop():
-                    break
-    if not results:  # interrupted while the first variant compiled
-        raise typer.Exit(EXIT_INTERRUPTED)
+            try:  # a signal before or during compilation still lets the first chunk run: the folder has data
+                results[name] = solve(prob, variant.method, key=key, iterations=spec.solve.iterations,
+                                      seeds=spec.solve.seeds, chunk=spec.solve.chunk, on_chunk=on_chunk,
+                                      should_stop=should_stop, name=name)
+            except ValueError as e:  # a method that does not apply to this problem (iLQR on a one-step one)
+                progress.stop()
+                raise fail(f"{spec.source}: variants.{name}: {e}") from None
+            progress.update(task, description=escape(name))
+            if should_stop():
+                break
     summary = runs.summarise(
         spec, results, verb=verb, versions=runs.versions(), platform_name=jax.default_backend(),
         x64=bool(jax.config.jax_enable_x64), created=datetime.now().isoformat(timespec="seconds"),
     )
     summary["title"] = title
-    if summary["status"] == "interrupted" or len(results) < len(spec.variants):
+
+    def mark_interrupted():
         summary["status"] = "interrupted"
         summary["variants_not_run"] = [o for o in spec.variants if o not in results]
+
+    if summary["status"] == "interrupted" or len(results) < len(spec.variants) or should_stop():
+        mark_interrupted()
     runs.write_run(out_dir, spec, results, summary)
     if plot:
         from trajopt import plots
@@ -209,12 +192,17 @@ def _run(verb: str, problem: Path, overrides: list[str], out_dir: Optional[Path]
 
         run = runs.Run(path=out_dir, result=json.loads(runs.dumps_json(summary)), config=spec.resolved(),
                        variants=list(results), series={}, results=results)
-        runs.atomic_write_bytes(out_dir / "report.html", report_mod.html_report([run], {str(out_dir): report_mod.run_figures(run, "r0_")}).encode())
+        runs.atomic_write_bytes(out_dir / "report.html",
+                                report_mod.html_report([run], {str(out_dir): report_mod.run_figures(run, "r0_")}).encode())
+    if should_stop() and summary["status"] != "interrupted":  # the signal came while the folder was written
+        mark_interrupted()
+        summary["interrupted_while_writing"] = True
+        runs.atomic_write_bytes(out_dir / runs.RESULT, runs.dumps_json(summary).encode())
     if json_out:
         sys.stdout.write(runs.dumps_json({**summary, "out": str(out_dir)}))
     elif not quiet:
         out.print(_summary_table(summary))
-        out.print(f"run folder: [bold]{out_dir}[/]")
+        out.print(f"run folder: [bold]{escape(str(out_dir))}[/]")
     if summary["status"] == "interrupted":
         return EXIT_INTERRUPTED
     return EXIT_FAILED if summary["status"] == "failed" else EXIT_OK

@@ -1,0 +1,54 @@
+"""SIGINT/SIGTERM for the command line (used by `trajopt.cli` only; the library never touches signals).
+
+The console script installs the handlers first thing (`trajopt._entry`), before any heavy import, so that a
+signal at any moment of a run's life sets a flag instead of killing the process half-way: the fused loop polls
+the flag between chunks, the run folder is still written completely and marked ``interrupted``, and the process
+exits 130. A second Ctrl-C aborts at once. Under a test runner (no console script) `hold` installs them for
+the duration of a verb and restores the previous handlers afterwards.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from contextlib import contextmanager
+
+STATE = {"stop": False, "signal": None, "global": False}
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _handler(signum, frame):
+    if STATE["stop"] and signum == signal.SIGINT:
+        raise KeyboardInterrupt
+    STATE["stop"], STATE["signal"] = True, signum
+    sys.stderr.write("stopping after the current chunk; the run folder will be complete (Ctrl-C again to abort)...\n")
+
+
+def requested() -> bool:
+    """Whether SIGINT or SIGTERM arrived since the handlers were installed."""
+    return bool(STATE["stop"])
+
+
+def install() -> None:
+    """Install the handlers for the whole process (the console script)."""
+    for sig in SIGNALS:
+        signal.signal(sig, _handler)
+    STATE["global"] = True
+
+
+@contextmanager
+def hold():
+    """The handlers for the duration of a block (no-op when installed for the process); yields `requested`."""
+    previous = {}
+    if not STATE["global"]:
+        STATE["stop"], STATE["signal"] = False, None
+        for sig in SIGNALS:
+            try:
+                previous[sig] = signal.signal(sig, _handler)
+            except ValueError:  # not in the main thread (e.g. under a test runner's thread)
+                pass
+    try:
+        yield requested
+    finally:
+        for sig, h in previous.items():
+            signal.signal(sig, h)
