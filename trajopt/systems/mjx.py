@@ -27,9 +27,9 @@ State and control (what ``[task]`` x0, goal, Q, R, Qf and u_init refer to):
   (qacc_warmstart = 0); substeps within a control step warm-start from the previous substep, as mj_step does.
 * ``default_x0()``: qpos0 and zero qvel, or the keyframe's qpos and qvel.
 
-Differentiation. MJX's constraint solver runs ``lax.while_loop`` when ``iterations > 1``, which reverse-mode
-autodiff cannot go through (MuJoCo issue #2259); with ``iterations = 1`` it runs one solver iteration
-(its line search is a fixed-length scan) and reverse mode works. ``gradient`` chooses:
+Differentiation. MJX's constraint solver (mujoco-mjx 3.17) runs ``lax.while_loop`` when ``iterations > 1``,
+which reverse-mode autodiff cannot go through (MuJoCo issue #2259); with ``iterations = 1`` it runs one solver
+iteration (its line search is a fixed-length scan) and reverse mode works. ``gradient`` chooses:
 
 * ``"reverse"``: plain ``jax.grad`` through ``mjx.step``; needs ``iterations = 1`` (refused otherwise).
 * ``"forward"``: each control step's Jacobians d x'/d x [n, n] and d x'/d u [n, m] are computed in forward
