@@ -51,7 +51,9 @@ def heaviside_problem(theta=0.05):
     return Problem("heaviside", jnp.full((1, 1), theta), lambda U: Heaviside(1).cost(U[0]))
 
 
-CONFIG = dict(samples=10, sigma=0.1, aobg=AoBG(samples=10, gamma=5.0, L=1.0), ddcg=DDCG(samples=10))
+RULES = {"aobg": AoBG(samples=10, gamma=5.0, L=1.0), "ivw": IVW(samples=10), "ddcg": DDCG(samples=10),
+         "stepwise": Stepwise(samples=10)}
+CONFIG = dict(samples=10, sigma=0.1, rules=RULES)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -63,24 +65,24 @@ def test_batch_statistics_alphas_are_the_oracles_alphas():
     problem = quadratic_problem()
     for key in jax.random.split(jax.random.PRNGKey(0), 3):
         st = batch_statistics(key, problem, problem.U0, **CONFIG)
-        for name, oracle in (("aobg", CONFIG["aobg"]), ("ivw", IVW(samples=10)), ("ddcg", CONFIG["ddcg"]),
-                             ("stepwise", Stepwise(samples=10))):
+        for name, oracle in RULES.items():
             grad, info = oracle.estimate(key, problem, problem.U0)
-            assert float(getattr(st, f"alpha_{name}")) == pytest.approx(float(info.alpha), rel=1e-12), name
-            assert float(getattr(st, f"norm_{name}")) == pytest.approx(float(jnp.linalg.norm(grad)), rel=1e-12), name
-        _, info = CONFIG["aobg"].estimate(key, problem, problem.U0)
-        for f in ("var_first", "var_zero", "bias_gap", "radius"):
-            assert float(getattr(st, f)) == pytest.approx(float(getattr(info, f)), rel=1e-12), f
+            assert float(st[f"alpha_{name}"]) == pytest.approx(float(info.alpha), rel=1e-12), name
+            assert float(st[f"norm_{name}"]) == pytest.approx(float(jnp.linalg.norm(grad)), rel=1e-12), name
+        _, info = RULES["aobg"].estimate(key, problem, problem.U0)
+        for f, mine in (("var_first", "var_first"), ("var_zero", "var_zero"), ("bias_gap", "bias_gap"),
+                        ("radius", "aobg_radius")):
+            assert float(st[mine]) == pytest.approx(float(getattr(info, f)), rel=1e-12), f
 
 
 def test_estimator_statistics_repeats_use_fold_in_keys():
     problem = quadratic_problem()
     key = jax.random.PRNGKey(1)
     st = estimator_statistics(key, problem, problem.U0, 4, **CONFIG)
-    assert st.var_first.shape == (4,) and st.step_var_first.shape == (4, problem.shape[0])
+    assert st["var_first"].shape == (4,) and st["step_var_first"].shape == (4, problem.shape[0])
     one = batch_statistics(jax.random.fold_in(key, 2), problem, problem.U0, **CONFIG)
-    assert float(st.alpha_ivw[2]) == pytest.approx(float(one.alpha_ivw), rel=1e-13)
-    np.testing.assert_allclose(np.asarray(st.step_var_first).sum(axis=1), np.asarray(st.var_first), rtol=1e-12)
+    assert float(st["alpha_ivw"][2]) == pytest.approx(float(one["alpha_ivw"]), rel=1e-13)
+    np.testing.assert_allclose(np.asarray(st["step_var_first"]).sum(axis=1), np.asarray(st["var_first"]), rtol=1e-12)
     with pytest.raises(ValueError, match="repeats"):
         estimator_statistics(key, problem, problem.U0, 1, **CONFIG)
 
@@ -99,7 +101,7 @@ def test_excess_gap_estimates_the_squared_bias():
     theta, sigma = 0.05, 0.1
     st, s = _summary(heaviside_problem(theta))
     truth = (norm.pdf(theta / sigma) / sigma) ** 2
-    ex = np.asarray(st.excess_gap)
+    ex = np.asarray(st["excess_gap"])
     assert abs(ex.mean() - truth) < Z * ex.std(ddof=1) / math.sqrt(R)
     assert s["bias_z"] > Z and s["zero_share"]["mean"] == 1.0
     # DDCG passes only when all N = 10 values are equal (every sample on one side of the step): Var[f] = 0.
@@ -107,7 +109,7 @@ def test_excess_gap_estimates_the_squared_bias():
     assert abs(s["ddcg_switch_share"] - p_switch) < Z * math.sqrt(p_switch * (1 - p_switch) / R)
     # A quadratic: both unbiased, the excess gap is 0 in expectation.
     st, s = _summary(quadratic_problem())
-    ex = np.asarray(st.excess_gap)
+    ex = np.asarray(st["excess_gap"])
     assert abs(ex.mean()) < Z * ex.std(ddof=1) / math.sqrt(R)
 
 
@@ -228,7 +230,7 @@ def test_diagnose_json_and_files(diagnose_init):
     assert report["problem"] == "pushing_soft" and report["samples"] == 4 and report["repeats"] == 5
     (loc,) = report["locations"]
     s = loc["summary"]
-    for k in ("norm_first", "var_first", "var_zero", "bias_gap", "radius", "alpha_aobg", "alpha_ivw", "alpha_ddcg",
+    for k in ("norm_first", "var_first", "var_zero", "bias_gap", "aobg_radius", "alpha_aobg", "alpha_ivw", "alpha_ddcg",
               "alpha_stepwise", "zero_share"):
         assert set(s[k]) == {"mean", "low", "high", "half"}, k
     assert len(s["step_var_first"]["mean"]) == 30
@@ -352,3 +354,19 @@ def test_gradcheck_exits_1_on_a_wrong_gradient(tmp_path, monkeypatch):
     result = invoke("gradcheck", problem, "--directions", "3")
     assert result.exit_code == 1, result.output
     assert "check the gradient" in result.output
+
+
+def test_verdict_and_reading_come_from_one_decision():
+    """The bias line diagnose prints follows the reading's decision: a 'near a discontinuity' reading never sits
+    beside 'no evidence of FoBG bias' (the contradiction seen on a user's hopper)."""
+    from trajopt.cli.diagnose import VERDICTS
+    from trajopt.diagnostics import decide
+
+    base = {"variance_ratio": 0.5, "alpha_ivw": {"mean": 0.67}, "zero_share": {"mean": 0.0},
+            "ddcg_switch_share": 0.0, "bias_z": 0.0}
+    for change, kind in (({"bias_z": 2.5}, "suspect"), ({"ddcg_switch_share": 0.2}, "suspect"),
+                         ({"bias_z": 4.0}, "biased"), ({}, "mixed")):
+        got, text = decide({**base, **change})
+        assert got == kind and reading({**base, **change}) == text
+        verdict = VERDICTS.get(got, "no evidence of FoBG bias")
+        assert ("no evidence" in verdict) == (kind not in ("biased", "suspect", "plateau"))

@@ -28,120 +28,67 @@ with the second difference (f(U + h v) - 2 f(U) + f(U - h v)) / h^2 to tell curv
 from __future__ import annotations
 
 import math
-from typing import NamedTuple, Sequence
+from typing import Mapping, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
+from trajopt.oracles._mixing import summarise_batches
 from trajopt.oracles._samples import split_samples
 from trajopt.problem import Problem
-from trajopt.stats import (
-    bernstein_radius,
-    bias_constrained_alpha,
-    failure_log_term,
-    inverse_variance_alpha,
-    per_coordinate_variance,
-    sample_mean_and_trace_variance,
-)
 
 Z95 = 1.959963984540054  # two-sided 95% normal quantile
 
 # ------------------------------------------------------------------------------------ estimator statistics
 
 
-class BatchStatistics(NamedTuple):
-    """Statistics of one FoBG/ZoBG batch pair (scalars unless noted; a leading [R] axis after `estimator_statistics`).
+def batch_statistics(key: Array, problem: Problem, U: Array, *, samples: int, sigma: float,
+                     rules: Mapping[str, object]) -> dict[str, Array]:
+    """Statistics of one pair of independent N-sample batches at U (U: [T, m]), and what each α rule does with it.
+
+    ``rules``: {name: a mixing oracle} (normally every registered oracle that chooses its own α, with the file's
+    parameters); each rule is the oracle's own ``alpha_rule`` applied to these batches, so with the same key,
+    N and sigma the weights are exactly those the oracles choose. Returns a dict of scalars (a leading [R] axis
+    after `estimator_statistics`):
 
     value: f(U). norm_first, norm_zero: ||FoBG||, ||ZoBG||. var_first, var_zero: per-sample trace variances.
     step_var_first, step_var_zero: [T] per-time-step variances (summed over the m controls of step t).
-    bias_gap: B. excess_gap: B^2 - (var_first / N1 + var_zero / N0). radius: AoBG's eps.
-    alpha_aobg, alpha_ivw, alpha_ddcg, alpha_stepwise: the weight each rule chooses (stepwise: mean).
-    norm_<rule>: the norm of that rule's mixed estimate; var_<rule>: its per-sample variance
-    alpha^2 var_first + (1 - alpha)^2 var_zero (per coordinate and summed for stepwise; Lemma C.2).
-    ddcg_pass: the local-quadratic test passed; ddcg_lhs, ddcg_rhs: its two sides. value_var: Var[f] over
-    the FoBG batch. zero_share: share of FoBG samples that are exactly 0.
-    """
-
-    value: Array
-    norm_first: Array
-    norm_zero: Array
-    var_first: Array
-    var_zero: Array
-    step_var_first: Array
-    step_var_zero: Array
-    bias_gap: Array
-    excess_gap: Array
-    radius: Array
-    alpha_aobg: Array
-    alpha_ivw: Array
-    alpha_ddcg: Array
-    alpha_stepwise: Array
-    norm_aobg: Array
-    norm_ivw: Array
-    norm_ddcg: Array
-    norm_stepwise: Array
-    var_aobg: Array
-    var_ivw: Array
-    var_ddcg: Array
-    var_stepwise: Array
-    ddcg_pass: Array
-    ddcg_lhs: Array
-    ddcg_rhs: Array
-    value_var: Array
-    zero_share: Array
-
-
-def batch_statistics(key: Array, problem: Problem, U: Array, *, samples: int, sigma: float, aobg, ddcg,
-                     ivw_regulariser: float = 1e-5, stepwise_regulariser: float = 1e-5) -> BatchStatistics:
-    """`BatchStatistics` for one pair of independent N-sample batches at U (U: [T, m]).
-
-    ``aobg`` and ``ddcg`` are oracle configurations (`AoBG`, `DDCG`) that supply the rules' parameters
-    (gamma, L, delta, delta_convention, regulariser; c, confidence, the floors, regulariser); the batches use
-    ``samples`` and ``sigma`` given here, so with the same key, N and sigma the alphas are exactly those the
-    oracles would choose.
+    bias_gap: B. excess_gap: B^2 - (var_first / N1 + var_zero / N0). value_var: Var[f] over the FoBG batch.
+    zero_share: share of FoBG samples that are exactly 0. For each rule NAME: alpha_NAME (the mean over
+    coordinates for a per-coordinate rule), norm_NAME (the norm of its mixed estimate), var_NAME (its per-sample
+    variance sum(alpha^2 v1 + (1 - alpha)^2 v0), Lemma C.2), and NAME_DETAIL for each detail the rule reports
+    (aobg_radius, ddcg_pass, ddcg_lhs, ddcg_rhs).
     """
     b = split_samples(key, problem, U, samples, sigma, "independent", with_values=True)
-    n1, n0 = b.g1.shape[0], b.g0.shape[0]
-    g1, s1 = sample_mean_and_trace_variance(b.g1)
-    g0, s0 = sample_mean_and_trace_variance(b.g0)
-    gap = jnp.linalg.norm(g1 - g0)
-    log_term = failure_log_term(problem.dimension, aobg.delta, aobg.delta_convention)
-    radius = bernstein_radius(s0, n0, log_term, aobg.L)
-    alpha_ivw = inverse_variance_alpha(s1, s0, ivw_regulariser)
-    alpha_aobg = bias_constrained_alpha(inverse_variance_alpha(s1, s0, aobg.regulariser), gap, radius, aobg.gamma)
-    value_var = jnp.var(b.f1, ddof=1)
-    passed, lhs, rhs = ddcg.test(g1, s1, b.f1, n1, sigma=sigma)
-    alpha_ddcg = jnp.where(passed, inverse_variance_alpha(s1, s0, ddcg.regulariser), 0.0)
-    v1, v0 = per_coordinate_variance(b.g1), per_coordinate_variance(b.g0)
+    s = summarise_batches(b, sigma)
+    n1, n0 = s.n1, s.n0
+    v1, v0 = s.per_coordinate()
     _per_step = lambda v: v.reshape(v.shape[0], -1).sum(axis=1)  # noqa: E731  [T, m] -> [T], summed over m
-    alpha_step = inverse_variance_alpha(v1, v0, stepwise_regulariser)
+    gap = jnp.linalg.norm(s.g1 - s.g0)
     per_sample_zero = jnp.all(b.g1.reshape(n1, -1) == 0, axis=1)
-
-    def mix(a):  # norm of the mixed estimate and its per-sample variance a^2 s1 + (1 - a)^2 s0 (Lemma C.2)
-        return jnp.linalg.norm(a * g1 + (1 - a) * g0), a**2 * s1 + (1 - a) ** 2 * s0
-
-    norm_aobg, var_aobg = mix(alpha_aobg)
-    norm_ivw, var_ivw = mix(alpha_ivw)
-    norm_ddcg, var_ddcg = mix(alpha_ddcg)
-    norm_step = jnp.linalg.norm(alpha_step * g1 + (1 - alpha_step) * g0)
-    var_step = jnp.sum(alpha_step**2 * v1 + (1 - alpha_step) ** 2 * v0)
-    return BatchStatistics(
-        value=b.value, norm_first=jnp.linalg.norm(g1), norm_zero=jnp.linalg.norm(g0), var_first=s1, var_zero=s0,
-        step_var_first=_per_step(v1), step_var_zero=_per_step(v0), bias_gap=gap,
-        excess_gap=gap**2 - (s1 / n1 + s0 / n0), radius=radius, alpha_aobg=alpha_aobg, alpha_ivw=alpha_ivw,
-        alpha_ddcg=alpha_ddcg, alpha_stepwise=jnp.mean(alpha_step), norm_aobg=norm_aobg, norm_ivw=norm_ivw,
-        norm_ddcg=norm_ddcg, norm_stepwise=norm_step, var_aobg=var_aobg, var_ivw=var_ivw, var_ddcg=var_ddcg,
-        var_stepwise=var_step, ddcg_pass=passed, ddcg_lhs=lhs, ddcg_rhs=rhs, value_var=value_var,
-        zero_share=jnp.mean(per_sample_zero.astype(b.value.dtype)),
-    )
+    out = {
+        "value": b.value, "norm_first": jnp.linalg.norm(s.g1), "norm_zero": jnp.linalg.norm(s.g0),
+        "var_first": s.s1, "var_zero": s.s0, "step_var_first": _per_step(v1), "step_var_zero": _per_step(v0),
+        "bias_gap": gap, "excess_gap": gap**2 - (s.s1 / n1 + s.s0 / n0), "value_var": jnp.var(b.f1, ddof=1),
+        "zero_share": jnp.mean(per_sample_zero.astype(b.value.dtype)),
+    }
+    for name, oracle in rules.items():
+        alpha, details = oracle.alpha_rule(s, problem)
+        out[f"alpha_{name}"] = jnp.mean(alpha) if jnp.ndim(alpha) else jnp.asarray(alpha, b.value.dtype)
+        out[f"norm_{name}"] = jnp.linalg.norm(alpha * s.g1 + (1 - alpha) * s.g0)
+        out[f"var_{name}"] = jnp.sum(alpha**2 * v1 + (1 - alpha) ** 2 * v0)
+        for k, v in details.items():
+            if k not in ("var_first", "var_zero"):  # the batches' own variances, already above
+                out[f"{name}_{k}"] = v
+    return out
 
 
-def estimator_statistics(key: Array, problem: Problem, U: Array, repeats: int, **config) -> BatchStatistics:
+def estimator_statistics(key: Array, problem: Problem, U: Array, repeats: int, **config) -> dict[str, Array]:
     """`batch_statistics` for ``repeats`` independent batch pairs (keys ``fold_in(key, r)``), one ``vmap``.
 
-    ``config``: the keyword arguments of `batch_statistics` (samples, sigma, aobg, ddcg, ...). Every field
+    ``config``: the keyword arguments of `batch_statistics` (samples, sigma, rules). Every field
     gets a leading [R] axis. Not jitted here: wrap the call in ``jax.jit`` (with U as an argument) to compile once.
     """
     if repeats < 2:
@@ -165,27 +112,31 @@ def mean_interval(values, lower: float = -math.inf) -> dict[str, float]:
     return {"mean": mean, "low": max(mean - half, lower), "high": mean + half, "half": half}
 
 
-MEAN_FIELDS = ("norm_first", "norm_zero", "var_first", "var_zero", "bias_gap", "excess_gap", "radius", "alpha_aobg",
-               "alpha_ivw", "alpha_ddcg", "alpha_stepwise", "norm_aobg", "norm_ivw", "norm_ddcg", "norm_stepwise",
-               "var_aobg", "var_ivw", "var_ddcg", "var_stepwise", "ddcg_lhs", "ddcg_rhs", "value_var", "zero_share")
-
-SIGNED_FIELDS = ("excess_gap", "ddcg_rhs")
+NOT_MEANS = ("value", "step_var_first", "step_var_zero")  # every other field is summarised as a mean with an interval
+PASS_SUFFIX = "_pass"  # a rule's boolean test outcome (ddcg_pass): summarised as the share of failed tests
+SIGNED_SUFFIXES = ("excess_gap", "_rhs")  # quantities that may be negative
 
 
-def summarise(stats: BatchStatistics, *, samples: int, sigma: float) -> dict:
+def summarise(stats: Mapping[str, Array], *, samples: int, sigma: float) -> dict:
     """Means with 95% intervals over the repeats, plus derived numbers; a JSON-ready dict of floats.
 
-    Keys: value, repeats, samples, sigma; for each of MEAN_FIELDS: a {mean, low, high, half} dict (see
-    `mean_interval`; low floored at 0 except for the SIGNED_FIELDS); ddcg_switch_share (share of repeats where DDCG chose the ZoBG), variance_ratio
+    Keys: value, repeats, samples, sigma; for every other scalar field of `batch_statistics`: a {mean, low,
+    high, half} dict (see `mean_interval`; low floored at 0 except for signed quantities); for each rule test
+    NAME_pass: NAME_switch_share (share of repeats where the test failed: ddcg_switch_share, the share where DDCG
+    chose the ZoBG); variance_ratio
     (mean var_first / mean var_zero), bias_z (excess_gap mean over its standard error), step_var_first and
     step_var_zero ({mean, q25, q75} lists over the T steps: the mean and the interquartile range over repeats).
     """
-    s = {k: np.asarray(v) for k, v in stats._asdict().items()}
+    s = {k: np.asarray(v) for k, v in stats.items()}
     R = s["value"].shape[0]
     out: dict = {"value": float(s["value"][0]), "repeats": int(R), "samples": int(samples), "sigma": float(sigma)}
-    for k in MEAN_FIELDS:
-        out[k] = mean_interval(s[k], lower=-math.inf if k in SIGNED_FIELDS else 0.0)
-    out["ddcg_switch_share"] = float(np.mean(~s["ddcg_pass"].astype(bool)))
+    for k, v in s.items():
+        if k in NOT_MEANS:
+            continue
+        if k.endswith(PASS_SUFFIX):
+            out[k[: -len(PASS_SUFFIX)] + "_switch_share"] = float(np.mean(~v.astype(bool)))
+            continue
+        out[k] = mean_interval(v, lower=-math.inf if k.endswith(SIGNED_SUFFIXES) else 0.0)
     v1, v0 = out["var_first"]["mean"], out["var_zero"]["mean"]
     out["variance_ratio"] = v1 / v0 if v0 > 0 else (math.inf if v1 > 0 else math.nan)
     ex = s["excess_gap"]
@@ -215,9 +166,10 @@ def _ratio_text(r: float) -> str:
     return f"{r:.2g}"
 
 
-def reading(summary: dict) -> str:
-    """One line that says what the statistics mean, by the first rule that applies (thresholds: the module
-    constants):
+def decide(summary: dict) -> tuple[str, str]:
+    """(kind, one line) saying what the statistics mean, by the first rule that applies (thresholds: the module
+    constants); kind is "biased", "plateau", "suspect", "stiff", "smooth" or "mixed". Every verdict the CLI
+    prints comes from this one decision, so its lines cannot disagree:
 
     1. "first-order gradient looks biased here: DDCG switches to zeroth order ..." when DDCG's test fails in
        at least SWITCH_SHARE of the batches, or the excess gap is BIAS_Z standard errors above 0;
@@ -228,33 +180,38 @@ def reading(summary: dict) -> str:
     5. "smooth: first order is reliable ..." when it is below SMOOTH_RATIO of it; "mixed: ..." in between.
     """
     ratio = summary["variance_ratio"]
-    a_ivw = summary["alpha_ivw"]["mean"]
+    a_ivw = summary["alpha_ivw"]["mean"] if "alpha_ivw" in summary else 1.0 / (1.0 + ratio) if ratio == ratio else math.nan
     zero = summary["zero_share"]["mean"]
-    switch = summary["ddcg_switch_share"]
+    switch = summary.get("ddcg_switch_share", 0.0)
     z = summary["bias_z"]
     zeros = f"{zero:.0%} of first-order samples are exactly 0"
     plateau = f"; {zeros} (on a flat branch)" if zero > 0 else ""
     if switch >= SWITCH_SHARE:
-        return (f"first-order gradient looks biased here: DDCG switches to zeroth order in {switch:.0%} of batches "
+        return "biased", (f"first-order gradient looks biased here: DDCG switches to zeroth order in {switch:.0%} of batches "
                 f"(the function values vary more than the FoBG's variance allows){plateau}")
     if z >= BIAS_Z:
-        return (f"first-order gradient looks biased here: FoBG and ZoBG means differ beyond their noise "
+        return "biased", (f"first-order gradient looks biased here: FoBG and ZoBG means differ beyond their noise "
                 f"(excess gap {z:.1f} standard errors above 0), though DDCG switches in only {switch:.0%} of "
                 f"batches{plateau}")
     if zero >= PLATEAU_SHARE:
-        return (f"plateau: {zeros} (a flat branch); the first-order gradient carries no information here, only "
+        return "plateau", (f"plateau: {zeros} (a flat branch); the first-order gradient carries no information here, only "
                 f"samples that reach beyond the flat region do (ZoBG; DDCG switches in {switch:.0%} of batches)")
     if switch >= SUSPECT_SWITCH or z >= SUSPECT_Z:
-        return (f"near a discontinuity: DDCG switches to zeroth order in {switch:.0%} of batches and the excess "
+        return "suspect", (f"near a discontinuity: DDCG switches to zeroth order in {switch:.0%} of batches and the excess "
                 f"gap is {z:.1f} standard errors above 0; the first-order gradient may be biased here (more "
                 f"--repeats decide){plateau}")
     if ratio > STIFF_RATIO:
-        return (f"stiff: FoBG variance {_ratio_text(ratio)}× ZoBG's; inverse-variance weighting leans zeroth order "
+        return "stiff", (f"stiff: FoBG variance {_ratio_text(ratio)}× ZoBG's; inverse-variance weighting leans zeroth order "
                 f"(α ≈ {a_ivw:.2f}){plateau}")
     if ratio < SMOOTH_RATIO:
-        return f"smooth: first order is reliable (FoBG variance {_ratio_text(ratio)}× ZoBG's, α ≈ {a_ivw:.2f}){plateau}"
-    return (f"mixed: FoBG variance {_ratio_text(ratio)}× ZoBG's; the alpha-order estimators mix both "
+        return "smooth", f"smooth: first order is reliable (FoBG variance {_ratio_text(ratio)}× ZoBG's, α ≈ {a_ivw:.2f}){plateau}"
+    return "mixed", (f"mixed: FoBG variance {_ratio_text(ratio)}× ZoBG's; the alpha-order estimators mix both "
             f"(α ≈ {a_ivw:.2f}){plateau}")
+
+
+def reading(summary: dict) -> str:
+    """The one-line reading of `decide`."""
+    return decide(summary)[1]
 
 
 def median_seed_index(final_costs: Sequence[float]) -> int:

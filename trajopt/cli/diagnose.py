@@ -26,9 +26,10 @@ AtOpt = typer.Option("init", "--at", help="Where to look: init (the problem's U0
                                           "final U, median seed).")
 OracleOpt = typer.Option(None, "--oracle", help="With --at RUN_DIR: only this run oracle's final U.")
 
-# the alpha rules diagnose reports: the registered oracles that choose their own alpha (their file configurations)
-DIAGNOSE_ORACLES = ("aobg", "ivw", "ddcg", "stepwise")
 DIAGNOSE_JSON, DIAGNOSE_FIGURE = "diagnose.json", "diagnose.png"
+# the bias line follows the reading's decision (trajopt.diagnostics.decide), so the two cannot disagree
+VERDICTS = {"biased": "evidence of FoBG bias", "suspect": "mixed evidence of FoBG bias (see the reading: more --repeats decide)",
+            "plateau": "a plateau: the FoBG carries no information here"}
 
 
 def _locations(at: str, oracle: Optional[str], problem) -> list[dict]:
@@ -94,23 +95,32 @@ def _ci(d: dict) -> str:
     return fmt(d["mean"], 4) + (f" ± {fmt(d['half'], 2)}" if d["half"] == d["half"] and d["half"] > 0 else "")
 
 
-def _table(label: str, s: dict, aobg) -> Table:
-    table = Table(title=f"{label}: f(U) = {fmt(s['value'], 7)}; N = {s['samples']}, σ = {fmt(s['sigma'])}, "
-                        f"{s['repeats']} repeats (mean ± 95% half-width)", title_justify="left")
+def _rule_note(name: str, s: dict, oracle) -> str:
+    """What a rule reported besides α: its details (means), its test's switch share, and its key parameter."""
+    parts = []
+    for key, value in s.items():
+        if key.startswith(f"{name}_") and isinstance(value, dict) and "mean" in value:
+            parts.append(f"{key[len(name) + 1:]} = {fmt(value['mean'], 4)}")
+    if f"{name}_switch_share" in s:
+        parts.append(f"ZoBG in {s[f'{name}_switch_share']:.0%} of batches")
+    gamma = getattr(oracle, "gamma", None)
+    if gamma is not None:
+        parts.append("γ = " + ("∞" if math.isinf(gamma) else fmt(gamma)))
+    return ", ".join(parts)
+
+
+def _table(label: str, s: dict, rules: dict) -> Table:
+    table = Table(title=escape(f"{label}: f(U) = {fmt(s['value'], 7)}; N = {s['samples']}, σ = {fmt(s['sigma'])}, "
+                               f"{s['repeats']} repeats (mean ± 95% half-width)"), title_justify="left")
     for col, justify in [("oracle", "left"), ("‖mean gradient‖", "right"), ("per-sample trace variance", "right"),
                          ("α (weight on FoBG)", "right"), ("note", "left")]:
         table.add_column(col, justify=justify)
     zero = s["zero_share"]["mean"]
     table.add_row("fobg", _ci(s["norm_first"]), _ci(s["var_first"]), "1", f"exactly-0 samples {zero:.0%}")
     table.add_row("zobg", _ci(s["norm_zero"]), _ci(s["var_zero"]), "0", escape(f"Var[f] = {fmt(s['value_var']['mean'], 4)}"))
-    gamma = "∞" if math.isinf(aobg.gamma) else fmt(aobg.gamma)
-    table.add_row("aobg", _ci(s["norm_aobg"]), _ci(s["var_aobg"]), _ci(s["alpha_aobg"]),
-                  f"ε = {fmt(s['radius']['mean'], 4)}, γ = {gamma}")
-    table.add_row("ivw", _ci(s["norm_ivw"]), _ci(s["var_ivw"]), _ci(s["alpha_ivw"]), "")
-    table.add_row("ddcg", _ci(s["norm_ddcg"]), _ci(s["var_ddcg"]), _ci(s["alpha_ddcg"]),
-                  f"ZoBG in {s['ddcg_switch_share']:.0%} of batches")
-    table.add_row("stepwise", _ci(s["norm_stepwise"]), _ci(s["var_stepwise"]), _ci(s["alpha_stepwise"]),
-                  "mean of per-coordinate α")
+    for name, oracle in rules.items():  # every registered oracle that chooses its own α, by its own rule
+        table.add_row(escape(name), _ci(s[f"norm_{name}"]), _ci(s[f"var_{name}"]), _ci(s[f"alpha_{name}"]),
+                      escape(_rule_note(name, s, oracle)))
     return table
 
 
@@ -140,30 +150,33 @@ def diagnose(
     import jax
 
     from trajopt import runs
-    from trajopt.diagnostics import estimator_statistics, reading, summarise
+    from trajopt.diagnostics import decide, estimator_statistics, summarise
 
     if samples is not None and samples < 2:
         raise fail(f"--samples: found {samples}, allowed: an integer >= 2")
     if repeats < 2:
         raise fail(f"--repeats: found {repeats}, allowed: an integer >= 2 (a confidence interval needs a spread)")
-    overrides = list(set_ or []) + ["solve.oracles=[" + ", ".join(json.dumps(o) for o in DIAGNOSE_ORACLES) + "]"]
+    from trajopt.oracles import alpha_choosers
+
+    choosers = alpha_choosers()  # the rules diagnose reports: every registered oracle that chooses its own α
+    overrides = list(set_ or []) + ["solve.oracles=[" + ", ".join(json.dumps(o) for o in choosers) + "]"]
     if samples is not None:
-        overrides += [f"oracle.{o}.samples={samples}" for o in DIAGNOSE_ORACLES]
+        overrides += [f"oracle.{o}.samples={samples}" for o in choosers]
     spec = load_spec(problem, overrides)
     prob = spec.problem()
     locations = _locations(at, oracle, prob)
     out_dir = out_dir or _default_out(spec)
     _check_out(out_dir, force)
-    aobg, ddcg = spec.oracles["aobg"], spec.oracles["ddcg"]
-    n, sigma = aobg.samples, aobg.sigma
+    rules = {name: spec.oracles[name] for name in choosers}
+    reference = rules.get("aobg") or next(iter(rules.values()))  # its N and σ draw the batches
+    n, sigma = reference.samples, reference.sigma
     key = jax.random.PRNGKey(spec.solve.key)
-    stats_at = jax.jit(lambda U: estimator_statistics(
-        key, prob, U, repeats, samples=n, sigma=sigma, aobg=aobg, ddcg=ddcg,
-        ivw_regulariser=spec.oracles["ivw"].regulariser, stepwise_regulariser=spec.oracles["stepwise"].regulariser))
+    stats_at = jax.jit(lambda U: estimator_statistics(key, prob, U, repeats, samples=n, sigma=sigma, rules=rules))
     results = []
     for loc in locations:
         summary = summarise(stats_at(jax.numpy.asarray(loc["U"], prob.U0.dtype)), samples=n, sigma=sigma)
-        results.append({**{k: v for k, v in loc.items() if k != "U"}, "summary": summary, "reading": reading(summary)})
+        kind, text = decide(summary)
+        results.append({**{k: v for k, v in loc.items() if k != "U"}, "summary": summary, "kind": kind, "reading": text})
 
     from trajopt.plots import save_figure
     from trajopt.plots_diagnostics import step_variance_figure
@@ -181,8 +194,8 @@ def diagnose(
     elif not quiet:
         for r in results:
             s = r["summary"]
-            out.print(_table(r["label"], s, aobg))
-            verdict = "evidence of FoBG bias" if s["bias_z"] >= 3 else "no evidence of FoBG bias"
+            out.print(_table(r["label"], s, rules))
+            verdict = VERDICTS.get(r["kind"], "no evidence of FoBG bias")
             out.print(escape(f"B = ‖FoBG − ZoBG‖ = {_ci(s['bias_gap'])}; excess B² − (σ̂₁²/N + σ̂₀²/N) = "
                              f"{_ci(s['excess_gap'])} ({fmt(s['bias_z'], 3)} standard errors: {verdict}); "
                              f"FoBG/ZoBG variance ratio {fmt(s['variance_ratio'], 4)}"))

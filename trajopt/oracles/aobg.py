@@ -32,8 +32,8 @@ from typing import ClassVar
 import jax.numpy as jnp
 
 from trajopt import checks
-from trajopt.oracles._samples import check_split, split_samples, split_sizes
-from trajopt.oracles.base import make_info
+from trajopt.oracles._mixing import mixed_estimate
+from trajopt.oracles._samples import check_split, split_samples
 from trajopt.stats import (
     bernstein_radius,
     bias_constrained_alpha,
@@ -84,16 +84,16 @@ class AoBG:
         checks.non_negative("regulariser", self.regulariser)
         check_split(self.split, self.samples)
 
-    def estimate(self, key, problem, U):
-        value, g1, s1, g0, s0 = split_estimates(key, problem, U, self.samples, self.sigma, self.split)
-        _, n_zero, rollouts, gradients = split_sizes(self.samples, self.split)
+    needs_values: ClassVar[bool] = False
+
+    def alpha_rule(self, s, problem):
+        """Eq. 5: alpha_inf = s0 / (s1 + s0 + regulariser), then the bias constraint with the Bernstein radius
+        of the ZoBG batch; details: ``radius``."""
         log_term = failure_log_term(problem.dimension, self.delta, self.delta_convention)
-        radius = bernstein_radius(s0, n_zero, log_term, self.L)
-        gap = jnp.linalg.norm(g1 - g0)
-        alpha = bias_constrained_alpha(inverse_variance_alpha(s1, s0, self.regulariser), gap, radius, self.gamma)
-        grad = alpha * g1 + (1.0 - alpha) * g0
-        info = make_info(
-            value, alpha=alpha, var_first=s1, var_zero=s0, bias_gap=gap, radius=radius,
-            rollouts=rollouts, gradients=gradients,
-        )
-        return grad, info
+        radius = bernstein_radius(s.s0, s.n0, log_term, self.L)
+        gap = jnp.linalg.norm(s.g1 - s.g0)
+        alpha = bias_constrained_alpha(inverse_variance_alpha(s.s1, s.s0, self.regulariser), gap, radius, self.gamma)
+        return alpha, {"radius": radius}
+
+    def estimate(self, key, problem, U):
+        return mixed_estimate(self, key, problem, U)

@@ -36,9 +36,9 @@ from typing import ClassVar
 import jax.numpy as jnp
 
 from trajopt import checks
-from trajopt.oracles._samples import check_split, split_samples
-from trajopt.oracles.base import make_info
-from trajopt.stats import inverse_variance_alpha, quadratic_consistency_test, sample_mean_and_trace_variance
+from trajopt.oracles._mixing import mixed_estimate
+from trajopt.oracles._samples import check_split
+from trajopt.stats import inverse_variance_alpha, quadratic_consistency_test
 
 
 @dataclass(frozen=True)
@@ -79,13 +79,14 @@ class DDCG:
             variance_floor=self.variance_floor, variance_floor_abs=self.variance_floor_abs,
         )
 
+    needs_values: ClassVar[bool] = True  # the test reads the FoBG batch's values f(U + w_i)
+
+    def alpha_rule(self, s, problem):
+        """The IVW weight where the FoBG batch passes the local-quadratic test, else 0; details: the test's
+        outcome ``pass`` and its two sides ``lhs``, ``rhs``."""
+        passed, lhs, rhs = self.test(s.g1, s.s1, s.batches.f1, s.n1, sigma=s.sigma)
+        alpha = jnp.where(passed, inverse_variance_alpha(s.s1, s.s0, self.regulariser), 0.0)
+        return alpha, {"pass": passed, "lhs": lhs, "rhs": rhs}
+
     def estimate(self, key, problem, U):
-        batches = split_samples(key, problem, U, self.samples, self.sigma, self.split, with_values=True)
-        g1, s1 = sample_mean_and_trace_variance(batches.g1)
-        g0, s0 = sample_mean_and_trace_variance(batches.g0)
-        passed, _, _ = self.test(g1, s1, batches.f1, batches.g1.shape[0])
-        alpha = jnp.where(passed, inverse_variance_alpha(s1, s0, self.regulariser), 0.0)
-        grad = alpha * g1 + (1.0 - alpha) * g0
-        info = make_info(batches.value, alpha=alpha, var_first=s1, var_zero=s0, bias_gap=jnp.linalg.norm(g1 - g0),
-                         rollouts=batches.rollouts, gradients=batches.gradients)
-        return grad, info
+        return mixed_estimate(self, key, problem, U)

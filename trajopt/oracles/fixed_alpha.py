@@ -12,12 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-import jax.numpy as jnp
 
 from trajopt import checks
-from trajopt.oracles._samples import check_split, split_sizes
-from trajopt.oracles.aobg import split_estimates
-from trajopt.oracles.base import make_info
+from trajopt.oracles._mixing import mixed_estimate
+from trajopt.oracles._samples import check_split
 
 
 @dataclass(frozen=True)
@@ -36,12 +34,11 @@ class FixedAlpha:
         checks.in_interval("alpha", self.alpha, 0.0, 1.0)
         check_split(self.split, self.samples)
 
+    needs_values: ClassVar[bool] = False
+
+    def alpha_rule(self, s, problem):
+        """The configured alpha, whatever the batches say."""
+        return self.alpha, {}
+
     def estimate(self, key, problem, U):
-        value, g1, s1, g0, s0 = split_estimates(key, problem, U, self.samples, self.sigma, self.split)
-        _, _, rollouts, gradients = split_sizes(self.samples, self.split)
-        grad = self.alpha * g1 + (1.0 - self.alpha) * g0
-        info = make_info(
-            value, alpha=self.alpha, var_first=s1, var_zero=s0, bias_gap=jnp.linalg.norm(g1 - g0),
-            rollouts=rollouts, gradients=gradients,
-        )
-        return grad, info
+        return mixed_estimate(self, key, problem, U)

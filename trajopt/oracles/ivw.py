@@ -6,7 +6,7 @@ with s1, s0 the empirical trace variances of the two batches (PAPER.md §1.5, al
 follow-up's "IVW", §4.2). It minimises the variance proxy alpha^2 s1 + (1 - alpha)^2 s0 of Eq. 4 with no
 accuracy constraint, so it is `aobg` with gamma = inf, stated as its own oracle: it is what the follow-up
 shows failing under empirical bias (a biased FoBG looks low-variance and gets the weight). The batches are
-`aobg.split_estimates` (same samples, same keys): 2N + 1 rollouts and N backward passes with the default
+`aobg` (same samples, same keys): 2N + 1 rollouts and N backward passes with the default
 ``split = "independent"``; see `trajopt.oracles._samples.SPLITS` for "halves" and "shared".
 """
 
@@ -15,12 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-import jax.numpy as jnp
 
 from trajopt import checks
-from trajopt.oracles._samples import check_split, split_sizes
-from trajopt.oracles.aobg import split_estimates
-from trajopt.oracles.base import make_info
+from trajopt.oracles._mixing import mixed_estimate
+from trajopt.oracles._samples import check_split
 from trajopt.stats import inverse_variance_alpha
 
 
@@ -43,11 +41,11 @@ class IVW:
         checks.non_negative("regulariser", self.regulariser)
         check_split(self.split, self.samples)
 
+    needs_values: ClassVar[bool] = False
+
+    def alpha_rule(self, s, problem):
+        """alpha = s0 / (s1 + s0 + regulariser): inverse-variance weighting."""
+        return inverse_variance_alpha(s.s1, s.s0, self.regulariser), {}
+
     def estimate(self, key, problem, U):
-        value, g1, s1, g0, s0 = split_estimates(key, problem, U, self.samples, self.sigma, self.split)
-        _, _, rollouts, gradients = split_sizes(self.samples, self.split)
-        alpha = inverse_variance_alpha(s1, s0, self.regulariser)
-        grad = alpha * g1 + (1.0 - alpha) * g0
-        info = make_info(value, alpha=alpha, var_first=s1, var_zero=s0, bias_gap=jnp.linalg.norm(g1 - g0),
-                         rollouts=rollouts, gradients=gradients)
-        return grad, info
+        return mixed_estimate(self, key, problem, U)

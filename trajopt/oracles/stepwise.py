@@ -32,8 +32,8 @@ from typing import ClassVar
 import jax.numpy as jnp
 
 from trajopt import checks
-from trajopt.oracles._samples import check_split, split_samples
-from trajopt.oracles.base import make_info
+from trajopt.oracles._mixing import mixed_estimate
+from trajopt.oracles._samples import check_split
 from trajopt.stats import inverse_variance_alpha, per_coordinate_variance
 
 
@@ -61,12 +61,13 @@ class Stepwise:
         checks.non_negative("regulariser", self.regulariser)
         check_split(self.split, self.samples)
 
+    needs_values: ClassVar[bool] = False
+
+    def alpha_rule(self, s, problem):
+        """alpha[t, a] = v0[t, a] / (v1[t, a] + v0[t, a] + regulariser) per coordinate; details: the trace
+        variances as the sums of the per-coordinate ones."""
+        v1, v0 = s.per_coordinate()
+        return inverse_variance_alpha(v1, v0, self.regulariser), {"var_first": jnp.sum(v1), "var_zero": jnp.sum(v0)}
+
     def estimate(self, key, problem, U):
-        batches = split_samples(key, problem, U, self.samples, self.sigma, self.split)
-        v1, v0 = per_coordinate_variance(batches.g1), per_coordinate_variance(batches.g0)
-        g1, g0 = batches.g1.mean(axis=0), batches.g0.mean(axis=0)
-        alpha = inverse_variance_alpha(v1, v0, self.regulariser)
-        grad = alpha * g1 + (1.0 - alpha) * g0
-        info = make_info(batches.value, alpha=jnp.mean(alpha), var_first=jnp.sum(v1), var_zero=jnp.sum(v0),
-                         bias_gap=jnp.linalg.norm(g1 - g0), rollouts=batches.rollouts, gradients=batches.gradients)
-        return grad, info
+        return mixed_estimate(self, key, problem, U)

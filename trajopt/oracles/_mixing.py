@@ -1,0 +1,79 @@
+"""What the alpha-order oracles share: the batch summary their α rules read, and the mixed estimate.
+
+Each mixing oracle (aobg, ivw, ddcg, stepwise, fixed_alpha) owns its rule as a method
+
+    alpha_rule(summary: BatchSummary, problem) -> (alpha, details)
+
+``alpha`` is a scalar or an array of U's shape (per coordinate); ``details`` is a dict of scalars the rule
+computed on the way (AoBG's Bernstein radius, DDCG's test and its two sides), named without the oracle's
+prefix. `mixed_estimate` turns a rule into the oracle's ``estimate``; `trajopt.diagnostics` applies every
+registered rule (`trajopt.oracles.alpha_choosers`) to the same batches, so the two cannot drift apart.
+
+    grad = alpha * FoBG + (1 - alpha) * ZoBG
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax.numpy as jnp
+from jax import Array
+
+from trajopt.oracles._samples import SplitSamples, split_samples
+from trajopt.oracles.base import make_info
+from trajopt.stats import per_coordinate_variance, sample_mean_and_trace_variance
+
+NAN = float("nan")
+
+
+class BatchSummary(NamedTuple):
+    """The FoBG and ZoBG batches and their statistics.
+
+    batches: the `SplitSamples` (g1 [N1, *U.shape], g0 [N0, *U.shape], f1 [N1] or None, value f(U));
+    g1, g0: the batch means (U's shape); s1, s0: their per-sample trace variances (scalars); sigma: the
+    perturbation scale the batches were drawn with.
+    """
+
+    batches: SplitSamples
+    g1: Array
+    s1: Array
+    g0: Array
+    s0: Array
+    sigma: float
+
+    @property
+    def n1(self) -> int:
+        return self.batches.g1.shape[0]
+
+    @property
+    def n0(self) -> int:
+        return self.batches.g0.shape[0]
+
+    def per_coordinate(self) -> tuple[Array, Array]:
+        """(v1, v0): per-coordinate variances of the two batches, U's shape each (their sums are s1, s0 up to
+        rounding)."""
+        return per_coordinate_variance(self.batches.g1), per_coordinate_variance(self.batches.g0)
+
+
+def summarise_batches(batches: SplitSamples, sigma: float) -> BatchSummary:
+    g1, s1 = sample_mean_and_trace_variance(batches.g1)
+    g0, s0 = sample_mean_and_trace_variance(batches.g0)
+    return BatchSummary(batches, g1, s1, g0, s0, sigma)
+
+
+def mixed_estimate(oracle, key, problem, U):
+    """``estimate`` of a mixing oracle: its batches (``samples``, ``sigma``, ``split``), its ``alpha_rule``, the
+    mix, and the info (α: the mean over coordinates for a per-coordinate rule; ``radius`` and the variances
+    from the rule's details where it gives them)."""
+    batches = split_samples(key, problem, U, oracle.samples, oracle.sigma, oracle.split,
+                            with_values=getattr(oracle, "needs_values", False))
+    s = summarise_batches(batches, oracle.sigma)
+    alpha, details = oracle.alpha_rule(s, problem)
+    grad = alpha * s.g1 + (1.0 - alpha) * s.g0
+    info = make_info(
+        batches.value, alpha=jnp.mean(alpha) if jnp.ndim(alpha) else alpha,
+        var_first=details.get("var_first", s.s1), var_zero=details.get("var_zero", s.s0),
+        bias_gap=jnp.linalg.norm(s.g1 - s.g0), radius=details.get("radius", NAN),
+        rollouts=batches.rollouts, gradients=batches.gradients,
+    )
+    return grad, info
