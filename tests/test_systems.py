@@ -365,6 +365,9 @@ SMOOTH_TRAJECTORIES = {
     "pendulum_hunt_crossley": ("pendulum", dict(wall_angle=0.5, wall_law="hunt_crossley"), [0.6, 0.0], 5, 0.1),
     "pendulum_block": ("pendulum_block", dict(stiffness=100.0, dt=0.01), [0.0, 0.09, 0.0, 0.0], 5, 0.1),
     "double_pendulum": ("double_pendulum", dict(dt=0.01), [math.pi / 2, 0.0, 1.0, -1.0], 30, 0.1),
+    "torque_pendulum_rk4": ("torque_pendulum", {}, [-0.9, 0.0], 30, 0.1),
+    "torque_pendulum_euler": ("torque_pendulum", dict(integrator="euler"), [0.3, 0.5], 30, 0.1),
+    "acrobot": ("acrobot", {}, [0.1, -0.2, 0.3, 0.0], 20, 0.1),
 }
 
 # case -> (registry name, parameters, theta): points away from jumps and kinks.

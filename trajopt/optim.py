@@ -14,6 +14,7 @@ The step schedule (optax's schedules, never written by hand here), by ``schedule
 | "exponential"   | step·decay_rate^(k/D)                                                    | exponential_decay |
 | "warmup_cosine" | linear 0 → step over warmup_steps, then cosine to step·final_scale at D   | warmup_cosine_decay_schedule |
 | "piecewise"     | step·∏ scales[i] over the boundaries[i] <= k                              | piecewise_constant_schedule |
+| "power"         | step·(k + 1)^(−power)  (the tennis code's 1e-6·k^−0.1, k counted from 1)    | — (optax has none: one line here) |
 
 D = ``decay_steps`` (0: the run's iterations, filled in by the problem file's loader). A scheduled optimiser is
 wrapped in ``optax.inject_hyperparams`` so that the step actually used at each iteration can be read from its
@@ -32,7 +33,7 @@ import optax
 from trajopt import checks
 from trajopt.registry import Registry
 
-SCHEDULES = ("constant", "cosine", "exponential", "warmup_cosine", "piecewise")
+SCHEDULES = ("constant", "cosine", "exponential", "warmup_cosine", "piecewise", "power")
 
 
 def _with_clipping(clip_norm: float, inner: optax.GradientTransformation) -> optax.GradientTransformation:
@@ -53,6 +54,7 @@ class _Scheduled:
     warmup_steps: int = 0
     boundaries: tuple[int, ...] = ()
     scales: tuple[float, ...] = ()
+    power: float = 0.1
     clip_norm: float = math.inf
 
     def _check_schedule(self) -> None:
@@ -61,6 +63,7 @@ class _Scheduled:
         checks.at_least("decay_steps", self.decay_steps, 0)
         checks.in_interval("final_scale", self.final_scale, 0.0, 1.0)
         checks.positive("decay_rate", self.decay_rate)
+        checks.non_negative("power", self.power)
         checks.at_least("warmup_steps", self.warmup_steps, 0)
         checks.positive("clip_norm", self.clip_norm, allow_inf=True)
         if len(self.boundaries) != len(self.scales):
@@ -86,6 +89,9 @@ class _Scheduled:
         if self.schedule == "warmup_cosine":
             return optax.warmup_cosine_decay_schedule(0.0, self.step, self.warmup_steps, d,
                                                       end_value=self.step * self.final_scale)
+        if self.schedule == "power":
+            step, power = self.step, self.power
+            return lambda count: step * (count + 1.0) ** (-power)
         return optax.piecewise_constant_schedule(self.step, dict(zip(self.boundaries, self.scales)))
 
     def _build(self, factory) -> optax.GradientTransformation:

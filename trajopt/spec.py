@@ -58,7 +58,13 @@ class SpecError(ValueError):
         super().__init__(f"{where}: {message}")
 
 
-TOP_LEVEL = ("name", "title", "description", "system", "task", "solve", "oracle", "method", "variants")
+TOP_LEVEL = ("name", "title", "description", "system", "task", "solve", "oracle", "method", "variants", "policy",
+             "initial_state", "success")
+POLICY_TASK_KEYS = ("horizon", "goal", "Q", "R", "Qf", "wrap", "sigma", "n_init", "resample", "n_eval", "eval_seed",
+                    "train_seed", "test_seed", "theta0")
+POLICY_OPTIONS = {"sigma": float, "n_init": int, "resample": bool, "n_eval": int, "eval_seed": int, "train_seed": int,
+                  "test_seed": int}
+SUCCESS_KEYS = ("radius", "held_out", "positions")
 TASK_KEYS = ("horizon", "x0", "goal", "Q", "R", "Qf", "u_init", "wrap")
 ONE_STEP_TASK_KEYS = ("u_init",)
 SOLVE_KEYS = ("iterations", "seeds", "key", "oracles", "variants", "optimizer", "chunk", "on_non_finite")
@@ -223,6 +229,30 @@ class Variant:
 
 
 @dataclass(frozen=True, eq=False)
+class PolicySpec:
+    """The closed-loop part of a policy problem file (a ``[policy]`` table makes the file one).
+
+    Attributes:
+        policy, policy_name: the policy config (`trajopt.policies.POLICIES`) and its name as written.
+        initial, initial_name: the initial-state distribution (`trajopt.policies.INITIAL_STATES`) and its name.
+        options: the PolicyProblem options from [task] (sigma, n_init, resample, n_eval and the seeds).
+        theta0: [p] initial parameters, or None for the policy's own.
+        success_radius: ``[success] radius`` (None: no success read-out); held_out: how many held-aside initial
+            states it is measured on; positions: the state coordinates compared with the goal's.
+    """
+
+    policy: Any
+    policy_name: str
+    initial: Any
+    initial_name: str
+    options: dict
+    theta0: Optional[tuple] = None
+    success_radius: Optional[float] = None
+    held_out: int = 500
+    positions: tuple[int, ...] = (0, 1)
+
+
+@dataclass(frozen=True, eq=False)
 class Spec:
     """A validated problem file.
 
@@ -247,6 +277,7 @@ class Spec:
     solve: SolveSpec
     oracles: dict
     variants: dict = dataclasses.field(default_factory=dict)
+    policy: Optional[PolicySpec] = None
     system_name: str = ""
     allow_unstable: bool = False
     raw_task: Optional[dict] = None
@@ -256,8 +287,16 @@ class Spec:
         return bool(getattr(self.system, "one_step", False))
 
     def problem(self) -> Problem:
-        """The Problem this spec describes (arrays as jax float arrays)."""
+        """The Problem this spec describes (arrays as jax float arrays); a `PolicyProblem` for a policy file."""
         U0 = jnp.asarray(self.task.U0)
+        if self.policy is not None:
+            from trajopt.policies import PolicyProblem
+
+            t = self.task
+            cost = QuadraticCost(Q=jnp.asarray(t.Q), R=jnp.asarray(t.R), Qf=jnp.asarray(t.Qf), goal=jnp.asarray(t.goal),
+                                 wrap=t.wrap)
+            return PolicyProblem(name=self.name, system=self.system, policy=self.policy.policy, task_cost=cost,
+                                 initial=self.policy.initial, horizon=t.horizon, theta0=U0[0], **self.policy.options)
         if self.one_step:
             return one_step_problem(self.name, self.system.cost, U0)
         t = self.task
@@ -287,8 +326,18 @@ class Spec:
             solve["chunk"] = self.solve.chunk
         oracle = {name: {k: v for k, v in config_dict(o).items() if k != "name"} for name, o in self.oracles.items()}
         variants = {name: v.table for name, v in self.variants.items()}
-        return {"name": self.name, "title": self.title, "description": self.description, "system": system, "task": task,
-                "solve": solve, "oracle": oracle, "variants": variants}
+        out = {"name": self.name, "title": self.title, "description": self.description, "system": system, "task": task,
+               "solve": solve, "oracle": oracle, "variants": variants}
+        if self.policy is not None:
+            task.pop("u_init", None)
+            task.update({k: v for k, v in self.policy.options.items()})
+            out["policy"] = {"name": self.policy.policy_name, **{k: v for k, v in config_dict(self.policy.policy).items() if k != "name"}}
+            out["initial_state"] = {"name": self.policy.initial_name,
+                                    **{k: v for k, v in config_dict(self.policy.initial).items() if k != "name"}}
+            if self.policy.success_radius is not None:
+                out["success"] = {"radius": self.policy.success_radius, "held_out": self.policy.held_out,
+                                  "positions": list(self.policy.positions)}
+        return out
 
 
 def _float_array(value: Any, source: str, key: str) -> np.ndarray:
@@ -368,6 +417,79 @@ def _build_task(raw: Mapping, system: Any, source: str) -> TaskSpec:
         horizon=horizon, U0=_initial_guess(raw, horizon, m, source), x0=_vector(raw, "x0", n, source),
         goal=_vector(raw, "goal", n, source), Q=Q, R=_weight(raw, "R", m, source), Qf=_weight(raw, "Qf", n, source, Q),
     )
+
+
+def _registered(registry, table: Mapping, source: str, key: str):
+    """(config, name) of a ``{name = ..., <params>}`` table against a registry."""
+    name = table.get("name")
+    if not isinstance(name, str):
+        raise SpecError(source, f"{key}.name", f"found {_describe(name) if name is not None else 'nothing'}, allowed: "
+                        f"{', '.join(registry.names())} or 'package.module:Class'")
+    cls = _lookup(registry, name, source, f"{key}.name")
+    return build_config(cls, table, source, f"{key}.", ignore=("name",)), name
+
+
+def _build_policy(raw: Mapping, system: Any, source: str) -> tuple[PolicySpec, TaskSpec]:
+    """The [policy], [initial_state] and [success] tables and the policy problem's [task] (see `PolicySpec`)."""
+    from trajopt.policies import INITIAL_STATES, POLICIES
+
+    if getattr(system, "one_step", False):
+        raise SpecError(source, "policy", "a feedback policy needs a time-stepped system (step(x, u)); this one is one-step")
+    policy, policy_name = _registered(POLICIES, _table(raw, "policy", source, "policy"), source, "policy")
+    if "initial_state" not in raw:
+        raise SpecError(source, "initial_state", "missing; allowed: an [initial_state] table (name = point, uniform, gaussian "
+                        "or tennis, with its parameters)")
+    initial, initial_name = _registered(INITIAL_STATES, _table(raw, "initial_state", source, "initial_state"), source,
+                                        "initial_state")
+    t = _table(raw, "task", source, "task")
+    _check_keys(t, POLICY_TASK_KEYS, source, "task.")
+    n, m = int(system.state_size), int(system.control_size)
+    if "horizon" not in t:
+        raise SpecError(source, "task.horizon", "missing; allowed: an integer >= 1 (closed-loop steps H)")
+    horizon = _coerce(t["horizon"], int, source, "task.horizon")
+    options = {k: _coerce(t[k], typ, source, f"task.{k}") for k, typ in POLICY_OPTIONS.items() if k in t}
+    Q = _weight(t, "Q", n, source)
+    p = int(policy.param_size(n, m))
+    theta0 = None
+    if "theta0" in t:
+        theta0 = _float_array(t["theta0"], source, "task.theta0")
+        if theta0.shape != (p,):
+            raise SpecError(source, "task.theta0", f"found shape {list(theta0.shape)}, allowed: a list of {p} numbers "
+                            f"(the {policy_name} policy's size for n = {n}, m = {m})")
+    U0 = (np.asarray(policy.init_params(n, m), float) if theta0 is None else theta0)[None]
+    wrap_raw = t.get("wrap", [])
+    task = TaskSpec(horizon=horizon, U0=U0, goal=_vector(t, "goal", n, source), Q=Q, R=_weight(t, "R", m, source),
+                    Qf=_weight(t, "Qf", n, source, Q), wrap=tuple(wrap_raw) if isinstance(wrap_raw, list) else ())
+    success = _table(raw, "success", source, "success")
+    _check_keys(success, SUCCESS_KEYS, source, "success.")
+    radius = _coerce(success["radius"], float, source, "success.radius") if "radius" in success else None
+    if radius is not None and not radius > 0:
+        raise SpecError(source, "success.radius", f"found {radius}, allowed: a number > 0")
+    held_out = _coerce(success.get("held_out", 500), int, source, "success.held_out")
+    if not 1 <= held_out <= 100_000:
+        raise SpecError(source, "success.held_out", f"found {held_out}, allowed: an integer in 1..100000")
+    positions = tuple(_coerce(success.get("positions", [0, 1]), tuple[int, ...], source, "success.positions"))
+    if not positions or any(not 0 <= i < n for i in positions):
+        raise SpecError(source, "success.positions", f"found {list(positions)}, allowed: state indices in 0..{n - 1}")
+    spec = PolicySpec(policy=policy, policy_name=policy_name, initial=initial, initial_name=initial_name,
+                      options=options, theta0=None if theta0 is None else tuple(theta0.tolist()),
+                      success_radius=radius, held_out=held_out, positions=positions)
+    try:  # the problem's own checks (sizes, seeds, the distribution's state size) before anything compiles
+        spec_problem_check(system, policy, initial, horizon, options, U0[0])
+    except FieldError as e:
+        key = f"task.{e.field}" if e.field in POLICY_TASK_KEYS else e.field
+        raise SpecError(source, key, f"found {e.found!r}, allowed: {e.allowed}") from None
+    return spec, task
+
+
+def spec_problem_check(system, policy, initial, horizon, options, theta0) -> None:
+    """Build the PolicyProblem once (cheap: no compilation) so its checks run at validation."""
+    from trajopt.policies import PolicyProblem
+
+    goal = jnp.zeros(int(system.state_size))
+    cost = QuadraticCost(Q=jnp.eye(goal.size), R=jnp.eye(int(system.control_size)), Qf=jnp.eye(goal.size), goal=goal)
+    PolicyProblem(name="check", system=system, policy=policy, task_cost=cost, initial=initial, horizon=horizon,
+                  theta0=jnp.asarray(theta0), **options)
 
 
 def _build_system(raw: Mapping, source: str) -> tuple[Any, str, bool]:
@@ -485,10 +607,10 @@ def _build_optimizer(table: Mapping, source: str, key: str, iterations: int):
     return opt
 
 
-def _oracle_fields() -> set[str]:
+def _oracle_fields(registry=ORACLES) -> set[str]:
     fields: set[str] = set()
-    for name in ORACLES:
-        cls = ORACLES.get(name)
+    for name in registry:
+        cls = registry.get(name)
         if dataclasses.is_dataclass(cls):
             fields.update(parameter_types(cls))
     return fields
@@ -503,22 +625,22 @@ def _oracle_params(raw: Mapping, cls: type, name: str) -> dict:
     return params
 
 
-def _build_oracles(raw: Mapping, names: Sequence[str], source: str) -> dict:
+def _build_oracles(raw: Mapping, names: Sequence[str], source: str, registry=ORACLES) -> dict:
     """The oracles named in ``solve.oracles``; every ``[oracle.<name>]`` table in the file is validated, used or not."""
     shared = {k: v for k, v in raw.items() if not isinstance(v, dict)}
     tables = {k: v for k, v in raw.items() if isinstance(v, dict)}
-    known_fields = sorted(_oracle_fields())
+    known_fields = sorted(_oracle_fields(registry))
     for k in shared:
         if k not in known_fields:
-            allowed = known_fields + [f"[oracle.<name>] tables for {', '.join(ORACLES.names())}"]
+            allowed = known_fields + [f"[oracle.<name>] tables for {', '.join(registry.names())}"]
             raise _unknown(source, f"oracle.{k}", allowed)
     for k in tables:
-        if k not in ORACLES and ":" not in k:
-            raise _unknown(source, f"oracle.{k}", ORACLES.names(), what="oracle")
+        if k not in registry and ":" not in k:
+            raise _unknown(source, f"oracle.{k}", registry.names(), what="oracle")
     oracles = {}
     for name in list(names) + [t for t in tables if t not in names]:
         try:
-            cls = ORACLES.get(name)
+            cls = registry.get(name)
         except UnknownName as e:
             hint = (f"; {name!r} is a method: name it in solve.variants (--variants), not solve.oracles (--oracles)"
                     if name in METHODS else "")
@@ -536,7 +658,7 @@ def _lookup(registry, name: str, source: str, key: str):
         raise SpecError(source, key, str(e)) from None
 
 
-def _build_variant(name: str, table: Mapping, raw: Mapping, solve: SolveSpec, source: str) -> Variant:
+def _build_variant(name: str, table: Mapping, raw: Mapping, solve: SolveSpec, source: str, registry=ORACLES) -> Variant:
     """One variant from its ``[variants.NAME]`` table (empty for a bare oracle or method name)."""
     prefix = f"variants.{name}."
     if "oracle" in table and "method" in table:
@@ -544,12 +666,12 @@ def _build_variant(name: str, table: Mapping, raw: Mapping, solve: SolveSpec, so
     for k in ("oracle", "method"):
         if k in table and not (isinstance(table[k], str) and table[k]):
             raise SpecError(source, prefix + k, f"found {_describe(table[k])}, allowed: a name")
-    if "oracle" in table or ("method" not in table and (name in ORACLES or (":" in name and name not in METHODS))):
+    if "oracle" in table or ("method" not in table and (name in registry or (":" in name and name not in METHODS))):
         kind, base = "oracle", table.get("oracle", name)
     elif "method" in table or name in METHODS:
         kind, base = "method", table.get("method", name)
     else:
-        known = list(raw.get("variants", {}) or {}) + ORACLES.names() + [m for m in METHODS.names() if m != "gradient"]
+        known = list(raw.get("variants", {}) or {}) + registry.names() + [m for m in METHODS.names() if m != "gradient"]
         close = difflib.get_close_matches(name, known, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise SpecError(source, f"variants.{name}" if table else "solve.variants",
@@ -558,7 +680,7 @@ def _build_variant(name: str, table: Mapping, raw: Mapping, solve: SolveSpec, so
     params = {k: v for k, v in table.items() if k not in ("oracle", "method", "optimizer")}
     gradient_params = {k: params.pop(k) for k in GRADIENT_KEYS if k in params and kind == "oracle"}
     if kind == "oracle":
-        cls = _lookup(ORACLES, base, source, prefix + "oracle" if "oracle" in table else "solve.variants")
+        cls = _lookup(registry, base, source, prefix + "oracle" if "oracle" in table else "solve.variants")
         own = list(parameter_types(cls)) if dataclasses.is_dataclass(cls) else []
         for k in params:
             if k not in own:
@@ -597,7 +719,7 @@ def _build_variant(name: str, table: Mapping, raw: Mapping, solve: SolveSpec, so
     return Variant(name=name, kind=kind, base=base, method=method, table=resolved)
 
 
-def _build_variants(raw: Mapping, solve: SolveSpec, source: str) -> dict:
+def _build_variants(raw: Mapping, solve: SolveSpec, source: str, registry=ORACLES) -> dict:
     """The variants named in ``solve.variants`` (every ``[variants.*]`` and ``[method.*]`` table is validated)."""
     tables = _table(raw, "variants", source, "variants")
     for name, t in tables.items():
@@ -610,7 +732,7 @@ def _build_variants(raw: Mapping, solve: SolveSpec, source: str) -> dict:
             raise _unknown(source, f"method.{name}", [m for m in METHODS.names() if m != "gradient"], what="method")
     built = {}
     for name in list(solve.variants) + [n for n in tables if n not in solve.variants]:
-        v = _build_variant(name, tables.get(name, {}), raw, solve, source)
+        v = _build_variant(name, tables.get(name, {}), raw, solve, source, registry)
         if name in solve.variants:
             built[name] = v
     return built
@@ -628,14 +750,25 @@ def parse(raw: Mapping, source: str = "<string>", name: Optional[str] = None) ->
     system, system_name, allow_unstable = _build_system(system_raw, source)
     _check_stability(system, allow_unstable, source)
     task_raw = _table(raw, "task", source, "task")
-    task = _build_task(task_raw, system, source)
+    policy = None
+    registry = ORACLES
+    if "policy" in raw:
+        from trajopt.policies import POLICY_ORACLES
+
+        policy, task = _build_policy(raw, system, source)
+        registry = POLICY_ORACLES  # the same oracle names, estimated through the closed loop
+    else:
+        for k in ("initial_state", "success"):
+            if k in raw:
+                raise SpecError(source, k, "allowed only with a [policy] table (a closed-loop policy problem)")
+        task = _build_task(task_raw, system, source)
     solve = _build_solve(_table(raw, "solve", source, "solve"), source)
-    oracles = _build_oracles(_table(raw, "oracle", source, "oracle"), solve.oracles, source)
-    variants = _build_variants(raw, solve, source)
+    oracles = _build_oracles(_table(raw, "oracle", source, "oracle"), solve.oracles, source, registry)
+    variants = _build_variants(raw, solve, source, registry)
     stem = name or raw.get("name") or Path(source).stem
     spec = Spec(
         source=source, name=stem, title=raw.get("title", stem), description=raw.get("description", ""),
-        system=system, task=task, solve=solve, oracles=oracles, variants=variants, system_name=system_name,
+        system=system, task=task, solve=solve, oracles=oracles, variants=variants, policy=policy, system_name=system_name,
         allow_unstable=allow_unstable, raw_task=dict(task_raw),
     )
     return spec

@@ -92,6 +92,9 @@ def _summary_table(summary: dict) -> Table:
                          ("final IQR", "right"), ("best", "right"), ("α median", "right"),
                          ("rollouts", "right"), ("backward", "right"), ("run+compile s", "right")]:
         table.add_column(col, justify=justify)
+    if "success_radius" in summary:
+        table.add_column(f"success (r = {summary['success_radius']:g})", justify="right")
+        table.caption += f"; success: median share of {summary['success_held_out']} held-aside starts within the radius"
     for name, o in summary["variants"].items():
         finals = np.array([np.nan if v is None else v for v in o["final_cost"]], float)
         ok = sum(s == "ok" for s in o["status"])
@@ -103,6 +106,8 @@ def _summary_table(summary: dict) -> Table:
             escape(name), escape(_method_label(o)), status, fmt(o["median_final_cost"]), iqr,
             fmt(min(best) if best else None), fmt(o["median_alpha"], 3), f"{o['rollouts']:,}", f"{o['gradients']:,}",
             f"{o['run_seconds']:.2f}+{o['compile_seconds']:.1f}",
+            *([f"{o['median_success_rate']:.0%}" if o["median_success_rate"] == o["median_success_rate"] else "-"]
+              if "success_radius" in summary else []),
         )
     return table
 
@@ -126,6 +131,45 @@ def display_title(spec, sets: Optional[List[str]]) -> str:
     if not sets:
         return spec.title
     return f"{spec.title} [--set {', '.join(sets)}]"
+
+
+ROLLOUTS = "rollouts.png"
+
+
+def _success(spec, problem, results, summary) -> None:
+    """Policy problems: the share of held-aside initial states (``[success] held_out`` of them, drawn from the
+    problem's test seed, never the training or evaluation ones) whose closed loop ends within ``[success] radius``
+    of the goal, for each seed's returned policy; into result.json as ``success_rate`` (per seed) and
+    ``median_success_rate``, with ``success_radius`` beside them."""
+    import math
+
+    from trajopt.policies import held_out_states
+    from trajopt.policies.tennis import success_rate
+    from trajopt.stats import nan_median
+
+    p = spec.policy
+    states = held_out_states(problem, p.held_out)
+    for name, r in results.items():
+        rates = [success_rate(problem, theta, states, p.success_radius, p.positions) if math.isfinite(c) else math.nan
+                 for theta, c in zip(r.U, r.final_cost)]
+        summary["variants"][name]["success_rate"] = rates
+        summary["variants"][name]["median_success_rate"] = nan_median(rates)
+    summary["success_radius"] = p.success_radius
+    summary["success_held_out"] = p.held_out
+
+
+def _rollouts_figure(spec, problem, results, title):
+    """Closed-loop rollouts of each variant's median-seed policy from held-aside initial states."""
+    from trajopt.diagnostics import median_seed_index
+    from trajopt.policies import held_out_states
+    from trajopt.policies.tennis import rollouts_figure
+
+    p = spec.policy
+    thetas = {name: r.U[median_seed_index(r.final_cost)][0] for name, r in results.items()}
+    fig = rollouts_figure(problem, thetas, held_out_states(problem, min(p.held_out, 60)),
+                          radius=p.success_radius, positions=p.positions)
+    fig.suptitle(f"{title}: closed-loop rollouts (median seed per variant, held-aside starts)", fontsize=10)
+    return fig
 
 
 def _run(verb: str, problem: Path, overrides: list[str], out_dir: Optional[Path], force: bool, x: str,
@@ -175,6 +219,8 @@ def _run_held(verb, problem, overrides, out_dir, force, x, json_out, quiet, plot
         x64=bool(jax.config.jax_enable_x64), created=datetime.now().isoformat(timespec="seconds"),
     )
     summary["title"] = title
+    if spec.policy is not None and spec.policy.success_radius is not None:
+        _success(spec, prob, results, summary)
 
     def mark_interrupted():
         summary["status"] = "interrupted"
@@ -187,6 +233,8 @@ def _run_held(verb, problem, overrides, out_dir, force, x, json_out, quiet, plot
         from trajopt import plots
 
         plots.save_figure(plots.convergence_figure(results, x=x, title=title), out_dir / runs.CONVERGENCE)
+        if spec.policy is not None:
+            plots.save_figure(_rollouts_figure(spec, prob, results, title), out_dir / ROLLOUTS)
     if report:
         from trajopt import report as report_mod
 

@@ -101,6 +101,10 @@ class GradientMethod:
                 raise checks.FieldError("sigma_schedule", self.sigma_schedule,
                                         f"'constant' for oracle {getattr(self.oracle, 'name', '?')!r}, which does not smooth "
                                         "(a σ schedule needs an oracle with sigma)")
+            if not math.isfinite(self.oracle.sigma):
+                raise checks.FieldError("sigma_schedule", self.sigma_schedule,
+                                        "'constant' unless the oracle's own sigma is set (a policy oracle's NaN sigma "
+                                        "means the problem's: give the oracle a sigma to schedule it)")
             checks.positive("sigma_final", self.sigma_final)
             checks.at_least("sigma_steps", self.sigma_steps, 2)
         if not callable(getattr(self.oracle, "estimate", None)):
