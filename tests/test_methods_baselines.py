@@ -83,7 +83,7 @@ def test_ilqr_solves_lq_in_one_step():
     n, m = 3, 2
     assert list(r.history["gradients"][0]) == [n + m, n + m, 0]
     assert list(r.history["stop_reason"][0]) == [0, 1, 1]
-    assert r.history["alpha"][0, 0] == 1.0
+    assert r.history["step_length"][0, 0] == 1.0
 
 
 def test_ilqr_box_limits_never_violated():

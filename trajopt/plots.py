@@ -10,7 +10,7 @@ band; a second panel with alpha for the variants that choose one.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping, Optional, Sequence
+from typing import Mapping, Optional, Sequence, Union
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -80,52 +80,75 @@ def _figure(rows: int, height: float, width: float = 7.0, **kwargs):
     return fig, axes
 
 
-def convergence_figure(results: Mapping[str, Result], x: str = "iterations", title: str = ""):
+def _wide_range(values: Sequence[np.ndarray]) -> bool:
+    """Whether positive x values span more than two decades (rollouts of CEM beside an exact gradient's)."""
+    pos = np.concatenate([v[v > 0] for v in values]) if values else np.zeros(0)
+    return pos.size > 0 and pos.max() / pos.min() > 100
+
+
+def convergence_figure(results: Mapping[str, Result], x: Union[str, Sequence[str]] = "iterations", title: str = ""):
     """The convergence figure of several variants' results on one problem; returns a Figure.
 
     Args:
         results: {variant name: Result}, in legend order (all with the same seeds).
-        x: "iterations", "rollouts", "gradients" or "seconds".
+        x: "iterations", "rollouts", "gradients" or "seconds", or several of them (one column each, e.g.
+            ``("iterations", "rollouts")``). A count axis spanning more than two decades is drawn symmetric-log
+            (linear near 0, so the start shows).
         title: the figure's title (the caller states the configuration: problem, overrides).
     """
+    axes_x = [x] if isinstance(x, str) else list(x)
+    for a in axes_x:
+        if a not in X_AXES:
+            raise ValueError(f"x must be one of {', '.join(X_AXES)}, not {a!r}")
     names = list(results)
     colours = variant_colours(names)
     with_alpha = [o for o in names if "alpha" in results[o].history and np.isfinite(results[o].history["alpha"]).any()]
-    n_panels = 2 if with_alpha else 1
-    fig, axes = _figure(n_panels, 4.2 + 2.2 * (n_panels - 1), sharex=x != "seconds" or n_panels == 1,
-                        gridspec_kw={"height_ratios": [3, 1.4][:n_panels]})
-    ax = axes[0, 0]
+    rows, cols = (2 if with_alpha else 1), len(axes_x)
+    fig = Figure(figsize=(7.0 * cols if cols == 1 else 6.0 * cols, 4.2 + 2.2 * (rows - 1)))
+    axes = fig.subplots(rows, cols, squeeze=False, sharex="col", gridspec_kw={"height_ratios": [3, 1.4][:rows]})
     all_costs = np.concatenate([results[o].cost.ravel() for o in names])
     finite = all_costs[np.isfinite(all_costs)]
     log_scale = finite.size > 0 and finite.min() > 0
     n_seeds = len(next(iter(results.values())).seeds)
-    for o in names:
-        r = results[o]
-        xs = x_values(r, x)
-        med, lo, hi = nan_band(r.cost, axis=0)
-        failed = sum(s != "ok" for s in r.status)
-        label = o + (f" ({failed}/{n_seeds} seeds stopped)" if failed else "")
-        ax.plot(xs, med, color=colours[o], lw=1.8, label=label)
-        ax.fill_between(xs, lo, hi, color=colours[o], alpha=0.2, lw=0)
-    if log_scale:
-        ax.set_yscale("log")
-    ax.set_ylabel("cost f(U)" + (" (log scale)" if log_scale else ""))
-    ax.grid(True, which="both", alpha=0.25)
-    ax.legend(title=f"median, IQR band over {n_seeds} seeds", fontsize=9, title_fontsize=9)
-    ax.set_title(title, fontsize=11)
-    if with_alpha:
-        ax2 = axes[1, 0]
-        for o in with_alpha:
+    for c, xa in enumerate(axes_x):
+        ax = axes[0, c]
+        xs_all = {o: x_values(results[o], xa) for o in names}
+        for o in names:
             r = results[o]
-            med, lo, hi = nan_band(r.history["alpha"], axis=0)
-            xs = x_values(r, x)[: r.iterations]
-            ax2.plot(xs, med, color=colours[o], lw=1.4, label=o)
-            ax2.fill_between(xs, lo, hi, color=colours[o], alpha=0.2, lw=0)
-        ax2.set_ylim(-0.05, 1.05)
-        ax2.set_ylabel("alpha (weight on FoBG)")
-        ax2.grid(True, alpha=0.25)
-        ax2.legend(fontsize=8, loc="best")
-    axes[-1, 0].set_xlabel(X_AXES[x])
+            med, lo, hi = nan_band(r.cost, axis=0)
+            failed = sum(s != "ok" for s in r.status)
+            label = o + (f" ({failed}/{n_seeds} seeds stopped)" if failed else "")
+            ax.plot(xs_all[o], med, color=colours[o], lw=1.8, label=label)
+            ax.fill_between(xs_all[o], lo, hi, color=colours[o], alpha=0.2, lw=0)
+        if log_scale:
+            ax.set_yscale("log")
+        symlog = xa in ("rollouts", "gradients") and _wide_range(list(xs_all.values()))
+        if symlog:
+            smallest = min(v[v > 0].min() for v in xs_all.values() if (v > 0).any())
+            ax.set_xscale("symlog", linthresh=smallest)
+        ax.grid(True, which="both", alpha=0.25)
+        if c == 0:
+            ax.set_ylabel("cost f(U)" + (" (log scale)" if log_scale else ""))
+            ax.legend(title=f"median, IQR band over {n_seeds} seeds", fontsize=8 if len(names) > 6 else 9,
+                      title_fontsize=9)
+        if with_alpha:
+            ax2 = axes[1, c]
+            for o in with_alpha:
+                r = results[o]
+                med, lo, hi = nan_band(r.history["alpha"], axis=0)
+                xs = xs_all[o][: r.iterations]
+                ax2.plot(xs, med, color=colours[o], lw=1.4, label=o)
+                ax2.fill_between(xs, lo, hi, color=colours[o], alpha=0.2, lw=0)
+            ax2.set_ylim(-0.05, 1.05)
+            ax2.grid(True, alpha=0.25)
+            if c == 0:
+                ax2.set_ylabel("alpha (weight on FoBG)")
+                ax2.legend(fontsize=8, loc="best")
+        axes[-1, c].set_xlabel(X_AXES[xa] + (" (symmetric log)" if symlog else ""))
+    if cols == 1:
+        axes[0, 0].set_title(title, fontsize=11)
+    else:
+        fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     return fig
 

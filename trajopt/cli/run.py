@@ -20,7 +20,8 @@ from trajopt.cli._common import (
 )
 
 XOpt = typer.Option("iterations", "--x", help="x-axis of the convergence plot: iterations, rollouts, gradients "
-                                                "(backward passes) or seconds.")
+                                                "(backward passes) or seconds; a comma list (iterations,rollouts) "
+                                                "draws one column each.")
 
 
 def _names(option: str, text: str) -> list[str]:
@@ -259,11 +260,14 @@ def _run_held(verb, problem, overrides, out_dir, force, x, json_out, quiet, plot
 # ------------------------------------------------------------------------------------------ commands
 
 
-def _check_x(x: str) -> None:
+def _check_x(x: str) -> list[str]:
+    """--x as a list of axes (a comma list draws one column per axis)."""
     from trajopt.plots import X_AXES
 
-    if x not in X_AXES:
-        raise fail(f"--x: found {x!r}, allowed: {', '.join(X_AXES)}")
+    axes = [a.strip() for a in x.split(",")]
+    if not axes or any(a not in X_AXES for a in axes) or len(set(axes)) != len(axes):
+        raise fail(f"--x: found {x!r}, allowed: one or more (comma-separated, distinct) of {', '.join(X_AXES)}")
+    return axes
 
 
 FromOpt = typer.Option(None, "--from", help="Re-run the configuration recorded in a run folder (its config.toml).")
@@ -337,7 +341,7 @@ def compare(
     quiet: bool = QuietOpt,
 ):
     """Run several variants on PROBLEM with the same seeds; write a run folder and convergence.png."""
-    _check_x(x)
+    x = _check_x(x)
     path = _problem_or_run(problem, from_run)
     code = _run("compare", path, cli_overrides(set_, iterations, seeds, oracles, variants), out_dir, force, x,
                 json_out, quiet, plot=True, report=report, sets=set_)

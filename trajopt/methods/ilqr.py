@@ -109,7 +109,8 @@ class ILQRState(NamedTuple):
 class ILQRInfo(NamedTuple):
     """value f(Ū); rollouts, gradients (simulator calls, see the module docstring); grad_norm ‖∇_U J(Ū)‖
     (projected on the box; NaN once stopped);
-    mu: the regulariser used by the backward pass; alpha: the accepted line-search step (0 if none);
+    mu: the regulariser used by the backward pass; step_length: the accepted line-search step (0 if none; named
+    apart from the oracles' α, the FoBG weight, which figures and tables show);
     expected: the predicted decrease −(α kᵀQ_u + α²/2 kᵀQ_uu k) of the accepted step (0 if none);
     stop_reason: 0 running, 1 gradient tolerance, 2 relative cost change, 3 regularisation exhausted."""
 
@@ -118,7 +119,7 @@ class ILQRInfo(NamedTuple):
     gradients: Array
     grad_norm: Array
     mu: Array
-    alpha: Array
+    step_length: Array
     expected: Array
     stop_reason: Array
 
@@ -353,7 +354,7 @@ class ILQR:
                         mu=jnp.minimum(mu_next, self.mu_max), delta=jnp.minimum(delta_next, 1e30),
                         stop=as_count(stop))
         info = ILQRInfo(value=as_float(J), rollouts=as_count(1 + trials), gradients=as_count(n + m),
-                        grad_norm=as_float(grad_norm), mu=as_float(mu), alpha=as_float(alpha),
+                        grad_norm=as_float(grad_norm), mu=as_float(mu), step_length=as_float(alpha),
                         expected=as_float(expected), stop_reason=as_count(stop))
         return new, info
 
@@ -366,7 +367,7 @@ class ILQR:
         def stopped(state):
             nan = as_float(jnp.nan)
             return state, ILQRInfo(value=as_float(state.value), rollouts=as_count(0), gradients=as_count(0),
-                                   grad_norm=nan, mu=as_float(state.mu), alpha=as_float(0.0), expected=as_float(0.0),
+                                   grad_norm=nan, mu=as_float(state.mu), step_length=as_float(0.0), expected=as_float(0.0),
                                    stop_reason=as_count(state.stop))
 
         return jax.lax.cond(state.stop == STOP_RUNNING, lambda s: self._active_step(problem, s), stopped, state)
