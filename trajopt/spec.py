@@ -42,20 +42,12 @@ from trajopt.problem import Problem, QuadraticCost, one_step_problem, trajectory
 from trajopt.registry import UnknownName
 from trajopt.systems import SYSTEMS
 from trajopt.systems.base import parameter_types
+from trajopt.tomlio import SpecError, read_toml
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
-
-
-class SpecError(ValueError):
-    """A bad problem file or override. ``str()`` is the full message: ``FILE: KEY: what is wrong``."""
-
-    def __init__(self, source: str, key: str, message: str):
-        self.source, self.key, self.message = source, key, message
-        where = f"{source}: {key}" if key else source
-        super().__init__(f"{where}: {message}")
 
 
 TOP_LEVEL = ("name", "title", "description", "system", "task", "solve", "oracle", "method", "variants", "policy",
@@ -835,26 +827,6 @@ def apply_overrides(raw: dict, overrides: Sequence[str], source: str) -> dict:
             table = nxt
         table[keys[-1]] = parse_value(text.strip())
     return out
-
-
-def read_toml(path: str | Path) -> dict:
-    """Decode a TOML file, turning read and syntax errors into SpecError (with line and column)."""
-    source = str(path)
-    p = Path(path)
-    if not p.exists():
-        raise SpecError(source, "", "no such file")
-    if p.is_dir():
-        raise SpecError(source, "", "is a folder, not a TOML file")
-    try:
-        data = p.read_bytes()
-    except OSError as e:
-        raise SpecError(source, "", f"cannot be read ({e.strerror})") from None
-    try:
-        return tomllib.loads(data.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise SpecError(source, "", "is not UTF-8 text") from None
-    except tomllib.TOMLDecodeError as e:
-        raise SpecError(source, "", f"invalid TOML: {e}") from None
 
 
 def load(path: str | Path, overrides: Sequence[str] = ()) -> Spec:

@@ -10,7 +10,6 @@ from rich.console import Console
 from rich.markup import escape
 
 import trajopt
-from trajopt.spec import SpecError
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -51,7 +50,7 @@ def load_spec(problem: Path, overrides: list[str]):
 
     try:
         return spec_mod.load(problem, overrides)
-    except SpecError as e:
+    except spec_mod.SpecError as e:
         raise fail(str(e)) from None
 
 

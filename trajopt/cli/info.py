@@ -12,7 +12,6 @@ from rich.table import Table
 
 import trajopt
 from trajopt.cli._common import JsonOpt, ProblemArg, SetOpt, app, fail, fmt, load_spec, out
-from trajopt.spec import SpecError
 
 
 @app.command()
@@ -90,15 +89,15 @@ def list_(what: str = typer.Argument("problems", help="problems, systems, oracle
 
     registries = {"systems": SYSTEMS, "oracles": ORACLES, "methods": METHODS, "optimizers": OPTIMIZERS}
     if what == "problems":
-        from trajopt import spec as spec_mod
+        from trajopt import tomlio
 
         table = Table(title="Shipped problems", title_justify="left")
         table.add_column("file")
         table.add_column("title")
         for f in problem_files():
             try:
-                title = spec_mod.read_toml(f).get("title", "")
-            except SpecError as e:
+                title = tomlio.read_toml(f).get("title", "")
+            except tomlio.TomlError as e:
                 title = f"[red]{e.message}[/]"
             try:
                 shown = str(f.relative_to(Path.cwd()))

@@ -102,15 +102,18 @@ def sweep(
         return
     if quiet:
         return
+    from trajopt.oracles import alpha_choosers
+
+    adaptive = [o for o in names if o in alpha_choosers()]
     table = Table(title=f"{base.title}: sweep over {key} ({repeats} repeats, medians)", title_justify="left")
-    for col in ("value", "σ̂₁² (FoBG)", "σ̂₀² (ZoBG)", "ratio", *[f"α {o}" for o in names if o in ADAPTIVE]):
+    for col in ("value", "σ̂₁² (FoBG)", "σ̂₀² (ZoBG)", "ratio", *[f"α {o}" for o in adaptive]):
         table.add_column(col, justify="right")
     by = {(r["oracle"], r["value"]): r for r in rows}
     for v in values:
         v1 = by.get(("fobg", v), {}).get("var_first_median")
         v0 = by.get(("zobg", v), {}).get("var_zero_median")
         ratio = v1 / v0 if v1 is not None and v0 else None
-        alphas = [fmt(by.get((o, v), {}).get("alpha_median"), 3) for o in names if o in ADAPTIVE]
+        alphas = [fmt(by.get((o, v), {}).get("alpha_median"), 3) for o in adaptive]
         table.add_row(fmt(v), fmt(v1, 3), fmt(v0, 3), fmt(ratio, 3), *alphas)
     out.print(table)
     out.print(f"study folder: [bold]{folder}[/]")
