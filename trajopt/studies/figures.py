@@ -2,7 +2,9 @@
 
 `axis_figure`: the final cost against one grid axis, one panel per problem (and, with several axes, one row of
 panels per combination of the other axes' values), one line per variant: the median over seeds with an
-interquartile band; a failed cell is a gap, marked with a cross on the axis.
+interquartile band (solid for registered oracles and methods, dashed for other variants), the initial cost
+dotted; a failed cell is a gap, marked by a dotted vertical line; a median above 3x the initial cost (a
+diverged run) is a labelled triangle on the top edge, so that it does not squash the rest.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from trajopt.stats import nan_band
 from trajopt.studies.study import Axis, StudySpec, label_value, toml_value
 
 MAX_ROWS = 6  # rows of panels (combinations of the other axes) drawn per axis figure
+OFF_SCALE = 3.0  # medians above this multiple of the initial cost are drawn as labelled marks on the top edge
 
 
 def _num(v) -> float:
@@ -40,12 +43,13 @@ def axis_figure(rows: Sequence[Mapping], study: StudySpec, axis: Axis, metric: s
         axis: the x axis (log scale when ``axis.log``).
         metric: "final_cost" or "best_cost".
     """
-    from trajopt.plots import variant_colours
+    from trajopt.plots import registered_colour, variant_colours
 
     problems = list(dict.fromkeys([p.stem for p in study.problems]))
     others = [a for a in study.grid if a.key != axis.key]
     combos = list(itertools.product(*[a.values for a in others]))[:MAX_ROWS]
     colours = variant_colours(list(study.variants))
+    registered = {v for v in study.variants if registered_colour(v) is not None}
     numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in axis.values)
     xs = np.array(axis.values, float) if numeric else np.arange(len(axis.values), dtype=float)
     fig = Figure(figsize=(4.6 * len(problems), 3.6 * len(combos) + 0.6))
@@ -56,8 +60,16 @@ def axis_figure(rows: Sequence[Mapping], study: StudySpec, axis: Axis, metric: s
             ax = axes[r, c]
             sub = [row for row in rows if row.get("problem") == problem
                    and all(_same(row.get(a.key), v) for a, v in zip(others, combo))]
-            finite_all = []
             failed_x = set()
+            initial = []
+            for i, x in enumerate(axis.values):
+                at = [_num(row.get("initial_cost")) for row in sub if _same(row.get(axis.key), x)]
+                initial.append(nan_band(np.array(at, float))[0] if at else np.nan)
+            initial = np.array(initial, float)
+            # y range: up to OFF_SCALE x the initial cost; medians above it are drawn on the top edge, labelled
+            cap = OFF_SCALE * np.nanmax(initial) if np.isfinite(initial).any() and np.nanmax(initial) > 0 else np.inf
+            finite_all = list(initial[np.isfinite(initial)])
+            off = []
             for variant in study.variants:
                 med, lo, hi = [], [], []
                 for i, x in enumerate(axis.values):
@@ -68,11 +80,24 @@ def axis_figure(rows: Sequence[Mapping], study: StudySpec, axis: Axis, metric: s
                     m, q25, q75 = nan_band(np.array(vals, float)) if vals else (np.nan, np.nan, np.nan)
                     med.append(m), lo.append(q25), hi.append(q75)
                 med, lo, hi = (np.array(a, float) for a in (med, lo, hi))
-                finite_all += list(med[np.isfinite(med)])
-                ax.plot(xs, med, "o-", color=colours[variant], lw=1.6, ms=3.5, label=variant)
-                ax.fill_between(xs, lo, hi, color=colours[variant], alpha=0.15, lw=0)
+                above = med > cap
+                off += [(xs[i], med[i], colours[variant]) for i in np.flatnonzero(above)]
+                shown = np.where(above, np.nan, med)
+                finite_all += list(shown[np.isfinite(shown)]) + list(lo[np.isfinite(lo) & (lo <= cap)])
+                style = "o-" if variant in registered else "s--"
+                ax.plot(xs, shown, style, color=colours[variant], lw=1.6, ms=3.5, label=variant)
+                ax.fill_between(xs, np.minimum(lo, cap), np.minimum(hi, cap), color=colours[variant], alpha=0.15, lw=0)
+            ax.plot(xs, initial, ":", color="#777777", lw=1.0, label="initial cost")
             if finite_all and min(finite_all) > 0 and max(finite_all) / min(finite_all) > 10:
                 ax.set_yscale("log")
+            if off and finite_all:
+                lo_y, hi_y = min(finite_all), max(finite_all)
+                top = hi_y * 1.25 if ax.get_yscale() == "log" else hi_y + 0.12 * (hi_y - lo_y)
+                ax.set_ylim(top=top)
+                for x, v, colour in off:
+                    ax.plot([x], [top], "^", color=colour, ms=7, clip_on=False)
+                    ax.annotate(f"{v:.2g}", (x, top), textcoords="offset points", xytext=(4, -10), fontsize=7,
+                                color=colour)
             if axis.log and numeric:
                 ax.set_xscale("log")
             if not numeric:
