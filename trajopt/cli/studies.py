@@ -13,7 +13,7 @@ from rich.table import Table
 from trajopt.cli._common import (
     EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, IterOpt, JsonOpt, QuietOpt, SeedsOpt, app, err, fail, fmt, out,
 )
-from trajopt.spec import SpecError
+from trajopt.tomlio import SpecError
 
 BACKENDS = ("local", "ray")
 

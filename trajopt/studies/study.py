@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
-from trajopt.spec import SpecError
+from trajopt.tomlio import SpecError
 
 STUDY_KEYS = ("title", "description", "problems", "variants", "seeds", "iterations", "grid", "set", "variant",
               "resources")
