@@ -354,6 +354,14 @@ def _vector(raw: Mapping, name: str, size: int, source: str) -> np.ndarray:
     return arr
 
 
+def _start(raw: Mapping, system: Any, n: int, source: str) -> np.ndarray:
+    """task.x0, or the system's own start (``default_x0()``, e.g. an MJCF model's initial configuration)."""
+    default = getattr(system, "default_x0", None)
+    if "x0" not in raw and callable(default):
+        return np.asarray(default(), float)
+    return _vector(raw, "x0", n, source)
+
+
 def _weight(raw: Mapping, name: str, size: int, source: str, default: Optional[np.ndarray] = None) -> np.ndarray:
     """A cost weight: a list of `size` (the diagonal) or a `size` x `size` symmetric matrix, >= 0 diagonal."""
     key = f"task.{name}"
@@ -406,7 +414,7 @@ def _build_task(raw: Mapping, system: Any, source: str) -> TaskSpec:
         raise SpecError(source, "task.wrap", f"found {_describe(wrap_raw)}, allowed: a list of distinct state indices in 0..{n - 1} "
                         "whose error is an angle (wrapped to [-pi, pi))")
     return TaskSpec(wrap=tuple(wrap_raw),
-        horizon=horizon, U0=_initial_guess(raw, horizon, m, source), x0=_vector(raw, "x0", n, source),
+        horizon=horizon, U0=_initial_guess(raw, horizon, m, source), x0=_start(raw, system, n, source),
         goal=_vector(raw, "goal", n, source), Q=Q, R=_weight(raw, "R", m, source), Qf=_weight(raw, "Qf", n, source, Q),
     )
 
