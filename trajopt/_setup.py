@@ -11,6 +11,14 @@ changes trajopt makes:
   a computation before trajopt is imported, the flag cannot take effect any more: trajopt then warns once
   (`SlowLoopWarning`) and says how to get the speed back (import trajopt first, or set the flag yourself).
 
+* A persistent compilation cache (JAX's own): compiled programs are kept on disk in
+  ``$TRAJOPT_CACHE_DIR``, else ``$XDG_CACHE_HOME/trajopt/jax``, else ``~/.cache/trajopt/jax``, so a run that
+  was compiled before (same problem, method, shapes, JAX version and flags) loads its programs instead of
+  compiling them again. Only programs that took at least 0.1 s to compile are stored, and the directory is
+  capped at 1 GiB (least recently used entries go first). ``TRAJOPT_CACHE=0`` turns it off. A cache directory
+  the user gave JAX (``JAX_COMPILATION_CACHE_DIR`` or ``jax_compilation_cache_dir``) is left as it is. The
+  cache is trusted code: do not point it at a directory that others can write to.
+
 Importing trajopt does not import JAX by itself (the CLI starts in a fraction of a second); the first
 module that computes does.
 """
@@ -22,6 +30,39 @@ import sys
 import warnings
 
 _CPU_WHILE_FLAG = "--xla_backend_extra_options=xla_cpu_small_while_loop_byte_threshold=1000000000"
+
+
+_CACHE_MIN_COMPILE_SECONDS = 0.1
+_CACHE_MAX_BYTES = 1 << 30
+
+
+def cache_dir() -> str | None:
+    """The persistent compilation cache directory trajopt uses, or None when ``TRAJOPT_CACHE=0``."""
+    if os.environ.get("TRAJOPT_CACHE", "1").strip().lower() in ("0", "false", "no", "off"):
+        return None
+    explicit = os.environ.get("TRAJOPT_CACHE_DIR")
+    if explicit:
+        return os.path.abspath(os.path.expanduser(explicit))
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "trajopt", "jax")
+
+
+_CACHE_ENV = ("JAX_COMPILATION_CACHE_DIR", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "JAX_COMPILATION_CACHE_MAX_SIZE")
+_CACHE_MARK = "_TRAJOPT_JAX_CACHE_DIR"  # what trajopt itself put in JAX_COMPILATION_CACHE_DIR (a parent process's)
+
+
+def _cache_settings() -> dict[str, str]:
+    """JAX options (environment names) for the persistent cache; empty when off or when the user set one.
+
+    Settings a parent trajopt process put in the environment are not the user's: they are recomputed here (so
+    a child started with TRAJOPT_CACHE_DIR or TRAJOPT_CACHE=0 gets what it asked for)."""
+    if os.environ.get(_CACHE_MARK) and os.environ.get(_CACHE_ENV[0]) == os.environ[_CACHE_MARK]:
+        for name in (*_CACHE_ENV, _CACHE_MARK):
+            os.environ.pop(name, None)
+    path = cache_dir()
+    if path is None or os.environ.get(_CACHE_ENV[0]):
+        return {}
+    return dict(zip(_CACHE_ENV, (path, str(_CACHE_MIN_COMPILE_SECONDS), str(_CACHE_MAX_BYTES))))
 
 
 class SlowLoopWarning(UserWarning):
@@ -43,14 +84,23 @@ def configure() -> None:
     if not had_flag:
         os.environ["XLA_FLAGS"] = (flags + " " + _CPU_WHILE_FLAG).strip()
     x64 = os.environ.get("TRAJOPT_X64", "1") != "0"
+    cache = _cache_settings()
     if "jax" not in sys.modules:
         if x64:
             os.environ["JAX_ENABLE_X64"] = "1"
+        for name, value in cache.items():
+            os.environ.setdefault(name, value)
+        if cache:
+            os.environ[_CACHE_MARK] = cache[_CACHE_ENV[0]]
         return
     import jax
 
     if x64:
         jax.config.update("jax_enable_x64", True)
+    if cache and jax.config.jax_compilation_cache_dir is None:  # takes effect unless JAX already compiled something
+        jax.config.update("jax_compilation_cache_dir", cache["JAX_COMPILATION_CACHE_DIR"])
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", _CACHE_MIN_COMPILE_SECONDS)
+        jax.config.update("jax_compilation_cache_max_size", _CACHE_MAX_BYTES)
     if not had_flag and _backends_started():
         warnings.warn(
             "JAX ran a computation before trajopt was imported, so trajopt could not set XLA's CPU while-loop flag; "

@@ -24,9 +24,9 @@ from trajopt.methods.ilqr import ILQR
 from trajopt.methods.lbfgs import LBFGS
 from trajopt.methods.mppi import MPPI
 from trajopt.methods.ps import PredictiveSampling
-from trajopt.registry import Registry
+from trajopt.registry import Registry, method_contract
 
-METHODS: Registry[type] = Registry("method")
+METHODS: Registry[type] = Registry("method", check=method_contract)
 METHODS.register("gradient", GradientMethod)
 METHODS.register("ilqr", ILQR)
 METHODS.register("cem", CEM)

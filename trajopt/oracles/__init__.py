@@ -32,9 +32,9 @@ from trajopt.oracles.fobg import FoBG
 from trajopt.oracles.ivw import IVW
 from trajopt.oracles.stepwise import Stepwise
 from trajopt.oracles.zobg import ZoBG
-from trajopt.registry import Registry
+from trajopt.registry import Registry, oracle_contract
 
-ORACLES: Registry[type] = Registry("oracle")
+ORACLES: Registry[type] = Registry("oracle", check=oracle_contract)
 for _cls in (Exact, FoBG, ZoBG, AoBG, FixedAlpha, IVW, DDCG, Stepwise, FD):
     ORACLES.register(_cls.name, _cls)
 

@@ -18,9 +18,9 @@ from trajopt.policies.linear_quadratic import static_gain_problem
 from trajopt.policies.oracles import PolicyAoBG, PolicyExact, PolicyFoBG, PolicyIVW, PolicyStepwise, PolicyZoBG
 from trajopt.policies.policies import MLP, Linear
 from trajopt.policies.problem import PolicyProblem, held_out_states, policy_problem
-from trajopt.registry import Registry
+from trajopt.registry import Registry, oracle_contract, policy_contract
 
-POLICIES: Registry[type] = Registry("policy")
+POLICIES: Registry[type] = Registry("policy", check=policy_contract)
 for _cls in (Linear, MLP):
     POLICIES.register(_cls.name, _cls)
 
@@ -28,7 +28,7 @@ INITIAL_STATES: Registry[type] = Registry("initial state distribution")
 for _cls in (Point, Uniform, Gaussian, TennisInitial):
     INITIAL_STATES.register(_cls.name, _cls)
 
-POLICY_ORACLES: Registry[type] = Registry("policy oracle")
+POLICY_ORACLES: Registry[type] = Registry("policy oracle", check=oracle_contract)
 for _cls in (PolicyExact, PolicyFoBG, PolicyZoBG, PolicyAoBG, PolicyIVW, PolicyStepwise):
     POLICY_ORACLES.register(_cls.name, _cls)
 

@@ -24,7 +24,7 @@ Time-stepped systems provide ``state_size``, ``control_size``, ``dt``, ``step(x,
 F(theta) = E c(theta + w), a decision of shape [1, d].
 """
 
-from trajopt.registry import Registry
+from trajopt.registry import Registry, system_contract
 from trajopt.systems.acrobot import Acrobot
 from trajopt.systems.ball_with_wall import BallWithWall
 from trajopt.systems.base import System, parameter_types
@@ -42,7 +42,7 @@ from trajopt.systems.spring_wall import SpringWall
 from trajopt.systems.tennis import Tennis
 from trajopt.systems.torque_pendulum import TorquePendulum
 
-SYSTEMS: Registry[type] = Registry("system")
+SYSTEMS: Registry[type] = Registry("system", check=system_contract)
 SYSTEMS.register("pushing", Pushing)
 SYSTEMS.register("chain", Chain)
 SYSTEMS.register("friction", Friction)

@@ -1,0 +1,300 @@
+"""Reliability II: what a problem file may make trajopt import and call, user-code errors at validation,
+bounds on sizes, readers of run folders that do not trust what they read, escaped reports, help text,
+and commands bound to a run folder's own configuration. Each test is the regression test of one finding."""
+
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from trajopt import spec
+from trajopt.cli import app
+from trajopt.registry import UnknownName
+from trajopt.systems import SYSTEMS
+
+ROOT = Path(__file__).resolve().parent.parent
+STIFF = ROOT / "problems" / "pushing_stiff.toml"
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+def _message(result) -> str:
+    return " ".join(result.stderr.split())
+
+
+USER_TASK = '[task]\nhorizon = 5\nx0 = [0.0, 0.0]\ngoal = [1.0, 0.0]\nQ = [1.0, 1.0]\nR = [1.0]\n'
+
+
+@pytest.fixture
+def user_dir(tmp_path, monkeypatch):
+    """A working directory holding user modules (imported by ``module:attribute``), removed from sys.modules after."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    before = set(sys.modules)
+    yield tmp_path
+    for name in set(sys.modules) - before:
+        if name.startswith("r2_"):
+            del sys.modules[name]
+
+
+def _problem(folder: Path, system_name: str, extra: str = "", task: str = USER_TASK) -> Path:
+    path = folder / "problem.toml"
+    path.write_text(f'[system]\nname = "{system_name}"\n{extra}{task}')
+    return path
+
+
+# ------------------------------------------------------------------------- what a name may import and call
+
+
+def test_os_system_is_refused_before_it_is_called(user_dir):
+    path = _problem(user_dir, "os:system", 'command = "echo PWNED > pwned.txt"\n')
+    result = invoke("validate", path)
+    assert result.exit_code == 2
+    assert not (user_dir / "pwned.txt").exists()
+    assert "not a class" in _message(result) and "system.name" in _message(result)
+
+
+@pytest.mark.parametrize("name", [":", ".:x", "a:b:c", "os:", ":system", "os.:x", "1os:x", "os:sys tem", "os/x:y"])
+def test_malformed_names_are_a_clean_error(user_dir, name):
+    with pytest.raises(UnknownName, match="malformed name"):
+        SYSTEMS.get(name)
+    result = invoke("validate", _problem(user_dir, name))
+    assert result.exit_code == 2 and "malformed name" in _message(result)
+
+
+@pytest.mark.parametrize("top_name", ["/abs", "../..", "..", "a/b", "a\\\\b", ".hidden"])
+def test_top_level_name_cannot_leave_the_runs_folder(tmp_path, monkeypatch, top_name):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "p.toml"
+    path.write_text(f'name = "{top_name}"\n' + STIFF.read_text())
+    result = invoke("compare", path, "--iterations", "1", "--seeds", "1", "--quiet")
+    assert result.exit_code == 2 and ": name:" in _message(result)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.toml"]
+
+
+@pytest.mark.parametrize("body, words", [
+    ("raise RuntimeError('broken module')\n", "cannot import it (RuntimeError: broken module)"),
+    ("import sys\nsys.exit(0)\n", "sys.exit(0)"),
+    ("import sys\nsys.exit('bye')\n", "sys.exit('bye')"),
+    ("x = 1\n", "has no attribute 'Sys'"),
+    ("Sys = 3\n", "not a class"),
+    ("def Sys(**kw):\n    return None\n", "not a class"),
+    ("class Sys:\n    state_size = 2\n    control_size = 1\n", "has no step"),
+    ("class Sys:\n    def step(self, x, u):\n        return x\n", "has no state_size, control_size"),
+])
+def test_user_module_errors_are_reported(user_dir, body, words):
+    (user_dir / "r2_mod.py").write_text(body)
+    result = invoke("validate", _problem(user_dir, "r2_mod:Sys"))
+    assert result.exit_code == 2, result.output
+    message = _message(result)
+    assert "system.name" in message and "r2_mod:Sys" in message and words in message, message
+    assert "Traceback" not in result.output
+
+
+def test_a_marked_factory_is_accepted(user_dir):
+    (user_dir / "r2_factory.py").write_text(textwrap.dedent('''
+        import jax.numpy as jnp
+
+        class _Sys:
+            state_size = 2
+            control_size = 1
+            def __init__(self, gain=1.0):
+                self.gain = gain
+            def step(self, x, u):
+                return x + self.gain * jnp.concatenate([u, u])
+
+        def make(gain=1.0):
+            return _Sys(gain)
+        make.__trajopt_factory__ = True
+    '''))
+    s = spec.load(_problem(user_dir, "r2_factory:make", "gain = 2.0\n"))
+    assert s.system.gain == 2.0
+
+
+@pytest.mark.parametrize("registry, name, words", [
+    ("trajopt.oracles:ORACLES", "trajopt.systems.pushing:Pushing", "has no estimate"),
+    ("trajopt.methods:METHODS", "trajopt.oracles.zobg:ZoBG", "has no init, step"),
+    ("trajopt.policies:POLICIES", "trajopt.systems.pushing:Pushing", "has no param_size, init_params"),
+])
+def test_every_registry_checks_its_contract(registry, name, words):
+    import importlib
+
+    module, attr = registry.split(":")
+    reg = getattr(importlib.import_module(module), attr)
+    with pytest.raises(UnknownName, match=words):
+        reg.get(name)
+
+
+def test_every_registered_entry_meets_its_contract():
+    from trajopt.methods import METHODS
+    from trajopt.oracles import ORACLES
+    from trajopt.policies import POLICIES, POLICY_ORACLES
+
+    for reg in (SYSTEMS, ORACLES, METHODS, POLICIES, POLICY_ORACLES):
+        assert reg.check is not None
+        for name in reg:
+            reg.check(reg.get(name))
+
+
+# ------------------------------------------------------------------------- user code errors at validation
+
+USER_SYSTEMS = '''
+import math
+from dataclasses import dataclass
+
+import jax.numpy as jnp
+
+
+@dataclass(frozen=True)
+class WrongShape:
+    state_size = 2
+    control_size = 1
+    def step(self, x, u):
+        return jnp.zeros(3)
+
+
+@dataclass(frozen=True)
+class WrongDtype:
+    state_size = 2
+    control_size = 1
+    def step(self, x, u):
+        return jnp.zeros(2, dtype=jnp.int32)
+
+
+@dataclass(frozen=True)
+class PythonIf:
+    state_size = 2
+    control_size = 1
+    def step(self, x, u):
+        if x[0] > 0:
+            return x
+        return -x
+
+
+@dataclass(frozen=True)
+class StringSize:
+    state_size = "2"
+    control_size = 1
+    def step(self, x, u):
+        return x
+
+
+@dataclass(frozen=True)
+class FloatSize:
+    state_size = 2
+    control_size = 1.0
+    def step(self, x, u):
+        return x
+
+
+@dataclass(frozen=True)
+class PostInit:
+    state_size = 2
+    control_size = 1
+    def __post_init__(self):
+        raise RuntimeError("boom in post_init")
+    def step(self, x, u):
+        return x
+
+
+@dataclass(frozen=True)
+class StableDt:
+    state_size = 2
+    control_size = 1
+    dt = 0.1
+    def stable_dt(self):
+        return 1 / 0
+    def step(self, x, u):
+        return x
+
+
+@dataclass(frozen=True)
+class OneStepCost:
+    one_step = True
+    state_size = 0
+    control_size = 2
+    dt = math.nan
+    def cost(self, theta):
+        return theta  # not a scalar
+
+
+@dataclass(frozen=True)
+class Good:
+    state_size = 2
+    control_size = 1
+    dt = 0.1
+    def stable_dt(self):
+        return math.inf
+    def step(self, x, u):
+        return x + self.dt * jnp.concatenate([x[1:], u])
+'''
+
+
+@pytest.mark.parametrize("cls, words", [
+    ("WrongShape", "returned float64[3], expected float64[2]"),
+    ("WrongDtype", "returned int32[2], expected float64[2]"),
+    ("PythonIf", "TracerBoolConversionError"),
+    ("StringSize", "state_size is '2' (str), expected an integer"),
+    ("FloatSize", "control_size is 1.0 (float), expected an integer"),
+    ("PostInit", "RuntimeError: boom in post_init"),
+    ("StableDt", "stable_dt() raised ZeroDivisionError"),
+    ("OneStepCost", "cost(theta: float64[2]) returned float64[2], expected a float64 scalar"),
+])
+def test_user_system_errors_are_spec_errors(user_dir, cls, words):
+    (user_dir / "r2_systems.py").write_text(USER_SYSTEMS)
+    task = '[task]\nu_init = 0.0\n' if cls == "OneStepCost" else USER_TASK
+    out = user_dir / "out"
+    result = invoke("compare", _problem(user_dir, f"r2_systems:{cls}", task=task), "--iterations", "2", "--seeds", "1",
+                    "--out", out)
+    message = _message(result)
+    assert result.exit_code == 2, result.output
+    assert "problem.toml" in message and f"r2_systems:{cls}" in message and words in message, message
+    assert "Traceback" not in result.output and len(result.stderr.splitlines()) <= 3
+    assert not out.exists()
+
+
+def test_a_good_user_system_passes_the_trial(user_dir):
+    (user_dir / "r2_systems.py").write_text(USER_SYSTEMS)
+    s = spec.load(_problem(user_dir, "r2_systems:Good"))
+    assert type(s.system).__name__ == "Good"
+
+
+# ---------------------------------------------------------------------------------------------- bounds
+
+
+@pytest.mark.parametrize("sets, key, words", [
+    (["solve.iterations=100000000000000000000000"], "solve.iterations", "1..10000000"),
+    (["solve.iterations=10000001"], "solve.iterations", "1..10000000"),
+    (["solve.iterations=5000000", "solve.seeds=100"], "solve.iterations", "iterations x seeds <= 100000000"),
+    (["solve.seeds=[0, 4294967296]"], "solve.seeds", "0..4294967295"),
+    (["solve.seeds=1000000000"], "solve.seeds", "1..100000"),
+    (["solve.key=4294967296"], "solve.key", "0..4294967295"),
+    (["solve.key=-1"], "solve.key", "0..4294967295"),
+    (["task.horizon=1000001"], "task.horizon", "1..1000000"),
+    (["solve.chunk=100000000000"], "solve.chunk", "1..10000000"),
+])
+def test_sizes_are_bounded(sets, key, words):
+    with pytest.raises(spec.SpecError) as info:
+        spec.load(STIFF, sets)
+    assert info.value.key == key and words in str(info.value) and "found" in str(info.value)
+
+
+def test_iterations_bound_through_the_cli():
+    result = invoke("validate", STIFF, "--set", "solve.iterations=100000000000000000000000")
+    assert result.exit_code == 2 and "solve.iterations" in _message(result)
+    result = invoke("compare", STIFF, "--iterations", "20000000", "--seeds", "1", "--quiet")
+    assert result.exit_code == 2 and "solve.iterations" in _message(result)
+
+
+def test_largest_seed_and_key_are_accepted():
+    s = spec.load(STIFF, ["solve.seeds=[0, 4294967295]", "solve.key=4294967295"])
+    assert s.solve.seeds == (0, 4294967295) and s.solve.key == 4294967295
