@@ -64,6 +64,17 @@ VARIANT_KEYS = ("oracle", "method", "optimizer", "sigma_schedule", "sigma_final"
 GRADIENT_KEYS = ("sigma_schedule", "sigma_final")  # keys of a gradient variant that belong to the method, not the oracle
 NON_FINITE_POLICIES = ("stop", "skip")
 SYSTEM_RESERVED = ("name", "allow_unstable")
+# Bounds on sizes (each refusal names the key, what was found and the bound). Seeds and the key are folded into
+# the PRNG as uint32 (`jax.random.fold_in`), so they must be < 2**32 (larger ones would draw the noise of
+# their value mod 2**32). The history solve keeps is iterations x seeds x (about 12 fields) x 8 bytes per
+# variant: iterations <= 10**7 and iterations x seeds <= MAX_HISTORY keep it under ~10 GiB.
+MAX_SEED = 2**32 - 1
+MAX_ITERATIONS = 10**7
+MAX_HISTORY = 10**8          # iterations x number of seeds
+MAX_SEEDS = 100_000          # number of seeds
+MAX_HORIZON = 10**6
+MAX_SIZE = 10**6             # a user system's state_size / control_size
+MAX_DECISION = 10**8         # horizon x control_size (U0's entries)
 
 DEFAULT_SOLVE = {"iterations": 500, "seeds": 5, "key": 0, "oracles": ["fobg", "zobg", "aobg"], "on_non_finite": "stop"}
 DEFAULT_OPTIMIZER = {"name": "sgd"}
@@ -407,6 +418,9 @@ def _build_task(raw: Mapping, system: Any, source: str) -> TaskSpec:
     horizon = _coerce(raw["horizon"], int, source, "task.horizon")
     if horizon < 1:
         raise SpecError(source, "task.horizon", f"found {horizon}, allowed: an integer >= 1")
+    if horizon > MAX_HORIZON or horizon * m > MAX_DECISION:
+        raise SpecError(source, "task.horizon", f"found {horizon}, allowed: an integer in 1..{MAX_HORIZON} with horizon x "
+                        f"control size <= {MAX_DECISION} (the decision and the rollout are kept in memory)")
     Q = _weight(raw, "Q", n, source)
     wrap_raw = raw.get("wrap", [])
     if not isinstance(wrap_raw, list) or not all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < n for i in wrap_raw) \
@@ -513,17 +527,89 @@ def _build_system(raw: Mapping, source: str) -> tuple[Any, str, bool]:
             raise SpecError(source, "system." + e.field, f"found {e.found!r}, allowed: {e.allowed}") from None
         except (ValueError, TypeError, OSError) as e:
             raise SpecError(source, "system", f"{name} could not be built: {e}") from None
+        except Exception as e:  # noqa: BLE001  a user's from_table: whatever it raised
+            raise SpecError(source, "system", f"{name} could not be built: {type(e).__name__}: {_first_line(e)}") from None
     elif not dataclasses.is_dataclass(cls) and callable(cls):
         try:
             system = cls(**{k: v for k, v in raw.items() if k not in SYSTEM_RESERVED})
         except Exception as e:  # a user's factory: report whatever it raised, with the key path
             raise SpecError(source, "system", f"{name} could not be built: {e}") from None
+    elif ":" in name:
+        try:  # user code: whatever its __post_init__ raises is reported with the key path
+            system = build_config(cls, raw, source, "system.", ignore=SYSTEM_RESERVED)
+        except SpecError:
+            raise
+        except Exception as e:  # noqa: BLE001
+            raise SpecError(source, "system", f"{name} could not be built: {type(e).__name__}: {_first_line(e)}") from None
     else:
         system = build_config(cls, raw, source, "system.", ignore=SYSTEM_RESERVED)
     for attr in ("control_size", "state_size"):
         if not hasattr(system, attr):
             raise SpecError(source, "system.name", f"{name} has no {attr}; a system needs state_size, control_size and step() (or one_step and cost())")
+    if ":" in name:
+        check_system(system, source, name)
     return system, name, allow_unstable
+
+
+def _first_line(e: BaseException, limit: int = 300) -> str:
+    """The first line of an exception's message (JAX's run to dozens), cut at `limit` characters."""
+    text = (str(e).strip().splitlines() or [""])[0]
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def check_system(system: Any, source: str, name: str = "") -> None:
+    """A trial of a user's system before anything compiles: its sizes, ``stable_dt()``, and one ``step`` (or the
+    one-step ``cost``) traced abstractly with `jax.eval_shape` on inputs of the declared sizes (no compilation,
+    no computation). Whatever the user's code raises (a Python ``if`` on a traced value included) or returns
+    in the wrong shape or dtype becomes a SpecError at ``system.name`` that says what was expected and what
+    came back."""
+    import jax
+
+    name = name or type(system).__name__
+    key = "system.name"
+    sizes = {}
+    for attr in ("state_size", "control_size"):
+        try:
+            value = getattr(system, attr)
+        except Exception as e:  # noqa: BLE001  a property of the user's
+            raise SpecError(source, key, f"{name}: {attr} raised {type(e).__name__}: {_first_line(e)}") from None
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0 or value > MAX_SIZE:
+            raise SpecError(source, key, f"{name}: {attr} is {value!r} ({type(value).__name__}), expected an integer "
+                            f"in 0..{MAX_SIZE}")
+        sizes[attr] = int(value)
+    n, m = sizes["state_size"], sizes["control_size"]
+    one_step = getattr(system, "one_step", False)
+    if m < 1 or (not one_step and n < 1):
+        raise SpecError(source, key, f"{name}: state_size {n}, control_size {m}; expected control_size >= 1"
+                        + ("" if one_step else " and state_size >= 1"))
+    stable = getattr(system, "stable_dt", None)
+    if callable(stable):
+        try:
+            limit = stable()
+            limit = float(limit)
+        except Exception as e:  # noqa: BLE001
+            raise SpecError(source, key, f"{name}: stable_dt() raised {type(e).__name__}: {_first_line(e)}; "
+                            "expected a number (math.inf for a smooth system)") from None
+        if math.isnan(limit):
+            raise SpecError(source, key, f"{name}: stable_dt() returned nan; expected a number > 0 (math.inf for a smooth system)")
+    dtype = jnp.result_type(float)
+    if one_step:
+        call, args, expected, what = getattr(system, "cost", None), (m,), (), f"cost(theta: {dtype}[{m}])"
+        expected_text = f"a {dtype} scalar"
+    else:
+        call, args, expected, what = getattr(system, "step", None), (n, m), (n,), f"step(x: {dtype}[{n}], u: {dtype}[{m}])"
+        expected_text = f"{dtype}[{n}] (the next state)"
+    if not callable(call):
+        raise SpecError(source, key, f"{name}: {what.split('(')[0]} is not callable; expected a method {what}")
+    try:
+        outcome = jax.eval_shape(call, *(jax.ShapeDtypeStruct((k,), dtype) for k in args))
+    except Exception as e:  # noqa: BLE001  user code under tracing: TracerBoolConversionError, shape errors, ...
+        raise SpecError(source, key, f"{name}: {what} raised {type(e).__name__}: {_first_line(e)} (a system must be a "
+                        "pure JAX function: no Python if/while on values, use jnp.where or lax.cond)") from None
+    shape, out_dtype = getattr(outcome, "shape", None), getattr(outcome, "dtype", None)
+    if shape != expected or out_dtype != dtype:
+        found = f"{out_dtype}{list(shape)}" if shape is not None else f"{type(outcome).__name__}"
+        raise SpecError(source, key, f"{name}: {what} returned {found}, expected {expected_text}")
 
 
 def _check_stability(system: Any, allow_unstable: bool, source: str) -> None:
@@ -547,19 +633,33 @@ def _build_solve(raw: Mapping, source: str) -> SolveSpec:
     iterations = _coerce(merged["iterations"], int, source, "solve.iterations")
     if iterations < 1:
         raise SpecError(source, "solve.iterations", f"found {iterations}, allowed: an integer >= 1")
+    if iterations > MAX_ITERATIONS:
+        raise SpecError(source, "solve.iterations", f"found {iterations}, allowed: an integer in 1..{MAX_ITERATIONS} "
+                        "(the per-iteration history is kept in memory)")
     seeds_raw = merged["seeds"]
     if isinstance(seeds_raw, list):
+        if len(seeds_raw) > MAX_SEEDS:
+            raise SpecError(source, "solve.seeds", f"found a list of {len(seeds_raw)}, allowed: at most {MAX_SEEDS} seeds")
         seeds = tuple(_coerce(s, int, source, "solve.seeds") for s in seeds_raw)
         if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
             raise SpecError(source, "solve.seeds", f"found {seeds_raw!r}, allowed: a count >= 1 or a non-empty list of distinct integers >= 0")
+        if max(seeds) > MAX_SEED:
+            raise SpecError(source, "solve.seeds", f"found seed {max(seeds)}, allowed: seed numbers in 0..{MAX_SEED} (2**32 - 1; "
+                            "seeds are folded into the key as uint32, so a larger one would repeat the noise of its value mod 2**32)")
     else:
         count = _coerce(seeds_raw, int, source, "solve.seeds")
         if count < 1:
             raise SpecError(source, "solve.seeds", f"found {count}, allowed: a count >= 1 or a list of seed numbers")
+        if count > MAX_SEEDS:
+            raise SpecError(source, "solve.seeds", f"found {count}, allowed: a count in 1..{MAX_SEEDS}")
         seeds = tuple(range(count))
+    if iterations * len(seeds) > MAX_HISTORY:
+        raise SpecError(source, "solve.iterations", f"found {iterations} iterations x {len(seeds)} seeds = "
+                        f"{iterations * len(seeds)}, allowed: iterations x seeds <= {MAX_HISTORY} (the history kept in "
+                        "memory, about 100 bytes per iteration and seed)")
     key = _coerce(merged["key"], int, source, "solve.key")
-    if key < 0:
-        raise SpecError(source, "solve.key", f"found {key}, allowed: an integer >= 0")
+    if key < 0 or key > MAX_SEED:
+        raise SpecError(source, "solve.key", f"found {key}, allowed: an integer in 0..{MAX_SEED} (2**32 - 1, a uint32 PRNG seed)")
     oracles_raw = merged["oracles"]
     if isinstance(oracles_raw, str):
         oracles_raw = [oracles_raw]
@@ -577,8 +677,8 @@ def _build_solve(raw: Mapping, source: str) -> SolveSpec:
     chunk = merged.get("chunk")
     if chunk is not None:
         chunk = _coerce(chunk, int, source, "solve.chunk")
-        if chunk < 1:
-            raise SpecError(source, "solve.chunk", f"found {chunk}, allowed: an integer >= 1")
+        if chunk < 1 or chunk > MAX_ITERATIONS:
+            raise SpecError(source, "solve.chunk", f"found {chunk}, allowed: an integer in 1..{MAX_ITERATIONS}")
     on_non_finite = _coerce(merged["on_non_finite"], str, source, "solve.on_non_finite")
     if on_non_finite not in NON_FINITE_POLICIES:
         raise SpecError(source, "solve.on_non_finite", f"found {on_non_finite!r}, allowed: 'stop' (end that seed) or 'skip' (skip the update)")
