@@ -105,3 +105,39 @@ def test_problem_file_schedules(tmp_path):
             spec.load(stiff, ['variants.t.oracle="aobg"', "variants.t.sigma_final=0.05", bad, 'solve.variants=["t"]'])
     with pytest.raises(spec.SpecError, match=r"variants\.t\.sigma_final: missing"):
         spec.load(stiff, ['variants.t.oracle="aobg"', 'variants.t.sigma_schedule="linear"'])
+
+
+# ------------------------------------------------------------------------------------------ equal budget
+
+
+def test_equal_budget_compare(tmp_path):
+    """--budget R: each variant runs R // (its rollouts per step) steps; the counts it reports, summed, are what
+    its oracle's calls() say per step; the folder reads back with each variant's own iteration count."""
+    import json
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from trajopt import runs
+    from trajopt.cli import app
+
+    soft = Path(__file__).resolve().parent.parent / "problems" / "pushing_soft.toml"
+    args = ["compare", str(soft), "--set", "task.horizon=20", "--seeds", "2", "--budget", "300",
+            "--set", 'variants.a4.oracle="aobg"', "--set", "variants.a4.samples=4",
+            "--variants", "a4,aobg,zobg,ps", "--out", str(tmp_path / "b"), "--json", "--quiet"]
+    r = CliRunner().invoke(app, args, catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.stdout)
+    s = spec.load(tmp_path / "b" / "config.toml")
+    problem = s.problem()
+    for name, entry in summary["variants"].items():
+        per_step = s.variants[name].method.calls(problem)
+        assert entry["iterations"] == 300 // per_step[0] == s.variants[name].iterations
+        assert entry["rollouts"] == entry["iterations"] * per_step[0] <= 300
+        assert entry["gradients"] == entry["iterations"] * per_step[1]
+    assert summary["variants"]["a4"]["iterations"] == 300 // 9 and summary["variants"]["aobg"]["iterations"] == 300 // 21
+    run = runs.read_run(tmp_path / "b")
+    assert run.results["a4"].cost.shape == (2, 300 // 9 + 1) and run.results["aobg"].cost.shape == (2, 300 // 21 + 1)
+    bad = CliRunner().invoke(app, ["compare", str(soft), "--budget", "300", "--variants", "fobg,ilqr",
+                                   "--out", str(tmp_path / "c")], catch_exceptions=False)
+    assert bad.exit_code == 2 and "ilqr" in bad.stderr and "no fixed number of rollouts" in bad.stderr

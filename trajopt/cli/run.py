@@ -174,39 +174,67 @@ def _rollouts_figure(spec, problem, results, title):
 
 
 def _run(verb: str, problem: Path, overrides: list[str], out_dir: Optional[Path], force: bool, x: str,
-         json_out: bool, quiet: bool, plot: bool, report: bool = False, sets: Optional[List[str]] = None) -> int:
+         json_out: bool, quiet: bool, plot: bool, report: bool = False, sets: Optional[List[str]] = None,
+         budget: Optional[int] = None) -> int:
     """Load, run every variant, write the folder, plot, report and print, with SIGINT/SIGTERM held throughout:
     a signal stops the loop after the current chunk, and the folder is still written whole and marked
     "interrupted" (exit 130), whenever the signal came."""
     with _interruptible() as should_stop:
-        return _run_held(verb, problem, overrides, out_dir, force, x, json_out, quiet, plot, report, sets, should_stop)
+        return _run_held(verb, problem, overrides, out_dir, force, x, json_out, quiet, plot, report, sets, should_stop,
+                         budget)
 
 
-def _run_held(verb, problem, overrides, out_dir, force, x, json_out, quiet, plot, report, sets, should_stop) -> int:
+def budget_overrides(spec, budget: int) -> list[str]:
+    """``variants.NAME.iterations`` for an equal-budget compare: each variant runs budget // (its rollouts per step)
+    steps, so every variant spends at most ``budget`` forward rollouts per seed (backward passes are shown beside)."""
+    prob = spec.problem()
+    items = []
+    for name, v in spec.variants.items():
+        calls = getattr(v.method, "calls", None)
+        try:
+            rollouts = calls(prob)[0] if calls is not None else None
+        except AttributeError:  # a gradient method whose oracle has no fixed count
+            rollouts = None
+        if rollouts is None:
+            raise fail(f"--budget: variant {name!r} ({v.base}) has no fixed number of rollouts per step (iLQR's and "
+                       "L-BFGS's line searches vary); allowed: variants of oracles and fixed-cost methods")
+        steps = budget // max(int(rollouts), 1)
+        if steps < 1:
+            raise fail(f"--budget: found {budget}, allowed: at least one step of every variant ({name!r} spends "
+                       f"{rollouts} rollouts per step)")
+        items.append(f"variants.{name}.iterations={steps}")
+    return items
+
+
+def _run_held(verb, problem, overrides, out_dir, force, x, json_out, quiet, plot, report, sets, should_stop,
+              budget=None) -> int:
     import jax
 
     from trajopt import runs
     from trajopt.solver import solve
 
     spec = load_spec(problem, overrides)
+    if budget is not None:
+        spec = load_spec(problem, overrides + budget_overrides(spec, budget))
     out_dir = out_dir or _default_out(spec, verb)
     _check_out(out_dir, force)
     prob = spec.problem()
     key = jax.random.PRNGKey(spec.solve.key)
-    title = display_title(spec, sets)
+    title = display_title(spec, sets) + (f" [equal budget: {budget:,} rollouts per seed]" if budget else "")
     show = not (quiet or json_out)
     results = {}
     progress = Progress(TextColumn("{task.description:<12}"), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), console=err, disable=not show, transient=False)
     with progress:
         for name, variant in spec.variants.items():
-            task = progress.add_task(f"{escape(name)} (compiling)", total=spec.solve.iterations)
+            iterations = variant.iterations or spec.solve.iterations
+            task = progress.add_task(f"{escape(name)} (compiling)", total=iterations)
 
             def on_chunk(done, total, task=task, name=name):
                 progress.update(task, completed=done, description=escape(name))
 
             try:  # a signal before or during compilation still lets the first chunk run: the folder has data
-                results[name] = solve(prob, variant.method, key=key, iterations=spec.solve.iterations,
+                results[name] = solve(prob, variant.method, key=key, iterations=iterations,
                                       seeds=spec.solve.seeds, chunk=spec.solve.chunk, on_chunk=on_chunk,
                                       should_stop=should_stop, name=name)
             except ValueError as e:  # a method that does not apply to this problem (iLQR on a one-step one)
@@ -337,12 +365,19 @@ def compare(
     out_dir: Optional[Path] = OutOpt,
     force: bool = ForceOpt,
     report: bool = typer.Option(False, "--report", help="Also write report.html into the run folder."),
+    budget: Optional[int] = typer.Option(None, "--budget", help="Equal simulator budget: each variant runs as many "
+                                         "steps as this many rollouts per seed buy (its iterations = budget // "
+                                         "rollouts per step)."),
     json_out: bool = JsonOpt,
     quiet: bool = QuietOpt,
 ):
     """Run several variants on PROBLEM with the same seeds; write a run folder and convergence.png."""
     x = _check_x(x)
     path = _problem_or_run(problem, from_run)
+    if budget is not None and (budget < 1 or budget > 10**9):
+        raise fail(f"--budget: found {budget}, allowed: rollouts per seed in 1..1e9")
+    if budget is not None and iterations is not None:
+        raise fail("give --budget or --iterations, not both (the budget sets each variant's iterations)")
     code = _run("compare", path, cli_overrides(set_, iterations, seeds, oracles, variants), out_dir, force, x,
-                json_out, quiet, plot=True, report=report, sets=set_)
+                json_out, quiet, plot=True, report=report, sets=set_, budget=budget)
     raise typer.Exit(code)

@@ -86,6 +86,10 @@ class CEM:
         """The number of elites, ⌊ρ N⌋."""
         return int(self.elite_fraction * self.population)
 
+    def calls(self, problem) -> tuple[int, int]:
+        """(rollouts, backward passes) per step: fixed, for equal-budget comparisons."""
+        return self.population, 0
+
     def init(self, key: Array, problem, U0: Array) -> CEMState:
         del key, problem
         return CEMState(U=jnp.clip(U0, self.u_min, self.u_max), sigma=jnp.full_like(U0, self.sigma_init))

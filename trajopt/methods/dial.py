@@ -84,6 +84,11 @@ class DIAL:
         return self.sigma * jnp.exp(-iteration / (self.beta1 * self.iterations_scale)
                                     - (horizon - h) / (self.beta2 * horizon))
 
+
+    def calls(self, problem) -> tuple[int, int]:
+        """(rollouts, backward passes) per step: fixed, for equal-budget comparisons."""
+        return self.samples, 0
+
     def init(self, key: Array, problem, U0: Array) -> DIALState:
         del key, problem
         return DIALState(U=jnp.clip(U0, self.u_min, self.u_max), iteration=as_count(0))

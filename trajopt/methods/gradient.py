@@ -144,6 +144,10 @@ class GradientMethod:
         object.__setattr__(oracle, "sigma", self.sigma_at(k))
         return oracle
 
+    def calls(self, problem) -> tuple[int, int]:
+        """(rollouts, backward passes) per step: the oracle's per estimate (for equal-budget comparisons)."""
+        return self.oracle.calls(problem)
+
     def init(self, key: Array, problem, U0: Array) -> GradientState:
         del key, problem
         return GradientState(U=U0, opt_state=self.transform().init(U0), k=jnp.asarray(0, jnp.int32))

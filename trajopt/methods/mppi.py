@@ -60,6 +60,11 @@ class MPPI:
         checks.positive("temperature", self.temperature)
         check_box(self.u_min, self.u_max)
 
+
+    def calls(self, problem) -> tuple[int, int]:
+        """(rollouts, backward passes) per step: fixed, for equal-budget comparisons."""
+        return self.samples, 0
+
     def init(self, key: Array, problem, U0: Array) -> MPPIState:
         del key, problem
         return MPPIState(U=jnp.clip(U0, self.u_min, self.u_max))

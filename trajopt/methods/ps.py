@@ -57,6 +57,11 @@ class PredictiveSampling:
         checks.positive("sigma", self.sigma)
         check_box(self.u_min, self.u_max)
 
+
+    def calls(self, problem) -> tuple[int, int]:
+        """(rollouts, backward passes) per step: fixed, for equal-budget comparisons."""
+        return self.samples + 1, 0
+
     def init(self, key: Array, problem, U0: Array) -> PSState:
         del key, problem
         return PSState(U=jnp.clip(U0, self.u_min, self.u_max))

@@ -19,7 +19,7 @@ from typing import NamedTuple
 import jax.numpy as jnp
 from jax import Array
 
-from trajopt.oracles._samples import SplitSamples, split_samples
+from trajopt.oracles._samples import SplitSamples, split_samples, split_sizes
 from trajopt.oracles.base import make_info
 from trajopt.stats import per_coordinate_variance, sample_mean_and_trace_variance
 
@@ -59,6 +59,11 @@ def summarise_batches(batches: SplitSamples, sigma: float) -> BatchSummary:
     g1, s1 = sample_mean_and_trace_variance(batches.g1)
     g0, s0 = sample_mean_and_trace_variance(batches.g0)
     return BatchSummary(batches, g1, s1, g0, s0, sigma)
+
+
+def mixed_calls(oracle) -> tuple[int, int]:
+    """(rollouts, backward passes) per estimate of a mixing oracle: its split's (`split_sizes`)."""
+    return split_sizes(oracle.samples, oracle.split)[2:]
 
 
 def mixed_estimate(oracle, key, problem, U):

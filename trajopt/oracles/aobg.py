@@ -32,7 +32,7 @@ from typing import ClassVar
 import jax.numpy as jnp
 
 from trajopt import checks
-from trajopt.oracles._mixing import mixed_estimate
+from trajopt.oracles._mixing import mixed_calls, mixed_estimate
 from trajopt.oracles._samples import check_split, split_samples
 from trajopt.stats import (
     bernstein_radius,
@@ -94,6 +94,10 @@ class AoBG:
         gap = jnp.linalg.norm(s.g1 - s.g0)
         alpha = bias_constrained_alpha(inverse_variance_alpha(s.s1, s.s0, self.regulariser), gap, radius, self.gamma)
         return alpha, {"radius": radius}
+
+    def calls(self, problem) -> tuple[int, int]:
+        """(rollouts, backward passes) per estimate: the split's (2N + 1, N independent)."""
+        return mixed_calls(self)
 
     def estimate(self, key, problem, U):
         return mixed_estimate(self, key, problem, U)

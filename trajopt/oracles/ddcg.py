@@ -36,7 +36,7 @@ from typing import ClassVar
 import jax.numpy as jnp
 
 from trajopt import checks
-from trajopt.oracles._mixing import mixed_estimate
+from trajopt.oracles._mixing import mixed_calls, mixed_estimate
 from trajopt.oracles._samples import check_split
 from trajopt.stats import inverse_variance_alpha, quadratic_consistency_test
 
@@ -87,6 +87,10 @@ class DDCG:
         passed, lhs, rhs = self.test(s.g1, s.s1, s.batches.f1, s.n1, sigma=s.sigma)
         alpha = jnp.where(passed, inverse_variance_alpha(s.s1, s.s0, self.regulariser), 0.0)
         return alpha, {"pass": passed, "lhs": lhs, "rhs": rhs}
+
+    def calls(self, problem) -> tuple[int, int]:
+        """(rollouts, backward passes) per estimate: the split's (2N + 1, N independent)."""
+        return mixed_calls(self)
 
     def estimate(self, key, problem, U):
         return mixed_estimate(self, key, problem, U)

@@ -20,7 +20,12 @@ class Exact:
     colour: ClassVar[str] = "#7f7f7f"  # its colour in every figure
     chooses_alpha: ClassVar[bool] = False  # mixes FoBG and ZoBG with an α of its own rule
 
+    def calls(self, problem) -> tuple[int, int]:
+        """(rollouts, backward passes) per estimate: one of each."""
+        return 1, 1
+
     def estimate(self, key, problem, U) -> tuple[jax.Array, OracleInfo]:
         del key
         value, grad = jax.value_and_grad(problem.objective)(U)
-        return grad, make_info(value, rollouts=1, gradients=1)
+        rollouts, gradients = self.calls(problem)
+        return grad, make_info(value, rollouts=rollouts, gradients=gradients)

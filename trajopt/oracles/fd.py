@@ -36,6 +36,10 @@ class FD:
     def __post_init__(self):
         checks.positive("step", self.step)
 
+    def calls(self, problem) -> tuple[int, int]:
+        """(rollouts, backward passes) per estimate: two per coordinate, no backward pass."""
+        return 2 * problem.dimension, 0
+
     def estimate(self, key, problem, U):
         del key
         d = U.size
@@ -47,4 +51,4 @@ class FD:
         perturbed = jnp.concatenate([jnp.where(eye, plus[None], u[None]), jnp.where(eye, minus[None], u[None])])
         values = jax.vmap(problem.objective)(perturbed.reshape((2 * d, *U.shape)))
         grad = ((values[:d] - values[d:]) / (plus - minus)).reshape(U.shape)
-        return grad, make_info(problem.objective(U), rollouts=2 * d)
+        return grad, make_info(problem.objective(U), rollouts=self.calls(problem)[0])

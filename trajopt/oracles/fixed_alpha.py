@@ -14,7 +14,7 @@ from typing import ClassVar
 
 
 from trajopt import checks
-from trajopt.oracles._mixing import mixed_estimate
+from trajopt.oracles._mixing import mixed_calls, mixed_estimate
 from trajopt.oracles._samples import check_split
 
 
@@ -39,6 +39,10 @@ class FixedAlpha:
     def alpha_rule(self, s, problem):
         """The configured alpha, whatever the batches say."""
         return self.alpha, {}
+
+    def calls(self, problem) -> tuple[int, int]:
+        """(rollouts, backward passes) per estimate: the split's (2N + 1, N independent)."""
+        return mixed_calls(self)
 
     def estimate(self, key, problem, U):
         return mixed_estimate(self, key, problem, U)

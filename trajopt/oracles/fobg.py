@@ -32,8 +32,13 @@ class FoBG:
         checks.at_least("samples", self.samples, 2)
         checks.positive("sigma", self.sigma)
 
+    def calls(self, problem) -> tuple[int, int]:
+        """(rollouts, backward passes) per estimate: N of each."""
+        return self.samples, self.samples
+
     def estimate(self, key, problem, U):
         g1 = first_order_samples(key, problem, U, self.samples, self.sigma)
         grad, var_first = sample_mean_and_trace_variance(g1)
-        info = make_info(problem.objective(U), var_first=var_first, rollouts=self.samples, gradients=self.samples)
+        rollouts, gradients = self.calls(problem)
+        info = make_info(problem.objective(U), var_first=var_first, rollouts=rollouts, gradients=gradients)
         return grad, info

@@ -17,7 +17,7 @@ from typing import ClassVar
 
 
 from trajopt import checks
-from trajopt.oracles._mixing import mixed_estimate
+from trajopt.oracles._mixing import mixed_calls, mixed_estimate
 from trajopt.oracles._samples import check_split
 from trajopt.stats import inverse_variance_alpha
 
@@ -46,6 +46,10 @@ class IVW:
     def alpha_rule(self, s, problem):
         """alpha = s0 / (s1 + s0 + regulariser): inverse-variance weighting."""
         return inverse_variance_alpha(s.s1, s.s0, self.regulariser), {}
+
+    def calls(self, problem) -> tuple[int, int]:
+        """(rollouts, backward passes) per estimate: the split's (2N + 1, N independent)."""
+        return mixed_calls(self)
 
     def estimate(self, key, problem, U):
         return mixed_estimate(self, key, problem, U)

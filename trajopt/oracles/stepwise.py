@@ -32,7 +32,7 @@ from typing import ClassVar
 import jax.numpy as jnp
 
 from trajopt import checks
-from trajopt.oracles._mixing import mixed_estimate
+from trajopt.oracles._mixing import mixed_calls, mixed_estimate
 from trajopt.oracles._samples import check_split
 from trajopt.stats import inverse_variance_alpha, per_coordinate_variance
 
@@ -68,6 +68,10 @@ class Stepwise:
         variances as the sums of the per-coordinate ones."""
         v1, v0 = s.per_coordinate()
         return inverse_variance_alpha(v1, v0, self.regulariser), {"var_first": jnp.sum(v1), "var_zero": jnp.sum(v0)}
+
+    def calls(self, problem) -> tuple[int, int]:
+        """(rollouts, backward passes) per estimate: the split's (2N + 1, N independent)."""
+        return mixed_calls(self)
 
     def estimate(self, key, problem, U):
         return mixed_estimate(self, key, problem, U)

@@ -53,6 +53,10 @@ class ZoBG:
         if self.antithetic and (self.samples % 2 or self.samples < 4):
             raise checks.FieldError("samples", self.samples, "an even integer >= 4 with antithetic = true (N/2 pairs +-w)")
 
+    def calls(self, problem) -> tuple[int, int]:
+        """(rollouts, backward passes) per estimate: N + 1 (two-sided 2N, antithetic N), none backward."""
+        return zeroth_order_cost(self.samples, self.estimator, self.antithetic)[1], 0
+
     def estimate(self, key, problem, U):
         baseline = problem.objective(U)
         units = zeroth_order_units(key, problem, U, self.samples, self.sigma, baseline, estimator=self.estimator,
