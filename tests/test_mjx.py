@@ -7,6 +7,7 @@ import textwrap
 import pytest
 
 pytest.importorskip("mujoco.mjx", reason="the mjx system needs the [mjx] extra: pip install -e '.[mjx]'")
+pytestmark = pytest.mark.mjx  # selected by `pytest -m mjx` (CI installs the extra and runs them); not in the default run
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
