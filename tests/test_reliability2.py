@@ -298,3 +298,184 @@ def test_iterations_bound_through_the_cli():
 def test_largest_seed_and_key_are_accepted():
     s = spec.load(STIFF, ["solve.seeds=[0, 4294967295]", "solve.key=4294967295"])
     assert s.solve.seeds == (0, 4294967295) and s.solve.key == 4294967295
+
+
+# ------------------------------------------------------------------------------- readers of run folders
+
+PIVOT = ROOT / "problems" / "pivot.toml"
+BALL = ROOT / "problems" / "ball_with_wall.toml"
+SMALL = ["--set", "task.horizon=8", "--set", "system.stiffness=10.0"]
+
+
+@pytest.fixture(scope="module")
+def stiff_run(tmp_path_factory):
+    """A small pushing run made with --set options (horizon 8, k = 10)."""
+    out = tmp_path_factory.mktemp("runs") / "stiff"
+    result = invoke("compare", STIFF, "--iterations", "3", "--seeds", "2", "--oracles", "fobg,zobg", *SMALL,
+                    "--out", out, "--quiet")
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.fixture(scope="module")
+def pivot_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "pivot"
+    result = invoke("compare", PIVOT, "--iterations", "3", "--seeds", "2", "--oracles", "fobg,zobg", "--out", out,
+                    "--quiet")
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def _copy(run: Path, dest: Path) -> Path:
+    import shutil
+
+    shutil.copytree(run, dest)
+    return dest
+
+
+def _truncate(path: Path, keep: float = 0.5) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+def test_truncated_trajectory_is_a_clean_error_everywhere(stiff_run, pivot_run, tmp_path):
+    bad = _copy(stiff_run, tmp_path / "bad")
+    _truncate(bad / "trajectory.npz")
+    config = bad / "config.toml"
+    for args in (["diagnose", config, "--at", bad, "--repeats", "2", "--out", tmp_path / "d"],
+                 ["gradcheck", config, "--at", bad, "--directions", "1"]):
+        result = invoke(*args)
+        assert result.exit_code == 2, result.output
+        assert "trajectory.npz" in _message(result) and "Traceback" not in result.output
+    pbad = _copy(pivot_run, tmp_path / "pbad")
+    _truncate(pbad / "trajectory.npz")
+    result = invoke("landscape", pbad / "config.toml", "--run", pbad, "--range", "-1:1:5", "--repeats", "2",
+                    "--out", tmp_path / "l")
+    assert result.exit_code == 2 and "trajectory.npz" in _message(result), result.output
+    result = invoke("report", pbad, "-o", tmp_path / "r.html")
+    assert result.exit_code == 2 and "trajectory.npz" in _message(result), result.output
+
+
+@pytest.mark.parametrize("name, damage, words", [
+    ("result.json", lambda p: _truncate(p), "result.json: not valid JSON"),
+    ("result.json", lambda p: p.write_text("[1, 2]"), "expected an object"),
+    ("result.json", lambda p: p.write_text(json.dumps({**json.loads(p.read_text()), "iterations": 10**12})), "'iterations'"),
+    ("result.json", lambda p: p.write_text(json.dumps({**json.loads(p.read_text()), "seeds": "x"})), "'seeds'"),
+    ("metrics.jsonl", lambda p: _truncate(p, 0.3), "metrics.jsonl"),
+    ("metrics.jsonl", lambda p: p.unlink(), "metrics.jsonl: missing"),
+    ("config.toml", lambda p: p.write_text("[system\n"), "config.toml: not valid TOML"),
+    ("trajectory.npz", lambda p: p.write_bytes(b"PK\x03\x04garbage"), "trajectory.npz: cannot be read"),
+])
+def test_read_run_names_the_damaged_file(pivot_run, tmp_path, name, damage, words):
+    from trajopt import runs
+
+    bad = _copy(pivot_run, tmp_path / "bad")
+    damage(bad / name)
+    with pytest.raises(runs.RunFolderError, match=words.replace("(", r"\(").replace(".", r"\.")):
+        runs.read_run(bad)
+    result = invoke("report", bad, "-o", tmp_path / "r.html")
+    assert result.exit_code == 2 and name in _message(result) and "Traceback" not in result.output
+
+
+def test_crafted_result_cannot_inject_into_the_reports(pivot_run, tmp_path):
+    bad = _copy(pivot_run, tmp_path / "bad")
+    result = json.loads((bad / "result.json").read_text())
+    evil = "<script>alert(1)</script>"
+    result.update(title=evil, x64=evil, status=evil, verb=evil, platform=evil, created=evil,
+                  versions={"jax": evil})
+    (bad / "result.json").write_text(json.dumps(result))
+    config = (bad / "config.toml").read_text().replace('description = ""', f'description = "{evil}"')
+    (bad / "config.toml").write_text(config + f'\n[extra]\nkey = "{evil}"\n')
+    assert invoke("report", bad, "-o", tmp_path / "r.html", "--quiet").exit_code == 0
+    assert invoke("report", bad, "-o", tmp_path / "r.md", "--quiet").exit_code == 0
+    for page in (tmp_path / "r.html", tmp_path / "r.md"):
+        text = page.read_text()
+        assert "<script>" not in text and "&lt;script&gt;" in text, page
+
+
+def test_iterations_in_the_html_report_are_escaped(pivot_run):
+    from trajopt import report, runs
+
+    run = runs.read_run(pivot_run)
+    forged = runs.Run(path=run.path, result={**run.result, "iterations": "<b>9</b>", "x64": "<i>x</i>"},
+                      config=run.config, variants=run.variants, series=run.series, results=run.results)
+    figures = {str(run.path): []}
+    page = report.html_report([forged], figures)
+    assert "<b>9</b>" not in page and "&lt;b&gt;9&lt;/b&gt;" in page and "<i>x</i>" not in page
+
+
+# ------------------------------------------------------------------------------------ run-bound commands
+
+
+def test_diagnose_at_a_run_refuses_a_file_that_disagrees(stiff_run, tmp_path):
+    # the run was made with --set system.stiffness=10: the file's k = 1000 is another problem
+    result = invoke("diagnose", STIFF, "--set", "task.horizon=8", "--at", stiff_run, "--repeats", "2",
+                    "--out", tmp_path / "d")
+    message = _message(result)
+    assert result.exit_code == 2, result.output
+    assert "system.stiffness (file 1000.0, run 10.0)" in message and "task.horizon" not in message
+    assert not (tmp_path / "d").exists()
+    result = invoke("diagnose", STIFF, "--set", "task.horizon=8", "--set", "task.Q=[1.0, 1.0, 1.0, 1.0]",
+                    "--set", "system.stiffness=10.0", "--at", stiff_run, "--repeats", "2", "--out", tmp_path / "d")
+    assert result.exit_code == 2 and "task.Q" in _message(result) and "system.stiffness" not in _message(result)
+
+
+def test_run_bound_commands_accept_the_runs_own_config(stiff_run, tmp_path):
+    config = stiff_run / "config.toml"
+    result = invoke("diagnose", config, "--at", stiff_run, "--repeats", "2", "--out", tmp_path / "d", "--json")
+    assert result.exit_code == 0, result.output
+    result = invoke("gradcheck", STIFF, *SMALL, "--at", stiff_run, "--directions", "1", "--json")
+    assert result.exit_code in (0, 1), result.output  # the same problem through the same --set options
+    # the seeds, iterations and oracles of a run do not change the problem
+    result = invoke("gradcheck", config, "--set", "solve.iterations=7", "--set", "solve.key=3", "--at", stiff_run,
+                    "--directions", "1", "--json")
+    assert result.exit_code in (0, 1), result.output
+
+
+def test_gradcheck_at_a_run_refuses_a_file_that_disagrees(stiff_run):
+    result = invoke("gradcheck", STIFF, "--set", "task.horizon=8", "--at", stiff_run, "--directions", "1")
+    assert result.exit_code == 2 and "system.stiffness" in _message(result) and "task.horizon" not in _message(result)
+
+
+def test_landscape_refuses_another_problems_run(pivot_run, tmp_path):
+    result = invoke("landscape", BALL, "--run", pivot_run, "--range", "-1:1:5", "--repeats", "2",
+                    "--out", tmp_path / "l")
+    assert result.exit_code == 2, result.output
+    assert "system.name (file ball_with_wall, run pivot)" in _message(result)
+    assert not (tmp_path / "l").exists()
+    result = invoke("landscape", PIVOT, "--run", pivot_run, "--range", "-1:1:5", "--repeats", "2",
+                    "--out", tmp_path / "ok", "--quiet")
+    assert result.exit_code == 0, result.output
+
+
+def test_run_bound_commands_need_the_runs_config(stiff_run, tmp_path):
+    bad = _copy(stiff_run, tmp_path / "bad")
+    (bad / "config.toml").unlink()
+    result = invoke("gradcheck", STIFF, *SMALL, "--at", bad, "--directions", "1")
+    assert result.exit_code == 2 and "config.toml: missing" in _message(result)
+
+
+# ------------------------------------------------------------------------------------------- help text
+
+
+def test_help_shows_text_as_written():
+    result = invoke("sweep", "--help")
+    assert "linspace:a:b:n" in result.output and "🅱" not in result.output
+    result = invoke("compare", "--help")
+    text = " ".join(result.output.split())
+    assert "<bool>" not in result.output and "--force " in text
+    assert "[variants] tables" in text or "[variants.NAME]" in text
+    assert "[default: iterations]" in text
+
+
+@pytest.mark.parametrize("what", ["optimizers", "oracles", "methods"])
+def test_list_prints_one_entry_per_line(what):
+    from trajopt.methods import METHODS
+    from trajopt.optim import OPTIMIZERS
+    from trajopt.oracles import ORACLES
+
+    registry = {"optimizers": OPTIMIZERS, "oracles": ORACLES, "methods": METHODS}[what]
+    result = invoke("list", what)
+    assert result.exit_code == 0
+    for name in registry:
+        assert any(line.split("│")[1:2] and line.split("│")[1].strip() == name for line in result.output.splitlines()), name

@@ -51,10 +51,10 @@ def final_cost_rows(run: Run) -> list[dict]:
             "best": float(np.nanmin(best)) if np.isfinite(best).any() else math.nan,
             "mean": float(f.mean()) if f.size else math.nan,
             "std": float(f.std(ddof=1)) if f.size > 1 else math.nan,
-            "initial": o["initial_cost"],
+            "initial": o.get("initial_cost"),
             "alpha": o.get("median_alpha"),
-            "rollouts": o["rollouts"],
-            "run_seconds": o["run_seconds"],
+            "rollouts": o.get("rollouts"),
+            "run_seconds": o.get("run_seconds"),
         })
     order = sorted(range(len(rows)), key=lambda i: (math.isnan(rows[i]["median"]), rows[i]["median"]))
     for rank, i in enumerate(order, start=1):
@@ -89,9 +89,28 @@ def _show(v) -> str:
 
 
 def _num(x, digits: int = 5) -> str:
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+    """A number for a table ('–' for None, NaN and anything that is not a number: a report never trusts its input)."""
+    if isinstance(x, bool) or not isinstance(x, (int, float, np.integer, np.floating)) or not math.isfinite(float(x)):
         return "–"
     return f"{x:.{digits}g}"
+
+
+def _count(x) -> str:
+    """An integer with thousands separators ('–' for anything else)."""
+    if isinstance(x, bool) or not isinstance(x, (int, np.integer)):
+        return _num(x)
+    return f"{x:,}"
+
+
+def _e(x) -> str:
+    """Any value from a run folder as HTML text (escaped, quotes included)."""
+    return html.escape(str(x), quote=True)
+
+
+def _md(x) -> str:
+    """Any value from a run folder as Markdown text: HTML escaped, one line, table pipes and backticks escaped."""
+    text = " ".join(str(x).split())
+    return html.escape(text, quote=False).replace("|", "\\|").replace("`", "\\`")
 
 
 def run_figures(run: Run, tag: str) -> list[Figure]:
@@ -117,6 +136,15 @@ def _title(run: Run) -> str:
     return str(run.result.get("title", run.result.get("problem", "")))
 
 
+def _run_title(run: Run) -> str:
+    return str(run.result.get("title", run.result.get("problem", "")))
+
+
+def _versions(r: dict) -> str:
+    versions = r.get("versions", {})
+    return ", ".join(f"{k} {v}" for k, v in versions.items()) if isinstance(versions, dict) else str(versions)
+
+
 # ---------------------------------------------------------------------------------------------- HTML
 
 _CSS = """
@@ -140,7 +168,7 @@ def _cost_table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
     header = ["rank", "variant", "seeds ok", "median", "IQR", "best", "mean ± std", "α median", "rollouts", "run s"]
     body = [[str(r["rank"]), r["variant"], f"{r['seeds_ok']}/{r['seeds']}", _num(r["median"]),
              f"{_num(r['q25'])} – {_num(r['q75'])}", _num(r["best"]), f"{_num(r['mean'])} ± {_num(r['std'], 3)}",
-             _num(r["alpha"], 3), f"{r['rollouts']:,}", f"{r['run_seconds']:.2f}"]
+             _num(r["alpha"], 3), _count(r["rollouts"]), _num(r["run_seconds"], 3)]
             for r in sorted(rows, key=lambda r: r["rank"])]
     return header, body
 
@@ -156,22 +184,20 @@ def html_report(runs: Sequence[Run], figures: Optional[dict[str, list[Figure]]] 
     """One self-contained HTML page for one or more run folders (figures embedded as data URIs)."""
     figures = figures or {str(r.path): run_figures(r, f"r{i}_") for i, r in enumerate(runs)}
     embed = lambda f: "data:image/png;base64," + base64.b64encode(f.png).decode("ascii")  # noqa: E731
-    title = runs[0].result.get("title", runs[0].result["problem"]) if len(runs) == 1 else "trajopt report"
-    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-             f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>"]
+    title = _run_title(runs[0]) if len(runs) == 1 else "trajopt report"
+    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{_e(title)}</title>"
+             f"<style>{_CSS}</style></head><body><h1>{_e(title)}</h1>"]
     for run in runs:
         r = run.result
         if len(runs) > 1:
-            parts.append(f"<h1>{html.escape(r.get('title', r['problem']))}</h1>")
-        parts.append(f"<p class='meta'>run folder <code>{html.escape(str(run.path))}</code> · {html.escape(r['verb'])}"
-                     f" · status <b>{html.escape(r['status'])}</b> · {r['iterations']} iterations × "
-                     f"{len(r['seeds'])} seeds · created {html.escape(str(r.get('created', '')))} · "
-                     f"{html.escape(', '.join(f'{k} {v}' for k, v in r.get('versions', {}).items()))} · "
-                     f"{html.escape(str(r.get('platform')))}, x64={r.get('x64')}</p>")
+            parts.append(f"<h1>{_e(_run_title(run))}</h1>")
+        parts.append(f"<p class='meta'>run folder <code>{_e(run.path)}</code> · {_e(r.get('verb', ''))}"
+                     f" · status <b>{_e(r.get('status', ''))}</b> · {_e(r.get('iterations'))} iterations × "
+                     f"{_e(len(r.get('seeds', [])))} seeds · created {_e(r.get('created', ''))} · "
+                     f"{_e(_versions(r))} · {_e(r.get('platform'))}, x64={_e(r.get('x64'))}</p>")
         parts.append("<h2>Problem</h2>")
         desc = run.config.get("description", "") or "(no description)"
-        parts.append(f"<p>{html.escape(desc)}</p><p class='meta'>source <code>{html.escape(str(r.get('source')))}"
-                     "</code></p>")
+        parts.append(f"<p>{_e(desc)}</p><p class='meta'>source <code>{_e(r.get('source'))}</code></p>")
         parts.append("<h2>Hyper-parameters</h2>")
         parts.append(_table_html(["key", "value"], hyperparameter_rows(run)))
         parts.append("<h2>Final cost</h2>")
@@ -197,20 +223,20 @@ def markdown_report(runs: Sequence[Run], figure_dir: str, figures: Optional[dict
     out = []
     for run in runs:
         r = run.result
-        out.append(f"# {r.get('title', r['problem'])}\n")
-        out.append(f"Run folder `{run.path}` · {r['verb']} · status **{r['status']}** · {r['iterations']} iterations × "
-                   f"{len(r['seeds'])} seeds · {', '.join(f'{k} {v}' for k, v in r.get('versions', {}).items())}\n")
+        out.append(f"# {_md(_run_title(run))}\n")
+        out.append(f"Run folder `{_md(run.path)}` · {_md(r.get('verb', ''))} · status **{_md(r.get('status', ''))}** · "
+                   f"{_md(r.get('iterations'))} iterations × {len(r.get('seeds', []))} seeds · {_md(_versions(r))}\n")
         out.append("## Problem\n")
-        out.append((run.config.get("description", "") or "(no description)").strip() + "\n")
+        out.append(_md(run.config.get("description", "") or "(no description)") + "\n")
         out.append("## Hyper-parameters\n")
         out.append("| key | value |\n|---|---|")
-        out += [f"| `{k}` | {v} |" for k, v in hyperparameter_rows(run)]
+        out += [f"| {_md(k)} | {_md(v)} |" for k, v in hyperparameter_rows(run)]
         out.append("\n## Final cost\n")
         rows = final_cost_rows(run)
         header, body = _cost_table(rows)
         out.append(f"Initial cost {_num(rows[0]['initial'], 8)}. Ranked by the median final cost over seeds.\n")
         out.append("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
-        out += ["| " + " | ".join(row) + " |" for row in body]
+        out += ["| " + " | ".join(_md(c) for c in row) + " |" for row in body]
         out.append("")
         figs = figures[str(run.path)]
         for section, key in (("Convergence", "convergence"), ("Diagnostics", "variance"), ("Trajectories", "trajectories")):

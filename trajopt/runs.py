@@ -224,8 +224,7 @@ class Run:
     results: dict[str, Result]
 
     def trajectories(self) -> dict[str, np.ndarray]:
-        with np.load(self.path / TRAJECTORY) as data:
-            return {k: data[k] for k in data.files}
+        return read_trajectories(self.path)
 
 
 def read_metrics(path: Path, variants: list[str], seeds: list[int], iterations: int) -> dict[str, dict[str, np.ndarray]]:
@@ -275,8 +274,63 @@ def variant_entries(result: Mapping) -> dict:
     return result.get("variants", result.get("oracles", {}))
 
 
-def read_run(path: str | Path) -> Run:
-    """Read a run folder written by `write_run`."""
+class RunFolderError(ValueError):
+    """A run folder, or one of its files, that is missing, truncated, unreadable or not what trajopt writes.
+    The message names the file; the CLI reports it with exit status 2."""
+
+
+def _read_text(path: Path, limit: int = 64 << 20) -> str:
+    try:
+        if not path.is_file():
+            raise RunFolderError(f"{path}: missing (not a run folder, or an incomplete one)")
+        if path.stat().st_size > limit:
+            raise RunFolderError(f"{path}: {path.stat().st_size} bytes, larger than any file trajopt writes ({limit})")
+        return path.read_text(encoding="utf-8")
+    except RunFolderError:
+        raise
+    except (OSError, UnicodeDecodeError) as e:
+        raise RunFolderError(f"{path}: cannot be read ({type(e).__name__}: {e})") from None
+
+
+def read_result(path: str | Path) -> dict:
+    """result.json of a run folder, checked for the keys readers use (a RunFolderError naming the file otherwise)."""
+    file = Path(path) / RESULT
+    try:
+        result = json.loads(_read_text(file))
+    except json.JSONDecodeError as e:
+        raise RunFolderError(f"{file}: not valid JSON, truncated or not written by trajopt ({e})") from None
+    if not isinstance(result, dict):
+        raise RunFolderError(f"{file}: found a JSON {type(result).__name__}, expected an object (a trajopt run summary)")
+    K, seeds, entries = result.get("iterations"), result.get("seeds"), variant_entries(result)
+    if isinstance(K, bool) or not isinstance(K, int) or not 0 <= K <= 10**7:
+        raise RunFolderError(f"{file}: 'iterations' is {K!r}, expected an integer in 0..10000000")
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(x, int) and not isinstance(x, bool) for x in seeds) \
+            or len(seeds) > 100_000:
+        raise RunFolderError(f"{file}: 'seeds' is {_short(seeds)}, expected a non-empty list of seed numbers")
+    if not isinstance(entries, dict) or not entries:
+        raise RunFolderError(f"{file}: no 'variants' table, expected one entry per variant")
+    for name, e in entries.items():
+        if not isinstance(e, dict) or not isinstance(e.get("status"), list) or len(e["status"]) != len(seeds) \
+                or not all(isinstance(x, str) for x in e["status"]):
+            raise RunFolderError(f"{file}: variants.{name}: expected a table with a 'status' list of {len(seeds)} strings")
+        for key in ("final_cost", "best_cost"):
+            v = e.get(key)
+            if v is not None and (not isinstance(v, list) or len(v) != len(seeds)
+                                  or not all(x is None or (isinstance(x, (int, float)) and not isinstance(x, bool)) for x in v)):
+                raise RunFolderError(f"{file}: variants.{name}.{key}: expected a list of {len(seeds)} numbers")
+        it = e.get("iterations", K)
+        if isinstance(it, bool) or not isinstance(it, int) or not 0 <= it <= K:
+            raise RunFolderError(f"{file}: variants.{name}.iterations is {it!r}, expected an integer in 0..{K}")
+    return result
+
+
+def _short(x: Any) -> str:
+    text = repr(x)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def read_config(path: str | Path, *, required: bool = True) -> dict:
+    """config.toml of a run folder (the resolved configuration); {} when absent and not `required`."""
     import sys
 
     if sys.version_info >= (3, 11):
@@ -284,18 +338,69 @@ def read_run(path: str | Path) -> Run:
     else:  # pragma: no cover
         import tomli as tomllib
 
+    file = Path(path) / CONFIG
+    if not file.exists() and not required:
+        return {}
+    try:
+        config = tomllib.loads(_read_text(file, 1 << 20))
+    except tomllib.TOMLDecodeError as e:
+        raise RunFolderError(f"{file}: not valid TOML, truncated or not written by trajopt ({e})") from None
+    if required and not isinstance(config.get("system"), dict):
+        raise RunFolderError(f"{file}: no [system] table, not a resolved trajopt configuration")
+    return config
+
+
+def read_trajectories(path: str | Path, *, required: bool = True) -> dict[str, np.ndarray]:
+    """trajectory.npz of a run folder as {``<variant>/U``: array, ...}; {} when absent and not `required`.
+    A truncated or foreign file is a RunFolderError naming it (never a pickle: object arrays are refused)."""
+    import zipfile
+
+    file = Path(path) / TRAJECTORY
+    if not file.is_file():
+        if required:
+            raise RunFolderError(f"{file}: missing (not a run folder, or one written without trajectories)")
+        return {}
+    try:
+        with np.load(file, allow_pickle=False) as data:
+            if not hasattr(data, "files"):
+                raise RunFolderError(f"{file}: a single array, expected an .npz archive of <variant>/U arrays")
+            out = {k: data[k] for k in data.files}
+    except RunFolderError:
+        raise
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, zipfile.LargeZipFile) as e:
+        raise RunFolderError(f"{file}: cannot be read, truncated or not written by trajopt ({type(e).__name__}: "
+                             f"{str(e)[:200]})") from None
+    for k, a in out.items():
+        if a.dtype.kind not in "fiu":
+            raise RunFolderError(f"{file}: {k} holds {a.dtype} values, expected numbers")
+    return out
+
+
+def read_run(path: str | Path) -> Run:
+    """Read a run folder written by `write_run`. A missing, truncated or foreign file raises `RunFolderError`
+    naming it."""
     path = Path(path)
-    result = json.loads((path / RESULT).read_text(encoding="utf-8"))
-    config = tomllib.loads((path / CONFIG).read_text(encoding="utf-8")) if (path / CONFIG).exists() else {}
+    if not path.is_dir():
+        raise RunFolderError(f"{path}: not a folder")
+    result = read_result(path)
+    config = read_config(path, required=False)
     entries = variant_entries(result)
     variants = list(entries)
     K, seeds = result["iterations"], result["seeds"]
-    series = read_metrics(path / METRICS, variants, seeds, K)
-    traj = {}
-    if (path / TRAJECTORY).is_file():
-        with np.load(path / TRAJECTORY) as data:
-            traj = {k: data[k] for k in data.files}
-    results = {v: _rebuild_result(v, entries[v], series[v], traj, seeds, K) for v in variants}
+    try:
+        if not (path / METRICS).is_file():
+            raise RunFolderError(f"{path / METRICS}: missing (not a run folder, or an incomplete one)")
+        series = read_metrics(path / METRICS, variants, seeds, K)
+    except RunFolderError:
+        raise
+    except (ValueError, KeyError, TypeError, IndexError, OSError) as e:
+        raise RunFolderError(f"{path / METRICS}: a line is truncated or not written by trajopt ({type(e).__name__}: "
+                             f"{str(e)[:200]})") from None
+    traj = read_trajectories(path, required=False)
+    # a variant may have run its own number of iterations (an equal-budget compare): its entry says how many
+    results = {v: _rebuild_result(v, entries[v], {f: a[:, : int(entries[v].get("iterations", K)) + 1]
+                                                  for f, a in series[v].items()},
+                                  traj, seeds, int(entries[v].get("iterations", K))) for v in variants}
     return Run(path=path, result=result, config=config, variants=variants, series=series, results=results)
 
 

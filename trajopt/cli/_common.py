@@ -19,6 +19,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # help text is shown as written: no rich markup, so "[default: x]", "[variants.NAME]" and "linspace:a:b:n"
+    # survive (rich turned ":b:" into an emoji and ate bracketed words); flags show no "<bool>" metavar
+    rich_markup_mode=None,
 )
 # Rich falls back to 80 columns when not writing to a terminal; the result table needs a little more.
 out = Console(width=None if sys.stdout.isatty() else 150)

@@ -32,8 +32,62 @@ VERDICTS = {"biased": "evidence of FoBG bias", "suspect": "mixed evidence of FoB
             "plateau": "a plateau: the FoBG carries no information here"}
 
 
-def _locations(at: str, oracle: Optional[str], problem) -> list[dict]:
-    """[{label, U, oracle, seed, final_cost}] for --at init or --at RUN_DIR (exit 2 on bad input)."""
+# The sections of a resolved configuration that define the problem (the objective); solve, oracle, variants and
+# method only choose how it is optimised or estimated, and name/title/description are labels.
+PROBLEM_SECTIONS = ("system", "task", "policy", "initial_state")
+
+
+def _plain(value):
+    """A resolved value in TOML's own terms (tuples as lists, numpy scalars as Python numbers)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "tolist"):
+        return _plain(value.tolist())
+    return value
+
+
+def problem_differences(resolved: dict, config: dict) -> list[str]:
+    """The dotted keys of the problem-defining sections (`PROBLEM_SECTIONS`) where a resolved configuration and a
+    run's config.toml differ, as ``key (file X, run Y)``."""
+    diffs: list[str] = []
+
+    def walk(prefix: str, a, b) -> None:
+        if isinstance(a, dict) and isinstance(b, dict):
+            for k in list(a) + [k for k in b if k not in a]:
+                walk(f"{prefix}.{k}" if prefix else k, a.get(k, "<absent>"), b.get(k, "<absent>"))
+        elif a != b:
+            show = lambda v: v if isinstance(v, str) else repr(v)  # noqa: E731
+            text_a, text_b = show(a), show(b)
+            diffs.append(f"{prefix} (file {text_a[:60]}, run {text_b[:60]})")
+
+    for section in PROBLEM_SECTIONS:
+        walk(section, _plain(resolved.get(section, "<absent>")), _plain(config.get(section, "<absent>")))
+    return diffs
+
+
+def check_run_config(spec, run_dir: Path, flag: str) -> dict:
+    """The run folder's own config.toml, after checking that the problem file (with its --set options) describes the
+    same problem; exit 2 naming the differing keys otherwise (or naming a missing or unreadable config.toml)."""
+    from trajopt import runs
+
+    try:
+        config = runs.read_config(run_dir)
+    except runs.RunFolderError as e:
+        raise fail(f"{flag}: {e}") from None
+    diffs = problem_differences(spec.resolved(), config)
+    if diffs:
+        raise fail(f"{flag}: the problem file {spec.source} (with its --set options) disagrees with the run's "
+                   f"{run_dir / runs.CONFIG} on {len(diffs)} key(s): {'; '.join(diffs[:8])}"
+                   + (" ..." if len(diffs) > 8 else "")
+                   + f"; pass {run_dir / runs.CONFIG} as PROBLEM (or the same --set options the run was made with)")
+    return config
+
+
+def _locations(at: str, oracle: Optional[str], problem, spec=None) -> list[dict]:
+    """[{label, U, oracle, seed, final_cost}] for --at init or --at RUN_DIR (exit 2 on bad input). With a spec, a
+    run folder's config.toml must describe the same problem (`check_run_config`)."""
     import numpy as np
 
     from trajopt import runs
@@ -46,14 +100,11 @@ def _locations(at: str, oracle: Optional[str], problem) -> list[dict]:
     run_dir = Path(at)
     if not run_dir.is_dir():
         raise fail(f"--at {at}: allowed: init or a run folder (written by solve or compare); no such folder")
-    if not (run_dir / runs.RESULT).is_file() or not (run_dir / runs.TRAJECTORY).is_file():
-        raise fail(f"--at {at}: not a run folder (needs {runs.RESULT} and {runs.TRAJECTORY})")
     try:
-        result = json.loads((run_dir / runs.RESULT).read_text(encoding="utf-8"))
-        with np.load(run_dir / runs.TRAJECTORY) as data:
-            trajectories = {k: data[k] for k in data.files}
-    except (OSError, ValueError) as e:
-        raise fail(f"--at {at}: cannot read the run folder ({e})") from None
+        result = runs.read_result(run_dir)
+        trajectories = runs.read_trajectories(run_dir)
+    except runs.RunFolderError as e:
+        raise fail(f"--at {at}: {e}") from None
     entries = runs.variant_entries(result)
     run_oracles = [o for o in entries if f"{o}/U" in trajectories]
     if not run_oracles:
@@ -68,6 +119,9 @@ def _locations(at: str, oracle: Optional[str], problem) -> list[dict]:
         Us = trajectories[f"{name}/U"]
         finals = entries[name].get("final_cost", [])
         i = median_seed_index(finals) if finals else 0
+        if Us.ndim < 1 or not 0 <= i < Us.shape[0]:
+            raise fail(f"--at {at}: {run_dir / runs.TRAJECTORY}: {name}/U has shape {list(Us.shape)}, expected one "
+                       f"decision per seed ({len(seeds)})")
         U = np.asarray(Us[i])
         if U.shape != tuple(problem.shape):
             raise fail(f"--at {at}: {name}'s final U has shape {list(U.shape)} but the problem's decision is "
@@ -76,6 +130,8 @@ def _locations(at: str, oracle: Optional[str], problem) -> list[dict]:
         cost = finals[i] if i < len(finals) else None
         found.append({"label": f"{name}'s final U (median seed {seed}, f = {fmt(cost)})", "U": U, "oracle": name,
                       "seed": seed, "final_cost": cost})
+    if spec is not None:  # the decision's shape agrees: now every problem parameter must agree too
+        check_run_config(spec, run_dir, f"--at {at}")
     return found
 
 
@@ -164,7 +220,7 @@ def diagnose(
         overrides += [f"oracle.{o}.samples={samples}" for o in choosers]
     spec = load_spec(problem, overrides)
     prob = spec.problem()
-    locations = _locations(at, oracle, prob)
+    locations = _locations(at, oracle, prob, spec)
     out_dir = out_dir or _default_out(spec)
     _check_out(out_dir, force)
     rules = {name: spec.oracles[name] for name in choosers}
@@ -245,7 +301,7 @@ def gradcheck(
     hs = _parse_steps(steps)
     spec = load_spec(problem, list(set_ or []))
     prob = spec.problem()
-    locations = _locations(at, oracle, prob)
+    locations = _locations(at, oracle, prob, spec)
     key = jax.random.PRNGKey(spec.solve.key)
     check_at = jax.jit(lambda U: gradient_check(key, prob, U, directions, hs))
     results = []

@@ -14,7 +14,10 @@ def write_report(run_dirs: list[Path], output: Path) -> list[Path]:
     """Write report.html (self-contained) or report.md (+ a figures folder beside it); returns the files written."""
     from trajopt import report, runs
 
-    loaded = [runs.read_run(d) for d in run_dirs]
+    try:
+        loaded = [runs.read_run(d) for d in run_dirs]
+    except runs.RunFolderError as e:
+        raise fail(str(e)) from None
     figures = {str(r.path): report.run_figures(r, f"r{i}_") for i, r in enumerate(loaded)}
     output.parent.mkdir(parents=True, exist_ok=True)
     if output.suffix.lower() == ".md":

@@ -157,12 +157,16 @@ def landscape(
                    f"{prob.dimension} (horizon {spec.task.horizon} x {prob.shape[-1]} controls)")
     marks = None
     if run_dir is not None:
+        from trajopt.cli.diagnose import check_run_config
+
         if not runs.is_run_dir(run_dir):
             raise fail(f"--run {run_dir}: not a run folder (no result.json in it)")
         try:
-            traj = runs.read_run(run_dir).trajectories()
-        except (OSError, ValueError, KeyError) as e:
-            raise fail(f"--run {run_dir}: cannot read the run folder ({e})") from None
+            runs.read_result(run_dir)
+            traj = runs.read_trajectories(run_dir)
+        except runs.RunFolderError as e:
+            raise fail(f"--run {run_dir}: {e}") from None
+        check_run_config(spec, run_dir, f"--run {run_dir}")
         marks = {"start": float(np.asarray(spec.task.U0).ravel()[0])}
         marks.update({k.split("/")[0]: v.ravel() for k, v in traj.items() if k.endswith("/U")})
     folder = _out_dir(spec, "landscape", out_dir, force)
