@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import sys
@@ -158,14 +159,14 @@ def test_resume_runs_only_missing_cells_and_interruption_keeps_finished_ones(tmp
         calls.append(cell.index)
         return fake_cell(cell)
 
-    # interrupted after two cells: both on disk, the table readable, status "interrupted"
+    # interrupted after two cells: both on disk (and the invalid cell, recorded first), the table readable
     prepare(folder, fresh=False)
     r = run_study(study, e, folder, LocalExecutor(), should_stop=lambda: len(calls) >= 2, cell_fn=counting)
     assert r.status == "interrupted" and calls == [0, 1]
-    assert len(read_table(folder)) == 4 and json.loads((folder / "study.json").read_text())["status"] == "interrupted"
-    # resume: the other two run (the invalid one is recorded as failed)
+    assert len(read_table(folder)) == 6 and json.loads((folder / "study.json").read_text())["status"] == "interrupted"
+    # resume: the remaining cell only
     r = run_study(study, e, folder, LocalExecutor(), cell_fn=counting)
-    assert r.status == "complete" and calls == [0, 1, 2, 3] and sorted(r.skipped) == [0, 1]
+    assert r.status == "complete" and calls == [0, 1, 2] and sorted(r.skipped) == [0, 1, 3] and r.ran == [2]
     assert r.cell_status == {0: "ok", 1: "ok", 2: "ok", 3: "failed"}
     rows = read_table(folder)
     assert [row["final_cost"] for row in rows[:6]] == [0, 0, 1, 1, 2, 2]
@@ -176,14 +177,14 @@ def test_resume_runs_only_missing_cells_and_interruption_keeps_finished_ones(tmp
     shutil.rmtree(folder / e.cells[1].folder)
     mtime = (folder / e.cells[0].folder / "cell.json").stat().st_mtime_ns
     r = run_study(study, e, folder, LocalExecutor(), cell_fn=counting)
-    assert calls[4:] == [1] and r.ran == [1]
+    assert calls[3:] == [1] and r.ran == [1]
     assert (folder / e.cells[0].folder / "cell.json").stat().st_mtime_ns == mtime
-    # a changed study (other seeds) reruns every valid cell; --retry-failed reruns failed ones
+    # a changed study (other seeds) reruns every cell; --retry-failed reruns the failed ones only
     e3 = expand(load_study(tmp_path / "study.toml", seeds=(0, 1, 2)))
-    run_study(study, e3, folder, LocalExecutor(), cell_fn=counting)
-    assert calls[5:] == [0, 1, 2, 3]
-    run_study(study, e3, folder, LocalExecutor(), cell_fn=counting, retry_failed=True)
-    assert calls[9:] == [3]
+    r = run_study(study, e3, folder, LocalExecutor(), cell_fn=counting)
+    assert calls[4:] == [0, 1, 2] and sorted(r.ran) == [0, 1, 2, 3]
+    r = run_study(study, e3, folder, LocalExecutor(), cell_fn=counting, retry_failed=True)
+    assert calls[7:] == [] and r.ran == [3]
 
 
 def test_an_exception_in_a_cell_is_recorded_and_the_study_goes_on(tmp_path):
@@ -267,6 +268,9 @@ def test_cli_exit_codes(tmp_path):
     (busy / "keep.txt").write_text("not a study")
     r = invoke("study", path, "--out", busy, "--fresh")
     assert r.exit_code == 2 and "not a study folder" in r.output and (busy / "keep.txt").exists()
+    if importlib.util.find_spec("ray") is not None:  # an unreachable cluster: refused before anything is written
+        r = invoke("study", path, "--backend", "ray", "--address", "127.0.0.1:1", "--out", tmp_path / "r")
+        assert r.exit_code == 2 and "cannot reach" in r.output and not (tmp_path / "r").exists()
     r = invoke("study", path, "--out", tmp_path / "s", "--strict")
     assert r.exit_code == 2 and "--strict" in r.output and "system.dt" in r.output and not (tmp_path / "s").exists()
     # every cell failed at run time (iLQR on a one-step problem): exit 1, the table says why

@@ -136,12 +136,18 @@ def study_cmd(
             import ray  # noqa: F401
         except ImportError:
             raise fail("--backend ray: Ray is not installed; allowed: pip install 'trajopt-alpha[ray]', or --backend local") from None
+    ex = executor(backend, address=address, resources=study.resources)
+    if backend == "ray":
+        try:
+            ex.check()
+        except ConnectionError as e:
+            raise fail(f"--address: cannot reach the Ray cluster {e}; allowed: the address `ray start --head` printed "
+                       "(HOST:6379, or ray://HOST:10001), or none for a local Ray") from None
     try:
         prepare(folder, fresh=not resume)
     except StudyFolderError as e:
         raise fail(f"--out {e}") from None
     show = not (quiet or json_out)
-    ex = executor(backend, address=address, resources=study.resources)
 
     def on_cell(cell, outcome, done, total):
         if not show:

@@ -70,6 +70,23 @@ class RayExecutor:
     poll_seconds: float = 0.5
     name: str = "ray"
 
+    def check(self, timeout: float = 5.0) -> None:
+        """Fail fast on an unreachable cluster: a TCP connection to ``address`` (or ``RAY_ADDRESS``) within
+        ``timeout`` seconds (``ray.init`` itself keeps retrying for minutes). Raises ConnectionError."""
+        import os
+        import socket
+
+        _ray()
+        address = self.address or os.environ.get("RAY_ADDRESS")
+        if not address or address == "auto" or address.startswith("local"):
+            return
+        host_port = address.split("://", 1)[-1].rsplit("/", 1)[0]
+        host, _, port = host_port.rpartition(":")
+        try:
+            socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout).close()
+        except (OSError, ValueError) as e:
+            raise ConnectionError(f"{address}: {e}") from None
+
     def run(self, cells: Iterable[Cell], *, should_stop: Optional[Callable[[], bool]] = None,
             cell_fn: CellFn = run_cell) -> Iterator[CellOutcome]:
         ray = _ray()

@@ -8,6 +8,7 @@ The loop writes through `trajopt.studies.store` only, and the table after every 
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -89,7 +90,10 @@ def run_study(study: StudySpec, expansion: Expansion, folder: Path, executor, *,
     write_table(STUDY_RUNNING if todo else STUDY_COMPLETE)
     ran, interrupted = [], False
     cells = {c.index: c for c in expansion.cells}
-    for outcome in executor.run(todo, should_stop=should_stop, cell_fn=cell_fn):
+    invalid = [c for c in todo if c.error is not None]  # refused by their spec: recorded here, never sent to a worker
+    valid = [c for c in todo if c.error is None]
+    outcomes = itertools.chain((run_cell(c) for c in invalid), executor.run(valid, should_stop=should_stop, cell_fn=cell_fn))
+    for outcome in outcomes:
         cell = cells[outcome.index]
         if outcome.status == CELL_INTERRUPTED:
             interrupted = True
