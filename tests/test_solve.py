@@ -337,3 +337,18 @@ def test_headline_soft_pushing_fobg_and_aobg_beat_zobg():
     assert med["aobg"] < med["zobg"], med
     # Benign landscape: the FoBG's variance is far below the ZoBG's, so AoBG leans on it (alpha ~ 1).
     assert np.nanmedian(runs["aobg"].history["alpha"]) > 0.9
+
+
+def test_a_step_that_overflows_the_iterate_stops_the_seed_there():
+    # f = 100 sum(tanh(U)^2) is finite everywhere and so is its gradient (0 at +-inf): only the check on the
+    # next iterate can see that a huge SGD step sent U to -inf. Without it the seed would run on "ok" with an
+    # infinite decision (f(-inf) = 100 m T is finite).
+    problem = Problem("overflow", jnp.ones((2, 1)), lambda U: 100.0 * jnp.sum(jnp.tanh(U) ** 2))
+    g0 = 200.0 * np.tanh(1.0) / np.cosh(1.0) ** 2  # ~ 64.0
+    with np.errstate(over="ignore"):
+        assert np.isinf(np.float64(1.0) - 1e307 * g0)
+    r = solve(problem, Exact(), SGD(1e307).build(), key=KEY, iterations=5, seeds=[0, 1])
+    assert r.status == [STATUS_NON_FINITE, STATUS_NON_FINITE]
+    np.testing.assert_array_equal(r.failed_at, 0)  # the step from U_0 overflowed
+    np.testing.assert_array_equal(r.U, np.ones((2, 2, 1)))  # the returned U is U_0, the last finite iterate
+    assert np.all(np.isnan(r.cost[:, 1:]))

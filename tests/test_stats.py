@@ -170,3 +170,65 @@ def test_alpha_under_jit_and_vmap_is_finite_at_zero_gap():
     out = np.asarray(f(jnp.array([0.0, 1e-300, 1.0, 10.0])))
     assert np.all(np.isfinite(out))
     np.testing.assert_allclose(out, [0.6, 0.6, 0.5, 0.05], rtol=1e-14)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# DDCG's quadratic-consistency test (Eq. 14) and ZoBG's zero-noise baseline, against hand-computed values
+
+
+def test_quadratic_consistency_test_hand_computed_at_intermediate_n_and_c():
+    from scipy.stats import chi2
+
+    from trajopt.stats import quadratic_consistency_test
+
+    # N = 7, c = 0.45, sigma = 0.2: rhs = 2 (1 - c) Var[f] / sigma^2 - 2 ||g||^2 = 2 * 0.55 * 0.03 / 0.04 - 2 * 0.1
+    # = 0.825 - 0.2 = 0.625; lhs = max(v, 0.25 ||g||^2) * 6 / chi2.ppf(0.05, 6) = 0.05 * 2.3719... = 0.1186
+    passed, lhs, rhs = quadratic_consistency_test(jnp.asarray(0.05), jnp.asarray(0.03), jnp.asarray(0.1), 0.2, 7,
+                                                  c=0.45, confidence=0.95, variance_floor=0.25)
+    factor = 6.0 / chi2.ppf(0.05, 6)
+    assert float(rhs) == pytest.approx(0.625, rel=1e-12)
+    assert float(lhs) == pytest.approx(0.05 * factor, rel=1e-12)
+    assert not bool(passed)
+    # c changes the right-hand side (c = 0.9: 2 * 0.1 * 0.75 - 0.2 = -0.05 -> passes)
+    passed, _, rhs = quadratic_consistency_test(jnp.asarray(0.05), jnp.asarray(0.03), jnp.asarray(0.1), 0.2, 7, c=0.9)
+    assert float(rhs) == pytest.approx(-0.05, rel=1e-12, abs=1e-15) and bool(passed)
+
+
+def test_ddcg_test_uses_the_unbiased_value_variance_and_its_c():
+    from scipy.stats import chi2
+
+    from trajopt.oracles import DDCG
+
+    f1 = jnp.array([1.0, 2.0, 4.0, 7.0, 11.0])  # mean 5; squared deviations 16 + 9 + 1 + 4 + 36 = 66
+    var_f = 66.0 / 4  # ddof = 1 (not 66 / 5)
+    g = jnp.array([0.3, -0.4])  # ||g||^2 = 0.25
+    for c in (0.1, 0.6):
+        oracle = DDCG(samples=5, sigma=0.5, c=c)
+        passed, lhs, rhs = oracle.test(g, jnp.asarray(2.0), f1, 5)
+        assert float(rhs) == pytest.approx(2.0 * (1.0 - c) * var_f / 0.25 - 2.0 * 0.25, rel=1e-12)
+        assert float(lhs) == pytest.approx(2.0 * 4.0 / chi2.ppf(1.0 - oracle.confidence, 4), rel=1e-12)
+
+
+def test_zobg_mean_with_a_large_constant_offset_is_the_gradient():
+    # f(U) = K + sum((U - a)^2) with K = 1e6: the zero-noise baseline f(U) cancels K in every sample. The
+    # mean of R independent estimates must equal the analytic gradient 2 (U - a) within 4 standard errors of
+    # the same estimator on the offset-free f (K = 0), whose spread does not depend on K when the baseline is
+    # subtracted. A baseline added instead of subtracted contributes 2 K sum(w) / (N sigma^2), ~1e7 here.
+    from trajopt.oracles import ZoBG
+    from trajopt.problem import Problem
+
+    a = jnp.array([[0.5], [-1.0], [2.0]])
+    U = jnp.zeros((3, 1))
+    oracle = ZoBG(samples=10, sigma=0.1)
+    keys = jax.random.split(jax.random.PRNGKey(7), 400)
+
+    def estimates(K):
+        problem = Problem("offset", U, lambda V: K + jnp.sum((V - a) ** 2))
+        return np.asarray(jax.vmap(lambda k: oracle.estimate(k, problem, U)[0])(keys))
+
+    with_offset, without = estimates(1e6), estimates(0.0)
+    se = without.std(axis=0, ddof=1) / np.sqrt(len(keys))
+    truth = np.asarray(2.0 * (U - a))
+    assert np.all(np.abs(without.mean(axis=0) - truth) < 4.0 * se)
+    assert np.all(np.abs(with_offset.mean(axis=0) - truth) < 4.0 * se)
+    np.testing.assert_allclose(with_offset, without, atol=1e-6)  # K cancels sample by sample (up to rounding)
