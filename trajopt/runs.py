@@ -132,6 +132,7 @@ def summarise(spec, results: Mapping[str, Result], *, verb: str, versions: Mappi
             "run_seconds": r.run_seconds,
             "compile_seconds": r.compile_seconds,
             "config": v.table if v else {},
+            "iterations": r.iterations,
         }
     first = next(iter(results.values()))
     return {
@@ -140,7 +141,7 @@ def summarise(spec, results: Mapping[str, Result], *, verb: str, versions: Mappi
         "problem": spec.name,
         "title": spec.title,
         "source": spec.source,
-        "iterations": first.iterations,
+        "iterations": max(r.iterations for r in results.values()),
         "iterations_requested": spec.solve.iterations,
         "seeds": [int(s) for s in first.seeds],
         "variants": variants,

@@ -60,7 +60,7 @@ SUCCESS_KEYS = ("radius", "held_out", "positions")
 TASK_KEYS = ("horizon", "x0", "goal", "Q", "R", "Qf", "u_init", "wrap")
 ONE_STEP_TASK_KEYS = ("u_init",)
 SOLVE_KEYS = ("iterations", "seeds", "key", "oracles", "variants", "optimizer", "chunk", "on_non_finite")
-VARIANT_KEYS = ("oracle", "method", "optimizer", "sigma_schedule", "sigma_final")  # plus its oracle's or method's parameters
+VARIANT_KEYS = ("oracle", "method", "optimizer", "sigma_schedule", "sigma_final", "iterations")  # + its oracle's or method's
 GRADIENT_KEYS = ("sigma_schedule", "sigma_final")  # keys of a gradient variant that belong to the method, not the oracle
 NON_FINITE_POLICIES = ("stop", "skip")
 SYSTEM_RESERVED = ("name", "allow_unstable")
@@ -212,6 +212,7 @@ class Variant:
         base: the oracle's or the method's registered name (or ``module:attribute``).
         method: the method object `trajopt.solve` runs.
         table: the resolved ``[variants.NAME]`` table (every default filled in), for config.toml.
+        iterations: the variant's own number of steps (an equal-budget comparison), or None for ``solve.iterations``.
     """
 
     name: str
@@ -219,6 +220,7 @@ class Variant:
     base: str
     method: Any
     table: dict
+    iterations: Optional[int] = None
 
     @property
     def oracle(self) -> Any:
@@ -777,14 +779,20 @@ def _build_variant(name: str, table: Mapping, raw: Mapping, solve: SolveSpec, so
         raise SpecError(source, f"variants.{name}" if table else "solve.variants",
                         f"unknown variant {name!r}{hint}: not a [variants.{name}] table, an oracle or a method; "
                         f"known: {', '.join(known)}")
-    params = {k: v for k, v in table.items() if k not in ("oracle", "method", "optimizer")}
+    params = {k: v for k, v in table.items() if k not in ("oracle", "method", "optimizer", "iterations")}
+    own_iterations = None
+    if "iterations" in table:
+        own_iterations = _coerce(table["iterations"], int, source, prefix + "iterations")
+        if own_iterations < 1:
+            raise SpecError(source, prefix + "iterations", f"found {own_iterations}, allowed: an integer >= 1")
+    steps = own_iterations or solve.iterations
     gradient_params = {k: params.pop(k) for k in GRADIENT_KEYS if k in params and kind == "oracle"}
     if kind == "oracle":
         cls = _lookup(registry, base, source, prefix + "oracle" if "oracle" in table else "solve.variants")
         own = list(parameter_types(cls)) if dataclasses.is_dataclass(cls) else []
         for k in params:
             if k not in own:
-                raise _unknown(source, prefix + k, ["oracle", "optimizer", *GRADIENT_KEYS] + own)
+                raise _unknown(source, prefix + k, ["oracle", "optimizer", "iterations", *GRADIENT_KEYS] + own)
         merged = {**_oracle_params(_table(raw, "oracle", source, "oracle"), cls, base), **params}
         oracle = build_config(cls, merged, source, prefix)
         file_opt = _table(raw.get("solve", {}) or {}, "optimizer", source, "solve.optimizer") if "optimizer" in (raw.get("solve") or {}) else dict(DEFAULT_OPTIMIZER)
@@ -793,14 +801,14 @@ def _build_variant(name: str, table: Mapping, raw: Mapping, solve: SolveSpec, so
             raise SpecError(source, prefix + "optimizer", f"found {_describe(opt_table)}, allowed: a table such as {{ name = \"adam\", step = 0.1 }}")
         if opt_table.get("name", file_opt.get("name", "sgd")) == file_opt.get("name", "sgd"):
             opt_table = {**file_opt, **opt_table}  # same optimiser: the variant overrides some of the file's keys
-        optimizer = _build_optimizer(opt_table, source, prefix + "optimizer", solve.iterations)
+        optimizer = _build_optimizer(opt_table, source, prefix + "optimizer", steps)
         schedule = _coerce(gradient_params.get("sigma_schedule", "constant"), str, source, prefix + "sigma_schedule")
         final = _coerce(gradient_params.get("sigma_final", math.nan), float, source, prefix + "sigma_final")
         if schedule != "constant" and "sigma_final" not in gradient_params:
             raise SpecError(source, prefix + "sigma_final", f"missing; allowed: the σ at the last iteration (a number > 0) for sigma_schedule = {schedule!r}")
         try:
             method = GradientMethod(oracle, optimizer, skip_non_finite=solve.on_non_finite == "skip",
-                                    sigma_schedule=schedule, sigma_final=final, sigma_steps=solve.iterations)
+                                    sigma_schedule=schedule, sigma_final=final, sigma_steps=steps)
         except FieldError as e:
             raise SpecError(source, prefix + e.field, f"found {e.found!r}, allowed: {e.allowed}") from None
         resolved = {"oracle": base, **{k: v for k, v in config_dict(oracle).items() if k != "name"},
@@ -816,7 +824,9 @@ def _build_variant(name: str, table: Mapping, raw: Mapping, solve: SolveSpec, so
         defaults = _table(_table(raw, "method", source, "method"), base, source, f"method.{base}") if ":" not in base else {}
         method = build_config(cls, {**defaults, **params}, source, prefix)
         resolved = {"method": base, **{k: v for k, v in config_dict(method).items() if k != "name"}}
-    return Variant(name=name, kind=kind, base=base, method=method, table=resolved)
+    if own_iterations is not None:
+        resolved["iterations"] = own_iterations
+    return Variant(name=name, kind=kind, base=base, method=method, table=resolved, iterations=own_iterations)
 
 
 def _build_variants(raw: Mapping, solve: SolveSpec, source: str, registry=ORACLES) -> dict:
@@ -838,12 +848,24 @@ def _build_variants(raw: Mapping, solve: SolveSpec, source: str, registry=ORACLE
     return built
 
 
+def _check_run_name(raw: Mapping, source: str) -> None:
+    """The top-level ``name`` names the default run folder (``runs/<name>/...``): one plain path component
+    (letters, digits, ``_``, ``-``, ``.``; not ``.`` or ``..``), so that no file can put a run outside runs/."""
+    import re
+
+    value = raw.get("name")
+    if value is not None and (not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", value) or value in (".", "..")):
+        raise SpecError(source, "name", f"found {value!r}, allowed: a plain name of letters, digits, '_', '-' and '.' "
+                        "(at most 128; it names the run folder runs/<name>/, so no '/', '\\' or '..')")
+
+
 def parse(raw: Mapping, source: str = "<string>", name: Optional[str] = None) -> Spec:
     """Validate a decoded TOML document and build its Spec."""
     _check_keys(raw, TOP_LEVEL, source, "")
     for k in ("name", "title", "description"):
         if k in raw and not isinstance(raw[k], str):
             raise SpecError(source, k, f"found {_describe(raw[k])}, allowed: a string")
+    _check_run_name(raw, source)
     system_raw = _table(raw, "system", source, "system")
     if "system" not in raw:
         raise SpecError(source, "system", "missing; allowed: a [system] table with a name")
