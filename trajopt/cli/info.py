@@ -82,13 +82,8 @@ def list_(what: str = typer.Argument("problems", help="problems, systems, oracle
     """List shipped problems, systems, oracles, methods or optimizers."""
     import inspect
 
-    from trajopt.methods import METHODS
-    from trajopt.optim import OPTIMIZERS
-    from trajopt.oracles import ORACLES
-    from trajopt.systems import SYSTEMS
-
-    registries = {"systems": SYSTEMS, "oracles": ORACLES, "methods": METHODS, "optimizers": OPTIMIZERS}
-    if what == "problems":
+    kinds = ("systems", "oracles", "methods", "optimizers")
+    if what == "problems":  # no JAX: the file titles only
         from trajopt import tomlio
 
         table = Table(title="Shipped problems", title_justify="left")
@@ -106,9 +101,14 @@ def list_(what: str = typer.Argument("problems", help="problems, systems, oracle
             table.add_row(shown, str(title))
         out.print(table)
         return
-    if what not in registries:
-        raise fail(f"list: found {what!r}, allowed: problems, {', '.join(registries)}")
-    reg = registries[what]
+    if what not in kinds:
+        raise fail(f"list: found {what!r}, allowed: problems, {', '.join(kinds)}")
+    from trajopt.methods import METHODS
+    from trajopt.optim import OPTIMIZERS
+    from trajopt.oracles import ORACLES
+    from trajopt.systems import SYSTEMS
+
+    reg = {"systems": SYSTEMS, "oracles": ORACLES, "methods": METHODS, "optimizers": OPTIMIZERS}[what]
     table = Table(title=what.capitalize(), title_justify="left")
     table.add_column("name")
     table.add_column("description")
