@@ -94,8 +94,13 @@ class RayExecutor:
         started = False
         if not ray.is_initialized():
             kwargs = {"include_dashboard": False, "log_to_driver": False, **(self.init_kwargs or {})}
+            previous = _sigterm_handler()
             ray.init(address=self.address, **kwargs)
             started = True
+            if previous is not None:  # ray.init replaces the driver's SIGTERM handler (it exits): put ours back
+                import signal
+
+                signal.signal(signal.SIGTERM, previous)
         try:
             task = ray.remote(cell_fn).options(num_cpus=self.resources.num_cpus, num_gpus=self.resources.num_gpus,
                                                max_retries=self.resources.retries, retry_exceptions=False)
@@ -118,6 +123,16 @@ class RayExecutor:
         finally:
             if started:
                 ray.shutdown()
+
+
+def _sigterm_handler():
+    """The current SIGTERM handler, when this is the main thread (where handlers can be set), else None."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.getsignal(signal.SIGTERM)
 
 
 def _first_line(e: BaseException) -> str:
