@@ -6,6 +6,7 @@ with rich. One module per group of verbs, each registering its commands on the s
     report.py    report
     study.py     sweep, landscape
     diagnose.py  diagnose, gradcheck
+    studies.py   study (grids of problems × variants × parameters × seeds; local or Ray)
 
 Exit codes: 0 success, 1 the run failed (every seed non-finite), 2 bad input, 130 interrupted (the run
 folder is still complete and marked "interrupted").
