@@ -250,18 +250,50 @@ def test_every_seed_non_finite_exits_1_and_says_so(tmp_path):
 
 
 def test_sigkill_leaves_no_unreadable_file(tmp_path):
+    """SIGKILL while the run folder is being written (killed the moment a file after config.toml starts to
+    appear: a temporary or, were writes not atomic, the file itself): every file present parses, temporaries
+    are only hidden ``.<file>.*.tmp`` names, and readers report the incomplete folder cleanly."""
+    import tomllib
+
+    from trajopt.runs import RunFolderError, read_run
+
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "trajopt", "compare", str(STIFF), "--iterations", "200000", "--seeds", "2",
-           "--set", "solve.chunk=500", "--out", str(out), "--quiet"]
+    cmd = [sys.executable, "-m", "trajopt", "compare", str(PROBLEMS / "pivot.toml"), "--iterations", "5000",
+           "--seeds", "2", "--out", str(out), "--quiet"]
     proc = subprocess.Popen(cmd, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    time.sleep(5.0)
-    proc.kill()
-    proc.wait(timeout=60)
-    files = [p for p in out.iterdir() if not p.name.startswith(".")] if out.exists() else []
-    for p in files:  # whatever exists is complete
+    deadline, at_kill = time.monotonic() + 240, None
+    try:
+        while proc.poll() is None and time.monotonic() < deadline:
+            names = set(os.listdir(out)) if out.is_dir() else set()
+            if "config.toml" in names and {n for n in names if not n.startswith(".config.toml.")} - {"config.toml"}:
+                proc.kill()
+                at_kill = names
+                break
+            time.sleep(0.0005)
+    finally:
+        proc.kill()
+        proc.wait(timeout=60)
+    assert at_kill is not None and proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    assert "config.toml" in at_kill and "result.json" not in at_kill  # killed while the folder was being written
+    names = sorted(os.listdir(out))
+    run_files = ("config.toml", "metrics.jsonl", "trajectory.npz", "result.json")
+    for name in names:
+        p = out / name
+        if name.startswith("."):  # a temporary of the atomic write, under a hidden name no reader opens
+            assert name.endswith(".tmp") and any(name.startswith(f".{f}.") for f in run_files), name
+            continue
+        assert name in run_files, name
         if p.suffix == ".json":
             json.loads(p.read_text())
         elif p.suffix == ".jsonl":
-            [json.loads(line) for line in p.read_text().splitlines()]
+            assert [json.loads(line) for line in p.read_text().splitlines()]
         elif p.suffix == ".npz":
-            np.load(p).files
+            with np.load(p) as data:
+                assert data.files
+        elif p.suffix == ".toml":
+            assert tomllib.loads(p.read_text())["system"]["name"] == "pivot"
+    if "result.json" not in names:  # incomplete: a clean error naming the file, for the library and the CLI
+        with pytest.raises(RunFolderError, match="result.json"):
+            read_run(out)
+        result = invoke("report", out, "-o", tmp_path / "r.html")
+        assert result.exit_code == 2 and "result.json" in result.stderr
