@@ -118,8 +118,51 @@ def axis_figure(rows: Sequence[Mapping], study: StudySpec, axis: Axis, metric: s
     return fig
 
 
+def variants_figure(rows: Sequence[Mapping], study: StudySpec, metric: str = "final_cost") -> Figure:
+    """A study without a grid: one panel per problem, the final cost of each variant (median over seeds, the
+    interquartile range as an error bar, one colour per variant), the initial cost in the panel's title; a median beyond
+    OFF_SCALE times the initial cost is a labelled triangle on the top edge."""
+    from trajopt.plots import variant_colours
+
+    problems = list(dict.fromkeys([p.stem for p in study.problems]))
+    variants = list(study.variants)
+    colours = variant_colours(variants)
+    cols = min(4, len(problems))
+    nrows = math.ceil(len(problems) / cols)
+    fig = Figure(figsize=(3.6 * cols, 3.2 * nrows + 0.8))
+    axes = fig.subplots(nrows, cols, squeeze=False)
+    for i, problem in enumerate(problems):
+        ax = axes[i // cols, i % cols]
+        mine = [r for r in rows if r.get("problem") == problem]
+        initial = next((_num(r.get("initial_cost")) for r in mine if r.get("initial_cost") is not None), math.nan)
+        top = OFF_SCALE * initial if math.isfinite(initial) and initial > 0 else math.inf
+        for j, v in enumerate(variants):
+            values = [_num(r.get(metric)) for r in mine if r.get("variant") == v]
+            med, lo, hi = (float(x) for x in nan_band(values))
+            if not math.isfinite(med):
+                continue
+            if med > top:
+                ax.plot([j], [top], "^", color=colours[v], ms=8)
+                ax.annotate(f"{med:.3g}", (j, top), fontsize=7, ha="center", va="top", xytext=(0, -6),
+                            textcoords="offset points")
+                continue
+            ax.errorbar([j], [med], yerr=[[med - lo], [min(hi, top) - med]], fmt="o", color=colours[v], ms=5,
+                        capsize=3)
+        ax.set_xticks(range(len(variants)), variants, rotation=60, fontsize=7, ha="right")
+        ax.set_title(f"{problem} (initial {initial:.4g})" if math.isfinite(initial) else problem, fontsize=9)
+        ax.grid(True, axis="y", alpha=0.25)
+    for i in range(len(problems), nrows * cols):
+        axes[i // cols, i % cols].axis("off")
+    axes[0, 0].set_ylabel(f"{metric.replace('_', ' ')} (median, IQR over {len(study.seeds)} seeds)", fontsize=8)
+    fig.suptitle(study.title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 def study_figures(rows: Sequence[Mapping], study: StudySpec) -> dict[str, Figure]:
-    """{file stem: Figure}: ``study_<key>`` per grid axis (none without a grid)."""
+    """{file stem: Figure}: ``study_<key>`` per grid axis, or ``study_variants`` for a study without a grid."""
+    if not study.grid:
+        return {"study_variants": variants_figure(rows, study)}
     return {f"study_{axis.key.replace('.', '_')}": axis_figure(rows, study, axis) for axis in study.grid}
 
 
@@ -198,4 +241,4 @@ def study_html(meta: Mapping, rows: Sequence[Mapping], figures: Mapping[str, byt
     return "\n".join(parts)
 
 
-__all__ = ["axis_figure", "study_figures", "study_html", "cell_summaries"]
+__all__ = ["axis_figure", "variants_figure", "study_figures", "study_html", "cell_summaries"]
