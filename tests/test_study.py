@@ -374,3 +374,21 @@ def test_ray_worker_dying_past_its_retries_is_a_failed_cell(ray_local, tmp_path)
     rows = read_table(tmp_path / "out")
     assert all(r["status"] == "failed" and r["error"].startswith("WorkerCrashedError") and "after 1 retries" in r["error"]
                for r in rows), rows
+
+
+def test_study_without_grid_draws_one_point_per_variant(tmp_path):
+    """A study with no [grid] (the oracle-or-optimiser study's shape) still gets its figure: a panel per problem,
+    a point per variant."""
+    path = write(tmp_path, f"""
+title = "no grid"
+problems = ["{PUSHING}"]
+variants = ["fobg", "zobg"]
+seeds = 2
+iterations = 3
+[set]
+"task.horizon" = 20
+""")
+    r = invoke("study", path, "--out", tmp_path / "out", "--quiet")
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "out" / "study_variants.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "out" / "report.html").read_text().count("<img") == 1
