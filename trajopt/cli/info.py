@@ -80,8 +80,6 @@ def problem_files() -> list[Path]:
 @app.command("list")
 def list_(what: str = typer.Argument("problems", help="problems, systems, oracles, methods or optimizers.")):
     """List shipped problems, systems, oracles, methods or optimizers."""
-    import inspect
-
     kinds = ("systems", "oracles", "methods", "optimizers")
     if what == "problems":  # no JAX: the file titles only
         from trajopt import tomlio
@@ -103,21 +101,121 @@ def list_(what: str = typer.Argument("problems", help="problems, systems, oracle
         return
     if what not in kinds:
         raise fail(f"list: found {what!r}, allowed: problems, {', '.join(kinds)}")
+    rows = static_registry_rows(what) or registry_rows(what)
+    table = Table(title=what.capitalize(), title_justify="left")
+    table.add_column("name")
+    table.add_column("description")
+    for name, first in rows:
+        table.add_row(escape(name), escape(first))
+    out.print(table)
+
+
+# ------------------------------------------------------------------------- registry listings (with and without JAX)
+
+_REGISTRY_SOURCES = {"systems": "systems/__init__.py", "oracles": "oracles/__init__.py",
+                     "methods": "methods/__init__.py", "optimizers": "optim.py"}
+
+
+def _first_paragraph(doc: str) -> str:
+    return doc.strip().split("\n\n")[0].replace("\n", " ")
+
+
+def registry_rows(what: str) -> list[tuple[str, str]]:
+    """(name, description) of each registered entry, read from the imported registry (imports JAX): its module's
+    summary when the module holds just it, else the class's docstring."""
+    import inspect
+
     from trajopt.methods import METHODS
     from trajopt.optim import OPTIMIZERS
     from trajopt.oracles import ORACLES
     from trajopt.systems import SYSTEMS
 
     reg = {"systems": SYSTEMS, "oracles": ORACLES, "methods": METHODS, "optimizers": OPTIMIZERS}[what]
-    table = Table(title=what.capitalize(), title_justify="left")
-    table.add_column("name")
-    table.add_column("description")
+    rows = []
     for name in reg:
         entry = reg.get(name)
-        # each entry's own line: its module's summary when the module holds just it, else the class's docstring
         own = inspect.getdoc(entry) if entry.__doc__ else None
         module_doc = inspect.getdoc(sys.modules[entry.__module__]) or ""
         doc = module_doc if sum(1 for n in reg if reg.get(n).__module__ == entry.__module__) == 1 and module_doc else own or ""
-        first = doc.strip().split("\n\n")[0].replace("\n", " ")
-        table.add_row(escape(name), escape(first))
-    out.print(table)
+        rows.append((name, _first_paragraph(doc)))
+    return rows
+
+
+def static_registry_rows(what: str) -> Optional[list[tuple[str, str]]]:
+    """`registry_rows` without importing anything: the registrations (``REG.register("name", Class)``, or a loop
+    ``for c in (A, B): REG.register(c.name, c)`` with ``name: ClassVar[str] = "..."``) and the docstrings are read
+    from the package's source with `ast`. None when the source holds anything else (the caller then imports);
+    tests/test_performance.py checks it against `registry_rows`."""
+    import ast
+
+    root = Path(trajopt.__file__).resolve().parent
+    try:
+        source = root / _REGISTRY_SOURCES[what]
+        tree = ast.parse(source.read_text())
+        modules: dict[str, Path] = {}  # class name -> the file defining it
+        for node in tree.body:
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("trajopt."):
+                path = root.joinpath(*node.module.split(".")[1:]).with_suffix(".py")
+                for alias in node.names:
+                    modules[alias.asname or alias.name] = path
+            elif isinstance(node, ast.ClassDef):
+                modules[node.name] = source
+        parsed: dict[Path, ast.Module] = {}
+
+        def klass(name):
+            path = modules[name]
+            if path not in parsed:
+                parsed[path] = ast.parse(path.read_text())
+            for node in parsed[path].body:
+                if isinstance(node, ast.ClassDef) and node.name == name:
+                    return path, node
+            raise LookupError(name)
+
+        def class_name_attr(node: ast.ClassDef) -> str:
+            for item in node.body:
+                target = item.target if isinstance(item, ast.AnnAssign) else (
+                    item.targets[0] if isinstance(item, ast.Assign) and len(item.targets) == 1 else None)
+                if isinstance(target, ast.Name) and target.id == "name" and isinstance(item.value, ast.Constant):
+                    return item.value.value
+            raise LookupError(node.name)
+
+        entries: list[tuple[str, str]] = []  # (registered name, class name)
+
+        def registration(call, loop_var=None, loop_class=None):
+            if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) and call.func.attr == "register"):
+                return False
+            key, value = call.args
+            if isinstance(key, ast.Constant) and isinstance(value, ast.Name):
+                entries.append((key.value, value.id))
+            elif (loop_var and isinstance(key, ast.Attribute) and isinstance(key.value, ast.Name) and key.value.id == loop_var
+                  and key.attr == "name" and isinstance(value, ast.Name) and value.id == loop_var):
+                entries.append((class_name_attr(klass(loop_class)[1]), loop_class))
+            else:
+                raise LookupError("register")
+            return True
+
+        for node in tree.body:
+            if isinstance(node, ast.Expr):
+                registration(node.value)
+            elif isinstance(node, ast.For) and isinstance(node.target, ast.Name) and isinstance(node.iter, ast.Tuple):
+                calls = [b.value for b in node.body if isinstance(b, ast.Expr)]
+                if len(calls) == len(node.body) == 1 and all(isinstance(e, ast.Name) for e in node.iter.elts):
+                    for elt in node.iter.elts:
+                        registration(calls[0], node.target.id, elt.id)
+        if not entries:
+            return None
+        paths = {cls: klass(cls)[0] for _, cls in entries}
+        rows = []
+        for name, cls in entries:
+            path, node = klass(cls)
+            module_doc = ast.get_docstring(parsed[path]) or ""
+            if sum(1 for p in paths.values() if p == path) == 1 and module_doc:
+                doc = module_doc
+            else:
+                doc = ast.get_docstring(node)
+                if doc is None:  # a dataclass's generated or an inherited docstring: leave it to the import
+                    return None
+            rows.append((name, _first_paragraph(doc)))
+        return rows
+    except (OSError, SyntaxError, LookupError, ValueError, KeyError):
+        return None
