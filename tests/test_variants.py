@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from trajopt import runs, spec
@@ -86,3 +87,24 @@ def test_bad_variant_inputs_exit_2(tmp_path):
 def test_oracles_flag_refuses_a_method_name(tmp_path):
     r = invoke("compare", SOFT, *SMALL, "--oracles", "gradient", "--out", tmp_path / "a")
     assert r.exit_code == 2 and "solve.oracles" in r.stderr and "is a method" in r.stderr and "--variants" in r.stderr
+
+
+def _runnable_methods():
+    from trajopt.methods import METHODS
+
+    # "gradient" is named by its oracle (a bare oracle name); every other registered method by its own name
+    return [m for m in METHODS.names() if m != "gradient" and not m.endswith("_test")]
+
+
+@pytest.mark.parametrize("method", _runnable_methods())
+def test_every_registered_method_runs_through_compare(tmp_path, method):
+    out = tmp_path / method
+    r = invoke("compare", SOFT, "--iterations", "3", "--seeds", "2", "--set", "task.horizon=15", "--variants",
+               f"fobg,{method}", "--x", "iterations,rollouts", "--out", out, "--json", "--quiet")
+    assert r.exit_code == 0, r.output
+    entry = json.loads(r.stdout)["variants"][method]
+    assert entry["kind"] == "method" and entry["base"] == method and entry["status"] == ["ok", "ok"]
+    assert entry["rollouts"] > 0 and all(np.isfinite(entry["final_cost"]))
+    assert entry["final_cost"][0] <= entry["initial_cost"] + 1e-9 or method in ("mppi", "dial")  # samplers may not descend in 3 steps
+    run = runs.read_run(out)
+    assert run.results[method].cost.shape == (2, 4)
