@@ -108,3 +108,54 @@ def test_every_registered_method_runs_through_compare(tmp_path, method):
     assert entry["final_cost"][0] <= entry["initial_cost"] + 1e-9 or method in ("mppi", "dial")  # samplers may not descend in 3 steps
     run = runs.read_run(out)
     assert run.results[method].cost.shape == (2, 4)
+
+
+# ------------------------------------------------------------------------------------------ the run folder
+
+
+def test_out_is_claimed_before_the_run(tmp_path):
+    import fcntl
+    import os
+
+    # --force empties an older run folder first: its stale temporaries and foreign report go
+    old = tmp_path / "old"
+    old.mkdir()
+    for name in ("config.toml", "result.json", "report.html", ".metrics.jsonl.abc.tmp"):
+        (old / name).write_text("stale")
+    r = invoke("compare", SOFT, *SMALL, "--out", old, "--force", "--quiet")
+    assert r.exit_code == 0, r.output
+    names = sorted(p.name for p in old.iterdir())
+    assert "report.html" not in names and not [n for n in names if n.endswith(".tmp")]
+    assert json.loads((old / "result.json").read_text())["status"] == "ok"
+    # --force never empties a folder that is not a run folder
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("keep me")
+    r = invoke("compare", SOFT, *SMALL, "--out", mine, "--force")
+    assert r.exit_code == 2 and "only a trajopt run folder" in r.stderr and (mine / "thesis.tex").read_text() == "keep me"
+    # a folder held by another run is refused before any work
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    fd = os.open(busy, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        r = invoke("compare", SOFT, *SMALL, "--out", busy, "--force")
+        assert r.exit_code == 2 and "in use by another trajopt run" in r.stderr
+    finally:
+        os.close(fd)
+    # an --out that cannot be created fails at once and leaves nothing
+    r = invoke("compare", SOFT, *SMALL, "--out", "/proc/trajopt-run")
+    assert r.exit_code == 2 and "/proc/trajopt-run" in r.stderr
+    # a run refused after the claim (a method that does not apply) removes the folder it created
+    onestep = Path(__file__).resolve().parent.parent / "problems" / "pivot.toml"
+    gone = tmp_path / "gone"
+    r = invoke("compare", onestep, "--variants", "ilqr", "--iterations", "2", "--out", gone)
+    assert r.exit_code == 2 and "ilqr needs a time-stepped problem" in r.stderr and not gone.exists()
+
+
+def test_titles_with_dollars_and_brackets_are_shown_literally(tmp_path):
+    out = tmp_path / "t"
+    r = invoke("compare", SOFT, *SMALL, "--set", 'title="cost $\\\\foo$ [bold]x[/bold]"', "--out", out, "--quiet")
+    assert r.exit_code == 0, r.output
+    assert (out / "convergence.png").read_bytes()[:4] == b"\x89PNG"
+    assert json.loads((out / "result.json").read_text())["title"].startswith("cost $\\foo$ [bold]x[/bold]")

@@ -25,6 +25,12 @@ X_AXES = {"iterations": "iteration", "rollouts": "simulator rollouts (per seed)"
           "gradients": "backward passes (per seed)", "seconds": "run seconds (compile excluded)"}
 
 
+def plain(text: str) -> str:
+    """User text shown literally in a figure: ``$`` would start matplotlib's maths mode (and a malformed formula
+    fails when the figure is drawn), so it is escaped."""
+    return str(text).replace("$", r"\$")
+
+
 def registered_colour(name: str) -> Optional[str]:
     """The colour an oracle or method class declares for itself (``colour``), or None."""
     from trajopt.methods import METHODS
@@ -146,9 +152,9 @@ def convergence_figure(results: Mapping[str, Result], x: Union[str, Sequence[str
                 ax2.legend(fontsize=8, loc="best")
         axes[-1, c].set_xlabel(X_AXES[xa] + (" (symmetric log)" if symlog else ""))
     if cols == 1:
-        axes[0, 0].set_title(title, fontsize=11)
+        axes[0, 0].set_title(plain(title), fontsize=11)
     else:
-        fig.suptitle(title, fontsize=11)
+        fig.suptitle(plain(title), fontsize=11)
     fig.tight_layout()
     return fig
 
@@ -189,7 +195,7 @@ def variance_figure(results: Mapping[str, Result], x: str = "iterations", title:
         ax.set_ylabel(label)
         ax.grid(True, which="both", alpha=0.25)
         ax.legend(fontsize=8)
-    axes[0, 0].set_title(title, fontsize=11)
+    axes[0, 0].set_title(plain(title), fontsize=11)
     axes[-1, 0].set_xlabel(X_AXES[x])
     fig.tight_layout()
     return fig
@@ -217,7 +223,7 @@ def trajectory_figure(results: Mapping[str, Result], state_names=None, control_n
         ax.set_yticks(range(len(names)), names)
         ax.set_xlabel("final decision θ (each seed)")
         ax.grid(True, alpha=0.25)
-        ax.set_title(title, fontsize=11)
+        ax.set_title(plain(title), fontsize=11)
         fig.tight_layout()
         return fig
     n, m = first.X.shape[-1], first.U.shape[-1]
@@ -251,7 +257,7 @@ def trajectory_figure(results: Mapping[str, Result], state_names=None, control_n
         axes[-1, c].set_xlabel("time step")
     axes[0, 0].legend(fontsize=8, title="best seed (dotted: goal)", title_fontsize=8)
     if title:
-        fig.suptitle(title, fontsize=11)
+        fig.suptitle(plain(title), fontsize=11)
     fig.tight_layout()
     return fig
 
@@ -307,7 +313,7 @@ def sweep_figure(rows: list[dict], key: str, title: str = ""):
     ax.set_ylabel("per-sample trace variance")
     ax.grid(True, which="both", alpha=0.25)
     ax.legend(fontsize=8, title="median and IQR over repeats", title_fontsize=8)
-    ax.set_title(title, fontsize=11)
+    ax.set_title(plain(title), fontsize=11)
     if adaptive:
         ax2 = axes[1, 0]
         for i, o in enumerate(adaptive):
@@ -348,7 +354,7 @@ def landscape_figure(data: dict, oracles: list[str], sigma: float, marks: dict |
     ax.set_ylabel("cost")
     ax.legend(fontsize=8)
     ax.grid(True, alpha=0.25)
-    ax.set_title(title, fontsize=11)
+    ax.set_title(plain(title), fontsize=11)
     ax = axes[1, 0]
     for i, o in enumerate(oracles):
         mean, std = data[f"{o}/grad_mean"], data[f"{o}/grad_std"]

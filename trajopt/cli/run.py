@@ -7,6 +7,7 @@ import json
 import sys
 from datetime import datetime
 from pathlib import Path
+from contextlib import contextmanager
 from typing import List, Optional
 
 import typer
@@ -64,6 +65,59 @@ def cli_overrides(sets: List[str], iterations: Optional[int], seeds: Optional[st
 def _default_out(spec, verb: str) -> Path:
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     return Path("runs") / spec.name / f"{stamp}-{verb}"
+
+
+RUN_MARKERS = ("config.toml", "result.json")  # a folder holding one of these is a trajopt run folder
+
+
+@contextmanager
+def claim_out(path: Path, force: bool):
+    """Check ``--out`` before any work and hold it for the run.
+
+    The folder is created now (so an unwritable path, a file in the way or a path under /proc fails before the
+    run, exit 2), locked with ``flock`` on the folder itself (a second run into the same folder is refused while
+    the first holds it: no lock file is left behind by a killed run), and, with ``--force``, emptied first:
+    stale temporaries and an older run's report go with it. ``--force`` empties only a trajopt run folder (one
+    with config.toml or result.json); other folders are refused. A folder this call created and nothing was
+    written into is removed again if the run fails.
+    """
+    import fcntl
+    import os
+    import shutil
+
+    if path.exists() and not path.is_dir():
+        raise fail(f"--out {path}: exists and is not a folder")
+    created = not path.exists()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDONLY)
+    except OSError as e:
+        raise fail(f"--out {path}: cannot create or open it ({e.strerror})") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise fail(f"--out {path}: in use by another trajopt run; choose another folder") from None
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise fail(f"--out {path}: not writable")
+        present = list(path.iterdir())
+        if present and not force:
+            raise fail(f"--out {path}: folder exists and is not empty; choose another or pass --force to overwrite")
+        if present:
+            if not any((path / m).exists() for m in RUN_MARKERS):
+                raise fail(f"--out {path}: --force empties only a trajopt run folder (one with config.toml or "
+                           f"result.json); this one holds other files ({', '.join(sorted(p.name for p in present)[:3])})")
+            for p in present:
+                shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+        ok = False
+        try:
+            yield path
+            ok = True
+        finally:
+            if not ok and created and not any(path.iterdir()):
+                path.rmdir()
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def _check_out(path: Path, force: bool) -> None:
@@ -169,7 +223,9 @@ def _rollouts_figure(spec, problem, results, title):
     thetas = {name: r.U[median_seed_index(r.final_cost)][0] for name, r in results.items()}
     fig = rollouts_figure(problem, thetas, held_out_states(problem, min(p.held_out, 60)),
                           radius=p.success_radius, positions=p.positions)
-    fig.suptitle(f"{title}: closed-loop rollouts (median seed per variant, held-aside starts)", fontsize=10)
+    from trajopt.plots import plain
+
+    fig.suptitle(plain(f"{title}: closed-loop rollouts (median seed per variant, held-aside starts)"), fontsize=10)
     return fig
 
 
@@ -208,16 +264,20 @@ def budget_overrides(spec, budget: int) -> list[str]:
 
 def _run_held(verb, problem, overrides, out_dir, force, x, json_out, quiet, plot, report, sets, should_stop,
               budget=None) -> int:
+    spec = load_spec(problem, overrides)
+    if budget is not None:
+        spec = load_spec(problem, overrides + budget_overrides(spec, budget))
+    out_dir = out_dir or _default_out(spec, verb)
+    with claim_out(out_dir, force):
+        return _run_claimed(spec, verb, out_dir, x, json_out, quiet, plot, report, sets, should_stop, budget)
+
+
+def _run_claimed(spec, verb, out_dir, x, json_out, quiet, plot, report, sets, should_stop, budget) -> int:
     import jax
 
     from trajopt import runs
     from trajopt.solver import solve
 
-    spec = load_spec(problem, overrides)
-    if budget is not None:
-        spec = load_spec(problem, overrides + budget_overrides(spec, budget))
-    out_dir = out_dir or _default_out(spec, verb)
-    _check_out(out_dir, force)
     prob = spec.problem()
     key = jax.random.PRNGKey(spec.solve.key)
     title = display_title(spec, sets) + (f" [equal budget: {budget:,} rollouts per seed]" if budget else "")
