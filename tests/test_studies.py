@@ -83,7 +83,8 @@ def test_sweep_over_stiffness_shows_fobg_variance_growing(tmp_path):
     assert max(var_zero) / min(var_zero) < 2  # the zeroth-order variance barely moves
     assert alpha[0] > 0.99 and alpha[2] < alpha[0]
     header = (out / "sweep.csv").read_text().splitlines()[0]
-    assert header.startswith("value,oracle,") and "var_first_median" in header
+    assert header.startswith("system.stiffness,oracle,") and "var_first_median" in header  # the column names the key
+    assert data["title"].startswith("pushing_stiff: variance against system.stiffness") and "1000" not in data["title"]
     assert (out / "sweep.png").read_bytes()[:4] == b"\x89PNG"
 
 
@@ -126,3 +127,22 @@ def test_reproduce_paper_script_writes_every_figure(tmp_path):
     figures = sorted(p.name for p in (tmp_path / "paper/figures").iterdir())
     documented = sorted(p.name for p in (root / "docs/figures/paper").iterdir())
     assert figures == documented and len(figures) == 11
+
+
+
+def test_sweep_refuses_a_second_over_and_names_an_unstable_point(tmp_path):
+    r = invoke("sweep", STIFF, "--over", "system.stiffness=10,1000", "--over", "oracle.sigma=0.05,0.1",
+               "--out", tmp_path / "a")
+    assert r.exit_code == 2 and "--over given 2 times" in r.stderr and "trajopt study" in r.stderr
+    assert not (tmp_path / "a").exists()
+    # k = 1e5 is explicitly unstable at the file's dt: refused with the value named, or skipped and recorded
+    r = invoke("sweep", STIFF, "--over", "system.stiffness=10,100000", "--repeats", "2", "--oracles", "fobg,zobg,aobg",
+               "--set", "task.horizon=20", "--out", tmp_path / "b")
+    assert r.exit_code == 2 and "system.stiffness = 100000" in r.stderr and "system.dt" in r.stderr
+    out = tmp_path / "c"
+    r = invoke("sweep", STIFF, "--over", "system.stiffness=10,100000", "--repeats", "2", "--oracles", "fobg,zobg,aobg",
+               "--set", "task.horizon=20", "--skip-invalid", "--out", out)  # the printed table too, not only JSON
+    assert r.exit_code == 0, r.output
+    data = json.loads((out / "sweep.json").read_text())
+    assert data["values"] == [10.0] and data["skipped"][0]["value"] == 100000.0 and "system.dt" in data["skipped"][0]["error"]
+    assert "α aobg" in r.stdout and "skipped" in data["title"]

@@ -45,8 +45,11 @@ def _out_dir(spec, verb: str, out_dir: Optional[Path], force: bool) -> Path:
 @app.command()
 def sweep(
     problem: Path = ProblemArg,
-    over: str = typer.Option(..., "--over", help="KEY=VALUES: any key of the file, values as 1,10,100, "
-                             "linspace:a:b:n or logspace:a:b:n (10^a..10^b)."),
+    over: List[str] = typer.Option(..., "--over", help="KEY=VALUES: any key of the file, values as 1,10,100, "
+                                   "linspace:a:b:n or logspace:a:b:n (10^a..10^b). One key: a grid over several "
+                                   "keys is a study (trajopt study)."),
+    skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Skip values the problem refuses (e.g. an "
+                                      "unstable time step), recording them in sweep.json, instead of refusing."),
     samples: Optional[int] = SamplesOpt,
     repeats: int = RepeatsOpt,
     oracles: Optional[str] = OraclesOpt,
@@ -66,6 +69,10 @@ def sweep(
     from trajopt import analysis, plots, runs
     from trajopt import spec as spec_mod
 
+    if len(over) != 1:
+        raise fail(f"--over given {len(over)} times ({'; '.join(over)}); allowed: one --over (sweep draws a line); "
+                   "for a grid over several keys write a study file with a [grid] table and run `trajopt study`")
+    over = over[0]
     if "=" not in over:
         raise fail(f"--over {over}: allowed: KEY=VALUES, e.g. system.stiffness=logspace:1:4:10")
     key, _, grid = over.partition("=")
@@ -83,20 +90,35 @@ def sweep(
         values = analysis.parse_grid(grid, integer=typ is int)
     except ValueError as e:
         raise fail(f"--over {key}: {e}") from None
-    specs = [load_spec(problem, base_overrides + [f"{key}={v!r}"]) for v in values]  # all validated up front
+    specs, skipped = [], []
+    for v in values:  # every point validated up front: a refused value is named, and refused or skipped
+        try:
+            specs.append((v, spec_mod.load(problem, base_overrides + [f"{key}={v!r}"])))
+        except spec_mod.SpecError as e:
+            if not skip_invalid:
+                raise fail(f"--over {key} = {v:g}: {e} (--skip-invalid skips such values)") from None
+            skipped.append({"value": v, "error": str(e)})
+    if not specs:
+        raise fail(f"--over {key}: every value was refused by the problem ({skipped[0]['error']})")
+    values = [v for v, _ in specs]
     folder = _out_dir(base, "sweep", out_dir, force)
     points = []
     root = jax.random.PRNGKey(base.solve.key)
-    for v, s in zip(values, specs):
+    for v, s in specs:
         if not quiet and not json_out:
             out.print(f"  {key} = {v:g}", highlight=False)
         points.append((v, analysis.point_statistics(root, s.problem(), s.oracles, repeats)))
     rows = analysis.sweep_rows(points)
-    meta = {"problem": base.name, "title": base.title, "key": key, "values": values, "repeats": repeats,
-            "oracles": names, "samples": {n: getattr(o, "samples", None) for n, o in base.oracles.items()}}
+    # the title names what was swept and set, never the file's own parameter values (its title may say k = 1000)
+    title = f"{base.name}: variance against {key}" + (f" [--set {', '.join(set_)}]" if set_ else "") + \
+        (" (skipped, refused by the problem: " + ", ".join(f"{p['value']:g}" for p in skipped) + ")" if skipped else "")
+    meta = {"problem": base.name, "title": title, "key": key, "values": values, "repeats": repeats,
+            "oracles": names, "samples": {n: getattr(o, "samples", None) for n, o in base.oracles.items()},
+            "skipped": skipped}
     runs.write_config(folder, base)
-    runs.write_table(folder, "sweep", rows, meta)
-    plots.save_figure(plots.sweep_figure(rows, key, title=f"{base.title}: variance against {key}"), folder / "sweep.png")
+    runs.write_table(folder, "sweep", [{key: r["value"], **{k: v for k, v in r.items() if k != "value"}} for r in rows],
+                     meta)
+    plots.save_figure(plots.sweep_figure(rows, key, title=title), folder / "sweep.png")
     if json_out:
         sys.stdout.write(runs.dumps_json({**meta, "rows": rows, "out": str(folder)}))
         return
