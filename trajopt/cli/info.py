@@ -78,9 +78,9 @@ def problem_files() -> list[Path]:
 
 
 @app.command("list")
-def list_(what: str = typer.Argument("problems", help="problems, systems, oracles, methods or optimizers.")):
-    """List shipped problems, systems, oracles, methods or optimizers."""
-    kinds = ("systems", "oracles", "methods", "optimizers")
+def list_(what: str = typer.Argument("problems", help="problems, systems, oracles, methods, optimizers or policies.")):
+    """List shipped problems, systems, oracles, methods, optimizers or policies."""
+    kinds = ("systems", "oracles", "methods", "optimizers", "policies")
     if what == "problems":  # no JAX: the file titles only
         from trajopt import tomlio
 
@@ -128,9 +128,10 @@ def registry_rows(what: str) -> list[tuple[str, str]]:
     from trajopt.methods import METHODS
     from trajopt.optim import OPTIMIZERS
     from trajopt.oracles import ORACLES
+    from trajopt.policies import POLICIES
     from trajopt.systems import SYSTEMS
 
-    reg = {"systems": SYSTEMS, "oracles": ORACLES, "methods": METHODS, "optimizers": OPTIMIZERS}[what]
+    reg = {"systems": SYSTEMS, "oracles": ORACLES, "methods": METHODS, "optimizers": OPTIMIZERS, "policies": POLICIES}[what]
     rows = []
     for name in reg:
         entry = reg.get(name)
