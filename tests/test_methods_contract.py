@@ -50,14 +50,24 @@ class RandomSearch:
                                      accepted=as_float(better))
 
 
-METHODS.register(RandomSearch.name, RandomSearch)  # the one registry line a new method needs
+@pytest.fixture
+def registered_random_search():
+    """The one registry line a new method needs, undone afterwards (the registry is process-wide)."""
+    METHODS.register(RandomSearch.name, RandomSearch)
+    try:
+        yield RandomSearch
+    finally:
+        METHODS._entries.pop(RandomSearch.name, None)
 
-# Methods that cannot be built from defaults alone: how the contract test builds them.
-NEEDS_ARGUMENTS = {"gradient": lambda: GradientMethod(FoBG(samples=4, sigma=0.1))}
+
+# Methods that cannot be built from defaults alone: how the contract test builds them. The method written here
+# joins every registered one (in a user's package it would be one module and one METHODS.register line).
+NEEDS_ARGUMENTS = {"gradient": lambda: GradientMethod(FoBG(samples=4, sigma=0.1)), RandomSearch.name: RandomSearch}
+CASES = [*METHODS.names(), RandomSearch.name]
 
 
 def build(name: str):
-    return NEEDS_ARGUMENTS.get(name, METHODS.get(name))()
+    return NEEDS_ARGUMENTS.get(name, METHODS.get(name) if name in METHODS else None)()
 
 
 def small_problem():
@@ -68,7 +78,7 @@ def small_problem():
     return trajectory_problem("lq", lambda x, u: A @ x + B @ u, jnp.zeros(2), cost, jnp.zeros((8, 1)))
 
 
-@pytest.mark.parametrize("name", METHODS.names())
+@pytest.mark.parametrize("name", CASES)
 def test_method_contract(name):
     method = build(name)
     problem = small_problem()
@@ -92,7 +102,7 @@ def test_method_contract(name):
     assert jax.tree_util.tree_structure(new_state) == jax.tree_util.tree_structure(state)
 
 
-@pytest.mark.parametrize("name", METHODS.names())
+@pytest.mark.parametrize("name", CASES)
 def test_method_under_solve_seed_and_chunk_invariance(name):
     method = build(name)
     problem = small_problem()
@@ -109,7 +119,7 @@ def test_method_under_solve_seed_and_chunk_invariance(name):
     assert batch.counts("rollouts")[-1] == np.sum(np.max(batch.history["rollouts"], axis=0))
 
 
-def test_user_method_runs_from_a_problem_file(tmp_path):
+def test_user_method_runs_from_a_problem_file(tmp_path, registered_random_search):
     """A method registered by name runs as a variant of a problem file, with its keys validated."""
     from trajopt import spec
 

@@ -103,6 +103,10 @@ def test_one_step_files_have_only_an_initial_guess(path):
     raw = spec.read_toml(path)
     if s.one_step:
         assert set(raw["task"]) == {"u_init"}
+    elif s.policy is not None:  # a closed-loop problem: its start is the [initial_state] distribution
+        assert {"horizon", "goal", "Q", "R"} <= set(raw["task"]) and "x0" not in raw["task"] and "initial_state" in raw
+    elif s.system_name == "mjx":  # an MJCF model's start is its own (qpos0 or a keyframe) unless x0 is given
+        assert {"horizon", "goal", "Q", "R"} <= set(raw["task"])
     else:
         assert {"horizon", "x0", "goal", "Q", "R"} <= set(raw["task"])
 

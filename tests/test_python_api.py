@@ -61,7 +61,11 @@ def test_public_names_resolve_and_solve_is_the_function():
 
 
 def _python(code: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    """A fresh interpreter with none of the settings this test process inherited from importing trajopt."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_ENABLE_X64")}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300, env=env)
 
 
 def test_import_changes_no_undocumented_global_state():

@@ -803,12 +803,13 @@ def _build_variant(name: str, table: Mapping, raw: Mapping, solve: SolveSpec, so
             opt_table = {**file_opt, **opt_table}  # same optimiser: the variant overrides some of the file's keys
         optimizer = _build_optimizer(opt_table, source, prefix + "optimizer", steps)
         schedule = _coerce(gradient_params.get("sigma_schedule", "constant"), str, source, prefix + "sigma_schedule")
-        final = _coerce(gradient_params.get("sigma_final", math.nan), float, source, prefix + "sigma_final")
+        final = _coerce(gradient_params.get("sigma_final", 0.0), float, source, prefix + "sigma_final")
         if schedule != "constant" and "sigma_final" not in gradient_params:
             raise SpecError(source, prefix + "sigma_final", f"missing; allowed: the σ at the last iteration (a number > 0) for sigma_schedule = {schedule!r}")
         try:
             method = GradientMethod(oracle, optimizer, skip_non_finite=solve.on_non_finite == "skip",
-                                    sigma_schedule=schedule, sigma_final=final, sigma_steps=steps)
+                                    sigma_schedule=schedule, sigma_final=final,
+                                    sigma_steps=steps if schedule != "constant" else 0)
         except FieldError as e:
             raise SpecError(source, prefix + e.field, f"found {e.found!r}, allowed: {e.allowed}") from None
         resolved = {"oracle": base, **{k: v for k, v in config_dict(oracle).items() if k != "name"},

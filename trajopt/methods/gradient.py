@@ -90,7 +90,7 @@ class GradientMethod:
     optimizer: Any = field(default_factory=SGD)
     skip_non_finite: bool = False
     sigma_schedule: str = "constant"
-    sigma_final: float = math.nan
+    sigma_final: float = 0.0  # unused (0) unless sigma_schedule is not constant
     sigma_steps: int = 0
     name: ClassVar[str] = "gradient"
 
