@@ -24,6 +24,9 @@ from trajopt.solver import solve
 PROBLEMS = Path(__file__).resolve().parent.parent / "problems"
 FILES = sorted(PROBLEMS.glob("*.toml"))
 STEMS = [f.stem for f in FILES]
+# MJCF problems build an MJX model (seconds of compilation each): marked `mjx`, run with the MJX tests
+CASES = [pytest.param(f, id=f.stem, marks=pytest.mark.mjx) if f.stem.startswith("mjx_") else pytest.param(f, id=f.stem)
+         for f in FILES]
 runner = CliRunner()
 
 # J(U0) goldens (PAPER.md §C6 to 4 decimals; the pendulum-wall P1 table of §C4.3 in whole numbers).
@@ -58,7 +61,7 @@ def test_the_catalogue_is_shipped():
     assert set(GOLDENS) <= set(STEMS) and set(TEN_SEEDS) <= set(STEMS)
 
 
-@pytest.mark.parametrize("path", FILES, ids=STEMS)
+@pytest.mark.parametrize("path", CASES)
 def test_every_file_validates_and_matches_its_golden(path):
     result = invoke("validate", path, "--json")
     assert result.exit_code == 0, result.output
@@ -71,7 +74,7 @@ def test_every_file_validates_and_matches_its_golden(path):
         assert info["initial_cost"] == pytest.approx(golden, abs=tol)
 
 
-@pytest.mark.parametrize("path", FILES, ids=STEMS)
+@pytest.mark.parametrize("path", CASES)
 def test_every_file_has_a_title_and_a_one_paragraph_description(path):
     raw = spec.read_toml(path)
     assert raw.get("title", "").strip(), "no title"
@@ -97,7 +100,7 @@ def test_list_problems_shows_every_file_with_its_title(monkeypatch):
         assert spec.read_toml(f)["title"] in result.output
 
 
-@pytest.mark.parametrize("path", FILES, ids=STEMS)
+@pytest.mark.parametrize("path", CASES)
 def test_one_step_files_have_only_an_initial_guess(path):
     s = spec.load(path)
     raw = spec.read_toml(path)
