@@ -51,7 +51,9 @@ def test_second_run_in_a_fresh_process_compiles_from_the_cache(tmp_path):
     written = _entries(cache)
     assert any(name.startswith("jit_one_seed") for name in written)  # the fused chunk program is stored
     second = _child({"TRAJOPT_CACHE_DIR": str(cache), "TRAJOPT_CACHE": "1"})
-    assert second["hits"] >= 1 and second["misses"] == 0  # nothing recompiled
+    # the stored programs are loaded, not recompiled: hits, and no new entry written. (Programs that compile in less
+    # than the cache's minimum time, 0.1 s, are never stored, so they miss on every run: misses are not all 0.)
+    assert second["hits"] >= 1
     assert _entries(cache) == written
     assert second["U"] == first["U"]  # a cached program computes the same numbers
 
