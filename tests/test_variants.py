@@ -159,3 +159,13 @@ def test_titles_with_dollars_and_brackets_are_shown_literally(tmp_path):
     assert r.exit_code == 0, r.output
     assert (out / "convergence.png").read_bytes()[:4] == b"\x89PNG"
     assert json.loads((out / "result.json").read_text())["title"].startswith("cost $\\foo$ [bold]x[/bold]")
+
+
+def test_titles_under_set_never_repeat_the_files_parameter_values(tmp_path):
+    stiff = str(PROBLEMS / "pushing_stiff.toml")  # its title says "k = 1000"
+    out = tmp_path / "k10"
+    r = invoke("compare", stiff, *SMALL, "--set", "system.stiffness=10", "--report", "--out", out, "--quiet")
+    assert r.exit_code == 0, r.output
+    title = json.loads((out / "result.json").read_text())["title"]
+    assert title == "pushing_stiff [--set task.horizon=30, system.stiffness=10]" and "1000" not in title
+    assert "pushing_stiff [--set task.horizon=30, system.stiffness=10]" in (out / "report.html").read_text()

@@ -182,10 +182,15 @@ def _method_label(entry: dict) -> str:
 
 
 def display_title(spec, sets: Optional[List[str]]) -> str:
-    """The title a figure or table shows: the file's title, plus every --set override that changed it."""
+    """The title a figure or table shows. Without --set, the file's title. With --set, the file's title may state
+    parameter values the overrides changed ("k = 1000"), so the problem's name stands in for it (unless the title
+    itself was set), followed by every override."""
     if not sets:
         return spec.title
-    return f"{spec.title} [--set {', '.join(sets)}]"
+    own = any(item.split("=", 1)[0].strip() == "title" for item in sets)
+    others = [item for item in sets if item.split("=", 1)[0].strip() != "title"]
+    head = spec.title if own else spec.name
+    return head + (f" [--set {', '.join(others)}]" if others else "")
 
 
 ROLLOUTS = "rollouts.png"
