@@ -39,7 +39,8 @@ def test_compare_report_has_every_section_and_embedded_images(run_dir):
     page = (run_dir / "report.html").read_text()
     for section in report.SECTIONS:
         assert f"<h2>{section}</h2>" in page
-    assert "Pushing, stiff contact" in page and "A pusher block drives" in page
+    # under --set the heading names the problem and the override, not the file's title (which says k = 1000)
+    assert "pushing_stiff [--set task.horizon=50]" in page and "A pusher block drives" in page
     assert "oracle.aobg.gamma" in page and "solve.optimizer.step" in page
     images = _images(page)
     assert len(images) == 5  # convergence x3, variance, trajectories
