@@ -208,6 +208,39 @@ def _make_chunk(problem: Problem, method: Method, total: int, layout: Optional[_
     return jax.vmap(one_seed, in_axes=(0, 0, None))
 
 
+def _final_decision(carry):
+    """[S, ...] the decision each seed returns: its current one, or for a failed seed its last with a finite cost."""
+    state, alive, _, last_good = carry
+    U = state_decision(state)
+    return jnp.where(alive.reshape((-1,) + (1,) * (U.ndim - 1)), U, last_good)
+
+
+def _make_finish(problem: Problem):
+    """finish(U: [S, T, m]) -> (f(U): [S], X: [S, T+1, n] or None): the final evaluation of every seed."""
+
+    def finish(U):
+        X = jax.vmap(problem.trajectory)(U) if problem.trajectory is not None else None
+        return jax.vmap(problem.objective)(U), X
+
+    return finish
+
+
+def _with_finish(problem: Problem, run_chunk):
+    """chunk(carry, seed_keys, ks, last) -> (carry, outputs, final): ``run_chunk`` followed, in the same program,
+    by the final evaluation when ``last`` is true (``lax.cond``; NaN otherwise). One program to compile, not two,
+    and no separate dispatch after the loop."""
+    finish = _make_finish(problem)
+
+    def chunk(carry, seed_keys, ks, last):
+        carry, out = run_chunk(carry, seed_keys, ks)
+        U = _final_decision(carry)
+        shapes = jax.eval_shape(finish, U)
+        blank = lambda U: jax.tree_util.tree_map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), shapes)
+        return carry, out, jax.lax.cond(last, finish, blank, U)
+
+    return chunk
+
+
 def solve(
     problem: Problem,
     method: Method,
@@ -251,25 +284,22 @@ def solve(
     carry = (state, jnp.ones(n_seeds, bool), jnp.full(n_seeds, -1, jnp.int32), U0)
 
     layout = _Layout()
-    run_chunk = _make_chunk(problem, method, iterations, layout)
+    run_chunk = _with_finish(problem, _make_chunk(problem, method, iterations, layout))
     ks0 = np.arange(chunk, dtype=np.int32)
 
-    def finish(U):
-        X = jax.vmap(problem.trajectory)(U) if problem.trajectory is not None else None
-        return jax.vmap(problem.objective)(U), X
-
     t0 = time.perf_counter()
-    compiled = jax.jit(run_chunk).lower(carry, seed_keys, ks0).compile()
-    compiled_finish = jax.jit(finish).lower(U0).compile()
+    compiled = jax.jit(run_chunk).lower(carry, seed_keys, ks0, True).compile()
     compile_seconds = time.perf_counter() - t0
 
     infos: list[dict] = []
     done, run_seconds, interrupted = 0, 0.0, False
     chunk_ends, chunk_seconds = [], []
+    final = None
     while done < iterations:
         ks = np.arange(done, done + chunk, dtype=np.int32)
+        last = done + chunk >= iterations
         t0 = time.perf_counter()
-        carry, info = compiled(carry, seed_keys, ks)
+        carry, info, final = compiled(carry, seed_keys, ks, last)
         info = jax.block_until_ready(info)
         run_seconds += time.perf_counter() - t0
         take = min(chunk, iterations - done)
@@ -283,11 +313,16 @@ def solve(
             interrupted = True
             break
 
-    state, alive, failed_at, last_good = carry
-    U = state_decision(state)
-    U = jnp.where(alive.reshape((-1,) + (1,) * (U.ndim - 1)), U, last_good)
+    _, alive, failed_at, _ = carry
+    U = _final_decision(carry)
     t0 = time.perf_counter()
-    final_value, X = jax.block_until_ready(compiled_finish(U))
+    if done < iterations or iterations == 0:  # stopped early, or nothing ran: evaluate the final decision apart
+        t1 = time.perf_counter()
+        compiled_finish = jax.jit(_make_finish(problem)).lower(U).compile()
+        compile_seconds += time.perf_counter() - t1
+        t0 = time.perf_counter()
+        final = compiled_finish(U)
+    final_value, X = jax.block_until_ready(final)
     run_seconds += time.perf_counter() - t0
     final_value = np.asarray(final_value)
     X = None if X is None else np.asarray(X)
