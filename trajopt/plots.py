@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Mapping, Optional, Sequence, Union
 
 import numpy as np
-from matplotlib.figure import Figure
 
 from trajopt.solver import Result
 from trajopt.stats import nan_band
@@ -23,6 +22,13 @@ _PALETTE = ["#bcbd22", "#393b79", "#8c6d31", "#843c39", "#7b4173", "#637939", "#
             "#756bb1", "#636363", "#9c9ede"]
 X_AXES = {"iterations": "iteration", "rollouts": "simulator rollouts (per seed)",
           "gradients": "backward passes (per seed)", "seconds": "run seconds (compile excluded)"}
+
+
+def _new_figure(**kwargs):
+    """A `matplotlib.figure.Figure`; matplotlib is imported on first use, so importing this module is light."""
+    from matplotlib.figure import Figure
+
+    return Figure(**kwargs)
 
 
 def plain(text: str) -> str:
@@ -81,7 +87,7 @@ def x_values(result: Result, x: str) -> np.ndarray:
 
 
 def _figure(rows: int, height: float, width: float = 7.0, **kwargs):
-    fig = Figure(figsize=(width, height))
+    fig = _new_figure(figsize=(width, height))
     axes = fig.subplots(rows, 1, squeeze=False, **kwargs)
     return fig, axes
 
@@ -110,7 +116,7 @@ def convergence_figure(results: Mapping[str, Result], x: Union[str, Sequence[str
     colours = variant_colours(names)
     with_alpha = [o for o in names if "alpha" in results[o].history and np.isfinite(results[o].history["alpha"]).any()]
     rows, cols = (2 if with_alpha else 1), len(axes_x)
-    fig = Figure(figsize=(7.0 * cols if cols == 1 else 6.0 * cols, 4.2 + 2.2 * (rows - 1)))
+    fig = _new_figure(figsize=(7.0 * cols if cols == 1 else 6.0 * cols, 4.2 + 2.2 * (rows - 1)))
     axes = fig.subplots(rows, cols, squeeze=False, sharex="col", gridspec_kw={"height_ratios": [3, 1.4][:rows]})
     all_costs = np.concatenate([results[o].cost.ravel() for o in names])
     finite = all_costs[np.isfinite(all_costs)]
@@ -230,7 +236,7 @@ def trajectory_figure(results: Mapping[str, Result], state_names=None, control_n
     panels = n + m
     cols = 2 if panels > 3 else 1
     rows = int(np.ceil(panels / cols))
-    fig = Figure(figsize=(7.0 if cols == 1 else 10.0, 1.9 * rows + 0.8))
+    fig = _new_figure(figsize=(7.0 if cols == 1 else 10.0, 1.9 * rows + 0.8))
     axes = fig.subplots(rows, cols, squeeze=False, sharex=True)
     labels = (list(state_names or [f"x[{i}]" for i in range(n)])
               + list(control_names or [f"u[{j}]" for j in range(m)]))

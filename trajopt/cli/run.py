@@ -277,6 +277,21 @@ def _run_held(verb, problem, overrides, out_dir, force, x, json_out, quiet, plot
         return _run_claimed(spec, verb, out_dir, x, json_out, quiet, plot, report, sets, should_stop, budget)
 
 
+def _prefetch(module: str) -> None:
+    """Import ``module`` on a daemon thread while the compiled loops run (they release the GIL), so the figure
+    that follows does not wait for it. A failure is left to the import that needs the module."""
+    import importlib
+    import threading
+
+    def target():
+        try:
+            importlib.import_module(module)
+        except Exception:  # noqa: BLE001 - reported by the real import later
+            pass
+
+    threading.Thread(target=target, name=f"prefetch {module}", daemon=True).start()
+
+
 def _run_claimed(spec, verb, out_dir, x, json_out, quiet, plot, report, sets, should_stop, budget) -> int:
     import jax
 
@@ -287,6 +302,8 @@ def _run_claimed(spec, verb, out_dir, x, json_out, quiet, plot, report, sets, sh
     key = jax.random.PRNGKey(spec.solve.key)
     title = display_title(spec, sets) + (f" [equal budget: {budget:,} rollouts per seed]" if budget else "")
     show = not (quiet or json_out)
+    if plot:
+        _prefetch("matplotlib.figure")
     results = {}
     progress = Progress(TextColumn("{task.description:<12}"), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), console=err, disable=not show, transient=False)
