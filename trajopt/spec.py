@@ -271,6 +271,8 @@ class Spec:
         variants: {name: Variant} for every name in ``solve.variants``, in run order.
         allow_unstable: the ``[system] allow_unstable`` flag.
         raw_task: the task table as written (for the resolved config).
+        defined_variants: {name: (kind, base)} for every ``[variants.NAME]`` table of the file and every selected
+            variant (what an override could reach: `unreached_override`).
     """
 
     source: str
@@ -286,6 +288,7 @@ class Spec:
     system_name: str = ""
     allow_unstable: bool = False
     raw_task: Optional[dict] = None
+    defined_variants: dict = dataclasses.field(default_factory=dict)
 
     @property
     def one_step(self) -> bool:
@@ -830,8 +833,10 @@ def _build_variant(name: str, table: Mapping, raw: Mapping, solve: SolveSpec, so
     return Variant(name=name, kind=kind, base=base, method=method, table=resolved, iterations=own_iterations)
 
 
-def _build_variants(raw: Mapping, solve: SolveSpec, source: str, registry=ORACLES) -> dict:
-    """The variants named in ``solve.variants`` (every ``[variants.*]`` and ``[method.*]`` table is validated)."""
+def _build_variants(raw: Mapping, solve: SolveSpec, source: str, registry=ORACLES,
+                    defined: Optional[dict] = None) -> dict:
+    """The variants named in ``solve.variants`` (every ``[variants.*]`` and ``[method.*]`` table is validated);
+    ``defined`` (if given) receives {name: (kind, base)} of every variant built, selected or not."""
     tables = _table(raw, "variants", source, "variants")
     for name, t in tables.items():
         if not isinstance(t, dict):
@@ -844,6 +849,8 @@ def _build_variants(raw: Mapping, solve: SolveSpec, source: str, registry=ORACLE
     built = {}
     for name in list(solve.variants) + [n for n in tables if n not in solve.variants]:
         v = _build_variant(name, tables.get(name, {}), raw, solve, source, registry)
+        if defined is not None:
+            defined[name] = (v.kind, v.base)
         if name in solve.variants:
             built[name] = v
     return built
@@ -887,12 +894,13 @@ def parse(raw: Mapping, source: str = "<string>", name: Optional[str] = None) ->
         task = _build_task(task_raw, system, source)
     solve = _build_solve(_table(raw, "solve", source, "solve"), source)
     oracles = _build_oracles(_table(raw, "oracle", source, "oracle"), solve.oracles, source, registry)
-    variants = _build_variants(raw, solve, source, registry)
+    defined: dict = {}
+    variants = _build_variants(raw, solve, source, registry, defined)
     stem = name or raw.get("name") or Path(source).stem
     spec = Spec(
         source=source, name=stem, title=raw.get("title", stem), description=raw.get("description", ""),
         system=system, task=task, solve=solve, oracles=oracles, variants=variants, policy=policy, system_name=system_name,
-        allow_unstable=allow_unstable, raw_task=dict(task_raw),
+        allow_unstable=allow_unstable, raw_task=dict(task_raw), defined_variants=defined,
     )
     return spec
 
@@ -958,6 +966,83 @@ def apply_overrides(raw: dict, overrides: Sequence[str], source: str) -> dict:
             table = nxt
         table[keys[-1]] = parse_value(text.strip())
     return out
+
+
+USES = ("variants", "oracles", "all", "none")
+
+
+def _fields(cls_or_obj: Any) -> set:
+    cls = cls_or_obj if isinstance(cls_or_obj, type) else type(cls_or_obj)
+    return set(parameter_types(cls)) if dataclasses.is_dataclass(cls) else set()
+
+
+def unreached_override(spec: Spec, item: str, use: str = "variants", verb: str = "this command") -> Optional[str]:
+    """Why a command-line override ``KEY.PATH=VALUE`` reaches nothing the command runs; None when it reaches something.
+
+    Only the keys that configure what is run are checked: shared ``[oracle]`` keys, ``[oracle.NAME]``,
+    ``[method.NAME]``, ``[variants.NAME]`` and ``[solve.optimizer]``; problem keys (system, task, ...) and the rest of
+    ``[solve]`` always apply. ``use`` says what the command runs: "variants" (solve, compare: the selected
+    variants), "oracles" (diagnose, sweep, landscape: ``solve.oracles``), "all" (validate: either) or "none" (a
+    command that runs no oracle, method or optimiser). A file's own tables are not checked here (an unused
+    ``[oracle.NAME]`` table or a shared ``[oracle]`` default is validated and kept): an override given on the
+    command line that reaches nothing would be a silent no-op, and is refused instead.
+    """
+    if use not in USES:
+        raise ValueError(f"use: found {use!r}, allowed: {', '.join(USES)}")
+    path, _, text = item.partition("=")
+    parts = [k.strip() for k in path.strip().split(".")]
+    value = parse_value(text.strip())
+    variants = dict(spec.variants) if use in ("variants", "all") else {}
+    oracles = dict(spec.oracles) if use in ("oracles", "all") else {}
+    for v in variants.values():
+        if v.kind == "oracle":
+            oracles.setdefault(v.base, v.oracle)
+    methods = {v.base for v in variants.values() if v.kind == "method"}
+    if use == "variants":
+        selected = list(variants)
+    elif use == "oracles":
+        selected = list(oracles)
+    else:
+        selected = list(dict.fromkeys([*variants, *spec.oracles]))
+
+    def through(kind: str, bases) -> list[str]:  # the file's variants that take a key of these oracles or methods
+        return [n for n, (k, b) in spec.defined_variants.items() if k == kind and b in bases and n not in bases]
+
+    head = parts[0]
+    if head == "oracle" and len(parts) == 2 and not isinstance(value, dict):  # a shared key: every oracle with it
+        field = parts[1]
+        if any(field in _fields(o) for o in oracles.values()):
+            return None
+        bases = [n for n in ORACLES.names() if field in _fields(ORACLES.get(n))]
+        targets = bases + through("oracle", set(bases))
+    elif head in ("oracle", "method", "variants") and len(parts) >= 2:
+        name = parts[1]
+        if name in {"oracle": oracles, "method": methods, "variants": variants}[head]:
+            return None
+        targets = [name] + (through(head, {name}) if head != "variants" else [])
+    elif parts[:2] == ["solve", "optimizer"]:
+        own = getattr(spec.solve.optimizer, "name", None)
+        if any(v.kind == "oracle" and getattr(v.optimizer, "name", None) == own for v in variants.values()):
+            return None
+        what = f"applies to variants of an oracle under the file's optimiser ({own})"
+        if use in ("oracles", "none"):
+            return f"{what}, in solve and compare; {verb} runs no optimiser"
+        return f"{what} (none selected: each selected variant is a method or has an optimiser of its own); " \
+               f"selected: {', '.join(selected) or 'none'}"
+    else:
+        return None
+    shown = ", ".join(targets) or "nothing registered"
+    if use == "none":
+        return f"applies to {shown}; {verb} runs no oracle, method or variant"
+    return f"applies to {shown} (not selected); selected: {', '.join(selected) or 'none'}"
+
+
+def check_override(spec: Spec, item: str, use: str = "variants", verb: str = "this command",
+                   label: Optional[str] = None) -> None:
+    """`unreached_override` as a SpecError naming the file and the override (``--set KEY.PATH``, or ``label``)."""
+    why = unreached_override(spec, item, use, verb)
+    if why is not None:
+        raise SpecError(spec.source, label or f"--set {item.partition('=')[0].strip()}", why)
 
 
 def load(path: str | Path, overrides: Sequence[str] = ()) -> Spec:

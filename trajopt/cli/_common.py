@@ -57,6 +57,18 @@ def load_spec(problem: Path, overrides: list[str]):
         raise fail(str(e)) from None
 
 
+def check_sets(spec, sets, use: str, verb: str, label: str | None = None) -> None:
+    """Refuse (exit 2) a command-line override that reaches nothing this verb runs: an oracle, method, variant or
+    optimiser key none of the selected ones takes (`trajopt.spec.unreached_override` says which keys and why)."""
+    from trajopt import spec as spec_mod
+
+    for item in sets or []:
+        try:
+            spec_mod.check_override(spec, item, use, verb, label)
+        except spec_mod.SpecError as e:
+            raise fail(str(e)) from None
+
+
 def fmt(x, digits: int = 5) -> str:
     """A number for a table: 5 significant digits, '-' for None and NaN."""
     if x is None:

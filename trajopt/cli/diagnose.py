@@ -19,7 +19,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from trajopt.cli._common import (
-    EXIT_FAILED, EXIT_OK, ForceOpt, JsonOpt, OutOpt, ProblemArg, QuietOpt, SetOpt, app, fail, fmt, load_spec, out,
+    EXIT_FAILED, EXIT_OK, ForceOpt, JsonOpt, OutOpt, ProblemArg, QuietOpt, SetOpt, app, check_sets, fail, fmt,
+    load_spec, out,
 )
 
 AtOpt = typer.Option("init", "--at", help="Where to look: init (the problem's U0) or a RUN_DIR (each run oracle's "
@@ -219,6 +220,7 @@ def diagnose(
     if samples is not None:
         overrides += [f"oracle.{o}.samples={samples}" for o in choosers]
     spec = load_spec(problem, overrides)
+    check_sets(spec, set_, "oracles", "diagnose")  # e.g. oracle.fobg.*: the batches use the rules' N and σ
     prob = spec.problem()
     locations = _locations(at, oracle, prob, spec)
     out_dir = out_dir or _default_out(spec)
@@ -300,6 +302,7 @@ def gradcheck(
         raise fail(f"--directions: found {directions}, allowed: an integer >= 1")
     hs = _parse_steps(steps)
     spec = load_spec(problem, list(set_ or []))
+    check_sets(spec, set_, "none", "gradcheck")  # autodiff against finite differences: no oracle takes part
     prob = spec.problem()
     locations = _locations(at, oracle, prob, spec)
     key = jax.random.PRNGKey(spec.solve.key)

@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 import trajopt
-from trajopt.cli._common import JsonOpt, ProblemArg, SetOpt, app, fail, fmt, load_spec, out
+from trajopt.cli._common import JsonOpt, ProblemArg, SetOpt, app, check_sets, fail, fmt, load_spec, out
 
 
 @app.command()
@@ -24,6 +24,7 @@ def validate(
     import math
 
     spec = load_spec(problem, list(set_ or []))
+    check_sets(spec, set_, "all", "validate")  # an override that neither compare nor diagnose would use: exit 2
     prob = spec.problem()
     import jax
 

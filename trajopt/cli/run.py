@@ -17,7 +17,7 @@ from rich.table import Table
 
 from trajopt.cli._common import (
     EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, ForceOpt, IterOpt, JsonOpt, OutOpt, QuietOpt, SeedsOpt,
-    SetOpt, app, err, fail, fmt, load_spec, out,
+    SetOpt, app, check_sets, err, fail, fmt, load_spec, out,
 )
 
 XOpt = typer.Option("iterations", "--x", help="x-axis of the convergence plot: iterations, rollouts, gradients "
@@ -270,6 +270,7 @@ def budget_overrides(spec, budget: int) -> list[str]:
 def _run_held(verb, problem, overrides, out_dir, force, x, json_out, quiet, plot, report, sets, should_stop,
               budget=None) -> int:
     spec = load_spec(problem, overrides)
+    check_sets(spec, sets, "variants", verb)  # an oracle/method/variant key that no selected variant takes: exit 2
     if budget is not None:
         spec = load_spec(problem, overrides + budget_overrides(spec, budget))
     out_dir = out_dir or _default_out(spec, verb)

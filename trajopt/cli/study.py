@@ -10,7 +10,9 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from trajopt.cli._common import ForceOpt, JsonOpt, ProblemArg, QuietOpt, SetOpt, app, fail, fmt, load_spec, out
+from trajopt.cli._common import (
+    ForceOpt, JsonOpt, ProblemArg, QuietOpt, SetOpt, app, check_sets, fail, fmt, load_spec, out,
+)
 
 SamplesOpt = typer.Option(None, "--samples", help="Samples N per estimate (sets every oracle's `samples`).")
 RepeatsOpt = typer.Option(20, "--repeats", help="Independent estimates per point (median and IQR are over these).")
@@ -32,6 +34,15 @@ def _overrides(sets, samples, names) -> list[str]:
         items.append(f"oracle.samples={samples}")
     items.append("solve.oracles=[" + ", ".join(f'"{n}"' for n in names) + "]")
     return items
+
+
+def _check_reach(spec, sets, samples, verb: str, over: Optional[str] = None) -> None:
+    """Refuse --set, --samples and --over keys that none of the studied oracles takes (exit 2)."""
+    check_sets(spec, sets, "oracles", verb)
+    if samples is not None:
+        check_sets(spec, [f"oracle.samples={samples}"], "oracles", verb, label="--samples (oracle.samples)")
+    if over is not None:
+        check_sets(spec, [over], "oracles", verb, label=f"--over {over.partition('=')[0].strip()}")
 
 
 def _out_dir(spec, verb: str, out_dir: Optional[Path], force: bool) -> Path:
@@ -82,6 +93,7 @@ def sweep(
     names = _study_oracles(oracles)
     base_overrides = _overrides(set_, samples, names)
     base = load_spec(problem, base_overrides)
+    _check_reach(base, set_, samples, "sweep", over)
     raw = spec_mod.apply_overrides(spec_mod.read_toml(problem), base_overrides, str(problem))
     typ = spec_mod.key_type(raw, key)
     if typ not in (int, float):
@@ -173,6 +185,7 @@ def landscape(
         raise fail(f"--repeats: found {repeats}, allowed: an integer >= 2")
     names = _study_oracles(oracles)
     spec = load_spec(problem, _overrides(set_, samples, names))
+    _check_reach(spec, set_, samples, "landscape")
     prob = spec.problem()
     if prob.dimension != 1:
         raise fail(f"{problem}: landscape needs a problem with one decision variable (T*m = 1); this one has "

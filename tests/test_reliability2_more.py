@@ -1,0 +1,102 @@
+"""Reliability II, the remaining findings: no command-line option silently ignored, every verb's --out claimed
+before any work, reports ordered and headed by what differs between their runs, and signals at random
+moments of a run's life. Each test is the regression test of one finding."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from trajopt import spec
+from trajopt.cli import app
+
+ROOT = Path(__file__).resolve().parent.parent
+STIFF = ROOT / "problems" / "pushing_stiff.toml"
+PIVOT = ROOT / "problems" / "pivot.toml"
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+def _message(result) -> str:
+    return " ".join(result.stderr.split())
+
+
+# ------------------------------------------------------------------- no option silently ignored
+
+
+@pytest.mark.parametrize("sets, key, words", [
+    (["oracle.gamma=5"], "--set oracle.gamma", "applies to aobg, aobg_adam, tuned (not selected); selected: fobg, zobg"),
+    (["oracle.aobg.gamma=5"], "--set oracle.aobg.gamma", "applies to aobg, aobg_adam, tuned (not selected); selected: fobg, zobg"),
+    (["method.cem.samples=4"], "--set method.cem.samples", "applies to cem (not selected)"),
+    (['variants.x.oracle="aobg"'], "--set variants.x.oracle", "applies to x (not selected)"),
+    (["oracle.aobg={gamma=5.0}"], "--set oracle.aobg", "applies to aobg"),
+])
+def test_compare_refuses_an_override_no_selected_variant_takes(tmp_path, sets, key, words):
+    out = tmp_path / "out"
+    args = [a for s in sets for a in ("--set", s)]
+    result = invoke("compare", STIFF, "--oracles", "fobg,zobg", *args, "--iterations", "2", "--seeds", "1",
+                    "--out", out)
+    message = _message(result)
+    assert result.exit_code == 2, result.output
+    assert f"{STIFF}: {key}: " in message and words in message, message
+    assert "Traceback" not in result.output and not out.exists()
+
+
+def test_an_override_that_reaches_a_selected_variant_is_accepted():
+    # oracle.aobg.* reaches the tuned variant (an AoBG), oracle.samples every sampling oracle, a variant's own keys
+    # reach it when it is selected, and the file's optimiser reaches bare oracle names
+    s = spec.load(STIFF, ['solve.variants=["tuned", "fobg"]'])
+    for item in ("oracle.aobg.gamma=5", "oracle.gamma=5", "oracle.samples=4", "variants.tuned.sigma_final=0.01",
+                 "solve.optimizer.step=0.01", "system.stiffness=10", "solve.iterations=3"):
+        assert spec.unreached_override(s, item, "variants") is None, item
+    s = spec.load(STIFF, ['solve.variants=["cem"]'])
+    assert "selected: cem" in spec.unreached_override(s, "solve.optimizer.step=0.1", "variants")
+    assert spec.unreached_override(s, "method.cem.samples=8", "variants") is None
+    # diagnose and sweep study solve.oracles; gradcheck runs no oracle
+    s = spec.load(STIFF, ['solve.oracles=["aobg", "ivw"]'])
+    assert spec.unreached_override(s, "oracle.ivw.samples=4", "oracles") is None
+    assert "not selected" in spec.unreached_override(s, "oracle.fobg.samples=4", "oracles")
+    assert "runs no optimiser" in spec.unreached_override(s, "solve.optimizer.step=0.1", "oracles", "diagnose")
+    assert "gradcheck runs no oracle" in spec.unreached_override(s, "oracle.samples=4", "none", "gradcheck")
+
+
+def test_the_files_own_shared_defaults_stay_lenient():
+    """A shared [oracle] key that only unselected oracles take, and an unused [oracle.NAME] table, are the file's
+    defaults: validated and kept, not refused (only command-line overrides must reach something)."""
+    text = STIFF.read_text().replace("[oracle]\n", "[oracle]\ngamma = 5.0\n")
+    s = spec.loads(text, source="p.toml", overrides=['solve.oracles=["fobg", "zobg"]'])
+    assert list(s.variants) == ["fobg", "zobg"]
+
+
+@pytest.mark.parametrize("verb, args, key, words", [
+    ("diagnose", ["--set", "oracle.fobg.sigma=0.3", "--repeats", "2"], "--set oracle.fobg.sigma",
+     "(not selected); selected: aobg, ivw, ddcg, stepwise"),
+    ("diagnose", ["--set", "solve.optimizer.step=0.1", "--repeats", "2"], "--set solve.optimizer.step",
+     "diagnose runs no optimiser"),
+    ("sweep", ["--oracles", "fobg,zobg", "--over", "oracle.aobg.gamma=1,2", "--repeats", "2"],
+     "--over oracle.aobg.gamma", "selected: fobg, zobg"),
+    ("sweep", ["--oracles", "exact", "--samples", "4", "--over", "system.stiffness=10,100", "--repeats", "2"],
+     "--samples (oracle.samples)", "selected: exact"),
+    ("gradcheck", ["--set", "oracle.samples=4"], "--set oracle.samples", "gradcheck runs no oracle"),
+    ("validate", ["--set", "oracle.ivw.samples=4"], "--set oracle.ivw.samples", "selected: fobg, zobg, aobg"),
+])
+def test_other_verbs_refuse_overrides_that_reach_nothing(tmp_path, verb, args, key, words):
+    out = ["--out", tmp_path / "out"] if verb in ("diagnose", "sweep") else []
+    result = invoke(verb, STIFF, *args, *out)
+    message = _message(result)
+    assert result.exit_code == 2, result.output
+    assert f"{key}: " in message and words in message, message
+    assert not (tmp_path / "out").exists()
+
+
+def test_landscape_refuses_samples_no_studied_oracle_takes(tmp_path):
+    result = invoke("landscape", PIVOT, "--range", "-1:1:3", "--oracles", "exact", "--samples", "4",
+                    "--out", tmp_path / "l")
+    assert result.exit_code == 2 and "--samples (oracle.samples)" in _message(result)
+    assert not (tmp_path / "l").exists()
