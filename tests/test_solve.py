@@ -352,3 +352,38 @@ def test_a_step_that_overflows_the_iterate_stops_the_seed_there():
     np.testing.assert_array_equal(r.failed_at, 0)  # the step from U_0 overflowed
     np.testing.assert_array_equal(r.U, np.ones((2, 2, 1)))  # the returned U is U_0, the last finite iterate
     assert np.all(np.isnan(r.cost[:, 1:]))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# prepare / prepare_each: compiling apart from (and ahead of) running changes no result
+
+
+def test_prepare_each_gives_the_results_of_solve_one_by_one():
+    from trajopt.solver import prepare, prepare_each
+
+    problem, *_ = quadratic_problem()
+    methods = [GradientMethod(Exact(), SGD(0.05)), GradientMethod(ZoBG(samples=4, sigma=0.1), SGD(0.02))]
+    loops = list(prepare_each(problem, [(methods[0], 7), (methods[1], 12)], key=KEY, seeds=[0, 3], chunk=5))
+    for loop, method, k in zip(loops, methods, (7, 12)):
+        ahead = loop.run(name="x")
+        alone = solve_method(problem, method, key=KEY, iterations=k, seeds=[0, 3], chunk=5)
+        assert ahead.iterations == k and ahead.status == alone.status
+        np.testing.assert_array_equal(ahead.cost, alone.cost)
+        np.testing.assert_array_equal(ahead.U, alone.U)
+        for f in alone.history:
+            np.testing.assert_array_equal(ahead.history[f], alone.history[f], err_msg=f)
+    # a prepared loop runs again from the same initial state, to the same result
+    again = prepare(problem, methods[1], key=KEY, iterations=12, seeds=[0, 3], chunk=5)
+    np.testing.assert_array_equal(again.run().cost, again.run().cost)
+
+
+def test_prepare_each_raises_a_bad_run_when_it_is_reached():
+    from trajopt.solver import prepare_each
+
+    problem, *_ = quadratic_problem()
+    good = GradientMethod(Exact(), SGD(0.05))
+    loops = prepare_each(problem, [(good, 3), (good, -1)], key=KEY, seeds=[0])
+    first = next(loops)  # the first is handed over although the second (being compiled ahead) is bad
+    assert first.run().iterations == 3
+    with pytest.raises(ValueError, match="iterations"):
+        next(loops)

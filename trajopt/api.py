@@ -15,7 +15,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence, Union
 import jax
 
 from trajopt.problem import Problem
-from trajopt.solver import Result, method_label, solve
+from trajopt.solver import Result, method_label, prepare_each
 
 
 def _named(variants: Union[Mapping[str, Any], Sequence[Any]]) -> dict[str, Any]:
@@ -57,11 +57,13 @@ def compare(
     Returns:
         {name: Result}, in the order given.
     """
+    named = _named(variants)
     out = {}
-    for name, method in _named(variants).items():
+    # the next variant compiles on a worker thread while this one runs (results are the same as one by one)
+    prepared = prepare_each(problem, [(m, iterations) for m in named.values()], key=key, seeds=seeds, chunk=chunk)
+    for name, loop in zip(named, prepared):
         hook = None if on_chunk is None else (lambda done, total, name=name: on_chunk(name, done, total))
-        out[name] = solve(problem, method, key=key, iterations=iterations, seeds=seeds, chunk=chunk, on_chunk=hook,
-                          name=name)
+        out[name] = loop.run(on_chunk=hook, name=name)
     return out
 
 

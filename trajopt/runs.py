@@ -157,20 +157,23 @@ def summarise(spec, results: Mapping[str, Result], *, verb: str, versions: Mappi
 def metrics_lines(results: Mapping[str, Result]) -> Iterator[str]:
     """metrics.jsonl, one line per (variant, seed, iteration)."""
     for name, r in results.items():
-        rollouts = r.counts("rollouts")
-        gradients = r.counts("gradients")
-        seconds = r.iteration_seconds()
+        rollouts = [int(c) for c in r.counts("rollouts")]
+        gradients = [int(c) for c in r.counts("gradients")]
+        seconds = [round(float(s), 6) for s in r.iteration_seconds()]
         fields = metric_fields(r)
         K = r.iterations
         for i, seed in enumerate(r.seeds):
+            # whole rows to Python numbers once (NaN -> None), not one numpy scalar at a time
+            cost = _jsonable(r.cost[i].tolist())
+            history = {f: _jsonable(np.asarray(r.history[f][i]).tolist()) + [None] for f in fields}
             for k in range(K + 1):
-                row = {"variant": name, "seed": int(seed), "iteration": k, "cost": r.cost[i, k]}
+                row = {"variant": name, "seed": int(seed), "iteration": k, "cost": cost[k]}
                 for f in fields:
-                    row[f] = r.history[f][i, k] if k < K else None
-                row["rollouts"] = int(rollouts[k])
-                row["gradients"] = int(gradients[k])
-                row["seconds"] = round(float(seconds[k]), 6)
-                yield json.dumps(_jsonable(row), allow_nan=False)
+                    row[f] = history[f][k]
+                row["rollouts"] = rollouts[k]
+                row["gradients"] = gradients[k]
+                row["seconds"] = seconds[k]
+                yield json.dumps(row, allow_nan=False)
 
 
 def write_run(out_dir: Path, spec, results: Mapping[str, Result], summary: Mapping) -> None:

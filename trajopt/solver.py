@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -269,6 +269,26 @@ def solve(
 
     Returns:
         Result with U*, histories of every info field, status and timings.
+
+    ``solve(...)`` is ``prepare(...).run(...)``: `prepare` compiles, `Prepared.run` runs.
+    """
+    return prepare(problem, method, key=key, iterations=iterations, seeds=seeds, chunk=chunk).run(
+        on_chunk=on_chunk, should_stop=should_stop, name=name)
+
+
+def prepare(
+    problem: Problem,
+    method: Method,
+    *,
+    key: jax.Array,
+    iterations: int,
+    seeds: Sequence[int] = (0,),
+    chunk: Optional[int] = None,
+) -> "Prepared":
+    """Compile the fused loop of `solve` without running it (arguments as there); ``.run()`` runs it.
+
+    Compiling is pure (it computes nothing the run depends on besides the initial state), so a caller may
+    prepare the next run on another thread while this one computes: the compiled loop releases the GIL.
     """
     seeds_arr = np.asarray(list(seeds), dtype=np.int64)
     if iterations < 0:
@@ -278,10 +298,13 @@ def solve(
     chunk = int(chunk or max(1, math.ceil(iterations / 10)))
     n_seeds = len(seeds_arr)
 
-    seed_keys = jax.vmap(lambda s: jax.random.fold_in(key, s))(jnp.asarray(seeds_arr))
-    U0 = jnp.broadcast_to(problem.U0, (n_seeds, *problem.U0.shape))
-    state = jax.vmap(lambda k, u: method.init(k, problem, u))(seed_keys, U0)
-    carry = (state, jnp.ones(n_seeds, bool), jnp.full(n_seeds, -1, jnp.int32), U0)
+    def start(key, seeds):  # one small program instead of a dozen eagerly dispatched ops (each compiled apart)
+        seed_keys = jax.vmap(lambda s: jax.random.fold_in(key, s))(seeds)
+        U0 = jnp.broadcast_to(problem.U0, (n_seeds, *problem.U0.shape))
+        state = jax.vmap(lambda k, u: method.init(k, problem, u))(seed_keys, U0)
+        return seed_keys, (state, jnp.ones(n_seeds, bool), jnp.full(n_seeds, -1, jnp.int32), U0)
+
+    seed_keys, carry = jax.jit(start)(key, jnp.asarray(seeds_arr))
 
     layout = _Layout()
     run_chunk = _with_finish(problem, _make_chunk(problem, method, iterations, layout))
@@ -290,56 +313,106 @@ def solve(
     t0 = time.perf_counter()
     compiled = jax.jit(run_chunk).lower(carry, seed_keys, ks0, True).compile()
     compile_seconds = time.perf_counter() - t0
+    return Prepared(problem=problem, method=method, iterations=iterations, seeds=seeds_arr, chunk=chunk,
+                    compiled=compiled, layout=layout, seed_keys=seed_keys, carry=carry,
+                    compile_seconds=compile_seconds)
 
-    infos: list[dict] = []
-    done, run_seconds, interrupted = 0, 0.0, False
-    chunk_ends, chunk_seconds = [], []
-    final = None
-    while done < iterations:
-        ks = np.arange(done, done + chunk, dtype=np.int32)
-        last = done + chunk >= iterations
+
+def prepare_each(problem: Problem, runs: Sequence[tuple[Method, int]], *, key: jax.Array,
+                 seeds: Sequence[int] = (0,), chunk: Optional[int] = None) -> Iterator["Prepared"]:
+    """`prepare` each (method, iterations) of ``runs`` in order, one ahead: while the caller runs the loop it was
+    given, the next one compiles on a worker thread (tracing and XLA's compiler overlap the running loop, which
+    releases the GIL). An error preparing a run is raised when the caller reaches it; closing the iterator early
+    cancels what has not started."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(run):
+        method, iterations = run
+        return prepare(problem, method, key=key, iterations=iterations, seeds=seeds, chunk=chunk)
+
+    runs = list(runs)
+    pool = ThreadPoolExecutor(1, thread_name_prefix="trajopt-prepare")
+    try:
+        ahead = pool.submit(one, runs[0]) if runs else None
+        for i in range(len(runs)):
+            current = ahead
+            ahead = pool.submit(one, runs[i + 1]) if i + 1 < len(runs) else None
+            yield current.result()
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+@dataclass(frozen=True, eq=False)
+class Prepared:
+    """A compiled fused loop and its initial state (from `prepare`); ``run()`` runs it, and may be called again
+    (each call starts from the same initial state and gives the same `Result`)."""
+
+    problem: Problem
+    method: Any
+    iterations: int
+    seeds: np.ndarray
+    chunk: int
+    compiled: Any
+    layout: Any
+    seed_keys: Any
+    carry: Any
+    compile_seconds: float
+
+    def run(self, *, on_chunk: Optional[Callable[[int, int], None]] = None,
+            should_stop: Optional[Callable[[], bool]] = None, name: Optional[str] = None) -> Result:
+        """Run the loop (``on_chunk``, ``should_stop``, ``name`` as in `solve`) and return its `Result`."""
+        problem, method, iterations, chunk = self.problem, self.method, self.iterations, self.chunk
+        compiled, layout, seed_keys, carry = self.compiled, self.layout, self.seed_keys, self.carry
+        seeds_arr, n_seeds, compile_seconds = self.seeds, len(self.seeds), self.compile_seconds
+        infos: list[dict] = []
+        done, run_seconds, interrupted = 0, 0.0, False
+        chunk_ends, chunk_seconds = [], []
+        final = None
+        while done < iterations:
+            ks = np.arange(done, done + chunk, dtype=np.int32)
+            last = done + chunk >= iterations
+            t0 = time.perf_counter()
+            carry, info, final = compiled(carry, seed_keys, ks, last)
+            info = jax.block_until_ready(info)
+            run_seconds += time.perf_counter() - t0
+            take = min(chunk, iterations - done)
+            infos.append(layout.unpack(jax.device_get(info), take))
+            done += take
+            chunk_ends.append(done)
+            chunk_seconds.append(run_seconds)
+            if on_chunk is not None:
+                on_chunk(done, iterations)
+            if done < iterations and should_stop is not None and should_stop():
+                interrupted = True
+                break
+
+        _, alive, failed_at, _ = carry
+        U = _final_decision(carry)
         t0 = time.perf_counter()
-        carry, info, final = compiled(carry, seed_keys, ks, last)
-        info = jax.block_until_ready(info)
+        if done < iterations or iterations == 0:  # stopped early, or nothing ran: evaluate the final decision apart
+            t1 = time.perf_counter()
+            compiled_finish = jax.jit(_make_finish(problem)).lower(U).compile()
+            compile_seconds += time.perf_counter() - t1
+            t0 = time.perf_counter()
+            final = compiled_finish(U)
+        final_value, X = jax.block_until_ready(final)
         run_seconds += time.perf_counter() - t0
-        take = min(chunk, iterations - done)
-        infos.append(layout.unpack(jax.device_get(info), take))
-        done += take
-        chunk_ends.append(done)
-        chunk_seconds.append(run_seconds)
-        if on_chunk is not None:
-            on_chunk(done, iterations)
-        if done < iterations and should_stop is not None and should_stop():
-            interrupted = True
-            break
+        final_value = np.asarray(final_value)
+        X = None if X is None else np.asarray(X)
 
-    _, alive, failed_at, _ = carry
-    U = _final_decision(carry)
-    t0 = time.perf_counter()
-    if done < iterations or iterations == 0:  # stopped early, or nothing ran: evaluate the final decision apart
-        t1 = time.perf_counter()
-        compiled_finish = jax.jit(_make_finish(problem)).lower(U).compile()
-        compile_seconds += time.perf_counter() - t1
-        t0 = time.perf_counter()
-        final = compiled_finish(U)
-    final_value, X = jax.block_until_ready(final)
-    run_seconds += time.perf_counter() - t0
-    final_value = np.asarray(final_value)
-    X = None if X is None else np.asarray(X)
-
-    if infos:
-        history = {f: np.concatenate([i[f] for i in infos], axis=1) for f in infos[0]}
-    else:
-        history = {f: np.zeros((n_seeds, 0)) for f in info_fields(problem, method)}
-    alive = np.asarray(alive)
-    failed_at = np.asarray(failed_at)
-    final_value = np.where(alive, final_value, np.nan)
-    cost = np.concatenate([history["value"], final_value[:, None]], axis=1)
-    status = [
-        STATUS_OK if a and not interrupted else (STATUS_INTERRUPTED if a else STATUS_NON_FINITE) for a in alive
-    ]
-    return Result(
-        name=name or method_label(method), method=method, seeds=seeds_arr, U=np.asarray(U), X=X, cost=cost,
-        history=history, status=status, failed_at=failed_at, iterations=done, run_seconds=run_seconds,
-        compile_seconds=compile_seconds, chunk_ends=chunk_ends, chunk_seconds=chunk_seconds,
-    )
+        if infos:
+            history = {f: np.concatenate([i[f] for i in infos], axis=1) for f in infos[0]}
+        else:
+            history = {f: np.zeros((n_seeds, 0)) for f in info_fields(problem, method)}
+        alive = np.asarray(alive)
+        failed_at = np.asarray(failed_at)
+        final_value = np.where(alive, final_value, np.nan)
+        cost = np.concatenate([history["value"], final_value[:, None]], axis=1)
+        status = [
+            STATUS_OK if a and not interrupted else (STATUS_INTERRUPTED if a else STATUS_NON_FINITE) for a in alive
+        ]
+        return Result(
+            name=name or method_label(method), method=method, seeds=seeds_arr, U=np.asarray(U), X=X, cost=cost,
+            history=history, status=status, failed_at=failed_at, iterations=done, run_seconds=run_seconds,
+            compile_seconds=compile_seconds, chunk_ends=chunk_ends, chunk_seconds=chunk_seconds,
+        )
