@@ -100,3 +100,60 @@ def test_landscape_refuses_samples_no_studied_oracle_takes(tmp_path):
                     "--out", tmp_path / "l")
     assert result.exit_code == 2 and "--samples (oracle.samples)" in _message(result)
     assert not (tmp_path / "l").exists()
+
+
+# ------------------------------------------------------------- --out of diagnose, sweep and landscape claimed
+
+SMALL_STIFF = ["--set", "task.horizon=8", "--repeats", "2"]
+OUT_VERBS = {
+    "diagnose": ["diagnose", STIFF, *SMALL_STIFF],
+    "sweep": ["sweep", STIFF, *SMALL_STIFF, "--oracles", "fobg,zobg", "--over", "system.stiffness=10,100"],
+    "landscape": ["landscape", PIVOT, "--range", "-1:1:3", "--repeats", "2", "--oracles", "fobg,zobg"],
+}
+MARKER = {"diagnose": "diagnose.json", "sweep": "sweep.json", "landscape": "landscape.json"}
+
+
+@pytest.mark.parametrize("verb", list(OUT_VERBS))
+def test_a_folder_claimed_by_another_run_is_refused(tmp_path, verb):
+    """Two runs into one folder: while the first holds its claim (the flock on the folder), the second exits 2
+    before any work and writes nothing."""
+    from trajopt.cli.run import claim_out
+
+    folder = tmp_path / "shared"
+    with claim_out(folder, force=False):
+        result = invoke(*OUT_VERBS[verb], "--out", folder, "--force")
+        assert result.exit_code == 2, result.output
+        assert f"--out {folder}: in use by another trajopt run" in _message(result)
+        assert list(folder.iterdir()) == []
+
+
+@pytest.mark.parametrize("verb", list(OUT_VERBS))
+def test_force_empties_an_older_run_folder_first(tmp_path, verb):
+    folder = tmp_path / "old"
+    folder.mkdir()
+    for name in ("result.json", "report.html", ".metrics.jsonl.x1.tmp"):
+        (folder / name).write_text("stale")
+    result = invoke(*OUT_VERBS[verb], "--out", folder)
+    assert result.exit_code == 2 and "--force" in _message(result)  # not empty: refused without --force
+    assert (folder / "report.html").read_text() == "stale"
+    result = invoke(*OUT_VERBS[verb], "--out", folder, "--force", "--quiet")
+    assert result.exit_code == 0, result.output
+    names = {p.name for p in folder.iterdir()}
+    assert MARKER[verb] in names and not names & {"report.html", "result.json", ".metrics.jsonl.x1.tmp"}, names
+    # the folder this verb wrote is itself a run folder that --force may empty again (diagnose: no config.toml)
+    result = invoke(*OUT_VERBS[verb], "--out", folder, "--force", "--quiet")
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize("verb", list(OUT_VERBS))
+def test_an_unusable_out_fails_before_any_work(tmp_path, verb):
+    (tmp_path / "file").write_text("x")
+    for bad, words in ((tmp_path / "file", "exists and is not a folder"), (Path("/proc/trajopt-x"), "cannot create")):
+        result = invoke(*OUT_VERBS[verb], "--out", bad)
+        assert result.exit_code == 2 and words in _message(result), result.output
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("keep")
+    result = invoke(*OUT_VERBS[verb], "--out", mine, "--force")
+    assert result.exit_code == 2 and "only a trajopt run folder" in _message(result)
+    assert [p.name for p in mine.iterdir()] == ["thesis.tex"]

@@ -140,13 +140,6 @@ def _default_out(spec) -> Path:
     return Path("runs") / spec.name / f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-diagnose"
 
 
-def _check_out(path: Path, force: bool) -> None:
-    if path.exists() and not path.is_dir():
-        raise fail(f"--out {path}: exists and is not a folder")
-    if path.is_dir() and any(path.iterdir()) and not force:
-        raise fail(f"--out {path}: folder exists and is not empty; choose another or pass --force to overwrite")
-
-
 def _ci(d: dict) -> str:
     """mean ± the 95% half-width."""
     return fmt(d["mean"], 4) + (f" ± {fmt(d['half'], 2)}" if d["half"] == d["half"] and d["half"] > 0 else "")
@@ -207,6 +200,7 @@ def diagnose(
     import jax
 
     from trajopt import runs
+    from trajopt.cli.run import claim_out
     from trajopt.diagnostics import decide, estimator_statistics, summarise
 
     if samples is not None and samples < 2:
@@ -224,29 +218,28 @@ def diagnose(
     prob = spec.problem()
     locations = _locations(at, oracle, prob, spec)
     out_dir = out_dir or _default_out(spec)
-    _check_out(out_dir, force)
-    rules = {name: spec.oracles[name] for name in choosers}
-    reference = rules.get("aobg") or next(iter(rules.values()))  # its N and σ draw the batches
-    n, sigma = reference.samples, reference.sigma
-    key = jax.random.PRNGKey(spec.solve.key)
-    stats_at = jax.jit(lambda U: estimator_statistics(key, prob, U, repeats, samples=n, sigma=sigma, rules=rules))
-    results = []
-    for loc in locations:
-        summary = summarise(stats_at(jax.numpy.asarray(loc["U"], prob.U0.dtype)), samples=n, sigma=sigma)
-        kind, text = decide(summary)
-        results.append({**{k: v for k, v in loc.items() if k != "U"}, "summary": summary, "kind": kind, "reading": text})
+    with claim_out(out_dir, force):  # created, locked and (--force) emptied before any work
+        rules = {name: spec.oracles[name] for name in choosers}
+        reference = rules.get("aobg") or next(iter(rules.values()))  # its N and σ draw the batches
+        n, sigma = reference.samples, reference.sigma
+        key = jax.random.PRNGKey(spec.solve.key)
+        stats_at = jax.jit(lambda U: estimator_statistics(key, prob, U, repeats, samples=n, sigma=sigma, rules=rules))
+        results = []
+        for loc in locations:
+            summary = summarise(stats_at(jax.numpy.asarray(loc["U"], prob.U0.dtype)), samples=n, sigma=sigma)
+            kind, text = decide(summary)
+            results.append({**{k: v for k, v in loc.items() if k != "U"}, "summary": summary, "kind": kind, "reading": text})
 
-    from trajopt.plots import save_figure
-    from trajopt.plots_diagnostics import step_variance_figure
+        from trajopt.plots import save_figure
+        from trajopt.plots_diagnostics import step_variance_figure
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    figure = out_dir / DIAGNOSE_FIGURE
-    save_figure(step_variance_figure([(r["label"], r["summary"]) for r in results],
-                                     title=f"{spec.title}: per-time-step gradient variance"), figure)
-    report = {"problem": spec.name, "source": spec.source, "title": spec.title, "at": at, "samples": n,
-              "sigma": sigma, "repeats": repeats, "key": spec.solve.key, "locations": results,
-              "figure": str(figure), "out": str(out_dir)}
-    runs.atomic_write_bytes(out_dir / DIAGNOSE_JSON, runs.dumps_json(report).encode())
+        figure = out_dir / DIAGNOSE_FIGURE
+        save_figure(step_variance_figure([(r["label"], r["summary"]) for r in results],
+                                         title=f"{spec.title}: per-time-step gradient variance"), figure)
+        report = {"problem": spec.name, "source": spec.source, "title": spec.title, "at": at, "samples": n,
+                  "sigma": sigma, "repeats": repeats, "key": spec.solve.key, "locations": results,
+                  "figure": str(figure), "out": str(out_dir)}
+        runs.atomic_write_bytes(out_dir / DIAGNOSE_JSON, runs.dumps_json(report).encode())
     if json_out:
         sys.stdout.write(runs.dumps_json(report))
     elif not quiet:
@@ -258,7 +251,7 @@ def diagnose(
                              f"{_ci(s['excess_gap'])} ({fmt(s['bias_z'], 3)} standard errors: {verdict}); "
                              f"FoBG/ZoBG variance ratio {fmt(s['variance_ratio'], 4)}"))
             out.print(f"[bold]reading:[/] {escape(r['reading'])}\n")
-        out.print(f"figure: [bold]{figure}[/]")
+        out.print(f"figure: [bold]{escape(str(figure))}[/]")
     raise typer.Exit(EXIT_OK)
 
 

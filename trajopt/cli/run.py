@@ -67,7 +67,8 @@ def _default_out(spec, verb: str) -> Path:
     return Path("runs") / spec.name / f"{stamp}-{verb}"
 
 
-RUN_MARKERS = ("config.toml", "result.json")  # a folder holding one of these is a trajopt run folder
+# a folder holding one of these is a trajopt run folder (diagnose writes no config.toml: its diagnose.json marks it)
+RUN_MARKERS = ("config.toml", "result.json", "diagnose.json")
 
 
 @contextmanager
@@ -78,8 +79,8 @@ def claim_out(path: Path, force: bool):
     run, exit 2), locked with ``flock`` on the folder itself (a second run into the same folder is refused while
     the first holds it: no lock file is left behind by a killed run), and, with ``--force``, emptied first:
     stale temporaries and an older run's report go with it. ``--force`` empties only a trajopt run folder (one
-    with config.toml or result.json); other folders are refused. A folder this call created and nothing was
-    written into is removed again if the run fails.
+    with a `RUN_MARKERS` file); other folders are refused. A folder this call created and nothing was written
+    into is removed again if the run fails. solve, compare, diagnose, sweep and landscape all claim --out so.
     """
     import fcntl
     import os
@@ -105,8 +106,9 @@ def claim_out(path: Path, force: bool):
             raise fail(f"--out {path}: folder exists and is not empty; choose another or pass --force to overwrite")
         if present:
             if not any((path / m).exists() for m in RUN_MARKERS):
-                raise fail(f"--out {path}: --force empties only a trajopt run folder (one with config.toml or "
-                           f"result.json); this one holds other files ({', '.join(sorted(p.name for p in present)[:3])})")
+                raise fail(f"--out {path}: --force empties only a trajopt run folder (one with "
+                           f"{', '.join(RUN_MARKERS[:-1])} or {RUN_MARKERS[-1]}); this one holds other files "
+                           f"({', '.join(sorted(p.name for p in present)[:3])})")
             for p in present:
                 shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
         ok = False
@@ -118,13 +120,6 @@ def claim_out(path: Path, force: bool):
                 path.rmdir()
     finally:
         os.close(fd)  # releases the lock
-
-
-def _check_out(path: Path, force: bool) -> None:
-    if path.exists() and not path.is_dir():
-        raise fail(f"--out {path}: exists and is not a folder")
-    if path.is_dir() and any(path.iterdir()) and not force:
-        raise fail(f"--out {path}: folder exists and is not empty; choose another or pass --force to overwrite")
 
 
 def _interruptible():

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from trajopt.cli._common import (
@@ -45,12 +46,9 @@ def _check_reach(spec, sets, samples, verb: str, over: Optional[str] = None) -> 
         check_sets(spec, [over], "oracles", verb, label=f"--over {over.partition('=')[0].strip()}")
 
 
-def _out_dir(spec, verb: str, out_dir: Optional[Path], force: bool) -> Path:
-    from trajopt.cli.run import _check_out
-
-    path = out_dir or Path("runs") / spec.name / f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{verb}"
-    _check_out(path, force)
-    return path
+def _out_dir(spec, verb: str, out_dir: Optional[Path]) -> Path:
+    """--out, or the default runs/<problem>/<timestamp>-<verb> (claimed with `trajopt.cli.run.claim_out`)."""
+    return out_dir or Path("runs") / spec.name / f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{verb}"
 
 
 @app.command()
@@ -79,6 +77,7 @@ def sweep(
 
     from trajopt import analysis, plots, runs
     from trajopt import spec as spec_mod
+    from trajopt.cli.run import claim_out
 
     if len(over) != 1:
         raise fail(f"--over given {len(over)} times ({'; '.join(over)}); allowed: one --over (sweep draws a line); "
@@ -113,24 +112,25 @@ def sweep(
     if not specs:
         raise fail(f"--over {key}: every value was refused by the problem ({skipped[0]['error']})")
     values = [v for v, _ in specs]
-    folder = _out_dir(base, "sweep", out_dir, force)
-    points = []
-    root = jax.random.PRNGKey(base.solve.key)
-    for v, s in specs:
-        if not quiet and not json_out:
-            out.print(f"  {key} = {v:g}", highlight=False)
-        points.append((v, analysis.point_statistics(root, s.problem(), s.oracles, repeats)))
-    rows = analysis.sweep_rows(points)
-    # the title names what was swept and set, never the file's own parameter values (its title may say k = 1000)
-    title = f"{base.name}: variance against {key}" + (f" [--set {', '.join(set_)}]" if set_ else "") + \
-        (" (skipped, refused by the problem: " + ", ".join(f"{p['value']:g}" for p in skipped) + ")" if skipped else "")
-    meta = {"problem": base.name, "title": title, "key": key, "values": values, "repeats": repeats,
-            "oracles": names, "samples": {n: getattr(o, "samples", None) for n, o in base.oracles.items()},
-            "skipped": skipped}
-    runs.write_config(folder, base)
-    runs.write_table(folder, "sweep", [{key: r["value"], **{k: v for k, v in r.items() if k != "value"}} for r in rows],
-                     meta)
-    plots.save_figure(plots.sweep_figure(rows, key, title=title), folder / "sweep.png")
+    folder = _out_dir(base, "sweep", out_dir)
+    with claim_out(folder, force):  # created, locked and (--force) emptied before any work
+        points = []
+        root = jax.random.PRNGKey(base.solve.key)
+        for v, s in specs:
+            if not quiet and not json_out:
+                out.print(escape(f"  {key} = {v:g}"), highlight=False)
+            points.append((v, analysis.point_statistics(root, s.problem(), s.oracles, repeats)))
+        rows = analysis.sweep_rows(points)
+        # the title names what was swept and set, never the file's own parameter values (its title may say k = 1000)
+        title = f"{base.name}: variance against {key}" + (f" [--set {', '.join(set_)}]" if set_ else "") + \
+            (" (skipped, refused by the problem: " + ", ".join(f"{p['value']:g}" for p in skipped) + ")" if skipped else "")
+        meta = {"problem": base.name, "title": title, "key": key, "values": values, "repeats": repeats,
+                "oracles": names, "samples": {n: getattr(o, "samples", None) for n, o in base.oracles.items()},
+                "skipped": skipped}
+        runs.write_config(folder, base)
+        runs.write_table(folder, "sweep", [{key: r["value"], **{k: v for k, v in r.items() if k != "value"}} for r in rows],
+                         meta)
+        plots.save_figure(plots.sweep_figure(rows, key, title=title), folder / "sweep.png")
     if json_out:
         sys.stdout.write(runs.dumps_json({**meta, "rows": rows, "out": str(folder)}))
         return
@@ -139,7 +139,7 @@ def sweep(
     from trajopt.oracles import alpha_choosers
 
     adaptive = [o for o in names if o in alpha_choosers()]
-    table = Table(title=f"{base.title}: sweep over {key} ({repeats} repeats, medians)", title_justify="left")
+    table = Table(title=escape(f"{base.title}: sweep over {key} ({repeats} repeats, medians)"), title_justify="left")
     for col in ("value", "σ̂₁² (FoBG)", "σ̂₀² (ZoBG)", "ratio", *[f"α {o}" for o in adaptive]):
         table.add_column(col, justify="right")
     by = {(r["oracle"], r["value"]): r for r in rows}
@@ -150,7 +150,7 @@ def sweep(
         alphas = [fmt(by.get((o, v), {}).get("alpha_median"), 3) for o in adaptive]
         table.add_row(fmt(v), fmt(v1, 3), fmt(v0, 3), fmt(ratio, 3), *alphas)
     out.print(table)
-    out.print(f"study folder: [bold]{folder}[/]")
+    out.print(f"study folder: [bold]{escape(str(folder))}[/]")
 
 
 @app.command()
@@ -176,6 +176,7 @@ def landscape(
     import numpy as np
 
     from trajopt import analysis, plots, runs
+    from trajopt.cli.run import claim_out
 
     try:
         thetas = analysis.parse_range(range_)
@@ -204,16 +205,17 @@ def landscape(
         check_run_config(spec, run_dir, f"--run {run_dir}")
         marks = {"start": float(np.asarray(spec.task.U0).ravel()[0])}
         marks.update({k.split("/")[0]: v.ravel() for k, v in traj.items() if k.endswith("/U")})
-    folder = _out_dir(spec, "landscape", out_dir, force)
-    sigma = next((o.sigma for o in spec.oracles.values() if hasattr(o, "sigma")), 0.1)
-    data = analysis.landscape(jax.random.PRNGKey(spec.solve.key), prob, spec.oracles, thetas, repeats, sigma)
-    rows = [{k: float(v[i]) for k, v in data.items()} for i in range(len(thetas))]
-    meta = {"problem": spec.name, "title": spec.title, "range": range_, "repeats": repeats, "oracles": names,
-            "sigma": sigma}
-    runs.write_config(folder, spec)
-    runs.write_table(folder, "landscape", rows, meta)
-    plots.save_figure(plots.landscape_figure(data, names, sigma, marks, title=spec.title), folder / "landscape.png")
+    folder = _out_dir(spec, "landscape", out_dir)
+    with claim_out(folder, force):  # created, locked and (--force) emptied before any work
+        sigma = next((o.sigma for o in spec.oracles.values() if hasattr(o, "sigma")), 0.1)
+        data = analysis.landscape(jax.random.PRNGKey(spec.solve.key), prob, spec.oracles, thetas, repeats, sigma)
+        rows = [{k: float(v[i]) for k, v in data.items()} for i in range(len(thetas))]
+        meta = {"problem": spec.name, "title": spec.title, "range": range_, "repeats": repeats, "oracles": names,
+                "sigma": sigma}
+        runs.write_config(folder, spec)
+        runs.write_table(folder, "landscape", rows, meta)
+        plots.save_figure(plots.landscape_figure(data, names, sigma, marks, title=spec.title), folder / "landscape.png")
     if json_out:
         sys.stdout.write(runs.dumps_json({**meta, "out": str(folder)}))
     elif not quiet:
-        out.print(f"landscape of {spec.title} over {len(thetas)} points: [bold]{folder}[/]")
+        out.print(f"landscape of {escape(spec.title)} over {len(thetas)} points: [bold]{escape(str(folder))}[/]")
