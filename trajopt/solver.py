@@ -50,7 +50,8 @@ class Result:
         status: [S] "ok", "non_finite" or "interrupted".
         failed_at: [S] iteration at which a seed went non-finite, -1 if it did not.
         iterations: K, the number of updates done (less than asked for when interrupted).
-        run_seconds: wall time of the compiled chunks (compilation excluded).
+        run_seconds: wall time of the compiled loop, from its first chunk to its final evaluation (compilation
+            excluded; the host's recording between chunks overlaps the next chunk).
         compile_seconds: time to compile the chunk program.
         chunk_ends: iteration counts at the end of each chunk; chunk_seconds: cumulative run seconds there.
     """
@@ -365,26 +366,33 @@ class Prepared:
         compiled, layout, seed_keys, carry = self.compiled, self.layout, self.seed_keys, self.carry
         seeds_arr, n_seeds, compile_seconds = self.seeds, len(self.seeds), self.compile_seconds
         infos: list[dict] = []
-        done, run_seconds, interrupted = 0, 0.0, False
+        done, interrupted, final = 0, False, None
         chunk_ends, chunk_seconds = [], []
-        final = None
-        while done < iterations:
-            ks = np.arange(done, done + chunk, dtype=np.int32)
-            last = done + chunk >= iterations
-            t0 = time.perf_counter()
-            carry, info, final = compiled(carry, seed_keys, ks, last)
-            info = jax.block_until_ready(info)
-            run_seconds += time.perf_counter() - t0
-            take = min(chunk, iterations - done)
-            infos.append(layout.unpack(jax.device_get(info), take))
+        starts = list(range(0, iterations, chunk))
+
+        def dispatch(carry, start):  # returns at once: XLA runs the chunk while the host goes on
+            ks = np.arange(start, start + chunk, dtype=np.int32)
+            return compiled(carry, seed_keys, ks, start + chunk >= iterations)
+
+        t_start = time.perf_counter()
+        pending = dispatch(carry, 0) if starts else None
+        for n, start in enumerate(starts):
+            carry, info, final = pending
+            # queue the next chunk before reading this one, so the loop computes while the host records and
+            # reports (a stop drops the queued chunk: the run ends at this chunk's carry)
+            pending = dispatch(carry, starts[n + 1]) if n + 1 < len(starts) else None
+            host = jax.device_get(info)  # waits for this chunk
+            chunk_seconds.append(time.perf_counter() - t_start)
+            take = min(chunk, iterations - start)
+            infos.append(layout.unpack(host, take))
             done += take
             chunk_ends.append(done)
-            chunk_seconds.append(run_seconds)
             if on_chunk is not None:
                 on_chunk(done, iterations)
             if done < iterations and should_stop is not None and should_stop():
                 interrupted = True
                 break
+        run_seconds = chunk_seconds[-1] if chunk_seconds else 0.0
 
         _, alive, failed_at, _ = carry
         U = _final_decision(carry)
