@@ -52,7 +52,8 @@ class Result:
         iterations: K, the number of updates done (less than asked for when interrupted).
         run_seconds: wall time of the compiled loop, from its first chunk to its final evaluation (compilation
             excluded; the host's recording between chunks overlaps the next chunk).
-        compile_seconds: time to compile the chunk program.
+        compile_seconds: time to trace and compile the loop and compute its initial state (and, for a run stopped
+            early, its separate final evaluation).
         chunk_ends: iteration counts at the end of each chunk; chunk_seconds: cumulative run seconds there.
     """
 
@@ -305,13 +306,12 @@ def prepare(
         state = jax.vmap(lambda k, u: method.init(k, problem, u))(seed_keys, U0)
         return seed_keys, (state, jnp.ones(n_seeds, bool), jnp.full(n_seeds, -1, jnp.int32), U0)
 
+    t0 = time.perf_counter()  # compile_seconds: everything before the loop's first chunk (the start included)
     seed_keys, carry = jax.jit(start)(key, jnp.asarray(seeds_arr))
 
     layout = _Layout()
     run_chunk = _with_finish(problem, _make_chunk(problem, method, iterations, layout))
     ks0 = np.arange(chunk, dtype=np.int32)
-
-    t0 = time.perf_counter()
     compiled = jax.jit(run_chunk).lower(carry, seed_keys, ks0, True).compile()
     compile_seconds = time.perf_counter() - t0
     return Prepared(problem=problem, method=method, iterations=iterations, seeds=seeds_arr, chunk=chunk,
