@@ -157,3 +157,57 @@ def test_an_unusable_out_fails_before_any_work(tmp_path, verb):
     result = invoke(*OUT_VERBS[verb], "--out", mine, "--force")
     assert result.exit_code == 2 and "only a trajopt run folder" in _message(result)
     assert [p.name for p in mine.iterdir()] == ["thesis.tex"]
+
+
+# ------------------------------------------------------------------ reports ordered and headed by what differs
+
+
+@pytest.fixture(scope="module")
+def stiffness_runs(tmp_path_factory):
+    """Two runs of one file under --set system.stiffness, in folders whose alphabetical order is the wrong order."""
+    root = tmp_path_factory.mktemp("by_stiffness")
+    folders = {}
+    for name, k in (("a_stiff", 1000), ("b_soft", 10)):
+        out = root / name
+        result = invoke("compare", STIFF, "--iterations", "5", "--seeds", "1", "--oracles", "fobg",
+                        "--set", "task.horizon=20", "--set", f"system.stiffness={k}", "--out", out, "--quiet")
+        assert result.exit_code == 0, result.output
+        folders[k] = out
+    return folders
+
+
+@pytest.mark.parametrize("suffix", [".html", ".md"])
+def test_report_orders_and_heads_runs_by_what_differs(stiffness_runs, tmp_path, suffix):
+    import re
+
+    out = tmp_path / f"r{suffix}"
+    result = invoke("report", stiffness_runs[1000], stiffness_runs[10], "-o", out, "--quiet")
+    assert result.exit_code == 0, result.output
+    text = out.read_text()
+    pattern = r"<h1>([^<]*)</h1>" if suffix == ".html" else r"^# (.*)$"
+    headings = [h for h in re.findall(pattern, text, flags=re.M) if "system.stiffness =" in h]
+    assert headings == ["pushing_stiff: system.stiffness = 10", "pushing_stiff: system.stiffness = 1000"], headings
+    if suffix == ".html":
+        assert "<h1>pushing_stiff: 2 runs across system.stiffness</h1>" in text
+        # the sections follow the headings: k = 10's folder is shown first
+        assert text.index(str(stiffness_runs[10])) < text.index(str(stiffness_runs[1000]))
+
+
+def test_order_runs_is_numeric_and_groups_problems(stiffness_runs):
+    from trajopt import report, runs
+
+    base = runs.read_run(stiffness_runs[10])
+
+    def forged(**system):
+        config = {**base.config, "system": {**base.config["system"], **system}}
+        return runs.Run(path=base.path, result=base.result, config=config, variants=base.variants,
+                        series=base.series, results=base.results)
+
+    ks = [forged(stiffness=k) for k in (100.0, 9.0, 1e4, 20.0)]
+    ordered = report.order_runs(ks)
+    assert [dict(d)["system.stiffness"] for _, d in ordered] == [9.0, 20.0, 100.0, 1e4]  # not 100 < 20 < 9 as text
+    other = runs.Run(path=base.path, result=base.result, config={**base.config, "name": "other"}, variants=base.variants,
+                     series=base.series, results=base.results)
+    ordered = report.order_runs([other, *ks[:2]])
+    assert ordered[0] == (other, []) and report.run_heading(other, []) == report._run_title(other)
+    assert report.differing_keys([ks[0], ks[0]]) == []

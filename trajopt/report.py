@@ -113,6 +113,81 @@ def _md(x) -> str:
     return html.escape(text, quote=False).replace("|", "\\|").replace("`", "\\`")
 
 
+# configuration keys that label a run rather than configure it (never "what differs")
+LABEL_KEYS = ("title", "description")
+MAX_HEADING_KEYS = 4
+
+
+def _problem_of(run: Run) -> str:
+    return str(run.config.get("name") or run.result.get("problem") or "")
+
+
+def differing_keys(runs: Sequence[Run]) -> list[str]:
+    """The dotted keys of the resolved configurations (each run's config.toml) whose values are not the same in
+    every run, in the order the configuration lists them; labels (title, description) left out."""
+    flat = []
+    for run in runs:
+        rows: list = []
+        _flatten("", {k: v for k, v in run.config.items() if k not in LABEL_KEYS}, rows)
+        flat.append(dict(rows))
+    keys = list(dict.fromkeys(k for f in flat for k in f))
+    missing = object()
+    return [k for k in keys if any(f.get(k, missing) != flat[0].get(k, missing) for f in flat[1:])]
+
+
+def _order_value(value) -> tuple:
+    """A sort key for one configuration value: numbers by value, then text, then anything else, absent last."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return (0, float(value), "") if math.isfinite(float(value)) else (0, math.inf, str(value))
+    if isinstance(value, (str, bool)):
+        return (1, 0.0, str(value))
+    if value is None:
+        return (3, 0.0, "")
+    return (2, 0.0, _show(value))
+
+
+def order_runs(runs: Sequence[Run]) -> list[tuple[Run, list[tuple[str, object]]]]:
+    """Runs ordered and labelled by what differs: grouped by problem (in the order given), and within a problem by
+    the values of the keys that differ between its runs (numerically where numeric; ties keep the order given).
+    Returns (run, [(key, value), ...] of the differing keys) pairs; a lone run of its problem has none."""
+    groups: dict[str, list[Run]] = {}
+    for run in runs:
+        groups.setdefault(_problem_of(run), []).append(run)
+    ordered = []
+    for members in groups.values():
+        keys = differing_keys(members) if len(members) > 1 else []
+        labelled = []
+        for run in members:
+            rows: list = []
+            _flatten("", run.config, rows)
+            values = dict(rows)
+            labelled.append((run, [(k, values.get(k)) for k in keys]))
+        labelled.sort(key=lambda pair: tuple(_order_value(v) for _, v in pair[1]))
+        ordered += labelled
+    return ordered
+
+
+def run_heading(run: Run, differences: Sequence[tuple[str, object]]) -> str:
+    """A run's section heading: its title, or, among runs of one problem that differ, the problem's name and the
+    differing resolved keys with this run's values ("pushing_stiff: system.stiffness = 10")."""
+    if not differences:
+        return _run_title(run)
+    shown = [f"{k} = {'(absent)' if v is None else _show(v)}" for k, v in differences[:MAX_HEADING_KEYS]]
+    more = len(differences) - MAX_HEADING_KEYS
+    return f"{_problem_of(run) or _run_title(run)}: {', '.join(shown)}" + (f" (+{more} more keys)" if more > 0 else "")
+
+
+def _report_title(ordered: Sequence[tuple[Run, list]]) -> str:
+    if len(ordered) == 1:
+        return _run_title(ordered[0][0])
+    problems = list(dict.fromkeys(_problem_of(run) for run, _ in ordered))
+    keys = list(dict.fromkeys(k for _, diffs in ordered for k, _ in diffs))
+    if len(problems) == 1 and keys:
+        shown = ", ".join(keys[:MAX_HEADING_KEYS]) + (", ..." if len(keys) > MAX_HEADING_KEYS else "")
+        return f"{problems[0]}: {len(ordered)} runs across {shown}"
+    return "trajopt report"
+
+
 def run_figures(run: Run, tag: str) -> list[Figure]:
     """Every figure of one run, as PNG bytes."""
     figs = []
@@ -184,13 +259,16 @@ def html_report(runs: Sequence[Run], figures: Optional[dict[str, list[Figure]]] 
     """One self-contained HTML page for one or more run folders (figures embedded as data URIs)."""
     figures = figures or {str(r.path): run_figures(r, f"r{i}_") for i, r in enumerate(runs)}
     embed = lambda f: "data:image/png;base64," + base64.b64encode(f.png).decode("ascii")  # noqa: E731
-    title = _run_title(runs[0]) if len(runs) == 1 else "trajopt report"
+    ordered = order_runs(runs)
+    title = _report_title(ordered)
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{_e(title)}</title>"
              f"<style>{_CSS}</style></head><body><h1>{_e(title)}</h1>"]
-    for run in runs:
+    for run, differences in ordered:
         r = run.result
         if len(runs) > 1:
-            parts.append(f"<h1>{_e(_run_title(run))}</h1>")
+            parts.append(f"<h1>{_e(run_heading(run, differences))}</h1>")
+            if differences:
+                parts.append(f"<p class='meta'>{_e(_run_title(run))}</p>")
         parts.append(f"<p class='meta'>run folder <code>{_e(run.path)}</code> · {_e(r.get('verb', ''))}"
                      f" · status <b>{_e(r.get('status', ''))}</b> · {_e(r.get('iterations'))} iterations × "
                      f"{_e(len(r.get('seeds', [])))} seeds · created {_e(r.get('created', ''))} · "
@@ -221,9 +299,10 @@ def markdown_report(runs: Sequence[Run], figure_dir: str, figures: Optional[dict
     figures = figures or {str(r.path): run_figures(r, f"r{i}_") for i, r in enumerate(runs)}
     link = lambda f: f"{figure_dir}/{f.name}.png"  # noqa: E731
     out = []
-    for run in runs:
+    ordered = order_runs(runs)
+    for run, differences in ordered:
         r = run.result
-        out.append(f"# {_md(_run_title(run))}\n")
+        out.append(f"# {_md(run_heading(run, differences) if len(runs) > 1 else _run_title(run))}\n")
         out.append(f"Run folder `{_md(run.path)}` · {_md(r.get('verb', ''))} · status **{_md(r.get('status', ''))}** · "
                    f"{_md(r.get('iterations'))} iterations × {len(r.get('seeds', []))} seeds · {_md(_versions(r))}\n")
         out.append("## Problem\n")
