@@ -54,13 +54,13 @@ import jax.numpy as jnp
 from jax import Array
 
 from trajopt import checks
+from trajopt.oracles._mixing import summarise_batches
 from trajopt.oracles._samples import SPLITS
+from trajopt.oracles.aobg import AoBG
+from trajopt.oracles.ivw import IVW
 from trajopt.oracles.base import make_info
 from trajopt.policies.problem import PolicyProblem, draw_samples, value, value_and_states, zero_noise
 from trajopt.stats import (
-    bernstein_radius,
-    bias_constrained_alpha,
-    failure_log_term,
     inverse_variance_alpha,
     per_coordinate_variance,
     sample_mean_and_trace_variance,
@@ -199,6 +199,19 @@ def _check_split(split: str, samples: int) -> None:
 # ------------------------------------------------------------------------------------ oracles
 
 
+def _mixed(rule, key, problem, U, sigma):
+    """The estimate of a mixing policy oracle: its two batches (split as ``rule.split``) and the open-loop
+    oracle's own ``alpha_rule`` (`trajopt.oracles._mixing`), so the closed-loop and open-loop α are one rule."""
+    b = split_batches(key, problem, U[0], rule.samples, sigma, rule.split)
+    s = summarise_batches(b, sigma)
+    alpha, details = rule.alpha_rule(s, problem)
+    grad = alpha * s.g1 + (1.0 - alpha) * s.g0
+    info = make_info(problem.objective(U), alpha=alpha, var_first=s.s1, var_zero=s.s0,
+                     bias_gap=jnp.linalg.norm(s.g1 - s.g0), radius=details.get("radius", math.nan),
+                     rollouts=b.rollouts, gradients=b.gradients)
+    return grad[None], info
+
+
 @dataclass(frozen=True)
 class PolicyExact:
     """samples: N initial states. The noise-free pathwise gradient (1/N) sum_i grad_theta V_1(x_1^i, 0, theta):
@@ -290,17 +303,10 @@ class PolicyAoBG:
         _check_split(self.split, self.samples)
 
     def estimate(self, key, problem, U):
-        b = split_batches(key, problem, U[0], self.samples, _sigma(self.sigma, problem), self.split)
-        g1, s1 = sample_mean_and_trace_variance(b.g1)
-        g0, s0 = sample_mean_and_trace_variance(b.g0)
-        log_term = failure_log_term(problem.dimension, self.delta, self.delta_convention)
-        radius = bernstein_radius(s0, b.g0.shape[0], log_term, self.L)
-        gap = jnp.linalg.norm(g1 - g0)
-        alpha = bias_constrained_alpha(inverse_variance_alpha(s1, s0, self.regulariser), gap, radius, self.gamma)
-        grad = alpha * g1 + (1.0 - alpha) * g0
-        info = make_info(problem.objective(U), alpha=alpha, var_first=s1, var_zero=s0, bias_gap=gap, radius=radius,
-                         rollouts=b.rollouts, gradients=b.gradients)
-        return grad[None], info
+        sigma = _sigma(self.sigma, problem)
+        rule = AoBG(samples=self.samples, sigma=sigma, gamma=self.gamma, L=self.L, delta=self.delta,
+                    delta_convention=self.delta_convention, regulariser=self.regulariser, split=self.split)
+        return _mixed(rule, key, problem, U, sigma)
 
 
 @dataclass(frozen=True)
@@ -321,14 +327,9 @@ class PolicyIVW:
         _check_split(self.split, self.samples)
 
     def estimate(self, key, problem, U):
-        b = split_batches(key, problem, U[0], self.samples, _sigma(self.sigma, problem), self.split)
-        g1, s1 = sample_mean_and_trace_variance(b.g1)
-        g0, s0 = sample_mean_and_trace_variance(b.g0)
-        alpha = inverse_variance_alpha(s1, s0, self.regulariser)
-        grad = alpha * g1 + (1.0 - alpha) * g0
-        info = make_info(problem.objective(U), alpha=alpha, var_first=s1, var_zero=s0,
-                         bias_gap=jnp.linalg.norm(g1 - g0), rollouts=b.rollouts, gradients=b.gradients)
-        return grad[None], info
+        sigma = _sigma(self.sigma, problem)
+        rule = IVW(samples=self.samples, sigma=sigma, regulariser=self.regulariser, split=self.split)
+        return _mixed(rule, key, problem, U, sigma)
 
 
 @dataclass(frozen=True)
