@@ -415,8 +415,14 @@ NOTES = [
     "* Scaling points run 100 iterations in one chunk (10 for the largest), so a fixed per-dispatch cost of a "
     "fraction of a millisecond is spread thinly; the small sizes are still dominated by per-iteration overheads, which "
     "is why the exponents over all points are below 1.",
-    "* End to end, a CLI run also pays for importing JAX (about 1.5-3 s here), loading the file and writing the run "
-    "folder with its figure (matplotlib); the solver's own compile and run are the smaller part once the cache is warm.",
+    "* End to end, a CLI run also pays for importing JAX (about 0.6 s here with ml_dtypes < 0.7, which trajopt pins: "
+    "ml_dtypes 0.7.0 adds 1.3 s to every `import jax` under NumPy 2), loading the file and writing the run folder with "
+    "its figure (matplotlib, imported on a thread while the loops run). `compare` compiles the next variant on a "
+    "worker thread while the current one runs, and the chunks of one run are queued one ahead, so the host's "
+    "recording and progress overlap the compiled loop.",
+    "* Speed of light sets the floor for compilation too: XLA compiles the minimal AoBG loop in about 1.5 s on this "
+    "CPU, so the 1 s target is out of reach for AoBG whatever trajopt does around it; trajopt's own compile is "
+    "compared with it in the table.",
     "* float64 throughout (stiff contact needs it); the noise is drawn in float32 and cast, in trajopt and in both references.",
 ]
 
