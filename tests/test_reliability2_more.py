@@ -211,3 +211,145 @@ def test_order_runs_is_numeric_and_groups_problems(stiffness_runs):
     ordered = report.order_runs([other, *ks[:2]])
     assert ordered[0] == (other, []) and report.run_heading(other, []) == report._run_title(other)
     assert report.differing_keys([ks[0], ks[0]]) == []
+
+
+# ------------------------------------------------------------------------------ signals at random moments
+
+
+def _entry_command(out: Path, *extra) -> list[str]:
+    """The console script's entry point (signals held from its first line), in a fresh interpreter."""
+    import sys
+
+    return [sys.executable, "-c", "from trajopt._entry import main; main()", "compare", str(STIFF),
+            "--iterations", "40", "--seeds", "1", "--out", str(out), *extra]
+
+
+def _check_signalled_run(out: Path, rc: int, sig: int, delay: float, sent_at, stderr: str) -> str:
+    """The outcome of a run sent ``sig`` after ``delay`` seconds (``sent_at``: the wall-clock time it was sent, or
+    None when the run had already exited): one of the allowed outcomes, named; anything else fails."""
+    import tomllib
+
+    from trajopt import runs
+
+    files = sorted(out.iterdir()) if out.exists() else []
+    names = [p.name for p in files]
+    assert not [n for n in names if n.endswith(".tmp")], (names, stderr)
+
+    def complete(status: str) -> dict:
+        summary = json.loads((out / "result.json").read_text())
+        assert summary["status"] == status, (summary["status"], rc, stderr)
+        assert tomllib.loads((out / "config.toml").read_text())["system"]["name"] == "pushing"
+        assert {"metrics.jsonl", "trajectory.npz", "convergence.png"} <= set(names), names
+        runs.read_run(out)  # every file reads back
+        return summary
+
+    def before_signal() -> bool:  # every byte of the folder was written before the signal was sent
+        return sent_at is None or max(p.stat().st_mtime for p in files) <= sent_at
+
+    if rc == 130:
+        if not files:
+            return "interrupted before the folder was claimed"
+        summary = complete("interrupted")
+        assert "interrupted" in [s for v in summary["variants"].values() for s in v["status"]] \
+            or summary.get("variants_not_run") or summary.get("interrupted_while_writing"), summary
+        return "interrupted: complete folder"
+    if rc == 0:
+        complete("ok")
+        assert before_signal(), "exit 0, but a file of the folder was written after the signal"
+        return "after the last byte: complete, ok"
+    # the interpreter's own start-up (before trajopt's first line installs the handlers) or its teardown (after
+    # the last byte, once Python has restored the default handlers): killed by the signal, nothing half-written
+    assert rc == -sig, (rc, stderr)
+    if not files:
+        assert delay < 0.5 and "stopping after" not in stderr and "Traceback" not in stderr, (delay, stderr)
+        return "before the handlers were installed: nothing written"
+    complete("ok")
+    assert before_signal(), "killed after a file was written past the signal"
+    return "during interpreter teardown: complete, ok"
+
+
+DRIVER = """
+import os, signal, sys
+import trajopt.plots
+from trajopt.cli import run
+
+def hooked(original):
+    def call(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)  # the signal lands inside this step of the run's life
+        return original(*args, **kwargs)
+    return call
+
+if sys.argv[1] == "figure":  # while the folder is written (the figure comes after the run files)
+    trajopt.plots.save_figure = hooked(trajopt.plots.save_figure)
+else:  # after the last byte: while the final table is printed
+    run._summary_table = hooked(run._summary_table)
+del sys.argv[1]
+from trajopt._entry import main
+main()
+"""
+
+
+@pytest.mark.parametrize("moment, code, status", [("figure", 130, "interrupted"), ("table", 0, "ok")])
+def test_the_exit_status_agrees_with_the_folder(tmp_path, moment, code, status):
+    """A signal while the folder is written marks it interrupted (exit 130); one after its last byte (the final
+    table) leaves it "ok" and exits 0: never exit 130 beside a folder that says ok."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-c", DRIVER, moment, "compare", str(STIFF), "--iterations", "2", "--seeds", "1",
+           "--oracles", "fobg", "--set", "task.horizon=8", "--out", str(out)]
+    done = subprocess.run(cmd, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
+                          timeout=300)
+    assert done.returncode == code, done.stderr.decode()
+    summary = json.loads((out / "result.json").read_text())
+    assert summary["status"] == status
+    assert summary.get("interrupted_while_writing", False) is (status == "interrupted")
+    assert (out / "convergence.png").is_file() and not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+@pytest.mark.slow
+def test_signals_at_random_moments_leave_a_complete_folder_or_none(tmp_path):
+    """SIGINT or SIGTERM at 8 random moments of a compare run (one in each eighth of its measured duration, so
+    start-up, compilation, the loops, writing and plotting are all covered): every time the exit status is 130
+    with a complete folder marked interrupted (or no folder at all), or 0 with a complete "ok" folder written
+    entirely before the signal."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    import numpy as np
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for i in range(2):  # the first fills the compilation cache; the second is the run's full duration
+        started = time.monotonic()
+        done = subprocess.run(_entry_command(tmp_path / f"full{i}"), cwd=tmp_path, env=env, capture_output=True,
+                              timeout=600)
+        full = time.monotonic() - started
+        assert done.returncode == 0, done.stderr.decode()
+    rng = np.random.default_rng(20240611)
+    edges = np.linspace(0.05, full, 9)
+    delays = rng.uniform(edges[:-1], edges[1:])
+    signals = rng.choice([signal.SIGINT, signal.SIGTERM], size=len(delays))
+    outcomes = []
+    for i, (delay, sig) in enumerate(zip(delays, signals)):
+        out = tmp_path / f"run{i}"
+        proc = subprocess.Popen(_entry_command(out), cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+        try:
+            time.sleep(delay)
+            sent_at = None
+            if proc.poll() is None:
+                sent_at = time.time()
+                proc.send_signal(int(sig))
+            _, stderr = proc.communicate(timeout=300)
+        finally:
+            proc.kill()
+            proc.wait()
+        outcome = _check_signalled_run(out, proc.returncode, int(sig), float(delay), sent_at,
+                                       stderr.decode(errors="replace"))
+        outcomes.append((round(float(delay), 2), signal.Signals(int(sig)).name, outcome))
+    print(f"full run {full:.2f} s; outcomes: {outcomes}")
+    assert any(o[2].startswith("interrupted: complete") for o in outcomes), outcomes

@@ -13,11 +13,16 @@ import signal
 import sys
 from contextlib import contextmanager
 
-STATE = {"stop": False, "signal": None, "global": False}
+STATE = {"stop": False, "signal": None, "global": False, "settled": False, "late": None}
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def _handler(signum, frame):
+    if STATE["settled"]:  # the outputs are final and say "ok": a signal now changes nothing, the command exits
+        if STATE["late"] is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        STATE["late"] = signum
+        return
     if STATE["stop"] and signum == signal.SIGINT:
         raise KeyboardInterrupt
     STATE["stop"], STATE["signal"] = True, signum
@@ -25,7 +30,19 @@ def _handler(signum, frame):
 
 
 def requested() -> bool:
-    """Whether SIGINT or SIGTERM arrived since the handlers were installed."""
+    """Whether SIGINT or SIGTERM arrived since the handlers were installed (and before `settle`)."""
+    return bool(STATE["stop"])
+
+
+def settle() -> bool:
+    """Mark the command's outputs final; return whether a signal arrived before this moment.
+
+    A verb calls it once its last byte is written: a signal before it was (or is now) recorded in the outputs
+    and the command exits 130; a signal after it finds them complete and unmarked, and the command exits as
+    it would have (0), so that the exit status and the folder never disagree. The flag is set before the
+    check, and the handler runs between bytecodes of the main thread, so no signal falls between the two.
+    """
+    STATE["settled"] = True
     return bool(STATE["stop"])
 
 
@@ -41,7 +58,7 @@ def hold():
     """The handlers for the duration of a block (no-op when installed for the process); yields `requested`."""
     previous = {}
     if not STATE["global"]:
-        STATE["stop"], STATE["signal"] = False, None
+        STATE.update(stop=False, signal=None, settled=False, late=None)
         for sig in SIGNALS:
             try:
                 previous[sig] = signal.signal(sig, _handler)

@@ -353,7 +353,10 @@ def _run_claimed(spec, verb, out_dir, x, json_out, quiet, plot, report, sets, sh
                        variants=list(results), series={}, results=results)
         runs.atomic_write_bytes(out_dir / "report.html",
                                 report_mod.html_report([run], {str(out_dir): report_mod.run_figures(run, "r0_")}).encode())
-    if should_stop() and summary["status"] != "interrupted":  # the signal came while the folder was written
+    from trajopt import _signals
+
+    # the folder is complete: a signal from here on finds it final and the exit status agrees with it (0 for "ok")
+    if _signals.settle() and summary["status"] != "interrupted":  # the signal came while the folder was written
         mark_interrupted()
         summary["interrupted_while_writing"] = True
         runs.atomic_write_bytes(out_dir / runs.RESULT, runs.dumps_json(summary).encode())
