@@ -125,12 +125,19 @@ def convergence_figure(results: Mapping[str, Result], x: Union[str, Sequence[str
     for c, xa in enumerate(axes_x):
         ax = axes[0, c]
         xs_all = {o: x_values(results[o], xa) for o in names}
+        drawn = {}
         for o in names:
             r = results[o]
             med, lo, hi = nan_band(r.cost, axis=0)
             failed = sum(s != "ok" for s in r.status)
             label = o + (f" ({failed}/{n_seeds} seeds stopped)" if failed else "")
-            ax.plot(xs_all[o], med, color=colours[o], lw=1.8, label=label)
+            # a curve that coincides with one already drawn (AoBG at alpha = 1 is FoBG) is dashed and says so
+            same = next((p for p, (px, pm) in drawn.items() if px.shape == xs_all[o].shape and np.array_equal(px, xs_all[o])
+                         and np.array_equal(pm, med, equal_nan=True)), None)
+            drawn[o] = (xs_all[o], med)
+            if same is not None:
+                label += f" (same curve as {same})"
+            ax.plot(xs_all[o], med, color=colours[o], lw=1.8, ls="--" if same is not None else "-", label=label)
             ax.fill_between(xs_all[o], lo, hi, color=colours[o], alpha=0.2, lw=0)
         if log_scale:
             ax.set_yscale("log")
