@@ -268,7 +268,7 @@ def _rebuild_result(name: str, entry: Mapping, s: Mapping[str, np.ndarray], traj
     return Result(
         name=name, method=None, seeds=np.asarray(seeds), U=traj.get(f"{name}/U"), X=traj.get(f"{name}/X"), cost=cost,
         history=history, status=list(entry["status"]), failed_at=np.asarray(failed), iterations=K,
-        run_seconds=float(entry.get("run_seconds", 0.0)), compile_seconds=float(entry.get("compile_seconds", 0.0)),
+        run_seconds=float(entry.get("run_seconds") or 0.0), compile_seconds=float(entry.get("compile_seconds") or 0.0),
         chunk_ends=list(range(1, K + 1)), chunk_seconds=[float(x) for x in np.nan_to_num(seconds[1:])],
     )
 
@@ -317,15 +317,28 @@ def read_result(path: str | Path) -> dict:
         if not isinstance(e, dict) or not isinstance(e.get("status"), list) or len(e["status"]) != len(seeds) \
                 or not all(isinstance(x, str) for x in e["status"]):
             raise RunFolderError(f"{file}: variants.{name}: expected a table with a 'status' list of {len(seeds)} strings")
-        for key in ("final_cost", "best_cost"):
+        for key in ("final_cost", "best_cost"):  # every reader uses them: required
             v = e.get(key)
-            if v is not None and (not isinstance(v, list) or len(v) != len(seeds)
-                                  or not all(x is None or (isinstance(x, (int, float)) and not isinstance(x, bool)) for x in v)):
-                raise RunFolderError(f"{file}: variants.{name}.{key}: expected a list of {len(seeds)} numbers")
+            if not isinstance(v, list) or len(v) != len(seeds) or not all(x is None or _is_number(x) for x in v):
+                raise RunFolderError(f"{file}: variants.{name}.{key}: expected a list of {len(seeds)} numbers, found "
+                                     f"{_short(v)}")
+        v = e.get("failed_at")
+        if v is not None and (not isinstance(v, list) or len(v) != len(seeds)
+                              or not all(x is None or (isinstance(x, int) and not isinstance(x, bool)) for x in v)):
+            raise RunFolderError(f"{file}: variants.{name}.failed_at: expected a list of {len(seeds)} iteration "
+                                 f"numbers (or null), found {_short(v)}")
+        for key in ("run_seconds", "compile_seconds"):
+            v = e.get(key)
+            if v is not None and not _is_number(v):
+                raise RunFolderError(f"{file}: variants.{name}.{key}: expected a number of seconds, found {_short(v)}")
         it = e.get("iterations", K)
         if isinstance(it, bool) or not isinstance(it, int) or not 0 <= it <= K:
             raise RunFolderError(f"{file}: variants.{name}.iterations is {it!r}, expected an integer in 0..{K}")
     return result
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
 def _short(x: Any) -> str:

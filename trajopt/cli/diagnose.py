@@ -310,7 +310,7 @@ def gradcheck(
         sys.stdout.write(runs.dumps_json(report))
     elif not quiet:
         for r in results:
-            table = Table(title=f"{r['label']}: f(U) = {fmt(r['value'], 7)}, {directions} random unit directions",
+            table = Table(title=escape(f"{r['label']}: f(U) = {fmt(r['value'], 7)}, {directions} random unit directions"),
                           title_justify="left")
             for col in ("step h", "median rel. error", "max rel. error", "agree", "median |f''|h/|f'|"):
                 table.add_column(col, justify="right")

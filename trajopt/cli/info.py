@@ -46,7 +46,7 @@ def validate(
 
         sys.stdout.write(dumps_json(info))
         return
-    table = Table(title=f"{problem}: valid", title_justify="left", show_header=False)
+    table = Table(title=escape(f"{problem}: valid"), title_justify="left", show_header=False)
     table.add_column("key", style="bold")
     table.add_column("value")
     margin = info["stability_margin"]
@@ -60,8 +60,8 @@ def validate(
             f"{n} ({v.base})" if n != v.base else n for n, v in spec.variants.items())),
         ("iterations × seeds", f"{spec.solve.iterations} × {len(spec.solve.seeds)}"),
     ]
-    for k, v in rows:
-        table.add_row(k, v)
+    for k, v in rows:  # user text (title, names) shown as written, never as rich markup
+        table.add_row(k, escape(v))
     out.print(table)
 
 
@@ -89,15 +89,15 @@ def list_(what: str = typer.Argument("problems", help="problems, systems, oracle
         table.add_column("file")
         table.add_column("title")
         for f in problem_files():
-            try:
-                title = tomlio.read_toml(f).get("title", "")
+            try:  # a file's title is shown as written, never as rich markup
+                cell = escape(str(tomlio.read_toml(f).get("title", "")))
             except tomlio.TomlError as e:
-                title = f"[red]{e.message}[/]"
+                cell = f"[red]{escape(e.message)}[/]"
             try:
                 shown = str(f.relative_to(Path.cwd()))
             except ValueError:
                 shown = str(f)
-            table.add_row(shown, str(title))
+            table.add_row(escape(shown), cell)
         out.print(table)
         return
     if what not in kinds:

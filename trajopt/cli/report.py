@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import List
 
 import typer
+from rich.markup import escape
 
 from trajopt.cli._common import QuietOpt, app, fail, out
 
@@ -56,4 +57,4 @@ def report_cmd(
         raise fail(f"--output {output}: allowed: a .html or .md file name")
     written = write_report(run_dirs, output)
     if not quiet:
-        out.print(f"report: [bold]{written[0]}[/]" + (f" (+ {len(written) - 1} figures)" if len(written) > 1 else ""))
+        out.print(f"report: [bold]{escape(str(written[0]))}[/]" + (f" (+ {len(written) - 1} figures)" if len(written) > 1 else ""))
