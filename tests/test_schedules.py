@@ -141,3 +141,18 @@ def test_equal_budget_compare(tmp_path):
     bad = CliRunner().invoke(app, ["compare", str(soft), "--budget", "300", "--variants", "fobg,ilqr",
                                    "--out", str(tmp_path / "c")], catch_exceptions=False)
     assert bad.exit_code == 2 and "ilqr" in bad.stderr and "no fixed number of rollouts" in bad.stderr
+
+
+def test_a_one_iteration_run_of_a_file_with_sigma_schedules(tmp_path):
+    # problems/pushing_stiff.toml ships scheduled variants; `--iterations 1` gives them S = 1 (sigma_0), not a refusal
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from trajopt.cli import app
+
+    r = CliRunner().invoke(app, ["compare", str(Path(__file__).resolve().parent.parent / "problems" / "pushing_stiff.toml"), "--iterations", "1", "--seeds", "1",
+                                 "--variants", "tuned", "--out", str(tmp_path / "one"), "--quiet"])
+    assert r.exit_code == 0, r.output
+    m = GradientMethod(ZoBG(samples=4, sigma=0.2), SGD(1e-3), sigma_schedule="geometric", sigma_final=0.02, sigma_steps=1)
+    assert float(m.sigma_at(0)) == 0.2 and float(m.sigma_at(5)) == 0.2

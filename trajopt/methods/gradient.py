@@ -16,7 +16,7 @@ estimate stops the seed, unless ``skip_non_finite`` is set: then the update is s
     linear:     sigma_k = sigma_0 + (sigma_1 - sigma_0) min(k, S - 1) / (S - 1)
 
 with sigma_0 the oracle's ``sigma``, sigma_1 = ``sigma_final`` and S = ``sigma_steps`` (the run's iterations
-when loaded from a file). The estimator at each iteration is the paper's with sigma_k: the oracle is evaluated
+when loaded from a file; S = 1 keeps sigma_0, as ``np.linspace(sigma_0, sigma_1, 1)`` does). The estimator at each iteration is the paper's with sigma_k: the oracle is evaluated
 as a copy whose ``sigma`` is sigma_k, inside the fused loop (nothing recompiles per iteration). A schedule
 with sigma_1 = sigma_0 is constant and runs exactly as one (a σ that is a runtime value rather than a compile-time
 constant can change the last bit of an estimate, as XLA then fuses the arithmetic differently).
@@ -106,7 +106,7 @@ class GradientMethod:
                                         "'constant' unless the oracle's own sigma is set (a policy oracle's NaN sigma "
                                         "means the problem's: give the oracle a sigma to schedule it)")
             checks.positive("sigma_final", self.sigma_final)
-            checks.at_least("sigma_steps", self.sigma_steps, 2)
+            checks.at_least("sigma_steps", self.sigma_steps, 1)
         if not callable(getattr(self.oracle, "estimate", None)):
             raise TypeError(f"GradientMethod: oracle must have estimate(key, problem, U); got {type(self.oracle).__name__}")
         if not (callable(getattr(self.optimizer, "build", None)) or isinstance(self.optimizer, optax.GradientTransformation)):
@@ -130,7 +130,8 @@ class GradientMethod:
         s0 = float(self.oracle.sigma)
         if not self.scheduled_sigma:
             return jnp.asarray(s0, jnp.result_type(float))
-        t = jnp.minimum(k, self.sigma_steps - 1).astype(jnp.result_type(float)) / (self.sigma_steps - 1)  # in float64
+        last = max(self.sigma_steps - 1, 1)  # a one-iteration run keeps sigma_0, as np.linspace(s0, s1, 1) does
+        t = jnp.minimum(k, self.sigma_steps - 1).astype(jnp.result_type(float)) / last  # in float64
         if self.sigma_schedule == "geometric":
             return s0 * (self.sigma_final / s0) ** t
         return s0 + (self.sigma_final - s0) * t
