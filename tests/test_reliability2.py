@@ -479,3 +479,17 @@ def test_list_prints_one_entry_per_line(what):
     assert result.exit_code == 0
     for name in registry:
         assert any(line.split("│")[1:2] and line.split("│")[1].strip() == name for line in result.output.splitlines()), name
+
+
+def test_diagnose_and_landscape_titles_under_set_name_the_override_not_the_files_k(tmp_path):
+    small = ["--set", "task.horizon=8", "--set", "system.stiffness=30000.0", "--set", "system.dt=0.0001"]
+    d = invoke("diagnose", STIFF, *small, "--repeats", "2", "--samples", "4", "--out", tmp_path / "d", "--quiet")
+    assert d.exit_code == 0, d.output
+    title = json.loads((tmp_path / "d" / "diagnose.json").read_text())["title"]
+    assert "system.stiffness=30000.0" in title and "k = 1000" not in title
+    # landscape (one decision variable): pivot.toml's title names no parameter, so the override must be added
+    land = invoke("landscape", PIVOT, "--set", "system.max_angle=0.5", "--oracles", "exact", "--range", "-1:1:3",
+                  "--repeats", "2", "--out", tmp_path / "l", "--quiet")
+    assert land.exit_code == 0, land.output
+    metas = [json.loads(p.read_text()) for p in (tmp_path / "l").glob("*.json")]
+    assert any("system.max_angle=0.5" in str(m.get("title", "")) for m in metas), metas

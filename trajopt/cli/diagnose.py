@@ -200,7 +200,7 @@ def diagnose(
     import jax
 
     from trajopt import runs
-    from trajopt.cli.run import claim_out
+    from trajopt.cli.run import claim_out, display_title
     from trajopt.diagnostics import decide, estimator_statistics, summarise
 
     if samples is not None and samples < 2:
@@ -234,9 +234,10 @@ def diagnose(
         from trajopt.plots_diagnostics import step_variance_figure
 
         figure = out_dir / DIAGNOSE_FIGURE
+        title = display_title(spec, set_)  # under --set: the problem's name and the overrides, not the file's title
         save_figure(step_variance_figure([(r["label"], r["summary"]) for r in results],
-                                         title=f"{spec.title}: per-time-step gradient variance"), figure)
-        report = {"problem": spec.name, "source": spec.source, "title": spec.title, "at": at, "samples": n,
+                                         title=f"{title}: per-time-step gradient variance"), figure)
+        report = {"problem": spec.name, "source": spec.source, "title": title, "at": at, "samples": n,
                   "sigma": sigma, "repeats": repeats, "key": spec.solve.key, "locations": results,
                   "figure": str(figure), "out": str(out_dir)}
         runs.atomic_write_bytes(out_dir / DIAGNOSE_JSON, runs.dumps_json(report).encode())

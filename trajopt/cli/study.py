@@ -139,7 +139,7 @@ def sweep(
     from trajopt.oracles import alpha_choosers
 
     adaptive = [o for o in names if o in alpha_choosers()]
-    table = Table(title=escape(f"{base.title}: sweep over {key} ({repeats} repeats, medians)"), title_justify="left")
+    table = Table(title=escape(f"{title} ({repeats} repeats, medians)"), title_justify="left")
     for col in ("value", "σ̂₁² (FoBG)", "σ̂₀² (ZoBG)", "ratio", *[f"α {o}" for o in adaptive]):
         table.add_column(col, justify="right")
     by = {(r["oracle"], r["value"]): r for r in rows}
@@ -176,7 +176,7 @@ def landscape(
     import numpy as np
 
     from trajopt import analysis, plots, runs
-    from trajopt.cli.run import claim_out
+    from trajopt.cli.run import claim_out, display_title
 
     try:
         thetas = analysis.parse_range(range_)
@@ -210,12 +210,13 @@ def landscape(
         sigma = next((o.sigma for o in spec.oracles.values() if hasattr(o, "sigma")), 0.1)
         data = analysis.landscape(jax.random.PRNGKey(spec.solve.key), prob, spec.oracles, thetas, repeats, sigma)
         rows = [{k: float(v[i]) for k, v in data.items()} for i in range(len(thetas))]
-        meta = {"problem": spec.name, "title": spec.title, "range": range_, "repeats": repeats, "oracles": names,
+        title = display_title(spec, set_)  # under --set: the problem's name and the overrides, not the file's title
+        meta = {"problem": spec.name, "title": title, "range": range_, "repeats": repeats, "oracles": names,
                 "sigma": sigma}
         runs.write_config(folder, spec)
         runs.write_table(folder, "landscape", rows, meta)
-        plots.save_figure(plots.landscape_figure(data, names, sigma, marks, title=spec.title), folder / "landscape.png")
+        plots.save_figure(plots.landscape_figure(data, names, sigma, marks, title=title), folder / "landscape.png")
     if json_out:
         sys.stdout.write(runs.dumps_json({**meta, "out": str(folder)}))
     elif not quiet:
-        out.print(f"landscape of {escape(spec.title)} over {len(thetas)} points: [bold]{escape(str(folder))}[/]")
+        out.print(f"landscape of {escape(title)} over {len(thetas)} points: [bold]{escape(str(folder))}[/]")
