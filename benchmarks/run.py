@@ -191,7 +191,9 @@ def _wall(cmd: list[str], env: dict, runs: int = 1) -> list[float]:
 
 
 def _trajopt_cmd() -> list[str]:
-    exe = shutil.which("trajopt")
+    """The console script of the Python running this (its environment's), else the one on PATH."""
+    beside = Path(sys.executable).parent / "trajopt"
+    exe = str(beside) if beside.exists() else shutil.which("trajopt")
     return [exe] if exe else [sys.executable, "-m", "trajopt"]
 
 
