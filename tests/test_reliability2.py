@@ -493,3 +493,41 @@ def test_diagnose_and_landscape_titles_under_set_name_the_override_not_the_files
     assert land.exit_code == 0, land.output
     metas = [json.loads(p.read_text()) for p in (tmp_path / "l").glob("*.json")]
     assert any("system.max_angle=0.5" in str(m.get("title", "")) for m in metas), metas
+
+
+def test_a_signal_during_sweep_or_diagnose_ends_in_a_complete_folder_marked_interrupted(tmp_path, monkeypatch):
+    import os
+    import signal
+
+    from trajopt import analysis, diagnostics
+
+    small = ["--set", "task.horizon=8", "--set", "system.stiffness=10.0"]
+    real_point = analysis.point_statistics
+
+    def point_then_signal(*args, **kwargs):  # the signal arrives while the first point is computed
+        out = real_point(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGINT)
+        return out
+
+    monkeypatch.setattr(analysis, "point_statistics", point_then_signal)
+    sweep = invoke("sweep", STIFF, *small, "--oracles", "fobg,zobg", "--samples", "4", "--repeats", "2",
+                   "--over", "system.stiffness=10,30,100", "--out", tmp_path / "s", "--quiet")
+    assert sweep.exit_code == 130, sweep.output
+    meta = json.loads((tmp_path / "s" / "sweep.json").read_text())
+    assert meta["status"] == "interrupted" and meta["values_not_run"] == [30.0, 100.0]
+    assert (tmp_path / "s" / "sweep.png").exists() and (tmp_path / "s" / "sweep.csv").exists()
+
+    real_summarise = diagnostics.summarise
+
+    def summarise_then_signal(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return real_summarise(*args, **kwargs)
+
+    monkeypatch.setattr(diagnostics, "summarise", summarise_then_signal)
+    d = invoke("diagnose", STIFF, *small, "--repeats", "2", "--samples", "4", "--out", tmp_path / "d", "--quiet")
+    assert d.exit_code == 130, d.output
+    assert json.loads((tmp_path / "d" / "diagnose.json").read_text())["status"] == "interrupted"
+    # and without a signal both say ok
+    monkeypatch.undo()
+    d = invoke("diagnose", STIFF, *small, "--repeats", "2", "--samples", "4", "--out", tmp_path / "d2", "--quiet")
+    assert d.exit_code == 0 and json.loads((tmp_path / "d2" / "diagnose.json").read_text())["status"] == "ok"

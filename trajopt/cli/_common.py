@@ -90,3 +90,20 @@ OutOpt = typer.Option(None, "--out", help="Run folder (default runs/<problem>/<t
 ForceOpt = typer.Option(False, "--force", help="Write into an --out folder that is not empty.")
 JsonOpt = typer.Option(False, "--json", help="Print a machine-readable summary on stdout.")
 QuietOpt = typer.Option(False, "--quiet", "-q", help="Print nothing but errors.")
+
+
+def write_final(write) -> str:
+    """Write a verb's outputs, marked with their status, and make them final (the run-folder rule of `solve`).
+
+    ``write(status)`` writes every output with ``status``: "interrupted" when SIGINT/SIGTERM arrived before
+    (the verb stopped early, or finished what it was computing), else "ok". A signal that lands while they are
+    written rewrites them as "interrupted"; one after `trajopt._signals.settle` finds them final and the command
+    exits as they say. Returns the status (the caller exits 130 for "interrupted")."""
+    from trajopt import _signals
+
+    status = "interrupted" if _signals.requested() else "ok"
+    write(status)
+    if _signals.settle() and status == "ok":
+        status = "interrupted"
+        write(status)
+    return status

@@ -19,8 +19,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from trajopt.cli._common import (
-    EXIT_FAILED, EXIT_OK, ForceOpt, JsonOpt, OutOpt, ProblemArg, QuietOpt, SetOpt, app, check_sets, fail, fmt,
-    load_spec, out,
+    EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, ForceOpt, JsonOpt, OutOpt, ProblemArg, QuietOpt, SetOpt, app, check_sets,
+    fail, fmt, load_spec, out, write_final,
 )
 
 AtOpt = typer.Option("init", "--at", help="Where to look: init (the problem's U0) or a RUN_DIR (each run oracle's "
@@ -200,7 +200,7 @@ def diagnose(
     import jax
 
     from trajopt import runs
-    from trajopt.cli.run import claim_out, display_title
+    from trajopt.cli.run import _interruptible, claim_out, display_title
     from trajopt.diagnostics import decide, estimator_statistics, summarise
 
     if samples is not None and samples < 2:
@@ -218,7 +218,7 @@ def diagnose(
     prob = spec.problem()
     locations = _locations(at, oracle, prob, spec)
     out_dir = out_dir or _default_out(spec)
-    with claim_out(out_dir, force):  # created, locked and (--force) emptied before any work
+    with _interruptible(), claim_out(out_dir, force):  # created, locked and (--force) emptied before any work
         rules = {name: spec.oracles[name] for name in choosers}
         reference = rules.get("aobg") or next(iter(rules.values()))  # its N and σ draw the batches
         n, sigma = reference.samples, reference.sigma
@@ -240,7 +240,12 @@ def diagnose(
         report = {"problem": spec.name, "source": spec.source, "title": title, "at": at, "samples": n,
                   "sigma": sigma, "repeats": repeats, "key": spec.solve.key, "locations": results,
                   "figure": str(figure), "out": str(out_dir)}
-        runs.atomic_write_bytes(out_dir / DIAGNOSE_JSON, runs.dumps_json(report).encode())
+
+        def write(status):
+            report["status"] = status
+            runs.atomic_write_bytes(out_dir / DIAGNOSE_JSON, runs.dumps_json(report).encode())
+
+        status = write_final(write)
     if json_out:
         sys.stdout.write(runs.dumps_json(report))
     elif not quiet:
@@ -253,7 +258,7 @@ def diagnose(
                              f"FoBG/ZoBG variance ratio {fmt(s['variance_ratio'], 4)}"))
             out.print(f"[bold]reading:[/] {escape(r['reading'])}\n")
         out.print(f"figure: [bold]{escape(str(figure))}[/]")
-    raise typer.Exit(EXIT_OK)
+    raise typer.Exit(EXIT_INTERRUPTED if status == "interrupted" else EXIT_OK)
 
 
 def _parse_steps(text: str) -> list[float]:

@@ -12,7 +12,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from trajopt.cli._common import (
-    ForceOpt, JsonOpt, ProblemArg, QuietOpt, SetOpt, app, check_sets, fail, fmt, load_spec, out,
+    EXIT_INTERRUPTED, ForceOpt, JsonOpt, ProblemArg, QuietOpt, SetOpt, app, check_sets, fail, fmt, load_spec, out,
+    write_final,
 )
 
 SamplesOpt = typer.Option(None, "--samples", help="Samples N per estimate (sets every oracle's `samples`).")
@@ -77,7 +78,7 @@ def sweep(
 
     from trajopt import analysis, plots, runs
     from trajopt import spec as spec_mod
-    from trajopt.cli.run import claim_out
+    from trajopt.cli.run import _interruptible, claim_out
 
     if len(over) != 1:
         raise fail(f"--over given {len(over)} times ({'; '.join(over)}); allowed: one --over (sweep draws a line); "
@@ -113,10 +114,12 @@ def sweep(
         raise fail(f"--over {key}: every value was refused by the problem ({skipped[0]['error']})")
     values = [v for v, _ in specs]
     folder = _out_dir(base, "sweep", out_dir)
-    with claim_out(folder, force):  # created, locked and (--force) emptied before any work
+    with _interruptible() as should_stop, claim_out(folder, force):  # created, locked, (--force) emptied first
         points = []
         root = jax.random.PRNGKey(base.solve.key)
         for v, s in specs:
+            if points and should_stop():  # a signal: stop between points, and write the ones done
+                break
             if not quiet and not json_out:
                 out.print(escape(f"  {key} = {v:g}"), highlight=False)
             points.append((v, analysis.point_statistics(root, s.problem(), s.oracles, repeats)))
@@ -126,16 +129,23 @@ def sweep(
             (" (skipped, refused by the problem: " + ", ".join(f"{p['value']:g}" for p in skipped) + ")" if skipped else "")
         meta = {"problem": base.name, "title": title, "key": key, "values": values, "repeats": repeats,
                 "oracles": names, "samples": {n: getattr(o, "samples", None) for n, o in base.oracles.items()},
-                "skipped": skipped}
+                "skipped": skipped, "values_not_run": [v for v, _ in specs[len(points):]]}
         runs.write_config(folder, base)
-        runs.write_table(folder, "sweep", [{key: r["value"], **{k: v for k, v in r.items() if k != "value"}} for r in rows],
-                         meta)
+        table_rows = [{key: r["value"], **{k: v for k, v in r.items() if k != "value"}} for r in rows]
+
         plots.save_figure(plots.sweep_figure(rows, key, title=title), folder / "sweep.png")
+
+        def write(status):
+            meta["status"] = status
+            runs.write_table(folder, "sweep", table_rows, meta)
+
+        status = write_final(write)
+    done = EXIT_INTERRUPTED if status == "interrupted" else 0
     if json_out:
         sys.stdout.write(runs.dumps_json({**meta, "rows": rows, "out": str(folder)}))
-        return
+        raise typer.Exit(done)
     if quiet:
-        return
+        raise typer.Exit(done)
     from trajopt.oracles import alpha_choosers
 
     adaptive = [o for o in names if o in alpha_choosers()]
@@ -150,7 +160,10 @@ def sweep(
         alphas = [fmt(by.get((o, v), {}).get("alpha_median"), 3) for o in adaptive]
         table.add_row(fmt(v), fmt(v1, 3), fmt(v0, 3), fmt(ratio, 3), *alphas)
     out.print(table)
+    if status == "interrupted":
+        out.print(escape(f"interrupted: {len(meta['values_not_run'])} values not run"))
     out.print(f"study folder: [bold]{escape(str(folder))}[/]")
+    raise typer.Exit(done)
 
 
 @app.command()
@@ -176,7 +189,7 @@ def landscape(
     import numpy as np
 
     from trajopt import analysis, plots, runs
-    from trajopt.cli.run import claim_out, display_title
+    from trajopt.cli.run import _interruptible, claim_out, display_title
 
     try:
         thetas = analysis.parse_range(range_)
@@ -206,7 +219,7 @@ def landscape(
         marks = {"start": float(np.asarray(spec.task.U0).ravel()[0])}
         marks.update({k.split("/")[0]: v.ravel() for k, v in traj.items() if k.endswith("/U")})
     folder = _out_dir(spec, "landscape", out_dir)
-    with claim_out(folder, force):  # created, locked and (--force) emptied before any work
+    with _interruptible(), claim_out(folder, force):  # created, locked and (--force) emptied before any work
         sigma = next((o.sigma for o in spec.oracles.values() if hasattr(o, "sigma")), 0.1)
         data = analysis.landscape(jax.random.PRNGKey(spec.solve.key), prob, spec.oracles, thetas, repeats, sigma)
         rows = [{k: float(v[i]) for k, v in data.items()} for i in range(len(thetas))]
@@ -214,9 +227,15 @@ def landscape(
         meta = {"problem": spec.name, "title": title, "range": range_, "repeats": repeats, "oracles": names,
                 "sigma": sigma}
         runs.write_config(folder, spec)
-        runs.write_table(folder, "landscape", rows, meta)
         plots.save_figure(plots.landscape_figure(data, names, sigma, marks, title=title), folder / "landscape.png")
+
+        def write(status):
+            meta["status"] = status
+            runs.write_table(folder, "landscape", rows, meta)
+
+        status = write_final(write)
     if json_out:
         sys.stdout.write(runs.dumps_json({**meta, "out": str(folder)}))
     elif not quiet:
         out.print(f"landscape of {escape(title)} over {len(thetas)} points: [bold]{escape(str(folder))}[/]")
+    raise typer.Exit(EXIT_INTERRUPTED if status == "interrupted" else 0)
