@@ -392,3 +392,19 @@ iterations = 3
     assert r.exit_code == 0, r.output
     assert (tmp_path / "out" / "study_variants.png").read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "out" / "report.html").read_text().count("<img") == 1
+
+
+def test_a_study_folder_in_use_by_another_command_is_refused(tmp_path):
+    import fcntl
+
+    path = write(tmp_path, TINY)
+    folder = tmp_path / "busy"
+    folder.mkdir()
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # what a running study (or compare) holds
+        r = invoke("study", path, "--out", folder)
+        assert r.exit_code == 2 and "in use by another trajopt run" in r.output
+        assert list(folder.iterdir()) == []  # nothing written
+    finally:
+        os.close(fd)

@@ -72,19 +72,13 @@ RUN_MARKERS = ("config.toml", "result.json", "diagnose.json")
 
 
 @contextmanager
-def claim_out(path: Path, force: bool):
-    """Check ``--out`` before any work and hold it for the run.
-
-    The folder is created now (so an unwritable path, a file in the way or a path under /proc fails before the
-    run, exit 2), locked with ``flock`` on the folder itself (a second run into the same folder is refused while
-    the first holds it: no lock file is left behind by a killed run), and, with ``--force``, emptied first:
-    stale temporaries and an older run's report go with it. ``--force`` empties only a trajopt run folder (one
-    with a `RUN_MARKERS` file); other folders are refused. A folder this call created and nothing was written
-    into is removed again if the run fails. solve, compare, diagnose, sweep and landscape all claim --out so.
-    """
+def lock_out(path: Path):
+    """Create ``--out`` (exit 2 if it cannot be: a file in the way, an unwritable path, /proc) and hold an
+    exclusive ``flock`` on the folder itself for the block: a second trajopt command into the same folder is
+    refused while the first holds it, and a killed one leaves no lock file behind. Yields whether this call
+    created the folder."""
     import fcntl
     import os
-    import shutil
 
     if path.exists() and not path.is_dir():
         raise fail(f"--out {path}: exists and is not a folder")
@@ -101,6 +95,24 @@ def claim_out(path: Path, force: bool):
             raise fail(f"--out {path}: in use by another trajopt run; choose another folder") from None
         if not os.access(path, os.W_OK | os.X_OK):
             raise fail(f"--out {path}: not writable")
+        yield created
+    finally:
+        os.close(fd)  # releases the lock
+
+
+@contextmanager
+def claim_out(path: Path, force: bool):
+    """Check ``--out`` before any work and hold it for the run.
+
+    The folder is created and locked (`lock_out`), and, with ``--force``, emptied first: stale temporaries and
+    an older run's report go with it. ``--force`` empties only a trajopt run folder (one with a `RUN_MARKERS`
+    file); other folders are refused. A folder this call created and nothing was written into is removed again
+    if the run fails. solve, compare, diagnose, sweep and landscape all claim --out so (`trajopt study` locks
+    its folder with `lock_out` and keeps its own resume rules).
+    """
+    import shutil
+
+    with lock_out(path) as created:
         present = list(path.iterdir())
         if present and not force:
             raise fail(f"--out {path}: folder exists and is not empty; choose another or pass --force to overwrite")
@@ -118,8 +130,6 @@ def claim_out(path: Path, force: bool):
         finally:
             if not ok and created and not any(path.iterdir()):
                 path.rmdir()
-    finally:
-        os.close(fd)  # releases the lock
 
 
 def _interruptible():

@@ -111,8 +111,8 @@ def study_cmd(
     Writes a study folder: study.csv / study.parquet (one row per cell and seed), study.json, one run folder per
     cell, a figure per grid axis and report.html. Rerunning resumes: finished cells are skipped.
     """
-    from trajopt.cli.run import _interruptible
-    from trajopt.studies import StudyFolderError, expand, load_study, parse_seeds, prepare, run_study, write_outputs
+    from trajopt.cli.run import lock_out
+    from trajopt.studies import expand, load_study, parse_seeds
     from trajopt.studies.executors import executor
 
     if backend not in BACKENDS:
@@ -143,6 +143,14 @@ def study_cmd(
         except ConnectionError as e:
             raise fail(f"--address: cannot reach the Ray cluster {e}; allowed: the address `ray start --head` printed "
                        "(HOST:6379, or ray://HOST:10001), or none for a local Ray") from None
+    with lock_out(folder):  # a second study into the same folder is refused while this one runs
+        _run_locked(study, expansion, folder, ex, resume, retry_failed, address, json_out, quiet)
+
+
+def _run_locked(study, expansion, folder, ex, resume, retry_failed, address, json_out, quiet):
+    from trajopt.cli.run import _interruptible
+    from trajopt.studies import StudyFolderError, prepare, run_study, write_outputs
+
     try:
         prepare(folder, fresh=not resume)
     except StudyFolderError as e:
