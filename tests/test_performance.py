@@ -49,7 +49,7 @@ def test_second_run_in_a_fresh_process_compiles_from_the_cache(tmp_path):
     assert first["cache_dir"] == str(cache)
     assert first["hits"] == 0 and first["misses"] >= 1
     written = _entries(cache)
-    assert any(name.startswith("jit_one_seed") for name in written)  # the fused chunk program is stored
+    assert any(name.startswith("jit_fused_chunk") for name in written)  # the fused chunk program is stored
     second = _child({"TRAJOPT_CACHE_DIR": str(cache), "TRAJOPT_CACHE": "1"})
     # the stored programs are loaded, not recompiled: hits, and no new entry written. (Programs that compile in less
     # than the cache's minimum time, 0.1 s, are never stored, so they miss on every run: misses are not all 0.)

@@ -233,14 +233,14 @@ def _with_finish(problem: Problem, run_chunk):
     and no separate dispatch after the loop."""
     finish = _make_finish(problem)
 
-    def chunk(carry, seed_keys, ks, last):
+    def fused_chunk(carry, seed_keys, ks, last):  # its name names the program (and its compilation-cache entry)
         carry, out = run_chunk(carry, seed_keys, ks)
         U = _final_decision(carry)
         shapes = jax.eval_shape(finish, U)
         blank = lambda U: jax.tree_util.tree_map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), shapes)
         return carry, out, jax.lax.cond(last, finish, blank, U)
 
-    return chunk
+    return fused_chunk
 
 
 def solve(
