@@ -66,6 +66,19 @@ def test_an_override_that_reaches_a_selected_variant_is_accepted():
     assert "gradcheck runs no oracle" in spec.unreached_override(s, "oracle.samples=4", "none", "gradcheck")
 
 
+def test_an_override_shadowed_by_every_selected_variants_own_key_is_refused():
+    # [variants.big] sets samples itself, which wins over [oracle.aobg] and over --set oracle.aobg.samples
+    text = STIFF.read_text() + '\n[variants.big]\noracle = "aobg"\nsamples = 20\n'
+    s = spec.loads(text, source="p.toml", overrides=['solve.variants=["big"]'])
+    for item in ("oracle.aobg.samples=4", "oracle.samples=4"):
+        why = spec.unreached_override(s, item, "variants")
+        assert why is not None and "variants.big.samples sets it in the file" in why, (item, why)
+    assert spec.unreached_override(s, "oracle.aobg.gamma=5", "variants") is None  # not shadowed: big takes it
+    assert spec.unreached_override(s, "variants.big.samples=4", "variants") is None
+    s = spec.loads(text, source="p.toml", overrides=['solve.variants=["big", "aobg"]'])
+    assert spec.unreached_override(s, "oracle.aobg.samples=4", "variants") is None  # the bare aobg takes it
+
+
 def test_the_files_own_shared_defaults_stay_lenient():
     """A shared [oracle] key that only unselected oracles take, and an unused [oracle.NAME] table, are the file's
     defaults: validated and kept, not refused (only command-line overrides must reach something)."""

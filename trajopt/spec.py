@@ -271,8 +271,9 @@ class Spec:
         variants: {name: Variant} for every name in ``solve.variants``, in run order.
         allow_unstable: the ``[system] allow_unstable`` flag.
         raw_task: the task table as written (for the resolved config).
-        defined_variants: {name: (kind, base)} for every ``[variants.NAME]`` table of the file and every selected
-            variant (what an override could reach: `unreached_override`).
+        defined_variants: {name: (kind, base, own)} for every ``[variants.NAME]`` table of the file and every
+            selected variant, ``own`` the oracle or method parameters its table sets itself (what an override could
+            reach, and what shadows one: `unreached_override`).
     """
 
     source: str
@@ -836,7 +837,7 @@ def _build_variant(name: str, table: Mapping, raw: Mapping, solve: SolveSpec, so
 def _build_variants(raw: Mapping, solve: SolveSpec, source: str, registry=ORACLES,
                     defined: Optional[dict] = None) -> dict:
     """The variants named in ``solve.variants`` (every ``[variants.*]`` and ``[method.*]`` table is validated);
-    ``defined`` (if given) receives {name: (kind, base)} of every variant built, selected or not."""
+    ``defined`` (if given) receives {name: (kind, base, own keys)} of every variant built, selected or not."""
     tables = _table(raw, "variants", source, "variants")
     for name, t in tables.items():
         if not isinstance(t, dict):
@@ -848,9 +849,11 @@ def _build_variants(raw: Mapping, solve: SolveSpec, source: str, registry=ORACLE
             raise _unknown(source, f"method.{name}", [m for m in METHODS.names() if m != "gradient"], what="method")
     built = {}
     for name in list(solve.variants) + [n for n in tables if n not in solve.variants]:
-        v = _build_variant(name, tables.get(name, {}), raw, solve, source, registry)
+        table = tables.get(name, {})
+        v = _build_variant(name, table, raw, solve, source, registry)
         if defined is not None:
-            defined[name] = (v.kind, v.base)
+            own = frozenset(k for k in table if k not in ("oracle", "method", "optimizer", "iterations", *GRADIENT_KEYS))
+            defined[name] = (v.kind, v.base, own)
         if name in solve.variants:
             built[name] = v
     return built
@@ -1006,19 +1009,30 @@ def unreached_override(spec: Spec, item: str, use: str = "variants", verb: str =
         selected = list(dict.fromkeys([*variants, *spec.oracles]))
 
     def through(kind: str, bases) -> list[str]:  # the file's variants that take a key of these oracles or methods
-        return [n for n, (k, b) in spec.defined_variants.items() if k == kind and b in bases and n not in bases]
+        return [n for n, (k, b, _) in spec.defined_variants.items() if k == kind and b in bases and n not in bases]
+
+    def shadowed(kind: str, bases, field: str) -> Optional[str]:
+        """Why the override of ``field`` reaches none of the selected variants of these bases although some are
+        selected: each sets the field in its own table, which wins over [oracle]/[method] tables and --set."""
+        reached = [n for n in variants if spec.defined_variants.get(n, (None,))[0] == kind
+                   and spec.defined_variants[n][1] in bases]
+        if reached and use == "variants" and all(field in spec.defined_variants[n][2] for n in reached):
+            return (f"reaches no selected variant: {', '.join(f'variants.{n}.{field}' for n in reached)} "
+                    f"set{'s' if len(reached) == 1 else ''} it in the file (set that key instead)")
+        return None
 
     head = parts[0]
     if head == "oracle" and len(parts) == 2 and not isinstance(value, dict):  # a shared key: every oracle with it
         field = parts[1]
-        if any(field in _fields(o) for o in oracles.values()):
-            return None
+        having = {n for n, o in oracles.items() if field in _fields(o)}
+        if having:
+            return shadowed("oracle", having, field)
         bases = [n for n in ORACLES.names() if field in _fields(ORACLES.get(n))]
         targets = bases + through("oracle", set(bases))
     elif head in ("oracle", "method", "variants") and len(parts) >= 2:
         name = parts[1]
         if name in {"oracle": oracles, "method": methods, "variants": variants}[head]:
-            return None
+            return shadowed(head, {name}, parts[2]) if head != "variants" and len(parts) == 3 else None
         targets = [name] + (through(head, {name}) if head != "variants" else [])
     elif parts[:2] == ["solve", "optimizer"]:
         own = getattr(spec.solve.optimizer, "name", None)
