@@ -146,6 +146,7 @@ def _commands(run: Path, work: Path, mark: str) -> dict:
                                                                            HealthCheck.function_scoped_fixture])
 @given(damage=damages(), command=st.sampled_from(["report html", "report md", "diagnose --at", "landscape --run",
                                                   "gradcheck --at"]), mark=st.sampled_from(NAME_MARKS))
+@pytest.mark.slow  # end to end, several seconds: CI's slow job runs it
 def test_damaged_run_folders_are_read_cleanly(runs_made, damage, command, mark):
     name, kind, apply = damage
     with tempfile.TemporaryDirectory() as tmp:

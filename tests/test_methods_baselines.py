@@ -249,6 +249,7 @@ def test_sampler_checks_parameters(name, kwargs, field):
 # --------------------------------------------------------------------------------------------- L-BFGS
 
 
+@pytest.mark.slow  # end to end, several seconds: CI's slow job runs it
 def test_lbfgs_minimises_a_quadratic_and_counts_every_evaluation():
     from trajopt.methods.lbfgs import LBFGS
 

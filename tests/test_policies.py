@@ -171,6 +171,7 @@ def _many(oracles, problem, count=200, key=KEY):
     return {name: (np.asarray(g[:, 0]), info) for name, (g, info) in run(keys).items()}
 
 
+@pytest.mark.slow  # end to end, several seconds: CI's slow job runs it
 def test_policy_oracles_unbiased_on_lq(lq_problem):
     """On the smooth static-gain problem every oracle is unbiased: the mean of 200 independent estimates
     matches the closed-form grad F within 4 standard errors (computed from the estimates themselves);

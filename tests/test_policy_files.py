@@ -47,6 +47,7 @@ def test_tennis_has_the_papers_settings():
     assert lr(0) == pytest.approx(1e-6) and lr(9) == pytest.approx(1e-6 * 10 ** -0.1)  # 1e-6 k^-0.1, k = 1, 2, ...
 
 
+@pytest.mark.slow  # end to end, several seconds: CI's slow job runs it
 def test_compare_policy_problem_writes_success_and_rollouts(tmp_path):
     out = tmp_path / "p"
     r = invoke("compare", PENDULUM, *SMALL, "--out", out, "--json", "--quiet")

@@ -182,6 +182,7 @@ def test_diverging_seeds_fail_alone_and_the_others_run_on():
 
 @pytest.mark.parametrize("sig, delay", [(signal.SIGINT, 6.0), (signal.SIGTERM, 6.0), (signal.SIGTERM, 1.5)],
                          ids=["SIGINT", "SIGTERM", "SIGTERM-at-start-up"])
+@pytest.mark.slow  # end to end, several seconds: CI's slow job runs it
 def test_signal_mid_run_leaves_a_complete_interrupted_folder(tmp_path, sig, delay):
     """The console script holds the signals from its first instruction: a signal during start-up, compilation
     or the loop still ends in a complete folder marked interrupted, exit 130."""

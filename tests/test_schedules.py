@@ -110,6 +110,7 @@ def test_problem_file_schedules(tmp_path):
 # ------------------------------------------------------------------------------------------ equal budget
 
 
+@pytest.mark.slow  # end to end, several seconds: CI's slow job runs it
 def test_equal_budget_compare(tmp_path):
     """--budget R: each variant runs R // (its rollouts per step) steps; the counts it reports, summed, are what
     its oracle's calls() say per step; the folder reads back with each variant's own iteration count."""

@@ -69,6 +69,7 @@ def test_sweep_rejects_bad_grids_with_exit_2(tmp_path, over, words):
     assert not (tmp_path / "s").exists()
 
 
+@pytest.mark.slow  # end to end, several seconds: CI's slow job runs it
 def test_sweep_over_stiffness_shows_fobg_variance_growing(tmp_path):
     out = tmp_path / "sweep"
     result = invoke("sweep", STIFF, "--over", "system.stiffness=10,100,1000", "--repeats", "4", "--oracles",

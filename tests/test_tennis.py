@@ -125,6 +125,7 @@ def test_tennis_problem_settings():
         tennis_problem(bogus=1)
 
 
+@pytest.mark.slow  # end to end, several seconds: CI's slow job runs it
 def test_tennis_solve_seeds_success_and_figure():
     """A short run: seed 2 alone equals seed 2 in a batch; success_rate on held-aside states is a share; the
     rollouts figure has one panel per variant."""

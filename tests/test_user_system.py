@@ -79,6 +79,7 @@ def test_bad_parameters_are_reported_with_their_key_path(monkeypatch, override, 
     assert info.value.key == key and words in str(info.value)
 
 
+@pytest.mark.slow  # end to end, several seconds: CI's slow job runs it
 def test_compare_runs_the_example(monkeypatch, tmp_path):
     monkeypatch.chdir(ROOT)
     out = tmp_path / "cart"

@@ -27,6 +27,7 @@ def invoke(*args):
     return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
 
 
+@pytest.mark.slow  # end to end, several seconds: CI's slow job runs it
 def test_variants_run_side_by_side_and_repeat_from_the_folder(tmp_path):
     out = tmp_path / "v"
     r = invoke("compare", SOFT, *SMALL, *ADAM, "--variants", "fobg,aobg,aobg_adam", "--x", "rollouts", "--out", out,
@@ -161,6 +162,7 @@ def test_titles_with_dollars_and_brackets_are_shown_literally(tmp_path):
     assert json.loads((out / "result.json").read_text())["title"].startswith("cost $\\foo$ [bold]x[/bold]")
 
 
+@pytest.mark.slow  # end to end, several seconds: CI's slow job runs it
 def test_titles_under_set_never_repeat_the_files_parameter_values(tmp_path):
     stiff = str(PROBLEMS / "pushing_stiff.toml")  # its title says "k = 1000"
     out = tmp_path / "k10"
