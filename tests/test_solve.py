@@ -363,7 +363,16 @@ def test_prepare_each_gives_the_results_of_solve_one_by_one():
 
     problem, *_ = quadratic_problem()
     methods = [GradientMethod(Exact(), SGD(0.05)), GradientMethod(ZoBG(samples=4, sigma=0.1), SGD(0.02))]
-    loops = list(prepare_each(problem, [(methods[0], 7), (methods[1], 12)], key=KEY, seeds=[0, 3], chunk=5))
+    for ahead in (True, False):
+        loops = list(prepare_each(problem, [(methods[0], 7), (methods[1], 12)], key=KEY, seeds=[0, 3], chunk=5,
+                                  ahead=ahead))
+        _same_as_solve(problem, loops, methods)
+    # a prepared loop runs again from the same initial state, to the same result
+    again = prepare(problem, methods[1], key=KEY, iterations=12, seeds=[0, 3], chunk=5)
+    np.testing.assert_array_equal(again.run().cost, again.run().cost)
+
+
+def _same_as_solve(problem, loops, methods):
     for loop, method, k in zip(loops, methods, (7, 12)):
         ahead = loop.run(name="x")
         alone = solve_method(problem, method, key=KEY, iterations=k, seeds=[0, 3], chunk=5)
@@ -372,9 +381,6 @@ def test_prepare_each_gives_the_results_of_solve_one_by_one():
         np.testing.assert_array_equal(ahead.U, alone.U)
         for f in alone.history:
             np.testing.assert_array_equal(ahead.history[f], alone.history[f], err_msg=f)
-    # a prepared loop runs again from the same initial state, to the same result
-    again = prepare(problem, methods[1], key=KEY, iterations=12, seeds=[0, 3], chunk=5)
-    np.testing.assert_array_equal(again.run().cost, again.run().cost)
 
 
 def test_prepare_each_raises_a_bad_run_when_it_is_reached():

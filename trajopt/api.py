@@ -42,6 +42,7 @@ def compare(
     seeds: Sequence[int] = (0,),
     chunk: Optional[int] = None,
     on_chunk: Optional[Callable[[str, int, int], None]] = None,
+    compile_ahead: bool = False,
 ) -> dict[str, Result]:
     """Run several methods on one problem with the same key and seeds (each one fused `solve`).
 
@@ -53,14 +54,17 @@ def compare(
         seeds: the seeds, run together as one vmap per variant.
         chunk: iterations per compiled chunk (default: about a tenth).
         on_chunk: progress callback ``on_chunk(name, done, total)``.
+        compile_ahead: compile the next variant on a worker thread while this one runs (what the CLI does;
+            faster, the same results). Off by default: the worker does not see JAX settings local to the
+            caller's thread, such as a ``with jax.default_device(...)`` block.
 
     Returns:
         {name: Result}, in the order given.
     """
     named = _named(variants)
     out = {}
-    # the next variant compiles on a worker thread while this one runs (results are the same as one by one)
-    prepared = prepare_each(problem, [(m, iterations) for m in named.values()], key=key, seeds=seeds, chunk=chunk)
+    prepared = prepare_each(problem, [(m, iterations) for m in named.values()], key=key, seeds=seeds, chunk=chunk,
+                            ahead=compile_ahead)
     for name, loop in zip(named, prepared):
         hook = None if on_chunk is None else (lambda done, total, name=name: on_chunk(name, done, total))
         out[name] = loop.run(on_chunk=hook, name=name)

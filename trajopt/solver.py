@@ -320,11 +320,15 @@ def prepare(
 
 
 def prepare_each(problem: Problem, runs: Sequence[tuple[Method, int]], *, key: jax.Array,
-                 seeds: Sequence[int] = (0,), chunk: Optional[int] = None) -> Iterator["Prepared"]:
-    """`prepare` each (method, iterations) of ``runs`` in order, one ahead: while the caller runs the loop it was
-    given, the next one compiles on a worker thread (tracing and XLA's compiler overlap the running loop, which
-    releases the GIL). An error preparing a run is raised when the caller reaches it; closing the iterator early
-    cancels what has not started."""
+                 seeds: Sequence[int] = (0,), chunk: Optional[int] = None, ahead: bool = True) -> Iterator["Prepared"]:
+    """`prepare` each (method, iterations) of ``runs`` in order.
+
+    With ``ahead`` (the CLI's choice), one ahead: while the caller runs the loop it was given, the next one
+    compiles on a worker thread (tracing and XLA's compiler overlap the running loop, which releases the GIL).
+    The worker does not see JAX settings that are local to the caller's thread (a ``with jax.default_device(...)``
+    block, for one), so ``ahead=False`` prepares each in the caller's thread when it is reached. Either way the
+    results are the same. An error preparing a run is raised when the caller reaches it; closing the iterator
+    early cancels what has not started."""
     from concurrent.futures import ThreadPoolExecutor
 
     def one(run):
@@ -332,12 +336,16 @@ def prepare_each(problem: Problem, runs: Sequence[tuple[Method, int]], *, key: j
         return prepare(problem, method, key=key, iterations=iterations, seeds=seeds, chunk=chunk)
 
     runs = list(runs)
+    if not ahead:
+        for run in runs:
+            yield one(run)
+        return
     pool = ThreadPoolExecutor(1, thread_name_prefix="trajopt-prepare")
     try:
-        ahead = pool.submit(one, runs[0]) if runs else None
+        pending = pool.submit(one, runs[0]) if runs else None
         for i in range(len(runs)):
-            current = ahead
-            ahead = pool.submit(one, runs[i + 1]) if i + 1 < len(runs) else None
+            current = pending
+            pending = pool.submit(one, runs[i + 1]) if i + 1 < len(runs) else None
             yield current.result()
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
