@@ -366,3 +366,9 @@ def test_signals_at_random_moments_leave_a_complete_folder_or_none(tmp_path):
         outcomes.append((round(float(delay), 2), signal.Signals(int(sig)).name, outcome))
     print(f"full run {full:.2f} s; outcomes: {outcomes}")
     assert any(o[2].startswith("interrupted: complete") for o in outcomes), outcomes
+
+
+def test_user_text_in_messages_is_never_turned_into_emoji():
+    # rich reads ":b:" as an emoji code: "--range a:b:c" was echoed back as "a🅱c"
+    result = invoke("landscape", ROOT / "problems" / "pivot.toml", "--range", "a:b:c")
+    assert result.exit_code == 2 and "'a:b:c'" in _message(result), _message(result)

@@ -24,8 +24,9 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 # Rich falls back to 80 columns when not writing to a terminal; the result table needs a little more.
-out = Console(width=None if sys.stdout.isatty() else 150)
-err = Console(stderr=True)
+# emoji off: rich would turn user text such as "--range a:b:c" into "a🅱c" (":b:" is an emoji code)
+out = Console(width=None if sys.stdout.isatty() else 150, emoji=False)
+err = Console(stderr=True, emoji=False)
 
 
 def fail(message: str) -> typer.Exit:
