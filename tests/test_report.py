@@ -41,6 +41,8 @@ def test_compare_report_has_every_section_and_embedded_images(run_dir):
         assert f"<h2>{section}</h2>" in page
     # under --set the heading names the problem and the override, not the file's title (which says k = 1000)
     assert "pushing_stiff [--set task.horizon=50]" in page and "A pusher block drives" in page
+    # the file's description states its own values; under --set the report says so and names the override
+    assert "written for the file&#x27;s own parameter values; this run was made with --set task.horizon=50" in page
     assert "oracle.aobg.gamma" in page and "solve.optimizer.step" in page
     images = _images(page)
     assert len(images) == 5  # convergence x3, variance, trajectories

@@ -188,6 +188,17 @@ def _report_title(ordered: Sequence[tuple[Run, list]]) -> str:
     return "trajopt report"
 
 
+def _description(run: Run) -> str:
+    """The problem file's description; under --set overrides it says that the text was written for the file's own
+    values (it may state them, "at k = 1000") and names the overrides the run was made with."""
+    desc = run.config.get("description", "") or "(no description)"
+    overrides = run.result.get("overrides")
+    if isinstance(overrides, list) and overrides:
+        desc += (" [The problem file's description, written for the file's own parameter values; this run was made "
+                 f"with --set {', '.join(str(o) for o in overrides)}.]")
+    return desc
+
+
 def run_figures(run: Run, tag: str) -> list[Figure]:
     """Every figure of one run, as PNG bytes."""
     figs = []
@@ -274,8 +285,7 @@ def html_report(runs: Sequence[Run], figures: Optional[dict[str, list[Figure]]] 
                      f"{_e(len(r.get('seeds', [])))} seeds · created {_e(r.get('created', ''))} · "
                      f"{_e(_versions(r))} · {_e(r.get('platform'))}, x64={_e(r.get('x64'))}</p>")
         parts.append("<h2>Problem</h2>")
-        desc = run.config.get("description", "") or "(no description)"
-        parts.append(f"<p>{_e(desc)}</p><p class='meta'>source <code>{_e(r.get('source'))}</code></p>")
+        parts.append(f"<p>{_e(_description(run))}</p><p class='meta'>source <code>{_e(r.get('source'))}</code></p>")
         parts.append("<h2>Hyper-parameters</h2>")
         parts.append(_table_html(["key", "value"], hyperparameter_rows(run)))
         parts.append("<h2>Final cost</h2>")
@@ -306,7 +316,7 @@ def markdown_report(runs: Sequence[Run], figure_dir: str, figures: Optional[dict
         out.append(f"Run folder `{_md(run.path)}` · {_md(r.get('verb', ''))} · status **{_md(r.get('status', ''))}** · "
                    f"{_md(r.get('iterations'))} iterations × {len(r.get('seeds', []))} seeds · {_md(_versions(r))}\n")
         out.append("## Problem\n")
-        out.append(_md(run.config.get("description", "") or "(no description)") + "\n")
+        out.append(_md(_description(run)) + "\n")
         out.append("## Hyper-parameters\n")
         out.append("| key | value |\n|---|---|")
         out += [f"| {_md(k)} | {_md(v)} |" for k, v in hyperparameter_rows(run)]

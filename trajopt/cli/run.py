@@ -340,6 +340,8 @@ def _run_claimed(spec, verb, out_dir, x, json_out, quiet, plot, report, sets, sh
         x64=bool(jax.config.jax_enable_x64), created=datetime.now().isoformat(timespec="seconds"),
     )
     summary["title"] = title
+    if sets:
+        summary["overrides"] = list(sets)  # the report says the file's description was written for other values
     if spec.policy is not None and spec.policy.success_radius is not None:
         _success(spec, prob, results, summary)
 
