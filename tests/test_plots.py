@@ -18,3 +18,20 @@ def test_a_curve_hidden_under_another_is_dashed_and_named():
     ax = convergence_figure(results, title="t").axes[0]
     lines = {line.get_label(): line.get_linestyle() for line in ax.get_lines()}
     assert lines == {"first": "-", "twin (same curve as first)": "--", "other": "-"}
+
+
+def test_a_long_title_is_wrapped_inside_the_figure():
+    # the problem's name and every --set override: a diagnose title under three overrides ran off the figure
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    problem, *_ = random_quadratic((3, 2), 0)
+    results = compare(problem, {"exact": GradientMethod(Exact(), SGD(0.05))}, key=jax.random.PRNGKey(0),
+                      iterations=3, seeds=[0])
+    title = "pushing_stiff [--set system.stiffness=30000.0, system.dt=0.0001, task.horizon=50, oracle.sigma=$0.05$]"
+    for x in ("iterations", ("iterations", "rollouts")):  # an axes title, and a figure title over two columns
+        fig = convergence_figure(results, x=x, title=title)
+        renderer = FigureCanvasAgg(fig).get_renderer()
+        text = fig._suptitle if fig._suptitle is not None else fig.axes[0].title
+        assert r"\$0.05\$" in text.get_text()  # escaped as before (matplotlib would read $...$ as maths)
+        box = text.get_window_extent(renderer)
+        assert fig.bbox.x0 <= box.x0 and box.x1 <= fig.bbox.x1, (x, box, fig.bbox)

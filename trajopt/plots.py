@@ -37,6 +37,18 @@ def plain(text: str) -> str:
     return str(text).replace("$", r"\$")
 
 
+def set_title(target, title: str, fontsize: float) -> None:
+    """A figure's (``suptitle``) or an axes' title from user text: escaped (`plain`) and wrapped to the width it
+    has, so that a long title (the problem and every --set override) is never clipped at the figure's edge."""
+    import textwrap
+
+    fig = getattr(target, "figure", None) or target
+    width = fig.get_figwidth() * (target.get_position().width if hasattr(target, "get_position") else 0.95)
+    chars = max(20, int(width * 72 / (0.6 * fontsize)))  # an average glyph is about 0.6 em wide
+    text = "\n".join(textwrap.fill(line, chars) for line in plain(title).split("\n"))
+    (target.set_title if hasattr(target, "set_title") else target.suptitle)(text, fontsize=fontsize)
+
+
 def registered_colour(name: str) -> Optional[str]:
     """The colour an oracle or method class declares for itself (``colour``), or None."""
     from trajopt.methods import METHODS
@@ -165,9 +177,9 @@ def convergence_figure(results: Mapping[str, Result], x: Union[str, Sequence[str
                 ax2.legend(fontsize=8, loc="best")
         axes[-1, c].set_xlabel(X_AXES[xa] + (" (symmetric log)" if symlog else ""))
     if cols == 1:
-        axes[0, 0].set_title(plain(title), fontsize=11)
+        set_title(axes[0, 0], title, 11)
     else:
-        fig.suptitle(plain(title), fontsize=11)
+        set_title(fig, title, 11)
     fig.tight_layout()
     return fig
 
@@ -208,7 +220,7 @@ def variance_figure(results: Mapping[str, Result], x: str = "iterations", title:
         ax.set_ylabel(label)
         ax.grid(True, which="both", alpha=0.25)
         ax.legend(fontsize=8)
-    axes[0, 0].set_title(plain(title), fontsize=11)
+    set_title(axes[0, 0], title, 11)
     axes[-1, 0].set_xlabel(X_AXES[x])
     fig.tight_layout()
     return fig
@@ -236,7 +248,7 @@ def trajectory_figure(results: Mapping[str, Result], state_names=None, control_n
         ax.set_yticks(range(len(names)), names)
         ax.set_xlabel("final decision θ (each seed)")
         ax.grid(True, alpha=0.25)
-        ax.set_title(plain(title), fontsize=11)
+        set_title(ax, title, 11)
         fig.tight_layout()
         return fig
     n, m = first.X.shape[-1], first.U.shape[-1]
@@ -270,7 +282,7 @@ def trajectory_figure(results: Mapping[str, Result], state_names=None, control_n
         axes[-1, c].set_xlabel("time step")
     axes[0, 0].legend(fontsize=8, title="best seed (dotted: goal)", title_fontsize=8)
     if title:
-        fig.suptitle(plain(title), fontsize=11)
+        set_title(fig, title, 11)
     fig.tight_layout()
     return fig
 
@@ -326,7 +338,7 @@ def sweep_figure(rows: list[dict], key: str, title: str = ""):
     ax.set_ylabel("per-sample trace variance")
     ax.grid(True, which="both", alpha=0.25)
     ax.legend(fontsize=8, title="median and IQR over repeats", title_fontsize=8)
-    ax.set_title(plain(title), fontsize=11)
+    set_title(ax, title, 11)
     if adaptive:
         ax2 = axes[1, 0]
         for i, o in enumerate(adaptive):
@@ -367,7 +379,7 @@ def landscape_figure(data: dict, oracles: list[str], sigma: float, marks: dict |
     ax.set_ylabel("cost")
     ax.legend(fontsize=8)
     ax.grid(True, alpha=0.25)
-    ax.set_title(plain(title), fontsize=11)
+    set_title(ax, title, 11)
     ax = axes[1, 0]
     for i, o in enumerate(oracles):
         mean, std = data[f"{o}/grad_mean"], data[f"{o}/grad_std"]

@@ -10,7 +10,7 @@ from typing import Sequence
 
 import numpy as np
 
-from trajopt.plots import _figure, oracle_colour, plain
+from trajopt.plots import _figure, oracle_colour, set_title
 
 
 def step_variance_figure(locations: Sequence[tuple[str, dict]], title: str = ""):
@@ -51,6 +51,6 @@ def step_variance_figure(locations: Sequence[tuple[str, dict]], title: str = "")
         ax.legend(fontsize=8)
     axes[-1, 0].set_xlabel("time step t")
     if title:
-        fig.suptitle(plain(title), fontsize=10)
+        set_title(fig, title, 10)
     fig.tight_layout()
     return fig

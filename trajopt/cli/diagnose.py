@@ -236,7 +236,8 @@ def diagnose(
         figure = out_dir / DIAGNOSE_FIGURE
         title = display_title(spec, set_)  # under --set: the problem's name and the overrides, not the file's title
         save_figure(step_variance_figure([(r["label"], r["summary"]) for r in results],
-                                         title=f"{title}: per-time-step gradient variance"), figure)
+                                         title=f"{title}: per-time-step gradient variance (N = {n}, σ = {sigma:g}, "
+                                               f"{repeats} repeats)"), figure)
         report = {"problem": spec.name, "source": spec.source, "title": title, "at": at, "samples": n,
                   "sigma": sigma, "repeats": repeats, "key": spec.solve.key, "locations": results,
                   "figure": str(figure), "out": str(out_dir)}

@@ -18,7 +18,7 @@ from typing import Mapping, Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
-from trajopt.plots import plain
+from trajopt.plots import set_title
 from trajopt.stats import nan_band
 from trajopt.studies.study import Axis, StudySpec, label_value, toml_value
 
@@ -108,13 +108,13 @@ def axis_figure(rows: Sequence[Mapping], study: StudySpec, axis: Axis, metric: s
                 ax.annotate("failed", (xs[i], 0.02), xycoords=("data", "axes fraction"), fontsize=7, color="#666666",
                             ha="center")
             title = problem + ("" if not others else "\n" + ", ".join(f"{a.key}={label_value(v)}" for a, v in zip(others, combo)))
-            ax.set_title(plain(title), fontsize=10)
+            set_title(ax, title, 10)
             ax.set_xlabel(axis.key)
             ax.grid(True, which="both", alpha=0.25)
             if c == 0:
                 ax.set_ylabel(f"{metric.replace('_', ' ')} (median, IQR over {n_seeds} seeds)", fontsize=9)
     axes[0, -1].legend(fontsize=8, loc="best")
-    fig.suptitle(plain(study.title), fontsize=12)
+    set_title(fig, study.title, 12)
     fig.tight_layout()
     return fig
 
@@ -155,7 +155,7 @@ def variants_figure(rows: Sequence[Mapping], study: StudySpec, metric: str = "fi
     for i in range(len(problems), nrows * cols):
         axes[i // cols, i % cols].axis("off")
     axes[0, 0].set_ylabel(f"{metric.replace('_', ' ')} (median, IQR over {len(study.seeds)} seeds)", fontsize=8)
-    fig.suptitle(plain(study.title), fontsize=10)
+    set_title(fig, study.title, 10)
     fig.tight_layout()
     return fig
 
