@@ -233,9 +233,9 @@ def _rollouts_figure(spec, problem, results, title):
     thetas = {name: r.U[median_seed_index(r.final_cost)][0] for name, r in results.items()}
     fig = rollouts_figure(problem, thetas, held_out_states(problem, min(p.held_out, 60)),
                           radius=p.success_radius, positions=p.positions)
-    from trajopt.plots import plain
+    from trajopt.plots import set_title
 
-    fig.suptitle(plain(f"{title}: closed-loop rollouts (median seed per variant, held-aside starts)"), fontsize=10)
+    set_title(fig, f"{title}: closed-loop rollouts (median seed per variant, held-aside starts)", 10)
     return fig
 
 

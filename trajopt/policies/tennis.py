@@ -128,6 +128,8 @@ def rollouts_figure(problem: PolicyProblem, thetas: Mapping[str, Array], init_st
     """
     from matplotlib.figure import Figure
 
+    from trajopt.plots import set_title
+
     names = list(thetas)
     fig = Figure(figsize=(panel_size * max(1, len(names)), panel_size * 1.1), constrained_layout=True)
     axes = fig.subplots(1, max(1, len(names)), squeeze=False)[0]
@@ -148,7 +150,7 @@ def rollouts_figure(problem: PolicyProblem, thetas: Mapping[str, Array], init_st
             ax.scatter(X[~ok, -1, i], X[~ok, -1, j], s=8, color="tab:red", label="end (miss)", zorder=3)
             title = f"{name}: {ok.mean():.0%} within {radius:g}"
         ax.plot(goal[i], goal[j], marker="*", ms=12, color="gold", mec="black", zorder=4)
-        ax.set_title(title, fontsize=9)
+        set_title(ax, title, 9)
         ax.set_aspect("equal", adjustable="datalim")
         ax.set_xlabel("ball x")
     axes[0].set_ylabel("ball y")

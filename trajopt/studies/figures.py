@@ -150,7 +150,7 @@ def variants_figure(rows: Sequence[Mapping], study: StudySpec, metric: str = "fi
             ax.errorbar([j], [med], yerr=[[med - lo], [min(hi, top) - med]], fmt="o", color=colours[v], ms=5,
                         capsize=3)
         ax.set_xticks(range(len(variants)), variants, rotation=60, fontsize=7, ha="right")
-        ax.set_title(f"{problem} (initial {initial:.4g})" if math.isfinite(initial) else problem, fontsize=9)
+        set_title(ax, f"{problem} (initial {initial:.4g})" if math.isfinite(initial) else problem, 9)
         ax.grid(True, axis="y", alpha=0.25)
     for i in range(len(problems), nrows * cols):
         axes[i // cols, i % cols].axis("off")
