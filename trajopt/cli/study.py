@@ -78,7 +78,7 @@ def sweep(
 
     from trajopt import analysis, plots, runs
     from trajopt import spec as spec_mod
-    from trajopt.cli.run import _interruptible, claim_out
+    from trajopt.cli.run import _interruptible, claim_out, display_title
 
     if len(over) != 1:
         raise fail(f"--over given {len(over)} times ({'; '.join(over)}); allowed: one --over (sweep draws a line); "
@@ -125,7 +125,7 @@ def sweep(
             points.append((v, analysis.point_statistics(root, s.problem(), s.oracles, repeats)))
         rows = analysis.sweep_rows(points)
         # the title names what was swept and set, never the file's own parameter values (its title may say k = 1000)
-        title = f"{base.name}: variance against {key}" + (f" [--set {', '.join(set_)}]" if set_ else "") + \
+        title = (display_title(base, set_) if set_ else base.name) + f": variance against {key}" + \
             (" (skipped, refused by the problem: " + ", ".join(f"{p['value']:g}" for p in skipped) + ")" if skipped else "")
         meta = {"problem": base.name, "title": title, "key": key, "values": values, "repeats": repeats,
                 "oracles": names, "samples": {n: getattr(o, "samples", None) for n, o in base.oracles.items()},
