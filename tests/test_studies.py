@@ -85,7 +85,9 @@ def test_sweep_over_stiffness_shows_fobg_variance_growing(tmp_path):
     assert alpha[0] > 0.99 and alpha[2] < alpha[0]
     header = (out / "sweep.csv").read_text().splitlines()[0]
     assert header.startswith("system.stiffness,oracle,") and "var_first_median" in header  # the column names the key
-    assert data["title"].startswith("pushing_stiff: variance against system.stiffness") and "1000" not in data["title"]
+    # the title names the override it ran under, and the swept key but not its values
+    assert data["title"].startswith("pushing_stiff [--set task.horizon=100]: variance against system.stiffness")
+    assert "1000" not in data["title"]
     assert (out / "sweep.png").read_bytes()[:4] == b"\x89PNG"
 
 
