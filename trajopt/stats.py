@@ -9,7 +9,7 @@ Conventions follow the 2022 paper (PAPER.md §1.4-1.5):
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Literal, Optional
 
 import jax.numpy as jnp
 from jax import Array
@@ -155,25 +155,185 @@ def nan_band(values, axis=None):
     """Median and interquartile range of ``values`` along ``axis``, ignoring NaN and inf (failed seeds).
 
     Returns (median, q25, q75) as numpy arrays (floats for ``axis=None``); NaN where nothing is finite.
-    The one NaN-aware median/IQR of the package: tables, result.json, figures and studies all use it.
+    The one NaN-aware median/IQR of the package: tables, result.json, figures and studies all use it (for a
+    history too large to copy, `nan_band_columns` and `blocked_nan_median` give the same numbers in blocks).
     """
+    import numpy as np
+
+    v = _finite_or_nan(values)
+    if v.size == 0:
+        nan = np.float64(np.nan)
+        return nan, nan, nan
+    return _band(v, axis, bool(np.isnan(v).any()))
+
+
+def _finite_or_nan(values):
+    """``values`` as floats with NaN for every non-finite entry (a new array)."""
+    import numpy as np
+
+    v = np.asarray(values, dtype=float)
+    return np.where(np.isfinite(v), v, np.nan)
+
+
+def _band(v, axis, has_nan: bool, quartiles: bool = True):
+    """(median, q25, q75) of ``v`` (floats, NaN for non-finite) along ``axis``: NumPy's plain routines when nothing
+    is NaN (vectorised; NumPy's NaN-aware quantiles loop in Python per column), its NaN-aware ones otherwise.
+    Without ``quartiles``, (median, None, None)."""
     import warnings
 
     import numpy as np
 
-    v = np.asarray(values, dtype=float)
-    v = np.where(np.isfinite(v), v, np.nan)
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        if v.size == 0:
-            nan = np.float64(np.nan)
-            return nan, nan, nan
-        if not np.isnan(v).any():  # the common case, vectorised (NumPy's NaN-aware quantiles loop in Python per column)
+        if not has_nan:
+            median = np.median(v, axis=axis)
+            if not quartiles:
+                return median, None, None
             q25, q75 = np.percentile(v, [25, 75], axis=axis)
-            return np.median(v, axis=axis), q25, q75
+            return median, q25, q75
+        if not quartiles:
+            return np.nanmedian(v, axis=axis), None, None
         return (np.nanmedian(v, axis=axis), np.nanpercentile(v, 25, axis=axis), np.nanpercentile(v, 75, axis=axis))
 
 
 def nan_median(values) -> float:
     """The median of the finite entries of ``values`` (NaN when there are none), as a Python float."""
     return float(nan_band(values)[0])
+
+
+# ------------------------------------------------------------- a history larger than memory, read in blocks
+
+BLOCK_BYTES = 16 << 20  # what one block of a history holds while it is read (as float64)
+
+
+def column_blocks(array, block_bytes: Optional[int] = None):
+    """Slices of axis 1 (iterations) of ``array`` ([S, K, ...]) such that ``array[:, block]`` holds at most about
+    ``block_bytes`` (default `BLOCK_BYTES`) as float64 (at least one column each; one empty slice when K = 0). A
+    history that may be a file mapped into memory is read a block of iterations at a time with them, never
+    copied whole."""
+    import numpy as np
+
+    block_bytes = BLOCK_BYTES if block_bytes is None else block_bytes
+    shape = np.shape(array)
+    n = shape[1]
+    column = 8 * int(np.prod((shape[0],) + tuple(shape[2:])))
+    width = max(1, int(block_bytes) // max(column, 1))
+    if n == 0:
+        yield slice(0, 0)
+    for start in range(0, n, width):
+        yield slice(start, min(start + width, n))
+
+
+def nan_band_columns(values, columns=None, block_bytes: Optional[int] = None, quartiles: bool = True):
+    """``nan_band(values[:, columns], axis=0)``, the same numbers, computed a block of columns at a time.
+
+    Args:
+        values: [S, K] (a NumPy array or a memory-mapped file).
+        columns: [P] indices of the columns to summarise, increasing (default: all K).
+        block_bytes: about how much of ``values`` (as float64) one block holds (default `BLOCK_BYTES`).
+        quartiles: False skips the quartiles (NumPy's NaN-aware ones loop in Python per column): (median, None,
+            None).
+
+    Returns:
+        (median, q25, q75), each [P]. Each column's median and quartiles depend on that column alone, and the
+        choice between NumPy's plain and NaN-aware routines is made once for all the selected columns, as
+        `nan_band` makes it; so the result is bit for bit `nan_band`'s, without a full-size copy of ``values``.
+    """
+    import numpy as np
+
+    block_bytes = BLOCK_BYTES if block_bytes is None else block_bytes
+    K = np.shape(values)[1]
+    columns = np.arange(K) if columns is None else np.asarray(columns, dtype=np.intp)
+    if columns.size == 0 or np.shape(values)[0] == 0:
+        return nan_band(np.zeros((np.shape(values)[0], columns.size)), axis=0)
+    width = max(1, int(block_bytes) // (8 * np.shape(values)[0]))
+    blocks = [columns[i:i + width] for i in range(0, columns.size, width)]
+
+    def take(block):  # a slice when the block's columns are contiguous (a view), else a gather of those columns
+        if block[-1] - block[0] == block.size - 1:
+            return _finite_or_nan(values[:, block[0]:block[-1] + 1])
+        return _finite_or_nan(values[:, block])
+
+    has_nan = any(bool(np.isnan(take(b)).any()) for b in blocks)
+    parts = [_band(take(b), 0, has_nan, quartiles) for b in blocks]
+    return tuple(np.concatenate([p[i] for p in parts]) if quartiles or i == 0 else None for i in range(3))
+
+
+def _order_keys(x):
+    """uint64 keys that sort as the finite float64 values ``x`` do (-0.0 taken as +0.0)."""
+    import numpy as np
+
+    bits = (np.asarray(x, dtype=np.float64) + 0.0).view(np.uint64)  # + 0.0 turns -0.0 into +0.0
+    negative = (bits >> np.uint64(63)).astype(bool)
+    return np.where(negative, ~bits, bits | np.uint64(1 << 63))
+
+
+def _from_key(key: int) -> float:
+    """The float64 whose `_order_keys` key is ``key``."""
+    import numpy as np
+
+    k = np.uint64(key)
+    bits = k & np.uint64((1 << 63) - 1) if k >> np.uint64(63) else ~k
+    return float(np.array([bits], dtype=np.uint64).view(np.float64)[0])
+
+
+def blocked_nan_median(values, block_bytes: Optional[int] = None, gather: int = 1 << 20) -> float:
+    """`nan_median` of ``values`` ([S, K, ...], or any array) with memory bounded by ``block_bytes`` (default
+    `BLOCK_BYTES`): exact, the same number as `nan_median` (the median of the finite entries, NaN when there are
+    none; -0.0 is taken as +0.0, an equal number).
+
+    An array that fits in one block goes to `nan_median` itself. A larger one is never copied whole: a radix
+    selection on the values' order-preserving 64-bit keys reads it a block of iterations at a time, 16 bits of
+    the key per pass, keeping a 65536-bucket histogram of the entries that share the digits found so far; once
+    the bucket holding a wanted rank has at most ``gather`` entries they are gathered and sorted. Ties (an α
+    of exactly 0 or 1 at most iterations) only make a bucket stay full to the last digit, which then is the
+    value. At most five passes for each of the two middle ranks (usually two or three in all).
+    """
+    import numpy as np
+
+    block_bytes = BLOCK_BYTES if block_bytes is None else block_bytes
+    a = np.asarray(values)
+    if a.ndim < 2:
+        a = a.reshape(1, -1)
+    if a.size * 8 <= block_bytes:
+        return nan_median(a)
+
+    def keys_of(cols, fixed: int, prefix: int):
+        """The keys of the finite entries of one block that start with ``prefix`` (its top ``fixed`` bits)."""
+        block = np.asarray(a[:, cols], dtype=np.float64).ravel()
+        keys = _order_keys(block[np.isfinite(block)])
+        if fixed:
+            keys = keys[(keys >> np.uint64(64 - fixed)) == np.uint64(prefix)]
+        return keys
+
+    def histogram(fixed: int, prefix: int):
+        hist = np.zeros(1 << 16, np.int64)
+        for cols in column_blocks(a, block_bytes):
+            keys = keys_of(cols, fixed, prefix)
+            digits = ((keys >> np.uint64(48 - fixed)) & np.uint64(0xFFFF)).astype(np.intp)
+            hist += np.bincount(digits, minlength=1 << 16)
+        return hist
+
+    def select(rank: int, hist, fixed: int, prefix: int) -> int:
+        """The key of the entry of rank ``rank`` among those with ``prefix``, whose next digit's histogram is
+        ``hist``."""
+        while True:
+            cum = np.cumsum(hist)
+            digit = int(np.searchsorted(cum, rank, side="right"))
+            rank -= int(cum[digit - 1]) if digit else 0
+            prefix, fixed = (prefix << 16) | digit, fixed + 16
+            if fixed == 64:
+                return prefix
+            if hist[digit] <= gather:
+                found = np.concatenate([keys_of(cols, fixed, prefix) for cols in column_blocks(a, block_bytes)])
+                return int(np.partition(found, rank)[rank])
+            hist = histogram(fixed, prefix)
+
+    first = histogram(0, 0)
+    n = int(first.sum())
+    if n == 0:
+        return float("nan")
+    low = _from_key(select((n - 1) // 2, first, 0, 0))
+    high = low if n % 2 else _from_key(select(n // 2, first, 0, 0))
+    middle = np.array([low] if n % 2 else [low, high], dtype=np.float64)
+    return float(np.mean(middle))  # as np.median takes the mean of the middle entries
