@@ -12,6 +12,11 @@ may report progress or ask to stop. Nothing calls back into Python inside a chun
 
 A seed whose cost or next state is not finite stops there with status ``non_finite``: its
 returned U is its last iterate with a finite cost, its later history is NaN, and the other seeds run on.
+
+The recorded history is the only thing that grows with the number of iterations. `Prepared.run` allocates it
+once, through a ``history_store`` (default: in memory, `memory_store`), and writes each chunk's outputs into
+it as they arrive; a caller that expects a history larger than memory passes a store that maps files
+(`trajopt.runs.DiskHistory`; the library itself never writes files).
 """
 
 from __future__ import annotations
@@ -27,10 +32,23 @@ import numpy as np
 
 from trajopt.methods.base import Method, state_decision
 from trajopt.problem import Problem
+from trajopt.stats import column_blocks
 
 STATUS_OK = "ok"
 STATUS_NON_FINITE = "non_finite"
 STATUS_INTERRUPTED = "interrupted"
+
+HistoryStore = Callable[[str, tuple, np.dtype], np.ndarray]
+"""``store(name, shape, dtype) -> array``: where `Prepared.run` keeps the recorded history. It is called once per
+run for ``"cost"`` (shape [S, K+1]) and once for each info field (shape [S, K], or [S, K, ...] for a field
+that is not a scalar), before the first chunk runs, and must return a writable array of exactly that shape
+and dtype (its content may be uninitialised: every entry that is returned is written first). The result's
+``cost`` and ``history`` are these arrays, or views of them (``history["value"]`` is a view of ``cost``)."""
+
+
+def memory_store(name: str, shape: tuple, dtype) -> np.ndarray:
+    """The default `HistoryStore`: an uninitialised in-memory array of ``shape`` and ``dtype``."""
+    return np.empty(shape, dtype)
 
 
 @dataclass(frozen=True, eq=False)
@@ -46,7 +64,9 @@ class Result:
         cost: [S, K+1] noise-free cost f(U_k) of iterate k = 0..K (K = iterations done); NaN after a failure.
         history: {field: [S, K]} every field of the method's info at each iteration (``value``, ``rollouts``,
             ``gradients`` and the method's own; for `GradientMethod` the oracle's diagnostics, ``grad_norm``
-            and ``skipped``).
+            and ``skipped``). ``history["value"]`` is a view of ``cost[:, :K]``. Both come from the run's
+            `HistoryStore` (memory by default; files mapped into memory with `trajopt.runs.DiskHistory`), so the
+            properties below read them a block of iterations at a time.
         status: [S] "ok", "non_finite" or "interrupted".
         failed_at: [S] iteration at which a seed went non-finite, -1 if it did not.
         iterations: K, the number of updates done (less than asked for when interrupted).
@@ -88,16 +108,25 @@ class Result:
 
     @property
     def skipped(self) -> np.ndarray:
-        """[S] number of updates skipped for a non-finite gradient (``skip_non_finite``); 0 for methods without."""
+        """[S] number of updates skipped for a non-finite gradient (``skip_non_finite``); 0 for methods without.
+        Read in blocks of iterations (the history may be a file mapped into memory)."""
         if "skipped" not in self.history:
             return np.zeros(len(self.seeds), int)
-        return np.nan_to_num(self.history["skipped"]).sum(axis=1).astype(int)
+        h = self.history["skipped"]
+        total = 0
+        for cols in column_blocks(h):
+            total = total + np.nan_to_num(h[:, cols]).sum(axis=1)
+        return np.broadcast_to(total, (h.shape[0],)).astype(int)
 
     def counts(self, field: str = "rollouts") -> np.ndarray:
         """[K+1] simulator calls (``rollouts`` or ``gradients``) spent before iterate k (the same for every seed
-        that is still running; a stopped seed spends nothing more)."""
-        per_iter = np.asarray(self.history[field], float)
-        per_iter = np.nanmax(per_iter, axis=0) if per_iter.size else np.zeros(0)
+        that is still running; a stopped seed spends nothing more). The maximum over seeds is taken in blocks of
+        iterations, so no full-size copy of the [S, K] history is made."""
+        h = self.history[field]
+        per_iter = np.zeros(h.shape[1] if h.ndim > 1 else 0)
+        if h.size:
+            for cols in column_blocks(h):
+                per_iter[cols] = np.nanmax(np.asarray(h[:, cols], float), axis=0)
         return np.concatenate([[0.0], np.cumsum(np.nan_to_num(per_iter))])
 
     def iteration_seconds(self) -> np.ndarray:
@@ -108,10 +137,13 @@ class Result:
 
     @property
     def best_cost(self) -> np.ndarray:
-        """[S] lowest finite cost seen along the run."""
+        """[S] lowest finite cost seen along the run (read in blocks of iterations)."""
+        best = None
         with np.errstate(all="ignore"):
-            c = np.where(np.isfinite(self.cost), self.cost, np.inf)
-            best = c.min(axis=1)
+            for cols in column_blocks(self.cost):
+                block = self.cost[:, cols]
+                low = np.where(np.isfinite(block), block, np.inf).min(axis=1)
+                best = low if best is None else np.minimum(best, low)
         return np.where(np.isfinite(best), best, np.nan)
 
 
@@ -155,6 +187,8 @@ class _Layout:
     def __init__(self):
         self.info_type = None
         self.where: dict[str, tuple[str, Optional[int]]] = {}  # field -> (output name, column or None)
+        self.fields: dict[str, tuple[np.dtype, tuple]] = {}  # field -> (dtype, shape of one iteration's value)
+        self.final_dtype = None  # dtype of the final evaluation f(U), set by `_with_finish`
 
     def pack(self, info, record):
         self.info_type = type(info)
@@ -162,6 +196,7 @@ class _Layout:
         out = {}
         for name, v in zip(info._fields, info):
             v = jnp.asarray(v)
+            self.fields[name] = (np.dtype(v.dtype), tuple(v.shape))
             if v.ndim == 0:
                 group = groups.setdefault(str(v.dtype), [])
                 self.where[name] = (str(v.dtype), len(group))
@@ -227,16 +262,18 @@ def _make_finish(problem: Problem):
     return finish
 
 
-def _with_finish(problem: Problem, run_chunk):
+def _with_finish(problem: Problem, run_chunk, layout: Optional[_Layout] = None):
     """chunk(carry, seed_keys, ks, last) -> (carry, outputs, final): ``run_chunk`` followed, in the same program,
     by the final evaluation when ``last`` is true (``lax.cond``; NaN otherwise). One program to compile, not two,
-    and no separate dispatch after the loop."""
+    and no separate dispatch after the loop. ``layout`` records the final cost's dtype while it is traced."""
     finish = _make_finish(problem)
 
     def fused_chunk(carry, seed_keys, ks, last):  # its name names the program (and its compilation-cache entry)
         carry, out = run_chunk(carry, seed_keys, ks)
         U = _final_decision(carry)
         shapes = jax.eval_shape(finish, U)
+        if layout is not None:
+            layout.final_dtype = np.dtype(shapes[0].dtype)
         blank = lambda U: jax.tree_util.tree_map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), shapes)
         return carry, out, jax.lax.cond(last, finish, blank, U)
 
@@ -254,6 +291,7 @@ def solve(
     on_chunk: Optional[Callable[[int, int], None]] = None,
     should_stop: Optional[Callable[[], bool]] = None,
     name: Optional[str] = None,
+    history_store: Optional[HistoryStore] = None,
 ) -> Result:
     """Run ``iterations`` steps of ``method`` from problem.U0, for every seed, as one fused loop.
 
@@ -268,6 +306,10 @@ def solve(
         on_chunk: called as ``on_chunk(done, total)`` after each chunk.
         should_stop: polled after each chunk; True stops the run, marked "interrupted".
         name: the label of the result (default: the method's, or its oracle's, name).
+        history_store: where the recorded history is kept (a `HistoryStore`: ``store(name, shape, dtype)``
+            returning a writable array; called for ``"cost"`` [S, K+1] and each info field [S, K]). Default
+            `memory_store` (``np.empty``); `trajopt.runs.DiskHistory` maps files instead. The results are the
+            same either way.
 
     Returns:
         Result with U*, histories of every info field, status and timings.
@@ -275,7 +317,7 @@ def solve(
     ``solve(...)`` is ``prepare(...).run(...)``: `prepare` compiles, `Prepared.run` runs.
     """
     return prepare(problem, method, key=key, iterations=iterations, seeds=seeds, chunk=chunk).run(
-        on_chunk=on_chunk, should_stop=should_stop, name=name)
+        on_chunk=on_chunk, should_stop=should_stop, name=name, history_store=history_store)
 
 
 def prepare(
@@ -286,8 +328,10 @@ def prepare(
     iterations: int,
     seeds: Sequence[int] = (0,),
     chunk: Optional[int] = None,
+    history_store: Optional[HistoryStore] = None,
 ) -> "Prepared":
-    """Compile the fused loop of `solve` without running it (arguments as there); ``.run()`` runs it.
+    """Compile the fused loop of `solve` without running it (arguments as there; ``history_store`` becomes the
+    default of ``.run()``); ``.run()`` runs it.
 
     Compiling is pure (it computes nothing the run depends on besides the initial state), so a caller may
     prepare the next run on another thread while this one computes: the compiled loop releases the GIL.
@@ -310,13 +354,13 @@ def prepare(
     seed_keys, carry = jax.jit(start)(key, jnp.asarray(seeds_arr))
 
     layout = _Layout()
-    run_chunk = _with_finish(problem, _make_chunk(problem, method, iterations, layout))
+    run_chunk = _with_finish(problem, _make_chunk(problem, method, iterations, layout), layout)
     ks0 = np.arange(chunk, dtype=np.int32)
     compiled = jax.jit(run_chunk).lower(carry, seed_keys, ks0, True).compile()
     compile_seconds = time.perf_counter() - t0
     return Prepared(problem=problem, method=method, iterations=iterations, seeds=seeds_arr, chunk=chunk,
                     compiled=compiled, layout=layout, seed_keys=seed_keys, carry=carry,
-                    compile_seconds=compile_seconds)
+                    compile_seconds=compile_seconds, history_store=history_store)
 
 
 def prepare_each(problem: Problem, runs: Sequence[tuple[Method, int]], *, key: jax.Array,
@@ -366,14 +410,27 @@ class Prepared:
     seed_keys: Any
     carry: Any
     compile_seconds: float
+    history_store: Optional[HistoryStore] = None
+
+    def history_fields(self) -> dict[str, tuple[np.dtype, tuple]]:
+        """{field: (dtype, shape of one iteration's value)} of the method's info, in its order (what each
+        iteration records besides the cost)."""
+        return dict(self.layout.fields)
 
     def run(self, *, on_chunk: Optional[Callable[[int, int], None]] = None,
-            should_stop: Optional[Callable[[], bool]] = None, name: Optional[str] = None) -> Result:
-        """Run the loop (``on_chunk``, ``should_stop``, ``name`` as in `solve`) and return its `Result`."""
+            should_stop: Optional[Callable[[], bool]] = None, name: Optional[str] = None,
+            history_store: Optional[HistoryStore] = None) -> Result:
+        """Run the loop (``on_chunk``, ``should_stop``, ``name``, ``history_store`` as in `solve`; the store
+        defaults to the one given to `prepare`, else memory) and return its `Result`.
+
+        The history is allocated once, before the first chunk: ``cost`` [S, K+1] and each info field [S, K]
+        (``history["value"]`` is a view of ``cost[:, :K]``); each chunk's outputs are written in place as they
+        arrive. A run stopped early returns views of the first iterations only (``cost[:, :k+1]``)."""
         problem, method, iterations, chunk = self.problem, self.method, self.iterations, self.chunk
         compiled, layout, seed_keys, carry = self.compiled, self.layout, self.seed_keys, self.carry
         seeds_arr, n_seeds, compile_seconds = self.seeds, len(self.seeds), self.compile_seconds
-        infos: list[dict] = []
+        store = history_store or self.history_store or memory_store
+        cost, history, value_apart = _allocate_history(store, layout, n_seeds, iterations)
         done, interrupted, final = 0, False, None
         chunk_ends, chunk_seconds = [], []
         starts = list(range(0, iterations, chunk))
@@ -392,7 +449,11 @@ class Prepared:
             host = jax.device_get(info)  # waits for this chunk
             chunk_seconds.append(time.perf_counter() - t_start)
             take = min(chunk, iterations - start)
-            infos.append(layout.unpack(host, take))
+            for f, values in layout.unpack(host, take).items():  # into the history, in place
+                history[f][:, start:start + take] = values
+            if value_apart:
+                cost[:, start:start + take] = history["value"][:, start:start + take]
+            del host
             done += take
             chunk_ends.append(done)
             if on_chunk is not None:
@@ -416,14 +477,12 @@ class Prepared:
         final_value = np.asarray(final_value)
         X = None if X is None else np.asarray(X)
 
-        if infos:
-            history = {f: np.concatenate([i[f] for i in infos], axis=1) for f in infos[0]}
-        else:
-            history = {f: np.zeros((n_seeds, 0)) for f in info_fields(problem, method)}
         alive = np.asarray(alive)
         failed_at = np.asarray(failed_at)
         final_value = np.where(alive, final_value, np.nan)
-        cost = np.concatenate([history["value"], final_value[:, None]], axis=1)
+        cost[:, done] = final_value
+        cost = cost[:, :done + 1]
+        history = {f: values[:, :done] for f, values in history.items()}
         status = [
             STATUS_OK if a and not interrupted else (STATUS_INTERRUPTED if a else STATUS_NON_FINITE) for a in alive
         ]
@@ -432,3 +491,42 @@ class Prepared:
             history=history, status=status, failed_at=failed_at, iterations=done, run_seconds=run_seconds,
             compile_seconds=compile_seconds, chunk_ends=chunk_ends, chunk_seconds=chunk_seconds,
         )
+
+
+def _allocate_history(store: HistoryStore, layout: _Layout, n_seeds: int, iterations: int):
+    """(cost [S, K+1], {field: [S, K, ...]}, value_apart) from ``store``, before the loop runs.
+
+    ``history["value"]`` is a view of ``cost[:, :K]`` when their dtypes agree (always, unless a method's value and
+    its problem's objective differ in precision); otherwise (``value_apart``) it is its own array and the loop
+    copies it into ``cost`` chunk by chunk. The dtypes are those the arrays had when they were concatenated
+    after the loop: the fields' own, ``cost`` the common type of ``value`` and the final evaluation; with
+    K = 0 every field is float64 (nothing was recorded)."""
+    fields = layout.fields
+    if iterations == 0:
+        dtypes = {f: (np.dtype(np.float64), ()) for f in fields}
+    else:
+        dtypes = dict(fields)
+    value_dtype = dtypes["value"][0]
+    cost_dtype = np.result_type(value_dtype, layout.final_dtype)
+    cost = _from_store(store, "cost", (n_seeds, iterations + 1), cost_dtype)
+    value_apart = cost_dtype != value_dtype
+    history = {}
+    for f, (dtype, shape) in dtypes.items():
+        if f == "value" and not value_apart:
+            history[f] = cost[:, :iterations]
+        else:
+            history[f] = _from_store(store, f, (n_seeds, iterations) + tuple(shape), dtype)
+    return cost, history, value_apart
+
+
+def _from_store(store: HistoryStore, name: str, shape: tuple, dtype) -> np.ndarray:
+    """``store(name, shape, dtype)``, checked: a writable array of exactly that shape and dtype."""
+    dtype = np.dtype(dtype)
+    array = store(name, shape, dtype)
+    if not isinstance(array, np.ndarray) or array.shape != shape or array.dtype != dtype \
+            or not array.flags.writeable:
+        found = (f"{type(array).__name__} of shape {getattr(array, 'shape', '?')}, dtype {getattr(array, 'dtype', '?')}"
+                 + ("" if not isinstance(array, np.ndarray) or array.flags.writeable else ", read-only"))
+        raise ValueError(f"history_store({name!r}, {shape}, {dtype}) returned a {found}; expected a writable "
+                         f"numpy array of shape {shape} and dtype {dtype}")
+    return array
