@@ -13,7 +13,10 @@
 Run folders written before variants existed (keys ``oracles`` and ``oracle``) are still read.
 
 Every file is written atomically (a temporary name in the same folder, then a rename), so a folder never
-holds a half-written file.
+holds a half-written file. metrics.jsonl is written as it is produced, a block of lines at a time, never held
+whole in memory. `DiskHistory` keeps a run's recorded history in files mapped into memory, in a temporary
+folder inside the run folder being written (for a history larger than memory; removed when the run folder
+is complete, or when the run fails).
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ import json
 import math
 import os
 import platform
+import shutil
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
@@ -31,7 +36,7 @@ from typing import Any, Iterable, Iterator, Mapping
 import numpy as np
 
 from trajopt.solver import STATUS_INTERRUPTED, STATUS_NON_FINITE, STATUS_OK, Result
-from trajopt.stats import nan_median
+from trajopt.stats import blocked_nan_median, nan_median
 
 CONFIG, METRICS, RESULT, TRAJECTORY, CONVERGENCE = (
     "config.toml", "metrics.jsonl", "result.json", "trajectory.npz", "convergence.png",
@@ -45,11 +50,20 @@ TIMING_FIELDS = ("seconds", "run_seconds", "compile_seconds", "created")
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file in the same folder and an atomic rename."""
+    with atomic_file(path) as f:
+        f.write(data)
+
+
+@contextmanager
+def atomic_file(path: Path):
+    """A binary file to write ``path`` through: a temporary file in the same folder, flushed, synced, given the
+    permissions a new file gets (0666 less the umask) and renamed to ``path`` when the block ends; removed
+    instead if the block raises (an error, KeyboardInterrupt), so ``path`` is either whole or untouched."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())
@@ -57,6 +71,77 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_lines(path: Path, lines: Iterable[str], block_chars: int = 1 << 18) -> None:
+    """Write ``"\n".join(lines) + "\n"`` (UTF-8) to ``path`` atomically (`atomic_file`), as the lines come: they
+    are joined and written in blocks of about ``block_chars`` characters, so memory holds one block, never the
+    file."""
+    with atomic_file(path) as f:
+        block, size, written = [], 0, False
+        for line in lines:
+            block.append(line)
+            size += len(line) + 1
+            if size >= block_chars:
+                f.write(("\n".join(block) + "\n").encode())
+                block, size, written = [], 0, True
+        if block or not written:
+            f.write(("\n".join(block) + "\n").encode())
+
+
+class DiskHistory:
+    """A `trajopt.solver.HistoryStore` on disk: each array the solver asks for is an ``.npy`` file mapped into
+    memory (`numpy.lib.format.open_memmap`), in a temporary folder ``.history-*`` inside ``parent`` (the run
+    folder being written), made on the first request.
+
+    The space of each file is reserved when it is made (``posix_fallocate``), so a full disk is an OSError
+    naming the file before the run starts, not a crash when a page is written. `close` (or leaving a ``with``
+    block) removes the folder; the arrays stay readable until they are dropped (the mapped files outlive
+    their names on POSIX systems)."""
+
+    PREFIX = ".history-"
+
+    def __init__(self, parent: Path):
+        self.parent = Path(parent)
+        self.folder: Path | None = None
+        self._count = 0
+
+    def __call__(self, name: str, shape: tuple, dtype) -> np.ndarray:
+        if self.folder is None:
+            self.folder = Path(tempfile.mkdtemp(dir=self.parent, prefix=self.PREFIX))
+        self._count += 1
+        path = self.folder / f"{self._count:04d}.npy"  # numbered: a field's name is not needed to be a file name
+        array = np.lib.format.open_memmap(path, mode="w+", dtype=np.dtype(dtype), shape=tuple(shape))
+        _reserve(path)
+        return array
+
+    def close(self) -> None:
+        """Remove the temporary folder and everything in it (nothing when no array was asked for)."""
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            self.folder = None
+
+    def __enter__(self) -> "DiskHistory":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _reserve(path: Path) -> None:
+    """Allocate the disk blocks of ``path`` now (an OSError naming it if the disk is full), where supported."""
+    import errno
+
+    if not hasattr(os, "posix_fallocate"):
+        return
+    with open(path, "r+b") as f:
+        size = os.fstat(f.fileno()).st_size
+        try:
+            os.posix_fallocate(f.fileno(), 0, size)
+        except OSError as e:
+            if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+                raise OSError(e.errno, f"{path}: no room for {size} bytes of recorded history ({e.strerror})") from None
+            # a file system without fallocate: the space is taken as the pages are written
 
 
 def _umask() -> int:
@@ -111,8 +196,9 @@ def summarise(spec, results: Mapping[str, Result], *, verb: str, versions: Mappi
     for name, r in results.items():
         rollouts = r.counts("rollouts")
         gradients = r.counts("gradients")
-        alpha = r.history.get("alpha", np.full((len(r.seeds), r.iterations), np.nan))
-        last_alpha = alpha[:, -1] if r.iterations else np.full(len(r.seeds), np.nan)
+        alpha = r.history.get("alpha")  # [S, K], perhaps a file mapped into memory: read in blocks
+        last_alpha = np.asarray(alpha[:, -1]) if alpha is not None and r.iterations else np.full(len(r.seeds), np.nan)
+        median_alpha = blocked_nan_median(alpha) if alpha is not None else math.nan
         v = spec.variants.get(name)
         variants[name] = {
             "kind": v.kind if v else None,
@@ -126,7 +212,7 @@ def summarise(spec, results: Mapping[str, Result], *, verb: str, versions: Mappi
             "median_final_cost": nan_median(r.final_cost),
             "median_best_cost": nan_median(r.best_cost),
             "final_alpha": last_alpha,
-            "median_alpha": nan_median(alpha),
+            "median_alpha": median_alpha,
             "rollouts": int(rollouts[-1]),
             "gradients": int(gradients[-1]),
             "run_seconds": r.run_seconds,
@@ -154,33 +240,46 @@ def summarise(spec, results: Mapping[str, Result], *, verb: str, versions: Mappi
     }
 
 
+ITERATION_BLOCK = 1024  # iterations of one seed turned into Python numbers at a time by `metrics_lines`
+
+
 def metrics_lines(results: Mapping[str, Result]) -> Iterator[str]:
-    """metrics.jsonl, one line per (variant, seed, iteration)."""
+    """metrics.jsonl, one line per (variant, seed, iteration), produced a block of iterations at a time (the
+    history may be larger than memory: at most `ITERATION_BLOCK` values of each field are Python objects at
+    once)."""
     for name, r in results.items():
-        rollouts = [int(c) for c in r.counts("rollouts")]
-        gradients = [int(c) for c in r.counts("gradients")]
-        seconds = [round(float(s), 6) for s in r.iteration_seconds()]
+        rollouts = r.counts("rollouts")  # [K+1] each
+        gradients = r.counts("gradients")
+        seconds = r.iteration_seconds()
         fields = metric_fields(r)
         K = r.iterations
         for i, seed in enumerate(r.seeds):
-            # whole rows to Python numbers once (NaN -> None), not one numpy scalar at a time
-            cost = _jsonable(r.cost[i].tolist())
-            history = {f: _jsonable(np.asarray(r.history[f][i]).tolist()) + [None] for f in fields}
-            for k in range(K + 1):
-                row = {"variant": name, "seed": int(seed), "iteration": k, "cost": cost[k]}
-                for f in fields:
-                    row[f] = history[f][k]
-                row["rollouts"] = rollouts[k]
-                row["gradients"] = gradients[k]
-                row["seconds"] = seconds[k]
-                yield json.dumps(row, allow_nan=False)
+            seed = int(seed)
+            for k0 in range(0, K + 1, ITERATION_BLOCK):
+                k1 = min(k0 + ITERATION_BLOCK, K + 1)
+                # a block of a row to Python numbers at once (NaN -> None), not one numpy scalar at a time
+                cost = _jsonable(np.asarray(r.cost[i, k0:k1]).tolist())
+                last = [None] if k1 == K + 1 else []  # no step was taken at k = K
+                history = {f: _jsonable(np.asarray(r.history[f][i, k0:min(k1, K)]).tolist()) + last for f in fields}
+                roll = [int(c) for c in rollouts[k0:k1].tolist()]
+                grad = [int(c) for c in gradients[k0:k1].tolist()]
+                secs = [round(s, 6) for s in seconds[k0:k1].tolist()]
+                for j in range(k1 - k0):
+                    row = {"variant": name, "seed": seed, "iteration": k0 + j, "cost": cost[j]}
+                    for f in fields:
+                        row[f] = history[f][j]
+                    row["rollouts"] = roll[j]
+                    row["gradients"] = grad[j]
+                    row["seconds"] = secs[j]
+                    yield json.dumps(row, allow_nan=False)
 
 
 def write_run(out_dir: Path, spec, results: Mapping[str, Result], summary: Mapping) -> None:
-    """Write config.toml, metrics.jsonl, trajectory.npz and, last, result.json into ``out_dir``."""
+    """Write config.toml, metrics.jsonl (streamed, `write_lines`), trajectory.npz and, last, result.json into
+    ``out_dir``."""
     out_dir = Path(out_dir)
     write_config(out_dir, spec)
-    atomic_write_bytes(out_dir / METRICS, ("\n".join(metrics_lines(results)) + "\n").encode())
+    write_lines(out_dir / METRICS, metrics_lines(results))
     arrays = {}
     for name, r in results.items():
         arrays[f"{name}/U"] = r.U
