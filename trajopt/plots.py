@@ -5,6 +5,10 @@ made with ``Figure()`` directly and written by the caller (`save_figure`, the CL
 `convergence_figure`: the noise-free cost on a log axis (linear when a cost is <= 0) against iterations,
 simulator rollouts, backward passes or run seconds; per variant the median across seeds with an interquartile
 band; a second panel with alpha for the variants that choose one.
+
+A history may be larger than memory (a file mapped into memory, `trajopt.runs.DiskHistory`): figures read it a
+block of iterations at a time, and a curve of more than `MAX_POINTS` iterates is drawn at `MAX_POINTS` of them,
+evenly strided, the first and the last included (`plot_columns`); a shorter one is drawn at every iterate.
 """
 
 from __future__ import annotations
@@ -15,7 +19,9 @@ from typing import Mapping, Optional, Sequence, Union
 import numpy as np
 
 from trajopt.solver import Result
-from trajopt.stats import nan_band
+from trajopt.stats import column_blocks, nan_band_columns
+
+MAX_POINTS = 4000  # iterates drawn per curve, at most
 
 # Colours for variants that are not a registered oracle or method, by position.
 _PALETTE = ["#bcbd22", "#393b79", "#8c6d31", "#843c39", "#7b4173", "#637939", "#3182bd", "#e6550d", "#31a354",
@@ -98,6 +104,30 @@ def x_values(result: Result, x: str) -> np.ndarray:
     raise ValueError(f"x must be one of {', '.join(X_AXES)}, not {x!r}")
 
 
+def plot_columns(n: int, max_points: int = MAX_POINTS) -> np.ndarray:
+    """[P] the indices a curve of ``n`` points is drawn at: all of them when ``n <= max_points``, else
+    ``max_points`` evenly strided ones, always the first and the last."""
+    if n <= max_points:
+        return np.arange(n)
+    return np.unique(np.round(np.linspace(0, n - 1, max_points)).astype(np.intp))
+
+
+def _finite_min(values) -> Optional[float]:
+    """The smallest finite entry of ``values`` ([S, K, ...], read in blocks of iterations), None if there is none."""
+    low = None
+    for cols in column_blocks(values):
+        block = np.asarray(values[:, cols], float)
+        block = block[np.isfinite(block)]
+        if block.size:
+            low = block.min() if low is None else min(low, block.min())
+    return low
+
+
+def _any_finite(values) -> bool:
+    """Whether ``values`` ([S, K, ...], read in blocks of iterations) has a finite entry."""
+    return any(np.isfinite(np.asarray(values[:, cols], float)).any() for cols in column_blocks(values))
+
+
 def _figure(rows: int, height: float, width: float = 7.0, **kwargs):
     fig = _new_figure(figsize=(width, height))
     axes = fig.subplots(rows, 1, squeeze=False, **kwargs)
@@ -126,31 +156,34 @@ def convergence_figure(results: Mapping[str, Result], x: Union[str, Sequence[str
             raise ValueError(f"x must be one of {', '.join(X_AXES)}, not {a!r}")
     names = list(results)
     colours = variant_colours(names)
-    with_alpha = [o for o in names if "alpha" in results[o].history and np.isfinite(results[o].history["alpha"]).any()]
+    with_alpha = [o for o in names if "alpha" in results[o].history and _any_finite(results[o].history["alpha"])]
     rows, cols = (2 if with_alpha else 1), len(axes_x)
     fig = _new_figure(figsize=(7.0 * cols if cols == 1 else 6.0 * cols, 4.2 + 2.2 * (rows - 1)))
     axes = fig.subplots(rows, cols, squeeze=False, sharex="col", gridspec_kw={"height_ratios": [3, 1.4][:rows]})
-    all_costs = np.concatenate([results[o].cost.ravel() for o in names])
-    finite = all_costs[np.isfinite(all_costs)]
-    log_scale = finite.size > 0 and finite.min() > 0
+    lows = [low for low in (_finite_min(results[o].cost) for o in names) if low is not None]
+    log_scale = bool(lows) and min(lows) > 0
     n_seeds = len(next(iter(results.values())).seeds)
+    shown = {o: plot_columns(results[o].iterations + 1) for o in names}  # [P] the iterates each curve is drawn at
+    bands = {o: nan_band_columns(results[o].cost, shown[o]) for o in names}
     for c, xa in enumerate(axes_x):
         ax = axes[0, c]
-        xs_all = {o: x_values(results[o], xa) for o in names}
+        xs_all = {o: x_values(results[o], xa) for o in names}  # [K+1], every iterate (the axis' range and scale)
         drawn = {}
         for o in names:
             r = results[o]
-            med, lo, hi = nan_band(r.cost, axis=0)
+            med, lo, hi = bands[o]
+            xs = xs_all[o][shown[o]]
             failed = sum(s != "ok" for s in r.status)
             label = o + (f" ({failed}/{n_seeds} seeds stopped)" if failed else "")
             # a curve that coincides with one already drawn (AoBG at alpha = 1 is FoBG) is dashed and says so
-            same = next((p for p, (px, pm) in drawn.items() if px.shape == xs_all[o].shape and np.array_equal(px, xs_all[o])
-                         and np.array_equal(pm, med, equal_nan=True)), None)
-            drawn[o] = (xs_all[o], med)
+            same = next((p for p, (px, pm) in drawn.items() if px.shape == xs.shape and np.array_equal(px, xs)
+                         and np.array_equal(pm, med, equal_nan=True) and _same_curve(results[p], r, xs_all[p], xs_all[o])),
+                        None)
+            drawn[o] = (xs, med)
             if same is not None:
                 label += f" (same curve as {same})"
-            ax.plot(xs_all[o], med, color=colours[o], lw=1.8, ls="--" if same is not None else "-", label=label)
-            ax.fill_between(xs_all[o], lo, hi, color=colours[o], alpha=0.2, lw=0)
+            ax.plot(xs, med, color=colours[o], lw=1.8, ls="--" if same is not None else "-", label=label)
+            ax.fill_between(xs, lo, hi, color=colours[o], alpha=0.2, lw=0)
         if log_scale:
             ax.set_yscale("log")
         symlog = xa in ("rollouts", "gradients") and _wide_range(list(xs_all.values()))
@@ -166,8 +199,9 @@ def convergence_figure(results: Mapping[str, Result], x: Union[str, Sequence[str
             ax2 = axes[1, c]
             for o in with_alpha:
                 r = results[o]
-                med, lo, hi = nan_band(r.history["alpha"], axis=0)
-                xs = xs_all[o][: r.iterations]
+                at = plot_columns(r.iterations)
+                med, lo, hi = nan_band_columns(r.history["alpha"], at)
+                xs = xs_all[o][: r.iterations][at]
                 ax2.plot(xs, med, color=colours[o], lw=1.4, label=o)
                 ax2.fill_between(xs, lo, hi, color=colours[o], alpha=0.2, lw=0)
             ax2.set_ylim(-0.05, 1.05)
@@ -184,6 +218,15 @@ def convergence_figure(results: Mapping[str, Result], x: Union[str, Sequence[str
     return fig
 
 
+def _same_curve(a: Result, b: Result, xa: np.ndarray, xb: np.ndarray) -> bool:
+    """Whether two results' median cost curves coincide at every iterate (checked at full resolution when the
+    figure draws them strided: equal at the drawn points is not enough)."""
+    if a.iterations + 1 <= MAX_POINTS:
+        return True  # every iterate is drawn: the caller compared them all
+    return np.array_equal(xa, xb) and np.array_equal(nan_band_columns(a.cost, quartiles=False)[0],
+                                                     nan_band_columns(b.cost, quartiles=False)[0], equal_nan=True)
+
+
 def save_figure(fig, path: Path, dpi: int = 150) -> None:
     """Save a figure atomically (PNG or any format matplotlib knows, by extension), and close it."""
     from trajopt.runs import atomic_write_bytes
@@ -191,8 +234,10 @@ def save_figure(fig, path: Path, dpi: int = 150) -> None:
     atomic_write_bytes(Path(path), figure_bytes(fig, Path(path).suffix.lstrip(".") or "png", dpi))
 
 
-def _history(r: Result, field: str) -> np.ndarray:
-    return np.asarray(r.history.get(field, np.full((len(r.seeds), r.iterations), np.nan)), float)
+def _history(r: Result, field: str) -> Optional[np.ndarray]:
+    """[S, K] the field's history, or None when it has no finite entry (or the result has no such field)."""
+    values = r.history.get(field)
+    return values if values is not None and _any_finite(values) else None
 
 
 def variance_figure(results: Mapping[str, Result], x: str = "iterations", title: str = ""):
@@ -201,21 +246,24 @@ def variance_figure(results: Mapping[str, Result], x: str = "iterations", title:
     names = list(results)
     colours = variant_colours(names)
     fields = [("var_first", "FoBG variance  σ̂₁²"), ("var_zero", "ZoBG variance  σ̂₀²"), ("bias_gap", "bias gap B")]
-    shown = [(f, label) for f, label in fields if any(np.isfinite(_history(results[o], f)).any() for o in names)]
+    present = {(o, f): _history(results[o], f) for o in names for f, _ in fields}
+    shown = [(f, label) for f, label in fields if any(present[(o, f)] is not None for o in names)]
     if not shown:
         return None
     fig, axes = _figure(len(shown), 2.3 * len(shown) + 0.6, sharex=True)
     for ax, (f, label) in zip(axes[:, 0], shown):
+        lows = []
         for o in names:
-            values = _history(results[o], f)
-            if not np.isfinite(values).any():
+            values = present[(o, f)]
+            if values is None:
                 continue
-            med, lo, hi = nan_band(values, axis=0)
-            xs = x_values(results[o], x)[: results[o].iterations]
+            at = plot_columns(results[o].iterations)
+            med, lo, hi = nan_band_columns(values, at)
+            xs = x_values(results[o], x)[: results[o].iterations][at]
             ax.plot(xs, med, color=colours[o], lw=1.4, label=o)
             ax.fill_between(xs, lo, hi, color=colours[o], alpha=0.2, lw=0)
-        finite = np.concatenate([_history(results[o], f)[np.isfinite(_history(results[o], f))] for o in names])
-        if finite.size and finite.min() > 0:
+            lows.append(_finite_min(values))
+        if lows and min(lows) > 0:
             ax.set_yscale("log")
         ax.set_ylabel(label)
         ax.grid(True, which="both", alpha=0.25)
