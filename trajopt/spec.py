@@ -66,8 +66,10 @@ NON_FINITE_POLICIES = ("stop", "skip")
 SYSTEM_RESERVED = ("name", "allow_unstable")
 # Bounds on sizes (each refusal names the key, what was found and the bound). Seeds and the key are folded into
 # the PRNG as uint32 (`jax.random.fold_in`), so they must be < 2**32 (larger ones would draw the noise of
-# their value mod 2**32). The history solve keeps is iterations x seeds x (about 12 fields) x 8 bytes per
-# variant: iterations <= 10**7 and iterations x seeds <= MAX_HISTORY keep it under ~10 GiB.
+# their value mod 2**32). The history solve records is iterations x seeds x (about 13 arrays: the cost and the
+# info fields) x 8 bytes per variant, about 10 GiB at iterations x seeds = MAX_HISTORY, and metrics.jsonl
+# about 300 bytes per iteration and seed (30 GB there). The CLI streams a history past TRAJOPT_HISTORY_MEMORY
+# (1 GiB) to disk and writes metrics.jsonl as it goes, so the caps bound the disk a run takes, not its memory.
 MAX_SEED = 2**32 - 1
 MAX_ITERATIONS = 10**7
 MAX_HISTORY = 10**8          # iterations x number of seeds
@@ -641,7 +643,7 @@ def _build_solve(raw: Mapping, source: str) -> SolveSpec:
         raise SpecError(source, "solve.iterations", f"found {iterations}, allowed: an integer >= 1")
     if iterations > MAX_ITERATIONS:
         raise SpecError(source, "solve.iterations", f"found {iterations}, allowed: an integer in 1..{MAX_ITERATIONS} "
-                        "(the per-iteration history is kept in memory)")
+                        "(the per-iteration history is recorded)")
     seeds_raw = merged["seeds"]
     if isinstance(seeds_raw, list):
         if len(seeds_raw) > MAX_SEEDS:
@@ -661,8 +663,8 @@ def _build_solve(raw: Mapping, source: str) -> SolveSpec:
         seeds = tuple(range(count))
     if iterations * len(seeds) > MAX_HISTORY:
         raise SpecError(source, "solve.iterations", f"found {iterations} iterations x {len(seeds)} seeds = "
-                        f"{iterations * len(seeds)}, allowed: iterations x seeds <= {MAX_HISTORY} (the history kept in "
-                        "memory, about 100 bytes per iteration and seed)")
+                        f"{iterations * len(seeds)}, allowed: iterations x seeds <= {MAX_HISTORY} (the recorded history, "
+                        "about 100 bytes per iteration and seed, and 300 in metrics.jsonl)")
     key = _coerce(merged["key"], int, source, "solve.key")
     if key < 0 or key > MAX_SEED:
         raise SpecError(source, "solve.key", f"found {key}, allowed: an integer in 0..{MAX_SEED} (2**32 - 1, a uint32 PRNG seed)")

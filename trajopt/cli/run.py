@@ -69,6 +69,36 @@ def _default_out(spec, verb: str) -> Path:
 
 # a folder holding one of these is a trajopt run folder (diagnose writes no config.toml: its diagnose.json marks it)
 RUN_MARKERS = ("config.toml", "result.json", "diagnose.json")
+# a streamed history's temporary folder (`trajopt.runs.DiskHistory.PREFIX`; not imported: it would import JAX);
+# one that a killed run left behind marks a trajopt run folder too
+HISTORY_TEMP = ".history-"
+
+HISTORY_MEMORY_ENV = "TRAJOPT_HISTORY_MEMORY"
+DEFAULT_HISTORY_MEMORY = 1 << 30  # bytes
+
+
+def history_memory_limit() -> int:
+    """The largest history (bytes, as estimated by `history_bytes`) a variant keeps in memory; a larger one streams
+    to disk. ``$TRAJOPT_HISTORY_MEMORY`` (a whole number of bytes, 0 streams every run) or 1 GiB; exit 2 on a bad
+    value."""
+    import os
+
+    text = os.environ.get(HISTORY_MEMORY_ENV)
+    if text is None or not text.strip():
+        return DEFAULT_HISTORY_MEMORY
+    try:
+        limit = int(text.strip())
+    except ValueError:
+        limit = -1
+    if limit < 0:
+        raise fail(f"{HISTORY_MEMORY_ENV}: found {text!r}, allowed: a whole number of bytes >= 0, the largest recorded "
+                   f"history kept in memory (default {DEFAULT_HISTORY_MEMORY}, 1 GiB; 0 streams every run to disk)")
+    return limit
+
+
+def history_bytes(n_seeds: int, iterations: int, n_fields: int) -> int:
+    """The estimated size of a variant's recorded history: seeds x iterations x (info fields + the cost) x 8 bytes."""
+    return n_seeds * iterations * (n_fields + 1) * 8
 
 
 @contextmanager
@@ -117,7 +147,8 @@ def claim_out(path: Path, force: bool):
         if present and not force:
             raise fail(f"--out {path}: folder exists and is not empty; choose another or pass --force to overwrite")
         if present:
-            if not any((path / m).exists() for m in RUN_MARKERS):
+            if not any((path / m).exists() for m in RUN_MARKERS) \
+                    and not any(p.name.startswith(HISTORY_TEMP) and p.is_dir() for p in present):
                 raise fail(f"--out {path}: --force empties only a trajopt run folder (one with "
                            f"{', '.join(RUN_MARKERS[:-1])} or {RUN_MARKERS[-1]}); this one holds other files "
                            f"({', '.join(sorted(p.name for p in present)[:3])})")
@@ -274,13 +305,19 @@ def budget_overrides(spec, budget: int) -> list[str]:
 
 def _run_held(verb, problem, overrides, out_dir, force, x, json_out, quiet, plot, report, sets, should_stop,
               budget=None) -> int:
+    memory_limit = history_memory_limit()  # a bad TRAJOPT_HISTORY_MEMORY: exit 2 before any work
     spec = load_spec(problem, overrides)
     check_sets(spec, sets, "variants", verb)  # an oracle/method/variant key that no selected variant takes: exit 2
     if budget is not None:
         spec = load_spec(problem, overrides + budget_overrides(spec, budget))
     out_dir = out_dir or _default_out(spec, verb)
-    with claim_out(out_dir, force):
-        return _run_claimed(spec, verb, out_dir, x, json_out, quiet, plot, report, sets, should_stop, budget)
+    from trajopt.runs import DiskHistory
+
+    # a history larger than memory_limit streams into .history-* inside the folder, removed when the folder is
+    # complete (below, before it is declared final) or, on an error or Ctrl-C twice, by this block's exit
+    with claim_out(out_dir, force), DiskHistory(out_dir) as disk:
+        return _run_claimed(spec, verb, out_dir, x, json_out, quiet, plot, report, sets, should_stop, budget,
+                            disk, memory_limit)
 
 
 def _prefetch(module: str) -> None:
@@ -298,7 +335,8 @@ def _prefetch(module: str) -> None:
     threading.Thread(target=target, name=f"prefetch {module}", daemon=True).start()
 
 
-def _run_claimed(spec, verb, out_dir, x, json_out, quiet, plot, report, sets, should_stop, budget) -> int:
+def _run_claimed(spec, verb, out_dir, x, json_out, quiet, plot, report, sets, should_stop, budget, disk,
+                 memory_limit) -> int:
     import jax
 
     from trajopt import runs
@@ -310,7 +348,7 @@ def _run_claimed(spec, verb, out_dir, x, json_out, quiet, plot, report, sets, sh
     show = not (quiet or json_out)
     if plot:
         _prefetch("matplotlib.figure")
-    results = {}
+    results, history_kind = {}, {}
     progress = Progress(TextColumn("{task.description:<12}"), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), console=err, disable=not show, transient=False)
     # the next variant compiles on a worker thread while this one runs (the same results as one at a time)
@@ -330,7 +368,10 @@ def _run_claimed(spec, verb, out_dir, x, json_out, quiet, plot, report, sets, sh
                 progress.stop()
                 prepared.close()
                 raise fail(f"{spec.source}: variants.{name}: {e}") from None
-            results[name] = loop.run(on_chunk=on_chunk, should_stop=should_stop, name=name)
+            size = history_bytes(len(loop.seeds), loop.iterations, len(loop.history_fields()))
+            history_kind[name] = "disk" if size > memory_limit else "memory"
+            results[name] = loop.run(on_chunk=on_chunk, should_stop=should_stop, name=name,
+                                     history_store=disk if history_kind[name] == "disk" else None)
             progress.update(task, description=escape(name))
             if should_stop():
                 break
@@ -340,6 +381,8 @@ def _run_claimed(spec, verb, out_dir, x, json_out, quiet, plot, report, sets, sh
         x64=bool(jax.config.jax_enable_x64), created=datetime.now().isoformat(timespec="seconds"),
     )
     summary["title"] = title
+    for name in results:  # where the recorded history was kept while the folder was written
+        summary["variants"][name]["history"] = history_kind[name]
     if sets:
         summary["overrides"] = list(sets)  # the report says the file's description was written for other values
     if spec.policy is not None and spec.policy.success_radius is not None:
@@ -367,6 +410,7 @@ def _run_claimed(spec, verb, out_dir, x, json_out, quiet, plot, report, sets, sh
                                 report_mod.html_report([run], {str(out_dir): report_mod.run_figures(run, "r0_")}).encode())
     from trajopt import _signals
 
+    disk.close()  # the streamed history's files (the arrays stay readable until dropped)
     # the folder is complete: a signal from here on finds it final and the exit status agrees with it (0 for "ok")
     if _signals.settle() and summary["status"] != "interrupted":  # the signal came while the folder was written
         mark_interrupted()
