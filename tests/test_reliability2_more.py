@@ -31,8 +31,8 @@ def _message(result) -> str:
 
 
 @pytest.mark.parametrize("sets, key, words", [
-    (["oracle.gamma=5"], "--set oracle.gamma", "applies to aobg, aobg_adam, tuned (not selected); selected: fobg, zobg"),
-    (["oracle.aobg.gamma=5"], "--set oracle.aobg.gamma", "applies to aobg, aobg_adam, tuned (not selected); selected: fobg, zobg"),
+    (["oracle.gamma=5"], "--set oracle.gamma", "applies to aobg, aobg_adam, tuned_aobg (not selected); selected: fobg, zobg"),
+    (["oracle.aobg.gamma=5"], "--set oracle.aobg.gamma", "applies to aobg, aobg_adam, tuned_aobg (not selected); selected: fobg, zobg"),
     (["method.cem.samples=4"], "--set method.cem.samples", "applies to cem (not selected)"),
     (['variants.x.oracle="aobg"'], "--set variants.x.oracle", "applies to x (not selected)"),
     (["oracle.aobg={gamma=5.0}"], "--set oracle.aobg", "applies to aobg"),
@@ -49,10 +49,10 @@ def test_compare_refuses_an_override_no_selected_variant_takes(tmp_path, sets, k
 
 
 def test_an_override_that_reaches_a_selected_variant_is_accepted():
-    # oracle.aobg.* reaches the tuned variant (an AoBG), oracle.samples every sampling oracle, a variant's own keys
-    # reach it when it is selected, and the file's optimiser reaches bare oracle names
-    s = spec.load(STIFF, ['solve.variants=["tuned", "fobg"]'])
-    for item in ("oracle.aobg.gamma=5", "oracle.gamma=5", "oracle.samples=4", "variants.tuned.sigma_final=0.01",
+    # oracle.aobg.* reaches the tuned_aobg variant (an AoBG), oracle.samples every sampling oracle, a variant's own
+    # keys reach it when it is selected, and the file's optimiser reaches bare oracle names
+    s = spec.load(STIFF, ['solve.variants=["tuned_aobg", "fobg"]'])
+    for item in ("oracle.aobg.gamma=5", "oracle.gamma=5", "oracle.samples=4", "variants.tuned_aobg.sigma_final=0.01",
                  "solve.optimizer.step=0.01", "system.stiffness=10", "solve.iterations=3"):
         assert spec.unreached_override(s, item, "variants") is None, item
     s = spec.load(STIFF, ['solve.variants=["cem"]'])
