@@ -157,3 +157,26 @@ def test_a_one_iteration_run_of_a_file_with_sigma_schedules(tmp_path):
     assert r.exit_code == 0, r.output
     m = GradientMethod(ZoBG(samples=4, sigma=0.2), SGD(1e-3), sigma_schedule="geometric", sigma_final=0.02, sigma_steps=1)
     assert float(m.sigma_at(0)) == 0.2 and float(m.sigma_at(5)) == 0.2
+
+
+def test_the_shipped_tuned_variants_keep_the_papers_budget_and_match_across_files():
+    # issue #13: `tuned` is one configuration in both pushing files, within the paper's AoBG budget per seed
+    # (500 x (2N + 1) = 10,500 rollouts, 5,000 backward passes at N = 10), and `tuned_exact` is exact gradients
+    # under the same optimiser, schedule and iterations
+    from pathlib import Path
+
+    problems = Path(__file__).resolve().parent.parent / "problems"
+    chosen = ['solve.variants=["aobg", "tuned", "tuned_exact", "tuned_aobg"]']
+    stiff, soft = (spec.load(problems / f, chosen) for f in ("pushing_stiff.toml", "pushing_soft.toml"))
+    for name in ("tuned", "tuned_exact", "tuned_aobg"):
+        assert stiff.variants[name].table == soft.variants[name].table, name
+    paper = stiff.variants["aobg"]
+    paper_calls = np.array(paper.method.calls(stiff.problem())) * stiff.solve.iterations
+    assert tuple(paper_calls) == (10_500, 5_000)
+    for name in ("tuned", "tuned_exact", "tuned_aobg"):
+        v = stiff.variants[name]
+        spent = np.array(v.method.calls(stiff.problem())) * (v.iterations or stiff.solve.iterations)
+        assert np.all(spent <= paper_calls), (name, spent)
+    tuned, exact = stiff.variants["tuned"], stiff.variants["tuned_exact"]
+    assert exact.base == "exact" and exact.iterations == tuned.iterations
+    assert exact.method.optimizer == tuned.method.optimizer
