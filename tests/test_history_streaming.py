@@ -425,3 +425,15 @@ def test_curves_equal_only_at_the_drawn_iterates_are_not_called_the_same():
     c = _synthetic(2, K)
     labels = [t.get_text() for t in plots.convergence_figure({"a": a, "c": c}).axes[0].get_legend().get_texts()]
     assert any("same curve as a" in t for t in labels)
+
+
+def test_a_variants_own_iterations_are_capped_like_solve_iterations():
+    # the history cap holds for variants.NAME.iterations too (an equal-budget compare sets it)
+    base = ['variants.big.oracle="fobg"', 'solve.variants=["big"]']
+    for iterations, seeds in ((10_000_001, 1), (10_000_000, 11)):  # past MAX_ITERATIONS; past MAX_HISTORY
+        with pytest.raises(spec_mod.SpecError, match=r"variants\.big\.iterations: found .* iterations x seeds <= "):
+            spec_mod.load(SOFT, base + [f"variants.big.iterations={iterations}", f"solve.seeds={seeds}"])
+    loaded = spec_mod.load(SOFT, base + ["variants.big.iterations=10000000", "solve.seeds=10"])
+    assert loaded.variants["big"].iterations == 10_000_000
+    result = runner.invoke(app, ["compare", str(SOFT), "--budget", "1000000000", "--variants", "exact", "--quiet"])
+    assert result.exit_code == 2 and "variants.exact.iterations" in result.stderr

@@ -69,7 +69,8 @@ SYSTEM_RESERVED = ("name", "allow_unstable")
 # their value mod 2**32). The history solve records is iterations x seeds x (about 13 arrays: the cost and the
 # info fields) x 8 bytes per variant, about 10 GiB at iterations x seeds = MAX_HISTORY, and metrics.jsonl
 # about 300 bytes per iteration and seed (30 GB there). The CLI streams a history past TRAJOPT_HISTORY_MEMORY
-# (1 GiB) to disk and writes metrics.jsonl as it goes, so the caps bound the disk a run takes, not its memory.
+# (1 GiB) to disk and writes metrics.jsonl as it goes; memory then holds a chunk or two of the history. The caps
+# hold for a variant's own iterations too.
 MAX_SEED = 2**32 - 1
 MAX_ITERATIONS = 10**7
 MAX_HISTORY = 10**8          # iterations x number of seeds
@@ -791,6 +792,12 @@ def _build_variant(name: str, table: Mapping, raw: Mapping, solve: SolveSpec, so
         own_iterations = _coerce(table["iterations"], int, source, prefix + "iterations")
         if own_iterations < 1:
             raise SpecError(source, prefix + "iterations", f"found {own_iterations}, allowed: an integer >= 1")
+        if own_iterations > MAX_ITERATIONS or own_iterations * len(solve.seeds) > MAX_HISTORY:
+            # the caps of solve.iterations hold for a variant's own count (an equal-budget compare sets it)
+            raise SpecError(source, prefix + "iterations", f"found {own_iterations} iterations x {len(solve.seeds)} "
+                            f"seeds, allowed: an integer in 1..{MAX_ITERATIONS} with iterations x seeds <= "
+                            f"{MAX_HISTORY} (the recorded history, about 100 bytes per iteration and seed, and 300 "
+                            "in metrics.jsonl)")
     steps = own_iterations or solve.iterations
     gradient_params = {k: params.pop(k) for k in GRADIENT_KEYS if k in params and kind == "oracle"}
     if kind == "oracle":
