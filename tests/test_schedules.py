@@ -5,6 +5,8 @@ refused with the key named."""
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 
 import jax
 import jax.numpy as jnp
@@ -155,6 +157,8 @@ def test_a_one_iteration_run_of_a_file_with_sigma_schedules(tmp_path):
     r = CliRunner().invoke(app, ["compare", str(Path(__file__).resolve().parent.parent / "problems" / "pushing_stiff.toml"), "--iterations", "1", "--seeds", "1",
                                  "--variants", "tuned", "--out", str(tmp_path / "one"), "--quiet"])
     assert r.exit_code == 0, r.output
+    # tuned sets its own iterations (2,500) in the file: --iterations on the command line reaches it all the same
+    assert json.loads((tmp_path / "one" / "result.json").read_text())["variants"]["tuned"]["iterations"] == 1
     m = GradientMethod(ZoBG(samples=4, sigma=0.2), SGD(1e-3), sigma_schedule="geometric", sigma_final=0.02, sigma_steps=1)
     assert float(m.sigma_at(0)) == 0.2 and float(m.sigma_at(5)) == 0.2
 
@@ -180,3 +184,40 @@ def test_the_shipped_tuned_variants_keep_the_papers_budget_and_match_across_file
     tuned, exact = stiff.variants["tuned"], stiff.variants["tuned_exact"]
     assert exact.base == "exact" and exact.iterations == tuned.iterations
     assert exact.method.optimizer == tuned.method.optimizer
+
+
+def test_iterations_on_the_command_line_reach_variants_with_their_own(tmp_path):
+    # no flag silently ignored: --iterations N reaches a variant that sets `iterations` in its table, unless the
+    # command line also names that variant's own iterations; a run whose variants differ says so in its title
+    # and table (an iterations column)
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from trajopt.cli import app
+
+    problem = tmp_path / "p.toml"
+    problem.write_text(Path(__file__).resolve().parent.parent.joinpath("problems", "pushing_soft.toml").read_text()
+                       + "\n[variants.long]\noracle = \"exact\"\niterations = 50\n")
+    run = lambda *a: CliRunner().invoke(app, ["compare", str(problem), "--seeds", "1", *a], catch_exceptions=False)
+    r = run("--variants", "long,zobg", "--iterations", "3", "--out", str(tmp_path / "a"))
+    assert r.exit_code == 0, r.output
+    variants = json.loads((tmp_path / "a" / "result.json").read_text())["variants"]
+    assert variants["long"]["iterations"] == 3 and variants["zobg"]["iterations"] == 3
+    assert "(3 iterations, 1 seeds)" in " ".join(r.stdout.split())
+    r = run("--variants", "long,zobg", "--iterations", "3", "--set", "variants.long.iterations=5",
+            "--out", str(tmp_path / "b"))
+    assert r.exit_code == 0, r.output
+    variants = json.loads((tmp_path / "b" / "result.json").read_text())["variants"]
+    assert variants["long"]["iterations"] == 5 and variants["zobg"]["iterations"] == 3
+    assert "(3–5 iterations, 1 seeds)" in " ".join(r.stdout.split())
+    from rich.console import Console
+
+    from trajopt.cli.run import _summary_table
+
+    def header(folder):
+        console = Console(width=300, record=True, file=open(os.devnull, "w"))
+        console.print(_summary_table(json.loads((tmp_path / folder / "result.json").read_text())))
+        return next(line for line in console.export_text().splitlines() if "┃ variant" in line)
+
+    assert "┃ iterations ┃" in header("b") and "iterations" not in header("a")

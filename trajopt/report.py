@@ -18,7 +18,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from trajopt import plots
-from trajopt.runs import Run, variant_entries
+from trajopt.runs import Run, iterations_text, variant_entries
 from trajopt.stats import nan_band
 
 SECTIONS = ("Problem", "Hyper-parameters", "Final cost", "Convergence", "Diagnostics", "Trajectories")
@@ -281,7 +281,7 @@ def html_report(runs: Sequence[Run], figures: Optional[dict[str, list[Figure]]] 
             if differences:
                 parts.append(f"<p class='meta'>{_e(_run_title(run))}</p>")
         parts.append(f"<p class='meta'>run folder <code>{_e(run.path)}</code> · {_e(r.get('verb', ''))}"
-                     f" · status <b>{_e(r.get('status', ''))}</b> · {_e(r.get('iterations'))} iterations × "
+                     f" · status <b>{_e(r.get('status', ''))}</b> · {_e(iterations_text(r))} × "
                      f"{_e(len(r.get('seeds', [])))} seeds · created {_e(r.get('created', ''))} · "
                      f"{_e(_versions(r))} · {_e(r.get('platform'))}, x64={_e(r.get('x64'))}</p>")
         parts.append("<h2>Problem</h2>")
@@ -314,7 +314,7 @@ def markdown_report(runs: Sequence[Run], figure_dir: str, figures: Optional[dict
         r = run.result
         out.append(f"# {_md(run_heading(run, differences) if len(runs) > 1 else _run_title(run))}\n")
         out.append(f"Run folder `{_md(run.path)}` · {_md(r.get('verb', ''))} · status **{_md(r.get('status', ''))}** · "
-                   f"{_md(r.get('iterations'))} iterations × {len(r.get('seeds', []))} seeds · {_md(_versions(r))}\n")
+                   f"{_md(iterations_text(r))} × {len(r.get('seeds', []))} seeds · {_md(_versions(r))}\n")
         out.append("## Problem\n")
         out.append(_md(_description(run)) + "\n")
         out.append("## Hyper-parameters\n")

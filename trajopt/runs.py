@@ -243,6 +243,16 @@ def summarise(spec, results: Mapping[str, Result], *, verb: str, versions: Mappi
 ITERATION_BLOCK = 1024  # iterations of one seed turned into Python numbers at a time by `metrics_lines`
 
 
+def iterations_text(summary: Mapping) -> str:
+    """"500 iterations", or "500–2,500 iterations" when the variants of a run differ (a variant with its own
+    ``iterations``, an equal-budget compare): what a title states. Reads result.json's content."""
+    counts = sorted({int(v["iterations"]) for v in variant_entries(summary).values()
+                     if isinstance(v, Mapping) and _is_number(v.get("iterations"))})
+    if len(counts) > 1:
+        return f"{counts[0]:,}–{counts[-1]:,} iterations"
+    return f"{counts[0] if counts else summary.get('iterations')} iterations"
+
+
 def metrics_lines(results: Mapping[str, Result]) -> Iterator[str]:
     """metrics.jsonl, one line per (variant, seed, iteration), produced a block of iterations at a time (the
     history may be larger than memory: at most `ITERATION_BLOCK` values of each field are Python objects at

@@ -175,12 +175,17 @@ def _summary_table(summary: dict) -> Table:
 
     from trajopt.stats import nan_band
 
+    from trajopt.runs import iterations_text
+
     n = len(summary["seeds"])
-    table = Table(title=escape(f"{summary['title']}  ({summary['iterations']} iterations, {n} seeds)"),
+    # variants that run different numbers of iterations (their own `iterations`, --budget) get a column
+    per_variant = len({o["iterations"] for o in summary["variants"].values()}) > 1
+    table = Table(title=escape(f"{summary['title']}  ({iterations_text(summary)}, {n} seeds)"),
                   title_justify="left", caption="rollouts and backward passes are per seed; α: median over seeds "
                   "and iterations (variants that choose one)", caption_justify="left")
     for col, justify in [("variant", "left"), ("method", "left"), ("status", "left"), ("final (median)", "right"),
                          ("final IQR", "right"), ("best", "right"), ("α median", "right"),
+                         *([("iterations", "right")] if per_variant else []),
                          ("rollouts", "right"), ("backward", "right"), ("run+compile s", "right")]:
         table.add_column(col, justify=justify)
     if "success_radius" in summary:
@@ -195,7 +200,8 @@ def _summary_table(summary: dict) -> Table:
         best = [v for v in o["best_cost"] if v is not None]
         table.add_row(
             escape(name), escape(_method_label(o)), status, fmt(o["median_final_cost"]), iqr,
-            fmt(min(best) if best else None), fmt(o["median_alpha"], 3), f"{o['rollouts']:,}", f"{o['gradients']:,}",
+            fmt(min(best) if best else None), fmt(o["median_alpha"], 3),
+            *([f"{o['iterations']:,}"] if per_variant else []), f"{o['rollouts']:,}", f"{o['gradients']:,}",
             f"{o['run_seconds']:.2f}+{o['compile_seconds']:.1f}",
             *([f"{o['median_success_rate']:.0%}" if o["median_success_rate"] == o["median_success_rate"] else "-"]
               if "success_radius" in summary else []),
@@ -208,7 +214,8 @@ def _method_label(entry: dict) -> str:
     cfg = entry.get("config") or {}
     if entry.get("kind") == "oracle":
         opt = cfg.get("optimizer", {})
-        clip = opt.get("clip_norm", float("inf"))
+        clip = opt.get("clip_norm")
+        clip = float("inf") if clip is None else clip  # result.json writes no clipping (inf) as null
         step = f" {opt['step']:g}" if isinstance(opt.get("step"), (int, float)) else ""
         schedule = opt.get("schedule", "constant")
         sigma = f", σ {cfg['sigma_schedule']} to {cfg['sigma_final']:g}" if cfg.get("sigma_schedule", "constant") != "constant" else ""
@@ -303,11 +310,28 @@ def budget_overrides(spec, budget: int) -> list[str]:
     return items
 
 
+def iteration_overrides(spec, overrides: List[str]) -> list[str]:
+    """``variants.NAME.iterations`` that carry ``--iterations N`` (``solve.iterations=N`` on the command line) to
+    every selected variant that sets its own ``iterations`` in the file: the command line is explicit, so it
+    reaches them too instead of being silently outweighed by the file (a variant whose own iterations are also
+    given on the command line, ``--set variants.NAME.iterations=M``, keeps those)."""
+    keys = [item.split("=", 1)[0].strip() for item in overrides]
+    if "solve.iterations" not in keys:
+        return []
+    n = spec.solve.iterations
+    return [f"variants.{name}.iterations={n}" for name, v in spec.variants.items()
+            if v.iterations is not None and v.iterations != n and f"variants.{name}.iterations" not in keys]
+
+
 def _run_held(verb, problem, overrides, out_dir, force, x, json_out, quiet, plot, report, sets, should_stop,
               budget=None) -> int:
     memory_limit = history_memory_limit()  # a bad TRAJOPT_HISTORY_MEMORY: exit 2 before any work
     spec = load_spec(problem, overrides)
     check_sets(spec, sets, "variants", verb)  # an oracle/method/variant key that no selected variant takes: exit 2
+    extra = iteration_overrides(spec, overrides)
+    if extra:
+        overrides = overrides + extra
+        spec = load_spec(problem, overrides)
     if budget is not None:
         spec = load_spec(problem, overrides + budget_overrides(spec, budget))
     out_dir = out_dir or _default_out(spec, verb)
