@@ -437,3 +437,19 @@ def test_a_variants_own_iterations_are_capped_like_solve_iterations():
     assert loaded.variants["big"].iterations == 10_000_000
     result = runner.invoke(app, ["compare", str(SOFT), "--budget", "1000000000", "--variants", "exact", "--quiet"])
     assert result.exit_code == 2 and "variants.exact.iterations" in result.stderr
+
+
+def test_a_full_disk_for_the_streamed_history_is_a_message_and_leaves_nothing(tmp_path, monkeypatch):
+    import errno
+
+    def full(path):
+        raise OSError(errno.ENOSPC, f"{path}: no room for 1 bytes of recorded history (No space left on device)")
+
+    monkeypatch.setattr(runs, "_reserve", full)
+    monkeypatch.setenv("TRAJOPT_HISTORY_MEMORY", "1")
+    out = tmp_path / "run"
+    result = invoke("compare", SOFT, *SMALL, "--out", out)
+    message = " ".join(result.stderr.split())
+    assert result.exit_code == 2, result.output
+    assert f"--out {out}:" in message and "no room for 1 bytes of recorded history" in message, message
+    assert "Traceback" not in result.output and not out.exists()

@@ -339,9 +339,18 @@ def _run_held(verb, problem, overrides, out_dir, force, x, json_out, quiet, plot
 
     # a history larger than memory_limit streams into .history-* inside the folder, removed when the folder is
     # complete (below, before it is declared final) or, on an error or Ctrl-C twice, by this block's exit
+    import errno
+
     with claim_out(out_dir, force), DiskHistory(out_dir) as disk:
-        return _run_claimed(spec, verb, out_dir, x, json_out, quiet, plot, report, sets, should_stop, budget,
-                            disk, memory_limit)
+        try:
+            return _run_claimed(spec, verb, out_dir, x, json_out, quiet, plot, report, sets, should_stop, budget,
+                                disk, memory_limit)
+        except OSError as e:  # a full disk (the streamed history reserves its space first): a message, not a trace
+            if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            where = f"{e.filename}: " if e.filename else ""
+            raise fail(f"--out {out_dir}: {where}{e.strerror}; nothing was kept (free some space, or choose another "
+                       "folder)") from None
 
 
 def _prefetch(module: str) -> None:
