@@ -11,6 +11,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import pytest
 from matplotlib.figure import Figure
 
 import trajopt
@@ -96,3 +97,22 @@ def test_warns_once_when_jax_ran_first():
 def test_api_doc_lists_every_public_name():
     doc = (ROOT / "docs" / "api.md").read_text(encoding="utf-8")
     assert [n for n in trajopt.__all__ if n != "__version__" and f"`{n}" not in doc] == []
+
+
+def test_loaded_compare_runs_each_variant_for_its_own_iterations_unless_told(tmp_path):
+    # a [variants] table's own `iterations` holds from Python as on the command line, and iterations=N reaches every
+    # variant with its schedules re-resolved for N (a cosine step that ends at the run's last iteration)
+    problem = tmp_path / "p.toml"
+    problem.write_text((ROOT / "problems" / "pushing_soft.toml").read_text() + "\n[variants.long]\noracle = \"exact\"\n"
+                       "iterations = 7\noptimizer = { name = \"adam\", step = 0.2, schedule = \"cosine\" }\n")
+    loaded = trajopt.load(problem, ['solve.variants=["long", "zobg"]', "task.horizon=20", "solve.iterations=3"])
+    assert loaded.spec.variants["long"].iterations == 3 and loaded.variants["long"].optimizer.decay_steps == 3
+    loaded = trajopt.load(problem, ['solve.variants=["long", "zobg"]', "task.horizon=20"])
+    results = loaded.compare(seeds=[0])
+    assert results["long"].iterations == 7 and results["zobg"].iterations == 500
+    assert loaded.variants["long"].optimizer.decay_steps == 7
+    results = loaded.compare(iterations=4, seeds=[0])
+    assert results["long"].iterations == 4 and results["zobg"].iterations == 4
+    assert results["long"].method.optimizer.decay_steps == 4  # the schedule spans the run it is in
+    with pytest.raises(ValueError, match="no number of steps for 'zobg'"):
+        trajopt.compare(loaded.problem, loaded.variants, key=loaded.key, iterations={"long": 2})

@@ -38,7 +38,7 @@ def compare(
     variants: Union[Mapping[str, Any], Sequence[Any]],
     *,
     key: jax.Array,
-    iterations: int,
+    iterations: Union[int, Mapping[str, int]],
     seeds: Sequence[int] = (0,),
     chunk: Optional[int] = None,
     on_chunk: Optional[Callable[[str, int, int], None]] = None,
@@ -50,7 +50,7 @@ def compare(
         problem: the Problem.
         variants: {name: method} (or a list of methods, named by their oracle or method name).
         key: root PRNG key, shared by every variant (seed s of each draws from ``fold_in(key, s)``).
-        iterations: steps per variant.
+        iterations: steps per variant: one number for all, or {name: steps} for each (every name given).
         seeds: the seeds, run together as one vmap per variant.
         chunk: iterations per compiled chunk (default: about a tenth).
         on_chunk: progress callback ``on_chunk(name, done, total)``.
@@ -62,8 +62,16 @@ def compare(
         {name: Result}, in the order given.
     """
     named = _named(variants)
+    if isinstance(iterations, Mapping):
+        missing = [n for n in named if n not in iterations]
+        if missing:
+            raise ValueError(f"iterations: no number of steps for {', '.join(map(repr, missing))}; give one for "
+                             "every variant, or one number for all")
+        steps = {n: int(iterations[n]) for n in named}
+    else:
+        steps = {n: int(iterations) for n in named}
     out = {}
-    prepared = prepare_each(problem, [(m, iterations) for m in named.values()], key=key, seeds=seeds, chunk=chunk,
+    prepared = prepare_each(problem, [(m, steps[n]) for n, m in named.items()], key=key, seeds=seeds, chunk=chunk,
                             ahead=compile_ahead)
     for name, loop in zip(named, prepared):
         hook = None if on_chunk is None else (lambda done, total, name=name: on_chunk(name, done, total))
@@ -84,6 +92,8 @@ class Loaded:
     problem: Problem
     variants: dict
     spec: Any
+    path: Optional[str] = None
+    overrides: tuple = ()
 
     @property
     def key(self) -> jax.Array:
@@ -92,10 +102,22 @@ class Loaded:
 
     def compare(self, variants: Optional[Sequence[str]] = None, *, iterations: Optional[int] = None,
                 seeds: Optional[Sequence[int]] = None, **kwargs) -> dict[str, Result]:
-        """`compare` with the file's key, iterations and seeds (each overridable) over its variants (or some)."""
-        chosen = self.variants if variants is None else {n: self.variants[n] for n in variants}
-        return compare(self.problem, chosen, key=self.key, iterations=iterations or self.spec.solve.iterations,
-                       seeds=self.spec.solve.seeds if seeds is None else seeds, **kwargs)
+        """`compare` with the file's key and seeds over its variants (or some of them, by name).
+
+        Each variant runs its own number of iterations: its table's ``iterations`` if it sets one, else
+        ``solve.iterations``. ``iterations=N`` runs every chosen variant for N, as ``--iterations N`` does on the
+        command line: the file is loaded again with that override, so step and σ schedules that default to
+        the run's length span N. ``seeds`` replaces the file's seeds; other keyword arguments go to `compare`.
+        """
+        loaded = self
+        if iterations is not None and self.path is not None:
+            loaded = load(self.path, [*self.overrides, f"solve.iterations={int(iterations)}"])
+        chosen = loaded.variants if variants is None else {n: loaded.variants[n] for n in variants}
+        own = {n: loaded.spec.variants[n].iterations for n in chosen if n in loaded.spec.variants}
+        steps = {n: iterations if iterations is not None else (own.get(n) or loaded.spec.solve.iterations)
+                 for n in chosen}
+        return compare(loaded.problem, chosen, key=loaded.key, iterations=steps,
+                       seeds=loaded.spec.solve.seeds if seeds is None else seeds, **kwargs)
 
 
 def load(path: Union[str, Path], overrides: Sequence[str] = ()) -> Loaded:
@@ -105,5 +127,11 @@ def load(path: Union[str, Path], overrides: Sequence[str] = ()) -> Loaded:
     """
     from trajopt import spec as spec_mod
 
+    overrides = tuple(overrides)
     s = spec_mod.load(path, overrides)
-    return Loaded(problem=s.problem(), variants={n: v.method for n, v in s.variants.items()}, spec=s)
+    extra = spec_mod.iteration_overrides(s, overrides)  # solve.iterations among the overrides reaches every variant
+    if extra:
+        overrides += tuple(extra)
+        s = spec_mod.load(path, overrides)
+    return Loaded(problem=s.problem(), variants={n: v.method for n, v in s.variants.items()}, spec=s,
+                  path=str(path), overrides=overrides)

@@ -1068,6 +1068,21 @@ def check_override(spec: Spec, item: str, use: str = "variants", verb: str = "th
         raise SpecError(spec.source, label or f"--set {item.partition('=')[0].strip()}", why)
 
 
+
+def iteration_overrides(spec: "Spec", overrides: Sequence[str]) -> list[str]:
+    """``variants.NAME.iterations=N`` items that carry ``solve.iterations=N`` given as an override (``--iterations``
+    on the command line, ``Loaded.compare(iterations=N)``) to every selected variant that sets its own
+    ``iterations`` in the file: an explicit override reaches them too instead of being silently outweighed by
+    the file. A variant whose own iterations are also among ``overrides`` keeps those. Load the file again with
+    ``overrides + iteration_overrides(spec, overrides)`` (their step and σ schedules then span N)."""
+    keys = [str(item).split("=", 1)[0].strip() for item in overrides]
+    if "solve.iterations" not in keys:
+        return []
+    n = spec.solve.iterations
+    return [f"variants.{name}.iterations={n}" for name, v in spec.variants.items()
+            if v.iterations is not None and v.iterations != n and f"variants.{name}.iterations" not in keys]
+
+
 def load(path: str | Path, overrides: Sequence[str] = ()) -> Spec:
     """Read, override and validate a problem file."""
     source = str(path)

@@ -310,24 +310,13 @@ def budget_overrides(spec, budget: int) -> list[str]:
     return items
 
 
-def iteration_overrides(spec, overrides: List[str]) -> list[str]:
-    """``variants.NAME.iterations`` that carry ``--iterations N`` (``solve.iterations=N`` on the command line) to
-    every selected variant that sets its own ``iterations`` in the file: the command line is explicit, so it
-    reaches them too instead of being silently outweighed by the file (a variant whose own iterations are also
-    given on the command line, ``--set variants.NAME.iterations=M``, keeps those)."""
-    keys = [item.split("=", 1)[0].strip() for item in overrides]
-    if "solve.iterations" not in keys:
-        return []
-    n = spec.solve.iterations
-    return [f"variants.{name}.iterations={n}" for name, v in spec.variants.items()
-            if v.iterations is not None and v.iterations != n and f"variants.{name}.iterations" not in keys]
-
-
 def _run_held(verb, problem, overrides, out_dir, force, x, json_out, quiet, plot, report, sets, should_stop,
               budget=None) -> int:
     memory_limit = history_memory_limit()  # a bad TRAJOPT_HISTORY_MEMORY: exit 2 before any work
     spec = load_spec(problem, overrides)
     check_sets(spec, sets, "variants", verb)  # an oracle/method/variant key that no selected variant takes: exit 2
+    from trajopt.spec import iteration_overrides
+
     extra = iteration_overrides(spec, overrides)
     if extra:
         overrides = overrides + extra
