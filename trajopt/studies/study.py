@@ -410,6 +410,11 @@ def expand(study: StudySpec, *, strict: bool = False) -> Expansion:
                 error = None
                 try:
                     specs[index] = spec_mod.parse(spec_mod.apply_overrides(doc, overrides, source), source)
+                    # the study's iterations reach a variant with its own too (its schedules re-resolved for them)
+                    extra = spec_mod.iteration_overrides(specs[index], overrides)
+                    if extra:
+                        overrides = (*overrides, *extra)
+                        specs[index] = spec_mod.parse(spec_mod.apply_overrides(doc, overrides, source), source)
                 except SpecError as e:
                     error = e
                     errors.append(e)
