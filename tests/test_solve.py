@@ -393,3 +393,13 @@ def test_prepare_each_raises_a_bad_run_when_it_is_reached():
     assert first.run().iterations == 3
     with pytest.raises(ValueError, match="iterations"):
         next(loops)
+
+
+def test_default_chunk_is_a_tenth_but_bounded_in_memory():
+    from trajopt.solver import CHUNK_ENTRIES, default_chunk
+
+    assert default_chunk(500, 5) == 50 and default_chunk(7, 1) == 1 and default_chunk(0, 3) == 1
+    assert default_chunk(10**7, 1000) == CHUNK_ENTRIES // 1000  # not a million iterations x 1000 seeds per chunk
+    assert default_chunk(10**6, 10**7) == 1  # at least one iteration
+    for K, S in [(500, 5), (10**5, 100), (10**7, 10), (3, 10**5)]:
+        assert default_chunk(K, S) * S <= max(CHUNK_ENTRIES, S) and default_chunk(K, S) <= max(1, -(-K // 10))

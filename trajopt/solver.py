@@ -280,6 +280,18 @@ def _with_finish(problem: Problem, run_chunk, layout: Optional[_Layout] = None):
     return fused_chunk
 
 
+CHUNK_ENTRIES = 1 << 21
+"""The most seed-iterations one default chunk records (about 16 info fields x 8 bytes x 2**21 = 256 MiB of outputs
+on the host, and as much again for the chunk queued behind it)."""
+
+
+def default_chunk(iterations: int, n_seeds: int) -> int:
+    """Iterations per compiled chunk when none is given: about a tenth of the run (progress ten times, a stop
+    within a tenth), but never more than `CHUNK_ENTRIES` seed-iterations, so the outputs of the chunks in flight
+    stay bounded however long the run (smaller only past iterations x seeds = 2**21 x 10, about 2e7)."""
+    return max(1, min(math.ceil(iterations / 10), CHUNK_ENTRIES // max(n_seeds, 1)))
+
+
 def solve(
     problem: Problem,
     method: Method,
@@ -302,7 +314,7 @@ def solve(
         key: root PRNG key; seed s uses ``fold_in(key, s)``, its iteration k ``fold_in(fold_in(key, s), k)``.
         iterations: K, the number of steps.
         seeds: the seed numbers, run together as one vmap.
-        chunk: iterations per compiled chunk (default: about a tenth of K).
+        chunk: iterations per compiled chunk (default `default_chunk`: about a tenth of K, bounded in memory).
         on_chunk: called as ``on_chunk(done, total)`` after each chunk.
         should_stop: polled after each chunk; True stops the run, marked "interrupted".
         name: the label of the result (default: the method's, or its oracle's, name).
@@ -341,7 +353,7 @@ def prepare(
         raise ValueError("iterations must be >= 0")
     if seeds_arr.size == 0:
         raise ValueError("at least one seed is needed")
-    chunk = int(chunk or max(1, math.ceil(iterations / 10)))
+    chunk = int(chunk or default_chunk(iterations, len(seeds_arr)))
     n_seeds = len(seeds_arr)
 
     def start(key, seeds):  # one small program instead of a dozen eagerly dispatched ops (each compiled apart)
