@@ -15,6 +15,8 @@ What it measures, on problems/pushing_stiff.toml with one seed unless said other
 4. Scaling of the AoBG update in seeds (vmapped), horizon T, samples N and chain length (problems/chain3_stiff.toml):
    one fresh process per point (no compilation cache), time per iteration, compile time and peak memory (maxrss),
    a table and a log-log figure (benchmarks/figures/) with the fitted exponent each.
+5. Memory of long runs: ``trajopt compare problems/heaviside.toml --oracles aobg`` for 8 seeds at two lengths, the
+   history kept in memory and streamed to disk (``TRAJOPT_HISTORY_MEMORY``), fresh processes, peak memory each.
 
 Timings are minima over repeats inside a process (the loop's own speed) and medians over fresh processes (what a
 user waits). Every compilation cache it uses is a temporary directory: the user's cache is never touched.
@@ -229,6 +231,39 @@ def measure_cli(tmp: Path) -> dict:
     return out
 
 
+HEAVISIDE = ROOT / "problems/heaviside.toml"
+MEMORY_RUNS = (50_000, 200_000)  # iterations of the long runs (8 seeds each)
+
+
+def worker_memory(iterations: int, seeds: int, out: str) -> dict:
+    """One long ``trajopt compare`` in this process (the environment says where its history goes): peak memory,
+    wall time, the history's estimated size and metrics.jsonl's."""
+    from trajopt.cli import app
+    from trajopt.cli.run import history_bytes
+
+    t0 = time.perf_counter()
+    app(["compare", str(HEAVISIDE), "--oracles", "aobg", "--iterations", str(iterations), "--seeds", str(seeds),
+         "--out", out, "--quiet", "--force"], standalone_mode=False)
+    wall = time.perf_counter() - t0
+    result = json.loads((Path(out) / "result.json").read_text())
+    with (Path(out) / "metrics.jsonl").open() as f:  # a row: variant, seed, iteration, cost, the fields, 3 counts
+        fields = len(json.loads(f.readline())) - 7 + 3  # the info fields: those, value, rollouts and gradients
+    return {"iterations": iterations, "seeds": seeds, "wall_s": wall, "maxrss_mib": _maxrss_mib(),
+            "history": result["variants"]["aobg"].get("history"),
+            "history_mib": history_bytes(seeds, iterations, fields) / 2**20,
+            "metrics_mib": (Path(out) / "metrics.jsonl").stat().st_size / 2**20}
+
+
+def measure_memory(tmp: Path) -> list[dict]:
+    rows = []
+    for iterations in MEMORY_RUNS:
+        for mode, limit in (("memory", str(1 << 40)), ("disk", "0")):
+            env = {**_env(str(tmp / "memory-cache")), "TRAJOPT_HISTORY_MEMORY": limit}
+            rows.append(_python(["--worker", "memory", "--iterations", str(iterations), "--value", "8",
+                                 "--axis", str(tmp / f"memory-{iterations}-{mode}")], env=env, timeout=1800))
+    return rows
+
+
 def fit_exponent(xs, ys) -> float:
     import numpy as np
 
@@ -408,6 +443,17 @@ def report(data: dict) -> str:
             L.append(f"| {r['value']} | {r['iterations']} | {_f(r['ms_per_iteration'])} | {_f(r['ms_per_update'], 4)} | "
                      f"{_f(r['compile_s'], 2)} | {r['maxrss_mib']:.0f} |")
         L.append("")
+    if data.get("memory"):
+        L += ["## Memory of long runs (fresh processes, peak RSS)", "",
+              "`trajopt compare problems/heaviside.toml --oracles aobg --seeds 8 --iterations K`, its history kept in "
+              "memory (`TRAJOPT_HISTORY_MEMORY` = 1 TiB) or streamed to disk (`TRAJOPT_HISTORY_MEMORY=0`; by default "
+              "past 1 GiB). Streamed, the peak does not grow with the history: the chunks in flight, the figure and "
+              "metrics.jsonl (written a block at a time) are all that is held.", "",
+              "| iterations | history | history MiB | metrics.jsonl MiB | peak MiB | wall s |", "|---|---|---|---|---|---|"]
+        for r in data["memory"]:
+            L.append(f"| {r['iterations']:,} | {r['history']} | {r['history_mib']:.0f} | {r['metrics_mib']:.0f} | "
+                     f"{r['maxrss_mib']:.0f} | {r['wall_s']:.1f} |")
+        L.append("")
     L += ["## Notes", "", *data.get("notes", [])]
     return "\n".join(L) + "\n"
 
@@ -438,8 +484,8 @@ def main() -> None:
     parser.add_argument("--full", action="store_true", help="every scaling point (takes much longer)")
     parser.add_argument("--iterations", type=int, default=500)
     parser.add_argument("--out", type=Path, default=HERE, help="folder for RESULTS.md, RESULTS.json and figures/")
-    parser.add_argument("--skip", default="", help="comma-separated sections to skip: startup,cli,scaling")
-    parser.add_argument("--worker", choices=("oracles", "point"), help=argparse.SUPPRESS)
+    parser.add_argument("--skip", default="", help="comma-separated sections to skip: startup,cli,scaling,memory")
+    parser.add_argument("--worker", choices=("oracles", "point", "memory"), help=argparse.SUPPRESS)
     parser.add_argument("--axis", help=argparse.SUPPRESS)
     parser.add_argument("--value", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--oracle", default="aobg", help=argparse.SUPPRESS)
@@ -447,6 +493,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.worker == "oracles":
         print(json.dumps(worker_oracles(args.iterations, 10, args.repeats)))
+        return
+    if args.worker == "memory":
+        print(json.dumps(worker_memory(args.iterations, args.value, args.axis)))
         return
     if args.worker == "point":
         print(json.dumps(worker_point(args.axis, args.value, args.oracle, args.iterations)))
@@ -469,6 +518,7 @@ def main() -> None:
         data["cli"] = {} if "cli" in skip else (log("end to end (CLI)") or measure_cli(tmp))
         points = SCALING_FULL if args.full else SCALING_DEFAULT
         data["scaling"] = {} if "scaling" in skip else (log("scaling") or measure_scaling(points, 100))
+        data["memory"] = [] if "memory" in skip else (log("memory of long runs") or measure_memory(tmp))
     data["load_after"] = list(os.getloadavg())
     data["environment"] = environment()
     o = data["oracles_cold"]
