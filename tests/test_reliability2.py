@@ -397,7 +397,10 @@ def test_iterations_in_the_html_report_are_escaped(pivot_run):
     from trajopt import report, runs
 
     run = runs.read_run(pivot_run)
-    forged = runs.Run(path=run.path, result={**run.result, "iterations": "<b>9</b>", "x64": "<i>x</i>"},
+    # a result.json whose variants do not record their iterations: the heading shows the top-level value
+    variants = {n: {k: v for k, v in e.items() if k != "iterations"} for n, e in run.result["variants"].items()}
+    forged = runs.Run(path=run.path, result={**run.result, "iterations": "<b>9</b>", "x64": "<i>x</i>",
+                                             "variants": variants},
                       config=run.config, variants=run.variants, series=run.series, results=run.results)
     figures = {str(run.path): []}
     page = report.html_report([forged], figures)
