@@ -394,6 +394,7 @@ def test_everything_read_in_blocks_is_what_one_block_gives(monkeypatch):
     assert whole[5] == blocked[5]
 
 
+@pytest.mark.slow  # end to end, several seconds: CI's slow job runs it
 def test_a_long_run_is_drawn_at_a_few_thousand_iterates_first_and_last_included():
     K = 3 * plots.MAX_POINTS
     results = {"aobg": _synthetic(2, K)}
@@ -414,6 +415,7 @@ def test_a_long_run_is_drawn_at_a_few_thousand_iterates_first_and_last_included(
     np.testing.assert_array_equal(line.get_ydata(), stats.nan_band(short["aobg"].cost, axis=0)[0])
 
 
+@pytest.mark.slow  # end to end, several seconds: CI's slow job runs it
 def test_curves_equal_only_at_the_drawn_iterates_are_not_called_the_same():
     K = 2 * plots.MAX_POINTS
     a = _synthetic(2, K)

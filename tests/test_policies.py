@@ -259,6 +259,7 @@ class ClosedForm:
         return lq.exact_gradient(problem, U[0])[None], make_info(problem.objective(U), rollouts=0, gradients=0)
 
 
+@pytest.mark.slow  # end to end, several seconds: CI's slow job runs it
 def test_solve_runs_policy_oracles_and_tracks_exact_descent(lq_problem):
     """GradientMethod + solve run a policy oracle unchanged; exact gradient descent on the closed form is
     reproduced by solve, and a large-N FoBG run tracks it."""

@@ -99,6 +99,7 @@ def test_api_doc_lists_every_public_name():
     assert [n for n in trajopt.__all__ if n != "__version__" and f"`{n}" not in doc] == []
 
 
+@pytest.mark.slow  # end to end, several seconds: CI's slow job runs it
 def test_loaded_compare_runs_each_variant_for_its_own_iterations_unless_told(tmp_path):
     # a [variants] table's own `iterations` holds from Python as on the command line, and iterations=N reaches every
     # variant with its schedules re-resolved for N (a cosine step that ends at the run's last iteration)

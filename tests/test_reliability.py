@@ -153,6 +153,7 @@ sigma = 1.0
 """
 
 
+@pytest.mark.slow  # end to end, several seconds: CI's slow job runs it
 def test_diverging_seeds_fail_alone_and_the_others_run_on():
     """Unstable wall contact: a seed whose noisy rollouts reach the wall overflows; the others never touch it.
 
@@ -250,6 +251,7 @@ def test_every_seed_non_finite_exits_1_and_says_so(tmp_path):
     assert summary["variants"]["zobg"]["rollouts"] == 11 * (max(summary["variants"]["zobg"]["failed_at"]) + 1)
 
 
+@pytest.mark.slow  # end to end, several seconds: CI's slow job runs it
 def test_sigkill_leaves_no_unreadable_file(tmp_path):
     """SIGKILL while the run folder is being written (killed the moment a file after config.toml starts to
     appear: a temporary or, were writes not atomic, the file itself): every file present parses, temporaries

@@ -423,6 +423,7 @@ def test_diagnose_at_a_run_refuses_a_file_that_disagrees(stiff_run, tmp_path):
     assert result.exit_code == 2 and "task.Q" in _message(result) and "system.stiffness" not in _message(result)
 
 
+@pytest.mark.slow  # end to end, several seconds: CI's slow job runs it
 def test_run_bound_commands_accept_the_runs_own_config(stiff_run, tmp_path):
     config = stiff_run / "config.toml"
     result = invoke("diagnose", config, "--at", stiff_run, "--repeats", "2", "--out", tmp_path / "d", "--json")
@@ -440,6 +441,7 @@ def test_gradcheck_at_a_run_refuses_a_file_that_disagrees(stiff_run):
     assert result.exit_code == 2 and "system.stiffness" in _message(result) and "task.horizon" not in _message(result)
 
 
+@pytest.mark.slow  # end to end, several seconds: CI's slow job runs it
 def test_landscape_refuses_another_problems_run(pivot_run, tmp_path):
     result = invoke("landscape", BALL, "--run", pivot_run, "--range", "-1:1:5", "--repeats", "2",
                     "--out", tmp_path / "l")
@@ -498,6 +500,7 @@ def test_diagnose_and_landscape_titles_under_set_name_the_override_not_the_files
     assert any("system.max_angle=0.5" in str(m.get("title", "")) for m in metas), metas
 
 
+@pytest.mark.slow  # end to end, several seconds: CI's slow job runs it
 def test_a_signal_during_sweep_or_diagnose_ends_in_a_complete_folder_marked_interrupted(tmp_path, monkeypatch):
     import os
     import signal

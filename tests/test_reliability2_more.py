@@ -140,7 +140,8 @@ def test_a_folder_claimed_by_another_run_is_refused(tmp_path, verb):
         assert list(folder.iterdir()) == []
 
 
-@pytest.mark.parametrize("verb", list(OUT_VERBS))
+# sweep's is the slowest (several seconds): CI's slow job runs it
+@pytest.mark.parametrize("verb", [pytest.param(v, marks=pytest.mark.slow) if v == "sweep" else v for v in OUT_VERBS])
 def test_force_empties_an_older_run_folder_first(tmp_path, verb):
     folder = tmp_path / "old"
     folder.mkdir()
@@ -189,7 +190,7 @@ def stiffness_runs(tmp_path_factory):
     return folders
 
 
-@pytest.mark.parametrize("suffix", [".html", ".md"])
+@pytest.mark.parametrize("suffix", [pytest.param(".html", marks=pytest.mark.slow), ".md"])  # the same ordering rule
 def test_report_orders_and_heads_runs_by_what_differs(stiffness_runs, tmp_path, suffix):
     import re
 

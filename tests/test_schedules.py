@@ -186,6 +186,7 @@ def test_the_shipped_tuned_variants_keep_the_papers_budget_and_match_across_file
     assert exact.method.optimizer == tuned.method.optimizer
 
 
+@pytest.mark.slow  # end to end, several seconds: CI's slow job runs it
 def test_iterations_on_the_command_line_reach_variants_with_their_own(tmp_path):
     # no flag silently ignored: --iterations N reaches a variant that sets `iterations` in its table, unless the
     # command line also names that variant's own iterations; a run whose variants differ says so in its title

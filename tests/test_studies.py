@@ -133,6 +133,7 @@ def test_reproduce_paper_script_writes_every_figure(tmp_path):
 
 
 
+@pytest.mark.slow  # end to end, several seconds: CI's slow job runs it
 def test_sweep_refuses_a_second_over_and_names_an_unstable_point(tmp_path):
     r = invoke("sweep", STIFF, "--over", "system.stiffness=10,1000", "--over", "oracle.sigma=0.05,0.1",
                "--out", tmp_path / "a")

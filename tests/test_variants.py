@@ -114,6 +114,7 @@ def test_every_registered_method_runs_through_compare(tmp_path, method):
 # ------------------------------------------------------------------------------------------ the run folder
 
 
+@pytest.mark.slow  # end to end, several seconds: CI's slow job runs it
 def test_out_is_claimed_before_the_run(tmp_path):
     import fcntl
     import os
