@@ -280,15 +280,15 @@ def _with_finish(problem: Problem, run_chunk, layout: Optional[_Layout] = None):
     return fused_chunk
 
 
-CHUNK_ENTRIES = 1 << 21
-"""The most seed-iterations one default chunk records (about 16 info fields x 8 bytes x 2**21 = 256 MiB of outputs
-on the host, and as much again for the chunk queued behind it)."""
+CHUNK_ENTRIES = 1 << 19
+"""The most seed-iterations one default chunk records: about 16 info fields x 8 bytes x 2**19 = 64 MiB of outputs,
+held twice (XLA's buffer and its host copy) for the chunk being recorded and the one queued behind it."""
 
 
 def default_chunk(iterations: int, n_seeds: int) -> int:
     """Iterations per compiled chunk when none is given: about a tenth of the run (progress ten times, a stop
     within a tenth), but never more than `CHUNK_ENTRIES` seed-iterations, so the outputs of the chunks in flight
-    stay bounded however long the run (smaller only past iterations x seeds = 2**21 x 10, about 2e7)."""
+    stay bounded however long the run (smaller only past iterations x seeds = 2**19 x 10, about 5e6)."""
     return max(1, min(math.ceil(iterations / 10), CHUNK_ENTRIES // max(n_seeds, 1)))
 
 
