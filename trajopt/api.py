@@ -113,9 +113,7 @@ class Loaded:
         if iterations is not None and self.path is not None:
             loaded = load(self.path, [*self.overrides, f"solve.iterations={int(iterations)}"])
         chosen = loaded.variants if variants is None else {n: loaded.variants[n] for n in variants}
-        own = {n: loaded.spec.variants[n].iterations for n in chosen if n in loaded.spec.variants}
-        steps = {n: iterations if iterations is not None else (own.get(n) or loaded.spec.solve.iterations)
-                 for n in chosen}
+        steps = {n: iterations if iterations is not None else loaded.spec.iterations_of(n) for n in chosen}
         return compare(loaded.problem, chosen, key=loaded.key, iterations=steps,
                        seeds=loaded.spec.solve.seeds if seeds is None else seeds, **kwargs)
 

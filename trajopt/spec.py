@@ -298,6 +298,11 @@ class Spec:
     def one_step(self) -> bool:
         return bool(getattr(self.system, "one_step", False))
 
+    def iterations_of(self, name: str) -> int:
+        """The iterations the selected variant ``name`` runs: its table's own ``iterations``, else
+        ``solve.iterations``."""
+        return self.variants[name].iterations or self.solve.iterations
+
     def problem(self) -> Problem:
         """The Problem this spec describes (arrays as jax float arrays); a `PolicyProblem` for a policy file."""
         U0 = jnp.asarray(self.task.U0)

@@ -324,12 +324,12 @@ def _run_held(verb, problem, overrides, out_dir, force, x, json_out, quiet, plot
     if budget is not None:
         spec = load_spec(problem, overrides + budget_overrides(spec, budget))
     out_dir = out_dir or _default_out(spec, verb)
+    import errno
+
     from trajopt.runs import DiskHistory
 
     # a history larger than memory_limit streams into .history-* inside the folder, removed when the folder is
     # complete (below, before it is declared final) or, on an error or Ctrl-C twice, by this block's exit
-    import errno
-
     with claim_out(out_dir, force), DiskHistory(out_dir) as disk:
         try:
             return _run_claimed(spec, verb, out_dir, x, json_out, quiet, plot, report, sets, should_stop, budget,
@@ -374,11 +374,11 @@ def _run_claimed(spec, verb, out_dir, x, json_out, quiet, plot, report, sets, sh
     progress = Progress(TextColumn("{task.description:<12}"), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), console=err, disable=not show, transient=False)
     # the next variant compiles on a worker thread while this one runs (the same results as one at a time)
-    prepared = prepare_each(prob, [(v.method, v.iterations or spec.solve.iterations) for v in spec.variants.values()],
+    prepared = prepare_each(prob, [(v.method, spec.iterations_of(n)) for n, v in spec.variants.items()],
                             key=key, seeds=spec.solve.seeds, chunk=spec.solve.chunk)
     with progress:
         for name, variant in spec.variants.items():
-            iterations = variant.iterations or spec.solve.iterations
+            iterations = spec.iterations_of(name)
             task = progress.add_task(f"{escape(name)} (compiling)", total=iterations)
 
             def on_chunk(done, total, task=task, name=name):

@@ -105,8 +105,7 @@ def run_cell(cell: Cell, should_stop: Optional[Callable[[], bool]] = None) -> Ce
         spec = cell_spec(cell)
         variant = spec.variants[cell.variant]
         result = solve(spec.problem(), variant.method, key=jax.random.PRNGKey(spec.solve.key),
-                       iterations=variant.iterations or spec.solve.iterations, seeds=spec.solve.seeds,
-                       chunk=spec.solve.chunk,
+                       iterations=spec.iterations_of(cell.variant), seeds=spec.solve.seeds, chunk=spec.solve.chunk,
                        should_stop=should_stop, name=cell.variant)
         if any(s == STATUS_INTERRUPTED for s in result.status):
             return CellOutcome(cell.index, CELL_INTERRUPTED, [])
