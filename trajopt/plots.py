@@ -37,6 +37,18 @@ def _new_figure(**kwargs):
     return Figure(**kwargs)
 
 
+def warm_up() -> None:
+    """Import matplotlib's figure and Agg modules and build its maths-text parser (a log axis labels its ticks
+    in maths text, and the first parse builds a grammar: about 0.2 s), so that the first figure does not wait
+    for them. The CLI calls it on a worker thread while the compiled loops run; it draws nothing and changes no
+    setting, and calling it again costs nothing."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: F401 - imported for its cost
+    from matplotlib.figure import Figure  # noqa: F401
+    from matplotlib.mathtext import MathTextParser
+
+    MathTextParser("agg").parse("$10^{3}$", dpi=72)
+
+
 def plain(text: str) -> str:
     """User text shown literally in a figure: ``$`` would start matplotlib's maths mode (and a malformed formula
     fails when the figure is drawn), so it is escaped."""

@@ -168,6 +168,14 @@ def _jsonable(x: Any) -> Any:
     return x
 
 
+def _plain_list(values: list) -> list:
+    """`_jsonable` of a list from ``ndarray.tolist()``, with a fast path for its finite floats and ints."""
+    return [v if (type(v) is float and math.isfinite(v)) or type(v) is int else _jsonable(v) for v in values]
+
+
+_encode_line = json.JSONEncoder(allow_nan=False).encode  # json.dumps(row, allow_nan=False), without a new encoder per row
+
+
 def dumps_json(obj: Any) -> str:
     return json.dumps(_jsonable(obj), indent=2, allow_nan=False) + "\n"
 
@@ -268,9 +276,9 @@ def metrics_lines(results: Mapping[str, Result]) -> Iterator[str]:
             for k0 in range(0, K + 1, ITERATION_BLOCK):
                 k1 = min(k0 + ITERATION_BLOCK, K + 1)
                 # a block of a row to Python numbers at once (NaN -> None), not one numpy scalar at a time
-                cost = _jsonable(np.asarray(r.cost[i, k0:k1]).tolist())
+                cost = _plain_list(np.asarray(r.cost[i, k0:k1]).tolist())
                 last = [None] if k1 == K + 1 else []  # no step was taken at k = K
-                history = {f: _jsonable(np.asarray(r.history[f][i, k0:min(k1, K)]).tolist()) + last for f in fields}
+                history = {f: _plain_list(np.asarray(r.history[f][i, k0:min(k1, K)]).tolist()) + last for f in fields}
                 roll = [int(c) for c in rollouts[k0:k1].tolist()]
                 grad = [int(c) for c in gradients[k0:k1].tolist()]
                 secs = [round(s, 6) for s in seconds[k0:k1].tolist()]
@@ -281,7 +289,7 @@ def metrics_lines(results: Mapping[str, Result]) -> Iterator[str]:
                     row["rollouts"] = roll[j]
                     row["gradients"] = grad[j]
                     row["seconds"] = secs[j]
-                    yield json.dumps(row, allow_nan=False)
+                    yield _encode_line(row)
 
 
 def write_run(out_dir: Path, spec, results: Mapping[str, Result], summary: Mapping) -> None:

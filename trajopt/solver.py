@@ -29,6 +29,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.extend.core import jaxpr_as_fun
 
 from trajopt.methods.base import Method, state_decision
 from trajopt.problem import Problem
@@ -263,19 +264,25 @@ def _make_finish(problem: Problem):
 
 
 def _with_finish(problem: Problem, run_chunk, layout: Optional[_Layout] = None):
-    """chunk(carry, seed_keys, ks, last) -> (carry, outputs, final): ``run_chunk`` followed, in the same program,
-    by the final evaluation when ``last`` is true (``lax.cond``; NaN otherwise). One program to compile, not two,
-    and no separate dispatch after the loop. ``layout`` records the final cost's dtype while it is traced."""
+    """chunk(carry, seed_keys, ks, last) -> (carry, outputs, (final, U)): ``run_chunk`` followed, in the same
+    program, by the decision each seed returns (``U`` [S, ...], `_final_decision`) and its final evaluation when
+    ``last`` is true (``final`` = (f(U), X), ``lax.cond``; NaN otherwise). One program to compile, not two, and
+    no separate dispatch (or op-by-op compilation) after the loop. ``layout`` records the final cost's dtype
+    while it is traced."""
     finish = _make_finish(problem)
 
     def fused_chunk(carry, seed_keys, ks, last):  # its name names the program (and its compilation-cache entry)
         carry, out = run_chunk(carry, seed_keys, ks)
         U = _final_decision(carry)
-        shapes = jax.eval_shape(finish, U)
+        # traced once (the rollouts in it are the slowest thing to trace) and evaluated as that jaxpr in the
+        # branch: the NaN branch needs its shapes before lax.cond traces the other
+        jaxpr, shapes = jax.make_jaxpr(finish, return_shape=True)(U)
         if layout is not None:
             layout.final_dtype = np.dtype(shapes[0].dtype)
+        tree = jax.tree_util.tree_structure(shapes)
+        evaluate = lambda U: jax.tree_util.tree_unflatten(tree, jaxpr_as_fun(jaxpr)(U))
         blank = lambda U: jax.tree_util.tree_map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), shapes)
-        return carry, out, jax.lax.cond(last, finish, blank, U)
+        return carry, out, (jax.lax.cond(last, evaluate, blank, U), U)
 
     return fused_chunk
 
@@ -476,14 +483,16 @@ class Prepared:
         run_seconds = chunk_seconds[-1] if chunk_seconds else 0.0
 
         _, alive, failed_at, _ = carry
-        U = _final_decision(carry)
         t0 = time.perf_counter()
         if done < iterations or iterations == 0:  # stopped early, or nothing ran: evaluate the final decision apart
+            U = _final_decision(carry)
             t1 = time.perf_counter()
             compiled_finish = jax.jit(_make_finish(problem)).lower(U).compile()
             compile_seconds += time.perf_counter() - t1
             t0 = time.perf_counter()
             final = compiled_finish(U)
+        else:  # the last chunk returned the decision and its evaluation
+            final, U = final
         final_value, X = jax.block_until_ready(final)
         run_seconds += time.perf_counter() - t0
         final_value = np.asarray(final_value)

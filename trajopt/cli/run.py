@@ -342,19 +342,24 @@ def _run_held(verb, problem, overrides, out_dir, force, x, json_out, quiet, plot
                        "folder)") from None
 
 
-def _prefetch(module: str) -> None:
-    """Import ``module`` on a daemon thread while the compiled loops run (they release the GIL), so the figure
-    that follows does not wait for it. A failure is left to the import that needs the module."""
-    import importlib
+def _warm_figures():
+    """`trajopt.plots.warm_up` on a daemon thread while the last compiled loop runs (it releases the GIL, and no
+    other variant is being traced then), so the figure that follows does not wait for matplotlib. Returns the
+    thread: join it before drawing (matplotlib is not made to be driven from two threads at once). A failure is
+    left to the figure that needs matplotlib."""
     import threading
 
     def target():
         try:
-            importlib.import_module(module)
-        except Exception:  # noqa: BLE001 - reported by the real import later
+            from trajopt.plots import warm_up
+
+            warm_up()
+        except Exception:  # noqa: BLE001 - reported by the figure itself later
             pass
 
-    threading.Thread(target=target, name=f"prefetch {module}", daemon=True).start()
+    thread = threading.Thread(target=target, name="trajopt-warm-figures", daemon=True)
+    thread.start()
+    return thread
 
 
 def _run_claimed(spec, verb, out_dir, x, json_out, quiet, plot, report, sets, should_stop, budget, disk,
@@ -368,8 +373,7 @@ def _run_claimed(spec, verb, out_dir, x, json_out, quiet, plot, report, sets, sh
     key = jax.random.PRNGKey(spec.solve.key)
     title = display_title(spec, sets) + (f" [equal budget: {budget:,} rollouts per seed]" if budget else "")
     show = not (quiet or json_out)
-    if plot:
-        _prefetch("matplotlib.figure")
+    warming = None  # matplotlib's warm-up: started when the last variant runs, the prepare thread then idle
     results, history_kind = {}, {}
     progress = Progress(TextColumn("{task.description:<12}"), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), console=err, disable=not show, transient=False)
@@ -377,7 +381,7 @@ def _run_claimed(spec, verb, out_dir, x, json_out, quiet, plot, report, sets, sh
     prepared = prepare_each(prob, [(v.method, spec.iterations_of(n)) for n, v in spec.variants.items()],
                             key=key, seeds=spec.solve.seeds, chunk=spec.solve.chunk)
     with progress:
-        for name, variant in spec.variants.items():
+        for index, (name, variant) in enumerate(spec.variants.items()):
             iterations = spec.iterations_of(name)
             task = progress.add_task(f"{escape(name)} (compiling)", total=iterations)
 
@@ -390,6 +394,8 @@ def _run_claimed(spec, verb, out_dir, x, json_out, quiet, plot, report, sets, sh
                 progress.stop()
                 prepared.close()
                 raise fail(f"{spec.source}: variants.{name}: {e}") from None
+            if plot and index == len(spec.variants) - 1:  # tracing (Python) no longer competes for the GIL
+                warming = _warm_figures()
             size = history_bytes(len(loop.seeds), loop.iterations, len(loop.history_fields()))
             history_kind[name] = "disk" if size > memory_limit else "memory"
             results[name] = loop.run(on_chunk=on_chunk, should_stop=should_stop, name=name,
@@ -420,6 +426,8 @@ def _run_claimed(spec, verb, out_dir, x, json_out, quiet, plot, report, sets, sh
     if plot:
         from trajopt import plots
 
+        if warming is not None:
+            warming.join()
         plots.save_figure(plots.convergence_figure(results, x=x, title=title), out_dir / runs.CONVERGENCE)
         if spec.policy is not None:
             plots.save_figure(_rollouts_figure(spec, prob, results, title), out_dir / ROLLOUTS)
