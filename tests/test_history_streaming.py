@@ -110,6 +110,42 @@ def test_compare_streamed_to_disk_writes_the_folder_of_a_run_in_memory(tmp_path,
     assert _history_kinds(tmp_path / "disk") == {"aobg": "disk", "cem": "disk"}
 
 
+def test_report_of_a_run_larger_than_memory_reads_it_into_mapped_files(tmp_path, monkeypatch, disk_spy):
+    """`trajopt report` reads metrics.jsonl into files mapped into memory (beside the report, removed after) when
+    the file is larger than twice TRAJOPT_HISTORY_MEMORY, and writes the same report as from memory."""
+    monkeypatch.delenv("TRAJOPT_HISTORY_MEMORY", raising=False)
+    run = tmp_path / "run"
+    assert invoke("compare", SOFT, *SMALL, "--out", run, "--quiet").exit_code == 0
+    assert invoke("report", run, "--output", tmp_path / "memory" / "report.md", "--quiet").exit_code == 0
+    assert not disk_spy
+    monkeypatch.setenv("TRAJOPT_HISTORY_MEMORY", str((run / runs.METRICS).stat().st_size // 2 - 1))
+    assert invoke("report", run, "--output", tmp_path / "disk" / "report.md", "--quiet").exit_code == 0
+    assert {name for _, name, _, _ in disk_spy} >= {"aobg/cost", "aobg/alpha", "cem/cost", "aobg/rollouts per step"}
+    assert all(folder.parent == tmp_path / "disk" for folder, *_ in disk_spy)
+    assert not any(folder.exists() for folder, *_ in disk_spy)
+    assert sorted(p.name for p in (tmp_path / "disk").iterdir()) == ["report.md", "report_figures"]
+    assert (tmp_path / "memory" / "report.md").read_bytes() == (tmp_path / "disk" / "report.md").read_bytes()
+    figures = sorted((tmp_path / "memory" / "report_figures").iterdir())
+    assert figures and [f.read_bytes() for f in figures] == [
+        (tmp_path / "disk" / "report_figures" / f.name).read_bytes() for f in figures]
+
+
+def test_a_run_read_back_into_mapped_files_equals_one_read_into_memory(tmp_path):
+    run = tmp_path / "run"
+    assert invoke("compare", SOFT, *SMALL, "--out", run, "--quiet").exit_code == 0
+    memory = runs.read_run(run)
+    with runs.DiskHistory(tmp_path) as disk:
+        mapped = runs.read_run(run, store=disk)
+        for name in memory.variants:
+            a, b = memory.results[name], mapped.results[name]
+            assert isinstance(b.cost, np.memmap)
+            np.testing.assert_array_equal(a.cost, b.cost)
+            assert a.history.keys() == b.history.keys()
+            for f in a.history:
+                np.testing.assert_array_equal(a.history[f], b.history[f])
+            assert a.chunk_seconds == b.chunk_seconds
+
+
 def test_an_interrupted_streamed_run_leaves_the_same_folder_and_no_temporaries(tmp_path, monkeypatch, still_clock,
                                                                               disk_spy):
     real_run = solver.Prepared.run

@@ -28,6 +28,7 @@ import os
 import platform
 import shutil
 import tempfile
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,8 +36,8 @@ from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
 
-from trajopt.solver import STATUS_INTERRUPTED, STATUS_NON_FINITE, STATUS_OK, Result
-from trajopt.stats import blocked_nan_median, nan_median
+from trajopt.solver import STATUS_INTERRUPTED, STATUS_NON_FINITE, STATUS_OK, Result, memory_store
+from trajopt.stats import blocked_nan_median, column_blocks, nan_median
 
 CONFIG, METRICS, RESULT, TRAJECTORY, CONVERGENCE = (
     "config.toml", "metrics.jsonl", "result.json", "trajectory.npz", "convergence.png",
@@ -348,8 +349,11 @@ class Run:
         return read_trajectories(self.path)
 
 
-def read_metrics(path: Path, variants: list[str], seeds: list[int], iterations: int) -> dict[str, dict[str, np.ndarray]]:
-    """{variant: {field: [S, K+1]}} from metrics.jsonl (NaN where a value is null or missing)."""
+def read_metrics(path: Path, variants: list[str], seeds: list[int], iterations: int,
+                 store=None) -> dict[str, dict[str, np.ndarray]]:
+    """{variant: {field: [S, K+1]}} from metrics.jsonl (NaN where a value is null or missing), read a line at a
+    time into arrays from ``store`` (a `trajopt.solver.HistoryStore`; default memory, `DiskHistory` maps files)."""
+    store = store or memory_store
     seed_index = {s: i for i, s in enumerate(seeds)}
     series: dict[str, dict[str, np.ndarray]] = {o: {} for o in variants}
     with open(path, encoding="utf-8") as f:
@@ -364,23 +368,34 @@ def read_metrics(path: Path, variants: list[str], seeds: list[int], iterations: 
                 if fld in ("variant", "oracle", "seed", "iteration"):
                     continue
                 if fld not in series[o]:
-                    series[o][fld] = np.full((len(seeds), iterations + 1), np.nan)
+                    series[o][fld] = store(f"{o}/{fld}", (len(seeds), iterations + 1), np.float64)
+                    series[o][fld][...] = np.nan
                 series[o][fld][s, k] = np.nan if v is None else float(v)
     return series
 
 
+def _nanmedian_columns(values: np.ndarray) -> np.ndarray:
+    """The median over seeds of each column of [S, k], NaN for a column without a finite entry (no warning)."""
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmedian(values, axis=0)
+
+
 def _rebuild_result(name: str, entry: Mapping, s: Mapping[str, np.ndarray], traj: Mapping[str, np.ndarray],
-                    seeds: list[int], K: int) -> Result:
+                    seeds: list[int], K: int, store=None) -> Result:
+    store = store or memory_store
     shape = (len(seeds), K + 1)
     cost = s.get("cost", np.full(shape, np.nan))
     history = {"value": cost[:, :K]}
     for fld in ("rollouts", "gradients"):
         cum = np.nanmax(s[fld], axis=0) if fld in s else np.zeros(K + 1)
-        history[fld] = np.broadcast_to(np.diff(np.nan_to_num(cum)), (len(seeds), K)).copy()
+        history[fld] = store(f"{name}/{fld} per step", (len(seeds), K), np.float64)
+        history[fld][...] = np.diff(np.nan_to_num(cum))
     for fld, values in s.items():
         if fld not in ("cost", "rollouts", "gradients", "seconds"):
             history[fld] = values[:, :K]
-    seconds = np.nanmedian(s["seconds"], axis=0) if "seconds" in s and K else np.zeros(K + 1)
+    seconds = (np.concatenate([_nanmedian_columns(s["seconds"][:, b]) for b in column_blocks(s["seconds"])])
+               if "seconds" in s and K else np.zeros(K + 1))
     failed = [(-1 if k is None else int(k)) for k in entry.get("failed_at", [None] * len(seeds))]
     return Result(
         name=name, method=None, seeds=np.asarray(seeds), U=traj.get(f"{name}/U"), X=traj.get(f"{name}/X"), cost=cost,
@@ -510,9 +525,10 @@ def read_trajectories(path: str | Path, *, required: bool = True) -> dict[str, n
     return out
 
 
-def read_run(path: str | Path) -> Run:
+def read_run(path: str | Path, store=None) -> Run:
     """Read a run folder written by `write_run`. A missing, truncated or foreign file raises `RunFolderError`
-    naming it."""
+    naming it. ``store`` (a `trajopt.solver.HistoryStore`, default memory) holds the arrays read from
+    metrics.jsonl: a `DiskHistory` maps them to files, for a history larger than memory."""
     path = Path(path)
     if not path.is_dir():
         raise RunFolderError(f"{path}: not a folder")
@@ -524,7 +540,7 @@ def read_run(path: str | Path) -> Run:
     try:
         if not (path / METRICS).is_file():
             raise RunFolderError(f"{path / METRICS}: missing (not a run folder, or an incomplete one)")
-        series = read_metrics(path / METRICS, variants, seeds, K)
+        series = read_metrics(path / METRICS, variants, seeds, K, store)
     except RunFolderError:
         raise
     except (ValueError, KeyError, TypeError, IndexError, OSError) as e:
@@ -534,7 +550,7 @@ def read_run(path: str | Path) -> Run:
     # a variant may have run its own number of iterations (an equal-budget compare): its entry says how many
     results = {v: _rebuild_result(v, entries[v], {f: a[:, : int(entries[v].get("iterations", K)) + 1]
                                                   for f, a in series[v].items()},
-                                  traj, seeds, int(entries[v].get("iterations", K))) for v in variants}
+                                  traj, seeds, int(entries[v].get("iterations", K)), store) for v in variants}
     return Run(path=path, result=result, config=config, variants=variants, series=series, results=results)
 
 

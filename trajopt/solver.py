@@ -355,6 +355,28 @@ def prepare(
     Compiling is pure (it computes nothing the run depends on besides the initial state), so a caller may
     prepare the next run on another thread while this one computes: the compiled loop releases the GIL.
     """
+    return _lower(problem, method, key=key, iterations=iterations, seeds=seeds, chunk=chunk,
+                  history_store=history_store).compile()
+
+
+@dataclass(frozen=True, eq=False)
+class _Lowered:
+    """A traced and lowered fused loop and its initial state: the first half of `prepare` (Python-bound: it
+    holds the GIL), before XLA compiles it (which does not)."""
+
+    prepared: dict
+    lowered: Any
+    seconds: float
+
+    def compile(self) -> "Prepared":
+        t0 = time.perf_counter()
+        compiled = self.lowered.compile()
+        seconds = self.seconds + time.perf_counter() - t0
+        return Prepared(compiled=compiled, compile_seconds=seconds, **self.prepared)
+
+
+def _lower(problem: Problem, method: Method, *, key: jax.Array, iterations: int, seeds: Sequence[int] = (0,),
+           chunk: Optional[int] = None, history_store: Optional[HistoryStore] = None) -> _Lowered:
     seeds_arr = np.asarray(list(seeds), dtype=np.int64)
     if iterations < 0:
         raise ValueError("iterations must be >= 0")
@@ -375,43 +397,55 @@ def prepare(
     layout = _Layout()
     run_chunk = _with_finish(problem, _make_chunk(problem, method, iterations, layout), layout)
     ks0 = np.arange(chunk, dtype=np.int32)
-    compiled = jax.jit(run_chunk).lower(carry, seed_keys, ks0, True).compile()
-    compile_seconds = time.perf_counter() - t0
-    return Prepared(problem=problem, method=method, iterations=iterations, seeds=seeds_arr, chunk=chunk,
-                    compiled=compiled, layout=layout, seed_keys=seed_keys, carry=carry,
-                    compile_seconds=compile_seconds, history_store=history_store)
+    lowered = jax.jit(run_chunk).lower(carry, seed_keys, ks0, True)
+    return _Lowered(prepared=dict(problem=problem, method=method, iterations=iterations, seeds=seeds_arr,
+                                  chunk=chunk, layout=layout, seed_keys=seed_keys, carry=carry,
+                                  history_store=history_store),
+                    lowered=lowered, seconds=time.perf_counter() - t0)
 
 
 def prepare_each(problem: Problem, runs: Sequence[tuple[Method, int]], *, key: jax.Array,
                  seeds: Sequence[int] = (0,), chunk: Optional[int] = None, ahead: bool = True) -> Iterator["Prepared"]:
     """`prepare` each (method, iterations) of ``runs`` in order.
 
-    With ``ahead`` (the CLI's choice), one ahead: while the caller runs the loop it was given, the next one
-    compiles on a worker thread (tracing and XLA's compiler overlap the running loop, which releases the GIL).
-    The worker does not see JAX settings that are local to the caller's thread (a ``with jax.default_device(...)``
-    block, for one), so ``ahead=False`` prepares each in the caller's thread when it is reached. Either way the
-    results are the same. An error preparing a run is raised when the caller reaches it; closing the iterator
-    early cancels what has not started."""
+    With ``ahead`` (the CLI's choice), up to two runs ahead of the caller, as a pipeline: one worker thread
+    traces and lowers the runs in order (Python, which holds the GIL), and XLA compiles each lowered run on one
+    of two more (which do not hold it). So while the caller runs the loop it was given, the next ones compile,
+    and the compilers of two runs share the cores with the running loop instead of waiting for each other's
+    tracing. The workers do not see JAX settings that are local to the caller's thread (a
+    ``with jax.default_device(...)`` block, for one), so ``ahead=False`` prepares each in the caller's thread
+    when it is reached. Either way the results are the same. An error preparing a run is raised when the caller
+    reaches it; closing the iterator early cancels what has not started."""
     from concurrent.futures import ThreadPoolExecutor
 
-    def one(run):
+    def lower(run):
         method, iterations = run
-        return prepare(problem, method, key=key, iterations=iterations, seeds=seeds, chunk=chunk)
+        return _lower(problem, method, key=key, iterations=iterations, seeds=seeds, chunk=chunk)
 
     runs = list(runs)
     if not ahead:
         for run in runs:
-            yield one(run)
+            yield lower(run).compile()
         return
-    pool = ThreadPoolExecutor(1, thread_name_prefix="trajopt-prepare")
+    tracer = ThreadPoolExecutor(1, thread_name_prefix="trajopt-trace")
+    compilers = ThreadPoolExecutor(2, thread_name_prefix="trajopt-compile")
+    pending = []
+
+    def submit(i):
+        if i < len(runs):
+            lowering = tracer.submit(lower, runs[i])
+            pending.append(compilers.submit(lambda: lowering.result().compile()))
+
     try:
-        pending = pool.submit(one, runs[0]) if runs else None
+        submit(0)
+        submit(1)
         for i in range(len(runs)):
-            current = pending
-            pending = pool.submit(one, runs[i + 1]) if i + 1 < len(runs) else None
+            current = pending.pop(0)
+            submit(i + 2)
             yield current.result()
     finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+        tracer.shutdown(wait=False, cancel_futures=True)
+        compilers.shutdown(wait=False, cancel_futures=True)
 
 
 @dataclass(frozen=True, eq=False)

@@ -12,15 +12,34 @@ from trajopt.cli._common import QuietOpt, app, fail, out
 
 
 def write_report(run_dirs: list[Path], output: Path) -> list[Path]:
-    """Write report.html (self-contained) or report.md (+ a figures folder beside it); returns the files written."""
+    """Write report.html (self-contained) or report.md (+ a figures folder beside it); returns the files written.
+
+    The history read back from metrics.jsonl is kept in memory, or, when that file is larger than twice
+    ``$TRAJOPT_HISTORY_MEMORY`` (default 1 GiB; its arrays take about half the file's size), in files mapped into
+    memory in a temporary ``.history-*`` folder beside the report, removed when the report is written."""
+    import os
+
+    from trajopt import runs
+    from trajopt.cli.run import history_memory_limit
+
+    limit = history_memory_limit()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    size = sum(os.path.getsize(p) for p in (Path(d) / runs.METRICS for d in run_dirs) if p.is_file())
+    with runs.DiskHistory(output.parent) as disk:
+        try:
+            loaded = [runs.read_run(d, store=disk if size > 2 * limit else None) for d in run_dirs]
+        except runs.RunFolderError as e:
+            raise fail(str(e)) from None
+        except OSError as e:  # a full disk while the history is mapped: a message, not a trace
+            raise fail(f"--output {output}: {e.filename + ': ' if e.filename else ''}{e.strerror}; nothing was "
+                       "written") from None
+        return _write(loaded, output)
+
+
+def _write(loaded: list, output: Path) -> list[Path]:
     from trajopt import report, runs
 
-    try:
-        loaded = [runs.read_run(d) for d in run_dirs]
-    except runs.RunFolderError as e:
-        raise fail(str(e)) from None
     figures = {str(r.path): report.run_figures(r, f"r{i}_") for i, r in enumerate(loaded)}
-    output.parent.mkdir(parents=True, exist_ok=True)
     if output.suffix.lower() == ".md":
         fig_dir = output.parent / f"{output.stem}_figures"
         fig_dir.mkdir(exist_ok=True)
