@@ -262,6 +262,40 @@ def test_cli_local_study_folder(local_study):
     assert (cell / "result.json").stat().st_mtime_ns == before
 
 
+def test_a_cell_larger_than_the_history_memory_streams_to_disk_and_writes_the_same_folder(tmp_path, monkeypatch):
+    """TRAJOPT_HISTORY_MEMORY applies to study cells too: a cell whose history is larger keeps it in files in the
+    study folder (removed once its run folder is written), and writes the same metrics as one kept in memory."""
+    from types import SimpleNamespace
+
+    from trajopt import runs, solver
+
+    monkeypatch.setattr(solver, "time", SimpleNamespace(perf_counter=lambda: 0.0))  # the same "seconds" twice
+    made = []
+    real = runs.DiskHistory.__call__
+
+    def spy(self, name, shape, dtype):
+        made.append(self.parent)
+        return real(self, name, shape, dtype)
+
+    monkeypatch.setattr(runs.DiskHistory, "__call__", spy)
+    path = write(tmp_path, TINY)
+    monkeypatch.delenv("TRAJOPT_HISTORY_MEMORY", raising=False)
+    assert invoke("study", path, "--out", tmp_path / "memory", "--quiet").exit_code == 0
+    assert not made
+    monkeypatch.setenv("TRAJOPT_HISTORY_MEMORY", "0")
+    assert invoke("study", path, "--out", tmp_path / "disk", "--quiet").exit_code == 0
+    assert made and set(made) == {tmp_path / "disk"}
+    assert not list((tmp_path / "disk").glob(".history-*"))
+    cell = Path("cells") / "pushing_stiff" / "zobg" / "system.stiffness=100"
+    kinds = {k: json.loads((tmp_path / k / cell / "result.json").read_text())["variants"]["zobg"]["history"]
+             for k in ("memory", "disk")}
+    assert kinds == {"memory": "memory", "disk": "disk"}
+    assert (tmp_path / "memory" / cell / "metrics.jsonl").read_bytes() == (tmp_path / "disk" / cell / "metrics.jsonl").read_bytes()
+    r = runner.invoke(app, ["study", str(path), "--out", str(tmp_path / "bad"), "--quiet"],
+                      env={"TRAJOPT_HISTORY_MEMORY": "lots"})
+    assert r.exit_code == 2 and "TRAJOPT_HISTORY_MEMORY" in r.output and not (tmp_path / "bad").exists()
+
+
 def test_cli_dry_run_writes_nothing_and_counts_rollouts(tmp_path):
     path = write(tmp_path, TINY)
     r = invoke("study", path, "--out", tmp_path / "out", "--dry-run", "--json", "--seeds", "3")

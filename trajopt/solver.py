@@ -359,6 +359,35 @@ def prepare(
                   history_store=history_store).compile()
 
 
+CPU_COMPILER_OPTIONS = {"xla_cpu_use_fusion_emitters": False}
+"""XLA options the fused loop is compiled with on the CPU. XLA's CPU backend emits a fused kernel either
+through its newer MLIR "fusion emitters" (the default since 2025) or through its older elemental emitter; for
+these loops (small scalar-heavy while-loop bodies) the older one compiles about a third faster and gives
+bit-identical results at the same speed (benchmarks/RESULTS.md, "Compilation"). A jaxlib that does not know an
+option gets none of them (the first compile says so by an error, and the loop is compiled without them).
+``TRAJOPT_XLA_OPTIONS=0`` in the environment, or clearing this dict, compiles with XLA's defaults. They are
+options of these compilations only (``Lowered.compile(compiler_options=...)``): no global XLA flag is set."""
+
+_options_refused: list = []  # the options a jaxlib refused (then never asked for again in this process)
+
+
+def _compile(lowered) -> Any:
+    """``lowered.compile()`` with `CPU_COMPILER_OPTIONS` when the program is for the CPU (see there)."""
+    import os
+
+    options = dict(CPU_COMPILER_OPTIONS)
+    if (not options or _options_refused or os.environ.get("TRAJOPT_XLA_OPTIONS", "1").strip() in ("0", "false", "off")
+            or jax.default_backend() != "cpu"):
+        return lowered.compile()
+    try:
+        return lowered.compile(compiler_options=options)
+    except Exception as e:  # noqa: BLE001 - jaxlib's error type moves between versions; only this one is handled
+        if "compile option" not in str(e):
+            raise
+        _options_refused.append(options)
+        return lowered.compile()
+
+
 @dataclass(frozen=True, eq=False)
 class _Lowered:
     """A traced and lowered fused loop and its initial state: the first half of `prepare` (Python-bound: it
@@ -370,7 +399,7 @@ class _Lowered:
 
     def compile(self) -> "Prepared":
         t0 = time.perf_counter()
-        compiled = self.lowered.compile()
+        compiled = _compile(self.lowered)
         seconds = self.seconds + time.perf_counter() - t0
         return Prepared(compiled=compiled, compile_seconds=seconds, **self.prepared)
 
@@ -465,6 +494,11 @@ class Prepared:
     compile_seconds: float
     history_store: Optional[HistoryStore] = None
 
+    def history_bytes(self) -> int:
+        """The estimated size of the recorded history: seeds x iterations x (info fields + the cost) x 8 bytes
+        (what a caller compares with its memory to choose a `HistoryStore`)."""
+        return len(self.seeds) * self.iterations * (len(self.layout.fields) + 1) * 8
+
     def history_fields(self) -> dict[str, tuple[np.dtype, tuple]]:
         """{field: (dtype, shape of one iteration's value)} of the method's info, in its order (what each
         iteration records besides the cost)."""
@@ -521,7 +555,7 @@ class Prepared:
         if done < iterations or iterations == 0:  # stopped early, or nothing ran: evaluate the final decision apart
             U = _final_decision(carry)
             t1 = time.perf_counter()
-            compiled_finish = jax.jit(_make_finish(problem)).lower(U).compile()
+            compiled_finish = _compile(jax.jit(_make_finish(problem)).lower(U))
             compile_seconds += time.perf_counter() - t1
             t0 = time.perf_counter()
             final = compiled_finish(U)

@@ -78,9 +78,9 @@ DEFAULT_HISTORY_MEMORY = 1 << 30  # bytes
 
 
 def history_memory_limit() -> int:
-    """The largest history (bytes, as estimated by `history_bytes`) a variant keeps in memory; a larger one streams
-    to disk. ``$TRAJOPT_HISTORY_MEMORY`` (a whole number of bytes, 0 streams every run) or 1 GiB; exit 2 on a bad
-    value."""
+    """The largest history (bytes, as estimated by `trajopt.solver.Prepared.history_bytes`) a variant keeps in
+    memory; a larger one streams to disk. ``$TRAJOPT_HISTORY_MEMORY`` (a whole number of bytes, 0 streams every
+    run) or 1 GiB; exit 2 on a bad value."""
     import os
 
     text = os.environ.get(HISTORY_MEMORY_ENV)
@@ -94,11 +94,6 @@ def history_memory_limit() -> int:
         raise fail(f"{HISTORY_MEMORY_ENV}: found {text!r}, allowed: a whole number of bytes >= 0, the largest recorded "
                    f"history kept in memory (default {DEFAULT_HISTORY_MEMORY}, 1 GiB; 0 streams every run to disk)")
     return limit
-
-
-def history_bytes(n_seeds: int, iterations: int, n_fields: int) -> int:
-    """The estimated size of a variant's recorded history: seeds x iterations x (info fields + the cost) x 8 bytes."""
-    return n_seeds * iterations * (n_fields + 1) * 8
 
 
 @contextmanager
@@ -396,8 +391,7 @@ def _run_claimed(spec, verb, out_dir, x, json_out, quiet, plot, report, sets, sh
                 raise fail(f"{spec.source}: variants.{name}: {e}") from None
             if plot and index == len(spec.variants) - 1:  # tracing (Python) no longer competes for the GIL
                 warming = _warm_figures()
-            size = history_bytes(len(loop.seeds), loop.iterations, len(loop.history_fields()))
-            history_kind[name] = "disk" if size > memory_limit else "memory"
+            history_kind[name] = "disk" if loop.history_bytes() > memory_limit else "memory"
             results[name] = loop.run(on_chunk=on_chunk, should_stop=should_stop, name=name,
                                      history_store=disk if history_kind[name] == "disk" else None)
             progress.update(task, description=escape(name))

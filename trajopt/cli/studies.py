@@ -111,12 +111,13 @@ def study_cmd(
     Writes a study folder: study.csv / study.parquet (one row per cell and seed), study.json, one run folder per
     cell, a figure per grid axis and report.html. Rerunning resumes: finished cells are skipped.
     """
-    from trajopt.cli.run import lock_out
+    from trajopt.cli.run import history_memory_limit, lock_out
     from trajopt.studies import expand, load_study, parse_seeds
     from trajopt.studies.executors import executor
 
     if backend not in BACKENDS:
         raise fail(f"--backend: found {backend!r}, allowed: {', '.join(BACKENDS)}")
+    memory_limit = history_memory_limit()  # a bad TRAJOPT_HISTORY_MEMORY: exit 2 before any work
     if address is not None and backend != "ray":
         raise fail("--address: only with --backend ray")
     if iterations is not None and iterations < 1:
@@ -136,7 +137,12 @@ def study_cmd(
             import ray  # noqa: F401
         except ImportError:
             raise fail("--backend ray: Ray is not installed; allowed: pip install 'trajopt-alpha[ray]', or --backend local") from None
-    ex = executor(backend, address=address, resources=study.resources)
+    from trajopt.runs import DiskHistory
+
+    # a local cell's history larger than TRAJOPT_HISTORY_MEMORY streams into .history-* in the study folder,
+    # removed once the cell's run folder is written
+    ex = executor(backend, address=address, resources=study.resources,
+                  history=(lambda: DiskHistory(folder), memory_limit))
     if backend == "ray":
         try:
             ex.check()

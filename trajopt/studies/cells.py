@@ -87,12 +87,16 @@ def cell_spec(cell: Cell):
     return spec_mod.parse(spec_mod.apply_overrides(cell.doc, cell.overrides, cell.path), cell.path)
 
 
-def run_cell(cell: Cell, should_stop: Optional[Callable[[], bool]] = None) -> CellOutcome:
+def run_cell(cell: Cell, should_stop: Optional[Callable[[], bool]] = None, *, history_store=None,
+             memory_limit: Optional[int] = None) -> CellOutcome:
     """Run one cell: load its spec, solve its variant over its seeds as one fused loop, summarise.
 
-    Pure apart from the clock (timings): no file is read or written. An exception inside is caught and returned
-    as a failed outcome with its message (deterministic errors would fail again on a retry); a worker that dies
-    raises nothing here, and the executor records it.
+    Pure apart from the clock (timings): no file is read or written, unless the caller gives a ``history_store``
+    (a `trajopt.solver.HistoryStore`, e.g. `trajopt.runs.DiskHistory`) and a ``memory_limit`` in bytes: a cell
+    whose recorded history is larger (`trajopt.solver.Prepared.history_bytes`) keeps it there instead of in
+    memory (the local executor's choice; a Ray cell returns its arrays, so its history must fit in memory).
+    An exception inside is caught and returned as a failed outcome with its message (deterministic errors would
+    fail again on a retry); a worker that dies raises nothing here, and the executor records it.
     """
     if cell.error is not None:
         return CellOutcome(cell.index, CELL_FAILED, cell_rows(cell, error=cell.error), error=cell.error)
@@ -100,18 +104,20 @@ def run_cell(cell: Cell, should_stop: Optional[Callable[[], bool]] = None) -> Ce
         import jax
 
         from trajopt import runs
-        from trajopt.solver import STATUS_INTERRUPTED, solve
+        from trajopt.solver import STATUS_INTERRUPTED, prepare
 
         spec = cell_spec(cell)
         variant = spec.variants[cell.variant]
-        result = solve(spec.problem(), variant.method, key=jax.random.PRNGKey(spec.solve.key),
-                       iterations=spec.iterations_of(cell.variant), seeds=spec.solve.seeds, chunk=spec.solve.chunk,
-                       should_stop=should_stop, name=cell.variant)
+        loop = prepare(spec.problem(), variant.method, key=jax.random.PRNGKey(spec.solve.key),
+                       iterations=spec.iterations_of(cell.variant), seeds=spec.solve.seeds, chunk=spec.solve.chunk)
+        on_disk = history_store is not None and memory_limit is not None and loop.history_bytes() > memory_limit
+        result = loop.run(should_stop=should_stop, name=cell.variant, history_store=history_store if on_disk else None)
         if any(s == STATUS_INTERRUPTED for s in result.status):
             return CellOutcome(cell.index, CELL_INTERRUPTED, [])
         summary = runs.summarise(spec, {cell.variant: result}, verb="study", versions=runs.versions(),
                                  platform_name=jax.default_backend(), x64=bool(jax.config.jax_enable_x64),
                                  created=datetime.now().isoformat(timespec="seconds"))
+        summary["variants"][cell.variant]["history"] = "disk" if on_disk else "memory"
         summary["study_cell"] = {"label": cell.label, "point": {k: v for k, v in cell.point},
                                  "overrides": list(cell.overrides), "fingerprint": cell.fingerprint}
         return CellOutcome(cell.index, CELL_OK, cell_rows(cell, result), result=result, summary=summary)

@@ -26,21 +26,35 @@ CellFn = Callable[..., CellOutcome]
 @dataclass(frozen=True)
 class LocalExecutor:
     """Run cells in this process, one after another. An exception inside a cell is recorded (run_cell catches
-    it); ``should_stop`` is polled between compiled chunks of a cell and between cells."""
+    it); ``should_stop`` is polled between compiled chunks of a cell and between cells.
+
+    ``history``: None (every cell's history in memory), or ``(make_store, memory_limit)``: a cell whose recorded
+    history is larger than ``memory_limit`` bytes keeps it in the store ``make_store()`` returns (the CLI's: a
+    `trajopt.runs.DiskHistory` in the study folder), which is closed when the cell's outcome has been consumed
+    (its files are then removed; the caller writes the run folder before asking for the next cell)."""
 
     name: str = "local"
+    history: Optional[tuple] = None
 
     def run(self, cells: Iterable[Cell], *, should_stop: Optional[Callable[[], bool]] = None,
             cell_fn: CellFn = run_cell) -> Iterator[CellOutcome]:
         for cell in cells:
             if should_stop is not None and should_stop():
                 return
+            store = self.history[0]() if self.history is not None else None
             try:
-                outcome = cell_fn(cell, should_stop)
-            except Exception as e:  # noqa: BLE001  (a cell_fn that does not catch its own errors)
-                msg = f"{type(e).__name__}: {e}"
-                outcome = CellOutcome(cell.index, CELL_FAILED, cell_rows(cell, error=msg), error=msg)
-            yield outcome
+                try:
+                    if store is None:
+                        outcome = cell_fn(cell, should_stop)
+                    else:
+                        outcome = cell_fn(cell, should_stop, history_store=store, memory_limit=self.history[1])
+                except Exception as e:  # noqa: BLE001  (a cell_fn that does not catch its own errors)
+                    msg = f"{type(e).__name__}: {e}"
+                    outcome = CellOutcome(cell.index, CELL_FAILED, cell_rows(cell, error=msg), error=msg)
+                yield outcome
+            finally:
+                if store is not None:
+                    store.close()
 
 
 def _ray():
@@ -145,10 +159,10 @@ def _first_line(e: BaseException) -> str:
 
 
 def executor(backend: str, *, address: Optional[str] = None, resources: Resources = Resources(),
-             init_kwargs: Optional[dict] = None):
-    """The executor for ``--backend``: "local" or "ray"."""
+             init_kwargs: Optional[dict] = None, history: Optional[tuple] = None):
+    """The executor for ``--backend``: "local" (``history`` as in `LocalExecutor`) or "ray"."""
     if backend == "local":
-        return LocalExecutor()
+        return LocalExecutor(history=history)
     if backend == "ray":
         return RayExecutor(address=address, resources=resources, init_kwargs=init_kwargs)
     raise ValueError(f"found backend {backend!r}, allowed: local, ray")
