@@ -507,14 +507,16 @@ NOTES = [
     "* Scaling points run 100 iterations in one chunk (10 for the largest), so a fixed per-dispatch cost of a "
     "fraction of a millisecond is spread thinly; the small sizes are still dominated by per-iteration overheads, which "
     "is why the exponents over all points are below 1.",
-    "* End to end, a CLI run also pays for importing JAX (about 0.6 s here with ml_dtypes < 0.7, which trajopt pins: "
-    "ml_dtypes 0.7.0 adds 1.3 s to every `import jax` under NumPy 2), loading the file and writing the run folder with "
-    "its figure (matplotlib, imported on a thread while the loops run). `compare` compiles the next variant on a "
-    "worker thread while the current one runs, and the chunks of one run are queued one ahead, so the host's "
-    "recording and progress overlap the compiled loop.",
-    "* Speed of light sets the floor for compilation too: XLA compiles the minimal AoBG loop in about 1.5 s on this "
-    "CPU, so the 1 s target is out of reach for AoBG whatever trajopt does around it; trajopt's own compile is "
-    "compared with it in the table.",
+    "* End to end, a CLI run also pays for importing JAX (about 0.6-0.8 s here with ml_dtypes < 0.7, which trajopt "
+    "pins: ml_dtypes 0.7.0 adds 1.3 s to every `import jax` under NumPy 2), loading the file and writing the run "
+    "folder with its figure (matplotlib, with its maths-text parser, warmed up on a thread while the last variant "
+    "runs). `compare` prepares up to two variants ahead while the current one runs, as a pipeline (one thread "
+    "traces and lowers them in order, two more compile them), and the chunks of one run are queued one ahead, so "
+    "the host's recording and progress overlap the compiled loop.",
+    "* The fused loop is compiled with `trajopt.solver.CPU_COMPILER_OPTIONS` (XLA's older CPU emitter, about a third "
+    "less compile time than XLA's defaults, the column beside; `TRAJOPT_XLA_OPTIONS=0` turns them off). Speed of "
+    "light sets the floor for compilation too: XLA compiles the minimal AoBG loop in well over 1 s on this CPU "
+    "(the table), so the 1 s target is out of reach for AoBG whatever trajopt does around it.",
     "* float64 throughout (stiff contact needs it); the noise is drawn in float32 and cast, in trajopt and in both references.",
 ]
 

@@ -54,7 +54,7 @@ def compare(
         seeds: the seeds, run together as one vmap per variant.
         chunk: iterations per compiled chunk (default: about a tenth).
         on_chunk: progress callback ``on_chunk(name, done, total)``.
-        compile_ahead: compile the next variant on a worker thread while this one runs (what the CLI does;
+        compile_ahead: prepare up to two variants ahead on worker threads while this one runs (what the CLI does;
             faster, the same results). Off by default: the worker does not see JAX settings local to the
             caller's thread, such as a ``with jax.default_device(...)`` block.
 
