@@ -363,9 +363,11 @@ CPU_COMPILER_OPTIONS = {"xla_cpu_use_fusion_emitters": False}
 """XLA options the fused loop is compiled with on the CPU. XLA's CPU backend emits a fused kernel either
 through its newer MLIR "fusion emitters" (the default since 2025) or through its older elemental emitter; for
 these loops (small scalar-heavy while-loop bodies) the older one compiles about a third faster and runs at the
-same speed (benchmarks/RESULTS.md, "Compilation"). The iterates and costs were bit-identical on 30 shipped
-problem and oracle pairs; a reported sample variance (``var_zero``, and AoBG's ``radius`` built on it) may
-differ in its last bit, its squares summed in another order. A jaxlib that does not know an
+same speed (benchmarks/RESULTS.md, "Compilation"; MJX programs also run about a third faster). Results are not
+bit-identical to XLA's defaults in general: a sum may be reduced in another order, so a last bit can differ
+(a reported ``var_zero``, and AoBG's ``radius`` built on it; a one-seed ZoBG or AoBG run on stiff pushing; MJX
+programs), and chaotic problems amplify it. The iterates and costs were bit-identical on 30 shipped problem and
+oracle pairs run with 3 seeds, and on the README's main job. A jaxlib that does not know an
 option gets none of them (the first compile says so by an error, and the loop is compiled without them).
 ``TRAJOPT_XLA_OPTIONS=0`` in the environment, or clearing this dict, compiles with XLA's defaults. They are
 options of these compilations only (``Lowered.compile(compiler_options=...)``): no global XLA flag is set."""
