@@ -51,10 +51,14 @@ def test_second_run_in_a_fresh_process_compiles_from_the_cache(tmp_path):
     written = _entries(cache)
     assert any(name.startswith("jit_fused_chunk") for name in written)  # the fused chunk program is stored
     second = _child({"TRAJOPT_CACHE_DIR": str(cache), "TRAJOPT_CACHE": "1"})
-    # the stored programs are loaded, not recompiled: hits, and no new entry written. (Programs that compile in less
-    # than the cache's minimum time, 0.1 s, are never stored, so they miss on every run: misses are not all 0.)
+    # the stored programs are loaded, not recompiled: hits, and the fused chunk's entry is not written again.
+    # (Programs that compile in less than the cache's minimum time, 0.1 s, are not stored, so they miss on every
+    # run: misses are not all 0. A small one near that minimum, like the start program, may take longer on a
+    # loaded machine and be stored by the second run: only the entries of the first are compared.)
     assert second["hits"] >= 1
-    assert _entries(cache) == written
+    after = _entries(cache)
+    assert set(written) <= set(after)
+    assert [e for e in after if e.startswith("jit_fused_chunk")] == [e for e in written if e.startswith("jit_fused_chunk")]
     assert second["U"] == first["U"]  # a cached program computes the same numbers
 
 
