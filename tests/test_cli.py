@@ -106,6 +106,16 @@ def test_solve_one_oracle_and_json_summary(tmp_path):
     assert summary["variants"]["zobg"]["median_final_cost"] < summary["variants"]["zobg"]["initial_cost"]
 
 
+def test_the_summary_table_names_the_backend_its_seconds_were_measured_on(tmp_path):
+    import jax
+
+    result = invoke("compare", SOFT, *SMALL, "--out", tmp_path / "run")
+    assert result.exit_code == 0
+    backend = json.loads((tmp_path / "run" / "result.json").read_text())["platform"]
+    assert backend == jax.default_backend()
+    assert f"seconds on {backend};" in " ".join(result.stdout.split())
+
+
 def test_compare_against_rollouts_axis(tmp_path):
     out = tmp_path / "x"
     assert invoke("compare", SOFT, *SMALL, "--oracles", "exact,zobg", "--x", "rollouts", "--out", out, "-q").exit_code == 0

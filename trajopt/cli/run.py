@@ -176,8 +176,9 @@ def _summary_table(summary: dict) -> Table:
     # variants that run different numbers of iterations (their own `iterations`, --budget) get a column
     per_variant = len({o["iterations"] for o in summary["variants"].values()}) > 1
     table = Table(title=escape(f"{summary['title']}  ({iterations_text(summary)}, {n} seeds)"),
-                  title_justify="left", caption="rollouts and backward passes are per seed; α: median over seeds "
-                  "and iterations (variants that choose one)", caption_justify="left")
+                  title_justify="left", caption="rollouts and backward passes are per seed; seconds on "
+                  f"{escape(str(summary.get('platform', '?')))}; α: median over seeds and iterations (variants that "
+                  "choose one)", caption_justify="left")
     for col, justify in [("variant", "left"), ("method", "left"), ("status", "left"), ("final (median)", "right"),
                          ("final IQR", "right"), ("best", "right"), ("α median", "right"),
                          *([("iterations", "right")] if per_variant else []),
