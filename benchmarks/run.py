@@ -261,6 +261,7 @@ def worker_memory(iterations: int, seeds: int, out: str) -> dict:
     import threading
 
     from trajopt.cli import app
+    from trajopt.solver import history_bytes
 
     peak_anon, done = [0.0], threading.Event()
 
@@ -282,7 +283,7 @@ def worker_memory(iterations: int, seeds: int, out: str) -> dict:
     return {"iterations": iterations, "seeds": seeds, "wall_s": wall, "maxrss_mib": _maxrss_mib(),
             "peak_anon_mib": max(peak_anon[0], _anon_mib()),
             "history": result["variants"]["aobg"].get("history"),
-            "history_mib": seeds * iterations * (fields + 1) * 8 / 2**20,  # `Prepared.history_bytes`
+            "history_mib": history_bytes(seeds, iterations, fields) / 2**20,
             "metrics_mib": (Path(out) / "metrics.jsonl").stat().st_size / 2**20}
 
 

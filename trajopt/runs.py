@@ -28,7 +28,6 @@ import os
 import platform
 import shutil
 import tempfile
-import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +36,7 @@ from typing import Any, Iterable, Iterator, Mapping
 import numpy as np
 
 from trajopt.solver import STATUS_INTERRUPTED, STATUS_NON_FINITE, STATUS_OK, Result, memory_store
-from trajopt.stats import blocked_nan_median, column_blocks, nan_median
+from trajopt.stats import blocked_nan_median, nan_band_columns, nan_median
 
 CONFIG, METRICS, RESULT, TRAJECTORY, CONVERGENCE = (
     "config.toml", "metrics.jsonl", "result.json", "trajectory.npz", "convergence.png",
@@ -374,13 +373,6 @@ def read_metrics(path: Path, variants: list[str], seeds: list[int], iterations: 
     return series
 
 
-def _nanmedian_columns(values: np.ndarray) -> np.ndarray:
-    """The median over seeds of each column of [S, k], NaN for a column without a finite entry (no warning)."""
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanmedian(values, axis=0)
-
-
 def _rebuild_result(name: str, entry: Mapping, s: Mapping[str, np.ndarray], traj: Mapping[str, np.ndarray],
                     seeds: list[int], K: int, store=None) -> Result:
     store = store or memory_store
@@ -394,8 +386,7 @@ def _rebuild_result(name: str, entry: Mapping, s: Mapping[str, np.ndarray], traj
     for fld, values in s.items():
         if fld not in ("cost", "rollouts", "gradients", "seconds"):
             history[fld] = values[:, :K]
-    seconds = (np.concatenate([_nanmedian_columns(s["seconds"][:, b]) for b in column_blocks(s["seconds"])])
-               if "seconds" in s and K else np.zeros(K + 1))
+    seconds = nan_band_columns(s["seconds"], quartiles=False)[0] if "seconds" in s and K else np.zeros(K + 1)
     failed = [(-1 if k is None else int(k)) for k in entry.get("failed_at", [None] * len(seeds))]
     return Result(
         name=name, method=None, seeds=np.asarray(seeds), U=traj.get(f"{name}/U"), X=traj.get(f"{name}/X"), cost=cost,

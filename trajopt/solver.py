@@ -47,6 +47,11 @@ and dtype (its content may be uninitialised: every entry that is returned is wri
 ``cost`` and ``history`` are these arrays, or views of them (``history["value"]`` is a view of ``cost``)."""
 
 
+def history_bytes(n_seeds: int, iterations: int, n_fields: int) -> int:
+    """The estimated size of a recorded history: seeds x iterations x (info fields + the cost) x 8 bytes."""
+    return n_seeds * iterations * (n_fields + 1) * 8
+
+
 def memory_store(name: str, shape: tuple, dtype) -> np.ndarray:
     """The default `HistoryStore`: an uninitialised in-memory array of ``shape`` and ``dtype``."""
     return np.empty(shape, dtype)
@@ -499,9 +504,8 @@ class Prepared:
     history_store: Optional[HistoryStore] = None
 
     def history_bytes(self) -> int:
-        """The estimated size of the recorded history: seeds x iterations x (info fields + the cost) x 8 bytes
-        (what a caller compares with its memory to choose a `HistoryStore`)."""
-        return len(self.seeds) * self.iterations * (len(self.layout.fields) + 1) * 8
+        """`history_bytes` of this loop (what a caller compares with its memory to choose a `HistoryStore`)."""
+        return history_bytes(len(self.seeds), self.iterations, len(self.layout.fields))
 
     def history_fields(self) -> dict[str, tuple[np.dtype, tuple]]:
         """{field: (dtype, shape of one iteration's value)} of the method's info, in its order (what each

@@ -373,7 +373,7 @@ def _run_claimed(spec, verb, out_dir, x, json_out, quiet, plot, report, sets, sh
     results, history_kind = {}, {}
     progress = Progress(TextColumn("{task.description:<12}"), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), console=err, disable=not show, transient=False)
-    # the next variant compiles on a worker thread while this one runs (the same results as one at a time)
+    # up to two variants are traced and compiled ahead while this one runs (the same results as one at a time)
     prepared = prepare_each(prob, [(v.method, spec.iterations_of(n)) for n, v in spec.variants.items()],
                             key=key, seeds=spec.solve.seeds, chunk=spec.solve.chunk)
     with progress:

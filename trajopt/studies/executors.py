@@ -5,7 +5,8 @@
 
 Both call the same pure `trajopt.studies.cells.run_cell` and yield `CellOutcome` objects; the caller (the CLI)
 writes each one as it arrives, so an interrupted or crashed driver leaves every finished cell on disk. Neither
-writes a file. The design: the worker returns the arrays (the `Result` and the summary) and the driver writes
+writes a file of its own (a local cell's history larger than memory goes to the store the caller gives,
+`LocalExecutor.history`). The design: the worker returns the arrays (the `Result` and the summary) and the driver writes
 the run folder, so a remote cluster needs no shared file system; a cell's problem travels as its decoded TOML.
 
 Local runs use no process pool: on a 2-core machine JAX already uses both cores inside a cell, and a pool would
