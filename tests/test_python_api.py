@@ -55,6 +55,17 @@ def test_load_and_compare_match_solve():
     np.testing.assert_array_equal(results["aobg"].cost, direct.cost)
 
 
+def test_loaded_compare_runs_a_variant_the_file_does_not_run_by_default():
+    # `--variants tuned` works on the command line; from Python, naming it must too (it used to be a KeyError)
+    loaded = trajopt.load(ROOT / "problems" / "pushing_stiff.toml", ["solve.seeds=1", "task.horizon=10"])
+    assert "tuned" not in loaded.variants
+    results = loaded.compare(["aobg", "tuned"], iterations=3)
+    assert list(results) == ["aobg", "tuned"]
+    assert results["tuned"].method.oracle.samples == 2 and results["tuned"].method.optimizer.decay_steps == 3
+    with pytest.raises(trajopt.SpecError, match="solve.variants.*nonesuch"):
+        loaded.compare(["nonesuch"], iterations=3)
+
+
 def test_public_names_resolve_and_solve_is_the_function():
     for name in trajopt.__all__:
         assert getattr(trajopt, name) is not None
@@ -119,3 +130,28 @@ def test_loaded_compare_runs_each_variant_for_its_own_iterations_unless_told(tmp
     assert results["long"].method.optimizer.decay_steps == 4  # the schedule spans the run it is in
     with pytest.raises(ValueError, match="no number of steps for 'zobg'"):
         trajopt.compare(loaded.problem, loaded.variants, key=loaded.key, iterations={"long": 2})
+
+
+def _pushing_basins():
+    return runpy.run_path(str(ROOT / "examples" / "pushing_basins.py"), run_name="not_main")
+
+
+def test_pushing_basins_counts_separate_contacts():
+    pushes = _pushing_basins()["pushes"]
+    gap = np.array([[0.1, -0.1, -0.2, 0.05, 0.1, -0.01, 0.2], [-0.1, -0.1, 0.1, 0.1, 0.1, 0.1, -0.3]])  # object - pusher - 1
+    X = np.zeros((2, 7, 4))
+    X[:, :, 1] = 1.0 + gap
+    assert pushes(X, 1.0).tolist() == [2, 2]  # touching at t = 0 counts; a contact lasting several steps counts once
+    assert pushes(X, 0.0).tolist() == [0, 0]
+
+
+@pytest.mark.slow  # about half a minute: CI's slow job runs it
+def test_pushing_basins_script_prints_its_table(tmp_path):
+    r = subprocess.run([sys.executable, str(ROOT / "examples" / "pushing_basins.py")], capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr
+    rows = [line for line in r.stdout.splitlines() if line.startswith("| tuned")]
+    assert len(rows) == len(_pushing_basins()["CONFIGS"])
+    for row in rows:  # 50 runs per configuration, each counted in one basin
+        counts = [int(m) for m in re.findall(r"(\d+) at \d", row)]
+        assert sum(counts) == 50 and re.search(r"\| \d+% \|", row), row

@@ -8,6 +8,7 @@ Nothing here prints or writes files; figures come from `trajopt.plots` as `Figur
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence, Union
@@ -102,16 +103,28 @@ class Loaded:
 
     def compare(self, variants: Optional[Sequence[str]] = None, *, iterations: Optional[int] = None,
                 seeds: Optional[Sequence[int]] = None, **kwargs) -> dict[str, Result]:
-        """`compare` with the file's key and seeds over its variants (or some of them, by name).
+        """`compare` with the file's key and seeds over its variants, or over the ones named.
+
+        ``variants`` names any of the file's ``[variants]`` tables, oracles or methods, as ``--variants`` does
+        (``load("problems/pushing_stiff.toml").compare(["aobg", "tuned"])``), not only those it runs by default.
 
         Each variant runs its own number of iterations: its table's ``iterations`` if it sets one, else
         ``solve.iterations``. ``iterations=N`` runs every chosen variant for N, as ``--iterations N`` does on the
         command line: the file is loaded again with that override, so step and σ schedules that default to
         the run's length span N. ``seeds`` replaces the file's seeds; other keyword arguments go to `compare`.
         """
-        loaded = self
-        if iterations is not None and self.path is not None:
-            loaded = load(self.path, [*self.overrides, f"solve.iterations={int(iterations)}"])
+        loaded, extra = self, []
+        if variants is not None and any(n not in self.variants for n in variants):
+            # a [variants] table, oracle or method the file does not run by default: as `--variants` does
+            extra.append("solve.variants=[" + ", ".join(json.dumps(str(n)) for n in variants) + "]")
+        if iterations is not None:
+            extra.append(f"solve.iterations={int(iterations)}")
+        if extra and self.path is not None:
+            loaded = load(self.path, [*self.overrides, *extra])
+        missing = [n for n in (variants or ()) if n not in loaded.variants]
+        if missing:
+            raise KeyError(f"variants: {', '.join(map(repr, missing))} not in this problem (it was not loaded from a "
+                           f"file); allowed: {', '.join(loaded.variants)}")
         chosen = loaded.variants if variants is None else {n: loaded.variants[n] for n in variants}
         steps = {n: iterations if iterations is not None else loaded.spec.iterations_of(n) for n in chosen}
         return compare(loaded.problem, chosen, key=loaded.key, iterations=steps,
