@@ -116,6 +116,18 @@ def test_the_summary_table_names_the_backend_its_seconds_were_measured_on(tmp_pa
     assert f"seconds on {backend};" in " ".join(result.stdout.split())
 
 
+def test_the_convergence_figure_legend_states_each_variants_optimiser(tmp_path, monkeypatch):
+    # the table's method column said "fobg + adam 0.2 cosine, ..." while the figure said only "tuned"
+    from trajopt import plots
+
+    saved = []
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: saved.append(fig))
+    result = invoke("compare", SOFT, *SMALL, "--variants", "zobg,tuned", "--out", tmp_path / "run", "-q")
+    assert result.exit_code == 0, result.output
+    legend = [t.get_text() for t in saved[0].axes[0].get_legend().get_texts()]
+    assert legend == ["zobg + sgd 0.001", "tuned: fobg + adam 0.2 cosine, σ geometric to 0.0003"]
+
+
 def test_compare_against_rollouts_axis(tmp_path):
     out = tmp_path / "x"
     assert invoke("compare", SOFT, *SMALL, "--oracles", "exact,zobg", "--x", "rollouts", "--out", out, "-q").exit_code == 0

@@ -35,3 +35,27 @@ def test_a_long_title_is_wrapped_inside_the_figure():
         assert r"\$0.05\$" in text.get_text()  # escaped as before (matplotlib would read $...$ as maths)
         box = text.get_window_extent(renderer)
         assert fig.bbox.x0 <= box.x0 and box.x1 <= fig.bbox.x1, (x, box, fig.bbox)
+
+
+def test_legend_entries_are_the_labels_given_and_stopped_seeds_are_still_counted():
+    problem, *_ = random_quadratic((3, 2), 0)
+    results = compare(problem, {"a": GradientMethod(Exact(), SGD(0.05)), "b": GradientMethod(ZoBG(samples=4), SGD(0.02))},
+                      key=jax.random.PRNGKey(0), iterations=4, seeds=[0, 1])
+    ax = convergence_figure(results, labels={"a": "a: exact + sgd 0.05"}).axes[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["a: exact + sgd 0.05", "b"]
+
+
+def test_legend_labels_state_each_variants_method():
+    from trajopt.runs import legend_labels
+
+    adam = {"name": "adam", "step": 0.2, "schedule": "cosine"}
+    summary = {"variants": {
+        "fobg": {"kind": "oracle", "base": "fobg", "config": {"optimizer": {"name": "sgd", "step": 0.001}}},
+        "tuned": {"kind": "oracle", "base": "fobg", "config": {"optimizer": adam, "sigma_schedule": "geometric",
+                                                              "sigma_final": 0.0003}},
+        "cem": {"kind": "method", "base": "cem"},
+        "planner": {"kind": "method", "base": "cem"},
+    }}
+    assert legend_labels(summary) == {"fobg": "fobg + sgd 0.001",
+                                      "tuned": "tuned: fobg + adam 0.2 cosine, σ geometric to 0.0003",
+                                      "cem": "cem", "planner": "planner: cem"}

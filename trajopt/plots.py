@@ -152,7 +152,8 @@ def _wide_range(values: Sequence[np.ndarray]) -> bool:
     return pos.size > 0 and pos.max() / pos.min() > 100
 
 
-def convergence_figure(results: Mapping[str, Result], x: Union[str, Sequence[str]] = "iterations", title: str = ""):
+def convergence_figure(results: Mapping[str, Result], x: Union[str, Sequence[str]] = "iterations", title: str = "",
+                       labels: Optional[Mapping[str, str]] = None):
     """The convergence figure of several variants' results on one problem; returns a Figure.
 
     Args:
@@ -161,6 +162,8 @@ def convergence_figure(results: Mapping[str, Result], x: Union[str, Sequence[str
             ``("iterations", "rollouts")``). A count axis spanning more than two decades is drawn symmetric-log
             (linear near 0, so the start shows).
         title: the figure's title (the caller states the configuration: problem, overrides).
+        labels: {variant name: legend entry} (default: the names); the CLI and `trajopt report` give each
+            variant's method ("tuned: fobg + adam 0.2 cosine, σ geometric to 0.0003", `trajopt.runs.legend_labels`).
     """
     axes_x = [x] if isinstance(x, str) else list(x)
     for a in axes_x:
@@ -186,7 +189,7 @@ def convergence_figure(results: Mapping[str, Result], x: Union[str, Sequence[str
             med, lo, hi = bands[o]
             xs = xs_all[o][shown[o]]
             failed = sum(s != "ok" for s in r.status)
-            label = o + (f" ({failed}/{n_seeds} seeds stopped)" if failed else "")
+            label = (labels or {}).get(o, o) + (f" ({failed}/{n_seeds} seeds stopped)" if failed else "")
             # a curve that coincides with one already drawn (AoBG at alpha = 1 is FoBG) is dashed and says so
             same = next((p for p, (px, pm) in drawn.items() if px.shape == xs.shape and np.array_equal(px, xs)
                          and np.array_equal(pm, med, equal_nan=True) and _same_curve(results[p], r, xs_all[p], xs_all[o])),
@@ -205,7 +208,8 @@ def convergence_figure(results: Mapping[str, Result], x: Union[str, Sequence[str
         ax.grid(True, which="both", alpha=0.25)
         if c == 0:
             ax.set_ylabel("cost f(U)" + (" (log scale)" if log_scale else ""))
-            ax.legend(title=f"median, IQR band over {n_seeds} seeds", fontsize=8 if len(names) > 6 else 9,
+            long = len(names) > 6 or any(len(t) > 32 for t in (labels or {}).values())
+            ax.legend(title=f"median, IQR band over {n_seeds} seeds", fontsize=8 if long else 9,
                       title_fontsize=9)
         if with_alpha:
             ax2 = axes[1, c]

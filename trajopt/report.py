@@ -18,7 +18,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from trajopt import plots
-from trajopt.runs import Run, iterations_text, variant_entries
+from trajopt.runs import Run, iterations_text, legend_labels, variant_entries
 from trajopt.stats import nan_band
 
 SECTIONS = ("Problem", "Hyper-parameters", "Final cost", "Convergence", "Diagnostics", "Trajectories")
@@ -205,7 +205,8 @@ def run_figures(run: Run, tag: str) -> list[Figure]:
     for x in ("iterations", "rollouts", "seconds"):
         figs.append(Figure(f"{tag}convergence_{x}", f"Cost against {plots.X_AXES[x]}: median and interquartile band over seeds"
                            + ("; lower panel: α" if x == "iterations" else ""),
-                           plots.figure_bytes(plots.convergence_figure(run.results, x=x, title=_title(run)))))
+                           plots.figure_bytes(plots.convergence_figure(run.results, x=x, title=_title(run),
+                                                                      labels=legend_labels(run.result)))))
     var = plots.variance_figure(run.results, title=_title(run))
     if var is not None:
         figs.append(Figure(f"{tag}variance", "Per-sample trace variances of the first- and zeroth-order batches "

@@ -261,6 +261,33 @@ def iterations_text(summary: Mapping) -> str:
     return f"{counts[0] if counts else summary.get('iterations')} iterations"
 
 
+def method_label(entry: Mapping) -> str:
+    """What a variant runs, in a few words, from its result.json entry: 'aobg + sgd 0.001', 'fobg + adam 0.2 cosine,
+    σ geometric to 0.0003' or 'cem' (the full configuration is in result.json). The summary table's method column."""
+    cfg = entry.get("config") or {}
+    if entry.get("kind") == "oracle":
+        opt = cfg.get("optimizer", {})
+        clip = opt.get("clip_norm")
+        clip = float("inf") if clip is None else clip  # result.json writes no clipping (inf) as null
+        step = f" {opt['step']:g}" if isinstance(opt.get("step"), (int, float)) else ""
+        schedule = opt.get("schedule", "constant")
+        sigma = f", σ {cfg['sigma_schedule']} to {cfg['sigma_final']:g}" if cfg.get("sigma_schedule", "constant") != "constant" else ""
+        return (f"{entry.get('base')} + {opt.get('name', '?')}{step}" + (f" {schedule}" if schedule != "constant" else "")
+                + (f", clip {clip:g}" if clip != float("inf") else "") + sigma)
+    return str(entry.get("base") or "")
+
+
+def legend_labels(summary: Mapping) -> dict[str, str]:
+    """{variant: its legend entry} for a figure of the run whose result.json content is ``summary``: the method
+    label when it starts with the variant's name ("aobg + sgd 0.001"), else "name: label" ("tuned: fobg + adam 0.2
+    cosine, σ geometric to 0.0003"), so a figure states what each curve ran, as the table does."""
+    out = {}
+    for name, entry in variant_entries(summary).items():
+        label = method_label(entry) if isinstance(entry, Mapping) else ""
+        out[name] = name if not label or label == name else label if label.startswith(name + " ") else f"{name}: {label}"
+    return out
+
+
 def metrics_lines(results: Mapping[str, Result]) -> Iterator[str]:
     """metrics.jsonl, one line per (variant, seed, iteration), produced a block of iterations at a time (the
     history may be larger than memory: at most `ITERATION_BLOCK` values of each field are Python objects at

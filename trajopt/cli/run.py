@@ -170,7 +170,7 @@ def _summary_table(summary: dict) -> Table:
 
     from trajopt.stats import nan_band
 
-    from trajopt.runs import iterations_text
+    from trajopt.runs import iterations_text, method_label
 
     n = len(summary["seeds"])
     # variants that run different numbers of iterations (their own `iterations`, --budget) get a column
@@ -195,7 +195,7 @@ def _summary_table(summary: dict) -> Table:
         iqr = f"{fmt(q25)}–{fmt(q75)}" if np.isfinite(q25) else "-"
         best = [v for v in o["best_cost"] if v is not None]
         table.add_row(
-            escape(name), escape(_method_label(o)), status, fmt(o["median_final_cost"]), iqr,
+            escape(name), escape(method_label(o)), status, fmt(o["median_final_cost"]), iqr,
             fmt(min(best) if best else None), fmt(o["median_alpha"], 3),
             *([f"{o['iterations']:,}"] if per_variant else []), f"{o['rollouts']:,}", f"{o['gradients']:,}",
             f"{o['run_seconds']:.2f}+{o['compile_seconds']:.1f}",
@@ -203,21 +203,6 @@ def _summary_table(summary: dict) -> Table:
               if "success_radius" in summary else []),
         )
     return table
-
-
-def _method_label(entry: dict) -> str:
-    """What a variant runs, in a few words: 'aobg + sgd 0.001' or 'cem' (the full configuration is in result.json)."""
-    cfg = entry.get("config") or {}
-    if entry.get("kind") == "oracle":
-        opt = cfg.get("optimizer", {})
-        clip = opt.get("clip_norm")
-        clip = float("inf") if clip is None else clip  # result.json writes no clipping (inf) as null
-        step = f" {opt['step']:g}" if isinstance(opt.get("step"), (int, float)) else ""
-        schedule = opt.get("schedule", "constant")
-        sigma = f", σ {cfg['sigma_schedule']} to {cfg['sigma_final']:g}" if cfg.get("sigma_schedule", "constant") != "constant" else ""
-        return (f"{entry.get('base')} + {opt.get('name', '?')}{step}" + (f" {schedule}" if schedule != "constant" else "")
-                + (f", clip {clip:g}" if clip != float("inf") else "") + sigma)
-    return str(entry.get("base") or "")
 
 
 def display_title(spec, sets: Optional[List[str]]) -> str:
@@ -423,7 +408,8 @@ def _run_claimed(spec, verb, out_dir, x, json_out, quiet, plot, report, sets, sh
 
         if warming is not None:
             warming.join()
-        plots.save_figure(plots.convergence_figure(results, x=x, title=title), out_dir / runs.CONVERGENCE)
+        plots.save_figure(plots.convergence_figure(results, x=x, title=title, labels=runs.legend_labels(summary)),
+                          out_dir / runs.CONVERGENCE)
         if spec.policy is not None:
             plots.save_figure(_rollouts_figure(spec, prob, results, title), out_dir / ROLLOUTS)
     if report:
