@@ -395,7 +395,8 @@ def report(data: dict) -> str:
     env, o, st, cli, sc = data["environment"], data["oracles_cold"], data["startup"], data["cli"], data["scaling"]
     warm = data["oracles_warm"]
     load0, load1 = data["load_before"], data["load_after"]
-    # judged by the load before the run: the load after it is mostly the benchmark's own last processes
+    # judged by the load before the run: the load after it is mostly the benchmark's own last processes (so load
+    # that starts during the run is not flagged: the before / after figures are printed for the reader)
     busy = load0[0] > 0.5 * (os.cpu_count() or 1)
     L = [
         "# trajopt performance",
@@ -470,7 +471,7 @@ def report(data: dict) -> str:
     L += ["", "## Scaling (fused AoBG update, one fresh process per point, compilation cache off)", "",
           "Each axis varies one size from stiff pushing (T = 200, N = 10, one seed); *bodies* is "
           "problems/chain3_stiff.toml with `system.bodies`. ms per iteration covers every seed; peak memory is the "
-          "process's maxrss (JAX and XLA included, about 300-400 MiB at rest). The exponent is the slope of a "
+          "process's maxrss (JAX and XLA included, about 250-400 MiB at rest). The exponent is the slope of a "
           "least-squares line in log-log (over all points, and over the upper half where fixed per-iteration "
           "costs no longer dominate).", ""]
     for axis, d in sc.items():

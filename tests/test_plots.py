@@ -37,12 +37,15 @@ def test_a_long_title_is_wrapped_inside_the_figure():
         assert fig.bbox.x0 <= box.x0 and box.x1 <= fig.bbox.x1, (x, box, fig.bbox)
 
 
-def test_legend_entries_are_the_labels_given_and_stopped_seeds_are_still_counted():
+def test_legend_entries_are_the_labels_given_shown_literally():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
     problem, *_ = random_quadratic((3, 2), 0)
-    results = compare(problem, {"a": GradientMethod(Exact(), SGD(0.05)), "b": GradientMethod(ZoBG(samples=4), SGD(0.02))},
+    results = compare(problem, {"a": GradientMethod(Exact(), SGD(0.05)), "b$": GradientMethod(ZoBG(samples=4), SGD(0.02))},
                       key=jax.random.PRNGKey(0), iterations=4, seeds=[0, 1])
-    ax = convergence_figure(results, labels={"a": "a: exact + sgd 0.05"}).axes[0]
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["a: exact + sgd 0.05", "b"]
+    fig = convergence_figure(results, labels={"a": "a: exact + sgd 0.05", "b$": r"b$\frac$: zobg"})
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["a: exact + sgd 0.05", r"b\$\frac\$: zobg"]
+    FigureCanvasAgg(fig).draw()  # a '$' read as maths would fail here (a malformed formula)
 
 
 def test_legend_labels_state_each_variants_method():
@@ -59,3 +62,10 @@ def test_legend_labels_state_each_variants_method():
     assert legend_labels(summary) == {"fobg": "fobg + sgd 0.001",
                                       "tuned": "tuned: fobg + adam 0.2 cosine, σ geometric to 0.0003",
                                       "cem": "cem", "planner": "planner: cem"}
+    # a folder read from disk is not trusted: missing or malformed keys drop words, never raise (trajopt report)
+    damaged = {"oracles": {  # a folder written before variants
+        "a": {"kind": "oracle", "base": "zobg", "config": {"optimizer": None, "sigma_schedule": "linear"}},
+        "b": {"kind": "oracle", "base": "fobg", "config": {"optimizer": {"name": "sgd", "step": "x", "clip_norm": 5.0}}},
+        "c": {"kind": "oracle", "base": "fobg", "config": None}, "d": "not a table"}}
+    assert legend_labels(damaged) == {"a": "a: zobg + ?, σ linear", "b": "b: fobg + sgd, clip 5",
+                                      "c": "c: fobg + ?", "d": "d"}

@@ -57,13 +57,19 @@ def test_load_and_compare_match_solve():
 
 def test_loaded_compare_runs_a_variant_the_file_does_not_run_by_default():
     # `--variants tuned` works on the command line; from Python, naming it must too (it used to be a KeyError)
-    loaded = trajopt.load(ROOT / "problems" / "pushing_stiff.toml", ["solve.seeds=1", "task.horizon=10"])
+    loaded = trajopt.load(ROOT / "problems" / "pushing_stiff.toml", ["solve.seeds=1", "task.horizon=10",
+                                                                      "solve.iterations=5"])
     assert "tuned" not in loaded.variants
     results = loaded.compare(["aobg", "tuned"], iterations=3)
     assert list(results) == ["aobg", "tuned"]
+    # the cosine step spans the 3 iterations run (not the 5 of the load's own solve.iterations)
     assert results["tuned"].method.oracle.samples == 2 and results["tuned"].method.optimizer.decay_steps == 3
+    assert results["tuned"].iterations == 3
     with pytest.raises(trajopt.SpecError, match="solve.variants.*nonesuch"):
         loaded.compare(["nonesuch"], iterations=3)
+    detached = trajopt.Loaded(problem=loaded.problem, variants=loaded.variants, spec=loaded.spec)  # not from a file
+    with pytest.raises(KeyError, match="'tuned' not in this problem"):
+        detached.compare(["tuned"])
 
 
 def test_public_names_resolve_and_solve_is_the_function():
@@ -145,13 +151,13 @@ def test_pushing_basins_counts_separate_contacts():
     assert pushes(X, 0.0).tolist() == [0, 0]
 
 
-@pytest.mark.slow  # about half a minute: CI's slow job runs it
+@pytest.mark.slow  # about 30 s: CI's slow job runs it
 def test_pushing_basins_script_prints_its_table(tmp_path):
     r = subprocess.run([sys.executable, str(ROOT / "examples" / "pushing_basins.py")], capture_output=True, text=True,
                        timeout=600)
     assert r.returncode == 0, r.stderr
-    rows = [line for line in r.stdout.splitlines() if line.startswith("| tuned")]
+    rows = [line for line in r.stdout.splitlines() if line.startswith("| ") and not line.startswith("| configuration")]
     assert len(rows) == len(_pushing_basins()["CONFIGS"])
     for row in rows:  # 50 runs per configuration, each counted in one basin
         counts = [int(m) for m in re.findall(r"(\d+) at \d", row)]
-        assert sum(counts) == 50 and re.search(r"\| \d+% \|", row), row
+        assert sum(counts) == 50 and re.search(r"\| \d+ % \|", row), row

@@ -71,6 +71,17 @@ def test_markdown_report_lists_the_numbers_of_result_json(run_dir, tmp_path):
     assert len(re.findall(r"\]\((report_figures/[^)]+\.png)\)", text)) == 5
 
 
+def test_report_figures_name_each_variants_method_in_the_legend(run_dir, monkeypatch):
+    from trajopt import plots
+
+    seen = []
+    real = plots.convergence_figure
+    monkeypatch.setattr(plots, "convergence_figure", lambda *a, **k: seen.append(k.get("labels")) or real(*a, **k))
+    report.run_figures(runs.read_run(run_dir), "")
+    assert seen and all(labels == {"fobg": "fobg + sgd 0.001", "zobg": "zobg + sgd 0.001", "aobg": "aobg + sgd 0.001"}
+                        for labels in seen)
+
+
 def test_ranking_orders_by_median(run_dir):
     rows = report.final_cost_rows(runs.read_run(run_dir))
     ordered = sorted(rows, key=lambda r: r["rank"])

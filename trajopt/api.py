@@ -106,7 +106,9 @@ class Loaded:
         """`compare` with the file's key and seeds over its variants, or over the ones named.
 
         ``variants`` names any of the file's ``[variants]`` tables, oracles or methods, as ``--variants`` does
-        (``load("problems/pushing_stiff.toml").compare(["aobg", "tuned"])``), not only those it runs by default.
+        (``load("problems/pushing_stiff.toml").compare(["aobg", "tuned"])``), not only those it runs by default:
+        the file is then loaded again with them as ``solve.variants`` (a name it does not define raises
+        `trajopt.spec.SpecError`; for a `Loaded` not read from a file, a name not in ``variants`` raises KeyError).
 
         Each variant runs its own number of iterations: its table's ``iterations`` if it sets one, else
         ``solve.iterations``. ``iterations=N`` runs every chosen variant for N, as ``--iterations N`` does on the
@@ -114,6 +116,8 @@ class Loaded:
         the run's length span N. ``seeds`` replaces the file's seeds; other keyword arguments go to `compare`.
         """
         loaded, extra = self, []
+        if isinstance(variants, str):
+            variants = [variants]
         if variants is not None and any(n not in self.variants for n in variants):
             # a [variants] table, oracle or method the file does not run by default: as `--variants` does
             extra.append("solve.variants=[" + ", ".join(json.dumps(str(n)) for n in variants) + "]")
@@ -142,7 +146,7 @@ def load(path: Union[str, Path], overrides: Sequence[str] = ()) -> Loaded:
     s = spec_mod.load(path, overrides)
     extra = spec_mod.iteration_overrides(s, overrides)  # solve.iterations among the overrides reaches every variant
     if extra:
-        overrides += tuple(extra)
-        s = spec_mod.load(path, overrides)
+        s = spec_mod.load(path, overrides + tuple(extra))
+    # the caller's overrides only: a reload (Loaded.compare) derives the variants' iterations again from them
     return Loaded(problem=s.problem(), variants={n: v.method for n, v in s.variants.items()}, spec=s,
                   path=str(path), overrides=overrides)

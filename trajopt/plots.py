@@ -189,14 +189,14 @@ def convergence_figure(results: Mapping[str, Result], x: Union[str, Sequence[str
             med, lo, hi = bands[o]
             xs = xs_all[o][shown[o]]
             failed = sum(s != "ok" for s in r.status)
-            label = (labels or {}).get(o, o) + (f" ({failed}/{n_seeds} seeds stopped)" if failed else "")
+            label = plain((labels or {}).get(o, o)) + (f" ({failed}/{n_seeds} seeds stopped)" if failed else "")
             # a curve that coincides with one already drawn (AoBG at alpha = 1 is FoBG) is dashed and says so
             same = next((p for p, (px, pm) in drawn.items() if px.shape == xs.shape and np.array_equal(px, xs)
                          and np.array_equal(pm, med, equal_nan=True) and _same_curve(results[p], r, xs_all[p], xs_all[o])),
                         None)
             drawn[o] = (xs, med)
             if same is not None:
-                label += f" (same curve as {same})"
+                label += f" (same curve as {plain(same)})"
             ax.plot(xs, med, color=colours[o], lw=1.8, ls="--" if same is not None else "-", label=label)
             ax.fill_between(xs, lo, hi, color=colours[o], alpha=0.2, lw=0)
         if log_scale:
@@ -218,7 +218,7 @@ def convergence_figure(results: Mapping[str, Result], x: Union[str, Sequence[str
                 at = plot_columns(r.iterations)
                 med, lo, hi = nan_band_columns(r.history["alpha"], at)
                 xs = xs_all[o][: r.iterations][at]
-                ax2.plot(xs, med, color=colours[o], lw=1.4, label=o)
+                ax2.plot(xs, med, color=colours[o], lw=1.4, label=plain(o))
                 ax2.fill_between(xs, lo, hi, color=colours[o], alpha=0.2, lw=0)
             ax2.set_ylim(-0.05, 1.05)
             ax2.grid(True, alpha=0.25)
@@ -276,7 +276,7 @@ def variance_figure(results: Mapping[str, Result], x: str = "iterations", title:
             at = plot_columns(results[o].iterations)
             med, lo, hi = nan_band_columns(values, at)
             xs = x_values(results[o], x)[: results[o].iterations][at]
-            ax.plot(xs, med, color=colours[o], lw=1.4, label=o)
+            ax.plot(xs, med, color=colours[o], lw=1.4, label=plain(o))
             ax.fill_between(xs, lo, hi, color=colours[o], alpha=0.2, lw=0)
             lows.append(_finite_min(values))
         if lows and min(lows) > 0:

@@ -261,20 +261,26 @@ def iterations_text(summary: Mapping) -> str:
     return f"{counts[0] if counts else summary.get('iterations')} iterations"
 
 
-def method_label(entry: Mapping) -> str:
+def entry_method_label(entry: Mapping) -> str:
     """What a variant runs, in a few words, from its result.json entry: 'aobg + sgd 0.001', 'fobg + adam 0.2 cosine,
-    σ geometric to 0.0003' or 'cem' (the full configuration is in result.json). The summary table's method column."""
-    cfg = entry.get("config") or {}
-    if entry.get("kind") == "oracle":
-        opt = cfg.get("optimizer", {})
-        clip = opt.get("clip_norm")
-        clip = float("inf") if clip is None else clip  # result.json writes no clipping (inf) as null
-        step = f" {opt['step']:g}" if isinstance(opt.get("step"), (int, float)) else ""
-        schedule = opt.get("schedule", "constant")
-        sigma = f", σ {cfg['sigma_schedule']} to {cfg['sigma_final']:g}" if cfg.get("sigma_schedule", "constant") != "constant" else ""
-        return (f"{entry.get('base')} + {opt.get('name', '?')}{step}" + (f" {schedule}" if schedule != "constant" else "")
-                + (f", clip {clip:g}" if clip != float("inf") else "") + sigma)
-    return str(entry.get("base") or "")
+    σ geometric to 0.0003' or 'cem' (the full configuration is in result.json). The summary table's method column.
+    A folder read from disk is not trusted: a missing or malformed key leaves its words out, never raises."""
+    def number(x) -> bool:
+        return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+    cfg = entry.get("config") if isinstance(entry.get("config"), Mapping) else {}
+    base = str(entry.get("base") or "")
+    if entry.get("kind") != "oracle":
+        return base
+    opt = cfg.get("optimizer") if isinstance(cfg.get("optimizer"), Mapping) else {}
+    clip = opt.get("clip_norm")  # result.json writes no clipping (inf) as null
+    step = f" {opt['step']:g}" if number(opt.get("step")) else ""
+    schedule = opt.get("schedule", "constant")
+    sigma_schedule, sigma_final = cfg.get("sigma_schedule", "constant"), cfg.get("sigma_final")
+    sigma = (f", σ {sigma_schedule}" + (f" to {sigma_final:g}" if number(sigma_final) else "")
+             if sigma_schedule not in ("constant", None) else "")
+    return (f"{base} + {opt.get('name', '?')}{step}" + (f" {schedule}" if schedule not in ("constant", None) else "")
+            + (f", clip {clip:g}" if number(clip) and math.isfinite(clip) else "") + sigma)
 
 
 def legend_labels(summary: Mapping) -> dict[str, str]:
@@ -283,7 +289,7 @@ def legend_labels(summary: Mapping) -> dict[str, str]:
     cosine, σ geometric to 0.0003"), so a figure states what each curve ran, as the table does."""
     out = {}
     for name, entry in variant_entries(summary).items():
-        label = method_label(entry) if isinstance(entry, Mapping) else ""
+        label = entry_method_label(entry) if isinstance(entry, Mapping) else ""
         out[name] = name if not label or label == name else label if label.startswith(name + " ") else f"{name}: {label}"
     return out
 

@@ -170,7 +170,7 @@ def _summary_table(summary: dict) -> Table:
 
     from trajopt.stats import nan_band
 
-    from trajopt.runs import iterations_text, method_label
+    from trajopt.runs import entry_method_label, iterations_text
 
     n = len(summary["seeds"])
     # variants that run different numbers of iterations (their own `iterations`, --budget) get a column
@@ -195,7 +195,7 @@ def _summary_table(summary: dict) -> Table:
         iqr = f"{fmt(q25)}–{fmt(q75)}" if np.isfinite(q25) else "-"
         best = [v for v in o["best_cost"] if v is not None]
         table.add_row(
-            escape(name), escape(method_label(o)), status, fmt(o["median_final_cost"]), iqr,
+            escape(name), escape(entry_method_label(o)), status, fmt(o["median_final_cost"]), iqr,
             fmt(min(best) if best else None), fmt(o["median_alpha"], 3),
             *([f"{o['iterations']:,}"] if per_variant else []), f"{o['rollouts']:,}", f"{o['gradients']:,}",
             f"{o['run_seconds']:.2f}+{o['compile_seconds']:.1f}",
