@@ -91,8 +91,13 @@ def test_ranking_orders_by_median(run_dir):
 
 def test_report_of_two_runs_and_bad_inputs(run_dir, tmp_path):
     out = tmp_path / "two.html"
-    assert runner.invoke(app, ["report", str(run_dir), str(run_dir), "-o", str(out), "-q"]).exit_code == 0
+    other = tmp_path / "other"
+    shutil.copytree(run_dir, other)
+    assert runner.invoke(app, ["report", str(run_dir), str(other), "-o", str(out), "-q"]).exit_code == 0
     assert len(_images(out.read_text())) == 10
+    twice = runner.invoke(app, ["report", str(run_dir), str(other / ".." / "other"), str(run_dir), "-o",
+                                str(tmp_path / "t.html")])
+    assert twice.exit_code == 2 and "given twice" in twice.stderr and not (tmp_path / "t.html").exists()
     bad = runner.invoke(app, ["report", str(tmp_path), "-o", str(tmp_path / "r.html")])
     assert bad.exit_code == 2 and "not a run folder" in bad.stderr
     bad = runner.invoke(app, ["report", str(run_dir), "-o", str(tmp_path / "r.pdf")])

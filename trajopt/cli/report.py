@@ -69,9 +69,13 @@ def report_cmd(
     """
     from trajopt.runs import is_run_dir
 
+    seen = {}
     for d in run_dirs:
         if not is_run_dir(d):
             raise fail(f"{d}: not a run folder (no result.json in it)")
+        same = seen.setdefault(d.resolve(), d)
+        if same is not d:  # the same run twice would be reported, ranked and plotted as two
+            raise fail(f"{d}: given twice (as {same}); allowed: each run folder once")
     if output.suffix.lower() not in (".html", ".htm", ".md"):
         raise fail(f"--output {output}: allowed: a .html or .md file name")
     written = write_report(run_dirs, output)
