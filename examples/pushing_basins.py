@@ -51,10 +51,15 @@ def pushes(X: np.ndarray, rest_length: float) -> np.ndarray:
     return (np.diff(touching, axis=1) == 1).sum(axis=1) + touching[:, 0]
 
 
+def load_tuned(overrides: list[str], seeds: list[int] = (0,)) -> trajopt.Loaded:
+    """The problem file with `tuned` as its only variant, under these overrides of ``[variants.tuned]``."""
+    return trajopt.load(PROBLEM, [*(f"variants.tuned.{o}" for o in overrides), 'solve.variants=["tuned"]',
+                                  f"solve.seeds={list(seeds)}"])
+
+
 def run(overrides: list[str], seeds: list[int]) -> tuple[np.ndarray, np.ndarray]:
     """Final costs [S] and numbers of pushes [S] of `tuned` under the overrides."""
-    loaded = trajopt.load(PROBLEM, [*(f"variants.tuned.{o}" for o in overrides), 'solve.variants=["tuned"]',
-                                    f"solve.seeds={seeds}"])
+    loaded = load_tuned(overrides, seeds)
     result = loaded.compare()["tuned"]
     return np.asarray(result.final_cost), pushes(np.asarray(result.X), loaded.spec.system.rest_length)
 
@@ -69,8 +74,7 @@ def main() -> None:
     print("|---|---|---|")
     for label, overrides in CONFIGS:
         finals, counts = [], []
-        step = trajopt.load(PROBLEM, [*(f"variants.tuned.{o}" for o in overrides), 'solve.variants=["tuned"]']
-                            ).variants["tuned"].optimizer.step
+        step = load_tuned(overrides).variants["tuned"].optimizer.step
         rest = [o for o in overrides if not o.startswith("optimizer.step=")]
         for scale in (0.95, 0.975, 1.0, 1.025, 1.05):
             f, c = run([*rest, f"optimizer.step={step * scale!r}"], list(range(10)))

@@ -170,6 +170,7 @@ def convergence_figure(results: Mapping[str, Result], x: Union[str, Sequence[str
         if a not in X_AXES:
             raise ValueError(f"x must be one of {', '.join(X_AXES)}, not {a!r}")
     names = list(results)
+    labels = dict(labels or {})
     colours = variant_colours(names)
     with_alpha = [o for o in names if "alpha" in results[o].history and _any_finite(results[o].history["alpha"])]
     rows, cols = (2 if with_alpha else 1), len(axes_x)
@@ -189,7 +190,7 @@ def convergence_figure(results: Mapping[str, Result], x: Union[str, Sequence[str
             med, lo, hi = bands[o]
             xs = xs_all[o][shown[o]]
             failed = sum(s != "ok" for s in r.status)
-            label = plain((labels or {}).get(o, o)) + (f" ({failed}/{n_seeds} seeds stopped)" if failed else "")
+            label = plain(labels.get(o, o)) + (f" ({failed}/{n_seeds} seeds stopped)" if failed else "")
             # a curve that coincides with one already drawn (AoBG at alpha = 1 is FoBG) is dashed and says so
             same = next((p for p, (px, pm) in drawn.items() if px.shape == xs.shape and np.array_equal(px, xs)
                          and np.array_equal(pm, med, equal_nan=True) and _same_curve(results[p], r, xs_all[p], xs_all[o])),
@@ -208,7 +209,7 @@ def convergence_figure(results: Mapping[str, Result], x: Union[str, Sequence[str
         ax.grid(True, which="both", alpha=0.25)
         if c == 0:
             ax.set_ylabel("cost f(U)" + (" (log scale)" if log_scale else ""))
-            long = len(names) > 6 or any(len(t) > 32 for t in (labels or {}).values())
+            long = len(names) > 6 or any(len(t) > 32 for t in labels.values())
             ax.legend(title=f"median, IQR band over {n_seeds} seeds", fontsize=8 if long else 9,
                       title_fontsize=9)
         if with_alpha:

@@ -265,22 +265,19 @@ def entry_method_label(entry: Mapping) -> str:
     """What a variant runs, in a few words, from its result.json entry: 'aobg + sgd 0.001', 'fobg + adam 0.2 cosine,
     σ geometric to 0.0003' or 'cem' (the full configuration is in result.json). The summary table's method column.
     A folder read from disk is not trusted: a missing or malformed key leaves its words out, never raises."""
-    def number(x) -> bool:
-        return isinstance(x, (int, float)) and not isinstance(x, bool)
-
     cfg = entry.get("config") if isinstance(entry.get("config"), Mapping) else {}
     base = str(entry.get("base") or "")
     if entry.get("kind") != "oracle":
         return base
     opt = cfg.get("optimizer") if isinstance(cfg.get("optimizer"), Mapping) else {}
     clip = opt.get("clip_norm")  # result.json writes no clipping (inf) as null
-    step = f" {opt['step']:g}" if number(opt.get("step")) else ""
+    step = f" {opt['step']:g}" if _is_number(opt.get("step")) else ""
     schedule = opt.get("schedule", "constant")
     sigma_schedule, sigma_final = cfg.get("sigma_schedule", "constant"), cfg.get("sigma_final")
-    sigma = (f", σ {sigma_schedule}" + (f" to {sigma_final:g}" if number(sigma_final) else "")
+    sigma = (f", σ {sigma_schedule}" + (f" to {sigma_final:g}" if _is_number(sigma_final) else "")
              if sigma_schedule not in ("constant", None) else "")
     return (f"{base} + {opt.get('name', '?')}{step}" + (f" {schedule}" if schedule not in ("constant", None) else "")
-            + (f", clip {clip:g}" if number(clip) and math.isfinite(clip) else "") + sigma)
+            + (f", clip {clip:g}" if _is_number(clip) and math.isfinite(clip) else "") + sigma)
 
 
 def legend_labels(summary: Mapping) -> dict[str, str]:
