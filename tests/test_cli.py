@@ -117,7 +117,7 @@ def test_the_summary_table_names_the_backend_its_seconds_were_measured_on(tmp_pa
 
 
 def test_the_convergence_figure_legend_states_each_variants_optimiser(tmp_path, monkeypatch):
-    # the table's method column said "fobg + adam 0.2 cosine, ..." while the figure said only "tuned"
+    # the table's method column said "exact + adam 0.2 cosine, ..." while the figure said only "tuned"
     from trajopt import plots
 
     saved = []
@@ -125,7 +125,7 @@ def test_the_convergence_figure_legend_states_each_variants_optimiser(tmp_path, 
     result = invoke("compare", SOFT, *SMALL, "--variants", "zobg,tuned", "--out", tmp_path / "run", "-q")
     assert result.exit_code == 0, result.output
     legend = [t.get_text() for t in saved[0].axes[0].get_legend().get_texts()]
-    assert legend == ["zobg + sgd 0.001", "tuned: fobg + adam 0.2 cosine, σ geometric to 0.0003"]
+    assert legend == ["zobg + sgd 0.001", "tuned: exact + adam 0.2 cosine, best of 8 starts (spread 0.01)"]
 
 
 def test_compare_against_rollouts_axis(tmp_path):

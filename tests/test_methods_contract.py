@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from trajopt.methods import METHODS, GradientMethod, check_info
+from trajopt.methods import CEM, ILQR, METHODS, GradientMethod, MultiStart, check_info
 from trajopt.methods.base import as_count, as_float
 from trajopt.oracles import FoBG
 from trajopt.problem import QuadraticCost, trajectory_problem
@@ -62,8 +62,13 @@ def registered_random_search():
 
 # Methods that cannot be built from defaults alone: how the contract test builds them. The method written here
 # joins every registered one (in a user's package it would be one module and one METHODS.register line).
-NEEDS_ARGUMENTS = {"gradient": lambda: GradientMethod(FoBG(samples=4, sigma=0.1)), RandomSearch.name: RandomSearch}
-CASES = [*METHODS.names(), RandomSearch.name]
+NEEDS_ARGUMENTS = {"gradient": lambda: GradientMethod(FoBG(samples=4, sigma=0.1)), RandomSearch.name: RandomSearch,
+                   # K starts of a method (a variant's `starts`): the same contract
+                   "starts_fobg": lambda: MultiStart(GradientMethod(FoBG(samples=2, sigma=0.1)), starts=3),
+                   "starts_ilqr": lambda: MultiStart(ILQR(), starts=2, start_spread=0.1),
+                   "starts_cem": lambda: MultiStart(CEM(), starts=2, start_spread=0.01)}
+CASES = [*METHODS.names(), RandomSearch.name, "starts_fobg",
+         *(pytest.param(n, marks=pytest.mark.slow) for n in ("starts_ilqr", "starts_cem"))]  # 20 s: CI's slow job
 
 
 def build(name: str):

@@ -58,14 +58,21 @@ def test_legend_labels_state_each_variants_method():
                                                               "sigma_final": 0.0003}},
         "cem": {"kind": "method", "base": "cem"},
         "planner": {"kind": "method", "base": "cem"},
+        "multi": {"kind": "oracle", "base": "exact", "config": {"optimizer": adam, "starts": 8, "start_spread": 0.01}},
+        "cem4": {"kind": "method", "base": "cem", "config": {"starts": 4, "start_spread": 0.0}},
+        "one": {"kind": "method", "base": "cem", "config": {"starts": 1}},
     }}
     assert legend_labels(summary) == {"fobg": "fobg + sgd 0.001",
                                       "tuned": "tuned: fobg + adam 0.2 cosine, σ geometric to 0.0003",
-                                      "cem": "cem", "planner": "planner: cem"}
+                                      "cem": "cem", "planner": "planner: cem",
+                                      "multi": "multi: exact + adam 0.2 cosine, best of 8 starts (spread 0.01)",
+                                      "cem4": "cem4: cem, best of 4 starts", "one": "one: cem"}
     # a folder read from disk is not trusted: missing or malformed keys drop words, never raise (trajopt report)
     damaged = {"oracles": {  # a folder written before variants
         "a": {"kind": "oracle", "base": "zobg", "config": {"optimizer": None, "sigma_schedule": "linear"}},
         "b": {"kind": "oracle", "base": "fobg", "config": {"optimizer": {"name": "sgd", "step": "x", "clip_norm": 5.0}}},
-        "c": {"kind": "oracle", "base": "fobg", "config": None}, "d": "not a table"}}
+        "c": {"kind": "oracle", "base": "fobg", "config": None}, "d": "not a table",
+        "e": {"kind": "method", "base": "cem", "config": {"starts": "x", "start_spread": 0.1}},
+        "f": {"kind": "method", "base": "cem", "config": {"starts": 3, "start_spread": "y"}}}}
     assert legend_labels(damaged) == {"a": "a: zobg + ?, σ linear", "b": "b: fobg + sgd, clip 5",
-                                      "c": "c: fobg + ?", "d": "d"}
+                                      "c": "c: fobg + ?", "d": "d", "e": "e: cem", "f": "f: cem, best of 3 starts"}

@@ -166,24 +166,31 @@ def test_a_one_iteration_run_of_a_file_with_sigma_schedules(tmp_path):
 def test_the_shipped_tuned_variants_keep_the_papers_budget_and_match_across_files():
     # issue #13: `tuned` is one configuration in both pushing files, within the paper's AoBG budget per seed
     # (500 x (2N + 1) = 10,500 rollouts, 5,000 backward passes at N = 10), and `tuned_exact` is exact gradients
-    # under the same optimiser, schedule and iterations
+    # under the same optimiser and schedule (one start)
     from pathlib import Path
 
+    from trajopt.methods import MultiStart
+
     problems = Path(__file__).resolve().parent.parent / "problems"
-    chosen = ['solve.variants=["aobg", "tuned", "tuned_exact", "tuned_aobg"]']
+    names = ("tuned", "tuned_fobg", "tuned_exact", "tuned_aobg")
+    chosen = ['solve.variants=["aobg", "tuned", "tuned_fobg", "tuned_exact", "tuned_aobg"]']
     stiff, soft = (spec.load(problems / f, chosen) for f in ("pushing_stiff.toml", "pushing_soft.toml"))
-    for name in ("tuned", "tuned_exact", "tuned_aobg"):
+    for name in names:
         assert stiff.variants[name].table == soft.variants[name].table, name
     paper = stiff.variants["aobg"]
     paper_calls = np.array(paper.method.calls(stiff.problem())) * stiff.solve.iterations
     assert tuple(paper_calls) == (10_500, 5_000)
-    for name in ("tuned", "tuned_exact", "tuned_aobg"):
+    for name in names:
         v = stiff.variants[name]
         spent = np.array(v.method.calls(stiff.problem())) * (v.iterations or stiff.solve.iterations)
         assert np.all(spent <= paper_calls), (name, spent)
     tuned, exact = stiff.variants["tuned"], stiff.variants["tuned_exact"]
-    assert exact.base == "exact" and exact.iterations == tuned.iterations
-    assert exact.method.optimizer == tuned.method.optimizer
+    assert isinstance(tuned.method, MultiStart) and tuned.method.starts == 8 and tuned.table["start_spread"] == 0.01
+    assert tuple(np.array(tuned.method.calls(stiff.problem())) * tuned.iterations) == (5_000, 5_000)
+    assert exact.base == tuned.base == "exact" and not isinstance(exact.method, MultiStart)
+    assert exact.optimizer.name == tuned.optimizer.name == "adam" and exact.optimizer.step == tuned.optimizer.step
+    assert exact.optimizer.schedule == tuned.optimizer.schedule == "cosine"
+    assert tuned.optimizer.decay_steps == tuned.iterations and exact.optimizer.decay_steps == exact.iterations
 
 
 @pytest.mark.slow  # end to end, several seconds: CI's slow job runs it

@@ -97,8 +97,8 @@ optimizer = {{ name = "adam", step = 0.1 }}
 
 
 def test_the_studys_iterations_reach_a_variant_with_its_own(tmp_path):
-    # pushing_stiff's `tuned` sets iterations = 2500 and a cosine step over them; a study cell runs the study's
-    # iterations, with the schedule re-resolved for them (not a cosine over 2,500 cut off after 7)
+    # pushing_stiff's `tuned` sets iterations = 625 and a cosine step over them; a study cell runs the study's
+    # iterations, with the schedule re-resolved for them (not a cosine over 625 cut off after 7)
     e = expand(load_study(write(tmp_path, f"""
 problems = ["{PUSHING}"]
 variants = ["tuned", "tuned_aobg"]
@@ -108,7 +108,7 @@ iterations = 7
     for c in e.cells:
         variant = e.specs[c.index].variants[c.variant]
         assert (variant.iterations or e.specs[c.index].solve.iterations) == 7
-        assert variant.method.optimizer.decay_steps == 7
+        assert variant.optimizer.decay_steps == 7
 
 
 @pytest.mark.parametrize("body, key, words", [

@@ -12,7 +12,7 @@ The public face (names load on first use, so ``import trajopt`` and the CLI star
 Problems: `Problem`, `QuadraticCost`, `trajectory_problem`, `one_step_problem`. Systems: `SYSTEMS` and the
 system classes (`Pushing`, `Chain`, ...). Oracles: `ORACLES`, `Exact`, `FoBG`, `ZoBG`, `AoBG`, `IVW`, `DDCG`,
 `Stepwise`, `FixedAlpha`, `FD`. Optimisers: `OPTIMIZERS`, `SGD`, `Adam`. Methods: `METHODS`, `Method`,
-`GradientMethod` (and the registered baselines). Running: `solve`, `compare`, `Result`. Files: `load` (a TOML
+`GradientMethod` (and the registered baselines), `MultiStart` (K starts of one, the best kept). Running: `solve`, `compare`, `Result`. Files: `load` (a TOML
 problem file to a ready problem and its variants), `SpecError`. Figures: `convergence_figure`,
 `variance_figure`, `trajectory_figure` (matplotlib `Figure` objects; nothing is written or shown).
 
@@ -47,6 +47,7 @@ _EXPORTS = {
     "OPTIMIZERS": "trajopt.optim", "SGD": "trajopt.optim", "Adam": "trajopt.optim",
     # methods
     "METHODS": "trajopt.methods", "Method": "trajopt.methods", "GradientMethod": "trajopt.methods",
+    "MultiStart": "trajopt.methods",
     # running
     "solve": "trajopt.solver", "Result": "trajopt.solver", "compare": "trajopt.api", "load": "trajopt.api",
     "Loaded": "trajopt.api", "SpecError": "trajopt.spec",

@@ -163,7 +163,7 @@ def convergence_figure(results: Mapping[str, Result], x: Union[str, Sequence[str
             (linear near 0, so the start shows).
         title: the figure's title (the caller states the configuration: problem, overrides).
         labels: {variant name: legend entry} (default: the names); the CLI and `trajopt report` give each
-            variant's method ("tuned: fobg + adam 0.2 cosine, σ geometric to 0.0003", `trajopt.runs.legend_labels`).
+            variant's method ("tuned_fobg: fobg + adam 0.2 cosine, σ geometric to 0.0003", `trajopt.runs.legend_labels`).
     """
     axes_x = [x] if isinstance(x, str) else list(x)
     for a in axes_x:

@@ -263,12 +263,17 @@ def iterations_text(summary: Mapping) -> str:
 
 def entry_method_label(entry: Mapping) -> str:
     """What a variant runs, in a few words, from its result.json entry: 'aobg + sgd 0.001', 'fobg + adam 0.2 cosine,
-    σ geometric to 0.0003' or 'cem' (the full configuration is in result.json). The summary table's method column.
+    σ geometric to 0.0003', 'exact + adam 0.2 cosine, best of 8 starts (spread 0.01)' or 'cem' (the full
+    configuration is in result.json). The summary table's method column.
     A folder read from disk is not trusted: a missing or malformed key leaves its words out, never raises."""
     cfg = entry.get("config") if isinstance(entry.get("config"), Mapping) else {}
     base = str(entry.get("base") or "")
+    starts = cfg.get("starts")
+    starts = (f", best of {starts} starts" + (f" (spread {cfg['start_spread']:g})" if _is_number(cfg.get("start_spread"))
+                                              and cfg["start_spread"] else "")
+              if _is_number(starts) and starts > 1 else "")
     if entry.get("kind") != "oracle":
-        return base
+        return base + starts
     opt = cfg.get("optimizer") if isinstance(cfg.get("optimizer"), Mapping) else {}
     clip = opt.get("clip_norm")  # result.json writes no clipping (inf) as null
     step = f" {opt['step']:g}" if _is_number(opt.get("step")) else ""
@@ -277,7 +282,7 @@ def entry_method_label(entry: Mapping) -> str:
     sigma = (f", σ {sigma_schedule}" + (f" to {sigma_final:g}" if _is_number(sigma_final) else "")
              if sigma_schedule not in ("constant", None) else "")
     return (f"{base} + {opt.get('name', '?')}{step}" + (f" {schedule}" if schedule not in ("constant", None) else "")
-            + (f", clip {clip:g}" if _is_number(clip) and math.isfinite(clip) else "") + sigma)
+            + (f", clip {clip:g}" if _is_number(clip) and math.isfinite(clip) else "") + sigma + starts)
 
 
 def legend_labels(summary: Mapping) -> dict[str, str]:

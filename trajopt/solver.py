@@ -154,7 +154,11 @@ class Result:
 
 
 def method_label(method) -> str:
-    """A default label: the method's registry name, or for a gradient method its oracle's."""
+    """A default label: the method's registry name, or for a gradient method its oracle's; K starts of a method
+    (`MultiStart`) are its label and "_xK" ("exact_x8")."""
+    starts = getattr(method, "starts", None)
+    if isinstance(starts, int) and callable(getattr(getattr(method, "method", None), "step", None)):
+        return f"{method_label(method.method)}_x{starts}"
     oracle = getattr(method, "oracle", None)
     if oracle is not None:
         return getattr(oracle, "name", type(oracle).__name__)

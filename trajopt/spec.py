@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from trajopt.checks import FieldError
-from trajopt.methods import METHODS, GradientMethod
+from trajopt.methods import METHODS, GradientMethod, MultiStart
 from trajopt.optim import OPTIMIZERS
 from trajopt.oracles import ORACLES
 from trajopt.problem import Problem, QuadraticCost, one_step_problem, trajectory_problem
@@ -60,8 +60,11 @@ SUCCESS_KEYS = ("radius", "held_out", "positions")
 TASK_KEYS = ("horizon", "x0", "goal", "Q", "R", "Qf", "u_init", "wrap")
 ONE_STEP_TASK_KEYS = ("u_init",)
 SOLVE_KEYS = ("iterations", "seeds", "key", "oracles", "variants", "optimizer", "chunk", "on_non_finite")
-VARIANT_KEYS = ("oracle", "method", "optimizer", "sigma_schedule", "sigma_final", "iterations")  # + its oracle's or method's
+VARIANT_KEYS = ("oracle", "method", "optimizer", "sigma_schedule", "sigma_final", "iterations", "starts",
+                "start_spread")  # + its oracle's or method's
 GRADIENT_KEYS = ("sigma_schedule", "sigma_final")  # keys of a gradient variant that belong to the method, not the oracle
+START_KEYS = ("starts", "start_spread")  # keys of any variant: K starts of its method, best kept (`MultiStart`)
+OWN_VARIANT_KEYS = ("oracle", "method", "optimizer", "iterations", *START_KEYS)  # not its oracle's or method's
 NON_FINITE_POLICIES = ("stop", "skip")
 SYSTEM_RESERVED = ("name", "allow_unstable")
 # Bounds on sizes (each refusal names the key, what was found and the bound). Seeds and the key are folded into
@@ -228,12 +231,17 @@ class Variant:
     @property
     def oracle(self) -> Any:
         """The oracle of a gradient variant, else None."""
-        return getattr(self.method, "oracle", None)
+        return getattr(self.each_start, "oracle", None)
 
     @property
     def optimizer(self) -> Any:
         """The optimiser config of a gradient variant, else None."""
-        return getattr(self.method, "optimizer", None)
+        return getattr(self.each_start, "optimizer", None)
+
+    @property
+    def each_start(self) -> Any:
+        """The method one start runs: ``method`` itself, or what its `MultiStart` runs K times."""
+        return self.method.method if isinstance(self.method, MultiStart) else self.method
 
 
 @dataclass(frozen=True, eq=False)
@@ -791,7 +799,7 @@ def _build_variant(name: str, table: Mapping, raw: Mapping, solve: SolveSpec, so
         raise SpecError(source, f"variants.{name}" if table else "solve.variants",
                         f"unknown variant {name!r}{hint}: not a [variants.{name}] table, an oracle or a method; "
                         f"known: {', '.join(known)}")
-    params = {k: v for k, v in table.items() if k not in ("oracle", "method", "optimizer", "iterations")}
+    params = {k: v for k, v in table.items() if k not in OWN_VARIANT_KEYS}
     own_iterations = None
     if "iterations" in table:
         own_iterations = _coerce(table["iterations"], int, source, prefix + "iterations")
@@ -810,7 +818,7 @@ def _build_variant(name: str, table: Mapping, raw: Mapping, solve: SolveSpec, so
         own = list(parameter_types(cls)) if dataclasses.is_dataclass(cls) else []
         for k in params:
             if k not in own:
-                raise _unknown(source, prefix + k, ["oracle", "optimizer", "iterations", *GRADIENT_KEYS] + own)
+                raise _unknown(source, prefix + k, ["oracle", "optimizer", "iterations", *GRADIENT_KEYS, *START_KEYS] + own)
         merged = {**_oracle_params(_table(raw, "oracle", source, "oracle"), cls, base), **params}
         oracle = build_config(cls, merged, source, prefix)
         file_opt = _table(raw.get("solve", {}) or {}, "optimizer", source, "solve.optimizer") if "optimizer" in (raw.get("solve") or {}) else dict(DEFAULT_OPTIMIZER)
@@ -836,16 +844,33 @@ def _build_variant(name: str, table: Mapping, raw: Mapping, solve: SolveSpec, so
             resolved.update(sigma_schedule=schedule, sigma_final=final)
     else:
         if "optimizer" in table:
-            raise _unknown(source, prefix + "optimizer", ["method"] + (list(parameter_types(METHODS.get(base))) if base in METHODS and dataclasses.is_dataclass(METHODS.get(base)) else []))
+            raise _unknown(source, prefix + "optimizer", ["method", "iterations", *START_KEYS] + (list(parameter_types(METHODS.get(base))) if base in METHODS and dataclasses.is_dataclass(METHODS.get(base)) else []))
         if base == "gradient":
             raise SpecError(source, prefix + "method", "'gradient' is built from an oracle: write oracle = \"<name>\" and an optimizer table instead")
         cls = _lookup(METHODS, base, source, prefix + "method" if "method" in table else "solve.variants")
         defaults = _table(_table(raw, "method", source, "method"), base, source, f"method.{base}") if ":" not in base else {}
         method = build_config(cls, {**defaults, **params}, source, prefix)
         resolved = {"method": base, **{k: v for k, v in config_dict(method).items() if k != "name"}}
+    method, starts = _with_starts(method, table, source, prefix)
+    resolved.update(starts)
     if own_iterations is not None:
         resolved["iterations"] = own_iterations
     return Variant(name=name, kind=kind, base=base, method=method, table=resolved, iterations=own_iterations)
+
+
+def _with_starts(method: Any, table: Mapping, source: str, prefix: str) -> tuple[Any, dict]:
+    """The variant's method as K starts, best kept (`MultiStart`), when its table sets ``starts`` > 1 or a
+    ``start_spread``, with the resolved keys; else the method itself and no keys."""
+    if not any(k in table for k in START_KEYS):
+        return method, {}
+    starts = _coerce(table.get("starts", 1), int, source, prefix + "starts")
+    spread = _coerce(table.get("start_spread", 0.0), float, source, prefix + "start_spread")
+    if starts == 1 and spread == 0:
+        return method, {"starts": 1}
+    try:
+        return MultiStart(method, starts=starts, start_spread=spread), {"starts": starts, "start_spread": spread}
+    except FieldError as e:
+        raise SpecError(source, prefix + e.field, f"found {e.found!r}, allowed: {e.allowed}") from None
 
 
 def _build_variants(raw: Mapping, solve: SolveSpec, source: str, registry=ORACLES,
@@ -866,7 +891,7 @@ def _build_variants(raw: Mapping, solve: SolveSpec, source: str, registry=ORACLE
         table = tables.get(name, {})
         v = _build_variant(name, table, raw, solve, source, registry)
         if defined is not None:
-            own = frozenset(k for k in table if k not in ("oracle", "method", "optimizer", "iterations", *GRADIENT_KEYS))
+            own = frozenset(k for k in table if k not in (*OWN_VARIANT_KEYS, *GRADIENT_KEYS))
             defined[name] = (v.kind, v.base, own)
         if name in solve.variants:
             built[name] = v

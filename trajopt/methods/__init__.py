@@ -10,6 +10,9 @@
 | dial     | dial.py      | annealed MPPI after DIAL-MPC: noise shrinking over iterations and toward the start |
 | lbfgs    | lbfgs.py     | L-BFGS on the noise-free cost with optax's zoom line search (optax.lbfgs) |
 
+`MultiStart` (multistart.py) is not a name of its own: K starts of any of them, the lowest cost kept, which a
+variant asks for with ``starts = K`` and ``start_spread`` in its table.
+
 A method is a frozen dataclass with ``init(key, problem, U0) -> state`` and ``step(key, problem, state) ->
 (state, info)``; see `trajopt.methods.base` for the contract. Its dataclass fields are the keys of its TOML
 table. ``gradient`` is built from a variant's ``oracle`` and ``optimizer`` keys instead (see the README's
@@ -23,6 +26,7 @@ from trajopt.methods.dial import DIAL
 from trajopt.methods.ilqr import ILQR
 from trajopt.methods.lbfgs import LBFGS
 from trajopt.methods.mppi import MPPI
+from trajopt.methods.multistart import MultiStart, MultiStartState
 from trajopt.methods.ps import PredictiveSampling
 from trajopt.registry import Registry, method_contract
 
@@ -37,4 +41,4 @@ METHODS.register("lbfgs", LBFGS)
 
 __all__ = ["METHODS", "Method", "REQUIRED_INFO", "check_info", "state_decision", "GradientMethod", "GradientInfo",
            "GradientState", "ILQR", "CEM", "MPPI",
-           "PredictiveSampling", "DIAL", "LBFGS"]
+           "PredictiveSampling", "DIAL", "LBFGS", "MultiStart", "MultiStartState"]

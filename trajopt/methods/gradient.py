@@ -145,6 +145,16 @@ class GradientMethod:
         object.__setattr__(oracle, "sigma", self.sigma_at(k))
         return oracle
 
+    @property
+    def deterministic(self) -> bool:
+        """Whether its steps ignore the key: its oracle's flag (exact, fd)."""
+        return bool(getattr(self.oracle, "deterministic", False))
+
+    @property
+    def value_in_calls(self) -> bool:
+        """Whether the counted rollouts of a step include f(U), the value it reports: its oracle's flag (exact)."""
+        return bool(getattr(self.oracle, "value_in_calls", False))
+
     def calls(self, problem) -> tuple[int, int]:
         """(rollouts, backward passes) per step: the oracle's per estimate (for equal-budget comparisons)."""
         return self.oracle.calls(problem)

@@ -257,6 +257,7 @@ class ILQR:
     u_min: float = -math.inf
     u_max: float = math.inf
     name: ClassVar[str] = "ilqr"
+    deterministic: ClassVar[bool] = True  # its steps use no key (`trajopt.methods.multistart`)
 
     def __post_init__(self):
         checks.at_least("line_search_steps", self.line_search_steps, 1)

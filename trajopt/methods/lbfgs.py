@@ -66,6 +66,7 @@ class LBFGS:
     max_linesearch_steps: int = 20
     scale_init_precond: bool = True
     name: ClassVar[str] = "lbfgs"
+    deterministic: ClassVar[bool] = True  # its steps use no key (`trajopt.methods.multistart`)
 
     def __post_init__(self):
         checks.at_least("memory_size", self.memory_size, 1)

@@ -19,6 +19,8 @@ class Exact:
     name: ClassVar[str] = "exact"
     colour: ClassVar[str] = "#7f7f7f"  # its colour in every figure
     chooses_alpha: ClassVar[bool] = False  # mixes FoBG and ZoBG with an α of its own rule
+    deterministic: ClassVar[bool] = True  # the same U gives the same estimate, whatever the key
+    value_in_calls: ClassVar[bool] = True  # the value it reports is its counted rollout's f(U)
 
     def calls(self, problem) -> tuple[int, int]:
         """(rollouts, backward passes) per estimate: one of each."""

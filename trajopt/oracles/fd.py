@@ -32,6 +32,7 @@ class FD:
     name: ClassVar[str] = "fd"
     colour: ClassVar[str] = "#17becf"  # its colour in every figure
     chooses_alpha: ClassVar[bool] = False  # mixes FoBG and ZoBG with an α of its own rule
+    deterministic: ClassVar[bool] = True  # the same U gives the same estimate, whatever the key
 
     def __post_init__(self):
         checks.positive("step", self.step)
