@@ -16,10 +16,10 @@ The first rows are one run of `tuned_fobg` (the third search's choice) and its n
 passes) on K starts of exact-gradient Adam for 5,000 / K iterations each, the start with the lowest cost kept
 (``starts``, `trajopt.MultiStart`): `tuned` is eight starts of 625.
 
-With ``--held-out A-B`` it runs, instead of the table, a variant as shipped (``--variant``, default `tuned`) on seeds A..B, 30 at a
-time, each window of 30 seeds as its own `compare` (as `--seeds` with 30 seeds runs them: the batch is part of
-the compiled program, and a stiff run can follow another path in another batch size), and gives each window's
-median: the check the issue asks for, repeated.
+With ``--held-out A-B`` it runs, instead of the table, a variant as shipped (``--variant``, default `tuned`) on
+seeds A..B, 30 at a time, each window of 30 seeds as its own `compare` (as `--seeds` with 30 seeds runs them:
+the batch is part of the compiled program, and a stiff run can follow another path in another batch size), and
+gives each window's median: the check the issue asks for, repeated.
 """
 
 from __future__ import annotations

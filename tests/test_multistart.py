@@ -137,16 +137,19 @@ def test_a_variants_starts_keys_build_multistart_and_are_validated(tmp_path):
     one = spec.loads(PUSHING, "p.toml", overrides=["variants.multi.starts=1", "variants.multi.start_spread=0.0"])
     plain = spec.loads(PUSHING.replace("starts = 3\nstart_spread = 0.01\n", ""), "p.toml")
     assert one.variants["multi"].method == plain.variants["multi"].method
-    for item, words in [("variants.multi.starts=0", "variants.multi.starts: found 0, allowed: an integer in 1..1024"),
-                        ("variants.multi.starts=2.5", "variants.multi.starts: found 2.5"),
-                        ("variants.multi.start_spread=-0.1", "variants.multi.start_spread: found -0.1, allowed: a number >= 0"),
-                        ("variants.multi.start_spread=0.0", "variants.multi.start_spread: found 0.0, allowed: a number > 0 "
-                                                            "for 3 starts of 'exact', a deterministic method")]:
+    for item, words in [
+        ("variants.multi.starts=0", "variants.multi.starts: found 0, allowed: an integer in 1..1024"),
+        ("variants.multi.starts=2.5", "variants.multi.starts: found 2.5"),
+        ("variants.multi.start_spread=-0.1", "variants.multi.start_spread: found -0.1, allowed: a number >= 0"),
+        ("variants.multi.start_spread=0.0",
+         "variants.multi.start_spread: found 0.0, allowed: a number > 0 for 3 starts of 'exact', a deterministic method"),
+    ]:
         with pytest.raises(spec.SpecError) as e:
             spec.loads(PUSHING, "p.toml", overrides=[item])
         assert words in str(e.value) and "p.toml" in str(e.value)
     # a method variant takes them too; an unknown key lists them among the allowed
-    s = spec.loads(PUSHING + '[variants.cem3]\nmethod = "cem"\nstarts = 2\n', "p.toml", overrides=['solve.variants=["cem3"]'])
+    s = spec.loads(PUSHING + '[variants.cem3]\nmethod = "cem"\nstarts = 2\n', "p.toml",
+                   overrides=['solve.variants=["cem3"]'])
     assert isinstance(s.variants["cem3"].method, MultiStart) and s.variants["cem3"].table["starts"] == 2
     with pytest.raises(spec.SpecError, match=r"variants\.multi\.start: .*starts"):
         spec.loads(PUSHING, "p.toml", overrides=["variants.multi.start=2"])

@@ -27,6 +27,11 @@ A method that has converged (iLQR on a tolerance, say) keeps returning its state
 simulator calls; `solve` always runs the iterations it was asked for. `solve` stops a seed whose ``value``
 or new state is not finite (status ``non_finite``) and keeps the last iterate with a finite cost.
 
+Optional flags, read by `trajopt.methods.MultiStart` (K starts of a method): ``deterministic`` (its steps ignore
+the key, so K starts from one U0 would be one run: exact and fd gradients, iLQR, L-BFGS) and ``value_in_calls``
+(the rollouts it counts include f of its iterate, so comparing starts costs nothing more: exact gradients). A
+method without them is taken as stochastic and as not counting f(U).
+
 New methods: one module with the dataclass and one ``METHODS.register`` line in `trajopt.methods`; the
 dataclass fields (ints, floats, bools, strings) are the keys of its TOML table (``[method.<name>]`` or a
 ``[variants.NAME]`` table with ``method = "<name>"``).
