@@ -79,7 +79,8 @@ def run(variant: str, overrides: list[str], seeds: list[int]) -> tuple[np.ndarra
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--held-out", default="", help="also run the variant on these seeds, e.g. 2000-2299")
+    parser.add_argument("--held-out", default="", help="instead of the table, run the variant on these seeds, 30 at a time, "
+                        "e.g. 2000-2299 (a whole number of windows of 30)")
     parser.add_argument("--variant", default="tuned", help="the variant --held-out runs (default: tuned)")
     args = parser.parse_args()
 
@@ -105,6 +106,8 @@ def main() -> None:
 def held_out(variant: str, seeds: str) -> None:
     """Run ``variant`` on the seeds A-B, 30 at a time, and print the median of each window of 30."""
     a, b = (int(s) for s in seeds.split("-"))
+    if b < a or (b - a + 1) % 30:
+        raise SystemExit(f"--held-out: found {seeds}, allowed: A-B spanning a whole number of windows of 30 seeds")
     windows = [list(range(lo, lo + 30)) for lo in range(a, b - 28, 30)]
     runs = [run(variant, [], w) for w in windows]
     f, c = np.concatenate([r[0] for r in runs]), np.concatenate([r[1] for r in runs])

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from typing import ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -27,8 +29,8 @@ def well(u0: float = 0.5):
 
 
 def test_each_start_is_the_method_alone_and_the_decision_is_the_lowest_cost():
-    # start i runs exactly what the method runs from U0_i with keys fold_in(key_k, i); after each step the decision
-    # is the start whose cost was lowest, at its newest iterate; each step reports f of the decision it began from
+    # start i runs exactly what the method runs from U0_i with keys fold_in(key_k, i); after step k the decision
+    # is the iterate with the lowest cost compared at step k; each step reports f of the decision it began from
     problem = well()
     inner = GradientMethod(FoBG(samples=2, sigma=0.05), Adam(0.05))
     ms = MultiStart(inner, starts=4, start_spread=0.8)
@@ -36,8 +38,7 @@ def test_each_start_is_the_method_alone_and_the_decision_is_the_lowest_cost():
     state = ms.init(key, problem, problem.U0)
     assert int(state.best) == -1 and np.array_equal(state.U, problem.U0)  # U0 itself until the first step
     alone = [jax.tree_util.tree_map(lambda x: x[i], state.starts) for i in range(4)]
-    U0s = np.array([s.U for s in alone])
-    assert len(np.unique(U0s.round(12), axis=0)) == 4  # spread: four different starts
+    assert len(np.unique(np.array([s.U for s in alone]).round(12), axis=0)) == 4  # spread: four different starts
     step = jax.jit(lambda k, s: ms.step(k, problem, s))
     for k in range(6):
         key_k = jax.random.fold_in(key, k)
@@ -45,11 +46,13 @@ def test_each_start_is_the_method_alone_and_the_decision_is_the_lowest_cost():
         state, info = step(key_k, state)
         np.testing.assert_allclose(info.value, problem.objective(entry.U), rtol=1e-12)
         costs = np.array([float(problem.objective(s.U)) for s in alone])
+        chosen = alone[int(np.argmin(costs))]
         alone = [inner.step(jax.random.fold_in(key_k, i), problem, s)[0] for i, s in enumerate(alone)]
         for i in range(4):
             np.testing.assert_allclose(state.starts.U[i], alone[i].U, rtol=1e-12)
-        assert int(state.best) == int(np.argmin(costs)) and int(info.start) == int(entry.best)
-        np.testing.assert_array_equal(state.U, alone[int(np.argmin(costs))].U)
+        assert int(state.best) == int(info.start) == int(np.argmin(costs))
+        np.testing.assert_array_equal(state.U, chosen.U)  # the iterate whose cost was compared
+        np.testing.assert_allclose(state.value, costs.min(), rtol=1e-12)
         assert int(info.running) == 4
         assert (int(info.rollouts), int(info.gradients)) == ms.calls(problem) == (4 * (2 + 1), 4 * 2)
 
@@ -65,7 +68,7 @@ def test_eight_starts_find_the_deep_well_that_one_start_misses():
     assert many.status == ["ok"] * 10
     # exact gradients compute f(U) in their own rollout: 8 rollouts and 8 backward passes per step, no more
     assert many.counts("rollouts")[-1] == many.counts("gradients")[-1] == 8 * 200
-    assert np.all(many.history["start"][:, 0] == -1) and np.all(many.history["start"][:, 1:] >= 0)
+    assert np.all((many.history["start"] >= 0) & (many.history["start"] < 8))
 
 
 def test_a_start_that_blows_up_stops_and_the_others_go_on():
@@ -85,6 +88,43 @@ def test_a_start_that_blows_up_stops_and_the_others_go_on():
     everywhere = one_step_problem("nan", lambda U: jnp.where(jnp.abs(U[0]) > 0.0, jnp.nan, 1.0), jnp.zeros(1))
     r = solve(everywhere, MultiStart(GradientMethod(Exact(), SGD(0.1)), starts=3, start_spread=1.0),
               key=jax.random.PRNGKey(0), iterations=5, seeds=[0])
+    assert r.status == ["non_finite"] and np.isfinite(r.final_cost[0])
+
+
+class _Climb(NamedTuple):
+    U: jax.Array
+
+
+class _ClimbInfo(NamedTuple):
+    value: jax.Array
+    rollouts: jax.Array
+    gradients: jax.Array
+
+
+@dataclass(frozen=True)
+class Climb:
+    """U <- U + 1 each step, one rollout: on f = -U below 3 and NaN from 3 on, the start with the lowest cost is
+    always the next to blow up."""
+
+    name: ClassVar[str] = "climb"
+
+    def init(self, key, problem, U0):
+        return _Climb(U=U0)
+
+    def step(self, key, problem, state):
+        return _Climb(U=state.U + 1.0), _ClimbInfo(value=problem.objective(state.U), rollouts=jnp.int32(1),
+                                                   gradients=jnp.int32(0))
+
+
+def test_when_the_chosen_start_blows_up_the_others_go_on():
+    cliff = one_step_problem("cliff", lambda U: jnp.where(U[0] < 3.0, -U[0], jnp.nan), jnp.zeros(1))
+    ms = MultiStart(Climb(), starts=4, start_spread=0.4)
+    r = solve(cliff, ms, key=jax.random.PRNGKey(0), iterations=4, seeds=[0])
+    assert r.status == ["ok"] and np.isfinite(r.final_cost[0])
+    assert r.history["running"][0].tolist()[:2] == [4, 4] and r.history["running"][0, -1] < 4
+    # the decision is always an iterate whose cost was compared: finite, and the lowest of the running starts'
+    assert np.all(np.isfinite(r.cost[0]))
+    r = solve(cliff, ms, key=jax.random.PRNGKey(0), iterations=12, seeds=[0])  # until every start has fallen
     assert r.status == ["non_finite"] and np.isfinite(r.final_cost[0])
 
 
@@ -170,9 +210,21 @@ def test_compare_runs_and_records_the_starts(tmp_path):
     assert "starts = 3" in (out / "config.toml").read_text()
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [row["rollouts"] for row in rows if row["seed"] == 0] == [0, 3, 6, 9, 12]  # 3 starts x 1 rollout
-    assert {row["start"] for row in rows if row["iteration"] == 0} == {-1}
+    assert {row["start"] for row in rows if row["iteration"] < 4} <= {0, 1, 2} and {row["running"] for row in rows} <= {3, None}
     # an equal budget divides by the starts' rollouts per step: 30 // 3 = 10 steps
     r = CliRunner().invoke(app, ["compare", str(problem), "--budget", "30", "--out", str(tmp_path / "b"), "-q"],
                            catch_exceptions=False)
     assert r.exit_code == 0, r.output
     assert json.loads((tmp_path / "b" / "result.json").read_text())["variants"]["multi"]["iterations"] == 10
+
+
+def test_on_a_policy_problem_comparing_starts_costs_an_evaluation_batch_each():
+    # a policy problem's f(theta) is the mean over n_eval closed-loop rollouts: comparing K starts costs K of them
+    from pathlib import Path
+
+    problem_file = Path(__file__).resolve().parent.parent / "problems" / "pendulum_wall_policy.toml"
+    loaded = trajopt.load(problem_file, ["task.n_eval=10", "oracle.samples=4", 'solve.variants=["fobg"]',
+                                         "variants.fobg.starts=3", "variants.fobg.start_spread=0.1"])
+    r = loaded.compare(iterations=2, seeds=[0])["fobg"]
+    assert isinstance(r.method, MultiStart)
+    assert r.history["rollouts"].tolist() == [[3 * (4 + 10)] * 2] and r.history["gradients"].tolist() == [[12, 12]]

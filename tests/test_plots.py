@@ -61,12 +61,14 @@ def test_legend_labels_state_each_variants_method():
         "multi": {"kind": "oracle", "base": "exact", "config": {"optimizer": adam, "starts": 8, "start_spread": 0.01}},
         "cem4": {"kind": "method", "base": "cem", "config": {"starts": 4, "start_spread": 0.0}},
         "one": {"kind": "method", "base": "cem", "config": {"starts": 1}},
+        "moved": {"kind": "method", "base": "cem", "config": {"starts": 1, "start_spread": 0.5}},
     }}
     assert legend_labels(summary) == {"fobg": "fobg + sgd 0.001",
                                       "tuned": "tuned: fobg + adam 0.2 cosine, σ geometric to 0.0003",
                                       "cem": "cem", "planner": "planner: cem",
                                       "multi": "multi: exact + adam 0.2 cosine, best of 8 starts (spread 0.01)",
-                                      "cem4": "cem4: cem, best of 4 starts", "one": "one: cem"}
+                                      "cem4": "cem4: cem, best of 4 starts", "one": "one: cem",
+                                      "moved": "moved: cem, 1 start (spread 0.5)"}
     # a folder read from disk is not trusted: missing or malformed keys drop words, never raise (trajopt report)
     damaged = {"oracles": {  # a folder written before variants
         "a": {"kind": "oracle", "base": "zobg", "config": {"optimizer": None, "sigma_schedule": "linear"}},

@@ -155,10 +155,12 @@ def test_a_one_iteration_run_of_a_file_with_sigma_schedules(tmp_path):
     from trajopt.cli import app
 
     r = CliRunner().invoke(app, ["compare", str(Path(__file__).resolve().parent.parent / "problems" / "pushing_stiff.toml"), "--iterations", "1", "--seeds", "1",
-                                 "--variants", "tuned", "--out", str(tmp_path / "one"), "--quiet"])
+                                 "--variants", "tuned_fobg", "--out", str(tmp_path / "one"), "--quiet"])
     assert r.exit_code == 0, r.output
-    # tuned sets its own iterations (2,500) in the file: --iterations on the command line reaches it all the same
-    assert json.loads((tmp_path / "one" / "result.json").read_text())["variants"]["tuned"]["iterations"] == 1
+    # tuned_fobg sets its own iterations (2,500) and a σ schedule over them in the file: --iterations on the
+    # command line reaches it all the same
+    entry = json.loads((tmp_path / "one" / "result.json").read_text())["variants"]["tuned_fobg"]
+    assert entry["iterations"] == 1 and entry["config"]["sigma_schedule"] == "geometric"
     m = GradientMethod(ZoBG(samples=4, sigma=0.2), SGD(1e-3), sigma_schedule="geometric", sigma_final=0.02, sigma_steps=1)
     assert float(m.sigma_at(0)) == 0.2 and float(m.sigma_at(5)) == 0.2
 

@@ -125,6 +125,11 @@ class Problem:
         """d = T * m, the size of the decision vector."""
         return int(self.U0.size)
 
+    @property
+    def objective_rollouts(self) -> int:
+        """Simulator rollouts one evaluation of ``objective`` costs: 1 (what a method counts when it uses f(U))."""
+        return 1
+
 
 def trajectory_problem(name: str, step: StepFn, x0: Array, cost: QuadraticCost, U0: Array) -> Problem:
     """A time-stepped problem: objective(U) = cost(rollout(step, x0, U), U)."""

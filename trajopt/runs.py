@@ -268,10 +268,10 @@ def entry_method_label(entry: Mapping) -> str:
     A folder read from disk is not trusted: a missing or malformed key leaves its words out, never raises."""
     cfg = entry.get("config") if isinstance(entry.get("config"), Mapping) else {}
     base = str(entry.get("base") or "")
-    starts = cfg.get("starts")
-    starts = (f", best of {starts} starts" + (f" (spread {cfg['start_spread']:g})" if _is_number(cfg.get("start_spread"))
-                                              and cfg["start_spread"] else "")
-              if _is_number(starts) and starts > 1 else "")
+    starts, spread = cfg.get("starts"), cfg.get("start_spread")
+    spread = f" (spread {spread:g})" if _is_number(spread) and spread > 0 else ""
+    starts = ("" if not _is_number(starts) else f", best of {starts:g} starts{spread}" if starts > 1
+              else f", 1 start{spread}" if spread else "")
     if entry.get("kind") != "oracle":
         return base + starts
     opt = cfg.get("optimizer") if isinstance(cfg.get("optimizer"), Mapping) else {}

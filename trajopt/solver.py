@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.extend.core import jaxpr_as_fun
 
-from trajopt.methods.base import Method, state_decision
+from trajopt.methods.base import Method, all_finite, state_decision
 from trajopt.problem import Problem
 from trajopt.stats import column_blocks
 
@@ -125,9 +125,10 @@ class Result:
         return np.broadcast_to(total, (h.shape[0],)).astype(int)
 
     def counts(self, field: str = "rollouts") -> np.ndarray:
-        """[K+1] simulator calls (``rollouts`` or ``gradients``) spent before iterate k (the same for every seed
-        that is still running; a stopped seed spends nothing more). The maximum over seeds is taken in blocks of
-        iterations, so no full-size copy of the [S, K] history is made."""
+        """[K+1] simulator calls (``rollouts`` or ``gradients``) spent before iterate k: the most any seed spent
+        (the same for every seed still running, except where a method's own spending varies: a converged iLQR, a
+        line search, starts that stopped; a stopped seed spends nothing more). The maximum over seeds is taken in
+        blocks of iterations, so no full-size copy of the [S, K] history is made."""
         h = self.history[field]
         per_iter = np.zeros(h.shape[1] if h.ndim > 1 else 0)
         if h.size:
@@ -175,13 +176,6 @@ def info_fields(problem: Problem, method: Method) -> tuple[str, ...]:
 
 def _where_tree(pred, new, old):
     return jax.tree_util.tree_map(lambda a, b: jnp.where(pred, a, b), new, old)
-
-
-def _all_finite(tree) -> jax.Array:
-    leaves = [x for x in jax.tree_util.tree_leaves(tree) if jnp.issubdtype(jnp.result_type(x), jnp.inexact)]
-    if not leaves:
-        return jnp.asarray(True)
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
 
 
 def _blank(v):
@@ -236,7 +230,7 @@ def _make_chunk(problem: Problem, method: Method, total: int, layout: Optional[_
             state, alive, failed_at, last_good = carry
             valid = k < total
             new_state, info = method.step(jax.random.fold_in(seed_key, k), problem, state)
-            finite = jnp.isfinite(info.value) & _all_finite(new_state)
+            finite = jnp.isfinite(info.value) & all_finite(new_state)
             proceed = alive & valid & finite
             failed_now = alive & valid & ~finite
             record = alive & valid

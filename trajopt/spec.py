@@ -60,8 +60,6 @@ SUCCESS_KEYS = ("radius", "held_out", "positions")
 TASK_KEYS = ("horizon", "x0", "goal", "Q", "R", "Qf", "u_init", "wrap")
 ONE_STEP_TASK_KEYS = ("u_init",)
 SOLVE_KEYS = ("iterations", "seeds", "key", "oracles", "variants", "optimizer", "chunk", "on_non_finite")
-VARIANT_KEYS = ("oracle", "method", "optimizer", "sigma_schedule", "sigma_final", "iterations", "starts",
-                "start_spread")  # + its oracle's or method's
 GRADIENT_KEYS = ("sigma_schedule", "sigma_final")  # keys of a gradient variant that belong to the method, not the oracle
 START_KEYS = ("starts", "start_spread")  # keys of any variant: K starts of its method, best kept (`MultiStart`)
 OWN_VARIANT_KEYS = ("oracle", "method", "optimizer", "iterations", *START_KEYS)  # not its oracle's or method's
@@ -818,7 +816,7 @@ def _build_variant(name: str, table: Mapping, raw: Mapping, solve: SolveSpec, so
         own = list(parameter_types(cls)) if dataclasses.is_dataclass(cls) else []
         for k in params:
             if k not in own:
-                raise _unknown(source, prefix + k, ["oracle", "optimizer", "iterations", *GRADIENT_KEYS, *START_KEYS] + own)
+                raise _unknown(source, prefix + k, [k for k in OWN_VARIANT_KEYS if k != "method"] + [*GRADIENT_KEYS, *own])
         merged = {**_oracle_params(_table(raw, "oracle", source, "oracle"), cls, base), **params}
         oracle = build_config(cls, merged, source, prefix)
         file_opt = _table(raw.get("solve", {}) or {}, "optimizer", source, "solve.optimizer") if "optimizer" in (raw.get("solve") or {}) else dict(DEFAULT_OPTIMIZER)
@@ -843,12 +841,18 @@ def _build_variant(name: str, table: Mapping, raw: Mapping, solve: SolveSpec, so
         if schedule != "constant":
             resolved.update(sigma_schedule=schedule, sigma_final=final)
     else:
+        variant_keys = [k for k in OWN_VARIANT_KEYS if k not in ("oracle", "optimizer")]
         if "optimizer" in table:
-            raise _unknown(source, prefix + "optimizer", ["method", "iterations", *START_KEYS] + (list(parameter_types(METHODS.get(base))) if base in METHODS and dataclasses.is_dataclass(METHODS.get(base)) else []))
+            known = METHODS.get(base) if base in METHODS else None
+            raise _unknown(source, prefix + "optimizer", variant_keys + (list(parameter_types(known)) if dataclasses.is_dataclass(known) else []))
         if base == "gradient":
             raise SpecError(source, prefix + "method", "'gradient' is built from an oracle: write oracle = \"<name>\" and an optimizer table instead")
         cls = _lookup(METHODS, base, source, prefix + "method" if "method" in table else "solve.variants")
         defaults = _table(_table(raw, "method", source, "method"), base, source, f"method.{base}") if ":" not in base else {}
+        if dataclasses.is_dataclass(cls):  # each key named where it is written: [method.NAME] or the variant's table
+            fields = list(parameter_types(cls))
+            _check_keys(defaults, fields, source, f"method.{base}.")
+            _check_keys(params, variant_keys + fields, source, prefix)
         method = build_config(cls, {**defaults, **params}, source, prefix)
         resolved = {"method": base, **{k: v for k, v in config_dict(method).items() if k != "name"}}
     method, starts = _with_starts(method, table, source, prefix)
@@ -966,6 +970,8 @@ def key_type(raw: Mapping, key: str) -> type:
                 if parts[1] in types:
                     return types[parts[1]]
         if parts[0] == "variants" and len(parts) == 3:
+            if parts[2] in ("iterations", "starts"):
+                return int
             table = raw.get("variants", {}).get(parts[1], {})
             base = table.get("oracle") or table.get("method") or parts[1]
             registry = METHODS if ("method" in table or (base in METHODS and base not in ORACLES)) else ORACLES

@@ -29,8 +29,8 @@ or new state is not finite (status ``non_finite``) and keeps the last iterate wi
 
 Optional flags, read by `trajopt.methods.MultiStart` (K starts of a method): ``deterministic`` (its steps ignore
 the key, so K starts from one U0 would be one run: exact and fd gradients, iLQR, L-BFGS) and ``value_in_calls``
-(the rollouts it counts include f of its iterate, so comparing starts costs nothing more: exact gradients). A
-method without them is taken as stochastic and as not counting f(U).
+(the rollouts it counts include f of its iterate, so comparing starts costs nothing more: exact gradients,
+predictive sampling, iLQR, L-BFGS). A method without them is taken as stochastic and as not counting f(U).
 
 New methods: one module with the dataclass and one ``METHODS.register`` line in `trajopt.methods`; the
 dataclass fields (ints, floats, bools, strings) are the keys of its TOML table (``[method.<name>]`` or a
@@ -41,6 +41,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple, Protocol
 
+import jax
 import jax.numpy as jnp
 from jax import Array
 
@@ -82,6 +83,14 @@ def check_info(info: Any, method_name: str) -> None:
         shape = jnp.shape(getattr(info, f))
         if shape != ():
             raise TypeError(f"method {method_name!r}: info.{f} has shape {list(shape)}, allowed: a scalar")
+
+
+def all_finite(tree: Any) -> Array:
+    """Whether every floating-point leaf of a pytree is finite (a bool scalar; True for a tree without any)."""
+    leaves = [x for x in jax.tree_util.tree_leaves(tree) if jnp.issubdtype(jnp.result_type(x), jnp.inexact)]
+    if not leaves:
+        return jnp.asarray(True)
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
 
 
 def state_decision(state: Any) -> Array:

@@ -37,6 +37,7 @@ from jax import Array
 
 from trajopt import checks
 from trajopt.optim import SGD, current_step
+from trajopt.methods.base import all_finite
 from trajopt.oracles.base import OracleInfo
 
 SIGMA_SCHEDULES = ("constant", "geometric", "linear")
@@ -72,11 +73,6 @@ class GradientInfo(NamedTuple):
 
 
 assert GradientInfo._fields[: len(OracleInfo._fields)] == OracleInfo._fields
-
-
-def _all_finite(tree) -> Array:
-    leaves = jax.tree_util.tree_leaves(tree)
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
 
 
 @dataclass(frozen=True)
@@ -168,7 +164,7 @@ class GradientMethod:
         grad, info = oracle.estimate(key, problem, state.U)
         updates, opt_state = self.transform().update(grad, state.opt_state, state.U)
         U_next = optax.apply_updates(state.U, updates)
-        grad_finite = _all_finite(grad)
+        grad_finite = all_finite(grad)
         if not self.skip_non_finite:  # a non-finite estimate stops the seed (solve sees a non-finite iterate)
             U_next = jnp.where(grad_finite, U_next, jnp.nan)
         sigma = getattr(oracle, "sigma", math.nan)

@@ -257,6 +257,7 @@ class ILQR:
     u_min: float = -math.inf
     u_max: float = math.inf
     name: ClassVar[str] = "ilqr"
+    value_in_calls: ClassVar[bool] = True  # its value is the counted nominal rollout's (or the stored one once converged)
     deterministic: ClassVar[bool] = True  # its steps use no key (`trajopt.methods.multistart`)
 
     def __post_init__(self):

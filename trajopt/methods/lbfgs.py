@@ -66,6 +66,7 @@ class LBFGS:
     max_linesearch_steps: int = 20
     scale_init_precond: bool = True
     name: ClassVar[str] = "lbfgs"
+    value_in_calls: ClassVar[bool] = True  # its value comes from a counted evaluation (this step's or the line search's)
     deterministic: ClassVar[bool] = True  # its steps use no key (`trajopt.methods.multistart`)
 
     def __post_init__(self):

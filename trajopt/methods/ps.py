@@ -51,6 +51,7 @@ class PredictiveSampling:
     u_min: float = -math.inf
     u_max: float = math.inf
     name: ClassVar[str] = "ps"
+    value_in_calls: ClassVar[bool] = True  # the incumbent's cost is one of its counted samples + 1
 
     def __post_init__(self):
         checks.at_least("samples", self.samples, 1)

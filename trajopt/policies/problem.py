@@ -135,6 +135,11 @@ class PolicyProblem:
         """d, the size of theta."""
         return int(self.U0.size)
 
+    @property
+    def objective_rollouts(self) -> int:
+        """Closed-loop rollouts one evaluation of ``objective`` costs: n_eval (one per evaluation state)."""
+        return self.n_eval
+
     def objective(self, U: Array) -> Array:
         """Noise-free expected closed-loop cost over the fixed evaluation batch: U = theta[None]: [1, d] -> scalar.
 
