@@ -218,6 +218,7 @@ def test_compare_runs_and_records_the_starts(tmp_path):
     assert json.loads((tmp_path / "b" / "result.json").read_text())["variants"]["multi"]["iterations"] == 10
 
 
+@pytest.mark.slow  # 10 s compiling a policy problem: CI's slow job runs it
 def test_on_a_policy_problem_comparing_starts_costs_an_evaluation_batch_each():
     # a policy problem's f(theta) is the mean over n_eval closed-loop rollouts: comparing K starts costs K of them
     from pathlib import Path
