@@ -36,7 +36,7 @@ def test_each_start_is_the_method_alone_and_the_decision_is_the_lowest_cost():
     ms = MultiStart(inner, starts=4, start_spread=0.8)
     key = jax.random.PRNGKey(3)
     state = ms.init(key, problem, problem.U0)
-    assert int(state.best) == -1 and np.array_equal(state.U, problem.U0)  # U0 itself until the first step
+    assert np.array_equal(state.U, problem.U0)  # U0 itself until the first step
     alone = [jax.tree_util.tree_map(lambda x: x[i], state.starts) for i in range(4)]
     assert len(np.unique(np.array([s.U for s in alone]).round(12), axis=0)) == 4  # spread: four different starts
     step = jax.jit(lambda k, s: ms.step(k, problem, s))
@@ -50,7 +50,7 @@ def test_each_start_is_the_method_alone_and_the_decision_is_the_lowest_cost():
         alone = [inner.step(jax.random.fold_in(key_k, i), problem, s)[0] for i, s in enumerate(alone)]
         for i in range(4):
             np.testing.assert_allclose(state.starts.U[i], alone[i].U, rtol=1e-12)
-        assert int(state.best) == int(info.start) == int(np.argmin(costs))
+        assert int(info.start) == int(np.argmin(costs))
         np.testing.assert_array_equal(state.U, chosen.U)  # the iterate whose cost was compared
         np.testing.assert_allclose(state.value, costs.min(), rtol=1e-12)
         assert int(info.running) == 4

@@ -54,15 +54,14 @@ OWN_FIELDS = ("start", "running")
 
 
 class MultiStartState(NamedTuple):
-    """U: [T, m] the decision (start ``best``'s iterate whose cost was compared, or U0 while ``best`` is -1);
-    value: f(U), known; starts: the method's state of each start, every leaf with a leading axis K; running: [K]
-    bool, the starts whose steps have stayed finite; best: the start whose iterate U is (int32)."""
+    """U: [T, m] the decision (U0, then the iterate with the lowest cost the last step compared); value: f(U),
+    known; starts: the method's state of each start, every leaf with a leading axis K; running: [K] bool, the
+    starts whose steps have stayed finite."""
 
     U: Array
     value: Array
     starts: Any
     running: Array
-    best: Array
 
 
 @lru_cache(maxsize=None)
@@ -118,7 +117,7 @@ class MultiStart:
         U0s = U0 + self.start_spread * offsets
         states = jax.vmap(lambda k, U: self.method.init(k, problem, U))(jax.random.split(k_method, self.starts), U0s)
         return MultiStartState(U=U0, value=as_float(problem.objective(U0)), starts=states,
-                               running=jnp.ones(self.starts, bool), best=jnp.asarray(-1, jnp.int32))
+                               running=jnp.ones(self.starts, bool))
 
     def step(self, key: Array, problem, state: MultiStartState):
         keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(self.starts))
@@ -138,4 +137,4 @@ class MultiStart:
         out = kind(**fields, value=state.value,
                    rollouts=as_count(jnp.sum(spent * (info.rollouts + self._compare_rollouts(problem)))),
                    gradients=as_count(jnp.sum(spent * info.gradients)), start=best, running=as_count(jnp.sum(running)))
-        return MultiStartState(U=U, value=as_float(value[best]), starts=starts, running=running, best=best), out
+        return MultiStartState(U=U, value=as_float(value[best]), starts=starts, running=running), out
