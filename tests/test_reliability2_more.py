@@ -295,6 +295,9 @@ def hooked(original):
 
 if sys.argv[1] == "figure":  # while the folder is written (the figure comes after the run files)
     trajopt.plots.save_figure = hooked(trajopt.plots.save_figure)
+elif sys.argv[1] == "summary":  # after the last chunk, before the first byte of the folder
+    import trajopt.runs
+    trajopt.runs.summarise = hooked(trajopt.runs.summarise)
 else:  # after the last byte: while the final table is printed
     run._summary_table = hooked(run._summary_table)
 del sys.argv[1]
@@ -303,10 +306,12 @@ main()
 """
 
 
-@pytest.mark.parametrize("moment, code, status", [("figure", 130, "interrupted"), ("table", 0, "ok")])
+@pytest.mark.parametrize("moment, code, status",
+                         [("summary", 130, "interrupted"), ("figure", 130, "interrupted"), ("table", 0, "ok")])
 def test_the_exit_status_agrees_with_the_folder(tmp_path, moment, code, status):
-    """A signal while the folder is written marks it interrupted (exit 130); one after its last byte (the final
-    table) leaves it "ok" and exits 0: never exit 130 beside a folder that says ok."""
+    """A signal while the folder is written (from the end of the last chunk, every loop finished and none of them
+    marked interrupted, to the figure) marks it interrupted, says when (exit 130); one after its last byte (the
+    final table) leaves it "ok" and exits 0: never exit 130 beside a folder that says ok or does not say why."""
     import os
     import subprocess
     import sys
@@ -320,6 +325,7 @@ def test_the_exit_status_agrees_with_the_folder(tmp_path, moment, code, status):
     summary = json.loads((out / "result.json").read_text())
     assert summary["status"] == status
     assert summary.get("interrupted_while_writing", False) is (status == "interrupted")
+    assert not summary.get("variants_not_run") and summary["variants"]["fobg"]["status"] == ["ok"]
     assert (out / "convergence.png").is_file() and not [p for p in out.iterdir() if p.name.endswith(".tmp")]
 
 

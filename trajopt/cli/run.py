@@ -402,6 +402,9 @@ def _run_claimed(spec, verb, out_dir, x, json_out, quiet, plot, report, sets, sh
 
     if summary["status"] == "interrupted" or len(results) < len(spec.variants) or should_stop():
         mark_interrupted()
+        if not summary["variants_not_run"] and all(  # every loop had finished: the signal came after the last
+                s != "interrupted" for v in summary["variants"].values() for s in v["status"]):  # chunk
+            summary["interrupted_while_writing"] = True
     runs.write_run(out_dir, spec, results, summary)
     if plot:
         from trajopt import plots
