@@ -4,13 +4,25 @@ import shutil
 import tempfile
 
 # The test suite never writes to the user's compilation cache: a throw-away one for this session (processes the
-# tests start inherit it), unless the cache is turned off (TRAJOPT_CACHE=0).
-_TEST_CACHE = tempfile.mkdtemp(prefix="trajopt-test-cache-")
-os.environ["TRAJOPT_CACHE_DIR"] = _TEST_CACHE
-atexit.register(shutil.rmtree, _TEST_CACHE, ignore_errors=True)
+# tests start inherit it), unless the cache is turned off (TRAJOPT_CACHE=0). The xdist workers share the one their
+# controller made (they inherit its environment); the controller removes it when it exits.
+if os.environ.get("PYTEST_XDIST_WORKER") and os.environ.get("_TRAJOPT_TEST_CACHE"):
+    os.environ["TRAJOPT_CACHE_DIR"] = os.environ["_TRAJOPT_TEST_CACHE"]
+else:
+    _TEST_CACHE = tempfile.mkdtemp(prefix="trajopt-test-cache-")
+    os.environ["TRAJOPT_CACHE_DIR"] = os.environ["_TRAJOPT_TEST_CACHE"] = _TEST_CACHE
+    atexit.register(shutil.rmtree, _TEST_CACHE, ignore_errors=True)
 
 import jax
 
 import trajopt  # noqa: F401  (turns on float64)
 
 jax.config.update("jax_enable_x64", True)
+
+
+def pytest_xdist_auto_num_workers(config):
+    """Workers for ``-n auto`` (pyproject's addopts): one per CPU this process may run on, at most 8. The suite is
+    mostly compiling small programs, one CPU each; every worker holds its own JAX (up to about 1.6 GiB seen on
+    this suite), so more workers than 8 cost memory for little time. The workers share one compilation cache (above)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cpus, 8))
