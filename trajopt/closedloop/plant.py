@@ -1,0 +1,165 @@
+"""The plant of a closed-loop run: the system the realised trajectory is stepped by, which need not be the model.
+
+    x_0 = x0 + d_0,    x_{t+1} = plant.step(x_t, u_t) + d_{t+1}        (t = 0 .. N-1, N = the episode)
+    the planner sees  y_t = x_t + s ⊙ ε_t,   ε_t ~ N(0, I)  at each replanning step t
+
+``system`` is the plant's one-step map (by default the planner's own model: no mismatch); ``overrides`` records
+which parameters differ from the model's (what a run folder states). ``state_noise`` s is the standard deviation of
+the measurement noise on each state coordinate (one number for all, or n numbers): it changes what the planner
+sees, never the plant's state. ``disturbances`` add a state increment d_t at step t (a push on the block): the
+realised X[t] already contains it, and the planner first sees it at the first replanning step at or after t.
+
+Nothing reaches the planner from the plant except through the measured state: the planner always plans with
+the model (`trajopt.closedloop.episode`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Optional, Sequence
+
+import jax.numpy as jnp
+import numpy as np
+
+from trajopt.checks import FieldError
+
+
+@dataclass(frozen=True)
+class Disturbance:
+    """A state increment ``dx`` ([n]) added to the plant's state at step ``at`` (0 <= at <= episode)."""
+
+    at: int
+    dx: tuple[float, ...]
+
+
+@dataclass(frozen=True, eq=False)
+class Plant:
+    """system: the plant's system (None: the planner's model); state_noise: the measurement noise's standard
+    deviation, one number or one per state coordinate (>= 0); disturbances: `Disturbance` s; overrides: the
+    parameters in which ``system`` differs from the model ({name: value}, for the record; `with_overrides`
+    fills it)."""
+
+    system: Any = None
+    state_noise: Any = 0.0
+    disturbances: tuple = ()
+    overrides: Mapping = field(default_factory=dict)
+
+    def check(self, n: int, episode: int) -> None:
+        """FieldError unless the noise and disturbances fit a state of size n and an episode of N steps."""
+        noise = np.asarray(self.state_noise, float)
+        if noise.ndim > 1 or (noise.ndim == 1 and noise.shape != (n,)):
+            raise FieldError("state_noise", self.state_noise, f"a number or a list of {n} numbers (one per state coordinate)")
+        if not np.all(np.isfinite(noise)) or np.any(noise < 0):
+            raise FieldError("state_noise", self.state_noise, "standard deviations >= 0 (finite)")
+        if self.system is not None:
+            if int(self.system.state_size) != n:
+                raise FieldError("system", type(self.system).__name__,
+                                 f"a plant with the model's state size {n} (found {self.system.state_size})")
+        for i, d in enumerate(self.disturbances):
+            if isinstance(d.at, bool) or not isinstance(d.at, (int, np.integer)) or not 0 <= d.at <= episode:
+                raise FieldError(f"disturbance[{i}].at", d.at, f"a step in 0..{episode} (the episode's states)")
+            dx = np.asarray(d.dx, float)
+            if dx.shape != (n,) or not np.all(np.isfinite(dx)):
+                raise FieldError(f"disturbance[{i}].dx", list(np.ravel(d.dx)), f"a list of {n} finite numbers (a state increment)")
+
+    def increments(self, n: int, episode: int, dtype) -> jnp.ndarray:
+        """D: [N+1, n], D[t] the sum of the disturbances at step t (zeros elsewhere)."""
+        D = np.zeros((episode + 1, n))
+        for d in self.disturbances:
+            D[d.at] += np.asarray(d.dx, float)
+        return jnp.asarray(D, dtype)
+
+    def noise_scale(self, n: int, dtype) -> jnp.ndarray:
+        """s: [n], the measurement noise's standard deviation per state coordinate."""
+        return jnp.broadcast_to(jnp.asarray(self.state_noise, dtype), (n,))
+
+    @property
+    def noisy(self) -> bool:
+        return bool(np.any(np.asarray(self.state_noise, float) > 0))
+
+    def describe(self) -> dict:
+        """What the plant changes, for result.json: overrides, state_noise, disturbances."""
+        noise = np.asarray(self.state_noise, float)
+        return {"overrides": dict(self.overrides),
+                "state_noise": float(noise) if noise.ndim == 0 else noise.tolist(),
+                "disturbances": [{"at": int(d.at), "dx": [float(v) for v in d.dx]} for d in self.disturbances]}
+
+
+def with_overrides(model: Any, values: Optional[Mapping[str, Any]] = None, scale: Optional[Mapping[str, float]] = None) -> Any:
+    """The model's system with some parameters replaced (``values``: name -> value) or multiplied (``scale``:
+    name -> factor), through the system's own dataclass (its checks run again). FieldError names an unknown or
+    non-numeric parameter."""
+    values, scale = dict(values or {}), dict(scale or {})
+    if not dataclasses.is_dataclass(model):
+        if values or scale:
+            raise FieldError("plant", type(model).__name__, "a system dataclass (its fields are what a plant overrides)")
+        return model
+    fields = {f.name for f in dataclasses.fields(model) if f.init}
+    changes = {}
+    for name, v in values.items():
+        if name not in fields:
+            raise FieldError(name, v, f"a parameter of {type(model).__name__}: {', '.join(sorted(fields))}")
+        changes[name] = v
+    for name, factor in scale.items():
+        if name not in fields:
+            raise FieldError(f"scale.{name}", factor, f"a parameter of {type(model).__name__}: {', '.join(sorted(fields))}")
+        base = changes.get(name, getattr(model, name))
+        if isinstance(base, bool) or not isinstance(base, (int, float)):
+            raise FieldError(f"scale.{name}", factor, f"a factor of a numeric parameter ({name} is {base!r})")
+        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not math.isfinite(factor):
+            raise FieldError(f"scale.{name}", factor, "a finite number")
+        changes[name] = type(base)(base * factor) if isinstance(base, float) else base * factor
+    if not changes:
+        return model
+    return dataclasses.replace(model, **changes)
+
+
+def plant_of(model: Any, plant: Any) -> Plant:
+    """A `Plant` from what `trajopt.mpc` accepts: None (the model itself), a `Plant`, a system object, or a mapping of
+    parameter overrides ({"stiffness": 1000.0}; a ``"scale"`` entry maps names to factors)."""
+    if plant is None:
+        return Plant()
+    if isinstance(plant, Plant):
+        return plant
+    if isinstance(plant, Mapping):
+        values = {k: v for k, v in plant.items() if k != "scale"}
+        scale = plant.get("scale", {})
+        system = with_overrides(model, values, scale)
+        record = {**values, **{f"{k} (x{v:g})": getattr(system, k) for k, v in scale.items()}}
+        return Plant(system=system, overrides=record)
+    if callable(getattr(plant, "step", None)):
+        return Plant(system=plant, overrides=_differences(model, plant))
+    raise TypeError(f"plant: found {type(plant).__name__}, allowed: None, a trajopt.closedloop.Plant, a system, or a "
+                    "mapping of parameter overrides")
+
+
+def _differences(model: Any, system: Any) -> dict:
+    """{field: plant value} where two systems of the same dataclass differ (empty otherwise)."""
+    if type(model) is not type(system) or not dataclasses.is_dataclass(model):
+        return {"system": type(system).__name__}
+    out = {}
+    for f in dataclasses.fields(model):
+        a, b = getattr(model, f.name), getattr(system, f.name)
+        try:
+            same = bool(np.all(np.asarray(a) == np.asarray(b)))
+        except Exception:  # noqa: BLE001 - an odd field type: compare by identity
+            same = a is b
+        if not same:
+            out[f.name] = b if isinstance(b, (int, float, str, bool)) else repr(b)
+    return out
+
+
+def disturbances_of(items: Sequence[Any]) -> tuple:
+    """`Disturbance` s from (at, dx) pairs, mappings {at, dx} or Disturbances."""
+    out = []
+    for d in items:
+        if isinstance(d, Disturbance):
+            out.append(d)
+        elif isinstance(d, Mapping):
+            out.append(Disturbance(at=d["at"], dx=tuple(float(v) for v in np.ravel(d["dx"]))))
+        else:
+            at, dx = d
+            out.append(Disturbance(at=at, dx=tuple(float(v) for v in np.ravel(dx))))
+    return tuple(out)

@@ -1,0 +1,134 @@
+"""`mpc`: run methods as receding-horizon controllers on one problem, each as one compiled episode over seeds.
+
+    mpc(problem, {name: method}, *, episode, horizon, replan_every=1, iterations=1, warm_start="hold",
+        plant=None, key, seeds=(0,), success=None, time_plans=True) -> {name: MPCResult}
+
+Each method's batched episode (`trajopt.closedloop.episode`) is compiled once and run over every seed; then, with
+``time_plans``, a timing-only pass replays seed ``seeds[0]``'s episode replan by replan (the planning step compiled
+apart, one seed, no batching: what a controller runs) and records the wall time of each replan, from which the
+deadline-miss rate at the control period (``replan_every`` x dt) and the real-time factor (N dt / the episode's wall
+time) follow. Nothing is printed or written.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Mapping, Optional, Sequence, Union
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from trajopt.closedloop.episode import STATUS_NON_FINITE, STATUS_OK, MPCResult, MPCSettings, _Episode
+from trajopt.closedloop.plant import Plant, plant_of
+from trajopt.solver import _compile, method_label
+
+
+def _named(methods) -> dict:
+    if isinstance(methods, Mapping):
+        named = dict(methods)
+    else:
+        named = {}
+        for m in methods:
+            label = method_label(m)
+            if label in named:
+                raise ValueError(f"two methods are both labelled {label!r}; pass a dict {{name: method}} instead")
+            named[label] = m
+    if not named:
+        raise ValueError("mpc needs at least one method")
+    return named
+
+
+def time_episode(episode: _Episode, key, seed: int) -> tuple[np.ndarray, float]:
+    """(plan seconds per replan [R], the episode's wall seconds) of one seed's episode, replan by replan, every piece
+    compiled and run once before the clock starts."""
+    seed_key = jax.random.fold_in(key, seed)
+    start, plan, advance = jax.jit(episode.start), jax.jit(episode.plan), jax.jit(episode.advance)
+    carry = jax.block_until_ready(start(seed_key))
+    i0 = jnp.asarray(0, jnp.int32)
+    jax.block_until_ready(advance(carry, jax.block_until_ready(plan(seed_key, carry, i0)), i0))  # compile and warm
+    plan_seconds = []
+    t_start = time.perf_counter()
+    for i in range(episode.settings.replans):
+        index = jnp.asarray(i, jnp.int32)
+        t0 = time.perf_counter()
+        planned = jax.block_until_ready(plan(seed_key, carry, index))
+        plan_seconds.append(time.perf_counter() - t0)
+        carry, _ = jax.block_until_ready(advance(carry, planned, index))
+    return np.asarray(plan_seconds), time.perf_counter() - t_start
+
+
+def mpc(problem, methods: Union[Mapping[str, Any], Sequence[Any]], *, episode: Optional[int] = None,
+        horizon: Optional[int] = None, replan_every: int = 1, iterations: int = 1, warm_start: str = "hold",
+        settings: Optional[MPCSettings] = None, plant: Any = None, key: jax.Array, seeds: Sequence[int] = (0,),
+        success: Any = None, time_plans: bool = True) -> dict[str, MPCResult]:
+    """Run each method as a receding-horizon controller (see `trajopt.closedloop.episode` for what one replan does).
+
+    Args:
+        problem: a time-stepped problem (`trajopt.trajectory_problem`: step, x0, cost, U0); the planner's model is its
+            ``step``, its cost the task's, its U0 the initial guess (and the ``initial`` fill rule's source).
+        methods: {name: method} (or a list of methods, named by their oracle or method name).
+        episode, horizon, replan_every, iterations, warm_start: the `MPCSettings` (or pass ``settings``).
+        plant: None (the model itself), a `trajopt.closedloop.Plant` (a system, measurement noise, disturbances), a
+            system object, or a mapping of parameter overrides ({"stiffness": 1000.0, "scale": {"mass": 1.5}}).
+        key: the root PRNG key; seed s of every method draws from fold_in(key, s).
+        seeds: the seeds (distinct integers in 0..2**32 - 1), run as one vmap per method.
+        success: a `trajopt.closedloop.Success` (or None: no success read-out).
+        time_plans: measure plan seconds per replan on seeds[0] (a second, timing-only pass).
+
+    Returns:
+        {name: MPCResult}, in the order given.
+    """
+    if settings is None:
+        if episode is None or horizon is None:
+            raise TypeError("mpc: give episode and horizon (or settings=MPCSettings(...))")
+        settings = MPCSettings(episode=episode, horizon=horizon, replan_every=replan_every, iterations=iterations,
+                               warm_start=warm_start)
+    named = _named(methods)
+    seeds_arr = np.asarray(list(seeds), dtype=np.int64)
+    if seeds_arr.size == 0 or len(set(seeds_arr.tolist())) != seeds_arr.size or seeds_arr.min() < 0 \
+            or seeds_arr.max() > 2**32 - 1:
+        raise ValueError(f"seeds: found {list(seeds)}, allowed: distinct integers in 0..{2**32 - 1} (at least one)")
+    the_plant = plant_of(_model_of(problem), plant)
+    n = int(jnp.asarray(problem.x0).shape[0]) if getattr(problem, "x0", None) is not None else 0
+    the_plant.check(n, settings.episode)
+    if success is not None:
+        success.check(n, settings.episode)
+    dt = _dt(problem, the_plant)
+    out = {}
+    for name, method in named.items():
+        ep = _Episode(problem, method, settings, the_plant, name=name)
+        t0 = time.perf_counter()
+        compiled = _compile(jax.jit(ep.run).lower(key, jnp.asarray(seeds_arr)))
+        compile_seconds = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        res = jax.device_get(jax.block_until_ready(compiled(key, jnp.asarray(seeds_arr))))
+        run_seconds = time.perf_counter() - t0
+        plan_seconds, episode_seconds = time_episode(ep, key, int(seeds_arr[0])) if time_plans else (None, math.nan)
+        X = np.asarray(res["X"])
+        failed_at = np.asarray(res["failed_at"])
+        out[name] = MPCResult(
+            name=name, method=method, settings=settings, plant=the_plant, seeds=seeds_arr, X=X, U=np.asarray(res["U"]),
+            closed_loop_cost=np.asarray(res["cost"]), planned_cost=np.asarray(res["planned"]),
+            rollouts=np.asarray(res["rollouts"]), gradients=np.asarray(res["gradients"]),
+            status=[STATUS_OK if f < 0 else STATUS_NON_FINITE for f in failed_at], failed_at=failed_at,
+            plan_failures=np.asarray(res["plan_failures"]), compile_seconds=compile_seconds, run_seconds=run_seconds,
+            success=None if success is None else success(problem.cost, X), plan_seconds=plan_seconds,
+            episode_seconds=episode_seconds, dt=dt)
+    return out
+
+
+def _model_of(problem):
+    """The planner's system: the problem's ``system`` if it keeps one, else the owner of its bound ``step`` method
+    (`trajopt.trajectory_problem` keeps ``system.step``); None for a plain function."""
+    return getattr(problem, "system", None) or getattr(getattr(problem, "step", None), "__self__", None)
+
+
+def _dt(problem, plant: Plant) -> float:
+    """The control step dt of the system (its ``dt``), NaN when the problem does not say."""
+    for owner in (_model_of(problem), plant.system):
+        dt = getattr(owner, "dt", None)
+        if isinstance(dt, (int, float)) and math.isfinite(dt) and dt > 0:
+            return float(dt)
+    return math.nan
