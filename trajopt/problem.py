@@ -8,12 +8,24 @@ A time-stepped problem is built from a system's one-step map ``x_{t+1} = step(x_
 (the constant t = 0 state term included, as in the reference). The rollout is one ``lax.scan`` over time.
 A time-stepped problem keeps its one-step map, start and cost, for methods that need them (iLQR).
 One-step problems (ball with wall, pivot, Heaviside) are built by `one_step_problem` with T = 1.
+
+**Two objectives.** ``objective(U)`` is the noise-free cost every method *reports* (its ``value``, a monitor,
+not counted unless a method decides with it). ``decision_objective(key)`` returns the cost a method may
+*compare or descend* (CEM's elites, PS's incumbent, L-BFGS's line search, MultiStart's choice), with
+``decision_rollouts`` rollouts per call, so a method counts ``decision_rollouts`` for each evaluation it
+decides with. For an open-loop problem the two are the same function (``decision_is_objective``: key ignored,
+one rollout per call), so a method that needs both evaluates once. A closed-loop policy problem
+(`trajopt.policies.PolicyProblem`) reports its cost over a fixed evaluation batch of initial states and decides
+on a training batch (never the evaluation batch): there ``decision_is_objective`` is False and
+``decision_rollouts`` is the training batch's size. The module-level `decision_objective`,
+`decision_rollouts` and `decision_is_objective` read these members with fallbacks for a problem object
+without them (the objective itself, ``objective_rollouts`` or 1 rollout, True).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, ClassVar, Optional
 
 import jax
 import jax.numpy as jnp
@@ -126,9 +138,55 @@ class Problem:
         return int(self.U0.size)
 
     @property
+    def kind(self) -> str:
+        """What the decision is, for messages: "time-stepped" (controls through a one-step map from a start, with a
+        stage cost) or "one-step" (an objective only)."""
+        return "time-stepped" if self.time_stepped else "one-step"
+
+    @property
     def objective_rollouts(self) -> int:
-        """Simulator rollouts one evaluation of ``objective`` costs: 1 (what a method counts when it uses f(U))."""
+        """Simulator rollouts one evaluation of ``objective`` costs: 1."""
         return 1
+
+    decision_is_objective: ClassVar[bool] = True  # the cost a method decides with is ``objective`` itself
+
+    def decision_objective(self, key: Optional[Array] = None) -> Callable[[Array], Array]:
+        """The cost a method may compare or descend: ``objective`` itself (``key`` is ignored)."""
+        del key
+        return self.objective
+
+    @property
+    def decision_rollouts(self) -> int:
+        """Simulator rollouts one evaluation of the decision objective costs: 1."""
+        return 1
+
+
+def decision_objective(problem, key: Optional[Array] = None) -> Callable[[Array], Array]:
+    """``problem.decision_objective(key)``, the cost a method decides with (see the module docstring); for a
+    problem object without that member, its ``objective``."""
+    get = getattr(problem, "decision_objective", None)
+    return get(key) if callable(get) else problem.objective
+
+
+def decision_rollouts(problem) -> int:
+    """``problem.decision_rollouts``, the rollouts one evaluation of the decision objective costs; for a problem
+    object without it, its ``objective_rollouts`` or 1."""
+    return int(getattr(problem, "decision_rollouts", getattr(problem, "objective_rollouts", 1)))
+
+
+def decision_is_objective(problem) -> bool:
+    """``problem.decision_is_objective``: whether the decision objective is the reported ``objective`` (True for a
+    problem object without the flag)."""
+    return bool(getattr(problem, "decision_is_objective", True))
+
+
+def problem_kind(problem) -> str:
+    """``problem.kind`` ("time-stepped", "one-step", "policy", ...), for messages; for a problem object without it,
+    "time-stepped" or "one-step" by its ``time_stepped`` flag."""
+    kind = getattr(problem, "kind", None)
+    if isinstance(kind, str):
+        return kind
+    return "time-stepped" if getattr(problem, "time_stepped", False) else "one-step"
 
 
 def trajectory_problem(name: str, step: StepFn, x0: Array, cost: QuadraticCost, U0: Array) -> Problem:

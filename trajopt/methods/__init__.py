@@ -19,7 +19,7 @@ table. ``gradient`` is built from a variant's ``oracle`` and ``optimizer`` keys 
 "Variants").
 """
 
-from trajopt.methods.base import REQUIRED_INFO, Method, check_info, state_decision
+from trajopt.methods.base import REQUIRED_INFO, Method, check_applicable, check_info, state_decision
 from trajopt.methods.gradient import GradientInfo, GradientMethod, GradientState
 from trajopt.methods.cem import CEM
 from trajopt.methods.dial import DIAL
@@ -39,6 +39,6 @@ METHODS.register("ps", PredictiveSampling)
 METHODS.register("dial", DIAL)
 METHODS.register("lbfgs", LBFGS)
 
-__all__ = ["METHODS", "Method", "REQUIRED_INFO", "check_info", "state_decision", "GradientMethod", "GradientInfo",
+__all__ = ["METHODS", "Method", "REQUIRED_INFO", "check_applicable", "check_info", "state_decision", "GradientMethod", "GradientInfo",
            "GradientState", "ILQR", "CEM", "MPPI",
            "PredictiveSampling", "DIAL", "LBFGS", "MultiStart", "MultiStartState"]

@@ -18,6 +18,15 @@ of optax's ``GradientTransformation`` and evosax's ask/tell:
   and any other scalar diagnostics the method has (α, variances, a line-search step, a stop reason). Counts
   are honest: every rollout the method uses to decide its next iterate is counted; evaluating f(U) only to
   report ``value`` is not (the oracle contract's rule).
+* **Two objectives** (the Problem contract, `trajopt.problem`): ``value`` is ``problem.objective(U)``, the
+  reported cost (on a policy problem: over its fixed evaluation batch). What a method compares or descends is
+  the *decision objective* ``decision_objective(problem, key)`` (the function this module re-exports), and
+  each evaluation of it costs ``decision_rollouts(problem)`` rollouts, which the method counts. A method draws
+  it once per step from its step key, so every candidate of the step sees the same training batch (common
+  random numbers), or with ``key = None`` when it needs one fixed function (L-BFGS). On an open-loop problem
+  the two objectives are one function (``decision_is_objective(problem)``): a method evaluates f(U) once and
+  may both report it and decide with it (then it counts it). On a policy problem the reported ``value`` is
+  never what a method decided with, so it is never counted.
 * Keys: ``init`` receives the seed's key ``fold_in(key, seed)``; step k receives ``fold_in(seed_key, k)``,
   so seed s draws the same noise alone or in a batch and any chunking of the loop gives the same iterates.
 * Purity: no Python side effects, no host callbacks, no data-dependent Python control flow; ``step`` runs
@@ -29,8 +38,16 @@ or new state is not finite (status ``non_finite``) and keeps the last iterate wi
 
 Optional flags, read by `trajopt.methods.MultiStart` (K starts of a method): ``deterministic`` (its steps ignore
 the key, so K starts from one U0 would be one run: exact and fd gradients, iLQR, L-BFGS) and ``value_in_calls``
-(the rollouts it counts include f of its iterate, so comparing starts costs nothing more: exact gradients,
-predictive sampling, iLQR, L-BFGS). A method without them is taken as stochastic and as not counting f(U).
+(on a problem whose decision objective is its objective, the rollouts it counts include f of its iterate, the
+``value`` it reports, so comparing starts costs nothing more: exact gradients, the one-sided ZoBG and the mixing
+oracles, predictive sampling, iLQR, L-BFGS). A method without them is taken as stochastic and as not counting
+f(U).
+
+Optional members: ``calls(problem) -> (rollouts, backward passes)``, the calls one step spends when that is fixed
+(equal-budget comparisons; it must agree with what the step counts), and ``check(problem)``, which raises
+ValueError with one sentence saying why the method cannot run on the problem (iLQR on anything but a
+time-stepped problem, an open-loop oracle on a policy problem). `check_applicable` calls it; the CLI calls that
+on every variant before anything compiles, and a method's ``init`` calls it too.
 
 New methods: one module with the dataclass and one ``METHODS.register`` line in `trajopt.methods`; the
 dataclass fields (ints, floats, bools, strings) are the keys of its TOML table (``[method.<name>]`` or a
@@ -45,7 +62,10 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
-from trajopt.problem import Problem
+from trajopt.problem import Problem, decision_is_objective, decision_objective, decision_rollouts, problem_kind
+
+__all__ = ["REQUIRED_INFO", "Method", "as_float", "as_count", "check_info", "check_applicable", "all_finite",
+           "state_decision", "decision_objective", "decision_rollouts", "decision_is_objective", "problem_kind"]
 
 REQUIRED_INFO = ("value", "rollouts", "gradients")
 
@@ -58,6 +78,15 @@ class Method(Protocol):
     def init(self, key: Array, problem: Problem, U0: Array) -> Any: ...
 
     def step(self, key: Array, problem: Problem, state: Any) -> tuple[Any, NamedTuple]: ...
+
+
+def check_applicable(method: Any, problem: Any) -> None:
+    """Raise ValueError with one sentence saying why ``method`` cannot run on ``problem``, before anything compiles:
+    the method's own optional ``check(problem)`` (the rule lives on its owner; `trajopt.methods.MultiStart` forwards
+    to its method, `trajopt.methods.GradientMethod` to its oracle). A method without one applies everywhere."""
+    check = getattr(method, "check", None)
+    if callable(check):
+        check(problem)
 
 
 def as_float(v) -> Array:

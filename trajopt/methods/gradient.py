@@ -37,7 +37,7 @@ from jax import Array
 
 from trajopt import checks
 from trajopt.optim import SGD, current_step
-from trajopt.methods.base import all_finite
+from trajopt.methods.base import all_finite, check_applicable
 from trajopt.oracles.base import OracleInfo
 
 SIGMA_SCHEDULES = ("constant", "geometric", "linear")
@@ -155,8 +155,14 @@ class GradientMethod:
         """(rollouts, backward passes) per step: the oracle's per estimate (for equal-budget comparisons)."""
         return self.oracle.calls(problem)
 
+    def check(self, problem) -> None:
+        """Raise ValueError when its oracle cannot estimate on the problem (the oracle's own ``check``: an
+        open-loop oracle on a policy problem, a policy oracle on an open-loop one)."""
+        check_applicable(self.oracle, problem)
+
     def init(self, key: Array, problem, U0: Array) -> GradientState:
-        del key, problem
+        del key
+        self.check(problem)
         return GradientState(U=U0, opt_state=self.transform().init(U0), k=jnp.asarray(0, jnp.int32))
 
     def step(self, key: Array, problem, state: GradientState) -> tuple[GradientState, GradientInfo]:

@@ -82,7 +82,7 @@ from jax import Array
 
 from trajopt import checks
 from trajopt.checks import FieldError
-from trajopt.methods.base import as_count, as_float
+from trajopt.methods.base import as_count, as_float, problem_kind
 
 _BOUND_TOL = 1e-9  # a control within this (relative) distance of a bound counts as at the bound
 
@@ -279,11 +279,19 @@ class ILQR:
         if not self.u_min < self.u_max:
             raise FieldError("u_max", self.u_max, f"a number > u_min ({self.u_min})")
 
+    def check(self, problem) -> None:
+        """Raise ValueError unless the problem is time-stepped (a one-step map, a start and a stage cost): iLQR
+        linearises the one-step map along the rollout of an open-loop control sequence."""
+        if getattr(problem, "time_stepped", False):
+            return
+        what = {"policy": "a policy problem (its decision is a policy's parameters)"}.get(
+            problem_kind(problem), "a one-step problem (an objective only)")
+        raise ValueError(f"ilqr needs a time-stepped problem (a one-step map, a start and a stage cost); "
+                         f"{getattr(problem, 'name', 'the problem')} is {what}")
+
     def init(self, key: Array, problem, U0: Array) -> ILQRState:
         del key
-        if not problem.time_stepped:
-            raise ValueError(f"ilqr needs a time-stepped problem (one-step map, start and stage cost); "
-                             f"{problem.name} is a one-step problem")
+        self.check(problem)
         return ILQRState(U=jnp.clip(U0, self.u_min, self.u_max), value=as_float(0.0), mu=as_float(self.mu_init),
                          delta=as_float(1.0), stop=as_count(STOP_RUNNING))
 
@@ -362,9 +370,7 @@ class ILQR:
 
     def step(self, key: Array, problem, state: ILQRState) -> tuple[ILQRState, ILQRInfo]:
         del key
-        if not problem.time_stepped:
-            raise ValueError(f"ilqr needs a time-stepped problem (one-step map, start and stage cost); "
-                             f"{problem.name} is a one-step problem")
+        self.check(problem)
 
         def stopped(state):
             nan = as_float(jnp.nan)

@@ -47,7 +47,7 @@ import jax.numpy as jnp
 from jax import Array
 
 from trajopt import checks
-from trajopt.methods.base import REQUIRED_INFO, all_finite, as_count, as_float, state_decision
+from trajopt.methods.base import REQUIRED_INFO, all_finite, as_count, as_float, check_applicable, state_decision
 
 MAX_STARTS = 1024
 OWN_FIELDS = ("start", "running")
@@ -95,6 +95,10 @@ class MultiStart:
             raise checks.FieldError("start_spread", self.start_spread,
                                     f"a number > 0 for {self.starts} starts of {method_label(self.method)!r}, a "
                                     "deterministic method: from one U0 every start would be the same run")
+
+    def check(self, problem) -> None:
+        """Raise ValueError when its method cannot run on the problem (the method's own ``check``)."""
+        check_applicable(self.method, problem)
 
     @property
     def deterministic(self) -> bool:

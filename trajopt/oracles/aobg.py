@@ -34,6 +34,7 @@ import jax.numpy as jnp
 from trajopt import checks
 from trajopt.oracles._mixing import mixed_calls, mixed_estimate
 from trajopt.oracles._samples import check_split, split_samples
+from trajopt.oracles.base import OpenLoop
 from trajopt.stats import (
     bernstein_radius,
     bias_constrained_alpha,
@@ -56,7 +57,7 @@ def split_estimates(key, problem, U, samples: int, sigma: float, split: str = "i
 
 
 @dataclass(frozen=True)
-class AoBG:
+class AoBG(OpenLoop):
     """samples: N per batch (2N in all); sigma: perturbation std; gamma: accuracy target (inf = IVW);
     L: the a.s. bound R of the Bernstein radius; delta, delta_convention: see `failure_log_term`;
     regulariser: added to the denominator of alpha_inf (the reference code's 1e-5); split: the sample split

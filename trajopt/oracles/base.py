@@ -7,6 +7,14 @@ An oracle is a named, immutable, hashable configuration (a frozen dataclass) wit
 ``info`` holds scalars every oracle fills, NaN where a field does not apply. ``rollouts`` and
 ``gradients`` count the simulator calls the *gradient estimate* spends (forward rollouts and backward
 passes); evaluating the noise-free cost only to monitor progress is not counted.
+
+Optional members: ``calls(problem) -> (rollouts, backward passes)`` per estimate (what ``estimate`` counts);
+``deterministic`` (the estimate ignores the key); ``value_in_calls`` (the counted rollouts include f(U), the
+``value`` reported: exact, the one-sided ZoBG and the mixing oracles, whose zero-noise baseline is f(U); a
+property where it depends on the options); ``check(problem)``, raising ValueError when the oracle cannot
+estimate on the problem. The open-loop oracles (`OpenLoop`) perturb U and evaluate ``problem.objective``, so
+they refuse a problem that decides on another objective than the one it reports (a policy problem: its
+oracles are `trajopt.policies.POLICY_ORACLES`, under the same names).
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
-from trajopt.problem import Problem
+from trajopt.problem import Problem, decision_is_objective, problem_kind
 
 NAN = float("nan")
 
@@ -55,6 +63,24 @@ def make_info(value, *, alpha=NAN, var_first=NAN, var_zero=NAN, bias_gap=NAN, ra
         value=f(value), alpha=f(alpha), var_first=f(var_first), var_zero=f(var_zero), bias_gap=f(bias_gap),
         radius=f(radius), rollouts=jnp.asarray(rollouts, jnp.int32), gradients=jnp.asarray(gradients, jnp.int32),
     )
+
+
+class OpenLoop:
+    """A mixin of the open-loop oracles: ``check(problem)`` refuses a problem whose methods decide on another
+    objective than ``problem.objective`` (these oracles estimate, and count, the gradient of ``objective``
+    itself; on a policy problem that is the fixed evaluation batch its results are reported on)."""
+
+    def check(self, problem) -> None:
+        if decision_is_objective(problem):
+            return
+        name, oracle = getattr(problem, "name", "the problem"), getattr(self, "name", type(self).__name__)
+        if problem_kind(problem) == "policy":
+            raise ValueError(f"oracle {oracle!r} is an open-loop oracle (it perturbs a control sequence and "
+                             f"differentiates the reported objective); {name} is a policy problem (its decision is a "
+                             f"policy's parameters): use the policy oracle {oracle!r} (trajopt.policies.POLICY_ORACLES)")
+        raise ValueError(f"oracle {oracle!r} is an open-loop oracle (it differentiates the reported objective); "
+                         f"{name} decides on another objective than the one it reports (decision_is_objective is "
+                         "false)")
 
 
 class Oracle(Protocol):

@@ -38,11 +38,12 @@ import jax.numpy as jnp
 from trajopt import checks
 from trajopt.oracles._mixing import mixed_calls, mixed_estimate
 from trajopt.oracles._samples import check_split
+from trajopt.oracles.base import OpenLoop
 from trajopt.stats import inverse_variance_alpha, quadratic_consistency_test
 
 
 @dataclass(frozen=True)
-class DDCG:
+class DDCG(OpenLoop):
     """samples: N per batch; sigma: perturbation std; c: the test's tolerance; confidence: level of the
     chi-squared slack eps_v; variance_floor: floor on v1 relative to ||FoBG mean||^2; variance_floor_abs: an
     absolute floor on v1; regulariser: as in IVW; split: the sample split."""

@@ -11,11 +11,11 @@ from typing import ClassVar
 
 import jax
 
-from trajopt.oracles.base import OracleInfo, make_info
+from trajopt.oracles.base import OpenLoop, OracleInfo, make_info
 
 
 @dataclass(frozen=True)
-class Exact:
+class Exact(OpenLoop):
     name: ClassVar[str] = "exact"
     colour: ClassVar[str] = "#7f7f7f"  # its colour in every figure
     chooses_alpha: ClassVar[bool] = False  # mixes FoBG and ZoBG with an α of its own rule

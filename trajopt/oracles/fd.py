@@ -21,11 +21,11 @@ import jax
 import jax.numpy as jnp
 
 from trajopt import checks
-from trajopt.oracles.base import make_info
+from trajopt.oracles.base import OpenLoop, make_info
 
 
 @dataclass(frozen=True)
-class FD:
+class FD(OpenLoop):
     """step: the finite-difference step h (relative to |U_j| where that exceeds 1, absolute otherwise)."""
 
     step: float = 1e-6

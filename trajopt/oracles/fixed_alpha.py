@@ -16,10 +16,11 @@ from typing import ClassVar
 from trajopt import checks
 from trajopt.oracles._mixing import mixed_calls, mixed_estimate
 from trajopt.oracles._samples import check_split
+from trajopt.oracles.base import OpenLoop
 
 
 @dataclass(frozen=True)
-class FixedAlpha:
+class FixedAlpha(OpenLoop):
     samples: int = 10
     sigma: float = 0.1
     alpha: float = 0.5

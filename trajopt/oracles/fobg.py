@@ -14,12 +14,12 @@ from typing import ClassVar
 
 from trajopt import checks
 from trajopt.oracles._samples import first_order_samples
-from trajopt.oracles.base import make_info
+from trajopt.oracles.base import OpenLoop, make_info
 from trajopt.stats import sample_mean_and_trace_variance
 
 
 @dataclass(frozen=True)
-class FoBG:
+class FoBG(OpenLoop):
     """samples: N; sigma: perturbation standard deviation on U."""
 
     samples: int = 10

@@ -19,11 +19,12 @@ from typing import ClassVar
 from trajopt import checks
 from trajopt.oracles._mixing import mixed_calls, mixed_estimate
 from trajopt.oracles._samples import check_split
+from trajopt.oracles.base import OpenLoop
 from trajopt.stats import inverse_variance_alpha
 
 
 @dataclass(frozen=True)
-class IVW:
+class IVW(OpenLoop):
     """samples: N per batch; sigma: perturbation std; regulariser: added to the denominator of alpha (the
     reference code's 1e-5); split: the sample split ("independent", "halves" or "shared")."""
 

@@ -34,6 +34,7 @@ import jax.numpy as jnp
 from trajopt import checks
 from trajopt.oracles._mixing import mixed_calls, mixed_estimate
 from trajopt.oracles._samples import check_split
+from trajopt.oracles.base import OpenLoop
 from trajopt.stats import inverse_variance_alpha, per_coordinate_variance
 
 
@@ -43,7 +44,7 @@ def stepwise_alpha(g1, g0, regulariser: float):
 
 
 @dataclass(frozen=True)
-class Stepwise:
+class Stepwise(OpenLoop):
     """samples: N per batch; sigma: perturbation std; regulariser: added to each coordinate's denominator;
     split: the sample split ("independent", "halves" or "shared")."""
 

@@ -29,12 +29,12 @@ from typing import ClassVar
 
 from trajopt import checks
 from trajopt.oracles._samples import ZOBG_ESTIMATORS, zeroth_order_cost, zeroth_order_units
-from trajopt.oracles.base import make_info
+from trajopt.oracles.base import OpenLoop, make_info
 from trajopt.stats import sample_mean_and_trace_variance
 
 
 @dataclass(frozen=True)
-class ZoBG:
+class ZoBG(OpenLoop):
     """samples: N; sigma: perturbation standard deviation on U; estimator: "one_sided" (the paper's, with the
     zero-noise baseline) or "two_sided"; antithetic: pair each w with -w (N/2 directions, N even >= 4)."""
 

@@ -29,6 +29,10 @@ of the policy along the stored states (no backward pass through the simulator).
 | ivw      | inverse-variance mix, no bias constraint                        | 3N, N (independent split) |
 | stepwise | IVW-H: per-(step, action) weights in action space, then a VJP   | 2N, N                     |
 
+Each oracle's ``calls(problem)`` gives the table's counts (what ``estimate`` counts); ``value`` (the evaluation
+batch's cost, ``n_eval`` rollouts) is never among them. Each oracle's ``check(problem)`` refuses a problem that is
+not a policy problem (`ClosedLoop`); the open-loop oracles of the same names refuse a policy problem.
+
 Every oracle's ``sigma`` defaults to NaN, meaning the problem's action noise ``problem.sigma`` (the sigma of
 F, Eq. 1); a number overrides it.
 
@@ -59,6 +63,7 @@ from trajopt.oracles._samples import SPLITS
 from trajopt.oracles.aobg import AoBG
 from trajopt.oracles.ivw import IVW
 from trajopt.oracles.base import make_info
+from trajopt.problem import problem_kind
 from trajopt.policies.problem import PolicyProblem, draw_samples, value, value_and_states, zero_noise
 from trajopt.stats import (
     inverse_variance_alpha,
@@ -145,6 +150,20 @@ def shared_samples(problem: PolicyProblem, theta: Array, X1: Array, W: Array, si
 # ------------------------------------------------------------------------------------ shared config
 
 
+class ClosedLoop:
+    """A mixin of the policy oracles: ``check(problem)`` refuses a problem that is not a closed-loop policy problem
+    (they draw initial states and action noise and roll out ``problem.policy``)."""
+
+    def check(self, problem) -> None:
+        kind = problem_kind(problem)
+        if kind == "policy":
+            return
+        name = getattr(self, "name", type(self).__name__)
+        raise ValueError(f"oracle {name!r} is a policy oracle (it rolls out a feedback policy from sampled initial "
+                         f"states); {getattr(problem, 'name', 'the problem')} is an open-loop {kind} problem: use the "
+                         f"open-loop oracle {name!r} (trajopt.oracles.ORACLES)")
+
+
 def _check_sigma(sigma: float) -> None:
     if not math.isnan(sigma):
         checks.positive("sigma", sigma)
@@ -213,7 +232,7 @@ def _mixed(rule, key, problem, U, sigma):
 
 
 @dataclass(frozen=True)
-class PolicyExact:
+class PolicyExact(ClosedLoop):
     """samples: N initial states. The noise-free pathwise gradient (1/N) sum_i grad_theta V_1(x_1^i, 0, theta):
     what a differentiable simulator returns without smoothing (on a flat branch exactly 0). With a point
     rho it is grad of the unsmoothed cost, which differs from grad F by the O(sigma^2) effect of the noise."""
@@ -224,15 +243,20 @@ class PolicyExact:
     def __post_init__(self):
         checks.at_least("samples", self.samples, 1)
 
+    def calls(self, problem) -> tuple[int, int]:
+        """(rollouts, backward passes) per estimate: N of each."""
+        return self.samples, self.samples
+
     def estimate(self, key, problem, U):
         theta = U[0]
         X1, W = draw_samples(problem, key, self.samples, 1.0)
         g, _ = first_order_samples(problem, theta, X1, jnp.zeros_like(W))
-        return g.mean(axis=0)[None], make_info(problem.objective(U), rollouts=self.samples, gradients=self.samples)
+        rollouts, gradients = self.calls(problem)
+        return g.mean(axis=0)[None], make_info(problem.objective(U), rollouts=rollouts, gradients=gradients)
 
 
 @dataclass(frozen=True)
-class PolicyFoBG:
+class PolicyFoBG(ClosedLoop):
     """samples: N; sigma: action-noise std (NaN = the problem's). PAPER.md §1.3; N rollouts, N backward passes."""
 
     samples: int = 10
@@ -243,16 +267,21 @@ class PolicyFoBG:
         checks.at_least("samples", self.samples, 2)
         _check_sigma(self.sigma)
 
+    def calls(self, problem) -> tuple[int, int]:
+        """(rollouts, backward passes) per estimate: N of each."""
+        return self.samples, self.samples
+
     def estimate(self, key, problem, U):
         X1, W = draw_samples(problem, key, self.samples, _sigma(self.sigma, problem))
         g1, _ = first_order_samples(problem, U[0], X1, W)
         grad, var_first = sample_mean_and_trace_variance(g1)
-        info = make_info(problem.objective(U), var_first=var_first, rollouts=self.samples, gradients=self.samples)
+        rollouts, gradients = self.calls(problem)
+        info = make_info(problem.objective(U), var_first=var_first, rollouts=rollouts, gradients=gradients)
         return grad[None], info
 
 
 @dataclass(frozen=True)
-class PolicyZoBG:
+class PolicyZoBG(ClosedLoop):
     """samples: N; sigma: action-noise std (NaN = the problem's). PAPER.md §1.2 with the per-sample zero-noise
     baseline from the same initial state; 2N rollouts, no backward pass."""
 
@@ -264,16 +293,20 @@ class PolicyZoBG:
         checks.at_least("samples", self.samples, 2)
         _check_sigma(self.sigma)
 
+    def calls(self, problem) -> tuple[int, int]:
+        """(rollouts, backward passes) per estimate: 2N (noisy and baseline), none backward."""
+        return 2 * self.samples, 0
+
     def estimate(self, key, problem, U):
         sigma = _sigma(self.sigma, problem)
         X1, W = draw_samples(problem, key, self.samples, sigma)
         g0 = zeroth_order_samples(problem, U[0], X1, W, sigma)
         grad, var_zero = sample_mean_and_trace_variance(g0)
-        return grad[None], make_info(problem.objective(U), var_zero=var_zero, rollouts=2 * self.samples)
+        return grad[None], make_info(problem.objective(U), var_zero=var_zero, rollouts=self.calls(problem)[0])
 
 
 @dataclass(frozen=True)
-class PolicyAoBG:
+class PolicyAoBG(ClosedLoop):
     """The bias-constrained alpha-order gradient (PAPER.md §1.5, Eqs. 4-5), as `trajopt.oracles.aobg`:
 
         AoBG = alpha FoBG + (1 - alpha) ZoBG,  alpha = argmin alpha^2 s1 + (1-alpha)^2 s0  s.t.  eps + alpha B <= gamma
@@ -302,6 +335,10 @@ class PolicyAoBG:
         checks.non_negative("regulariser", self.regulariser)
         _check_split(self.split, self.samples)
 
+    def calls(self, problem) -> tuple[int, int]:
+        """(rollouts, backward passes) per estimate: the split's (3N, N independent)."""
+        return split_counts(self.samples, self.split)[2:]
+
     def estimate(self, key, problem, U):
         sigma = _sigma(self.sigma, problem)
         rule = AoBG(samples=self.samples, sigma=sigma, gamma=self.gamma, L=self.L, delta=self.delta,
@@ -310,7 +347,7 @@ class PolicyAoBG:
 
 
 @dataclass(frozen=True)
-class PolicyIVW:
+class PolicyIVW(ClosedLoop):
     """Inverse-variance weighting of FoBG and ZoBG batches, alpha = s0 / (s0 + s1 + regulariser), no bias
     constraint (PAPER.md §1.5 alpha_inf, §4.2). samples, sigma, regulariser, split as `PolicyAoBG`."""
 
@@ -326,6 +363,10 @@ class PolicyIVW:
         checks.non_negative("regulariser", self.regulariser)
         _check_split(self.split, self.samples)
 
+    def calls(self, problem) -> tuple[int, int]:
+        """(rollouts, backward passes) per estimate: the split's (3N, N independent)."""
+        return split_counts(self.samples, self.split)[2:]
+
     def estimate(self, key, problem, U):
         sigma = _sigma(self.sigma, problem)
         rule = IVW(samples=self.samples, sigma=sigma, regulariser=self.regulariser, split=self.split)
@@ -333,7 +374,7 @@ class PolicyIVW:
 
 
 @dataclass(frozen=True)
-class PolicyStepwise:
+class PolicyStepwise(ClosedLoop):
     """IVW-H (PAPER.md §4.4): per-(step h, action a) inverse-variance weights in ACTION space, then the policy VJP.
 
     From one batch of N trajectories (shared: 2N rollouts with the baselines, N backward passes):
@@ -357,6 +398,10 @@ class PolicyStepwise:
         _check_sigma(self.sigma)
         checks.non_negative("regulariser", self.regulariser)
 
+    def calls(self, problem) -> tuple[int, int]:
+        """(rollouts, backward passes) per estimate: 2N (noisy and baseline), N backward."""
+        return 2 * self.samples, self.samples
+
     def estimate(self, key, problem, U):
         theta, sigma = U[0], _sigma(self.sigma, problem)
         X1, W = draw_samples(problem, key, self.samples, sigma)
@@ -367,5 +412,6 @@ class PolicyStepwise:
         m1, s1 = sample_mean_and_trace_variance(g1)
         m0, s0 = sample_mean_and_trace_variance(g0)
         info = make_info(problem.objective(U), alpha=jnp.mean(alpha), var_first=s1, var_zero=s0,
-                         bias_gap=jnp.linalg.norm(m1 - m0), rollouts=2 * self.samples, gradients=self.samples)
+                         bias_gap=jnp.linalg.norm(m1 - m0), rollouts=self.calls(problem)[0],
+                         gradients=self.calls(problem)[1])
         return grads.mean(axis=0)[None], info

@@ -20,7 +20,19 @@ methods (iLQR) do not mistake it for a trajectory problem; its own parts are ``s
 
 ``objective(U)`` is the *noise-free* expected closed-loop cost over a FIXED evaluation batch of ``n_eval``
 initial states drawn once from ``PRNGKey(eval_seed)``: a deterministic monitor of progress (the ``value``
-every oracle reports). The gradient estimates use their own initial states:
+every method reports, not counted). No method decides with it: the gradient estimates draw their own initial
+states, and the methods that compare or descend costs (CEM, MPPI, PS, DIAL, L-BFGS, MultiStart's choice of a
+start) use ``decision_objective(key)`` (the Problem contract of `trajopt.problem`), the noise-free mean
+closed-loop cost over a TRAINING batch of ``decision_rollouts`` initial states, never the evaluation batch:
+
+* ``resample = false``: the fixed training set (``n_init`` states; ``key`` is not used);
+* ``resample = true``: a fresh batch drawn from ``fold_in(key, DECISION_SALT)`` (a key of its own, so it does
+  not alias the noise a method draws from the same step key), of ``n_init`` states, or ``n_eval`` states when
+  ``n_init = 0``; with ``key = None`` (a deterministic method such as L-BFGS, whose line search needs one fixed
+  function) a fixed batch of that size drawn once from ``PRNGKey(train_seed)`` (``decision_states``).
+
+Each evaluation of the decision objective is ``decision_rollouts`` closed-loop rollouts, and a method counts
+them. The gradient estimates use their own initial states:
 
 * ``resample = true`` (the authors' code): every estimate draws fresh initial states from rho with the
   estimate's key; with ``n_init = 0`` (default) each sample i gets its own x_1^i (N samples, N initial
@@ -64,7 +76,8 @@ class PolicyProblem:
             their own ``sigma``.
         n_init, resample: how an estimate gets its initial states (module docstring).
         n_eval, eval_seed: size and key of the fixed evaluation batch behind ``objective``.
-        train_seed: key of the fixed training set (``resample = false``).
+        train_seed: key of the fixed training set (``resample = false``) and of the fixed decision batch
+            (``decision_states``).
         test_seed: key of the held-aside states (`held_out_states`).
         theta0: optional initial theta [p]; default ``policy.init_params(n, m)``.
     """
@@ -86,6 +99,7 @@ class PolicyProblem:
     U0: Array = field(init=False)
     eval_states: Array = field(init=False)
     train_states: Optional[Array] = field(init=False)
+    decision_states: Array = field(init=False)
 
     # The open-loop Problem interface: a policy problem is not a trajectory problem.
     trajectory: ClassVar[None] = None
@@ -93,6 +107,8 @@ class PolicyProblem:
     x0: ClassVar[None] = None
     cost: ClassVar[None] = None
     time_stepped: ClassVar[bool] = False
+    kind: ClassVar[str] = "policy"  # for messages: its decision is a policy's parameters
+    decision_is_objective: ClassVar[bool] = False  # methods decide on a training batch, never the evaluation batch
 
     def __post_init__(self):
         checks.at_least("horizon", self.horizon, 1)
@@ -115,6 +131,9 @@ class PolicyProblem:
         object.__setattr__(self, "eval_states", self.initial.sample(jax.random.PRNGKey(self.eval_seed), self.n_eval))
         train = self.initial.sample(jax.random.PRNGKey(self.train_seed), self.n_init) if not self.resample else None
         object.__setattr__(self, "train_states", train)
+        fixed = train if train is not None else self.initial.sample(jax.random.PRNGKey(self.train_seed),
+                                                                    self.decision_rollouts)
+        object.__setattr__(self, "decision_states", fixed)
 
     # ------------------------------------------------------------------ Problem interface
 
@@ -144,8 +163,43 @@ class PolicyProblem:
         """Noise-free expected closed-loop cost over the fixed evaluation batch: U = theta[None]: [1, d] -> scalar.
 
             objective(U) = (1/n_eval) sum_j V_1(x_j, 0, theta),   x_j = eval_states[j]
+
+        What every method reports (``value``); no method decides with it (``decision_objective``).
         """
         return expected_cost(self, U[0], self.eval_states)
+
+    @property
+    def decision_rollouts(self) -> int:
+        """B, the size of the training batch behind ``decision_objective`` (closed-loop rollouts per evaluation):
+        n_init, or n_eval when resample = true and n_init = 0."""
+        return self.n_init if self.n_init or not self.resample else self.n_eval
+
+    def decision_states_for(self, key: Optional[Array] = None) -> Array:
+        """The training batch a method decides on: [B, n] (module docstring). ``decision_states`` with
+        resample = false or ``key = None``, else B fresh draws from ``fold_in(key, DECISION_SALT)``."""
+        if not self.resample or key is None:
+            return self.decision_states
+        return self.initial.sample(jax.random.fold_in(key, DECISION_SALT), self.decision_rollouts)
+
+    def decision_objective(self, key: Optional[Array] = None):
+        """The cost a method may compare or descend: U = theta[None]: [1, d] -> scalar,
+
+            f_key(U) = (1/B) sum_b V_1(x_b, 0, theta),   x_b = decision_states_for(key)[b]
+
+        (noise-free, as ``objective``, over a training batch instead of the evaluation batch; B =
+        ``decision_rollouts`` rollouts per call). The batch is drawn once per call of this function, so every
+        candidate a method evaluates with the returned function sees the same states (common random numbers)."""
+        states = self.decision_states_for(key)
+
+        def f(U: Array) -> Array:
+            return expected_cost(self, U[0], states)
+
+        return f
+
+
+DECISION_SALT = 0xDEC15
+"""``decision_objective(key)`` draws its batch from ``fold_in(key, DECISION_SALT)``: a stream apart from the noise a
+method draws from ``key`` itself and from MultiStart's per-start keys ``fold_in(key, i)``, i < 1024."""
 
 
 # ---------------------------------------------------------------------- closed loop
