@@ -902,6 +902,137 @@ def _build_variants(raw: Mapping, solve: SolveSpec, source: str, registry=ORACLE
     return built
 
 
+# ------------------------------------------------------------------------------------------ preflight
+
+TRACE_ALLOWED = ("pure JAX functions that trace under jax.vmap and jax.grad (jnp.where or lax.cond for a choice on a "
+                 "value; lax.scan or a fori_loop with fixed bounds for a loop: lax.while_loop has no reverse-mode "
+                 "gradient)")
+
+
+def _applicable(method: Any, problem: Any) -> None:
+    """Raise ValueError (one sentence) when a method or an oracle cannot run on ``problem`` (iLQR on a policy or a
+    one-step problem): `trajopt.methods.base.check_applicable`, the rule on its owner."""
+    from trajopt.methods.base import check_applicable
+
+    check_applicable(method, problem)
+
+
+def user_code(spec: "Spec", kind: str, base: str) -> list[str]:
+    """The user's code (``package.module:Name`` in the file) among what a step of the oracle or method ``base``
+    (``kind`` "oracle" or "method") runs on this spec's problem: its system, its policy and initial-state
+    distribution (policy problems), and ``base`` itself; e.g. ``["system 'my:Arm'"]``."""
+    parts = [("system", spec.system_name)]
+    if spec.policy is not None:
+        parts += [("policy", spec.policy.policy_name), ("initial_state", spec.policy.initial_name)]
+    parts.append((kind, base))
+    return [f"{what} {name!r}" for what, name in parts if ":" in name]
+
+
+class _Contract(TypeError):
+    """A method's step that traces but breaks the method contract the loop relies on."""
+
+
+def _traced_step(method: Any, problem: Any, n_seeds: int) -> None:
+    """One ``init`` and one ``step`` of a method traced abstractly, as the solver's loop traces them: under
+    ``vmap`` over ``n_seeds`` seeds (an oracle's ``jax.grad`` inside), with `jax.eval_shape` (nothing is compiled
+    or computed). Raises what the traced code raises; `_Contract` when the info lacks a required scalar or the
+    state the step returns differs from the one ``init`` made (the loop carries it)."""
+    import jax
+
+    from trajopt.methods.base import REQUIRED_INFO, state_decision
+
+    def first_step(key):
+        seed_keys = jax.vmap(lambda s: jax.random.fold_in(key, s))(jnp.arange(n_seeds))
+        U0 = jnp.broadcast_to(problem.U0, (n_seeds, *problem.U0.shape))
+
+        def one(seed_key, U):
+            state = method.init(seed_key, problem, U)
+            state_decision(state)
+            new, info = method.step(jax.random.fold_in(seed_key, 0), problem, state)
+            return state, new, info
+
+        return jax.vmap(one)(seed_keys, U0)
+
+    state, new, info = jax.eval_shape(first_step, jax.eval_shape(jax.random.PRNGKey, 0))
+    fields = getattr(info, "_fields", None)
+    if fields is None or any(f not in fields or getattr(info, f).shape != (n_seeds,) for f in REQUIRED_INFO):
+        raise _Contract(f"step returned an info without the scalars {', '.join(REQUIRED_INFO)}")
+    shapes = lambda tree: [(s.shape, s.dtype) for s in jax.tree_util.tree_leaves(tree)]  # noqa: E731
+    if jax.tree_util.tree_structure(state) != jax.tree_util.tree_structure(new) or shapes(state) != shapes(new):
+        raise _Contract("step returned a state of another structure, shape or dtype than init's")
+
+
+def _traced_estimate(oracle: Any, problem: Any, repeats: int = 2) -> None:
+    """One gradient estimate of an oracle at U0 traced abstractly under ``vmap`` over keys, as sweep, landscape
+    and diagnose trace their repeats (`jax.eval_shape`: nothing is compiled or computed)."""
+    import jax
+
+    def estimates(key):
+        keys = jax.vmap(lambda r: jax.random.fold_in(key, r))(jnp.arange(repeats))
+        return jax.vmap(lambda k: oracle.estimate(k, problem, problem.U0))(keys)
+
+    jax.eval_shape(estimates, jax.eval_shape(jax.random.PRNGKey, 0))
+
+
+def _trace_refused(spec: "Spec", key: str, what: str, how: str, mine: list[str], e: Exception) -> SpecError:
+    return SpecError(spec.source, key, f"found {type(e).__name__} in {' or '.join(mine)} when {what} was traced as "
+                     f"the run traces it ({how}): {_first_line(e).rstrip('.')}; allowed: {TRACE_ALLOWED}")
+
+
+def check_variants(spec: "Spec", problem: Any = None, *, trace: bool = True) -> None:
+    """Every selected variant against the problem, before anything compiles or runs; a `SpecError` at
+    ``variants.NAME`` for the first that cannot run.
+
+    First each variant's method is asked whether it applies (`trajopt.methods.base.check_applicable`: iLQR needs
+    a time-stepped open-loop problem). Then, with ``trace``, one step of each variant that runs user code
+    (`user_code`) is traced as the run will trace it (`_traced_step`: `jax.eval_shape`, no compilation): a
+    system, policy or method that fails under ``vmap`` and ``jax.grad`` (a Python ``if`` on a value, a
+    ``lax.while_loop`` differentiated in reverse mode, a callback without a vmap rule) is refused with the first
+    line of its error, instead of a traceback after the variants before it have run. The library's own
+    systems, policies, oracles and methods trace (their tests run them), so a file of them is not traced twice:
+    a step's trace is about a tenth of a second, several percent of a short compare."""
+    problem = spec.problem() if problem is None else problem
+    for name, v in spec.variants.items():
+        try:
+            _applicable(v.method, problem)
+        except ValueError as e:
+            raise SpecError(spec.source, f"variants.{name}", _first_line(e)) from None
+    if not trace:
+        return
+    for name, v in spec.variants.items():
+        mine = user_code(spec, v.kind, v.base)
+        if mine:
+            try:
+                _traced_step(v.method, problem, len(spec.solve.seeds))
+            except _Contract as e:
+                raise SpecError(spec.source, f"variants.{name}", f"found {v.kind} {v.base!r} whose {e}, allowed: a "
+                                "step that returns (state, info), the state as init made it and the info with the "
+                                "scalars value, rollouts and gradients (the method contract, trajopt.methods.base)"
+                                ) from None
+            except Exception as e:  # noqa: BLE001  user code under tracing: whatever it raised
+                raise _trace_refused(spec, f"variants.{name}", f"one step of {name}",
+                                     "under vmap over seeds, with the oracle's gradients", mine, e) from None
+
+
+def check_oracles(spec: "Spec", problem: Any = None, *, trace: bool = True) -> None:
+    """`check_variants` for the oracle-level studies (diagnose, sweep, landscape): every oracle of
+    ``solve.oracles`` applies to the problem, and, with ``trace``, one estimate of each that runs user code traces
+    under ``vmap`` over repeats (`_traced_estimate`). A `SpecError` at ``oracle.NAME``."""
+    problem = spec.problem() if problem is None else problem
+    for name, oracle in spec.oracles.items():
+        try:
+            _applicable(oracle, problem)
+        except ValueError as e:
+            raise SpecError(spec.source, f"oracle.{name}", _first_line(e)) from None
+        mine = user_code(spec, "oracle", name) if trace else []
+        if mine:
+            try:
+                _traced_estimate(oracle, problem)
+            except Exception as e:  # noqa: BLE001  user code under tracing: whatever it raised
+                raise _trace_refused(spec, f"oracle.{name}", f"one estimate of {name}", "under vmap over repeats",
+                                     mine, e) from None
+
+
 def _check_run_name(raw: Mapping, source: str) -> None:
     """The top-level ``name`` names the default run folder (``runs/<name>/...``): one plain path component
     (letters, digits, ``_``, ``-``, ``.``; not ``.`` or ``..``), so that no file can put a run outside runs/."""

@@ -70,6 +70,20 @@ def check_sets(spec, sets, use: str, verb: str, label: str | None = None) -> Non
             raise fail(str(e)) from None
 
 
+def preflight(spec, problem=None, *, use: str = "variants", trace: bool = True) -> None:
+    """Refuse (exit 2, one line, before anything compiles, runs or is written) what cannot run on the problem:
+    ``use`` "variants" checks the selected variants (`trajopt.spec.check_variants`: iLQR on a policy problem, and,
+    with ``trace``, user code that fails when traced under vmap and grad), "oracles" the studied oracles
+    (`trajopt.spec.check_oracles`)."""
+    from trajopt import spec as spec_mod
+
+    check = {"variants": spec_mod.check_variants, "oracles": spec_mod.check_oracles}[use]
+    try:
+        check(spec, problem, trace=trace)
+    except spec_mod.SpecError as e:
+        raise fail(str(e)) from None
+
+
 def fmt(x, digits: int = 5) -> str:
     """A number for a table: 5 significant digits, '-' for None and NaN."""
     if x is None:

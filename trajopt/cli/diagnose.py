@@ -20,7 +20,7 @@ from rich.table import Table
 
 from trajopt.cli._common import (
     EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, ForceOpt, JsonOpt, OutOpt, ProblemArg, QuietOpt, SetOpt, app, check_sets,
-    fail, fmt, load_spec, out, write_final,
+    fail, fmt, load_spec, out, preflight, write_final,
 )
 
 AtOpt = typer.Option("init", "--at", help="Where to look: init (the problem's U0) or a RUN_DIR (each run oracle's "
@@ -216,6 +216,7 @@ def diagnose(
     spec = load_spec(problem, overrides)
     check_sets(spec, set_, "oracles", "diagnose")  # e.g. oracle.fobg.*: the batches use the rules' N and σ
     prob = spec.problem()
+    preflight(spec, prob, use="oracles")  # user code that fails when traced: one line, before any work
     locations = _locations(at, oracle, prob, spec)
     out_dir = out_dir or _default_out(spec)
     with _interruptible(), claim_out(out_dir, force):  # created, locked and (--force) emptied before any work

@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 import trajopt
-from trajopt.cli._common import JsonOpt, ProblemArg, SetOpt, app, check_sets, fail, fmt, load_spec, out
+from trajopt.cli._common import JsonOpt, ProblemArg, SetOpt, app, check_sets, fail, fmt, load_spec, out, preflight
 
 
 @app.command()
@@ -26,6 +26,7 @@ def validate(
     spec = load_spec(problem, list(set_ or []))
     check_sets(spec, set_, "all", "validate")  # an override that neither compare nor diagnose would use: exit 2
     prob = spec.problem()
+    preflight(spec, prob)  # what compare would refuse: a variant that cannot run, user code that does not trace
     import jax
 
     j0 = float(jax.jit(prob.objective)(prob.U0))

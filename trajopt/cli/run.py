@@ -17,7 +17,7 @@ from rich.table import Table
 
 from trajopt.cli._common import (
     EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, ForceOpt, IterOpt, JsonOpt, OutOpt, QuietOpt, SeedsOpt,
-    SetOpt, app, check_sets, err, fail, fmt, load_spec, out,
+    SetOpt, app, check_sets, err, fail, fmt, load_spec, out, preflight,
 )
 
 XOpt = typer.Option("iterations", "--x", help="x-axis of the convergence plot: iterations, rollouts, gradients "
@@ -242,19 +242,39 @@ def _success(spec, problem, results, summary) -> None:
     summary["success_held_out"] = p.held_out
 
 
-def _rollouts_figure(spec, problem, results, title):
-    """Closed-loop rollouts of each variant's median-seed policy from held-aside initial states."""
+ROLLOUTS_SHOWN = 60  # held-aside starts drawn per panel (the first ones of the table's)
+
+
+def _rollouts_figure(spec, problem, results, title, summary=None):
+    """Closed-loop rollouts of each variant's median-cost seed from the first `ROLLOUTS_SHOWN` of the
+    ``[success] held_out`` held-aside starts. The figure says so: its title names the subset, each panel the seed
+    it draws and, labelled as such, the share of the drawn starts within the radius; beside it, from
+    ``summary`` (result.json's, `_success`), that seed's share of all held-aside starts and the table's median
+    over seeds, the very numbers of the table (the same states, seeds and rule)."""
+    import math
+
     from trajopt.diagnostics import median_seed_index
     from trajopt.policies import held_out_states
     from trajopt.policies.tennis import rollouts_figure
 
     p = spec.policy
-    thetas = {name: r.U[median_seed_index(r.final_cost)][0] for name, r in results.items()}
-    fig = rollouts_figure(problem, thetas, held_out_states(problem, min(p.held_out, 60)),
-                          radius=p.success_radius, positions=p.positions)
+    shown = min(p.held_out, ROLLOUTS_SHOWN)
+    thetas, notes = {}, {}
+    for name, r in results.items():
+        i = median_seed_index(r.final_cost)
+        thetas[name] = r.U[i][0]
+        notes[name] = f"seed {int(r.seeds[i])} (median final cost)"
+        v = (summary or {}).get("variants", {}).get(name, {})
+        if p.success_radius is not None and "success_rate" in v:
+            rate = lambda x: "-" if x is None or not math.isfinite(x) else f"{x:.1%}"  # noqa: E731
+            notes[name] += (f": {rate(v['success_rate'][i])} of all {p.held_out}\n"
+                            f"table, median of {len(r.seeds)} seeds: {rate(v['median_success_rate'])}")
+    fig = rollouts_figure(problem, thetas, held_out_states(problem, shown), radius=p.success_radius,
+                          positions=p.positions, notes=notes)
     from trajopt.plots import set_title
 
-    set_title(fig, f"{title}: closed-loop rollouts (median seed per variant, held-aside starts)", 10)
+    set_title(fig, f"{title}: closed-loop rollouts of each variant's median-cost seed from the first {shown} of "
+              f"{p.held_out} held-aside starts", 10)
     return fig
 
 
@@ -298,12 +318,14 @@ def _run_held(verb, problem, overrides, out_dir, force, x, json_out, quiet, plot
     check_sets(spec, sets, "variants", verb)  # an oracle/method/variant key that no selected variant takes: exit 2
     from trajopt.spec import iteration_overrides
 
+    preflight(spec, trace=False)  # a variant that cannot run on this problem (iLQR on a policy problem): exit 2
     extra = iteration_overrides(spec, overrides)
     if extra:
         overrides = overrides + extra
         spec = load_spec(problem, overrides)
     if budget is not None:
         spec = load_spec(problem, overrides + budget_overrides(spec, budget))
+    preflight(spec)  # every variant's first step traced as the run will trace it, before any of them runs
     out_dir = out_dir or _default_out(spec, verb)
     import errno
 
@@ -414,7 +436,7 @@ def _run_claimed(spec, verb, out_dir, x, json_out, quiet, plot, report, sets, sh
         plots.save_figure(plots.convergence_figure(results, x=x, title=title, labels=runs.legend_labels(summary)),
                           out_dir / runs.CONVERGENCE)
         if spec.policy is not None:
-            plots.save_figure(_rollouts_figure(spec, prob, results, title), out_dir / ROLLOUTS)
+            plots.save_figure(_rollouts_figure(spec, prob, results, title, summary), out_dir / ROLLOUTS)
     if report:
         from trajopt import report as report_mod
 

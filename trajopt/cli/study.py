@@ -13,7 +13,7 @@ from rich.table import Table
 
 from trajopt.cli._common import (
     EXIT_INTERRUPTED, ForceOpt, JsonOpt, ProblemArg, QuietOpt, SetOpt, app, check_sets, fail, fmt, load_spec, out,
-    write_final,
+    preflight, write_final,
 )
 
 SamplesOpt = typer.Option(None, "--samples", help="Samples N per estimate (sets every oracle's `samples`).")
@@ -94,6 +94,7 @@ def sweep(
     base_overrides = _overrides(set_, samples, names)
     base = load_spec(problem, base_overrides)
     _check_reach(base, set_, samples, "sweep", over)
+    preflight(base, use="oracles")  # an oracle that cannot estimate here, or user code that fails when traced
     raw = spec_mod.apply_overrides(spec_mod.read_toml(problem), base_overrides, str(problem))
     typ = spec_mod.key_type(raw, key)
     if typ not in (int, float):
@@ -201,6 +202,7 @@ def landscape(
     spec = load_spec(problem, _overrides(set_, samples, names))
     _check_reach(spec, set_, samples, "landscape")
     prob = spec.problem()
+    preflight(spec, prob, use="oracles")
     if prob.dimension != 1:
         raise fail(f"{problem}: landscape needs a problem with one decision variable (T*m = 1); this one has "
                    f"{prob.dimension} (horizon {spec.task.horizon} x {prob.shape[-1]} controls)")
