@@ -337,3 +337,21 @@ def blocked_nan_median(values, block_bytes: Optional[int] = None, gather: int = 
     high = low if n % 2 else _from_key(select(n // 2, first, 0, 0))
     middle = np.array([low] if n % 2 else [low, high], dtype=np.float64)
     return float(np.mean(middle))  # as np.median takes the mean of the middle entries
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    """The Wilson score interval of a success rate k/n (95 % for the default z):
+
+        (p + z²/2n ± z sqrt(p(1-p)/n + z²/4n²)) / (1 + z²/n),   p = k/n
+
+    (NaN, NaN) for n = 0. It stays inside [0, 1] and keeps its coverage for the few seeds a study runs (the normal
+    approximation's interval collapses to a point at 0 % or 100 %)."""
+    import math
+
+    if n <= 0:
+        return math.nan, math.nan
+    p = successes / n
+    denom = 1.0 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)

@@ -12,7 +12,7 @@ Exit codes: 0 success, 1 the run failed (every seed non-finite), 2 bad input, 13
 folder is still complete and marked "interrupted").
 """
 
-from trajopt.cli import run, info, diagnose, study, report, studies  # noqa: F401,I001  (registers the commands, in this order)
+from trajopt.cli import run, info, diagnose, study, report, studies, mpc  # noqa: F401,I001  (registers the commands, in this order)
 from trajopt.cli._common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, app
 
 

@@ -1,0 +1,263 @@
+"""`trajopt mpc`: run variants as receding-horizon controllers (a file's ``[mpc]`` and ``[plant]``) over seeds and
+write a run folder."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from trajopt.cli._common import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, ForceOpt, JsonOpt, OutOpt, QuietOpt, SeedsOpt,
+                                 SetOpt, app, check_sets, err, fail, fmt, load_spec, out)
+
+STEP_COSTS_FILE = "step_costs.json"
+
+
+def _host() -> str:
+    """The CPU this process runs on (its model name and count) and JAX's backend: what a timing depends on."""
+    import os
+    import platform
+
+    import jax
+
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{model} x{cpus}, {jax.default_backend()}, jax {jax.__version__}"
+
+
+def step_costs_for(spec, problem):
+    """The system's `trajopt.compute.StepCosts` on this host: read from the cache of measurements
+    (``<cache>/step_costs.json`` beside the compilation cache, keyed by the system's resolved table, its sizes and
+    the host), or measured now and kept there. With the cache off (``TRAJOPT_CACHE=0``) measured every time."""
+    import os
+
+    from trajopt import _setup
+    from trajopt.compute import StepCosts, measure_step_costs
+    from trajopt.runs import atomic_write_bytes
+
+    system = spec.system
+    table = spec.resolved()["system"]
+    host = _host()
+    key = json.dumps({"system": table, "n": int(system.state_size), "m": int(system.control_size), "host": host},
+                     sort_keys=True, default=str)
+    folder = _setup.cache_dir()
+    path = Path(os.path.dirname(folder)) / STEP_COSTS_FILE if folder else None
+    known = {}
+    if path is not None and path.is_file():
+        try:
+            known = json.loads(path.read_text(encoding="utf-8"))
+            if key in known:
+                return StepCosts.from_dict(known[key])
+        except (OSError, ValueError, KeyError, TypeError):
+            known = {}
+    costs = measure_step_costs(problem.step, int(system.state_size), int(system.control_size))
+    costs = StepCosts(costs.backward, costs.linearization, f"{costs.source}, on {host}")
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            known[key] = costs.as_dict()
+            atomic_write_bytes(path, json.dumps(known, indent=1, sort_keys=True).encode())
+        except OSError:
+            pass  # a cache that cannot be written is measured again next time
+    return costs
+
+
+def _mpc_table(summary: dict) -> Table:
+    n = len(summary["seeds"])
+    m = summary["mpc"]
+    period = m.get("control_period")
+    period_text = f", control period {period * 1e3:g} ms" if isinstance(period, (int, float)) else ""
+    table = Table(title=escape(f"{summary['title']}  (MPC: episode {m['episode']}, horizon {m['horizon']}, replan every "
+                               f"{m['replan_every']}, {m['iterations']} iterations per replan, {n} seeds{period_text})"),
+                  title_justify="left", caption_justify="left",
+                  caption="compute per control step (replan), mean over seeds and replans; FSE: forward-step "
+                  f"equivalents (backward = {summary['step_costs']['backward']:g}, linearisation = "
+                  f"{summary['step_costs']['linearization']:g} forward steps); plan time on seed "
+                  f"{summary['seeds'][0]} on {escape(str(summary.get('platform', '?')))}")
+    has_success = any("success_rate" in v for v in summary["variants"].values())
+    cols = [("variant", "left"), ("status", "left"), ("closed-loop cost", "right"), ("IQR", "right"),
+            *([("success [95 %]", "right")] if has_success else []), ("rollouts", "right"), ("backward", "right"),
+            ("FSE", "right"), ("plan ms p50/p95/max", "right"), ("misses", "right"), ("RTF", "right"),
+            ("run+compile s", "right")]
+    for col, justify in cols:
+        table.add_column(col, justify=justify)
+    for name, v in summary["variants"].items():
+        ok = sum(s == "ok" for s in v["status"])
+        status = "ok" if ok == n else f"{ok}/{n} ok"
+        q = v["closed_loop_cost_iqr"]
+        c = v["compute_per_step"]
+        ps = v["plan_seconds"]
+        ms = lambda x: "-" if x is None or not math.isfinite(x) else f"{x * 1e3:.3g}"  # noqa: E731
+        miss, rtf = v["deadline_miss_rate"], v["realtime_factor"]
+        success = []
+        if has_success:
+            rate, (lo, hi) = v.get("success_rate"), v.get("success_interval", [None, None])
+            success = ["-" if rate is None else f"{rate:.0%} [{lo:.0%}, {hi:.0%}]"]
+        table.add_row(escape(name), status, fmt(v["closed_loop_cost_median"]),
+                      "-" if q[0] is None else f"{fmt(q[0])}–{fmt(q[1])}", *success,
+                      f"{c['rollouts']:,.4g}", f"{c['gradients']:,.4g}", f"{c['forward_equivalents']:,.4g}",
+                      f"{ms(ps['p50'])}/{ms(ps['p95'])}/{ms(ps['max'])}",
+                      "-" if miss is None or not math.isfinite(miss) else f"{miss:.0%}",
+                      "-" if rtf is None or not math.isfinite(rtf) else f"{rtf:.3g}",
+                      f"{v['run_seconds']:.2f}+{v['compile_seconds']:.1f}")
+    return table
+
+
+def mpc_overrides(sets, seeds: Optional[str], variants: Optional[str], episode: Optional[int],
+                  iterations: Optional[int], horizon: Optional[int]) -> list[str]:
+    """The CLI's shortcuts as --set overrides of the [mpc] table (validated and reported like file keys)."""
+    from trajopt.cli.run import _names
+
+    items = list(sets or [])
+    if seeds is not None:
+        text = seeds.strip()
+        items.append(f"mpc.seeds=[{text}]" if "," in text else f"mpc.seeds={text}")
+    if variants is not None:
+        names = _names("--variants", variants)
+        items.append("mpc.variants=[" + ", ".join(json.dumps(n) for n in names) + "]")
+    for key, value in (("episode", episode), ("iterations", iterations), ("horizon", horizon)):
+        if value is not None:
+            items.append(f"mpc.{key}={value}")
+    return items
+
+
+@app.command("mpc")
+def mpc_cmd(
+    problem: Path = typer.Argument(..., help="A TOML problem file with an [mpc] table (see `trajopt list problems`).",
+                                   show_default=False),
+    variants: Optional[str] = typer.Option(None, "--variants", help="Comma-separated variants: [variants] tables of "
+                                           "the file, oracles (file's optimiser) or methods (default: [mpc] "
+                                           "variants, else the file's)."),
+    seeds: Optional[str] = SeedsOpt,
+    episode: Optional[int] = typer.Option(None, "--episode", help="Plant steps of the episode ([mpc] episode)."),
+    horizon: Optional[int] = typer.Option(None, "--horizon", help="Planning steps per replan ([mpc] horizon)."),
+    iterations: Optional[int] = typer.Option(None, "--iterations", help="Method steps per replan ([mpc] iterations)."),
+    set_: Optional[List[str]] = SetOpt,
+    out_dir: Optional[Path] = OutOpt,
+    force: bool = ForceOpt,
+    report: bool = typer.Option(False, "--report", help="Also write report.html into the run folder."),
+    json_out: bool = JsonOpt,
+    quiet: bool = QuietOpt,
+):
+    """Run variants as receding-horizon controllers on PROBLEM's plant ([mpc], [plant], [success]) over seeds; write a
+    run folder with the realised trajectories, closed-loop cost, compute and plan time per control step."""
+    from trajopt.cli.run import _interruptible
+
+    overrides = mpc_overrides(set_, seeds, variants, episode, iterations, horizon)
+    with _interruptible() as should_stop:
+        code = _run(problem, overrides, set_, out_dir, force, report, json_out, quiet, should_stop)
+    raise typer.Exit(code)
+
+
+def _selected(spec) -> list[str]:
+    mpc = spec.closed_loop.mpc
+    return list(mpc.variants) if mpc.variants is not None else list(spec.variants)
+
+
+def _run(problem_path, overrides, sets, out_dir, force, report, json_out, quiet, should_stop) -> int:
+    from trajopt.cli.run import claim_out, display_title
+
+    spec = load_spec(problem_path, overrides)
+    if spec.closed_loop is None or spec.closed_loop.mpc is None:
+        raise fail(f"{spec.source}: mpc: missing; allowed: an [mpc] table with episode and horizon (the closed-loop "
+                   "run's settings; see docs/closed_loop.md)")
+    names = _selected(spec)
+    # the [mpc] variants are the run's variants: load again so that every one is built and validated like --variants
+    spec = load_spec(problem_path, overrides + ["solve.variants=[" + ", ".join(json.dumps(n) for n in names) + "]"])
+    check_sets(spec, sets, "variants", "mpc")
+    mpc_spec = spec.closed_loop.mpc
+    problem = spec.problem()
+    from trajopt.methods.base import check_applicable
+
+    for name, v in spec.variants.items():  # every variant against the problem, before anything compiles
+        try:
+            check_applicable(v.method, problem)
+        except ValueError as e:
+            raise fail(f"{spec.source}: variants.{name}: {e}") from None
+    if not getattr(problem, "time_stepped", False):
+        raise fail(f"{spec.source}: mpc: closed-loop MPC needs a time-stepped open-loop problem (a one-step map, a "
+                   f"start and a stage cost); {spec.name} is not one")
+    out_dir = out_dir or Path("runs") / spec.name / f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-mpc"
+    title = display_title(spec, sets)
+    seeds = mpc_spec.seeds if mpc_spec.seeds is not None else spec.solve.seeds
+    with claim_out(out_dir, force):
+        return _run_claimed(spec, problem, out_dir, title, seeds, report, json_out, quiet, should_stop)
+
+
+def _run_claimed(spec, problem, out_dir, title, seeds, report, json_out, quiet, should_stop) -> int:
+    import jax
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from trajopt import runs, runs_mpc
+    from trajopt.closedloop import mpc
+
+    cl = spec.closed_loop
+    settings = cl.mpc.settings
+    plant = cl.plant.plant if cl.plant is not None else None
+    key = jax.random.PRNGKey(spec.solve.key)
+    show = not (quiet or json_out)
+    step_costs = step_costs_for(spec, problem)
+    results = {}
+    progress = Progress(TextColumn("{task.description:<24}"), BarColumn(), TimeElapsedColumn(), console=err,
+                        disable=not show, transient=False)
+    with progress:
+        for name, variant in spec.variants.items():
+            task = progress.add_task(f"{escape(name)} (compiling, running, timing)", total=1)
+            results.update(mpc(problem, {name: variant.method}, settings=settings, plant=plant, key=key, seeds=seeds,
+                               success=cl.success))
+            progress.update(task, completed=1, description=escape(name))
+            if should_stop():
+                break
+    summary = runs_mpc.summarise(spec, results, step_costs=step_costs, versions=runs.versions(),
+                                 platform_name=jax.default_backend(), x64=bool(jax.config.jax_enable_x64),
+                                 created=datetime.now().isoformat(timespec="seconds"))
+    summary["title"] = title
+    if len(results) < len(spec.variants) or should_stop():
+        summary["status"] = "interrupted"
+        summary["variants_not_run"] = [v for v in spec.variants if v not in results]
+    runs_mpc.write_run(out_dir, spec, results, summary, problem.cost, step_costs)
+    from trajopt import plots
+    from trajopt.plots_closedloop import closed_loop_cost_figure, plan_time_figure, realised_figure
+
+    figures = {
+        "realised": ("realised states and controls (median and interquartile band over seeds)",
+                     realised_figure(results, system=spec.system, goal=spec.task.goal, title=title)),
+        "cost": ("closed-loop cost of each seed", closed_loop_cost_figure(results, title=title)),
+        "plan_time": ("plan time per replan against the control period", plan_time_figure(results, title=title)),
+    }
+    for kind, (_, fig) in figures.items():
+        plots.save_figure(fig, out_dir / runs_mpc.FIGURES[kind])
+    if report:
+        from trajopt.report_mpc import html_mpc_report
+
+        pngs = {caption: plots.figure_bytes(fig) for caption, fig in figures.values()}
+        runs.atomic_write_bytes(out_dir / "report.html", html_mpc_report(summary, pngs).encode())
+    from trajopt import _signals
+
+    if _signals.settle() and summary["status"] != "interrupted":
+        summary["status"] = "interrupted"
+        summary["interrupted_while_writing"] = True
+        runs.atomic_write_bytes(out_dir / runs.RESULT, runs.dumps_json(summary).encode())
+    if json_out:
+        sys.stdout.write(runs.dumps_json({**summary, "out": str(out_dir)}))
+    elif not quiet:
+        out.print(_mpc_table(summary))
+        out.print(f"run folder: [bold]{escape(str(out_dir))}[/]")
+    if summary["status"] == "interrupted":
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED if summary["status"] == "failed" else EXIT_OK
