@@ -1,6 +1,8 @@
 """Figures built from in-memory results say what they show."""
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 from builders import random_quadratic
 
 from trajopt.api import compare
@@ -78,3 +80,78 @@ def test_legend_labels_state_each_variants_method():
         "f": {"kind": "method", "base": "cem", "config": {"starts": 3, "start_spread": "y"}}}}
     assert legend_labels(damaged) == {"a": "a: zobg + ?, σ linear", "b": "b: fobg + sgd, clip 5",
                                       "c": "c: fobg + ?", "d": "d", "e": "e: cem", "f": "f: cem, best of 3 starts"}
+
+def _texts(fig) -> str:
+    """Every title, axis label and legend string of a figure, whitespace collapsed (titles are wrapped)."""
+    parts = [fig._suptitle.get_text() if fig._suptitle is not None else ""]
+    for ax in fig.axes:
+        parts += [ax.get_title(), ax.get_xlabel(), ax.get_ylabel()]
+        legend = ax.get_legend()
+        parts += [t.get_text() for t in legend.get_texts()] if legend is not None else []
+    return " ".join(" ".join(parts).split())
+
+
+def test_rollouts_figure_states_its_subset_and_the_tables_numbers():
+    """The run's rollouts figure draws one seed per variant on the first 60 of the held-aside starts. Its text
+    says which seed and how many starts of how many; the share it computes on the drawn starts is labelled as
+    theirs (an independent count of the drawn paths' ends within the radius), and the numbers that claim the
+    table's quantity are result.json's (`_success`: the same states, seeds and rule). The axes carry the
+    system's own names (a pendulum's, not "ball x/y")."""
+    from types import SimpleNamespace
+
+    from trajopt.cli import run as cli_run
+    from trajopt.policies import PolicyProblem
+    from trajopt.policies.initial import Uniform
+    from trajopt.policies.policies import Linear
+    from trajopt.policies.problem import held_out_states
+    from trajopt.policies.tennis import _trajectories, final_distances
+    from trajopt.problem import QuadraticCost
+    from trajopt.systems import Pendulum
+
+    # problems/pendulum_wall_policy.toml's problem, and the part of its spec these read ([success])
+    problem = PolicyProblem(name="pendulum", system=Pendulum(dt=0.02, wall_angle=0.5, wall_stiffness=10.0),
+                            policy=Linear(bias=True), initial=Uniform(low=(-0.3, -2.0), high=(0.3, 2.0)),
+                            task_cost=QuadraticCost(Q=jnp.diag(jnp.array([10.0, 0.1])), R=jnp.eye(1),
+                                                    Qf=jnp.diag(jnp.array([10.0, 0.1])), goal=jnp.zeros(2)),
+                            horizon=200, sigma=0.1, n_eval=1)
+    s = SimpleNamespace(policy=SimpleNamespace(success_radius=0.1, held_out=80, positions=(0, 1)))
+    gains = np.array([[[-1.0, -0.5, 0.0]], [[-0.3, -0.2, 0.0]], [[-2.0, -1.0, 0.0]]])  # three seeds' policies
+    results = {"zobg": SimpleNamespace(U=gains, final_cost=np.array([3.0, 1.0, 2.0]), seeds=np.array([10, 11, 12]))}
+    summary = {"variants": {"zobg": {}}}
+    cli_run._success(s, problem, results, summary)
+    text = _texts(cli_run._rollouts_figure(s, problem, results, "T", summary))
+
+    assert "median-cost seed from the first 60 of 80 held-aside starts" in text, text
+    # final costs 3, 1, 2: the median is the third seed (seed 12), whose gains are (-2, -1)
+    X = np.asarray(_trajectories(problem, jnp.asarray(gains[2, 0]), held_out_states(problem, 80)))
+    hits = final_distances(X, problem.task_cost.goal) <= 0.1
+    k = int(hits[:60].sum())
+    assert 0 < k < 60 and hits.sum() != round(hits[:60].mean() * 80)  # the subset's share is not the whole's
+    assert f"zobg: {k} of 60 shown within 0.1 ({k / 60:.1%})" in text, text
+    rates = summary["variants"]["zobg"]["success_rate"]
+    assert rates[2] == hits.mean()  # the table's per-seed number is the same count on all 80 starts
+    assert f"seed 12 (median final cost): {rates[2]:.1%} of all 80" in text, text
+    median = summary["variants"]["zobg"]["median_success_rate"]
+    assert median == np.median(rates) and f"table, median of 3 seeds: {median:.1%}" in text, text
+    assert "ball" not in text and "theta" in text and "omega" in text
+
+
+def test_trajectory_figure_labels_panels_with_the_systems_names():
+    """State and control panels carry the system's own names (`state_names` / `control_names`); explicit names
+    win; a system without names (or none given) gets x0.. / u0.., the contract's defaults."""
+    from types import SimpleNamespace
+
+    from trajopt.plots import trajectory_figure
+    from trajopt.systems import Pendulum
+
+    r = SimpleNamespace(X=np.zeros((2, 4, 2)), U=np.zeros((2, 3, 1)), final_cost=np.array([1.0, 0.5]),
+                        seeds=np.array([0, 1]))
+    labels = lambda fig: [ax.get_ylabel() for ax in fig.axes if ax.get_ylabel()]  # noqa: E731
+    assert labels(trajectory_figure({"a": r}, system=Pendulum())) == ["theta", "omega", "torque"]
+    assert labels(trajectory_figure({"a": r})) == ["x0", "x1", "u0"]
+    assert labels(trajectory_figure({"a": r}, state_names=["p", "q"], system=Pendulum())) == ["p", "q", "torque"]
+
+    class Nameless:
+        state_size, control_size = 2, 1
+
+    assert labels(trajectory_figure({"a": r}, system=Nameless())) == ["x0", "x1", "u0"]

@@ -25,7 +25,9 @@ from trajopt.systems import (
     Pushing,
     SoftHeaviside,
     SpringWall,
+    control_names,
     parameter_types,
+    state_names,
 )
 
 PUSH_Q = [0.1, 10.0, 0.1, 0.1]
@@ -72,6 +74,40 @@ def test_registered_system_contract(name):
         assert x1.shape == (n,) and bool(jnp.all(jnp.isfinite(x1)))
         assert math.isfinite(system.dt) and system.dt > 0
         assert system.dt < system.stable_dt()  # every default is explicitly stable
+    # its own axis labels (base.py's contract): one short, distinct name per state and per control coordinate
+    for attr, size in (("state_names", system.state_size), ("control_names", m)):
+        names = getattr(system, attr)
+        assert isinstance(names, tuple) and len(names) == size and len(set(names)) == size, (attr, names)
+        assert all(isinstance(v, str) and 0 < len(v) <= 20 for v in names), (attr, names)
+    assert state_names(system) == system.state_names and control_names(system) == system.control_names
+
+
+def test_names_follow_the_size_and_default_for_systems_without_them():
+    """Sized systems name every coordinate; a system without names (a user's) gets x0.. / u0..; names of the
+    wrong length are not used (the defaults are, and names_problem says why)."""
+    from trajopt.systems.base import names_problem
+
+    assert state_names(Chain(bodies=3)) == ("x_0", "x_1", "x_2", "v_0", "v_1", "v_2")
+    assert control_names(Heaviside(dimension=3)) == ("theta0", "theta1", "theta2")
+
+    @dataclasses.dataclass(frozen=True)
+    class Plain:
+        state_size = 3
+        control_size = 2
+
+    assert state_names(Plain()) == ("x0", "x1", "x2") and control_names(Plain()) == ("u0", "u1")
+
+    @dataclasses.dataclass(frozen=True)
+    class Wrong:
+        state_size = 2
+        control_size = 1
+        state_names = ("only one",)
+        control_names = "u"
+
+    assert state_names(Wrong()) == ("x0", "x1") and control_names(Wrong()) == ("u0",)
+    assert "expected a tuple of 2 non-empty strings" in names_problem(Wrong(), "state_names", 2)
+    assert "expected a tuple of 1 non-empty strings" in names_problem(Wrong(), "control_names", 1)
+    assert names_problem(Plain(), "state_names", 3) is None
 
 
 @pytest.mark.parametrize(

@@ -297,9 +297,14 @@ def best_seed_index(result: Result) -> int:
     return int(np.argmin(np.where(np.isfinite(finals), finals, np.inf)))
 
 
-def trajectory_figure(results: Mapping[str, Result], state_names=None, control_names=None, goal=None, title: str = ""):
+def trajectory_figure(results: Mapping[str, Result], state_names=None, control_names=None, goal=None, title: str = "",
+                      system=None):
     """States and controls of each variant's best seed (time-stepped problems), or the final decision of every
-    seed per variant (one-step problems). ``goal``: [n] drawn dotted on the state panels."""
+    seed per variant (one-step problems). ``goal``: [n] drawn dotted on the state panels.
+
+    Panel labels: ``state_names`` [n] / ``control_names`` [m] when given, else the ``system``'s own
+    (`trajopt.systems.state_names` / `control_names`), else "x0".."x{n-1}" / "u0".."u{m-1}" (the names a
+    system without names has)."""
     names = list(results)
     colours = variant_colours(names)
     first = results[names[0]]
@@ -322,8 +327,12 @@ def trajectory_figure(results: Mapping[str, Result], state_names=None, control_n
     rows = int(np.ceil(panels / cols))
     fig = _new_figure(figsize=(7.0 if cols == 1 else 10.0, 1.9 * rows + 0.8))
     axes = fig.subplots(rows, cols, squeeze=False, sharex=True)
-    labels = (list(state_names or [f"x[{i}]" for i in range(n)])
-              + list(control_names or [f"u[{j}]" for j in range(m)]))
+    from trajopt.systems import base
+
+    if system is not None and int(system.state_size) == n and int(system.control_size) == m:
+        state_names = state_names or base.state_names(system)
+        control_names = control_names or base.control_names(system)
+    labels = list(state_names or base.default_names("x", n)) + list(control_names or base.default_names("u", m))
     for o in names:
         r = results[o]
         s = best_seed_index(r)

@@ -269,8 +269,8 @@ def _rollouts_figure(spec, problem, results, title, summary=None):
             rate = lambda x: "-" if x is None or not math.isfinite(x) else f"{x:.1%}"  # noqa: E731
             notes[name] += (f": {rate(v['success_rate'][i])} of all {p.held_out}\n"
                             f"table, median of {len(r.seeds)} seeds: {rate(v['median_success_rate'])}")
-    fig = rollouts_figure(problem, thetas, held_out_states(problem, shown), radius=p.success_radius,
-                          positions=p.positions, notes=notes)
+    fig = rollouts_figure(problem, thetas, held_out_states(problem, p.held_out)[:shown], radius=p.success_radius,
+                          positions=p.positions, notes=notes)  # the first of the very states the table scores
     from trajopt.plots import set_title
 
     set_title(fig, f"{title}: closed-loop rollouts of each variant's median-cost seed from the first {shown} of "

@@ -114,45 +114,61 @@ def success_rate(problem: PolicyProblem, theta: Array, init_states: Array, radiu
     Use held-aside states (`trajopt.policies.problem.held_out_states`: ``PRNGKey(test_seed)``), not the
     training or evaluation ones."""
     theta = jnp.asarray(theta).reshape(-1)
-    X = jax.jit(lambda th, s: trajectories(problem, th, s))(theta, jnp.asarray(init_states))
+    X = _trajectories(problem, theta, jnp.asarray(init_states))
     return trajectory_success(X, problem.task_cost.goal, radius, positions)
 
 
+# one compiled rollout per problem (hashed by identity) and shape, shared by every seed and the figure
+_trajectories = jax.jit(trajectories, static_argnums=0)
+
+
 def rollouts_figure(problem: PolicyProblem, thetas: Mapping[str, Array], init_states: Array, *,
-                    radius: Optional[float] = None, positions: Sequence[int] = (0, 1), panel_size: float = 3.2):
-    """Closed-loop ball paths from many initial states, one panel per variant (the paper's Fig. 8, columns 3-4).
+                    radius: Optional[float] = None, positions: Sequence[int] = (0, 1), panel_size: float = 3.2,
+                    notes: Optional[Mapping[str, str]] = None):
+    """Closed-loop paths from many initial states in the plane of two state coordinates, one panel per variant
+    (the paper's Fig. 8, columns 3-4).
 
     Each path is drawn thin and grey, its start as a black dot and its end as a coloured dot (green within
-    ``radius`` of the target, red otherwise; all blue without a radius); the target is a star. Returns a
-    ``matplotlib.figure.Figure`` (no pyplot state, no backend switch).
+    ``radius`` of the target, red otherwise; all blue without a radius); the target is a star. The axes are the
+    state coordinates ``positions`` (x, y), labelled with the system's own names (`trajopt.systems.state_names`:
+    "ball x" for tennis, "theta" for a pendulum). A panel's title states what it draws: with a radius,
+    "NAME: k of B shown within r (share)", the share of THESE B starts (``init_states``); ``notes[NAME]``, if
+    given, is added on the lines below (e.g. which seed the policy is and the run table's success rate).
+    Returns a ``matplotlib.figure.Figure`` (no pyplot state, no backend switch).
     """
     from matplotlib.figure import Figure
 
     from trajopt.plots import set_title
+    from trajopt.systems import state_names
 
     names = list(thetas)
-    fig = Figure(figsize=(panel_size * max(1, len(names)), panel_size * 1.1), constrained_layout=True)
+    notes = dict(notes or {})
+    lines = 1 + max((notes[n].count("\n") + 1 for n in names if notes.get(n)), default=0)
+    fig = Figure(figsize=(panel_size * max(1, len(names)), panel_size * 1.1 + 0.15 * (lines - 1)),
+                 constrained_layout=True)
     axes = fig.subplots(1, max(1, len(names)), squeeze=False)[0]
     goal = np.asarray(problem.task_cost.goal)
     i, j = positions
-    traj = jax.jit(lambda th, s: trajectories(problem, th, s))
+    labels = state_names(problem.system)
     for ax, name in zip(axes, names):
-        X = np.asarray(traj(jnp.asarray(thetas[name]).reshape(-1), jnp.asarray(init_states)))
+        X = np.asarray(_trajectories(problem, jnp.asarray(thetas[name]).reshape(-1), jnp.asarray(init_states)))
         for path in X:
             ax.plot(path[:, i], path[:, j], color="0.6", lw=0.5, alpha=0.6)
         ax.scatter(X[:, 0, i], X[:, 0, j], s=6, color="black", label="start", zorder=3)
         if radius is None:
             ax.scatter(X[:, -1, i], X[:, -1, j], s=8, color="tab:blue", label="end", zorder=3)
-            title = name
+            title = f"{name}: {len(X)} starts shown"
         else:
             ok = final_distances(X, goal, positions) <= radius
             ax.scatter(X[ok, -1, i], X[ok, -1, j], s=8, color="tab:green", label="end (hit)", zorder=3)
             ax.scatter(X[~ok, -1, i], X[~ok, -1, j], s=8, color="tab:red", label="end (miss)", zorder=3)
-            title = f"{name}: {ok.mean():.0%} within {radius:g}"
+            title = f"{name}: {int(ok.sum())} of {len(X)} shown within {radius:g} ({ok.mean():.1%})"
+        if notes.get(name):
+            title += "\n" + notes[name]
         ax.plot(goal[i], goal[j], marker="*", ms=12, color="gold", mec="black", zorder=4)
-        set_title(ax, title, 9)
+        set_title(ax, title, 8)
         ax.set_aspect("equal", adjustable="datalim")
-        ax.set_xlabel("ball x")
-    axes[0].set_ylabel("ball y")
+        ax.set_xlabel(labels[i])
+    axes[0].set_ylabel(labels[j])
     axes[0].legend(fontsize=7, loc="lower left")
     return fig

@@ -19,15 +19,17 @@
 | tennis          | tennis.py          | breakout-like: a kinematic paddle bounces a ball, paddle-frame collision with time of impact (discontinuous) |
 
 Time-stepped systems provide ``state_size``, ``control_size``, ``dt``, ``step(x, u)`` and ``stable_dt()``
-(see `base.System`). One-step systems set ``one_step = True``, ``state_size = 0``, ``dt = nan``,
-``control_size`` = d, and provide ``cost(theta: [d]) -> scalar`` instead of ``step``: the problem is
-F(theta) = E c(theta + w), a decision of shape [1, d].
+(see `base.System`), and optionally ``state_names`` / ``control_names`` (the figures' axis labels; read them
+with `state_names(system)` / `control_names(system)`, which default to "x0".. / "u0.."). One-step systems set
+``one_step = True``, ``state_size = 0``, ``dt = nan``, ``control_size`` = d, and provide
+``cost(theta: [d]) -> scalar`` instead of ``step``: the problem is F(theta) = E c(theta + w), a decision of
+shape [1, d].
 """
 
 from trajopt.registry import Registry, system_contract
 from trajopt.systems.acrobot import Acrobot
 from trajopt.systems.ball_with_wall import BallWithWall
-from trajopt.systems.base import System, parameter_types
+from trajopt.systems.base import System, control_names, parameter_types, state_names
 from trajopt.systems.chain import Chain
 from trajopt.systems.double_pendulum import DoublePendulum
 from trajopt.systems.friction import Friction
@@ -63,6 +65,8 @@ __all__ = [
     "SYSTEMS",
     "System",
     "parameter_types",
+    "state_names",
+    "control_names",
     "Pushing",
     "Chain",
     "Friction",

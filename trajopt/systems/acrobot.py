@@ -44,6 +44,8 @@ class Acrobot:
 
     state_size = 4
     control_size = 1
+    state_names = ("theta1", "theta2", "dtheta1", "dtheta2")
+    control_names = ("elbow torque",)
 
     def __post_init__(self):
         for name in ("m1", "m2", "l1", "lc1", "lc2", "I1", "I2", "dt"):

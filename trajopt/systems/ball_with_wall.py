@@ -35,6 +35,8 @@ class BallWithWall:
     one_step = True
     state_size = 0
     control_size = 1
+    state_names = ()
+    control_names = ("launch angle",)
     dt = math.nan
 
     def __post_init__(self):

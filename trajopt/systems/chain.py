@@ -43,6 +43,7 @@ class Chain:
     kappa: float = 1000.0
 
     control_size = 1
+    control_names = ("force",)
 
     def __post_init__(self):
         checks.non_negative("stiffness", self.stiffness)
@@ -57,6 +58,11 @@ class Chain:
     @property
     def state_size(self) -> int:
         return 2 * self.bodies
+
+    @property
+    def state_names(self) -> tuple[str, ...]:
+        """("x_0", ..., "x_{N-1}", "v_0", ..., "v_{N-1}"): block positions, then velocities."""
+        return tuple(f"x_{i}" for i in range(self.bodies)) + tuple(f"v_{i}" for i in range(self.bodies))
 
     def _contact(self, gap: Array) -> Array:
         """c_i for gaps g: [N-1] (<= 0 when pushing apart)."""

@@ -39,6 +39,8 @@ class DoublePendulum:
 
     state_size = 4
     control_size = 2
+    state_names = ("q1", "q2", "w1", "w2")
+    control_names = ("tau1", "tau2")
 
     def __post_init__(self):
         checks.positive("mass", self.mass)

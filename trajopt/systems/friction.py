@@ -38,6 +38,8 @@ class Friction:
 
     state_size = 4
     control_size = 1
+    state_names = ("bottom x", "top x", "bottom v", "top v")
+    control_names = ("force",)
 
     def __post_init__(self):
         checks.non_negative("mu", self.mu)

@@ -31,9 +31,16 @@ class Heaviside:
     def __post_init__(self):
         checks.at_least("dimension", self.dimension, 1)
 
+    state_names = ()
+
     @property
     def control_size(self) -> int:
         return self.dimension
+
+    @property
+    def control_names(self) -> tuple[str, ...]:
+        """("theta",) in one dimension, else ("theta0", ..., "theta{d-1}")."""
+        return ("theta",) if self.dimension == 1 else tuple(f"theta{i}" for i in range(self.dimension))
 
     def cost(self, theta: Array) -> Array:
         """c(theta) for theta: [d]; a scalar."""

@@ -47,6 +47,8 @@ class Pendulum:
 
     state_size = 2
     control_size = 1
+    state_names = ("theta", "omega")
+    control_names = ("torque",)
 
     def __post_init__(self):
         checks.positive("dt", self.dt)

@@ -50,6 +50,8 @@ class PendulumBlock:
 
     state_size = 4
     control_size = 1
+    state_names = ("theta", "block p", "omega", "block v")
+    control_names = ("torque",)
 
     def __post_init__(self):
         checks.non_negative("stiffness", self.stiffness)

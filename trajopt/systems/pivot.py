@@ -27,6 +27,8 @@ class Pivot:
     one_step = True
     state_size = 0
     control_size = 1
+    state_names = ()
+    control_names = ("theta",)
     dt = math.nan
 
     def __post_init__(self):

@@ -40,6 +40,8 @@ class Pushing:
 
     state_size = 4
     control_size = 1
+    state_names = ("pusher x", "object x", "pusher v", "object v")
+    control_names = ("force",)
 
     def __post_init__(self):
         checks.non_negative("stiffness", self.stiffness)

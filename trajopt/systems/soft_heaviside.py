@@ -31,6 +31,8 @@ class SoftHeaviside:
     one_step = True
     state_size = 0
     control_size = 1
+    state_names = ()
+    control_names = ("theta",)
     dt = math.nan
 
     def __post_init__(self):

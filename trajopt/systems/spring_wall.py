@@ -39,6 +39,8 @@ class SpringWall:
 
     state_size = 2
     control_size = 1
+    state_names = ("x", "v")
+    control_names = ("force",)
 
     def __post_init__(self):
         checks.non_negative("stiffness", self.stiffness)

@@ -53,6 +53,8 @@ class Tennis:
     damping: float = 0.999
     state_size = 7
     control_size = 3
+    state_names = ("ball x", "ball y", "ball vx", "ball vy", "paddle x", "paddle y", "paddle psi")
+    control_names = ("paddle vx", "paddle vy", "paddle psi rate")
 
     def __post_init__(self):
         checks.positive("dt", self.dt)

@@ -30,6 +30,8 @@ class TorquePendulum:
 
     state_size = 2
     control_size = 1
+    state_names = ("theta", "theta_dot")
+    control_names = ("torque",)
 
     def __post_init__(self):
         checks.positive("m", self.m)
