@@ -17,6 +17,7 @@
 | torque_pendulum | torque_pendulum.py | trajax's pendulum: continuous dynamics, RK4 (or Euler), u held over the step |
 | acrobot         | acrobot.py         | trajax's Sutton–Barto acrobot, torque on joint 2, Euler (or RK4) |
 | tennis          | tennis.py          | breakout-like: a kinematic paddle bounces a ball, paddle-frame collision with time of impact (discontinuous) |
+| cartpole        | cartpole.py        | a pole on a cart pushed along a rail (swing-up), optional force limit, damping, RK4 (smooth) |
 
 Time-stepped systems provide ``state_size``, ``control_size``, ``dt``, ``step(x, u)`` and ``stable_dt()``
 (see `base.System`), and optionally ``state_names`` / ``control_names`` (the figures' axis labels; read them
@@ -28,6 +29,7 @@ shape [1, d].
 
 from trajopt.registry import Registry, system_contract
 from trajopt.systems.acrobot import Acrobot
+from trajopt.systems.cartpole import CartPole
 from trajopt.systems.ball_with_wall import BallWithWall
 from trajopt.systems.base import System, control_names, parameter_types, state_names
 from trajopt.systems.chain import Chain
@@ -60,6 +62,7 @@ SYSTEMS.register("mjx", MJX)
 SYSTEMS.register("torque_pendulum", TorquePendulum)
 SYSTEMS.register("acrobot", Acrobot)
 SYSTEMS.register("tennis", Tennis)
+SYSTEMS.register("cartpole", CartPole)
 
 __all__ = [
     "SYSTEMS",
@@ -80,4 +83,5 @@ __all__ = [
     "SoftHeaviside",
     "TorquePendulum",
     "Acrobot",
+    "CartPole",
 ]
