@@ -143,7 +143,7 @@ def test_zobg_trace_variance_on_linear_objective():
 
 
 def test_heaviside_zobg_unbiased_fobg_exactly_zero():
-    # PAPER.md §2 claim 3: f(theta, w) = H(theta + w), grad F = phi(theta / sigma) / sigma; the FoBG is 0.
+    # Suh et al. 2022, Ex. 3.3: f(theta, w) = H(theta + w), grad F = phi(theta / sigma) / sigma; the FoBG is 0.
     theta, sigma = 0.05, 0.1
     problem = Problem("heaviside", jnp.full((1, 1), theta), lambda U: jnp.where(U[0, 0] >= 0, 1.0, 0.0))
     truth = norm.pdf(theta / sigma) / sigma
@@ -273,7 +273,7 @@ def test_aobg_sample_splitting_uses_independent_keys():
 
 
 def test_aobg_prefers_fobg_on_smooth_quadratic():
-    # Smooth, benign: sigma_1^2 << sigma_0^2 so alpha_inf ~ 1 (PAPER.md §1.5).
+    # Smooth, benign: sigma_1^2 << sigma_0^2 so alpha_inf ~ 1 (Suh et al. 2022, Lemma 4.4 / Eq. 5).
     problem, *_ = quadratic_problem()
     _, info = AoBG(samples=50, sigma=0.1).estimate(jax.random.PRNGKey(9), problem, problem.U0)
     assert float(info.var_first) < 0.01 * float(info.var_zero)

@@ -195,7 +195,8 @@ def test_first_order_values_come_from_the_same_rollouts():
 
 
 def test_quadratic_identity_var_grad_equals_two_var_f_over_sigma2_minus_two_g2():
-    # PAPER.md §4.3 [I]: for an exact quadratic, Var[grad f] = 2 Var[f] / sigma^2 - 2 ||g||^2 = sigma^2 tr(A^2).
+    # Our derivation behind DDCG's test (trajopt.stats.quadratic_consistency_test): for an exact quadratic,
+    # Var[grad f] = 2 Var[f] / sigma^2 - 2 ||g||^2 = sigma^2 tr(A^2).
     problem, A, g = quadratic_problem(shape=(3, 1), seed=2)
     sigma, batches, per = 0.4, 400, 500
     grads, values = first_order_samples(jax.random.PRNGKey(8), problem, problem.U0, batches * per, sigma,

@@ -1,4 +1,4 @@
-"""Policies, initial-state distributions, policy problems and the policy-gradient oracles (PAPER.md §1)."""
+"""Policies, initial-state distributions, policy problems and the policy-gradient oracles (Suh et al. 2022, §2)."""
 
 from __future__ import annotations
 

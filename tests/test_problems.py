@@ -35,7 +35,8 @@ CASES = [pytest.param(f, id=f.stem, marks=MJX_MARKS) if f.stem.startswith("mjx_"
          for f in FILES]
 runner = CliRunner()
 
-# J(U0) goldens (PAPER.md §C6 to 4 decimals; the pendulum-wall P1 table of §C4.3 in whole numbers).
+# J(U0) goldens (the authors' code's settings, computed in float64, to 4 decimals; the pendulum-wall files' in whole
+# numbers).
 GOLDENS = {
     "pushing_soft": (2374.8938, 1e-4),
     "pushing_medium": (1746.1570, 1e-4),
@@ -198,7 +199,7 @@ def test_a_too_large_dt_is_refused_with_the_largest_stable_dt(path):
 
 
 def test_the_stress_chain_at_the_stiff_time_step_is_refused():
-    """PAPER.md §C4.2: k = 1e4 at h = 0.005 gives omega*h = 3.2; hence h = 0.001 in the shipped file."""
+    """k = 1e4 at h = 0.005 gives omega*h = 3.2 (omega = 2 sqrt(k / m)); hence h = 0.001 in the shipped file."""
     with pytest.raises(spec.SpecError, match=r"largest stable dt is 0\.003162"):
         spec.load(PROBLEMS / "chain3_stress.toml", ["system.dt=0.005"])
 

@@ -303,7 +303,7 @@ def test_works_with_a_stateful_optax_optimiser():
 
 
 # ---------------------------------------------------------------------------------------------------------
-# The paper's headline result (Suh et al. 2022, pushing, Fig. 6 / §5.1)
+# The paper's headline result (Suh et al. 2022, pushing, Fig. 8 / §5.1)
 
 
 def _median_final(problem, oracle):

@@ -59,7 +59,8 @@ def test_failure_log_term_confidence_convention_uses_one_minus_delta(d):
 
 
 def test_delta_convention_trap_magnitude_for_d1():
-    # PAPER.md §1.5: log(2/0.95) ~ 0.74 against log(2/0.05) ~ 3.69, about 5x.
+    # Suh et al. 2022, App. C.4, with the authors' code's delta = 0.95: log(2/0.95) ~ 0.74 against
+    # log(2/0.05) ~ 3.69, about 5x.
     ref = failure_log_term(1, 0.95, "reference")
     conf = failure_log_term(1, 0.95, "confidence")
     assert ref == pytest.approx(0.7444, abs=1e-4)

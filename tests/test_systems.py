@@ -1,4 +1,5 @@
-"""The physical systems: goldens (PAPER.md §C6), equivalences, physics checks and exact gradients."""
+"""The physical systems: goldens (initial costs of the authors' code's settings), equivalences, physics checks and
+exact gradients."""
 
 from __future__ import annotations
 
@@ -125,7 +126,7 @@ def test_invalid_parameters_raise(make):
         make()
 
 
-# ---------------------------------------------------------------- goldens (PAPER.md §C6)
+# ------------------------- goldens: J(U0) of the authors' code's settings (hjsuh94/alpha_gradient), float64
 
 
 def test_friction_golden():
@@ -163,7 +164,8 @@ def test_spring_wall_goldens(k, c, h, v0, T, R, golden):
 
 @pytest.mark.parametrize("k, golden", [(10.0, 1059), (100.0, 366), (1000.0, 213)])
 def test_pendulum_wall_p1_initial_costs(k, golden):
-    """PAPER.md §C4.3 (P1): theta_w = 0.5, x0 = [0, 2], reference spring_damper law (c = 0.01 k)."""
+    """The pendulum-with-walls problems (docs/problems.md): theta_w = 0.5, x0 = [0, 2], spring_damper law
+    (c = 0.01 k)."""
     system = Pendulum(wall_angle=0.5, wall_stiffness=k)
     J = initial_cost(system, [0.0, 2.0], quadratic([10.0, 0.1], [1.0], [10.0, 0.1], [0.0, 0.0]), 200, 0.0)
     assert J == pytest.approx(golden, abs=0.5)  # the table gives whole numbers
@@ -304,7 +306,7 @@ def test_double_pendulum_matches_lagrangian():
 
 def test_double_pendulum_conserves_energy():
     dp = DoublePendulum(dt=1e-5)
-    x0 = jnp.array([math.pi / 2, 0.0, 5.0, -5.0])  # the reference's nominal start (§C2.8)
+    x0 = jnp.array([math.pi / 2, 0.0, 5.0, -5.0])  # the reference's nominal start (authors' code)
     X = problem_for(dp, x0, quadratic([0.0] * 4, [0.0, 0.0], [0.0] * 4, [0.0] * 4), 100_000, 0.0).trajectory(
         jnp.zeros((100_000, 2))
     )
@@ -347,7 +349,8 @@ def test_pendulum_block_conserves_energy():
 
 @pytest.mark.parametrize("law, continuous", [("spring_damper", False), ("spring", True), ("hunt_crossley", True)])
 def test_pendulum_wall_law_continuity(law, continuous):
-    """Across the wall (theta = theta_w) at speed 2, only the reference law's damping torque jumps (§C7)."""
+    """Across the wall (theta = theta_w) at speed 2, only the reference law's damping torque jumps
+    (docs/problems.md)."""
     system = Pendulum(wall_angle=0.5, wall_stiffness=1000.0, wall_law=law)
     step = lambda t: system.step(jnp.array([t, 2.0]), jnp.array([0.0]))  # noqa: E731
     jump = float(jnp.abs(step(0.5 + 1e-10)[1] - step(0.5 - 1e-10)[1]))
@@ -373,7 +376,7 @@ def test_stable_dt():
     assert SpringWall(stiffness=1000.0, mass=0.1).stable_dt() == pytest.approx(0.01, rel=1e-12)
     assert Chain(stiffness=1e4, mass=0.1).stable_dt() == pytest.approx(math.sqrt(1e-5), rel=1e-12)
     assert Chain(stiffness=1000.0).stable_dt() == Pushing(stiffness=1000.0).stable_dt()
-    assert Chain(stiffness=1e4).stable_dt() < 0.005  # §C4.2: k = 1e4 needs h = 0.001
+    assert Chain(stiffness=1e4).stable_dt() < 0.005  # k = 1e4 needs h = 0.001 (chain3_stress.toml)
     assert Pendulum().stable_dt() == math.inf
     assert Pendulum(wall_angle=0.5, wall_stiffness=1000.0).stable_dt() == pytest.approx(math.sqrt(1e-3), rel=1e-12)
     assert PendulumBlock(stiffness=400.0, pendulum_mass=2.0, block_mass=0.5).stable_dt() == pytest.approx(
@@ -381,7 +384,7 @@ def test_stable_dt():
     )
     assert Friction().stable_dt() == pytest.approx(0.1 / 1.8, rel=1e-12)
     assert DoublePendulum().stable_dt() == math.inf
-    # every reference spring-wall setting of §C2.2 is stable
+    # every spring-wall setting of the authors' code (examples/spring_wall) is stable
     for k, c, h, *_ in SPRING_WALL:
         assert h < SpringWall(stiffness=k, contact_damping=c).stable_dt()
 

@@ -1,4 +1,4 @@
-"""Tennis (PAPER.md §3.9): the collision test, time of impact, the paper's problem and its read-outs."""
+"""Tennis (Suh et al. 2022, Fig. 8): the collision test, time of impact, the paper's problem and its read-outs."""
 
 from __future__ import annotations
 

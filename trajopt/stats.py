@@ -1,6 +1,6 @@
 """Statistics the oracles share: trace variance, the Bernstein confidence radius and the alpha rules.
 
-Conventions follow the 2022 paper (PAPER.md §1.4-1.5):
+Conventions follow the 2022 paper (Suh, Simchowitz, Zhang and Tedrake, ICML 2022, arXiv 2202.00817: Def. 2.5 and §4):
 
 * Var[z] means E||z - E z||^2, a scalar (the trace of the covariance).
 * The empirical variance of N per-sample gradients uses the 1/(N - 1) normaliser (Def. 2.5).
@@ -50,7 +50,7 @@ def failure_log_term(dimension: int, delta: float, convention: DeltaConvention) 
 
 
 def bernstein_radius(var_zero: Array, n: int, log_term: float, L: float) -> Array:
-    """Confidence radius eps on ||ZoBG mean - grad F|| (PAPER.md §1.5, App. C.4, code's choice):
+    """Confidence radius eps on ||ZoBG mean - grad F|| (Suh et al. 2022, App. C.4, the authors' code's choice):
 
         eps = sqrt(2 * var_zero * log_term / N) + (2 L / (3 N)) * log_term
 
@@ -90,7 +90,7 @@ def per_coordinate_variance(samples: Array) -> Array:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# DDCG: the local-quadratic consistency test of the 2026 follow-up (PAPER.md §4.3)
+# DDCG: the local-quadratic consistency test of the 2026 follow-up (Onoda, Parmas, Yaguchi and Matsuo, arXiv 2604.18161)
 
 
 def chi2_variance_upper_factor(n: int, confidence: float) -> float:
@@ -111,13 +111,14 @@ def chi2_variance_upper_factor(n: int, confidence: float) -> float:
 def quadratic_consistency_test(var_first: Array, value_var: Array, grad_mean_sqnorm: Array, sigma: float, n: int, *,
                                c: float = 0.3, confidence: float = 0.95, variance_floor: float = 0.25,
                                variance_floor_abs: float = 0.0) -> tuple[Array, Array, Array]:
-    """DDCG's test (Eq. 14 of the 2026 follow-up, as printed; PAPER.md §4.3): is the FoBG's sample variance
+    """DDCG's test (Eq. 14 of the 2026 follow-up, arXiv 2604.18161, as printed): is the FoBG's sample variance
     consistent with what a local quadratic model of f predicts from the spread of the function values?
 
         v + eps_v  >=  2 (1 - c) Var[f] / sigma^2  -  2 ||g||^2
 
     Under an exact quadratic f(U + w) = a + g^T w + 1/2 w^T H w, Var[grad f] = 2 Var[f] / sigma^2 - 2 ||g||^2
-    holds exactly (PAPER.md §4.3 [I]); c > 0 tolerates non-quadratic behaviour. A discontinuity (or an
+    holds exactly (Var[grad f] = sigma^2 tr(H^2), Var[f] = sigma^2 ||g||^2 + sigma^4 tr(H^2) / 2; our derivation,
+    tests/test_oracles_extra.py checks it); c > 0 tolerates non-quadratic behaviour. A discontinuity (or an
     unresolved stiff feature) gives a large Var[f] but a quiet sample gradient, so the test fails there.
 
     Args:

@@ -1,5 +1,5 @@
 """Closed-loop policy optimisation: feedback policies, initial-state distributions, policy problems and the
-policy-gradient oracles of Suh et al. 2022 (PAPER.md §1), and the paper's tennis experiment (§3.9).
+policy-gradient oracles of Suh et al. 2022 (§2, Eq. 1; the AoBG of §4), and the paper's tennis experiment (Fig. 8).
 
 * `POLICIES` (``linear``, ``mlp``): policies u = pi(theta, x) (`trajopt.policies.policies`).
 * `INITIAL_STATES` (``point``, ``uniform``, ``gaussian``, ``tennis``): x_1 ~ rho (`trajopt.policies.initial`).

@@ -1,4 +1,4 @@
-"""Initial-state distributions rho (PAPER.md §1.1: F(theta) = E_{x_1 ~ rho} E_w V_1(x_1, w, theta)).
+"""Initial-state distributions rho (Suh et al. 2022, Eq. 1: F(theta) = E_{x_1 ~ rho} E_w V_1(x_1, w, theta)).
 
 Each is a frozen dataclass (its fields are the keys of an ``[initial_state]`` table) with
 
@@ -111,7 +111,8 @@ class Gaussian:
 
 @dataclass(frozen=True)
 class TennisInitial:
-    """The tennis distribution of the authors' code (PAPER.md §3.9), state (ball x, y, v_x, v_y, paddle x, y, psi):
+    """The tennis distribution of the authors' code (hjsuh94/alpha_gradient, ``examples/breakout``), state
+    (ball x, y, v_x, v_y, paddle x, y, psi):
 
         ball x ~ U[-ball_x_half_range, +ball_x_half_range],   ball y ~ ball_y_mean + N(0, ball_y_std^2)
         ball v = velocity_gain * (ball x, ball y) + N(0, velocity_std^2 I)     (the velocity depends on the position)

@@ -3,7 +3,8 @@
     x_{h+1} = x_h + u_h,   u_h = K x_h + w_h,   w_h ~ N(0, sigma^2 I_n),   K: [n, n] (a linear policy, no bias)
     V_1 = sum_{h<H} (x_h^T Q x_h + u_h^T R u_h) + x_H^T Q_f x_H         (goal 0)
 
-(PAPER.md §3.10, "a finite-horizon static-policy LQR"). Everything is Gaussian-linear, so F(K) (Eq. 1) has a
+(an example of the authors' code, github.com/hjsuh94/alpha_gradient, not in the paper: "a finite-horizon
+static-policy LQR"). Everything is Gaussian-linear, so F(K) (Suh et al. 2022, Eq. 1) has a
 closed form through the second moments M_h = E[x_h x_h^T] (x_1 ~ rho with mean mu and covariance S):
 
     M_1 = S + mu mu^T,   M_{h+1} = A M_h A^T + sigma^2 I,   A = I + K

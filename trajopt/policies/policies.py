@@ -8,7 +8,7 @@ Every policy provides
 * ``__call__(theta: [p], x: [n]) -> u: [m]``: pure JAX, jit-, grad- and vmap-able; the control size m is
   recovered from the static sizes of theta and x.
 
-The paper's tennis policy is `Linear` without bias (u = K x, K: [m, n], d = m n = 21; PAPER.md §3.9) with
+The paper's tennis policy is `Linear` without bias (u = K x, K: [m, n], d = m n = 21; Suh et al. 2022, Fig. 8) with
 theta0 = 0. A user policy is any class with these three methods, named ``package.module:Class`` in a
 problem file (the `POLICIES` registry imports it).
 """

@@ -1,4 +1,4 @@
-"""The paper's tennis experiment (PAPER.md §3.9, Fig. 8 columns 2-4) as a library.
+"""The paper's tennis experiment (Suh et al. 2022, Fig. 8 columns 2-4) as a library.
 
 `tennis_problem` builds the closed-loop problem with the paper's settings (from the authors' code):
 

@@ -1,6 +1,7 @@
 """Chain: N point masses on a line, body 0 pushes the rest through neighbour contacts.
 
-The N-body generalisation of pushing (PAPER.md §C4.2, "stiff chain"); N = 2 with ``contact = "penalty"``
+The N-body generalisation of pushing (trajopt's own "stiff chain" benchmark, not in the paper; docs/problems.md);
+N = 2 with ``contact = "penalty"``
 is ``pushing.Pushing`` exactly (the same floating-point operations).
 
 State ``x = [x_0 .. x_{N-1}, v_0 .. v_{N-1}]`` (m, m/s), n = 2N. Control ``u = [F]`` (N): a force on
@@ -86,6 +87,6 @@ class Chain:
         return jnp.concatenate([pos, vel])
 
     def stable_dt(self) -> float:
-        """The conservative chain rule sqrt(m / k): interior masses reach w ~ 2 sqrt(k / m) (PAPER.md §C4.2).
+        """The conservative chain rule sqrt(m / k): interior masses reach w ~ 2 sqrt(k / m) (`base.spring_stable_dt`).
         For softplus the stiffness is at most k, so the same bound applies."""
         return spring_stable_dt(self.stiffness, self.mass)

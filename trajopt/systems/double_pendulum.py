@@ -1,6 +1,7 @@
 """Double pendulum: the textbook equal-mass, equal-length double pendulum with two joint torques.
 
-PAPER.md §3.6 and §C2.8 (the chaos-versus-horizon study). The reference's equations are wrong and its
+Suh et al. 2022, §3.3 and Fig. 6 (the chaos-versus-horizon study; authors' code ``examples/double_pendulum``,
+github.com/hjsuh94/alpha_gradient). The reference's equations are wrong and its
 angle wrap makes the cost discontinuous; this is the textbook model, with **no angle wrapping**, so the
 dynamics are smooth (no contact) and the difficulty is chaos only.
 

@@ -1,6 +1,7 @@
 """Friction: two stacked blocks on a line coupled by a saturated-linear (regularised Coulomb) friction law.
 
-The paper's "Friction" example (authors' code: ``examples/friction``; PAPER.md §3.8, §C2.4).
+The paper's "Friction" example (Suh et al. 2022, Fig. 8; the authors' code: ``examples/friction``,
+github.com/hjsuh94/alpha_gradient).
 
 State ``x = [x1, x2, v1, v2]`` (m, m, m/s, m/s): bottom block (actuated) and top block, then their
 velocities. Control ``u = [F]`` (N): a force on the bottom block.

@@ -1,6 +1,7 @@
 """Pendulum: the reference torque-driven pendulum, optionally with joint-limit walls.
 
-Authors' code ``examples/pendulum`` (PAPER.md §C2.3); the walls are the companion proposal P1 of §C4.3.
+The authors' code ``examples/pendulum`` (github.com/hjsuh94/alpha_gradient; smooth, no contact); the walls are
+trajopt's own extension (not in the paper: the pendulum-with-walls problems of docs/problems.md).
 
 State ``x = [theta, omega]`` (rad, rad/s), theta = 0 hanging down. Control ``u = [tau]`` (N m): a joint
 torque. Unit mass, length and gravity (inertia I = 1):
@@ -12,9 +13,9 @@ Joint-limit walls at theta = +-theta_w (``wall_angle``; ``inf``, the default, me
 reference pendulum exactly). With penetration p = theta - theta_w > 0 at the upper wall (and
 p = -theta - theta_w > 0, rate -omega, at the lower wall, with the torque's sign flipped), ``wall_law``:
 
-* ``"spring_damper"`` (the reference law of P1, the ``spring_wall`` law):
+* ``"spring_damper"`` (the ``spring_wall`` law of the authors' code):
   tau_w = -k p - c omega while p > 0 (strict), else 0; c = ``wall_damping``, NaN meaning 0.01 k.
-  **Discontinuous**: the damping torque c*omega switches on at first contact (PAPER.md §C7), so the FoBG
+  **Discontinuous**: the damping torque c*omega switches on at first contact (docs/problems.md), so the FoBG
   is biased at large k.
 * ``"spring"``: tau_w = -k p while p > 0. Continuous (a kink).
 * ``"hunt_crossley"``: tau_w = -max(0, k p (1 + b p_rate)) while p > 0, with b = ``hunt_crossley_b``

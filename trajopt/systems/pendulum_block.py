@@ -1,6 +1,6 @@
 """Pendulum-block: a pendulum (a revolute pusher) swings into a free block on a line and pushes it.
 
-The stiffness member of the pendulum-with-contact family (PAPER.md §C7, "untried and promising"): the
+The stiffness member of trajopt's pendulum-with-contact family (not in the paper; docs/problems.md): the
 pushing mechanism of ``pushing.py`` with the pusher on a revolute joint, so that contact carries the task.
 
 Geometry. A point bob of mass m_p on a massless rod of length l hangs from a pivot at the origin; theta = 0

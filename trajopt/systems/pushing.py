@@ -16,7 +16,7 @@ Semi-implicit Euler with a multiplicative velocity factor d (``damping``, per st
     v' = d * v + (h / m) * f ,   x' = x + h * v'
 
 The law is continuous (a kink, not a jump), so the first-order gradient is unbiased; what hurts it at
-large k is variance (PAPER.md, claim 7).
+large k is variance (Suh et al. 2022, §3.3 and Fig. 5).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Soft Heaviside: the linear-ramp relaxation of a sign-like step, i.e. of Coulomb friction.
 
-PAPER.md §2 claim 5 (Ex. 3.6) and §3.2 (Fig. 4); authors' class ``SoftHeaviside(nu)``. Decision
+Suh et al. 2022, Ex. 3.6 and Fig. 4; the authors' class ``SoftHeaviside(nu)``. Decision
 ``theta = [t]``; the problem is F(theta) = E c(theta + w), with ramp width nu (``width``, the slip
 tolerance):
 

@@ -1,10 +1,12 @@
 """Spring wall: one mass between two stiff penalty walls, a 1-D "ball in a box".
 
-Authors' code ``examples/spring_wall`` (PAPER.md §C2.2); the same stiffness argument as pushing.
+The authors' code (github.com/hjsuh94/alpha_gradient, ``examples/spring_wall``; not in the paper's text): the
+same stiffness argument as pushing.
 
 State ``x = [x, v]`` (m, m/s). Control ``u = [F]`` (N): a force on the mass, **always applied**, in and
 out of contact. (The reference's batch path, used for every sample, always adds u; its scalar path
-dropped u in contact. We keep the batch convention; it reproduces the C6 goldens.)
+dropped u in contact. We keep the batch convention; it reproduces the reference's initial costs,
+tests/test_systems.py's goldens.)
 
 Walls at ``x = +-a`` (a = ``wall_position``). Penalty contact with viscous damping ``c`` that acts only
 while penetrating (strict inequalities):

@@ -1,4 +1,4 @@
-"""Tennis (breakout-like): a kinematic paddle bounces a ball towards a target (PAPER.md §3.9, Fig. 8).
+"""Tennis (breakout-like): a kinematic paddle bounces a ball towards a target (Suh et al. 2022, Fig. 8).
 
 Authors' code ``examples/breakout/breakout_dynamics_toi.py``. State
 ``x = [ball x, ball y, ball v_x, ball v_y, paddle x, paddle y, paddle psi]`` (n = 7); control
@@ -24,7 +24,7 @@ without gravity. One step of length h = ``dt``:
 
 Where this differs from the code: the code tests the ball against the *old* paddle position with the *new*
 angle; here the moved pose (position and angle) is used throughout, so the test, the time of impact and the
-reflection see one consistent paddle. Restitution defaults to 1.0 (PAPER.md §3.9; one version of the code
+reflection see one consistent paddle. Restitution defaults to 1.0 (the authors' code; one version of it
 used 0.8). The dynamics are smooth away from the collision boundary and jump across it: autodiff through a
 rollout sees only the branch taken (``jnp.where``), which is why the FoBG misses balls.
 """
