@@ -127,8 +127,8 @@ def test_tennis_problem_settings():
 
 @pytest.mark.slow  # end to end, several seconds: CI's slow job runs it
 def test_tennis_solve_seeds_success_and_figure():
-    """A short run: seed 2 alone equals seed 2 in a batch; success_rate on held-aside states is a share; the
-    rollouts figure has one panel per variant."""
+    """A short run: seed 2 alone equals seed 2 in a batch; success_rate on held-aside states is the share of
+    closed loops stepped here by hand that end within the radius; the rollouts figure has one panel per variant."""
     p, oracles, settings = tennis_problem(horizon=30, samples=8, n_eval=8)
     method = GradientMethod(oracles["zobg"], PowerDecaySGD(step=1e-4))
     alone = solve(p, method, key=jax.random.PRNGKey(0), iterations=3, seeds=[2])
@@ -137,7 +137,14 @@ def test_tennis_solve_seeds_success_and_figure():
     np.testing.assert_allclose(alone.cost[0], batch.cost[2], rtol=1e-12)
     states = held_out_states(p, 12)
     assert not np.array_equal(states, p.eval_states[:12])
-    rate = success_rate(p, batch.U[2], states, 1.0)
-    assert 0.0 <= rate <= 1.0 and rate * 12 == round(rate * 12)
+    # an independent count: the closed loop stepped by hand, a radius halfway between the 6th and 7th distances
+    K = np.asarray(batch.U[2]).reshape(3, 7)
+    X, step = np.asarray(states), jax.jit(jax.vmap(p.system.step))
+    for _ in range(p.horizon):
+        X = np.asarray(step(jnp.asarray(X), jnp.asarray(X @ K.T)))
+    d = np.sort(np.hypot(X[:, 0] - 0.0, X[:, 1] - 2.5))
+    assert d[6] - d[5] > 1e-9
+    assert success_rate(p, batch.U[2], states, 0.5 * (d[5] + d[6])) == 0.5
+    assert success_rate(p, batch.U[2], states, 0.5 * d[0]) == 0.0 and success_rate(p, batch.U[2], states, 2 * d[-1]) == 1.0
     fig = rollouts_figure(p, {"start": p.U0, "zobg": batch.U[2]}, states, radius=1.0)
     assert len(fig.axes) == 2
