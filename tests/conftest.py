@@ -5,7 +5,9 @@ import tempfile
 
 # The test suite never writes to the user's compilation cache: a throw-away one for this session (processes the
 # tests start inherit it), unless the cache is turned off (TRAJOPT_CACHE=0). The xdist workers share the one their
-# controller made (they inherit its environment); the controller removes it when it exits.
+# controller made (they inherit its environment); the controller removes it when it exits. The library uses the
+# cache only when asked (TRAJOPT_CACHE=1, as the CLI does): the suite asks, unless TRAJOPT_CACHE says otherwise.
+os.environ.setdefault("TRAJOPT_CACHE", "1")
 if os.environ.get("PYTEST_XDIST_WORKER") and os.environ.get("_TRAJOPT_TEST_CACHE"):
     os.environ["TRAJOPT_CACHE_DIR"] = os.environ["_TRAJOPT_TEST_CACHE"]
 else:

@@ -1,5 +1,6 @@
-"""The persistent compilation cache (`trajopt._setup`): where it lives, how to turn it off, and that a second run
-in a fresh process loads its programs from it instead of compiling them. No timing asserts: hits are counted with
+"""The persistent compilation cache (`trajopt._setup`): where it lives, how to turn it off, that a second run in a
+fresh process loads its programs from it instead of compiling them, and that the library writes it only when asked
+(the CLI keeps it). No timing asserts: hits are counted with
 JAX's own monitoring events."""
 
 from __future__ import annotations
@@ -79,6 +80,66 @@ def test_cache_directory_follows_xdg(monkeypatch, tmp_path):
     assert _setup.cache_dir() == os.path.join(str(tmp_path / "home"), ".cache", "trajopt", "jax")
     monkeypatch.setenv("TRAJOPT_CACHE", "0")
     assert _setup.cache_dir() is None
+
+
+_LIBRARY_CHILD = r"""
+import json, os, sys
+import jax, jax.numpy as jnp
+import trajopt
+
+def files(root):
+    return sorted(os.path.relpath(os.path.join(d, f), root) for d, _, names in os.walk(root) for f in names)
+
+problem = trajopt.Problem("quad", jnp.ones((3, 2)), lambda U: jnp.sum(U**2))
+method = trajopt.GradientMethod(trajopt.Exact(), trajopt.SGD(0.1))
+run = lambda: trajopt.solve(problem, method, key=jax.random.PRNGKey(0), iterations=3, seeds=[0])
+run()
+before = files(sys.argv[1])
+where = trajopt.enable_compilation_cache()  # after a compile: takes effect from the next one
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)  # store these small programs too
+run()
+print(json.dumps({"before": before, "where": where, "after": files(sys.argv[1])}))
+"""
+
+
+def _fresh_env(tmp_path: Path) -> dict:
+    """This environment without any cache setting, HOME and XDG_CACHE_HOME in ``tmp_path``."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("JAX_COMPILATION_CACHE", "JAX_PERSISTENT_CACHE", "_TRAJOPT", "TRAJOPT_CACHE"))}
+    env.update(HOME=str(tmp_path / "home"), XDG_CACHE_HOME=str(tmp_path / "xdg"))
+    (tmp_path / "home").mkdir()
+    return env
+
+
+def test_the_library_writes_no_cache_unless_asked(tmp_path):
+    # `import trajopt` and a solve write nothing under HOME or XDG_CACHE_HOME; enable_compilation_cache() (even after
+    # the first compile) stores the next compile's programs in $XDG_CACHE_HOME/trajopt/jax. Programs of any compile
+    # time are stored (JAX's minimum set to 0), so a cache that was on would have written the first run's.
+    env = {**_fresh_env(tmp_path), "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+    out = subprocess.run([sys.executable, "-c", _LIBRARY_CHILD, str(tmp_path)], env=env, cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert seen["before"] == []
+    assert seen["where"] == str(tmp_path / "xdg" / "trajopt" / "jax")
+    assert any(f.startswith(os.path.join("xdg", "trajopt", "jax", "jit_fused_chunk")) for f in seen["after"])
+
+
+@pytest.mark.slow  # a CLI run in a fresh process (about 10 s on 2 cores): CI's slow job runs it
+def test_the_command_line_keeps_its_cache(tmp_path):
+    env = _fresh_env(tmp_path)
+    out = subprocess.run([sys.executable, "-m", "trajopt", "solve", str(ROOT / "problems/pushing_stiff.toml"),
+                          "--oracle", "zobg", "--iterations", "20", "--seeds", "1", "--out", str(tmp_path / "run"), "--json"],
+                         env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert any(p.name.startswith("jit_fused_chunk") for p in (tmp_path / "xdg" / "trajopt" / "jax").iterdir())
+    # TRAJOPT_CACHE=0 turns it off in the CLI too
+    out = subprocess.run([sys.executable, "-m", "trajopt", "solve", str(ROOT / "problems/pushing_stiff.toml"),
+                          "--oracle", "zobg", "--iterations", "20", "--seeds", "1", "--out", str(tmp_path / "run2"), "--json"],
+                         env={**env, "TRAJOPT_CACHE": "0", "XDG_CACHE_HOME": str(tmp_path / "xdg2")}, cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert not (tmp_path / "xdg2" / "trajopt").exists()  # (matplotlib keeps its font cache there: not ours)
 
 
 def test_the_test_suite_uses_a_temporary_cache():

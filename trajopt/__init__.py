@@ -15,8 +15,10 @@ system classes (`Pushing`, `Chain`, ...). Oracles: `ORACLES`, `Exact`, `FoBG`, `
 `GradientMethod` (and the registered baselines), `MultiStart` (K starts of one, the best kept). Running: `solve`, `compare`, `Result`. Files: `load` (a TOML
 problem file to a ready problem and its variants), `SpecError`. Figures: `convergence_figure`,
 `variance_figure`, `trajectory_figure` (matplotlib `Figure` objects; nothing is written or shown).
+`enable_compilation_cache` keeps compiled programs on disk between sessions (off unless asked for).
 
-Importing trajopt turns on float64 and a CPU compiler setting (see `trajopt._setup`).
+Importing trajopt turns on float64 and a CPU compiler setting (see `trajopt._setup`); the library writes no files
+(the compilation cache only when `enable_compilation_cache` or ``TRAJOPT_CACHE=1`` asks for it; the CLI does).
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ _EXPORTS = {
     # running
     "solve": "trajopt.solver", "Result": "trajopt.solver", "compare": "trajopt.api", "load": "trajopt.api",
     "Loaded": "trajopt.api", "SpecError": "trajopt.spec",
+    "enable_compilation_cache": "trajopt._setup",
     # figures
     "convergence_figure": "trajopt.plots", "variance_figure": "trajopt.plots", "trajectory_figure": "trajopt.plots",
 }

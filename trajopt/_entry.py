@@ -1,12 +1,14 @@
-"""The `trajopt` console script: hold SIGINT/SIGTERM from the first instruction, then run the Typer app."""
+"""The `trajopt` console script: hold SIGINT/SIGTERM from the first instruction, turn on what the command line
+uses and the library does not (the compilation cache, `trajopt._setup.cli_defaults`), then run the Typer app."""
 
 from __future__ import annotations
 
 
 def main() -> None:
-    from trajopt import _signals
+    from trajopt import _setup, _signals
 
     _signals.install()
+    _setup.cli_defaults()  # the compilation cache: the CLI keeps it, the library only when asked (see _setup)
     from trajopt.cli import app
 
     try:

@@ -11,13 +11,22 @@ changes trajopt makes:
   a computation before trajopt is imported, the flag cannot take effect any more: trajopt then warns once
   (`SlowLoopWarning`) and says how to get the speed back (import trajopt first, or set the flag yourself).
 
-* A persistent compilation cache (JAX's own): compiled programs are kept on disk in
-  ``$TRAJOPT_CACHE_DIR``, else ``$XDG_CACHE_HOME/trajopt/jax``, else ``~/.cache/trajopt/jax``, so a run that
-  was compiled before (same problem, method, shapes, JAX version and flags) loads its programs instead of
-  compiling them again. Only programs that took at least 0.1 s to compile are stored, and the directory is
-  capped at 1 GiB (least recently used entries go first). ``TRAJOPT_CACHE=0`` turns it off. A cache directory
-  the user gave JAX (``JAX_COMPILATION_CACHE_DIR`` or ``jax_compilation_cache_dir``) is left as it is. The
-  cache is trusted code: do not point it at a directory that others can write to.
+* A persistent compilation cache (JAX's own), **on in the command line, off in the library unless asked for**:
+  compiled programs are kept on disk in ``$TRAJOPT_CACHE_DIR``, else ``$XDG_CACHE_HOME/trajopt/jax``, else
+  ``~/.cache/trajopt/jax``, so a run that was compiled before (same problem, method, shapes, JAX version and
+  flags) loads its programs instead of compiling them again. Only programs that took at least 0.1 s to compile
+  are stored, and the directory is capped at 1 GiB (least recently used entries go first). A cache directory the
+  user gave JAX (``JAX_COMPILATION_CACHE_DIR`` or ``jax_compilation_cache_dir``) is left as it is. The cache is
+  trusted code: do not point it at a directory that others can write to.
+
+  Why the split: a library that is imported into someone else's program must not write into their home or share
+  state between their processes unasked (the README promises that the library writes no files), and a cache
+  directory is both. The command line is an application whose runs compile the same programs again and again,
+  so it keeps them: `trajopt._entry` (the ``trajopt`` command and ``python -m trajopt``) calls `cli_defaults`,
+  which turns the cache on unless ``TRAJOPT_CACHE=0`` and leaves ``TRAJOPT_CACHE=1`` in its environment, so the
+  processes it starts (a study's workers) use it too. From Python, opt in once per process with
+  `enable_compilation_cache` (``trajopt.enable_compilation_cache()``, or a directory of your choice), or with
+  ``TRAJOPT_CACHE=1`` in the environment before importing trajopt. ``TRAJOPT_CACHE=0`` turns it off everywhere.
 
 Importing trajopt does not import JAX by itself (the CLI starts in a fraction of a second); the first
 module that computes does.
@@ -36,15 +45,32 @@ _CACHE_MIN_COMPILE_SECONDS = 0.1
 _CACHE_MAX_BYTES = 1 << 30
 
 
-def cache_dir() -> str | None:
-    """The persistent compilation cache directory trajopt uses, or None when ``TRAJOPT_CACHE=0``."""
-    if os.environ.get("TRAJOPT_CACHE", "1").strip().lower() in ("0", "false", "no", "off"):
-        return None
+_OFF = ("0", "false", "no", "off")
+
+
+def cache_requested() -> bool:
+    """Whether ``TRAJOPT_CACHE`` asks for the cache: set, and not one of 0, false, no, off (what the library reads;
+    the CLI sets it to 1 when it is unset, `cli_defaults`)."""
+    value = os.environ.get("TRAJOPT_CACHE", "").strip().lower()
+    return bool(value) and value not in _OFF
+
+
+def default_cache_dir() -> str:
+    """Where the cache goes: ``$TRAJOPT_CACHE_DIR``, else ``$XDG_CACHE_HOME/trajopt/jax``, else
+    ``~/.cache/trajopt/jax`` (an absolute path)."""
     explicit = os.environ.get("TRAJOPT_CACHE_DIR")
     if explicit:
         return os.path.abspath(os.path.expanduser(explicit))
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return os.path.join(base, "trajopt", "jax")
+
+
+def cache_dir() -> str | None:
+    """The persistent compilation cache directory trajopt uses when the cache is on (`default_cache_dir`), or None
+    when ``TRAJOPT_CACHE=0``."""
+    if os.environ.get("TRAJOPT_CACHE", "").strip().lower() in _OFF:
+        return None
+    return default_cache_dir()
 
 
 _CACHE_ENV = ("JAX_COMPILATION_CACHE_DIR", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "JAX_COMPILATION_CACHE_MAX_SIZE")
@@ -59,7 +85,7 @@ def _cache_settings() -> dict[str, str]:
     if os.environ.get(_CACHE_MARK) and os.environ.get(_CACHE_ENV[0]) == os.environ[_CACHE_MARK]:
         for name in (*_CACHE_ENV, _CACHE_MARK):
             os.environ.pop(name, None)
-    path = cache_dir()
+    path = cache_dir() if cache_requested() else None
     if path is None or os.environ.get(_CACHE_ENV[0]):
         return {}
     return dict(zip(_CACHE_ENV, (path, str(_CACHE_MIN_COMPILE_SECONDS), str(_CACHE_MAX_BYTES))))
@@ -107,3 +133,46 @@ def configure() -> None:
             "fused loops on the CPU will run several times slower. To get the speed back, import trajopt before "
             "running anything with JAX, or start Python with "
             f"XLA_FLAGS='{_CPU_WHILE_FLAG}'.", SlowLoopWarning, stacklevel=3)
+
+
+def cli_defaults() -> None:
+    """What the command line turns on and the library does not (see the module docstring): the compilation cache,
+    unless ``TRAJOPT_CACHE=0``. ``TRAJOPT_CACHE=1`` is put in the environment when it is unset (so the processes
+    the CLI starts keep the cache), and the settings are applied again. Called by `trajopt._entry` before anything
+    imports JAX."""
+    if not os.environ.get("TRAJOPT_CACHE", "").strip():
+        os.environ["TRAJOPT_CACHE"] = "1"
+    configure()
+
+
+def enable_compilation_cache(path: str | os.PathLike | None = None) -> str:
+    """Keep the programs trajopt (and JAX) compiles in a persistent cache on disk, from the next compile on; returns
+    the directory (created when the first program is stored).
+
+    The library does not do this unless asked (it writes no files by itself; the ``trajopt`` command does it
+    for you): call this once per process, preferably before the first compile, to make a later session that
+    compiles the same programs (same problem, method, shapes, JAX version and flags) load them instead. Only
+    programs that took at least 0.1 s to compile are stored; the directory is capped at 1 GiB (least recently
+    used first). The cache is trusted code: do not use a directory that others can write to.
+
+    Args:
+        path: the cache directory; default ``$TRAJOPT_CACHE_DIR``, else ``$XDG_CACHE_HOME/trajopt/jax``, else
+            ``~/.cache/trajopt/jax``.
+
+    This sets JAX's ``jax_compilation_cache_dir`` (and its minimum compile time and size) and resets JAX's
+    record of whether this process uses a cache (``jax.experimental.compilation_cache.compilation_cache
+    .reset_cache``), so it takes effect even after something was compiled. ``TRAJOPT_CACHE=1`` in the
+    environment before importing trajopt does the same at the default directory.
+    """
+    if path is not None and not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path: found {path!r:.60} ({type(path).__name__}), allowed: None (the default directory) "
+                        "or a directory path")
+    target = default_cache_dir() if path is None else os.path.abspath(os.path.expanduser(os.fspath(path)))
+    import jax
+    from jax.experimental.compilation_cache import compilation_cache
+
+    jax.config.update("jax_compilation_cache_dir", target)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", _CACHE_MIN_COMPILE_SECONDS)
+    jax.config.update("jax_compilation_cache_max_size", _CACHE_MAX_BYTES)
+    compilation_cache.reset_cache()  # JAX decides at its first compile whether a cache is used: decide again
+    return target
