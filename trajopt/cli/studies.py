@@ -22,9 +22,30 @@ def _default_out(study_file: Path) -> Path:
     return Path("runs") / "studies" / study_file.stem
 
 
-def _estimate(expansion, study) -> tuple[list[dict], int]:
-    """Per cell: rollouts per step (one evaluated step per distinct problem/variant configuration) and the cell's
-    total (rollouts per step x iterations x seeds); the study's total."""
+MEASURED_STEPS = 16  # distinct configurations whose step a dry run compiles and evaluates; the rest use the plan
+
+
+class _Stopped(Exception):
+    """SIGINT/SIGTERM during a dry run's estimate."""
+
+
+def _planned(spec, variant: str):
+    """Rollouts per step as the variant's method plans them (``calls``, no compilation), or None."""
+    method = spec.variants[variant].method
+    calls = getattr(method, "calls", None)
+    if calls is None:
+        return None
+    try:
+        return int(calls(spec.problem())[0])
+    except Exception:  # noqa: BLE001  (a method without a fixed count: no estimate)
+        return None
+
+
+def _estimate(expansion, study, should_stop=None) -> tuple[list[dict], int]:
+    """Per cell: rollouts per step (one evaluated step per distinct problem/variant configuration, for the first
+    `MEASURED_STEPS` configurations; the method's planned ``calls`` for the others, which compiles nothing) and
+    the cell's total (rollouts per step x iterations x seeds); the study's total. ``should_stop`` is polled
+    between configurations (raises _Stopped)."""
     import json
 
     from trajopt.studies import step_counts
@@ -37,23 +58,33 @@ def _estimate(expansion, study) -> tuple[list[dict], int]:
             continue
         spec = expansion.specs[c.index]
         key = (c.problem, c.variant, json.dumps(spec.variants[c.variant].table, sort_keys=True, default=str),
-               spec.task.horizon)
+               spec.task.horizon, json.dumps(spec.raw_task, sort_keys=True, default=str))  # n_eval of a policy
         if key not in cache:
-            try:
-                cache[key] = step_counts(c)["rollouts"]
-            except Exception:  # noqa: BLE001  (an estimate only: the run will report the error)
-                cache[key] = None
-        per = cache[key]
+            if should_stop is not None and should_stop():
+                raise _Stopped()
+            measured = sum(1 for v in cache.values() if v[1] == "step")
+            if measured < MEASURED_STEPS:
+                try:
+                    cache[key] = (step_counts(c)["rollouts"], "step")
+                except Exception:  # noqa: BLE001  (an estimate only: the run will report the error)
+                    cache[key] = (None, "step")
+            else:
+                cache[key] = (_planned(spec, c.variant), "plan")
+        per = cache[key][0]
         cell_total = per * c.iterations * len(c.seeds) if per is not None else 0
         total += cell_total
         rows.append({"cell": c, "per_step": per, "total": cell_total})
     return rows, total
 
 
-def _dry_run(study, expansion, folder: Path, json_out: bool, quiet: bool) -> None:
+def _dry_run(study, expansion, folder: Path, json_out: bool, quiet: bool, should_stop=None) -> None:
     from trajopt import runs
 
-    est, total = _estimate(expansion, study)
+    try:
+        est, total = _estimate(expansion, study, should_stop)
+    except _Stopped:
+        err.print("interrupted while estimating the study's cost; nothing written", highlight=False)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     if json_out:
         sys.stdout.write(runs.dumps_json({
             "study": study.definition(), "out": str(folder), "rollouts": total,
@@ -111,9 +142,7 @@ def study_cmd(
     Writes a study folder: study.csv / study.parquet (one row per cell and seed), study.json, one run folder per
     cell, a figure per grid axis and report.html. Rerunning resumes: finished cells are skipped.
     """
-    from trajopt.cli.run import history_memory_limit, lock_out
-    from trajopt.studies import expand, load_study, parse_seeds
-    from trajopt.studies.executors import executor
+    from trajopt.cli.run import _interruptible, history_memory_limit
 
     if backend not in BACKENDS:
         raise fail(f"--backend: found {backend!r}, allowed: {', '.join(BACKENDS)}")
@@ -122,15 +151,31 @@ def study_cmd(
         raise fail("--address: only with --backend ray")
     if iterations is not None and iterations < 1:
         raise fail(f"--iterations: found {iterations}, allowed: an integer >= 1")
+    # SIGINT/SIGTERM held from here: expanding and estimating a large study takes a while, and stops at once
+    with _interruptible() as should_stop:
+        _study(study_file, backend, address, seeds, iterations, out_dir, resume, retry_failed, strict, dry_run,
+               json_out, quiet, memory_limit, should_stop)
+
+
+def _study(study_file, backend, address, seeds, iterations, out_dir, resume, retry_failed, strict, dry_run, json_out,
+           quiet, memory_limit, should_stop):
+    from trajopt.cli.run import lock_out
+    from trajopt.studies import expand, load_study, parse_seeds
+    from trajopt.studies.executors import executor
+    from trajopt.studies.study import ExpansionStopped
+
     try:
         seed_list = parse_seeds(seeds) if seeds is not None else None
         study = load_study(study_file, seeds=seed_list, iterations=iterations)
-        expansion = expand(study, strict=strict)
+        expansion = expand(study, strict=strict, should_stop=should_stop)
     except SpecError as e:
         raise fail(str(e)) from None
+    except ExpansionStopped:
+        err.print("interrupted while the study's cells were built; nothing written", highlight=False)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     folder = out_dir or _default_out(study_file)
     if dry_run:
-        _dry_run(study, expansion, folder, json_out, quiet)
+        _dry_run(study, expansion, folder, json_out, quiet, should_stop)
         raise typer.Exit(EXIT_OK)
     if backend == "ray":
         try:
@@ -150,17 +195,28 @@ def study_cmd(
             raise fail(f"--address: cannot reach the Ray cluster {e}; allowed: the address `ray start --head` printed "
                        "(HOST:6379, or ray://HOST:10001), or none for a local Ray") from None
     with lock_out(folder):  # a second study into the same folder is refused while this one runs
-        _run_locked(study, expansion, folder, ex, resume, retry_failed, address, json_out, quiet)
+        _run_locked(study, expansion, folder, ex, resume, retry_failed, address, json_out, quiet, should_stop)
 
 
-def _run_locked(study, expansion, folder, ex, resume, retry_failed, address, json_out, quiet):
-    from trajopt.cli.run import _interruptible
+def _write_failed(folder: Path, e, kept: int) -> typer.Exit:
+    """The exit-2 line for a study folder that could not be written (a bad environment, like any --out problem)."""
+    return fail(f"--out {folder}: cannot write {e.path if hasattr(e, 'path') else (e.filename or folder)} "
+                f"({e.reason if hasattr(e, 'reason') else e.strerror}); the {kept} finished cells are kept in it: rerun "
+                "the same command to resume (after freeing space or lifting the limit), or choose another --out")
+
+
+def _run_locked(study, expansion, folder, ex, resume, retry_failed, address, json_out, quiet, should_stop):
+    from trajopt.cli._common import write_final
     from trajopt.studies import StudyFolderError, prepare, run_study, write_outputs
+    from trajopt.studies import store
+    from trajopt.studies.runner import STUDY_INTERRUPTED
 
     try:
-        prepare(folder, fresh=not resume)
+        prepare(folder, fresh=not resume, name=study.name)
     except StudyFolderError as e:
         raise fail(f"--out {e}") from None
+    except OSError as e:
+        raise fail(f"--out {folder}: cannot prepare it ({e.strerror}: {e.filename or folder})") from None
     show = not (quiet or json_out)
 
     def on_cell(cell, outcome, done, total):
@@ -180,34 +236,59 @@ def _run_locked(study, expansion, folder, ex, resume, retry_failed, address, jso
             err.print(f"[{done}/{total}] {escape(cell.label)}: [red]failed[/]: {escape(first[0] if first else '')}",
                       highlight=False, soft_wrap=True)
 
-    with _interruptible() as should_stop:
-        try:
-            result = run_study(study, expansion, folder, ex, should_stop=should_stop, retry_failed=retry_failed,
-                               on_cell=on_cell)
-        except ConnectionError as e:
-            raise fail(f"--address {address or '(RAY_ADDRESS)'}: cannot connect to a Ray cluster ({e})") from None
+    try:
+        result = run_study(study, expansion, folder, ex, should_stop=should_stop, retry_failed=retry_failed,
+                           on_cell=on_cell)
+    except ConnectionError as e:
+        raise fail(f"--address {address or '(RAY_ADDRESS)'}: cannot connect to a Ray cluster ({e})") from None
+    except store.StudyWriteError as e:
+        raise _write_failed(folder, e, e.kept) from None
+    except KeyboardInterrupt:
+        err.print(f"aborted (Ctrl-C twice): the finished cells and the table are kept in {escape(str(folder))}; rerun the "
+                  "same command to resume", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    if not quiet:
+        for note in result.notes:
+            err.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
     from trajopt.studies.runner import meta as study_meta
 
-    meta = study_meta(study, expansion, result.cell_status, result.status, ex.name)
-    files = write_outputs(folder, study, result.rows, meta)
+    written = {"status": result.status, "files": []}
+
+    def write(flag: str) -> None:
+        """The table (again, only when a signal changed the status) and the figures and page, with the status."""
+        status = result.status if flag == "ok" else STUDY_INTERRUPTED
+        meta = study_meta(study, expansion, result.cell_status, status, ex.name)
+        if status != result.status:
+            store.write_table(folder, study, result.rows, meta)
+        written.update(status=status, files=write_outputs(folder, study, result.rows, meta))
+
+    try:
+        write_final(write)
+    except OSError as e:
+        raise _write_failed(folder, e, len(result.cell_status)) from None
+    except KeyboardInterrupt:
+        err.print(f"aborted (Ctrl-C twice) while the figures were drawn: the table is kept in {escape(str(folder))}",
+                  highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    status, files = written["status"], written["files"]
     failed = [i for i, s in result.cell_status.items() if s == "failed"]
     n = len(expansion.cells)
     if json_out:
         from trajopt import runs
 
-        sys.stdout.write(runs.dumps_json({"status": result.status, "out": str(folder), "cells": n,
+        sys.stdout.write(runs.dumps_json({"status": status, "out": str(folder), "cells": n,
                                           "ran": len(result.ran), "skipped": len(result.skipped), "failed": len(failed),
-                                          "rows": len(result.rows), "files": files,
+                                          "rows": len(result.rows), "files": files, "notes": result.notes,
                                           "errors": {expansion.cells[i].label: result.errors.get(i, "").splitlines()[0]
                                                      if result.errors.get(i) else "" for i in failed}}))
     elif not quiet:
-        out.print(f"{result.status}: {len(result.cell_status)}/{n} cells finished ({len(result.ran)} run now, "
+        out.print(f"{status}: {len(result.cell_status)}/{n} cells finished ({len(result.ran)} run now, "
                   f"{len(result.skipped)} reused), {len(failed)} failed", highlight=False)
         for i in failed[:10]:
             first = (result.errors.get(i) or "").splitlines()
             out.print(f"  [red]failed[/] {escape(expansion.cells[i].label)}: {escape(first[0] if first else '')}", highlight=False,
                       soft_wrap=True)
         out.print(f"study folder: [bold]{escape(str(folder))}[/] (study.csv, report.html)")
-    if result.status != "complete":
+    if status != "complete":
         raise typer.Exit(EXIT_INTERRUPTED)
     raise typer.Exit(EXIT_FAILED if failed and len(failed) == n else EXIT_OK)

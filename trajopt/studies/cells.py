@@ -23,6 +23,12 @@ ROW_COLUMNS = ("seed", "status", "final_cost", "best_cost", "initial_cost", "rol
 CELL_OK, CELL_FAILED, CELL_INTERRUPTED = "ok", "failed", "interrupted"
 
 
+class StorageError(OSError):
+    """An OSError of the store a local cell's history streams to (a full disk, a file-size limit): the
+    environment's failure, not the cell's, so it is raised (the study stops, its finished cells kept) instead
+    of being recorded as the cell's error."""
+
+
 @dataclass(frozen=True, eq=False)
 class CellOutcome:
     """What running a cell produced.
@@ -96,10 +102,12 @@ def run_cell(cell: Cell, should_stop: Optional[Callable[[], bool]] = None, *, hi
     whose recorded history is larger (`trajopt.solver.Prepared.history_bytes`) keeps it there instead of in
     memory (the local executor's choice; a Ray cell returns its arrays, so its history must fit in memory).
     An exception inside is caught and returned as a failed outcome with its message (deterministic errors would
-    fail again on a retry); a worker that dies raises nothing here, and the executor records it.
+    fail again on a retry), except an OSError while the history streams to the store (`StorageError`: the
+    disk's failure, raised); a worker that dies raises nothing here, and the executor records it.
     """
     if cell.error is not None:
         return CellOutcome(cell.index, CELL_FAILED, cell_rows(cell, error=cell.error), error=cell.error)
+    on_disk = False
     try:
         import jax
 
@@ -119,9 +127,12 @@ def run_cell(cell: Cell, should_stop: Optional[Callable[[], bool]] = None, *, hi
                                  created=datetime.now().isoformat(timespec="seconds"))
         summary["variants"][cell.variant]["history"] = "disk" if on_disk else "memory"
         summary["study_cell"] = {"label": cell.label, "point": {k: v for k, v in cell.point},
-                                 "overrides": list(cell.overrides), "fingerprint": cell.fingerprint}
+                                 "overrides": list(cell.overrides), "fingerprint": cell.fingerprint,
+                                 "files": dict(cell.files)}
         return CellOutcome(cell.index, CELL_OK, cell_rows(cell, result), result=result, summary=summary)
     except Exception as e:  # noqa: BLE001  (recorded in the table; the study goes on)
+        if isinstance(e, OSError) and on_disk:  # the history's files: the disk failed, not the cell
+            raise StorageError(e.errno, e.strerror or str(e), e.filename) from e
         msg = f"{type(e).__name__}: {e}"
         tb = traceback.format_exc(limit=3)
         return CellOutcome(cell.index, CELL_FAILED, cell_rows(cell, error=msg), error=msg + "\n" + tb)

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Optional
 
-from trajopt.studies.cells import CELL_FAILED, CellOutcome, cell_rows, run_cell
+from trajopt.studies.cells import CELL_FAILED, CellOutcome, StorageError, cell_rows, run_cell
 from trajopt.studies.study import Cell, Resources
 
 CellFn = Callable[..., CellOutcome]
@@ -49,6 +49,8 @@ class LocalExecutor:
                         outcome = cell_fn(cell, should_stop)
                     else:
                         outcome = cell_fn(cell, should_stop, history_store=store, memory_limit=self.history[1])
+                except StorageError:  # the disk, not the cell: the study stops (its finished cells are kept)
+                    raise
                 except Exception as e:  # noqa: BLE001  (a cell_fn that does not catch its own errors)
                     msg = f"{type(e).__name__}: {e}"
                     outcome = CellOutcome(cell.index, CELL_FAILED, cell_rows(cell, error=msg), error=msg)

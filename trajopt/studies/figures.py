@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 
 from trajopt.plots import set_title
 from trajopt.stats import nan_band
-from trajopt.studies.study import Axis, StudySpec, label_value, toml_value
+from trajopt.studies.study import Axis, StudySpec, folder_names, label_value, toml_value
 
 MAX_ROWS = 6  # rows of panels (combinations of the other axes) drawn per axis figure
 OFF_SCALE = 3.0  # medians above this multiple of the initial cost are drawn as labelled marks on the top edge
@@ -161,10 +161,12 @@ def variants_figure(rows: Sequence[Mapping], study: StudySpec, metric: str = "fi
 
 
 def study_figures(rows: Sequence[Mapping], study: StudySpec) -> dict[str, Figure]:
-    """{file stem: Figure}: ``study_<key>`` per grid axis, or ``study_variants`` for a study without a grid."""
+    """{file stem: Figure}: ``study_<key>`` per grid axis (dots as ``_``; made a safe, distinct file name by
+    `trajopt.studies.study.folder_names`), or ``study_variants`` for a study without a grid."""
     if not study.grid:
         return {"study_variants": variants_figure(rows, study)}
-    return {f"study_{axis.key.replace('.', '_')}": axis_figure(rows, study, axis) for axis in study.grid}
+    names = folder_names([f"study_{a.key.replace('.', '_')}" for a in study.grid], [a.key for a in study.grid])
+    return {name: axis_figure(rows, study, axis) for name, axis in zip(names, study.grid)}
 
 
 # ---------------------------------------------------------------------------------------------- report

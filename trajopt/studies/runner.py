@@ -2,14 +2,22 @@
 
     run_study(study, expansion, folder, executor, should_stop=..., on_cell=...) -> StudyRun
 
-The loop writes through `trajopt.studies.store` only, and the table after every cell; it never prints (the
-``on_cell`` callback is the CLI's progress hook).
+The loop writes through `trajopt.studies.store` only, and the table after every cell (after fewer once a
+table takes long to write: at most about a twentieth of the time goes to it; every finished cell's marker is
+on disk at once, and the last table is always written); it never prints (the ``on_cell`` callback is the CLI's
+progress hook).
+
+Whatever stops it, the finished cells stay on disk: an OSError while writing (a full disk, a file-size limit, a
+read-only or forbidden folder) becomes a `trajopt.studies.store.StudyWriteError` after the table has been
+written as "interrupted" where the disk still allows; a KeyboardInterrupt (a second Ctrl-C) writes the table as
+"interrupted" before it propagates.
 """
 
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Callable, Optional
@@ -31,6 +39,7 @@ class StudyRun:
         cell_status: {cell index: "ok" | "failed" | "pending"}.
         ran, skipped: indices of the cells run now and of those reused from an earlier run.
         errors: {cell index: error message} of the failed cells.
+        notes: why finished-looking cells were run again (a damaged or forged cell.json, a link; `store.check_cell`).
     """
 
     status: str
@@ -39,6 +48,7 @@ class StudyRun:
     ran: list
     skipped: list
     errors: dict
+    notes: list = field(default_factory=list)
 
 
 def meta(study: StudySpec, expansion: Expansion, cell_status: dict, status: str, backend: str) -> dict:
@@ -47,6 +57,7 @@ def meta(study: StudySpec, expansion: Expansion, cell_status: dict, status: str,
 
     return {
         "study": study.definition(), "status": status, "backend": backend,
+        "identity": {"name": study.name, "file": str(Path(study.source).resolve())},
         "columns": store.columns(study),
         "cells": [{"index": c.index, "label": c.label, "problem": c.problem, "variant": c.variant,
                    "point": {k: v for k, v in c.point}, "folder": c.folder, "status": cell_status.get(c.index, "pending")}
@@ -65,15 +76,22 @@ def run_study(study: StudySpec, expansion: Expansion, folder: Path, executor, *,
               cell_fn: Callable = run_cell) -> StudyRun:
     """Run the unfinished cells of ``expansion`` into the study folder ``folder`` (already `store.prepare`d).
 
-    A cell is reused when its marker's fingerprint matches (a failed one too, unless ``retry_failed``). Each
-    outcome is written (run folder, then marker) and the table rewritten as it arrives; an interrupted cell
-    writes nothing and runs again next time. ``on_cell(cell, outcome, done, total)`` after each cell.
+    A cell is reused when its marker's fingerprint matches and it reads back whole (`store.check_cell`; a failed
+    one too, unless ``retry_failed``). Each outcome is written (run folder, then marker) and the table rewritten
+    as it arrives; an interrupted cell writes nothing and runs again next time. ``on_cell(cell, outcome, done,
+    total)`` after each cell.
+
+    Raises:
+        store.StudyWriteError: writing failed (the finished cells are on disk; a rerun reuses them).
+        KeyboardInterrupt: passed on, after the table was written as "interrupted".
     """
     folder = Path(folder)
-    by_cell, cell_status, errors, skipped = {}, {}, {}, []
+    by_cell, cell_status, errors, skipped, notes = {}, {}, {}, [], []
     todo = []
     for c in expansion.cells:
-        marker = store.read_cell(folder, c)
+        marker, note = store.check_cell(folder, c)
+        if note is not None:
+            notes.append(note)
         if marker is not None and not (retry_failed and marker.get("status") == CELL_FAILED):
             by_cell[c.index] = marker["rows"]
             cell_status[c.index] = marker.get("status", CELL_OK)
@@ -83,31 +101,51 @@ def run_study(study: StudySpec, expansion: Expansion, folder: Path, executor, *,
         else:
             todo.append(c)
     backend = getattr(executor, "name", type(executor).__name__)
+    last = {"at": -float("inf"), "took": 0.0}
 
     def write_table(status: str) -> None:
+        started = time.monotonic()
         store.write_table(folder, study, _rows(expansion, by_cell), meta(study, expansion, cell_status, status, backend))
+        last.update(at=time.monotonic(), took=time.monotonic() - started)
 
-    write_table(STUDY_RUNNING if todo else STUDY_COMPLETE)
-    ran, interrupted = [], False
-    cells = {c.index: c for c in expansion.cells}
-    invalid = [c for c in todo if c.error is not None]  # refused by their spec: recorded here, never sent to a worker
-    valid = [c for c in todo if c.error is None]
-    outcomes = itertools.chain((run_cell(c) for c in invalid), executor.run(valid, should_stop=should_stop, cell_fn=cell_fn))
-    for outcome in outcomes:
-        cell = cells[outcome.index]
-        if outcome.status == CELL_INTERRUPTED:
-            interrupted = True
-            break
-        store.write_cell(folder, cell, outcome, expansion.specs.get(cell.index))
-        by_cell[cell.index] = outcome.rows
-        cell_status[cell.index] = outcome.status
-        if outcome.status == CELL_FAILED:
-            errors[cell.index] = outcome.error or ""
-        ran.append(cell.index)
-        write_table(STUDY_RUNNING)
-        if on_cell is not None:
-            on_cell(cell, outcome, len(by_cell), len(expansion.cells))
-    status = STUDY_COMPLETE if len(by_cell) == len(expansion.cells) and not interrupted else STUDY_INTERRUPTED
-    write_table(status)
+    ran, interrupted, writing = [], False, None
+    try:
+        write_table(STUDY_RUNNING if todo else STUDY_COMPLETE)
+        cells = {c.index: c for c in expansion.cells}
+        invalid = [c for c in todo if c.error is not None]  # refused by their spec: recorded here, never sent to a worker
+        valid = [c for c in todo if c.error is None]
+        outcomes = itertools.chain((run_cell(c) for c in invalid), executor.run(valid, should_stop=should_stop, cell_fn=cell_fn))
+        for outcome in outcomes:
+            cell = cells[outcome.index]
+            if outcome.status == CELL_INTERRUPTED:
+                interrupted = True
+                break
+            writing = cell.folder
+            store.write_cell(folder, cell, outcome, expansion.specs.get(cell.index))
+            by_cell[cell.index] = outcome.rows
+            cell_status[cell.index] = outcome.status
+            if outcome.status == CELL_FAILED:
+                errors[cell.index] = outcome.error or ""
+            ran.append(cell.index)
+            writing = None
+            # a table that takes long to write (a large study) is written after fewer cells: at most ~5 % of the time
+            if last["took"] < 0.5 or time.monotonic() - last["at"] >= 20 * last["took"]:
+                write_table(STUDY_RUNNING)
+            if on_cell is not None:
+                on_cell(cell, outcome, len(by_cell), len(expansion.cells))
+        status = STUDY_COMPLETE if len(by_cell) == len(expansion.cells) and not interrupted else STUDY_INTERRUPTED
+        write_table(status)
+    except KeyboardInterrupt:
+        write_table(STUDY_INTERRUPTED)  # the finished cells' markers are on disk: the table says so too
+        raise
+    except OSError as e:
+        if isinstance(e, store.StudyWriteError):
+            raise
+        try:  # a full disk may still take the (smaller) table; if not, the markers are what a rerun reads
+            write_table(STUDY_INTERRUPTED)
+        except OSError:
+            pass
+        path = e.filename or (str(folder / writing) if writing else str(folder))
+        raise store.StudyWriteError(str(path), e.strerror or str(e), len(by_cell), e.errno) from e
     return StudyRun(status=status, rows=_rows(expansion, by_cell), cell_status=cell_status, ran=ran, skipped=skipped,
-                    errors=errors)
+                    errors=errors, notes=notes)

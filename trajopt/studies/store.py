@@ -11,42 +11,113 @@
         config.toml, metrics.jsonl, result.json, trajectory.npz   a run folder (`trajopt.runs.write_run`)
         cell.json      the marker, written last: the cell's fingerprint, status, error and rows
 
-A cell is finished when its cell.json exists and its fingerprint matches; a failed cell has a cell.json and
-no run files. Every file is written atomically, and the table after each cell, so an interrupted study leaves
-a folder that reads as it stands.
+A cell is finished when its cell.json exists, its fingerprint matches and it reads back whole (`check_cell`:
+rows of the cell's shape, agreeing with the cell's result.json and run files; anything else runs again, with
+a note); a failed cell has a cell.json and no run files. Every file is written atomically, and the table after
+each cell (after fewer of them once writing the table takes long), so an interrupted study leaves a folder that
+reads as it stands.
+
+The folder belongs to one study (study.json names it; `prepare` refuses another's). Nothing is written through a
+symbolic link: a link (or a stray file) where a cell's folder or one of its parents under ``cells/`` should be is
+replaced by a real folder, so no file lands outside the study folder; temporaries that an interrupted write left
+(``.NAME.*.tmp``, ``.history-*``) are removed when the folder is prepared again. Every reader bounds what it
+reads (`MAX_JSON_BYTES`) and never opens a file that is not a regular one.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import math
+import os
+import re
 import shutil
+import stat
 from pathlib import Path
-from typing import Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 from trajopt import runs
-from trajopt.studies.cells import LEAD_COLUMNS, ROW_COLUMNS, CellOutcome
-from trajopt.studies.study import Cell, StudySpec
+from trajopt.studies.cells import CELL_FAILED, CELL_OK, LEAD_COLUMNS, ROW_COLUMNS, CellOutcome
+from trajopt.studies.study import Cell, StudySpec, toml_value
 
 STUDY_JSON, TABLE, CELL_JSON, REPORT = "study.json", "study", "cell.json", "report.html"
+RUN_FILES = (runs.CONFIG, runs.METRICS, runs.TRAJECTORY, runs.RESULT)  # an ok cell's run folder, result.json last
+MAX_JSON_BYTES = 64 << 20  # a cell.json or study.json larger than this was not written by trajopt
+TEMPORARY = re.compile(r"^\..+\.tmp$")  # `trajopt.runs.atomic_file`'s temporaries: .NAME.RANDOM.tmp
 
 
 class StudyFolderError(ValueError):
-    """An --out folder that is not a study folder (and so is neither resumed nor emptied)."""
+    """An --out folder that is not a study folder (and so is neither resumed nor emptied), or another study's."""
+
+
+class StudyWriteError(OSError):
+    """Writing the study folder failed (a full disk, a file-size limit, a read-only or forbidden path, an I/O
+    error). ``path``: what was being written; ``reason``: the system's words; ``kept``: the finished cells that
+    are on disk and will be reused by a rerun."""
+
+    def __init__(self, path: str, reason: str, kept: int, errno: Optional[int] = None):
+        super().__init__(errno, reason, path)
+        self.path, self.reason, self.kept = path, reason, kept
 
 
 def is_study_dir(path: Path) -> bool:
     return (Path(path) / STUDY_JSON).is_file()
 
 
-def prepare(folder: Path, *, fresh: bool) -> None:
-    """Make ``folder`` ready: create it, or empty it with ``fresh``. A non-empty folder that is not a study
-    folder is refused (never emptied)."""
+def read_json(path: Path, limit: int = MAX_JSON_BYTES) -> Any:
+    """A JSON file trajopt wrote: a regular file (not a link, FIFO or device: never opened otherwise) of at most
+    ``limit`` bytes. Raises ValueError saying what is wrong (missing, not regular, too large, not JSON)."""
+    path = Path(path)
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        raise ValueError("missing") from None
+    except OSError as e:
+        raise ValueError(f"cannot be read ({e.strerror})") from None
+    if stat.S_ISLNK(st.st_mode):
+        raise ValueError("is a symbolic link, not a file trajopt wrote")
+    if not stat.S_ISREG(st.st_mode):
+        raise ValueError("is not a regular file")
+    if st.st_size > limit:
+        raise ValueError(f"is {st.st_size:,} bytes, larger than trajopt writes ({limit:,})")
+    try:
+        with open(path, "rb") as f:
+            data = f.read(limit + 1)
+        return json.loads(data.decode("utf-8"))
+    except OSError as e:
+        raise ValueError(f"cannot be read ({e.strerror})") from None
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise ValueError(f"not valid JSON ({type(e).__name__})") from None
+
+
+def study_name(folder: Path) -> Optional[str]:
+    """The name of the study a study folder holds (its study.json's); None when study.json is unreadable."""
+    try:
+        meta = read_json(Path(folder) / STUDY_JSON)
+        name = meta.get("identity", {}).get("name", meta["study"]["name"])
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return name if isinstance(name, str) else None
+
+
+def prepare(folder: Path, *, fresh: bool, name: Optional[str] = None) -> int:
+    """Make ``folder`` ready: create it, or empty it with ``fresh``; remove temporaries an interrupted write left.
+    A non-empty folder that is not a study folder is refused (never emptied), and so is the folder of another
+    study (``name``: this study's name; a study is its file's name, which names the default folder). Returns the
+    number of temporaries removed."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise StudyFolderError(f"{folder}: exists and is not a folder")
     if folder.is_dir() and any(folder.iterdir()) and not is_study_dir(folder):
         raise StudyFolderError(f"{folder}: not empty and not a study folder (no {STUDY_JSON}); choose another --out")
+    if name is not None and folder.is_dir() and is_study_dir(folder):
+        held = study_name(folder)
+        if held is None and not fresh:
+            raise StudyFolderError(f"{folder}: its {STUDY_JSON} cannot be read, so the study it holds is unknown; "
+                                   f"allowed: --fresh to empty it for study {name!r}, or another --out")
+        if held is not None and held != name:
+            raise StudyFolderError(f"{folder}: holds the study {held!r}, not {name!r}; allowed: that study's own "
+                                   "folder, or another --out (a study folder is never shared or taken over)")
     if fresh and folder.is_dir():
         for child in folder.iterdir():
             if child.is_dir() and not child.is_symlink():
@@ -54,6 +125,63 @@ def prepare(folder: Path, *, fresh: bool) -> None:
             else:
                 child.unlink()
     folder.mkdir(parents=True, exist_ok=True)
+    return clean_temporaries(folder)
+
+
+def clean_temporaries(folder: Path) -> int:
+    """Remove what interrupted writes left in a study folder: ``.NAME.*.tmp`` files anywhere in it and
+    ``.history-*`` folders at its top (`trajopt.runs.DiskHistory`). Links are removed, never followed. Call it
+    only with the folder locked (no writer is running). Returns how many were removed."""
+    removed = 0
+    for root, dirs, files in os.walk(folder, followlinks=False):
+        for n in files + [d for d in dirs if os.path.islink(os.path.join(root, d))]:
+            if TEMPORARY.match(n):
+                try:
+                    os.unlink(os.path.join(root, n))
+                    removed += 1
+                except OSError:
+                    pass
+        if Path(root) == Path(folder):
+            for d in list(dirs):
+                if d.startswith(runs.DiskHistory.PREFIX) and not os.path.islink(os.path.join(root, d)):
+                    shutil.rmtree(os.path.join(root, d), ignore_errors=True)
+                    dirs.remove(d)
+                    removed += 1
+    return removed
+
+
+def _link_in(folder: Path, rel: str) -> Optional[str]:
+    """The first component of ``rel`` under ``folder`` that is a symbolic link or not a folder, if any."""
+    cur = Path(folder)
+    for part in Path(rel).parts:
+        cur = cur / part
+        try:
+            st = os.lstat(cur)
+        except FileNotFoundError:
+            return None
+        except OSError:
+            return str(cur)
+        if not stat.S_ISDIR(st.st_mode):
+            return str(cur)
+    return None
+
+
+def real_dir(folder: Path, rel: str) -> Path:
+    """``folder / rel`` as a real folder: missing components are made, and a symbolic link or a stray file in
+    their place is removed (the link itself, never what it points to) and replaced by a folder, so that nothing
+    written into it lands outside ``folder``."""
+    cur = Path(folder)
+    for part in Path(rel).parts:
+        cur = cur / part
+        try:
+            st = os.lstat(cur)
+        except FileNotFoundError:
+            os.mkdir(cur)
+            continue
+        if not stat.S_ISDIR(st.st_mode):
+            os.unlink(cur)
+            os.mkdir(cur)
+    return cur
 
 
 def columns(study: StudySpec) -> list[str]:
@@ -62,30 +190,131 @@ def columns(study: StudySpec) -> list[str]:
 
 
 def read_cell(folder: Path, cell: Cell) -> Optional[dict]:
-    """The finished cell's marker (``status``, ``error``, ``rows``), or None when the cell must run: no marker,
-    an unreadable one, or one with another fingerprint (the study changed)."""
+    """The finished cell's marker (``status``, ``error``, ``rows``), or None when the cell must run (`check_cell`)."""
+    return check_cell(folder, cell)[0]
+
+
+def _finite_or_none(v, *, low: float = -math.inf) -> bool:
+    return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= low)
+
+
+def _row_problem(row: Any, i: int, cell: Cell) -> Optional[str]:
+    """Why row ``i`` of a marker is not a row of ``cell`` (None when it is)."""
+    where = f"rows[{i}]"
+    if not isinstance(row, dict):
+        return f"{where}: found {type(row).__name__}, expected an object"
+    missing = [k for k in (*LEAD_COLUMNS, *(k for k, _ in cell.point), *ROW_COLUMNS) if k not in row]
+    if missing:
+        return f"{where}: missing {', '.join(missing)}"
+    if row["problem"] != cell.problem or row["variant"] != cell.variant:
+        return f"{where}: belongs to {row['problem']!r} / {row['variant']!r}, not this cell"
+    for k, v in cell.point:
+        try:
+            same = toml_value(row[k]) == toml_value(v)
+        except (TypeError, ValueError, RecursionError):
+            same = False
+        if not same:
+            return f"{where}.{k}: found {row[k]!r}, expected the cell's {v!r}"
+    if isinstance(row["seed"], bool) or row["seed"] != cell.seeds[i]:
+        return f"{where}.seed: found {row['seed']!r}, expected {cell.seeds[i]}"
+    if not isinstance(row["status"], str) or not 0 < len(row["status"]) <= 64:
+        return f"{where}.status: found {row['status']!r}, expected a status"
+    for k in ("final_cost", "best_cost", "initial_cost"):
+        if not _finite_or_none(row[k]):
+            return f"{where}.{k}: found {row[k]!r}, expected a finite number or null"
+    for k in ("rollouts", "gradients"):
+        if row[k] is not None and (isinstance(row[k], bool) or not isinstance(row[k], int) or row[k] < 0):
+            return f"{where}.{k}: found {row[k]!r}, expected a count >= 0 or null"
+    for k in ("run_seconds", "compile_seconds"):
+        if not _finite_or_none(row[k], low=0.0):
+            return f"{where}.{k}: found {row[k]!r}, expected seconds >= 0 or null"
+    if row["error"] is not None and not isinstance(row["error"], str):
+        return f"{where}.error: found {type(row['error']).__name__}, expected text or null"
+    return None
+
+
+def _run_problem(cell_dir: Path, cell: Cell, rows: list) -> Optional[str]:
+    """Why an ok cell's run folder does not back its marker's rows (None when it does): every run file present
+    (regular files), result.json of this cell (fingerprint) with the rows' seeds, statuses and costs."""
+    for name in RUN_FILES:
+        try:
+            st = os.lstat(cell_dir / name)
+        except OSError:
+            return f"{name}: missing"
+        if not stat.S_ISREG(st.st_mode):
+            return f"{name}: not a regular file"
+    try:
+        result = runs.read_result(cell_dir)
+    except (runs.RunFolderError, ValueError, OSError, RecursionError) as e:
+        return f"{runs.RESULT}: {str(e).replace(str(cell_dir / runs.RESULT) + ': ', '')}"
+    tag = result.get("study_cell")
+    if not isinstance(tag, dict) or tag.get("fingerprint") != cell.fingerprint:
+        return f"{runs.RESULT}: written for another cell or study (its fingerprint differs)"
+    entry = runs.variant_entries(result).get(cell.variant)
+    if result.get("seeds") != list(cell.seeds) or not isinstance(entry, dict):
+        return f"{runs.RESULT}: does not hold variant {cell.variant!r} on the cell's seeds"
+    for key, col in (("status", "status"), ("final_cost", "final_cost"), ("best_cost", "best_cost")):
+        if entry.get(key) != [r[col] for r in rows]:
+            return f"{runs.RESULT}: its {key} differs from the cell's rows"
+    return None
+
+
+def check_cell(folder: Path, cell: Cell) -> tuple[Optional[dict], Optional[str]]:
+    """``(marker, None)`` for a finished cell that reads back whole, else ``(None, note)``: the note says why a
+    marker that exists is not used (damaged, forged, of another shape, its run files missing or disagreeing
+    with its rows; an ok cell has them unless its marker says ``run_folder = false``, a cell function that
+    returned rows only),
+    None when there is no marker or it is another version of the cell (the study changed). The cell then runs
+    again; the caller reports the note."""
+    where = f"{cell.folder}/{CELL_JSON}"
+    link = _link_in(folder, cell.folder)
+    if link is not None:
+        return None, f"{Path(link).relative_to(folder)}: a symbolic link or a file where a folder belongs; the cell " \
+                     "runs again, into a real folder"
     path = Path(folder) / cell.folder / CELL_JSON
     try:
-        marker = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if marker.get("fingerprint") != cell.fingerprint or not isinstance(marker.get("rows"), list):
-        return None
-    return marker
+        marker = read_json(path)
+    except ValueError as e:
+        return None, (None if str(e) == "missing" else f"{where}: {e}; the cell runs again")
+    if not isinstance(marker, dict):
+        return None, f"{where}: found a JSON {type(marker).__name__}, expected an object; the cell runs again"
+    if marker.get("fingerprint") != cell.fingerprint:
+        return None, None
+    why = None
+    rows = marker.get("rows")
+    if marker.get("status") not in (CELL_OK, CELL_FAILED):
+        why = f"status: found {marker.get('status')!r}, expected {CELL_OK!r} or {CELL_FAILED!r}"
+    elif marker.get("label") != cell.label:
+        why = f"label: found {marker.get('label')!r}, expected {cell.label!r}"
+    elif not isinstance(rows, list) or len(rows) != len(cell.seeds):
+        found = f"{len(rows)} rows" if isinstance(rows, list) else repr(type(rows).__name__)
+        why = f"rows: found {found}, expected one per seed ({len(cell.seeds)})"
+    elif marker.get("error") is not None and not isinstance(marker.get("error"), str):
+        why = f"error: found {type(marker['error']).__name__}, expected text or null"
+    else:
+        why = next((w for w in (_row_problem(r, i, cell) for i, r in enumerate(rows)) if w), None)
+        if why is None and marker["status"] == CELL_FAILED and any(r["status"] != CELL_FAILED for r in rows):
+            why = "a failed cell with rows that are not failed"
+        if why is None and marker["status"] == CELL_OK and marker.get("run_folder", True) is not False:
+            why = _run_problem(Path(folder) / cell.folder, cell, rows)
+    if why is not None:
+        return None, f"{where}: {why}; the cell runs again"
+    return marker, None
 
 
 def write_cell(folder: Path, cell: Cell, outcome: CellOutcome, spec=None) -> None:
-    """Write a finished cell: its run folder (when it ran; ``spec`` is its `trajopt.spec.Spec`), then its marker."""
-    cell_dir = Path(folder) / cell.folder
-    cell_dir.mkdir(parents=True, exist_ok=True)
-    for name in (runs.RESULT,):  # a stale run folder of an earlier attempt must not outlive a failed rerun
+    """Write a finished cell: its run folder (when it ran; ``spec`` is its `trajopt.spec.Spec`), then its marker.
+    The cell's folder is made real first (`real_dir`): nothing is written through a link."""
+    cell_dir = real_dir(Path(folder), cell.folder)
+    for name in (CELL_JSON, runs.RESULT):  # a stale marker or run folder must not outlive a rerun that fails
         (cell_dir / name).unlink(missing_ok=True)
-    if outcome.result is not None and outcome.summary is not None and spec is not None:
+    run_folder = outcome.result is not None and outcome.summary is not None and spec is not None
+    if run_folder:
         runs.write_run(cell_dir, spec, {cell.variant: outcome.result}, outcome.summary)
     marker = {"label": cell.label, "problem": cell.problem, "variant": cell.variant,
               "point": {k: v for k, v in cell.point}, "fingerprint": cell.fingerprint, "status": outcome.status,
               "error": outcome.error, "attempts": outcome.attempts, "overrides": list(cell.overrides),
-              "rows": outcome.rows}
+              "files": dict(cell.files), "run_folder": run_folder, "rows": outcome.rows}
     runs.atomic_write_bytes(cell_dir / CELL_JSON, runs.dumps_json(marker).encode())
 
 
@@ -139,11 +368,15 @@ def write_table(folder: Path, study: StudySpec, rows: Sequence[Mapping], meta: M
 
 
 def read_table(folder: Path) -> list[dict]:
-    """The study's rows from study.csv (numbers as floats, empty cells as None)."""
+    """The study's rows from study.csv (numbers as floats, empty cells as None). Raises ValueError for a
+    study.csv that is not a regular file (a link, a FIFO: never opened)."""
     import csv
 
+    path = Path(folder) / f"{TABLE}.csv"
+    if os.path.lexists(path) and not stat.S_ISREG(os.lstat(path).st_mode):
+        raise ValueError(f"{path}: not a regular file")
     rows = []
-    with open(Path(folder) / f"{TABLE}.csv", encoding="utf-8", newline="") as f:
+    with open(path, encoding="utf-8", newline="") as f:
         for r in csv.DictReader(f):
             rows.append({k: _number(v) for k, v in r.items()})
     return rows
@@ -163,7 +396,11 @@ def _number(v: str):
 
 
 def read_meta(folder: Path) -> dict:
-    return json.loads((Path(folder) / STUDY_JSON).read_text(encoding="utf-8"))
+    """study.json (`read_json`: bounded, a regular file). Raises ValueError."""
+    meta = read_json(Path(folder) / STUDY_JSON)
+    if not isinstance(meta, dict):
+        raise ValueError(f"{Path(folder) / STUDY_JSON}: not a JSON object")
+    return meta
 
 
 def write_outputs(folder: Path, study: StudySpec, rows: Sequence[Mapping], meta: Mapping, dpi: int = 130) -> list[str]:

@@ -23,6 +23,22 @@ A study names problem files, variants, a grid of ``--set``-style overrides, seed
 `load_study` validates the file (unknown keys, types, paths; errors are `trajopt.spec.SpecError` naming the
 study file and the key); `expand` turns it into cells, problem x variant x grid point, each one fused solve
 with its seeds vmapped, and loads every cell's problem spec with its overrides before anything runs.
+
+Rules the two enforce (each a SpecError, exit 2 in the CLI, before any cell is built or run):
+
+* bounds: at most `MAX_CELLS` cells, `MAX_ROWS` table rows (cells x seeds) and `MAX_STEPS` seed-iterations
+  (cells x seeds x iterations), counted from the axis sizes before anything is expanded;
+* grid values are normalised through their key's type (``10`` and ``10.0`` of a float key are one value,
+  as are ``1e-3`` and ``0.001``), and an axis whose values repeat after that is refused;
+* a [grid] or [set] key over the run's own settings (`RUN_KEYS`: iterations, seeds, variants, oracles) is refused
+  (every cell runs the study's own `iterations`, `seeds` and `variants`), and so is one that no variant the study
+  runs on a problem reads (`trajopt.spec.unreached_override`, the check `--set` gets): it would draw a flat line.
+
+A cell's folder name is injective: a name that folder names cannot hold as written (characters other than
+letters, digits and ``._=+,-``, a leading dot, more than `MAX_NAME` characters, or one that differs from a
+sibling's only in letter case) keeps its readable part and gets ``~`` and a hash of the exact name. A cell's
+fingerprint covers its problem document, overrides and variant, and the content of every file the problem
+names (`trajopt.studies.sources`: an MJCF model and its includes, user modules).
 """
 
 from __future__ import annotations
@@ -35,12 +51,19 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 from trajopt.tomlio import SpecError
 
 STUDY_KEYS = ("title", "description", "problems", "variants", "seeds", "iterations", "grid", "set", "variant",
               "resources")
+# keys of a problem's [solve] that a study sets itself for every cell: a [grid] or [set] over them is refused
+RUN_KEYS = {"solve.iterations": "iterations", "solve.seeds": "seeds", "solve.variants": "variants",
+            "solve.oracles": "variants"}
+MAX_CELLS = 10_000        # problems x variants x grid points
+MAX_ROWS = 1_000_000      # cells x seeds: rows of the study table
+MAX_STEPS = 10**9         # cells x seeds x iterations: history lines written (metrics.jsonl)
+MAX_NAME = 100            # characters of one folder name (a file system allows 255 bytes)
 RESOURCE_KEYS = ("num_cpus", "num_gpus", "retries")
 DEFAULT_RESOURCES = {"num_cpus": 1.0, "num_gpus": 0.0, "retries": 2}
 
@@ -60,8 +83,8 @@ def toml_value(v: Any) -> str:
         if math.isinf(v):
             return "inf" if v > 0 else "-inf"
         return repr(v)
-    if isinstance(v, str):
-        return json.dumps(v)
+    if isinstance(v, str):  # a TOML basic string: characters as they are (not as JSON's \uXXXX surrogate pairs)
+        return json.dumps(v, ensure_ascii=False).replace("\x7f", "\\u007f")
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(toml_value(x) for x in v) + "]"
     if isinstance(v, Mapping):
@@ -70,7 +93,7 @@ def toml_value(v: Any) -> str:
 
 
 def _toml_key(k: str) -> str:
-    return k if re.fullmatch(r"[A-Za-z0-9_-]+", k) else json.dumps(k)
+    return k if re.fullmatch(r"[A-Za-z0-9_-]+", k) else toml_value(k)
 
 
 def label_value(v: Any) -> str:
@@ -86,6 +109,26 @@ def _safe(text: str) -> str:
     """A folder-name-safe version of ``text`` (no separators, no leading dot)."""
     text = re.sub(r"[^A-Za-z0-9._=+,-]", "_", text)
     return ("_" + text) if text.startswith(".") else text
+
+
+def _digest(text: str, n: int = 10) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:n]
+
+
+def folder_names(texts: Sequence[str], exact: Optional[Sequence[str]] = None) -> list[str]:
+    """File or folder names for sibling names ``texts``, injective in ``exact`` (distinct; default ``texts``): a
+    text `_safe` keeps as it is (at most `MAX_NAME` characters, not empty) is its own name; any other is its
+    safe part, ``~`` and a hash of the exact name (``~`` is never in a kept name). Names that would still meet,
+    or differ only in letter case (one file on a case-insensitive file system), get the hash too."""
+    exact = list(texts) if exact is None else list(exact)
+    names = []
+    for t, x in zip(texts, exact):
+        safe = _safe(t)
+        names.append(safe if safe == t and t and len(safe) <= MAX_NAME else f"{safe[:MAX_NAME]}~{_digest(x)}")
+    folded: dict[str, int] = {}
+    for n in names:
+        folded[n.casefold()] = folded.get(n.casefold(), 0) + 1
+    return [f"{n}~{_digest(x)}" if folded[n.casefold()] > 1 and "~" not in n else n for n, x in zip(names, exact)]
 
 
 # ----------------------------------------------------------------------------------------------- spec
@@ -155,20 +198,29 @@ def _describe(v: Any) -> str:
 
 
 def _seeds(value: Any, source: str, key: str) -> tuple:
+    """A count (seeds 0..N-1) or a list of distinct seed numbers, within the problem files' bounds (at most
+    `trajopt.spec.MAX_SEEDS` seeds, each in 0..`trajopt.spec.MAX_SEED`): checked before a range is built."""
+    from trajopt.spec import MAX_SEED, MAX_SEEDS
+
+    allowed = f"a count >= 1 (at most {MAX_SEEDS:,}) or a list of distinct seed numbers >= 0 (at most {MAX_SEEDS:,}, each <= {MAX_SEED})"
     if isinstance(value, bool):
-        raise SpecError(source, key, f"found {_describe(value)}, allowed: a count >= 1 or a list of distinct seed numbers >= 0")
-    if isinstance(value, int) and value >= 1:
+        raise SpecError(source, key, f"found {_describe(value)}, allowed: {allowed}")
+    if isinstance(value, int) and 1 <= value <= MAX_SEEDS:
         return tuple(range(value))
-    if (isinstance(value, list) and value and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in value)
+    if (isinstance(value, list) and 0 < len(value) <= MAX_SEEDS
+            and all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s <= MAX_SEED for s in value)
             and len(set(value)) == len(value)):
         return tuple(value)
-    raise SpecError(source, key, f"found {_describe(value)}, allowed: a count >= 1 or a list of distinct seed numbers >= 0")
+    shown = f"a list of {len(value):,}" if isinstance(value, list) and len(value) > 8 else _describe(value)
+    raise SpecError(source, key, f"found {shown}, allowed: {allowed}")
 
 
 def parse_seeds(text: str, source: str = "--seeds") -> tuple:
     """``--seeds``: a count (``20``) or a comma-separated list (``0,3,7``)."""
     text = text.strip()
     try:
+        if len(text) > 2_000_000:
+            raise ValueError
         value = [int(s) for s in text.split(",")] if "," in text else int(text)
     except ValueError:
         raise SpecError(source, "", f"found {text!r}, allowed: a count >= 1 or comma-separated seed numbers") from None
@@ -183,6 +235,19 @@ def _names(value: Any, source: str, key: str, what: str) -> tuple:
     return tuple(value)
 
 
+def normalise(value: Any, key_type: type) -> Any:
+    """A grid or [set] value through its key's type, where that loses nothing: an integer of a float key is
+    that float (``10`` -> ``10.0``), an integral float of an integer key that integer (``1e2`` -> ``100``);
+    anything else as it is (the problem's own validation judges it)."""
+    if isinstance(value, bool):
+        return value
+    if key_type is float and isinstance(value, int):
+        return float(value)
+    if key_type is int and isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
+        return int(value)
+    return value
+
+
 def _axis(key: str, value: Any, key_type: type, source: str) -> Axis:
     from trajopt.analysis import parse_grid
 
@@ -191,21 +256,84 @@ def _axis(key: str, value: Any, key_type: type, source: str) -> Axis:
         if key_type not in (int, float):
             raise SpecError(source, where, f"found {value!r} for a key of type {key_type.__name__}; a string grid "
                             "(1,10,100 / linspace / logspace) is for numeric keys, allowed here: a TOML list of values")
+        parts = value.strip().split(":")
+        if parts[0] in ("linspace", "logspace") and len(parts) == 4:  # the count before numpy allocates it
+            try:
+                count = int(parts[3])
+            except ValueError:
+                count = 0
+            if count > MAX_CELLS:
+                raise SpecError(source, where, f"found {value!r}: {count:,} values, allowed: at most "
+                                f"{MAX_CELLS:,} (cells per study)")
         try:
             values = parse_grid(value, integer=key_type is int)
         except ValueError as e:
             raise SpecError(source, where, str(e)) from None
         log = value.strip().startswith("logspace:")
     elif isinstance(value, list) and value:
-        values = list(value)
+        values = [normalise(v, key_type) for v in value]
         nums = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
         log = len(nums) == len(values) and min(nums) > 0 and max(nums) / min(nums) >= 100
     else:
         raise SpecError(source, where, f"found {_describe(value)}, allowed: a non-empty TOML list of values, "
                         "\"1,10,100\", \"linspace:START:STOP:COUNT\" or \"logspace:START:STOP:COUNT\"")
-    if len({toml_value(v) for v in values}) != len(values):
-        raise SpecError(source, where, f"found repeated values in {values!r}, allowed: distinct values")
+    seen: dict = {}
+    for i, v in enumerate(values):
+        text = toml_value(v)
+        if text in seen:
+            j = seen[text]
+            spelt = value[j] if isinstance(value, list) else None
+            same = (f" ({_describe(spelt)} and {_describe(value[i])} are one {key_type.__name__} value)"
+                    if isinstance(value, list) and toml_value(spelt) != toml_value(value[i]) else "")
+            shown = repr(v) if isinstance(v, str) else label_value(v)
+            raise SpecError(source, where, f"found the value {shown} twice (values {j + 1} and {i + 1})"
+                            f"{same}, allowed: distinct values")
+        seen[text] = i
     return Axis(key=key, values=tuple(values), log=bool(log))
+
+
+MAX_DEPTH = 32  # nesting of a [set], [grid] or [variant] value (lists and tables in lists and tables)
+
+
+def _check_value(value: Any, source: str, where: str, depth: int = 0) -> None:
+    """A value a study passes on as an override: booleans, numbers, strings, and lists and tables of them (not a
+    TOML date or time, which no problem key takes), nested at most `MAX_DEPTH` deep."""
+    if depth > MAX_DEPTH:
+        raise SpecError(source, where, f"found a value nested deeper than {MAX_DEPTH} levels, allowed: at most {MAX_DEPTH}")
+    if isinstance(value, (list, tuple)):
+        for v in value:
+            _check_value(v, source, where, depth + 1)
+    elif isinstance(value, Mapping):
+        for v in value.values():
+            _check_value(v, source, where, depth + 1)
+    elif not isinstance(value, (bool, int, float, str)):
+        raise SpecError(source, where, f"found {_describe(value)}, allowed: numbers, strings, booleans, and lists "
+                        "and tables of them")
+
+
+def _plain_key(part: str) -> bool:
+    """One component of a dotted key path that an override ``KEY.PATH=VALUE`` carries as written."""
+    return bool(part) and part == part.strip() and "." not in part and "=" not in part
+
+
+def _check_key(key: str, source: str, where: str) -> None:
+    """A [grid]/[set] key: a dotted path of non-empty components without '=' or surrounding spaces."""
+    if not all(_plain_key(p) for p in key.split(".")):
+        raise SpecError(source, where, f"found the key {key!r}, allowed: a dotted key path such as "
+                        "\"system.stiffness\" (non-empty parts, no '=' and no surrounding spaces)")
+
+
+def _run_key(key: str, source: str, where: str) -> None:
+    """Refuse a [grid]/[set] key over the run's own settings (`RUN_KEYS`): the study sets them for every cell."""
+    own = RUN_KEYS.get(key.strip())
+    if own is None:
+        return
+    hint = {"iterations": "every cell runs the study's `iterations` (or --iterations); a grid over a variant's own "
+                          "count is variants.NAME.iterations",
+            "seeds": "every cell runs every seed of the study's `seeds` (or --seeds), a table row each",
+            "variants": "the study's `variants` list names what every problem runs (each variant a line of the figure)"}
+    raise SpecError(source, where, f"sets {key.strip()}, which the study sets itself for every cell (the table and "
+                    f"figure would show values that were not run); allowed: the study's `{own}` key: {hint[own]}")
 
 
 def load_study(path: str | Path, *, seeds: Optional[Sequence[int]] = None, iterations: Optional[int] = None) -> StudySpec:
@@ -230,7 +358,11 @@ def load_study(path: str | Path, *, seeds: Optional[Sequence[int]] = None, itera
     base = Path(path).parent
     problems = tuple(Path(os.path.normpath(base / p)) for p in _names(raw["problems"], source, "problems", "problem files (paths relative to the study file)"))
     for i, p in enumerate(problems):
-        if not p.is_file():
+        try:
+            found = p.is_file()
+        except (OSError, ValueError):  # a name no file system holds (a NUL, too long)
+            found = False
+        if not found:
             raise SpecError(source, f"problems[{i}]", f"{raw['problems'][i]!r}: no such file ({p})")
     stems = [p.stem for p in problems]
     if len(set(stems)) != len(stems):
@@ -244,28 +376,46 @@ def load_study(path: str | Path, *, seeds: Optional[Sequence[int]] = None, itera
     for name in variant_tables_unused(defined, variants):
         raise SpecError(source, f"variant.{name}", f"defined but not listed in `variants` {list(variants)}; "
                         "allowed: a table for a name the study runs")
+    for name in defined:  # it reaches each problem as the override variants.NAME={...}
+        if not _plain_key(name):
+            raise SpecError(source, f"variant.{name}", f"found the name {name!r}, allowed: a variant name without "
+                            "'.', '=' or surrounding spaces (a study-defined variant is passed to each problem as "
+                            "variants.NAME)")
+    for name, table in defined.items():
+        _check_value(table, source, f"variant.{name}")
     variant_tables = {k: dict(v) for k, v in defined.items()}
     n_seeds = seeds if seeds is not None else _seeds(raw.get("seeds", 5), source, "seeds")
     if "iterations" in raw and (not isinstance(raw["iterations"], int) or isinstance(raw["iterations"], bool)
                                 or raw["iterations"] < 1):
         raise SpecError(source, "iterations", f"found {_describe(raw['iterations'])}, allowed: an integer >= 1")
     iters = iterations if iterations is not None else raw.get("iterations", 500)
-    if not isinstance(iters, int) or iters < 1:
-        raise SpecError(source, "iterations", f"found {iters!r}, allowed: an integer >= 1")
+    if not isinstance(iters, int) or isinstance(iters, bool) or iters < 1 or iters > spec_mod.MAX_ITERATIONS:
+        raise SpecError(source, "iterations", f"found {iters!r}, allowed: an integer in 1..{spec_mod.MAX_ITERATIONS:,}")
     fixed_raw = raw.get("set", {})
     if not isinstance(fixed_raw, dict):
         raise SpecError(source, "set", f"found {_describe(fixed_raw)}, allowed: a table of \"key.path\" = value")
-    fixed = tuple(f"{k}={toml_value(v)}" for k, v in _flatten_set(fixed_raw))
+    fixed_items = _flatten_set(fixed_raw)
+    for k, v in fixed_items:
+        _check_value(v, source, f"set.{k}")
+        _check_key(k, source, f"set.{k}")
+        _run_key(k, source, f"set.{k}")
     grid_raw = raw.get("grid", {})
     if not isinstance(grid_raw, dict):
         raise SpecError(source, "grid", f"found {_describe(grid_raw)}, allowed: a table of \"key.path\" = values")
-    first = spec_mod.apply_overrides(spec_mod.read_toml(problems[0]), fixed, str(problems[0]))
+    for k, v in grid_raw.items():
+        _check_value(v, source, f"grid.{k}")
+        _check_key(k, source, f"grid.{k}")
+        _run_key(k, source, f"grid.{k}")
+    first_raw = spec_mod.read_toml(problems[0])
+    fixed = tuple(f"{k}={toml_value(normalise(v, spec_mod.key_type(first_raw, k)))}" for k, v in fixed_items)
+    first = spec_mod.apply_overrides(first_raw, fixed, str(problems[0]))
     axes = []
     for k, v in grid_raw.items():
         if isinstance(v, dict):
             raise SpecError(source, f"grid.{k}", "found a table, allowed: values; write a dotted key in quotes: "
                             "\"system.stiffness\" = \"logspace:1:4:7\"")
         axes.append(_axis(k, v, spec_mod.key_type(first, k), source))
+    _check_size(source, len(problems), len(variants), axes, len(n_seeds), int(iters))
     res_raw = raw.get("resources", {})
     if not isinstance(res_raw, dict):
         raise SpecError(source, "resources", f"found {_describe(res_raw)}, allowed: a table")
@@ -285,6 +435,22 @@ def load_study(path: str | Path, *, seeds: Optional[Sequence[int]] = None, itera
         seeds=tuple(n_seeds), iterations=int(iters), grid=tuple(axes), fixed=fixed,
         resources=Resources(float(res["num_cpus"]), float(res["num_gpus"]), int(res["retries"])),
     )
+
+
+def _check_size(source: str, problems: int, variants: int, axes: Sequence[Axis], seeds: int, iterations: int) -> None:
+    """Refuse a study larger than `MAX_CELLS` cells, `MAX_ROWS` rows or `MAX_STEPS` seed-iterations, counted from
+    the axis sizes (before a cell is built)."""
+    cells = problems * variants * math.prod(len(a.values) for a in axes)
+    shape = " x ".join([f"{problems} problems", f"{variants} variants", *(f"{len(a.values)} {a.key}" for a in axes)])
+    if cells > MAX_CELLS:
+        raise SpecError(source, "grid" if axes else "variants", f"found {cells:,} cells ({shape}), allowed: at most "
+                        f"{MAX_CELLS:,} cells per study (split it into several studies)")
+    if cells * seeds > MAX_ROWS:
+        raise SpecError(source, "seeds", f"found {cells:,} cells x {seeds:,} seeds = {cells * seeds:,} table rows, "
+                        f"allowed: at most {MAX_ROWS:,}")
+    if cells * seeds * iterations > MAX_STEPS:
+        raise SpecError(source, "iterations", f"found {cells:,} cells x {seeds:,} seeds x {iterations:,} iterations = "
+                        f"{cells * seeds * iterations:,} recorded iterations, allowed: at most {MAX_STEPS:,} per study")
 
 
 def variant_tables_unused(defined: Mapping, variants: Sequence[str]) -> list[str]:
@@ -322,8 +488,9 @@ class Cell:
         seeds, iterations: what the cell runs.
         folder: the cell's folder inside the study folder, ``cells/<problem>/<variant>/<key=value,...>``.
         fingerprint: a hash of everything that determines the cell's numbers (resume reuses a finished cell
-            only when it matches).
+            only when it matches), the content of the files the problem names included.
         error: the SpecError message when the cell's spec is invalid (the cell is recorded as failed).
+        files: {"model:PATH" | "module:PATH": content hash} of those files (`trajopt.studies.sources`).
     """
 
     index: int
@@ -338,6 +505,7 @@ class Cell:
     folder: str
     fingerprint: str
     error: Optional[str] = None
+    files: Mapping = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -347,18 +515,24 @@ class Cell:
 
 
 def _point_folders(grid: Sequence[Axis]) -> list[str]:
-    """Folder names of the grid points, in product order: ``key=value,key=value`` (``default`` for no grid)."""
+    """Folder names of the grid points, in product order: ``key=value,key=value`` (``default`` for no grid),
+    made injective by `folder_names`."""
     points = list(itertools.product(*[a.values for a in grid]))
     names = [",".join(f"{a.key}={label_value(v)}" for a, v in zip(grid, p)) or "default" for p in points]
     if len(set(names)) != len(names):  # two values that print alike at 6 digits: use their full repr
         names = [",".join(f"{a.key}={toml_value(v)}" for a, v in zip(grid, p)) for p in points]
-    return [_safe(n) for n in names]
+    return folder_names(names)
 
 
-def fingerprint(doc: Mapping, overrides: Sequence[str], variant: str) -> str:
-    """sha256 of the problem document, the overrides and the variant: what determines a cell's numbers."""
-    text = json.dumps({"doc": doc, "overrides": list(overrides), "variant": variant}, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+def fingerprint(doc: Mapping, overrides: Sequence[str], variant: str, files: Optional[Mapping[str, str]] = None) -> str:
+    """sha256 of the problem document, the overrides, the variant and the content hashes of the files the problem
+    names (``files``, `trajopt.studies.sources`; their paths are left out, so a moved study keeps its cells): what
+    determines a cell's numbers. A problem that names no file hashes as it did before files were covered."""
+    content = {"doc": doc, "overrides": list(overrides), "variant": variant}
+    if files:
+        content["files"] = sorted(f"{k.partition(':')[0]}:{v}" for k, v in files.items())
+    text = json.dumps(content, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
 @dataclass(frozen=True, eq=False)
@@ -378,23 +552,34 @@ class Expansion:
         return [c for c in self.cells if c.error is not None]
 
 
-def expand(study: StudySpec, *, strict: bool = False) -> Expansion:
+class ExpansionStopped(Exception):
+    """`expand`'s ``should_stop`` said stop (SIGINT/SIGTERM in the CLI): nothing was built."""
+
+
+def expand(study: StudySpec, *, strict: bool = False, should_stop: Optional[Callable[[], bool]] = None) -> Expansion:
     """Expand a study into cells and load every cell's problem spec with its overrides (nothing runs).
 
     A cell whose spec is invalid at some grid points only (an unstable time step at the stiffest point) is kept
     with its ``error`` (recorded as failed), or refused with ``strict``. A (problem, variant) whose spec is
-    invalid at every grid point is a bad study: a misspelt key, a variant the problem lacks.
+    invalid at every grid point is a bad study: a misspelt key, a variant the problem lacks. So is a [set] or
+    [grid] key that no variant the study runs on a problem reads (`check_reach`). ``should_stop`` is polled
+    between cells (a large study takes seconds to expand).
 
     Raises:
         SpecError: the first error of a bad study (naming the problem file, the key and what is allowed), or
             with ``strict`` the first invalid cell's.
+        ExpansionStopped: when ``should_stop()`` became true.
     """
     from trajopt import spec as spec_mod
+    from trajopt.studies.sources import SourceHashes
 
     grid_points = list(itertools.product(*[a.values for a in study.grid]))
     folders = _point_folders(study.grid)
+    problem_folders = dict(zip(study.problems, folder_names([p.stem for p in study.problems])))
+    variant_folders = dict(zip(study.variants, folder_names(list(study.variants))))
     variant_overrides = tuple(f"variants.{n}={toml_value(t)}" for n, t in study.variant_tables.items())
     seeds_override = f"solve.seeds={toml_value(list(study.seeds))}"
+    sources = SourceHashes()
     cells, specs = [], {}
     for path in study.problems:
         source = str(path)
@@ -402,28 +587,34 @@ def expand(study: StudySpec, *, strict: bool = False) -> Expansion:
         for variant in study.variants:
             errors = []
             for point, folder in zip(grid_points, folders):
+                if should_stop is not None and should_stop():
+                    raise ExpansionStopped()
                 overrides = (*variant_overrides, *study.fixed,
                              *(f"{a.key}={toml_value(v)}" for a, v in zip(study.grid, point)),
                              f"solve.variants={toml_value([variant])}", seeds_override,
                              f"solve.iterations={study.iterations}")
                 index = len(cells)
                 error = None
+                raw = None
                 try:
-                    specs[index] = spec_mod.parse(spec_mod.apply_overrides(doc, overrides, source), source)
+                    raw = spec_mod.apply_overrides(doc, overrides, source)
+                    specs[index] = spec_mod.parse(raw, source)
                     # the study's iterations reach a variant with its own too (its schedules re-resolved for them)
                     extra = spec_mod.iteration_overrides(specs[index], overrides)
                     if extra:
                         overrides = (*overrides, *extra)
-                        specs[index] = spec_mod.parse(spec_mod.apply_overrides(doc, overrides, source), source)
+                        raw = spec_mod.apply_overrides(doc, overrides, source)
+                        specs[index] = spec_mod.parse(raw, source)
                 except SpecError as e:
                     error = e
                     errors.append(e)
+                files = sources.of(raw if raw is not None else doc, source)
                 cells.append(Cell(index=index, problem=path.stem, path=source, doc=doc, variant=variant,
                                   point=tuple((a.key, v) for a, v in zip(study.grid, point)), overrides=overrides,
                                   seeds=study.seeds, iterations=study.iterations,
-                                  folder=f"cells/{_safe(path.stem)}/{_safe(variant)}/{folder}",
-                                  fingerprint=fingerprint(doc, overrides, variant),
-                                  error=None if error is None else str(error)))
+                                  folder=f"cells/{problem_folders[path]}/{variant_folders[variant]}/{folder}",
+                                  fingerprint=fingerprint(doc, overrides, variant, files),
+                                  error=None if error is None else str(error), files=files))
             if errors and len(errors) == len(grid_points):
                 e = errors[0]
                 hint = ""
@@ -435,4 +626,38 @@ def expand(study: StudySpec, *, strict: bool = False) -> Expansion:
                 bad = next(c for c in cells if c.error is not None)
                 e = errors[0]
                 raise SpecError(e.source, e.key, e.message + f" (--strict: cell {bad.label} refused)")
-    return Expansion(cells=tuple(cells), specs=specs)
+    expansion = Expansion(cells=tuple(cells), specs=specs)
+    check_reach(study, expansion)
+    return expansion
+
+
+def check_reach(study: StudySpec, expansion: Expansion) -> None:
+    """Refuse a [set] or [grid] key that no variant the study runs on some problem reads (an oracle, method,
+    variant or optimiser key of none of them, or one each of them sets in its own table): its cells would differ
+    in the key's value only, a flat line against it. The reason is `trajopt.spec.unreached_override`'s, the check
+    a ``--set`` of solve and compare gets; it is judged on each (problem, variant)'s first valid cell.
+
+    Raises:
+        SpecError: naming the study file, ``set.KEY`` or ``grid.KEY``, why, and the problem file.
+    """
+    from trajopt import spec as spec_mod
+
+    items = [(f"set.{item.partition('=')[0]}", item) for item in study.fixed]
+    items += [(f"grid.{a.key}", f"{a.key}={toml_value(a.values[0])}") for a in study.grid]
+    if not items:
+        return
+    first: dict = {}
+    for c in expansion.cells:
+        if c.error is None and (c.path, c.variant) not in first:
+            first[(c.path, c.variant)] = expansion.specs[c.index]
+    for path in study.problems:
+        specs = [(variant, sp) for (p, variant), sp in first.items() if p == str(path)]
+        if not specs:
+            continue
+        for where, item in items:
+            reasons = [spec_mod.unreached_override(sp, item, "variants", "study") for _, sp in specs]
+            if all(r is not None for r in reasons):
+                why = reasons[0] if len(specs) == 1 else "; ".join(f"{v}: {r}" for (v, _), r in zip(specs, reasons))
+                raise SpecError(study.source, where, f"reaches no variant the study runs on {path}: {why}; allowed: a "
+                                "key some selected variant reads (the cells would differ in this value only: a flat "
+                                "line against it)")
