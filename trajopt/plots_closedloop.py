@@ -26,14 +26,13 @@ def _names(results) -> list[str]:
 
 
 def state_labels(system, n: int, m: int) -> tuple[list[str], list[str]]:
-    """The state and control names of a system (its ``state_names`` / ``control_names``), else x[i] / u[j]."""
-    states = list(getattr(system, "state_names", None) or [f"x[{i}]" for i in range(n)])
-    controls = list(getattr(system, "control_names", None) or [f"u[{j}]" for j in range(m)])
-    if len(states) != n:
-        states = [f"x[{i}]" for i in range(n)]
-    if len(controls) != m:
-        controls = [f"u[{j}]" for j in range(m)]
-    return states, controls
+    """The state and control names of a system (`trajopt.systems.base.state_names` / ``control_names``: its own, else
+    x0.. / u0..); x0.. / u0.. when no system is given."""
+    from trajopt.systems.base import control_names, default_names, state_names
+
+    if system is None:
+        return list(default_names("x", n)), list(default_names("u", m))
+    return list(state_names(system)), list(control_names(system))
 
 
 def _band(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -131,12 +131,13 @@ def _fill(settings: MPCSettings, plan, U0, start) -> jnp.ndarray:
 class _Episode:
     """The traced pieces of one method's closed-loop episode (see the module docstring); every function is pure.
 
-    * ``start(seed_key) -> carry``: (x_0, Ū_0, the method's state, plan failures 0);
+    * ``start(seed_key, x0=None) -> carry``: (x_0, Ū_0, the method's state, plan failures 0), x_0 the problem's start
+      or the seed's own ``x0``;
     * ``plan(seed_key, carry, i) -> planned``: measure, warm-start and take K steps: (plan, state, rollouts,
       gradients, planned cost, failed);
     * ``advance(carry, planned, i) -> (carry, out)``: apply the plan's first r controls to the plant and shift;
     * ``finish(x_0, outs) -> dict``: the realised X, U, the closed-loop cost and the per-replan records;
-    * ``run(key, seeds)``: the whole batched episode (``lax.scan`` over replans, ``vmap`` over seeds).
+    * ``run(key, seeds, x0s=None)``: the whole batched episode (``lax.scan`` over replans, ``vmap`` over seeds).
     """
 
     def __init__(self, problem, method, settings: MPCSettings, plant: Plant, name: str = "mpc"):
@@ -156,8 +157,8 @@ class _Episode:
         """P_i: the model's horizon problem from the measured state, with the guess as its U0."""
         return trajectory_problem(self.name, self.model_step, x_meas, self.cost, guess)
 
-    def start(self, seed_key):
-        x_start = self.x0 + self.D[0]
+    def start(self, seed_key, x0=None):
+        x_start = (self.x0 if x0 is None else x0) + self.D[0]
         # the method state's structure for the carry; replan 0 initialises it again (lax.cond's init branch)
         mstate = self.method.init(seed_key, self.horizon_problem(x_start, self.guess0), self.guess0)
         return x_start, self.guess0, mstate, jnp.asarray(0, jnp.int32)
@@ -220,8 +221,8 @@ class _Episode:
                     plan_failures=jnp.sum(out["failed"].astype(jnp.int32)), rollouts=out["rollouts"],
                     gradients=out["gradients"], planned=out["planned"])
 
-    def one_seed(self, seed_key):
-        carry = self.start(seed_key)
+    def one_seed(self, seed_key, x0=None):
+        carry = self.start(seed_key, x0)
 
         def replan(carry, i):
             return self.advance(carry, self.plan(seed_key, carry, i), i)
@@ -229,9 +230,12 @@ class _Episode:
         _, out = jax.lax.scan(replan, carry, jnp.arange(self.settings.replans, dtype=jnp.int32))
         return self.finish(carry[0], out)
 
-    def run(self, key, seeds):
+    def run(self, key, seeds, x0s=None):
+        """The batched episode; ``x0s`` [S, n]: each seed's own start (None: the problem's x0 for every seed)."""
         seed_keys = jax.vmap(lambda s: jax.random.fold_in(key, s))(seeds)
-        return jax.vmap(self.one_seed)(seed_keys)
+        if x0s is None:
+            return jax.vmap(self.one_seed)(seed_keys)
+        return jax.vmap(self.one_seed)(seed_keys, x0s)
 
 
 

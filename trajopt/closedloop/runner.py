@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Sequence, Union
 
 import jax
@@ -40,17 +41,50 @@ def _named(methods) -> dict:
     return named
 
 
-def time_episode(episode: _Episode, key, seed: int) -> tuple[np.ndarray, float]:
-    """(plan seconds per replan [R], the episode's wall seconds) of one seed's episode, replan by replan, every piece
-    compiled and run once before the clock starts."""
+@dataclass(frozen=True, eq=False)
+class _Compiled:
+    """One method's compiled programs: the batched episode, and (for the timing pass) one seed's start, plan and
+    advance; compile_seconds: the wall time to trace and compile them all."""
+
+    run: Any
+    start: Any = None
+    plan: Any = None
+    advance: Any = None
+    compile_seconds: float = 0.0
+
+
+def compile_episode(episode: _Episode, key, seeds, x0s, time_plans: bool) -> _Compiled:
+    """Trace every program of one method's closed loop (the batched episode; with ``time_plans`` also one seed's
+    start, plan and advance for `time_episode`) in this thread, then compile them side by side on worker threads
+    (XLA's compiler releases the GIL): the timing pass costs little more wall time than the episode's own compile."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    t0 = time.perf_counter()
+    lowered = [jax.jit(episode.run).lower(key, seeds, x0s)]
+    if time_plans:
+        seed_key = jax.random.fold_in(key, int(seeds[0]))
+        x0 = None if x0s is None else x0s[0]
+        i0 = jnp.asarray(0, jnp.int32)
+        carry = jax.eval_shape(episode.start, seed_key, x0)
+        planned = jax.eval_shape(episode.plan, seed_key, carry, i0)
+        lowered += [jax.jit(episode.start).lower(seed_key, x0), jax.jit(episode.plan).lower(seed_key, carry, i0),
+                    jax.jit(episode.advance).lower(carry, planned, i0)]
+    with ThreadPoolExecutor(min(len(lowered), 4), thread_name_prefix="trajopt-compile") as pool:
+        programs = list(pool.map(_compile, lowered))
+    return _Compiled(*programs, compile_seconds=time.perf_counter() - t0)
+
+
+def time_episode(compiled: _Compiled, settings, key, seed: int, x0=None) -> tuple[np.ndarray, float]:
+    """(plan seconds per replan [R], the episode's wall seconds) of one seed's episode (from ``x0`` if given), replan
+    by replan with the compiled one-seed programs, each run once before the clock starts."""
     seed_key = jax.random.fold_in(key, seed)
-    start, plan, advance = jax.jit(episode.start), jax.jit(episode.plan), jax.jit(episode.advance)
-    carry = jax.block_until_ready(start(seed_key))
+    start, plan, advance = compiled.start, compiled.plan, compiled.advance
+    carry = jax.block_until_ready(start(seed_key, x0))
     i0 = jnp.asarray(0, jnp.int32)
-    jax.block_until_ready(advance(carry, jax.block_until_ready(plan(seed_key, carry, i0)), i0))  # compile and warm
+    jax.block_until_ready(advance(carry, jax.block_until_ready(plan(seed_key, carry, i0)), i0))  # warm
     plan_seconds = []
     t_start = time.perf_counter()
-    for i in range(episode.settings.replans):
+    for i in range(settings.replans):
         index = jnp.asarray(i, jnp.int32)
         t0 = time.perf_counter()
         planned = jax.block_until_ready(plan(seed_key, carry, index))
@@ -62,7 +96,7 @@ def time_episode(episode: _Episode, key, seed: int) -> tuple[np.ndarray, float]:
 def mpc(problem, methods: Union[Mapping[str, Any], Sequence[Any]], *, episode: Optional[int] = None,
         horizon: Optional[int] = None, replan_every: int = 1, iterations: int = 1, warm_start: str = "hold",
         settings: Optional[MPCSettings] = None, plant: Any = None, key: jax.Array, seeds: Sequence[int] = (0,),
-        success: Any = None, time_plans: bool = True) -> dict[str, MPCResult]:
+        success: Any = None, time_plans: bool = True, initial_states: Any = None) -> dict[str, MPCResult]:
     """Run each method as a receding-horizon controller (see `trajopt.closedloop.episode` for what one replan does).
 
     Args:
@@ -76,6 +110,8 @@ def mpc(problem, methods: Union[Mapping[str, Any], Sequence[Any]], *, episode: O
         seeds: the seeds (distinct integers in 0..2**32 - 1), run as one vmap per method.
         success: a `trajopt.closedloop.Success` (or None: no success read-out).
         time_plans: measure plan seconds per replan on seeds[0] (a second, timing-only pass).
+        initial_states: [S, n], each seed's own start (None: the problem's x0 for every seed); e.g. draws from a
+            policy problem's initial-state distribution.
 
     Returns:
         {name: MPCResult}, in the order given.
@@ -96,16 +132,23 @@ def mpc(problem, methods: Union[Mapping[str, Any], Sequence[Any]], *, episode: O
     if success is not None:
         success.check(n, settings.episode)
     dt = _dt(problem, the_plant)
+    x0s = None
+    if initial_states is not None:
+        x0s = jnp.asarray(initial_states, jnp.asarray(problem.x0).dtype)
+        if x0s.shape != (seeds_arr.size, n) or not bool(jnp.all(jnp.isfinite(x0s))):
+            raise ValueError(f"initial_states: found shape {list(x0s.shape)}, allowed: finite [{seeds_arr.size}, {n}] "
+                             "(one start per seed)")
     out = {}
     for name, method in named.items():
         ep = _Episode(problem, method, settings, the_plant, name=name)
+        compiled = compile_episode(ep, key, jnp.asarray(seeds_arr), x0s, time_plans)
+        compile_seconds = compiled.compile_seconds
         t0 = time.perf_counter()
-        compiled = _compile(jax.jit(ep.run).lower(key, jnp.asarray(seeds_arr)))
-        compile_seconds = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        res = jax.device_get(jax.block_until_ready(compiled(key, jnp.asarray(seeds_arr))))
+        res = jax.device_get(jax.block_until_ready(compiled.run(key, jnp.asarray(seeds_arr), x0s)))
         run_seconds = time.perf_counter() - t0
-        plan_seconds, episode_seconds = time_episode(ep, key, int(seeds_arr[0])) if time_plans else (None, math.nan)
+        plan_seconds, episode_seconds = (
+            time_episode(compiled, settings, key, int(seeds_arr[0]), None if x0s is None else x0s[0])
+            if time_plans else (None, math.nan))
         X = np.asarray(res["X"])
         failed_at = np.asarray(res["failed_at"])
         out[name] = MPCResult(

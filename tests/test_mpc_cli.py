@@ -1,0 +1,143 @@
+"""`trajopt mpc`: the run folder, the table's numbers against the realised trajectory, and bad input refused (exit 2,
+nothing written) before anything compiles."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from trajopt.cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = """
+title = "small cart-pole MPC"
+[system]
+name = "cartpole"
+force_limit = 10.0
+[task]
+horizon = 8
+x0 = [0.0, 0.0, 0.0, 0.0]
+goal = [0.0, 3.141592653589793, 0.0, 0.0]
+wrap = [1]
+Q = [1.0, 2.0, 0.1, 0.1]
+R = [0.01]
+Qf = [50.0, 50.0, 5.0, 5.0]
+[solve]
+seeds = 2
+optimizer = { name = "adam", step = 0.3 }
+[variants.exact_adam]
+oracle = "exact"
+[method.cem]
+population = 10
+[mpc]
+episode = 6
+horizon = 4
+replan_every = 2
+iterations = 2
+variants = ["exact_adam", "cem"]
+[plant]
+cart_damping = 0.3
+[[plant.disturbance]]
+at = 3
+dx = [0.0, 0.0, 0.0, 0.5]
+[success]
+radius = 10.0
+positions = [0]
+"""
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("mpc")
+    problem = tmp / "small.toml"
+    problem.write_text(SMALL)
+    out = tmp / "run"
+    res = CliRunner().invoke(app, ["mpc", str(problem), "--out", str(out), "--json"])
+    return problem, out, res
+
+
+def test_the_run_folder_holds_every_file_and_the_numbers_agree(run):
+    problem, out, res = run
+    assert res.exit_code == 0, res.output
+    for name in ("config.toml", "metrics.jsonl", "result.json", "trajectory.npz", "realised.png",
+                 "closed_loop_cost.png", "plan_time.png"):
+        assert (out / name).is_file(), name
+    result = json.loads((out / "result.json").read_text())
+    assert result["verb"] == "mpc" and result["seeds"] == [0, 1]
+    assert result["mpc"] == {"episode": 6, "horizon": 4, "replan_every": 2, "iterations": 2, "warm_start": "hold",
+                             "replans": 3, "dt": 0.02, "control_period": 0.04}
+    assert result["plant"]["overrides"] == {"cart_damping": 0.3}
+    assert result["plant"]["disturbances"] == [{"at": 3, "dx": [0.0, 0.0, 0.0, 0.5]}]
+    traj = np.load(out / "trajectory.npz")
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    for name, entry in result["variants"].items():
+        X, U = traj[f"{name}/X"], traj[f"{name}/U"]
+        assert X.shape == (2, 7, 4) and U.shape == (2, 6, 1)
+        mine = [r for r in rows if r["variant"] == name]
+        assert len(mine) == 2 * 7  # seeds x (N + 1) plant steps
+        for r in mine:  # metrics.jsonl's states are the trajectory file's
+            np.testing.assert_array_equal(r["x"], X[r["seed"], r["step"]])
+        # the closed-loop cost is the sum of the rows' stage costs and the terminal cost
+        for i in range(2):
+            total = sum(r["stage_cost"] for r in mine if r["seed"] == i)
+            np.testing.assert_allclose(entry["closed_loop_cost"][i], total, rtol=1e-12)
+        replans = [r for r in mine if r.get("replan")]
+        assert [r["step"] for r in replans if r["seed"] == 0] == [0, 2, 4]
+        assert entry["compute_per_step"]["rollouts"] == np.mean([r["rollouts"] for r in replans])
+    assert result["variants"]["cem"]["compute_per_step"]["rollouts"] == 2 * 10  # K x population
+    assert result["variants"]["exact_adam"]["compute_per_step"]["gradients"] == 2
+    assert result["variants"]["cem"]["success"] == [1.0, 1.0]  # radius 10 on the cart's position
+
+
+def test_config_toml_reruns_the_same_closed_loop(run, tmp_path):
+    problem, out, res = run
+    again = CliRunner().invoke(app, ["mpc", str(out / "config.toml"), "--out", str(tmp_path / "again"), "--json"])
+    assert again.exit_code == 0, again.output
+    first = np.load(out / "trajectory.npz")
+    second = np.load(tmp_path / "again" / "trajectory.npz")
+    for k in first.files:
+        np.testing.assert_array_equal(first[k], second[k])
+
+
+@pytest.mark.parametrize("edit, key, words", [
+    ("[mpc]\nepisode = 6\nhorizon = 4\nreplan_every = 5", "mpc.replan_every", "1..4"),
+    ("[mpc]\nepisode = 6\nhorizon = 4\nwarm_start = \"roll\"", "mpc.warm_start", "hold, zero, initial"),
+    ("[mpc]\nepisode = 6", "mpc.horizon", "missing"),
+    ("[mpc]\nepisode = 6\nhorizon = 4\n[plant]\nstifness = 3.0", "plant.stifness", "unknown key"),
+    ("[mpc]\nepisode = 6\nhorizon = 4\n[plant]\ndt = 0.01", "plant.dt", "control period"),
+    ("[mpc]\nepisode = 6\nhorizon = 4\n[plant]\nstate_noise = -0.1", "plant.state_noise", ">= 0"),
+    ("[mpc]\nepisode = 6\nhorizon = 4\n[[plant.disturbance]]\nat = 9\ndx = [0.0, 0.0, 0.0, 1.0]",
+     "plant.disturbance[0].at", "0..6"),
+    ("[mpc]\nepisode = 6\nhorizon = 4\n[[plant.disturbance]]\nat = 2\ndx = [1.0]", "plant.disturbance[0].dx",
+     "4 finite numbers"),
+    ("[mpc]\nepisode = 6\nhorizon = 4\n[success]\nradius = 0.0", "success.radius", "> 0"),
+])
+def test_bad_closed_loop_tables_are_refused_before_any_work(tmp_path, edit, key, words):
+    base = SMALL[:SMALL.index("[mpc]")]
+    problem = tmp_path / "bad.toml"
+    problem.write_text(base + edit + "\n")
+    out = tmp_path / "out"
+    res = CliRunner().invoke(app, ["mpc", str(problem), "--out", str(out)])
+    assert res.exit_code == 2, res.output
+    text = " ".join(res.output.split())
+    assert f"{problem}: {key}" in text and words in text, text
+    assert not out.exists()
+
+
+def test_a_variant_that_cannot_run_closed_loop_is_refused_before_any_work(tmp_path):
+    problem = tmp_path / "p.toml"
+    problem.write_text(SMALL.replace('variants = ["exact_adam", "cem"]', 'variants = ["exact_adam", "nope"]'))
+    res = CliRunner().invoke(app, ["mpc", str(problem), "--out", str(tmp_path / "out")])
+    assert res.exit_code == 2 and "nope" in res.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_file_without_mpc_is_refused(tmp_path):
+    problem = tmp_path / "p.toml"
+    problem.write_text(SMALL[:SMALL.index("[mpc]")])
+    res = CliRunner().invoke(app, ["mpc", str(problem), "--out", str(tmp_path / "out")])
+    assert res.exit_code == 2 and "mpc: missing" in " ".join(res.output.split())
