@@ -25,6 +25,7 @@ from trajopt.systems.mjx import MJX  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODELS = os.path.join(ROOT, "problems", "models")
+ARM = os.path.join(ROOT, "tests", "models", "two_link_arm.xml")  # two motors, declared elbow first
 PROBLEMS = ["mjx_pendulum_wall", "mjx_push_soft", "mjx_push_stiff", "mjx_ball_wall"]
 
 
@@ -100,6 +101,101 @@ def test_rollout_matches_mujoco_c(problem):
     U = rng.uniform(lo, hi, size=(15, system.control_size))  # large enough to make contact
     x0 = system.default_x0()
     np.testing.assert_allclose(mjx_rollout(system, x0, U), c_rollout(system, x0, U), atol=1e-8, rtol=0)
+
+
+def test_state_and_control_names_come_from_the_model(tmp_path):
+    """qpos then qvel per joint, ctrl per actuator in MuJoCo's actuator order (the arm declares the elbow's motor
+    first); the figures label their axes with these."""
+    from trajopt.systems.base import control_names, state_names
+
+    arm = MJX(model=ARM)
+    assert state_names(arm) == ("shoulder", "elbow", "shoulder vel", "elbow vel")
+    assert control_names(arm) == ("elbow_motor", "shoulder_motor")
+    pendulum = MJX(model=os.path.join(MODELS, "pendulum_wall.xml"))
+    assert state_names(pendulum) == ("hinge", "hinge vel") and control_names(pendulum) == ("torque",)
+    # an unnamed free joint (7 qpos, 6 qvel), a named ball joint (4, 3), a hinge with an unnamed motor
+    (tmp_path / "m.xml").write_text(
+        '<mujoco><worldbody><body><freejoint/><geom size="0.1"/></body>'
+        '<body pos="1 0 0"><joint name="b" type="ball"/><geom size="0.1"/></body>'
+        '<body pos="2 0 0"><joint name="h" type="hinge"/><geom size="0.1"/></body></worldbody>'
+        '<actuator><motor joint="h"/></actuator></mujoco>')
+    s = MJX(model=str(tmp_path / "m.xml"))
+    assert s.state_names == ("joint0 x", "joint0 y", "joint0 z", "joint0 qw", "joint0 qx", "joint0 qy", "joint0 qz",
+                             "b qw", "b qx", "b qy", "b qz", "h",
+                             "joint0 vx", "joint0 vy", "joint0 vz", "joint0 wx", "joint0 wy", "joint0 wz",
+                             "b wx", "b wy", "b wz", "h vel")
+    assert s.control_names == ("u0",) and len(s.state_names) == s.state_size
+
+
+def test_several_actuators_map_to_the_models_actuator_order():
+    """Control k drives the k-th actuator of <actuator> (here the elbow's motor first, gear 2, then the shoulder's):
+    the MJX rollout equals MuJoCo's C simulator with each control written to its actuator BY NAME
+    (``control_names[k]``), and the same controls swapped give another motion (so the comparison can fail)."""
+    system = MJX(model=ARM, substeps=2)
+    mm = system.mj_model
+
+    def by_name(U):
+        d = mujoco.MjData(mm)
+        x, xs = system.default_x0(), [system.default_x0()]
+        for u in U:
+            d.qpos[:], d.qvel[:] = x[: mm.nq], x[mm.nq:]
+            for name, value in zip(system.control_names, u):
+                d.actuator(name).ctrl[0] = value
+            d.qacc_warmstart[:] = 0.0
+            for _ in range(system.substeps):
+                mujoco.mj_step(mm, d)
+            x = np.concatenate([d.qpos, d.qvel])
+            xs.append(x)
+        return np.array(xs)
+
+    U = np.random.default_rng(0).uniform(-3.0, 3.0, size=(12, 2))
+    ours = mjx_rollout(system, system.default_x0(), U)
+    np.testing.assert_allclose(ours, by_name(U), atol=1e-8, rtol=0)
+    assert np.abs(ours - by_name(U[:, ::-1])).max() > 1e-2
+
+
+def test_several_actuators_gradient_matches_central_differences(tmp_path):
+    """The forward-mode Jacobian's control columns (d x'/d u [n, m], m = 2) in the right order: the exact gradient
+    of a cost on the two-motor arm equals central differences, control by control."""
+    s = spec.load(write(tmp_path, f"""
+        [system]
+        name = "mjx"
+        model = "{ARM}"
+        [task]
+        horizon = 6
+        goal = [0.3, -0.2, 0.0, 0.0]
+        Q = [1.0, 2.0, 0.1, 0.1]
+        R = [0.1, 0.3]
+        u_init = [0.5, -1.0]
+        """))
+    assert s.system.gradient_mode == "forward"
+    problem = s.problem()
+    U = problem.U0 + jnp.asarray(np.random.default_rng(1).normal(0.0, 0.5, problem.U0.shape))
+    g = np.asarray(jax.jit(jax.grad(problem.objective))(U))
+    f = jax.jit(problem.objective)
+    h = 1e-5
+    fd = np.zeros(U.shape)
+    for idx in np.ndindex(*U.shape):
+        E = np.zeros(U.shape)
+        E[idx] = h
+        fd[idx] = (f(U + E) - f(U - E)) / (2 * h)
+    np.testing.assert_allclose(g, fd, rtol=1e-6, atol=1e-9)
+
+
+def test_x0_may_be_omitted(tmp_path):
+    """Without task.x0 the problem starts at the system's default_x0() (qpos0, or the keyframe, with zero qvel)."""
+    s = spec.load(write(tmp_path, f"""
+        [system]
+        name = "mjx"
+        model = "{os.path.join(MODELS, 'pendulum_wall.xml')}"
+        keyframe = "raised"
+        [task]
+        horizon = 3
+        goal = [0.0, 0.0]
+        Q = [1.0, 0.1]
+        R = [0.1]
+        """))
+    np.testing.assert_array_equal(s.task.x0, [0.5, 0.0])
 
 
 @pytest.mark.parametrize("extra", ["", "iterations = 1"])
@@ -211,3 +307,73 @@ def test_model_path_relative_to_problem_file(tmp_path):
     (tmp_path / "models" / "p.xml").write_text(open(os.path.join(MODELS, "pendulum_wall.xml")).read())
     s = spec.load(write(tmp_path, TEMPLATE.format(model="models/p.xml", extra="", x0="[0.0, 0.0]", q="[1.0, 1.0]", u_init="0.0")))
     assert s.system.model == str(tmp_path / "models" / "p.xml")
+
+
+# ------------------------------------------------------------------------------------- what MJX refuses
+
+PENDULUM_XML = open(os.path.join(MODELS, "pendulum_wall.xml")).read()
+
+
+@pytest.mark.parametrize("change, found, allowed", [
+    (('<option ', '<option solver="PGS" '), '<option solver="PGS">', 'solver = "CG", "Newton"'),
+    (('integrator="Euler"', 'integrator="implicit"'), '<option integrator="implicit">', '"Euler", "RK4", "implicitfast"'),
+    (('<option ', '<option><flag energy="enable"/></option><option '), '<flag energy="enable">', "allowed: enabling only"),
+])
+def test_options_mjx_does_not_implement_are_refused_at_load(tmp_path, change, found, allowed):
+    """Refused when the problem is loaded, with the house message at system.model (the element, what MJX allows),
+    never MJX's raw NotImplementedError."""
+    path, e = bad(tmp_path, xml=PENDULUM_XML.replace(*change))
+    assert e.source == path and e.key == "system.model"
+    assert found in str(e) and "MJX" in str(e) and allowed in str(e), str(e)
+
+
+def test_other_features_mjx_refuses_are_refused_at_load(tmp_path):
+    """What put_model refuses beyond the options (here a cylinder-box pair: no collision function) gets the house
+    message with MJX's reason."""
+    xml = ('<mujoco><worldbody><body><joint name="s" type="slide" axis="0 0 1"/><geom type="cylinder" size="0.1 0.1"/>'
+           '</body><body pos="0.15 0 0"><joint name="t" type="slide" axis="0 0 1"/><geom type="box" size="0.1 0.1 0.1"/>'
+           '</body></worldbody><actuator><motor joint="s"/></actuator></mujoco>')
+    path, e = bad(tmp_path, xml=xml, x0="[0.0, 0.0, 0.0, 0.0]")
+    assert e.key == "system.model" and "does not implement" in str(e) and "CYLINDER" in str(e) and "BOX" in str(e)
+    assert "NotImplementedError" not in str(e)
+
+
+def _refused_in_time(call, seconds=60.0):
+    """call() in a daemon thread: (finished, what it raised); a reader blocked on a FIFO never finishes."""
+    import threading
+
+    outcome = {}
+
+    def run():
+        try:
+            call()
+        except BaseException as e:  # noqa: BLE001
+            outcome["error"] = e
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(seconds)
+    return not t.is_alive(), outcome.get("error")
+
+
+@pytest.mark.parametrize("where", ["include", "nested include", "mesh", "model"])
+def test_special_files_are_refused_before_reading(tmp_path, where):
+    """A FIFO named by the model (an <include>, an include inside an include, a mesh) or given as the model
+    itself would block MuJoCo's reader forever: it is refused by stat before anything is read."""
+    os.mkfifo(tmp_path / "fifo.xml")
+    (tmp_path / "sub").mkdir()
+    body = PENDULUM_XML
+    if where == "include":
+        body = body.replace("<worldbody>", '<include file="fifo.xml"/><worldbody>')
+    elif where == "nested include":
+        (tmp_path / "sub" / "part.xml").write_text('<mujoco><include file="../fifo.xml"/></mujoco>')
+        body = body.replace("<worldbody>", '<include file="sub/part.xml"/><worldbody>')
+    elif where == "mesh":
+        body = body.replace("<worldbody>", '<asset><mesh name="m" file="fifo.xml"/></asset><worldbody>')
+    (tmp_path / "m.xml").write_text(body)
+    model = "fifo.xml" if where == "model" else "m.xml"
+    path = write(tmp_path, TEMPLATE.format(model=model, extra="", x0="[0.0, 0.0]", q="[1.0, 1.0]", u_init="0.0"))
+    finished, error = _refused_in_time(lambda: spec.load(path))
+    assert finished, "the loader blocked on a FIFO"
+    assert isinstance(error, SpecError) and error.key == "system.model", repr(error)
+    assert "a FIFO" in str(error) and "fifo.xml" in str(error) and "allowed: a regular file" in str(error)

@@ -19,13 +19,26 @@ State and control (what ``[task]`` x0, goal, Q, R, Qf and u_init refer to):
   quaternion occupies 4 entries of qpos and the cost treats them as plain coordinates (a goal quaternion is
   compared entry by entry; MuJoCo renormalises it at every step, so keep goal quaternions unit-norm and their
   weights small, or leave them at 0). qvel has 3 angular entries per ball joint, as in MuJoCo.
-* ``u = ctrl`` (nu entries, one per actuator, in MuJoCo's actuator order). Where the model limits an
+* ``u = ctrl`` (nu entries, one per actuator, in MuJoCo's actuator order: the order of ``<actuator>``'s
+  children). Where the model limits an
   actuator (``ctrllimited``/``ctrlrange``), MuJoCo clamps ctrl to the range inside the step, so controls
   beyond the range act as the bound and their gradient is 0. Actuators with internal state (activation
   dynamics, na > 0) are refused: the state would not be (qpos, qvel).
 * ``dt`` (the control period) = substeps * timestep. Every control step starts the constraint solver cold
   (qacc_warmstart = 0); substeps within a control step warm-start from the previous substep, as mj_step does.
 * ``default_x0()``: qpos0 and zero qvel, or the keyframe's qpos and qvel.
+* ``state_names`` [n] and ``control_names`` [m] (the labels of every figure's state and control axes): per
+  joint, its qpos entries (a hinge or slide joint: its name; a ball joint: "NAME qw" .. "NAME qz"; a free
+  joint: "NAME x", "NAME y", "NAME z", then its quaternion), then its qvel entries ("NAME vel"; a ball joint's
+  "NAME wx" .. "NAME wz"; a free joint's "NAME vx" .. "NAME vz", "NAME wx" .. "NAME wz"); per actuator, its
+  name. An unnamed joint is "joint<i>", an unnamed actuator "u<i>".
+
+Refused at load time (a `ModelError` at ``model``, so a problem file's ``system.model``, naming the element):
+a model file, or a file it reads (``<include file>``, a mesh, texture, height field or skin), that is not a
+regular file (a FIFO or a device would block the reader); an ``<option>`` solver, integrator, cone or
+Jacobian, or an enabled ``<flag>``, that MJX does not implement (the message lists what it does); anything
+else MJX's ``put_model`` refuses (a geom pair without a collision function, flex bodies, ...), with MJX's
+reason.
 
 Differentiation. MJX's constraint solver (mujoco-mjx 3.17) runs ``lax.while_loop`` when ``iterations > 1``,
 which reverse-mode autodiff cannot go through (MuJoCo issue #2259); with ``iterations = 1`` it runs one solver
@@ -51,6 +64,8 @@ import contextlib
 import io
 import math
 import os
+import stat
+import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
@@ -108,12 +123,14 @@ class MJX:
         mujoco, mjx = _import_mujoco()
         self._check_scalars()
         path = self.model
-        if not os.path.isfile(path):
+        if not os.path.exists(path):
             raise ModelError("model", f"{path}: no such file (an MJCF .xml file; a relative path is read relative to the problem file)")
+        _refuse_special_files(path)
         try:
             mm = mujoco.MjModel.from_xml_path(path)
         except Exception as e:  # mujoco raises ValueError with the parser's message
             raise ModelError("model", f"{path}: not a valid MJCF model: {str(e).strip()}") from None
+        _refuse_unsupported_options(mujoco, mjx, mm, path)
         if mm.nu == 0:
             raise ModelError("model", f"{path} has no actuators (<actuator>); the mjx system's controls are the actuators' ctrl")
         if mm.na > 0:
@@ -148,10 +165,18 @@ class MJX:
             x0 = np.concatenate([mm.key_qpos[key_id], mm.key_qvel[key_id]])
         else:
             x0 = np.concatenate([mm.qpos0, np.zeros(mm.nv)])
-        with contextlib.redirect_stdout(io.StringIO()):
-            m = mjx.put_model(mm)
-            d0 = mjx.make_data(m)
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                m = mjx.put_model(mm)
+                d0 = mjx.make_data(m)
+        except NotImplementedError as e:  # what MJX refuses beyond the options checked above
+            why = str(e).strip().rstrip(".") or type(e).__name__
+            raise ModelError("model", f"{path}: found a feature that MJX (mujoco-mjx {_mjx_version()}) does not "
+                             f"implement: {why}; allowed: models within MJX's feature set (MuJoCo's MJX "
+                             "documentation, 'Feature parity')") from None
+        names = _model_names(mujoco, mm)
         object.__setattr__(self, "mj_model", mm)
+        object.__setattr__(self, "_names", names)
         object.__setattr__(self, "mjx_model", m)
         object.__setattr__(self, "_x0", np.asarray(x0, float))
         object.__setattr__(self, "_step", _make_step(mjx, m, d0, mm.nq, self.substeps, self.gradient_mode))
@@ -227,6 +252,16 @@ class MJX:
         return int(self.mj_model.nu)
 
     @property
+    def state_names(self) -> tuple[str, ...]:
+        """[nq + nv] labels: each joint's qpos entries, then each joint's qvel entries (module doc)."""
+        return self._names[0]
+
+    @property
+    def control_names(self) -> tuple[str, ...]:
+        """[nu] labels: the actuators' names in MuJoCo's actuator order ("u<i>" for an unnamed one)."""
+        return self._names[1]
+
+    @property
     def dt(self) -> float:
         """The control period: substeps * timestep (s)."""
         return self.substeps * self.timestep
@@ -241,6 +276,143 @@ class MJX:
 
     def stable_dt(self) -> float:
         return math.inf
+
+
+def _mjx_version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("mujoco-mjx")
+    except metadata.PackageNotFoundError:
+        return "?"
+
+
+# MJCF file attributes MuJoCo reads from disk, and the <compiler> directory each is looked up in
+_ASSET_DIRS = {"mesh": "meshdir", "skin": "meshdir", "hfield": "assetdir", "texture": "texturedir"}
+_MAX_INCLUDES = 1000
+
+
+def _special(path: str) -> str | None:
+    """"a FIFO", "a directory", ... when ``path`` exists (links followed) and is not a regular file; else None."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    if stat.S_ISREG(mode):
+        return None
+    for test, what in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return what
+    return "not a regular file"
+
+
+def _refuse_special_files(path: str) -> None:
+    """Refuse a model whose file, or a file it names (``<include file>``, recursively, and the ``file`` of
+    meshes, textures, height fields and skins), exists but is not a regular file: MuJoCo's reader would block
+    on a FIFO (or read a device forever). Checked with ``os.stat`` before MuJoCo opens anything; a file's
+    candidate locations are where MuJoCo looks (the including file's folder, the main model's folder, and for
+    assets the ``<compiler>`` meshdir/texturedir/assetdir). Files that do not exist, or XML this parser cannot
+    read, are left to MuJoCo's own message. Raises ModelError at ``model``."""
+    main_dir = os.path.dirname(os.path.abspath(path))
+    what = _special(path)
+    if what is not None:
+        raise ModelError("model", f"{path}: found {what}, allowed: a regular file (an MJCF .xml file)")
+    pending, seen = [os.path.abspath(path)], set()
+    while pending and len(seen) < _MAX_INCLUDES:
+        current = pending.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        try:
+            root = ElementTree.parse(current).getroot()
+        except (ElementTree.ParseError, OSError, ValueError):
+            continue
+        here = os.path.dirname(current)
+        compiler = {}
+        for c in root.iter("compiler"):
+            compiler.update({k: v for k, v in c.attrib.items() if k in ("meshdir", "texturedir", "assetdir")})
+        for element in root.iter():
+            if not isinstance(element.tag, str):  # comments, processing instructions
+                continue
+            # file, and a cube texture's fileright .. fileback
+            for key, name in ((k, v) for k, v in element.attrib.items() if k.startswith("file") and v):
+                if element.tag == "include":
+                    folders = [here, main_dir]
+                else:
+                    sub = compiler.get(_ASSET_DIRS.get(element.tag, "assetdir"), compiler.get("assetdir", ""))
+                    folders = [os.path.join(main_dir, sub), main_dir, here]
+                for folder in folders:
+                    candidate = os.path.normpath(os.path.join(folder, name))
+                    what = _special(candidate)
+                    if what is not None:
+                        raise ModelError("model", f"{path}: <{element.tag} {key}={name!r}> (in {current}) names "
+                                         f"{candidate}, found {what}, allowed: a regular file (MuJoCo's reader would "
+                                         "block on it)")
+                    if element.tag == "include" and os.path.isfile(candidate):
+                        pending.append(candidate)
+
+
+# <option> attributes MJX implements, as MJCF spells them; `mjx.step` (mujoco-mjx 3.17) integrates with these three
+# of the integrators its IntegratorType lists (IMPLICIT is not listed; DISCRETE is listed but step refuses it)
+_STEP_INTEGRATORS = ("EULER", "RK4", "IMPLICITFAST")
+_MJCF_SPELLING = {"NEWTON": "Newton", "EULER": "Euler", "RK4": "RK4"}
+
+
+def _spelled(member_name: str) -> str:
+    """An enum member's MJCF keyword: mjSOL_NEWTON -> "Newton", mjINT_IMPLICITFAST -> "implicitfast"."""
+    word = member_name.split("_", 1)[-1]
+    return _MJCF_SPELLING.get(word, word if word in ("PGS", "CG") else word.lower())
+
+
+def _refuse_unsupported_options(mujoco, mjx, mm, path: str) -> None:
+    """Refuse an ``<option>`` that MJX does not implement, naming it and what MJX allows (from MJX's own enums,
+    so a newer MJX that implements more is followed). Raises ModelError at ``model``."""
+    checks = (("solver", mujoco.mjtSolver, getattr(mjx, "SolverType", None), None),
+              ("integrator", mujoco.mjtIntegrator, getattr(mjx, "IntegratorType", None), _STEP_INTEGRATORS),
+              ("cone", mujoco.mjtCone, getattr(mjx, "ConeType", None), None),
+              ("jacobian", mujoco.mjtJacobian, getattr(mjx, "JacobianType", None), None))
+    for attr, mj_enum, mjx_enum, only in checks:
+        if mjx_enum is None:
+            continue
+        allowed = [m for m in mjx_enum if only is None or m.name in only]
+        value = int(getattr(mm.opt, attr))
+        if value not in {int(m) for m in allowed}:
+            found = _spelled(mj_enum(value).name)
+            raise ModelError("model", f"{path}: found <option {attr}=\"{found}\">, which MJX (mujoco-mjx "
+                             f"{_mjx_version()}) does not implement; allowed: {attr} = "
+                             + ", ".join(f'"{_spelled(mj_enum(int(m)).name)}"' for m in allowed))
+    enabled = getattr(mjx, "EnableBit", None)
+    if enabled is not None:
+        supported = {int(m) for m in enabled}
+        for bit in range(int(mujoco.mjtEnableBit.mjNENABLE)):
+            if mm.opt.enableflags & (1 << bit) and (1 << bit) not in supported:
+                flag = mujoco.mjtEnableBit(1 << bit).name.split("_", 1)[-1].lower()
+                raise ModelError("model", f"{path}: found <flag {flag}=\"enable\">, which MJX (mujoco-mjx "
+                                 f"{_mjx_version()}) does not implement; allowed: enabling only "
+                                 + (", ".join(m.name.lower() for m in enabled) or "none"))
+
+
+def _model_names(mujoco, mm) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(state_names [nq + nv], control_names [nu]) from the model's joints and actuators (module doc)."""
+    qpos, qvel = [""] * mm.nq, [""] * mm.nv
+    jt = mujoco.mjtJoint
+    for j in range(mm.njnt):
+        name = mujoco.mj_id2name(mm, mujoco.mjtObj.mjOBJ_JOINT, j) or f"joint{j}"
+        kind = int(mm.jnt_type[j])
+        if kind == int(jt.mjJNT_FREE):
+            pos = [f"{name} {c}" for c in ("x", "y", "z", "qw", "qx", "qy", "qz")]
+            vel = [f"{name} {c}" for c in ("vx", "vy", "vz", "wx", "wy", "wz")]
+        elif kind == int(jt.mjJNT_BALL):
+            pos = [f"{name} {c}" for c in ("qw", "qx", "qy", "qz")]
+            vel = [f"{name} {c}" for c in ("wx", "wy", "wz")]
+        else:  # hinge, slide
+            pos, vel = [name], [f"{name} vel"]
+        a, b = int(mm.jnt_qposadr[j]), int(mm.jnt_dofadr[j])
+        qpos[a:a + len(pos)] = pos
+        qvel[b:b + len(vel)] = vel
+    controls = tuple(mujoco.mj_id2name(mm, mujoco.mjtObj.mjOBJ_ACTUATOR, i) or f"u{i}" for i in range(mm.nu))
+    return tuple(qpos) + tuple(qvel), controls
 
 
 def _make_step(mjx, m, d0, nq: int, substeps: int, mode: str):
