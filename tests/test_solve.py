@@ -383,16 +383,35 @@ def _same_as_solve(problem, loops, methods):
             np.testing.assert_array_equal(ahead.history[f], alone.history[f], err_msg=f)
 
 
-def test_prepare_each_raises_a_bad_run_when_it_is_reached():
-    from trajopt.solver import prepare_each
+@dataclass(frozen=True)
+class BranchyOracle:
+    """An oracle with a Python ``if`` on the decision: fine to call eagerly, an error when traced."""
+
+    name: ClassVar[str] = "branchy"
+
+    def estimate(self, key, problem, U):
+        grad = jnp.ones_like(U) if U[0, 0] > 0 else -jnp.ones_like(U)
+        return grad, make_info(problem.objective(U), rollouts=1)
+
+
+def test_prepare_each_checks_every_run_first_and_raises_a_failing_one_when_it_is_reached():
+    from trajopt.solver import SolveError, prepare_each
 
     problem, *_ = quadratic_problem()
-    good = GradientMethod(Exact(), SGD(0.05))
-    loops = prepare_each(problem, [(good, 3), (good, -1)], key=KEY, seeds=[0])
-    first = next(loops)  # the first is handed over although the second (being compiled ahead) is bad
-    assert first.run().iterations == 3
-    with pytest.raises(ValueError, match="iterations"):
-        next(loops)
+    good, branchy = GradientMethod(Exact(), SGD(0.05)), GradientMethod(BranchyOracle(), SGD(0.05))
+    # a bad argument of any run is refused when prepare_each is called, before the first run is traced
+    with pytest.raises(ValueError, match="iterations: found -1"):
+        prepare_each(problem, [(good, 3), (good, -1)], key=KEY, seeds=[0])
+    for ahead in (True, False):
+        # code that fails only when traced is raised when its run is reached, after the runs before it
+        loops = prepare_each(problem, [(good, 3), (branchy, 2)], key=KEY, seeds=[0], ahead=ahead,
+                             names=["good", "mine"])
+        first = next(loops)
+        assert first.name == "good" and first.run().iterations == 3
+        with pytest.raises(SolveError, match="variant 'mine' failed while tracing: TracerBoolConversionError") as e:
+            next(loops)
+        assert e.value.variant == "mine" and e.value.stage == "tracing"
+        assert type(e.value.__cause__).__name__ == "TracerBoolConversionError"
 
 
 def test_default_chunk_is_a_tenth_but_bounded_in_memory():

@@ -12,8 +12,9 @@ The public face (names load on first use, so ``import trajopt`` and the CLI star
 Problems: `Problem`, `QuadraticCost`, `trajectory_problem`, `one_step_problem`. Systems: `SYSTEMS` and the
 system classes (`Pushing`, `Chain`, ...). Oracles: `ORACLES`, `Exact`, `FoBG`, `ZoBG`, `AoBG`, `IVW`, `DDCG`,
 `Stepwise`, `FixedAlpha`, `FD`. Optimisers: `OPTIMIZERS`, `SGD`, `Adam`. Methods: `METHODS`, `Method`,
-`GradientMethod` (and the registered baselines), `MultiStart` (K starts of one, the best kept). Running: `solve`, `compare`, `Result`. Files: `load` (a TOML
-problem file to a ready problem and its variants), `SpecError`. Figures: `convergence_figure`,
+`GradientMethod` (and the registered baselines), `MultiStart` (K starts of one, the best kept). Running: `solve`, `compare`, `Result`, `SolveError` (a
+variant's own code failed; bad arguments are a ValueError or TypeError before anything compiles). Files: `load` (a
+TOML problem file to a ready problem and its variants), `SpecError`. Figures: `convergence_figure`,
 `variance_figure`, `trajectory_figure` (matplotlib `Figure` objects; nothing is written or shown).
 `enable_compilation_cache` keeps compiled programs on disk between sessions (off unless asked for).
 
@@ -52,7 +53,7 @@ _EXPORTS = {
     "MultiStart": "trajopt.methods",
     # running
     "solve": "trajopt.solver", "Result": "trajopt.solver", "compare": "trajopt.api", "load": "trajopt.api",
-    "Loaded": "trajopt.api", "SpecError": "trajopt.spec",
+    "Loaded": "trajopt.api", "SpecError": "trajopt.spec", "SolveError": "trajopt.solver",
     "enable_compilation_cache": "trajopt._setup",
     # figures
     "convergence_figure": "trajopt.plots", "variance_figure": "trajopt.plots", "trajectory_figure": "trajopt.plots",

@@ -8,7 +8,12 @@ def main() -> None:
     from trajopt import _setup, _signals
 
     _signals.install()
+    import logging
+
     _setup.cli_defaults()  # the compilation cache: the CLI keeps it, the library only when asked (see _setup)
+    # a host callback in user code that raises is reported as one line naming the variant (trajopt.SolveError);
+    # JAX would also log the callback's traceback on stderr
+    logging.getLogger("jax._src.callback").setLevel(logging.CRITICAL)
     from trajopt.cli import app
 
     try:

@@ -3,7 +3,10 @@
     compare(problem, variants, *, key, iterations, seeds) -> {name: Result}
     load(path, overrides=()) -> Loaded(problem, variants, spec)
 
-Nothing here prints or writes files; figures come from `trajopt.plots` as `Figure` objects.
+Nothing here prints or writes files; figures come from `trajopt.plots` as `Figure` objects. Every argument is
+checked before anything compiles, as the CLI checks a file (`trajopt.solver.check_run`, the bounds of
+`trajopt.limits`): a ValueError or TypeError names the argument, what was found and what is allowed. A variant's
+own code that fails later raises `trajopt.SolveError`, naming the variant (the original exception its cause).
 """
 
 from __future__ import annotations
@@ -11,27 +14,57 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 
 import jax
 
+from trajopt.limits import MAX_ITERATIONS
 from trajopt.problem import Problem
-from trajopt.solver import Result, method_label, prepare_each
+from trajopt.solver import Result, SolveError, check_iterations, check_method, method_label, prepare_each
 
 
 def _named(variants: Union[Mapping[str, Any], Sequence[Any]]) -> dict[str, Any]:
+    """{name: method} from a mapping or a list of methods (named by `method_label`), each checked."""
     if isinstance(variants, Mapping):
         named = dict(variants)
+        for name in named:
+            if not isinstance(name, str) or not name:
+                raise TypeError(f"variants: found the name {name!r} ({type(name).__name__}), allowed: non-empty "
+                                "strings as names ({name: method})")
+    elif isinstance(variants, (str, bytes)) or not isinstance(variants, Iterable) \
+            or callable(getattr(variants, "step", None)):
+        raise TypeError(f"variants: found {variants!r:.60} ({type(variants).__name__}), allowed: {{name: method}} "
+                        "or a list of methods")
     else:
         named = {}
         for m in variants:
+            check_method(m, "variants")
             label = method_label(m)
             if label in named:
-                raise ValueError(f"two variants are both labelled {label!r}; pass a dict {{name: method}} instead")
+                raise ValueError(f"variants: found two labelled {label!r}, allowed: distinct labels; pass a dict "
+                                 "{name: method} instead")
             named[label] = m
     if not named:
-        raise ValueError("compare needs at least one variant")
+        raise ValueError("variants: found none, allowed: at least one {name: method}")
+    for name, m in named.items():
+        check_method(m, f"variants[{name!r}]")
     return named
+
+
+def _steps(named: Mapping[str, Any], iterations: Union[int, Mapping[str, int]]) -> dict[str, int]:
+    """{name: iterations} from one number for all or {name: iterations} (every variant's, and no other name)."""
+    if isinstance(iterations, Mapping):
+        missing = [n for n in named if n not in iterations]
+        if missing:
+            raise ValueError(f"iterations: found no number of steps for {', '.join(map(repr, missing))}, allowed: "
+                             "one for every variant, or one number for all")
+        unknown = [n for n in iterations if n not in named]
+        if unknown:
+            raise ValueError(f"iterations: found steps for {', '.join(map(repr, unknown))}, which is not a variant; "
+                             f"allowed: the variants' names ({', '.join(map(repr, named))})")
+        return {n: check_iterations(iterations[n], f"iterations[{n!r}]") for n in named}
+    steps = check_iterations(iterations)
+    return {n: steps for n in named}
 
 
 def compare(
@@ -48,35 +81,55 @@ def compare(
     """Run several methods on one problem with the same key and seeds (each one fused `solve`).
 
     Args:
-        problem: the Problem.
-        variants: {name: method} (or a list of methods, named by their oracle or method name).
-        key: root PRNG key, shared by every variant (seed s of each draws from ``fold_in(key, s)``).
-        iterations: steps per variant: one number for all, or {name: steps} for each (every name given).
-        seeds: the seeds, run together as one vmap per variant.
-        chunk: iterations per compiled chunk (default: about a tenth).
-        on_chunk: progress callback ``on_chunk(name, done, total)``.
+        problem: the Problem (its ``U0`` a non-empty finite float array, its ``objective`` callable).
+        variants: {name: method} (non-empty string names), or a list of methods, named by their oracle or method
+            name (`trajopt.solver.method_label`; two with one label: pass a dict). Each method has ``init`` and
+            ``step`` (`trajopt.methods.base`).
+        key: root PRNG key (``jax.random.PRNGKey(n)`` or ``jax.random.key(n)``), shared by every variant (seed s of
+            each draws from ``fold_in(key, s)``).
+        iterations: steps per variant: one integer in 0..`trajopt.limits.MAX_ITERATIONS` for all, or
+            {name: steps} for each (every variant's name, and no other).
+        seeds: the seeds, run together as one vmap per variant: distinct integers in 0..2**32 - 1 (a seed is
+            folded into the key as uint32: a larger one would repeat another's noise), at most
+            `trajopt.limits.MAX_SEEDS`, with iterations x seeds <= `trajopt.limits.MAX_HISTORY` for each variant.
+        chunk: iterations per compiled chunk: None (about a tenth) or an integer in 1..`trajopt.limits.MAX_ITERATIONS`.
+        on_chunk: progress callback ``on_chunk(name, done, total)``, or None.
         compile_ahead: prepare up to two variants ahead on worker threads while this one runs (what the CLI does;
             faster, the same results). Off by default: the worker does not see JAX settings local to the
             caller's thread, such as a ``with jax.default_device(...)`` block.
 
     Returns:
         {name: Result}, in the order given.
+
+    Raises:
+        TypeError, ValueError: any argument outside what is allowed above, for any variant, before any variant is
+            traced, compiled or run (`trajopt.solver.check_run`); the message names the argument, what was found
+            and what is allowed.
+        trajopt.SolveError: a variant's own code (its method, or the problem's system or policy) raised while it was
+            traced, compiled or run; it names the variant and keeps the original as ``__cause__``, and its
+            ``results`` holds {name: Result} of the variants that finished before it (nothing computed is lost).
     """
     named = _named(variants)
-    if isinstance(iterations, Mapping):
-        missing = [n for n in named if n not in iterations]
-        if missing:
-            raise ValueError(f"iterations: no number of steps for {', '.join(map(repr, missing))}; give one for "
-                             "every variant, or one number for all")
-        steps = {n: int(iterations[n]) for n in named}
-    else:
-        steps = {n: int(iterations) for n in named}
+    steps = _steps(named, iterations)
+    if on_chunk is not None and not callable(on_chunk):
+        raise TypeError(f"on_chunk: found {on_chunk!r:.60} ({type(on_chunk).__name__}), allowed: None or a function "
+                        "on_chunk(name, done, total)")
+    if not isinstance(compile_ahead, bool):
+        raise TypeError(f"compile_ahead: found {compile_ahead!r:.60} ({type(compile_ahead).__name__}), allowed: "
+                        "True or False")
     out = {}
+    # every variant's arguments are checked here, before the first is traced
     prepared = prepare_each(problem, [(m, steps[n]) for n, m in named.items()], key=key, seeds=seeds, chunk=chunk,
-                            ahead=compile_ahead)
-    for name, loop in zip(named, prepared):
-        hook = None if on_chunk is None else (lambda done, total, name=name: on_chunk(name, done, total))
-        out[name] = loop.run(on_chunk=hook, name=name)
+                            ahead=compile_ahead, names=list(named))
+    try:
+        for name, loop in zip(named, prepared):
+            hook = None if on_chunk is None else (lambda done, total, name=name: on_chunk(name, done, total))
+            out[name] = loop.run(on_chunk=hook, name=name)
+    except SolveError as e:
+        e.results = dict(out)  # the variants that finished
+        raise
+    finally:
+        prepared.close()  # an error (or an interrupt) cancels what was being compiled ahead
     return out
 
 
@@ -109,26 +162,47 @@ class Loaded:
         (``load("problems/pushing_stiff.toml").compare(["aobg", "tuned"])``), not only those it runs by default:
         the file is then loaded again with them as ``solve.variants`` (a name it does not define raises
         `trajopt.spec.SpecError`; for a `Loaded` not read from a file, a name not in ``variants`` raises KeyError).
+        One name, or a list of distinct non-empty names (a TypeError or ValueError otherwise).
 
         Each variant runs its own number of iterations: its table's ``iterations`` if it sets one, else
-        ``solve.iterations``. ``iterations=N`` runs every chosen variant for N, as ``--iterations N`` does on the
-        command line: the file is loaded again with that override, so step and σ schedules that default to
-        the run's length span N. ``seeds`` replaces the file's seeds; other keyword arguments go to `compare`.
+        ``solve.iterations``. ``iterations=N`` (an integer in 1..`trajopt.limits.MAX_ITERATIONS`, as the file's
+        ``solve.iterations``) runs every chosen variant for N, as ``--iterations N`` does on the command line: the
+        file is loaded again with that override, so step and σ schedules that default to the run's length span N.
+        ``seeds`` replaces the file's seeds; other keyword arguments go to `compare`, which checks the seeds,
+        chunk and callbacks, every variant's iterations x seeds, and raises `trajopt.SolveError` for a variant whose
+        own code fails (see there), all before anything is compiled.
         """
         loaded, extra = self, []
         if isinstance(variants, str):
             variants = [variants]
+        if variants is not None:
+            if not isinstance(variants, Iterable):
+                raise TypeError(f"variants: found {variants!r:.60} ({type(variants).__name__}), allowed: a variant "
+                                "name or a list of names")
+            variants = list(variants)
+            bad = [n for n in variants if not isinstance(n, str) or not n]
+            if bad:
+                raise TypeError(f"variants: found {bad[0]!r} ({type(bad[0]).__name__}), allowed: non-empty "
+                                "variant names (strings)")
+            if not variants or len(set(variants)) != len(variants):
+                found = "none" if not variants else f"{next(n for n in variants if variants.count(n) > 1)!r} twice"
+                raise ValueError(f"variants: found {found}, allowed: distinct variant names, at least one")
+        if iterations is not None:
+            iterations = check_iterations(iterations)
+            if iterations < 1:
+                raise ValueError(f"iterations: found {iterations}, allowed: an integer in 1..{MAX_ITERATIONS:,} "
+                                 "(a file's solve.iterations)")
         if variants is not None and any(n not in self.variants for n in variants):
             # a [variants] table, oracle or method the file does not run by default: as `--variants` does
-            extra.append("solve.variants=[" + ", ".join(json.dumps(str(n)) for n in variants) + "]")
+            extra.append("solve.variants=[" + ", ".join(json.dumps(n) for n in variants) + "]")
         if iterations is not None:
-            extra.append(f"solve.iterations={int(iterations)}")
+            extra.append(f"solve.iterations={iterations}")
         if extra and self.path is not None:
             loaded = load(self.path, [*self.overrides, *extra])
         missing = [n for n in (variants or ()) if n not in loaded.variants]
         if missing:
-            raise KeyError(f"variants: {', '.join(map(repr, missing))} not in this problem (it was not loaded from a "
-                           f"file); allowed: {', '.join(loaded.variants)}")
+            raise KeyError(f"variants: found {', '.join(map(repr, missing))} not in this problem (it was not loaded "
+                           f"from a file), allowed: {', '.join(loaded.variants)}")
         chosen = loaded.variants if variants is None else {n: loaded.variants[n] for n in variants}
         steps = {n: iterations if iterations is not None else loaded.spec.iterations_of(n) for n in chosen}
         return compare(loaded.problem, chosen, key=loaded.key, iterations=steps,

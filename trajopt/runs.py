@@ -181,13 +181,14 @@ def dumps_json(obj: Any) -> str:
 
 
 def overall_status(results: Iterable[Result]) -> str:
-    """"ok" (every seed ok), "interrupted", "failed" (every seed non-finite) or "partial" (some)."""
+    """"ok" (every seed ok), "interrupted", "failed" (no seed ok: each non-finite or never updated, "all_skipped")
+    or "partial" (some)."""
     statuses = [s for r in results for s in r.status]
     if any(s == STATUS_INTERRUPTED for s in statuses):
         return STATUS_INTERRUPTED
     if all(s == STATUS_OK for s in statuses):
         return STATUS_OK
-    if all(s == STATUS_NON_FINITE for s in statuses):
+    if not any(s == STATUS_OK for s in statuses):
         return "failed"
     return "partial"
 

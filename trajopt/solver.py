@@ -11,7 +11,19 @@ alone or inside a batch, and any chunking of the loop gives the same iterates. T
 may report progress or ask to stop. Nothing calls back into Python inside a chunk.
 
 A seed whose cost or next state is not finite stops there with status ``non_finite``: its
-returned U is its last iterate with a finite cost, its later history is NaN, and the other seeds run on.
+returned U is its last iterate with a finite cost, its later history is NaN, and the other seeds run on. A seed
+whose every update was skipped for a non-finite estimate (``GradientMethod(skip_non_finite=True)``, a file's
+``on_non_finite = "skip"``) never moved from U0: its status is ``all_skipped``, not ``ok`` (a seed with some
+updates skipped stays ``ok``; `Result.skipped` counts them).
+
+**Checked before anything compiles** (`check_run`): the problem (``U0`` a non-empty finite float array, a callable
+``objective``), the method (``init`` and ``step``), the key (one PRNG key), the iterations (an integer in
+0..`MAX_ITERATIONS`), the seeds (distinct integers in 0..2**32 - 1, at most `MAX_SEEDS`, with iterations x seeds
+<= `MAX_HISTORY`), the chunk (None or an integer in 1..`MAX_ITERATIONS`) and the callbacks: a ValueError or
+TypeError whose message names the argument, what was found and what is allowed (the bounds are those of a problem
+file, `trajopt.limits`). **User code that fails later** (a system, oracle, policy or method that raises while the
+loop is traced, compiled or run: a shape error under vmap, a Python ``if`` on a traced value, an XLA runtime
+error) raises `SolveError`, which names the variant and the stage and keeps the original as ``__cause__``.
 
 The recorded history is the only thing that grows with the number of iterations. `Prepared.run` allocates it
 once, through a ``history_store`` (default: in memory, `memory_store`), and writes each chunk's outputs into
@@ -21,23 +33,29 @@ it as they arrive; a caller that expects a history larger than memory passes a s
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Optional, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.extend.core import jaxpr_as_fun
 
+from trajopt.limits import MAX_HISTORY, MAX_ITERATIONS, MAX_SEED, MAX_SEEDS
 from trajopt.methods.base import Method, all_finite, state_decision
 from trajopt.problem import Problem
 from trajopt.stats import column_blocks
 
 STATUS_OK = "ok"
 STATUS_NON_FINITE = "non_finite"
+STATUS_ALL_SKIPPED = "all_skipped"
+"""Every update of the seed was skipped for a non-finite estimate (``skip_non_finite``): it never left U0."""
 STATUS_INTERRUPTED = "interrupted"
+STATUSES = (STATUS_OK, STATUS_NON_FINITE, STATUS_ALL_SKIPPED, STATUS_INTERRUPTED)
 
 HistoryStore = Callable[[str, tuple, np.dtype], np.ndarray]
 """``store(name, shape, dtype) -> array``: where `Prepared.run` keeps the recorded history. It is called once per
@@ -57,6 +75,188 @@ def memory_store(name: str, shape: tuple, dtype) -> np.ndarray:
     return np.empty(shape, dtype)
 
 
+# ------------------------------------------------------------------------------------------ checks and errors
+
+
+class SolveError(RuntimeError):
+    """User code (a system, policy, oracle or method) that raised while a variant's loop was traced, compiled or
+    run: a shape error under vmap, a Python ``if`` on a traced value under grad, an XLA runtime error.
+
+    Attributes:
+        variant: the run's name (a variant's name, or the method's label).
+        stage: "tracing" (the method's init and step traced and lowered, and its initial state computed),
+            "compiling" (XLA) or "running" (a chunk of the loop, or the final evaluation).
+        reason: ``"<error type>: <first line of its message>"``.
+        results: {name: Result} of the variants that finished before this one (`trajopt.compare` fills it; empty
+            otherwise).
+
+    ``str(error)`` is one line: ``variant 'NAME' failed while STAGE: TYPE: first line``; the original exception
+    is ``__cause__`` (its full traceback is there)."""
+
+    def __init__(self, variant: str, stage: str, error: BaseException):
+        self.variant, self.stage, self.results = variant, stage, {}
+        self.reason = f"{type(error).__name__}: {_first_line(error)}".rstrip(": ")
+        super().__init__(f"variant {variant!r} failed while {stage}: {self.reason}")
+
+
+def _first_line(e: BaseException, limit: int = 300) -> str:
+    """The first non-empty line of an exception's message, at most ``limit`` characters. An error raised in a host
+    callback reaches Python as XLA's runtime error, whose message is a header, the callback's traceback and then
+    its exception: the header and that exception's first line ("INTERNAL: CpuCallback error calling callback:
+    RuntimeError: ...")."""
+    lines = [ln for ln in str(e).splitlines() if ln.strip()]
+    line = lines[0].strip() if lines else ""
+    marker = "Traceback (most recent call last)"
+    if marker in line:
+        frames = [i for i, ln in enumerate(lines) if ln.lstrip().startswith("File ")]
+        after = [ln for ln in lines[frames[-1] + 1:] if not ln.startswith((" ", "\t"))] if frames else []
+        if after:
+            line = f"{line.split(marker)[0].strip()} {after[0].strip()}".strip()
+    return line if len(line) <= limit else line[:limit - 3] + "..."
+
+
+@contextmanager
+def _user_code(variant: str, stage: str):
+    """Raise any exception from inside as a `SolveError` naming ``variant`` and ``stage`` (the original its cause)."""
+    try:
+        yield
+    except SolveError:
+        raise
+    except Exception as e:  # noqa: BLE001 - whatever user code raises is reported as one line, the cause kept
+        raise SolveError(variant, stage, e) from e
+
+
+def _found(value: Any) -> str:
+    """How a refused argument is shown: its repr (shortened) and its type, "3.0 (float)"."""
+    text = repr(value)
+    return f"{text if len(text) <= 60 else text[:57] + '...'} ({type(value).__name__})"
+
+
+def _is_integer(v: Any) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+SEEDS_ALLOWED = (f"a non-empty sequence of at most {MAX_SEEDS:,} distinct integers in 0..{MAX_SEED} (2**32 - 1: "
+                 "seeds are folded into the key as uint32, so a larger one would repeat the noise of its value "
+                 "mod 2**32)")
+
+
+def check_seeds(seeds: Iterable[int], argument: str = "seeds") -> np.ndarray:
+    """[S] int64 seed numbers from ``seeds`` (a sequence, range or integer array), or a ValueError/TypeError that
+    names ``argument``, what was found and `SEEDS_ALLOWED`."""
+    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Iterable):
+        raise TypeError(f"{argument}: found {_found(seeds)}, allowed: {SEEDS_ALLOWED}"
+                        + (f"; range({seeds}) for {seeds} seeds" if _is_integer(seeds) and seeds > 0 else ""))
+    if hasattr(seeds, "dtype") and hasattr(seeds, "shape"):  # a numpy or JAX array
+        array = np.asarray(seeds)
+        if array.ndim != 1 or array.dtype.kind not in "iu":
+            raise TypeError(f"{argument}: found an array of shape {list(array.shape)} and dtype {array.dtype}, "
+                            f"allowed: {SEEDS_ALLOWED}")
+        values = array.tolist()
+    else:
+        values = list(itertools.islice(seeds, MAX_SEEDS + 1))  # a huge iterable is not listed past the bound
+    if not values or len(values) > MAX_SEEDS:
+        found = "none" if not values else f"more than {MAX_SEEDS:,}"
+        raise ValueError(f"{argument}: found {found}, allowed: {SEEDS_ALLOWED}")
+    seen = set()
+    for i, v in enumerate(values):
+        if not _is_integer(v):
+            raise TypeError(f"{argument}: found {_found(v)} at position {i}, allowed: {SEEDS_ALLOWED}")
+        if not 0 <= int(v) <= MAX_SEED:
+            raise ValueError(f"{argument}: found seed {int(v)}, allowed: {SEEDS_ALLOWED}")
+        if int(v) in seen:
+            raise ValueError(f"{argument}: found seed {int(v)} twice, allowed: {SEEDS_ALLOWED}")
+        seen.add(int(v))
+    return np.asarray([int(v) for v in values], dtype=np.int64)
+
+
+def check_iterations(iterations: Any, argument: str = "iterations") -> int:
+    """``iterations`` as an int, or a ValueError/TypeError: an integer in 0..`MAX_ITERATIONS`."""
+    allowed = f"an integer in 0..{MAX_ITERATIONS:,}"
+    if not _is_integer(iterations):
+        raise TypeError(f"{argument}: found {_found(iterations)}, allowed: {allowed}")
+    if not 0 <= int(iterations) <= MAX_ITERATIONS:
+        raise ValueError(f"{argument}: found {int(iterations)}, allowed: {allowed}")
+    return int(iterations)
+
+
+def check_chunk(chunk: Any) -> Optional[int]:
+    """``chunk`` as an int (or None), or a ValueError/TypeError: None or an integer in 1..`MAX_ITERATIONS`."""
+    if chunk is None:
+        return None
+    allowed = f"None (about a tenth of the run) or an integer in 1..{MAX_ITERATIONS:,}"
+    if not _is_integer(chunk):
+        raise TypeError(f"chunk: found {_found(chunk)}, allowed: {allowed}")
+    if not 1 <= int(chunk) <= MAX_ITERATIONS:
+        raise ValueError(f"chunk: found {int(chunk)}, allowed: {allowed}")
+    return int(chunk)
+
+
+def check_key(key: Any) -> None:
+    """A TypeError unless ``key`` is one PRNG key: ``jax.random.PRNGKey(n)`` (uint32 [2]) or ``jax.random.key(n)``."""
+    allowed = "one PRNG key: jax.random.PRNGKey(n) (a uint32 array of shape (2,)) or jax.random.key(n)"
+    dtype, shape = getattr(key, "dtype", None), getattr(key, "shape", None)
+    if dtype is None or shape is None:
+        raise TypeError(f"key: found {_found(key)}, allowed: {allowed}")
+    if jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+        ok = tuple(shape) == ()
+    else:
+        ok = tuple(shape) == (2,) and np.dtype(dtype) == np.uint32
+    if not ok:
+        raise TypeError(f"key: found an array of shape {list(shape)} and dtype {dtype}, allowed: {allowed}")
+
+
+def check_method(method: Any, argument: str = "method") -> None:
+    """A TypeError unless ``method`` has callable ``init`` and ``step`` (`trajopt.methods.base`)."""
+    if not (callable(getattr(method, "init", None)) and callable(getattr(method, "step", None))):
+        raise TypeError(f"{argument}: found {_found(method)}, allowed: a method with init(key, problem, U0) and "
+                        "step(key, problem, state) (trajopt.GradientMethod(oracle, optimizer), trajopt.METHODS, or "
+                        "one of your own: see trajopt.methods.base)")
+
+
+def check_problem(problem: Any) -> None:
+    """A TypeError/ValueError unless ``problem`` has a non-empty finite float array ``U0`` and a callable
+    ``objective`` (a `trajopt.Problem`)."""
+    U0 = getattr(problem, "U0", None)
+    if U0 is None or not callable(getattr(problem, "objective", None)):
+        raise TypeError(f"problem: found {_found(problem)}, allowed: a trajopt.Problem (U0 and objective; "
+                        "trajopt.trajectory_problem or trajopt.one_step_problem build one)")
+    allowed = "a non-empty finite float array (the initial guess U0, shape [T, m])"
+    if not (hasattr(U0, "dtype") and hasattr(U0, "shape")):
+        raise TypeError(f"problem.U0: found {_found(U0)}, allowed: {allowed}")
+    if not jnp.issubdtype(U0.dtype, jnp.floating):
+        raise TypeError(f"problem.U0: found an array of dtype {U0.dtype}, allowed: {allowed}")
+    if int(np.prod(U0.shape)) == 0:
+        raise ValueError(f"problem.U0: found an array of shape {list(U0.shape)}, allowed: {allowed}")
+    finite = np.isfinite(np.asarray(U0))
+    if not finite.all():
+        where = tuple(int(i) for i in np.argwhere(~finite)[0])
+        raise ValueError(f"problem.U0: found {np.asarray(U0)[where]} at index {list(where)}, allowed: {allowed}")
+
+
+def _check_callable(value: Any, argument: str, allowed: str) -> None:
+    if value is not None and not callable(value):
+        raise TypeError(f"{argument}: found {_found(value)}, allowed: None or {allowed}")
+
+
+def check_run(problem: Problem, method: Method, *, key: jax.Array, iterations: int, seeds: Iterable[int],
+              chunk: Optional[int] = None) -> tuple[int, np.ndarray, Optional[int]]:
+    """Check the arguments of one run of `solve` or `prepare` before anything is traced or compiled: ``(iterations,
+    seeds [S] int64, chunk)``, or a ValueError/TypeError naming the argument, what was found and what is allowed
+    (`check_problem`, `check_method`, `check_key`, `check_iterations`, `check_seeds`, `check_chunk`, and
+    iterations x seeds <= `MAX_HISTORY`, the recorded history's bound)."""
+    check_problem(problem)
+    check_method(method)
+    check_key(key)
+    iterations = check_iterations(iterations)
+    seeds_arr = check_seeds(seeds)
+    if iterations * len(seeds_arr) > MAX_HISTORY:
+        raise ValueError(f"iterations: found {iterations:,} iterations x {len(seeds_arr):,} seeds = "
+                         f"{iterations * len(seeds_arr):,}, allowed: iterations x seeds <= {MAX_HISTORY:,} (the "
+                         "recorded history, about 100 bytes per iteration and seed)")
+    return iterations, seeds_arr, check_chunk(chunk)
+
+
 @dataclass(frozen=True, eq=False)
 class Result:
     """What one method's run over several seeds produced (host numpy arrays).
@@ -73,7 +273,8 @@ class Result:
             and ``skipped``). ``history["value"]`` is a view of ``cost[:, :K]``. Both come from the run's
             `HistoryStore` (memory by default; files mapped into memory with `trajopt.runs.DiskHistory`), so the
             properties below read them a block of iterations at a time.
-        status: [S] "ok", "non_finite" or "interrupted".
+        status: [S] "ok", "non_finite" (stopped at ``failed_at``), "all_skipped" (ran every iteration, but every
+            update was skipped for a non-finite estimate: U is U0) or "interrupted" (`STATUSES`).
         failed_at: [S] iteration at which a seed went non-finite, -1 if it did not.
         iterations: K, the number of updates done (less than asked for when interrupted).
         run_seconds: wall time of the compiled loop, from its first chunk to its final evaluation (compilation
@@ -115,14 +316,9 @@ class Result:
     @property
     def skipped(self) -> np.ndarray:
         """[S] number of updates skipped for a non-finite gradient (``skip_non_finite``); 0 for methods without.
-        Read in blocks of iterations (the history may be a file mapped into memory)."""
-        if "skipped" not in self.history:
-            return np.zeros(len(self.seeds), int)
-        h = self.history["skipped"]
-        total = 0
-        for cols in column_blocks(h):
-            total = total + np.nan_to_num(h[:, cols]).sum(axis=1)
-        return np.broadcast_to(total, (h.shape[0],)).astype(int)
+        A seed whose every update was skipped has status "all_skipped". Read in blocks of iterations (the history
+        may be a file mapped into memory)."""
+        return _skipped(self.history, len(self.seeds))
 
     def counts(self, field: str = "rollouts") -> np.ndarray:
         """[K+1] simulator calls (``rollouts`` or ``gradients``) spent before iterate k: the most any seed spent
@@ -152,6 +348,17 @@ class Result:
                 low = np.where(np.isfinite(block), block, np.inf).min(axis=1)
                 best = low if best is None else np.minimum(best, low)
         return np.where(np.isfinite(best), best, np.nan)
+
+
+def _skipped(history: Mapping[str, np.ndarray], n_seeds: int) -> np.ndarray:
+    """[S] the sum over iterations of ``history["skipped"]`` (zeros without it), read a block of columns at a time."""
+    if "skipped" not in history:
+        return np.zeros(n_seeds, int)
+    h = history["skipped"]
+    total = 0
+    for cols in column_blocks(h):
+        total = total + np.nan_to_num(h[:, cols]).sum(axis=1)
+    return np.broadcast_to(total, (h.shape[0],)).astype(int)
 
 
 def method_label(method) -> str:
@@ -318,13 +525,17 @@ def solve(
     """Run ``iterations`` steps of ``method`` from problem.U0, for every seed, as one fused loop.
 
     Args:
-        problem: the Problem.
+        problem: the Problem (its ``U0`` a non-empty finite float array, its ``objective`` callable).
         method: a method (``init``/``step``, see `trajopt.methods.base`), e.g.
             ``GradientMethod(AoBG(), SGD(1e-3))``.
-        key: root PRNG key; seed s uses ``fold_in(key, s)``, its iteration k ``fold_in(fold_in(key, s), k)``.
-        iterations: K, the number of steps.
-        seeds: the seed numbers, run together as one vmap.
-        chunk: iterations per compiled chunk (default `default_chunk`: about a tenth of K, bounded in memory).
+        key: root PRNG key (``jax.random.PRNGKey(n)`` or ``jax.random.key(n)``); seed s uses ``fold_in(key, s)``,
+            its iteration k ``fold_in(fold_in(key, s), k)``.
+        iterations: K, the number of steps: an integer in 0..`trajopt.limits.MAX_ITERATIONS`.
+        seeds: the seed numbers, run together as one vmap: distinct integers in 0..2**32 - 1 (a seed is folded
+            into the key as uint32: a larger one would repeat another's noise), at most
+            `trajopt.limits.MAX_SEEDS` of them, with iterations x seeds <= `trajopt.limits.MAX_HISTORY`.
+        chunk: iterations per compiled chunk (default `default_chunk`: about a tenth of K, bounded in memory); an
+            integer in 1..`trajopt.limits.MAX_ITERATIONS` (one longer than the run is the run's length).
         on_chunk: called as ``on_chunk(done, total)`` after each chunk.
         should_stop: polled after each chunk; True stops the run, marked "interrupted".
         name: the label of the result (default: the method's, or its oracle's, name).
@@ -336,10 +547,26 @@ def solve(
     Returns:
         Result with U*, histories of every info field, status and timings.
 
+    Raises:
+        TypeError, ValueError: an argument outside what is allowed above, before anything is traced or compiled
+            (`check_run`); the message names the argument, what was found and what is allowed.
+        SolveError: the problem's or the method's own code raised while the loop was traced, compiled or run
+            (the variant and the stage named, the original exception its ``__cause__``).
+
     ``solve(...)`` is ``prepare(...).run(...)``: `prepare` compiles, `Prepared.run` runs.
     """
-    return prepare(problem, method, key=key, iterations=iterations, seeds=seeds, chunk=chunk).run(
-        on_chunk=on_chunk, should_stop=should_stop, name=name, history_store=history_store)
+    _check_run_options(on_chunk, should_stop, name, history_store)
+    return prepare(problem, method, key=key, iterations=iterations, seeds=seeds, chunk=chunk, name=name).run(
+        on_chunk=on_chunk, should_stop=should_stop, history_store=history_store)
+
+
+def _check_run_options(on_chunk, should_stop, name, history_store) -> None:
+    """TypeErrors for the callbacks and name of `solve` / `Prepared.run`."""
+    _check_callable(on_chunk, "on_chunk", "a function on_chunk(done, total)")
+    _check_callable(should_stop, "should_stop", "a function should_stop() -> bool")
+    _check_callable(history_store, "history_store", "a function store(name, shape, dtype) -> array (a HistoryStore)")
+    if name is not None and not isinstance(name, str):
+        raise TypeError(f"name: found {_found(name)}, allowed: None or a string")
 
 
 def prepare(
@@ -351,15 +578,17 @@ def prepare(
     seeds: Sequence[int] = (0,),
     chunk: Optional[int] = None,
     history_store: Optional[HistoryStore] = None,
+    name: Optional[str] = None,
 ) -> "Prepared":
-    """Compile the fused loop of `solve` without running it (arguments as there; ``history_store`` becomes the
-    default of ``.run()``); ``.run()`` runs it.
+    """Compile the fused loop of `solve` without running it (arguments, checks and errors as there; ``name`` and
+    ``history_store`` become the defaults of ``.run()``); ``.run()`` runs it.
 
     Compiling is pure (it computes nothing the run depends on besides the initial state), so a caller may
     prepare the next run on another thread while this one computes: the compiled loop releases the GIL.
     """
+    _check_run_options(None, None, name, history_store)
     return _lower(problem, method, key=key, iterations=iterations, seeds=seeds, chunk=chunk,
-                  history_store=history_store).compile()
+                  history_store=history_store, name=name).compile()
 
 
 CPU_COMPILER_OPTIONS = {"xla_cpu_use_fusion_emitters": False}
@@ -406,19 +635,26 @@ class _Lowered:
 
     def compile(self) -> "Prepared":
         t0 = time.perf_counter()
-        compiled = _compile(self.lowered)
+        with _user_code(self.prepared["name"], "compiling"):
+            compiled = _compile(self.lowered)
         seconds = self.seconds + time.perf_counter() - t0
         return Prepared(compiled=compiled, compile_seconds=seconds, **self.prepared)
 
 
 def _lower(problem: Problem, method: Method, *, key: jax.Array, iterations: int, seeds: Sequence[int] = (0,),
-           chunk: Optional[int] = None, history_store: Optional[HistoryStore] = None) -> _Lowered:
-    seeds_arr = np.asarray(list(seeds), dtype=np.int64)
-    if iterations < 0:
-        raise ValueError("iterations must be >= 0")
-    if seeds_arr.size == 0:
-        raise ValueError("at least one seed is needed")
-    chunk = int(chunk or default_chunk(iterations, len(seeds_arr)))
+           chunk: Optional[int] = None, history_store: Optional[HistoryStore] = None,
+           name: Optional[str] = None) -> _Lowered:
+    """Check the arguments (`check_run`), then trace and lower the loop and compute its initial state."""
+    iterations, seeds_arr, chunk = check_run(problem, method, key=key, iterations=iterations, seeds=seeds,
+                                             chunk=chunk)
+    return _lower_checked(problem, method, key=key, iterations=iterations, seeds_arr=seeds_arr, chunk=chunk,
+                          history_store=history_store, name=name or method_label(method))
+
+
+def _lower_checked(problem: Problem, method: Method, *, key: jax.Array, iterations: int, seeds_arr: np.ndarray,
+                   chunk: Optional[int], history_store: Optional[HistoryStore], name: str) -> _Lowered:
+    # a chunk longer than the run would only pad it: the run's length (the same iterates, smaller outputs)
+    chunk = min(chunk, max(iterations, 1)) if chunk is not None else default_chunk(iterations, len(seeds_arr))
     n_seeds = len(seeds_arr)
 
     def start(key, seeds):  # one small program instead of a dozen eagerly dispatched ops (each compiled apart)
@@ -428,37 +664,55 @@ def _lower(problem: Problem, method: Method, *, key: jax.Array, iterations: int,
         return seed_keys, (state, jnp.ones(n_seeds, bool), jnp.full(n_seeds, -1, jnp.int32), U0)
 
     t0 = time.perf_counter()  # compile_seconds: everything before the loop's first chunk (the start included)
-    seed_keys, carry = jax.jit(start)(key, jnp.asarray(seeds_arr))
-
-    layout = _Layout()
-    run_chunk = _with_finish(problem, _make_chunk(problem, method, iterations, layout), layout)
-    ks0 = np.arange(chunk, dtype=np.int32)
-    lowered = jax.jit(run_chunk).lower(carry, seed_keys, ks0, True)
+    with _user_code(name, "tracing"):
+        seed_keys, carry = jax.jit(start)(key, jnp.asarray(seeds_arr))
+        layout = _Layout()
+        run_chunk = _with_finish(problem, _make_chunk(problem, method, iterations, layout), layout)
+        ks0 = np.arange(chunk, dtype=np.int32)
+        lowered = jax.jit(run_chunk).lower(carry, seed_keys, ks0, True)
     return _Lowered(prepared=dict(problem=problem, method=method, iterations=iterations, seeds=seeds_arr,
                                   chunk=chunk, layout=layout, seed_keys=seed_keys, carry=carry,
-                                  history_store=history_store),
+                                  history_store=history_store, name=name),
                     lowered=lowered, seconds=time.perf_counter() - t0)
 
 
 def prepare_each(problem: Problem, runs: Sequence[tuple[Method, int]], *, key: jax.Array,
-                 seeds: Sequence[int] = (0,), chunk: Optional[int] = None, ahead: bool = True) -> Iterator["Prepared"]:
-    """`prepare` each (method, iterations) of ``runs`` in order.
+                 seeds: Sequence[int] = (0,), chunk: Optional[int] = None, ahead: bool = True,
+                 names: Optional[Sequence[str]] = None) -> Iterator["Prepared"]:
+    """`prepare` each (method, iterations) of ``runs`` in order (``names``: the runs' names, which a `SolveError`
+    and each `Prepared` carry; default the methods' labels).
 
-    With ``ahead`` (the CLI's choice), up to two runs ahead of the caller, as a pipeline: one worker thread
-    traces and lowers the runs in order (Python, which holds the GIL), and XLA compiles each lowered run on one
-    of two more (which do not hold it). So while the caller runs the loop it was given, the next ones compile,
-    and the compilers of two runs share the cores with the running loop instead of waiting for each other's
-    tracing. The workers do not see JAX settings that are local to the caller's thread (a
-    ``with jax.default_device(...)`` block, for one), so ``ahead=False`` prepares each in the caller's thread
-    when it is reached. Either way the results are the same. An error preparing a run is raised when the caller
-    reaches it; closing the iterator early cancels what has not started."""
+    Every run's arguments are checked (`check_run`) when this is called, before anything is traced or compiled: a
+    bad one raises here, not after the runs before it. With ``ahead`` (the CLI's choice), up to two runs ahead of
+    the caller, as a pipeline: one worker thread traces and lowers the runs in order (Python, which holds the
+    GIL), and XLA compiles each lowered run on one of two more (which do not hold it). So while the caller runs
+    the loop it was given, the next ones compile, and the compilers of two runs share the cores with the running
+    loop instead of waiting for each other's tracing. The workers do not see JAX settings that are local to the
+    caller's thread (a ``with jax.default_device(...)`` block, for one), so ``ahead=False`` prepares each in the
+    caller's thread when it is reached. Either way the results are the same. A run whose own code fails when
+    traced or compiled (`SolveError`) raises when the caller reaches it; closing the iterator early cancels what
+    has not started."""
+    runs = list(runs)
+    names = [method_label(m) if callable(getattr(m, "step", None)) else "?" for m, *_ in runs] if names is None \
+        else list(names)
+    if len(names) != len(runs):
+        raise ValueError(f"names: found {len(names)} names for {len(runs)} runs, allowed: one name per run")
+    checked = []
+    for (method, iterations), name in zip(runs, names):
+        iterations, seeds_arr, chunk_ = check_run(problem, method, key=key, iterations=iterations, seeds=seeds,
+                                                  chunk=chunk)
+        checked.append(dict(method=method, iterations=iterations, seeds_arr=seeds_arr, chunk=chunk_, name=name))
+    return _pipeline(problem, checked, key, ahead)
+
+
+def _pipeline(problem: Problem, runs: list[dict], key: jax.Array, ahead: bool) -> Iterator["Prepared"]:
+    """The generator of `prepare_each`, over runs already checked."""
     from concurrent.futures import ThreadPoolExecutor
 
     def lower(run):
-        method, iterations = run
-        return _lower(problem, method, key=key, iterations=iterations, seeds=seeds, chunk=chunk)
+        return _lower_checked(problem, run["method"], key=key, iterations=run["iterations"],
+                              seeds_arr=run["seeds_arr"], chunk=run["chunk"], history_store=None, name=run["name"])
 
-    runs = list(runs)
     if not ahead:
         for run in runs:
             yield lower(run).compile()
@@ -500,6 +754,7 @@ class Prepared:
     carry: Any
     compile_seconds: float
     history_store: Optional[HistoryStore] = None
+    name: Optional[str] = None
 
     def history_bytes(self) -> int:
         """`history_bytes` of this loop (what a caller compares with its memory to choose a `HistoryStore`)."""
@@ -513,15 +768,18 @@ class Prepared:
     def run(self, *, on_chunk: Optional[Callable[[int, int], None]] = None,
             should_stop: Optional[Callable[[], bool]] = None, name: Optional[str] = None,
             history_store: Optional[HistoryStore] = None) -> Result:
-        """Run the loop (``on_chunk``, ``should_stop``, ``name``, ``history_store`` as in `solve`; the store
-        defaults to the one given to `prepare`, else memory) and return its `Result`.
+        """Run the loop (``on_chunk``, ``should_stop``, ``name``, ``history_store`` as in `solve`; the name and
+        the store default to those given to `prepare`, else the method's label and memory) and return its `Result`.
 
         The history is allocated once, before the first chunk: ``cost`` [S, K+1] and each info field [S, K]
         (``history["value"]`` is a view of ``cost[:, :K]``); each chunk's outputs are written in place as they
-        arrive. A run stopped early returns views of the first iterations only (``cost[:, :k+1]``)."""
+        arrive. A run stopped early returns views of the first iterations only (``cost[:, :k+1]``). A failure of
+        the computation itself raises `SolveError` (stage "running"); what the callbacks raise is raised as is."""
+        _check_run_options(on_chunk, should_stop, name, history_store)
         problem, method, iterations, chunk = self.problem, self.method, self.iterations, self.chunk
         compiled, layout, seed_keys, carry = self.compiled, self.layout, self.seed_keys, self.carry
         seeds_arr, n_seeds, compile_seconds = self.seeds, len(self.seeds), self.compile_seconds
+        name = name or self.name or method_label(method)
         store = history_store or self.history_store or memory_store
         cost, history, value_apart = _allocate_history(store, layout, n_seeds, iterations)
         done, interrupted, final = 0, False, None
@@ -530,7 +788,8 @@ class Prepared:
 
         def dispatch(carry, start):  # returns at once: XLA runs the chunk while the host goes on
             ks = np.arange(start, start + chunk, dtype=np.int32)
-            return compiled(carry, seed_keys, ks, start + chunk >= iterations)
+            with _user_code(name, "running"):
+                return compiled(carry, seed_keys, ks, start + chunk >= iterations)
 
         t_start = time.perf_counter()
         pending = dispatch(carry, 0) if starts else None
@@ -539,7 +798,8 @@ class Prepared:
             # queue the next chunk before reading this one, so the loop computes while the host records and
             # reports (a stop drops the queued chunk: the run ends at this chunk's carry)
             pending = dispatch(carry, starts[n + 1]) if n + 1 < len(starts) else None
-            host = jax.device_get(info)  # waits for this chunk
+            with _user_code(name, "running"):
+                host = jax.device_get(info)  # waits for this chunk (an error in it is raised here)
             chunk_seconds.append(time.perf_counter() - t_start)
             take = min(chunk, iterations - start)
             for f, values in layout.unpack(host, take).items():  # into the history, in place
@@ -556,24 +816,26 @@ class Prepared:
                 break
         run_seconds = chunk_seconds[-1] if chunk_seconds else 0.0
 
-        _, alive, failed_at, _ = carry
-        t0 = time.perf_counter()
-        if done < iterations or iterations == 0:  # stopped early, or nothing ran: evaluate the final decision apart
-            U = _final_decision(carry)
-            t1 = time.perf_counter()
-            compiled_finish = _compile(jax.jit(_make_finish(problem)).lower(U))
-            compile_seconds += time.perf_counter() - t1
+        with _user_code(name, "running"):  # the final evaluation
+            _, alive, failed_at, _ = carry
             t0 = time.perf_counter()
-            final = compiled_finish(U)
-        else:  # the last chunk returned the decision and its evaluation
-            final, U = final
-        final_value, X = jax.block_until_ready(final)
-        run_seconds += time.perf_counter() - t0
-        final_value = np.asarray(final_value)
-        X = None if X is None else np.asarray(X)
+            if done < iterations or iterations == 0:  # stopped early, or nothing ran: evaluate the final decision apart
+                U = _final_decision(carry)
+                t1 = time.perf_counter()
+                compiled_finish = _compile(jax.jit(_make_finish(problem)).lower(U))
+                compile_seconds += time.perf_counter() - t1
+                t0 = time.perf_counter()
+                final = compiled_finish(U)
+            else:  # the last chunk returned the decision and its evaluation
+                final, U = final
+            final_value, X = jax.block_until_ready(final)
+            run_seconds += time.perf_counter() - t0
+            final_value = np.asarray(final_value)
+            X = None if X is None else np.asarray(X)
+            U = np.asarray(U)
+            alive = np.asarray(alive)
+            failed_at = np.asarray(failed_at)
 
-        alive = np.asarray(alive)
-        failed_at = np.asarray(failed_at)
         final_value = np.where(alive, final_value, np.nan)
         cost[:, done] = final_value
         cost = cost[:, :done + 1]
@@ -581,8 +843,11 @@ class Prepared:
         status = [
             STATUS_OK if a and not interrupted else (STATUS_INTERRUPTED if a else STATUS_NON_FINITE) for a in alive
         ]
+        if done:  # a seed that ran every iteration without one update (each skipped) did not converge: it never moved
+            skipped = _skipped(history, n_seeds)
+            status = [STATUS_ALL_SKIPPED if st == STATUS_OK and k == done else st for st, k in zip(status, skipped)]
         return Result(
-            name=name or method_label(method), method=method, seeds=seeds_arr, U=np.asarray(U), X=X, cost=cost,
+            name=name, method=method, seeds=seeds_arr, U=U, X=X, cost=cost,
             history=history, status=status, failed_at=failed_at, iterations=done, run_seconds=run_seconds,
             compile_seconds=compile_seconds, chunk_ends=chunk_ends, chunk_seconds=chunk_seconds,
         )

@@ -72,10 +72,7 @@ SYSTEM_RESERVED = ("name", "allow_unstable")
 # about 300 bytes per iteration and seed (30 GB there). The CLI streams a history past TRAJOPT_HISTORY_MEMORY
 # (1 GiB) to disk and writes metrics.jsonl as it goes; memory then holds a chunk or two of the history. The caps
 # hold for a variant's own iterations too.
-MAX_SEED = 2**32 - 1
-MAX_ITERATIONS = 10**7
-MAX_HISTORY = 10**8          # iterations x number of seeds
-MAX_SEEDS = 100_000          # number of seeds
+from trajopt.limits import MAX_HISTORY, MAX_ITERATIONS, MAX_SEED, MAX_SEEDS  # noqa: E402 (the solver's bounds too)
 MAX_HORIZON = 10**6
 MAX_SIZE = 10**6             # a user system's state_size / control_size
 MAX_DECISION = 10**8         # horizon x control_size (U0's entries)

@@ -191,6 +191,8 @@ def _summary_table(summary: dict) -> Table:
         finals = np.array([np.nan if v is None else v for v in o["final_cost"]], float)
         ok = sum(s == "ok" for s in o["status"])
         status = "ok" if ok == n else f"{ok}/{n} ok" + (f", {n - ok} " + "/".join(sorted(set(s for s in o["status"] if s != 'ok'))))
+        skipped = sum(k for k in o.get("skipped_updates") or () if isinstance(k, int))  # on_non_finite = "skip"
+        status += f", {skipped:,} updates skipped" if skipped else ""
         _, q25, q75 = nan_band(finals)
         iqr = f"{fmt(q25)}–{fmt(q75)}" if np.isfinite(q25) else "-"
         best = [v for v in o["best_cost"] if v is not None]
@@ -370,7 +372,7 @@ def _run_claimed(spec, verb, out_dir, x, json_out, quiet, plot, report, sets, sh
     import jax
 
     from trajopt import runs
-    from trajopt.solver import prepare_each
+    from trajopt.solver import SolveError, prepare_each
 
     prob = spec.problem()
     key = jax.random.PRNGKey(spec.solve.key)
@@ -382,7 +384,8 @@ def _run_claimed(spec, verb, out_dir, x, json_out, quiet, plot, report, sets, sh
                         TimeElapsedColumn(), console=err, disable=not show, transient=False)
     # up to two variants are traced and compiled ahead while this one runs (the same results as one at a time)
     prepared = prepare_each(prob, [(v.method, spec.iterations_of(n)) for n, v in spec.variants.items()],
-                            key=key, seeds=spec.solve.seeds, chunk=spec.solve.chunk)
+                            key=key, seeds=spec.solve.seeds, chunk=spec.solve.chunk, names=list(spec.variants))
+    failure = None  # a variant whose own code failed (traced, compiled or run): the variants before it are kept
     with progress:
         for index, (name, variant) in enumerate(spec.variants.items()):
             iterations = spec.iterations_of(name)
@@ -393,19 +396,25 @@ def _run_claimed(spec, verb, out_dir, x, json_out, quiet, plot, report, sets, sh
 
             try:  # a signal before or during compilation still lets the first chunk run: the folder has data
                 loop = next(prepared)
-            except ValueError as e:  # a method that does not apply to this problem (iLQR on a one-step one)
-                progress.stop()
-                prepared.close()
-                raise fail(f"{spec.source}: variants.{name}: {e}") from None
-            if plot and index == len(spec.variants) - 1:  # tracing (Python) no longer competes for the GIL
-                warming = _warm_figures()
-            history_kind[name] = "disk" if loop.history_bytes() > memory_limit else "memory"
-            results[name] = loop.run(on_chunk=on_chunk, should_stop=should_stop, name=name,
-                                     history_store=disk if history_kind[name] == "disk" else None)
+                if plot and index == len(spec.variants) - 1:  # tracing (Python) no longer competes for the GIL
+                    warming = _warm_figures()
+                history_kind[name] = "disk" if loop.history_bytes() > memory_limit else "memory"
+                results[name] = loop.run(on_chunk=on_chunk, should_stop=should_stop, name=name,
+                                         history_store=disk if history_kind[name] == "disk" else None)
+            except SolveError as e:  # user code the preflight's trace did not catch: one line, what finished kept
+                failure = e
+                break
             progress.update(task, description=escape(name))
             if should_stop():
                 break
     prepared.close()
+    if failure is not None:
+        line = f"{spec.source}: variants.{failure.variant}: failed while {failure.stage}: {failure.reason}"
+        if failure.stage != "running" and not results:  # refused before anything ran: exit 2, nothing written
+            raise fail(line)
+        if not results:  # it failed while running, and nothing had finished: exit 1, nothing to write
+            err.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
+            raise typer.Exit(EXIT_FAILED)
     summary = runs.summarise(
         spec, results, verb=verb, versions=runs.versions(), platform_name=jax.default_backend(),
         x64=bool(jax.config.jax_enable_x64), created=datetime.now().isoformat(timespec="seconds"),
@@ -422,7 +431,11 @@ def _run_claimed(spec, verb, out_dir, x, json_out, quiet, plot, report, sets, sh
         summary["status"] = "interrupted"
         summary["variants_not_run"] = [o for o in spec.variants if o not in results]
 
-    if summary["status"] == "interrupted" or len(results) < len(spec.variants) or should_stop():
+    if failure is not None:  # the folder holds the variants that finished; status failed, exit 1
+        summary["status"] = "failed"
+        summary["variants_not_run"] = [o for o in spec.variants if o not in results]
+        summary["error"] = {"variant": failure.variant, "stage": failure.stage, "message": failure.reason}
+    elif summary["status"] == "interrupted" or len(results) < len(spec.variants) or should_stop():
         mark_interrupted()
         if not summary["variants_not_run"] and all(  # every loop had finished: the signal came after the last
                 s != "interrupted" for v in summary["variants"].values() for s in v["status"]):  # chunk
@@ -457,6 +470,9 @@ def _run_claimed(spec, verb, out_dir, x, json_out, quiet, plot, report, sets, sh
     elif not quiet:
         out.print(_summary_table(summary))
         out.print(f"run folder: [bold]{escape(str(out_dir))}[/]")
+    if failure is not None:
+        err.print(f"[bold red]error:[/] {escape(line)} (the variants before it are in {escape(str(out_dir))})",
+                  highlight=False, soft_wrap=True)
     if summary["status"] == "interrupted":
         return EXIT_INTERRUPTED
     return EXIT_FAILED if summary["status"] == "failed" else EXIT_OK

@@ -1,0 +1,141 @@
+"""The command line when a user's system fails at run time (after the preflight's trace passed): one line naming the
+variant and the error, exit 1, and the variants that finished written; a seed whose every update was skipped is
+shown and counted as such. The systems are small modules written into a temporary directory (searched as the
+current directory, like examples/user_system)."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+from typer.testing import CliRunner
+
+from trajopt.cli import app
+from trajopt.cli.run import _summary_table
+
+runner = CliRunner()
+
+GUARDED = '''
+from dataclasses import dataclass
+import jax, jax.numpy as jnp, numpy as np
+
+def _host(u, limit):
+    if abs(float(u)) > limit:
+        raise RuntimeError(f"|u| = {abs(float(u)):g} is past {limit:g}")
+    return np.zeros((), np.float64)
+
+@dataclass(frozen=True)
+class Guarded:
+    """x' = x + dt u; the host refuses |u| > limit (a check the trace cannot see: it runs with the values)."""
+    limit: float = 1.0
+    dt: float = 0.1
+    state_size = 1
+    control_size = 1
+
+    def step(self, x, u):
+        z = jax.pure_callback(lambda v: _host(v, self.limit), jax.ShapeDtypeStruct((), jnp.float64),
+                              jax.lax.stop_gradient(u[0]), vmap_method="sequential")
+        return x + self.dt * u + z
+'''
+
+KINK = '''
+from dataclasses import dataclass
+import jax.numpy as jnp
+
+@dataclass(frozen=True)
+class Kink:
+    """x' = x + dt u + 0 sqrt(|u|): the same map, but its gradient at u = 0 is 0 x inf = NaN."""
+    dt: float = 0.1
+    state_size = 1
+    control_size = 1
+
+    def step(self, x, u):
+        return x + self.dt * u + 0.0 * jnp.sqrt(jnp.abs(u))
+'''
+
+TASK = """
+[task]
+horizon = 3
+x0 = [0.0]
+goal = [1.0]
+Q = [1.0]
+R = [0.01]
+Qf = [10.0]
+u_init = 0.0
+"""
+
+
+def _files(tmp_path: Path, module: str, code: str, cls: str, solve: str) -> Path:
+    (tmp_path / f"{module}.py").write_text(code)
+    problem = tmp_path / "p.toml"
+    problem.write_text(f'title = "user code"\n[system]\nname = "{module}:{cls}"\n{TASK}\n{solve}')
+    return problem
+
+
+GUARDED_SOLVE = """
+[solve]
+iterations = 6
+seeds = 2
+variants = ["calm", "wild", "after"]
+[variants.calm]
+oracle = "exact"
+optimizer = { name = "sgd", step = 0.001 }
+[variants.wild]   # its first update takes u past the limit: u = 24 at the second iteration
+oracle = "exact"
+optimizer = { name = "sgd", step = 10.0 }
+[variants.after]
+oracle = "exact"
+optimizer = { name = "sgd", step = 0.001 }
+"""
+
+
+def test_a_variant_failing_at_run_time_is_one_line_and_the_finished_ones_are_written(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    problem = _files(tmp_path, "e2_guarded_a", GUARDED, "Guarded", GUARDED_SOLVE)
+    r = runner.invoke(app, ["compare", str(problem), "--out", str(tmp_path / "out"), "--json"])
+    assert r.exit_code == 1, r.output
+    line = ("p.toml: variants.wild: failed while running: ")
+    errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and line in errors[0] and "RuntimeError: |u| = 24 is past 1" in errors[0], r.stderr
+    summary = json.loads((tmp_path / "out" / "result.json").read_text())
+    assert summary["status"] == "failed" and list(summary["variants"]) == ["calm"]
+    assert summary["variants"]["calm"]["status"] == ["ok", "ok"] and summary["variants"]["calm"]["iterations"] == 6
+    assert summary["variants_not_run"] == ["wild", "after"]
+    assert summary["error"]["variant"] == "wild" and summary["error"]["stage"] == "running"
+    assert summary["error"]["message"].endswith("RuntimeError: |u| = 24 is past 1")
+    assert json.loads(r.stdout)["status"] == "failed"
+    # the first variant failing: nothing finished, nothing written, exit 1 (it failed after the run started)
+    r = runner.invoke(app, ["compare", str(problem), "--variants", "wild", "--out", str(tmp_path / "none")])
+    assert r.exit_code == 1 and "variants.wild: failed while running" in r.stderr
+    assert not (tmp_path / "none").exists()
+
+
+@pytest.mark.slow  # the console script in a fresh process (about 10 s on 2 cores): CI's slow job runs it
+def test_the_console_script_shows_no_traceback(tmp_path):
+    problem = _files(tmp_path, "e2_guarded_b", GUARDED, "Guarded", GUARDED_SOLVE)
+    r = subprocess.run([sys.executable, "-m", "trajopt", "compare", str(problem), "--out", str(tmp_path / "out"),
+                        "--quiet"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1
+    assert "Traceback" not in r.stderr and "variants.wild: failed while running" in r.stderr, r.stderr
+    assert json.loads((tmp_path / "out" / "result.json").read_text())["variants_not_run"] == ["wild", "after"]
+
+
+def test_seeds_whose_every_update_was_skipped_are_shown_and_counted(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    solve = '[solve]\niterations = 6\nseeds = 2\noracles = ["exact"]\non_non_finite = "skip"\n'
+    problem = _files(tmp_path, "e2_kink", KINK, "Kink", solve)
+    r = runner.invoke(app, ["compare", str(problem), "--out", str(tmp_path / "out")])
+    assert r.exit_code == 1, r.output  # no seed made an update: the run failed
+    summary = json.loads((tmp_path / "out" / "result.json").read_text())
+    wide = Console(width=400, file=io.StringIO())
+    wide.print(_summary_table(summary))  # the table the command printed, on one line per row
+    assert "0/2 ok, 2 all_skipped, 12 updates skipped" in wide.file.getvalue()  # 2 seeds x 6 skipped updates
+    assert summary["status"] == "failed"
+    entry = summary["variants"]["exact"]
+    assert entry["status"] == ["all_skipped", "all_skipped"] and entry["skipped_updates"] == [6, 6]
+    assert entry["failed_at"] == [None, None]
