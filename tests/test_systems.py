@@ -111,6 +111,33 @@ def test_names_follow_the_size_and_default_for_systems_without_them():
     assert names_problem(Plain(), "state_names", 3) is None
 
 
+def test_a_user_systems_names_of_the_wrong_size_are_refused_at_load():
+    """A user's system (``module:Class``) is tried before anything compiles (`spec.check_system`): names it gives
+    must fit its sizes, else one line at system.name says what was found and what is expected."""
+    from trajopt.spec import SpecError, check_system
+
+    @dataclasses.dataclass(frozen=True)
+    class Mine:
+        state_size = 2
+        control_size = 1
+        state_names = ("p", "v", "extra")
+
+        def step(self, x, u):
+            return x + u[0]
+
+    with pytest.raises(SpecError) as e:
+        check_system(Mine(), "f.toml", "mine:Mine")
+    assert e.value.key == "system.name" and "state_names is ('p', 'v', 'extra')" in str(e.value)
+    assert "expected a tuple of 2 non-empty strings" in str(e.value)
+
+
+    @dataclasses.dataclass(frozen=True)
+    class Fine(Mine):
+        state_names = ("p", "v")
+
+    check_system(Fine(), "f.toml", "mine:Fine")  # right sizes: accepted
+
+
 @pytest.mark.parametrize(
     "make",
     [

@@ -599,6 +599,15 @@ def check_system(system: Any, source: str, name: str = "") -> None:
     if m < 1 or (not one_step and n < 1):
         raise SpecError(source, key, f"{name}: state_size {n}, control_size {m}; expected control_size >= 1"
                         + ("" if one_step else " and state_size >= 1"))
+    from trajopt.systems.base import names_problem
+
+    for attr, size in (("state_names", n), ("control_names", m)):  # optional: the figures' axis labels
+        try:
+            wrong = names_problem(system, attr, size)
+        except Exception as e:  # noqa: BLE001  a property of the user's
+            wrong = f"{attr} raised {type(e).__name__}: {_first_line(e)}"
+        if wrong is not None:
+            raise SpecError(source, key, f"{name}: {wrong}")
     stable = getattr(system, "stable_dt", None)
     if callable(stable):
         try:

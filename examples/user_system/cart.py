@@ -18,7 +18,9 @@ What a system must provide (the same contract as trajopt's own systems, trajopt/
 * ``step(x: [n], u: [m]) -> [n]``: a pure, jit-able JAX function (no Python control flow on values; use
   ``jnp.where`` for branches);
 * optionally ``dt`` and ``stable_dt()``: if present, a ``dt >= stable_dt()`` is refused unless the file
-  sets ``allow_unstable = true``. A smooth system like this one returns ``inf``.
+  sets ``allow_unstable = true``. A smooth system like this one returns ``inf``;
+* optionally ``state_names`` and ``control_names``: a tuple of n (and m) short names, the labels of the
+  figures' state and control axes (without them: "x0".."x{n-1}" and "u0".."u{m-1}").
 
 Parameter checks in ``__post_init__`` raise ``trajopt.checks.FieldError``, which the loader reports as
 ``FILE: system.<field>: found ..., allowed: ...``.
@@ -56,6 +58,8 @@ class CartPole:
 
     state_size = 4
     control_size = 1
+    state_names = ("cart p", "pole theta", "cart v", "pole omega")
+    control_names = ("force",)
 
     def __post_init__(self):
         checks.positive("cart_mass", self.cart_mass)
