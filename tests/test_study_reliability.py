@@ -295,6 +295,22 @@ def test_a_signal_stops_a_long_expansion_and_dry_run_at_once(tmp_path, monkeypat
     assert not (tmp_path / "out").exists()
 
 
+def test_a_dry_run_compiles_a_bounded_number_of_steps(tmp_path, monkeypatch):
+    """The first MEASURED_STEPS distinct configurations are measured by an evaluated step; the others take the
+    method's planned count (ZoBG with N samples: N + 1 rollouts per step), so a grid over thousands of
+    configurations does not compile thousands of steps."""
+    import trajopt.cli.studies as cli_studies
+    import trajopt.studies as studies_mod
+
+    measured = []
+    monkeypatch.setattr(studies_mod, "step_counts", lambda cell: measured.append(cell.index) or {"rollouts": -1})
+    monkeypatch.setattr(cli_studies, "MEASURED_STEPS", 1)
+    study = load_study(write(tmp_path, study_text(variants='["zobg"]', grid='"oracle.samples" = [4, 6, 8]')))
+    rows, total = cli_studies._estimate(expand(study), study)
+    assert measured == [0] and [r["per_step"] for r in rows] == [-1, 7, 9]
+    assert total == (-1 + 7 + 9) * 3 * 2  # x iterations x seeds
+
+
 # ------------------------------------------------------------------------------------------ 7. writers
 
 
@@ -544,27 +560,47 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 EXAMPLES = int(os.environ.get("TRAJOPT_FUZZ_EXAMPLES", "30"))
-ODD = ["fobg", "zobg", "aobg", "cem", "a/b", "a.b", "é🚀", " x", "x=y", "", "..", "FOBG", "tuned", "nope"]
-KEYS = ["system.stiffness", "oracle.samples", "oracle.sigma", "oracle.aobg.gamma", "task.horizon", "solve.iterations",
-        "solve.key", "method.cem.elites", "system.stifness", "variants.fobg.samples", "a..b", "x=y", "system"]
-VALUES = st.one_of(st.integers(-3, 40), st.floats(allow_nan=True, allow_infinity=True), st.booleans(), st.text(max_size=6),
-                   st.lists(st.one_of(st.integers(1, 30), st.floats(0.001, 1e3), st.text(max_size=3)), max_size=3),
-                   st.just("logspace:1:3:3"), st.just("linspace:1:2:1000000000"), st.just("1,10,1e1"),
-                   st.builds(dict))
+# names and keys: mostly ones a study may use (so that most examples reach the expansion), some that it may not
+NAMES = ["fobg", "zobg", "aobg", "cem", "tuned", "a/b", "é🚀", "FOBG", "a.b", " x", "x=y", "", "..", "nope"]
+KEYS = ["system.stiffness", "oracle.samples", "oracle.sigma", "oracle.aobg.gamma", "method.cem.population",
+        "solve.key", "variants.fobg.samples", "system.stifness", "solve.iterations", "a..b", "x=y", "system", "task.horizon"]
+GOOD_VALUES = st.one_of(st.lists(st.integers(2, 40), min_size=1, max_size=3), st.lists(st.floats(0.01, 1e3), min_size=1, max_size=3),
+                        st.sampled_from(["logspace:1:3:3", "linspace:2:20:3", "4,8", "1,10,1e1"]))
+BAD_VALUES = st.one_of(st.integers(-3, 40), st.floats(allow_nan=True, allow_infinity=True), st.booleans(), st.text(max_size=6),
+                       st.lists(st.one_of(st.text(max_size=3), st.booleans(), st.lists(st.integers(), max_size=2)), max_size=3),
+                       st.just("linspace:1:2:1000000000"), st.just([]), st.builds(dict))
 
 
 @st.composite
 def study_documents(draw):
-    doc = {"problems": [str(PUSHING)], "variants": draw(st.lists(st.sampled_from(ODD), min_size=1, max_size=3))}
-    if draw(st.booleans()):
-        doc["seeds"] = draw(st.one_of(st.integers(-1, 3), st.lists(st.integers(-1, 5), max_size=3), st.text(max_size=3)))
-    doc["iterations"] = draw(st.one_of(st.integers(0, 3), st.floats(0, 3), st.just(10**12)))
-    doc["set"] = {"task.horizon": 6, **{draw(st.sampled_from(KEYS)): draw(VALUES) for _ in range(draw(st.integers(0, 1)))}}
-    doc["grid"] = {draw(st.sampled_from(KEYS)): draw(VALUES) for _ in range(draw(st.integers(0, 2)))}
-    if draw(st.booleans()):
-        doc["variant"] = {draw(st.sampled_from(ODD)): {"oracle": draw(st.sampled_from(["fobg", "zobg", "bogus", 3]))}}
-    if draw(st.booleans()):
-        doc[draw(st.sampled_from(["title", "resources", "bogus", "description"]))] = draw(VALUES)
+    """A study file with at most a couple of faulty parts (a third of them none), the rest valid: names, counts and
+    a grid over real keys; so that most examples reach the expansion and the dry run."""
+    faults = set(draw(st.lists(st.sampled_from(["problems", "variants", "seeds", "iterations", "set", "grid", "variant",
+                                                "extra"]), max_size=2)))
+
+    def part(name, good, bad):
+        return draw(bad if name in faults else good)
+
+    doc = {"problems": part("problems", st.just([str(PUSHING)]),
+                            st.sampled_from([[], ["nope.toml"], [str(PUSHING)] * 2, 3, [""], ["\x00"]])),
+           "variants": part("variants", st.lists(st.sampled_from(NAMES[:5]), min_size=1, max_size=3, unique=True),
+                            st.lists(st.sampled_from(NAMES), min_size=1, max_size=3))}
+    doc["seeds"] = part("seeds", st.integers(1, 2), st.one_of(st.integers(-1, 0), st.lists(st.integers(-1, 3), max_size=3),
+                                                              st.text(max_size=3), st.just(10**6)))
+    doc["iterations"] = part("iterations", st.integers(1, 3), st.one_of(st.just(0), st.floats(0, 3), st.just(10**12)))
+    doc["set"] = {"task.horizon": 6}
+    if "set" in faults:
+        doc["set"][draw(st.sampled_from(KEYS))] = draw(st.one_of(st.integers(2, 12), BAD_VALUES))
+    doc["grid"] = {draw(st.sampled_from(KEYS if "grid" in faults else KEYS[:6])): part("grid", GOOD_VALUES, BAD_VALUES)
+                   for _ in range(draw(st.integers(0, 2)))}
+    if "variant" in faults or draw(st.booleans()):
+        doc["variant"] = {draw(st.sampled_from(NAMES)) if "variant" in faults else doc["variants"][0]:
+                          {"oracle": part("variant", st.sampled_from(["fobg", "zobg"]), st.sampled_from(["bogus", 3, "cem"]))}}
+    if "extra" in faults:
+        doc[draw(st.sampled_from(["title", "resources", "bogus", "description"]))] = draw(
+            st.one_of(st.text(max_size=8), BAD_VALUES, st.just({"num_cpus": 1, "retries": -1})))
+    elif draw(st.booleans()):
+        doc["title"] = draw(st.text(max_size=8))
     return doc
 
 

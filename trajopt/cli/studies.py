@@ -262,6 +262,9 @@ def _run_locked(study, expansion, folder, ex, resume, retry_failed, address, jso
             store.write_table(folder, study, result.rows, meta)
         written.update(status=status, files=write_outputs(folder, study, result.rows, meta))
 
+    from trajopt import _signals
+
+    getattr(_signals, "writing", lambda: None)()  # the cells are done: a second Ctrl-C now marks, not abandons
     try:
         write_final(write)
     except OSError as e:
