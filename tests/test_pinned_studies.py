@@ -39,7 +39,8 @@ class FlakyInfo(NamedTuple):
 
 @dataclass(frozen=True)
 class Flaky:
-    """U <- U + step, or NaN when uniform(key) < p; 3 rollouts a step (a number no built-in method spends)."""
+    """U <- U + step, or NaN when uniform(key) < p; 3 rollouts and 2 backward passes a step (numbers no built-in
+    method spends)."""
 
     p: float = P
     step_size: float = STEP
@@ -52,7 +53,7 @@ class Flaky:
         U = state.U + self.step_size
         blown = jax.random.uniform(key) < self.p
         return FlakyState(U=jnp.where(blown, jnp.nan, U)), FlakyInfo(
-            value=as_float(problem.objective(state.U)), rollouts=as_count(3), gradients=as_count(0))
+            value=as_float(problem.objective(state.U)), rollouts=as_count(3), gradients=as_count(2))
 
 
 STUDY = f"""
@@ -98,8 +99,8 @@ def stopping_step(root_key: int, seed: int):
 
 
 def test_per_seed_rows_when_seeds_stop_at_different_iterations(study):
-    """Each seed's row has its own status, its own simulator calls (3 per step it ran, the step that blew up
-    included, nothing after), the cost of its last finite iterate U0 + 0.01 k, its best and initial costs."""
+    """Each seed's row has its own status, its own simulator calls (3 rollouts and 2 backward passes per step it
+    ran, the step that blew up included, nothing after), the cost of its last finite iterate U0 + 0.01 k, its best and initial costs."""
     folder, e = study
     spec = e.specs[0]
     problem = spec.problem()
@@ -116,8 +117,8 @@ def test_per_seed_rows_when_seeds_stop_at_different_iterations(study):
             U = U + STEP
         costs.append(float(f(U)))
         assert row["status"] == ("ok" if stop is None else "non_finite"), (row, stop)
-        assert row["rollouts"] == 3 * (ITERATIONS if stop is None else stop + 1), (row, stop)
-        assert row["gradients"] == 0
+        steps = ITERATIONS if stop is None else stop + 1
+        assert (row["rollouts"], row["gradients"]) == (3 * steps, 2 * steps), (row, stop)
         assert row["final_cost"] == pytest.approx(costs[-1], rel=1e-12)
         assert row["best_cost"] == pytest.approx(min(costs), rel=1e-12)
         assert row["initial_cost"] == pytest.approx(costs[0], rel=1e-12)
@@ -162,3 +163,26 @@ def test_parquet_equals_csv_column_by_column(study):
     # the documented reader gives the same numbers
     for row, values in zip(read_table(folder), table.to_pylist()):
         assert row == values
+
+
+def test_the_parquet_schema_does_not_depend_on_which_cells_failed():
+    """A table whose every row failed (every cost, count and second empty) keeps the documented column types, so
+    tables of two studies concatenate: the same schema as the study above, whatever failed."""
+    pq = pytest.importorskip("pyarrow.parquet")
+    import io
+
+    from trajopt.studies import store
+
+    cols = ["problem", "variant", "system.stiffness", "seed", "status", "final_cost", "best_cost", "initial_cost",
+            "rollouts", "gradients", "run_seconds", "compile_seconds", "error"]
+    rows = [{"problem": "p", "variant": "v", "system.stiffness": s, "seed": seed, "status": "failed",
+             "error": "SpecError: p.toml: system.dt: found 0.01, allowed: a number <= 0.005"}
+            for s in (10.0, 100.0) for seed in (0, 1)]
+    csv_bytes, parquet = store.table_bytes(rows, cols)
+    table = pq.read_table(io.BytesIO(parquet))
+    types = {name: str(table.schema.field(name).type) for name in cols}
+    assert types == {**{k: "int64" for k in INT64}, **{k: "double" for k in (*FLOAT64, "system.stiffness")},
+                     **{k: "string" for k in STRING}}
+    assert table.column("final_cost").null_count == 4 and table.column("error").to_pylist() == [rows[0]["error"]] * 4
+    assert csv_bytes.decode().splitlines()[1] == 'p,v,10.0,0,failed,,,,,,,,"SpecError: p.toml: system.dt: found 0.01, ' \
+                                                'allowed: a number <= 0.005"'
