@@ -359,7 +359,7 @@ def test_the_cli_turns_a_disk_error_into_one_line(tmp_path, monkeypatch):
     path = write(tmp_path, study_text(grid='"system.stiffness" = [10.0, 20.0, 30.0]'))
     r = invoke("study", path, "--out", tmp_path / "out", "--quiet")
     assert r.exit_code == 2 and r.stderr.count("\n") == 1, r.output
-    assert "No space left on device" in r.stderr and "the 1 finished cells are kept" in r.stderr
+    assert "No space left on device" in r.stderr and "1 finished cell is kept" in r.stderr
     assert "Traceback" not in r.output
     table = read_table(tmp_path / "out")
     assert [row["system.stiffness"] for row in table] == [10.0, 10.0]

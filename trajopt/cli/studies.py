@@ -140,7 +140,9 @@ def study_cmd(
     """Run a study: every problem x variant x grid point, each a fused solve over the seeds.
 
     Writes a study folder: study.csv / study.parquet (one row per cell and seed), study.json, one run folder per
-    cell, a figure per grid axis and report.html. Rerunning resumes: finished cells are skipped.
+    cell, a figure per grid axis and report.html. Rerunning resumes: finished cells are skipped (a cell whose
+    problem, overrides or named files changed runs again). A folder holds one study: another study's is refused.
+    A disk error while writing is exit 2 with the finished cells kept; Ctrl-C exits 130 with a readable folder.
     """
     from trajopt.cli.run import _interruptible, history_memory_limit
 
@@ -201,7 +203,8 @@ def _study(study_file, backend, address, seeds, iterations, out_dir, resume, ret
 def _write_failed(folder: Path, e, kept: int) -> typer.Exit:
     """The exit-2 line for a study folder that could not be written (a bad environment, like any --out problem)."""
     return fail(f"--out {folder}: cannot write {e.path if hasattr(e, 'path') else (e.filename or folder)} "
-                f"({e.reason if hasattr(e, 'reason') else e.strerror}); the {kept} finished cells are kept in it: rerun "
+                f"({e.reason if hasattr(e, 'reason') else e.strerror}); {kept} finished "
+                f"{'cell is' if kept == 1 else 'cells are'} kept in it: rerun "
                 "the same command to resume (after freeing space or lifting the limit), or choose another --out")
 
 

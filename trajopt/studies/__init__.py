@@ -2,20 +2,22 @@
 
     study = load_study("examples/studies/stiffness_grid.toml", seeds=(0, 1), iterations=50)
     cells = expand(study)                          # every cell's spec validated, nothing run
-    prepare(folder, fresh=False)
+    prepare(folder, fresh=False, name=study.name)     # refuses another study's folder
     result = run_study(study, cells, folder, LocalExecutor())     # or RayExecutor(address=...)
 
 Modules: `study` (the file, the cells), `cells` (run one cell: a pure function), `executors` (local, Ray),
 `runner` (skip finished cells, write each as it arrives), `store` (the study folder), `figures` (figures and
-the study's page).
+the study's page), `sources` (the files a problem names, hashed into its cells' fingerprints).
 """
 
 from trajopt.studies.cells import CellOutcome, cell_rows, run_cell, step_counts
 from trajopt.studies.executors import LocalExecutor, RayExecutor, executor
 from trajopt.studies.runner import StudyRun, run_study
-from trajopt.studies.store import StudyFolderError, prepare, read_table, write_outputs
-from trajopt.studies.study import Axis, Cell, Expansion, Resources, StudySpec, expand, load_study, parse_seeds
+from trajopt.studies.store import StudyFolderError, StudyWriteError, prepare, read_table, write_outputs
+from trajopt.studies.study import (Axis, Cell, Expansion, ExpansionStopped, Resources, StudySpec, expand, load_study,
+                                   parse_seeds)
 
-__all__ = ["Axis", "Cell", "CellOutcome", "Expansion", "LocalExecutor", "RayExecutor", "Resources", "StudyFolderError",
-           "StudyRun", "StudySpec", "cell_rows", "executor", "expand", "load_study", "parse_seeds", "prepare",
-           "read_table", "run_cell", "run_study", "step_counts", "write_outputs"]
+__all__ = ["Axis", "Cell", "CellOutcome", "Expansion", "ExpansionStopped", "LocalExecutor", "RayExecutor", "Resources",
+           "StudyFolderError", "StudyRun", "StudySpec", "StudyWriteError", "cell_rows", "executor", "expand",
+           "load_study", "parse_seeds", "prepare", "read_table", "run_cell", "run_study", "step_counts",
+           "write_outputs"]
