@@ -53,6 +53,7 @@ BAD = [  # (what is changed, the error type, what the message says: the argument
     ({"seeds": [True]}, TypeError, r"seeds: found True \(bool\)"),
     ({"seeds": np.array([0.0, 1.0])}, TypeError, "seeds: found an array of shape .2. and dtype float64"),
     ({"seeds": []}, ValueError, "seeds: found none"),
+    ({"seeds": [jax.random.key(1)]}, TypeError, "seeds: found Array.* at position 0"),  # its repr spans lines
     ({"seeds": 3}, TypeError, r"seeds: found 3 \(int\), .*range\(3\) for 3 seeds"),
     ({"seeds": range(limits.MAX_SEEDS + 1)}, ValueError, "seeds: found more than 100,000"),
     ({"iterations": -1}, ValueError, "iterations: found -1, allowed: an integer in 0..10,000,000"),
@@ -92,6 +93,7 @@ def test_the_bounds_are_the_files_and_their_edges_are_allowed():
         (limits.MAX_SEED, limits.MAX_ITERATIONS, limits.MAX_HISTORY, limits.MAX_SEEDS)
     assert solver.check_seeds([0, 2**32 - 1]).tolist() == [0, 4294967295]
     assert solver.check_seeds(np.array([5, 2], np.uint64)).tolist() == [5, 2]
+    assert solver.check_seeds([jnp.int32(3), np.int64(4), 5]).tolist() == [3, 4, 5]  # integer scalars of any kind
     assert solver.check_seeds(range(limits.MAX_SEEDS)).size == limits.MAX_SEEDS
     assert solver.check_iterations(0) == 0 and solver.check_iterations(np.int64(10**7)) == 10**7
     assert solver.check_chunk(1) == 1 and solver.check_chunk(None) is None

@@ -20,7 +20,7 @@ import jax
 
 from trajopt.limits import MAX_ITERATIONS
 from trajopt.problem import Problem
-from trajopt.solver import Result, SolveError, check_iterations, check_method, method_label, prepare_each
+from trajopt.solver import Result, SolveError, _found, check_iterations, check_method, method_label, prepare_each
 
 
 def _named(variants: Union[Mapping[str, Any], Sequence[Any]]) -> dict[str, Any]:
@@ -29,11 +29,11 @@ def _named(variants: Union[Mapping[str, Any], Sequence[Any]]) -> dict[str, Any]:
         named = dict(variants)
         for name in named:
             if not isinstance(name, str) or not name:
-                raise TypeError(f"variants: found the name {name!r} ({type(name).__name__}), allowed: non-empty "
+                raise TypeError(f"variants: found the name {_found(name)}, allowed: non-empty "
                                 "strings as names ({name: method})")
     elif isinstance(variants, (str, bytes)) or not isinstance(variants, Iterable) \
             or callable(getattr(variants, "step", None)):
-        raise TypeError(f"variants: found {variants!r:.60} ({type(variants).__name__}), allowed: {{name: method}} "
+        raise TypeError(f"variants: found {_found(variants)}, allowed: {{name: method}} "
                         "or a list of methods")
     else:
         named = {}
@@ -112,10 +112,10 @@ def compare(
     named = _named(variants)
     steps = _steps(named, iterations)
     if on_chunk is not None and not callable(on_chunk):
-        raise TypeError(f"on_chunk: found {on_chunk!r:.60} ({type(on_chunk).__name__}), allowed: None or a function "
+        raise TypeError(f"on_chunk: found {_found(on_chunk)}, allowed: None or a function "
                         "on_chunk(name, done, total)")
     if not isinstance(compile_ahead, bool):
-        raise TypeError(f"compile_ahead: found {compile_ahead!r:.60} ({type(compile_ahead).__name__}), allowed: "
+        raise TypeError(f"compile_ahead: found {_found(compile_ahead)}, allowed: "
                         "True or False")
     out = {}
     # every variant's arguments are checked here, before the first is traced
@@ -177,12 +177,12 @@ class Loaded:
             variants = [variants]
         if variants is not None:
             if not isinstance(variants, Iterable):
-                raise TypeError(f"variants: found {variants!r:.60} ({type(variants).__name__}), allowed: a variant "
+                raise TypeError(f"variants: found {_found(variants)}, allowed: a variant "
                                 "name or a list of names")
             variants = list(variants)
             bad = [n for n in variants if not isinstance(n, str) or not n]
             if bad:
-                raise TypeError(f"variants: found {bad[0]!r} ({type(bad[0]).__name__}), allowed: non-empty "
+                raise TypeError(f"variants: found {_found(bad[0])}, allowed: non-empty "
                                 "variant names (strings)")
             if not variants or len(set(variants)) != len(variants):
                 found = "none" if not variants else f"{next(n for n in variants if variants.count(n) > 1)!r} twice"

@@ -127,13 +127,22 @@ def _user_code(variant: str, stage: str):
 
 
 def _found(value: Any) -> str:
-    """How a refused argument is shown: its repr (shortened) and its type, "3.0 (float)"."""
-    text = repr(value)
+    """How a refused argument is shown: its repr (on one line, shortened) and its type, "3.0 (float)"."""
+    text = " ".join(repr(value).split())
     return f"{text if len(text) <= 60 else text[:57] + '...'} ({type(value).__name__})"
 
 
 def _is_integer(v: Any) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+    """A Python or NumPy integer, or a 0-d integer array (``jnp.int32(3)``); not a bool."""
+    if isinstance(v, (bool, np.bool_)):
+        return False
+    if isinstance(v, (int, np.integer)):
+        return True
+    dtype, shape = getattr(v, "dtype", None), getattr(v, "shape", None)
+    try:
+        return dtype is not None and tuple(shape) == () and np.dtype(dtype).kind in "iu"
+    except TypeError:  # not a NumPy dtype (a PRNG key's)
+        return False
 
 
 SEEDS_ALLOWED = (f"a non-empty sequence of at most {MAX_SEEDS:,} distinct integers in 0..{MAX_SEED} (2**32 - 1: "
@@ -148,7 +157,10 @@ def check_seeds(seeds: Iterable[int], argument: str = "seeds") -> np.ndarray:
         raise TypeError(f"{argument}: found {_found(seeds)}, allowed: {SEEDS_ALLOWED}"
                         + (f"; range({seeds}) for {seeds} seeds" if _is_integer(seeds) and seeds > 0 else ""))
     if hasattr(seeds, "dtype") and hasattr(seeds, "shape"):  # a numpy or JAX array
-        array = np.asarray(seeds)
+        try:
+            array = np.asarray(seeds)
+        except TypeError:  # an array NumPy cannot hold (PRNG keys)
+            raise TypeError(f"{argument}: found {_found(seeds)}, allowed: {SEEDS_ALLOWED}") from None
         if array.ndim != 1 or array.dtype.kind not in "iu":
             raise TypeError(f"{argument}: found an array of shape {list(array.shape)} and dtype {array.dtype}, "
                             f"allowed: {SEEDS_ALLOWED}")
