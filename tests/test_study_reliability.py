@@ -164,8 +164,9 @@ def test_a_changed_user_module_changes_the_fingerprint(tmp_path, monkeypatch):
 
 
 def test_an_mjcf_model_its_includes_and_assets_are_hashed(tmp_path):
-    """Without MuJoCo: the files of an mjx problem are found as MuJoCo finds them (relative to the main model's
-    folder, assets under <compiler meshdir>), and a change in an included file changes the hashes."""
+    """Without MuJoCo: the files of an mjx problem are found where MuJoCo may read them (an include beside the
+    main model or the including file, assets under <compiler meshdir>), and a change in an included file changes
+    the hashes."""
     from trajopt.studies.sources import SourceHashes, file_hash
 
     models = tmp_path / "models"
@@ -173,13 +174,16 @@ def test_an_mjcf_model_its_includes_and_assets_are_hashed(tmp_path):
     (models / "meshes").mkdir()
     (models / "main.xml").write_text('<mujoco><compiler meshdir="meshes"/><include file="parts/body.xml"/>'
                                      '<asset><mesh file="box.stl"/></asset></mujoco>')
-    (models / "parts" / "body.xml").write_text('<mujoco><include file="parts/inner.xml"/></mujoco>')
+    (models / "parts" / "body.xml").write_text('<mujoco><include file="parts/inner.xml"/><include file="leaf.xml"/>'
+                                               '</mujoco>')
     (models / "parts" / "inner.xml").write_text("<mujoco/>")
+    (models / "parts" / "leaf.xml").write_text("<mujoco/>")  # beside the file that includes it
     (models / "meshes" / "box.stl").write_bytes(b"solid")
     os.mkfifo(models / "fifo.xml")  # named by no one: never opened
     raw = {"system": {"name": "mjx", "model": "models/main.xml"}}
     files = SourceHashes().of(raw, str(tmp_path / "p.toml"))
-    assert list(files) == [f"model:{models / n}" for n in ("main.xml", "parts/body.xml", "parts/inner.xml", "meshes/box.stl")]
+    assert list(files) == [f"model:{models / n}" for n in ("main.xml", "parts/body.xml", "parts/inner.xml",
+                                                             "parts/leaf.xml", "meshes/box.stl")]
     assert files[f"model:{models / 'parts/inner.xml'}"] == file_hash(str(models / "parts" / "inner.xml"))
     (models / "parts" / "inner.xml").write_text("<mujoco><option timestep='0.001'/></mujoco>")
     assert SourceHashes().of(raw, str(tmp_path / "p.toml")) != files

@@ -8,8 +8,8 @@ fingerprint already; what it names is not. The files covered:
 
 * an MJCF model (``[system] name = "mjx"``, ``model = "..."`` read relative to the problem file, as
   `trajopt.systems.mjx.MJX.from_table` reads it), the files it includes (``<include file=...>``, nested) and
-  the asset files it loads (meshes, height fields, skins, textures, attached models): paths relative to the
-  main model's folder, assets also under ``<compiler meshdir/texturedir/assetdir>``;
+  the asset files it loads (meshes, height fields, skins, textures, attached models), at every place MuJoCo
+  may read them from (the places `trajopt.systems.mjx` checks for special files);
 * the module file of every ``package.module:Attribute`` name in the document (a user system, oracle, method,
   policy, initial-state distribution...), found in ``sys.modules``: the spec has imported it while it was
   validated, so nothing is imported here (a module the document names but that was never imported, e.g.
@@ -95,50 +95,50 @@ def mjcf_model(raw: Mapping, source: str) -> Optional[str]:
 
 def mjcf_files(model: str) -> list[str]:
     """The model file, the files it includes (nested) and the asset files it names, in the order found (at most
-    `MAX_FILES`). Paths that MuJoCo reads relative to the main model's folder are resolved so here; an asset is
-    looked for under its ``<compiler>`` folder (meshdir, texturedir, assetdir), then the model's folder."""
+    `MAX_FILES`), at every place MuJoCo may read them from (as `trajopt.systems.mjx` looks for special files):
+    an include in the including file's folder and the main model's, an asset under its ``<compiler>`` folder
+    (meshdir, texturedir, assetdir), the main model's folder and the naming file's. Every candidate that exists
+    is listed; a file found at none is listed at its first candidate (hashed as missing)."""
     import xml.etree.ElementTree as ET
 
-    base = os.path.dirname(os.path.abspath(model))
-    found: list[str] = [os.path.abspath(model)]
-    dirs: dict[str, str] = {}
-    pending = [found[0]]
-    assets: list[tuple[str, str]] = []  # (element tag, file attribute) resolved once every <compiler> is known
+    main = os.path.abspath(model)
+    main_dir = os.path.dirname(main)
+    found: list[str] = [main]
+    pending = [main]
+    assets: list[list[str]] = []  # candidates of each asset, resolved once every file has been read
+    compiler: dict[str, str] = {}
     while pending and len(found) < MAX_FILES:
-        path = pending.pop(0)
+        current = pending.pop(0)
         try:
-            st = os.stat(path)
+            st = os.stat(current)
             if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_XML_BYTES:
                 continue
-            root = ET.parse(path).getroot()
+            root = ET.parse(current).getroot()
         except (OSError, ET.ParseError, ValueError, RecursionError):
             continue
+        here = os.path.dirname(current)
+        for c in root.iter("compiler"):
+            compiler.update({k: v for k, v in c.attrib.items() if k in ("meshdir", "texturedir", "assetdir")})
         for el in root.iter():
             tag = el.tag if isinstance(el.tag, str) else ""
-            if tag == "compiler":
-                for key in ("meshdir", "texturedir", "assetdir"):
-                    if el.get(key):
-                        dirs[key] = el.get(key)
             for attr, value in el.attrib.items():
-                if not attr.startswith("file") or not value:
+                if not tag or not attr.startswith("file") or not value:  # file, and a cube texture's fileright..
                     continue
-                if tag in ("include", "model"):
-                    target = os.path.normpath(os.path.join(base, value))
-                    if target not in found:
-                        found.append(target)
-                        if tag == "include":
-                            pending.append(target)
+                if tag == "include":
+                    candidates = [os.path.normpath(os.path.join(d, value)) for d in (here, main_dir)]
+                    existing = [c for c in dict.fromkeys(candidates) if os.path.exists(c)] or candidates[:1]
+                    for c in existing:
+                        if c not in found:
+                            found.append(c)
+                            pending.append(c)
                 else:
-                    assets.append((tag, value))
-    for tag, value in assets:
-        candidates = []
-        for key in (_ASSET_DIRS.get(tag), "assetdir"):
-            if key and dirs.get(key):
-                candidates.append(os.path.join(base, dirs[key], value))
-        candidates.append(os.path.join(base, value))
-        target = next((os.path.normpath(c) for c in candidates if os.path.exists(c)), os.path.normpath(candidates[0]))
-        if target not in found and len(found) < MAX_FILES:
-            found.append(target)
+                    assets.append([here, tag, value])
+    for here, tag, value in assets:
+        sub = compiler.get(_ASSET_DIRS.get(tag, "assetdir"), compiler.get("assetdir", ""))
+        candidates = [os.path.normpath(os.path.join(d, value)) for d in (os.path.join(main_dir, sub), main_dir, here)]
+        for c in [c for c in dict.fromkeys(candidates) if os.path.exists(c)] or candidates[:1]:
+            if c not in found and len(found) < MAX_FILES:
+                found.append(c)
     return found
 
 
