@@ -74,9 +74,12 @@ def names_problem(system: Any, attr: str, size: int) -> str | None:
 
 
 def _names(system: Any, attr: str, size: int, prefix: str) -> tuple[str, ...]:
-    if names_problem(system, attr, size) is not None or getattr(system, attr, None) is None:
-        return default_names(prefix, size)
-    return tuple(getattr(system, attr))
+    try:
+        if getattr(system, attr, None) is not None and names_problem(system, attr, size) is None:
+            return tuple(getattr(system, attr))
+    except Exception:  # noqa: BLE001  a user's property that raises (refused at load: spec.check_system)
+        pass
+    return default_names(prefix, size)
 
 
 def state_names(system: Any) -> tuple[str, ...]:
