@@ -212,8 +212,8 @@ def check_key(key: Any) -> None:
         raise TypeError(f"key: found {_found(key)}, allowed: {allowed}")
     if jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
         ok = tuple(shape) == ()
-    else:
-        ok = tuple(shape) == (2,) and np.dtype(dtype) == np.uint32
+    else:  # a raw key: uint32 of the default implementation's shape ((2,) for threefry)
+        ok = tuple(shape) == jax.eval_shape(lambda: jax.random.PRNGKey(0)).shape and np.dtype(dtype) == np.uint32
     if not ok:
         raise TypeError(f"key: found an array of shape {list(shape)} and dtype {dtype}, allowed: {allowed}")
 
