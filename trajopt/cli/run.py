@@ -265,11 +265,11 @@ def _rollouts_figure(spec, problem, results, title, summary=None):
     for name, r in results.items():
         i = median_seed_index(r.final_cost)
         thetas[name] = r.U[i][0]
-        notes[name] = f"seed {int(r.seeds[i])} (median final cost)"
+        notes[name] = f"seed {int(r.seeds[i])} (median cost)"
         v = (summary or {}).get("variants", {}).get(name, {})
         if p.success_radius is not None and "success_rate" in v:
             rate = lambda x: "-" if x is None or not math.isfinite(x) else f"{x:.1%}"  # noqa: E731
-            notes[name] += (f": {rate(v['success_rate'][i])} of all {p.held_out}\n"
+            notes[name] += (f"\nall {p.held_out} starts: {rate(v['success_rate'][i])}\n"
                             f"table, median of {len(r.seeds)} seeds: {rate(v['median_success_rate'])}")
     fig = rollouts_figure(problem, thetas, held_out_states(problem, p.held_out)[:shown], radius=p.success_radius,
                           positions=p.positions, notes=notes)  # the first of the very states the table scores

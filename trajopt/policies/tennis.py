@@ -131,9 +131,9 @@ def rollouts_figure(problem: PolicyProblem, thetas: Mapping[str, Array], init_st
     Each path is drawn thin and grey, its start as a black dot and its end as a coloured dot (green within
     ``radius`` of the target, red otherwise; all blue without a radius); the target is a star. The axes are the
     state coordinates ``positions`` (x, y), labelled with the system's own names (`trajopt.systems.state_names`:
-    "ball x" for tennis, "theta" for a pendulum). A panel's title states what it draws: with a radius,
-    "NAME: k of B shown within r (share)", the share of THESE B starts (``init_states``); ``notes[NAME]``, if
-    given, is added on the lines below (e.g. which seed the policy is and the run table's success rate).
+    "ball x" for tennis, "theta" for a pendulum). A panel's title is the variant's name, then ``notes[NAME]``
+    if given (e.g. which seed the policy is and the run table's success rate), then what the panel draws: with a
+    radius, "shown: k/B within r (share)", the share of THESE B starts (``init_states``).
     Returns a ``matplotlib.figure.Figure`` (no pyplot state, no backend switch).
     """
     from matplotlib.figure import Figure
@@ -157,14 +157,13 @@ def rollouts_figure(problem: PolicyProblem, thetas: Mapping[str, Array], init_st
         ax.scatter(X[:, 0, i], X[:, 0, j], s=6, color="black", label="start", zorder=3)
         if radius is None:
             ax.scatter(X[:, -1, i], X[:, -1, j], s=8, color="tab:blue", label="end", zorder=3)
-            title = f"{name}: {len(X)} starts shown"
+            shown = f"{len(X)} starts shown"
         else:
             ok = final_distances(X, goal, positions) <= radius
-            ax.scatter(X[ok, -1, i], X[ok, -1, j], s=8, color="tab:green", label="end (hit)", zorder=3)
-            ax.scatter(X[~ok, -1, i], X[~ok, -1, j], s=8, color="tab:red", label="end (miss)", zorder=3)
-            title = f"{name}: {int(ok.sum())} of {len(X)} shown within {radius:g} ({ok.mean():.1%})"
-        if notes.get(name):
-            title += "\n" + notes[name]
+            ax.scatter(X[ok, -1, i], X[ok, -1, j], s=8, color="tab:green", label=f"end within {radius:g}", zorder=3)
+            ax.scatter(X[~ok, -1, i], X[~ok, -1, j], s=8, color="tab:red", label=f"end beyond {radius:g}", zorder=3)
+            shown = f"shown: {int(ok.sum())}/{len(X)} within {radius:g} ({ok.mean():.1%})"
+        title = "\n".join([name, *([notes[name]] if notes.get(name) else []), shown])
         ax.plot(goal[i], goal[j], marker="*", ms=12, color="gold", mec="black", zorder=4)
         set_title(ax, title, 8)
         ax.set_aspect("equal", adjustable="datalim")
