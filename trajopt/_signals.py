@@ -3,8 +3,11 @@
 The console script installs the handlers first thing (`trajopt._entry`), before any heavy import, so that a
 signal at any moment of a run's life sets a flag instead of killing the process half-way: the fused loop polls
 the flag between chunks, the run folder is still written completely and marked ``interrupted``, and the process
-exits 130. A second Ctrl-C aborts at once. Under a test runner (no console script) `hold` installs them for
-the duration of a verb and restores the previous handlers afterwards.
+exits 130. A second Ctrl-C while the work is computed aborts at once (nothing is kept). Once the work is done and
+its outputs are being written (`writing`), the computed results are not given up: a second Ctrl-C is noted and
+the outputs are finished and marked interrupted; only a third abandons them (the verb then removes what it
+wrote, so the folder is complete or absent, never half-written). Under a test runner (no console script) `hold`
+installs them for the duration of a verb and restores the previous handlers afterwards.
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ import signal
 import sys
 from contextlib import contextmanager
 
-STATE = {"stop": False, "signal": None, "global": False, "settled": False, "late": None}
+STATE = {"stop": False, "signal": None, "global": False, "settled": False, "late": None, "writing": False,
+         "repeats": 0}
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -22,6 +26,15 @@ def _handler(signum, frame):
         if STATE["late"] is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt
         STATE["late"] = signum
+        return
+    if STATE["writing"]:  # the results are computed and being written: finished and marked, not given up
+        if STATE["stop"] and signum == signal.SIGINT:
+            STATE["repeats"] += 1
+            if STATE["repeats"] >= 2:  # a third Ctrl-C: abandon (what was written is removed by the verb)
+                raise KeyboardInterrupt
+        STATE["stop"], STATE["signal"] = True, STATE["signal"] or signum
+        sys.stderr.write("the results are being written; the folder will be complete and marked interrupted "
+                         f"(Ctrl-C {'again' if STATE['repeats'] else 'twice more'} abandons it)...\n")
         return
     if STATE["stop"] and signum == signal.SIGINT:
         raise KeyboardInterrupt
@@ -32,6 +45,17 @@ def _handler(signum, frame):
 def requested() -> bool:
     """Whether SIGINT or SIGTERM arrived since the handlers were installed (and before `settle`)."""
     return bool(STATE["stop"])
+
+
+def writing() -> None:
+    """Mark that the verb's work is done and its outputs are being written: from now on a second Ctrl-C no longer
+    aborts (the computed results would be lost); the outputs are finished and marked interrupted instead."""
+    STATE["writing"] = True
+
+
+def settled() -> bool:
+    """Whether the command's outputs were declared final (`settle`): an error after that moment is not theirs."""
+    return bool(STATE["settled"])
 
 
 def settle() -> bool:
@@ -58,7 +82,7 @@ def hold():
     """The handlers for the duration of a block (no-op when installed for the process); yields `requested`."""
     previous = {}
     if not STATE["global"]:
-        STATE.update(stop=False, signal=None, settled=False, late=None)
+        STATE.update(stop=False, signal=None, settled=False, late=None, writing=False, repeats=0)
         for sig in SIGNALS:
             try:
                 previous[sig] = signal.signal(sig, _handler)

@@ -115,6 +115,7 @@ def _md(x) -> str:
 
 # configuration keys that label a run rather than configure it (never "what differs")
 LABEL_KEYS = ("title", "description")
+RUN_FOLDER = "run folder"  # what tells apart runs of one configuration (no key differs)
 MAX_HEADING_KEYS = 4
 
 
@@ -157,7 +158,11 @@ def order_runs(runs: Sequence[Run]) -> list[tuple[Run, list[tuple[str, object]]]
     for members in groups.values():
         keys = differing_keys(members) if len(members) > 1 else []
         labelled = []
-        for run in members:
+        if len(members) > 1 and not keys:  # the same configuration twice (repeated runs): the folders tell them apart
+            names = [run.path.name for run in members]
+            whole = len(set(names)) < len(names)
+            labelled = [(run, [(RUN_FOLDER, str(run.path) if whole else run.path.name)]) for run in members]
+        for run in members if not labelled else []:
             rows: list = []
             _flatten("", run.config, rows)
             values = dict(rows)
@@ -182,10 +187,13 @@ def _report_title(ordered: Sequence[tuple[Run, list]]) -> str:
         return _run_title(ordered[0][0])
     problems = list(dict.fromkeys(_problem_of(run) for run, _ in ordered))
     keys = list(dict.fromkeys(k for _, diffs in ordered for k, _ in diffs))
+    if len(problems) == 1 and keys == [RUN_FOLDER]:
+        return f"{problems[0]}: {len(ordered)} runs of one configuration"
     if len(problems) == 1 and keys:
         shown = ", ".join(keys[:MAX_HEADING_KEYS]) + (", ..." if len(keys) > MAX_HEADING_KEYS else "")
         return f"{problems[0]}: {len(ordered)} runs across {shown}"
-    return "trajopt report"
+    shown = ", ".join(p or "(unnamed)" for p in problems[:MAX_HEADING_KEYS]) + (", ..." if len(problems) > MAX_HEADING_KEYS else "")
+    return f"trajopt report: {len(ordered)} runs of {len(problems)} problems ({shown})"
 
 
 def _description(run: Run) -> str:
@@ -199,24 +207,54 @@ def _description(run: Run) -> str:
     return desc
 
 
-def run_figures(run: Run, tag: str) -> list[Figure]:
-    """Every figure of one run, as PNG bytes."""
+def run_figures(run: Run, tag: str, title: Optional[str] = None) -> list[Figure]:
+    """Every figure of one run, as PNG bytes, titled ``title`` (default: the run's own title; a report of several
+    runs of one problem passes the heading that names what differs, `report_figures`)."""
+    title = _title(run) if title is None else title
+    labels = legend_labels(run.result)
     figs = []
     for x in ("iterations", "rollouts", "seconds"):
         figs.append(Figure(f"{tag}convergence_{x}", f"Cost against {plots.X_AXES[x]}: median and interquartile band over seeds"
                            + ("; lower panel: α" if x == "iterations" else ""),
-                           plots.figure_bytes(plots.convergence_figure(run.results, x=x, title=_title(run),
-                                                                      labels=legend_labels(run.result)))))
-    var = plots.variance_figure(run.results, title=_title(run))
+                           plots.figure_bytes(plots.convergence_figure(run.results, x=x, title=title, labels=labels))))
+    var = plots.variance_figure(run.results, title=title)
     if var is not None:
         figs.append(Figure(f"{tag}variance", "Per-sample trace variances of the first- and zeroth-order batches "
                            "and the bias gap B, per iteration", plots.figure_bytes(var)))
-    has_states = next(iter(run.results.values())).X is not None
-    figs.append(Figure(f"{tag}trajectories", "States and controls of each variant's best seed (lowest final cost)"
-                       if has_states else "Final decision of every seed, per variant",
-                       plots.figure_bytes(plots.trajectory_figure(run.results, goal=run.config.get("task", {}).get("goal"),
-                                                                  title=_title(run)))))
+    # a folder read from disk may lack a variant's final decision (its run folder says so in the notes)
+    drawn = {n: r for n, r in run.results.items() if r.U is not None}
+    if any(r.X is not None for r in drawn.values()):
+        drawn = {n: r for n, r in drawn.items() if r.X is not None}
+    if drawn:
+        left_out = [n for n in run.results if n not in drawn]
+        has_states = next(iter(drawn.values())).X is not None
+        caption = ("States and controls of each variant's best seed (lowest final cost)" if has_states
+                   else "Final decision of every seed, per variant")
+        if left_out:
+            caption += f" (not drawn, no final decision in the folder: {', '.join(left_out)})"
+        goal = _goal(run, next(iter(drawn.values())).X.shape[-1] if has_states else 0)
+        figs.append(Figure(f"{tag}trajectories", caption,
+                           plots.figure_bytes(plots.trajectory_figure(drawn, goal=goal, title=title))))
     return figs
+
+
+def report_figures(runs: Sequence[Run]) -> dict[str, list[Figure]]:
+    """{run folder: its figures} for a report of ``runs``: among runs of one problem that differ, each run's figures
+    are titled with its heading (the problem and what differs, `run_heading`), so a figure shown alone still says
+    which run it is."""
+    titles = {id(run): run_heading(run, differences) if differences else None for run, differences in order_runs(runs)}
+    return {str(r.path): run_figures(r, f"r{i}_", titles[id(r)]) for i, r in enumerate(runs)}
+
+
+def _goal(run: Run, n: int):
+    """config.toml's task.goal when it is a list of ``n`` finite numbers (drawn on the n state panels), else None:
+    a report never trusts its input."""
+    task = run.config.get("task")
+    goal = task.get("goal") if isinstance(task, dict) else None
+    if isinstance(goal, list) and len(goal) == n and all(isinstance(g, (int, float)) and not isinstance(g, bool)
+                                               and math.isfinite(g) for g in goal):
+        return goal
+    return None
 
 
 def _title(run: Run) -> str:
@@ -269,7 +307,7 @@ def _figure_section(figs: list[Figure], src: Callable[[Figure], str], fmt: str) 
 
 def html_report(runs: Sequence[Run], figures: Optional[dict[str, list[Figure]]] = None) -> str:
     """One self-contained HTML page for one or more run folders (figures embedded as data URIs)."""
-    figures = figures or {str(r.path): run_figures(r, f"r{i}_") for i, r in enumerate(runs)}
+    figures = figures or report_figures(runs)
     embed = lambda f: "data:image/png;base64," + base64.b64encode(f.png).decode("ascii")  # noqa: E731
     ordered = order_runs(runs)
     title = _report_title(ordered)
@@ -285,6 +323,9 @@ def html_report(runs: Sequence[Run], figures: Optional[dict[str, list[Figure]]] 
                      f" · status <b>{_e(r.get('status', ''))}</b> · {_e(iterations_text(r))} × "
                      f"{_e(len(r.get('seeds', [])))} seeds · created {_e(r.get('created', ''))} · "
                      f"{_e(_versions(r))} · {_e(r.get('platform'))}, x64={_e(r.get('x64'))}</p>")
+        if run.notes:  # what the reader found missing or out of place in the folder, and read around
+            parts.append("<p class='meta'><b>Read with notes:</b></p><ul class='meta'>"
+                         + "".join(f"<li>{_e(n)}</li>" for n in run.notes) + "</ul>")
         parts.append("<h2>Problem</h2>")
         parts.append(f"<p>{_e(_description(run))}</p><p class='meta'>source <code>{_e(r.get('source'))}</code></p>")
         parts.append("<h2>Hyper-parameters</h2>")
@@ -307,7 +348,7 @@ def html_report(runs: Sequence[Run], figures: Optional[dict[str, list[Figure]]] 
 
 def markdown_report(runs: Sequence[Run], figure_dir: str, figures: Optional[dict[str, list[Figure]]] = None) -> str:
     """A Markdown report; figures are referenced as ``figure_dir/<name>.png`` (the caller writes them)."""
-    figures = figures or {str(r.path): run_figures(r, f"r{i}_") for i, r in enumerate(runs)}
+    figures = figures or report_figures(runs)
     link = lambda f: f"{figure_dir}/{f.name}.png"  # noqa: E731
     out = []
     ordered = order_runs(runs)
@@ -316,6 +357,8 @@ def markdown_report(runs: Sequence[Run], figure_dir: str, figures: Optional[dict
         out.append(f"# {_md(run_heading(run, differences) if len(runs) > 1 else _run_title(run))}\n")
         out.append(f"Run folder `{_md(run.path)}` · {_md(r.get('verb', ''))} · status **{_md(r.get('status', ''))}** · "
                    f"{_md(iterations_text(r))} × {len(r.get('seeds', []))} seeds · {_md(_versions(r))}\n")
+        if run.notes:  # what the reader found missing or out of place in the folder, and read around
+            out.append("**Read with notes:**\n\n" + "\n".join(f"- {_md(n)}" for n in run.notes) + "\n")
         out.append("## Problem\n")
         out.append(_md(_description(run)) + "\n")
         out.append("## Hyper-parameters\n")

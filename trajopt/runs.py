@@ -26,7 +26,9 @@ import json
 import math
 import os
 import platform
+import re
 import shutil
+import stat
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -60,7 +62,10 @@ def atomic_file(path: Path):
     permissions a new file gets (0666 less the umask) and renamed to ``path`` when the block ends; removed
     instead if the block raises (an error, KeyboardInterrupt), so ``path`` is either whole or untouched."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX)
+    except OSError as e:
+        raise named_os_error(e, path) from None
     try:
         with os.fdopen(fd, "wb") as f:
             yield f
@@ -68,9 +73,28 @@ def atomic_file(path: Path):
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):  # a write that failed (EFBIG, EIO, ENOSPC...) names the file, not its temporary
+            raise named_os_error(e, path) from None
         raise
+
+
+def named_os_error(e: OSError, path: Path) -> OSError:
+    """``e`` as an OSError of the same kind (errno) naming ``path``: the file trajopt was writing when it failed
+    (a write() that fails names no file; a temporary's name means nothing to the user)."""
+    return OSError(e.errno, e.strerror or str(e), str(path))
+
+
+TEMPORARY_SUFFIX = ".tmp"
+# what a killed writer may leave in a folder: `atomic_file`'s temporaries (.NAME.RANDOM.tmp) and `DiskHistory`'s
+# folders (.history-RANDOM); never run data (readers open only the files they name), removed by `--force`
+TEMPORARY = re.compile(r"^\..+\.tmp$")
+
+
+def is_temporary(name: str) -> bool:
+    """Whether a file or folder name in a run folder is a temporary a killed trajopt writer left behind."""
+    return bool(TEMPORARY.match(name)) or name.startswith(DiskHistory.PREFIX)
 
 
 def write_lines(path: Path, lines: Iterable[str], block_chars: int = 1 << 18) -> None:
@@ -83,10 +107,10 @@ def write_lines(path: Path, lines: Iterable[str], block_chars: int = 1 << 18) ->
             block.append(line)
             size += len(line) + 1
             if size >= block_chars:
-                f.write(("\n".join(block) + "\n").encode())
+                f.write(_utf8("\n".join(block) + "\n"))
                 block, size, written = [], 0, True
         if block or not written:
-            f.write(("\n".join(block) + "\n").encode())
+            f.write(_utf8("\n".join(block) + "\n"))
 
 
 class DiskHistory:
@@ -173,11 +197,39 @@ def _plain_list(values: list) -> list:
     return [v if (type(v) is float and math.isfinite(v)) or type(v) is int else _jsonable(v) for v in values]
 
 
-_encode_line = json.JSONEncoder(allow_nan=False).encode  # json.dumps(row, allow_nan=False), without a new encoder per row
+# json.dumps(row, allow_nan=False, ensure_ascii=False), without a new encoder per row
+_encode_line = json.JSONEncoder(allow_nan=False, ensure_ascii=False).encode
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _escape_surrogates(text: str) -> str:
+    """JSON text with each lone surrogate (an undecodable byte of a file name or argument, as Python decodes it)
+    written as its \\uXXXX escape: UTF-8 cannot hold one, JSON's escape keeps it exactly. Text outside the basic
+    multilingual plane ("🚀") is one code point, not a surrogate, and stays as written."""
+    return _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def _utf8(text: str) -> bytes:
+    """JSON text as UTF-8 bytes (lone surrogates escaped, `_escape_surrogates`)."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _escape_surrogates(text).encode("utf-8")
+
+
+def utf8(text: str) -> bytes:
+    """Text (a report, a table) as UTF-8 bytes: "🚀" as written; a lone surrogate (an undecodable byte of an
+    argument or a file name, which UTF-8 cannot hold) becomes U+FFFD."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _LONE_SURROGATE.sub("\ufffd", text).encode("utf-8")
 
 
 def dumps_json(obj: Any) -> str:
-    return json.dumps(_jsonable(obj), indent=2, allow_nan=False) + "\n"
+    """JSON as trajopt writes it: indented, NaN and inf as null, text as written (UTF-8, never "\\ud83d..."
+    escapes; only a lone surrogate, which UTF-8 cannot hold, is escaped)."""
+    return _escape_surrogates(json.dumps(_jsonable(obj), indent=2, allow_nan=False, ensure_ascii=False)) + "\n"
 
 
 def overall_status(results: Iterable[Result]) -> str:
@@ -371,6 +423,8 @@ class Run:
             every other field the lines carry (NaN where null).
         results: {variant: `Result`} rebuilt from the folder (``method`` is None; the timings are per
             iteration), so figures are drawn from a folder exactly as from a run in memory.
+        notes: what the reader found missing or out of place and read around, one sentence each naming the file
+            (missing metrics lines, a missing trajectory file, ...); empty for a folder as trajopt wrote it.
     """
 
     path: Path
@@ -379,44 +433,190 @@ class Run:
     variants: list[str]
     series: dict[str, dict[str, np.ndarray]]
     results: dict[str, Result]
+    notes: tuple[str, ...] = ()
 
     def trajectories(self) -> dict[str, np.ndarray]:
         return read_trajectories(self.path)
 
 
-def read_metrics(path: Path, variants: list[str], seeds: list[int], iterations: int,
-                 store=None) -> dict[str, dict[str, np.ndarray]]:
+class RunFolderError(ValueError):
+    """A run folder, or one of its files, that is missing, truncated, unreadable or not what trajopt writes.
+    The message names the file; the CLI reports it with exit status 2."""
+
+
+_FILE_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"),
+               (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+
+
+def open_member(file: Path, limit: int | None = None):
+    """A file of a run folder, opened for reading (binary) without trusting what is there.
+
+    Checked before a byte is read: a symbolic link must resolve inside the folder (``file.parent``), and what is
+    opened must be a regular file (a FIFO would block the reader forever, a device never ends: the file is
+    opened non-blocking and `os.fstat`-ed, so the check is of the very file that is read) of at most ``limit``
+    bytes. Anything else is a `RunFolderError` naming the file and what was found."""
+    file = Path(file)
+    try:
+        info = os.lstat(file)
+    except FileNotFoundError:
+        raise RunFolderError(f"{file}: missing (not a run folder, or an incomplete one)") from None
+    except OSError as e:
+        raise RunFolderError(f"{file}: cannot be read ({e.strerror})") from None
+    if stat.S_ISLNK(info.st_mode):
+        real, home = Path(os.path.realpath(file)), Path(os.path.realpath(file.parent))
+        if home not in real.parents:
+            raise RunFolderError(f"{file}: a symbolic link to {real}, outside the run folder; allowed: the file "
+                                 "itself, or a link to a file inside the folder")
+    try:
+        fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0))
+    except FileNotFoundError:
+        raise RunFolderError(f"{file}: a symbolic link to a file that does not exist") from None
+    except OSError as e:
+        raise RunFolderError(f"{file}: cannot be read ({e.strerror})") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            kind = next((name for test, name in _FILE_KINDS if test(info.st_mode)), "not a regular file")
+            raise RunFolderError(f"{file}: {kind}, expected a file written by trajopt")
+        if limit is not None and info.st_size > limit:
+            raise RunFolderError(f"{file}: {info.st_size} bytes, larger than any file trajopt writes ({limit})")
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _read_text(path: Path, limit: int = 64 << 20) -> str:
+    with open_member(path, limit) as f:
+        try:
+            data = f.read(limit + 1)
+        except OSError as e:
+            raise RunFolderError(f"{path}: cannot be read ({e.strerror})") from None
+    if len(data) > limit:
+        raise RunFolderError(f"{path}: larger than any file trajopt writes ({limit} bytes)")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise RunFolderError(f"{path}: not UTF-8 text at byte {e.start}, truncated or not written by trajopt") from None
+
+
+METRICS_KEYS = ("variant", "oracle", "seed", "iteration")  # what a line of metrics.jsonl is about; every other
+MAX_METRICS_LINE = 1 << 20  # field is a number or null. trajopt's lines are a few hundred bytes
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def read_metrics(path: Path, variants: list[str], seeds: list[int], iterations: int | Mapping[str, int],
+                 store=None, notes: list | None = None) -> dict[str, dict[str, np.ndarray]]:
     """{variant: {field: [S, K+1]}} from metrics.jsonl (NaN where a value is null or missing), read a line at a
-    time into arrays from ``store`` (a `trajopt.solver.HistoryStore`; default memory, `DiskHistory` maps files)."""
+    time into arrays from ``store`` (a `trajopt.solver.HistoryStore`; default memory, `DiskHistory` maps files).
+    ``iterations``: K, or each variant's own K.
+
+    Nothing in the file is trusted: a line that is not a JSON object of numbers (or null; true/false count as
+    1/0) about a variant, a seed and an iteration >= 0, or one that repeats another's (variant, seed,
+    iteration), is a `RunFolderError` naming the file, the line and what was found. Lines missing (gaps in the
+    curves) and lines about a variant, seed or iteration that result.json does not list (ignored) are read
+    around, with a sentence appended to ``notes``."""
     store = store or memory_store
+    own = dict(iterations) if isinstance(iterations, Mapping) else {v: int(iterations) for v in variants}
     seed_index = {s: i for i, s in enumerate(seeds)}
+    S = len(seeds)
+    expected = sum(S * (own[v] + 1) for v in variants)
     series: dict[str, dict[str, np.ndarray]] = {o: {} for o in variants}
-    with open(path, encoding="utf-8") as f:
-        for line in f:
+    seen: dict[str, np.ndarray] = {}
+    extra, first_extra, number = 0, None, 0
+
+    def bad(what: str) -> RunFolderError:
+        return RunFolderError(f"{path}: line {number}: {what}")
+
+    with open_member(path) as raw:
+        size = os.fstat(raw.fileno()).st_size
+        if expected > size + 10**6:  # a line takes 100 bytes or more: this file cannot be these runs' metrics, and
+            raise RunFolderError(  # arrays for them would be allocated for nothing
+                f"{path}: {size} bytes for {expected} lines ({S} seeds x the iterations of result.json); "
+                "not the metrics of this run")
+        f = io.TextIOWrapper(raw, encoding="utf-8", newline="\n")
+        while True:
+            try:
+                line = f.readline(MAX_METRICS_LINE + 1)
+            except UnicodeDecodeError:
+                number += 1
+                raise bad("not UTF-8 text; truncated or not written by trajopt") from None
+            except OSError as e:
+                raise RunFolderError(f"{path}: cannot be read ({e.strerror})") from None
+            if not line:
+                break
+            number += 1
+            if len(line) > MAX_METRICS_LINE:
+                raise bad(f"longer than {MAX_METRICS_LINE} characters; not a line trajopt writes")
             if not line.strip():
                 continue
-            row = json.loads(line)
-            o, s, k = row.get("variant", row.get("oracle")), seed_index.get(row["seed"]), row["iteration"]
-            if o not in series or s is None or k > iterations:
-                continue
+            try:
+                row = json.loads(line)
+            except (ValueError, RecursionError) as e:
+                raise bad(f"not valid JSON, truncated or not written by trajopt ({str(e)[:80]})") from None
+            if not isinstance(row, dict):
+                raise bad(f"found a JSON {type(row).__name__}, expected an object (one variant, seed and iteration)")
+            name, seed, k = row.get("variant", row.get("oracle")), row.get("seed"), row.get("iteration")
+            if not isinstance(name, str):
+                raise bad(f"'variant' is {_short(name)}, expected a variant's name")
+            if not _is_int(seed):
+                raise bad(f"'seed' is {_short(seed)}, expected a seed number")
+            if not _is_int(k) or k < 0:
+                raise bad(f"'iteration' is {_short(k)}, expected an iteration number >= 0")
+            values = {}
             for fld, v in row.items():
-                if fld in ("variant", "oracle", "seed", "iteration"):
+                if fld in METRICS_KEYS:
                     continue
-                if fld not in series[o]:
-                    series[o][fld] = store(f"{o}/{fld}", (len(seeds), iterations + 1), np.float64)
-                    series[o][fld][...] = np.nan
-                series[o][fld][s, k] = np.nan if v is None else float(v)
+                if v is not None and not isinstance(v, (int, float)):  # bool is an int: "skipped" is true/false
+                    raise bad(f"{fld!r} is {_short(v)}, expected a number or null")
+                try:
+                    values[fld] = math.nan if v is None else float(v)
+                except OverflowError:
+                    raise bad(f"{fld!r} is {_short(v)}, expected a number within the range of a double") from None
+            s = seed_index.get(seed)
+            if name not in series or s is None or k > own[name]:
+                extra += 1
+                first_extra = first_extra or number
+                continue
+            if name not in seen:
+                seen[name] = store(f"{name}/lines read", (S, own[name] + 1), np.bool_)
+                seen[name][...] = False
+            if seen[name][s, k]:
+                raise bad(f"repeats variant {name!r}, seed {seed}, iteration {k} of an earlier line; each is written once")
+            seen[name][s, k] = True
+            for fld, v in values.items():
+                if fld not in series[name]:
+                    series[name][fld] = store(f"{name}/{fld}", (S, own[name] + 1), np.float64)
+                    series[name][fld][...] = np.nan
+                series[name][fld][s, k] = v
+    if notes is not None:
+        found = sum(int(np.count_nonzero(a)) for a in seen.values())
+        if found < expected:
+            absent = [v for v in variants if v not in seen]
+            notes.append(f"{path}: {expected - found} of {expected} lines missing"
+                         + (f" (none for {', '.join(repr(v) for v in absent)})" if absent else "")
+                         + "; their iterates are gaps in the curves")
+        if extra:
+            notes.append(f"{path}: {extra} line(s) about a variant, seed or iteration that result.json does not list "
+                         f"(the first: line {first_extra}); ignored")
     return series
 
 
 def _rebuild_result(name: str, entry: Mapping, s: Mapping[str, np.ndarray], traj: Mapping[str, np.ndarray],
                     seeds: list[int], K: int, store=None) -> Result:
+    import warnings
+
     store = store or memory_store
     shape = (len(seeds), K + 1)
     cost = s.get("cost", np.full(shape, np.nan))
     history = {"value": cost[:, :K]}
     for fld in ("rollouts", "gradients"):
-        cum = np.nanmax(s[fld], axis=0) if fld in s else np.zeros(K + 1)
+        with warnings.catch_warnings():  # an iterate no line gave: NaN for every seed, a gap (no count spent)
+            warnings.simplefilter("ignore", RuntimeWarning)
+            cum = np.nanmax(s[fld], axis=0) if fld in s else np.zeros(K + 1)
         history[fld] = store(f"{name}/{fld} per step", (len(seeds), K), np.float64)
         history[fld][...] = np.diff(np.nan_to_num(cum))
     for fld, values in s.items():
@@ -437,24 +637,6 @@ def variant_entries(result: Mapping) -> dict:
     return result.get("variants", result.get("oracles", {}))
 
 
-class RunFolderError(ValueError):
-    """A run folder, or one of its files, that is missing, truncated, unreadable or not what trajopt writes.
-    The message names the file; the CLI reports it with exit status 2."""
-
-
-def _read_text(path: Path, limit: int = 64 << 20) -> str:
-    try:
-        if not path.is_file():
-            raise RunFolderError(f"{path}: missing (not a run folder, or an incomplete one)")
-        if path.stat().st_size > limit:
-            raise RunFolderError(f"{path}: {path.stat().st_size} bytes, larger than any file trajopt writes ({limit})")
-        return path.read_text(encoding="utf-8")
-    except RunFolderError:
-        raise
-    except (OSError, UnicodeDecodeError) as e:
-        raise RunFolderError(f"{path}: cannot be read ({type(e).__name__}: {e})") from None
-
-
 def read_result(path: str | Path) -> dict:
     """result.json of a run folder, checked for the keys readers use (a RunFolderError naming the file otherwise)."""
     file = Path(path) / RESULT
@@ -462,6 +644,8 @@ def read_result(path: str | Path) -> dict:
         result = json.loads(_read_text(file))
     except json.JSONDecodeError as e:
         raise RunFolderError(f"{file}: not valid JSON, truncated or not written by trajopt ({e})") from None
+    except RecursionError:
+        raise RunFolderError(f"{file}: nested deeper than any file trajopt writes") from None
     if not isinstance(result, dict):
         raise RunFolderError(f"{file}: found a JSON {type(result).__name__}, expected an object (a trajopt run summary)")
     K, seeds, entries = result.get("iterations"), result.get("seeds"), variant_entries(result)
@@ -470,6 +654,8 @@ def read_result(path: str | Path) -> dict:
     if not isinstance(seeds, list) or not seeds or not all(isinstance(x, int) and not isinstance(x, bool) for x in seeds) \
             or len(seeds) > 100_000:
         raise RunFolderError(f"{file}: 'seeds' is {_short(seeds)}, expected a non-empty list of seed numbers")
+    if len(set(seeds)) != len(seeds):
+        raise RunFolderError(f"{file}: 'seeds' is {_short(seeds)}, a seed repeated; expected distinct seed numbers")
     if not isinstance(entries, dict) or not entries:
         raise RunFolderError(f"{file}: no 'variants' table, expected one entry per variant")
     for name, e in entries.items():
@@ -514,13 +700,17 @@ def read_config(path: str | Path, *, required: bool = True) -> dict:
     else:  # pragma: no cover
         import tomli as tomllib
 
+    from trajopt.tomlio import MAX_CONFIG_BYTES  # what `--from` reads back: the same cap
+
     file = Path(path) / CONFIG
-    if not file.exists() and not required:
+    if not os.path.lexists(file) and not required:
         return {}
     try:
-        config = tomllib.loads(_read_text(file, 1 << 20))
+        config = tomllib.loads(_read_text(file, MAX_CONFIG_BYTES))
     except tomllib.TOMLDecodeError as e:
         raise RunFolderError(f"{file}: not valid TOML, truncated or not written by trajopt ({e})") from None
+    except RecursionError:
+        raise RunFolderError(f"{file}: nested deeper than any file trajopt writes") from None
     if required and not isinstance(config.get("system"), dict):
         raise RunFolderError(f"{file}: no [system] table, not a resolved trajopt configuration")
     return config
@@ -532,23 +722,65 @@ def read_trajectories(path: str | Path, *, required: bool = True) -> dict[str, n
     import zipfile
 
     file = Path(path) / TRAJECTORY
-    if not file.is_file():
+    if not os.path.lexists(file):
         if required:
             raise RunFolderError(f"{file}: missing (not a run folder, or one written without trajectories)")
         return {}
-    try:
-        with np.load(file, allow_pickle=False) as data:
-            if not hasattr(data, "files"):
-                raise RunFolderError(f"{file}: a single array, expected an .npz archive of <variant>/U arrays")
-            out = {k: data[k] for k in data.files}
-    except RunFolderError:
-        raise
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, zipfile.LargeZipFile) as e:
-        raise RunFolderError(f"{file}: cannot be read, truncated or not written by trajopt ({type(e).__name__}: "
-                             f"{str(e)[:200]})") from None
+    with open_member(file) as f:  # a regular file inside the folder (never a FIFO, a device, a link out)
+        try:
+            with np.load(f, allow_pickle=False) as data:
+                if not hasattr(data, "files"):
+                    raise RunFolderError(f"{file}: a single array, expected an .npz archive of <variant>/U arrays")
+                out = {k: data[k] for k in data.files}
+        except RunFolderError:
+            raise
+        except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, zipfile.LargeZipFile, MemoryError,
+                NotImplementedError, RecursionError) as e:  # NotImplementedError: a zip compression numpy cannot read
+            raise RunFolderError(f"{file}: cannot be read, truncated or not written by trajopt ({type(e).__name__}: "
+                                 f"{str(e)[:200]})") from None
     for k, a in out.items():
         if a.dtype.kind not in "fiu":
             raise RunFolderError(f"{file}: {k} holds {a.dtype} values, expected numbers")
+    return out
+
+
+def check_trajectories(file: Path, traj: Mapping[str, np.ndarray], variants: list[str], n_seeds: int,
+                       notes: list | None = None) -> dict[str, np.ndarray]:
+    """The arrays of trajectory.npz (``traj``) that readers use, checked against result.json: each ``<variant>/U``
+    and ``<variant>/X`` of a listed variant has one entry per seed (``n_seeds`` first) and at least one more
+    axis, and every variant's U (and X) has the same shape (one problem's decisions); otherwise a
+    `RunFolderError` naming the file, the array and its shape. Arrays of no listed variant are left out, and a
+    variant without a U is read without one, each with a sentence appended to ``notes``."""
+    out, ignored, shapes = {}, [], {"U": {}, "X": {}}
+    for key, a in traj.items():
+        name, _, kind = key.rpartition("/")
+        if name not in variants or kind not in shapes:
+            ignored.append(key)
+            continue
+        if a.ndim < 2 or a.shape[0] != n_seeds:
+            raise RunFolderError(f"{file}: {key} has shape {list(a.shape)}, expected [{n_seeds}, ...] (one "
+                                 "entry per seed of result.json)")
+        shapes[kind][name] = a.shape
+        out[key] = a
+    for kind, by in shapes.items():
+        if len(set(by.values())) > 1:
+            raise RunFolderError(f"{file}: the variants' {kind} have different shapes ("
+                                 + ", ".join(f"{n}: {list(s)}" for n, s in by.items())
+                                 + "); the variants of one run solve one problem")
+    for name, xs in shapes["X"].items():  # states [S, T+1, n] beside controls [S, T, m]
+        us = shapes["U"].get(name)
+        if us is None or len(xs) != 3 or len(us) != 3 or xs[1] != us[1] + 1:
+            raise RunFolderError(f"{file}: {name}/X has shape {list(xs)} beside {name}/U "
+                                 f"{'(none)' if us is None else list(us)}; expected states [S, T+1, n] beside "
+                                 "controls [S, T, m]")
+    if notes is not None:
+        lacking = [v for v in variants if f"{v}/U" not in out]
+        if lacking:
+            notes.append(f"{file}: no final decision for {', '.join(repr(v) for v in lacking)}; "
+                         "not drawn in the trajectory figure")
+        if ignored:
+            notes.append(f"{file}: {', '.join(repr(k) for k in ignored[:4])}" + (" ..." if len(ignored) > 4 else "")
+                         + " belong to no variant of result.json; ignored")
     return out
 
 
@@ -564,25 +796,30 @@ def read_run(path: str | Path, store=None) -> Run:
     entries = variant_entries(result)
     variants = list(entries)
     K, seeds = result["iterations"], result["seeds"]
+    # a variant may have run its own number of iterations (an equal-budget compare): its entry says how many
+    own = {v: int(entries[v].get("iterations", K)) for v in variants}
+    notes: list[str] = []
     try:
-        if not (path / METRICS).is_file():
-            raise RunFolderError(f"{path / METRICS}: missing (not a run folder, or an incomplete one)")
-        series = read_metrics(path / METRICS, variants, seeds, K, store)
+        series = read_metrics(path / METRICS, variants, seeds, own, store, notes)
     except RunFolderError:
         raise
     except (ValueError, KeyError, TypeError, IndexError, OSError) as e:
         raise RunFolderError(f"{path / METRICS}: a line is truncated or not written by trajopt ({type(e).__name__}: "
                              f"{str(e)[:200]})") from None
-    traj = read_trajectories(path, required=False)
-    # a variant may have run its own number of iterations (an equal-budget compare): its entry says how many
-    results = {v: _rebuild_result(v, entries[v], {f: a[:, : int(entries[v].get("iterations", K)) + 1]
-                                                  for f, a in series[v].items()},
-                                  traj, seeds, int(entries[v].get("iterations", K)), store) for v in variants}
-    return Run(path=path, result=result, config=config, variants=variants, series=series, results=results)
+    if os.path.lexists(path / TRAJECTORY):
+        traj = check_trajectories(path / TRAJECTORY, read_trajectories(path), variants, len(seeds), notes)
+    else:
+        traj = {}
+        notes.append(f"{path / TRAJECTORY}: missing; the trajectories are not drawn")
+    results = {v: _rebuild_result(v, entries[v], series[v], traj, seeds, own[v], store) for v in variants}
+    return Run(path=path, result=result, config=config, variants=variants, series=series, results=results,
+               notes=tuple(notes))
 
 
 def is_run_dir(path: str | Path) -> bool:
-    return (Path(path) / RESULT).is_file()
+    """Whether ``path`` holds a result.json (in any form: what it is and whether it reads is `read_result`'s to say,
+    naming the file, where "not a run folder" would mislead)."""
+    return os.path.lexists(Path(path) / RESULT)
 
 
 def write_table(out_dir: Path, stem: str, rows: list[dict], meta: Mapping) -> None:
@@ -598,7 +835,7 @@ def write_table(out_dir: Path, stem: str, rows: list[dict], meta: Mapping) -> No
     for r in rows:
         writer.writerow({k: ("" if v is None or (isinstance(v, float) and not math.isfinite(v)) else v)
                          for k, v in r.items()})
-    atomic_write_bytes(out_dir / f"{stem}.csv", buf.getvalue().encode())
+    atomic_write_bytes(out_dir / f"{stem}.csv", _utf8(buf.getvalue()))
     atomic_write_bytes(out_dir / f"{stem}.json", dumps_json({**meta, "rows": rows}).encode())
 
 
@@ -607,4 +844,6 @@ def write_config(out_dir: Path, spec) -> None:
     import tomli_w
 
     Path(out_dir).mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(Path(out_dir) / CONFIG, tomli_w.dumps(spec.resolved()).encode())
+    text = tomli_w.dumps(spec.resolved())  # UTF-8: "🚀" as written; a lone surrogate (an undecodable byte of an
+    # argument) has no TOML spelling at all: U+FFFD stands in for it
+    atomic_write_bytes(Path(out_dir) / CONFIG, _LONE_SURROGATE.sub("\ufffd", text).encode("utf-8"))

@@ -129,6 +129,10 @@ def _locations(at: str, oracle: Optional[str], problem, spec=None) -> list[dict]
                        f"{list(problem.shape)}; pass the run's config.toml as PROBLEM (or the same --set options)")
         seed = seeds[i] if i < len(seeds) else i
         cost = finals[i] if i < len(finals) else None
+        if not np.isfinite(U).all():  # a run whose every seed failed (or a tampered file): no point to look at
+            raise fail(f"--at {at}: {run_dir / runs.TRAJECTORY}: {name}/U of seed {seed} (the median seed) holds "
+                       "non-finite values; allowed: a run folder whose final decision is finite (--oracle chooses "
+                       "another variant)")
         found.append({"label": f"{name}'s final U (median seed {seed}, f = {fmt(cost)})", "U": U, "oracle": name,
                       "seed": seed, "final_cost": cost})
     if spec is not None:  # the decision's shape agrees: now every problem parameter must agree too
@@ -231,6 +235,9 @@ def diagnose(
             kind, text = decide(summary)
             results.append({**{k: v for k, v in loc.items() if k != "U"}, "summary": summary, "kind": kind, "reading": text})
 
+        from trajopt import _signals
+
+        _signals.writing()  # computed: a second Ctrl-C now finishes the folder, marked interrupted
         from trajopt.plots import save_figure
         from trajopt.plots_diagnostics import step_variance_figure
 

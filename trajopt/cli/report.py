@@ -8,7 +8,7 @@ from typing import List
 import typer
 from rich.markup import escape
 
-from trajopt.cli._common import QuietOpt, app, fail, out
+from trajopt.cli._common import EXIT_INTERRUPTED, QuietOpt, app, err, fail, out
 
 
 def write_report(run_dirs: list[Path], output: Path) -> list[Path]:
@@ -16,43 +16,88 @@ def write_report(run_dirs: list[Path], output: Path) -> list[Path]:
 
     The history read back from metrics.jsonl is kept in memory, or, when that file is larger than twice
     ``$TRAJOPT_HISTORY_MEMORY`` (default 1 GiB; its arrays take about half the file's size), in files mapped into
-    memory in a temporary ``.history-*`` folder beside the report, removed when the report is written."""
+    memory in a temporary ``.history-*`` folder beside the report, removed when the report is written.
+
+    What a run folder's reader noted (missing metrics lines, a missing trajectory file) is printed on stderr, one
+    line each, and shown in the report. The report is whole or absent: a failed write (any OSError) removes what
+    was written and is one line naming the file (exit 2); a signal before the report is written writes nothing,
+    and one while it is written removes it (exit 130), so a report that exists is complete."""
     import os
 
-    from trajopt import runs
-    from trajopt.cli.run import history_memory_limit
+    from trajopt import _signals, report, runs
+    from trajopt.cli.run import _os_reason, history_memory_limit
 
     limit = history_memory_limit()
-    output.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise fail(f"--output {output}: cannot create its folder ({_os_reason(e)})") from None
     size = sum(os.path.getsize(p) for p in (Path(d) / runs.METRICS for d in run_dirs) if p.is_file())
-    with runs.DiskHistory(output.parent) as disk:
+    written: list[Path] = []  # the files written so far, the report first
+    made: list[Path] = []  # a figures folder this call made
+    with _signals.hold():
         try:
-            loaded = [runs.read_run(d, store=disk if size > 2 * limit else None) for d in run_dirs]
-        except runs.RunFolderError as e:
-            raise fail(str(e)) from None
-        except OSError as e:  # a full disk while the history is mapped: a message, not a trace
-            raise fail(f"--output {output}: {e.filename + ': ' if e.filename else ''}{e.strerror}; nothing was "
-                       "written") from None
-        return _write(loaded, output)
+            with runs.DiskHistory(output.parent) as disk:
+                try:
+                    loaded = [runs.read_run(d, store=disk if size > 2 * limit else None) for d in run_dirs]
+                except runs.RunFolderError as e:
+                    raise fail(str(e)) from None
+                for run in loaded:
+                    for note in run.notes:
+                        err.print(f"[bold]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
+                figures = report.report_figures(loaded)
+                if _signals.requested():  # before a byte of the report: nothing written
+                    err.print("interrupted: no report written", highlight=False)
+                    raise typer.Exit(EXIT_INTERRUPTED)
+                _signals.writing()
+                _write(loaded, figures, output, written, made)
+        except OSError as e:  # a full disk, a file-size limit, an unwritable --output: one line, nothing kept
+            _remove(written, made)
+            raise fail(f"--output {output}: writing failed, {_os_reason(e)}; nothing was written") from None
+        except KeyboardInterrupt:  # the writing abandoned (Ctrl-C three times): nothing half-written stays
+            _remove(written, made)
+            raise
+        if _signals.settle():  # a signal while the report was written: it is removed, and the exit says so
+            _remove(written, made)
+            err.print("interrupted while the report was written: removed", highlight=False)
+            raise typer.Exit(EXIT_INTERRUPTED)
+    return written
 
 
-def _write(loaded: list, output: Path) -> list[Path]:
+def _write(loaded: list, figures: dict, output: Path, written: list[Path], made: list[Path]) -> None:
+    """Write the report (and, for Markdown, its figures first), each file atomically, listing in ``written`` each
+    file as it is written (the report first) and in ``made`` a figures folder made here."""
     from trajopt import report, runs
 
-    figures = {str(r.path): report.run_figures(r, f"r{i}_") for i, r in enumerate(loaded)}
     if output.suffix.lower() == ".md":
         fig_dir = output.parent / f"{output.stem}_figures"
-        fig_dir.mkdir(exist_ok=True)
-        written = []
+        if not fig_dir.is_dir():
+            fig_dir.mkdir()
+            made.append(fig_dir)
         for figs in figures.values():
             for f in figs:
                 path = fig_dir / f"{f.name}.png"
                 runs.atomic_write_bytes(path, f.png)
                 written.append(path)
-        runs.atomic_write_bytes(output, report.markdown_report(loaded, fig_dir.name, figures).encode())
-        return [output, *written]
-    runs.atomic_write_bytes(output, report.html_report(loaded, figures).encode())
-    return [output]
+        runs.atomic_write_bytes(output, runs.utf8(report.markdown_report(loaded, fig_dir.name, figures)))
+    else:
+        runs.atomic_write_bytes(output, runs.utf8(report.html_report(loaded, figures)))
+    written.insert(0, output)
+
+
+def _remove(written: list[Path], made: list[Path]) -> None:
+    """Remove the files of a report that was not completed, and a figures folder made for it if it is empty."""
+    for path in written:
+        try:
+            path.unlink(missing_ok=True)
+        except OSError:
+            pass
+    for folder in made:
+        try:
+            folder.rmdir()
+        except OSError:
+            pass
+    written.clear()
 
 
 @app.command("report")

@@ -131,6 +131,9 @@ def sweep(
         meta = {"problem": base.name, "title": title, "key": key, "values": values, "repeats": repeats,
                 "oracles": names, "samples": {n: getattr(o, "samples", None) for n, o in base.oracles.items()},
                 "skipped": skipped, "values_not_run": [v for v, _ in specs[len(points):]]}
+        from trajopt import _signals
+
+        _signals.writing()  # the points are computed: a second Ctrl-C now finishes the folder, marked interrupted
         runs.write_config(folder, base)
         table_rows = [{key: r["value"], **{k: v for k, v in r.items() if k != "value"}} for r in rows]
 
@@ -228,6 +231,9 @@ def landscape(
         title = display_title(spec, set_)  # under --set: the problem's name and the overrides, not the file's title
         meta = {"problem": spec.name, "title": title, "range": range_, "repeats": repeats, "oracles": names,
                 "sigma": sigma}
+        from trajopt import _signals
+
+        _signals.writing()  # computed: a second Ctrl-C now finishes the folder, marked interrupted
         runs.write_config(folder, spec)
         plots.save_figure(plots.landscape_figure(data, names, sigma, marks, title=title), folder / "landscape.png")
 
