@@ -4,6 +4,7 @@ write a run folder."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -32,6 +33,13 @@ def _names(option: str, text: str) -> list[str]:
     if len(set(names)) != len(names):
         raise fail(f"{option}: found a repeated name in {text!r}, allowed: distinct names")
     return names
+
+
+def toml_string(text: str) -> str:
+    """``text`` as a TOML basic string, spelled as written: "fo🚀" stays "fo🚀" (json.dumps' default "\\ud83d\\ude80"
+    is a surrogate pair, which TOML refuses, so such a name came back as the whole unparsed value); quotes,
+    backslashes and control characters escaped (DEL too, which TOML allows only escaped)."""
+    return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")
 
 
 def cli_overrides(sets: List[str], iterations: Optional[int], seeds: Optional[str], oracles: Optional[str],
@@ -131,31 +139,94 @@ def claim_out(path: Path, force: bool):
 
     The folder is created and locked (`lock_out`), and, with ``--force``, emptied first: stale temporaries and
     an older run's report go with it. ``--force`` empties only a trajopt run folder (one with a `RUN_MARKERS`
-    file); other folders are refused. A folder this call created and nothing was written into is removed again
-    if the run fails. solve, compare, diagnose, sweep and landscape all claim --out so (`trajopt study` locks
-    its folder with `lock_out` and keeps its own resume rules).
+    file, or a temporary a killed trajopt writer left: `is_leftover`); other folders are refused. A folder this
+    call created and nothing was written into is removed again if the run fails. solve, compare, diagnose,
+    sweep and landscape all claim --out so (`trajopt study` locks its folder with `lock_out` and keeps its own
+    resume rules).
+
+    The folder is the block's alone (empty when claimed), so it is complete or absent: if writing fails (any
+    OSError: a full disk, a file-size limit, a read-only or vanished folder, an I/O error) or the user abandons
+    the writing (KeyboardInterrupt) before the outputs are final (`trajopt._signals.settle`), whatever the block
+    wrote is removed; an OSError becomes one line naming the file and the reason (exit 2, the status of every
+    --out problem).
     """
-    import shutil
+    from trajopt import _signals
 
     with lock_out(path) as created:
         present = list(path.iterdir())
         if present and not force:
             raise fail(f"--out {path}: folder exists and is not empty; choose another or pass --force to overwrite")
         if present:
-            if not any((path / m).exists() for m in RUN_MARKERS) \
-                    and not any(p.name.startswith(HISTORY_TEMP) and p.is_dir() for p in present):
+            if not any((path / m).exists() for m in RUN_MARKERS) and not any(is_leftover(p) for p in present):
                 raise fail(f"--out {path}: --force empties only a trajopt run folder (one with "
                            f"{', '.join(RUN_MARKERS[:-1])} or {RUN_MARKERS[-1]}); this one holds other files "
                            f"({', '.join(sorted(p.name for p in present)[:3])})")
-            for p in present:
-                shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+            try:
+                _empty(path)
+            except OSError as e:
+                raise fail(f"--out {path}: --force cannot empty it ({_os_reason(e)})") from None
         ok = False
         try:
             yield path
             ok = True
+        except (OSError, KeyboardInterrupt) as e:
+            if _signals.settled():  # the outputs were final before this (e.g. a closed stdout): they stay
+                raise
+            try:
+                _empty(path)  # nothing half-written stays behind
+            except OSError:
+                pass
+            if isinstance(e, OSError):
+                raise fail(f"--out {path}: writing failed, {_os_reason(e)}; nothing was kept ({_os_hint(e)})") from None
+            raise
         finally:
-            if not ok and created and not any(path.iterdir()):
-                path.rmdir()
+            if not ok and created:
+                try:
+                    path.rmdir()  # only if nothing is left in it
+                except OSError:
+                    pass
+
+
+def _empty(path: Path) -> None:
+    """Remove everything inside ``path`` (links removed, never followed)."""
+    import shutil
+
+    for p in list(path.iterdir()):
+        shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+
+
+def _os_reason(e: OSError) -> str:
+    """'FILE: reason' of an OSError (the file it names, if any; the reason as the system words it)."""
+    reason = e.strerror or str(e)
+    return f"{e.filename}: {reason}" if e.filename and str(e.filename) not in reason else reason
+
+
+def _os_hint(e: OSError) -> str:
+    """What to do about a failed write, by its errno."""
+    import errno
+
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "free some space, or choose another folder"
+    if e.errno == errno.EFBIG:
+        return "a file-size limit stopped it (ulimit -f); raise it, or choose another folder"
+    return "choose another folder"
+
+
+# the files trajopt writes into a run folder; `trajopt.runs.atomic_file` writes each through a temporary
+# .NAME.RANDOM.tmp beside it (mkstemp's 8 random characters), which a killed run may leave behind
+OUTPUT_NAMES = ("config.toml", "metrics.jsonl", "result.json", "trajectory.npz", "convergence.png", "rollouts.png",
+                "report.html", "diagnose.json", "diagnose.png", "sweep.csv", "sweep.json", "sweep.png",
+                "landscape.csv", "landscape.json", "landscape.png", "realised.png", "closed_loop_cost.png",
+                "plan_time.png")  # the last three: trajopt mpc's figures
+_LEFTOVER = re.compile(r"^\.(" + "|".join(re.escape(n) for n in OUTPUT_NAMES) + r")\.[a-z0-9_]{8}\.tmp$")
+
+
+def is_leftover(p: Path) -> bool:
+    """Whether ``p`` is a temporary that a killed trajopt writer left in a run folder: a streamed history's
+    ``.history-*`` folder or an output's ``.NAME.RANDOM.tmp`` file (never run data; `--force` removes it)."""
+    if p.is_symlink():
+        return False
+    return (p.name.startswith(HISTORY_TEMP) and p.is_dir()) or (bool(_LEFTOVER.match(p.name)) and p.is_file())
 
 
 def _interruptible():
@@ -329,22 +400,15 @@ def _run_held(verb, problem, overrides, out_dir, force, x, json_out, quiet, plot
         spec = load_spec(problem, overrides + budget_overrides(spec, budget))
     preflight(spec)  # every variant's first step traced as the run will trace it, before any of them runs
     out_dir = out_dir or _default_out(spec, verb)
-    import errno
-
     from trajopt.runs import DiskHistory
 
     # a history larger than memory_limit streams into .history-* inside the folder, removed when the folder is
-    # complete (below, before it is declared final) or, on an error or Ctrl-C twice, by this block's exit
+    # complete (below, before it is declared final) or, on an error or Ctrl-C twice, by this block's exit; any
+    # OSError while the folder is written (a full disk: the streamed history reserves its space first; a file-size
+    # limit; an I/O error) is one line from claim_out, which removes what was written: nothing half-written stays
     with claim_out(out_dir, force), DiskHistory(out_dir) as disk:
-        try:
-            return _run_claimed(spec, verb, out_dir, x, json_out, quiet, plot, report, sets, should_stop, budget,
-                                disk, memory_limit)
-        except OSError as e:  # a full disk (the streamed history reserves its space first): a message, not a trace
-            if e.errno not in (errno.ENOSPC, errno.EDQUOT):
-                raise
-            where = f"{e.filename}: " if e.filename else ""
-            raise fail(f"--out {out_dir}: {where}{e.strerror}; nothing was kept (free some space, or choose another "
-                       "folder)") from None
+        return _run_claimed(spec, verb, out_dir, x, json_out, quiet, plot, report, sets, should_stop, budget,
+                            disk, memory_limit)
 
 
 def _warm_figures():
@@ -385,6 +449,8 @@ def _run_claimed(spec, verb, out_dir, x, json_out, quiet, plot, report, sets, sh
     # up to two variants are traced and compiled ahead while this one runs (the same results as one at a time)
     prepared = prepare_each(prob, [(v.method, spec.iterations_of(n)) for n, v in spec.variants.items()],
                             key=key, seeds=spec.solve.seeds, chunk=spec.solve.chunk, names=list(spec.variants))
+    from trajopt import _signals
+
     failure = None  # a variant whose own code failed (traced, compiled or run): the variants before it are kept
     with progress:
         for index, (name, variant) in enumerate(spec.variants.items()):
@@ -408,6 +474,7 @@ def _run_claimed(spec, verb, out_dir, x, json_out, quiet, plot, report, sets, sh
             if should_stop():
                 break
     prepared.close()
+    _signals.writing()  # the loops are done: from here a second Ctrl-C no longer loses what they computed
     if failure is not None:
         line = f"{spec.source}: variants.{failure.variant}: failed while {failure.stage}: {failure.reason}"
         if failure.stage != "running" and not results:  # refused before anything ran: exit 2, nothing written
@@ -456,9 +523,7 @@ def _run_claimed(spec, verb, out_dir, x, json_out, quiet, plot, report, sets, sh
         run = runs.Run(path=out_dir, result=json.loads(runs.dumps_json(summary)), config=spec.resolved(),
                        variants=list(results), series={}, results=results)
         runs.atomic_write_bytes(out_dir / "report.html",
-                                report_mod.html_report([run], {str(out_dir): report_mod.run_figures(run, "r0_")}).encode())
-    from trajopt import _signals
-
+                                runs.utf8(report_mod.html_report([run], {str(out_dir): report_mod.run_figures(run, "r0_")})))
     disk.close()  # the streamed history's files (the arrays stay readable until dropped)
     # the folder is complete: a signal from here on finds it final and the exit status agrees with it (0 for "ok")
     if _signals.settle() and summary["status"] != "interrupted":  # the signal came while the folder was written
@@ -502,9 +567,17 @@ def _problem_or_run(problem: Optional[Path], from_run: Optional[Path]) -> Path:
     if problem is not None and from_run is not None:
         raise fail("give a PROBLEM file or --from RUN_DIR, not both")
     if from_run is not None:
+        import os
+
+        from trajopt.runs import RunFolderError, open_member
+
         config = from_run / CONFIG
-        if not config.is_file():
+        if not from_run.is_dir() or not os.path.lexists(config):
             raise fail(f"--from {from_run}: not a run folder (no {CONFIG} in it)")
+        try:  # a regular file inside the folder: never a FIFO (the reader would hang), a device or a link out of it
+            open_member(config).close()  # (its size is tomlio's to check)
+        except RunFolderError as e:
+            raise fail(f"--from {from_run}: {e}") from None
         return config
     if problem is None:
         raise fail("missing PROBLEM: give a TOML problem file (see `trajopt list problems`) or --from RUN_DIR")
