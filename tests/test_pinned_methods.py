@@ -381,3 +381,24 @@ def test_ilqr_failed_line_search_raises_mu_and_keeps_the_iterate():
     assert float(state.U[0, 0]) == 1.4 and float(info.step_length) == 0.0 and float(info.expected) == 0.0
     assert (float(state.mu), float(state.delta)) == (1e-6, 2.0)
     assert int(info.rollouts) == 2 and int(info.stop_reason) == 0 and int(state.stop) == 0
+
+
+def test_ilqr_backtracks_to_the_first_decrease():
+    """The same problem with five trials: alpha = 1, 1/2, 1/4, 1/8 overshoot (costs about 5.8, 1.45, 0.42, 0.271 >
+    0.267) and alpha = 1/16 decreases the cost: the step u + k/16 is taken, with its predicted decrease
+    -(alpha k Q_u + alpha^2/2 k Q_uu k), six rollouts and mu decreased (from 0 it stays 0). Catches: the line
+    search starting below 1, the prediction linear in alpha, a trial not counted."""
+    cost = QuadraticCost(Q=jnp.zeros((1, 1)), R=1e-3 * jnp.eye(1), Qf=jnp.eye(1), goal=jnp.array([1.5]))
+    problem = trajectory_problem("sine", lambda x, u: x + jnp.sin(u), jnp.zeros(1), cost, jnp.full((1, 1), 1.4))
+    method = ILQR(line_search_steps=5, backtrack=0.5)
+    state, info = stepper(method, problem)(KEY, method.init(KEY, problem, problem.U0))
+    Vx = 2 * (math.sin(1.4) - 1.5)
+    Qu, Quu = 2e-3 * 1.4 + math.cos(1.4) * Vx, 2e-3 + 2 * math.cos(1.4) ** 2
+    k = -Qu / Quu
+    J = lambda u: (math.sin(u) - 1.5) ** 2 + 1e-3 * u**2  # noqa: E731
+    assert [J(1.4 + k / 2**i) > J(1.4) for i in range(5)] == [True] * 4 + [False]
+    assert float(state.U[0, 0]) == pytest.approx(1.4 + k / 16, rel=1e-12)
+    assert float(info.step_length) == 1 / 16 and int(info.rollouts) == 6
+    assert float(info.expected) == pytest.approx(-(k * Qu / 16 + 0.5 * k * Quu * k / 256), rel=1e-10)
+    assert float(state.value) == pytest.approx(J(1.4 + k / 16), rel=1e-12)
+    assert (float(state.mu), int(state.stop)) == (0.0, 0)
