@@ -437,7 +437,7 @@ SMOOTH_TRAJECTORIES = {
     "torque_pendulum_euler": ("torque_pendulum", dict(integrator="euler"), [0.3, 0.5], 30, 0.1),
     "acrobot": ("acrobot", {}, [0.1, -0.2, 0.3, 0.0], 20, 0.1),
     "tennis": ("tennis", {}, [0.0, 2.0, 0.1, -0.4, 0.0, 0.0, 0.0], 10, 0.05),  # no collision within 10 steps
-    "cartpole": ("cartpole", {}, [0.1, 0.3, 0.0, 0.2], 20, 0.1),  # no force limit by default: smooth
+    "cartpole": ("cartpole", {}, [0.1, 0.3, 0.0, 0.2], 10, 0.1),  # no force limit by default: smooth
 }
 
 # case -> (registry name, parameters, theta): points away from jumps and kinks.
