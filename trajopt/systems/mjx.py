@@ -34,8 +34,8 @@ State and control (what ``[task]`` x0, goal, Q, R, Qf and u_init refer to):
   name. An unnamed joint is "joint<i>", an unnamed actuator "u<i>".
 
 Refused at load time (a `ModelError` at ``model``, so a problem file's ``system.model``, naming the element):
-a model file, or a file it reads (``<include file>``, a mesh, texture, height field or skin), that is not a
-regular file (a FIFO or a device would block the reader); an ``<option>`` solver, integrator, cone or
+a model file, or a file it reads (``<include file>``, a mesh, texture, height field or skin, wherever MuJoCo
+looks for it: `trajopt.systems.mjcf`), that is not a regular file (a FIFO or a device would block the reader); an ``<option>`` solver, integrator, cone or
 Jacobian, or an enabled ``<flag>``, that MJX does not implement (the message lists what it does); anything
 else MJX's ``put_model`` refuses (a geom pair without a collision function, flex bodies, ...), with MJX's
 reason.
@@ -64,8 +64,6 @@ import contextlib
 import io
 import math
 import os
-import stat
-import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
@@ -287,70 +285,21 @@ def _mjx_version() -> str:
         return "?"
 
 
-# MJCF file attributes MuJoCo reads from disk, and the <compiler> directory each is looked up in
-_ASSET_DIRS = {"mesh": "meshdir", "skin": "meshdir", "hfield": "assetdir", "texture": "texturedir"}
-_MAX_INCLUDES = 1000
-
-
-def _special(path: str) -> str | None:
-    """"a FIFO", "a directory", ... when ``path`` exists (links followed) and is not a regular file; else None."""
-    try:
-        mode = os.stat(path).st_mode
-    except OSError:
-        return None
-    if stat.S_ISREG(mode):
-        return None
-    for test, what in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"),
-                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
-        if test(mode):
-            return what
-    return "not a regular file"
-
-
 def _refuse_special_files(path: str) -> None:
-    """Refuse a model whose file, or a file it names (``<include file>``, recursively, and the ``file`` of
-    meshes, textures, height fields and skins), exists but is not a regular file: MuJoCo's reader would block
-    on a FIFO (or read a device forever). Checked with ``os.stat`` before MuJoCo opens anything; a file's
-    candidate locations are where MuJoCo looks (the including file's folder, the main model's folder, and for
-    assets the ``<compiler>`` meshdir/texturedir/assetdir). Files that do not exist, or XML this parser cannot
-    read, are left to MuJoCo's own message. Raises ModelError at ``model``."""
-    main_dir = os.path.dirname(os.path.abspath(path))
-    what = _special(path)
-    if what is not None:
-        raise ModelError("model", f"{path}: found {what}, allowed: a regular file (an MJCF .xml file)")
-    pending, seen = [os.path.abspath(path)], set()
-    while pending and len(seen) < _MAX_INCLUDES:
-        current = pending.pop()
-        if current in seen:
+    """Refuse a model whose file, or a file it names (`trajopt.systems.mjcf.model_files`: includes at any depth,
+    meshes, textures, height fields, skins, at every place MuJoCo looks), exists but is not a regular file:
+    MuJoCo's reader would block on a FIFO (or read a device forever). Checked with ``os.stat`` before MuJoCo
+    opens anything. Raises ModelError at ``model``."""
+    from trajopt.systems.mjcf import model_files, special_file
+
+    for f in model_files(path):
+        what = special_file(f.path)
+        if what is None:
             continue
-        seen.add(current)
-        try:
-            root = ElementTree.parse(current).getroot()
-        except (ElementTree.ParseError, OSError, ValueError):
-            continue
-        here = os.path.dirname(current)
-        compiler = {}
-        for c in root.iter("compiler"):
-            compiler.update({k: v for k, v in c.attrib.items() if k in ("meshdir", "texturedir", "assetdir")})
-        for element in root.iter():
-            if not isinstance(element.tag, str):  # comments, processing instructions
-                continue
-            # file, and a cube texture's fileright .. fileback
-            for key, name in ((k, v) for k, v in element.attrib.items() if k.startswith("file") and v):
-                if element.tag == "include":
-                    folders = [here, main_dir]
-                else:
-                    sub = compiler.get(_ASSET_DIRS.get(element.tag, "assetdir"), compiler.get("assetdir", ""))
-                    folders = [os.path.join(main_dir, sub), main_dir, here]
-                for folder in folders:
-                    candidate = os.path.normpath(os.path.join(folder, name))
-                    what = _special(candidate)
-                    if what is not None:
-                        raise ModelError("model", f"{path}: <{element.tag} {key}={name!r}> (in {current}) names "
-                                         f"{candidate}, found {what}, allowed: a regular file (MuJoCo's reader would "
-                                         "block on it)")
-                    if element.tag == "include" and os.path.isfile(candidate):
-                        pending.append(candidate)
+        if not f.named_by:
+            raise ModelError("model", f"{path}: found {what}, allowed: a regular file (an MJCF .xml file)")
+        raise ModelError("model", f"{path}: {f.element} (in {f.named_by}) names {f.path}, found {what}, allowed: a "
+                         "regular file (MuJoCo's reader would block on it)")
 
 
 # <option> attributes MJX implements, as MJCF spells them; `mjx.step` (mujoco-mjx 3.17) integrates with these three
