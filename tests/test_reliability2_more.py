@@ -52,9 +52,11 @@ def test_an_override_that_reaches_a_selected_variant_is_accepted():
     # oracle.aobg.* reaches the tuned_aobg variant (an AoBG), oracle.samples every sampling oracle, a variant's own
     # keys reach it when it is selected, and the file's optimiser reaches bare oracle names
     s = spec.load(STIFF, ['solve.variants=["tuned_aobg", "fobg"]'])
-    for item in ("oracle.aobg.gamma=5", "oracle.gamma=5", "oracle.samples=4", "variants.tuned_aobg.sigma_final=0.01",
+    for item in ("oracle.aobg.gamma=5", "oracle.samples=4", "variants.tuned_aobg.sigma_final=0.01",
                  "solve.optimizer.step=0.01", "system.stiffness=10", "solve.iterations=3"):
         assert spec.unreached_override(s, item, "variants") is None, item
+    # the file's [oracle.aobg] gamma wins over a shared oracle.gamma: that override would be a silent no-op
+    assert "oracle.aobg.gamma sets it in the file" in spec.unreached_override(s, "oracle.gamma=5", "variants")
     s = spec.load(STIFF, ['solve.variants=["cem"]'])
     assert "selected: cem" in spec.unreached_override(s, "solve.optimizer.step=0.1", "variants")
     assert spec.unreached_override(s, "method.cem.samples=8", "variants") is None

@@ -24,6 +24,20 @@ STAT_FIELDS = ("var_first", "var_zero", "bias_gap", "radius", "alpha")
 # ----------------------------------------------------------------------------------------------- grids
 
 
+MAX_VALUES = 10_000  # values of a sweep grid or points of a landscape (each is a batch of estimates)
+
+
+def _check_magnitudes(text: str, values) -> None:
+    """Refuse values beyond `trajopt.tomlio.MAX_MAGNITUDE` (the bound on any number of a problem file) or not finite:
+    a range over them overflows (hi - lo is inf at +-1e308) in the grid, the problem and the figure's axes."""
+    from trajopt.tomlio import MAX_MAGNITUDE
+
+    worst = max((abs(v) for v in values), default=0.0)
+    if not worst <= MAX_MAGNITUDE:
+        raise ValueError(f"found {text!r} (a value of magnitude {worst:g}), allowed: values of magnitude at most "
+                         f"{MAX_MAGNITUDE:g}")
+
+
 def parse_grid(text: str, *, integer: bool = False) -> list:
     """Values of a sweep: ``"1,10,100"``, ``"linspace:a:b:n"`` or ``"logspace:a:b:n"`` (10^a .. 10^b).
 
@@ -41,7 +55,10 @@ def parse_grid(text: str, *, integer: bool = False) -> list:
             raise ValueError(f"found {text!r}: START and STOP must be numbers and COUNT an integer") from None
         if n < 1 or not (math.isfinite(a) and math.isfinite(b)):
             raise ValueError(f"found {text!r}: COUNT must be >= 1 and the ends finite")
-        values = np.linspace(a, b, n) if kind == "linspace" else np.logspace(a, b, n)
+        if n > MAX_VALUES:
+            raise ValueError(f"found COUNT {n}, allowed: at most {MAX_VALUES:,} values")
+        with np.errstate(over="ignore"):  # 10^400 is inf: refused below with the other magnitudes
+            values = np.linspace(a, b, n) if kind == "linspace" else np.logspace(a, b, n)
         values = [float(v) for v in values]
     else:
         try:
@@ -50,6 +67,9 @@ def parse_grid(text: str, *, integer: bool = False) -> list:
             raise ValueError(f"found {text!r}, allowed: {allowed}") from None
         if not values or not all(math.isfinite(v) for v in values):
             raise ValueError(f"found {text!r}, allowed: {allowed} of finite numbers")
+        if len(values) > MAX_VALUES:
+            raise ValueError(f"found {len(values):,} values, allowed: at most {MAX_VALUES:,}")
+    _check_magnitudes(text, values)
     if integer:
         out: list = []
         for v in values:
@@ -70,6 +90,9 @@ def parse_range(text: str) -> np.ndarray:
         raise ValueError(f"found {text!r}, allowed: LO:HI:N, e.g. 0:1.5708:200") from None
     if not (lo < hi) or n < 2 or not (math.isfinite(lo) and math.isfinite(hi)):
         raise ValueError(f"found {text!r}: need LO < HI (finite) and N >= 2")
+    if n > MAX_VALUES:
+        raise ValueError(f"found N = {n}, allowed: at most {MAX_VALUES:,} points")
+    _check_magnitudes(text, [lo, hi])
     return np.linspace(lo, hi, n)
 
 

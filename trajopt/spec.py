@@ -42,7 +42,8 @@ from trajopt.problem import Problem, QuadraticCost, one_step_problem, trajectory
 from trajopt.registry import UnknownName
 from trajopt.systems import SYSTEMS
 from trajopt.systems.base import parameter_types
-from trajopt.tomlio import SpecError, read_toml
+from trajopt.tomlio import MAX_DEPTH, SpecError, check_depth, check_number, read_toml
+from trajopt.tomlio import loads as toml_loads
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -76,6 +77,8 @@ from trajopt.limits import MAX_HISTORY, MAX_ITERATIONS, MAX_SEED, MAX_SEEDS  # n
 MAX_HORIZON = 10**6
 MAX_SIZE = 10**6             # a user system's state_size / control_size
 MAX_DECISION = 10**8         # horizon x control_size (U0's entries)
+MAX_CLOSED_LOOP_STEPS = 10**8  # a policy problem's batch x horizon: steps one evaluation simulates
+MAX_WORKING_SET = 1 << 34    # bytes: 16 GiB of rollout states per step (`check_working_set`)
 
 DEFAULT_SOLVE = {"iterations": 500, "seeds": 5, "key": 0, "oracles": ["fobg", "zobg", "aobg"], "on_non_finite": "stop"}
 DEFAULT_OPTIMIZER = {"name": "sgd"}
@@ -110,7 +113,12 @@ def _coerce(value: Any, typ: Any, source: str, key: str) -> Any:
             raise SpecError(source, key, f"found {_describe(value)}, allowed: a list of {_type_name(inner).split(' ', 1)[-1]}s")
         return tuple(_coerce(v, inner, source, key) for v in value)
     if typ is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an integer beyond a float's range (10**400)
+            raise SpecError(source, key, f"found an integer of {len(str(abs(value)))} digits, allowed: a number of "
+                            "magnitude between 1e-100 and 1e100 (or 0)") from None
+        return check_number(number, source, key)
     if typ is int and isinstance(value, int) and not isinstance(value, bool):
         return value
     if typ is bool and isinstance(value, bool):
@@ -280,6 +288,7 @@ class Spec:
         defined_variants: {name: (kind, base, own)} for every ``[variants.NAME]`` table of the file and every
             selected variant, ``own`` the oracle or method parameters its table sets itself (what an override could
             reach, and what shadows one: `unreached_override`).
+        oracle_keys: {name: the keys its ``[oracle.NAME]`` table sets}, which win over the shared ``[oracle]`` keys.
     """
 
     source: str
@@ -296,6 +305,7 @@ class Spec:
     allow_unstable: bool = False
     raw_task: Optional[dict] = None
     defined_variants: dict = dataclasses.field(default_factory=dict)
+    oracle_keys: dict = dataclasses.field(default_factory=dict)  # {name: keys its [oracle.NAME] table sets}
 
     @property
     def one_step(self) -> bool:
@@ -363,12 +373,16 @@ class Spec:
 def _float_array(value: Any, source: str, key: str) -> np.ndarray:
     try:
         arr = np.asarray(value, dtype=float)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise SpecError(source, key, f"found {_describe(value)}, allowed: numbers (a number, a list or a list of lists)") from None
     if arr.dtype == object or any(isinstance(v, bool) for v in np.asarray(value, dtype=object).ravel()):
         raise SpecError(source, key, f"found {_describe(value)}, allowed: numbers")
     if not np.all(np.isfinite(arr)):
         raise SpecError(source, key, "found a non-finite number, allowed: finite numbers")
+    nonzero = arr[arr != 0]
+    if nonzero.size:  # the largest and the smallest entry in magnitude
+        for v in (nonzero[np.argmax(np.abs(nonzero))], nonzero[np.argmin(np.abs(nonzero))]):
+            check_number(float(v), source, key)
     return arr
 
 
@@ -502,6 +516,7 @@ def _build_policy(raw: Mapping, system: Any, source: str) -> tuple[PolicySpec, T
     positions = tuple(_coerce(success.get("positions", [0, 1]), tuple[int, ...], source, "success.positions"))
     if not positions or any(not 0 <= i < n for i in positions):
         raise SpecError(source, "success.positions", f"found {list(positions)}, allowed: state indices in 0..{n - 1}")
+    _check_closed_loop_sizes(horizon, options, held_out, source)
     spec = PolicySpec(policy=policy, policy_name=policy_name, initial=initial, initial_name=initial_name,
                       options=options, theta0=None if theta0 is None else tuple(theta0.tolist()),
                       success_radius=radius, held_out=held_out, positions=positions)
@@ -511,6 +526,27 @@ def _build_policy(raw: Mapping, system: Any, source: str) -> tuple[PolicySpec, T
         key = f"task.{e.field}" if e.field in POLICY_TASK_KEYS else e.field
         raise SpecError(source, key, f"found {e.found!r}, allowed: {e.allowed}") from None
     return spec, task
+
+
+def _check_closed_loop_sizes(horizon: int, options: Mapping, held_out: int, source: str) -> None:
+    """Bound what one evaluation of a policy problem simulates, before the problem is built (building it draws
+    its evaluation and training batches): the horizon, and n_eval x horizon (the evaluation batch behind every
+    reported cost), the decision batch x horizon and held_out x horizon (the success rate's rollouts, kept whole)
+    each at most `MAX_CLOSED_LOOP_STEPS` closed-loop steps."""
+    from trajopt.policies import PolicyProblem
+
+    if horizon > MAX_HORIZON:
+        raise SpecError(source, "task.horizon", f"found {horizon}, allowed: an integer in 1..{MAX_HORIZON} (closed-loop "
+                        "steps H)")
+    default = {f.name: f.default for f in dataclasses.fields(PolicyProblem) if f.name in POLICY_OPTIONS}
+    n_eval, n_init = options.get("n_eval", default["n_eval"]), options.get("n_init", default["n_init"])
+    batch = n_init if n_init or not options.get("resample", default["resample"]) else n_eval
+    for key, count, what in (("task.n_eval", n_eval, "the evaluation batch behind every reported cost"),
+                             ("task.n_init", batch, "the training batch a method decides on"),
+                             ("success.held_out", held_out, "the held-aside states of the success rate")):
+        if count * horizon > MAX_CLOSED_LOOP_STEPS:
+            raise SpecError(source, key, f"found {count} x task.horizon {horizon} = {count * horizon:,} closed-loop "
+                            f"steps ({what}), allowed: at most {MAX_CLOSED_LOOP_STEPS:,} per evaluation")
 
 
 def spec_problem_check(system, policy, initial, horizon, options, theta0) -> None:
@@ -616,8 +652,8 @@ def check_system(system: Any, source: str, name: str = "") -> None:
         except Exception as e:  # noqa: BLE001
             raise SpecError(source, key, f"{name}: stable_dt() raised {type(e).__name__}: {_first_line(e)}; "
                             "expected a number (math.inf for a smooth system)") from None
-        if math.isnan(limit):
-            raise SpecError(source, key, f"{name}: stable_dt() returned nan; expected a number > 0 (math.inf for a smooth system)")
+        if not limit > 0:  # nan, 0 or negative: the stability check would compare dt with nonsense
+            raise SpecError(source, key, f"{name}: stable_dt() returned {limit!r}; expected a number > 0 (math.inf for a smooth system)")
     dtype = jnp.result_type(float)
     if one_step:
         call, args, expected, what = getattr(system, "cost", None), (m,), (), f"cost(theta: {dtype}[{m}])"
@@ -645,6 +681,9 @@ def _check_stability(system: Any, allow_unstable: bool, source: str) -> None:
     if stable is None or allow_unstable or not math.isfinite(dt):
         return
     limit = float(stable())
+    if not limit > 0:  # the arithmetic on the parameters overflowed or underflowed (a bound is missing somewhere)
+        raise SpecError(source, "system", f"found a largest stable time step of {limit!r} for these parameters, "
+                        "allowed: a number > 0 (check the parameters' magnitudes)")
     if dt >= limit:
         raise SpecError(
             source, "system.dt",
@@ -985,12 +1024,51 @@ def _trace_refused(spec: "Spec", key: str, what: str, how: str, mine: list[str],
                      f"the run traces it ({how}): {_first_line(e).rstrip('.')}; allowed: {TRACE_ALLOWED}")
 
 
+def rollouts_per_step(method: Any, problem: Any) -> Optional[int]:
+    """The rollouts one step of ``method`` spends on ``problem`` when that is fixed (its ``calls``), else None."""
+    calls = getattr(method, "calls", None)
+    try:
+        return int(calls(problem)[0]) if callable(calls) else None
+    except (AttributeError, TypeError, ValueError):  # an oracle without a fixed count, a method that does not apply
+        return None
+
+
+def check_working_set(spec: "Spec", batches: Mapping[str, tuple[int, str]], problem: Any = None) -> None:
+    """Refuse (SpecError at the key given) a run whose rollouts of one step would hold more than `MAX_WORKING_SET`
+    bytes of states: batch x horizon x (state size + control size) x 8 bytes, ``batches`` {key: (batch, what the
+    batch is)}, e.g. {"variants.zobg": (seeds x rollouts per step, "...")}. The rollouts of a step run side by
+    side (vmap) and a differentiated one keeps its states, so samples = 1e6 on a horizon of 1e5 would ask for
+    terabytes: refused here, before anything is allocated."""
+    problem = spec.problem() if problem is None else problem
+    horizon = int(spec.task.horizon)
+    width = int(getattr(spec.system, "state_size", 0)) + int(getattr(spec.system, "control_size", 0))
+    for key, (batch, what) in batches.items():
+        size = batch * horizon * width * 8
+        if size > MAX_WORKING_SET:
+            raise SpecError(spec.source, key, f"found {what} = {batch:,} rollouts x horizon {horizon:,} x (state + "
+                            f"control size) {width} x 8 bytes = {size:.3g} bytes of rollout states per step, allowed: "
+                            f"at most {MAX_WORKING_SET:.3g} bytes ({MAX_WORKING_SET >> 30} GiB; fewer rollouts side by "
+                            "side, or a shorter horizon)")
+
+
+def _check_variant_sizes(spec: "Spec", problem: Any) -> None:
+    """`check_working_set` for the selected variants: seeds x the rollouts each step spends (its ``calls``; 1 for a
+    method without a fixed count)."""
+    seeds = len(spec.solve.seeds)
+    batches = {}
+    for name, v in spec.variants.items():
+        per_step = rollouts_per_step(v.method, problem) or 1
+        batches[f"variants.{name}"] = (seeds * per_step, f"{seeds} seeds (solve.seeds) x {per_step:,} rollouts per step")
+    check_working_set(spec, batches, problem)
+
+
 def check_variants(spec: "Spec", problem: Any = None, *, trace: bool = True) -> None:
     """Every selected variant against the problem, before anything compiles or runs; a `SpecError` at
     ``variants.NAME`` for the first that cannot run.
 
     First each variant's method is asked whether it applies (`trajopt.methods.base.check_applicable`: iLQR needs
-    a time-stepped open-loop problem). Then, with ``trace``, one step of each variant that runs user code
+    a time-stepped open-loop problem), and the rollouts of one step must fit `MAX_WORKING_SET` (seeds x rollouts
+    per step x horizon: `check_working_set`). Then, with ``trace``, one step of each variant that runs user code
     (`user_code`) is traced as the run will trace it (`_traced_step`: `jax.eval_shape`, no compilation): a
     system, policy or method that fails under ``vmap`` and ``jax.grad`` (a Python ``if`` on a value, a
     ``lax.while_loop`` differentiated in reverse mode, a callback without a vmap rule) is refused with the first
@@ -1003,6 +1081,7 @@ def check_variants(spec: "Spec", problem: Any = None, *, trace: bool = True) -> 
             _applicable(v.method, problem)
         except ValueError as e:
             raise SpecError(spec.source, f"variants.{name}", _first_line(e)) from None
+    _check_variant_sizes(spec, problem)  # seeds x rollouts per step x horizon: refused before anything is allocated
     if not trace:
         return
     for name, v in spec.variants.items():
@@ -1080,7 +1159,9 @@ def parse(raw: Mapping, source: str = "<string>", name: Optional[str] = None) ->
     defined: dict = {}
     variants = _build_variants(raw, solve, source, registry, defined)
     stem = name or raw.get("name") or Path(source).stem
+    oracle_keys = {k: frozenset(t) for k, t in _table(raw, "oracle", source, "oracle").items() if isinstance(t, dict)}
     spec = Spec(
+        oracle_keys=oracle_keys,
         source=source, name=stem, title=raw.get("title", stem), description=raw.get("description", ""),
         system=system, task=task, solve=solve, oracles=oracles, variants=variants, policy=policy, system_name=system_name,
         allow_unstable=allow_unstable, raw_task=dict(task_raw), defined_variants=defined,
@@ -1123,12 +1204,16 @@ def key_type(raw: Mapping, key: str) -> type:
 
 
 
-def parse_value(text: str) -> Any:
-    """A ``--set`` value as TOML (``1e-3``, ``true``, ``[1, 2]``, ``"sgd"``); bare words are strings."""
+def parse_value(text: str, source: str = "<--set>", key: str = "") -> Any:
+    """A ``--set`` value as TOML (``1e-3``, ``true``, ``[1, 2]``, ``"sgd"``); bare words are strings. A value nested
+    thousands deep is a SpecError (``source``, ``key``), not the parser's RecursionError."""
     try:
         return tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
         return text
+    except RecursionError:
+        raise SpecError(source, key, f"found nesting deeper than {MAX_DEPTH} levels, allowed: tables and arrays "
+                        f"nested at most {MAX_DEPTH} deep") from None
 
 
 def apply_overrides(raw: dict, overrides: Sequence[str], source: str) -> dict:
@@ -1143,13 +1228,15 @@ def apply_overrides(raw: dict, overrides: Sequence[str], source: str) -> dict:
         keys = [k.strip() for k in path.strip().split(".")]
         if not all(keys):
             raise SpecError(source, f"--set {item}", "found an empty key, allowed: KEY.PATH=VALUE")
+        value = parse_value(text.strip(), source, f"--set {path.strip()}")
+        check_depth(value, source, f"--set {path.strip()}", start=len(keys))  # the key path nests too
         table = out
         for i, k in enumerate(keys[:-1]):
             nxt = table.setdefault(k, {})
             if not isinstance(nxt, dict):
                 raise SpecError(source, ".".join(keys[: i + 1]), f"is {_describe(nxt)}, not a table; cannot set {path}")
             table = nxt
-        table[keys[-1]] = parse_value(text.strip())
+        table[keys[-1]] = value
     return out
 
 
@@ -1193,14 +1280,30 @@ def unreached_override(spec: Spec, item: str, use: str = "variants", verb: str =
     def through(kind: str, bases) -> list[str]:  # the file's variants that take a key of these oracles or methods
         return [n for n, (k, b, _) in spec.defined_variants.items() if k == kind and b in bases and n not in bases]
 
-    def shadowed(kind: str, bases, field: str) -> Optional[str]:
-        """Why the override of ``field`` reaches none of the selected variants of these bases although some are
-        selected: each sets the field in its own table, which wins over [oracle]/[method] tables and --set."""
+    def shadowed(kind: str, bases, field: str, shared: bool = False) -> Optional[str]:
+        """Why the override of ``field`` reaches none of the selected variants (or studied oracles) of these bases
+        although some are selected: each sets the field in a table that wins, its own [variants.NAME] table or,
+        for a ``shared`` [oracle] key, its oracle's [oracle.NAME] table (in the file or another override)."""
+        if use == "oracles":
+            winners = [f"oracle.{n}.{field}" for n in bases if shared and field in spec.oracle_keys.get(n, ())]
+            if shared and bases and len(winners) == len(bases):
+                return (f"reaches no studied oracle: {', '.join(winners)} set{'s' if len(winners) == 1 else ''} it "
+                        "in the file or another override (an [oracle.NAME] key wins over the shared one; set that "
+                        "key instead)")
+            return None
         reached = [n for n in variants if spec.defined_variants.get(n, (None,))[0] == kind
                    and spec.defined_variants[n][1] in bases]
-        if reached and use == "variants" and all(field in spec.defined_variants[n][2] for n in reached):
-            return (f"reaches no selected variant: {', '.join(f'variants.{n}.{field}' for n in reached)} "
-                    f"set{'s' if len(reached) == 1 else ''} it in the file (set that key instead)")
+        winners = []
+        for n in reached:
+            base = spec.defined_variants[n][1]
+            if field in spec.defined_variants[n][2]:
+                winners.append(f"variants.{n}.{field}")
+            elif shared and kind == "oracle" and field in spec.oracle_keys.get(base, ()):
+                winners.append(f"oracle.{base}.{field}")
+        if reached and use == "variants" and len(winners) == len(reached):
+            winners = list(dict.fromkeys(winners))
+            return (f"reaches no selected variant: {', '.join(winners)} set{'s' if len(winners) == 1 else ''} it "
+                    "in the file or another override (set that key instead)")
         return None
 
     head = parts[0]
@@ -1208,7 +1311,7 @@ def unreached_override(spec: Spec, item: str, use: str = "variants", verb: str =
         field = parts[1]
         having = {n for n, o in oracles.items() if field in _fields(o)}
         if having:
-            return shadowed("oracle", having, field)
+            return shadowed("oracle", having, field, shared=True)
         bases = [n for n in ORACLES.names() if field in _fields(ORACLES.get(n))]
         targets = bases + through("oracle", set(bases))
     elif head in ("oracle", "method", "variants") and len(parts) >= 2:
@@ -1225,12 +1328,41 @@ def unreached_override(spec: Spec, item: str, use: str = "variants", verb: str =
             return f"{what}, in solve and compare; {verb} runs no optimiser"
         return f"{what} (none selected: each selected variant is a method or has an optimiser of its own); " \
                f"selected: {', '.join(selected) or 'none'}"
+    elif head == "solve" and len(parts) == 2 and use != "all":
+        return _unreached_solve_key(spec, parts[1], value, use, verb, variants)
+    elif head == "success" and use in ("oracles", "none") and spec.policy is not None:
+        return f"applies to the held-aside success rate that solve and compare report; {verb} computes none"
     else:
         return None
     shown = ", ".join(targets) or "nothing registered"
     if use == "none":
         return f"applies to {shown}; {verb} runs no oracle, method or variant"
     return f"applies to {shown} (not selected); selected: {', '.join(selected) or 'none'}"
+
+
+RUN_KEYS = ("iterations", "seeds", "chunk", "on_non_finite", "variants")  # [solve] keys only runs read
+
+
+def _unreached_solve_key(spec: Spec, key: str, value: Any, use: str, verb: str, variants: dict) -> Optional[str]:
+    """`unreached_override` for a ``solve.KEY`` (the optimiser aside): ``key`` (the root PRNG key) reaches every
+    command; the run keys (`RUN_KEYS`) only solve and compare; ``oracles`` the oracle-level studies' oracles (which
+    they set themselves) and compare's variants where ``solve.variants`` is not set; ``on_non_finite = "skip"``
+    only gradient variants (a method's seed stops at a non-finite cost)."""
+    if use in ("oracles", "none"):
+        if key in RUN_KEYS:
+            return f"applies to the runs of solve and compare (variants, iterations, seeds); {verb} runs none"
+        if key == "oracles":
+            return (f"{verb} runs no oracle" if use == "none" else
+                    f"{verb} sets the oracles it studies itself (--oracles where it has one)")
+        return None
+    if key == "oracles" and tuple(spec.solve.variants) != tuple(spec.solve.oracles):
+        return (f"names the variants only where solve.variants is not set; solve.variants is set "
+                f"({', '.join(spec.solve.variants)}) and {verb} runs those (--variants or --set solve.variants "
+                "chooses them)")
+    if key == "on_non_finite" and value == "skip" and variants and all(v.kind != "oracle" for v in variants.values()):
+        return (f"'skip' skips a gradient variant's update at a non-finite gradient (oracle = ...); none is selected "
+                f"({', '.join(variants)}: a method's seed stops at a non-finite cost)")
+    return None
 
 
 def check_override(spec: Spec, item: str, use: str = "variants", verb: str = "this command",
@@ -1263,8 +1395,4 @@ def load(path: str | Path, overrides: Sequence[str] = ()) -> Spec:
 
 
 def loads(text: str, source: str = "<string>", name: Optional[str] = None, overrides: Sequence[str] = ()) -> Spec:
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise SpecError(source, "", f"invalid TOML: {e}") from None
-    return parse(apply_overrides(raw, overrides, source), source, name=name)
+    return parse(apply_overrides(toml_loads(text, source), overrides, source), source, name=name)

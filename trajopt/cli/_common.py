@@ -84,6 +84,29 @@ def preflight(spec, problem=None, *, use: str = "variants", trace: bool = True) 
         raise fail(str(e)) from None
 
 
+def check_distinct(items) -> None:
+    """Refuse (exit 2) two overrides of one key, or of a key and then of a table holding it: the one applied
+    later would silently replace the other. ``items``: (how it was given, ``KEY.PATH=VALUE``) in the order they
+    are applied (``--set`` items first, then the flags that stand for keys: --iterations is solve.iterations)."""
+    seen: list[tuple[str, tuple]] = []
+    for label, item in items:
+        key = tuple(k.strip() for k in str(item).partition("=")[0].strip().split("."))
+        for other_label, other in seen:
+            if other[: len(key)] == key:
+                where = label if label == other_label else f"{other_label} and {label}"
+                raise fail(f"{where}: found {'.'.join(other)} set twice, allowed: each key once (the later value "
+                           "would silently replace the earlier)")
+        seen.append((label, key))
+
+
+def check_force(force: bool, out_dir) -> None:
+    """Refuse --force without --out (exit 2): it empties the --out folder; without one a run gets a new folder and
+    --force would do nothing (or empty another run's folder made in the same second)."""
+    if force and out_dir is None:
+        raise fail("--force: found without --out, allowed: --force with --out DIR (it empties that folder; without "
+                   "--out every run gets a new folder)")
+
+
 def fmt(x, digits: int = 5) -> str:
     """A number for a table: 5 significant digits, '-' for None and NaN."""
     if x is None:
@@ -103,7 +126,7 @@ SeedsOpt = typer.Option(None, "--seeds", help="Number of seeds, or a comma-separ
 IterOpt = typer.Option(None, "--iterations", help="Number of updates.")
 OutOpt = typer.Option(None, "--out", help="Run folder (default runs/<problem>/<timestamp>-<verb>).")
 ForceOpt = typer.Option(False, "--force", help="Write into an --out folder that is not empty.")
-JsonOpt = typer.Option(False, "--json", help="Print a machine-readable summary on stdout.")
+JsonOpt = typer.Option(False, "--json", help="Print a machine-readable summary on stdout (under --quiet too).")
 QuietOpt = typer.Option(False, "--quiet", "-q", help="Print nothing but errors.")
 
 

@@ -19,8 +19,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from trajopt.cli._common import (
-    EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, ForceOpt, JsonOpt, OutOpt, ProblemArg, QuietOpt, SetOpt, app, check_sets,
-    fail, fmt, load_spec, out, preflight, write_final,
+    EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, ForceOpt, JsonOpt, OutOpt, ProblemArg, QuietOpt, SetOpt, app,
+    check_distinct, check_force, check_sets, fail, fmt, load_spec, out, preflight, write_final,
 )
 
 AtOpt = typer.Option("init", "--at", help="Where to look: init (the problem's U0) or a RUN_DIR (each run oracle's "
@@ -206,6 +206,7 @@ def diagnose(
     from trajopt import runs
     from trajopt.cli.run import _interruptible, claim_out, display_title
     from trajopt.diagnostics import decide, estimator_statistics, summarise
+    from trajopt.spec import SpecError, check_working_set
 
     if samples is not None and samples < 2:
         raise fail(f"--samples: found {samples}, allowed: an integer >= 2")
@@ -213,14 +214,28 @@ def diagnose(
         raise fail(f"--repeats: found {repeats}, allowed: an integer >= 2 (a confidence interval needs a spread)")
     from trajopt.oracles import alpha_choosers
 
+    check_force(force, out_dir)
+    from trajopt.cli.study import is_policy_file
+
+    if is_policy_file(problem, set_):
+        raise fail(f"{problem}: policy: found a policy problem, allowed: an open-loop problem (diagnose draws its "
+                   "batches by perturbing the decision, as the open-loop estimators do; a policy problem's oracles "
+                   "perturb the actions: `trajopt sweep --oracles fobg,zobg,aobg` studies those)")
     choosers = alpha_choosers()  # the rules diagnose reports: every registered oracle that chooses its own α
-    overrides = list(set_ or []) + ["solve.oracles=[" + ", ".join(json.dumps(o) for o in choosers) + "]"]
-    if samples is not None:
-        overrides += [f"oracle.{o}.samples={samples}" for o in choosers]
+    own = [f"oracle.{o}.samples={samples}" for o in choosers] if samples is not None else []
+    check_distinct([(f"--set {item.partition('=')[0].strip()}", item) for item in set_ or []]
+                   + [("--samples", item) for item in own])  # --set oracle.aobg.samples and --samples: give one
+    overrides = list(set_ or []) + ["solve.oracles=[" + ", ".join(json.dumps(o) for o in choosers) + "]"] + own
     spec = load_spec(problem, overrides)
     check_sets(spec, set_, "oracles", "diagnose")  # e.g. oracle.fobg.*: the batches use the rules' N and σ
     prob = spec.problem()
     preflight(spec, prob, use="oracles")  # user code that fails when traced: one line, before any work
+    reference = spec.oracles.get("aobg") or next(iter(spec.oracles.values()))  # its N draws the batches
+    try:  # repeats x (a FoBG and a ZoBG batch of N) side by side
+        check_working_set(spec, {"--repeats": (repeats * 2 * reference.samples, f"{repeats:,} repeats x 2 batches "
+                                                f"of {reference.samples:,} samples")}, prob)
+    except SpecError as e:
+        raise fail(str(e)) from None
     locations = _locations(at, oracle, prob, spec)
     out_dir = out_dir or _default_out(spec)
     with _interruptible(), claim_out(out_dir, force):  # created, locked and (--force) emptied before any work
@@ -312,6 +327,13 @@ def gradcheck(
     spec = load_spec(problem, list(set_ or []))
     check_sets(spec, set_, "none", "gradcheck")  # autodiff against finite differences: no oracle takes part
     prob = spec.problem()
+    from trajopt.spec import SpecError, check_working_set
+
+    try:  # f at U +- h v for every step h and direction v, side by side
+        check_working_set(spec, {"--directions": (2 * directions * len(hs), f"2 x {directions:,} directions x "
+                                                  f"{len(hs)} steps")}, prob)
+    except SpecError as e:
+        raise fail(str(e)) from None
     locations = _locations(at, oracle, prob, spec)
     key = jax.random.PRNGKey(spec.solve.key)
     check_at = jax.jit(lambda U: gradient_check(key, prob, U, directions, hs))

@@ -18,7 +18,7 @@ from rich.table import Table
 
 from trajopt.cli._common import (
     EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, ForceOpt, IterOpt, JsonOpt, OutOpt, QuietOpt, SeedsOpt,
-    SetOpt, app, check_sets, err, fail, fmt, load_spec, out, preflight,
+    SetOpt, app, check_distinct, check_force, check_sets, err, fail, fmt, load_spec, out, preflight,
 )
 
 XOpt = typer.Option("iterations", "--x", help="x-axis of the convergence plot: iterations, rollouts, gradients "
@@ -49,25 +49,23 @@ def cli_overrides(sets: List[str], iterations: Optional[int], seeds: Optional[st
     ``--oracles a,b`` names oracles (each a variant with the file's optimiser): it sets ``solve.oracles`` and
     ``solve.variants``; ``--variants a,b`` sets ``solve.variants`` (variant tables, oracles or methods).
     """
-    items = list(sets or [])
+    labelled = [(f"--set {item.partition('=')[0].strip()}", item) for item in sets or []]
     if oracles is not None and variants is not None:
         raise fail(f"give {oracle_flag} or {oracle_flag.replace('oracle', 'variant')}, not both (a bare oracle name is a variant: --variants fobg,aobg_adam)")
     if iterations is not None:
-        items.append(f"solve.iterations={iterations}")
+        labelled.append(("--iterations", f"solve.iterations={iterations}"))
     if seeds is not None:
         text = seeds.strip()
-        if "," in text:
-            items.append(f"solve.seeds=[{text}]")
-        else:
-            items.append(f"solve.seeds={text}")
+        labelled.append(("--seeds", f"solve.seeds=[{text}]" if "," in text else f"solve.seeds={text}"))
     if oracles is not None:
         names = _names(oracle_flag, oracles)  # unknown names are reported by the spec, with the file and key
-        listed = "[" + ", ".join(json.dumps(n) for n in names) + "]"
-        items += [f"solve.oracles={listed}", f"solve.variants={listed}"]
+        listed = "[" + ", ".join(toml_string(n) for n in names) + "]"
+        labelled += [(oracle_flag, f"solve.oracles={listed}"), (oracle_flag, f"solve.variants={listed}")]
     if variants is not None:
         names = _names("--variants", variants)
-        items.append("solve.variants=[" + ", ".join(json.dumps(n) for n in names) + "]")
-    return items
+        labelled.append(("--variants", "solve.variants=[" + ", ".join(toml_string(n) for n in names) + "]"))
+    check_distinct(labelled)  # --set solve.iterations=5 --iterations 10: the flag would silently win
+    return [item for _, item in labelled]
 
 
 def _default_out(spec, verb: str) -> Path:
@@ -281,13 +279,17 @@ def _summary_table(summary: dict) -> Table:
 def display_title(spec, sets: Optional[List[str]]) -> str:
     """The title a figure or table shows. Without --set, the file's title. With --set, the file's title may state
     parameter values the overrides changed ("k = 1000"), so the problem's name stands in for it (unless the title
-    itself was set), followed by every override."""
+    itself was set), followed by every override. A lone surrogate (an undecodable byte of an argument or a file
+    name) is shown as U+FFFD: no font, file or terminal can show it (matplotlib raised a TypeError on it)."""
     if not sets:
-        return spec.title
+        return _LONE_SURROGATE.sub("\ufffd", spec.title)
     own = any(item.split("=", 1)[0].strip() == "title" for item in sets)
     others = [item for item in sets if item.split("=", 1)[0].strip() != "title"]
     head = spec.title if own else spec.name
-    return head + (f" [--set {', '.join(others)}]" if others else "")
+    return _LONE_SURROGATE.sub("\ufffd", head + (f" [--set {', '.join(others)}]" if others else ""))
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 ROLLOUTS = "rollouts.png"
@@ -384,6 +386,40 @@ def budget_overrides(spec, budget: int) -> list[str]:
     return items
 
 
+def backward_free(spec) -> list[str]:
+    """The selected variants whose steps spend no backward pass (their fixed calls per step say 0: ZoBG, CEM,
+    MPPI, ...); a variant without a fixed count (iLQR, L-BFGS) is taken to spend some."""
+    prob = spec.problem()
+    names = []
+    for name, v in spec.variants.items():
+        calls = getattr(v.method, "calls", None)
+        try:
+            counts = calls(prob) if callable(calls) else None
+        except (AttributeError, TypeError, ValueError):  # an oracle without a fixed count
+            counts = None
+        if counts is not None and int(counts[1]) == 0:
+            names.append(name)
+    return names
+
+
+def check_gradient_axis(spec) -> None:
+    """Refuse ``--x gradients`` when no selected variant spends a backward pass: every curve would stand at x = 0."""
+    free = backward_free(spec)
+    if free and len(free) == len(spec.variants):
+        raise fail(f"--x gradients: found no selected variant that spends backward passes ({', '.join(free)} spend "
+                   "none: every curve would stand at x = 0), allowed: iterations, rollouts or seconds, or variants "
+                   "that compute gradients")
+
+
+def gradient_axis_note(results, x) -> str:
+    """What the convergence figure's title adds when a ``gradients`` axis shows variants that spent no backward
+    pass (their curves stand at x = 0): which they are."""
+    if "gradients" not in x:
+        return ""
+    free = [name for name, r in results.items() if not r.counts("gradients")[-1] > 0]
+    return f" [backward-pass axis: {', '.join(free)} spent none, drawn at 0]" if free else ""
+
+
 def _run_held(verb, problem, overrides, out_dir, force, x, json_out, quiet, plot, report, sets, should_stop,
               budget=None) -> int:
     memory_limit = history_memory_limit()  # a bad TRAJOPT_HISTORY_MEMORY: exit 2 before any work
@@ -399,6 +435,8 @@ def _run_held(verb, problem, overrides, out_dir, force, x, json_out, quiet, plot
     if budget is not None:
         spec = load_spec(problem, overrides + budget_overrides(spec, budget))
     preflight(spec)  # every variant's first step traced as the run will trace it, before any of them runs
+    if "gradients" in x:
+        check_gradient_axis(spec)
     out_dir = out_dir or _default_out(spec, verb)
     from trajopt.runs import DiskHistory
 
@@ -513,8 +551,8 @@ def _run_claimed(spec, verb, out_dir, x, json_out, quiet, plot, report, sets, sh
 
         if warming is not None:
             warming.join()
-        plots.save_figure(plots.convergence_figure(results, x=x, title=title, labels=runs.legend_labels(summary)),
-                          out_dir / runs.CONVERGENCE)
+        plots.save_figure(plots.convergence_figure(results, x=x, title=title + gradient_axis_note(results, x),
+                                                   labels=runs.legend_labels(summary)), out_dir / runs.CONVERGENCE)
         if spec.policy is not None:
             plots.save_figure(_rollouts_figure(spec, prob, results, title, summary), out_dir / ROLLOUTS)
     if report:
@@ -611,6 +649,7 @@ def solve(
         raise fail(f"--variant: found {variant!r}, allowed: one name (`trajopt compare --variants` runs several)")
     if oracle is not None and "," in oracle:
         raise fail(f"--oracle: found {oracle!r}, allowed: one name (`trajopt compare --oracles` runs several)")
+    check_force(force, out_dir)
     code = _run("solve", path, cli_overrides(set_, iterations, seeds, oracle, variant, "--oracle"), out_dir, force, "iterations",
                 json_out, quiet, plot=True, sets=set_)
     raise typer.Exit(code)
@@ -644,6 +683,12 @@ def compare(
         raise fail(f"--budget: found {budget}, allowed: rollouts per seed in 1..1e9")
     if budget is not None and iterations is not None:
         raise fail("give --budget or --iterations, not both (the budget sets each variant's iterations)")
+    for item in set_ or [] if budget is not None else []:
+        key = item.partition("=")[0].strip()
+        if key == "solve.iterations" or (key.startswith("variants.") and key.endswith(".iterations")):
+            raise fail(f"--set {key}: found with --budget, allowed: one of them (the budget sets each variant's "
+                       "iterations)")
+    check_force(force, out_dir)
     code = _run("compare", path, cli_overrides(set_, iterations, seeds, oracles, variants), out_dir, force, x,
                 json_out, quiet, plot=True, report=report, sets=set_, budget=budget)
     raise typer.Exit(code)

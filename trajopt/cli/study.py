@@ -12,8 +12,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from trajopt.cli._common import (
-    EXIT_INTERRUPTED, ForceOpt, JsonOpt, ProblemArg, QuietOpt, SetOpt, app, check_sets, fail, fmt, load_spec, out,
-    preflight, write_final,
+    EXIT_INTERRUPTED, ForceOpt, JsonOpt, ProblemArg, QuietOpt, SetOpt, app, check_distinct, check_force, check_sets,
+    fail, fmt, load_spec, out, preflight, write_final,
 )
 
 SamplesOpt = typer.Option(None, "--samples", help="Samples N per estimate (sets every oracle's `samples`).")
@@ -22,29 +22,102 @@ OraclesOpt = typer.Option(None, "--oracles", help="Comma-separated oracles (defa
 StudyOutOpt = typer.Option(None, "--out", help="Output folder (default runs/<problem>/<timestamp>-<verb>).")
 
 
-def _study_oracles(oracles: Optional[str]) -> list[str]:
+def is_policy_file(problem: Path, sets) -> bool:
+    """Whether PROBLEM (with its --set items) is a policy problem (a [policy] table); False when it cannot be
+    read (load_spec then says why)."""
+    from trajopt import spec as spec_mod
+
+    try:
+        return "policy" in spec_mod.apply_overrides(spec_mod.read_toml(problem), list(sets or []), str(problem))
+    except spec_mod.SpecError:
+        return False
+
+
+def _study_oracles(oracles: Optional[str], policy: bool = False) -> list[str]:
+    """--oracles, or by default fobg, zobg and every oracle that chooses its own α among those of the problem's
+    registry (a policy problem has no ddcg)."""
     from trajopt.oracles import alpha_choosers
 
     if oracles:
         return [o.strip() for o in oracles.split(",") if o.strip()]
+    if policy:
+        from trajopt.policies import POLICY_ORACLES
+
+        return ["fobg", "zobg"] + [n for n in alpha_choosers() if n in POLICY_ORACLES]
     return ["fobg", "zobg"] + alpha_choosers()
 
 
-def _overrides(sets, samples, names) -> list[str]:
-    items = list(sets or [])
+def _overrides(problem: Path, sets, samples, names, verb: str, over: Optional[str] = None) -> list[str]:
+    """The overrides of an oracle-level study: the --set items, the studied oracles, and ``--samples`` N as every
+    studied oracle's own ``oracle.NAME.samples`` (a shared ``oracle.samples`` would lose to a file's own
+    [oracle.NAME] samples). Refused (exit 2): --samples when no studied oracle takes samples, and a key given twice
+    (--set and --samples, or --set and --over: the later would silently win)."""
+    from trajopt.spec import _fields
+
+    from trajopt.cli.run import toml_string
+
+    items = list(sets or []) + ["solve.oracles=[" + ", ".join(toml_string(n) for n in names) + "]"]
+    own = []
     if samples is not None:
-        items.append(f"oracle.samples={samples}")
-    items.append("solve.oracles=[" + ", ".join(f'"{n}"' for n in names) + "]")
-    return items
+        spec = load_spec(problem, items)
+        taking = [n for n, o in spec.oracles.items() if "samples" in _fields(o)]
+        if not taking:  # the message names the oracles that take samples and the ones studied
+            check_sets(spec, [f"oracle.samples={samples}"], "oracles", verb, label="--samples (oracle.samples)")
+        own = [f"oracle.{n}.samples={samples}" for n in taking]
+    check_distinct([(f"--set {item.partition('=')[0].strip()}", item) for item in sets or []]
+                   + [("--samples", item) for item in own]
+                   + ([(f"--over {over.partition('=')[0].strip()}", over)] if over is not None else []))
+    return items + own
 
 
-def _check_reach(spec, sets, samples, verb: str, over: Optional[str] = None) -> None:
-    """Refuse --set, --samples and --over keys that none of the studied oracles takes (exit 2)."""
+def _check_reach(spec, sets, verb: str, over: Optional[str] = None) -> None:
+    """Refuse --set and --over keys that none of the studied oracles takes (exit 2)."""
     check_sets(spec, sets, "oracles", verb)
-    if samples is not None:
-        check_sets(spec, [f"oracle.samples={samples}"], "oracles", verb, label="--samples (oracle.samples)")
     if over is not None:
         check_sets(spec, [over], "oracles", verb, label=f"--over {over.partition('=')[0].strip()}")
+
+
+def _check_study_size(spec, problem, repeats: int, points: int = 1, label: str = "--repeats") -> None:
+    """`trajopt.spec.check_working_set` for an oracle-level study: repeats (x points, landscape) estimates side by
+    side, each the rollouts of the studied oracle that spends most."""
+    from trajopt.spec import SpecError, check_working_set, rollouts_per_step
+
+    per = max([rollouts_per_step(o, problem) or getattr(o, "samples", 1) for o in spec.oracles.values()] or [1])
+    what = f"{repeats:,} repeats" + (f" x {points:,} points" if points > 1 else "") + f" x {per:,} rollouts per estimate"
+    try:
+        check_working_set(spec, {label: (repeats * points * per, what)}, problem)
+    except SpecError as e:
+        raise fail(str(e)) from None
+
+
+def _check_varies(key: str, specs: list) -> None:
+    """Refuse (exit 2) a swept key that leaves unchanged, at every value, the problem and the configuration of a
+    studied oracle that takes the key (another setting wins over it: an [oracle.NAME] key of the file, --samples):
+    its line would be drawn flat "against" the key. Oracles that do not take an oracle key are flat by nature."""
+    import json
+
+    from trajopt.cli.diagnose import PROBLEM_SECTIONS
+    from trajopt.spec import _fields
+
+    if len(specs) < 2:
+        return
+    parts = key.split(".")
+
+    def takes(name, oracle) -> bool:
+        if parts[0] != "oracle":
+            return True
+        return parts[1] in _fields(oracle) if len(parts) == 2 else parts[1] == name
+
+    def seen(spec, name) -> str:
+        r = spec.resolved()
+        return json.dumps([r.get(k) for k in PROBLEM_SECTIONS] + [r["solve"]["key"], r["oracle"].get(name)],
+                          sort_keys=True, default=str)
+
+    for name, oracle in specs[0][1].oracles.items():
+        if takes(name, oracle) and len({seen(s, name) for _, s in specs}) == 1:
+            raise fail(f"--over {key}: found the same {name} estimate at every value (another setting wins over the "
+                       f"key: an [oracle.{name}] key of the file, --samples or --set), allowed: a key that changes what "
+                       "each studied oracle that takes it estimates")
 
 
 def _out_dir(spec, verb: str, out_dir: Optional[Path]) -> Path:
@@ -90,15 +163,16 @@ def sweep(
     key = key.strip()
     if repeats < 2:
         raise fail(f"--repeats: found {repeats}, allowed: an integer >= 2")
-    names = _study_oracles(oracles)
-    base_overrides = _overrides(set_, samples, names)
+    check_force(force, out_dir)
+    names = _study_oracles(oracles, is_policy_file(problem, set_))
+    base_overrides = _overrides(problem, set_, samples, names, "sweep", over)
     base = load_spec(problem, base_overrides)
-    _check_reach(base, set_, samples, "sweep", over)
-    preflight(base, use="oracles")  # an oracle that cannot estimate here, or user code that fails when traced
     raw = spec_mod.apply_overrides(spec_mod.read_toml(problem), base_overrides, str(problem))
     typ = spec_mod.key_type(raw, key)
     if typ not in (int, float):
         raise fail(f"--over {key}: found a key of type {typ.__name__}, allowed: a numeric key")
+    _check_reach(base, set_, "sweep", over)
+    preflight(base, use="oracles")  # an oracle that cannot estimate here, or user code that fails when traced
     try:
         values = analysis.parse_grid(grid, integer=typ is int)
     except ValueError as e:
@@ -113,6 +187,9 @@ def sweep(
             skipped.append({"value": v, "error": str(e)})
     if not specs:
         raise fail(f"--over {key}: every value was refused by the problem ({skipped[0]['error']})")
+    for _, s in specs:  # --over oracle.samples or task.horizon: each point's estimates are bounded in memory
+        _check_study_size(s, s.problem(), repeats)
+    _check_varies(key, specs)
     values = [v for v, _ in specs]
     folder = _out_dir(base, "sweep", out_dir)
     with _interruptible() as should_stop, claim_out(folder, force):  # created, locked, (--force) emptied first
@@ -201,14 +278,16 @@ def landscape(
         raise fail(f"--range: {e}") from None
     if repeats < 2:
         raise fail(f"--repeats: found {repeats}, allowed: an integer >= 2")
-    names = _study_oracles(oracles)
-    spec = load_spec(problem, _overrides(set_, samples, names))
-    _check_reach(spec, set_, samples, "landscape")
+    check_force(force, out_dir)
+    names = _study_oracles(oracles, is_policy_file(problem, set_))
+    spec = load_spec(problem, _overrides(problem, set_, samples, names, "landscape"))
+    _check_reach(spec, set_, "landscape")
     prob = spec.problem()
     preflight(spec, prob, use="oracles")
     if prob.dimension != 1:
         raise fail(f"{problem}: landscape needs a problem with one decision variable (T*m = 1); this one has "
                    f"{prob.dimension} (horizon {spec.task.horizon} x {prob.shape[-1]} controls)")
+    _check_study_size(spec, prob, repeats, len(thetas), "--range")  # every point's repeats run side by side
     marks = None
     if run_dir is not None:
         from trajopt.cli.diagnose import check_run_config
