@@ -116,6 +116,22 @@ class Climb:
                                                    gradients=jnp.int32(0))
 
 
+def test_on_a_policy_problem_the_starts_are_compared_on_one_training_batch():
+    # four identical starts (a method that ignores its key) compared on one training batch per step tie, so the
+    # first is kept; each on a batch of its own would differ by the batches' draws. Each step: four starts x (one
+    # rollout + one comparison on n_init = 2 states); the evaluation batch (n_eval = 5) is never compared
+    from trajopt.policies import static_gain_problem
+
+    problem = static_gain_problem(size=1, horizon=3, n_init=2, n_eval=5)
+    ms = MultiStart(Climb(), starts=4)
+    key = jax.random.PRNGKey(0)
+    state = ms.init(key, problem, problem.U0)
+    step = jax.jit(lambda k, s: ms.step(k, problem, s))
+    for k in range(6):
+        state, info = step(jax.random.fold_in(key, k), state)
+        assert int(info.start) == 0 and int(info.rollouts) == 4 * (1 + 2) and int(info.running) == 4
+
+
 def test_when_the_chosen_start_blows_up_the_others_go_on():
     cliff = one_step_problem("cliff", lambda U: jnp.where(U[0] < 3.0, -U[0], jnp.nan), jnp.zeros(1))
     ms = MultiStart(Climb(), starts=4, start_spread=0.4)
@@ -219,8 +235,9 @@ def test_compare_runs_and_records_the_starts(tmp_path):
 
 
 @pytest.mark.slow  # 10 s compiling a policy problem: CI's slow job runs it
-def test_on_a_policy_problem_comparing_starts_costs_an_evaluation_batch_each():
-    # a policy problem's f(theta) is the mean over n_eval closed-loop rollouts: comparing K starts costs K of them
+def test_on_a_policy_problem_comparing_starts_costs_a_training_batch_each():
+    # on a policy problem the starts are compared on a training batch of closed-loop rollouts (n_init = 0: as many
+    # as the evaluation batch, n_eval = 10): comparing K starts costs K of them
     from pathlib import Path
 
     problem_file = Path(__file__).resolve().parent.parent / "problems" / "pendulum_wall_policy.toml"

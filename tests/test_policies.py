@@ -137,6 +137,37 @@ def test_seeds_must_differ_and_training_set_is_fixed():
     assert not np.array_equal(pp.held_out_states(p, 5), p.eval_states[:5])
 
 
+def test_decision_objective_is_a_training_batch_never_the_evaluation_batch():
+    """What a method may compare or descend (the Problem contract's decision objective): the noise-free mean cost over
+    decision_rollouts training states, n_init fresh draws per key (resample), n_eval when n_init = 0, the training
+    set with resample = false, a fixed batch from train_seed without a key; never the evaluation batch, and not the
+    draws of the key itself (a method's noise) or of its first half (an oracle's initial states)."""
+    p = static_gain_problem(size=2, horizon=3, n_init=3, n_eval=7)
+    key = jax.random.PRNGKey(5)
+    states = np.asarray(p.decision_states_for(key))
+    assert p.decision_rollouts == 3 and states.shape == (3, 2) and p.decision_is_objective is False
+    K = np.asarray(p.U0[0]).reshape(2, 2)
+    total = 0.0
+    for x in states:  # by hand, as the objective's own test
+        for _ in range(p.horizon):
+            u = K @ x
+            total += x @ x + 0.1 * u @ u
+            x = x + u
+        total += x @ x
+    np.testing.assert_allclose(float(jax.jit(p.decision_objective(key))(p.U0)), total / 3, rtol=1e-12)
+    evaluation = np.asarray(p.eval_states)
+    assert not any(np.all(np.isclose(evaluation, s), axis=1).any() for s in states)
+    assert not np.array_equal(states, p.initial.sample(key, 3))
+    assert not np.array_equal(states, pp.initial_states(p, jax.random.split(key)[0], 3))
+    assert not np.array_equal(states, p.decision_states_for(jax.random.PRNGKey(6)))  # a fresh batch per key
+    np.testing.assert_array_equal(p.decision_states_for(None), p.initial.sample(jax.random.PRNGKey(p.train_seed), 3))
+    assert static_gain_problem(n_eval=7).decision_rollouts == 7  # n_init = 0: as many as the evaluation batch
+    fixed = static_gain_problem(resample=False, n_init=4)
+    assert fixed.decision_rollouts == 4
+    np.testing.assert_array_equal(fixed.decision_states_for(key), fixed.train_states)
+    np.testing.assert_array_equal(fixed.decision_states_for(None), fixed.train_states)
+
+
 def test_closed_form_matches_monte_carlo(lq_problem):
     """F(theta) of the closed form against the mean of many noisy rollouts (4 standard errors)."""
     p = lq_problem

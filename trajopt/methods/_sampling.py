@@ -2,6 +2,12 @@
 
 All randomness comes from the step's key (``gaussian_noise`` draws in float32 and casts, as the oracles
 do), so a seed draws the same noise alone or in a batch.
+
+The samplers rank their candidates on the problem's decision objective ``f = decision_objective(problem, key)``
+(`trajopt.methods.base`), drawn once per step so that every candidate of the step is scored on the same
+training batch (common random numbers); each candidate costs ``decision_rollouts(problem)`` rollouts, which they
+count. Their reported ``value`` is ``problem.objective`` of the iterate, a monitor (counted only by PS, and
+only where the two objectives are one function).
 """
 
 from __future__ import annotations
@@ -31,9 +37,10 @@ def standard_noise(key: Array, n: int, U: Array) -> Array:
     return gaussian_noise(key, n, U.shape, 1.0, U.dtype)
 
 
-def sample_costs(problem, samples: Array) -> Array:
-    """f(U_i) for samples [N, T, m] -> [N] (N rollouts); a non-finite cost becomes +inf (never chosen)."""
-    c = jax.vmap(problem.objective)(samples)
+def sample_costs(f, samples: Array) -> Array:
+    """f(U_i) for samples [N, T, m] -> [N] (N evaluations of f, the decision objective); a non-finite cost becomes
+    +inf (never chosen)."""
+    c = jax.vmap(f)(samples)
     return jnp.where(jnp.isfinite(c), c, jnp.inf)
 
 

@@ -7,8 +7,10 @@ A diagonal Gaussian N(μ, diag σ²) over U ([T, m] each). One step:
     μ ← α_μ μ + (1 − α_μ) mean(E),   σ ← max(α_σ σ + (1 − α_σ) std(E), σ_min)   (then μ clipped to the box)
 
 α is the weight of the *old* value, trajax's ``evolution_smoothing`` convention. The iterate is the mean μ;
-``info.value`` = f(μ) on entry, computed only for reporting (not counted). rollouts = population,
-gradients = 0.
+``info.value`` = f(μ) on entry, computed only for reporting (not counted). The samples are ranked on the
+problem's decision objective (`trajopt.methods.base`; the objective itself on an open-loop problem, a training
+batch of initial states, shared by the step's samples, on a policy problem): rollouts = population × B, B =
+``decision_rollouts`` (1 open loop), gradients = 0.
 
 Defaults: population 400, elite_fraction 0.1, alpha_mu = alpha_sigma = 0.1 are trajax's
 (num_samples, elite_portion, evolution_smoothing); sigma_init = 0.5 and sigma_min = 1e-3 are ours (trajax
@@ -29,7 +31,7 @@ from jax import Array
 from trajopt import checks
 from trajopt.checks import FieldError
 from trajopt.methods._sampling import check_box, sample_costs, standard_noise
-from trajopt.methods.base import as_count, as_float
+from trajopt.methods.base import as_count, as_float, decision_objective, decision_rollouts
 
 
 class CEMState(NamedTuple):
@@ -40,7 +42,7 @@ class CEMState(NamedTuple):
 
 
 class CEMInfo(NamedTuple):
-    """value f(μ); rollouts = population; gradients = 0; best_cost: the lowest sample cost; elite_cost: the
+    """value f(μ); rollouts = population × B; gradients = 0; best_cost: the lowest sample cost; elite_cost: the
     mean elite cost; sigma_mean: the mean of σ after the update."""
 
     value: Array
@@ -87,8 +89,8 @@ class CEM:
         return int(self.elite_fraction * self.population)
 
     def calls(self, problem) -> tuple[int, int]:
-        """(rollouts, backward passes) per step: fixed, for equal-budget comparisons."""
-        return self.population, 0
+        """(rollouts, backward passes) per step: population × B, 0 (fixed, for equal-budget comparisons)."""
+        return self.population * decision_rollouts(problem), 0
 
     def init(self, key: Array, problem, U0: Array) -> CEMState:
         del key, problem
@@ -98,13 +100,13 @@ class CEM:
         mu, sigma = state.U, state.sigma
         value = problem.objective(mu)  # reported only
         samples = jnp.clip(mu + sigma * standard_noise(key, self.population, mu), self.u_min, self.u_max)
-        costs = sample_costs(problem, samples)
+        costs = sample_costs(decision_objective(problem, key), samples)
         neg, idx = jax.lax.top_k(-costs, self.elites)
         elite = samples[idx]
         mu_new = self.alpha_mu * mu + (1.0 - self.alpha_mu) * jnp.mean(elite, axis=0)
         sigma_new = self.alpha_sigma * sigma + (1.0 - self.alpha_sigma) * jnp.std(elite, axis=0)
         sigma_new = jnp.maximum(sigma_new, self.sigma_min)
         new = CEMState(U=jnp.clip(mu_new, self.u_min, self.u_max), sigma=sigma_new)
-        return new, CEMInfo(value=as_float(value), rollouts=as_count(self.population), gradients=as_count(0),
+        return new, CEMInfo(value=as_float(value), rollouts=as_count(self.calls(problem)[0]), gradients=as_count(0),
                             best_cost=as_float(-neg[0]), elite_cost=as_float(-jnp.mean(neg)),
                             sigma_mean=as_float(jnp.mean(sigma_new)))

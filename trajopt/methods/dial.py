@@ -14,7 +14,9 @@ iterations and is smaller early in the horizon), then updates as MPPI with DIAL-
 
 (DIAL-MPC's softmax of the standardised rewards over ``temp_sample``; the shift by min c instead of the mean
 does not change the weights). Non-finite costs get weight 0. The state carries the iteration count i.
-``info.value`` = f(U) on entry, reported only: rollouts = samples, gradients = 0.
+The costs c_j are the problem's decision objective (`trajopt.methods.base`: f itself on an open-loop problem,
+a training batch shared by the step's samples on a policy problem). ``info.value`` = f(U) on entry, reported
+only: rollouts = samples × B (B = ``decision_rollouts``, 1 open loop), gradients = 0.
 
 Defaults: temperature 0.05 is DIAL-MPC's temp_sample; beta1 = beta2 = 1 the paper's unscaled schedule;
 samples 128, sigma 0.3, iterations_scale 100 are ours (DIAL-MPC uses 2048 samples on a GPU).
@@ -31,7 +33,7 @@ from jax import Array
 
 from trajopt import checks
 from trajopt.methods._sampling import check_box, effective_samples, exponential_weights, sample_costs, standard_noise
-from trajopt.methods.base import as_count, as_float
+from trajopt.methods.base import as_count, as_float, decision_objective, decision_rollouts
 
 
 class DIALState(NamedTuple):
@@ -42,7 +44,7 @@ class DIALState(NamedTuple):
 
 
 class DIALInfo(NamedTuple):
-    """value f(U); rollouts = samples; gradients = 0; best_cost: the lowest sample cost; sigma_max: the
+    """value f(U); rollouts = samples × B; gradients = 0; best_cost: the lowest sample cost; sigma_max: the
     largest σ(i, h) of this step; ess: the effective sample size 1 / Σ w_j²."""
 
     value: Array
@@ -86,8 +88,8 @@ class DIAL:
 
 
     def calls(self, problem) -> tuple[int, int]:
-        """(rollouts, backward passes) per step: fixed, for equal-budget comparisons."""
-        return self.samples, 0
+        """(rollouts, backward passes) per step: samples × B, 0 (fixed, for equal-budget comparisons)."""
+        return self.samples * decision_rollouts(problem), 0
 
     def init(self, key: Array, problem, U0: Array) -> DIALState:
         del key, problem
@@ -98,7 +100,7 @@ class DIAL:
         value = problem.objective(U)  # reported only
         scale = self.noise_scale(state.iteration, U.shape[0]).astype(U.dtype)[:, None]  # [T, 1]
         samples = jnp.clip(U + scale * standard_noise(key, self.samples, U), self.u_min, self.u_max)
-        costs = sample_costs(problem, samples)
+        costs = sample_costs(decision_objective(problem, key), samples)
         finite = jnp.isfinite(costs)
         count = jnp.maximum(jnp.sum(finite), 1)
         mean = jnp.sum(jnp.where(finite, costs, 0.0)) / count
@@ -107,5 +109,5 @@ class DIAL:
         w = exponential_weights(costs, self.temperature, spread)
         U_new = U + jnp.tensordot(w, samples - U, axes=1)
         return DIALState(U=jnp.clip(U_new, self.u_min, self.u_max), iteration=state.iteration + 1), DIALInfo(
-            value=as_float(value), rollouts=as_count(self.samples), gradients=as_count(0),
+            value=as_float(value), rollouts=as_count(self.calls(problem)[0]), gradients=as_count(0),
             best_cost=as_float(jnp.min(costs)), sigma_max=as_float(jnp.max(scale)), ess=as_float(effective_samples(w)))

@@ -148,7 +148,8 @@ class GradientMethod:
 
     @property
     def value_in_calls(self) -> bool:
-        """Whether the counted rollouts of a step include f(U), the value it reports: its oracle's flag (exact)."""
+        """Whether the counted rollouts of a step include f(U), the value it reports: its oracle's flag (exact, the
+        one-sided ZoBG, the mixing oracles)."""
         return bool(getattr(self.oracle, "value_in_calls", False))
 
     def calls(self, problem) -> tuple[int, int]:

@@ -1,5 +1,10 @@
 """`lbfgs`: L-BFGS on the noise-free cost with optax's zoom line search (``optax.lbfgs``).
 
+The cost it descends is the problem's decision objective with no key (`trajopt.methods.base`), one fixed
+function as the line search needs: the objective itself on an open-loop problem, on a policy problem the mean
+closed-loop cost over a fixed training batch of B = ``decision_rollouts`` initial states (never the evaluation
+batch it is reported on).
+
 One step is one L-BFGS iteration of optax's recipe:
 
     f_k, g_k = value_and_grad_from_state(f)(U_k, state)     (reuses the line search's last evaluation)
@@ -9,11 +14,13 @@ One step is one L-BFGS iteration of optax's recipe:
                                                              Alg. 3.5/3.6; optax.scale_by_zoom_linesearch)
 
 Counts are exact, from what optax exposes: every line-search step evaluates ``jax.value_and_grad(f)``
-once (one rollout and one backward pass), and the state records their number
+once (B rollouts and B backward passes), and the state records their number
 (``ZoomLinesearchInfo.num_linesearch_steps``); ``value_and_grad_from_state`` evaluates f and its gradient
 only when the state holds no finite value (the first step, or after a line search that ended on a
-non-finite value). So rollouts = gradients = num_linesearch_steps + (1 if that evaluation happened).
-``info.value`` = f_k, the cost of the iterate the step started from.
+non-finite value). So rollouts = gradients = B × (num_linesearch_steps + (1 if that evaluation happened)).
+``info.value`` is the reported cost of the iterate the step started from: f_k itself on an open-loop problem
+(B = 1; it comes from a counted evaluation, ``value_in_calls``), on a policy problem ``problem.objective`` over
+the evaluation batch, reported only.
 
 Defaults are optax's: memory_size 10, max_linesearch_steps 20 (``optax.lbfgs``'s zoom line search with
 ``initial_guess_strategy="one"``), scale_init_precond true. A line search that fails to meet the Wolfe
@@ -32,7 +39,7 @@ import optax.tree
 from jax import Array
 
 from trajopt import checks
-from trajopt.methods.base import as_count, as_float
+from trajopt.methods.base import as_count, as_float, decision_is_objective, decision_objective, decision_rollouts
 
 
 class LBFGSState(NamedTuple):
@@ -66,7 +73,7 @@ class LBFGS:
     max_linesearch_steps: int = 20
     scale_init_precond: bool = True
     name: ClassVar[str] = "lbfgs"
-    value_in_calls: ClassVar[bool] = True  # its value comes from a counted evaluation (this step's or the line search's)
+    value_in_calls: ClassVar[bool] = True  # open loop: its value comes from a counted evaluation (this step's or the line search's)
     deterministic: ClassVar[bool] = True  # its steps use no key (`trajopt.methods.multistart`)
 
     def __post_init__(self):
@@ -87,7 +94,7 @@ class LBFGS:
     def step(self, key: Array, problem, state: LBFGSState) -> tuple[LBFGSState, LBFGSInfo]:
         del key
         opt = self.transform()
-        f = problem.objective
+        f = decision_objective(problem)  # no key: one fixed function for the line search
         stored = optax.tree.get(state.opt_state, "value")
         evaluated = ~jnp.isfinite(stored)  # value_and_grad_from_state recomputes exactly then
         value, grad = optax.value_and_grad_from_state(f)(state.U, state=state.opt_state)
@@ -95,8 +102,9 @@ class LBFGS:
         U_new = optax.apply_updates(state.U, updates)
         info = optax.tree.get(opt_state, "info")
         steps = as_count(info.num_linesearch_steps)
-        calls = steps + as_count(evaluated)
+        calls = (steps + as_count(evaluated)) * decision_rollouts(problem)
         step_size = optax.tree.get(opt_state, "learning_rate")
+        reported = value if decision_is_objective(problem) else problem.objective(state.U)
         return LBFGSState(U=U_new, opt_state=opt_state), LBFGSInfo(
-            value=as_float(value), rollouts=calls, gradients=calls, grad_norm=as_float(jnp.linalg.norm(grad)),
+            value=as_float(reported), rollouts=calls, gradients=calls, grad_norm=as_float(jnp.linalg.norm(grad)),
             step_size=as_float(step_size), linesearch_steps=steps, decrease_error=as_float(info.decrease_error))

@@ -2,20 +2,27 @@
 
     U_i^0 = U0 + start_spread * eps_i,   eps_i ~ N(0, I)        (i = 0..K-1, one draw per start and seed)
     U_i^{k+1} = the method's step from U_i^k, with key fold_in(key_k, i)
-    b_k = argmin_i f(U_i^k)   over the starts running at step k whose cost is finite
+    b_k = argmin_i c(U_i^k)   over the starts running at step k whose costs are finite
     the decision: U0 before the first step, then U_{b_k}^k after step k
 
-Step k compares the costs f(U_i^k) its starts computed, so the decision after it is an iterate whose cost is
-known and finite, and the value step k + 1 reports, f of the decision it began from, is that lowest cost (the
-method contract's rule); step 0 reports f(U0), evaluated once at ``init`` for the record, as every method's
-first value is. The decision trails the starts by one step: the last step's update is not returned. A local
+c is the problem's decision objective (`trajopt.methods.base`) with the step's key, one function for all the
+starts: on an open-loop problem f itself, on a policy problem the mean closed-loop cost over one training batch
+shared by the K starts (never the evaluation batch the results are reported on).
+
+On an open-loop problem step k compares the costs f(U_i^k) its starts computed (their ``value``), so the decision
+after it is an iterate whose cost is known and finite, and the value step k + 1 reports, f of the decision it
+began from, is that lowest cost (the method contract's rule); on a policy problem it reports the chosen start's
+``value`` (the evaluation batch's cost) and compares on the training batch. Step 0 reports f(U0), evaluated once at
+``init`` for the record, as every method's first value is. The decision trails the starts by one step: the last step's update is not returned. A local
 method on a landscape with several basins (stiff pushing's numbers of pushes) ends in one of them by chance; K
 independent starts, the best kept, miss the best basin only when all K do.
 
 **Counts.** A step spends the K starts' rollouts and backward passes, plus, per start, the rollouts of one
-evaluation of f (``problem.objective_rollouts``: 1, or a policy problem's ``n_eval``) for the cost the choice
-compares, unless the method's own counted rollouts already evaluate f at its iterate (its ``value_in_calls``
-flag: exact gradients, predictive sampling, iLQR, L-BFGS). A stopped start spends nothing.
+evaluation of the decision objective (``decision_rollouts``: 1 open loop, a policy problem's training batch) for
+the cost the choice compares, unless the problem is open-loop and the method's own counted rollouts already
+evaluate f at its iterate (its ``value_in_calls`` flag: exact gradients, the one-sided ZoBG and the mixing
+oracles, predictive sampling, iLQR, L-BFGS). A stopped start spends nothing. The K starts' own ``value`` on a
+policy problem (each method's report, over the evaluation batch) is not counted.
 
 **Spread.** With ``start_spread = 0`` every start begins at U0 and the starts differ only through their keys: a
 deterministic method (exact gradients, finite differences, iLQR, L-BFGS: a ``deterministic`` flag) would run K
@@ -25,8 +32,8 @@ identical copies, so it needs ``start_spread > 0``, which is in the decision's u
 every start has stopped, the decision is not finite either and `solve` stops the seed (status ``non_finite``,
 its last decision with a finite cost kept).
 
-On a policy problem the starts are compared on the fixed evaluation batch that the reported cost also uses, so
-the kept start's reported cost is the least of K on that batch (optimistic); a held-aside success rate is not.
+On a policy problem the starts are compared on a training batch, not on the evaluation batch that the reported
+cost uses, so the kept start's reported cost is not selected on the batch it is reported on.
 
 A variant asks for it with ``starts = K`` (and ``start_spread``) in its ``[variants.NAME]`` table, for any
 oracle or method; ``starts = 1`` with no spread is the method itself. The info of step k has ``value`` (f of the
@@ -47,7 +54,8 @@ import jax.numpy as jnp
 from jax import Array
 
 from trajopt import checks
-from trajopt.methods.base import REQUIRED_INFO, all_finite, as_count, as_float, check_applicable, state_decision
+from trajopt.methods.base import (REQUIRED_INFO, all_finite, as_count, as_float, check_applicable, decision_is_objective,
+                                  decision_objective, decision_rollouts, state_decision)
 
 MAX_STARTS = 1024
 OWN_FIELDS = ("start", "running")
@@ -55,7 +63,7 @@ OWN_FIELDS = ("start", "running")
 
 class MultiStartState(NamedTuple):
     """U: [T, m] the decision (U0, then the iterate with the lowest cost the last step compared); value: f(U),
-    known; starts: the method's state of each start, every leaf with a leading axis K; running: [K] bool, the
+    its reported cost, known; starts: the method's state of each start, every leaf with a leading axis K; running: [K] bool, the
     starts whose steps have stayed finite."""
 
     U: Array
@@ -81,7 +89,7 @@ class MultiStart:
     starts: int = 2
     start_spread: float = 0.0
     name: ClassVar[str] = "multistart"
-    value_in_calls: ClassVar[bool] = True  # the cost it reports is one it compared and counted
+    value_in_calls: ClassVar[bool] = True  # open loop: the cost it reports is one it compared and counted
 
     def __post_init__(self):
         if not (callable(getattr(self.method, "init", None)) and callable(getattr(self.method, "step", None))):
@@ -105,12 +113,15 @@ class MultiStart:
         return bool(getattr(self.method, "deterministic", False)) and self.start_spread == 0
 
     def _compare_rollouts(self, problem) -> int:
-        """Rollouts per start and step for the cost the choice compares: none when the method's own include it."""
-        return 0 if getattr(self.method, "value_in_calls", False) else int(getattr(problem, "objective_rollouts", 1))
+        """Rollouts per start and step for the cost the choice compares: one evaluation of the decision objective,
+        none on an open-loop problem when the method's own counted rollouts include it."""
+        if decision_is_objective(problem) and getattr(self.method, "value_in_calls", False):
+            return 0
+        return decision_rollouts(problem)
 
     def calls(self, problem) -> tuple[int, int]:
-        """(rollouts, backward passes) per step: K times the method's, plus K evaluations of f for the costs the
-        choice compares unless the method's own rollouts include them."""
+        """(rollouts, backward passes) per step: K times the method's, plus K evaluations of the decision objective
+        for the costs the choice compares unless the method's own rollouts include them (open loop)."""
         rollouts, gradients = self.method.calls(problem)
         return self.starts * (rollouts + self._compare_rollouts(problem)), self.starts * gradients
 
@@ -126,10 +137,15 @@ class MultiStart:
     def step(self, key: Array, problem, state: MultiStartState):
         keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(self.starts))
         new, info = jax.vmap(lambda k, s: self.method.step(k, problem, s))(keys, state.starts)
-        value = info.value  # [K] f(U_i^k), each start's iterate on entry
+        value = info.value  # [K] f(U_i^k), each start's iterate on entry (reported)
         compared = state.running & jnp.isfinite(value)
+        if decision_is_objective(problem):
+            cost = value
+        else:  # one training batch for the K starts (common random numbers), counted in _compare_rollouts
+            cost = jax.vmap(decision_objective(problem, key))(state_decision(state.starts))
+            compared = compared & jnp.isfinite(cost)
         running = compared & jax.vmap(all_finite)(new)
-        best = jnp.argmin(jnp.where(compared, value, jnp.inf)).astype(jnp.int32)
+        best = jnp.argmin(jnp.where(compared, cost, jnp.inf)).astype(jnp.int32)
         # the decision: the start with the lowest compared cost, at the iterate it was compared at; once every
         # start has stopped, a blow-up `solve` reports (non-finite: status non_finite, the last good one kept)
         U = jnp.where(jnp.any(running), state_decision(state.starts)[best], jnp.nan)

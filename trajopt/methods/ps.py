@@ -5,9 +5,12 @@ open-loop optimiser.
     U ← argmin over {U, U_1, ..., U_N} of f                                      (ties keep the incumbent)
 
 The incumbent is one of the candidates (as in MuJoCo MPC and hydrax, which roll out the nominal plan with
-the samples), so the cost never increases. Its cost is ``info.value``, and it is used to decide, so it
-counts: rollouts = samples + 1, gradients = 0. Defaults (samples 128, sigma 0.3) are ours (hydrax's
-constructor has no defaults).
+the samples), so the cost never increases. The candidates are compared on the problem's decision objective
+(`trajopt.methods.base`), the incumbent re-evaluated with the samples on the step's batch: rollouts =
+(samples + 1) × B (B = ``decision_rollouts``), gradients = 0. On an open-loop problem (B = 1) the incumbent's
+cost is ``info.value`` itself, evaluated once and counted (``value_in_calls``); on a policy problem ``info.value``
+is the evaluation batch's cost, reported only, and the decision cost never increases on a fixed training set
+(``resample = false``) only. Defaults (samples 128, sigma 0.3) are ours (hydrax's constructor has no defaults).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from jax import Array
 
 from trajopt import checks
 from trajopt.methods._sampling import check_box, sample_costs, standard_noise
-from trajopt.methods.base import as_count, as_float
+from trajopt.methods.base import as_count, as_float, decision_is_objective, decision_objective, decision_rollouts
 
 
 class PSState(NamedTuple):
@@ -31,7 +34,7 @@ class PSState(NamedTuple):
 
 
 class PSInfo(NamedTuple):
-    """value f(U); rollouts = samples + 1; gradients = 0; best_cost: the cost of the new incumbent;
+    """value f(U); rollouts = (samples + 1) × B; gradients = 0; best_cost: the decision cost of the new incumbent;
     improved: 1.0 if a sample replaced the incumbent, else 0.0."""
 
     value: Array
@@ -51,7 +54,7 @@ class PredictiveSampling:
     u_min: float = -math.inf
     u_max: float = math.inf
     name: ClassVar[str] = "ps"
-    value_in_calls: ClassVar[bool] = True  # the incumbent's cost is one of its counted samples + 1
+    value_in_calls: ClassVar[bool] = True  # open loop: the incumbent's cost, its value, is one of its counted samples + 1
 
     def __post_init__(self):
         checks.at_least("samples", self.samples, 1)
@@ -60,8 +63,8 @@ class PredictiveSampling:
 
 
     def calls(self, problem) -> tuple[int, int]:
-        """(rollouts, backward passes) per step: fixed, for equal-budget comparisons."""
-        return self.samples + 1, 0
+        """(rollouts, backward passes) per step: (samples + 1) × B, 0 (fixed, for equal-budget comparisons)."""
+        return (self.samples + 1) * decision_rollouts(problem), 0
 
     def init(self, key: Array, problem, U0: Array) -> PSState:
         del key, problem
@@ -69,11 +72,13 @@ class PredictiveSampling:
 
     def step(self, key: Array, problem, state: PSState) -> tuple[PSState, PSInfo]:
         U = state.U
-        value = problem.objective(U)  # the incumbent's cost: a candidate, counted
+        value = problem.objective(U)  # reported
+        f = decision_objective(problem, key)
+        incumbent = value if decision_is_objective(problem) else f(U)  # a candidate on the step's batch: counted
         samples = jnp.clip(U + self.sigma * standard_noise(key, self.samples, U), self.u_min, self.u_max)
         candidates = jnp.concatenate([U[None], samples], axis=0)
-        costs = jnp.concatenate([jnp.where(jnp.isfinite(value), value, jnp.inf)[None], sample_costs(problem, samples)])
+        costs = jnp.concatenate([jnp.where(jnp.isfinite(incumbent), incumbent, jnp.inf)[None], sample_costs(f, samples)])
         best = jnp.argmin(costs)  # the first minimum: the incumbent wins ties
         return PSState(U=candidates[best]), PSInfo(
-            value=as_float(value), rollouts=as_count(self.samples + 1), gradients=as_count(0),
+            value=as_float(value), rollouts=as_count(self.calls(problem)[0]), gradients=as_count(0),
             best_cost=as_float(costs[best]), improved=as_float(best > 0))

@@ -12,7 +12,10 @@
 | stepwise    | stepwise.py     | inverse-variance mix per coordinate (time step, control dimension) | 2N + 1, N |
 | fixed_alpha | fixed_alpha.py  | a fixed mix of FoBG and ZoBG | 2N + 1, N |
 
-d = T * m. The mixing oracles (aobg, ivw, ddcg, stepwise, fixed_alpha) take ``split``: "independent" (the
+d = T * m. The counts include f(U), the ``value`` every oracle reports, exactly where the estimate uses it
+(``value_in_calls``: exact; zobg one-sided, its baseline; the mixing oracles, their ZoBG batch's baseline under
+every split); fd, fobg and the two-sided or antithetic zobg evaluate it for the record only, uncounted. The
+mixing oracles (aobg, ivw, ddcg, stepwise, fixed_alpha) take ``split``: "independent" (the
 counts above), "halves" (N + 1 rollouts, N/2 backward passes: one FoBG's budget) or "shared" (N + 1, N);
 see `trajopt.oracles._samples.SPLITS`. ``[oracle] split = "halves"`` sets it for all of them at once.
 

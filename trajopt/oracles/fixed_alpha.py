@@ -28,6 +28,7 @@ class FixedAlpha(OpenLoop):
     name: ClassVar[str] = "fixed_alpha"
     colour: ClassVar[str] = "#8c564b"  # its colour in every figure
     chooses_alpha: ClassVar[bool] = False  # mixes FoBG and ZoBG with an α of its own rule
+    value_in_calls: ClassVar[bool] = True  # the zero-noise baseline f(U), its value, is one of its counted rollouts
 
     def __post_init__(self):
         checks.at_least("samples", self.samples, 2)

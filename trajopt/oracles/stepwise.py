@@ -55,6 +55,7 @@ class Stepwise(OpenLoop):
     name: ClassVar[str] = "stepwise"
     colour: ClassVar[str] = "#9467bd"  # its colour in every figure
     chooses_alpha: ClassVar[bool] = True  # mixes FoBG and ZoBG with an α of its own rule
+    value_in_calls: ClassVar[bool] = True  # the zero-noise baseline f(U), its value, is one of its counted rollouts
 
     def __post_init__(self):
         checks.at_least("samples", self.samples, 2)

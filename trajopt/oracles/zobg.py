@@ -19,7 +19,8 @@ Variants (each unbiased for grad F, since E[w] = 0 and w, -w have the same law):
 Variance reporting: the N/2 antithetic pairs are the independent units; ``var_zero`` is their trace
 variance times (N / units), i.e. normalised per sample in every variant, so that var_zero / N estimates the
 variance of the ZoBG mean (the quantity inverse-variance weighting compares). ``rollouts`` counts every
-perturbed rollout (N + 1, 2N or N); f(U) for monitoring is not counted unless the estimate uses it.
+perturbed rollout (N + 1, 2N or N); f(U) for monitoring is not counted unless the estimate uses it (the
+one-sided baseline: ``value_in_calls``).
 """
 
 from __future__ import annotations
@@ -52,6 +53,12 @@ class ZoBG(OpenLoop):
         checks.one_of("estimator", self.estimator, ZOBG_ESTIMATORS)
         if self.antithetic and (self.samples % 2 or self.samples < 4):
             raise checks.FieldError("samples", self.samples, "an even integer >= 4 with antithetic = true (N/2 pairs +-w)")
+
+    @property
+    def value_in_calls(self) -> bool:
+        """Whether its counted rollouts include f(U), the value it reports: the one-sided plain estimator's
+        baseline (N + 1); the two-sided and antithetic estimators use no baseline and count none."""
+        return self.estimator == "one_sided" and not self.antithetic
 
     def calls(self, problem) -> tuple[int, int]:
         """(rollouts, backward passes) per estimate: N + 1 (two-sided 2N, antithetic N), none backward."""
