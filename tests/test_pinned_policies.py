@@ -94,6 +94,7 @@ def test_a_ball_resting_exactly_on_the_face_band_is_hit_and_one_ulp_beyond_is_mi
 # documents it (split into an initial-state key and a noise key, float32 draws cast to float64).
 
 from dataclasses import dataclass as _dataclass  # noqa: E402
+from functools import partial  # noqa: E402
 
 from trajopt.policies import (  # noqa: E402
     Linear,
@@ -137,12 +138,16 @@ def by_hand(x1: float, w: np.ndarray, theta: float = THETA):
     return V + QF_ * x * x, dV + 2 * QF_ * x * dx, score
 
 
+@partial(jax.jit, static_argnums=(1, 2))
+def _standard_draws(key, n: int, k: int):
+    k_init, k_noise = jax.random.split(key)
+    return jax.random.uniform(k_init, (k, 1), dtype=jnp.float32), jax.random.normal(k_noise, (n, H_, 1), dtype=jnp.float32)
+
+
 def draws(key, n: int, sigma: float, k: int = 0):
     """(x_1 [n], w [n, H]) of an estimate's n samples; k > 0: k initial states, sample i starting from state i mod k."""
-    k_init, k_noise = jax.random.split(key)
-    x1 = 0.5 + 1.0 * np.asarray(jax.random.uniform(k_init, (k or n, 1), dtype=jnp.float32)).astype(np.float64)[:, 0]
-    w = sigma * np.asarray(jax.random.normal(k_noise, (n, H_, 1), dtype=jnp.float32)).astype(np.float64)[..., 0]
-    return x1[np.arange(n) % (k or n)], w
+    u, z = (np.asarray(a).astype(np.float64) for a in _standard_draws(key, n, k or n))
+    return (0.5 + 1.0 * u[:, 0])[np.arange(n) % (k or n)], sigma * z[..., 0]
 
 
 def first_order(key, n, sigma, k=0):
@@ -185,7 +190,7 @@ def test_policy_estimates_by_hand(loop):
     def estimates():  # one program for all of them
         return [o.estimate(KEY, loop, loop.U0) for o in oracles] + [PolicyFoBG(samples=5).estimate(KEY, shared, shared.U0)]
 
-    (fo, fo_info), (zo, zo_info), (ex, _), (ivw, ivw_info), (fo_shared, _) = estimates()
+    (fo, fo_info), (zo, zo_info), (ex, _), (ivw, ivw_info), (fo_shared, _) = jax.device_get(estimates())
     g1 = first_order(KEY, n, SIGMA)
     assert float(fo[0, 0]) == pytest.approx(g1.mean(), rel=1e-10)
     assert float(fo_info.var_first) == pytest.approx(trace_var(g1), rel=1e-10)
