@@ -17,64 +17,9 @@ from rich.table import Table
 from trajopt.cli._common import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, ForceOpt, JsonOpt, OutOpt, QuietOpt, SeedsOpt,
                                  SetOpt, app, check_sets, err, fail, fmt, load_spec, out)
 
-STEP_COSTS_FILE = "step_costs.json"
-
-
-def _host() -> str:
-    """The CPU this process runs on (its model name and count) and JAX's backend: what a timing depends on."""
-    import os
-    import platform
-
-    import jax
-
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"{model} x{cpus}, {jax.default_backend()}, jax {jax.__version__}"
-
-
-def step_costs_for(spec, problem):
-    """The system's `trajopt.compute.StepCosts` on this host: read from the cache of measurements
-    (``<cache>/step_costs.json`` beside the compilation cache, keyed by the system's resolved table, its sizes and
-    the host), or measured now and kept there. With the cache off (``TRAJOPT_CACHE=0``) measured every time."""
-    import os
-
-    from trajopt import _setup
-    from trajopt.compute import StepCosts, measure_step_costs
-    from trajopt.runs import atomic_write_bytes
-
-    system = spec.system
-    table = spec.resolved()["system"]
-    host = _host()
-    key = json.dumps({"system": table, "n": int(system.state_size), "m": int(system.control_size), "host": host},
-                     sort_keys=True, default=str)
-    folder = _setup.cache_dir()
-    path = Path(os.path.dirname(folder)) / STEP_COSTS_FILE if folder else None
-    known = {}
-    if path is not None and path.is_file():
-        try:
-            known = json.loads(path.read_text(encoding="utf-8"))
-            if key in known:
-                return StepCosts.from_dict(known[key])
-        except (OSError, ValueError, KeyError, TypeError):
-            known = {}
-    costs = measure_step_costs(problem.step, int(system.state_size), int(system.control_size))
-    costs = StepCosts(costs.backward, costs.linearization, f"{costs.source}, on {host}")
-    if path is not None:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            known[key] = costs.as_dict()
-            atomic_write_bytes(path, json.dumps(known, indent=1, sort_keys=True).encode())
-        except OSError:
-            pass  # a cache that cannot be written is measured again next time
-    return costs
+# the step costs' cache and measurement are shared with the closed-loop studies (trajopt.studies)
+from trajopt.step_costs import STEP_COSTS_FILE, step_costs_for  # noqa: E402,F401
+from trajopt.step_costs import host as _host  # noqa: E402,F401
 
 
 def _mpc_table(summary: dict) -> Table:

@@ -1,0 +1,93 @@
+"""The step costs of a problem's system on this host, measured once and kept: what `trajopt mpc` and a closed-loop
+study (`trajopt.studies`) convert their counts with.
+
+    step_costs_for(spec, problem) -> trajopt.compute.StepCosts
+
+`trajopt.compute.measure_step_costs` times the system's backward pass and linearisation in units of its forward
+step on this host (a second or two of compiling and timing). The ratios are kept in ``step_costs.json`` beside the
+compilation cache (``<cache>/../step_costs.json``), keyed by the system's resolved ``[system]`` table, its state
+and control sizes and the host (`host`: the CPU model and count, JAX's backend and version), so that every run
+of a system on a host converts with the same numbers. The file is read and written only when the compilation
+cache is asked for (`trajopt._setup.cache_requested`: the command line asks, the library asks only when told,
+``TRAJOPT_CACHE=1``); otherwise the ratios are measured on every call. A cache that cannot be read is measured
+again; one that cannot be written is not kept.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+STEP_COSTS_FILE = "step_costs.json"
+
+
+def host() -> str:
+    """The CPU this process runs on (its model name and count) and JAX's backend: what a timing depends on."""
+    import platform
+
+    import jax
+
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{model} x{cpus}, {jax.default_backend()}, jax {jax.__version__}"
+
+
+def system_identity(spec) -> dict:
+    """What the step costs of ``spec``'s system depend on besides the host: its resolved ``[system]`` table and its
+    state and control sizes (n, m)."""
+    system = spec.system
+    return {"system": spec.resolved()["system"], "n": int(system.state_size), "m": int(system.control_size)}
+
+
+def _cache_path():
+    from trajopt import _setup
+
+    if not _setup.cache_requested():
+        return None
+    folder = _setup.cache_dir()
+    return Path(os.path.dirname(folder)) / STEP_COSTS_FILE if folder else None
+
+
+def step_costs_for(spec, problem):
+    """The system's `trajopt.compute.StepCosts` on this host: read from the cache of measurements (see the module
+    docstring), or measured now (the system's one-step map, `trajopt.compute.system_step`) and kept there;
+    ``TRAJOPT_STEP_COSTS="B,L"`` in the environment gives the ratios instead (`trajopt.compute.given_step_costs`:
+    nothing measured or kept)."""
+    from trajopt.compute import StepCosts, given_step_costs, measure_step_costs, system_step
+    from trajopt.runs import atomic_write_bytes
+
+    given = given_step_costs()  # TRAJOPT_STEP_COSTS="B,L": the ratios given, nothing measured or kept
+    if given is not None:
+        return given
+    ident = system_identity(spec)
+    where = host()
+    key = json.dumps({**ident, "host": where}, sort_keys=True, default=str)
+    path = _cache_path()
+    known = {}
+    if path is not None and path.is_file():
+        try:
+            known = json.loads(path.read_text(encoding="utf-8"))
+            if key in known:
+                return StepCosts.from_dict(known[key])
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            known = {}
+    costs = measure_step_costs(*system_step(spec.system))  # a one-step system's cost function as its "step"
+    costs = StepCosts(costs.backward, costs.linearization, f"{costs.source}, on {where}")
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            known = known if isinstance(known, dict) else {}
+            known[key] = costs.as_dict()
+            atomic_write_bytes(path, json.dumps(known, indent=1, sort_keys=True).encode())
+        except OSError:
+            pass  # a cache that cannot be written is measured again next time
+    return costs
