@@ -44,8 +44,9 @@ def _planned(spec, variant: str):
 def _estimate(expansion, study, should_stop=None) -> tuple[list[dict], int]:
     """Per cell: rollouts per step (one evaluated step per distinct problem/variant configuration, for the first
     `MEASURED_STEPS` configurations; the method's planned ``calls`` for the others, which compiles nothing) and
-    the cell's total (rollouts per step x iterations x seeds); the study's total. ``should_stop`` is polled
-    between configurations (raises _Stopped)."""
+    the cell's total (rollouts per step x iterations x seeds; a closed-loop cell's: x iterations per replan x
+    replans x seeds, its step on the horizon-H problem); the study's total. ``should_stop`` is polled between
+    configurations (raises _Stopped)."""
     import json
 
     from trajopt.studies import step_counts
@@ -58,7 +59,8 @@ def _estimate(expansion, study, should_stop=None) -> tuple[list[dict], int]:
             continue
         spec = expansion.specs[c.index]
         key = (c.problem, c.variant, json.dumps(spec.variants[c.variant].table, sort_keys=True, default=str),
-               spec.task.horizon, json.dumps(spec.raw_task, sort_keys=True, default=str))  # n_eval of a policy
+               spec.task.horizon, json.dumps(spec.raw_task, sort_keys=True, default=str),  # n_eval of a policy
+               spec.closed_loop.mpc.settings.horizon if c.verb == "mpc" else None)
         if key not in cache:
             if should_stop is not None and should_stop():
                 raise _Stopped()
@@ -71,7 +73,8 @@ def _estimate(expansion, study, should_stop=None) -> tuple[list[dict], int]:
             else:
                 cache[key] = (_planned(spec, c.variant), "plan")
         per = cache[key][0]
-        cell_total = per * c.iterations * len(c.seeds) if per is not None else 0
+        steps = c.iterations * (spec.closed_loop.mpc.settings.replans if c.verb == "mpc" else 1)
+        cell_total = per * steps * len(c.seeds) if per is not None else 0
         total += cell_total
         rows.append({"cell": c, "per_step": per, "total": cell_total})
     return rows, total
@@ -95,10 +98,21 @@ def _dry_run(study, expansion, folder: Path, json_out: bool, quiet: bool, should
     if quiet:
         return
     keys = [a.key for a in study.grid]
+    points = len(expansion.cells) // max(1, len(study.problems) * len(study.variants))
+    if study.closed_loop:
+        gridded = any(a.key == "mpc.iterations" for a in study.grid)
+        iters = study.iterations if study.iterations is not None else \
+            ("the grid's mpc.iterations" if gridded else "each problem's mpc.iterations")
+        seeds = len(study.seeds) if study.seeds is not None else "each problem's"
+        each = f"closed loop: {iters} iterations per replan x {seeds} seeds"
+        caption = ("rollouts: simulator calls (horizon-H rollouts), per method step from one evaluated step on the first "
+                   "replan's problem, x iterations per replan x replans x seeds")
+    else:
+        each = f"{study.iterations} iterations x {len(study.seeds)} seeds each"
+        caption = "rollouts: simulator calls, per step from one evaluated step, x iterations x seeds"
     table = Table(title=escape(f"{study.title}: {len(expansion.cells)} cells ({len(study.problems)} problems x "
-                               f"{len(study.variants)} variants x {len(expansion.cells) // max(1, len(study.problems) * len(study.variants))} grid points), "
-                               f"{study.iterations} iterations x {len(study.seeds)} seeds each"), title_justify="left",
-                  caption="rollouts: simulator calls, per step from one evaluated step, x iterations x seeds", caption_justify="left")
+                               f"{len(study.variants)} variants x {points} grid points), {each}"), title_justify="left",
+                  caption=caption, caption_justify="left")
     for col in ("#", "problem", "variant", *keys, "valid", "rollouts/step", "rollouts"):
         table.add_column(escape(col), justify="left" if col in ("problem", "variant", "valid") else "right")
     from trajopt.studies.study import label_value
@@ -137,7 +151,9 @@ def study_cmd(
     json_out: bool = JsonOpt,
     quiet: bool = QuietOpt,
 ):
-    """Run a study: every problem x variant x grid point, each a fused solve over the seeds.
+    """Run a study: every problem x variant x grid point, each a fused solve over the seeds (with verb = "mpc" in
+    the study file, a closed-loop run of the problem's [mpc] table; --seeds and --iterations then replace mpc.seeds
+    and mpc.iterations).
 
     Writes a study folder: study.csv / study.parquet (one row per cell and seed), study.json, one run folder per
     cell, a figure per grid axis and report.html. Rerunning resumes: finished cells are skipped (a cell whose
@@ -230,9 +246,10 @@ def _run_locked(study, expansion, folder, ex, resume, retry_failed, address, jso
 
             from trajopt.stats import nan_median
 
-            finals = np.array([np.nan if r["final_cost"] is None else r["final_cost"] for r in outcome.rows], float)
+            metric, what = ("closed_loop_cost", "closed-loop cost") if study.closed_loop else ("final_cost", "final")
+            finals = np.array([np.nan if r[metric] is None else r[metric] for r in outcome.rows], float)
             ok = sum(r["status"] == "ok" for r in outcome.rows)
-            err.print(f"[{done}/{total}] {escape(cell.label)}: median final {fmt(nan_median(finals))}, {ok}/{len(outcome.rows)} "
+            err.print(f"[{done}/{total}] {escape(cell.label)}: median {what} {fmt(nan_median(finals))}, {ok}/{len(outcome.rows)} "
                       f"seeds ok", highlight=False, soft_wrap=True)
         else:
             first = (outcome.error or "").splitlines()
@@ -260,7 +277,7 @@ def _run_locked(study, expansion, folder, ex, resume, retry_failed, address, jso
     def write(flag: str) -> None:
         """The table (again, only when a signal changed the status) and the figures and page, with the status."""
         status = result.status if flag == "ok" else STUDY_INTERRUPTED
-        meta = study_meta(study, expansion, result.cell_status, status, ex.name)
+        meta = study_meta(study, expansion, result.cell_status, status, ex.name, result.step_costs)
         if status != result.status:
             store.write_table(folder, study, result.rows, meta)
         written.update(status=status, files=write_outputs(folder, study, result.rows, meta))

@@ -2,6 +2,24 @@
 iterations) that returns its rows and the arrays of its run folder. It reads and writes no file, so the same
 function runs in-process, in a Ray worker on this machine or on a remote node; the driver writes the cell's
 folder (`trajopt.studies.store`) when the outcome comes back.
+
+A compare cell is one fused `trajopt.solver` run; its rows are `ROW_COLUMNS`. A closed-loop cell (``verb = "mpc"``)
+is one `trajopt.closedloop.mpc` call, exactly what ``trajopt mpc PROBLEM --variants VARIANT`` runs with the cell's
+overrides (the file's [mpc], [plant] and [success] tables, its solve.key); its rows are `MPC_ROW_COLUMNS`, one per
+seed:
+
+    seed, status                     the seed and its episode's status ("ok", "non_finite": the plant state blew up)
+    closed_loop_cost                 the task's cost of the realised trajectory (null where not finite)
+    success                          1 / 0 where the problem has a [success] table, else null
+    rollouts_per_step,               the seed's compute per control step: the mean over its replans of the
+    gradients_per_step,              horizon-H rollouts, backward passes, and forward-step equivalents
+    forward_equivalents_per_step     (H (rollouts + rho_b gradients), rho_b the cell's step costs)
+    plan_failures                    replans whose plan was not finite (the shifted guess was applied)
+    plan_seconds_p50/_p95/_max,      the cell's timing, the same on each of its rows: measured on the cell's FIRST
+    deadline_miss_rate,              seed only (a timing-only pass replaying its episode replan by replan, one
+    realtime_factor                  seed, no batching: what a controller runs), on the host that ran the cell
+    run_seconds, compile_seconds     the cell's batched episode (shared by its seeds: they ran as one vmap)
+    error                            a failed cell's message
 """
 
 from __future__ import annotations
@@ -20,7 +38,16 @@ from trajopt.studies.study import Cell
 LEAD_COLUMNS = ("problem", "variant")
 ROW_COLUMNS = ("seed", "status", "final_cost", "best_cost", "initial_cost", "rollouts", "gradients", "run_seconds",
                "compile_seconds", "error")
+MPC_ROW_COLUMNS = ("seed", "status", "closed_loop_cost", "success", "rollouts_per_step", "gradients_per_step",
+                   "forward_equivalents_per_step", "plan_failures", "plan_seconds_p50", "plan_seconds_p95",
+                   "plan_seconds_max", "deadline_miss_rate", "realtime_factor", "run_seconds", "compile_seconds",
+                   "error")
 CELL_OK, CELL_FAILED, CELL_INTERRUPTED = "ok", "failed", "interrupted"
+
+
+def row_columns(verb: str = "compare") -> tuple:
+    """The per-seed columns of a study's rows: `ROW_COLUMNS`, or a closed-loop study's `MPC_ROW_COLUMNS`."""
+    return MPC_ROW_COLUMNS if verb == "mpc" else ROW_COLUMNS
 
 
 class StorageError(OSError):
@@ -59,12 +86,16 @@ def _finite(x) -> Optional[float]:
 
 
 def cell_rows(cell: Cell, result=None, error: Optional[str] = None) -> list[dict]:
-    """One row per seed: problem, variant, each grid key, then `ROW_COLUMNS`.
+    """One row per seed: problem, variant, each grid key, then `ROW_COLUMNS` (a closed-loop cell's: `mpc_cell_rows`).
 
     With a ``result`` (`Result`, arrays [S, ...]): per seed its status, f(U) of the returned U, the best cost, the
     initial cost, the simulator calls it spent, and the cell's run and compile seconds (shared by its seeds: they
     ran as one vmap). Without one: status "failed", the costs None and ``error``.
     """
+    if cell.verb == "mpc":  # a closed-loop result's rows need its step costs too: mpc_cell_rows
+        if result is not None:
+            raise ValueError("cell_rows: a closed-loop cell's rows with a result are mpc_cell_rows(cell, result, step_costs)")
+        return mpc_cell_rows(cell, error=error)
     base = {"problem": cell.problem, "variant": cell.variant, **{k: v for k, v in cell.point}}
     rows = []
     for i, seed in enumerate(cell.seeds):
@@ -83,6 +114,35 @@ def cell_rows(cell: Cell, result=None, error: Optional[str] = None) -> list[dict
                 "error": error,
             }
         rows.append({**base, **row})
+    return rows
+
+
+def mpc_cell_rows(cell: Cell, result=None, step_costs=None, error: Optional[str] = None) -> list[dict]:
+    """A closed-loop cell's rows: problem, variant, each grid key, then `MPC_ROW_COLUMNS` (see the module docstring).
+
+    With a ``result`` (the variant's `trajopt.closedloop.MPCResult`, arrays [S, ...]) and the ``step_costs``
+    (`trajopt.compute.StepCosts`) that convert its counts: per seed its numbers. Without one: status "failed", the
+    numbers None and ``error``."""
+    base = {"problem": cell.problem, "variant": cell.variant, **{k: v for k, v in cell.point}}
+    if result is None:
+        empty = {k: None for k in MPC_ROW_COLUMNS}
+        return [{**base, **empty, "seed": int(seed), "status": CELL_FAILED, "error": error} for seed in cell.seeds]
+    from trajopt.runs_mpc import forward_equivalents_of
+
+    fse = forward_equivalents_of(result, step_costs)
+    timing = {f"plan_seconds_{k}": _finite(v) for k, v in result.plan_seconds_summary().items()}
+    timing.update(deadline_miss_rate=_finite(result.deadline_miss_rate), realtime_factor=_finite(result.realtime_factor))
+    rows = []
+    for i, seed in enumerate(result.seeds):
+        success = None if result.success is None else _finite(result.success[i])
+        rows.append({**base, "seed": int(seed), "status": result.status[i],
+                     "closed_loop_cost": _finite(result.closed_loop_cost[i]), "success": success,
+                     "rollouts_per_step": float(np.mean(result.rollouts[i])),
+                     "gradients_per_step": float(np.mean(result.gradients[i])),
+                     "forward_equivalents_per_step": float(np.mean(fse[i])),
+                     "plan_failures": int(result.plan_failures[i]), **timing,
+                     "run_seconds": float(result.run_seconds), "compile_seconds": float(result.compile_seconds),
+                     "error": error})
     return rows
 
 
@@ -107,6 +167,8 @@ def run_cell(cell: Cell, should_stop: Optional[Callable[[], bool]] = None, *, hi
     """
     if cell.error is not None:
         return CellOutcome(cell.index, CELL_FAILED, cell_rows(cell, error=cell.error), error=cell.error)
+    if cell.verb == "mpc":
+        return run_closed_loop_cell(cell)
     on_disk = False
     try:
         import jax
@@ -138,14 +200,77 @@ def run_cell(cell: Cell, should_stop: Optional[Callable[[], bool]] = None, *, hi
         return CellOutcome(cell.index, CELL_FAILED, cell_rows(cell, error=msg), error=msg + "\n" + tb)
 
 
+def cell_step_costs(cell: Cell):
+    """The `trajopt.compute.StepCosts` a closed-loop cell converts its counts with: the cell's ``step_costs`` (the
+    runner fills them in: one measurement per system for the whole study), else measured now on this host (no file
+    is read or written)."""
+    from trajopt.compute import StepCosts, measure_step_costs
+    from trajopt.step_costs import host, system_identity
+
+    if cell.step_costs is not None:
+        return StepCosts.from_dict(dict(cell.step_costs))
+    spec = cell_spec(cell)
+    ident = system_identity(spec)
+    costs = measure_step_costs(spec.problem().step, ident["n"], ident["m"])
+    return StepCosts(costs.backward, costs.linearization, f"{costs.source}, on {host()}")
+
+
+def run_closed_loop_cell(cell: Cell) -> CellOutcome:
+    """Run one closed-loop cell: its variant as a receding-horizon controller over its seeds, one
+    `trajopt.closedloop.mpc` call with the problem's [mpc] settings, [plant] and [success] and its solve.key (what
+    ``trajopt mpc`` runs), then summarise as `trajopt.runs_mpc.summarise` does for a run folder.
+
+    The outcome's ``result`` is {variant: MPCResult} (its method left out: the arrays travel from a Ray worker); an
+    exception is a failed outcome with its message, as in `run_cell`. The episode is one compiled program: a stop
+    request is honoured between cells, not inside one."""
+    import dataclasses
+
+    try:
+        import jax
+
+        from trajopt import runs, runs_mpc
+        from trajopt.closedloop import mpc
+        from trajopt.methods.base import check_applicable
+
+        spec = cell_spec(cell)
+        cl = spec.closed_loop
+        variant = spec.variants[cell.variant]
+        problem = spec.problem()
+        check_applicable(variant.method, problem)
+        costs = cell_step_costs(cell)
+        results = mpc(problem, {cell.variant: variant.method}, settings=cl.mpc.settings,
+                      plant=cl.plant.plant if cl.plant is not None else None, key=jax.random.PRNGKey(spec.solve.key),
+                      seeds=cell.seeds, success=cl.success)
+        summary = runs_mpc.summarise(spec, results, step_costs=costs, versions=runs.versions(),
+                                     platform_name=jax.default_backend(), x64=bool(jax.config.jax_enable_x64),
+                                     created=datetime.now().isoformat(timespec="seconds"))
+        summary["study_cell"] = {"label": cell.label, "point": {k: v for k, v in cell.point},
+                                 "overrides": list(cell.overrides), "fingerprint": cell.fingerprint,
+                                 "files": dict(cell.files)}
+        result = dataclasses.replace(results[cell.variant], method=None)
+        return CellOutcome(cell.index, CELL_OK, mpc_cell_rows(cell, result, costs), result={cell.variant: result},
+                           summary=summary)
+    except Exception as e:  # noqa: BLE001  (recorded in the table; the study goes on)
+        msg = f"{type(e).__name__}: {e}"
+        tb = traceback.format_exc(limit=3)
+        return CellOutcome(cell.index, CELL_FAILED, cell_rows(cell, error=msg), error=msg + "\n" + tb)
+
+
 def step_counts(cell: Cell) -> dict:
     """Simulator calls of one step of the cell's method, {"rollouts": r, "gradients": g}, from one evaluated
-    step at U0 (one seed; compiles the step once)."""
+    step at U0 (one seed; compiles the step once). A closed-loop cell's step is on its first replan's horizon
+    problem (H = mpc.horizon steps from the start, the initial guess's first H controls)."""
     import jax
 
     spec = cell_spec(cell)
     method = spec.variants[cell.variant].method
     problem = spec.problem()
+    if cell.verb == "mpc":
+        from trajopt.closedloop.episode import initial_guess
+        from trajopt.problem import trajectory_problem
+
+        guess = initial_guess(problem, spec.closed_loop.mpc.settings)
+        problem = trajectory_problem(cell.variant, problem.step, problem.x0, problem.cost, guess)
     key = jax.random.PRNGKey(0)
 
     @jax.jit

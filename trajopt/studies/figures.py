@@ -5,6 +5,11 @@ panels per combination of the other axes' values), one line per variant: the med
 interquartile band (solid for registered oracles and methods, dashed for other variants), the initial cost
 dotted; a failed cell is a gap, marked by a dotted vertical line; a median above 3x the initial cost (a
 diverged run) is a labelled triangle on the top edge, so that it does not squash the rest.
+
+A closed-loop study (``verb = "mpc"``) draws the closed-loop cost the same way (no initial cost), and for an
+``mpc.iterations`` axis (the compute budget per control step) also `compute_figure`: the closed-loop cost against
+the forward-step equivalents each variant spent per control step, on a log x axis. `best_rows` is its "best variant
+at each grid point" table (best.csv and the page).
 """
 
 from __future__ import annotations
@@ -19,11 +24,15 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from trajopt.plots import set_title
-from trajopt.stats import nan_band
+from trajopt.stats import nan_band, wilson_interval
 from trajopt.studies.study import Axis, StudySpec, folder_names, label_value, toml_value
 
 MAX_ROWS = 6  # rows of panels (combinations of the other axes) drawn per axis figure
 OFF_SCALE = 3.0  # medians above this multiple of the initial cost are drawn as labelled marks on the top edge
+BUDGET_KEY = "mpc.iterations"  # a closed-loop study's compute-budget axis: also drawn against FSE per control step
+BEST_COLUMNS = ("best", "ties", "closed_loop_cost_median", "closed_loop_cost_q25", "closed_loop_cost_q75",
+                "seeds", "seeds_not_finite", "success_rate", "success_low", "success_high",
+                "forward_equivalents_per_step", "runner_up", "runner_up_median", "within_iqr")
 
 
 def _num(v) -> float:
@@ -35,14 +44,31 @@ def _same(a, b) -> bool:
         (isinstance(b, (int, float)) and not isinstance(b, bool) and math.isclose(float(a), float(b), rel_tol=1e-12))
 
 
+def _seeds_text(rows: Sequence[Mapping], study: StudySpec) -> str:
+    """How many seeds a median is over: the study's count, or (a closed-loop study taking each problem's own) the
+    counts found in the rows."""
+    if study.seeds is not None:
+        return str(len(study.seeds))
+    per_problem = {}
+    for r in rows:
+        per_problem.setdefault(r.get("problem"), set()).add(r.get("seed"))
+    counts = sorted({len(v) for v in per_problem.values()})
+    return "/".join(str(c) for c in counts) or "0"
+
+
+def _metric(study: StudySpec) -> str:
+    return "closed_loop_cost" if study.closed_loop else "final_cost"
+
+
 def axis_figure(rows: Sequence[Mapping], study: StudySpec, axis: Axis, metric: str = "final_cost") -> Figure:
-    """Final (or best) cost against ``axis``: panels problem x other-axes combination, a line per variant.
+    """Final (or best, or a closed-loop study's closed-loop) cost against ``axis``: panels problem x other-axes
+    combination, a line per variant.
 
     Args:
         rows: the study table, one dict per (cell, seed).
         study: the study (problems, variants and axes in order).
         axis: the x axis (log scale when ``axis.log``).
-        metric: "final_cost" or "best_cost".
+        metric: "final_cost", "best_cost" or "closed_loop_cost" (no initial cost is drawn for it).
     """
     from trajopt.plots import registered_colour, variant_colours
 
@@ -55,7 +81,8 @@ def axis_figure(rows: Sequence[Mapping], study: StudySpec, axis: Axis, metric: s
     xs = np.array(axis.values, float) if numeric else np.arange(len(axis.values), dtype=float)
     fig = Figure(figsize=(4.6 * len(problems), 3.6 * len(combos) + 0.6))
     axes = fig.subplots(len(combos), len(problems), squeeze=False)
-    n_seeds = len(study.seeds)
+    n_seeds = _seeds_text(rows, study)
+    with_initial = metric != "closed_loop_cost"
     for r, combo in enumerate(combos):
         for c, problem in enumerate(problems):
             ax = axes[r, c]
@@ -88,7 +115,8 @@ def axis_figure(rows: Sequence[Mapping], study: StudySpec, axis: Axis, metric: s
                 style = "o-" if variant in registered else "s--"
                 ax.plot(xs, shown, style, color=colours[variant], lw=1.6, ms=3.5, label=variant)
                 ax.fill_between(xs, np.minimum(lo, cap), np.minimum(hi, cap), color=colours[variant], alpha=0.15, lw=0)
-            ax.plot(xs, initial, ":", color="#777777", lw=1.0, label="initial cost")
+            if with_initial:
+                ax.plot(xs, initial, ":", color="#777777", lw=1.0, label="initial cost")
             if finite_all and min(finite_all) > 0 and max(finite_all) / min(finite_all) > 10:
                 ax.set_yscale("log")
             if off and finite_all:
@@ -103,6 +131,8 @@ def axis_figure(rows: Sequence[Mapping], study: StudySpec, axis: Axis, metric: s
                 ax.set_xscale("log")
             if not numeric:
                 ax.set_xticks(xs, [label_value(v) for v in axis.values])
+            elif all(isinstance(v, int) for v in axis.values) and len(axis.values) <= 12:
+                ax.set_xticks(xs, [label_value(v) for v in axis.values])  # integer values: ticks at them
             for i in sorted(failed_x):
                 ax.axvline(xs[i], color="#999999", lw=0.8, ls=":")
                 ax.annotate("failed", (xs[i], 0.02), xycoords=("data", "axes fraction"), fontsize=7, color="#666666",
@@ -154,19 +184,169 @@ def variants_figure(rows: Sequence[Mapping], study: StudySpec, metric: str = "fi
         ax.grid(True, axis="y", alpha=0.25)
     for i in range(len(problems), nrows * cols):
         axes[i // cols, i % cols].axis("off")
-    axes[0, 0].set_ylabel(f"{metric.replace('_', ' ')} (median, IQR over {len(study.seeds)} seeds)", fontsize=8)
+    axes[0, 0].set_ylabel(f"{metric.replace('_', ' ')} (median, IQR over {_seeds_text(rows, study)} seeds)", fontsize=8)
     set_title(fig, study.title, 10)
     fig.tight_layout()
     return fig
 
 
+def _budget_curve(sub: Sequence[Mapping], variant: str, axis: Axis) -> tuple:
+    """(x, median, q25, q75, K) arrays of one variant's points on a budget axis: x the median forward-step
+    equivalents per control step over the point's seeds, the closed-loop cost's median and quartiles; points with
+    no finite compute or cost left out."""
+    out = []
+    for k in axis.values:
+        at = [row for row in sub if row.get("variant") == variant and _same(row.get(axis.key), k)]
+        fse = np.array([_num(row.get("forward_equivalents_per_step")) for row in at], float)
+        cost = np.array([_num(row.get("closed_loop_cost")) for row in at], float)
+        x = nan_band(fse)[0] if fse.size else np.nan
+        m, q25, q75 = nan_band(cost) if cost.size else (np.nan,) * 3
+        if np.isfinite(x) and x > 0 and np.isfinite(m):
+            out.append((float(x), float(m), float(q25), float(q75), k))
+    if not out:
+        return (np.array([]),) * 4 + ([],)
+    cols = list(zip(*out))
+    return (*(np.array(c, float) for c in cols[:4]), list(cols[4]))
+
+
+def compute_figure(rows: Sequence[Mapping], study: StudySpec, axis: Axis) -> Figure:
+    """A closed-loop study's cost against compute: for a budget axis (``mpc.iterations``, K method steps per
+    replan) the closed-loop cost (median and IQR over seeds, as error bars) against the forward-step equivalents
+    each variant spent per control step (the median over seeds of `forward_equivalents_per_step`), log x; one
+    panel per problem (and combination of the other axes' values), one line per variant through its budgets in
+    order, the smallest and largest K labelled. A variant's FSE per step grows with K at its own rate: the
+    comparison at equal compute is read across the x axis, not at equal K."""
+    from trajopt.plots import registered_colour, variant_colours
+
+    problems = list(dict.fromkeys([p.stem for p in study.problems]))
+    others = [a for a in study.grid if a.key != axis.key]
+    combos = list(itertools.product(*[a.values for a in others]))[:MAX_ROWS]
+    colours = variant_colours(list(study.variants))
+    registered = {v for v in study.variants if registered_colour(v) is not None}
+    fig = Figure(figsize=(4.8 * len(problems), 3.8 * len(combos) + 0.6))
+    axes = fig.subplots(len(combos), len(problems), squeeze=False)
+    for r, combo in enumerate(combos):
+        for c, problem in enumerate(problems):
+            ax = axes[r, c]
+            sub = [row for row in rows if row.get("problem") == problem
+                   and all(_same(row.get(a.key), v) for a, v in zip(others, combo))]
+            positive = []
+            for variant in study.variants:
+                x, med, lo, hi, ks = _budget_curve(sub, variant, axis)
+                if not x.size:
+                    continue
+                positive += [v for v in (*med, *lo) if v > 0]
+                style = "o-" if variant in registered else "s--"
+                ax.errorbar(x, med, yerr=[med - lo, hi - med], fmt=style, color=colours[variant], lw=1.4, ms=4,
+                            capsize=2, label=variant)
+                for i in {0, len(ks) - 1}:
+                    ax.annotate(f"K={label_value(ks[i])}", (x[i], med[i]), textcoords="offset points", xytext=(3, 4),
+                                fontsize=6, color=colours[variant])
+            ax.set_xscale("log")
+            if positive and min(positive) > 0 and max(positive) / min(positive) > 10:
+                ax.set_yscale("log")
+            title = problem + ("" if not others else "\n" + ", ".join(f"{a.key}={label_value(v)}" for a, v in zip(others, combo)))
+            set_title(ax, title, 10)
+            ax.set_xlabel("forward-step equivalents per control step (log)")
+            ax.grid(True, which="both", alpha=0.25)
+            if c == 0:
+                ax.set_ylabel(f"closed-loop cost (median, IQR over {_seeds_text(rows, study)} seeds)", fontsize=9)
+    if any(ax.get_legend_handles_labels()[0] for ax in axes.ravel()):
+        axes[0, -1].legend(fontsize=8, loc="best")
+    set_title(fig, f"{study.title}: closed-loop cost against compute per control step", 12)
+    fig.tight_layout()
+    return fig
+
+
+def _quantile(values, q: float) -> float:
+    """The q-quantile of ``values`` with every non-finite value as +inf (NumPy's linear interpolation between the
+    two order statistics around it; +inf when the upper one is +inf): q = 0.5 is the median."""
+    v = np.sort(np.where(np.isfinite(np.asarray(values, float)), values, np.inf))
+    pos = q * (v.size - 1)
+    i = int(math.floor(pos))
+    j = min(i + 1, v.size - 1)
+    t = pos - i
+    if t == 0 or v[i] == v[j]:
+        return float(v[i])
+    if not math.isfinite(v[j]):
+        return math.inf
+    return float(v[i] + (v[j] - v[i]) * t)
+
+
+def best_rows(rows: Sequence[Mapping], study: StudySpec) -> list[dict]:
+    """A closed-loop study's "best variant at each grid point": one row per problem and grid point.
+
+    The variants are ranked by their median closed-loop cost over the point's seeds, a seed whose episode blew up
+    (no finite cost) counting as +inf (so a variant that diverged on most seeds is not ranked by its survivors);
+    a failed cell takes no part. Columns: problem, each grid key, then `BEST_COLUMNS`: ``best`` the variant with
+    the lowest median (None when no variant has a finite one), ``ties`` the other variants with exactly the same
+    median (";"-joined), the best's median and quartiles (non-finite costs as +inf; a quartile at +inf is None) and
+    ``seeds`` /
+    ``seeds_not_finite``, its success rate with the Wilson 95 % interval (`trajopt.stats.wilson_interval`; over
+    the seeds with a recorded success, as ``trajopt mpc`` reports it; None where the problem defines no success),
+    its median forward-step equivalents per control step, the ``runner_up`` and its median, and ``within_iqr``:
+    the other variants whose median lies within the best's interquartile range (not clearly worse on these
+    seeds)."""
+    problems = list(dict.fromkeys([p.stem for p in study.problems]))
+    points = list(itertools.product(*[a.values for a in study.grid]))
+    out = []
+    for problem in problems:
+        mine = [r for r in rows if r.get("problem") == problem]
+        for point in points:
+            at = [r for r in mine if all(_same(r.get(a.key), v) for a, v in zip(study.grid, point))]
+            ranked = []
+            for order, variant in enumerate(study.variants):
+                vr = [r for r in at if r.get("variant") == variant and r.get("status") != "failed"]
+                if not vr:
+                    continue
+                costs = np.array([_num(r.get("closed_loop_cost")) for r in vr], float)
+                rank = _quantile(costs, 0.5)
+                ranked.append((rank, order, variant, vr, costs))
+            ranked.sort(key=lambda t: (t[0], t[1]))
+            row = {"problem": problem, **{a.key: v for a, v in zip(study.grid, point)}, **{k: None for k in BEST_COLUMNS}}
+            if ranked and math.isfinite(ranked[0][0]):
+                rank, _, variant, vr, costs = ranked[0]
+                q25, q75 = (_quantile(costs, q) for q in (0.25, 0.75))
+                succ = np.array([_num(r.get("success")) for r in vr], float)
+                succ = succ[np.isfinite(succ)]
+                fse = np.array([_num(r.get("forward_equivalents_per_step")) for r in vr], float)
+                row.update(best=variant, ties=";".join(v for rk, _, v, _, _ in ranked[1:] if rk == rank) or None,
+                           closed_loop_cost_median=rank, closed_loop_cost_q25=q25,
+                           closed_loop_cost_q75=q75 if math.isfinite(q75) else None,
+                           seeds=len(vr), seeds_not_finite=int(np.sum(~np.isfinite(costs))),
+                           forward_equivalents_per_step=float(nan_band(fse)[0]) if fse.size else None,
+                           within_iqr=";".join(v for rk, _, v, _, _ in ranked[1:] if rk != rank and rk <= q75) or None)
+                if succ.size:
+                    lo, hi = wilson_interval(int(succ.sum()), int(succ.size))
+                    row.update(success_rate=float(succ.mean()), success_low=lo, success_high=hi)
+                others = [t for t in ranked[1:] if t[0] != rank]
+                if others:
+                    row.update(runner_up=others[0][2],
+                               runner_up_median=others[0][0] if math.isfinite(others[0][0]) else None)
+            out.append(row)
+    return out
+
+
+def best_columns(study: StudySpec) -> list[str]:
+    """best.csv's columns: problem, each grid key, then `BEST_COLUMNS`."""
+    return ["problem", *(a.key for a in study.grid), *BEST_COLUMNS]
+
+
 def study_figures(rows: Sequence[Mapping], study: StudySpec) -> dict[str, Figure]:
     """{file stem: Figure}: ``study_<key>`` per grid axis (dots as ``_``; made a safe, distinct file name by
-    `trajopt.studies.study.folder_names`), or ``study_variants`` for a study without a grid."""
+    `trajopt.studies.study.folder_names`), or ``study_variants`` for a study without a grid. A closed-loop study
+    draws the closed-loop cost, and for its ``mpc.iterations`` axis also ``study_<key>_compute``
+    (`compute_figure`)."""
+    metric = _metric(study)
     if not study.grid:
-        return {"study_variants": variants_figure(rows, study)}
+        return {"study_variants": variants_figure(rows, study, metric)}
     names = folder_names([f"study_{a.key.replace('.', '_')}" for a in study.grid], [a.key for a in study.grid])
-    return {name: axis_figure(rows, study, axis) for name, axis in zip(names, study.grid)}
+    out = {}
+    for name, axis in zip(names, study.grid):
+        out[name] = axis_figure(rows, study, axis, metric)
+        if study.closed_loop and axis.key == BUDGET_KEY:
+            out[f"{name}_compute"] = compute_figure(rows, study, axis)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- report
@@ -187,24 +367,64 @@ def _fmt(x, digits: int = 5) -> str:
 
 
 def cell_summaries(rows: Sequence[Mapping], meta: Mapping) -> list[dict]:
-    """Per cell of study.json: its label, folder, status, seeds ok, median/q25/q75 final cost, error."""
+    """Per cell of study.json: its label, folder, status, seeds ok, median/q25/q75 final cost (a closed-loop
+    study's: closed-loop cost, and its success rate, median FSE per control step and plan timing), error."""
+    closed = meta["study"].get("verb") == "mpc"
+    metric = "closed_loop_cost" if closed else "final_cost"
     out = []
     for c in meta["cells"]:
         sub = [r for r in rows if r.get("problem") == c["problem"] and r.get("variant") == c["variant"]
                and all(_same(r.get(k), v) for k, v in c["point"].items())]
-        finals = np.array([_num(r.get("final_cost")) for r in sub], float)
+        finals = np.array([_num(r.get(metric)) for r in sub], float)
         med, q25, q75 = nan_band(finals) if finals.size else (math.nan,) * 3
         errors = [r.get("error") for r in sub if r.get("error")]
-        out.append({**c, "seeds_ok": sum(r.get("status") == "ok" for r in sub), "seeds": len(sub),
-                    "median": float(med), "q25": float(q25), "q75": float(q75),
-                    "error": errors[0] if errors else None})
+        entry = {**c, "seeds_ok": sum(r.get("status") == "ok" for r in sub), "seeds": len(sub),
+                 "median": float(med), "q25": float(q25), "q75": float(q75), "error": errors[0] if errors else None}
+        if closed:
+            succ = np.array([_num(r.get("success")) for r in sub], float)
+            succ = succ[np.isfinite(succ)]
+            fse = np.array([_num(r.get("forward_equivalents_per_step")) for r in sub], float)
+            first = sub[0] if sub else {}
+            entry.update(success_rate=float(succ.mean()) if succ.size else None,
+                         fse=float(nan_band(fse)[0]) if fse.size else math.nan,
+                         plan_p50=_num(first.get("plan_seconds_p50")), misses=_num(first.get("deadline_miss_rate")),
+                         rtf=_num(first.get("realtime_factor")))
+        out.append(entry)
     return out
 
 
-def study_html(meta: Mapping, rows: Sequence[Mapping], figures: Mapping[str, bytes]) -> str:
+def _best_table(best: Sequence[Mapping], keys: Sequence[str]) -> str:
+    """The page's "best variant at each grid point" table (`best_rows`)."""
+    head = ["problem", *keys, "best (ties)", "median closed-loop cost", "IQR", "success [Wilson 95 %]", "FSE / step",
+            "runner-up (median)", "within the best's IQR"]
+    body = []
+    for b in best:
+        if b["best"] is None:
+            cells = [html.escape(b["problem"]), *[html.escape(label_value(b[k])) for k in keys],
+                     "no variant with a finite median", *[""] * 6]
+        else:
+            rate = "–" if b["success_rate"] is None else \
+                f"{b['success_rate']:.0%} [{b['success_low']:.0%}, {b['success_high']:.0%}]"
+            ties = f" (= {b['ties'].replace(';', ', ')})" if b["ties"] else ""
+            runner = "–" if b["runner_up"] is None else f"{b['runner_up']} ({_fmt(b['runner_up_median'])})"
+            cells = [html.escape(b["problem"]), *[html.escape(label_value(b[k])) for k in keys],
+                     f"<b>{html.escape(b['best'])}</b>{html.escape(ties)}", _fmt(b["closed_loop_cost_median"]),
+                     f"{_fmt(b['closed_loop_cost_q25'])} – {_fmt(b['closed_loop_cost_q75'])}", rate,
+                     _fmt(b["forward_equivalents_per_step"], 4), html.escape(runner),
+                     html.escape((b["within_iqr"] or "–").replace(";", ", "))]
+        body.append("<tr>" + "".join(f"<td{' class=l' if i == 0 else ''}>{x}</td>" for i, x in enumerate(cells)) + "</tr>")
+    return ("<table><thead><tr>" + "".join(f"<th class='l'>{html.escape(h)}</th>" for h in head) + "</tr></thead><tbody>"
+            + "".join(body) + "</tbody></table>")
+
+
+def study_html(meta: Mapping, rows: Sequence[Mapping], figures: Mapping[str, bytes],
+               best: Sequence[Mapping] = ()) -> str:
     """The study's self-contained page: description, figures (PNG bytes, embedded), a table of cells with links
-    to their run folders (`trajopt report CELL_FOLDER` renders one in full)."""
+    to their run folders (`trajopt report CELL_FOLDER` renders one in full); a closed-loop study's also its
+    "best variant at each grid point" table (``best``, `best_rows`) and its step costs."""
     st = meta["study"]
+    if st.get("verb") == "mpc":
+        return _closed_loop_html(meta, rows, figures, best)
     title = st.get("title") or st.get("name", "study")
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
              f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>"]
@@ -244,4 +464,79 @@ def study_html(meta: Mapping, rows: Sequence[Mapping], figures: Mapping[str, byt
     return "\n".join(parts)
 
 
-__all__ = ["axis_figure", "variants_figure", "study_figures", "study_html", "cell_summaries"]
+def _closed_loop_html(meta: Mapping, rows: Sequence[Mapping], figures: Mapping[str, bytes],
+                      best: Sequence[Mapping]) -> str:
+    """`study_html` of a closed-loop study."""
+    st = meta["study"]
+    title = st.get("title") or st.get("name", "study")
+    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+             f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>"]
+    grid = ", ".join(f"{a['key']} ∈ {{{', '.join(label_value(v) for v in a['values'])}}}" for a in st["grid"]) or "no grid"
+    if st.get("iterations") is not None:
+        iters = f"{st['iterations']} method steps per replan"
+    elif any(a["key"] == BUDGET_KEY for a in st["grid"]):
+        iters = "the grid's mpc.iterations method steps per replan"
+    else:
+        iters = "each problem's mpc.iterations method steps per replan"
+    seeds = f"{len(st['seeds'])} seeds" if st.get("seeds") is not None else "each problem's seeds"
+    parts.append(f"<p class='meta'>closed-loop study <code>{html.escape(st['source'])}</code> · status "
+                 f"<b>{html.escape(meta['status'])}</b> · backend {html.escape(meta.get('backend', ''))} · "
+                 f"{len(meta['cells'])} cells: {len(st['problems'])} problems × {len(st['variants'])} variants × "
+                 f"{html.escape(grid)} · {html.escape(iters)} × {html.escape(seeds)} · updated "
+                 f"{html.escape(meta.get('updated', ''))}</p>")
+    if st.get("description"):
+        parts.append(f"<p>{html.escape(st['description'])}</p>")
+    if st.get("set"):
+        parts.append("<p class='meta'>every cell: " + ", ".join(f"<code>{html.escape(s)}</code>" for s in st["set"]) + "</p>")
+    costs = meta.get("step_costs") or []
+    if costs:
+        items = [f"{html.escape(', '.join(c.get('problems', [])) or '?')}: backward pass = {_fmt(c.get('backward'), 4)}, "
+                 f"linearisation = {_fmt(c.get('linearization'), 4)} forward steps ({html.escape(str(c.get('source', '')))})"
+                 for c in costs]
+        parts.append("<p class='meta'>step costs (forward-step equivalents, FSE = H (rollouts + ρ<sub>b</sub> backward "
+                     "passes)): " + "; ".join(items) + "</p>")
+    parts.append("<h2>Closed-loop cost against the grid</h2>")
+    for name, png in figures.items():
+        src = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+        what = ("closed-loop cost against forward-step equivalents per control step (log x), median and IQR over "
+                "seeds, one line per variant through its budgets" if name.endswith("_compute") else
+                "closed-loop cost, median and interquartile band over seeds; dotted lines mark failed cells")
+        parts.append(f"<figure><img alt='{html.escape(name)}' src='{src}'><figcaption>{html.escape(name)}: "
+                     f"{what}</figcaption></figure>")
+    keys = [a["key"] for a in st["grid"]]
+    if best:
+        parts.append("<h2>Best variant at each grid point</h2><p class='meta'>lowest median closed-loop cost over the "
+                     "point's seeds (a seed whose episode blew up counts as +inf); ties named beside it; success with "
+                     "its Wilson 95 % interval; also in best.csv</p>")
+        parts.append(_best_table(best, keys))
+    parts.append("<h2>Cells</h2>")
+    head = ["problem", "variant", *keys, "status", "seeds ok", "median closed-loop cost", "IQR", "success",
+            "FSE / step", "plan ms p50*", "misses*", "RTF*", "error"]
+    body = []
+    for c in cell_summaries(rows, meta):
+        link = f"<a href='{html.escape(c['folder'])}/'>{html.escape(c['variant'])}</a>" if c["status"] == "ok" else html.escape(c["variant"])
+        cls = " class='failed'" if c["status"] == "failed" else ""
+        rate = c.get("success_rate")
+        rate = "–" if rate is None else f"{rate:.0%}"
+        misses = c.get("misses", math.nan)
+        misses = "–" if not math.isfinite(misses) else f"{misses:.0%}"
+        cells = [f"<td class='l'>{html.escape(c['problem'])}</td>", f"<td class='l'>{link}</td>",
+                 *[f"<td>{html.escape(label_value(c['point'][k]))}</td>" for k in keys],
+                 f"<td{cls}>{html.escape(c['status'])}</td>", f"<td>{c['seeds_ok']}/{c['seeds']}</td>",
+                 f"<td>{_fmt(c['median'])}</td>", f"<td>{_fmt(c['q25'])} – {_fmt(c['q75'])}</td>",
+                 f"<td>{rate}</td>", f"<td>{_fmt(c.get('fse'), 4)}</td>",
+                 f"<td>{_fmt(c.get('plan_p50', math.nan) * 1e3, 3)}</td>", f"<td>{misses}</td>",
+                 f"<td>{_fmt(c.get('rtf'), 3)}</td>",
+                 f"<td class='l'>{html.escape((c['error'] or '')[:300])}</td>"]
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    parts.append("<table><thead><tr>" + "".join(f"<th class='l'>{html.escape(h)}</th>" for h in head)
+                 + "</tr></thead><tbody>" + "".join(body) + "</tbody></table>")
+    parts.append("<p class='meta'>* measured on each cell's first seed only (a timing-only replay of its episode, "
+                 "replan by replan, on the host that ran it): plan time per replan, the share of replans over the "
+                 "control period, simulated time / wall time. The full table, one row per (cell, seed), is study.csv / "
+                 "study.parquet; each cell's folder is a <code>trajopt mpc</code> run folder.</p></body></html>\n")
+    return "\n".join(parts)
+
+
+__all__ = ["axis_figure", "variants_figure", "compute_figure", "best_rows", "best_columns", "study_figures",
+           "study_html", "cell_summaries"]

@@ -7,6 +7,12 @@ table takes long to write: at most about a twentieth of the time goes to it; eve
 on disk at once, and the last table is always written); it never prints (the ``on_cell`` callback is the CLI's
 progress hook).
 
+A closed-loop study's cells convert their counts into forward-step equivalents with one `trajopt.compute.StepCosts`
+per system (its resolved [system] table and sizes): those an earlier run of the study folder recorded in study.json
+(so that a resumed study keeps one currency), else measured once on this host before the cells run
+(``step_costs``, by default `trajopt.step_costs.step_costs_for`: its cache file only when the compilation cache is
+asked for); study.json's ``step_costs`` lists them, each cell's result.json holds its own.
+
 Whatever stops it, the finished cells stay on disk: an OSError while writing (a full disk, a file-size limit, a
 read-only or forbidden folder) becomes a `trajopt.studies.store.StudyWriteError` after the table has been
 written as "interrupted" where the disk still allows; a KeyboardInterrupt (a second Ctrl-C) writes the table as
@@ -16,6 +22,7 @@ written as "interrupted" where the disk still allows; a KeyboardInterrupt (a sec
 from __future__ import annotations
 
 import itertools
+import json
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -40,6 +47,7 @@ class StudyRun:
         ran, skipped: indices of the cells run now and of those reused from an earlier run.
         errors: {cell index: error message} of the failed cells.
         notes: why finished-looking cells were run again (a damaged or forged cell.json, a link; `store.check_cell`).
+        step_costs: a closed-loop study's step costs per system (study.json's ``step_costs``; empty otherwise).
     """
 
     status: str
@@ -49,13 +57,16 @@ class StudyRun:
     skipped: list
     errors: dict
     notes: list = field(default_factory=list)
+    step_costs: list = field(default_factory=list)
 
 
-def meta(study: StudySpec, expansion: Expansion, cell_status: dict, status: str, backend: str) -> dict:
-    """study.json: the definition, the cells and their status, versions and the time of writing."""
+def meta(study: StudySpec, expansion: Expansion, cell_status: dict, status: str, backend: str,
+         step_costs: Optional[list] = None) -> dict:
+    """study.json: the definition, the cells and their status, versions and the time of writing; a closed-loop
+    study's step costs per system (``step_costs``: [{system, n, m, problems, backward, linearization, source}])."""
     from trajopt import runs
 
-    return {
+    out = {
         "study": study.definition(), "status": status, "backend": backend,
         "identity": {"name": study.name, "file": str(Path(study.source).resolve())},
         "columns": store.columns(study),
@@ -64,6 +75,72 @@ def meta(study: StudySpec, expansion: Expansion, cell_status: dict, status: str,
                   for c in expansion.cells],
         "versions": runs.versions(), "updated": datetime.now().isoformat(timespec="seconds"),
     }
+    if study.closed_loop:
+        out["step_costs"] = list(step_costs or [])
+    return out
+
+
+def _identity_key(ident: dict) -> str:
+    return json.dumps({k: ident[k] for k in ("system", "n", "m")}, sort_keys=True, default=str)
+
+
+def recorded_step_costs(folder: Path) -> list:
+    """The step costs an earlier run of the study folder recorded in its study.json (empty when none or unreadable)."""
+    try:
+        entries = store.read_meta(folder).get("step_costs", [])
+    except (ValueError, OSError, AttributeError):
+        return []
+    if not isinstance(entries, list):
+        return []
+    good = []
+    for e in entries:
+        try:
+            from trajopt.compute import StepCosts
+
+            StepCosts.from_dict(e)
+            _identity_key(e)
+            good.append(e)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            continue
+    return good
+
+
+def with_step_costs(expansion: Expansion, cells: list, recorded: list, measure: Optional[Callable] = None,
+                    should_stop: Optional[Callable[[], bool]] = None) -> tuple[list, list]:
+    """(cells with their ``step_costs`` filled in, the study's step-cost records): one `StepCosts` per system, the
+    recorded one where there is one, else ``measure(spec, problem)`` (default `trajopt.step_costs.step_costs_for`)
+    once per system. A system whose measurement raises leaves its cells without (each cell then measures, and
+    fails with the reason). ``should_stop`` is polled between measurements (the rest are left to the cells)."""
+    import dataclasses
+
+    from trajopt.step_costs import system_identity
+
+    if measure is None:
+        from trajopt.step_costs import step_costs_for as measure
+    known = {_identity_key(e): dict(e) for e in recorded}
+    failed = set()
+    out = []
+    for c in cells:
+        spec = expansion.specs.get(c.index)
+        if c.error is not None or spec is None:
+            out.append(c)
+            continue
+        ident = system_identity(spec)
+        key = _identity_key(ident)
+        if key not in known and key not in failed and not (should_stop is not None and should_stop()):
+            try:
+                costs = measure(spec, spec.problem())
+                known[key] = {**ident, "problems": [], **costs.as_dict()}
+            except Exception:  # noqa: BLE001  (the cells measure again and record the reason)
+                failed.add(key)
+        if key in known:
+            entry = known[key]
+            if c.problem not in entry.setdefault("problems", []):
+                entry["problems"].append(c.problem)
+            out.append(dataclasses.replace(c, step_costs={k: entry[k] for k in ("backward", "linearization", "source")}))
+        else:
+            out.append(c)
+    return out, list(known.values())
 
 
 def _rows(expansion: Expansion, by_cell: dict) -> list:
@@ -73,13 +150,14 @@ def _rows(expansion: Expansion, by_cell: dict) -> list:
 def run_study(study: StudySpec, expansion: Expansion, folder: Path, executor, *,
               should_stop: Optional[Callable[[], bool]] = None, retry_failed: bool = False,
               on_cell: Optional[Callable[[object, CellOutcome, int, int], None]] = None,
-              cell_fn: Callable = run_cell) -> StudyRun:
+              cell_fn: Callable = run_cell, step_costs: Optional[Callable] = None) -> StudyRun:
     """Run the unfinished cells of ``expansion`` into the study folder ``folder`` (already `store.prepare`d).
 
     A cell is reused when its marker's fingerprint matches and it reads back whole (`store.check_cell`; a failed
     one too, unless ``retry_failed``). Each outcome is written (run folder, then marker) and the table rewritten
     as it arrives; an interrupted cell writes nothing and runs again next time. ``on_cell(cell, outcome, done,
-    total)`` after each cell.
+    total)`` after each cell. ``step_costs(spec, problem)``: how a closed-loop study's systems are measured when
+    the folder records none (see the module docstring).
 
     Raises:
         store.StudyWriteError: writing failed (the finished cells are on disk; a rerun reuses them).
@@ -102,10 +180,14 @@ def run_study(study: StudySpec, expansion: Expansion, folder: Path, executor, *,
             todo.append(c)
     backend = getattr(executor, "name", type(executor).__name__)
     last = {"at": -float("inf"), "took": 0.0}
+    costs: list = []
+    if study.closed_loop:  # one currency per system for the whole study (recorded ones first)
+        todo, costs = with_step_costs(expansion, todo, recorded_step_costs(folder), step_costs, should_stop)
 
     def write_table(status: str) -> None:
         started = time.monotonic()
-        store.write_table(folder, study, _rows(expansion, by_cell), meta(study, expansion, cell_status, status, backend))
+        store.write_table(folder, study, _rows(expansion, by_cell),
+                          meta(study, expansion, cell_status, status, backend, costs))
         last.update(at=time.monotonic(), took=time.monotonic() - started)
 
     ran, interrupted, writing = [], False, None
@@ -148,4 +230,4 @@ def run_study(study: StudySpec, expansion: Expansion, folder: Path, executor, *,
         path = e.filename or (str(folder / writing) if writing else str(folder))
         raise store.StudyWriteError(str(path), e.strerror or str(e), len(by_cell), e.errno) from e
     return StudyRun(status=status, rows=_rows(expansion, by_cell), cell_status=cell_status, ran=ran, skipped=skipped,
-                    errors=errors, notes=notes)
+                    errors=errors, notes=notes, step_costs=costs)

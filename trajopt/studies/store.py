@@ -11,6 +11,13 @@
         config.toml, metrics.jsonl, result.json, trajectory.npz   a run folder (`trajopt.runs.write_run`)
         cell.json      the marker, written last: the cell's fingerprint, status, error and rows
 
+A closed-loop study (``verb = "mpc"``) writes the same files with closed-loop content: study.csv's per-seed columns
+are `trajopt.studies.cells.MPC_ROW_COLUMNS` (closed-loop cost, success, compute per control step, the cell's plan
+timing), study_<key>.png draws the closed-loop cost (and, for an ``mpc.iterations`` axis, also
+study_<key>_compute.png: against forward-step equivalents per control step), ``best.csv`` holds the best variant at
+each grid point (`trajopt.studies.figures.best_rows`), study.json the step costs per system, and each cell's folder
+is a `trajopt mpc` run folder (`trajopt.runs_mpc.write_run`).
+
 A cell is finished when its cell.json exists, its fingerprint matches and it reads back whole (`check_cell`:
 rows of the cell's shape, agreeing with the cell's result.json and run files; anything else runs again, with
 a note); a failed cell has a cell.json and no run files. Every file is written atomically, and the table after
@@ -37,10 +44,10 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 from trajopt import runs
-from trajopt.studies.cells import CELL_FAILED, CELL_OK, LEAD_COLUMNS, ROW_COLUMNS, CellOutcome
+from trajopt.studies.cells import CELL_FAILED, CELL_OK, LEAD_COLUMNS, MPC_ROW_COLUMNS, CellOutcome, row_columns
 from trajopt.studies.study import Cell, StudySpec, toml_value
 
-STUDY_JSON, TABLE, CELL_JSON, REPORT = "study.json", "study", "cell.json", "report.html"
+STUDY_JSON, TABLE, CELL_JSON, REPORT, BEST = "study.json", "study", "cell.json", "report.html", "best.csv"
 RUN_FILES = (runs.CONFIG, runs.METRICS, runs.TRAJECTORY, runs.RESULT)  # an ok cell's run folder, result.json last
 MAX_JSON_BYTES = 64 << 20  # a cell.json or study.json larger than this was not written by trajopt
 TEMPORARY = re.compile(r"^\..+\.tmp$")  # `trajopt.runs.atomic_file`'s temporaries: .NAME.RANDOM.tmp
@@ -185,8 +192,8 @@ def real_dir(folder: Path, rel: str) -> Path:
 
 
 def columns(study: StudySpec) -> list[str]:
-    """The table's columns: problem, variant, each grid key, then seed ... error."""
-    return [*LEAD_COLUMNS, *(a.key for a in study.grid), *ROW_COLUMNS]
+    """The table's columns: problem, variant, each grid key, then seed ... error (`trajopt.studies.cells.row_columns`)."""
+    return [*LEAD_COLUMNS, *(a.key for a in study.grid), *row_columns(study.verb)]
 
 
 def read_cell(folder: Path, cell: Cell) -> Optional[dict]:
@@ -203,7 +210,7 @@ def _row_problem(row: Any, i: int, cell: Cell) -> Optional[str]:
     where = f"rows[{i}]"
     if not isinstance(row, dict):
         return f"{where}: found {type(row).__name__}, expected an object"
-    missing = [k for k in (*LEAD_COLUMNS, *(k for k, _ in cell.point), *ROW_COLUMNS) if k not in row]
+    missing = [k for k in (*LEAD_COLUMNS, *(k for k, _ in cell.point), *row_columns(cell.verb)) if k not in row]
     if missing:
         return f"{where}: missing {', '.join(missing)}"
     if row["problem"] != cell.problem or row["variant"] != cell.variant:
@@ -219,6 +226,10 @@ def _row_problem(row: Any, i: int, cell: Cell) -> Optional[str]:
         return f"{where}.seed: found {row['seed']!r}, expected {cell.seeds[i]}"
     if not isinstance(row["status"], str) or not 0 < len(row["status"]) <= 64:
         return f"{where}.status: found {row['status']!r}, expected a status"
+    if row["error"] is not None and not isinstance(row["error"], str):
+        return f"{where}.error: found {type(row['error']).__name__}, expected text or null"
+    if cell.verb == "mpc":
+        return _mpc_row_problem(row, where)
     for k in ("final_cost", "best_cost", "initial_cost"):
         if not _finite_or_none(row[k]):
             return f"{where}.{k}: found {row[k]!r}, expected a finite number or null"
@@ -228,8 +239,25 @@ def _row_problem(row: Any, i: int, cell: Cell) -> Optional[str]:
     for k in ("run_seconds", "compile_seconds"):
         if not _finite_or_none(row[k], low=0.0):
             return f"{where}.{k}: found {row[k]!r}, expected seconds >= 0 or null"
-    if row["error"] is not None and not isinstance(row["error"], str):
-        return f"{where}.error: found {type(row['error']).__name__}, expected text or null"
+    return None
+
+
+def _mpc_row_problem(row: dict, where: str) -> Optional[str]:
+    """Why a closed-loop row's numbers are not what a closed-loop cell writes (None when they are)."""
+    if not _finite_or_none(row["closed_loop_cost"]):
+        return f"{where}.closed_loop_cost: found {row['closed_loop_cost']!r}, expected a finite number or null"
+    if row["success"] not in (None, 0.0, 1.0) or isinstance(row["success"], bool):
+        return f"{where}.success: found {row['success']!r}, expected 1, 0 or null"
+    for k in ("rollouts_per_step", "gradients_per_step", "forward_equivalents_per_step", "plan_seconds_p50",
+              "plan_seconds_p95", "plan_seconds_max", "realtime_factor", "run_seconds", "compile_seconds"):
+        if not _finite_or_none(row[k], low=0.0):
+            return f"{where}.{k}: found {row[k]!r}, expected a number >= 0 or null"
+    rate = row["deadline_miss_rate"]
+    if not _finite_or_none(rate, low=0.0) or (rate is not None and rate > 1):
+        return f"{where}.deadline_miss_rate: found {rate!r}, expected a share in 0..1 or null"
+    k = row["plan_failures"]
+    if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 0):
+        return f"{where}.plan_failures: found {k!r}, expected a count >= 0 or null"
     return None
 
 
@@ -243,6 +271,8 @@ def _run_problem(cell_dir: Path, cell: Cell, rows: list) -> Optional[str]:
             return f"{name}: missing"
         if not stat.S_ISREG(st.st_mode):
             return f"{name}: not a regular file"
+    if cell.verb == "mpc":
+        return _mpc_run_problem(cell_dir, cell, rows)
     try:
         result = runs.read_result(cell_dir)
     except (runs.RunFolderError, ValueError, OSError, RecursionError) as e:
@@ -255,6 +285,27 @@ def _run_problem(cell_dir: Path, cell: Cell, rows: list) -> Optional[str]:
         return f"{runs.RESULT}: does not hold variant {cell.variant!r} on the cell's seeds"
     for key, col in (("status", "status"), ("final_cost", "final_cost"), ("best_cost", "best_cost")):
         if entry.get(key) != [r[col] for r in rows]:
+            return f"{runs.RESULT}: its {key} differs from the cell's rows"
+    return None
+
+
+def _mpc_run_problem(cell_dir: Path, cell: Cell, rows: list) -> Optional[str]:
+    """`_run_problem` for a closed-loop cell: its result.json (`trajopt.runs_mpc`) is this cell's (fingerprint),
+    holds the variant on the cell's seeds, and its statuses and closed-loop costs are the rows'."""
+    try:
+        result = read_json(cell_dir / runs.RESULT)
+    except ValueError as e:
+        return f"{runs.RESULT}: {e}"
+    if not isinstance(result, dict) or result.get("verb") != "mpc":
+        return f"{runs.RESULT}: not a closed-loop run's summary"
+    tag = result.get("study_cell")
+    if not isinstance(tag, dict) or tag.get("fingerprint") != cell.fingerprint:
+        return f"{runs.RESULT}: written for another cell or study (its fingerprint differs)"
+    entry = result.get("variants", {}).get(cell.variant) if isinstance(result.get("variants"), dict) else None
+    if result.get("seeds") != list(cell.seeds) or not isinstance(entry, dict):
+        return f"{runs.RESULT}: does not hold variant {cell.variant!r} on the cell's seeds"
+    for key in ("status", "closed_loop_cost"):
+        if entry.get(key) != [r[key] for r in rows]:
             return f"{runs.RESULT}: its {key} differs from the cell's rows"
     return None
 
@@ -309,7 +360,13 @@ def write_cell(folder: Path, cell: Cell, outcome: CellOutcome, spec=None) -> Non
     for name in (CELL_JSON, runs.RESULT):  # a stale marker or run folder must not outlive a rerun that fails
         (cell_dir / name).unlink(missing_ok=True)
     run_folder = outcome.result is not None and outcome.summary is not None and spec is not None
-    if run_folder:
+    if run_folder and cell.verb == "mpc":  # a closed-loop run folder: result {variant: MPCResult}
+        from trajopt import runs_mpc
+        from trajopt.compute import StepCosts
+
+        runs_mpc.write_run(cell_dir, spec, outcome.result, outcome.summary, spec.problem().cost,
+                           StepCosts.from_dict(outcome.summary["step_costs"]))
+    elif run_folder:
         runs.write_run(cell_dir, spec, {cell.variant: outcome.result}, outcome.summary)
     marker = {"label": cell.label, "problem": cell.problem, "variant": cell.variant,
               "point": {k: v for k, v in cell.point}, "fingerprint": cell.fingerprint, "status": outcome.status,
@@ -318,8 +375,9 @@ def write_cell(folder: Path, cell: Cell, outcome: CellOutcome, spec=None) -> Non
     runs.atomic_write_bytes(cell_dir / CELL_JSON, runs.dumps_json(marker).encode())
 
 
-def table_bytes(rows: Sequence[Mapping], cols: Sequence[str]) -> tuple[bytes, Optional[bytes]]:
-    """(CSV bytes, Parquet bytes or None when pyarrow is missing) of the rows, columns in ``cols`` order."""
+def table_bytes(rows: Sequence[Mapping], cols: Sequence[str], parquet: bool = True) -> tuple[bytes, Optional[bytes]]:
+    """(CSV bytes, Parquet bytes or None when pyarrow is missing or ``parquet`` is False) of the rows, columns in
+    ``cols`` order."""
     import csv
     import math
 
@@ -330,6 +388,8 @@ def table_bytes(rows: Sequence[Mapping], cols: Sequence[str]) -> tuple[bytes, Op
         writer.writerow({k: ("" if r.get(k) is None or (isinstance(r.get(k), float) and not math.isfinite(r[k]))
                              else r.get(k)) for k in cols})
     csv_bytes = buf.getvalue().encode()
+    if not parquet:
+        return csv_bytes, None
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -338,9 +398,10 @@ def table_bytes(rows: Sequence[Mapping], cols: Sequence[str]) -> tuple[bytes, Op
     data = {}
     for k in cols:
         values = [r.get(k) for r in rows]
-        if k in ("rollouts", "gradients", "seed"):
+        if k in ("rollouts", "gradients", "seed", "plan_failures"):
             data[k] = pa.array(values, type=pa.int64())
-        elif k in ("final_cost", "best_cost", "initial_cost", "run_seconds", "compile_seconds"):
+        elif k in ("final_cost", "best_cost", "initial_cost", "run_seconds", "compile_seconds") or \
+                (k in MPC_ROW_COLUMNS and k not in ("status", "error")):
             data[k] = pa.array(values, type=pa.float64())
         elif k in ("problem", "variant", "status", "error"):
             data[k] = pa.array(values, type=pa.string())
@@ -404,13 +465,19 @@ def read_meta(folder: Path) -> dict:
 
 
 def write_outputs(folder: Path, study: StudySpec, rows: Sequence[Mapping], meta: Mapping, dpi: int = 130) -> list[str]:
-    """Write the figures (study_<key>.png) and report.html into the study folder; returns the file names."""
+    """Write the figures (study_<key>.png) and report.html into the study folder (a closed-loop study's best.csv
+    first); returns the file names."""
     from trajopt.plots import figure_bytes
-    from trajopt.studies.figures import study_figures, study_html
+    from trajopt.studies.figures import best_columns, best_rows, study_figures, study_html
 
     folder = Path(folder)
+    best, written = [], []
+    if study.closed_loop:
+        best = best_rows(rows, study)
+        runs.atomic_write_bytes(folder / BEST, table_bytes(best, best_columns(study), parquet=False)[0])
+        written.append(BEST)
     pngs = {name: figure_bytes(fig, "png", dpi) for name, fig in study_figures(rows, study).items()}
     for name, png in pngs.items():
         runs.atomic_write_bytes(folder / f"{name}.png", png)
-    runs.atomic_write_bytes(folder / REPORT, study_html(meta, rows, pngs).encode())
-    return [f"{n}.png" for n in pngs] + [REPORT]
+    runs.atomic_write_bytes(folder / REPORT, study_html(meta, rows, pngs, best).encode())
+    return written + [f"{n}.png" for n in pngs] + [REPORT]

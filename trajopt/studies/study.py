@@ -34,6 +34,27 @@ Rules the two enforce (each a SpecError, exit 2 in the CLI, before any cell is b
   (every cell runs the study's own `iterations`, `seeds` and `variants`), and so is one that no variant the study
   runs on a problem reads (`trajopt.spec.unreached_override`, the check `--set` gets): it would draw a flat line.
 
+**Closed-loop studies** (``verb = "mpc"``; the default ``verb = "compare"`` is the above): every cell is one
+`trajopt.closedloop.mpc` call, its problem file's ``[mpc]``, ``[plant]`` and ``[success]`` tables run as `trajopt mpc`
+runs them, for one variant over the seeds (a problem without an ``[mpc]`` table is refused). The study's keys map
+onto the ``[mpc]`` table: ``seeds`` (or ``--seeds``) replaces ``mpc.seeds`` (absent: each problem's own, else its
+``solve.seeds``), ``iterations`` (or ``--iterations``) replaces ``mpc.iterations``, the method steps per replan
+(absent: each problem's own); both are optional. [grid] and [set] reach ``mpc.*`` (horizon, replan_every,
+iterations, warm_start, episode) and ``plant.*`` (a parameter of the system, ``plant.scale.NAME``,
+``plant.state_noise``) and ``success.*``; refused there: ``mpc.seeds`` and ``mpc.variants`` (the study's ``seeds`` and
+``variants``), ``mpc.iterations`` when the study sets ``iterations``, and the ``[solve]`` keys only an open-loop run
+reads (`MPC_UNREAD`). A compare study refuses ``mpc.*`` and ``plant.*`` keys (no compare cell reads them), and
+``success.*`` on a problem that is not a policy problem. A plant key the system lacks is refused by the problem's own
+validation (`trajopt.closedloop.tables`). What a cell records is `trajopt.studies.cells`' business.
+
+    verb = "mpc"
+    problems = ["../../problems/cartpole_swingup.toml"]
+    variants = ["exact_adam", "cem"]
+    seeds = 5
+    [grid]
+    "mpc.iterations" = [1, 2, 4, 8]        # the compute budget per control step
+    "plant.scale.pole_mass" = [1.0, 1.5]
+
 A cell's folder name is injective: a name that folder names cannot hold as written (characters other than
 letters, digits and ``._=+,-``, a leading dot, more than `MAX_NAME` characters, or one that differs from a
 sibling's only in letter case) keeps its readable part and gets ``~`` and a hash of the exact name. A cell's
@@ -55,11 +76,22 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 from trajopt.tomlio import SpecError
 
-STUDY_KEYS = ("title", "description", "problems", "variants", "seeds", "iterations", "grid", "set", "variant",
+STUDY_KEYS = ("title", "description", "verb", "problems", "variants", "seeds", "iterations", "grid", "set", "variant",
               "resources")
+VERBS = ("compare", "mpc")  # what every cell runs: a fused open-loop solve, or a closed-loop (MPC) run
 # keys of a problem's [solve] that a study sets itself for every cell: a [grid] or [set] over them is refused
 RUN_KEYS = {"solve.iterations": "iterations", "solve.seeds": "seeds", "solve.variants": "variants",
             "solve.oracles": "variants"}
+# keys a closed-loop (verb = "mpc") study sets itself, or that no closed-loop cell reads: refused in [grid]/[set]
+MPC_RUN_KEYS = {"mpc.seeds": "seeds", "mpc.variants": "variants", "solve.seeds": "seeds", "solve.variants": "variants",
+                "solve.oracles": "variants"}
+MPC_UNREAD = {"solve.iterations": "a closed-loop cell takes mpc.iterations method steps per replan (a grid over "
+                                  "mpc.iterations is a compute-budget sweep)",
+              "solve.chunk": "a closed-loop episode is one compiled program (no chunks)",
+              "solve.on_non_finite": "a closed-loop episode keeps a method's last finite step and counts non-finite "
+                                     "plans (trajopt.closedloop.episode)"}
+CLOSED_LOOP_HEADS = ("mpc", "plant")  # tables only closed-loop cells read (and success, on a time-stepped problem)
+MPC_INT_KEYS = ("episode", "horizon", "replan_every", "iterations")
 MAX_CELLS = 10_000        # problems x variants x grid points
 MAX_ROWS = 1_000_000      # cells x seeds: rows of the study table
 MAX_STEPS = 10**9         # cells x seeds x iterations: history lines written (metrics.jsonl)
@@ -163,10 +195,13 @@ class StudySpec:
         problems: the problem files, resolved against the study file's folder, in order.
         variants: the variant names every problem runs.
         variant_tables: {name: table} variants the study defines (replacing a same-named table of a problem).
-        seeds: the seed numbers; iterations: K.
+        seeds: the seed numbers; iterations: K (a compare study's iterations; a closed-loop study's method steps per
+            replan). A closed-loop study may leave either None: each problem's own ``[mpc]`` (or ``[solve]``) seeds,
+            its own ``mpc.iterations``.
         grid: the axes, in the file's order (the product is taken with the last axis fastest).
         fixed: overrides applied to every cell, as ``key=value`` strings (from ``[set]``).
         resources: per-cell Ray requests.
+        verb: "compare" (each cell a fused open-loop solve) or "mpc" (each cell a closed-loop run).
     """
 
     source: str
@@ -176,21 +211,31 @@ class StudySpec:
     problems: tuple
     variants: tuple
     variant_tables: dict
-    seeds: tuple
-    iterations: int
+    seeds: Optional[tuple]
+    iterations: Optional[int]
     grid: tuple = ()
     fixed: tuple = ()
     resources: Resources = field(default_factory=Resources)
+    verb: str = "compare"
+
+    @property
+    def closed_loop(self) -> bool:
+        """Whether every cell is a closed-loop (MPC) run."""
+        return self.verb == "mpc"
 
     def definition(self) -> dict:
         """The study as a JSON-able dict (written into study.json)."""
-        return {"source": self.source, "name": self.name, "title": self.title, "description": self.description,
-                "problems": [str(p) for p in self.problems], "variants": list(self.variants),
-                "variant_tables": self.variant_tables, "seeds": list(self.seeds), "iterations": self.iterations,
-                "grid": [{"key": a.key, "values": list(a.values), "log": a.log} for a in self.grid],
-                "set": list(self.fixed), "resources": {"num_cpus": self.resources.num_cpus,
-                                                       "num_gpus": self.resources.num_gpus,
-                                                       "retries": self.resources.retries}}
+        out = {"source": self.source, "name": self.name, "title": self.title, "description": self.description,
+               "problems": [str(p) for p in self.problems], "variants": list(self.variants),
+               "variant_tables": self.variant_tables,
+               "seeds": None if self.seeds is None else list(self.seeds), "iterations": self.iterations,
+               "grid": [{"key": a.key, "values": list(a.values), "log": a.log} for a in self.grid],
+               "set": list(self.fixed), "resources": {"num_cpus": self.resources.num_cpus,
+                                                      "num_gpus": self.resources.num_gpus,
+                                                      "retries": self.resources.retries}}
+        if self.closed_loop:  # a compare study's definition stays as it was
+            out["verb"] = self.verb
+        return out
 
 
 def _describe(v: Any) -> str:
@@ -246,6 +291,23 @@ def normalise(value: Any, key_type: type) -> Any:
     if key_type is int and isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
         return int(value)
     return value
+
+
+def key_type(raw: Mapping, key: str) -> type:
+    """The Python type a dotted key takes in a problem file: `trajopt.spec.key_type`, and the closed-loop tables'
+    keys (``mpc.episode``, ``horizon``, ``replan_every``, ``iterations`` and ``success.hold`` integers,
+    ``mpc.warm_start`` a string, ``plant.NAME`` the type of the system's parameter NAME; ``plant.scale.NAME`` and
+    ``plant.state_noise`` numbers, as unknown keys are)."""
+    from trajopt import spec as spec_mod
+
+    parts = key.split(".")
+    if parts[0] == "mpc" and len(parts) == 2:
+        return int if parts[1] in MPC_INT_KEYS else (str if parts[1] == "warm_start" else float)
+    if parts[0] == "plant" and len(parts) == 2 and parts[1] not in ("state_noise", "scale", "disturbance"):
+        return spec_mod.key_type(raw, f"system.{parts[1]}")
+    if parts == ["success", "hold"]:
+        return int
+    return spec_mod.key_type(raw, key)
 
 
 def _axis(key: str, value: Any, key_type: type, source: str) -> Axis:
@@ -323,9 +385,34 @@ def _check_key(key: str, source: str, where: str) -> None:
                         "\"system.stiffness\" (non-empty parts, no '=' and no surrounding spaces)")
 
 
-def _run_key(key: str, source: str, where: str) -> None:
-    """Refuse a [grid]/[set] key over the run's own settings (`RUN_KEYS`): the study sets them for every cell."""
-    own = RUN_KEYS.get(key.strip())
+def _run_key(key: str, source: str, where: str, verb: str = "compare", iterations_set: bool = False) -> None:
+    """Refuse a [grid]/[set] key over the run's own settings (`RUN_KEYS`; a closed-loop study's `MPC_RUN_KEYS`): the
+    study sets them for every cell; in a closed-loop study also a key no closed-loop cell reads (`MPC_UNREAD`) and
+    ``mpc.iterations`` when the study sets ``iterations`` (``iterations_set``); in a compare study a key of the
+    closed-loop tables (`CLOSED_LOOP_HEADS`)."""
+    key = key.strip()
+    head = key.split(".", 1)[0]
+    if verb == "mpc":
+        if key in MPC_UNREAD:
+            raise SpecError(source, where, f"sets {key}, which no closed-loop cell reads: {MPC_UNREAD[key]}; allowed: "
+                            "mpc.*, plant.*, success.* and the problem's, oracles', methods' and variants' keys")
+        if key == "mpc.iterations" and iterations_set:
+            raise SpecError(source, where, "sets mpc.iterations, which the study's `iterations` (or --iterations) sets "
+                            "for every cell; allowed: one of them (a grid over mpc.iterations without `iterations` is a "
+                            "compute-budget sweep)")
+        own = MPC_RUN_KEYS.get(key)
+        if own is not None:
+            hint = {"seeds": "every cell runs every seed of the study's `seeds` (or --seeds; absent: each problem's "
+                             "own mpc.seeds, else solve.seeds), a table row each",
+                    "variants": "the study's `variants` list names what every problem runs (each variant a line of "
+                                "the figure)"}
+            raise SpecError(source, where, f"sets {key}, which the study sets itself for every cell (the table and "
+                            f"figure would show values that were not run); allowed: the study's `{own}` key: {hint[own]}")
+        return
+    if head in CLOSED_LOOP_HEADS:
+        raise SpecError(source, where, f"sets {key}, a key of the [{head}] table, which only closed-loop cells read; "
+                        "allowed: verb = \"mpc\" (every cell a closed-loop run), or a key a compare cell reads")
+    own = RUN_KEYS.get(key)
     if own is None:
         return
     hint = {"iterations": "every cell runs the study's `iterations` (or --iterations); a grid over a variant's own "
@@ -352,6 +439,10 @@ def load_study(path: str | Path, *, seeds: Optional[Sequence[int]] = None, itera
     for k in ("title", "description"):
         if k in raw and not isinstance(raw[k], str):
             raise SpecError(source, k, f"found {_describe(raw[k])}, allowed: a string")
+    verb = raw.get("verb", "compare")
+    if verb not in VERBS:
+        raise SpecError(source, "verb", f"found {_describe(verb)}, allowed: \"compare\" (each cell a fused open-loop "
+                        "solve, the default) or \"mpc\" (each cell a closed-loop run of the problem's [mpc] table)")
     for k in ("problems", "variants"):
         if k not in raw:
             raise SpecError(source, k, "missing; a study needs `problems` (problem files) and `variants` (names)")
@@ -364,6 +455,13 @@ def load_study(path: str | Path, *, seeds: Optional[Sequence[int]] = None, itera
             found = False
         if not found:
             raise SpecError(source, f"problems[{i}]", f"{raw['problems'][i]!r}: no such file ({p})")
+    if verb == "mpc":  # a closed-loop cell runs the problem's [mpc] table: a problem without one is refused here
+        for i, p in enumerate(problems):
+            doc = spec_mod.read_toml(p)
+            if "mpc" not in doc:
+                raise SpecError(source, f"problems[{i}]", f"{p} has no [mpc] table; allowed with verb = \"mpc\": "
+                                "problem files with an [mpc] table (episode and horizon at least; see "
+                                "docs/closed_loop.md)")
     stems = [p.stem for p in problems]
     if len(set(stems)) != len(stems):
         raise SpecError(source, "problems", f"found two problem files with the same name {stems}, allowed: distinct "
@@ -384,12 +482,19 @@ def load_study(path: str | Path, *, seeds: Optional[Sequence[int]] = None, itera
     for name, table in defined.items():
         _check_value(table, source, f"variant.{name}")
     variant_tables = {k: dict(v) for k, v in defined.items()}
-    n_seeds = seeds if seeds is not None else _seeds(raw.get("seeds", 5), source, "seeds")
+    closed = verb == "mpc"  # seeds and iterations optional: each problem's own [mpc] (or [solve]) values
+    if seeds is not None:
+        n_seeds = seeds
+    elif closed and "seeds" not in raw:
+        n_seeds = None
+    else:
+        n_seeds = _seeds(raw.get("seeds", 5), source, "seeds")
     if "iterations" in raw and (not isinstance(raw["iterations"], int) or isinstance(raw["iterations"], bool)
                                 or raw["iterations"] < 1):
         raise SpecError(source, "iterations", f"found {_describe(raw['iterations'])}, allowed: an integer >= 1")
-    iters = iterations if iterations is not None else raw.get("iterations", 500)
-    if not isinstance(iters, int) or isinstance(iters, bool) or iters < 1 or iters > spec_mod.MAX_ITERATIONS:
+    iters = iterations if iterations is not None else raw.get("iterations", None if closed else 500)
+    if iters is not None and (not isinstance(iters, int) or isinstance(iters, bool) or iters < 1
+                              or iters > spec_mod.MAX_ITERATIONS):
         raise SpecError(source, "iterations", f"found {iters!r}, allowed: an integer in 1..{spec_mod.MAX_ITERATIONS:,}")
     fixed_raw = raw.get("set", {})
     if not isinstance(fixed_raw, dict):
@@ -398,24 +503,26 @@ def load_study(path: str | Path, *, seeds: Optional[Sequence[int]] = None, itera
     for k, v in fixed_items:
         _check_value(v, source, f"set.{k}")
         _check_key(k, source, f"set.{k}")
-        _run_key(k, source, f"set.{k}")
+        _run_key(k, source, f"set.{k}", verb, iters is not None)
     grid_raw = raw.get("grid", {})
     if not isinstance(grid_raw, dict):
         raise SpecError(source, "grid", f"found {_describe(grid_raw)}, allowed: a table of \"key.path\" = values")
     for k, v in grid_raw.items():
         _check_value(v, source, f"grid.{k}")
         _check_key(k, source, f"grid.{k}")
-        _run_key(k, source, f"grid.{k}")
+        _run_key(k, source, f"grid.{k}", verb, iters is not None)
     first_raw = spec_mod.read_toml(problems[0])
-    fixed = tuple(f"{k}={toml_value(normalise(v, spec_mod.key_type(first_raw, k)))}" for k, v in fixed_items)
+    fixed = tuple(f"{k}={toml_value(normalise(v, key_type(first_raw, k)))}" for k, v in fixed_items)
     first = spec_mod.apply_overrides(first_raw, fixed, str(problems[0]))
     axes = []
     for k, v in grid_raw.items():
         if isinstance(v, dict):
             raise SpecError(source, f"grid.{k}", "found a table, allowed: values; write a dotted key in quotes: "
                             "\"system.stiffness\" = \"logspace:1:4:7\"")
-        axes.append(_axis(k, v, spec_mod.key_type(first, k), source))
-    _check_size(source, len(problems), len(variants), axes, len(n_seeds), int(iters))
+        axes.append(_axis(k, v, key_type(first, k), source))
+    # a closed-loop study's seeds (when per problem) and steps are counted again once its cells are built (`expand`)
+    _check_size(source, len(problems), len(variants), axes, len(n_seeds) if n_seeds is not None else 1,
+                int(iters) if iters is not None and not closed else 1)
     res_raw = raw.get("resources", {})
     if not isinstance(res_raw, dict):
         raise SpecError(source, "resources", f"found {_describe(res_raw)}, allowed: a table")
@@ -432,8 +539,9 @@ def load_study(path: str | Path, *, seeds: Optional[Sequence[int]] = None, itera
     return StudySpec(
         source=source, name=Path(path).stem, title=raw.get("title", Path(path).stem),
         description=raw.get("description", ""), problems=problems, variants=variants, variant_tables=variant_tables,
-        seeds=tuple(n_seeds), iterations=int(iters), grid=tuple(axes), fixed=fixed,
-        resources=Resources(float(res["num_cpus"]), float(res["num_gpus"]), int(res["retries"])),
+        seeds=None if n_seeds is None else tuple(n_seeds), iterations=None if iters is None else int(iters),
+        grid=tuple(axes), fixed=fixed,
+        resources=Resources(float(res["num_cpus"]), float(res["num_gpus"]), int(res["retries"])), verb=verb,
     )
 
 
@@ -463,7 +571,8 @@ def _flatten_set(table: Mapping, prefix: str = "") -> list[tuple[str, Any]]:
     out = []
     for k, v in table.items():
         key = f"{prefix}{k}"
-        if isinstance(v, dict) and not prefix and "." not in k and k in ("system", "task", "solve", "oracle", "method"):
+        if isinstance(v, dict) and not prefix and "." not in k and k in ("system", "task", "solve", "oracle", "method",
+                                                                        "mpc", "plant", "success"):
             out += _flatten_set(v, key + ".")
         else:
             out.append((key, v))
@@ -475,7 +584,8 @@ def _flatten_set(table: Mapping, prefix: str = "") -> list[tuple[str, Any]]:
 
 @dataclass(frozen=True, eq=False)
 class Cell:
-    """One problem x variant x grid point: one fused solve over the study's seeds.
+    """One problem x variant x grid point: one fused solve over the study's seeds (a closed-loop study's: one
+    closed-loop run of the variant over the seeds).
 
     Attributes:
         index: position in the study (the order cells run and rows appear).
@@ -484,13 +594,17 @@ class Cell:
         variant: the variant name.
         point: ((key, value), ...) the grid point.
         overrides: every override of the cell, in order: the study's variant tables, [set], the grid point,
-            solve.variants, solve.seeds, solve.iterations.
-        seeds, iterations: what the cell runs.
+            solve.variants, solve.seeds, solve.iterations (a closed-loop cell: solve.variants, mpc.variants, and
+            mpc.seeds and mpc.iterations where the study sets them).
+        seeds, iterations: what the cell runs (a closed-loop cell: its problem's seeds, K method steps per replan).
         folder: the cell's folder inside the study folder, ``cells/<problem>/<variant>/<key=value,...>``.
         fingerprint: a hash of everything that determines the cell's numbers (resume reuses a finished cell
             only when it matches), the content of the files the problem names included.
         error: the SpecError message when the cell's spec is invalid (the cell is recorded as failed).
         files: {"model:PATH" | "module:PATH": content hash} of those files (`trajopt.studies.sources`).
+        verb: "compare" or "mpc" (the study's).
+        step_costs: a closed-loop cell's `trajopt.compute.StepCosts` as a dict, filled in by `trajopt.studies.runner`
+            before the cell runs (host measurements: not part of the fingerprint); None: measured by the cell.
     """
 
     index: int
@@ -506,6 +620,8 @@ class Cell:
     fingerprint: str
     error: Optional[str] = None
     files: Mapping = field(default_factory=dict)
+    verb: str = "compare"
+    step_costs: Optional[Mapping] = None
 
     @property
     def label(self) -> str:
@@ -524,13 +640,17 @@ def _point_folders(grid: Sequence[Axis]) -> list[str]:
     return folder_names(names)
 
 
-def fingerprint(doc: Mapping, overrides: Sequence[str], variant: str, files: Optional[Mapping[str, str]] = None) -> str:
-    """sha256 of the problem document, the overrides, the variant and the content hashes of the files the problem
-    names (``files``, `trajopt.studies.sources`; their paths are left out, so a moved study keeps its cells): what
-    determines a cell's numbers. A problem that names no file hashes as it did before files were covered."""
+def fingerprint(doc: Mapping, overrides: Sequence[str], variant: str, files: Optional[Mapping[str, str]] = None,
+                verb: str = "compare") -> str:
+    """sha256 of the problem document, the overrides, the variant, the verb and the content hashes of the files the
+    problem names (``files``, `trajopt.studies.sources`; their paths are left out, so a moved study keeps its
+    cells): what determines a cell's numbers. A problem that names no file hashes as it did before files were
+    covered, and a compare cell as it did before closed-loop cells existed."""
     content = {"doc": doc, "overrides": list(overrides), "variant": variant}
     if files:
         content["files"] = sorted(f"{k.partition(':')[0]}:{v}" for k, v in files.items())
+    if verb != "compare":
+        content["verb"] = verb
     text = json.dumps(content, sort_keys=True, default=str)
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
@@ -578,7 +698,12 @@ def expand(study: StudySpec, *, strict: bool = False, should_stop: Optional[Call
     problem_folders = dict(zip(study.problems, folder_names([p.stem for p in study.problems])))
     variant_folders = dict(zip(study.variants, folder_names(list(study.variants))))
     variant_overrides = tuple(f"variants.{n}={toml_value(t)}" for n, t in study.variant_tables.items())
-    seeds_override = f"solve.seeds={toml_value(list(study.seeds))}"
+    closed = study.closed_loop
+    if closed:  # the study's seeds and iterations replace the [mpc] table's, where it sets them
+        run_overrides = ((f"mpc.seeds={toml_value(list(study.seeds))}",) if study.seeds is not None else ()) + \
+            ((f"mpc.iterations={study.iterations}",) if study.iterations is not None else ())
+    else:
+        run_overrides = (f"solve.seeds={toml_value(list(study.seeds))}", f"solve.iterations={study.iterations}")
     sources = SourceHashes()
     cells, specs = [], {}
     for path in study.problems:
@@ -589,32 +714,38 @@ def expand(study: StudySpec, *, strict: bool = False, should_stop: Optional[Call
             for point, folder in zip(grid_points, folders):
                 if should_stop is not None and should_stop():
                     raise ExpansionStopped()
+                # a closed-loop cell names its variant for the [mpc] table too (its config.toml reruns the cell)
+                names = (f"solve.variants={toml_value([variant])}",) + \
+                    ((f"mpc.variants={toml_value([variant])}",) if closed else ())
                 overrides = (*variant_overrides, *study.fixed,
-                             *(f"{a.key}={toml_value(v)}" for a, v in zip(study.grid, point)),
-                             f"solve.variants={toml_value([variant])}", seeds_override,
-                             f"solve.iterations={study.iterations}")
+                             *(f"{a.key}={toml_value(v)}" for a, v in zip(study.grid, point)), *names, *run_overrides)
                 index = len(cells)
                 error = None
                 raw = None
+                seeds, iterations = study.seeds, study.iterations
                 try:
                     raw = spec_mod.apply_overrides(doc, overrides, source)
                     specs[index] = spec_mod.parse(raw, source)
-                    # the study's iterations reach a variant with its own too (its schedules re-resolved for them)
-                    extra = spec_mod.iteration_overrides(specs[index], overrides)
-                    if extra:
-                        overrides = (*overrides, *extra)
-                        raw = spec_mod.apply_overrides(doc, overrides, source)
-                        specs[index] = spec_mod.parse(raw, source)
+                    if closed:
+                        seeds, iterations = _closed_loop_run(specs[index], source)
+                    else:
+                        # the study's iterations reach a variant with its own too (its schedules re-resolved for them)
+                        extra = spec_mod.iteration_overrides(specs[index], overrides)
+                        if extra:
+                            overrides = (*overrides, *extra)
+                            raw = spec_mod.apply_overrides(doc, overrides, source)
+                            specs[index] = spec_mod.parse(raw, source)
                 except SpecError as e:
+                    specs.pop(index, None)
                     error = e
                     errors.append(e)
                 files = sources.of(raw if raw is not None else doc, source)
                 cells.append(Cell(index=index, problem=path.stem, path=source, doc=doc, variant=variant,
                                   point=tuple((a.key, v) for a, v in zip(study.grid, point)), overrides=overrides,
-                                  seeds=study.seeds, iterations=study.iterations,
+                                  seeds=seeds, iterations=iterations,
                                   folder=f"cells/{problem_folders[path]}/{variant_folders[variant]}/{folder}",
-                                  fingerprint=fingerprint(doc, overrides, variant, files),
-                                  error=None if error is None else str(error), files=files))
+                                  fingerprint=fingerprint(doc, overrides, variant, files, study.verb),
+                                  error=None if error is None else str(error), files=files, verb=study.verb))
             if errors and len(errors) == len(grid_points):
                 e = errors[0]
                 hint = ""
@@ -626,9 +757,55 @@ def expand(study: StudySpec, *, strict: bool = False, should_stop: Optional[Call
                 bad = next(c for c in cells if c.error is not None)
                 e = errors[0]
                 raise SpecError(e.source, e.key, e.message + f" (--strict: cell {bad.label} refused)")
+    if closed:
+        cells = _closed_loop_cells(study, cells, specs)
     expansion = Expansion(cells=tuple(cells), specs=specs)
     check_reach(study, expansion)
     return expansion
+
+
+def _closed_loop_run(spec, source: str) -> tuple[tuple, int]:
+    """(seeds, K) of a closed-loop cell's valid spec: its [mpc] seeds (else its solve.seeds) and iterations."""
+    mpc = spec.closed_loop.mpc if spec.closed_loop is not None else None
+    if mpc is None:  # [set] removed nothing; the table is checked in load_study: this is a guard
+        raise SpecError(source, "mpc", "missing; allowed: an [mpc] table with episode and horizon")
+    seeds = mpc.seeds if mpc.seeds is not None else spec.solve.seeds
+    return tuple(int(s) for s in seeds), int(mpc.settings.iterations)
+
+
+def _closed_loop_cells(study: StudySpec, cells: list, specs: Mapping) -> list:
+    """A closed-loop study's cells with the seeds of their problem on the invalid ones (a problem's seeds are the
+    same at every grid point: no [grid]/[set] key reaches them), then its size counted again: at most `MAX_ROWS`
+    rows (cells x their seeds) and `MAX_STEPS` recorded plant steps (cells x seeds x episode, metrics.jsonl's
+    lines; checked once the episodes are known)."""
+    import dataclasses
+
+    by_problem = {}
+    for c in cells:
+        if c.error is None:
+            by_problem.setdefault(c.path, c.seeds)
+    out = [c if c.error is None or c.seeds is not None else
+           dataclasses.replace(c, seeds=by_problem.get(c.path, (0,))) for c in cells]
+    rows = sum(len(c.seeds) for c in out)
+    if rows > MAX_ROWS:
+        raise SpecError(study.source, "seeds", f"found {len(out):,} cells with {rows:,} seeds in all (table rows), "
+                        f"allowed: at most {MAX_ROWS:,}")
+    steps = sum(len(c.seeds) * (specs[c.index].closed_loop.mpc.settings.episode + 1) for c in out if c.error is None)
+    if steps > MAX_STEPS:
+        raise SpecError(study.source, "seeds", f"found {len(out):,} cells x their seeds x (episode + 1) = {steps:,} "
+                        f"recorded plant steps, allowed: at most {MAX_STEPS:,} per study")
+    return out
+
+
+def _unreached(study: StudySpec, spec, item: str) -> Optional[str]:
+    """`trajopt.spec.unreached_override` for a study's cell; in a compare study also a ``success.*`` key of a
+    problem that is not a policy problem (its [success] table is the closed-loop episode's)."""
+    from trajopt import spec as spec_mod
+
+    if not study.closed_loop and item.split("=", 1)[0].strip().split(".")[0] == "success" and spec.policy is None:
+        return ("the [success] table of a time-stepped problem is read by closed-loop cells only (verb = \"mpc\"); a "
+                "compare cell computes no success")
+    return spec_mod.unreached_override(spec, item, "variants", "study")
 
 
 def check_reach(study: StudySpec, expansion: Expansion) -> None:
@@ -655,7 +832,7 @@ def check_reach(study: StudySpec, expansion: Expansion) -> None:
         if not specs:
             continue
         for where, item in items:
-            reasons = [spec_mod.unreached_override(sp, item, "variants", "study") for _, sp in specs]
+            reasons = [_unreached(study, sp, item) for _, sp in specs]
             if all(r is not None for r in reasons):
                 why = reasons[0] if len(specs) == 1 else "; ".join(f"{v}: {r}" for (v, _), r in zip(specs, reasons))
                 raise SpecError(study.source, where, f"reaches no variant the study runs on {path}: {why}; allowed: a "
