@@ -297,3 +297,12 @@ def test_a_user_system_whose_stable_dt_is_zero_is_refused(tmp_path, monkeypatch)
         import sys
 
         sys.modules.pop("e1_zero_dt", None)
+
+
+@pytest.mark.parametrize("wrap", ["7", "[7]", '["a"]', "[0, 0]"])
+def test_a_policy_problems_wrap_is_checked_as_an_open_loop_tasks(wrap):
+    """task.wrap of a policy problem was taken unchecked: a number was silently dropped, an index past the state
+    was accepted (JAX clamps it: the last coordinate was wrapped instead) and a string ended in a traceback."""
+    _refused(invoke("validate", POLICY, "--set", f"task.wrap={wrap}"),
+             "pendulum_wall_policy.toml: task.wrap: found", "allowed: a list of distinct state indices in 0..1")
+    assert spec.load(POLICY, ["task.wrap=[0]"]).task.wrap == (0,)

@@ -437,6 +437,16 @@ def _initial_guess(raw: Mapping, horizon: int, m: int, source: str) -> np.ndarra
     raise SpecError(source, key, f"found shape {list(arr.shape)}, allowed: a number, a list of {m} (one control), or {horizon} lists of {m}")
 
 
+def _wrap(raw: Mapping, n: int, source: str) -> tuple[int, ...]:
+    """task.wrap: distinct state indices in 0..n-1 whose error is an angle (open-loop and policy problems alike)."""
+    wrap_raw = raw.get("wrap", [])
+    if not isinstance(wrap_raw, list) or not all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < n for i in wrap_raw) \
+            or len(set(wrap_raw)) != len(wrap_raw):
+        raise SpecError(source, "task.wrap", f"found {_describe(wrap_raw)}, allowed: a list of distinct state indices in 0..{n - 1} "
+                        "whose error is an angle (wrapped to [-pi, pi))")
+    return tuple(wrap_raw)
+
+
 def _build_task(raw: Mapping, system: Any, source: str) -> TaskSpec:
     m = int(system.control_size)
     if getattr(system, "one_step", False):
@@ -453,12 +463,7 @@ def _build_task(raw: Mapping, system: Any, source: str) -> TaskSpec:
         raise SpecError(source, "task.horizon", f"found {horizon}, allowed: an integer in 1..{MAX_HORIZON} with horizon x "
                         f"control size <= {MAX_DECISION} (the decision and the rollout are kept in memory)")
     Q = _weight(raw, "Q", n, source)
-    wrap_raw = raw.get("wrap", [])
-    if not isinstance(wrap_raw, list) or not all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < n for i in wrap_raw) \
-            or len(set(wrap_raw)) != len(wrap_raw):
-        raise SpecError(source, "task.wrap", f"found {_describe(wrap_raw)}, allowed: a list of distinct state indices in 0..{n - 1} "
-                        "whose error is an angle (wrapped to [-pi, pi))")
-    return TaskSpec(wrap=tuple(wrap_raw),
+    return TaskSpec(wrap=_wrap(raw, n, source),
         horizon=horizon, U0=_initial_guess(raw, horizon, m, source), x0=_start(raw, system, n, source),
         goal=_vector(raw, "goal", n, source), Q=Q, R=_weight(raw, "R", m, source), Qf=_weight(raw, "Qf", n, source, Q),
     )
@@ -502,9 +507,8 @@ def _build_policy(raw: Mapping, system: Any, source: str) -> tuple[PolicySpec, T
             raise SpecError(source, "task.theta0", f"found shape {list(theta0.shape)}, allowed: a list of {p} numbers "
                             f"(the {policy_name} policy's size for n = {n}, m = {m})")
     U0 = (np.asarray(policy.init_params(n, m), float) if theta0 is None else theta0)[None]
-    wrap_raw = t.get("wrap", [])
     task = TaskSpec(horizon=horizon, U0=U0, goal=_vector(t, "goal", n, source), Q=Q, R=_weight(t, "R", m, source),
-                    Qf=_weight(t, "Qf", n, source, Q), wrap=tuple(wrap_raw) if isinstance(wrap_raw, list) else ())
+                    Qf=_weight(t, "Qf", n, source, Q), wrap=_wrap(t, n, source))  # checked as an open-loop task's
     success = _table(raw, "success", source, "success")
     _check_keys(success, SUCCESS_KEYS, source, "success.")
     radius = _coerce(success["radius"], float, source, "success.radius") if "radius" in success else None
