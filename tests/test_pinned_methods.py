@@ -3,18 +3,21 @@ docstring (never from the implementation): CEM, MPPI, predictive sampling and DI
 problem whose noise is redrawn here from the step's key as the methods document it (float32 standard normals,
 cast); iLQR's regularised Gauss-Newton step on a linear-quadratic problem by a hand-written Riccati recursion
 with (Q_uu + mu I); and invariances: DIAL ignores the scale of the cost, MPPI does not, CEM and PS see only
-the order of the costs. Each is a one-line bug's tripwire (named in the test's docstring)."""
+the order of the costs; MultiStart stopping a start whose step (not its cost) blows up. Each is a one-line bug's
+tripwire (named in the test's docstring)."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from trajopt.methods import CEM, DIAL, ILQR, MPPI, PredictiveSampling
+from trajopt.methods import CEM, DIAL, ILQR, MPPI, MultiStart, PredictiveSampling
 from trajopt.problem import Problem, QuadraticCost, trajectory_problem
 
 T, M = 3, 1
@@ -402,3 +405,50 @@ def test_ilqr_backtracks_to_the_first_decrease():
     assert float(info.expected) == pytest.approx(-(k * Qu / 16 + 0.5 * k * Quu * k / 256), rel=1e-10)
     assert float(state.value) == pytest.approx(J(1.4 + k / 16), rel=1e-12)
     assert (float(state.mu), int(state.stop)) == (0.0, 0)
+
+
+# ------------------------------------------------------------------------------------------------- MultiStart
+
+
+class _JumpState(NamedTuple):
+    U: jax.Array
+
+
+class _JumpInfo(NamedTuple):
+    value: jax.Array
+    rollouts: jax.Array
+    gradients: jax.Array
+
+
+@dataclass(frozen=True)
+class Jump:
+    """U <- U + 0.1, except that a start beyond 0.5 jumps to NaN: its entry cost f(U) = U^2 is finite, its new state
+    is not (a blow-up of the step itself, as a NaN gradient gives)."""
+
+    name: ClassVar[str] = "jump_pinned_test"
+
+    def init(self, key, problem, U0):
+        return _JumpState(U=U0)
+
+    def step(self, key, problem, state):
+        U = jnp.where(state.U > 0.5, jnp.nan, state.U + 0.1)
+        return _JumpState(U=U), _JumpInfo(value=problem.objective(state.U), rollouts=jnp.int32(1), gradients=jnp.int32(0))
+
+
+def test_multistart_stops_a_start_whose_new_state_blows_up_at_once():
+    """Starts drawn beyond 0.5 blow up in their first step while their entry cost is finite: after that step they
+    no longer run (info.running counts the others), the decision is the lowest entry cost among all, and the next
+    step compares only the survivors. Catches: 'running' judged by the entry cost alone."""
+    problem = Problem("square", jnp.zeros((1, 1)), lambda U: jnp.sum(U**2))
+    ms = MultiStart(Jump(), starts=6, start_spread=1.0)
+    state = ms.init(KEY, problem, problem.U0)
+    U0s = np.asarray(state.starts.U)[:, 0, 0]
+    beyond = U0s > 0.5
+    assert 0 < beyond.sum() < 6, U0s  # both kinds of start
+    step = stepper(ms, problem)
+    state, info = step(KEY, state)
+    assert int(info.running) == int((~beyond).sum())
+    assert int(info.start) == int(np.argmin(U0s**2)) and float(state.value) == pytest.approx(np.min(U0s**2))
+    state, info = step(jax.random.fold_in(KEY, 1), state)
+    alive = np.where(~beyond, U0s + 0.1, np.inf)  # the survivors after one step; the others are not compared
+    assert int(info.start) == int(np.argmin(alive**2)) and float(state.value) == pytest.approx(np.min(alive**2))
