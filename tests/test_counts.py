@@ -150,7 +150,6 @@ class Poisoned:
 
 
 KINDS = {"open": open_loop, "policy": policy}
-OBJECTIVE_ROLLOUTS = {"open": 1, "policy": N_EVAL}
 # These programs are compiled once and run once or twice: the least XLA optimisation compiles them in about half
 # the time (the counts do not depend on it).
 FAST_COMPILE = {"xla_cpu_use_fusion_emitters": False, "xla_backend_optimization_level": 0,
@@ -195,21 +194,65 @@ def compile_fast(lowered):
         return lowered.compile()
 
 
-def compiled_case(kind: str, method, mode: int):
+def compiled_case(method, build: Callable, step: Callable, mode: int, poisoned: bool):
     """(program, init tally, step tally, the step's problem): ``program(key, poison) -> (new state, info)`` runs the
-    method's init and one step, each on its own counted problem (custom_vjp for mode 0, custom_jvp for mode 1); on a
-    policy problem their reported objective is `Poisoned`."""
+    method's init and one step, each on its own problem ``build(counted step)`` (custom_vjp for mode 0, custom_jvp
+    for mode 1); with ``poisoned`` their reported objective is `Poisoned`."""
     tallies = Tally(), Tally()
-    init_problem, step_problem = (KINDS[kind](counted_steps(SYSTEM.step, t)[mode]) for t in tallies)
+    init_problem, step_problem = (build(counted_steps(step, t)[mode]) for t in tallies)
 
     def program(key, poison):
-        first, then = (Poisoned(p, poison) for p in (init_problem, step_problem)) if kind == "policy" else \
+        first, then = (Poisoned(p, poison) for p in (init_problem, step_problem)) if poisoned else \
             (init_problem, step_problem)
         state = method.init(key, first, first.U0)
         return method.step(jax.random.fold_in(key, 1), then, state)
 
     lowered = jax.jit(program).lower(KEY, jnp.zeros(()))
     return compile_fast(lowered), *tallies, step_problem
+
+
+def assert_counts(method, build: Callable, step: Callable, horizon: int, directions: int, closed_loop: bool):
+    """The module docstring's checks of one method on ``build(step)``, a problem of ``horizon`` steps whose map takes
+    ``directions`` = n + m inputs; ``closed_loop``: a policy problem (its reported objective costs N_EVAL rollouts)."""
+    try:
+        program, at_init, at_step, problem = compiled_case(method, build, step, 0, closed_loop)
+    except (TypeError, ValueError) as e:  # forward-mode derivatives (iLQR's jacfwd) cannot go through a custom_vjp
+        assert "custom_vjp" in str(e), str(e)  # (iLQR's own check says so, as a ValueError)
+        program, at_init, at_step, problem = compiled_case(method, build, step, 1, closed_loop)
+    new, info = jax.block_until_ready(program(KEY, jnp.zeros(())))
+    jax.effects_barrier()
+    H = horizon
+    assert at_step.forward % H == 0 and at_step.backward % H == 0, vars(at_step)
+    rollouts = at_step.forward // H
+    objective_rollouts = N_EVAL if closed_loop else 1
+    if closed_loop:
+        reports = getattr(method, "starts", 1)
+    else:
+        reports = 0 if getattr(method, "value_in_calls", False) else 1
+    assert rollouts == int(info.rollouts) + reports * objective_rollouts, (rollouts, int(info.rollouts), reports)
+    # a linearisation is the Jacobian of the map at the H points of a rollout: H (n + m) directional derivatives;
+    # an info without a linearizations field counts one as n + m backward passes
+    if "linearizations" in info._fields:
+        assert at_step.backward == H * int(info.gradients), (vars(at_step), int(info.gradients))
+        assert at_step.linear == H * directions * int(info.linearizations), (vars(at_step), int(info.linearizations))
+    else:
+        assert at_step.backward + at_step.linear == H * int(info.gradients), (vars(at_step), int(info.gradients))
+    assert int(info.rollouts) > 0
+    # init evaluates at most f(U0) once, for the record, and no derivative
+    assert at_init.forward in (0, H * objective_rollouts) and at_init.backward + at_init.linear == 0, vars(at_init)
+    calls = getattr(method, "calls", None)
+    if calls is not None:
+        try:
+            planned = calls(problem)
+        except AttributeError:  # an oracle without a fixed count
+            planned = None
+        if planned is not None:  # (rollouts, backward passes[, linearizations])
+            counted = tuple(int(getattr(info, f, 0)) for f in ("rollouts", "gradients", "linearizations"))
+            assert tuple(planned) == counted[: len(planned)], (planned, counted)
+    if closed_loop:  # the decision never depends on the reported objective (the evaluation batch) ...
+        poisoned, poisoned_info = jax.block_until_ready(program(KEY, jnp.ones(())))
+        np.testing.assert_array_equal(np.asarray(poisoned.U), np.asarray(new.U))
+        assert float(poisoned_info.value) != float(info.value)  # ... which the poison does change
 
 
 @pytest.mark.parametrize("kind, label", CASES, ids=[f"{k}-{lab}" for k, lab in CASES])
@@ -220,44 +263,7 @@ def test_counts_match_the_callbacks(kind, label):
     except ValueError as e:  # a refusal names the problem's kind (the checks' own test is below)
         assert kind == "policy" and "policy problem" in str(e), str(e)
         return
-    try:
-        program, at_init, at_step, problem = compiled_case(kind, method, 0)
-    except TypeError as e:  # forward-mode derivatives (iLQR's jacfwd) cannot go through a custom_vjp
-        assert "custom_vjp" in str(e), str(e)
-        program, at_init, at_step, problem = compiled_case(kind, method, 1)
-    new, info = jax.block_until_ready(program(KEY, jnp.zeros(())))
-    jax.effects_barrier()
-    assert at_step.forward % T == 0 and at_step.backward % T == 0, vars(at_step)
-    rollouts = at_step.forward // T
-    if kind == "open":
-        reports = 0 if getattr(method, "value_in_calls", False) else 1
-    else:
-        reports = getattr(method, "starts", 1)
-    assert rollouts == int(info.rollouts) + reports * OBJECTIVE_ROLLOUTS[kind], (rollouts, int(info.rollouts), reports)
-    # a linearisation is the Jacobian of the map at the T points of a rollout: T (n + m) directional derivatives;
-    # an info without a linearizations field counts one as n + m backward passes
-    directions = T * (SYSTEM.state_size + SYSTEM.control_size)
-    if "linearizations" in info._fields:
-        assert at_step.backward == T * int(info.gradients), (vars(at_step), int(info.gradients))
-        assert at_step.linear == directions * int(info.linearizations), (vars(at_step), int(info.linearizations))
-    else:
-        assert at_step.backward + at_step.linear == T * int(info.gradients), (vars(at_step), int(info.gradients))
-    assert int(info.rollouts) > 0
-    # init evaluates at most f(U0) once, for the record, and no derivative
-    assert at_init.forward in (0, T * OBJECTIVE_ROLLOUTS[kind]) and at_init.backward + at_init.linear == 0, vars(at_init)
-    calls = getattr(method, "calls", None)
-    if calls is not None:
-        try:
-            planned = calls(problem)
-        except AttributeError:  # an oracle without a fixed count
-            planned = None
-        if planned is not None:  # (rollouts, backward passes[, linearizations])
-            counted = tuple(int(getattr(info, f, 0)) for f in ("rollouts", "gradients", "linearizations"))
-            assert tuple(planned) == counted[: len(planned)], (planned, counted)
-    if kind == "policy":  # the decision never depends on the reported objective (the evaluation batch) ...
-        poisoned, poisoned_info = jax.block_until_ready(program(KEY, jnp.ones(())))
-        np.testing.assert_array_equal(np.asarray(poisoned.U), np.asarray(new.U))
-        assert float(poisoned_info.value) != float(info.value)  # ... which the poison does change
+    assert_counts(method, KINDS[kind], SYSTEM.step, T, SYSTEM.state_size + SYSTEM.control_size, kind == "policy")
 
 
 def test_callbacks_fire_once_per_evaluation_under_vmap_and_in_both_modes():
@@ -296,6 +302,11 @@ def test_check_applicable_says_why_in_one_sentence():
         check_applicable(ilqr, pol)
     with pytest.raises(ValueError, match=r"pivot_like is a one-step problem"):
         check_applicable(ilqr, one)
+    # a map differentiated only through a custom VJP (an MJX system with several solver iterations) has no jacfwd
+    with pytest.raises(ValueError, match=r"^ilqr linearises the one-step map with forward-mode derivatives .*; "
+                                         r"pushing_counted's map refuses them \(.*custom_vjp"):
+        check_applicable(ilqr, ol)
+    check_applicable(ilqr, open_loop(counted_steps(SYSTEM.step, tally)[1]))  # a custom_jvp map: applies
     with pytest.raises(ValueError, match="policy problem"):  # MultiStart forwards to its method
         check_applicable(MultiStart(ilqr, starts=2, start_spread=0.1), pol)
     with pytest.raises(ValueError, match="open-loop oracle .* use the policy oracle 'fobg'"):
@@ -304,7 +315,7 @@ def test_check_applicable_says_why_in_one_sentence():
         check_applicable(GradientMethod(POLICY_ORACLES.get("fobg")()), ol)
     with pytest.raises(ValueError, match="open-loop oracle"):  # init refuses too (the Python API)
         GradientMethod(ORACLES.get("fobg")()).init(KEY, pol, pol.U0)
-    for method in (ilqr, GradientMethod(ORACLES.get("fobg")()), METHODS.get("cem")()):
+    for method in (GradientMethod(ORACLES.get("fobg")()), METHODS.get("cem")()):
         check_applicable(method, ol)  # applies: no error
     check_applicable(METHODS.get("cem")(), pol)
     check_applicable(object(), pol)  # a method without a check applies everywhere

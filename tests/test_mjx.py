@@ -239,6 +239,29 @@ def test_every_oracle_runs_on_every_shipped_problem(problem, oracle):
     assert np.all(np.isfinite(result.cost))
 
 
+@pytest.mark.parametrize("method", ["fobg", "ilqr"])
+def test_counts_match_callbacks_in_the_mjx_map(method):
+    """The independent count of tests/test_counts.py on an MJX problem (horizon 3): the control step wrapped with
+    host callbacks (a custom_vjp for FoBG's backward passes, a custom_jvp for iLQR's jacfwd linearisation), one
+    jitted init and step, the counted rollouts, backward passes and linearisations against the callbacks'. iLQR
+    needs a map with forward-mode derivatives: the default (several solver iterations, a custom VJP) is refused
+    before anything compiles, one solver iteration (plain reverse mode through mjx.step) runs."""
+    from test_counts import assert_counts
+
+    from trajopt.methods import ILQR, check_applicable
+    from trajopt.problem import trajectory_problem
+
+    path = os.path.join(ROOT, "problems", "mjx_pendulum_wall.toml")
+    if method == "ilqr":
+        with pytest.raises(ValueError, match="ilqr linearises the one-step map with forward-mode derivatives"):
+            check_applicable(ILQR(), spec.load(path, overrides=["task.horizon=3"]).problem())
+    overrides = ["task.horizon=3"] + (["system.iterations=1"] if method == "ilqr" else [])
+    base = spec.load(path, overrides=overrides).problem()
+    build = lambda step: trajectory_problem("mjx_counted", step, base.x0, base.cost, base.U0)  # noqa: E731
+    chosen = GradientMethod(ORACLES.get("fobg")(samples=2), SGD(1e-4)) if method == "fobg" else ILQR()
+    assert_counts(chosen, build, base.step, 3, base.x0.shape[0] + base.U0.shape[1], closed_loop=False)
+
+
 # ------------------------------------------------------------------------------------------------ validation
 
 TEMPLATE = """

@@ -279,15 +279,28 @@ class ILQR:
         if not self.u_min < self.u_max:
             raise FieldError("u_max", self.u_max, f"a number > u_min ({self.u_min})")
 
-    def check(self, problem) -> None:
-        """Raise ValueError unless the problem is time-stepped (a one-step map, a start and a stage cost): iLQR
-        linearises the one-step map along the rollout of an open-loop control sequence."""
+    def _check_kind(self, problem) -> None:
         if getattr(problem, "time_stepped", False):
             return
         what = {"policy": "a policy problem (its decision is a policy's parameters)"}.get(
             problem_kind(problem), "a one-step problem (an objective only)")
         raise ValueError(f"ilqr needs a time-stepped problem (a one-step map, a start and a stage cost); "
                          f"{getattr(problem, 'name', 'the problem')} is {what}")
+
+    def check(self, problem) -> None:
+        """Raise ValueError unless the problem is time-stepped (a one-step map, a start and a stage cost) and its map
+        takes forward-mode derivatives: iLQR linearises the one-step map along the rollout of an open-loop control
+        sequence with ``jax.jacfwd`` (a map that differentiates only through a custom VJP refuses it; traced
+        abstractly, nothing is computed)."""
+        self._check_kind(problem)
+        try:
+            jax.eval_shape(jax.jacfwd(problem.step, argnums=(0, 1)), problem.x0, problem.U0[0])
+        except TypeError as e:
+            if "forward-mode" not in str(e):
+                raise
+            reason = str(e).splitlines()[0].rstrip(".")
+            raise ValueError(f"ilqr linearises the one-step map with forward-mode derivatives (jax.jacfwd); "
+                             f"{getattr(problem, 'name', 'the problem')}'s map refuses them ({reason})") from None
 
     def init(self, key: Array, problem, U0: Array) -> ILQRState:
         del key
@@ -370,7 +383,7 @@ class ILQR:
 
     def step(self, key: Array, problem, state: ILQRState) -> tuple[ILQRState, ILQRInfo]:
         del key
-        self.check(problem)
+        self._check_kind(problem)
 
         def stopped(state):
             nan = as_float(jnp.nan)
