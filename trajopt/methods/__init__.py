@@ -1,17 +1,22 @@
 """Methods: what `trajopt.solve` iterates, one module each, registered by the name used in problem files.
 
-| name     | module       | what it is |
-|----------|--------------|------------|
-| gradient | gradient.py  | a gradient oracle driving an optax optimiser (the paper's loop); a variant names it by its oracle |
-| ilqr     | ilqr.py      | Gauss–Newton iLQR: LM regularisation, backtracking on the true cost, Box-DDP limits |
-| cem      | cem.py       | cross-entropy method, a diagonal Gaussian over the whole sequence (trajax's cem) |
-| mppi     | mppi.py      | MPPI: exponentially weighted perturbations, temperature λ (hydrax's MPPI) |
-| ps       | ps.py        | predictive sampling: best of N perturbations and the incumbent (MuJoCo MPC, hydrax) |
-| dial     | dial.py      | annealed MPPI after DIAL-MPC: noise shrinking over iterations and toward the start |
-| lbfgs    | lbfgs.py     | L-BFGS on the noise-free cost with optax's zoom line search (optax.lbfgs) |
+| name     | module       | what it is | rollouts; backward passes per step |
+|----------|--------------|------------|------------------------------------|
+| gradient | gradient.py  | a gradient oracle driving an optax optimiser (the paper's loop); a variant names it by its oracle | the oracle's (`trajopt.oracles`, `trajopt.policies.oracles`) |
+| ilqr     | ilqr.py      | Gauss–Newton iLQR: LM regularisation, backtracking on the true cost, Box-DDP limits | 1 + line-search trials; one linearisation (n + m directional derivatives at each of the T steps) |
+| cem      | cem.py       | cross-entropy method, a diagonal Gaussian over the whole sequence (trajax's cem) | population × B; 0 |
+| mppi     | mppi.py      | MPPI: exponentially weighted perturbations, temperature λ (hydrax's MPPI) | N × B; 0 |
+| ps       | ps.py        | predictive sampling: best of N perturbations and the incumbent (MuJoCo MPC, hydrax) | (N + 1) × B; 0 |
+| dial     | dial.py      | annealed MPPI after DIAL-MPC: noise shrinking over iterations and toward the start | N × B; 0 |
+| lbfgs    | lbfgs.py     | L-BFGS on the noise-free cost with optax's zoom line search (optax.lbfgs) | B per evaluation; the same |
+
+B = ``decision_rollouts`` (`trajopt.methods.base`): the rollouts of one evaluation of the cost a method decides
+with, 1 on an open-loop problem, a training batch of initial states on a policy problem (never the evaluation
+batch its reported cost uses, which is not counted). iLQR needs a time-stepped problem.
 
 `MultiStart` (multistart.py) is not a name of its own: K starts of any of them, the lowest cost kept, which a
-variant asks for with ``starts = K`` and ``start_spread`` in its table.
+variant asks for with ``starts = K`` and ``start_spread`` in its table: K times the method's calls, plus K × B to
+compare the starts unless the problem is open-loop and the method counts f(U) already (``value_in_calls``).
 
 A method is a frozen dataclass with ``init(key, problem, U0) -> state`` and ``step(key, problem, state) ->
 (state, info)``; see `trajopt.methods.base` for the contract. Its dataclass fields are the keys of its TOML

@@ -17,7 +17,11 @@ of optax's ``GradientTransformation`` and evosax's ask/tell:
 
   and any other scalar diagnostics the method has (α, variances, a line-search step, a stop reason). Counts
   are honest: every rollout the method uses to decide its next iterate is counted; evaluating f(U) only to
-  report ``value`` is not (the oracle contract's rule).
+  report ``value`` is not (the oracle contract's rule). They are a seed's own, whatever the batch: under ``vmap``
+  (seeds, MultiStart's starts) a loop whose trip count differs between elements runs as long as the longest, and
+  both sides of a data-dependent branch run, so the hardware evaluates more than is counted (L-BFGS's zoom line
+  search under `solve`'s vmap, even of one seed: 5 evaluations executed for the 3 a measured step used; iLQR's
+  line search as long as the batch's longest).
 * **Two objectives** (the Problem contract, `trajopt.problem`): ``value`` is ``problem.objective(U)``, the
   reported cost (on a policy problem: over its fixed evaluation batch). What a method compares or descends is
   the *decision objective* ``decision_objective(problem, key)`` (the function this module re-exports), and

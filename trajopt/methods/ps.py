@@ -5,12 +5,13 @@ open-loop optimiser.
     U ← argmin over {U, U_1, ..., U_N} of f                                      (ties keep the incumbent)
 
 The incumbent is one of the candidates (as in MuJoCo MPC and hydrax, which roll out the nominal plan with
-the samples), so the cost never increases. The candidates are compared on the problem's decision objective
+the samples), so the cost never increases on a fixed cost. The candidates are compared on the problem's decision objective
 (`trajopt.methods.base`), the incumbent re-evaluated with the samples on the step's batch: rollouts =
 (samples + 1) × B (B = ``decision_rollouts``), gradients = 0. On an open-loop problem (B = 1) the incumbent's
 cost is ``info.value`` itself, evaluated once and counted (``value_in_calls``); on a policy problem ``info.value``
-is the evaluation batch's cost, reported only, and the decision cost never increases on a fixed training set
-(``resample = false``) only. Defaults (samples 128, sigma 0.3) are ours (hydrax's constructor has no defaults).
+is the evaluation batch's cost, reported only, and with ``resample = true`` each step draws a new training batch,
+so the incumbent's cost may rise between steps. Defaults (samples 128, sigma 0.3) are ours (hydrax's constructor
+has no defaults).
 """
 
 from __future__ import annotations
