@@ -21,7 +21,9 @@ from trajopt.studies import expand, load_study
 ROOT = Path(__file__).resolve().parent.parent
 runner = CliRunner()
 
-# the small cart-pole of test_mpc_cli: 4 plant steps, horizon 3, a replan every 2 steps (2 replans per episode)
+# test_mpc_cli's small cart-pole, as written there (its CEM run at 2 iterations per replan is a cell here: with the
+# session's compilation cache, whichever file runs second loads the other's programs): 6 plant steps, horizon 4, a
+# replan every 2 steps, a plant with twice the cart friction and a push on the pole at step 3
 PROBLEM = """
 title = "small cart-pole MPC"
 [system]
@@ -43,17 +45,21 @@ oracle = "exact"
 [method.cem]
 population = 10
 [mpc]
-episode = 4
-horizon = 3
+episode = 6
+horizon = 4
 replan_every = 2
-iterations = 1
+iterations = 2
+variants = ["exact_adam", "cem"]
 [plant]
 cart_damping = 0.3
+[[plant.disturbance]]
+at = 3
+dx = [0.0, 0.0, 0.0, 0.5]
 [success]
 radius = 10.0
 positions = [0]
 """
-H, POPULATION = 3, 10
+H, POPULATION = 4, 10
 
 
 def write(folder: Path, name: str, text: str) -> Path:
@@ -70,6 +76,23 @@ def study_text(problem: Path, body: str, verb: str = "mpc") -> str:
     return f'verb = "{verb}"\nproblems = ["{problem}"]\n' + body
 
 
+GIVEN = {"backward": 2.5, "linearization": 4.0, "source": "given (test)"}
+
+
+def given_step_costs(mp: pytest.MonkeyPatch) -> None:
+    """`trajopt study` and `trajopt mpc` with the step costs GIVEN instead of measured on this host (a measurement
+    compiles and times three programs: seconds; the measured path is the slow gradient test's)."""
+    from trajopt import step_costs
+    from trajopt.cli import mpc as mpc_cli
+    from trajopt.compute import StepCosts
+
+    def given(spec, problem):
+        return StepCosts.from_dict(GIVEN)
+
+    mp.setattr(step_costs, "step_costs_for", given)
+    mp.setattr(mpc_cli, "step_costs_for", given)
+
+
 @pytest.fixture(scope="module")
 def cem_study(tmp_path_factory):
     """CEM at two budgets (mpc.iterations 1 and 2) on the small cart-pole, 2 seeds, through `trajopt study`."""
@@ -78,14 +101,17 @@ def cem_study(tmp_path_factory):
     study = write(tmp, "budget.toml", study_text(problem, 'variants = ["cem"]\nseeds = 2\n[grid]\n'
                                                           '"mpc.iterations" = [1, 2]\n'))
     folder = tmp / "out"
-    r = invoke("study", study, "--out", folder, "--json")
+    with pytest.MonkeyPatch.context() as mp:
+        given_step_costs(mp)
+        r = invoke("study", study, "--out", folder, "--json")
     assert r.exit_code == 0, r.output
     rows = list(csv.DictReader((folder / "study.csv").open()))
     return tmp, problem, study, folder, json.loads(r.stdout), rows
 
 
-def test_rows_are_the_direct_trajopt_mpc_run_of_the_cell(cem_study):
+def test_rows_are_the_direct_trajopt_mpc_run_of_the_cell(cem_study, monkeypatch):
     tmp, problem, _, folder, summary, rows = cem_study
+    given_step_costs(monkeypatch)
     assert summary["status"] == "complete" and summary["ran"] == 2 and summary["rows"] == 4
     direct = tmp / "direct"
     r = invoke("mpc", problem, "--variants", "cem", "--set", "mpc.iterations=2", "--seeds", "0,1", "--out", direct,
@@ -155,7 +181,8 @@ def test_best_table_figures_and_step_costs_are_written(cem_study):
     meta = json.loads((folder / "study.json").read_text())
     assert meta["study"]["verb"] == "mpc" and len(meta["step_costs"]) == 1
     recorded = {k: meta["step_costs"][0][k] for k in ("backward", "linearization", "source")}
-    assert meta["step_costs"][0]["problems"] == ["small"]
+    assert recorded == GIVEN and meta["step_costs"][0]["problems"] == ["small"]
+    assert meta["step_costs"][0]["system"]["name"] == "cartpole" and meta["step_costs"][0]["n"] == 4
     for result in folder.glob("cells/**/result.json"):
         assert json.loads(result.read_text())["step_costs"] == recorded
 
@@ -164,13 +191,13 @@ def test_best_table_figures_and_step_costs_are_written(cem_study):
 
 
 def test_seeds_and_iterations_map_onto_the_mpc_table(tmp_path):
-    problem = write(tmp_path, "small.toml", PROBLEM.replace("iterations = 1\n[plant]", "iterations = 1\nseeds = [3, 5]\n[plant]"))
+    problem = write(tmp_path, "small.toml", PROBLEM.replace("iterations = 2\n", "iterations = 2\nseeds = [3, 5]\n"))
     path = write(tmp_path, "s.toml", study_text(problem, 'variants = ["cem", "exact_adam"]\n'))
     study = load_study(path)
     assert study.seeds is None and study.iterations is None and study.closed_loop
     e = expand(study)
     for c in e.cells:  # the problem's own [mpc] seeds and iterations
-        assert c.seeds == (3, 5) and c.iterations == 1 and c.verb == "mpc"
+        assert c.seeds == (3, 5) and c.iterations == 2 and c.verb == "mpc"
         assert f'mpc.variants=["{c.variant}"]' in c.overrides and f'solve.variants=["{c.variant}"]' in c.overrides
         assert not any(o.startswith(("mpc.seeds", "mpc.iterations", "solve.seeds", "solve.iterations"))
                        for o in c.overrides)
@@ -323,7 +350,9 @@ def test_a_gradient_cell_converts_backward_passes_with_the_recorded_step_costs(t
     study = write(tmp_path, "s.toml", study_text(problem, 'variants = ["exact_adam"]\niterations = 2\n'))
     r = invoke("study", study, "--out", tmp_path / "out", "--quiet")
     assert r.exit_code == 0, r.output
-    rho = json.loads((tmp_path / "out" / "study.json").read_text())["step_costs"][0]["backward"]
+    costs = json.loads((tmp_path / "out" / "study.json").read_text())["step_costs"][0]
+    assert costs["source"].startswith("measured: ")  # on this host, by trajopt.step_costs
+    rho = costs["backward"]
     for row in csv.DictReader((tmp_path / "out" / "study.csv").open()):
         # exact gradient, one step = 1 rollout + 1 backward pass of H steps; K = 2 per replan
         assert float(row["rollouts_per_step"]) == 2.0 and float(row["gradients_per_step"]) == 2.0
