@@ -16,8 +16,15 @@ function; a policy problem's closed-loop horizon H).
 states and controls (a batch of rollouts; the same rollouts with their backward pass; the Jacobians at the same
 points), interleaved and repeated, the median of each: ρ_b = (t_forward+backward − t_forward) / t_forward,
 ρ_l = t_jacobians / t_forward. A timing depends on the host: the command line measures once per system and host,
-keeps the ratios (`trajopt.cli`), and records them in every run, so a run and its ``--from`` repeat use the same
-currency; from Python, pass the `StepCosts` you want (or measure them) to whatever converts.
+keeps the ratios (`trajopt.step_costs`), and records them in every run (result.json's ``step_costs``); from Python,
+pass the `StepCosts` you want (or measure them) to whatever converts (`trajopt.solve`'s ``step_costs``,
+`trajopt.solver.Result.forward_equivalents`).
+
+**Budgets** (``trajopt.solve(..., budget=B, step_costs=...)``, ``trajopt compare --budget B``) are in this unit and
+admit every method. A method whose step costs a fixed amount (its ``calls(problem)``: `fixed_counts`,
+`step_equivalents`) runs floor(B / its FSE per step) steps and never passes B; any other (iLQR, L-BFGS, MultiStart
+over them: their line searches vary) runs until its spend reaches B, the solver stopping each seed there, so it ends
+at most one step's spend over B (`budget_iterations` gives the iterations either is run for).
 """
 
 from __future__ import annotations
@@ -58,6 +65,29 @@ class StepCosts:
                    source=str(d.get("source", "given")))
 
 
+STEP_COSTS_ENV = "TRAJOPT_STEP_COSTS"
+
+
+def given_step_costs() -> Optional[StepCosts]:
+    """The step costs ``TRAJOPT_STEP_COSTS`` gives ("B,L": ρ_b = B and ρ_l = L, finite numbers >= 0; source "given by
+    TRAJOPT_STEP_COSTS"), or None when it is unset or empty; a ValueError naming the variable, what was found and what
+    is allowed otherwise. The command line uses it instead of measuring (`trajopt.step_costs.step_costs_for`): for
+    runs that must convert with known numbers (tests, a comparison across hosts)."""
+    import os
+
+    text = os.environ.get(STEP_COSTS_ENV, "")
+    if not text.strip():
+        return None
+    try:
+        values = [float(p) for p in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) != 2 or not all(math.isfinite(v) and v >= 0 for v in values):
+        raise ValueError(f"{STEP_COSTS_ENV}: found {text!r}, allowed: two finite numbers >= 0, 'B,L' (a step's backward "
+                         "pass and its linearisation, in forward steps), or unset to measure them")
+    return StepCosts(values[0], values[1], f"given by {STEP_COSTS_ENV}")
+
+
 def forward_equivalents(horizon: int, costs: StepCosts, rollouts=0, gradients=0, linearizations=0):
     """T (rollouts + ρ_b gradients + ρ_l linearizations): counts (numbers or arrays) -> forward-step equivalents."""
     return horizon * (np.asarray(rollouts, float) + costs.backward * np.asarray(gradients, float)
@@ -71,6 +101,45 @@ def counts_of(info_or_history: Any) -> dict:
     return {k: get(k, 0) for k in COUNT_FIELDS}
 
 
+def fixed_counts(method, problem) -> Optional[tuple[int, int, int]]:
+    """(rollouts, backward passes, linearizations) one step of ``method`` spends when that is fixed (its optional
+    ``calls(problem)``, `trajopt.methods.base`: two numbers, or three with linearizations), else None: a method
+    without ``calls`` (iLQR, L-BFGS, MultiStart over them: their line searches vary) or a gradient method whose
+    oracle has no fixed count."""
+    calls = getattr(method, "calls", None)
+    if not callable(calls):
+        return None
+    try:
+        counts = calls(problem)
+    except (AttributeError, TypeError, NotImplementedError):  # an oracle without a fixed count
+        return None
+    if counts is None:
+        return None
+    counts = tuple(int(c) for c in counts)
+    return (counts + (0, 0, 0))[:3]
+
+
+def step_equivalents(method, problem, costs: StepCosts) -> Optional[float]:
+    """The forward-step equivalents one step of ``method`` spends on ``problem`` when that is fixed (`fixed_counts`),
+    else None."""
+    counts = fixed_counts(method, problem)
+    if counts is None:
+        return None
+    return float(forward_equivalents(problem_horizon(problem), costs, *counts))
+
+
+def budget_iterations(method, problem, budget: float, costs: StepCosts) -> int:
+    """The iterations a run of ``method`` under a compute ``budget`` (forward-step equivalents per seed) is given:
+    for a method of fixed cost per step c (`step_equivalents`) floor(budget / c), so it never passes the budget;
+    for any other, ceil(budget / T), T the problem's horizon: every step of a seed still running spends at least one
+    rollout (T forward steps), so the budget stops it first (`trajopt.solve`'s ``budget``: it stops a seed once its
+    spend reaches the budget, at most one step over). 0 when one fixed-cost step is over the budget."""
+    per = step_equivalents(method, problem, costs)
+    if per is not None:
+        return int(math.floor(budget / per)) if per > 0 else 0
+    return max(1, int(math.ceil(budget / problem_horizon(problem))))
+
+
 def problem_horizon(problem) -> int:
     """T of a problem, as a rollout counts steps: a time-stepped problem's U rows, a policy problem's H, 1 otherwise."""
     if getattr(problem, "time_stepped", False):
@@ -79,6 +148,17 @@ def problem_horizon(problem) -> int:
     if isinstance(horizon, int):
         return horizon
     return 1
+
+
+def system_step(system) -> tuple[Callable, int, int]:
+    """(step, n, m): the one-step map whose cost `measure_step_costs` measures for ``system``: a time-stepped
+    system's ``step(x, u)`` (n, m its sizes); for a one-step system (``one_step``: an objective ``cost(theta)`` and no
+    dynamics, T = 1) its cost function as a map of one state, ``x' = x + cost(u)`` (n = 1)."""
+    m = int(system.control_size)
+    if getattr(system, "one_step", False):
+        cost = system.cost
+        return (lambda x, u: x + cost(u)), 1, m
+    return system.step, int(system.state_size), m
 
 
 def _fastest_seconds(fns: list[Callable[[], Any]], repeats: int) -> list[float]:
@@ -93,8 +173,8 @@ def _fastest_seconds(fns: list[Callable[[], Any]], repeats: int) -> list[float]:
     return [float(np.min(t)) for t in times]
 
 
-def measure_step_costs(step: Callable, n: int, m: int, *, batch: int = 1024, length: int = 32, repeats: int = 15,
-                       key: Optional[jax.Array] = None, scale: float = 0.1) -> StepCosts:
+def measure_step_costs(step: Callable, n: int, m: int, *, batch: int = 64, length: int = 64, repeats: int = 10,
+                       rounds: int = 3, key: Optional[jax.Array] = None, scale: float = 0.1) -> StepCosts:
     """ρ_b and ρ_l of a one-step map ``step(x: [n], u: [m]) -> [n]`` on this host (see the module docstring).
 
     The programs run ``batch`` rollouts of ``length`` steps from small random states and controls (N(0, scale²),
@@ -122,7 +202,12 @@ def measure_step_costs(step: Callable, n: int, m: int, *, batch: int = 1024, len
     fns = [lambda: forward(X0, U), lambda: backward(X0, U), lambda: jacobians(points, U)]
     for f in fns:
         jax.block_until_ready(f())
-    t_f, t_fb, t_l = _fastest_seconds(fns, repeats)
-    t_f = max(t_f, 1e-9)
-    return StepCosts(backward=round(max(t_fb - t_f, 0.0) / t_f, 3), linearization=round(t_l / t_f, 3),
-                     source=f"measured: {batch} x {length} steps, fastest of {repeats}")
+    ratios = []
+    for _ in range(rounds):
+        t_f, t_fb, t_l = _fastest_seconds(fns, repeats)
+        t_f = max(t_f, 1e-9)
+        ratios.append((max(t_fb - t_f, 0.0) / t_f, t_l / t_f))
+    backward_ratio, linearization_ratio = np.median(np.asarray(ratios), axis=0)
+    return StepCosts(backward=round(float(backward_ratio), 3), linearization=round(float(linearization_ratio), 3),
+                     source=f"measured: {batch} rollouts x {length} steps, median of {rounds} rounds, each the "
+                            f"fastest of {repeats}")
