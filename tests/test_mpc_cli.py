@@ -31,6 +31,7 @@ seeds = 2
 optimizer = { name = "adam", step = 0.3 }
 [variants.exact_adam]
 oracle = "exact"
+optimizer = { name = "adam", step = 0.3, schedule = "cosine" }
 [method.cem]
 population = 10
 [mpc]
@@ -91,6 +92,25 @@ def test_the_run_folder_holds_every_file_and_the_numbers_agree(run):
     assert result["variants"]["cem"]["compute_per_step"]["rollouts"] == 2 * 10  # K x population
     assert result["variants"]["exact_adam"]["compute_per_step"]["gradients"] == 2
     assert result["variants"]["cem"]["success"] == [1.0, 1.0]  # radius 10 on the cart's position
+
+
+def test_a_variants_schedule_spans_the_steps_of_one_replan(run):
+    """The method restarts at every replan, so a decaying step schedule spans K = mpc.iterations steps (not the file's
+    solve.iterations), and the resolved config says so."""
+    import tomllib
+
+    problem, out, res = run
+    config = tomllib.loads((out / "config.toml").read_text())
+    assert config["variants"]["exact_adam"]["optimizer"]["decay_steps"] == 2
+    assert config["solve"]["iterations"] == 2
+
+
+def test_settings_trajopt_mpc_does_not_read_are_refused(run, tmp_path):
+    problem, out, res = run
+    for item in ("solve.iterations=50", "variants.exact_adam.iterations=9", "solve.seeds=3"):
+        bad = CliRunner().invoke(app, ["mpc", str(problem), "--set", item, "--out", str(tmp_path / "x")])
+        assert bad.exit_code == 2 and "not read by trajopt mpc" in " ".join(bad.output.split()), bad.output
+        assert not (tmp_path / "x").exists()
 
 
 def test_config_toml_reruns_the_same_closed_loop(run, tmp_path):

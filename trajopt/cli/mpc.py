@@ -121,9 +121,26 @@ def _run(problem_path, overrides, sets, out_dir, force, report, json_out, quiet,
     if spec.closed_loop is None or spec.closed_loop.mpc is None:
         raise fail(f"{spec.source}: mpc: missing; allowed: an [mpc] table with episode and horizon (the closed-loop "
                    "run's settings; see docs/closed_loop.md)")
+    for item in sets or []:
+        key = item.partition("=")[0].strip()
+        if key in ("solve.iterations", "solve.variants", "solve.seeds") or (
+                key.startswith("variants.") and key.endswith(".iterations")):
+            raise fail(f"{spec.source}: --set {key}: not read by trajopt mpc (a closed-loop run takes mpc.iterations "
+                       "steps per replan, mpc.variants and mpc.seeds); allowed: --set mpc.iterations=K, "
+                       "--iterations K, --variants, --seeds")
     names = _selected(spec)
-    # the [mpc] variants are the run's variants: load again so that every one is built and validated like --variants
-    spec = load_spec(problem_path, overrides + ["solve.variants=[" + ", ".join(json.dumps(n) for n in names) + "]"])
+    iterations = spec.closed_loop.mpc.settings.iterations
+    # the [mpc] variants are the run's variants, each running K = mpc.iterations steps per replan: load again with
+    # them as solve.variants and K as every variant's iterations, so that each is validated like --variants and its
+    # step and sigma schedules span the K steps of a replan (the method restarts them at every replan)
+    from trajopt.spec import iteration_overrides
+
+    run_overrides = overrides + ["solve.variants=[" + ", ".join(json.dumps(n) for n in names) + "]",
+                                 f"solve.iterations={iterations}"]
+    spec = load_spec(problem_path, run_overrides)
+    extra = iteration_overrides(spec, run_overrides)
+    if extra:
+        spec = load_spec(problem_path, run_overrides + extra)
     check_sets(spec, sets, "variants", "mpc")
     mpc_spec = spec.closed_loop.mpc
     problem = spec.problem()
