@@ -173,14 +173,20 @@ def _fastest_seconds(fns: list[Callable[[], Any]], repeats: int) -> list[float]:
     return [float(np.min(t)) for t in times]
 
 
-def measure_step_costs(step: Callable, n: int, m: int, *, batch: int = 64, length: int = 64, repeats: int = 10,
-                       rounds: int = 3, key: Optional[jax.Array] = None, scale: float = 0.1) -> StepCosts:
+def measure_step_costs(step: Callable, n: int, m: int, *, batch: int = 16, length: int = 64, repeats: int = 7,
+                       rounds: int = 3, key: Optional[jax.Array] = None, scale: float = 0.1,
+                       target_seconds: float = 5e-3, max_reps: int = 4096) -> StepCosts:
     """ρ_b and ρ_l of a one-step map ``step(x: [n], u: [m]) -> [n]`` on this host (see the module docstring).
 
-    The programs run ``batch`` rollouts of ``length`` steps from small random states and controls (N(0, scale²),
-    fixed by ``key``): forward (the sum of the final states, so nothing is dead code), forward with the backward pass
-    of that sum, and the Jacobians of the step at the same batch x length points. Each is compiled and run once
-    before timing."""
+    Three operations on ``batch`` rollouts of ``length`` steps from small random states and controls (N(0, scale²),
+    fixed by ``key``), as the methods run them: the forward rollouts (the sum of their final states), the same with
+    their backward pass (``value_and_grad`` of that sum with respect to the controls), and the Jacobians of the step
+    at the rollouts' batch x length points (``jacfwd``, iLQR's linearisation). Each is timed inside a compiled
+    ``fori_loop`` of R repetitions chained through the start state (so nothing is hoisted), R chosen once (x2 at a
+    time, at most ``max_reps``) until the forward program takes ``target_seconds``: what is timed is the operations'
+    own work, not a call's fixed overhead (timed call by call, a cheap step's backward pass looked free). The time per
+    repetition of each, in ``rounds`` rounds of the fastest of ``repeats`` interleaved runs, gives the rounds'
+    ratios, and their median is returned."""
     key = jax.random.PRNGKey(0) if key is None else key
     kx, ku = jax.random.split(key)
     dtype = jnp.result_type(float)
@@ -195,19 +201,45 @@ def measure_step_costs(step: Callable, n: int, m: int, *, batch: int = 64, lengt
             return step(x, u), x
         return jax.lax.scan(body, x0, us)[1]
 
-    forward = jax.jit(jax.vmap(final))
-    backward = jax.jit(jax.vmap(jax.value_and_grad(final, argnums=1)))
-    points = jax.jit(jax.vmap(states))(X0, U)
-    jacobians = jax.jit(jax.vmap(jax.vmap(jax.jacfwd(step, argnums=(0, 1)))))
-    fns = [lambda: forward(X0, U), lambda: backward(X0, U), lambda: jacobians(points, U)]
+    def forward_once(x0):
+        return jnp.sum(jax.vmap(final)(x0, U))
+
+    def backward_once(x0):
+        values, grads = jax.vmap(jax.value_and_grad(final, argnums=1))(x0, U)
+        return jnp.sum(values) + jnp.sum(grads)
+
+    def jacobians_once(x0):
+        A, B = jax.vmap(jax.vmap(jax.jacfwd(step, argnums=(0, 1))))(jax.vmap(states)(x0, U), U)
+        return jnp.sum(A) + jnp.sum(B)
+
+    def repeated(once):
+        @jax.jit
+        def program(x0, reps):
+            # each repetition starts from a state that depends on the last one's result (by 0 x result: the same
+            # numbers, but no repetition can be hoisted out of the loop or dropped)
+            def body(_, carry):
+                x, acc = carry
+                r = once(x)
+                return x + 0.0 * r, acc + r
+            return jax.lax.fori_loop(0, reps, body, (x0, jnp.zeros((), dtype)))[1]
+        return program
+
+    programs = [repeated(f) for f in (forward_once, backward_once, jacobians_once)]
+    reps = 1
+    jax.block_until_ready(programs[0](X0, reps))  # compile (reps is a traced bound: one program for every R)
+    while reps < max_reps and _fastest_seconds([lambda: programs[0](X0, reps)], 3)[0] < target_seconds:
+        reps *= 2
+    fns = [lambda p=p: p(X0, reps) for p in programs]
     for f in fns:
         jax.block_until_ready(f())
     ratios = []
     for _ in range(rounds):
         t_f, t_fb, t_l = _fastest_seconds(fns, repeats)
-        t_f = max(t_f, 1e-9)
-        ratios.append((max(t_fb - t_f, 0.0) / t_f, t_l / t_f))
+        t_f = max(t_f, 1e-12)
+        # the backward program also rolls out forward: its extra time is the backward pass; the Jacobians' rollout
+        # to reach their points is one forward rollout too, taken off likewise
+        ratios.append((max(t_fb - t_f, 0.0) / t_f, max(t_l - t_f, 0.0) / t_f))
     backward_ratio, linearization_ratio = np.median(np.asarray(ratios), axis=0)
     return StepCosts(backward=round(float(backward_ratio), 3), linearization=round(float(linearization_ratio), 3),
-                     source=f"measured: {batch} rollouts x {length} steps, median of {rounds} rounds, each the "
-                            f"fastest of {repeats}")
+                     source=f"measured: {batch} rollouts x {length} steps, {reps} repetitions per program, median of "
+                            f"{rounds} rounds, each the fastest of {repeats}")
