@@ -306,3 +306,27 @@ def test_a_policy_problems_wrap_is_checked_as_an_open_loop_tasks(wrap):
     _refused(invoke("validate", POLICY, "--set", f"task.wrap={wrap}"),
              "pendulum_wall_policy.toml: task.wrap: found", "allowed: a list of distinct state indices in 0..1")
     assert spec.load(POLICY, ["task.wrap=[0]"]).task.wrap == (0,)
+
+
+def test_a_sweep_over_a_factory_systems_parameter_is_not_refused(tmp_path, monkeypatch):
+    """A user system built by a marked factory records none of its parameters in the resolved configuration, so a
+    sweep over one must not be taken for a key that changes nothing."""
+    from trajopt.cli.study import _check_varies
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "e1_factory.py").write_text(
+        "import jax.numpy as jnp\n\nclass _Sys:\n    state_size = 2\n    control_size = 1\n"
+        "    def __init__(self, gain):\n        self.gain = gain\n"
+        "    def step(self, x, u):\n        return x + self.gain * jnp.concatenate([u, u])\n\n"
+        "def make(gain=1.0):\n    return _Sys(gain)\nmake.__trajopt_factory__ = True\n")
+    path = tmp_path / "p.toml"
+    path.write_text('[system]\nname = "e1_factory:make"\n[task]\nhorizon = 3\nx0 = [0.0, 0.0]\ngoal = [1.0, 0.0]\n'
+                    'Q = [1.0, 1.0]\nR = [1.0]\n')
+    try:
+        specs = [(g, spec.load(path, ['solve.oracles=["fobg"]', f"system.gain={g}"])) for g in (1.0, 2.0)]
+        assert [s.system.gain for _, s in specs] == [1.0, 2.0]
+        _check_varies("system.gain", specs)
+    finally:
+        import sys
+
+        sys.modules.pop("e1_factory", None)

@@ -91,21 +91,21 @@ def _check_study_size(spec, problem, repeats: int, points: int = 1, label: str =
 
 
 def _check_varies(key: str, specs: list) -> None:
-    """Refuse (exit 2) a swept key that leaves unchanged, at every value, the problem and the configuration of a
-    studied oracle that takes the key (another setting wins over it: an [oracle.NAME] key of the file, --samples):
-    its line would be drawn flat "against" the key. Oracles that do not take an oracle key are flat by nature."""
+    """Refuse (exit 2) a swept oracle key that leaves unchanged, at every value, the problem and the configuration of
+    a studied oracle that takes the key (another setting wins over it: an [oracle.NAME] key of the file, --samples):
+    its line would be drawn flat "against" the key. Oracles that do not take the key are flat by nature; a problem
+    key always reaches the problem (a user system built by a factory records none of its parameters, so its
+    configuration cannot be compared)."""
     import json
 
     from trajopt.cli.diagnose import PROBLEM_SECTIONS
     from trajopt.spec import _fields
 
-    if len(specs) < 2:
-        return
     parts = key.split(".")
+    if len(specs) < 2 or parts[0] != "oracle":  # a problem key always reaches the problem (or is an unknown key)
+        return
 
     def takes(name, oracle) -> bool:
-        if parts[0] != "oracle":
-            return True
         return parts[1] in _fields(oracle) if len(parts) == 2 else parts[1] == name
 
     def seen(spec, name) -> str:
