@@ -160,8 +160,7 @@ def test_the_checker_finds_what_is_missing_and_leaves_commands_and_urls_alone(tm
 
 
 # The lines helper A owns (issue #30: the lead rewrites them once A is done); empty this set then.
-PENDING = {"trajopt/policies/problem.py", "trajopt/policies/oracles.py", "trajopt/oracles/ivw.py",
-           "trajopt/oracles/_samples.py"}
+PENDING: set = set()
 TEXT = {".py", ".md", ".toml", ".sh", ".txt", ".xml", ".cfg", ".ini", ".yml", ".yaml", ".json", ".html", ""}
 
 

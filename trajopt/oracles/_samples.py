@@ -36,7 +36,7 @@ SPLITS = ("independent", "halves", "shared")
 
 
 def first_order_samples(key: Array, problem: Problem, U: Array, n: int, sigma: float, *, with_values: bool = False):
-    """Pathwise gradients of the noisy objective (PAPER.md §1.3).
+    """Pathwise gradients of the noisy objective (Suh et al. 2022, §2.2: the reparameterisation gradient).
 
         g1_i = grad_U f(U + w_i),   w_i ~ N(0, sigma^2 I)       (autodiff with w_i held fixed)
 
@@ -56,7 +56,7 @@ def first_order_from_noise(problem: Problem, U: Array, w: Array, *, with_values:
 
 
 def zeroth_order_samples(key: Array, problem: Problem, U: Array, n: int, sigma: float, baseline: Array) -> Array:
-    """Score-function gradients with the zero-noise baseline (PAPER.md §1.2):
+    """Score-function gradients with the zero-noise baseline (Suh et al. 2022, §2.2):
 
         g0_i = (f(U + w_i) - f(U)) * w_i / sigma^2,   w_i ~ N(0, sigma^2 I)
 

@@ -2,7 +2,7 @@
 
     IVW(U) = alpha * FoBG(U) + (1 - alpha) * ZoBG(U),   alpha = s0 / (s0 + s1 + regulariser)
 
-with s1, s0 the empirical trace variances of the two batches (PAPER.md §1.5, alpha_inf of Eq. 5; the 2026
+with s1, s0 the empirical trace variances of the two batches (Suh et al. 2022, alpha_inf of Eq. 5; the 2026
 follow-up's "IVW", §4.2). It minimises the variance proxy alpha^2 s1 + (1 - alpha)^2 s0 of Eq. 4 with no
 accuracy constraint, so it is `aobg` with gamma = inf, stated as its own oracle: it is what the follow-up
 shows failing under empirical bias (a biased FoBG looks low-variance and gets the weight). The batches are

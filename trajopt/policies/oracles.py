@@ -8,7 +8,7 @@ the fixed evaluation batch, not counted; ``alpha``, ``var_first``, ``var_zero``,
 backward passes through them that the estimate spent). `trajopt.methods.GradientMethod(oracle, optimizer)`
 and `trajopt.solver.solve` run them unchanged. The names are the open-loop ones.
 
-Per sample i (PAPER.md §1.2-1.3) the estimate draws an initial state x_1^i (`trajopt.policies.problem.
+Per sample i (Suh et al. 2022, §2.2) the estimate draws an initial state x_1^i (`trajopt.policies.problem.
 initial_states`: fresh from rho, or from the fixed training set) and action noise w^i_{1:H} ~ N(0, sigma^2 I)
 and rolls out u_h = pi(x_h, theta) + w_h:
 
@@ -23,8 +23,8 @@ of the policy along the stored states (no backward pass through the simulator).
 | name     | estimate                                                        | rollouts, backward passes |
 |----------|-----------------------------------------------------------------|---------------------------|
 | exact    | noise-free pathwise gradient, mean over N initial states        | N, N                      |
-| fobg     | FoBG (Eq. of §1.3)                                               | N, N                      |
-| zobg     | ZoBG with the per-sample zero-noise baseline (§1.2)              | 2N, 0                     |
+| fobg     | FoBG (Suh et al. 2022, §2.2)                                     | N, N                      |
+| zobg     | ZoBG with the per-sample zero-noise baseline (§2.2)              | 2N, 0                     |
 | aobg     | bias-constrained alpha mix of independent FoBG and ZoBG batches | 3N, N (independent split) |
 | ivw      | inverse-variance mix, no bias constraint                        | 3N, N (independent split) |
 | stepwise | IVW-H: per-(step, action) weights in action space, then a VJP   | 2N, N                     |
@@ -75,7 +75,7 @@ from trajopt.stats import (
 
 
 def score(problem: PolicyProblem, theta: Array, X: Array, w: Array) -> Array:
-    """sum_h D_theta pi(x_h, theta)^T w_h, the likelihood-ratio direction of one trajectory (PAPER.md §1.2).
+    """sum_h D_theta pi(x_h, theta)^T w_h, the likelihood-ratio direction of one trajectory (Suh et al. 2022, §2.2: the score of the REINFORCE estimator).
 
     theta [d], X [H+1, n] (the visited states; only X[:H] are used, held fixed), w [H, m] -> [d]. One VJP of
     the policy with cotangents w_h; no derivative through the dynamics.
@@ -104,7 +104,7 @@ def baselines(problem: PolicyProblem, theta: Array, X1: Array) -> Array:
 
 
 def zeroth_order_samples(problem: PolicyProblem, theta: Array, X1: Array, W: Array, sigma: float) -> Array:
-    """ZoBG samples with the per-sample zero-noise baseline (PAPER.md §1.2): X1 [N, n], W [N, H, m] -> g0 [N, d].
+    """ZoBG samples with the per-sample zero-noise baseline (Suh et al. 2022, §2.2): X1 [N, n], W [N, H, m] -> g0 [N, d].
 
         g0_i = (V_1(x_1^i, w^i, theta) - V_1(x_1^i, 0, theta)) * score_i / sigma^2
 
@@ -257,7 +257,7 @@ class PolicyExact(ClosedLoop):
 
 @dataclass(frozen=True)
 class PolicyFoBG(ClosedLoop):
-    """samples: N; sigma: action-noise std (NaN = the problem's). PAPER.md §1.3; N rollouts, N backward passes."""
+    """samples: N; sigma: action-noise std (NaN = the problem's). Suh et al. 2022, §2.2 (the reparameterisation gradient); N rollouts, N backward passes."""
 
     samples: int = 10
     sigma: float = math.nan
@@ -282,7 +282,7 @@ class PolicyFoBG(ClosedLoop):
 
 @dataclass(frozen=True)
 class PolicyZoBG(ClosedLoop):
-    """samples: N; sigma: action-noise std (NaN = the problem's). PAPER.md §1.2 with the per-sample zero-noise
+    """samples: N; sigma: action-noise std (NaN = the problem's). Suh et al. 2022, §2.2 with the per-sample zero-noise
     baseline from the same initial state; 2N rollouts, no backward pass."""
 
     samples: int = 10
@@ -307,7 +307,7 @@ class PolicyZoBG(ClosedLoop):
 
 @dataclass(frozen=True)
 class PolicyAoBG(ClosedLoop):
-    """The bias-constrained alpha-order gradient (PAPER.md §1.5, Eqs. 4-5), as `trajopt.oracles.aobg`:
+    """The bias-constrained alpha-order gradient (Suh et al. 2022, §4, Eqs. 4-5), as `trajopt.oracles.aobg`:
 
         AoBG = alpha FoBG + (1 - alpha) ZoBG,  alpha = argmin alpha^2 s1 + (1-alpha)^2 s0  s.t.  eps + alpha B <= gamma
         eps  = sqrt(2 s0 log((d+1)/p) / N0) + (2 L / (3 N0)) log((d+1)/p),   d = theta's size
@@ -349,7 +349,7 @@ class PolicyAoBG(ClosedLoop):
 @dataclass(frozen=True)
 class PolicyIVW(ClosedLoop):
     """Inverse-variance weighting of FoBG and ZoBG batches, alpha = s0 / (s0 + s1 + regulariser), no bias
-    constraint (PAPER.md §1.5 alpha_inf, §4.2). samples, sigma, regulariser, split as `PolicyAoBG`."""
+    constraint (Suh et al. 2022, alpha_inf of Eq. 5; the follow-up's IVW, arXiv 2604.18161). samples, sigma, regulariser, split as `PolicyAoBG`."""
 
     samples: int = 10
     sigma: float = math.nan
@@ -375,7 +375,7 @@ class PolicyIVW(ClosedLoop):
 
 @dataclass(frozen=True)
 class PolicyStepwise(ClosedLoop):
-    """IVW-H (PAPER.md §4.4): per-(step h, action a) inverse-variance weights in ACTION space, then the policy VJP.
+    """IVW-H (the follow-up, arXiv 2604.18161: per-step inverse-variance weights): per-(step h, action a) inverse-variance weights in ACTION space, then the policy VJP.
 
     From one batch of N trajectories (shared: 2N rollouts with the baselines, N backward passes):
 

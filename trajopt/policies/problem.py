@@ -1,6 +1,6 @@
 """Policy problems: the decision is a feedback policy's parameter vector theta, the cost the closed loop's.
 
-PAPER.md §1.1. A policy pi(x, theta), theta in R^d, acts on a system x_{h+1} = phi(x_h, u_h) with noise on
+Suh et al. 2022, §2 (Eq. 1). A policy pi(x, theta), theta in R^d, acts on a system x_{h+1} = phi(x_h, u_h) with noise on
 its output, u_h = pi(x_h, theta) + w_h, w_h ~ N(0, sigma^2 I_m) i.i.d., from x_1 ~ rho. The cost-to-go of
 one closed-loop trajectory is
 
@@ -231,7 +231,7 @@ def trajectory_cost(problem: PolicyProblem, X: Array, U: Array) -> Array:
 
 
 def value(problem: PolicyProblem, theta: Array, x1: Array, w: Array) -> Array:
-    """V_1(x_1, w_{1:H}, theta) (PAPER.md §1.1): theta [d], x1 [n], w [H, m] -> scalar."""
+    """V_1(x_1, w_{1:H}, theta) (Suh et al. 2022, §2): theta [d], x1 [n], w [H, m] -> scalar."""
     X, U = rollout(problem, theta, x1, w)
     return trajectory_cost(problem, X, U)
 
