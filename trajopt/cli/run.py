@@ -427,14 +427,15 @@ def _run_held(verb, problem, overrides, out_dir, force, x, json_out, quiet, plot
     check_sets(spec, sets, "variants", verb)  # an oracle/method/variant key that no selected variant takes: exit 2
     from trajopt.spec import iteration_overrides
 
-    preflight(spec, trace=False)  # a variant that cannot run on this problem (iLQR on a policy problem): exit 2
+    # a variant that cannot run on this problem (iLQR on a policy problem), rollouts past the memory bound, user code
+    # that fails when traced as the run traces it: exit 2 before the step costs are measured or anything compiles
+    preflight(spec)
     extra = iteration_overrides(spec, overrides)
     if extra:
         overrides = overrides + extra
         spec = load_spec(problem, overrides)
     if budget is not None:
         spec = load_spec(problem, overrides + budget_overrides(spec, budget))
-    preflight(spec)  # every variant's first step traced as the run will trace it, before any of them runs
     if "gradients" in x:
         check_gradient_axis(spec)
     out_dir = out_dir or _default_out(spec, verb)
