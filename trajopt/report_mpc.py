@@ -51,11 +51,12 @@ def html_mpc_report(summary: Mapping, figures: Mapping[str, bytes]) -> str:
         rows.append([name, f"{sum(s == 'ok' for s in v['status'])}/{len(v['status'])}",
                      _n(v["closed_loop_cost_median"]), f"{_n(q[0])} – {_n(q[1])}",
                      "-" if rate is None else f"{rate:.0%} [{lo:.0%}, {hi:.0%}]",
-                     _n(c["rollouts"], 4), _n(c["gradients"], 4), _n(c["forward_equivalents"], 4),
+                     _n(c["rollouts"], 4), _n(c["gradients"], 4), _n(c.get("linearizations", 0), 4),
+                     _n(c["forward_equivalents"], 4),
                      " / ".join(_n(None if ps[k] is None else ps[k] * 1e3, 3) for k in ("p50", "p95", "max")),
                      _n(v["deadline_miss_rate"], 3), _n(v["realtime_factor"], 3)])
     parts.append(_table_html(["variant", "seeds ok", "closed-loop cost (median)", "IQR", "success [95 %]",
-                              "rollouts / step", "backward / step", "FSE / step", "plan ms p50 / p95 / max",
+                              "rollouts / step", "backward / step", "linearisations / step", "FSE / step", "plan ms p50 / p95 / max",
                               "deadline misses", "real-time factor"], rows))
     for caption, png in figures.items():
         src = "data:image/png;base64," + base64.b64encode(png).decode("ascii")

@@ -8,7 +8,7 @@ last), with closed-loop content.
                      ``rollouts``, ``gradients`` and ``forward_equivalents`` spent on it
     result.json      per variant: ``closed_loop_cost`` [per seed], ``closed_loop_cost_median`` (and IQR),
                      ``success`` [per seed] and ``success_rate`` with its Wilson 95 % interval (where the problem
-                     defines success), ``compute_per_step`` {rollouts, gradients, forward_equivalents} (mean per
+                     defines success), ``compute_per_step`` {rollouts, gradients, linearizations, forward_equivalents} (mean per
                      replan), ``plan_seconds`` {p50, p95, max}, ``deadline_miss_rate``, ``realtime_factor``,
                      ``status``; and for the run: the ``mpc`` settings, the ``plant`` (its overrides, noise and
                      disturbances) and the ``step_costs`` that converted the counts
@@ -36,7 +36,7 @@ FIGURES = {"realised": "realised.png", "cost": "closed_loop_cost.png", "plan_tim
 def forward_equivalents_of(result, costs: StepCosts) -> np.ndarray:
     """[S, R] each replan's compute in forward-step equivalents (horizon H steps per rollout)."""
     return forward_equivalents(result.settings.horizon, costs, result.rollouts, result.gradients,
-                               getattr(result, "linearizations", 0))
+                               result.linearizations)
 
 
 def overall_status(results) -> str:
@@ -63,8 +63,7 @@ def summarise(spec, results: Mapping, *, step_costs: StepCosts, versions: Mappin
             "closed_loop_cost_iqr": [q25, q75],
             "failed_at": [int(k) if k >= 0 else None for k in r.failed_at],
             "plan_failures": [int(k) for k in r.plan_failures],
-            "compute_per_step": {"rollouts": float(np.mean(r.rollouts)), "gradients": float(np.mean(r.gradients)),
-                                 "forward_equivalents": float(np.mean(fse))},
+            "compute_per_step": {**r.compute_per_step(), "forward_equivalents": float(np.mean(fse))},
             "plan_seconds": r.plan_seconds_summary(),
             "deadline_miss_rate": r.deadline_miss_rate,
             "realtime_factor": r.realtime_factor,
@@ -129,7 +128,7 @@ def metrics_lines(results: Mapping, cost, step_costs: StepCosts):
                     j = t // every
                     row.update(replan=True, planned_cost=_plain_list([float(r.planned_cost[i, j])])[0],
                                rollouts=int(r.rollouts[i, j]), gradients=int(r.gradients[i, j]),
-                               forward_equivalents=float(fse[i, j]))
+                               linearizations=int(r.linearizations[i, j]), forward_equivalents=float(fse[i, j]))
                 yield _encode_line(row)
 
 

@@ -35,9 +35,10 @@ def _mpc_table(summary: dict) -> Table:
                   f"{summary['step_costs']['linearization']:g} forward steps); plan time on seed "
                   f"{summary['seeds'][0]} on {escape(str(summary.get('platform', '?')))}")
     has_success = any("success_rate" in v for v in summary["variants"].values())
+    has_lin = any(v["compute_per_step"].get("linearizations") for v in summary["variants"].values())
     cols = [("variant", "left"), ("status", "left"), ("closed-loop cost", "right"), ("IQR", "right"),
             *([("success [95 %]", "right")] if has_success else []), ("rollouts", "right"), ("backward", "right"),
-            ("FSE", "right"), ("plan ms p50/p95/max", "right"), ("misses", "right"), ("RTF", "right"),
+            *([("linearisations", "right")] if has_lin else []), ("FSE", "right"), ("plan ms p50/p95/max", "right"), ("misses", "right"), ("RTF", "right"),
             ("run+compile s", "right")]
     for col, justify in cols:
         table.add_column(col, justify=justify)
@@ -55,7 +56,8 @@ def _mpc_table(summary: dict) -> Table:
             success = ["-" if rate is None else f"{rate:.0%} [{lo:.0%}, {hi:.0%}]"]
         table.add_row(escape(name), status, fmt(v["closed_loop_cost_median"]),
                       "-" if q[0] is None else f"{fmt(q[0])}–{fmt(q[1])}", *success,
-                      f"{c['rollouts']:,.4g}", f"{c['gradients']:,.4g}", f"{c['forward_equivalents']:,.4g}",
+                      f"{c['rollouts']:,.4g}", f"{c['gradients']:,.4g}",
+                      *([f"{c.get('linearizations', 0):,.4g}"] if has_lin else []), f"{c['forward_equivalents']:,.4g}",
                       f"{ms(ps['p50'])}/{ms(ps['p95'])}/{ms(ps['max'])}",
                       "-" if miss is None or not math.isfinite(miss) else f"{miss:.0%}",
                       "-" if rtf is None or not math.isfinite(rtf) else f"{rtf:.3g}",
@@ -144,13 +146,12 @@ def _run(problem_path, overrides, sets, out_dir, force, report, json_out, quiet,
     check_sets(spec, sets, "variants", "mpc")
     mpc_spec = spec.closed_loop.mpc
     problem = spec.problem()
-    from trajopt.methods.base import check_applicable
+    from trajopt.spec import SpecError, check_variants
 
-    for name, v in spec.variants.items():  # every variant against the problem, before anything compiles
-        try:
-            check_applicable(v.method, problem)
-        except ValueError as e:
-            raise fail(f"{spec.source}: variants.{name}: {e}") from None
+    try:  # every variant against the problem (applicability, sizes, user code traced) before anything compiles
+        check_variants(spec, problem)
+    except SpecError as e:
+        raise fail(str(e)) from None
     if not getattr(problem, "time_stepped", False):
         raise fail(f"{spec.source}: mpc: closed-loop MPC needs a time-stepped open-loop problem (a one-step map, a "
                    f"start and a stage cost); {spec.name} is not one")

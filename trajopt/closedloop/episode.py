@@ -26,8 +26,8 @@ noise alone or in a batch.
 **What a method carries from one replan to the next** (its optional ``warm_start(key, problem, state, U)``; without
 one, ``init(key, problem, U)``: everything but the shifted plan resets). See `warm_start`.
 
-**Counted compute** per replan: the K steps' ``rollouts`` and ``gradients`` (horizon-H rollouts and backward passes,
-as every method counts them). The planned cost f_{P_i}(plan) is evaluated once per replan for the record (not
+**Counted compute** per replan: the K steps' ``rollouts``, ``gradients`` and ``linearizations`` (horizon-H rollouts,
+backward passes and linearisations, as every method counts them; 0 for a count a method's info lacks). The planned cost f_{P_i}(plan) is evaluated once per replan for the record (not
 counted, as solve's final evaluation is not).
 
 **Blow-ups**: a method step whose value or new state is not finite is not taken (the method keeps its last finite
@@ -49,6 +49,7 @@ import numpy as np
 
 from trajopt import checks
 from trajopt.closedloop.plant import Plant
+from trajopt.compute import COUNT_FIELDS
 from trajopt.methods.base import all_finite, state_decision
 from trajopt.oracles.base import gaussian_noise
 from trajopt.problem import trajectory_problem
@@ -133,8 +134,8 @@ class _Episode:
 
     * ``start(seed_key, x0=None) -> carry``: (x_0, Ū_0, the method's state, plan failures 0), x_0 the problem's start
       or the seed's own ``x0``;
-    * ``plan(seed_key, carry, i) -> planned``: measure, warm-start and take K steps: (plan, state, rollouts,
-      gradients, planned cost, failed);
+    * ``plan(seed_key, carry, i) -> planned``: measure, warm-start and take K steps: (plan, state, the counts spent
+      (`COUNT_FIELDS`: rollouts, gradients, linearizations), planned cost, failed);
     * ``advance(carry, planned, i) -> (carry, out)``: apply the plan's first r controls to the plant and shift;
     * ``finish(x_0, outs) -> dict``: the realised X, U, the closed-loop cost and the per-replan records;
     * ``run(key, seeds, x0s=None)``: the whole batched episode (``lax.scan`` over replans, ``vmap`` over seeds).
@@ -177,26 +178,25 @@ class _Episode:
                              lambda: warm_start(method, key_i, prob, mstate, guess))
 
         def body(carry, k):
-            state, alive, rollouts, gradients = carry
+            state, alive, spent = carry
             new, info = method.step(jax.random.fold_in(key_i, k), prob, state)
             finite = jnp.isfinite(info.value) & all_finite(new)
-            spent = alive.astype(jnp.int32)  # a step is recorded (and spends) while the replan's steps stay finite
+            on = alive.astype(jnp.int32)  # a step is recorded (and spends) while the replan's steps stay finite
+            counts = tuple(jnp.asarray(getattr(info, f, 0), jnp.int32) for f in COUNT_FIELDS)
             return (jax.tree_util.tree_map(lambda a, b: jnp.where(alive & finite, a, b), new, state),
-                    alive & finite, rollouts + spent * jnp.asarray(info.rollouts, jnp.int32),
-                    gradients + spent * jnp.asarray(info.gradients, jnp.int32)), None
+                    alive & finite, tuple(s + on * c for s, c in zip(spent, counts))), None
 
-        zero = jnp.asarray(0, jnp.int32)
-        (state, _, rollouts, gradients), _ = jax.lax.scan(body, (state, jnp.asarray(True), zero, zero),
-                                                          jnp.arange(K, dtype=jnp.int32))
+        zero = tuple(jnp.asarray(0, jnp.int32) for _ in COUNT_FIELDS)
+        (state, _, spent), _ = jax.lax.scan(body, (state, jnp.asarray(True), zero), jnp.arange(K, dtype=jnp.int32))
         plan = state_decision(state)
         ok = all_finite(plan)
         plan = jnp.where(ok, plan, guess)
         planned = prob.objective(plan)  # for the record (not counted)
-        return plan, state, rollouts, gradients, planned, ~ok
+        return plan, state, spent, planned, ~ok
 
     def advance(self, carry, planned, i):
         x, _, _, failures = carry
-        plan, state, rollouts, gradients, cost, failed = planned
+        plan, state, spent, cost, failed = planned
         N, H, r = self.settings.episode, self.settings.horizon, self.settings.replan_every
         start = i * r
 
@@ -208,7 +208,7 @@ class _Episode:
 
         x_end, (xs, us) = jax.lax.scan(apply, x, jnp.arange(r))
         guess = jnp.concatenate([plan[r:], _fill(self.settings, plan, self.U0, start + H)], axis=0)
-        out = dict(xs=xs, us=us, rollouts=rollouts, gradients=gradients, planned=cost, failed=failed)
+        out = dict(xs=xs, us=us, planned=cost, failed=failed, **dict(zip(COUNT_FIELDS, spent)))
         return (x_end, guess, state, failures + failed.astype(jnp.int32)), out
 
     def finish(self, x_start, out):
@@ -218,8 +218,8 @@ class _Episode:
         bad = ~jnp.all(jnp.isfinite(X), axis=1)
         J = jnp.where(jnp.any(bad), jnp.nan, self.cost(X, U))
         return dict(X=X, U=U, cost=J, failed_at=jnp.where(jnp.any(bad), jnp.argmax(bad), -1).astype(jnp.int32),
-                    plan_failures=jnp.sum(out["failed"].astype(jnp.int32)), rollouts=out["rollouts"],
-                    gradients=out["gradients"], planned=out["planned"])
+                    plan_failures=jnp.sum(out["failed"].astype(jnp.int32)), planned=out["planned"],
+                    **{f: out[f] for f in COUNT_FIELDS})
 
     def one_seed(self, seed_key, x0=None):
         carry = self.start(seed_key, x0)
@@ -250,7 +250,8 @@ class MPCResult:
         closed_loop_cost: [S] the task's cost of the realised trajectory, Σ_{t<N} stage(x_t, u_t) + terminal(x_N)
             (NaN for a seed whose plant state went non-finite).
         planned_cost: [S, R] the model's cost of each replan's plan from its measured state (the planner's prediction).
-        rollouts, gradients: [S, R] the simulator calls each replan spent (horizon-H rollouts, backward passes).
+        rollouts, gradients, linearizations: [S, R] the simulator calls each replan spent (horizon-H rollouts, backward
+            passes, linearisations).
         success: [S] 1.0 / 0.0 where the problem defines success (`trajopt.closedloop.success`), else None.
         status: [S] "ok" or "non_finite"; failed_at: [S] the first non-finite state's index, -1 if none;
         plan_failures: [S] replans whose plan was not finite (the shifted guess was applied instead).
@@ -270,6 +271,7 @@ class MPCResult:
     planned_cost: np.ndarray
     rollouts: np.ndarray
     gradients: np.ndarray
+    linearizations: np.ndarray
     status: list
     failed_at: np.ndarray
     plan_failures: np.ndarray
@@ -291,8 +293,9 @@ class MPCResult:
         return None if self.success is None else float(np.mean(self.success))
 
     def compute_per_step(self) -> dict:
-        """Mean simulator calls per replan over seeds and replans: {rollouts, gradients}."""
-        return {"rollouts": float(np.mean(self.rollouts)), "gradients": float(np.mean(self.gradients))}
+        """Mean simulator calls per replan over seeds and replans: {rollouts, gradients, linearizations}."""
+        return {"rollouts": float(np.mean(self.rollouts)), "gradients": float(np.mean(self.gradients)),
+                "linearizations": float(np.mean(self.linearizations))}
 
     @property
     def control_period(self) -> float:

@@ -12,8 +12,9 @@ seed:
     closed_loop_cost                 the task's cost of the realised trajectory (null where not finite)
     success                          1 / 0 where the problem has a [success] table, else null
     rollouts_per_step,               the seed's compute per control step: the mean over its replans of the
-    gradients_per_step,              horizon-H rollouts, backward passes, and forward-step equivalents
-    forward_equivalents_per_step     (H (rollouts + rho_b gradients), rho_b the cell's step costs)
+    gradients_per_step,              horizon-H rollouts, backward passes, linearisations, and forward-step
+    linearizations_per_step,         equivalents (H (rollouts + rho_b gradients + rho_l linearizations), rho_b and
+    forward_equivalents_per_step     rho_l the cell's step costs)
     plan_failures                    replans whose plan was not finite (the shifted guess was applied)
     plan_seconds_p50/_p95/_max,      the cell's timing, the same on each of its rows: measured on the cell's FIRST
     deadline_miss_rate,              seed only (a timing-only pass replaying its episode replan by replan, one
@@ -39,7 +40,7 @@ LEAD_COLUMNS = ("problem", "variant")
 ROW_COLUMNS = ("seed", "status", "final_cost", "best_cost", "initial_cost", "rollouts", "gradients", "run_seconds",
                "compile_seconds", "error")
 MPC_ROW_COLUMNS = ("seed", "status", "closed_loop_cost", "success", "rollouts_per_step", "gradients_per_step",
-                   "forward_equivalents_per_step", "plan_failures", "plan_seconds_p50", "plan_seconds_p95",
+                   "linearizations_per_step", "forward_equivalents_per_step", "plan_failures", "plan_seconds_p50", "plan_seconds_p95",
                    "plan_seconds_max", "deadline_miss_rate", "realtime_factor", "run_seconds", "compile_seconds",
                    "error")
 CELL_OK, CELL_FAILED, CELL_INTERRUPTED = "ok", "failed", "interrupted"
@@ -139,6 +140,7 @@ def mpc_cell_rows(cell: Cell, result=None, step_costs=None, error: Optional[str]
                      "closed_loop_cost": _finite(result.closed_loop_cost[i]), "success": success,
                      "rollouts_per_step": float(np.mean(result.rollouts[i])),
                      "gradients_per_step": float(np.mean(result.gradients[i])),
+                     "linearizations_per_step": float(np.mean(result.linearizations[i])),
                      "forward_equivalents_per_step": float(np.mean(fse[i])),
                      "plan_failures": int(result.plan_failures[i]), **timing,
                      "run_seconds": float(result.run_seconds), "compile_seconds": float(result.compile_seconds),

@@ -248,7 +248,8 @@ def _mpc_row_problem(row: dict, where: str) -> Optional[str]:
         return f"{where}.closed_loop_cost: found {row['closed_loop_cost']!r}, expected a finite number or null"
     if row["success"] not in (None, 0.0, 1.0) or isinstance(row["success"], bool):
         return f"{where}.success: found {row['success']!r}, expected 1, 0 or null"
-    for k in ("rollouts_per_step", "gradients_per_step", "forward_equivalents_per_step", "plan_seconds_p50",
+    for k in ("rollouts_per_step", "gradients_per_step", "linearizations_per_step", "forward_equivalents_per_step",
+              "plan_seconds_p50",
               "plan_seconds_p95", "plan_seconds_max", "realtime_factor", "run_seconds", "compile_seconds"):
         if not _finite_or_none(row[k], low=0.0):
             return f"{where}.{k}: found {row[k]!r}, expected a number >= 0 or null"
