@@ -229,6 +229,79 @@ def test_order_runs_is_numeric_and_groups_problems(stiffness_runs):
     assert report.differing_keys([ks[0], ks[0]]) == []
 
 
+def _forged(base, *, name=None, path=None, **sections):
+    """A copy of ``base`` (a Run) whose config.toml differs: ``sections`` merged into its tables."""
+    from trajopt import runs
+
+    config = {**base.config, **({"name": name} if name else {})}
+    for section, values in sections.items():
+        config[section] = {**base.config.get(section, {}), **values}
+    return runs.Run(path=path or base.path, result=base.result, config=config, variants=base.variants,
+                    series=base.series, results=base.results)
+
+
+def test_runs_differing_in_several_keys_are_ordered_by_each_in_turn_and_headed_with_all(stiffness_runs):
+    from trajopt import report, runs
+
+    base = runs.read_run(stiffness_runs[10])
+    made = [_forged(base, system={"stiffness": k}, solve={**base.config["solve"], "iterations": n}, path=Path(f"/r{i}"))
+            for i, (k, n) in enumerate([(100.0, 5), (10.0, 50), (100.0, 3), (10.0, 5)])]
+    ordered = report.order_runs(made)
+    assert [dict(d) for _, d in ordered] == [
+        {"system.stiffness": 10.0, "solve.iterations": 5}, {"system.stiffness": 10.0, "solve.iterations": 50},
+        {"system.stiffness": 100.0, "solve.iterations": 3}, {"system.stiffness": 100.0, "solve.iterations": 5}]
+    assert report.run_heading(*ordered[0]) == "pushing_stiff: system.stiffness = 10, solve.iterations = 5"
+    assert report._report_title(ordered) == "pushing_stiff: 4 runs across system.stiffness, solve.iterations"
+
+
+def test_runs_differing_in_their_variants_or_of_several_problems_say_so(stiffness_runs):
+    from trajopt import report, runs
+
+    base = runs.read_run(stiffness_runs[10])
+    a = _forged(base, solve={**base.config["solve"], "variants": ["fobg"]}, path=Path("/a"))
+    b = _forged(base, solve={**base.config["solve"], "variants": ["fobg", "zobg"]}, path=Path("/b"))
+    other = _forged(base, name="pivot", path=Path("/c"))
+    ordered = report.order_runs([b, other, a])
+    assert [run.path for run, _ in ordered] == [Path("/b"), Path("/a"), Path("/c")]  # problems in the order given
+    assert report.run_heading(*ordered[0]) == "pushing_stiff: solve.variants = [fobg, zobg]"
+    assert ordered[2][1] == [] and report.run_heading(*ordered[2]) == report._run_title(other)
+    assert report._report_title(ordered) == "trajopt report: 3 runs of 2 problems (pushing_stiff, pivot)"
+
+
+def test_runs_of_one_configuration_are_told_apart_by_their_folders(stiffness_runs):
+    """The same command twice: no key differs, so the headings (and figure titles) were the same text twice."""
+    from trajopt import report, runs
+
+    base = runs.read_run(stiffness_runs[10])
+    twice = [_forged(base, path=Path("/x/second")), _forged(base, path=Path("/x/first"))]
+    ordered = report.order_runs(twice)
+    assert [report.run_heading(*pair) for pair in ordered] == ["pushing_stiff: run folder = first",
+                                                              "pushing_stiff: run folder = second"]
+    assert report._report_title(ordered) == "pushing_stiff: 2 runs of one configuration"
+    same_name = [_forged(base, path=Path("/a/run")), _forged(base, path=Path("/b/run"))]
+    assert [dict(d)["run folder"] for _, d in report.order_runs(same_name)] == ["/a/run", "/b/run"]
+
+
+def test_each_runs_figures_are_titled_with_what_differs(stiffness_runs, monkeypatch):
+    """A figure is often looked at alone (the Markdown report's figures are files): among runs that differ, each
+    figure's title is the run's heading, not the file's title (which was the same for every run)."""
+    from trajopt import plots, report, runs
+
+    titles = []
+    for name in ("convergence_figure", "trajectory_figure"):
+        monkeypatch.setattr(plots, name, lambda *a, title="", **k: titles.append(title) or object())
+    monkeypatch.setattr(plots, "variance_figure", lambda *a, **k: None)
+    monkeypatch.setattr(plots, "figure_bytes", lambda fig, *a, **k: b"")
+    base = runs.read_run(stiffness_runs[10])
+    made = [_forged(base, system={"stiffness": k}, path=Path(f"/k{k}")) for k in (1000.0, 10.0)]
+    report.report_figures(made)
+    assert sorted(set(titles)) == ["pushing_stiff: system.stiffness = 10", "pushing_stiff: system.stiffness = 1000"]
+    assert len(titles) == 8  # three convergence axes and the trajectories, per run
+    titles.clear()
+    report.report_figures(made[:1])  # a lone run keeps its own title
+    assert set(titles) == {report._title(made[0])}
+
+
 # ------------------------------------------------------------------------------ signals at random moments
 
 
@@ -375,6 +448,115 @@ def test_signals_at_random_moments_leave_a_complete_folder_or_none(tmp_path):
         outcomes.append((round(float(delay), 2), signal.Signals(int(sig)).name, outcome))
     print(f"full run {full:.2f} s; outcomes: {outcomes}")
     assert any(o[2].startswith("interrupted: complete") for o in outcomes), outcomes
+
+
+# every other verb that writes: (its arguments, the file it writes last with its status, the files beside it);
+# report writes one file, with no status: complete or absent
+WRITING_VERBS = {
+    "solve": (["solve", STIFF, "--oracle", "fobg", "--iterations", "40", "--seeds", "1"], "result.json",
+              {"config.toml", "metrics.jsonl", "trajectory.npz", "convergence.png"}),
+    "sweep": (["sweep", STIFF, "--set", "task.horizon=8", "--oracles", "fobg,zobg", "--samples", "4", "--repeats", "2",
+               "--over", "system.stiffness=10,30,100"], "sweep.json", {"config.toml", "sweep.csv", "sweep.png"}),
+    "landscape": (["landscape", PIVOT, "--range", "-1:1:9", "--repeats", "4", "--oracles", "fobg,zobg"],
+                  "landscape.json", {"config.toml", "landscape.csv", "landscape.png"}),
+    "diagnose": (["diagnose", STIFF, "--set", "task.horizon=8", "--repeats", "4", "--samples", "8"], "diagnose.json",
+                 {"diagnose.png"}),
+    "report": ([], None, set()),
+}
+
+
+def _check_verb_outcome(verb: str, out: Path, rc: int, sig: int, delay: float, sent_at, stderr: str) -> str:
+    """`_check_signalled_run` for any verb: exit 130 with the folder complete and marked interrupted (or nothing
+    written), exit 0 with it complete and "ok" and written entirely before the signal, or killed by the signal
+    during the interpreter's start-up (nothing written) or teardown (complete, "ok")."""
+    _, marker, beside = WRITING_VERBS[verb]
+    target = out / "r.html" if verb == "report" else out
+    files = ([target] if target.is_file() else []) if verb == "report" else (sorted(out.iterdir()) if out.exists() else [])
+    names = {p.name for p in files}
+    assert not [n for n in names if n.startswith(".")], (names, stderr)  # no temporary, no streamed history
+    assert "Traceback" not in stderr, stderr
+
+    def complete(status: str) -> None:
+        if verb == "report":
+            assert target.read_text().endswith("</html>\n"), "a report that exists is whole"
+            return
+        assert json.loads((out / marker).read_text())["status"] == status, (rc, stderr)
+        assert beside <= names, names
+
+    def before_signal() -> bool:
+        return sent_at is None or max(p.stat().st_mtime for p in files) <= sent_at
+
+    if rc == 130:
+        if not files:
+            return "interrupted: nothing written"
+        assert verb != "report", "exit 130 beside a report"
+        complete("interrupted")
+        return "interrupted: complete folder"
+    if rc == 0:
+        complete("ok")
+        assert before_signal(), "exit 0, but a file was written after the signal"
+        return "after the last byte: complete, ok"
+    assert rc == -sig, (rc, stderr)
+    if not files:
+        assert delay < 0.5 and "stopping after" not in stderr, (delay, stderr)
+        return "before the handlers were installed: nothing written"
+    complete("ok")
+    assert before_signal(), "killed after a file was written past the signal"
+    return "during interpreter teardown: complete, ok"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("verb", list(WRITING_VERBS))
+def test_signals_at_random_moments_of_every_writing_verb(stiffness_runs, tmp_path, verb):
+    """As the compare test above, for solve, sweep, landscape, diagnose and report: SIGINT or SIGTERM at 4 random
+    moments (one in each quarter of the verb's measured duration): the exit status and what is on disk agree."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import numpy as np
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+    def command(out: Path) -> list[str]:
+        args = (["report", str(stiffness_runs[10]), "-o", str(out / "r.html")] if verb == "report"
+                else [*map(str, WRITING_VERBS[verb][0]), "--out", str(out)])
+        return [sys.executable, "-c", "from trajopt._entry import main; main()", *args, "--quiet"]
+
+    for i in range(2):  # the first fills the compilation cache; the second is the verb's full duration
+        (tmp_path / f"full{i}").mkdir()
+        started = time.monotonic()
+        done = subprocess.run(command(tmp_path / f"full{i}" / "o"), cwd=tmp_path, env=env, capture_output=True,
+                              timeout=600)
+        full = time.monotonic() - started
+        assert done.returncode == 0, done.stderr.decode()
+    rng = np.random.default_rng(sum(map(ord, verb)))
+    edges = np.linspace(0.05, full, 5)
+    delays = rng.uniform(edges[:-1], edges[1:])
+    signals = rng.choice([signal.SIGINT, signal.SIGTERM], size=len(delays))
+    outcomes = []
+    for i, (delay, sig) in enumerate(zip(delays, signals)):
+        out = tmp_path / f"run{i}" / "o"
+        out.parent.mkdir()
+        if verb == "report":
+            out.mkdir()
+        proc = subprocess.Popen(command(out), cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            time.sleep(delay)
+            sent_at = None
+            if proc.poll() is None:
+                sent_at = time.time()
+                proc.send_signal(int(sig))
+            _, stderr = proc.communicate(timeout=300)
+        finally:
+            proc.kill()
+            proc.wait()
+        outcomes.append((round(float(delay), 2), signal.Signals(int(sig)).name,
+                         _check_verb_outcome(verb, out, proc.returncode, int(sig), float(delay), sent_at,
+                                             stderr.decode(errors="replace"))))
+    print(f"{verb}: full run {full:.2f} s; outcomes: {outcomes}")
 
 
 def test_user_text_in_messages_is_never_turned_into_emoji():

@@ -214,13 +214,13 @@ def run_figures(run: Run, tag: str, title: Optional[str] = None) -> list[Figure]
     labels = legend_labels(run.result)
     figs = []
     for x in ("iterations", "rollouts", "seconds"):
+        png, why = _draw(lambda x=x: plots.convergence_figure(run.results, x=x, title=title, labels=labels))
         figs.append(Figure(f"{tag}convergence_{x}", f"Cost against {plots.X_AXES[x]}: median and interquartile band over seeds"
-                           + ("; lower panel: α" if x == "iterations" else ""),
-                           plots.figure_bytes(plots.convergence_figure(run.results, x=x, title=title, labels=labels))))
-    var = plots.variance_figure(run.results, title=title)
-    if var is not None:
+                           + ("; lower panel: α" if x == "iterations" else "") + why, png))
+    png, why = _draw(lambda: plots.variance_figure(run.results, title=title))
+    if png is not None:
         figs.append(Figure(f"{tag}variance", "Per-sample trace variances of the first- and zeroth-order batches "
-                           "and the bias gap B, per iteration", plots.figure_bytes(var)))
+                           "and the bias gap B, per iteration" + why, png))
     # a folder read from disk may lack a variant's final decision (its run folder says so in the notes)
     drawn = {n: r for n, r in run.results.items() if r.U is not None}
     if any(r.X is not None for r in drawn.values()):
@@ -233,9 +233,20 @@ def run_figures(run: Run, tag: str, title: Optional[str] = None) -> list[Figure]
         if left_out:
             caption += f" (not drawn, no final decision in the folder: {', '.join(left_out)})"
         goal = _goal(run, next(iter(drawn.values())).X.shape[-1] if has_states else 0)
-        figs.append(Figure(f"{tag}trajectories", caption,
-                           plots.figure_bytes(plots.trajectory_figure(drawn, goal=goal, title=title))))
+        png, why = _draw(lambda: plots.trajectory_figure(drawn, goal=goal, title=title))
+        figs.append(Figure(f"{tag}trajectories", caption + why, png))
     return figs
+
+
+def _draw(make) -> tuple[Optional[bytes], str]:
+    """(PNG bytes of the figure ``make()`` draws, ""), (None, "") when it draws none, or (b"", why not) when the
+    data cannot be drawn: matplotlib raises on values near ±1e308 (a blow-up's last costs, a tampered file), and a
+    report of the rest of the folder is still worth having (its caption says what is missing)."""
+    try:
+        fig = make()
+        return (None, "") if fig is None else (plots.figure_bytes(fig), "")
+    except (ValueError, OverflowError, FloatingPointError) as e:
+        return b"", f" (not drawn: {type(e).__name__}: {' '.join(str(e).split())[:80]})"
 
 
 def report_figures(runs: Sequence[Run]) -> dict[str, list[Figure]]:
@@ -299,10 +310,10 @@ def _cost_table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
 
 
 def _figure_section(figs: list[Figure], src: Callable[[Figure], str], fmt: str) -> list[str]:
-    if fmt == "html":
+    if fmt == "html":  # a figure that could not be drawn (no bytes) is its caption alone
         return [f'<figure><img alt="{html.escape(f.caption)}" src="{src(f)}"><figcaption>{html.escape(f.caption)}'
-                "</figcaption></figure>" for f in figs]
-    return [f"![{f.caption}]({src(f)})\n\n*{f.caption}*\n" for f in figs]
+                "</figcaption></figure>" if f.png else f"<p class='meta'>{html.escape(f.caption)}</p>" for f in figs]
+    return [f"![{f.caption}]({src(f)})\n\n*{f.caption}*\n" if f.png else f"*{f.caption}*\n" for f in figs]
 
 
 def html_report(runs: Sequence[Run], figures: Optional[dict[str, list[Figure]]] = None) -> str:

@@ -623,7 +623,7 @@ def _rebuild_result(name: str, entry: Mapping, s: Mapping[str, np.ndarray], traj
         if fld not in ("cost", "rollouts", "gradients", "seconds"):
             history[fld] = values[:, :K]
     seconds = nan_band_columns(s["seconds"], quartiles=False)[0] if "seconds" in s and K else np.zeros(K + 1)
-    failed = [(-1 if k is None else int(k)) for k in entry.get("failed_at", [None] * len(seeds))]
+    failed = [(-1 if k is None else int(k)) for k in entry.get("failed_at") or [None] * len(seeds)]  # null: none
     return Result(
         name=name, method=None, seeds=np.asarray(seeds), U=traj.get(f"{name}/U"), X=traj.get(f"{name}/X"), cost=cost,
         history=history, status=list(entry["status"]), failed_at=np.asarray(failed), iterations=K,

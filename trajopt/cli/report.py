@@ -76,6 +76,8 @@ def _write(loaded: list, figures: dict, output: Path, written: list[Path], made:
             made.append(fig_dir)
         for figs in figures.values():
             for f in figs:
+                if not f.png:  # not drawn: its caption says why
+                    continue
                 path = fig_dir / f"{f.name}.png"
                 runs.atomic_write_bytes(path, f.png)
                 written.append(path)
