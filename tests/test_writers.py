@@ -41,7 +41,7 @@ VERBS = {
     "landscape": (["landscape", PIVOT, "--range", "-1:1:3", "--repeats", "2", "--oracles", "fobg,zobg"],
                   "landscape.json"),
 }
-SLOW_VERBS = ("sweep", "solve")  # the slowest, or covered by compare's path: CI's slow job runs them
+SLOW_VERBS = ("sweep", "solve", "diagnose")  # the slowest, or the same path as compare's: CI's slow job runs them
 
 
 def invoke(*args):
@@ -118,7 +118,7 @@ def _failing_write(monkeypatch, name: str, code: int = errno.EFBIG):
 def test_a_failed_write_of_any_verb_is_one_line_and_leaves_no_folder(tmp_path, monkeypatch, verb, last):
     """compare fails at its figure, written after result.json (a folder that said "ok" without its figure); the
     others at the file they write last. The files written before are removed: nothing claims to be complete."""
-    _failing_write(monkeypatch, last, errno.EROFS if verb == "diagnose" else errno.EFBIG)
+    _failing_write(monkeypatch, last, errno.EROFS if verb in ("diagnose", "landscape") else errno.EFBIG)
     out = tmp_path / "out"
     result = invoke(*VERBS[verb][0], "--out", out, "--quiet")
     message = _message(result)
@@ -258,7 +258,7 @@ def test_two_ctrl_c_while_any_verb_writes_finish_the_folder_marked_interrupted(t
     assert f"{verb}.png" in {p.name for p in out.iterdir()}
 
 
-@pytest.mark.parametrize("moment", ["reading", "writing"])
+@pytest.mark.parametrize("moment", [pytest.param("reading", marks=pytest.mark.slow), "writing"])
 def test_a_report_interrupted_is_not_written(pivot_run, tmp_path, monkeypatch, moment):
     """report: a signal before its file is written writes nothing; two while it is written remove it; either way
     exit 130, so that a report that exists is complete (before: no signal handling, KeyboardInterrupt, exit 1)."""
