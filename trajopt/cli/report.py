@@ -11,17 +11,17 @@ from rich.markup import escape
 from trajopt.cli._common import EXIT_INTERRUPTED, QuietOpt, app, err, fail, out
 
 
-def write_report(run_dirs: list[Path], output: Path) -> list[Path]:
+def write_report(run_dirs: list[Path], output: Path, quiet: bool = False) -> list[Path]:
     """Write report.html (self-contained) or report.md (+ a figures folder beside it); returns the files written.
 
     The history read back from metrics.jsonl is kept in memory, or, when that file is larger than twice
     ``$TRAJOPT_HISTORY_MEMORY`` (default 1 GiB; its arrays take about half the file's size), in files mapped into
     memory in a temporary ``.history-*`` folder beside the report, removed when the report is written.
 
-    What a run folder's reader noted (missing metrics lines, a missing trajectory file) is printed on stderr, one
-    line each, and shown in the report. The report is whole or absent: a failed write (any OSError) removes what
-    was written and is one line naming the file (exit 2); a signal before the report is written writes nothing,
-    and one while it is written removes it (exit 130), so a report that exists is complete."""
+    What a run folder's reader noted (missing metrics lines, a missing trajectory file) is shown in the report and,
+    unless ``quiet``, printed on stderr, one line each. The report is whole or absent: a failed write (any OSError)
+    removes what was written and is one line naming the file (exit 2); a signal before the report is written writes
+    nothing, and one while it is written removes it (exit 130), so a report that exists is complete."""
     import os
 
     from trajopt import _signals, report, runs
@@ -42,7 +42,7 @@ def write_report(run_dirs: list[Path], output: Path) -> list[Path]:
                     loaded = [runs.read_run(d, store=disk if size > 2 * limit else None) for d in run_dirs]
                 except runs.RunFolderError as e:
                     raise fail(str(e)) from None
-                for run in loaded:
+                for run in loaded if not quiet else []:
                     for note in run.notes:
                         err.print(f"[bold]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
                 figures = report.report_figures(loaded)
@@ -125,6 +125,6 @@ def report_cmd(
             raise fail(f"{d}: given twice (as {same}); allowed: each run folder once")
     if output.suffix.lower() not in (".html", ".htm", ".md"):
         raise fail(f"--output {output}: allowed: a .html or .md file name")
-    written = write_report(run_dirs, output)
+    written = write_report(run_dirs, output, quiet)
     if not quiet:
         out.print(f"report: [bold]{escape(str(written[0]))}[/]" + (f" (+ {len(written) - 1} figures)" if len(written) > 1 else ""))
