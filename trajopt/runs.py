@@ -16,7 +16,14 @@ Every file is written atomically (a temporary name in the same folder, then a re
 holds a half-written file. metrics.jsonl is written as it is produced, a block of lines at a time, never held
 whole in memory. `DiskHistory` keeps a run's recorded history in files mapped into memory, in a temporary
 folder inside the run folder being written (for a history larger than memory; removed when the run folder
-is complete, or when the run fails).
+is complete, or when the run fails). Text is written as UTF-8 as it was given ("🚀", never "\\ud83d\\ude80").
+
+Readers trust no file: each is opened without following a link out of its folder and `os.fstat`-ed before a
+byte is read (a FIFO or a device is named, never read: `open_member`); result.json, every line of
+metrics.jsonl and the arrays of trajectory.npz are checked against each other. What cannot be read is a
+`RunFolderError` naming the file and what was found; what can be read around (missing metrics lines, a missing
+trajectory file) is read, with a note (`Run.notes`). Temporaries a killed writer left (`is_temporary`) are
+never read.
 """
 
 from __future__ import annotations
