@@ -94,6 +94,9 @@ def test_mpc_with_ilqr_on_a_linear_quadratic_problem_is_the_lqr_controller():
         X.append((A - B @ K) @ X[-1])
     np.testing.assert_allclose(r.X[0], np.array(X), rtol=0, atol=1e-9)
     np.testing.assert_allclose(r.U[0, :, 0], [-(K @ x)[0] for x in X[:-1]], rtol=0, atol=1e-9)
+    # each replan's one iLQR step linearises once and does no backward pass (its rollouts: the nominal one and the
+    # accepted line-search trial)
+    assert np.all(r.linearizations == 1) and np.all(r.gradients == 0)
 
 
 def test_a_plant_override_changes_the_realised_trajectory_and_nothing_the_planner_sees_before_it():

@@ -161,3 +161,24 @@ def test_a_file_without_mpc_is_refused(tmp_path):
     problem.write_text(SMALL[:SMALL.index("[mpc]")])
     res = CliRunner().invoke(app, ["mpc", str(problem), "--out", str(tmp_path / "out")])
     assert res.exit_code == 2 and "mpc: missing" in " ".join(res.output.split())
+
+
+def test_a_policy_file_runs_closed_loop_from_its_initial_state_distribution(tmp_path):
+    """tennis.toml is a policy problem; its [mpc] plans the paddle with open-loop oracles and each seed throws its own
+    ball: seed s starts at the state drawn with fold_in(PRNGKey(test_seed), s), the same alone or beside others."""
+    from trajopt import spec as spec_mod
+
+    source = ROOT / "problems" / "tennis.toml"
+    args = ["mpc", str(source), "--variants", "zobg_mpc", "--episode", "3", "--horizon", "2", "--iterations", "1",
+            "--set", "mpc.replan_every=1", "--json"]
+    res = CliRunner().invoke(app, args + ["--seeds", "0,4", "--out", str(tmp_path / "a")])
+    assert res.exit_code == 0, res.output
+    X = np.load(tmp_path / "a" / "trajectory.npz")["zobg_mpc/X"]
+    spec = spec_mod.load(source, closed_loop=True)
+    np.testing.assert_array_equal(X[:, 0], spec.closed_loop_starts([0, 4]))
+    assert not np.allclose(X[0, 0], X[1, 0])  # two throws
+    result = json.loads((tmp_path / "a" / "result.json").read_text())
+    assert result["variants"]["zobg_mpc"]["compute_per_step"]["rollouts"] == 17  # the open-loop ZoBG: N + 1
+    alone = CliRunner().invoke(app, args + ["--seeds", "4,", "--out", str(tmp_path / "b")])  # a list, not a count
+    assert alone.exit_code == 0, alone.output
+    np.testing.assert_allclose(np.load(tmp_path / "b" / "trajectory.npz")["zobg_mpc/X"][0], X[1], rtol=0, atol=1e-12)

@@ -199,12 +199,15 @@ def test_seeds_and_iterations_map_onto_the_mpc_table(tmp_path):
     for c in e.cells:  # the problem's own [mpc] seeds and iterations
         assert c.seeds == (3, 5) and c.iterations == 2 and c.verb == "mpc"
         assert f'mpc.variants=["{c.variant}"]' in c.overrides and f'solve.variants=["{c.variant}"]' in c.overrides
-        assert not any(o.startswith(("mpc.seeds", "mpc.iterations", "solve.seeds", "solve.iterations"))
-                       for o in c.overrides)
+        assert not any(o.startswith(("mpc.seeds", "mpc.iterations", "solve.seeds")) for o in c.overrides)
+        # as trajopt mpc: every variant's schedules span the K = 2 steps of one replan
+        assert [o for o in c.overrides if o.startswith("solve.iterations")] == ["solve.iterations=2"]
+        assert e.specs[c.index].solve.iterations == 2
     e = expand(load_study(path, seeds=(0, 7), iterations=3))  # --seeds / --iterations replace mpc.seeds / iterations
     for c in e.cells:
         mpc = e.specs[c.index].closed_loop.mpc
         assert c.seeds == (0, 7) and mpc.seeds == (0, 7) and c.iterations == 3 == mpc.settings.iterations
+        assert e.specs[c.index].solve.iterations == 3
     # without [mpc] seeds: the problem's solve.seeds
     plain = write(tmp_path, "plain.toml", PROBLEM)
     e = expand(load_study(write(tmp_path, "p.toml", study_text(plain, 'variants = ["cem"]\n'))))

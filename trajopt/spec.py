@@ -52,7 +52,8 @@ else:  # pragma: no cover
 
 
 TOP_LEVEL = ("name", "title", "description", "system", "task", "solve", "oracle", "method", "variants", "policy",
-             "initial_state", "success")
+             "initial_state", "success", "mpc", "plant")
+CLOSED_LOOP_TABLES = ("mpc", "plant", "success")  # a time-stepped problem's closed-loop tables (trajopt.closedloop.tables)
 POLICY_TASK_KEYS = ("horizon", "goal", "Q", "R", "Qf", "wrap", "sigma", "n_init", "resample", "n_eval", "eval_seed",
                     "train_seed", "test_seed", "theta0")
 POLICY_OPTIONS = {"sigma": float, "n_init": int, "resample": bool, "n_eval": int, "eval_seed": int, "train_seed": int,
@@ -306,6 +307,7 @@ class Spec:
     raw_task: Optional[dict] = None
     defined_variants: dict = dataclasses.field(default_factory=dict)
     oracle_keys: dict = dataclasses.field(default_factory=dict)  # {name: keys its [oracle.NAME] table sets}
+    closed_loop: Optional[Any] = None  # trajopt.closedloop.tables.ClosedLoopSpec: [mpc], [plant], [success]
 
     @property
     def one_step(self) -> bool:
@@ -333,6 +335,32 @@ class Spec:
         cost = QuadraticCost(Q=jnp.asarray(t.Q), R=jnp.asarray(t.R), Qf=jnp.asarray(t.Qf), goal=jnp.asarray(t.goal),
                              wrap=t.wrap)
         return trajectory_problem(self.name, self.system.step, jnp.asarray(t.x0), cost, U0)
+
+    def closed_loop_problem(self) -> Problem:
+        """The time-stepped problem a closed-loop run (`trajopt mpc`) plans on: `problem` for an open-loop file; for a
+        policy file, its system, task cost and horizon with zero initial controls (the policy is not used: the
+        planner chooses the controls), started at the first of the evaluation batch's states (each seed of a
+        closed-loop run starts from its own: `closed_loop_starts`)."""
+        if self.policy is None:
+            return self.problem()
+        t = self.task
+        cost = QuadraticCost(Q=jnp.asarray(t.Q), R=jnp.asarray(t.R), Qf=jnp.asarray(t.Qf), goal=jnp.asarray(t.goal),
+                             wrap=t.wrap)
+        x0 = self.closed_loop_starts([0])[0]
+        U0 = jnp.zeros((t.horizon, int(self.system.control_size)))
+        return trajectory_problem(self.name, self.system.step, jnp.asarray(x0), cost, U0)
+
+    def closed_loop_starts(self, seeds) -> Optional[np.ndarray]:
+        """[S, n] each seed's start in a closed-loop run of a policy file: seed s draws one state from the file's
+        initial-state distribution with fold_in(PRNGKey(test_seed), s) (the held-aside stream, never the training or
+        evaluation batches); None for an open-loop file (every seed starts at task.x0)."""
+        if self.policy is None:
+            return None
+        import jax
+
+        seed = int(self.policy.options.get("test_seed", 2))
+        keys = [jax.random.fold_in(jax.random.PRNGKey(seed), int(s)) for s in seeds]
+        return np.stack([np.asarray(self.policy.initial.sample(k, 1))[0] for k in keys])
 
     def resolved(self) -> dict:
         """The resolved configuration: every default filled in, re-loadable with `loads`."""
@@ -367,6 +395,11 @@ class Spec:
             if self.policy.success_radius is not None:
                 out["success"] = {"radius": self.policy.success_radius, "held_out": self.policy.held_out,
                                   "positions": list(self.policy.positions)}
+        if self.closed_loop is not None:
+            tables = self.closed_loop.resolved()
+            if self.policy is not None:  # a policy file's [success] is its own table, written above
+                tables.pop("success", None)
+            out.update(tables)
         return out
 
 
@@ -1133,8 +1166,11 @@ def _check_run_name(raw: Mapping, source: str) -> None:
                         "(at most 128; it names the run folder runs/<name>/, so no '/', '\\' or '..')")
 
 
-def parse(raw: Mapping, source: str = "<string>", name: Optional[str] = None) -> Spec:
-    """Validate a decoded TOML document and build its Spec."""
+def parse(raw: Mapping, source: str = "<string>", name: Optional[str] = None, *, closed_loop: bool = False) -> Spec:
+    """Validate a decoded TOML document and build its Spec.
+
+    ``closed_loop``: the spec of a closed-loop run (`trajopt mpc`): a policy file's variants then name open-loop
+    oracles (the planner chooses the controls over the horizon; the policy is not used), as in any other file."""
     _check_keys(raw, TOP_LEVEL, source, "")
     for k in ("name", "title", "description"):
         if k in raw and not isinstance(raw[k], str):
@@ -1152,12 +1188,28 @@ def parse(raw: Mapping, source: str = "<string>", name: Optional[str] = None) ->
         from trajopt.policies import POLICY_ORACLES
 
         policy, task = _build_policy(raw, system, source)
-        registry = POLICY_ORACLES  # the same oracle names, estimated through the closed loop
+        if not closed_loop:
+            registry = POLICY_ORACLES  # the same oracle names, estimated through the closed loop
     else:
-        for k in ("initial_state", "success"):
-            if k in raw:
-                raise SpecError(source, k, "allowed only with a [policy] table (a closed-loop policy problem)")
+        if "initial_state" in raw:
+            raise SpecError(source, "initial_state", "allowed only with a [policy] table (a closed-loop policy problem)")
         task = _build_task(task_raw, system, source)
+    closed_loop = None
+    if any(k in raw for k in ("mpc", "plant")) or ("success" in raw and policy is None):
+        if getattr(system, "one_step", False):
+            k = next(k for k in CLOSED_LOOP_TABLES if k in raw)
+            raise SpecError(source, k, "allowed only for a time-stepped problem (a one-step problem has no dynamics "
+                            "to step)")
+        from trajopt.closedloop.success import Success
+        from trajopt.closedloop.tables import build_closed_loop
+
+        # a policy file's [success] is its own (radius, held_out, positions): the closed loop reads radius and positions
+        tables = {k: v for k, v in raw.items() if not (policy is not None and k == "success")}
+        closed_loop = build_closed_loop(tables, source, system, {k: v for k, v in system_raw.items()},
+                                        lambda table, src: _build_system(table, src)[0])
+        if policy is not None and policy.success_radius is not None:
+            closed_loop = dataclasses.replace(closed_loop, success=Success(radius=policy.success_radius,
+                                                                            positions=tuple(policy.positions)))
     solve = _build_solve(_table(raw, "solve", source, "solve"), source)
     oracles = _build_oracles(_table(raw, "oracle", source, "oracle"), solve.oracles, source, registry)
     defined: dict = {}
@@ -1168,7 +1220,7 @@ def parse(raw: Mapping, source: str = "<string>", name: Optional[str] = None) ->
         oracle_keys=oracle_keys,
         source=source, name=stem, title=raw.get("title", stem), description=raw.get("description", ""),
         system=system, task=task, solve=solve, oracles=oracles, variants=variants, policy=policy, system_name=system_name,
-        allow_unstable=allow_unstable, raw_task=dict(task_raw), defined_variants=defined,
+        allow_unstable=allow_unstable, raw_task=dict(task_raw), defined_variants=defined, closed_loop=closed_loop,
     )
     return spec
 
@@ -1392,10 +1444,10 @@ def iteration_overrides(spec: "Spec", overrides: Sequence[str]) -> list[str]:
             if v.iterations is not None and v.iterations != n and f"variants.{name}.iterations" not in keys]
 
 
-def load(path: str | Path, overrides: Sequence[str] = ()) -> Spec:
-    """Read, override and validate a problem file."""
+def load(path: str | Path, overrides: Sequence[str] = (), *, closed_loop: bool = False) -> Spec:
+    """Read, override and validate a problem file (``closed_loop``: as `parse`)."""
     source = str(path)
-    return parse(apply_overrides(read_toml(path), overrides, source), source)
+    return parse(apply_overrides(read_toml(path), overrides, source), source, closed_loop=closed_loop)
 
 
 def loads(text: str, source: str = "<string>", name: Optional[str] = None, overrides: Sequence[str] = ()) -> Spec:

@@ -15,7 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from trajopt.cli._common import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, ForceOpt, JsonOpt, OutOpt, QuietOpt, SeedsOpt,
-                                 SetOpt, app, check_sets, err, fail, fmt, load_spec, out)
+                                 SetOpt, app, check_sets, err, fail, fmt, out)
 
 # the step costs' cache and measurement are shared with the closed-loop studies (trajopt.studies)
 from trajopt.step_costs import STEP_COSTS_FILE, step_costs_for  # noqa: E402,F401
@@ -116,10 +116,20 @@ def _selected(spec) -> list[str]:
     return list(mpc.variants) if mpc.variants is not None else list(spec.variants)
 
 
+def _load(problem_path, overrides):
+    """The closed-loop spec of a problem file (a policy file's variants name open-loop oracles); exit 2 if bad."""
+    from trajopt import spec as spec_mod
+
+    try:
+        return spec_mod.load(problem_path, overrides, closed_loop=True)
+    except spec_mod.SpecError as e:
+        raise fail(str(e)) from None
+
+
 def _run(problem_path, overrides, sets, out_dir, force, report, json_out, quiet, should_stop) -> int:
     from trajopt.cli.run import claim_out, display_title
 
-    spec = load_spec(problem_path, overrides)
+    spec = _load(problem_path, overrides)
     if spec.closed_loop is None or spec.closed_loop.mpc is None:
         raise fail(f"{spec.source}: mpc: missing; allowed: an [mpc] table with episode and horizon (the closed-loop "
                    "run's settings; see docs/closed_loop.md)")
@@ -139,13 +149,13 @@ def _run(problem_path, overrides, sets, out_dir, force, report, json_out, quiet,
 
     run_overrides = overrides + ["solve.variants=[" + ", ".join(json.dumps(n) for n in names) + "]",
                                  f"solve.iterations={iterations}"]
-    spec = load_spec(problem_path, run_overrides)
+    spec = _load(problem_path, run_overrides)
     extra = iteration_overrides(spec, run_overrides)
     if extra:
-        spec = load_spec(problem_path, run_overrides + extra)
+        spec = _load(problem_path, run_overrides + extra)
     check_sets(spec, sets, "variants", "mpc")
     mpc_spec = spec.closed_loop.mpc
-    problem = spec.problem()
+    problem = spec.closed_loop_problem()
     from trajopt.spec import SpecError, check_variants
 
     try:  # every variant against the problem (applicability, sizes, user code traced) before anything compiles
@@ -182,7 +192,7 @@ def _run_claimed(spec, problem, out_dir, title, seeds, report, json_out, quiet, 
         for name, variant in spec.variants.items():
             task = progress.add_task(f"{escape(name)} (compiling, running, timing)", total=1)
             results.update(mpc(problem, {name: variant.method}, settings=settings, plant=plant, key=key, seeds=seeds,
-                               success=cl.success))
+                               success=cl.success, initial_states=spec.closed_loop_starts(seeds)))
             progress.update(task, completed=1, description=escape(name))
             if should_stop():
                 break

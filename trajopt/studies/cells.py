@@ -152,7 +152,8 @@ def cell_spec(cell: Cell):
     """The cell's validated problem spec (parsed from its document and overrides: no file is read)."""
     from trajopt import spec as spec_mod
 
-    return spec_mod.parse(spec_mod.apply_overrides(cell.doc, cell.overrides, cell.path), cell.path)
+    return spec_mod.parse(spec_mod.apply_overrides(cell.doc, cell.overrides, cell.path), cell.path,
+                          closed_loop=cell.verb == "mpc")
 
 
 def run_cell(cell: Cell, should_stop: Optional[Callable[[], bool]] = None, *, history_store=None,
@@ -213,7 +214,7 @@ def cell_step_costs(cell: Cell):
         return StepCosts.from_dict(dict(cell.step_costs))
     spec = cell_spec(cell)
     ident = system_identity(spec)
-    costs = measure_step_costs(spec.problem().step, ident["n"], ident["m"])
+    costs = measure_step_costs(spec.closed_loop_problem().step, ident["n"], ident["m"])
     return StepCosts(costs.backward, costs.linearization, f"{costs.source}, on {host()}")
 
 
@@ -237,12 +238,12 @@ def run_closed_loop_cell(cell: Cell) -> CellOutcome:
         spec = cell_spec(cell)
         cl = spec.closed_loop
         variant = spec.variants[cell.variant]
-        problem = spec.problem()
+        problem = spec.closed_loop_problem()
         check_applicable(variant.method, problem)
         costs = cell_step_costs(cell)
         results = mpc(problem, {cell.variant: variant.method}, settings=cl.mpc.settings,
                       plant=cl.plant.plant if cl.plant is not None else None, key=jax.random.PRNGKey(spec.solve.key),
-                      seeds=cell.seeds, success=cl.success)
+                      seeds=cell.seeds, success=cl.success, initial_states=spec.closed_loop_starts(cell.seeds))
         summary = runs_mpc.summarise(spec, results, step_costs=costs, versions=runs.versions(),
                                      platform_name=jax.default_backend(), x64=bool(jax.config.jax_enable_x64),
                                      created=datetime.now().isoformat(timespec="seconds"))
@@ -266,7 +267,7 @@ def step_counts(cell: Cell) -> dict:
 
     spec = cell_spec(cell)
     method = spec.variants[cell.variant].method
-    problem = spec.problem()
+    problem = spec.closed_loop_problem() if cell.verb == "mpc" else spec.problem()
     if cell.verb == "mpc":
         from trajopt.closedloop.episode import initial_guess
         from trajopt.problem import trajectory_problem

@@ -129,7 +129,7 @@ def with_step_costs(expansion: Expansion, cells: list, recorded: list, measure: 
         key = _identity_key(ident)
         if key not in known and key not in failed and not (should_stop is not None and should_stop()):
             try:
-                costs = measure(spec, spec.problem())
+                costs = measure(spec, spec.closed_loop_problem())
                 known[key] = {**ident, "problems": [], **costs.as_dict()}
             except Exception:  # noqa: BLE001  (the cells measure again and record the reason)
                 failed.add(key)

@@ -365,7 +365,7 @@ def write_cell(folder: Path, cell: Cell, outcome: CellOutcome, spec=None) -> Non
         from trajopt import runs_mpc
         from trajopt.compute import StepCosts
 
-        runs_mpc.write_run(cell_dir, spec, outcome.result, outcome.summary, spec.problem().cost,
+        runs_mpc.write_run(cell_dir, spec, outcome.result, outcome.summary, spec.closed_loop_problem().cost,
                            StepCosts.from_dict(outcome.summary["step_costs"]))
     elif run_folder:
         runs.write_run(cell_dir, spec, {cell.variant: outcome.result}, outcome.summary)

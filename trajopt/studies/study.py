@@ -725,9 +725,15 @@ def expand(study: StudySpec, *, strict: bool = False, should_stop: Optional[Call
                 seeds, iterations = study.seeds, study.iterations
                 try:
                     raw = spec_mod.apply_overrides(doc, overrides, source)
-                    specs[index] = spec_mod.parse(raw, source)
+                    specs[index] = spec_mod.parse(raw, source, closed_loop=closed)
                     if closed:
                         seeds, iterations = _closed_loop_run(specs[index], source)
+                        # as trajopt mpc: every variant's step and sigma schedules span the K steps of one replan
+                        k_items = (f"solve.iterations={iterations}",)
+                        extra = spec_mod.iteration_overrides(specs[index], (*overrides, *k_items))
+                        overrides = (*overrides, *k_items, *extra)
+                        raw = spec_mod.apply_overrides(doc, overrides, source)
+                        specs[index] = spec_mod.parse(raw, source, closed_loop=True)
                     else:
                         # the study's iterations reach a variant with its own too (its schedules re-resolved for them)
                         extra = spec_mod.iteration_overrides(specs[index], overrides)
