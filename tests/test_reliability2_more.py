@@ -296,7 +296,7 @@ def test_each_runs_figures_are_titled_with_what_differs(stiffness_runs, monkeypa
     made = [_forged(base, system={"stiffness": k}, path=Path(f"/k{k}")) for k in (1000.0, 10.0)]
     report.report_figures(made)
     assert sorted(set(titles)) == ["pushing_stiff: system.stiffness = 10", "pushing_stiff: system.stiffness = 1000"]
-    assert len(titles) == 8  # three convergence axes and the trajectories, per run
+    assert titles.count(titles[0]) == len(titles) / 2 >= 2  # every figure of each run (convergence axes, trajectories)
     titles.clear()
     report.report_figures(made[:1])  # a lone run keeps its own title
     assert set(titles) == {report._title(made[0])}
