@@ -182,3 +182,32 @@ def test_a_policy_file_runs_closed_loop_from_its_initial_state_distribution(tmp_
     alone = CliRunner().invoke(app, args + ["--seeds", "4,", "--out", str(tmp_path / "b")])  # a list, not a count
     assert alone.exit_code == 0, alone.output
     np.testing.assert_allclose(np.load(tmp_path / "b" / "trajectory.npz")["zobg_mpc/X"][0], X[1], rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("moment", ["summary", "figure"])
+def test_a_signal_while_the_folder_is_written_leaves_it_whole_and_marked(run, tmp_path, monkeypatch, moment):
+    """SIGTERM once every episode has run (while result.json's content is made, or while a figure is drawn): the
+    folder is complete, says interrupted (and why), and the exit status is 130."""
+    import os
+    import signal
+
+    from trajopt import plots_closedloop, runs_mpc
+
+    problem, out, res = run
+    target, name = (runs_mpc, "summarise") if moment == "summary" else (plots_closedloop, "plan_time_figure")
+    original = getattr(target, name)
+
+    def interrupted(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(target, name, interrupted)
+    folder = tmp_path / "out"
+    result = CliRunner().invoke(app, ["mpc", str(problem), "--out", str(folder), "--quiet"])
+    assert result.exit_code == 130, result.output
+    summary = json.loads((folder / "result.json").read_text())
+    assert summary["status"] == "interrupted" and summary["interrupted_while_writing"] is True
+    if moment == "summary":
+        assert summary["variants_not_run"] == []
+    for f in ("config.toml", "metrics.jsonl", "trajectory.npz", "realised.png", "closed_loop_cost.png", "plan_time.png"):
+        assert (folder / f).is_file(), f

@@ -118,3 +118,12 @@ def check_depth(value, source: str, key: str = "", start: int = 0) -> None:
             raise SpecError(source, path, f"found nesting deeper than {MAX_DEPTH} levels, allowed: tables and arrays "
                             f"nested at most {MAX_DEPTH} deep")
         stack.extend((c, depth + 1, k) for k, c in items)
+
+
+def toml_string(text: str) -> str:
+    """``text`` as a TOML basic string, spelled as written: "fo🚀" stays "fo🚀" (json.dumps' default "\\ud83d\\ude80"
+    is a surrogate pair, which TOML refuses, so such a name came back as the whole unparsed value); quotes,
+    backslashes and control characters escaped (DEL too, which TOML allows only escaped)."""
+    import json
+
+    return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")

@@ -14,6 +14,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from trajopt.tomlio import toml_string
+
 from trajopt.cli._common import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, ForceOpt, JsonOpt, OutOpt, QuietOpt, SeedsOpt,
                                  SetOpt, app, check_sets, err, fail, fmt, out)
 
@@ -76,7 +78,7 @@ def mpc_overrides(sets, seeds: Optional[str], variants: Optional[str], episode: 
         items.append(f"mpc.seeds=[{text}]" if "," in text else f"mpc.seeds={text}")
     if variants is not None:
         names = _names("--variants", variants)
-        items.append("mpc.variants=[" + ", ".join(json.dumps(n) for n in names) + "]")
+        items.append("mpc.variants=[" + ", ".join(toml_string(n) for n in names) + "]")
     for key, value in (("episode", episode), ("iterations", iterations), ("horizon", horizon)):
         if value is not None:
             items.append(f"mpc.{key}={value}")
@@ -147,7 +149,7 @@ def _run(problem_path, overrides, sets, out_dir, force, report, json_out, quiet,
     # step and sigma schedules span the K steps of a replan (the method restarts them at every replan)
     from trajopt.spec import iteration_overrides
 
-    run_overrides = overrides + ["solve.variants=[" + ", ".join(json.dumps(n) for n in names) + "]",
+    run_overrides = overrides + ["solve.variants=[" + ", ".join(toml_string(n) for n in names) + "]",
                                  f"solve.iterations={iterations}"]
     spec = _load(problem_path, run_overrides)
     extra = iteration_overrides(spec, run_overrides)
@@ -196,6 +198,9 @@ def _run_claimed(spec, problem, out_dir, title, seeds, report, json_out, quiet, 
             progress.update(task, completed=1, description=escape(name))
             if should_stop():
                 break
+    from trajopt import _signals
+
+    _signals.writing()  # the episodes are done: from here a second Ctrl-C no longer loses what they computed
     summary = runs_mpc.summarise(spec, results, step_costs=step_costs, versions=runs.versions(),
                                  platform_name=jax.default_backend(), x64=bool(jax.config.jax_enable_x64),
                                  created=datetime.now().isoformat(timespec="seconds"))
@@ -203,6 +208,8 @@ def _run_claimed(spec, problem, out_dir, title, seeds, report, json_out, quiet, 
     if len(results) < len(spec.variants) or should_stop():
         summary["status"] = "interrupted"
         summary["variants_not_run"] = [v for v in spec.variants if v not in results]
+        if not summary["variants_not_run"]:  # every episode had finished: the signal came while summarising
+            summary["interrupted_while_writing"] = True
     runs_mpc.write_run(out_dir, spec, results, summary, problem.cost, step_costs)
     from trajopt import plots
     from trajopt.plots_closedloop import closed_loop_cost_figure, plan_time_figure, realised_figure
@@ -220,8 +227,6 @@ def _run_claimed(spec, problem, out_dir, title, seeds, report, json_out, quiet, 
 
         pngs = {caption: plots.figure_bytes(fig) for caption, fig in figures.values()}
         runs.atomic_write_bytes(out_dir / "report.html", html_mpc_report(summary, pngs).encode())
-    from trajopt import _signals
-
     if _signals.settle() and summary["status"] != "interrupted":
         summary["status"] = "interrupted"
         summary["interrupted_while_writing"] = True
