@@ -211,3 +211,21 @@ def test_a_signal_while_the_folder_is_written_leaves_it_whole_and_marked(run, tm
         assert summary["variants_not_run"] == []
     for f in ("config.toml", "metrics.jsonl", "trajectory.npz", "realised.png", "closed_loop_cost.png", "plan_time.png"):
         assert (folder / f).is_file(), f
+
+
+def test_loaded_mpc_is_the_command_lines_closed_loop(run):
+    """trajopt.load(FILE).mpc() runs the file's [mpc], [plant] and [success] in memory: the same trajectories and
+    costs as `trajopt mpc FILE` (and the public face names the closed loop)."""
+    import trajopt
+
+    problem, out, res = run
+    results = trajopt.load(problem).mpc(time_plans=False)
+    traj = np.load(out / "trajectory.npz")
+    summary = json.loads((out / "result.json").read_text())
+    assert list(results) == ["exact_adam", "cem"]
+    for name, r in results.items():
+        np.testing.assert_array_equal(r.X, traj[f"{name}/X"])
+        np.testing.assert_array_equal(r.closed_loop_cost, summary["variants"][name]["closed_loop_cost"])
+    assert trajopt.mpc is trajopt.closedloop.mpc and trajopt.Success is trajopt.closedloop.Success
+    with pytest.raises(trajopt.SpecError, match="nope"):
+        trajopt.load(problem).mpc(["nope"])

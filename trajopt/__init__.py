@@ -13,7 +13,8 @@ Problems: `Problem`, `QuadraticCost`, `trajectory_problem`, `one_step_problem`. 
 system classes (`Pushing`, `Chain`, ...). Oracles: `ORACLES`, `Exact`, `FoBG`, `ZoBG`, `AoBG`, `IVW`, `DDCG`,
 `Stepwise`, `FixedAlpha`, `FD`. Optimisers: `OPTIMIZERS`, `SGD`, `Adam`. Methods: `METHODS`, `Method`,
 `GradientMethod` (and the registered baselines), `MultiStart` (K starts of one, the best kept). Running: `solve`, `compare`, `Result`, `SolveError` (a
-variant's own code failed; bad arguments are a ValueError or TypeError before anything compiles). Files: `load` (a
+variant's own code failed; bad arguments are a ValueError or TypeError before anything compiles). Closed loop: `mpc` (methods as receding-horizon controllers on a plant that need not be
+the model), `MPCResult`, `Plant`, `Disturbance`, `Success`. Files: `load` (a
 TOML problem file to a ready problem and its variants), `SpecError`. Figures: `convergence_figure`,
 `variance_figure`, `trajectory_figure` (matplotlib `Figure` objects; nothing is written or shown).
 `enable_compilation_cache` keeps compiled programs on disk between sessions (off unless asked for).
@@ -53,6 +54,9 @@ _EXPORTS = {
     "MultiStart": "trajopt.methods",
     # running
     "solve": "trajopt.solver", "Result": "trajopt.solver", "compare": "trajopt.api", "load": "trajopt.api",
+    # closed loop
+    "mpc": "trajopt.closedloop", "MPCResult": "trajopt.closedloop", "Plant": "trajopt.closedloop",
+    "Disturbance": "trajopt.closedloop", "Success": "trajopt.closedloop",
     "Loaded": "trajopt.api", "SpecError": "trajopt.spec", "SolveError": "trajopt.solver",
     "enable_compilation_cache": "trajopt._setup",
     # figures

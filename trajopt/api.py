@@ -1,7 +1,10 @@
 """The notebook face: run several variants on one problem in memory, and load a TOML file into Python.
 
-    compare(problem, variants, *, key, iterations, seeds) -> {name: Result}
+    compare(problem, variants, *, key, iterations, seeds, budget=None, step_costs=None) -> {name: Result}
     load(path, overrides=()) -> Loaded(problem, variants, spec)
+
+A deterministic method runs once per `compare`, its result shared by the seeds (``Result.ran_once``). A budget is in
+forward-step equivalents (`trajopt.compute`) and admits every method.
 
 Nothing here prints or writes files; figures come from `trajopt.plots` as `Figure` objects. Every argument is
 checked before anything compiles, as the CLI checks a file (`trajopt.solver.check_run`, the bounds of
@@ -20,7 +23,8 @@ import jax
 
 from trajopt.limits import MAX_ITERATIONS
 from trajopt.problem import Problem
-from trajopt.solver import Result, SolveError, _found, check_iterations, check_method, method_label, prepare_each
+from trajopt.solver import (Result, SolveError, _found, check_budget, check_iterations, check_method, check_problem,
+                             method_label, prepare_each)
 
 
 def _named(variants: Union[Mapping[str, Any], Sequence[Any]]) -> dict[str, Any]:
@@ -51,8 +55,18 @@ def _named(variants: Union[Mapping[str, Any], Sequence[Any]]) -> dict[str, Any]:
     return named
 
 
-def _steps(named: Mapping[str, Any], iterations: Union[int, Mapping[str, int]]) -> dict[str, int]:
-    """{name: iterations} from one number for all or {name: iterations} (every variant's, and no other name)."""
+def _steps(named: Mapping[str, Any], iterations: Union[int, Mapping[str, int], None], problem: Any = None,
+           budget: Any = None, step_costs: Any = None) -> dict[str, int]:
+    """{name: iterations} from one number for all or {name: iterations} (every variant's, and no other name); None
+    with a budget: each variant's `trajopt.compute.budget_iterations`."""
+    if iterations is None:
+        if budget is None:
+            raise TypeError("iterations: found None, allowed: an integer, or {name: iterations}; None only with a "
+                            "budget (each variant then runs what the budget buys)")
+        from trajopt.compute import budget_iterations
+
+        check_budget(budget, step_costs)
+        return {n: budget_iterations(m, problem, float(budget), step_costs) for n, m in named.items()}
     if isinstance(iterations, Mapping):
         missing = [n for n in named if n not in iterations]
         if missing:
@@ -72,13 +86,19 @@ def compare(
     variants: Union[Mapping[str, Any], Sequence[Any]],
     *,
     key: jax.Array,
-    iterations: Union[int, Mapping[str, int]],
+    iterations: Union[int, Mapping[str, int], None],
     seeds: Sequence[int] = (0,),
     chunk: Optional[int] = None,
     on_chunk: Optional[Callable[[str, int, int], None]] = None,
     compile_ahead: bool = False,
+    budget: Optional[float] = None,
+    step_costs: Any = None,
 ) -> dict[str, Result]:
     """Run several methods on one problem with the same key and seeds (each one fused `solve`).
+
+    A deterministic method (its ``deterministic`` flag: exact and fd gradients, iLQR, L-BFGS; `trajopt.solver.runs_once`)
+    gives every seed the same run: it is run once, for the first seed, and that result is every seed's
+    (``Result.ran_once``; the same as each seed's own run).
 
     Args:
         problem: the Problem (its ``U0`` a non-empty finite float array, its ``objective`` callable).
@@ -88,7 +108,9 @@ def compare(
         key: root PRNG key (``jax.random.PRNGKey(n)`` or ``jax.random.key(n)``), shared by every variant (seed s of
             each draws from ``fold_in(key, s)``).
         iterations: steps per variant: one integer in 0..`trajopt.limits.MAX_ITERATIONS` for all, or
-            {name: steps} for each (every variant's name, and no other).
+            {name: steps} for each (every variant's name, and no other); with a budget, the most each may run, or
+            None for what the budget buys (`trajopt.compute.budget_iterations`: floor(budget / spend per step) for
+            a fixed-cost method, ceil(budget / T) for one whose spend varies).
         seeds: the seeds, run together as one vmap per variant: distinct integers in 0..2**32 - 1 (a seed is
             folded into the key as uint32: a larger one would repeat another's noise), at most
             `trajopt.limits.MAX_SEEDS`, with iterations x seeds <= `trajopt.limits.MAX_HISTORY` for each variant.
@@ -97,6 +119,10 @@ def compare(
         compile_ahead: prepare up to two variants ahead on worker threads while this one runs (what the CLI does;
             faster, the same results). Off by default: the worker does not see JAX settings local to the
             caller's thread, such as a ``with jax.default_device(...)`` block.
+        budget: a compute budget per seed in forward-step equivalents (`trajopt.compute`), the same for every
+            variant, or None: each seed of each variant stops once its spend reaches it (`trajopt.solve`).
+        step_costs: the `trajopt.compute.StepCosts` that convert the counts (required with a budget; recorded on
+            each `Result` either way, for `Result.forward_equivalents`).
 
     Returns:
         {name: Result}, in the order given.
@@ -110,7 +136,9 @@ def compare(
             ``results`` holds {name: Result} of the variants that finished before it (nothing computed is lost).
     """
     named = _named(variants)
-    steps = _steps(named, iterations)
+    if iterations is None:
+        check_problem(problem)
+    steps = _steps(named, iterations, problem, budget, step_costs)
     if on_chunk is not None and not callable(on_chunk):
         raise TypeError(f"on_chunk: found {_found(on_chunk)}, allowed: None or a function "
                         "on_chunk(name, done, total)")
@@ -120,7 +148,7 @@ def compare(
     out = {}
     # every variant's arguments are checked here, before the first is traced
     prepared = prepare_each(problem, [(m, steps[n]) for n, m in named.items()], key=key, seeds=seeds, chunk=chunk,
-                            ahead=compile_ahead, names=list(named))
+                            ahead=compile_ahead, names=list(named), budget=budget, step_costs=step_costs, once=True)
     try:
         for name, loop in zip(named, prepared):
             hook = None if on_chunk is None else (lambda done, total, name=name: on_chunk(name, done, total))
@@ -168,7 +196,9 @@ class Loaded:
         ``solve.iterations``. ``iterations=N`` (an integer in 1..`trajopt.limits.MAX_ITERATIONS`, as the file's
         ``solve.iterations``) runs every chosen variant for N, as ``--iterations N`` does on the command line: the
         file is loaded again with that override, so step and σ schedules that default to the run's length span N.
-        ``seeds`` replaces the file's seeds; other keyword arguments go to `compare`, which checks the seeds,
+        With ``budget=B`` (and ``step_costs``) and no ``iterations``, each variant runs what the budget buys, not the
+        file's iterations (as ``--budget`` does). ``seeds`` replaces the file's seeds; other keyword arguments go to
+        `compare`, which checks the seeds,
         chunk and callbacks, every variant's iterations x seeds, and raises `trajopt.SolveError` for a variant whose
         own code fails (see there), all before anything is compiled.
         """
@@ -204,9 +234,55 @@ class Loaded:
             raise KeyError(f"variants: found {', '.join(map(repr, missing))} not in this problem (it was not loaded "
                            f"from a file), allowed: {', '.join(loaded.variants)}")
         chosen = loaded.variants if variants is None else {n: loaded.variants[n] for n in variants}
-        steps = {n: iterations if iterations is not None else loaded.spec.iterations_of(n) for n in chosen}
+        if iterations is None and kwargs.get("budget") is not None:
+            steps = None  # what the budget buys (`compare`), not the file's iterations
+        else:
+            steps = {n: iterations if iterations is not None else loaded.spec.iterations_of(n) for n in chosen}
         return compare(loaded.problem, chosen, key=loaded.key, iterations=steps,
                        seeds=loaded.spec.solve.seeds if seeds is None else seeds, **kwargs)
+
+    def mpc(self, variants: Optional[Sequence[str]] = None, *, iterations: Optional[int] = None,
+            seeds: Optional[Sequence[int]] = None, time_plans: bool = True) -> dict:
+        """The file's closed loop (its ``[mpc]``, ``[plant]`` and ``[success]`` tables), as `trajopt mpc` runs it, in
+        memory: {name: `trajopt.closedloop.MPCResult`}.
+
+        ``variants``: names of the file's variant tables, oracles or methods (default: ``mpc.variants``, else the
+        file's variants); ``iterations``: K method steps per replan (default ``mpc.iterations``); ``seeds``: default
+        ``mpc.seeds``, else ``solve.seeds``. As on the command line, each variant's step and sigma schedules span the K
+        steps of one replan, and a policy file's variants name open-loop oracles with each seed starting from its own
+        draw of the initial-state distribution. Raises `trajopt.spec.SpecError` for a file without ``[mpc]`` or a bad
+        name; a `Loaded` not read from a file cannot be reloaded (ValueError)."""
+        from trajopt import spec as spec_mod
+        from trajopt.closedloop import mpc as run_mpc
+        from trajopt.tomlio import toml_string
+
+        if self.path is None:
+            raise ValueError("Loaded.mpc: this problem was not read from a file; call trajopt.closedloop.mpc directly")
+        if isinstance(variants, str):
+            variants = [variants]
+        extra = [f"mpc.iterations={int(iterations)}"] if iterations is not None else []
+        spec = spec_mod.load(self.path, [*self.overrides, *extra], closed_loop=True)
+        if spec.closed_loop is None or spec.closed_loop.mpc is None:
+            raise spec_mod.SpecError(spec.source, "mpc", "missing; allowed: an [mpc] table with episode and horizon")
+        cl = spec.closed_loop
+        names = list(variants) if variants is not None else (
+            list(cl.mpc.variants) if cl.mpc.variants is not None else list(spec.variants))
+        K = cl.mpc.settings.iterations
+        items = [*self.overrides, *extra, "solve.variants=[" + ", ".join(toml_string(n) for n in names) + "]",
+                 f"solve.iterations={K}"]
+        spec = spec_mod.load(self.path, items, closed_loop=True)
+        more = spec_mod.iteration_overrides(spec, items)
+        if more:
+            spec = spec_mod.load(self.path, [*items, *more], closed_loop=True)
+        cl = spec.closed_loop
+        problem = spec.closed_loop_problem()
+        spec_mod.check_variants(spec, problem)
+        chosen = seeds if seeds is not None else (cl.mpc.seeds if cl.mpc.seeds is not None else spec.solve.seeds)
+        chosen = [int(s) for s in chosen]
+        return run_mpc(problem, {n: v.method for n, v in spec.variants.items()}, settings=cl.mpc.settings,
+                       plant=cl.plant.plant if cl.plant is not None else None, key=jax.random.PRNGKey(spec.solve.key),
+                       seeds=chosen, success=cl.success, initial_states=spec.closed_loop_starts(chosen),
+                       time_plans=time_plans)
 
 
 def load(path: Union[str, Path], overrides: Sequence[str] = ()) -> Loaded:
