@@ -16,22 +16,26 @@ The step schedule (optax's schedules, never written by hand here), by ``schedule
 | "piecewise"     | step·∏ scales[i] over the boundaries[i] <= k                              | piecewise_constant_schedule |
 | "power"         | step·(k + 1)^(−power)  (the tennis code's 1e-6·k^−0.1, k counted from 1)    | — (optax has none: one line here) |
 
-D = ``decay_steps`` (0: the run's iterations, filled in by the problem file's loader). A scheduled optimiser is
-wrapped in ``optax.inject_hyperparams`` so that the step actually used at each iteration can be read from its
-state (`current_step`) and recorded. ``clip_norm``: clip the gradient to this global norm before the update
-(``inf`` = no clipping, the paper's setting), via ``optax.clip_by_global_norm``.
+D = ``decay_steps`` (0: the run's iterations, filled in by `build_optimizer`, which checks the table). A scheduled
+optimiser is wrapped in ``optax.inject_hyperparams`` so that the step actually used at each iteration can be read
+from its state (`current_step`) and recorded. ``clip_norm``: clip the gradient to this global norm before the
+update (``inf`` = no clipping, the paper's setting), via ``optax.clip_by_global_norm``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
-from typing import ClassVar, Union
+from typing import ClassVar, Mapping, Union
 
+import jax.numpy as jnp
 import optax
 
 from trajopt import checks
-from trajopt.registry import Registry
+from trajopt.registry import Registry, UnknownName
+from trajopt.tables import build_config, describe
+from trajopt.tomlio import SpecError
 
 SCHEDULES = ("constant", "cosine", "exponential", "warmup_cosine", "piecewise", "power")
 
@@ -140,8 +144,6 @@ class Adam(_Scheduled):
 def current_step(optimizer, opt_state):
     """The step the last update used: the constant step, or the injected learning rate read from the state
     (NaN for an optax transformation that does not expose one)."""
-    import jax.numpy as jnp
-
     if isinstance(optimizer, _Scheduled) and optimizer.schedule == "constant":
         return jnp.asarray(optimizer.step, dtype=jnp.result_type(float))
     try:
@@ -154,3 +156,25 @@ def current_step(optimizer, opt_state):
 OPTIMIZERS: Registry[type] = Registry("optimizer")
 OPTIMIZERS.register("sgd", SGD)
 OPTIMIZERS.register("adam", Adam)
+
+DEFAULT_OPTIMIZER = {"name": "sgd"}  # a file without [solve.optimizer]
+
+
+def build_optimizer(table: Mapping, source: str, key: str, iterations: int):
+    """An optimiser config from a ``{name = ..., step = ...}`` table (``[solve.optimizer]``, or a variant's
+    ``optimizer``, at ``key``; name defaults to sgd); a schedule's ``decay_steps = 0`` becomes the run's
+    ``iterations``. A bad key is a `SpecError` at its path (``solve.optimizer.step``)."""
+    opt_name = table.get("name", "sgd")
+    if not isinstance(opt_name, str):
+        raise SpecError(source, f"{key}.name", f"found {describe(opt_name)}, allowed: {', '.join(OPTIMIZERS.names())}")
+    try:
+        opt_cls = OPTIMIZERS.get(opt_name)
+    except UnknownName as e:
+        raise SpecError(source, f"{key}.name", str(e)) from None
+    opt = build_config(opt_cls, table, source, f"{key}.", ignore=("name",))
+    if getattr(opt, "schedule", "constant") != "constant" and getattr(opt, "decay_steps", 1) == 0:
+        try:
+            opt = dataclasses.replace(opt, decay_steps=iterations)
+        except checks.FieldError as e:
+            raise SpecError(source, f"{key}.{e.field}", f"found {e.found!r}, allowed: {e.allowed}") from None
+    return opt

@@ -52,15 +52,14 @@ def _overrides(problem: Path, sets, samples, names, verb: str, over: Optional[st
     studied oracle's own ``oracle.NAME.samples`` (a shared ``oracle.samples`` would lose to a file's own
     [oracle.NAME] samples). Refused (exit 2): --samples when no studied oracle takes samples, and a key given twice
     (--set and --samples, or --set and --over: the later would silently win)."""
-    from trajopt.spec import _fields
-
     from trajopt.cli.run import toml_string
+    from trajopt.tables import fields_of
 
     items = list(sets or []) + ["solve.oracles=[" + ", ".join(toml_string(n) for n in names) + "]"]
     own = []
     if samples is not None:
         spec = load_spec(problem, items)
-        taking = [n for n, o in spec.oracles.items() if "samples" in _fields(o)]
+        taking = [n for n, o in spec.oracles.items() if "samples" in fields_of(o)]
         if not taking:  # the message names the oracles that take samples and the ones studied
             check_sets(spec, [f"oracle.samples={samples}"], "oracles", verb, label="--samples (oracle.samples)")
         own = [f"oracle.{n}.samples={samples}" for n in taking]
@@ -99,14 +98,14 @@ def _check_varies(key: str, specs: list) -> None:
     import json
 
     from trajopt.cli.diagnose import PROBLEM_SECTIONS
-    from trajopt.spec import _fields
+    from trajopt.tables import fields_of
 
     parts = key.split(".")
     if len(specs) < 2 or parts[0] != "oracle":  # a problem key always reaches the problem (or is an unknown key)
         return
 
     def takes(name, oracle) -> bool:
-        return parts[1] in _fields(oracle) if len(parts) == 2 else parts[1] == name
+        return parts[1] in fields_of(oracle) if len(parts) == 2 else parts[1] == name
 
     def seen(spec, name) -> str:
         r = spec.resolved()

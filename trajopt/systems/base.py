@@ -19,13 +19,12 @@ autodiff returns what a differentiable simulator returns; nothing is softened si
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import math
-import typing
 from typing import Any, Protocol, Sequence
 
 from jax import Array
+
+from trajopt.tables import parameter_types  # noqa: F401  (the [system] table's keys: re-exported for trajopt.systems)
 
 
 class System(Protocol):
@@ -36,19 +35,6 @@ class System(Protocol):
     def step(self, x: Array, u: Array) -> Array: ...
 
     def stable_dt(self) -> float: ...
-
-
-def parameter_types(cls: type) -> dict[str, type]:
-    """{field name: python type} of a system (or oracle) dataclass, in declaration order (a new dict each call;
-    the type hints are resolved once per class: `typing.get_type_hints` was most of the time a study spent building
-    10,000 cells)."""
-    return dict(_parameter_types(cls))
-
-
-@functools.lru_cache(maxsize=None)
-def _parameter_types(cls: type) -> tuple:
-    hints = typing.get_type_hints(cls)
-    return tuple((f.name, hints[f.name]) for f in dataclasses.fields(cls) if f.init)
 
 
 def spring_stable_dt(stiffness: float, mass: float) -> float:
