@@ -390,7 +390,7 @@ def always_crash_in(folder: Path):
 @pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")  # Ray starts its processes by fork+exec
 def test_ray_backend_gives_the_local_table_and_retries_a_killed_worker(local_study, ray_local, tmp_path):
     from trajopt.studies import RayExecutor
-    from trajopt.studies.study import Resources
+    from trajopt.studies.file import Resources
 
     path, local_folder, r = local_study
     study = load_study(path)
@@ -411,7 +411,7 @@ def test_ray_backend_gives_the_local_table_and_retries_a_killed_worker(local_stu
 @pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")  # Ray starts its processes by fork+exec
 def test_ray_worker_dying_past_its_retries_is_a_failed_cell(ray_local, tmp_path):
     from trajopt.studies import RayExecutor
-    from trajopt.studies.study import Resources
+    from trajopt.studies.file import Resources
 
     study = load_study(write(tmp_path, TINY.replace("[10.0, 100.0, 10000.0]", "[10.0, 20.0]")))
     e = expand(study)

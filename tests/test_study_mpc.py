@@ -290,7 +290,7 @@ def test_iterations_option_against_a_budget_grid_and_a_problem_without_mpc_are_r
 
 def test_best_rows_rank_blown_up_seeds_last_and_state_ties():
     from trajopt.studies.figures import best_rows
-    from trajopt.studies.study import Axis, StudySpec
+    from trajopt.studies.file import Axis, StudySpec
 
     study = StudySpec(source="s.toml", name="s", title="s", description="", problems=(Path("p.toml"),),
                       variants=("a", "b", "c", "d"), variant_tables={}, seeds=(0, 1, 2), iterations=None,

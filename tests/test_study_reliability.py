@@ -27,7 +27,8 @@ from trajopt.spec import SpecError
 from trajopt.studies import LocalExecutor, cell_rows, expand, load_study, prepare, read_table, run_study
 from trajopt.studies import store
 from trajopt.studies.cells import CELL_OK, CellOutcome
-from trajopt.studies.study import MAX_CELLS, ExpansionStopped, fingerprint
+from trajopt.studies.expand import ExpansionStopped, fingerprint
+from trajopt.studies.file import MAX_CELLS
 
 ROOT = Path(__file__).resolve().parent.parent
 PUSHING = ROOT / "problems" / "pushing_stiff.toml"
@@ -90,7 +91,7 @@ def test_names_that_sanitise_alike_get_their_own_folders_and_rows(tmp_path):
 
 
 def test_grid_point_and_figure_names_stay_distinct_and_inside_the_folder(tmp_path):
-    from trajopt.studies.study import folder_names
+    from trajopt.studies.expand import folder_names
 
     # string values that sanitise alike, and a value that would climb out of the folder
     names = folder_names(["x=a/b", "x=a_b", "x=../../evil", "x=" + "v" * 300])
@@ -303,14 +304,14 @@ def test_a_dry_run_compiles_a_bounded_number_of_steps(tmp_path, monkeypatch):
     """The first MEASURED_STEPS distinct configurations are measured by an evaluated step; the others take the
     method's planned count (ZoBG with N samples: N + 1 rollouts per step), so a grid over thousands of
     configurations does not compile thousands of steps."""
-    import trajopt.cli.studies as cli_studies
+    import trajopt.cli.study as cli_study
     import trajopt.studies as studies_mod
 
     measured = []
     monkeypatch.setattr(studies_mod, "step_counts", lambda cell: measured.append(cell.index) or {"rollouts": -1})
-    monkeypatch.setattr(cli_studies, "MEASURED_STEPS", 1)
+    monkeypatch.setattr(cli_study, "MEASURED_STEPS", 1)
     study = load_study(write(tmp_path, study_text(variants='["zobg"]', grid='"oracle.samples" = [4, 6, 8]')))
-    rows, total = cli_studies._estimate(expand(study), study)
+    rows, total = cli_study._estimate(expand(study), study)
     assert measured == [0] and [r["per_step"] for r in rows] == [-1, 7, 9]
     assert total == (-1 + 7 + 9) * 3 * 2  # x iterations x seeds
 
@@ -634,9 +635,9 @@ def _check_study_document(doc, monkeypatch_estimate) -> None:
 def cheap_estimate(monkeypatch):
     """The dry run's cost estimate compiles a step per configuration: replaced by zeros (the fuzzing is about the
     study file, not the counts)."""
-    import trajopt.cli.studies as cli_studies
+    import trajopt.cli.study as cli_study
 
-    monkeypatch.setattr(cli_studies, "_estimate", lambda e, s, stop=None: ([{"cell": c, "per_step": 0, "total": 0}
+    monkeypatch.setattr(cli_study, "_estimate", lambda e, s, stop=None: ([{"cell": c, "per_step": 0, "total": 0}
                                                                            for c in e.cells], 0))
 
 

@@ -1,327 +1,314 @@
-"""`trajopt sweep` and `trajopt landscape`: estimator statistics across a parameter or a 1-D decision."""
+"""`trajopt study STUDY.toml`: a grid of problems x variants x parameters x seeds, locally or on a Ray cluster."""
 
 from __future__ import annotations
 
+import json
 import sys
-from datetime import datetime
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
+from trajopt import _signals
 from trajopt.cli._common import (
-    EXIT_INTERRUPTED, ForceOpt, JsonOpt, ProblemArg, QuietOpt, SetOpt, app, check_distinct, check_force, check_sets,
-    fail, fmt, load_spec, out, preflight, write_final,
+    EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, IterOpt, JsonOpt, QuietOpt, SeedsOpt, app, err, fail, fmt, out, write_final,
 )
+from trajopt.cli.run import _interruptible, history_memory_limit, lock_out
+from trajopt.tomlio import SpecError
 
-SamplesOpt = typer.Option(None, "--samples", help="Samples N per estimate (sets every oracle's `samples`).")
-RepeatsOpt = typer.Option(20, "--repeats", help="Independent estimates per point (median and IQR are over these).")
-OraclesOpt = typer.Option(None, "--oracles", help="Comma-separated oracles (default: fobg, zobg and the adaptive ones).")
-StudyOutOpt = typer.Option(None, "--out", help="Output folder (default runs/<problem>/<timestamp>-<verb>).")
+# The library (JAX, the studies package, Ray) is imported inside each command, so that importing the CLI stays fast.
+
+BACKENDS = ("local", "ray")
 
 
-def is_policy_file(problem: Path, sets) -> bool:
-    """Whether PROBLEM (with its --set items) is a policy problem (a [policy] table); False when it cannot be
-    read (load_spec then says why)."""
-    from trajopt import spec as spec_mod
+def _default_out(study_file: Path) -> Path:
+    return Path("runs") / "studies" / study_file.stem
+
+
+MEASURED_STEPS = 16  # distinct configurations whose step a dry run compiles and evaluates; the rest use the plan
+
+
+class _Stopped(Exception):
+    """SIGINT/SIGTERM during a dry run's estimate."""
+
+
+def _planned(spec, variant: str):
+    """Rollouts per step as the variant's method plans them (``calls``, no compilation), or None."""
+    method = spec.variants[variant].method
+    calls = getattr(method, "calls", None)
+    if calls is None:
+        return None
+    try:
+        return int(calls(spec.problem())[0])
+    except Exception:  # noqa: BLE001  (a method without a fixed count: no estimate)
+        return None
+
+
+def _estimate(expansion, study, should_stop=None) -> tuple[list[dict], int]:
+    """Per cell: rollouts per step (one evaluated step per distinct problem/variant configuration, for the first
+    `MEASURED_STEPS` configurations; the method's planned ``calls`` for the others, which compiles nothing) and
+    the cell's total (rollouts per step x iterations x seeds; a closed-loop cell's: x iterations per replan x
+    replans x seeds, its step on the horizon-H problem); the study's total. ``should_stop`` is polled between
+    configurations (raises _Stopped)."""
+    from trajopt.studies import step_counts
+
+    cache: dict = {}
+    rows, total = [], 0
+    for c in expansion.cells:
+        if c.error is not None:
+            rows.append({"cell": c, "per_step": None, "total": 0})
+            continue
+        spec = expansion.specs[c.index]
+        key = (c.problem, c.variant, json.dumps(spec.variants[c.variant].table, sort_keys=True, default=str),
+               spec.task.horizon, json.dumps(spec.raw_task, sort_keys=True, default=str),  # n_eval of a policy
+               spec.closed_loop.mpc.settings.horizon if c.verb == "mpc" else None)
+        if key not in cache:
+            if should_stop is not None and should_stop():
+                raise _Stopped()
+            measured = sum(1 for v in cache.values() if v[1] == "step")
+            if measured < MEASURED_STEPS:
+                try:
+                    cache[key] = (step_counts(c)["rollouts"], "step")
+                except Exception:  # noqa: BLE001  (an estimate only: the run will report the error)
+                    cache[key] = (None, "step")
+            else:
+                cache[key] = (_planned(spec, c.variant), "plan")
+        per = cache[key][0]
+        steps = c.iterations * (spec.closed_loop.mpc.settings.replans if c.verb == "mpc" else 1)
+        cell_total = per * steps * len(c.seeds) if per is not None else 0
+        total += cell_total
+        rows.append({"cell": c, "per_step": per, "total": cell_total})
+    return rows, total
+
+
+def _dry_run(study, expansion, folder: Path, json_out: bool, quiet: bool, should_stop=None) -> None:
+    from trajopt import runs
 
     try:
-        return "policy" in spec_mod.apply_overrides(spec_mod.read_toml(problem), list(sets or []), str(problem))
-    except spec_mod.SpecError:
-        return False
+        est, total = _estimate(expansion, study, should_stop)
+    except _Stopped:
+        err.print("interrupted while estimating the study's cost; nothing written", highlight=False)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    if json_out:
+        sys.stdout.write(runs.dumps_json({
+            "study": study.definition(), "out": str(folder), "rollouts": total,
+            "cells": [{"index": e["cell"].index, "label": e["cell"].label, "folder": e["cell"].folder,
+                       "valid": e["cell"].error is None, "error": e["cell"].error,
+                       "rollouts_per_step": e["per_step"], "rollouts": e["total"]} for e in est]}))
+        return
+    if quiet:
+        return
+    keys = [a.key for a in study.grid]
+    points = len(expansion.cells) // max(1, len(study.problems) * len(study.variants))
+    if study.closed_loop:
+        gridded = any(a.key == "mpc.iterations" for a in study.grid)
+        iters = study.iterations if study.iterations is not None else \
+            ("the grid's mpc.iterations" if gridded else "each problem's mpc.iterations")
+        seeds = len(study.seeds) if study.seeds is not None else "each problem's"
+        each = f"closed loop: {iters} iterations per replan x {seeds} seeds"
+        caption = ("rollouts: simulator calls (horizon-H rollouts), per method step from one evaluated step on the first "
+                   "replan's problem, x iterations per replan x replans x seeds")
+    else:
+        each = f"{study.iterations} iterations x {len(study.seeds)} seeds each"
+        caption = "rollouts: simulator calls, per step from one evaluated step, x iterations x seeds"
+    table = Table(title=escape(f"{study.title}: {len(expansion.cells)} cells ({len(study.problems)} problems x "
+                               f"{len(study.variants)} variants x {points} grid points), {each}"), title_justify="left",
+                  caption=caption, caption_justify="left")
+    for col in ("#", "problem", "variant", *keys, "valid", "rollouts/step", "rollouts"):
+        table.add_column(escape(col), justify="left" if col in ("problem", "variant", "valid") else "right")
+    from trajopt.studies.file import label_value
+
+    for e in est:
+        c = e["cell"]
+        table.add_row(str(c.index), escape(c.problem), escape(c.variant), *[escape(label_value(v)) for _, v in c.point],
+                      "yes" if c.error is None else "[red]no[/]", fmt(e["per_step"]), f"{e['total']:,}")
+    out.print(table)
+    by_error: dict = {}
+    for c in expansion.invalid:
+        by_error.setdefault(c.error.split(": ", 1)[-1], []).append(c.label)
+    for message, labels in by_error.items():
+        shown = "; ".join(labels[:4]) + (f"; ... ({len(labels)} cells)" if len(labels) > 4 else "")
+        out.print(f"[yellow]invalid, recorded as failed:[/] {escape(shown)}: {escape(message)}", highlight=False,
+                  soft_wrap=True)
+    out.print(f"total: {total:,} rollouts; nothing written (study folder would be [bold]{escape(str(folder))}[/])")
 
 
-def _study_oracles(oracles: Optional[str], policy: bool = False) -> list[str]:
-    """--oracles, or by default fobg, zobg and every oracle that chooses its own α among those of the problem's
-    registry (a policy problem has no ddcg)."""
-    from trajopt.oracles import alpha_choosers
+@app.command("study")
+def study_cmd(
+    study_file: Path = typer.Argument(..., help="A TOML study file (see examples/studies/).", show_default=False),
+    backend: str = typer.Option("local", "--backend", help="local: cells one after another in this process; "
+                                "ray: each cell a Ray task."),
+    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (what `ray start --head` "
+                                          "prints); default RAY_ADDRESS, else a local Ray instance."),
+    seeds: Optional[str] = SeedsOpt,
+    iterations: Optional[int] = IterOpt,
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="Study folder (default runs/studies/<study>)."),
+    resume: bool = typer.Option(True, "--resume/--fresh", help="Skip the cells already finished in the study folder "
+                                "(default), or empty the folder and start over."),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="On resume, run the failed cells again."),
+    strict: bool = typer.Option(False, "--strict", help="Refuse the study if any cell's spec is invalid (instead of "
+                                "recording that cell as failed)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the cells and their cost in rollouts; run and write nothing."),
+    json_out: bool = JsonOpt,
+    quiet: bool = QuietOpt,
+):
+    """Run a study: every problem x variant x grid point, each a fused solve over the seeds (with verb = "mpc" in
+    the study file, a closed-loop run of the problem's [mpc] table; --seeds and --iterations then replace mpc.seeds
+    and mpc.iterations).
 
-    if oracles:
-        return [o.strip() for o in oracles.split(",") if o.strip()]
-    if policy:
-        from trajopt.policies import POLICY_ORACLES
-
-        return ["fobg", "zobg"] + [n for n in alpha_choosers() if n in POLICY_ORACLES]
-    return ["fobg", "zobg"] + alpha_choosers()
-
-
-def _overrides(problem: Path, sets, samples, names, verb: str, over: Optional[str] = None) -> list[str]:
-    """The overrides of an oracle-level study: the --set items, the studied oracles, and ``--samples`` N as every
-    studied oracle's own ``oracle.NAME.samples`` (a shared ``oracle.samples`` would lose to a file's own
-    [oracle.NAME] samples). Refused (exit 2): --samples when no studied oracle takes samples, and a key given twice
-    (--set and --samples, or --set and --over: the later would silently win)."""
-    from trajopt.cli.run import toml_string
-    from trajopt.tables import fields_of
-
-    items = list(sets or []) + ["solve.oracles=[" + ", ".join(toml_string(n) for n in names) + "]"]
-    own = []
-    if samples is not None:
-        spec = load_spec(problem, items)
-        taking = [n for n, o in spec.oracles.items() if "samples" in fields_of(o)]
-        if not taking:  # the message names the oracles that take samples and the ones studied
-            check_sets(spec, [f"oracle.samples={samples}"], "oracles", verb, label="--samples (oracle.samples)")
-        own = [f"oracle.{n}.samples={samples}" for n in taking]
-    check_distinct([(f"--set {item.partition('=')[0].strip()}", item) for item in sets or []]
-                   + [("--samples", item) for item in own]
-                   + ([(f"--over {over.partition('=')[0].strip()}", over)] if over is not None else []))
-    return items + own
-
-
-def _check_reach(spec, sets, verb: str, over: Optional[str] = None) -> None:
-    """Refuse --set and --over keys that none of the studied oracles takes (exit 2)."""
-    check_sets(spec, sets, "oracles", verb)
-    if over is not None:
-        check_sets(spec, [over], "oracles", verb, label=f"--over {over.partition('=')[0].strip()}")
+    Writes a study folder: study.csv / study.parquet (one row per cell and seed), study.json, one run folder per
+    cell, a figure per grid axis and report.html. Rerunning resumes: finished cells are skipped (a cell whose
+    problem, overrides or named files changed runs again). A folder holds one study: another study's is refused.
+    A disk error while writing is exit 2 with the finished cells kept; Ctrl-C exits 130 with a readable folder.
+    """
+    if backend not in BACKENDS:
+        raise fail(f"--backend: found {backend!r}, allowed: {', '.join(BACKENDS)}")
+    memory_limit = history_memory_limit()  # a bad TRAJOPT_HISTORY_MEMORY: exit 2 before any work
+    if address is not None and backend != "ray":
+        raise fail("--address: only with --backend ray")
+    if iterations is not None and iterations < 1:
+        raise fail(f"--iterations: found {iterations}, allowed: an integer >= 1")
+    # SIGINT/SIGTERM held from here: expanding and estimating a large study takes a while, and stops at once
+    with _interruptible() as should_stop:
+        _study(study_file, backend, address, seeds, iterations, out_dir, resume, retry_failed, strict, dry_run,
+               json_out, quiet, memory_limit, should_stop)
 
 
-def _check_study_size(spec, problem, repeats: int, points: int = 1, label: str = "--repeats") -> None:
-    """`trajopt.spec.check_working_set` for an oracle-level study: repeats (x points, landscape) estimates side by
-    side, each the rollouts of the studied oracle that spends most."""
-    from trajopt.spec import SpecError, check_working_set, rollouts_per_step
+def _study(study_file, backend, address, seeds, iterations, out_dir, resume, retry_failed, strict, dry_run, json_out,
+           quiet, memory_limit, should_stop):
+    from trajopt.studies import expand, load_study, parse_seeds
+    from trajopt.studies.executors import executor
+    from trajopt.studies.expand import ExpansionStopped
 
-    per = max([rollouts_per_step(o, problem) or getattr(o, "samples", 1) for o in spec.oracles.values()] or [1])
-    what = f"{repeats:,} repeats" + (f" x {points:,} points" if points > 1 else "") + f" x {per:,} rollouts per estimate"
     try:
-        check_working_set(spec, {label: (repeats * points * per, what)}, problem)
+        seed_list = parse_seeds(seeds) if seeds is not None else None
+        study = load_study(study_file, seeds=seed_list, iterations=iterations)
+        expansion = expand(study, strict=strict, should_stop=should_stop)
     except SpecError as e:
         raise fail(str(e)) from None
-
-
-def _check_varies(key: str, specs: list) -> None:
-    """Refuse (exit 2) a swept oracle key that leaves unchanged, at every value, the problem and the configuration of
-    a studied oracle that takes the key (another setting wins over it: an [oracle.NAME] key of the file, --samples):
-    its line would be drawn flat "against" the key. Oracles that do not take the key are flat by nature; a problem
-    key always reaches the problem (a user system built by a factory records none of its parameters, so its
-    configuration cannot be compared)."""
-    import json
-
-    from trajopt.cli.diagnose import PROBLEM_SECTIONS
-    from trajopt.tables import fields_of
-
-    parts = key.split(".")
-    if len(specs) < 2 or parts[0] != "oracle":  # a problem key always reaches the problem (or is an unknown key)
-        return
-
-    def takes(name, oracle) -> bool:
-        return parts[1] in fields_of(oracle) if len(parts) == 2 else parts[1] == name
-
-    def seen(spec, name) -> str:
-        r = spec.resolved()
-        return json.dumps([r.get(k) for k in PROBLEM_SECTIONS] + [r["solve"]["key"], r["oracle"].get(name)],
-                          sort_keys=True, default=str)
-
-    for name, oracle in specs[0][1].oracles.items():
-        if takes(name, oracle) and len({seen(s, name) for _, s in specs}) == 1:
-            raise fail(f"--over {key}: found the same {name} estimate at every value (another setting wins over the "
-                       f"key: an [oracle.{name}] key of the file, --samples or --set), allowed: a key that changes what "
-                       "each studied oracle that takes it estimates")
-
-
-def _out_dir(spec, verb: str, out_dir: Optional[Path]) -> Path:
-    """--out, or the default runs/<problem>/<timestamp>-<verb> (claimed with `trajopt.cli.run.claim_out`)."""
-    return out_dir or Path("runs") / spec.name / f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{verb}"
-
-
-@app.command()
-def sweep(
-    problem: Path = ProblemArg,
-    over: List[str] = typer.Option(..., "--over", help="KEY=VALUES: any key of the file, values as 1,10,100, "
-                                   "linspace:a:b:n or logspace:a:b:n (10^a..10^b). One key: a grid over several "
-                                   "keys is a study (trajopt study)."),
-    skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Skip values the problem refuses (e.g. an "
-                                      "unstable time step), recording them in sweep.json, instead of refusing."),
-    samples: Optional[int] = SamplesOpt,
-    repeats: int = RepeatsOpt,
-    oracles: Optional[str] = OraclesOpt,
-    set_: Optional[List[str]] = SetOpt,
-    out_dir: Optional[Path] = StudyOutOpt,
-    force: bool = ForceOpt,
-    json_out: bool = JsonOpt,
-    quiet: bool = QuietOpt,
-):
-    """Estimator statistics at the initial guess across a parameter (variance vs stiffness, horizon, N).
-
-    Per-sample variances of FoBG and ZoBG, the gap and each adaptive oracle's alpha; writes sweep.csv,
-    sweep.json and sweep.png.
-    """
-    import jax
-
-    from trajopt import analysis, plots, runs
-    from trajopt import spec as spec_mod
-    from trajopt.cli.run import _interruptible, claim_out, display_title
-
-    if len(over) != 1:
-        raise fail(f"--over given {len(over)} times ({'; '.join(over)}); allowed: one --over (sweep draws a line); "
-                   "for a grid over several keys write a study file with a [grid] table and run `trajopt study`")
-    over = over[0]
-    if "=" not in over:
-        raise fail(f"--over {over}: allowed: KEY=VALUES, e.g. system.stiffness=logspace:1:4:10")
-    key, _, grid = over.partition("=")
-    key = key.strip()
-    if repeats < 2:
-        raise fail(f"--repeats: found {repeats}, allowed: an integer >= 2")
-    check_force(force, out_dir)
-    names = _study_oracles(oracles, is_policy_file(problem, set_))
-    base_overrides = _overrides(problem, set_, samples, names, "sweep", over)
-    base = load_spec(problem, base_overrides)
-    raw = spec_mod.apply_overrides(spec_mod.read_toml(problem), base_overrides, str(problem))
-    typ = spec_mod.key_type(raw, key)
-    if typ not in (int, float):
-        raise fail(f"--over {key}: found a key of type {typ.__name__}, allowed: a numeric key")
-    _check_reach(base, set_, "sweep", over)
-    preflight(base, use="oracles")  # an oracle that cannot estimate here, or user code that fails when traced
-    try:
-        values = analysis.parse_grid(grid, integer=typ is int)
-    except ValueError as e:
-        raise fail(f"--over {key}: {e}") from None
-    specs, skipped = [], []
-    for v in values:  # every point validated up front: a refused value is named, and refused or skipped
+    except ExpansionStopped:
+        err.print("interrupted while the study's cells were built; nothing written", highlight=False)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    folder = out_dir or _default_out(study_file)
+    if dry_run:
+        _dry_run(study, expansion, folder, json_out, quiet, should_stop)
+        raise typer.Exit(EXIT_OK)
+    if backend == "ray":
         try:
-            specs.append((v, spec_mod.load(problem, base_overrides + [f"{key}={v!r}"])))
-        except spec_mod.SpecError as e:
-            if not skip_invalid:
-                raise fail(f"--over {key} = {v:g}: {e} (--skip-invalid skips such values)") from None
-            skipped.append({"value": v, "error": str(e)})
-    if not specs:
-        raise fail(f"--over {key}: every value was refused by the problem ({skipped[0]['error']})")
-    for _, s in specs:  # --over oracle.samples or task.horizon: each point's estimates are bounded in memory
-        _check_study_size(s, s.problem(), repeats)
-    _check_varies(key, specs)
-    values = [v for v, _ in specs]
-    folder = _out_dir(base, "sweep", out_dir)
-    with _interruptible() as should_stop, claim_out(folder, force):  # created, locked, (--force) emptied first
-        points = []
-        root = jax.random.PRNGKey(base.solve.key)
-        for v, s in specs:
-            if points and should_stop():  # a signal: stop between points, and write the ones done
-                break
-            if not quiet and not json_out:
-                out.print(escape(f"  {key} = {v:g}"), highlight=False)
-            points.append((v, analysis.point_statistics(root, s.problem(), s.oracles, repeats)))
-        rows = analysis.sweep_rows(points)
-        # the title names what was swept and set, never the file's own parameter values (its title may say k = 1000)
-        title = (display_title(base, set_) if set_ else base.name) + f": variance against {key}" + \
-            (" (skipped, refused by the problem: " + ", ".join(f"{p['value']:g}" for p in skipped) + ")" if skipped else "")
-        meta = {"problem": base.name, "title": title, "key": key, "values": values, "repeats": repeats,
-                "oracles": names, "samples": {n: getattr(o, "samples", None) for n, o in base.oracles.items()},
-                "skipped": skipped, "values_not_run": [v for v, _ in specs[len(points):]]}
-        from trajopt import _signals
+            import ray  # noqa: F401
+        except ImportError:
+            raise fail("--backend ray: Ray is not installed; allowed: pip install 'trajopt-alpha[ray]', or --backend local") from None
+    from trajopt.runs import DiskHistory
 
-        _signals.writing()  # the points are computed: a second Ctrl-C now finishes the folder, marked interrupted
-        runs.write_config(folder, base)
-        table_rows = [{key: r["value"], **{k: v for k, v in r.items() if k != "value"}} for r in rows]
-
-        plots.save_figure(plots.sweep_figure(rows, key, title=title), folder / "sweep.png")
-
-        def write(status):
-            meta["status"] = status
-            runs.write_table(folder, "sweep", table_rows, meta)
-
-        status = write_final(write)
-    done = EXIT_INTERRUPTED if status == "interrupted" else 0
-    if json_out:
-        sys.stdout.write(runs.dumps_json({**meta, "rows": rows, "out": str(folder)}))
-        raise typer.Exit(done)
-    if quiet:
-        raise typer.Exit(done)
-    from trajopt.oracles import alpha_choosers
-
-    adaptive = [o for o in names if o in alpha_choosers()]
-    table = Table(title=escape(f"{title} ({repeats} repeats, medians)"), title_justify="left")
-    for col in ("value", "σ̂₁² (FoBG)", "σ̂₀² (ZoBG)", "ratio", *[f"α {o}" for o in adaptive]):
-        table.add_column(col, justify="right")
-    by = {(r["oracle"], r["value"]): r for r in rows}
-    for v in values:
-        v1 = by.get(("fobg", v), {}).get("var_first_median")
-        v0 = by.get(("zobg", v), {}).get("var_zero_median")
-        ratio = v1 / v0 if v1 is not None and v0 else None
-        alphas = [fmt(by.get((o, v), {}).get("alpha_median"), 3) for o in adaptive]
-        table.add_row(fmt(v), fmt(v1, 3), fmt(v0, 3), fmt(ratio, 3), *alphas)
-    out.print(table)
-    if status == "interrupted":
-        out.print(escape(f"interrupted: {len(meta['values_not_run'])} values not run"))
-    out.print(f"study folder: [bold]{escape(str(folder))}[/]")
-    raise typer.Exit(done)
+    # a local cell's history larger than TRAJOPT_HISTORY_MEMORY streams into .history-* in the study folder,
+    # removed once the cell's run folder is written
+    ex = executor(backend, address=address, resources=study.resources,
+                  history=(lambda: DiskHistory(folder), memory_limit))
+    if backend == "ray":
+        try:
+            ex.check()
+        except ConnectionError as e:
+            raise fail(f"--address: cannot reach the Ray cluster {e}; allowed: the address `ray start --head` printed "
+                       "(HOST:6379, or ray://HOST:10001), or none for a local Ray") from None
+    with lock_out(folder):  # a second study into the same folder is refused while this one runs
+        _run_locked(study, expansion, folder, ex, resume, retry_failed, address, json_out, quiet, should_stop)
 
 
-@app.command()
-def landscape(
-    problem: Path = ProblemArg,
-    range_: str = typer.Option(..., "--range", help="LO:HI:N, the decision values to evaluate."),
-    samples: Optional[int] = SamplesOpt,
-    repeats: int = RepeatsOpt,
-    oracles: Optional[str] = OraclesOpt,
-    run_dir: Optional[Path] = typer.Option(None, "--run", help="A compare run of this problem: mark its final points."),
-    set_: Optional[List[str]] = SetOpt,
-    out_dir: Optional[Path] = StudyOutOpt,
-    force: bool = ForceOpt,
-    json_out: bool = JsonOpt,
-    quiet: bool = QuietOpt,
-):
-    """Estimators along a one-dimensional decision (the paper's Fig. 2 and Fig. 7).
+def _write_failed(folder: Path, e, kept: int) -> typer.Exit:
+    """The exit-2 line for a study folder that could not be written (a bad environment, like any --out problem)."""
+    return fail(f"--out {folder}: cannot write {e.path if hasattr(e, 'path') else (e.filename or folder)} "
+                f"({e.reason if hasattr(e, 'reason') else e.strerror}); {kept} finished "
+                f"{'cell is' if kept == 1 else 'cells are'} kept in it: rerun "
+                "the same command to resume (after freeing space or lifting the limit), or choose another --out")
 
-    f, the smoothed F, the gradient estimates with their spread, their variances and each adaptive oracle's
-    alpha across theta; writes landscape.csv, landscape.json and landscape.png.
-    """
-    import jax
-    import numpy as np
 
-    from trajopt import analysis, plots, runs
-    from trajopt.cli.run import _interruptible, claim_out, display_title
+def _run_locked(study, expansion, folder, ex, resume, retry_failed, address, json_out, quiet, should_stop):
+    from trajopt.studies import StudyFolderError, prepare, run_study, write_outputs
+    from trajopt.studies import store
+    from trajopt.studies.runner import STUDY_INTERRUPTED
 
     try:
-        thetas = analysis.parse_range(range_)
-    except ValueError as e:
-        raise fail(f"--range: {e}") from None
-    if repeats < 2:
-        raise fail(f"--repeats: found {repeats}, allowed: an integer >= 2")
-    check_force(force, out_dir)
-    names = _study_oracles(oracles, is_policy_file(problem, set_))
-    spec = load_spec(problem, _overrides(problem, set_, samples, names, "landscape"))
-    _check_reach(spec, set_, "landscape")
-    prob = spec.problem()
-    preflight(spec, prob, use="oracles")
-    if prob.dimension != 1:
-        raise fail(f"{problem}: landscape needs a problem with one decision variable (T*m = 1); this one has "
-                   f"{prob.dimension} (horizon {spec.task.horizon} x {prob.shape[-1]} controls)")
-    _check_study_size(spec, prob, repeats, len(thetas), "--range")  # every point's repeats run side by side
-    marks = None
-    if run_dir is not None:
-        from trajopt.cli.diagnose import check_run_config
+        prepare(folder, fresh=not resume, name=study.name)
+    except StudyFolderError as e:
+        raise fail(f"--out {e}") from None
+    except OSError as e:
+        raise fail(f"--out {folder}: cannot prepare it ({e.strerror}: {e.filename or folder})") from None
+    show = not (quiet or json_out)
 
-        if not runs.is_run_dir(run_dir):
-            raise fail(f"--run {run_dir}: not a run folder (no result.json in it)")
-        try:
-            runs.read_result(run_dir)
-            traj = runs.read_trajectories(run_dir)
-        except runs.RunFolderError as e:
-            raise fail(f"--run {run_dir}: {e}") from None
-        check_run_config(spec, run_dir, f"--run {run_dir}")
-        marks = {"start": float(np.asarray(spec.task.U0).ravel()[0])}
-        marks.update({k.split("/")[0]: v.ravel() for k, v in traj.items() if k.endswith("/U")})
-    folder = _out_dir(spec, "landscape", out_dir)
-    with _interruptible(), claim_out(folder, force):  # created, locked and (--force) emptied before any work
-        sigma = next((o.sigma for o in spec.oracles.values() if hasattr(o, "sigma")), 0.1)
-        data = analysis.landscape(jax.random.PRNGKey(spec.solve.key), prob, spec.oracles, thetas, repeats, sigma)
-        rows = [{k: float(v[i]) for k, v in data.items()} for i in range(len(thetas))]
-        title = display_title(spec, set_)  # under --set: the problem's name and the overrides, not the file's title
-        meta = {"problem": spec.name, "title": title, "range": range_, "repeats": repeats, "oracles": names,
-                "sigma": sigma}
-        from trajopt import _signals
+    def on_cell(cell, outcome, done, total):
+        if not show:
+            return
+        if outcome.status == "ok":
+            import numpy as np
 
-        _signals.writing()  # computed: a second Ctrl-C now finishes the folder, marked interrupted
-        runs.write_config(folder, spec)
-        plots.save_figure(plots.landscape_figure(data, names, sigma, marks, title=title), folder / "landscape.png")
+            from trajopt.stats import nan_median
 
-        def write(status):
-            meta["status"] = status
-            runs.write_table(folder, "landscape", rows, meta)
+            metric, what = ("closed_loop_cost", "closed-loop cost") if study.closed_loop else ("final_cost", "final")
+            finals = np.array([np.nan if r[metric] is None else r[metric] for r in outcome.rows], float)
+            ok = sum(r["status"] == "ok" for r in outcome.rows)
+            err.print(f"[{done}/{total}] {escape(cell.label)}: median {what} {fmt(nan_median(finals))}, {ok}/{len(outcome.rows)} "
+                      f"seeds ok", highlight=False, soft_wrap=True)
+        else:
+            first = (outcome.error or "").splitlines()
+            err.print(f"[{done}/{total}] {escape(cell.label)}: [red]failed[/]: {escape(first[0] if first else '')}",
+                      highlight=False, soft_wrap=True)
 
-        status = write_final(write)
+    try:
+        result = run_study(study, expansion, folder, ex, should_stop=should_stop, retry_failed=retry_failed,
+                           on_cell=on_cell)
+    except ConnectionError as e:
+        raise fail(f"--address {address or '(RAY_ADDRESS)'}: cannot connect to a Ray cluster ({e})") from None
+    except store.StudyWriteError as e:
+        raise _write_failed(folder, e, e.kept) from None
+    except KeyboardInterrupt:
+        err.print(f"aborted (Ctrl-C twice): the finished cells and the table are kept in {escape(str(folder))}; rerun the "
+                  "same command to resume", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    if not quiet:
+        for note in result.notes:
+            err.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
+    from trajopt.studies.runner import meta as study_meta
+
+    written = {"status": result.status, "files": []}
+
+    def write(flag: str) -> None:
+        """The table (again, only when a signal changed the status) and the figures and page, with the status."""
+        status = result.status if flag == "ok" else STUDY_INTERRUPTED
+        meta = study_meta(study, expansion, result.cell_status, status, ex.name, result.step_costs)
+        if status != result.status:
+            store.write_table(folder, study, result.rows, meta)
+        written.update(status=status, files=write_outputs(folder, study, result.rows, meta))
+
+    getattr(_signals, "writing", lambda: None)()  # the cells are done: a second Ctrl-C now marks, not abandons
+    try:
+        write_final(write)
+    except OSError as e:
+        raise _write_failed(folder, e, len(result.cell_status)) from None
+    except KeyboardInterrupt:
+        err.print(f"aborted (Ctrl-C twice) while the figures were drawn: the table is kept in {escape(str(folder))}",
+                  highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    status, files = written["status"], written["files"]
+    failed = [i for i, s in result.cell_status.items() if s == "failed"]
+    n = len(expansion.cells)
     if json_out:
-        sys.stdout.write(runs.dumps_json({**meta, "out": str(folder)}))
+        from trajopt import runs
+
+        sys.stdout.write(runs.dumps_json({"status": status, "out": str(folder), "cells": n,
+                                          "ran": len(result.ran), "skipped": len(result.skipped), "failed": len(failed),
+                                          "rows": len(result.rows), "files": files, "notes": result.notes,
+                                          "errors": {expansion.cells[i].label: result.errors.get(i, "").splitlines()[0]
+                                                     if result.errors.get(i) else "" for i in failed}}))
     elif not quiet:
-        out.print(f"landscape of {escape(title)} over {len(thetas)} points: [bold]{escape(str(folder))}[/]")
-    raise typer.Exit(EXIT_INTERRUPTED if status == "interrupted" else 0)
+        out.print(f"{status}: {len(result.cell_status)}/{n} cells finished ({len(result.ran)} run now, "
+                  f"{len(result.skipped)} reused), {len(failed)} failed", highlight=False)
+        for i in failed[:10]:
+            first = (result.errors.get(i) or "").splitlines()
+            out.print(f"  [red]failed[/] {escape(expansion.cells[i].label)}: {escape(first[0] if first else '')}", highlight=False,
+                      soft_wrap=True)
+        out.print(f"study folder: [bold]{escape(str(folder))}[/] (study.csv, report.html)")
+    if status != "complete":
+        raise typer.Exit(EXIT_INTERRUPTED)
+    raise typer.Exit(EXIT_FAILED if failed and len(failed) == n else EXIT_OK)

@@ -9,9 +9,10 @@ A study file with ``verb = "mpc"`` makes every cell a closed-loop run of its pro
 (`trajopt.closedloop.mpc`; `cells.run_closed_loop_cell`), with its own table columns (`cells.MPC_ROW_COLUMNS`), a
 figure against forward-step equivalents per control step for an ``mpc.iterations`` axis and best.csv.
 
-Modules: `study` (the file, the cells), `cells` (run one cell: a pure function), `executors` (local, Ray),
-`runner` (skip finished cells, write each as it arrives), `store` (the study folder), `figures` (figures and
-the study's page), `sources` (the files a problem names, hashed into its cells' fingerprints).
+Modules: `file` (the study file and its validation), `expand` (its cells, their folders and fingerprints),
+`cells` (run one cell: a pure function), `executors` (local, Ray), `runner` (skip finished cells, write each as it
+arrives), `store` (the study folder), `figures` (figures and the study's page), `sources` (the files a problem
+names, hashed into its cells' fingerprints).
 """
 
 from trajopt.studies.cells import (MPC_ROW_COLUMNS, CellOutcome, cell_rows, mpc_cell_rows, run_cell,
@@ -19,8 +20,8 @@ from trajopt.studies.cells import (MPC_ROW_COLUMNS, CellOutcome, cell_rows, mpc_
 from trajopt.studies.executors import LocalExecutor, RayExecutor, executor
 from trajopt.studies.runner import StudyRun, run_study
 from trajopt.studies.store import StudyFolderError, StudyWriteError, prepare, read_table, write_outputs
-from trajopt.studies.study import (Axis, Cell, Expansion, ExpansionStopped, Resources, StudySpec, expand, load_study,
-                                   parse_seeds)
+from trajopt.studies.expand import Cell, Expansion, ExpansionStopped, expand
+from trajopt.studies.file import Axis, Resources, StudySpec, load_study, parse_seeds
 
 __all__ = ["Axis", "Cell", "CellOutcome", "Expansion", "ExpansionStopped", "LocalExecutor", "MPC_ROW_COLUMNS",
            "RayExecutor", "Resources", "StudyFolderError", "StudyRun", "StudySpec", "StudyWriteError", "cell_rows",

@@ -33,7 +33,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from trajopt.studies.study import Cell
+from trajopt.studies.expand import Cell
 
 # Columns of the study table, in order; the grid keys come between ``variant`` and ``seed``.
 LEAD_COLUMNS = ("problem", "variant")

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Optional
 
 from trajopt.studies.cells import CELL_FAILED, CellOutcome, StorageError, cell_rows, run_cell
-from trajopt.studies.study import Cell, Resources
+from trajopt.studies.expand import Cell
+from trajopt.studies.file import Resources
 
 CellFn = Callable[..., CellOutcome]
 

@@ -25,7 +25,8 @@ from matplotlib.figure import Figure
 
 from trajopt.plots import set_title
 from trajopt.stats import nan_band, wilson_interval
-from trajopt.studies.study import Axis, StudySpec, folder_names, label_value, toml_value
+from trajopt.studies.expand import folder_names
+from trajopt.studies.file import Axis, StudySpec, label_value, toml_value
 
 MAX_ROWS = 6  # rows of panels (combinations of the other axes) drawn per axis figure
 OFF_SCALE = 3.0  # medians above this multiple of the initial cost are drawn as labelled marks on the top edge
@@ -334,7 +335,7 @@ def best_columns(study: StudySpec) -> list[str]:
 
 def study_figures(rows: Sequence[Mapping], study: StudySpec) -> dict[str, Figure]:
     """{file stem: Figure}: ``study_<key>`` per grid axis (dots as ``_``; made a safe, distinct file name by
-    `trajopt.studies.study.folder_names`), or ``study_variants`` for a study without a grid. A closed-loop study
+    `trajopt.studies.expand.folder_names`), or ``study_variants`` for a study without a grid. A closed-loop study
     draws the closed-loop cost, and for its ``mpc.iterations`` axis also ``study_<key>_compute``
     (`compute_figure`)."""
     metric = _metric(study)

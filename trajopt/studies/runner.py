@@ -31,7 +31,8 @@ from typing import Callable, Optional
 
 from trajopt.studies import store
 from trajopt.studies.cells import CELL_FAILED, CELL_INTERRUPTED, CELL_OK, CellOutcome, run_cell
-from trajopt.studies.study import Expansion, StudySpec
+from trajopt.studies.expand import Expansion
+from trajopt.studies.file import StudySpec
 
 STUDY_COMPLETE, STUDY_INTERRUPTED, STUDY_RUNNING = "complete", "interrupted", "running"
 

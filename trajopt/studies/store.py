@@ -45,7 +45,8 @@ from typing import Any, Mapping, Optional, Sequence
 
 from trajopt import runs
 from trajopt.studies.cells import CELL_FAILED, CELL_OK, LEAD_COLUMNS, MPC_ROW_COLUMNS, CellOutcome, row_columns
-from trajopt.studies.study import Cell, StudySpec, toml_value
+from trajopt.studies.expand import Cell
+from trajopt.studies.file import StudySpec, toml_value
 
 STUDY_JSON, TABLE, CELL_JSON, REPORT, BEST = "study.json", "study", "cell.json", "report.html", "best.csv"
 RUN_FILES = (runs.CONFIG, runs.METRICS, runs.TRAJECTORY, runs.RESULT)  # an ok cell's run folder, result.json last

@@ -1,4 +1,4 @@
-"""The study file and its expansion into cells.
+"""The study file: its keys, their validation (`load_study`), and the validated `StudySpec`.
 
 A study names problem files, variants, a grid of ``--set``-style overrides, seeds and iterations::
 
@@ -20,8 +20,8 @@ A study names problem files, variants, a grid of ``--set``-style overrides, seed
     num_gpus = 0
     retries = 2
 
-`load_study` validates the file (unknown keys, types, paths; errors are `trajopt.spec.SpecError` naming the
-study file and the key); `expand` turns it into cells, problem x variant x grid point, each one fused solve
+`load_study` validates the file (unknown keys, types, paths; errors are `trajopt.tomlio.SpecError` naming the
+study file and the key); `trajopt.studies.expand.expand` turns it into cells, problem x variant x grid point, each one fused solve
 with its seeds vmapped, and loads every cell's problem spec with its overrides before anything runs.
 
 Rules the two enforce (each a SpecError, exit 2 in the CLI, before any cell is built or run):
@@ -32,7 +32,7 @@ Rules the two enforce (each a SpecError, exit 2 in the CLI, before any cell is b
   as are ``1e-3`` and ``0.001``), and an axis whose values repeat after that is refused;
 * a [grid] or [set] key over the run's own settings (`RUN_KEYS`: iterations, seeds, variants, oracles) is refused
   (every cell runs the study's own `iterations`, `seeds` and `variants`), and so is one that no variant the study
-  runs on a problem reads (`trajopt.spec.unreached_override`, the check `--set` gets): it would draw a flat line.
+  runs on a problem reads (`trajopt.overrides.unreached_override`, the check `--set` gets): it would draw a flat line.
 
 **Closed-loop studies** (``verb = "mpc"``; the default ``verb = "compare"`` is the above): every cell is one
 `trajopt.closedloop.mpc` call, its problem file's ``[mpc]``, ``[plant]`` and ``[success]`` tables run as `trajopt mpc`
@@ -55,26 +55,24 @@ validation (`trajopt.closedloop.tables`). What a cell records is `trajopt.studie
     "mpc.iterations" = [1, 2, 4, 8]        # the compute budget per control step
     "plant.scale.pole_mass" = [1.0, 1.5]
 
-A cell's folder name is injective: a name that folder names cannot hold as written (characters other than
-letters, digits and ``._=+,-``, a leading dot, more than `MAX_NAME` characters, or one that differs from a
-sibling's only in letter case) keeps its readable part and gets ``~`` and a hash of the exact name. A cell's
-fingerprint covers its problem document, overrides and variant, and the content of every file the problem
-names (`trajopt.studies.sources`: an MJCF model and its includes, user modules).
+Cell folder names, fingerprints and the expansion into cells are `trajopt.studies.expand`'s.
 """
 
 from __future__ import annotations
 
-import hashlib
-import itertools
 import json
 import math
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
-from trajopt.tomlio import SpecError
+from trajopt.analysis import parse_grid
+from trajopt.limits import MAX_ITERATIONS, MAX_SEED, MAX_SEEDS
+from trajopt.overrides import apply_overrides
+from trajopt.overrides import key_type as problem_key_type
+from trajopt.tomlio import SpecError, read_toml
 
 STUDY_KEYS = ("title", "description", "verb", "problems", "variants", "seeds", "iterations", "grid", "set", "variant",
               "resources")
@@ -95,7 +93,6 @@ MPC_INT_KEYS = ("episode", "horizon", "replan_every", "iterations")
 MAX_CELLS = 10_000        # problems x variants x grid points
 MAX_ROWS = 1_000_000      # cells x seeds: rows of the study table
 MAX_STEPS = 10**9         # cells x seeds x iterations: history lines written (metrics.jsonl)
-MAX_NAME = 100            # characters of one folder name (a file system allows 255 bytes)
 RESOURCE_KEYS = ("num_cpus", "num_gpus", "retries")
 DEFAULT_RESOURCES = {"num_cpus": 1.0, "num_gpus": 0.0, "retries": 2}
 
@@ -137,33 +134,7 @@ def label_value(v: Any) -> str:
     return toml_value(v)
 
 
-def _safe(text: str) -> str:
-    """A folder-name-safe version of ``text`` (no separators, no leading dot)."""
-    text = re.sub(r"[^A-Za-z0-9._=+,-]", "_", text)
-    return ("_" + text) if text.startswith(".") else text
-
-
-def _digest(text: str, n: int = 10) -> str:
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:n]
-
-
-def folder_names(texts: Sequence[str], exact: Optional[Sequence[str]] = None) -> list[str]:
-    """File or folder names for sibling names ``texts``, injective in ``exact`` (distinct; default ``texts``): a
-    text `_safe` keeps as it is (at most `MAX_NAME` characters, not empty) is its own name; any other is its
-    safe part, ``~`` and a hash of the exact name (``~`` is never in a kept name). Names that would still meet,
-    or differ only in letter case (one file on a case-insensitive file system), get the hash too."""
-    exact = list(texts) if exact is None else list(exact)
-    names = []
-    for t, x in zip(texts, exact):
-        safe = _safe(t)
-        names.append(safe if safe == t and t and len(safe) <= MAX_NAME else f"{safe[:MAX_NAME]}~{_digest(x)}")
-    folded: dict[str, int] = {}
-    for n in names:
-        folded[n.casefold()] = folded.get(n.casefold(), 0) + 1
-    return [f"{n}~{_digest(x)}" if folded[n.casefold()] > 1 and "~" not in n else n for n, x in zip(names, exact)]
-
-
-# ----------------------------------------------------------------------------------------------- spec
+# ----------------------------------------------------------------------------------------------- the file
 
 
 @dataclass(frozen=True)
@@ -244,9 +215,7 @@ def _describe(v: Any) -> str:
 
 def _seeds(value: Any, source: str, key: str) -> tuple:
     """A count (seeds 0..N-1) or a list of distinct seed numbers, within the problem files' bounds (at most
-    `trajopt.spec.MAX_SEEDS` seeds, each in 0..`trajopt.spec.MAX_SEED`): checked before a range is built."""
-    from trajopt.spec import MAX_SEED, MAX_SEEDS
-
+    `trajopt.limits.MAX_SEEDS` seeds, each in 0..`trajopt.limits.MAX_SEED`): checked before a range is built."""
     allowed = f"a count >= 1 (at most {MAX_SEEDS:,}) or a list of distinct seed numbers >= 0 (at most {MAX_SEEDS:,}, each <= {MAX_SEED})"
     if isinstance(value, bool):
         raise SpecError(source, key, f"found {_describe(value)}, allowed: {allowed}")
@@ -294,25 +263,21 @@ def normalise(value: Any, key_type: type) -> Any:
 
 
 def key_type(raw: Mapping, key: str) -> type:
-    """The Python type a dotted key takes in a problem file: `trajopt.spec.key_type`, and the closed-loop tables'
-    keys (``mpc.episode``, ``horizon``, ``replan_every``, ``iterations`` and ``success.hold`` integers,
+    """The Python type a dotted key takes in a problem file: `trajopt.overrides.key_type`, and the closed-loop
+    tables' keys (``mpc.episode``, ``horizon``, ``replan_every``, ``iterations`` and ``success.hold`` integers,
     ``mpc.warm_start`` a string, ``plant.NAME`` the type of the system's parameter NAME; ``plant.scale.NAME`` and
     ``plant.state_noise`` numbers, as unknown keys are)."""
-    from trajopt import spec as spec_mod
-
     parts = key.split(".")
     if parts[0] == "mpc" and len(parts) == 2:
         return int if parts[1] in MPC_INT_KEYS else (str if parts[1] == "warm_start" else float)
     if parts[0] == "plant" and len(parts) == 2 and parts[1] not in ("state_noise", "scale", "disturbance"):
-        return spec_mod.key_type(raw, f"system.{parts[1]}")
+        return problem_key_type(raw, f"system.{parts[1]}")
     if parts == ["success", "hold"]:
         return int
-    return spec_mod.key_type(raw, key)
+    return problem_key_type(raw, key)
 
 
 def _axis(key: str, value: Any, key_type: type, source: str) -> Axis:
-    from trajopt.analysis import parse_grid
-
     where = f"grid.{key}"
     if isinstance(value, str):
         if key_type not in (int, float):
@@ -429,10 +394,8 @@ def load_study(path: str | Path, *, seeds: Optional[Sequence[int]] = None, itera
     Raises:
         SpecError: naming the study file, the key, what was found and what is allowed.
     """
-    from trajopt import spec as spec_mod
-
     source = str(path)
-    raw = spec_mod.read_toml(path)
+    raw = read_toml(path)
     for k in raw:
         if k not in STUDY_KEYS:
             raise SpecError(source, k, f"unknown key; allowed: {', '.join(dict.fromkeys(STUDY_KEYS))}")
@@ -457,7 +420,7 @@ def load_study(path: str | Path, *, seeds: Optional[Sequence[int]] = None, itera
             raise SpecError(source, f"problems[{i}]", f"{raw['problems'][i]!r}: no such file ({p})")
     if verb == "mpc":  # a closed-loop cell runs the problem's [mpc] table: a problem without one is refused here
         for i, p in enumerate(problems):
-            doc = spec_mod.read_toml(p)
+            doc = read_toml(p)
             if "mpc" not in doc:
                 raise SpecError(source, f"problems[{i}]", f"{p} has no [mpc] table; allowed with verb = \"mpc\": "
                                 "problem files with an [mpc] table (episode and horizon at least; see "
@@ -494,8 +457,8 @@ def load_study(path: str | Path, *, seeds: Optional[Sequence[int]] = None, itera
         raise SpecError(source, "iterations", f"found {_describe(raw['iterations'])}, allowed: an integer >= 1")
     iters = iterations if iterations is not None else raw.get("iterations", None if closed else 500)
     if iters is not None and (not isinstance(iters, int) or isinstance(iters, bool) or iters < 1
-                              or iters > spec_mod.MAX_ITERATIONS):
-        raise SpecError(source, "iterations", f"found {iters!r}, allowed: an integer in 1..{spec_mod.MAX_ITERATIONS:,}")
+                              or iters > MAX_ITERATIONS):
+        raise SpecError(source, "iterations", f"found {iters!r}, allowed: an integer in 1..{MAX_ITERATIONS:,}")
     fixed_raw = raw.get("set", {})
     if not isinstance(fixed_raw, dict):
         raise SpecError(source, "set", f"found {_describe(fixed_raw)}, allowed: a table of \"key.path\" = value")
@@ -511,9 +474,9 @@ def load_study(path: str | Path, *, seeds: Optional[Sequence[int]] = None, itera
         _check_value(v, source, f"grid.{k}")
         _check_key(k, source, f"grid.{k}")
         _run_key(k, source, f"grid.{k}", verb, iters is not None)
-    first_raw = spec_mod.read_toml(problems[0])
+    first_raw = read_toml(problems[0])
     fixed = tuple(f"{k}={toml_value(normalise(v, key_type(first_raw, k)))}" for k, v in fixed_items)
-    first = spec_mod.apply_overrides(first_raw, fixed, str(problems[0]))
+    first = apply_overrides(first_raw, fixed, str(problems[0]))
     axes = []
     for k, v in grid_raw.items():
         if isinstance(v, dict):
@@ -577,270 +540,3 @@ def _flatten_set(table: Mapping, prefix: str = "") -> list[tuple[str, Any]]:
         else:
             out.append((key, v))
     return out
-
-
-# ----------------------------------------------------------------------------------------------- cells
-
-
-@dataclass(frozen=True, eq=False)
-class Cell:
-    """One problem x variant x grid point: one fused solve over the study's seeds (a closed-loop study's: one
-    closed-loop run of the variant over the seeds).
-
-    Attributes:
-        index: position in the study (the order cells run and rows appear).
-        problem: the problem file's stem; path: the file.
-        doc: the problem file as decoded TOML (the worker needs no file system: it parses this).
-        variant: the variant name.
-        point: ((key, value), ...) the grid point.
-        overrides: every override of the cell, in order: the study's variant tables, [set], the grid point,
-            solve.variants, solve.seeds, solve.iterations (a closed-loop cell: solve.variants, mpc.variants, and
-            mpc.seeds and mpc.iterations where the study sets them).
-        seeds, iterations: what the cell runs (a closed-loop cell: its problem's seeds, K method steps per replan).
-        folder: the cell's folder inside the study folder, ``cells/<problem>/<variant>/<key=value,...>``.
-        fingerprint: a hash of everything that determines the cell's numbers (resume reuses a finished cell
-            only when it matches), the content of the files the problem names included.
-        error: the SpecError message when the cell's spec is invalid (the cell is recorded as failed).
-        files: {"model:PATH" | "module:PATH": content hash} of those files (`trajopt.studies.sources`).
-        verb: "compare" or "mpc" (the study's).
-        step_costs: a closed-loop cell's `trajopt.compute.StepCosts` as a dict, filled in by `trajopt.studies.runner`
-            before the cell runs (host measurements: not part of the fingerprint); None: measured by the cell.
-    """
-
-    index: int
-    problem: str
-    path: str
-    doc: dict
-    variant: str
-    point: tuple
-    overrides: tuple
-    seeds: tuple
-    iterations: int
-    folder: str
-    fingerprint: str
-    error: Optional[str] = None
-    files: Mapping = field(default_factory=dict)
-    verb: str = "compare"
-    step_costs: Optional[Mapping] = None
-
-    @property
-    def label(self) -> str:
-        """``pushing_stiff / fobg / system.stiffness=1000``."""
-        pt = ", ".join(f"{k}={label_value(v)}" for k, v in self.point)
-        return f"{self.problem} / {self.variant}" + (f" / {pt}" if pt else "")
-
-
-def _point_folders(grid: Sequence[Axis]) -> list[str]:
-    """Folder names of the grid points, in product order: ``key=value,key=value`` (``default`` for no grid),
-    made injective by `folder_names`."""
-    points = list(itertools.product(*[a.values for a in grid]))
-    names = [",".join(f"{a.key}={label_value(v)}" for a, v in zip(grid, p)) or "default" for p in points]
-    if len(set(names)) != len(names):  # two values that print alike at 6 digits: use their full repr
-        names = [",".join(f"{a.key}={toml_value(v)}" for a, v in zip(grid, p)) for p in points]
-    return folder_names(names)
-
-
-def fingerprint(doc: Mapping, overrides: Sequence[str], variant: str, files: Optional[Mapping[str, str]] = None,
-                verb: str = "compare") -> str:
-    """sha256 of the problem document, the overrides, the variant, the verb and the content hashes of the files the
-    problem names (``files``, `trajopt.studies.sources`; their paths are left out, so a moved study keeps its
-    cells): what determines a cell's numbers. A problem that names no file hashes as it did before files were
-    covered, and a compare cell as it did before closed-loop cells existed."""
-    content = {"doc": doc, "overrides": list(overrides), "variant": variant}
-    if files:
-        content["files"] = sorted(f"{k.partition(':')[0]}:{v}" for k, v in files.items())
-    if verb != "compare":
-        content["verb"] = verb
-    text = json.dumps(content, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
-
-
-@dataclass(frozen=True, eq=False)
-class Expansion:
-    """The cells of a study and the specs of the valid ones.
-
-    Attributes:
-        cells: every cell, in order (problem, then variant, then grid point with the last axis fastest).
-        specs: {cell index: trajopt.spec.Spec} for the cells whose spec is valid.
-    """
-
-    cells: tuple
-    specs: dict
-
-    @property
-    def invalid(self) -> list:
-        return [c for c in self.cells if c.error is not None]
-
-
-class ExpansionStopped(Exception):
-    """`expand`'s ``should_stop`` said stop (SIGINT/SIGTERM in the CLI): nothing was built."""
-
-
-def expand(study: StudySpec, *, strict: bool = False, should_stop: Optional[Callable[[], bool]] = None) -> Expansion:
-    """Expand a study into cells and load every cell's problem spec with its overrides (nothing runs).
-
-    A cell whose spec is invalid at some grid points only (an unstable time step at the stiffest point) is kept
-    with its ``error`` (recorded as failed), or refused with ``strict``. A (problem, variant) whose spec is
-    invalid at every grid point is a bad study: a misspelt key, a variant the problem lacks. So is a [set] or
-    [grid] key that no variant the study runs on a problem reads (`check_reach`). ``should_stop`` is polled
-    between cells (a large study takes seconds to expand).
-
-    Raises:
-        SpecError: the first error of a bad study (naming the problem file, the key and what is allowed), or
-            with ``strict`` the first invalid cell's.
-        ExpansionStopped: when ``should_stop()`` became true.
-    """
-    from trajopt import spec as spec_mod
-    from trajopt.studies.sources import SourceHashes
-
-    grid_points = list(itertools.product(*[a.values for a in study.grid]))
-    folders = _point_folders(study.grid)
-    problem_folders = dict(zip(study.problems, folder_names([p.stem for p in study.problems])))
-    variant_folders = dict(zip(study.variants, folder_names(list(study.variants))))
-    variant_overrides = tuple(f"variants.{n}={toml_value(t)}" for n, t in study.variant_tables.items())
-    closed = study.closed_loop
-    if closed:  # the study's seeds and iterations replace the [mpc] table's, where it sets them
-        run_overrides = ((f"mpc.seeds={toml_value(list(study.seeds))}",) if study.seeds is not None else ()) + \
-            ((f"mpc.iterations={study.iterations}",) if study.iterations is not None else ())
-    else:
-        run_overrides = (f"solve.seeds={toml_value(list(study.seeds))}", f"solve.iterations={study.iterations}")
-    sources = SourceHashes()
-    cells, specs = [], {}
-    for path in study.problems:
-        source = str(path)
-        doc = spec_mod.read_toml(path)
-        for variant in study.variants:
-            errors = []
-            for point, folder in zip(grid_points, folders):
-                if should_stop is not None and should_stop():
-                    raise ExpansionStopped()
-                # a closed-loop cell names its variant for the [mpc] table too (its config.toml reruns the cell)
-                names = (f"solve.variants={toml_value([variant])}",) + \
-                    ((f"mpc.variants={toml_value([variant])}",) if closed else ())
-                overrides = (*variant_overrides, *study.fixed,
-                             *(f"{a.key}={toml_value(v)}" for a, v in zip(study.grid, point)), *names, *run_overrides)
-                index = len(cells)
-                error = None
-                raw = None
-                seeds, iterations = study.seeds, study.iterations
-                try:
-                    raw = spec_mod.apply_overrides(doc, overrides, source)
-                    specs[index] = spec_mod.parse(raw, source, closed_loop=closed)
-                    if closed:
-                        seeds, iterations = _closed_loop_run(specs[index], source)
-                        # as trajopt mpc: every variant's step and sigma schedules span the K steps of one replan
-                        k_items = (f"solve.iterations={iterations}",)
-                        extra = spec_mod.iteration_overrides(specs[index], (*overrides, *k_items))
-                        overrides = (*overrides, *k_items, *extra)
-                        raw = spec_mod.apply_overrides(doc, overrides, source)
-                        specs[index] = spec_mod.parse(raw, source, closed_loop=True)
-                    else:
-                        # the study's iterations reach a variant with its own too (its schedules re-resolved for them)
-                        extra = spec_mod.iteration_overrides(specs[index], overrides)
-                        if extra:
-                            overrides = (*overrides, *extra)
-                            raw = spec_mod.apply_overrides(doc, overrides, source)
-                            specs[index] = spec_mod.parse(raw, source)
-                except SpecError as e:
-                    specs.pop(index, None)
-                    error = e
-                    errors.append(e)
-                files = sources.of(raw if raw is not None else doc, source)
-                cells.append(Cell(index=index, problem=path.stem, path=source, doc=doc, variant=variant,
-                                  point=tuple((a.key, v) for a, v in zip(study.grid, point)), overrides=overrides,
-                                  seeds=seeds, iterations=iterations,
-                                  folder=f"cells/{problem_folders[path]}/{variant_folders[variant]}/{folder}",
-                                  fingerprint=fingerprint(doc, overrides, variant, files, study.verb),
-                                  error=None if error is None else str(error), files=files, verb=study.verb))
-            if errors and len(errors) == len(grid_points):
-                e = errors[0]
-                hint = ""
-                if e.key.startswith("solve.variants") or e.key.startswith("variants"):
-                    hint = (f" (study {study.source}: variant {variant!r} must be a [variants] table of every problem, "
-                            f"an oracle or a method; or define it once in the study as [variant.{variant}])")
-                raise SpecError(e.source, e.key, e.message + hint)
-            if strict and errors:
-                bad = next(c for c in cells if c.error is not None)
-                e = errors[0]
-                raise SpecError(e.source, e.key, e.message + f" (--strict: cell {bad.label} refused)")
-    if closed:
-        cells = _closed_loop_cells(study, cells, specs)
-    expansion = Expansion(cells=tuple(cells), specs=specs)
-    check_reach(study, expansion)
-    return expansion
-
-
-def _closed_loop_run(spec, source: str) -> tuple[tuple, int]:
-    """(seeds, K) of a closed-loop cell's valid spec: its [mpc] seeds (else its solve.seeds) and iterations."""
-    mpc = spec.closed_loop.mpc if spec.closed_loop is not None else None
-    if mpc is None:  # [set] removed nothing; the table is checked in load_study: this is a guard
-        raise SpecError(source, "mpc", "missing; allowed: an [mpc] table with episode and horizon")
-    seeds = mpc.seeds if mpc.seeds is not None else spec.solve.seeds
-    return tuple(int(s) for s in seeds), int(mpc.settings.iterations)
-
-
-def _closed_loop_cells(study: StudySpec, cells: list, specs: Mapping) -> list:
-    """A closed-loop study's cells with the seeds of their problem on the invalid ones (a problem's seeds are the
-    same at every grid point: no [grid]/[set] key reaches them), then its size counted again: at most `MAX_ROWS`
-    rows (cells x their seeds) and `MAX_STEPS` recorded plant steps (cells x seeds x episode, metrics.jsonl's
-    lines; checked once the episodes are known)."""
-    import dataclasses
-
-    by_problem = {}
-    for c in cells:
-        if c.error is None:
-            by_problem.setdefault(c.path, c.seeds)
-    out = [c if c.error is None or c.seeds is not None else
-           dataclasses.replace(c, seeds=by_problem.get(c.path, (0,))) for c in cells]
-    rows = sum(len(c.seeds) for c in out)
-    if rows > MAX_ROWS:
-        raise SpecError(study.source, "seeds", f"found {len(out):,} cells with {rows:,} seeds in all (table rows), "
-                        f"allowed: at most {MAX_ROWS:,}")
-    steps = sum(len(c.seeds) * (specs[c.index].closed_loop.mpc.settings.episode + 1) for c in out if c.error is None)
-    if steps > MAX_STEPS:
-        raise SpecError(study.source, "seeds", f"found {len(out):,} cells x their seeds x (episode + 1) = {steps:,} "
-                        f"recorded plant steps, allowed: at most {MAX_STEPS:,} per study")
-    return out
-
-
-def _unreached(study: StudySpec, spec, item: str) -> Optional[str]:
-    """`trajopt.spec.unreached_override` for a study's cell; in a compare study also a ``success.*`` key of a
-    problem that is not a policy problem (its [success] table is the closed-loop episode's)."""
-    from trajopt import spec as spec_mod
-
-    if not study.closed_loop and item.split("=", 1)[0].strip().split(".")[0] == "success" and spec.policy is None:
-        return ("the [success] table of a time-stepped problem is read by closed-loop cells only (verb = \"mpc\"); a "
-                "compare cell computes no success")
-    return spec_mod.unreached_override(spec, item, "variants", "study")
-
-
-def check_reach(study: StudySpec, expansion: Expansion) -> None:
-    """Refuse a [set] or [grid] key that no variant the study runs on some problem reads (an oracle, method,
-    variant or optimiser key of none of them, or one each of them sets in its own table): its cells would differ
-    in the key's value only, a flat line against it. The reason is `trajopt.spec.unreached_override`'s, the check
-    a ``--set`` of solve and compare gets; it is judged on each (problem, variant)'s first valid cell.
-
-    Raises:
-        SpecError: naming the study file, ``set.KEY`` or ``grid.KEY``, why, and the problem file.
-    """
-    from trajopt import spec as spec_mod
-
-    items = [(f"set.{item.partition('=')[0]}", item) for item in study.fixed]
-    items += [(f"grid.{a.key}", f"{a.key}={toml_value(a.values[0])}") for a in study.grid]
-    if not items:
-        return
-    first: dict = {}
-    for c in expansion.cells:
-        if c.error is None and (c.path, c.variant) not in first:
-            first[(c.path, c.variant)] = expansion.specs[c.index]
-    for path in study.problems:
-        specs = [(variant, sp) for (p, variant), sp in first.items() if p == str(path)]
-        if not specs:
-            continue
-        for where, item in items:
-            reasons = [_unreached(study, sp, item) for _, sp in specs]
-            if all(r is not None for r in reasons):
-                why = reasons[0] if len(specs) == 1 else "; ".join(f"{v}: {r}" for (v, _), r in zip(specs, reasons))
-                raise SpecError(study.source, where, f"reaches no variant the study runs on {path}: {why}; allowed: a "
-                                "key some selected variant reads (the cells would differ in this value only: a flat "
-                                "line against it)")
