@@ -110,7 +110,7 @@ def test_the_studies_refuse_an_oracle_list_they_replace_and_success_keys():
 def test_the_studies_default_to_the_oracles_a_policy_problem_has():
     """sweep's and landscape's default oracles include ddcg, which no policy problem has: the default refused every
     policy file ("unknown policy oracle 'ddcg'", an oracle the user never named)."""
-    from trajopt.cli.study import _overrides, _study_oracles
+    from trajopt.cli.sweeps import _overrides, _study_oracles
 
     names = _study_oracles(None, policy=True)
     assert "ddcg" not in names and {"fobg", "zobg", "aobg"} <= set(names)
@@ -136,7 +136,7 @@ def test_a_shared_key_that_every_studied_oracle_overrides_in_its_own_table_is_re
 def test_samples_reaches_every_studied_oracle_even_one_with_its_own_table(tmp_path):
     """--samples N sets each studied oracle's own samples: before, it set the shared key, which the file's
     [oracle.fobg] samples = 20 silently outweighed for FoBG."""
-    from trajopt.cli.study import _overrides
+    from trajopt.cli.sweeps import _overrides
 
     path = tmp_path / "p.toml"
     path.write_text(SHADOWED)
@@ -151,7 +151,7 @@ def test_samples_reaches_every_studied_oracle_even_one_with_its_own_table(tmp_pa
 
 
 def test_a_sweep_key_that_changes_nothing_a_studied_oracle_estimates_is_refused(tmp_path):
-    from trajopt.cli.study import _check_varies
+    from trajopt.cli.sweeps import _check_varies
 
     path = tmp_path / "p.toml"
     path.write_text(SHADOWED)
@@ -311,7 +311,7 @@ def test_a_policy_problems_wrap_is_checked_as_an_open_loop_tasks(wrap):
 def test_a_sweep_over_a_factory_systems_parameter_is_not_refused(tmp_path, monkeypatch):
     """A user system built by a marked factory records none of its parameters in the resolved configuration, so a
     sweep over one must not be taken for a key that changes nothing."""
-    from trajopt.cli.study import _check_varies
+    from trajopt.cli.sweeps import _check_varies
 
     monkeypatch.syspath_prepend(str(tmp_path))
     (tmp_path / "e1_factory.py").write_text(

@@ -215,7 +215,7 @@ def diagnose(
     from trajopt.oracles import alpha_choosers
 
     check_force(force, out_dir)
-    from trajopt.cli.study import is_policy_file
+    from trajopt.cli.sweeps import is_policy_file
 
     if is_policy_file(problem, set_):
         raise fail(f"{problem}: policy: found a policy problem, allowed: an open-loop problem (diagnose draws its "
