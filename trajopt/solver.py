@@ -46,7 +46,7 @@ import numpy as np
 from jax.extend.core import jaxpr_as_fun
 
 from trajopt.limits import MAX_HISTORY, MAX_ITERATIONS, MAX_SEED, MAX_SEEDS
-from trajopt.methods.base import Method, all_finite, state_decision
+from trajopt.methods.base import Method, all_finite, method_label, state_decision
 from trajopt.problem import Problem
 from trajopt.stats import column_blocks
 
@@ -371,18 +371,6 @@ def _skipped(history: Mapping[str, np.ndarray], n_seeds: int) -> np.ndarray:
     for cols in column_blocks(h):
         total = total + np.nan_to_num(h[:, cols]).sum(axis=1)
     return np.broadcast_to(total, (h.shape[0],)).astype(int)
-
-
-def method_label(method) -> str:
-    """A default label: the method's registry name, or for a gradient method its oracle's; K starts of a method
-    (`MultiStart`) are its label and "_xK" ("exact_x8")."""
-    starts = getattr(method, "starts", None)
-    if isinstance(starts, int) and callable(getattr(getattr(method, "method", None), "step", None)):
-        return f"{method_label(method.method)}_x{starts}"
-    oracle = getattr(method, "oracle", None)
-    if oracle is not None:
-        return getattr(oracle, "name", type(oracle).__name__)
-    return getattr(method, "name", type(method).__name__)
 
 
 def info_fields(problem: Problem, method: Method) -> tuple[str, ...]:

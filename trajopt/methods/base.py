@@ -69,7 +69,7 @@ from jax import Array
 from trajopt.problem import Problem, decision_is_objective, decision_objective, decision_rollouts, problem_kind
 
 __all__ = ["REQUIRED_INFO", "Method", "as_float", "as_count", "check_info", "check_applicable", "all_finite",
-           "state_decision", "decision_objective", "decision_rollouts", "decision_is_objective", "problem_kind"]
+           "state_decision", "decision_objective", "decision_rollouts", "decision_is_objective", "problem_kind", "method_label"]
 
 REQUIRED_INFO = ("value", "rollouts", "gradients")
 
@@ -132,4 +132,16 @@ def state_decision(state: Any) -> Array:
         return state.U
     except AttributeError:
         raise TypeError(f"a method's state needs a field U (the current decision); got {type(state).__name__}") from None
+
+
+def method_label(method) -> str:
+    """A default label: the method's registry name, or for a gradient method its oracle's; K starts of a method
+    (`MultiStart`) are its label and "_xK" ("exact_x8")."""
+    starts = getattr(method, "starts", None)
+    if isinstance(starts, int) and callable(getattr(getattr(method, "method", None), "step", None)):
+        return f"{method_label(method.method)}_x{starts}"
+    oracle = getattr(method, "oracle", None)
+    if oracle is not None:
+        return getattr(oracle, "name", type(oracle).__name__)
+    return getattr(method, "name", type(method).__name__)
 
