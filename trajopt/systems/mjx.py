@@ -72,6 +72,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
+from trajopt.tomlio import SpecError
+
 EXTRA_HINT = "the mjx system needs the [mjx] extra: pip install -e '.[mjx]'"
 GRADIENT_MODES = ("auto", "reverse", "forward")
 
@@ -208,10 +210,8 @@ class MJX:
     def from_table(cls, params: Mapping[str, Any], source: str) -> "MJX":
         """Build from a problem file's [system] table (without ``name``); ``model`` is read relative to ``source``.
 
-        Raises trajopt.spec.SpecError naming ``source`` and the key (``system.model``, ``system.keyframe``, ...).
+        Raises trajopt.tomlio.SpecError naming ``source`` and the key (``system.model``, ``system.keyframe``, ...).
         """
-        from trajopt.spec import SpecError
-
         allowed = [f.name for f in fields(cls)]
         for key in params:
             if key not in allowed:
