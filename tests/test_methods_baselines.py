@@ -78,8 +78,9 @@ def test_ilqr_solves_lq_in_one_step():
     np.testing.assert_allclose(r.U[0], U_star, atol=1e-8)
     J_star = float(problem.objective(jnp.asarray(U_star)))
     assert r.cost[0, 1] == pytest.approx(J_star, rel=1e-10, abs=1e-10)  # the first step lands on U*
-    # step 1: one rollout + one accepted trial (alpha = 1); step 2 stops on the gradient; then nothing is spent
-    assert list(r.history["rollouts"][0]) == [2, 1, 0]
+    # step 1: one rollout + one accepted trial (alpha = 1); step 2 linearises along that accepted trial's rollout
+    # (no rollout of its own) and stops on the gradient; then nothing is spent
+    assert list(r.history["rollouts"][0]) == [2, 0, 0]
     n, m = 3, 2
     assert list(r.history["gradients"][0]) == [n + m, n + m, 0]
     assert list(r.history["stop_reason"][0]) == [0, 1, 1]

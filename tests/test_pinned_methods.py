@@ -355,7 +355,8 @@ def test_ilqr_regularised_step_by_hand(box):
         state, info = step(KEY, state)
         U_next, dV1, dV2 = ilqr_step_by_hand(U, mu)
         np.testing.assert_allclose(state.U, U_next, rtol=1e-10, atol=1e-12)
-        assert float(info.mu) == mu and float(info.step_length) == 1.0 and int(info.rollouts) == 2
+        # one trial per step; the first step also rolls U0 out, the later ones linearise along the accepted trial's
+        assert float(info.mu) == mu and float(info.step_length) == 1.0 and int(info.rollouts) == (2 if k == 0 else 1)
         assert float(info.value) == pytest.approx(lq_cost(U), rel=1e-12)
         assert float(info.expected) == pytest.approx(-(dV1 + 0.5 * dV2), rel=1e-9)
         grad = np.asarray(grad_f(jnp.asarray(U)))
@@ -389,6 +390,9 @@ def test_ilqr_failed_line_search_raises_mu_and_keeps_the_iterate():
     assert float(state.U[0, 0]) == 1.4 and float(info.step_length) == 0.0 and float(info.expected) == 0.0
     assert (float(state.mu), float(state.delta)) == (1e-6, 2.0)
     assert int(info.rollouts) == 2 and int(info.stop_reason) == 0 and int(state.stop) == 0
+    # the next step linearises along U's own rollout, kept: it spends its one trial and nothing else
+    _, info = stepper(method, problem)(KEY, state)
+    assert int(info.rollouts) == 1 and float(info.value) == pytest.approx((math.sin(1.4) - 1.5) ** 2 + 1e-3 * 1.4**2)
 
 
 def test_ilqr_backtracks_to_the_first_decrease():
@@ -410,6 +414,8 @@ def test_ilqr_backtracks_to_the_first_decrease():
     assert float(info.expected) == pytest.approx(-(k * Qu / 16 + 0.5 * k * Quu * k / 256), rel=1e-10)
     assert float(state.value) == pytest.approx(J(1.4 + k / 16), rel=1e-12)
     assert (float(state.mu), int(state.stop)) == (0.0, 0)
+    # the accepted trial's rollout is kept as the next nominal trajectory (x1 = sin(u1)): no rollout to redo
+    assert bool(state.fresh) and float(state.X[1, 0]) == pytest.approx(math.sin(1.4 + k / 16), rel=1e-12)
 
 
 # ------------------------------------------------------------------------------------------------- MultiStart

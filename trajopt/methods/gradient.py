@@ -37,6 +37,7 @@ from jax import Array
 
 from trajopt import checks
 from trajopt.optim import SGD, current_step
+from trajopt.methods._batching import per_element
 from trajopt.methods.base import all_finite, check_applicable
 from trajopt.oracles.base import OracleInfo
 
@@ -167,6 +168,11 @@ class GradientMethod:
         return GradientState(U=U0, opt_state=self.transform().init(U0), k=jnp.asarray(0, jnp.int32))
 
     def step(self, key: Array, problem, state: GradientState) -> tuple[GradientState, GradientInfo]:
+        if self.deterministic:  # one seed at a time under vmap: the same iterates alone and in a batch
+            return per_element(lambda key, state: self._step(key, problem, state), vectorise_ok=True)(key, state)
+        return self._step(key, problem, state)
+
+    def _step(self, key: Array, problem, state: GradientState) -> tuple[GradientState, GradientInfo]:
         oracle = self.oracle_at(state.k)
         grad, info = oracle.estimate(key, problem, state.U)
         updates, opt_state = self.transform().update(grad, state.opt_state, state.U)

@@ -54,8 +54,9 @@ import jax.numpy as jnp
 from jax import Array
 
 from trajopt import checks
+from trajopt.methods._batching import per_element, vectorised
 from trajopt.methods.base import (REQUIRED_INFO, all_finite, as_count, as_float, check_applicable, decision_is_objective,
-                                  decision_objective, decision_rollouts, method_label, state_decision)
+                                  decision_objective, decision_rollouts, state_decision)
 
 MAX_STARTS = 1024
 OWN_FIELDS = ("start", "running")
@@ -98,6 +99,8 @@ class MultiStart:
             raise checks.FieldError("starts", self.starts, f"an integer in 1..{MAX_STARTS}")
         checks.non_negative("start_spread", self.start_spread)
         if self.starts > 1 and self.start_spread == 0 and getattr(self.method, "deterministic", False):
+            from trajopt.solver import method_label
+
             raise checks.FieldError("start_spread", self.start_spread,
                                     f"a number > 0 for {self.starts} starts of {method_label(self.method)!r}, a "
                                     "deterministic method: from one U0 every start would be the same run")
@@ -133,8 +136,14 @@ class MultiStart:
                                running=jnp.ones(self.starts, bool))
 
     def step(self, key: Array, problem, state: MultiStartState):
+        # one seed at a time under `solve`'s vmap, its K starts one batch inside (`trajopt.methods._batching`): a seed's
+        # starts are a batch of K alone and beside other seeds alike, so its iterates are the same
+        return per_element(lambda key, state: self._step(key, problem, state))(key, state)
+
+    def _step(self, key: Array, problem, state: MultiStartState):
         keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(self.starts))
-        new, info = jax.vmap(lambda k, s: self.method.step(k, problem, s))(keys, state.starts)
+        with vectorised():  # the starts one batch (a fixed-cost step stays vectorised; iLQR and L-BFGS map them)
+            new, info = jax.vmap(lambda k, s: self.method.step(k, problem, s))(keys, state.starts)
         value = info.value  # [K] f(U_i^k), each start's iterate on entry (reported)
         compared = state.running & jnp.isfinite(value)
         if decision_is_objective(problem):
