@@ -56,7 +56,7 @@ from jax import Array
 from trajopt import checks
 from trajopt.methods._batching import per_element, vectorised
 from trajopt.methods.base import (REQUIRED_INFO, all_finite, as_count, as_float, check_applicable, decision_is_objective,
-                                  decision_objective, decision_rollouts, state_decision)
+                                  decision_objective, decision_rollouts, method_label, state_decision)
 
 MAX_STARTS = 1024
 OWN_FIELDS = ("start", "running")
@@ -99,8 +99,6 @@ class MultiStart:
             raise checks.FieldError("starts", self.starts, f"an integer in 1..{MAX_STARTS}")
         checks.non_negative("start_spread", self.start_spread)
         if self.starts > 1 and self.start_spread == 0 and getattr(self.method, "deterministic", False):
-            from trajopt.solver import method_label
-
             raise checks.FieldError("start_spread", self.start_spread,
                                     f"a number > 0 for {self.starts} starts of {method_label(self.method)!r}, a "
                                     "deterministic method: from one U0 every start would be the same run")
