@@ -58,6 +58,17 @@ def load_spec(problem: Path, overrides: list[str]):
         raise fail(str(e)) from None
 
 
+def is_policy_file(problem: Path, sets) -> bool:
+    """Whether PROBLEM (with its --set items) is a policy problem (a [policy] table); False when it cannot be
+    read (load_spec then says why)."""
+    from trajopt import spec as spec_mod  # JAX: imported when a command runs, not with the CLI
+
+    try:
+        return "policy" in spec_mod.apply_overrides(spec_mod.read_toml(problem), list(sets or []), str(problem))
+    except spec_mod.SpecError:
+        return False
+
+
 def check_sets(spec, sets, use: str, verb: str, label: str | None = None) -> None:
     """Refuse (exit 2) a command-line override that reaches nothing this verb runs: an oracle, method, variant or
     optimiser key none of the selected ones takes (`trajopt.spec.unreached_override` says which keys and why)."""

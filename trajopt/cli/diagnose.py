@@ -20,7 +20,7 @@ from rich.table import Table
 
 from trajopt.cli._common import (
     EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, ForceOpt, JsonOpt, OutOpt, ProblemArg, QuietOpt, SetOpt, app,
-    check_distinct, check_force, check_sets, fail, fmt, load_spec, out, preflight, write_final,
+    check_distinct, check_force, check_sets, fail, fmt, is_policy_file, load_spec, out, preflight, write_final,
 )
 
 AtOpt = typer.Option("init", "--at", help="Where to look: init (the problem's U0) or a RUN_DIR (each run oracle's "
@@ -215,8 +215,6 @@ def diagnose(
     from trajopt.oracles import alpha_choosers
 
     check_force(force, out_dir)
-    from trajopt.cli.sweeps import is_policy_file
-
     if is_policy_file(problem, set_):
         raise fail(f"{problem}: policy: found a policy problem, allowed: an open-loop problem (diagnose draws its "
                    "batches by perturbing the decision, as the open-loop estimators do; a policy problem's oracles "

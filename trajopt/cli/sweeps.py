@@ -15,7 +15,7 @@ from rich.table import Table
 from trajopt import _signals
 from trajopt.cli._common import (
     EXIT_INTERRUPTED, ForceOpt, JsonOpt, ProblemArg, QuietOpt, SetOpt, app, check_distinct, check_force, check_sets,
-    fail, fmt, load_spec, out, preflight, write_final,
+    fail, fmt, is_policy_file, load_spec, out, preflight, write_final,
 )
 from trajopt.cli.diagnose import PROBLEM_SECTIONS, check_run_config
 from trajopt.cli.run import _interruptible, claim_out, display_title
@@ -27,17 +27,6 @@ SamplesOpt = typer.Option(None, "--samples", help="Samples N per estimate (sets 
 RepeatsOpt = typer.Option(20, "--repeats", help="Independent estimates per point (median and IQR are over these).")
 OraclesOpt = typer.Option(None, "--oracles", help="Comma-separated oracles (default: fobg, zobg and the adaptive ones).")
 StudyOutOpt = typer.Option(None, "--out", help="Output folder (default runs/<problem>/<timestamp>-<verb>).")
-
-
-def is_policy_file(problem: Path, sets) -> bool:
-    """Whether PROBLEM (with its --set items) is a policy problem (a [policy] table); False when it cannot be
-    read (load_spec then says why)."""
-    from trajopt import spec as spec_mod
-
-    try:
-        return "policy" in spec_mod.apply_overrides(spec_mod.read_toml(problem), list(sets or []), str(problem))
-    except spec_mod.SpecError:
-        return False
 
 
 def _study_oracles(oracles: Optional[str], policy: bool = False) -> list[str]:

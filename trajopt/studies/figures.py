@@ -23,7 +23,7 @@ from typing import Mapping, Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
-from trajopt.plots import set_title
+from trajopt.plots import registered_colour, set_title, variant_colours
 from trajopt.stats import nan_band, wilson_interval
 from trajopt.studies.expand import folder_names
 from trajopt.studies.file import Axis, StudySpec, label_value, toml_value
@@ -71,8 +71,6 @@ def axis_figure(rows: Sequence[Mapping], study: StudySpec, axis: Axis, metric: s
         axis: the x axis (log scale when ``axis.log``).
         metric: "final_cost", "best_cost" or "closed_loop_cost" (no initial cost is drawn for it).
     """
-    from trajopt.plots import registered_colour, variant_colours
-
     problems = list(dict.fromkeys([p.stem for p in study.problems]))
     others = [a for a in study.grid if a.key != axis.key]
     combos = list(itertools.product(*[a.values for a in others]))[:MAX_ROWS]
@@ -154,8 +152,6 @@ def variants_figure(rows: Sequence[Mapping], study: StudySpec, metric: str = "fi
     """A study without a grid: one panel per problem, the final cost of each variant (median over seeds, the
     interquartile range as an error bar, one colour per variant), the initial cost in the panel's title; a median beyond
     OFF_SCALE times the initial cost is a labelled triangle on the top edge."""
-    from trajopt.plots import variant_colours
-
     problems = list(dict.fromkeys([p.stem for p in study.problems]))
     variants = list(study.variants)
     colours = variant_colours(variants)
@@ -217,8 +213,6 @@ def compute_figure(rows: Sequence[Mapping], study: StudySpec, axis: Axis) -> Fig
     panel per problem (and combination of the other axes' values), one line per variant through its budgets in
     order, the smallest and largest K labelled. A variant's FSE per step grows with K at its own rate: the
     comparison at equal compute is read across the x axis, not at equal K."""
-    from trajopt.plots import registered_colour, variant_colours
-
     problems = list(dict.fromkeys([p.stem for p in study.problems]))
     others = [a for a in study.grid if a.key != axis.key]
     combos = list(itertools.product(*[a.values for a in others]))[:MAX_ROWS]

@@ -21,6 +21,7 @@ written as "interrupted" where the disk still allows; a KeyboardInterrupt (a sec
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import time
@@ -29,6 +30,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Callable, Optional
 
+from trajopt import runs
+from trajopt import step_costs as step_cost_files
+from trajopt.compute import StepCosts
+from trajopt.step_costs import system_identity
 from trajopt.studies import store
 from trajopt.studies.cells import CELL_FAILED, CELL_INTERRUPTED, CELL_OK, CellOutcome, run_cell
 from trajopt.studies.expand import Expansion
@@ -65,8 +70,6 @@ def meta(study: StudySpec, expansion: Expansion, cell_status: dict, status: str,
          step_costs: Optional[list] = None) -> dict:
     """study.json: the definition, the cells and their status, versions and the time of writing; a closed-loop
     study's step costs per system (``step_costs``: [{system, n, m, problems, backward, linearization, source}])."""
-    from trajopt import runs
-
     out = {
         "study": study.definition(), "status": status, "backend": backend,
         "identity": {"name": study.name, "file": str(Path(study.source).resolve())},
@@ -96,8 +99,6 @@ def recorded_step_costs(folder: Path) -> list:
     good = []
     for e in entries:
         try:
-            from trajopt.compute import StepCosts
-
             StepCosts.from_dict(e)
             _identity_key(e)
             good.append(e)
@@ -112,12 +113,8 @@ def with_step_costs(expansion: Expansion, cells: list, recorded: list, measure: 
     recorded one where there is one, else ``measure(spec, problem)`` (default `trajopt.step_costs.step_costs_for`)
     once per system. A system whose measurement raises leaves its cells without (each cell then measures, and
     fails with the reason). ``should_stop`` is polled between measurements (the rest are left to the cells)."""
-    import dataclasses
-
-    from trajopt.step_costs import system_identity
-
-    if measure is None:
-        from trajopt.step_costs import step_costs_for as measure
+    if measure is None:  # looked up when called
+        measure = step_cost_files.step_costs_for
     known = {_identity_key(e): dict(e) for e in recorded}
     failed = set()
     out = []

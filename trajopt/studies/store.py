@@ -33,6 +33,7 @@ reads (`MAX_JSON_BYTES`) and never opens a file that is not a regular one.
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import math
@@ -43,7 +44,8 @@ import stat
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
-from trajopt import runs
+from trajopt import runs, runs_mpc
+from trajopt.compute import StepCosts
 from trajopt.studies.cells import CELL_FAILED, CELL_OK, LEAD_COLUMNS, MPC_ROW_COLUMNS, CellOutcome, row_columns
 from trajopt.studies.expand import Cell
 from trajopt.studies.file import StudySpec, toml_value
@@ -363,9 +365,6 @@ def write_cell(folder: Path, cell: Cell, outcome: CellOutcome, spec=None) -> Non
         (cell_dir / name).unlink(missing_ok=True)
     run_folder = outcome.result is not None and outcome.summary is not None and spec is not None
     if run_folder and cell.verb == "mpc":  # a closed-loop run folder: result {variant: MPCResult}
-        from trajopt import runs_mpc
-        from trajopt.compute import StepCosts
-
         runs_mpc.write_run(cell_dir, spec, outcome.result, outcome.summary, spec.closed_loop_problem().cost,
                            StepCosts.from_dict(outcome.summary["step_costs"]))
     elif run_folder:
@@ -380,9 +379,6 @@ def write_cell(folder: Path, cell: Cell, outcome: CellOutcome, spec=None) -> Non
 def table_bytes(rows: Sequence[Mapping], cols: Sequence[str], parquet: bool = True) -> tuple[bytes, Optional[bytes]]:
     """(CSV bytes, Parquet bytes or None when pyarrow is missing or ``parquet`` is False) of the rows, columns in
     ``cols`` order."""
-    import csv
-    import math
-
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(cols), lineterminator="\n", extrasaction="ignore")
     writer.writeheader()
@@ -392,7 +388,7 @@ def table_bytes(rows: Sequence[Mapping], cols: Sequence[str], parquet: bool = Tr
     csv_bytes = buf.getvalue().encode()
     if not parquet:
         return csv_bytes, None
-    try:
+    try:  # imported when a table is written (and optional: CSV alone without it)
         import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError:
@@ -433,8 +429,6 @@ def write_table(folder: Path, study: StudySpec, rows: Sequence[Mapping], meta: M
 def read_table(folder: Path) -> list[dict]:
     """The study's rows from study.csv (numbers as floats, empty cells as None). Raises ValueError for a
     study.csv that is not a regular file (a link, a FIFO: never opened)."""
-    import csv
-
     path = Path(folder) / f"{TABLE}.csv"
     if os.path.lexists(path) and not stat.S_ISREG(os.lstat(path).st_mode):
         raise ValueError(f"{path}: not a regular file")
@@ -469,6 +463,7 @@ def read_meta(folder: Path) -> dict:
 def write_outputs(folder: Path, study: StudySpec, rows: Sequence[Mapping], meta: Mapping, dpi: int = 130) -> list[str]:
     """Write the figures (study_<key>.png) and report.html into the study folder (a closed-loop study's best.csv
     first); returns the file names."""
+    # matplotlib (through the figures) is imported when the figures are drawn, not with the studies package
     from trajopt.plots import figure_bytes
     from trajopt.studies.figures import best_columns, best_rows, study_figures, study_html
 
