@@ -21,12 +21,13 @@ from trajopt.oracles import ORACLES  # noqa: E402
 from trajopt.solver import solve  # noqa: E402
 from trajopt.spec import SpecError  # noqa: E402
 from trajopt.systems import SYSTEMS  # noqa: E402
-from trajopt.systems.mjx import MJX  # noqa: E402
+from trajopt.systems.mjx import MJX, ModelError  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODELS = os.path.join(ROOT, "problems", "models")
 ARM = os.path.join(ROOT, "tests", "models", "two_link_arm.xml")  # two motors, declared elbow first
 PROBLEMS = ["mjx_pendulum_wall", "mjx_push_soft", "mjx_push_stiff", "mjx_ball_wall"]
+HUMANOID = {"package": "mujoco", "path": "mjx/test_data/humanoid/humanoid.xml"}  # shipped by the mujoco-mjx wheel
 
 
 def c_rollout(system: MJX, x0: np.ndarray, U: np.ndarray) -> np.ndarray:
@@ -101,6 +102,111 @@ def test_rollout_matches_mujoco_c(problem):
     U = rng.uniform(lo, hi, size=(15, system.control_size))  # large enough to make contact
     x0 = system.default_x0()
     np.testing.assert_allclose(mjx_rollout(system, x0, U), c_rollout(system, x0, U), atol=1e-8, rtol=0)
+
+
+# Fidelity on models nobody here wrote (docs/mjx.md, "Fidelity"): trajopt's rollout against mujoco.mj_step for
+# FIDELITY_STEPS control steps of random controls over each actuator's full range, each model compiled once (one
+# program runs the free rollout and the one-step map along C's trajectory). Tolerance, on every state coordinate
+# and step: FIDELITY_TOL * max(1, |x_c|). MJX and C MuJoCo run the same Newton solver with the same stopping rule
+# (opt.tolerance 1e-8 on the relative cost improvement) from the same cold start, so where both converge they take
+# the same iterations and differ by floating-point summation order only: one step differs by at most 1e-12 (humanoid)
+# and the 100-step rollouts by 1e-14 (hopper) to 1.4e-10 (humanoid): at most 3e-12 of the state's scale. 1e-9 is 300x
+# above that and an order below the solver's own tolerance, so a solver stopping elsewhere, a lost warm-start reset,
+# or a substep, integrator or actuator mix-up fails. Contact amplifies a last-bit difference along a free rollout
+# (C against itself with x0 moved by 1e-12: up to 4e-7 on the humanoid after 100 steps), so the free rollout may
+# also differ by C's own spread under that move, measured here, where that is larger. The start is the model's
+# qpos0 and zero velocity moved by U(-0.01, 0.01) (quaternions kept): qpos0 often sits exactly on a constraint's
+# switch (the hopper's joints at their limits, the humanoid's feet 1e-16 into the floor), where a last bit decides
+# whether the constraint acts at all. MJX-tuned models run ONE solver iteration (humanoid, shadow hand: iterations =
+# 1, ls_iterations = 4), where MJX's line search is not C's and the two part within 10 steps (docs/mjx.md), so the
+# humanoid is compared at converged settings (iterations = 100, ls_iterations = 50): its geometry, contacts, tendons
+# and actuators, not the solver's truncation.
+FIDELITY_STEPS, FIDELITY_TOL = 100, 1e-9
+GYMNASIUM = "envs/mujoco/assets/"
+FIDELITY = {  # name: (model table, MJX settings, fewest control steps with a contact in the C rollout)
+    "gymnasium inverted_pendulum": ({"package": "gymnasium", "path": GYMNASIUM + "inverted_pendulum.xml"},
+                                    {"substeps": 2}, 0),  # gymnasium's frame_skip
+    "gymnasium hopper": ({"package": "gymnasium", "path": GYMNASIUM + "hopper.xml"}, {"substeps": 4}, 50),
+    "mujoco-mjx humanoid": (HUMANOID, {"substeps": 2, "iterations": 100, "ls_iterations": 50}, 50),
+}
+
+
+def _needs(model: dict) -> None:
+    """Skip when the model's package is absent (found without importing it: gymnasium imports a great deal)."""
+    import importlib.util
+
+    if importlib.util.find_spec(model["package"]) is None:
+        pytest.skip(f"needs {model['package']} (pip install -e '.[suite]')")
+
+
+def _contact_steps(system: MJX, X: np.ndarray, U: np.ndarray) -> int:
+    """How many control steps of a C trajectory start with at least one contact."""
+    mm = system.mj_model
+    d = mujoco.MjData(mm)
+    count = 0
+    for x, u in zip(X[:-1], U):
+        d.qpos[:], d.qvel[:], d.ctrl[:] = x[: mm.nq], x[mm.nq:], u
+        mujoco.mj_forward(mm, d)
+        count += d.ncon > 0
+    return count
+
+
+def fidelity_start(system: MJX, seed: int = 1) -> np.ndarray:
+    """qpos0 and zero velocity, every coordinate but the quaternions' moved by U(-0.01, 0.01)."""
+    mm = system.mj_model
+    move = np.random.default_rng(seed).uniform(-0.01, 0.01, system.state_size)
+    for j in range(mm.njnt):
+        kind, a = int(mm.jnt_type[j]), int(mm.jnt_qposadr[j])
+        if kind == int(mujoco.mjtJoint.mjJNT_FREE):
+            move[a + 3:a + 7] = 0.0
+        elif kind == int(mujoco.mjtJoint.mjJNT_BALL):
+            move[a:a + 4] = 0.0
+    return system.default_x0() + move
+
+
+def free_and_forced(system: MJX, x0, U, X) -> tuple[np.ndarray, np.ndarray]:
+    """([T, n] the free rollout from x0, [T, n] step(X[t], U[t]) for each t), from one compiled program."""
+    def run(x0, U, X, forced):
+        def body(x, inputs):
+            u, given = inputs
+            y = system.step(jnp.where(forced, given, x), u)
+            return y, y
+
+        return jax.lax.scan(body, x0, (U, X))[1]
+
+    f = jax.jit(run)
+    args = (jnp.asarray(x0), jnp.asarray(U), jnp.asarray(X))
+    return np.asarray(f(*args, False)), np.asarray(f(*args, True))
+
+
+@pytest.mark.parametrize("name", list(FIDELITY))
+def test_rollout_matches_mujoco_c_on_installed_models(name):
+    """100 control steps of random controls over each actuator's full range (seed 0): trajopt's one-step map at
+    each state of C's trajectory, and its free rollout, equal mujoco.mj_step's to FIDELITY_TOL of the state's scale
+    (the free rollout: or to C's own spread when x0 moves by 1e-12, where larger); the floor models touch the floor
+    on most steps (counted in the C rollout)."""
+    model, settings, min_contact = FIDELITY[name]
+    _needs(model)
+    system = MJX(model=model, **settings)
+    mm = system.mj_model
+    lo, hi = np.where(mm.actuator_ctrllimited[:, None].astype(bool), mm.actuator_ctrlrange, [-1.0, 1.0]).T
+    U = np.random.default_rng(0).uniform(lo, hi, size=(FIDELITY_STEPS, system.control_size))
+    x0 = fidelity_start(system)
+    ref = c_rollout(system, x0, U)
+    free, forced = free_and_forced(system, x0, U, ref[:-1])
+    tol = FIDELITY_TOL * max(1.0, np.abs(ref).max())
+    one_step = np.abs(forced - ref[1:]).max()
+    assert one_step <= tol, f"{name}: one-step deviation {one_step:.3g}, tolerance {tol:.3g}"
+    spread = np.zeros(FIDELITY_STEPS)
+    for seed in range(3):
+        moved = c_rollout(system, x0 + 1e-12 * np.random.default_rng(seed).standard_normal(x0.shape), U)
+        spread = np.maximum(spread, np.abs(moved - ref).max(axis=1)[1:])
+    deviation = np.abs(free - ref[1:]).max(axis=1)
+    worst = int(np.argmax(deviation - np.maximum(tol, spread)))
+    assert np.all(deviation <= np.maximum(tol, spread)), (
+        f"{name}: free rollout deviation {deviation[worst]:.3g} at step {worst + 1}, tolerance {tol:.3g}, "
+        f"C's own spread {spread[worst]:.3g}")
+    assert _contact_steps(system, ref, U) >= min_contact
 
 
 def test_state_and_control_names_come_from_the_model(tmp_path):
@@ -332,6 +438,118 @@ def test_model_path_relative_to_problem_file(tmp_path):
     assert s.system.model == str(tmp_path / "models" / "p.xml")
 
 
+# ------------------------------------------------------------------------------------ models in packages
+
+
+def _table(model: dict) -> str:
+    return "{ " + ", ".join(f'{k} = "{v}"' for k, v in model.items()) + " }"
+
+
+def package_problem(tmp_path, model: dict, n: int = 2, m: int = 1) -> str:
+    return write(tmp_path, f"""
+        [system]
+        name = "mjx"
+        model = {_table(model)}
+        [task]
+        horizon = 3
+        goal = {[0.0] * n}
+        Q = {[1.0] * n}
+        R = {[0.1] * m}
+        """)
+
+
+def test_a_package_model_records_package_version_and_hashes(tmp_path):
+    """model = { package, path }: the file inside the installed package, the distribution that installed it
+    (mujoco-mjx, not mujoco: its RECORD lists the file), its version in the resolved config (which re-loads), and
+    the sha256 of the model file and of each file it includes."""
+    import hashlib
+    from importlib import metadata
+
+    import tomli_w
+
+    s = spec.load(package_problem(tmp_path, HUMANOID, n=28 + 27, m=21))
+    version = metadata.version("mujoco-mjx")
+    assert s.system.model == {**HUMANOID, "version": version}
+    source = s.system.model_source
+    expected_file = os.path.join(os.path.dirname(mujoco.__file__), "mjx", "test_data", "humanoid", "humanoid.xml")
+    assert source["file"] == expected_file and (source["distribution"], source["version"]) == ("mujoco-mjx", version)
+    assert source["sha256"] == hashlib.sha256(open(expected_file, "rb").read()).hexdigest()
+    assert (source["package"], source["path"]) == ("mujoco", HUMANOID["path"])
+    resolved = s.resolved()
+    assert resolved["system"]["model"] == {**HUMANOID, "version": version}
+    again = spec.loads(tomli_w.dumps(resolved), str(tmp_path / "config.toml"))
+    assert again.system.model_source == source and again.system.state_size == 28 + 27
+
+
+def test_a_file_model_records_its_file_and_hashes(tmp_path):
+    """A model named by path records its file, its sha256 and those of the files it reads (an include here)."""
+    import hashlib
+
+    (tmp_path / "parts").mkdir()
+    body = PENDULUM_XML.split("<worldbody>")[1].split("</worldbody>")[0]
+    (tmp_path / "parts" / "arm.xml").write_text(f"<mujoco><worldbody>{body}</worldbody></mujoco>")
+    main = PENDULUM_XML.replace(f"<worldbody>{body}</worldbody>", '<include file="parts/arm.xml"/>')
+    (tmp_path / "m.xml").write_text(main)
+    source = MJX(model=str(tmp_path / "m.xml")).model_source
+    assert source == {"file": str(tmp_path / "m.xml"), "sha256": hashlib.sha256(main.encode()).hexdigest(),
+                      "files": {"parts/arm.xml": hashlib.sha256((tmp_path / "parts" / "arm.xml").read_bytes()).hexdigest()}}
+
+
+@pytest.mark.parametrize("model, key, words", [
+    ({"package": "no_such_package_here", "path": "a.xml"}, "system.model.package",
+     ["'no_such_package_here'", "not installed", "pip install no_such_package_here"]),
+    ({**HUMANOID, "version": "0.0.1"}, "system.model.version", ["'0.0.1'", "mujoco-mjx", "is installed"]),
+    ({"package": "mujoco", "path": "mjx/test_data/humanoid/humanoid.xmll"}, "system.model.path",
+     ["no such file", "did you mean 'mjx/test_data/humanoid/humanoid.xml'?"]),
+    ({"package": "mujoco", "path": "../numpy/__init__.py"}, "system.model.path", ["outside the package mujoco"]),
+    ({"package": "mujoco", "file": "x.xml"}, "system.model.file", ["unknown key", "package, path, version"]),
+    ({"path": "x.xml"}, "system.model.package", ["missing"]),
+])
+def test_bad_package_models_are_refused(tmp_path, model, key, words):
+    path = package_problem(tmp_path, model)
+    with pytest.raises(SpecError) as e:
+        spec.load(path)
+    assert e.value.source == path and e.value.key == key, str(e.value)
+    for w in words:
+        assert w in str(e.value), (w, str(e.value))
+
+
+def test_a_package_model_that_reads_a_file_outside_its_folder_is_refused(tmp_path, monkeypatch):
+    """A package's model whose include leaves the model's folder: the package and version would not identify what is
+    simulated, so it is refused (at system.model, naming the include and the file); the same model inside the folder
+    loads."""
+    site = tmp_path / "site"
+    models = site / "modelpkg" / "models"
+    models.mkdir(parents=True)
+    (site / "modelpkg" / "__init__.py").write_text("")
+    body = PENDULUM_XML.split("<worldbody>")[1].split("</worldbody>")[0]
+    (site / "modelpkg" / "arm.xml").write_text(f"<mujoco><worldbody>{body}</worldbody></mujoco>")
+    (models / "arm.xml").write_text(f"<mujoco><worldbody>{body}</worldbody></mujoco>")
+    for name, target in (("out.xml", "../arm.xml"), ("in.xml", "arm.xml")):
+        (models / name).write_text(PENDULUM_XML.replace(f"<worldbody>{body}</worldbody>", f'<include file="{target}"/>'))
+    monkeypatch.syspath_prepend(str(site))
+    path = package_problem(tmp_path, {"package": "modelpkg", "path": "models/out.xml"})
+    with pytest.raises(SpecError) as e:
+        spec.load(path)
+    assert e.value.key == "system.model", str(e.value)
+    for w in ("<include file='../arm.xml'>", str(site / "modelpkg" / "arm.xml"), "outside the model's folder"):
+        assert w in str(e.value), (w, str(e.value))
+    ok = MJX(model={"package": "modelpkg", "path": "models/in.xml"})
+    assert ok.model == {"package": "modelpkg", "path": "models/in.xml"} and ok.model_source["version"] == ""
+
+
+def test_mujoco_warnings_are_kept_not_printed_or_logged(tmp_path, monkeypatch, capfd):
+    """A MuJoCo warning while the model compiles (a deprecated compiler attribute) lands in load_warnings: nothing
+    on stdout or stderr and no MUJOCO_LOG.TXT in the working directory (MuJoCo's default handler writes both)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m.xml").write_text(PENDULUM_XML.replace("<worldbody>", '<compiler settotalmass="2"/><worldbody>', 1))
+    system = MJX(model=str(tmp_path / "m.xml"))
+    assert any("settotalmass" in w for w in system.load_warnings), system.load_warnings
+    out, err = capfd.readouterr()
+    assert "settotalmass" not in out + err and not (tmp_path / "MUJOCO_LOG.TXT").exists()
+    assert mujoco.get_mju_user_warning() is None  # the previous handler (none) is back
+
+
 # ------------------------------------------------------------------------------------- what MJX refuses
 
 PENDULUM_XML = open(os.path.join(MODELS, "pendulum_wall.xml")).read()
@@ -350,15 +568,62 @@ def test_options_mjx_does_not_implement_are_refused_at_load(tmp_path, change, fo
     assert found in str(e) and "MJX" in str(e) and allowed in str(e), str(e)
 
 
-def test_other_features_mjx_refuses_are_refused_at_load(tmp_path):
-    """What put_model refuses beyond the options (here a cylinder-box pair: no collision function) gets the house
-    message with MJX's reason."""
-    xml = ('<mujoco><worldbody><body><joint name="s" type="slide" axis="0 0 1"/><geom type="cylinder" size="0.1 0.1"/>'
-           '</body><body pos="0.15 0 0"><joint name="t" type="slide" axis="0 0 1"/><geom type="box" size="0.1 0.1 0.1"/>'
-           '</body></worldbody><actuator><motor joint="s"/></actuator></mujoco>')
-    path, e = bad(tmp_path, xml=xml, x0="[0.0, 0.0, 0.0, 0.0]")
-    assert e.key == "system.model" and "does not implement" in str(e) and "CYLINDER" in str(e) and "BOX" in str(e)
+CYLINDER_BOX = ('<mujoco><worldbody><body name="can"><joint name="s" type="slide" axis="0 0 1"/>'
+                '<geom name="tin" type="cylinder" size="0.1 0.1" {extra}/></body><body name="crate" pos="0.15 0 0">'
+                '<joint name="t" type="slide" axis="0 0 1"/><geom name="lid" type="box" size="0.1 0.1 0.1"/></body>'
+                '</worldbody><actuator><motor joint="s"/></actuator></mujoco>')
+
+
+def test_a_geom_pair_mjx_cannot_collide_is_refused_naming_both_geoms(tmp_path):
+    """A cylinder that can touch a box (MJX has no cylinder-box collision function): refused at load, naming both
+    geoms, their bodies and what each type collides with in MJX, never MJX's raw NotImplementedError."""
+    path, e = bad(tmp_path, xml=CYLINDER_BOX.format(extra=""), x0="[0.0, 0.0, 0.0, 0.0]")
+    assert e.key == "system.model" and e.source == path
+    for words in ('<geom name="tin"> (cylinder, in <body name="can">)', '<geom name="lid"> (box, in <body name="crate">)',
+                  "has no cylinder-box collision function", "a cylinder collides with: plane, sphere, capsule, "
+                  "ellipsoid, cylinder", "contype/conaffinity"):
+        assert words in str(e), (words, str(e))
     assert "NotImplementedError" not in str(e)
+
+
+def test_a_pair_that_cannot_collide_is_not_refused(tmp_path):
+    """The same bodies with the cylinder out of collision (contype = conaffinity = 0) load: the check follows MJX's
+    own pair rules, not every pair of geoms in the model."""
+    (tmp_path / "m.xml").write_text(CYLINDER_BOX.format(extra='contype="0" conaffinity="0"'))
+    assert MJX(model=str(tmp_path / "m.xml")).state_size == 4
+
+
+HINGE_MODEL = ('<mujoco><option {option}/>{asset}<worldbody>{world}<body name="arm"><joint name="hinge" type="hinge" '
+               'axis="0 1 0" limited="true" range="-1 1"/><geom name="rod" type="capsule" size="0.05" fromto="0 0 0 0 0 -1"/>'
+               '<site name="tip" pos="0 0 -1"/></body></worldbody><actuator>{actuator}</actuator>{more}</mujoco>')
+
+
+@pytest.mark.parametrize("parts, words", [
+    ({"actuator": '<general name="slow" joint="hinge" dyntype="filter" dynprm="0.1"/>'},
+     ['<actuator name="slow"> with dyntype="filter"', "activation state", "x = [qpos, qvel]"]),
+    ({"actuator": '<motor joint="hinge"/><adhesion name="stick" body="arm" ctrlrange="0 1"/>'},
+     ['<actuator name="stick"> of transmission "body"', "MJX (mujoco-mjx", "allowed: joint, jointinparent, site, tendon"]),
+    ({"actuator": '<motor joint="hinge"/>', "more": '<sensor><jointlimitpos name="lim" joint="hinge"/></sensor>'},
+     ['<sensor name="lim"> of type "jointlimitpos"', "does not implement"]),
+    ({"actuator": '<motor joint="hinge"/>', "option": 'integrator="implicitfast" density="1.2"'},
+     ['<option integrator="implicitfast"> with fluid drag (density 1.2', 'allowed: integrator "Euler" or "RK4"']),
+    ({"actuator": '<motor joint="hinge"/>', "asset": '<asset><mesh name="tet" vertex="0 0 0 1 0 0 0 1 0 0 0 1"/></asset>',
+      "world": '<geom name="floor" type="plane" size="2 2 0.1" pos="0 0 -1.5"/><body name="rock" pos="0 0 -1.2">'
+               '<freejoint/><geom name="stone" type="mesh" mesh="tet" margin="0.01"/></body>'},
+     ['<geom name="floor"> (plane', '<geom name="stone"> (mesh, in <body name="rock">)', "with margin 0.01",
+      "margin = 0"]),
+])
+def test_elements_mjx_cannot_simulate_are_refused_naming_the_element(tmp_path, parts, words):
+    """Each refused at load, at system.model, naming the element and why (never MJX's NotImplementedError and never
+    a failure inside a trace)."""
+    fields = {"option": "", "asset": "", "world": "", "actuator": "", "more": ""} | parts
+    (tmp_path / "m.xml").write_text(HINGE_MODEL.format(**fields))
+    with pytest.raises(ModelError) as e:
+        MJX(model=str(tmp_path / "m.xml"))
+    assert e.value.key == "model"
+    for w in words:
+        assert w in e.value.message, (w, e.value.message)
+    assert "NotImplementedError" not in e.value.message
 
 
 def _refused_in_time(call, seconds=60.0):

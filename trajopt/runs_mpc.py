@@ -11,7 +11,8 @@ last), with closed-loop content.
                      defines success), ``compute_per_step`` {rollouts, gradients, linearizations, forward_equivalents} (mean per
                      replan), ``plan_seconds`` {p50, p95, max}, ``deadline_miss_rate``, ``realtime_factor``,
                      ``status``; and for the run: the ``mpc`` settings, the ``plant`` (its overrides, noise and
-                     disturbances) and the ``step_costs`` that converted the counts
+                     disturbances), the ``step_costs`` that converted the counts and, for a model read from a file
+                     (MJX), its ``model_source`` (package and version, or file, with sha256 hashes)
     trajectory.npz   ``<variant>/X`` [S, N+1, n] the realised states and ``<variant>/U`` [S, N, m] the applied controls
 """
 
@@ -29,6 +30,7 @@ from trajopt.compute import StepCosts, forward_equivalents
 from trajopt.runs import (METRICS, RESULT, TRAJECTORY, _encode_line, _plain_list, atomic_write_bytes, dumps_json,
                           write_config, write_lines)
 from trajopt.stats import nan_band, wilson_interval
+from trajopt.systems.base import model_source
 
 FIGURES = {"realised": "realised.png", "cost": "closed_loop_cost.png", "plan_time": "plan_time.png"}
 
@@ -100,6 +102,9 @@ def summarise(spec, results: Mapping, *, step_costs: StepCosts, versions: Mappin
     if first.success is not None and getattr(spec, "closed_loop", None) is not None and spec.closed_loop.success:
         sc = spec.closed_loop.success
         out["success"] = {"radius": sc.radius, "positions": list(sc.positions), "hold": sc.hold}
+    source = model_source(spec.system)
+    if source is not None:  # an MJX model's package and version, or file, with hashes
+        out["model_source"] = source
     return out
 
 

@@ -7,7 +7,8 @@ A study cell's problem document (the problem file as decoded TOML with the cell'
 fingerprint already; what it names is not. The files covered:
 
 * an MJCF model (``[system] name = "mjx"``, ``model = "..."`` read relative to the problem file, as
-  `trajopt.systems.mjx.MJX.from_table` reads it), the files it includes (``<include file=...>``, nested) and
+  `trajopt.systems.mjx.MJX.from_table` reads it, or a file inside an installed package, ``model = { package,
+  path }``, found by `trajopt.systems.mjcf.package_model`), the files it includes (``<include file=...>``, nested) and
   the asset files it loads (meshes, height fields, skins, textures, attached models), at every place MuJoCo
   may read them from (the places `trajopt.systems.mjx` checks for special files);
 * the module file of every ``package.module:Attribute`` name in the document (a user system, oracle, method,
@@ -85,6 +86,13 @@ def mjcf_model(raw: Mapping, source: str) -> Optional[str]:
     if not isinstance(system, Mapping) or system.get("name") != "mjx":
         return None
     model = system.get("model")
+    if isinstance(model, Mapping):  # a file inside an installed package: found as the mjx system finds it
+        from trajopt.systems.mjcf import PackageModelError, package_model
+
+        try:
+            return package_model(model.get("package"), model.get("path"), model.get("version")).file
+        except PackageModelError:
+            return None
     if not isinstance(model, str) or not model:
         return None
     if os.path.isabs(model):

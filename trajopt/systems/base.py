@@ -13,6 +13,10 @@ keys allowed in a problem file's ``[system]`` table), with
   (``state_names = ()``); their ``control_names`` name the decision's coordinates. An MJX model's names come
   from the model: qpos and qvel per joint, ctrl per actuator (`trajopt.systems.mjx`).
 
+A system may also say where its model came from: ``model_source``, a JSON-ready dict (an MJX model's package,
+distribution and version, or its file, with the sha256 of the model and of each file it reads); every run's
+result.json records it (`model_source` below).
+
 Contact is written with real branches (``jnp.where(gap < 0, ...)`` with a strict inequality), so that
 autodiff returns what a differentiable simulator returns; nothing is softened silently.
 """
@@ -47,6 +51,13 @@ def spring_stable_dt(stiffness: float, mass: float) -> float:
     if stiffness <= 0:
         return math.inf
     return 2.0 / (2.0 * math.sqrt(stiffness / mass))
+
+
+def model_source(system: Any) -> dict | None:
+    """What a run records of where ``system``'s model came from: its ``model_source`` (module doc), or None for a
+    system without one (every hand-written system: its parameters are in the run's config)."""
+    source = getattr(system, "model_source", None)
+    return dict(source) if isinstance(source, dict) else None
 
 
 def default_names(prefix: str, size: int) -> tuple[str, ...]:

@@ -4,7 +4,8 @@ A problem file names the model and how to step it::
 
     [system]
     name = "mjx"
-    model = "models/push.xml"   # relative to the problem file (absolute paths as they are)
+    model = "models/push.xml"   # relative to the problem file (absolute paths as they are), or a file inside an
+                                 # installed package: { package = "gymnasium", path = "envs/mujoco/assets/hopper.xml" }
     substeps = 5                 # physics steps (mjx.step) per control step
     keyframe = ""                # x0 default: the model's qpos0 and zero qvel, or this named <key>
     timestep = 0.01              # overrides <option timestep>; default: the model's
@@ -33,12 +34,27 @@ State and control (what ``[task]`` x0, goal, Q, R, Qf and u_init refer to):
   "NAME wx" .. "NAME wz"; a free joint's "NAME vx" .. "NAME vz", "NAME wx" .. "NAME wz"); per actuator, its
   name. An unnamed joint is "joint<i>", an unnamed actuator "u<i>".
 
+Models in installed packages. ``model = { package = "gymnasium", path = "envs/mujoco/assets/hopper.xml" }`` names
+a file inside an installed Python package, found without importing the package (`trajopt.systems.mjcf.
+package_model`); an optional ``version = "1.4.0"`` must be the installed one. After construction ``model`` holds
+that table with the installed version filled in (so a recorded config re-loads only against the same version).
+Refused, at ``model.package``, ``model.path`` or ``model.version``: a package that is not installed (the message
+gives the pip command), a path outside the package or missing, another version than the installed one; at
+``model``, a model that names a file (an include, a mesh, ...) outside its own folder, which the package and
+version would not identify. ``model_source`` is what a run records of the model: the package, distribution and
+version for a package model, and for every model its file and the sha256 of the file and of each file it reads.
+
 Refused at load time (a `ModelError` at ``model``, so a problem file's ``system.model``, naming the element):
 a model file, or a file it reads (``<include file>``, a mesh, texture, height field or skin, wherever MuJoCo
-looks for it: `trajopt.systems.mjcf`), that is not a regular file (a FIFO or a device would block the reader); an ``<option>`` solver, integrator, cone or
-Jacobian, or an enabled ``<flag>``, that MJX does not implement (the message lists what it does); anything
-else MJX's ``put_model`` refuses (a geom pair without a collision function, flex bodies, ...), with MJX's
-reason.
+looks for it: `trajopt.systems.mjcf`), that is not a regular file (a FIFO or a device would block the reader); an
+``<option>`` solver, integrator, cone or Jacobian, or an enabled ``<flag>``, that MJX does not implement (the
+message lists what it does), and the implicitfast integrator with fluid drag; an actuator with activation state
+(its ``dyntype``: the state would not be (qpos, qvel)); a geom pair that can collide and for which MJX has no
+collision function (e.g. cylinder-box; the message names both geoms, their bodies and the types each collides
+with), or a mesh or height-field pair with a margin; an actuator transmission, gain or bias, an equality or a
+sensor of a type MJX does not implement; flex bodies (each named); anything else MJX's
+``put_model`` refuses, with MJX's reason. The rules are read from MJX's own tables (its enums, its collision
+driver's pair list), so a newer MJX that implements more is followed.
 
 Differentiation. MJX's constraint solver (mujoco-mjx 3.17) runs ``lax.while_loop`` when ``iterations > 1``,
 which reverse-mode autodiff cannot go through (MuJoCo issue #2259); with ``iterations = 1`` it runs one solver
@@ -52,6 +68,9 @@ iteration (its line search is a fixed-length scan) and reverse mode works. ``gra
 
 Zeroth-order oracles never differentiate and work with every setting. See docs/mjx.md for the accuracy of
 one solver iteration against a converged solve, and the cost of each mode.
+
+MuJoCo's warnings while it compiles the model (e.g. a deprecated attribute) are kept in ``load_warnings`` (a tuple
+of strings) rather than printed and written to MUJOCO_LOG.TXT in the working directory, as MuJoCo does by default.
 
 The dataclass fields are the TOML-level parameters only (the path is stored resolved, so a recorded config
 re-loads); the loaded ``mujoco.MjModel``/``mjx.Model`` live in non-field attributes. Equality and hashing
@@ -106,7 +125,7 @@ class MJX:
     after construction they hold the values in effect (so a recorded config shows them).
     """
 
-    model: str
+    model: Any  # a path (str), or {package, path[, version]}: a file inside an installed package
     substeps: int = 1
     keyframe: str = ""
     timestep: float = 0.0
@@ -122,20 +141,29 @@ class MJX:
     def __post_init__(self):
         mujoco, mjx = _import_mujoco()
         self._check_scalars()
-        path = self.model
+        package = None
+        if isinstance(self.model, Mapping):
+            package = _package_model(self.model)
+            object.__setattr__(self, "model", package.table())
+            path = package.file
+        else:
+            path = self.model
         if not os.path.exists(path):
             raise ModelError("model", f"{path}: no such file (an MJCF .xml file; a relative path is read relative to the problem file)")
         _refuse_special_files(path)
+        if package is not None:
+            _refuse_escaping_files(path, package)
+        warnings: list[str] = []
         try:
-            mm = mujoco.MjModel.from_xml_path(path)
+            with _warnings_collected(mujoco, warnings):
+                mm = mujoco.MjModel.from_xml_path(path)
         except Exception as e:  # mujoco raises ValueError with the parser's message
             raise ModelError("model", f"{path}: not a valid MJCF model: {str(e).strip()}") from None
+        object.__setattr__(self, "load_warnings", tuple(warnings))
         _refuse_unsupported_options(mujoco, mjx, mm, path)
         if mm.nu == 0:
             raise ModelError("model", f"{path} has no actuators (<actuator>); the mjx system's controls are the actuators' ctrl")
-        if mm.na > 0:
-            raise ModelError("model", f"{path} has actuators with internal state (na = {mm.na}); only stateless actuators "
-                             "(dyntype none) are supported, so that the state is (qpos, qvel)")
+        _refuse_unsupported_elements(mujoco, mjx, mm, path)
         key_id = -1
         if self.keyframe:
             key_id = mujoco.mj_name2id(mm, mujoco.mjtObj.mjOBJ_KEY, self.keyframe)
@@ -175,6 +203,7 @@ class MJX:
                              f"implement: {why}; allowed: models within MJX's feature set (MuJoCo's MJX "
                              "documentation, 'Feature parity')") from None
         names = _model_names(mujoco, mm)
+        object.__setattr__(self, "_source", _model_source(path, package))
         object.__setattr__(self, "mj_model", mm)
         object.__setattr__(self, "_names", names)
         object.__setattr__(self, "mjx_model", m)
@@ -186,8 +215,9 @@ class MJX:
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < lo:
                 raise ModelError(key, f"found {value!r}, allowed: an integer >= {lo}")
 
-        if not isinstance(self.model, str) or not self.model:
-            raise ModelError("model", f"found {self.model!r}, allowed: the path of an MJCF .xml file")
+        if not isinstance(self.model, Mapping) and (not isinstance(self.model, str) or not self.model):
+            raise ModelError("model", f"found {self.model!r}, allowed: the path of an MJCF .xml file, or a table "
+                             "{ package = NAME, path = PATH } naming a file inside an installed package")
         integer("substeps", self.substeps, 1)
         integer("iterations", self.iterations, 0)
         integer("ls_iterations", self.ls_iterations, 0)
@@ -220,7 +250,20 @@ class MJX:
             raise SpecError(source, "system.model", "missing; allowed: the path of an MJCF .xml file (relative to the problem file)")
         table = dict(params)
         model = table["model"]
-        if isinstance(model, str) and model and not os.path.isabs(model):
+        if isinstance(model, Mapping):
+            from trajopt.systems.mjcf import PACKAGE_KEYS
+
+            for key in model:
+                if key not in PACKAGE_KEYS:
+                    raise SpecError(source, f"system.model.{key}", "unknown key of a package model; allowed: "
+                                    + ", ".join(PACKAGE_KEYS) + " (package and path required)")
+            for key in ("package", "path"):
+                if key not in model:
+                    raise SpecError(source, f"system.model.{key}", "missing; a package model is { package = NAME, "
+                                    "path = PATH } (e.g. { package = \"gymnasium\", path = "
+                                    "\"envs/mujoco/assets/hopper.xml\" })")
+            table["model"] = dict(model)
+        elif isinstance(model, str) and model and not os.path.isabs(model):
             base = os.path.dirname(source) if source and not source.startswith("<") else ""
             table["model"] = os.path.abspath(os.path.join(base, model))
         if isinstance(table.get("solref"), list):
@@ -240,6 +283,18 @@ class MJX:
         if self.gradient == "auto":
             return "reverse" if self.iterations == 1 else "forward"
         return self.gradient
+
+    @property
+    def model_file(self) -> str:
+        """The absolute path of the MJCF file loaded (for a package model, the file inside the package)."""
+        return self._source["file"]
+
+    @property
+    def model_source(self) -> dict:
+        """What a run records of the model: {"package", "path", "distribution", "version"} for a package model, then
+        for every model "file" (absolute), "sha256" (of the file) and "files" ({path relative to the model's
+        folder: sha256} of each other file MuJoCo reads for it: includes, meshes, textures). A new dict each call."""
+        return {k: (dict(v) if isinstance(v, dict) else v) for k, v in self._source.items()}
 
     @property
     def state_size(self) -> int:
@@ -276,6 +331,19 @@ class MJX:
         return math.inf
 
 
+@contextlib.contextmanager
+def _warnings_collected(mujoco, into: list):
+    """MuJoCo's warnings (e.g. a deprecated compiler attribute in gymnasium's half_cheetah.xml) appended to ``into``
+    instead of printed and appended to MUJOCO_LOG.TXT in the working directory (MuJoCo's default handler); the
+    previous handler is restored on exit."""
+    previous = mujoco.get_mju_user_warning()
+    mujoco.set_mju_user_warning(lambda message: into.append(str(message).strip()))
+    try:
+        yield into
+    finally:
+        mujoco.set_mju_user_warning(previous)
+
+
 def _mjx_version() -> str:
     from importlib import metadata
 
@@ -300,6 +368,49 @@ def _refuse_special_files(path: str) -> None:
             raise ModelError("model", f"{path}: found {what}, allowed: a regular file (an MJCF .xml file)")
         raise ModelError("model", f"{path}: {f.element} (in {f.named_by}) names {f.path}, found {what}, allowed: a "
                          "regular file (MuJoCo's reader would block on it)")
+
+
+def _package_model(table: Mapping):
+    """The `trajopt.systems.mjcf.PackageModel` of a model table {package, path[, version]}; ModelError at
+    ``model.<key>`` otherwise."""
+    from trajopt.systems.mjcf import PACKAGE_KEYS, PackageModelError, package_model
+
+    for key in table:
+        if key not in PACKAGE_KEYS:
+            raise ModelError(f"model.{key}", f"unknown key of a package model; allowed: {', '.join(PACKAGE_KEYS)}")
+    for key in ("package", "path"):
+        if key not in table:
+            raise ModelError(f"model.{key}", "missing; a package model is { package = NAME, path = PATH }")
+    try:
+        return package_model(table["package"], table["path"], table.get("version"))
+    except PackageModelError as e:
+        raise ModelError(f"model.{e.key}", e.message) from None
+
+
+def _refuse_escaping_files(path: str, package) -> None:
+    """Refuse a package model that names a file outside its own folder (the package and version would not identify
+    what is simulated). Raises ModelError at ``model``."""
+    from trajopt.systems.mjcf import escaping_file
+
+    f = escaping_file(path)
+    if f is not None:
+        raise ModelError("model", f"{path}: {f.element} (in {f.named_by}) names {f.path}, which is outside the model's "
+                         f"folder {os.path.dirname(path)}; allowed: files inside that folder (a model from the "
+                         f"package {package.package} is identified by the package's version, which does not cover "
+                         "a file outside it)")
+
+
+def _model_source(path: str, package) -> dict:
+    """`MJX.model_source`'s content for the model file ``path`` (and its `PackageModel`, or None)."""
+    from trajopt.systems.mjcf import model_hashes
+
+    digest, others = model_hashes(path)
+    out = {}
+    if package is not None:
+        out.update(package=package.package, path=package.path, distribution=package.distribution,
+                   version=package.version)
+    out.update(file=os.path.abspath(path), sha256=digest, files=others)
+    return out
 
 
 # <option> attributes MJX implements, as MJCF spells them; `mjx.step` (mujoco-mjx 3.17) integrates with these three
@@ -331,6 +442,13 @@ def _refuse_unsupported_options(mujoco, mjx, mm, path: str) -> None:
             raise ModelError("model", f"{path}: found <option {attr}=\"{found}\">, which MJX (mujoco-mjx "
                              f"{_mjx_version()}) does not implement; allowed: {attr} = "
                              + ", ".join(f'"{_spelled(mj_enum(int(m)).name)}"' for m in allowed))
+    fluid = mm.opt.density > 0 or mm.opt.viscosity > 0 or bool(np.any(mm.opt.wind))
+    if fluid and int(mm.opt.integrator) == int(mujoco.mjtIntegrator.mjINT_IMPLICITFAST):
+        raise ModelError("model", f"{path}: found <option integrator=\"implicitfast\"> with fluid drag (density "
+                         f"{mm.opt.density:g}, viscosity {mm.opt.viscosity:g}, wind \"{' '.join(f'{w:g}' for w in mm.opt.wind)}\"), "
+                         "which MJX "
+                         f"(mujoco-mjx {_mjx_version()}) does not implement; allowed: integrator \"Euler\" or "
+                         "\"RK4\" with fluid drag, or no fluid (density = viscosity = 0, no wind)")
     enabled = getattr(mjx, "EnableBit", None)
     if enabled is not None:
         supported = {int(m) for m in enabled}
@@ -340,6 +458,94 @@ def _refuse_unsupported_options(mujoco, mjx, mm, path: str) -> None:
                 raise ModelError("model", f"{path}: found <flag {flag}=\"enable\">, which MJX (mujoco-mjx "
                                  f"{_mjx_version()}) does not implement; allowed: enabling only "
                                  + (", ".join(m.name.lower() for m in enabled) or "none"))
+
+
+def _named(mujoco, mm, obj: str, i: int, tag: str = "") -> str:
+    """An element as MJCF shows it: <geom name="foot">, or 'geom 3 (unnamed)'."""
+    name = mujoco.mj_id2name(mm, getattr(mujoco.mjtObj, f"mjOBJ_{obj.upper()}"), int(i))
+    return f'<{tag or obj} name="{name}">' if name else f"{tag or obj} {int(i)} (unnamed)"
+
+
+def _kind(enum_member_name: str) -> str:
+    """mjGEOM_CYLINDER -> "cylinder", mjDYN_FILTEREXACT -> "filterexact"."""
+    return enum_member_name.split("_", 1)[-1].lower()
+
+
+def _refuse_unsupported_elements(mujoco, mjx, mm, path: str) -> None:
+    """Refuse, naming the element, what trajopt's state or MJX (its enums and collision driver, so a newer MJX that
+    implements more is followed) cannot simulate: an actuator with activation state; a geom pair that can collide
+    and has no MJX collision function, or a mesh / height-field pair with a margin; an actuator transmission, gain
+    or bias, an equality or a sensor of a type MJX lacks; flex bodies. Raises ModelError at
+    ``model``; what MJX's put_model refuses beyond these keeps MJX's own reason (the caller)."""
+    version = f"MJX (mujoco-mjx {_mjx_version()})"
+    actnum = getattr(mm, "actuator_actnum", None)
+    for i in range(mm.nu):
+        stateful = int(actnum[i]) > 0 if actnum is not None else int(mm.actuator_dyntype[i]) != 0
+        if stateful:
+            dyn = _kind(mujoco.mjtDyn(int(mm.actuator_dyntype[i])).name)
+            raise ModelError("model", f"{path}: found {_named(mujoco, mm, 'actuator', i)} with dyntype=\"{dyn}\", an "
+                             f"actuator with activation state (the model's na = {mm.na}), which trajopt's mjx state "
+                             "x = [qpos, qvel] does not hold; allowed: stateless actuators (dyntype=\"none\": motor, "
+                             "or position/velocity without a time constant)")
+    if mm.nflex:
+        raise ModelError("model", f"{path}: found {_named(mujoco, mm, 'flex', 0)}, a flex body, which {version} does "
+                         "not implement (its JAX backend has no flex); allowed: rigid bodies only")
+    enum_checks = (
+        ("actuator", mm.actuator_trntype, "TrnType", mujoco.mjtTrn, "transmission"),
+        ("actuator", mm.actuator_gaintype, "GainType", mujoco.mjtGain, "gaintype"),
+        ("actuator", mm.actuator_biastype, "BiasType", mujoco.mjtBias, "biastype"),
+        ("equality", mm.eq_type, "EqType", mujoco.mjtEq, "type"),
+        ("sensor", mm.sensor_type, "SensorType", mujoco.mjtSensor, "type"),
+    )
+    for obj, values, mjx_enum, mj_enum, what in enum_checks:
+        allowed = getattr(mjx, mjx_enum, None)
+        if allowed is None:
+            continue
+        ok = {int(m) for m in allowed}
+        for i, v in enumerate(values):
+            if int(v) not in ok:
+                raise ModelError("model", f"{path}: found {_named(mujoco, mm, obj, i)} of {what} "
+                                 f"\"{_kind(mj_enum(int(v)).name)}\", which {version} does not implement; allowed: "
+                                 + ", ".join(_kind(mj_enum(int(m)).name) for m in allowed))
+    _refuse_unsupported_geom_pairs(mujoco, mm, path, version)
+
+
+def _refuse_unsupported_geom_pairs(mujoco, mm, path: str, version: str) -> None:
+    """A geom pair MJX's collision driver would collide (its own ``geom_pairs``: contype/conaffinity, <exclude>,
+    parent filtering, <pair>) with no collision function for the two types (``has_collision_fn``), or a mesh or
+    height-field pair with a margin. Skipped when MJX's collision driver cannot be read (put_model still refuses)."""
+    try:
+        from mujoco.mjx._src import collision_driver as driver
+        pairs, has_fn = driver.geom_pairs, driver.has_collision_fn
+        table = list(getattr(driver, "_COLLISION_FUNC", {}))
+    except (ImportError, AttributeError):
+        return
+    geom = mujoco.mjtGeom
+    no_margin = {int(geom.mjGEOM_MESH), int(geom.mjGEOM_HFIELD)}
+
+    def describe(g: int) -> str:
+        body = _named(mujoco, mm, "body", int(mm.geom_bodyid[g]))
+        return f"{_named(mujoco, mm, 'geom', g)} ({_kind(geom(int(mm.geom_type[g])).name)}, in {body})"
+
+    def partners(t: int) -> str:
+        found = sorted({int(b) for a, b in table if int(a) == t} | {int(a) for a, b in table if int(b) == t})
+        return ", ".join(_kind(geom(k).name) for k in found) or "nothing"
+
+    for g1, g2, ip in pairs(mm):
+        t1, t2 = int(mm.geom_type[g1]), int(mm.geom_type[g2])
+        how = "named together in <contact><pair>" if ip != -1 else "which can collide"
+        if not has_fn(t1, t2):
+            k1, k2 = _kind(geom(t1).name), _kind(geom(t2).name)
+            raise ModelError("model", f"{path}: found {describe(g1)} and {describe(g2)}, {how}, and {version} has no "
+                             f"{k1}-{k2} collision function; allowed: geom types MJX collides (a {k1} collides with: "
+                             f"{partners(t1)}; a {k2} with: {partners(t2)}), or keep the two from colliding "
+                             "(contype/conaffinity, <contact><exclude>)")
+        if no_margin & {t1, t2}:
+            margin = mm.pair_margin[ip] if ip != -1 else mm.geom_margin[g1] + mm.geom_margin[g2]
+            if np.any(margin):
+                raise ModelError("model", f"{path}: found {describe(g1)} and {describe(g2)}, {how}, with margin "
+                                 f"{float(np.max(margin)):g}, and {version} does not implement a margin for mesh and "
+                                 "height-field collisions; allowed: margin = 0 on these geoms (or their <pair>)")
 
 
 def _model_names(mujoco, mm) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -364,13 +570,20 @@ def _model_names(mujoco, mm) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return tuple(qpos) + tuple(qvel), controls
 
 
+def _like(new, old):
+    """``new`` (an mjx.Data) with every array in ``old``'s dtype. Under x64, mjx.step returns some integer index
+    arrays of a model with tendons (ten_wrapadr, ten_wrapnum, wrap_obj) as int64 where make_data made them int32,
+    which a loop carry refuses (mujoco-mjx 3.17; the values are indices, so the cast loses nothing)."""
+    return jax.tree.map(lambda a, b: a.astype(b.dtype) if a.dtype != b.dtype else a, new, old)
+
+
 def _make_step(mjx, m, d0, nq: int, substeps: int, mode: str):
     """The pure one-step map, with a forward-mode Jacobian custom_vjp when ``mode == "forward"``."""
 
     def physics(x: Array, u: Array) -> Array:
         dtype = d0.qpos.dtype
         d = d0.replace(qpos=x[:nq].astype(dtype), qvel=x[nq:].astype(dtype), ctrl=u.astype(dtype))
-        d = jax.lax.fori_loop(0, substeps, lambda _, d: mjx.step(m, d), d)
+        d = jax.lax.fori_loop(0, substeps, lambda _, d: _like(mjx.step(m, d), d), d)
         return jnp.concatenate([d.qpos, d.qvel]).astype(x.dtype)
 
     if mode == "reverse":
