@@ -21,7 +21,6 @@ used (a temporary one), and nothing outside benchmarks/ is written.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime
 import json
 import os

@@ -105,7 +105,6 @@ from trajopt.policies import (  # noqa: E402
     PolicyZoBG,
     Uniform,
 )
-from trajopt.policies import problem as pp  # noqa: E402
 from trajopt.problem import QuadraticCost  # noqa: E402
 
 B_GAIN, Q_, R_, QF_, H_, SIGMA, THETA = 0.5, 1.0, 0.2, 3.0, 3, 0.3, -0.4

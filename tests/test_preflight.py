@@ -5,7 +5,6 @@ any variant is compiled or run and before the run folder exists."""
 from __future__ import annotations
 
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest

@@ -3,7 +3,6 @@ write a run folder."""
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 from datetime import datetime

@@ -30,7 +30,6 @@ from typing import Any, ClassVar, NamedTuple
 import copy
 import math
 
-import jax
 import jax.numpy as jnp
 import optax
 from jax import Array

@@ -146,7 +146,6 @@ class LBFGS:
         value, grad = optax.value_and_grad_from_state(f)(U, state=state.opt_state)
         at_tol = jnp.max(jnp.abs(grad)) <= self.grad_tol
         B = decision_rollouts(problem)
-        nan = as_float(jnp.nan)
 
         def converged(_):
             opt_state = optax.tree.set(state.opt_state, value=value, grad=grad)
