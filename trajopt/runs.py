@@ -44,7 +44,7 @@ from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
 
-from trajopt.solver import STATUS_INTERRUPTED, STATUS_NON_FINITE, STATUS_OK, Result, memory_store
+from trajopt.solver import STATUS_INTERRUPTED, STATUS_OK, Result, memory_store
 from trajopt.stats import blocked_nan_median, nan_band_columns, nan_median
 
 CONFIG, METRICS, RESULT, TRAJECTORY, CONVERGENCE = (

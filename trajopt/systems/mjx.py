@@ -83,7 +83,7 @@ import contextlib
 import io
 import math
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
 import jax
