@@ -25,7 +25,7 @@ without them (the objective itself, ``objective_rollouts`` or 1 rollout, True).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, ClassVar, Optional
+from typing import Any, Callable, ClassVar, Optional
 
 import jax
 import jax.numpy as jnp
@@ -113,6 +113,8 @@ class Problem:
         step: the one-step map ``step(x: [n], u: [m]) -> [n]`` (time-stepped problems), else None.
         x0: [n] the start state (time-stepped problems), else None.
         cost: the cost, with ``stage(x, u)`` and ``terminal(x)`` (time-stepped problems), else None.
+        system: the system whose ``step`` (or one-step ``cost``) built the problem, where known, else None: what an
+            oracle that needs the simulator itself reads (`trajopt.oracles.cfd`: an MJX model's contacts).
     """
 
     name: str
@@ -122,6 +124,7 @@ class Problem:
     step: Optional[StepFn] = None
     x0: Optional[Array] = None
     cost: Optional[QuadraticCost] = None
+    system: Optional[Any] = None
 
     @property
     def time_stepped(self) -> bool:
@@ -189,8 +192,15 @@ def problem_kind(problem) -> str:
     return "time-stepped" if getattr(problem, "time_stepped", False) else "one-step"
 
 
-def trajectory_problem(name: str, step: StepFn, x0: Array, cost: QuadraticCost, U0: Array) -> Problem:
-    """A time-stepped problem: objective(U) = cost(rollout(step, x0, U), U)."""
+def _owner(function) -> Any:
+    """The object a bound method belongs to (``system.step`` -> ``system``), else None."""
+    return getattr(function, "__self__", None)
+
+
+def trajectory_problem(name: str, step: StepFn, x0: Array, cost: QuadraticCost, U0: Array,
+                       system: Any = None) -> Problem:
+    """A time-stepped problem: objective(U) = cost(rollout(step, x0, U), U). ``system``: the problem's system
+    (default: the owner of ``step`` when it is a bound method, ``system.step``)."""
     x0 = jnp.asarray(x0)
 
     def trajectory(U: Array) -> Array:
@@ -200,11 +210,12 @@ def trajectory_problem(name: str, step: StepFn, x0: Array, cost: QuadraticCost, 
         return cost(trajectory(U), U)
 
     return Problem(name=name, U0=jnp.asarray(U0), objective=objective, trajectory=trajectory, step=step, x0=x0,
-                   cost=cost)
+                   cost=cost, system=_owner(step) if system is None else system)
 
 
-def one_step_problem(name: str, cost: Callable[[Array], Array], U0: Array) -> Problem:
-    """A one-step problem over a decision u: [d], stored as U: [1, d]; objective(U) = cost(U[0])."""
+def one_step_problem(name: str, cost: Callable[[Array], Array], U0: Array, system: Any = None) -> Problem:
+    """A one-step problem over a decision u: [d], stored as U: [1, d]; objective(U) = cost(U[0]). ``system``: the
+    problem's system (default: the owner of ``cost`` when it is a bound method, ``system.cost``)."""
     U0 = jnp.asarray(U0)
     if U0.ndim == 1:
         U0 = U0[None]
@@ -212,4 +223,4 @@ def one_step_problem(name: str, cost: Callable[[Array], Array], U0: Array) -> Pr
     def objective(U: Array) -> Array:
         return cost(U[0])
 
-    return Problem(name=name, U0=U0, objective=objective)
+    return Problem(name=name, U0=U0, objective=objective, system=_owner(cost) if system is None else system)

@@ -4,6 +4,7 @@
 |-------------|-----------------|----------|------------------------------------|
 | exact       | exact.py        | grad f(U), plain autodiff of the noise-free objective | 1, 1 |
 | fd          | fd.py           | central finite differences of the noise-free objective | 2d, 0 |
+| cfd         | cfd.py          | straight-through: the true MJX rollout, the gradient of a model whose contacts act from a distance (MJX systems only) | 1, 1 |
 | fobg        | fobg.py         | first-order batched gradient (pathwise) | N, N |
 | zobg        | zobg.py         | zeroth-order batched gradient (score function, zero-noise baseline; two-sided and antithetic variants) | N + 1 (two-sided 2N, antithetic N), 0 |
 | aobg        | aobg.py         | alpha-order: bias-constrained inverse-variance mix of FoBG and ZoBG | 2N + 1, N |
@@ -27,6 +28,7 @@ of its own rule, which ``diagnose`` and ``sweep`` report).
 
 from trajopt.oracles.aobg import AoBG
 from trajopt.oracles.base import INFO_FIELDS, Oracle, OracleInfo
+from trajopt.oracles.cfd import CFD
 from trajopt.oracles.ddcg import DDCG
 from trajopt.oracles.exact import Exact
 from trajopt.oracles.fd import FD
@@ -38,7 +40,7 @@ from trajopt.oracles.zobg import ZoBG
 from trajopt.registry import Registry, oracle_contract
 
 ORACLES: Registry[type] = Registry("oracle", check=oracle_contract)
-for _cls in (Exact, FoBG, ZoBG, AoBG, FixedAlpha, IVW, DDCG, Stepwise, FD):
+for _cls in (Exact, FoBG, ZoBG, AoBG, FixedAlpha, IVW, DDCG, Stepwise, FD, CFD):
     ORACLES.register(_cls.name, _cls)
 
 
@@ -49,4 +51,4 @@ def alpha_choosers() -> list[str]:
 
 
 __all__ = ["alpha_choosers", "ORACLES", "Oracle", "OracleInfo", "INFO_FIELDS", "Exact", "FoBG", "ZoBG", "AoBG", "FixedAlpha", "IVW",
-           "DDCG", "Stepwise", "FD"]
+           "DDCG", "Stepwise", "FD", "CFD"]

@@ -14,6 +14,7 @@
 | heaviside       | heaviside.py       | one-step: d-dimensional step, 1 if all theta_i >= 0 (FoBG = 0) |
 | soft_heaviside  | soft_heaviside.py  | one-step: -1 / linear ramp of width nu / +1 (relaxed Coulomb friction) |
 | mjx             | mjx.py             | any MJCF model stepped by MuJoCo MJX (the optional [mjx] extra; mujoco imported lazily) |
+| mjx_toss        | mjx_toss.py        | one-step: an MJCF body thrown with the decision as its initial velocity, scored by one position after a fixed time (MJX) |
 | torque_pendulum | torque_pendulum.py | trajax's pendulum: continuous dynamics, RK4 (or Euler), u held over the step |
 | acrobot         | acrobot.py         | trajax's Sutton–Barto acrobot, torque on joint 2, Euler (or RK4) |
 | tennis          | tennis.py          | breakout-like: a kinematic paddle bounces a ball, paddle-frame collision with time of impact (discontinuous) |
@@ -37,6 +38,7 @@ from trajopt.systems.double_pendulum import DoublePendulum
 from trajopt.systems.friction import Friction
 from trajopt.systems.heaviside import Heaviside
 from trajopt.systems.mjx import MJX
+from trajopt.systems.mjx_toss import MJXToss
 from trajopt.systems.pendulum import Pendulum
 from trajopt.systems.pendulum_block import PendulumBlock
 from trajopt.systems.pivot import Pivot
@@ -59,6 +61,7 @@ SYSTEMS.register("pivot", Pivot)
 SYSTEMS.register("heaviside", Heaviside)
 SYSTEMS.register("soft_heaviside", SoftHeaviside)
 SYSTEMS.register("mjx", MJX)
+SYSTEMS.register("mjx_toss", MJXToss)
 SYSTEMS.register("torque_pendulum", TorquePendulum)
 SYSTEMS.register("acrobot", Acrobot)
 SYSTEMS.register("tennis", Tennis)

@@ -1,0 +1,255 @@
+"""Gradient fidelity: how close each oracle's gradient is to a reference, as the time step and the contact stiffness
+vary. Pure library code (no printing, no files); the verb `trajopt fidelity` calls it.
+
+**Cells.** A cell is the problem with one time step h and one contact stiffness (solref) in place of the file's
+(`cell_overrides`). For an ``mjx`` system the control period P = substeps x timestep is kept (substeps = P / h,
+which must be an integer), so every cell decides the same controls U [T, m] over the same seconds; an ``mjx_toss``
+system keeps its duration. A time step above MuJoCo's rule for soft constraints (timeconst >= 2 h:
+`trajopt.systems.mjx_contact.contact_stable_dt`) is refused.
+
+**References**, both deterministic, at the point U:
+
+* ``fd``: central finite differences of the noise-free cost at the cell's own time step, in float64, coordinate by
+  coordinate (`trajopt.oracles.fd`: h_j = eps * max(1, |U_j|)). The rule for the step: eps = FD_STEP = (float64
+  machine epsilon)^(1/3) ≈ 6.1e-6, the step that balances the O(eps²) truncation error of a central difference
+  against its O(machine eps / eps) rounding error for a cost and third derivative of order one. It is checked
+  against the same differences at FD_CHECK x eps: the reference is *trusted* when the two agree,
+  ||g(eps) - g(10 eps)|| <= FD_AGREE ||g(eps)|| (1%); where they do not, f is not resolved at that scale (a
+  contact event, a solver's early exit, a kink within 10 eps of U), and the table says so.
+* ``fine``: the exact gradient (autodiff, as the system differentiates itself) of the same motion simulated at a
+  much finer time step h_ref (the caller's: `trajopt fidelity` defaults to the finest cell's step / 4), itself
+  checked against its own finite differences by the same rule.
+
+**Metrics.** For an estimate g and a reference r (flattened): cosine similarity g.r / (|g| |r|) (the sign of a
+one-dimensional gradient), relative error |g - r| / |r|. A stochastic oracle is drawn ``repeats`` times (keys
+fold_in(key, r)); a deterministic one once. `spread` gives the median and the quartiles over the repeats.
+
+**Memory.** `working_set` bounds the bytes one estimate holds: the rollouts it runs side by side times their states
+(T x (n + m) x 8 bytes each), plus, for every rollout it differentiates, the per-step Jacobians [n, n + m] a
+forward-mode MJX step keeps for the backward pass, or, in reverse mode, the step's saved mjx.Data per physics step.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import Array
+
+FD_STEP = float(np.finfo(np.float64).eps) ** (1.0 / 3.0)  # ≈ 6.06e-6
+FD_CHECK = 10.0  # the check step is FD_CHECK x the reference step
+FD_AGREE = 0.01  # the two must agree to 1% (relative) for the reference to be trusted
+PERIOD_RTOL = 1e-9  # P / h within this relative distance of an integer counts as an integer
+
+
+class CellError(ValueError):
+    """A grid value that cannot make a cell: ``key`` is the flag or key, ``message`` what was found and allowed."""
+
+    def __init__(self, key: str, message: str):
+        self.key, self.message = key, message
+        super().__init__(f"{key}: {message}")
+
+
+# ------------------------------------------------------------------------------------------------- cells
+
+
+def timestep_system(system: Any) -> Optional[str]:
+    """"mjx" or "mjx_toss" when the system has an MJX time step the grid can change, else None."""
+    from trajopt.systems.mjx_contact import mjx_system
+
+    sim = mjx_system(system)
+    if sim is None:
+        return None
+    return "mjx" if sim is system else "mjx_toss"
+
+
+def cell_overrides(system: Any, timestep: Optional[float], solref: Optional[Sequence[float]]) -> list[str]:
+    """The ``--set`` items that make the cell (timestep h, solref) of a problem over ``system`` (the file's, as
+    loaded): system.timestep = h and, for an ``mjx`` system, system.substeps = P / h keeping the control period P;
+    system.solref = [a, b]. CellError when h does not divide P or the system has no MJX time step."""
+    kind = timestep_system(system)
+    out: list[str] = []
+    if timestep is not None:
+        if kind is None:
+            raise CellError("--timesteps", f"found a time-step grid for the system {type(system).__name__}, allowed: a "
+                            "system with an MJX time step (mjx, mjx_toss); `trajopt sweep` varies another system's dt")
+        if kind == "mjx":
+            period = float(system.substeps) * float(system.timestep)
+            k = period / timestep
+            if abs(k - round(k)) > PERIOD_RTOL * k or round(k) < 1:
+                raise CellError("--timesteps", f"found {timestep:g}, which does not divide the control period "
+                                f"{period:g} s (substeps {system.substeps} x timestep {system.timestep:g}); allowed: "
+                                f"{period:g} / k for an integer k (the cells keep the control period, so that every "
+                                "cell decides the same controls)")
+            out += [f"system.timestep={timestep!r}", f"system.substeps={int(round(k))}"]
+        else:
+            out.append(f"system.timestep={timestep!r}")
+    if solref is not None:
+        if kind is None:
+            raise CellError("--solrefs", f"found a stiffness grid for the system {type(system).__name__}, allowed: a "
+                            "system with an MJX solref (mjx, mjx_toss); `trajopt sweep` varies another system's "
+                            "stiffness")
+        out.append(f"system.solref=[{float(solref[0])!r}, {float(solref[1])!r}]")
+    return out
+
+
+def check_stable(system: Any, key: str = "--timesteps") -> None:
+    """CellError unless the system's time step keeps MuJoCo's rule for its soft constraints (timeconst >= 2 h)."""
+    from trajopt.systems.mjx_contact import contact_stable_dt, mjx_system
+
+    sim = mjx_system(system)
+    if sim is None:
+        return
+    limit = contact_stable_dt(system)
+    if sim.timestep > limit * (1 + 1e-12):
+        raise CellError(key, f"found timestep {sim.timestep:g} with solref {list(sim.solref) or 'the model’s'}: "
+                        f"MuJoCo's soft constraints need timeconst >= 2 x timestep (below it refsafe softens the "
+                        f"contact, or without refsafe it is unstable), so the largest stable timestep here is "
+                        f"{limit:g}; allowed: timesteps <= {limit:g}, or a softer solref")
+
+
+def rollout_shape(problem: Any, system: Any) -> tuple[int, int, int, int]:
+    """(control steps T, physics steps per control step, n, m) of one rollout of the problem's simulation."""
+    from trajopt.systems.mjx_contact import mjx_system
+
+    sim = mjx_system(system)
+    if sim is not None and sim is not system:  # the toss: its own steps of the simulator
+        return int(system.steps), 1, int(sim.state_size), int(sim.control_size)
+    if getattr(problem, "time_stepped", False):
+        T = int(problem.shape[0])
+        substeps = int(getattr(system, "substeps", 1)) if sim is not None else 1
+        return T, substeps, int(system.state_size), int(system.control_size)
+    return 1, 1, 0, int(problem.dimension)
+
+
+def data_bytes(system: Any) -> int:
+    """Bytes of one mjx.Data of the system's model (what reverse mode keeps per physics step), 0 for a non-MJX one."""
+    from trajopt.systems.mjx_contact import mjx_system
+
+    sim = mjx_system(system)
+    if sim is None:
+        return 0
+    from trajopt.systems.mjx import _import_mujoco
+
+    _, mjx = _import_mujoco()
+    d = jax.eval_shape(lambda: mjx.make_data(sim.mjx_model))
+    return int(sum(np.prod(leaf.shape) * np.dtype(leaf.dtype).itemsize for leaf in jax.tree_util.tree_leaves(d)))
+
+
+def working_set(problem: Any, system: Any, rollouts: int, backward: int) -> int:
+    """Bytes one estimate holds at once (module doc): ``rollouts`` rollouts side by side, ``backward`` of them
+    differentiated."""
+    from trajopt.systems.mjx_contact import mjx_system
+
+    T, substeps, n, m = rollout_shape(problem, system)
+    states = rollouts * T * (n + m + 1) * 8
+    sim = mjx_system(system)
+    if backward == 0:
+        return states
+    if sim is not None and sim.gradient_mode == "reverse":
+        kept = backward * T * substeps * data_bytes(system)
+    else:
+        kept = backward * T * max(n, 1) * (n + m) * 8
+    return states + kept
+
+
+def oracle_batch(oracle: Any, problem: Any, repeats: int) -> tuple[int, int]:
+    """(rollouts, backward passes) one `oracle_gradients` call runs side by side: the oracle's calls per estimate
+    (its ``calls``; 1, 1 without) times the repeats it is drawn (1 for a deterministic oracle)."""
+    calls = getattr(oracle, "calls", None)
+    try:
+        rollouts, backward = calls(problem) if callable(calls) else (1, 1)
+    except (TypeError, ValueError, AttributeError):
+        rollouts, backward = 1, 1
+    r = 1 if getattr(oracle, "deterministic", False) else repeats
+    return r * int(rollouts), r * int(backward)
+
+
+# ------------------------------------------------------------------------------------------------- estimates
+
+
+def fd_gradient(problem: Any, U: Array, step: float) -> Array:
+    """Central finite differences of ``problem.objective`` at U, h_j = step * max(1, |U_j|) (`trajopt.oracles.fd`)."""
+    from trajopt.oracles.fd import FD
+
+    return FD(step=step).estimate(None, problem, U)[0]
+
+
+def fd_reference(problem: Any, U: Array, step: float = FD_STEP, check: float = FD_CHECK) -> tuple[Array, Array]:
+    """(g(step), g(check x step)): the reference and its check (both [T, m]); one jittable function."""
+    return fd_gradient(problem, U, step), fd_gradient(problem, U, check * step)
+
+
+def exact_gradient(problem: Any, U: Array) -> tuple[Array, Array]:
+    """(f(U), grad f(U)): plain autodiff of the noise-free cost."""
+    return jax.value_and_grad(problem.objective)(U)
+
+
+def oracle_gradients(key: Array, problem: Any, U: Array, oracle: Any, repeats: int) -> tuple[Array, Array]:
+    """(grads [R, *U.shape], values [R]): the oracle's estimate at U with keys fold_in(key, r), r < R; R = 1 for a
+    deterministic oracle, else ``repeats``. One vmap; jittable."""
+    R = 1 if getattr(oracle, "deterministic", False) else int(repeats)
+    keys = jax.vmap(lambda r: jax.random.fold_in(key, r))(jnp.arange(R))
+    grads, info = jax.vmap(lambda k: oracle.estimate(k, problem, U))(keys)
+    return grads, info.value
+
+
+# ------------------------------------------------------------------------------------------------- metrics
+
+
+def agreement(a, b) -> float:
+    """||a - b|| / max(||a||, ||b||) (0 when both are 0; NaN when either is not finite)."""
+    a, b = np.asarray(a, float).ravel(), np.asarray(b, float).ravel()
+    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+        return math.nan
+    scale = max(float(np.linalg.norm(a)), float(np.linalg.norm(b)))
+    return float(np.linalg.norm(a - b)) / scale if scale > 0 else 0.0
+
+
+def compare(grads, reference) -> tuple[np.ndarray, np.ndarray]:
+    """(cosine [R], relative error [R]) of each estimate (grads [R, ...]) against the reference: g.r / (|g| |r|)
+    (NaN when either is 0) and |g - r| / |r| (inf when r = 0 and g is not)."""
+    G = np.asarray(grads, float).reshape(np.shape(grads)[0], -1)
+    r = np.asarray(reference, float).ravel()
+    nr = float(np.linalg.norm(r))
+    ng = np.linalg.norm(G, axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cos = np.where((ng > 0) & (nr > 0), G @ r / (ng * nr), np.nan)
+        err = np.linalg.norm(G - r, axis=1)
+        rel = err / nr if nr > 0 else np.where(err > 0, np.inf, 0.0)
+    return cos, rel
+
+
+def spread(values) -> dict:
+    """{median, q25, q75} of the finite values (NaN when none is)."""
+    v = np.asarray(values, float).ravel()
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return {"median": math.nan, "q25": math.nan, "q75": math.nan}
+    return {"median": float(np.median(v)), "q25": float(np.percentile(v, 25)), "q75": float(np.percentile(v, 75))}
+
+
+def reference_entry(g, check, step: float) -> dict:
+    """The JSON record of a finite-difference reference: its gradient (flattened), the check's agreement and
+    whether it is trusted (agreement <= FD_AGREE)."""
+    a = agreement(g, check)
+    return {"gradient": np.asarray(g, float).ravel().tolist(), "step": step, "check_step": FD_CHECK * step,
+            "agreement": a, "trusted": bool(a <= FD_AGREE)}
+
+
+def oracle_row(grads, values, fd: Optional[Mapping], fine: Optional[Mapping]) -> dict:
+    """The metrics of one oracle in one cell against each reference present (module doc): for ``fd`` and ``fine``
+    (either may be None) cos_REF and rel_REF as `spread` dicts; the median gradient norm, the repeats, the value,
+    and the median gradient itself (a list)."""
+    G = np.asarray(grads, float).reshape(np.shape(grads)[0], -1)
+    out = {"repeats": int(G.shape[0]), "value": float(np.asarray(values, float).ravel()[0]),
+           "norm": spread(np.linalg.norm(G, axis=1)), "gradient": np.median(G, axis=0).tolist()}
+    for name, ref in (("fd", fd), ("fine", fine)):
+        if ref is None:
+            continue
+        cos, rel = compare(G, ref["gradient"])
+        out[f"cos_{name}"], out[f"rel_{name}"] = spread(cos), spread(rel)
+    return out
