@@ -131,13 +131,16 @@ def mppi_by_hand(U, key, samples, sigma, temperature, scale=1.0, cliff=False, lo
     return np.clip(np.tensordot(w, S, axes=1), lo, hi), w, costs
 
 
-@pytest.mark.parametrize("cliff, box", [(False, (-np.inf, np.inf)), (True, (-0.2, 0.5))])
-def test_mppi_step_by_hand(cliff, box):
-    """U <- sum_i w_i U_i with normalised exponential weights at temperature lambda in cost units; a sample with an
-    infinite cost weighs 0; the box clips the samples. Catches: unnormalised weights, the sign of the exponent,
-    a plain average, sigma dropped, the min-cost shift replaced by the max (overflow)."""
+@pytest.mark.parametrize("cliff, box, mode", [(False, (-np.inf, np.inf), "relative"), (True, (-0.2, 0.5), "relative"),
+                                             (True, (-0.2, 0.5), "absolute")])
+def test_mppi_step_by_hand(cliff, box, mode):
+    """U <- sum_i w_i U_i with normalised exponential weights at temperature lambda' (lambda in cost units, or for the
+    default relative mode lambda times the population standard deviation of the step's finite sample costs); a
+    sample with an infinite cost weighs 0; the box clips the samples. Catches: unnormalised weights, the sign of the
+    exponent, a plain average, sigma dropped, the min-cost shift replaced by the max (overflow), the relative
+    temperature's spread taken over the infinite costs too or with ddof=1, the mode ignored."""
     lo, hi = box
-    method = MPPI(samples=10, sigma=0.4, temperature=0.7, u_min=lo, u_max=hi)
+    method = MPPI(samples=10, sigma=0.4, temperature=0.7, temperature_mode=mode, u_min=lo, u_max=hi)
     problem = make_problem(cliff=cliff)
     state = method.init(KEY, problem, problem.U0)
     step = stepper(method, problem)
@@ -145,19 +148,24 @@ def test_mppi_step_by_hand(cliff, box):
     for k in range(2):
         key = jax.random.fold_in(KEY, k)
         state, info = step(key, state)
-        U_next, w, costs = mppi_by_hand(U, key, 10, 0.4, 0.7, cliff=cliff, lo=lo, hi=hi)
+        S = np.clip(U + 0.4 * noise(key, 10), lo, hi)
+        finite = f_np(S, cliff)[np.isfinite(f_np(S, cliff))]
+        lam = 0.7 * (float(np.std(finite)) if mode == "relative" else 1.0)
+        U_next, w, costs = mppi_by_hand(U, key, 10, 0.4, lam, cliff=cliff, lo=lo, hi=hi)
         if cliff and k == 0:
             assert np.isinf(costs).any() and np.isfinite(costs).sum() >= 2  # the case is exercised
         np.testing.assert_allclose(state.U, U_next, rtol=1e-12, atol=1e-14)
+        assert float(info.temperature) == pytest.approx(lam, rel=1e-12)
         assert float(info.ess) == pytest.approx(1.0 / np.sum(w**2), rel=1e-12)
         assert float(info.best_cost) == pytest.approx(costs.min(), rel=1e-12)
         U = U_next
 
 
-def test_mppi_temperature_is_in_cost_units():
-    """1000 f with the same temperature is a different, greedier step (the weights concentrate on the best sample):
-    the step equals the hand-computed one for 1000 f, and moves much nearer the best sample than for f."""
-    method = MPPI(samples=10, sigma=0.4, temperature=0.7)
+def test_mppi_absolute_temperature_is_in_cost_units():
+    """temperature_mode = "absolute": 1000 f with the same temperature is a different, greedier step (the weights
+    concentrate on the best sample): the step equals the hand-computed one for 1000 f, and moves much nearer the
+    best sample than for f."""
+    method = MPPI(samples=10, sigma=0.4, temperature=0.7, temperature_mode="absolute")
     key = jax.random.fold_in(KEY, 0)
     steps = {}
     for scale in (1.0, 1000.0):
@@ -221,14 +229,17 @@ def run_steps(method, problem, steps: int):
     return np.stack(out)
 
 
-def test_dial_ignores_the_scale_of_the_cost_but_mppi_does_not():
-    """DIAL standardises the costs: 1000 f gives the same iterates as f (to rounding) over four steps; MPPI's
-    absolute temperature does not (its iterates differ at once). Catches: DIAL's standardisation dropped."""
+def test_dial_and_relative_mppi_ignore_the_scale_of_the_cost_but_absolute_mppi_does_not():
+    """DIAL and MPPI's default relative temperature standardise the costs: 1000 f gives the same iterates as f (to
+    rounding); MPPI's absolute temperature does not (its iterates differ at once). Catches: DIAL's standardisation
+    dropped, MPPI's relative mode ignored."""
     dial = DIAL(samples=10, sigma=0.6, beta1=0.5, beta2=2.0, iterations_scale=4, temperature=0.3)
-    mppi = MPPI(samples=10, sigma=0.4, temperature=0.7)
+    relative = MPPI(samples=10, sigma=0.4, temperature=0.7)
+    absolute = MPPI(samples=10, sigma=0.4, temperature=0.7, temperature_mode="absolute")
     a, b = make_problem(1.0), make_problem(1000.0)
     np.testing.assert_allclose(run_steps(dial, b, 4), run_steps(dial, a, 4), rtol=1e-10, atol=1e-12)
-    assert np.abs(run_steps(mppi, a, 1) - run_steps(mppi, b, 1)).max() > 1e-2
+    np.testing.assert_allclose(run_steps(relative, b, 2), run_steps(relative, a, 2), rtol=1e-10, atol=1e-12)
+    assert np.abs(run_steps(absolute, a, 1) - run_steps(absolute, b, 1)).max() > 1e-2
 
 
 # ------------------------------------------------------------------------------------ predictive sampling

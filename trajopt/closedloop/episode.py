@@ -23,8 +23,9 @@ closed-loop run is the open-loop run: the same iterates and cost. Replan i > 0 u
 REPLAN_TAG), i) and the measurement noise of replan i fold_in(fold_in(key_0, NOISE_TAG), i): a seed draws the same
 noise alone or in a batch.
 
-**What a method carries from one replan to the next** (its optional ``warm_start(key, problem, state, U)``; without
-one, ``init(key, problem, U)``: everything but the shifted plan resets). See `warm_start`.
+**What a method carries from one replan to the next** (its optional ``warm_start(key, problem, state, U, shift)``;
+without one, ``init(key, problem, U)``: everything but the shifted plan resets). See `warm_start`; the methods table
+in `trajopt.methods` says what each method carries.
 
 **Counted compute** per replan: the K steps' ``rollouts``, ``gradients`` and ``linearizations`` (horizon-H rollouts,
 backward passes and linearisations, as every method counts them; 0 for a count a method's info lacks). The planned cost f_{P_i}(plan) is evaluated once per replan for the record (not
@@ -92,13 +93,15 @@ class MPCSettings:
         return -(-self.episode // self.replan_every)
 
 
-def warm_start(method: Any, key, problem, state, U):
-    """The method's state for the next replan: its own ``warm_start(key, problem, state, U)`` when it has one (what
-    it carries over: a sampler's spread, iLQR's regulariser), else ``init(key, problem, U)`` (only the shifted plan
-    carries over). ``U`` is the shifted plan [H, m]; the returned state's decision must be U."""
+def warm_start(method: Any, key, problem, state, U, shift: int):
+    """The method's state for the next replan: its own ``warm_start(key, problem, state, U, shift)`` when it has one
+    (what it carries over: CEM's spread, iLQR's regulariser), else ``init(key, problem, U)`` (only the shifted plan
+    carries over). ``U`` is the shifted plan [H, m], ``shift`` the r plant steps executed since ``state``'s plan (U[t]
+    = plan[t + r] before the fill). The returned state's decision is U, or for a method sampled on knots the spline
+    through U's values at its knot times (`trajopt.methods._sampling`: the last spline time-shifted)."""
     hook = getattr(method, "warm_start", None)
     if callable(hook):
-        return hook(key, problem, state, U)
+        return hook(key, problem, state, U, shift)
     return method.init(key, problem, U)
 
 
@@ -174,7 +177,7 @@ class _Episode:
         prob = self.horizon_problem(x_meas, guess)
         key_i = jnp.where(i == 0, seed_key, jax.random.fold_in(jax.random.fold_in(seed_key, REPLAN_TAG), i))
         state = jax.lax.cond(i == 0, lambda: method.init(key_i, prob, guess),
-                             lambda: warm_start(method, key_i, prob, mstate, guess))
+                             lambda: warm_start(method, key_i, prob, mstate, guess, self.settings.replan_every))
 
         def body(carry, k):
             state, alive, spent = carry
