@@ -107,20 +107,23 @@ def test_rollout_matches_mujoco_c(problem):
 # Fidelity on models nobody here wrote (docs/mjx.md, "Fidelity"): trajopt's rollout against mujoco.mj_step for
 # FIDELITY_STEPS control steps of random controls over each actuator's full range, each model compiled once (one
 # program runs the free rollout and the one-step map along C's trajectory). Tolerance, on every state coordinate
-# and step: FIDELITY_TOL * max(1, |x_c|). MJX and C MuJoCo run the same Newton solver with the same stopping rule
+# and step: FIDELITY_TOL * max(1, |x_c|). The models: gymnasium's inverted pendulum (RK4) and hopper
+# (RK4, floor contact), and from the mujoco-mjx wheel's test data the humanoid (floor contact, 27 dofs) and
+# tendon_force_clamp (fixed and spatial tendons driving 8 actuators; a tendon model failed inside the trace before
+# trajopt.systems.mjx._like). MJX and C MuJoCo run the same Newton solver with the same stopping rule
 # (opt.tolerance 1e-8 on the relative cost improvement) from the same cold start, so where both converge they take
 # the same iterations and differ by floating-point summation order only: one step differs by at most 1e-12 (humanoid)
-# and the 100-step rollouts by 1e-14 (hopper) to 1.4e-10 (humanoid): at most 3e-12 of the state's scale. 1e-9 is 300x
-# above that and an order below the solver's own tolerance, so a solver stopping elsewhere, a lost warm-start reset,
-# or a substep, integrator or actuator mix-up fails. Contact amplifies a last-bit difference along a free rollout
-# (C against itself with x0 moved by 1e-12: up to 4e-7 on the humanoid after 100 steps), so the free rollout may
-# also differ by C's own spread under that move, measured here, where that is larger. The start is the model's
-# qpos0 and zero velocity moved by U(-0.01, 0.01) (quaternions kept): qpos0 often sits exactly on a constraint's
-# switch (the hopper's joints at their limits, the humanoid's feet 1e-16 into the floor), where a last bit decides
-# whether the constraint acts at all. MJX-tuned models run ONE solver iteration (humanoid, shadow hand: iterations =
-# 1, ls_iterations = 4), where MJX's line search is not C's and the two part within 10 steps (docs/mjx.md), so the
-# humanoid is compared at converged settings (iterations = 100, ls_iterations = 50): its geometry, contacts, tendons
-# and actuators, not the solver's truncation.
+# and the 100-step rollouts by 1e-14 (hopper) to 1.4e-10 (humanoid), at most 3e-12 of the state's scale
+# (benchmarks/bench_mjx_models.txt). 1e-9 is 300x above that and an order below the solver's own tolerance; a
+# substep or actuator mix-up (substeps - 1; the controls reversed) moves the state by far more and fails. Contact
+# amplifies a last-bit difference along a free rollout (C against itself with x0 moved by 1e-12), so the free
+# rollout may also differ by C's own spread under that move, measured here, where that is larger. The start is the
+# model's qpos0 and zero velocity moved by U(-0.01, 0.01) (quaternions kept): qpos0 often sits exactly on a
+# constraint's switch (the hopper's joints at their limits, the humanoid's feet 1e-16 into the floor), where a last
+# bit decides whether the constraint acts at all. MJX-tuned models run ONE solver iteration (humanoid, shadow hand:
+# iterations = 1, ls_iterations = 4), where MJX's line search is not C's and the two trajectories part within 10
+# steps (docs/mjx.md), so the humanoid is compared at converged settings (iterations = 100, ls_iterations = 50):
+# its geometry, contacts and actuators, not the solver's truncation.
 FIDELITY_STEPS, FIDELITY_TOL = 100, 1e-9
 GYMNASIUM = "envs/mujoco/assets/"
 FIDELITY = {  # name: (model table, MJX settings, fewest control steps with a contact in the C rollout)
@@ -128,6 +131,9 @@ FIDELITY = {  # name: (model table, MJX settings, fewest control steps with a co
                                     {"substeps": 2}, 0),  # gymnasium's frame_skip
     "gymnasium hopper": ({"package": "gymnasium", "path": GYMNASIUM + "hopper.xml"}, {"substeps": 4}, 50),
     "mujoco-mjx humanoid": (HUMANOID, {"substeps": 2, "iterations": 100, "ls_iterations": 50}, 50),
+    # tendons (fixed and spatial) driving 8 actuators, clamped actuator forces; no contact
+    "mujoco-mjx tendon_force_clamp": ({"package": "mujoco", "path": "mjx/test_data/actuator/tendon_force_clamp.xml"},
+                                      {"substeps": 5}, 0),
 }
 
 

@@ -250,18 +250,7 @@ class MJX:
             raise SpecError(source, "system.model", "missing; allowed: the path of an MJCF .xml file (relative to the problem file)")
         table = dict(params)
         model = table["model"]
-        if isinstance(model, Mapping):
-            from trajopt.systems.mjcf import PACKAGE_KEYS
-
-            for key in model:
-                if key not in PACKAGE_KEYS:
-                    raise SpecError(source, f"system.model.{key}", "unknown key of a package model; allowed: "
-                                    + ", ".join(PACKAGE_KEYS) + " (package and path required)")
-            for key in ("package", "path"):
-                if key not in model:
-                    raise SpecError(source, f"system.model.{key}", "missing; a package model is { package = NAME, "
-                                    "path = PATH } (e.g. { package = \"gymnasium\", path = "
-                                    "\"envs/mujoco/assets/hopper.xml\" })")
+        if isinstance(model, Mapping):  # a package model: checked by the system (keys at system.model.KEY)
             table["model"] = dict(model)
         elif isinstance(model, str) and model and not os.path.isabs(model):
             base = os.path.dirname(source) if source and not source.startswith("<") else ""
@@ -377,10 +366,12 @@ def _package_model(table: Mapping):
 
     for key in table:
         if key not in PACKAGE_KEYS:
-            raise ModelError(f"model.{key}", f"unknown key of a package model; allowed: {', '.join(PACKAGE_KEYS)}")
+            raise ModelError(f"model.{key}", f"unknown key of a package model; allowed: {', '.join(PACKAGE_KEYS)} "
+                             "(package and path required)")
     for key in ("package", "path"):
         if key not in table:
-            raise ModelError(f"model.{key}", "missing; a package model is { package = NAME, path = PATH }")
+            raise ModelError(f"model.{key}", "missing; a package model is { package = NAME, path = PATH } (e.g. "
+                             "{ package = \"gymnasium\", path = \"envs/mujoco/assets/hopper.xml\" })")
     try:
         return package_model(table["package"], table["path"], table.get("version"))
     except PackageModelError as e:
@@ -444,9 +435,9 @@ def _refuse_unsupported_options(mujoco, mjx, mm, path: str) -> None:
                              + ", ".join(f'"{_spelled(mj_enum(int(m)).name)}"' for m in allowed))
     fluid = mm.opt.density > 0 or mm.opt.viscosity > 0 or bool(np.any(mm.opt.wind))
     if fluid and int(mm.opt.integrator) == int(mujoco.mjtIntegrator.mjINT_IMPLICITFAST):
+        wind = " ".join(f"{w:g}" for w in mm.opt.wind)
         raise ModelError("model", f"{path}: found <option integrator=\"implicitfast\"> with fluid drag (density "
-                         f"{mm.opt.density:g}, viscosity {mm.opt.viscosity:g}, wind \"{' '.join(f'{w:g}' for w in mm.opt.wind)}\"), "
-                         "which MJX "
+                         f"{mm.opt.density:g}, viscosity {mm.opt.viscosity:g}, wind \"{wind}\"), which MJX "
                          f"(mujoco-mjx {_mjx_version()}) does not implement; allowed: integrator \"Euler\" or "
                          "\"RK4\" with fluid drag, or no fluid (density = viscosity = 0, no wind)")
     enabled = getattr(mjx, "EnableBit", None)
