@@ -473,8 +473,10 @@ def test_a_variants_own_iterations_are_capped_like_solve_iterations():
             spec_mod.load(SOFT, base + [f"variants.big.iterations={iterations}", f"solve.seeds={seeds}"])
     loaded = spec_mod.load(SOFT, base + ["variants.big.iterations=10000000", "solve.seeds=10"])
     assert loaded.variants["big"].iterations == 10_000_000
-    result = runner.invoke(app, ["compare", str(SOFT), "--budget", "1000000000", "--variants", "exact", "--quiet"])
-    assert result.exit_code == 2 and "variants.exact.iterations" in result.stderr
+    result = runner.invoke(app, ["compare", str(SOFT), "--budget", "1000000000000", "--variants", "exact", "--quiet"],
+                           env={"TRAJOPT_STEP_COSTS": "1,1"})  # exact at T (1 + 1) = 800 a step: 1.25e9 steps
+    assert result.exit_code == 2 and "--budget: found 1,000,000,000,000" in result.stderr
+    assert "'exact' would be given 1,250,000,000 steps" in result.stderr, result.stderr
 
 
 def test_a_full_disk_for_the_streamed_history_is_a_message_and_leaves_nothing(tmp_path, monkeypatch):

@@ -81,8 +81,9 @@ def test_ilqr_solves_lq_in_one_step():
     # step 1: one rollout + one accepted trial (alpha = 1); step 2 linearises along that accepted trial's rollout
     # (no rollout of its own) and stops on the gradient; then nothing is spent
     assert list(r.history["rollouts"][0]) == [2, 0, 0]
-    n, m = 3, 2
-    assert list(r.history["gradients"][0]) == [n + m, n + m, 0]
+    # a linearisation per step that linearises (its Jacobians, forward mode), no backward pass; nothing once stopped
+    assert list(r.history["linearizations"][0]) == [1, 1, 0]
+    assert list(r.history["gradients"][0]) == [0, 0, 0]
     assert list(r.history["stop_reason"][0]) == [0, 1, 1]
     assert r.history["step_length"][0, 0] == 1.0
 

@@ -211,7 +211,7 @@ def test_a_variants_starts_keys_build_multistart_and_are_validated(tmp_path):
         spec.loads(PUSHING, "p.toml", overrides=["variants.multi.start=2"])
 
 
-def test_compare_runs_and_records_the_starts(tmp_path):
+def test_compare_runs_and_records_the_starts(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
     from trajopt.cli import app
@@ -227,8 +227,10 @@ def test_compare_runs_and_records_the_starts(tmp_path):
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [row["rollouts"] for row in rows if row["seed"] == 0] == [0, 3, 6, 9, 12]  # 3 starts x 1 rollout
     assert {row["start"] for row in rows if row["iteration"] < 4} <= {0, 1, 2} and {row["running"] for row in rows} <= {3, None}
-    # an equal budget divides by the starts' rollouts per step: 30 // 3 = 10 steps
-    r = CliRunner().invoke(app, ["compare", str(problem), "--budget", "30", "--out", str(tmp_path / "b"), "-q"],
+    # an equal budget divides by the starts' spend per step, in forward-step equivalents (T = 20 steps per rollout;
+    # a backward pass given as 1 forward step): 3 starts x (1 rollout + 1 backward pass) = 120, 1,200 // 120 = 10 steps
+    monkeypatch.setenv("TRAJOPT_STEP_COSTS", "1,1")
+    r = CliRunner().invoke(app, ["compare", str(problem), "--budget", "1200", "--out", str(tmp_path / "b"), "-q"],
                            catch_exceptions=False)
     assert r.exit_code == 0, r.output
     assert json.loads((tmp_path / "b" / "result.json").read_text())["variants"]["multi"]["iterations"] == 10

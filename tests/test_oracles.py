@@ -326,7 +326,8 @@ def make_oracle(name):
 def estimates(small_pushing):
     """{name: (oracle, U, grad, info)} for every registered oracle, one compiled call each."""
     U = small_pushing.U0 + 0.2
-    oracles = {name: make_oracle(name) for name in ORACLES.names()}
+    # an oracle for some systems only (``applies_to``: cfd, MJX) is tested on those (tests/test_mjx_contact.py)
+    oracles = {name: make_oracle(name) for name in ORACLES.names() if not getattr(ORACLES.get(name), "applies_to", ())}
     results = jax.jit(lambda k, U: {n: o.estimate(k, small_pushing, U) for n, o in oracles.items()})(
         jax.random.PRNGKey(1), U
     )
@@ -352,6 +353,8 @@ def test_oracle_info_nan_where_not_applicable(estimates, name):
 
 @pytest.mark.parametrize("name", ORACLES.names())
 def test_oracle_contract(small_pushing, estimates, name):
+    if name not in estimates:
+        pytest.skip(f"{name} applies to {ORACLES.get(name).applies_to} only (its contract: tests/test_mjx_contact.py)")
     oracle, U, grad, info = estimates[name]
     assert oracle.name == name
     hash(oracle)  # an immutable, hashable configuration

@@ -450,6 +450,9 @@ def test_every_registered_oracle_runs_through_compare(tmp_path, name):
     result = runner.invoke(app, ["compare", str(PROBLEMS / "pushing_stiff.toml"), "--oracles", name, "--iterations", "3",
                                  "--seeds", "1", "--set", "task.horizon=30", "--out", str(out), "--json", "--quiet"],
                            catch_exceptions=False)
+    if getattr(ORACLES.get(name), "applies_to", ()):  # an oracle for some systems only (cfd: MJX) refuses pushing
+        assert result.exit_code == 2 and f"oracle {name!r}" in result.output and not out.exists(), result.output
+        return
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     o = summary["variants"][name]

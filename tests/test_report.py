@@ -45,7 +45,7 @@ def test_compare_report_has_every_section_and_embedded_images(run_dir):
     assert "written for the file&#x27;s own parameter values; this run was made with --set task.horizon=50" in page
     assert "oracle.aobg.gamma" in page and "solve.optimizer.step" in page
     images = _images(page)
-    assert len(images) == 5  # convergence x3, variance, trajectories
+    assert len(images) == 6  # convergence x4 (iterations, rollouts, compute, seconds), variance, trajectories
     for png in images:
         with Image.open(io.BytesIO(png)) as im:
             im.load()
@@ -68,7 +68,7 @@ def test_markdown_report_lists_the_numbers_of_result_json(run_dir, tmp_path):
         assert f"{o['rollouts']:,}" in row
     for link in re.findall(r"\]\((report_figures/[^)]+\.png)\)", text):
         assert (out.parent / link).is_file()
-    assert len(re.findall(r"\]\((report_figures/[^)]+\.png)\)", text)) == 5
+    assert len(re.findall(r"\]\((report_figures/[^)]+\.png)\)", text)) == 6
 
 
 def test_report_figures_name_each_variants_method_in_the_legend(run_dir, monkeypatch):
@@ -94,7 +94,7 @@ def test_report_of_two_runs_and_bad_inputs(run_dir, tmp_path):
     other = tmp_path / "other"
     shutil.copytree(run_dir, other)
     assert runner.invoke(app, ["report", str(run_dir), str(other), "-o", str(out), "-q"]).exit_code == 0
-    assert len(_images(out.read_text())) == 10
+    assert len(_images(out.read_text())) == 12
     twice = runner.invoke(app, ["report", str(run_dir), str(other / ".." / "other"), str(run_dir), "-o",
                                 str(tmp_path / "t.html")])
     assert twice.exit_code == 2 and "given twice" in twice.stderr and not (tmp_path / "t.html").exists()
@@ -119,4 +119,4 @@ def test_report_renders_in_headless_chromium(run_dir, tmp_path):
            "--disable-background-networking", "--disable-component-update", "--disable-sync",
            f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000", "--dump-dom", probed.as_uri()]
     dom = subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout
-    assert 'data-images="5:true"' in dom, dom[-2000:]
+    assert 'data-images="6:true"' in dom, dom[-2000:]

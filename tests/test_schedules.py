@@ -113,9 +113,11 @@ def test_problem_file_schedules(tmp_path):
 
 
 @pytest.mark.slow  # end to end, several seconds: CI's slow job runs it
-def test_equal_budget_compare(tmp_path):
-    """--budget R: each variant runs R // (its rollouts per step) steps; the counts it reports, summed, are what
-    its oracle's calls() say per step; the folder reads back with each variant's own iteration count."""
+def test_equal_budget_compare(tmp_path, monkeypatch):
+    """--budget B, in forward-step equivalents (a rollout T forward steps, a backward pass ρ_b = 2 of them, given):
+    a fixed-cost variant runs B // (T (r + 2 g)) steps, r and g its oracle's calls() per step, and spends at most B;
+    iLQR (its spend varies) runs until its spend reaches B, at most one step over; the folder reads back with each
+    variant's own iteration count."""
     import json
     from pathlib import Path
 
@@ -124,26 +126,35 @@ def test_equal_budget_compare(tmp_path):
     from trajopt import runs
     from trajopt.cli import app
 
+    monkeypatch.setenv("TRAJOPT_STEP_COSTS", "2,3")
     soft = Path(__file__).resolve().parent.parent / "problems" / "pushing_soft.toml"
-    args = ["compare", str(soft), "--set", "task.horizon=20", "--seeds", "2", "--budget", "300",
+    T, B = 20, 6000
+    args = ["compare", str(soft), "--set", f"task.horizon={T}", "--seeds", "2", "--budget", str(B),
             "--set", 'variants.a4.oracle="aobg"', "--set", "variants.a4.samples=4",
-            "--variants", "a4,aobg,zobg,ps", "--out", str(tmp_path / "b"), "--json", "--quiet"]
+            "--variants", "a4,aobg,zobg,ps,ilqr", "--out", str(tmp_path / "b"), "--json", "--quiet"]
     r = CliRunner().invoke(app, args, catch_exceptions=False)
     assert r.exit_code == 0, r.output
     summary = json.loads(r.stdout)
+    assert summary["step_costs"]["backward"] == 2 and summary["step_costs"]["horizon"] == T and summary["budget"] == B
     s = spec.load(tmp_path / "b" / "config.toml")
     problem = s.problem()
-    for name, entry in summary["variants"].items():
-        per_step = s.variants[name].method.calls(problem)
-        assert entry["iterations"] == 300 // per_step[0] == s.variants[name].iterations
-        assert entry["rollouts"] == entry["iterations"] * per_step[0] <= 300
-        assert entry["gradients"] == entry["iterations"] * per_step[1]
-    assert summary["variants"]["a4"]["iterations"] == 300 // 9 and summary["variants"]["aobg"]["iterations"] == 300 // 21
+    for name in ("a4", "aobg", "zobg", "ps"):
+        entry = summary["variants"][name]
+        rollouts, gradients = s.variants[name].method.calls(problem)
+        per_step = T * (rollouts + 2 * gradients)
+        assert entry["iterations"] == B // per_step == s.variants[name].iterations
+        assert entry["rollouts"] == entry["iterations"] * rollouts and entry["gradients"] == entry["iterations"] * gradients
+        assert entry["forward_equivalents"] == entry["iterations"] * per_step <= B
+    assert summary["variants"]["a4"]["iterations"] == B // (T * (9 + 2 * 4))
+    ilqr = summary["variants"]["ilqr"]
     run = runs.read_run(tmp_path / "b")
-    assert run.results["a4"].cost.shape == (2, 300 // 9 + 1) and run.results["aobg"].cost.shape == (2, 300 // 21 + 1)
-    bad = CliRunner().invoke(app, ["compare", str(soft), "--budget", "300", "--variants", "fobg,ilqr",
-                                   "--out", str(tmp_path / "c")], catch_exceptions=False)
-    assert bad.exit_code == 2 and "ilqr" in bad.stderr and "no fixed number of rollouts" in bad.stderr
+    h = run.results["ilqr"].history
+    per_step = T * (h["rollouts"] + 3 * h["linearizations"])  # [S, K] its spend, step by step
+    for seed, spent in enumerate(ilqr["forward_equivalents_per_seed"]):
+        steps = per_step[seed][per_step[seed] > 0]
+        assert spent == steps.sum() and (spent >= B or ilqr["stopped"][seed] == "converged")
+        assert spent - steps[-1] < B  # the last step began under the budget: at most one step over
+    assert run.results["a4"].cost.shape == (2, B // (T * 17) + 1)
 
 
 def test_a_one_iteration_run_of_a_file_with_sigma_schedules(tmp_path):

@@ -96,9 +96,9 @@ def compare(
 ) -> dict[str, Result]:
     """Run several methods on one problem with the same key and seeds (each one fused `solve`).
 
-    A deterministic method (its ``deterministic`` flag: exact and fd gradients, iLQR, L-BFGS; `trajopt.solver.runs_once`)
-    gives every seed the same run: it is run once, for the first seed, and that result is every seed's
-    (``Result.ran_once``; the same as each seed's own run).
+    A deterministic method (its ``deterministic`` flag: exact and fd gradients, iLQR, L-BFGS;
+    `trajopt.solver.runs_once`) gives every seed the same run: it is run once, for the first seed, and that result
+    is every seed's (``Result.ran_once``; the same as each seed's own run).
 
     Args:
         problem: the Problem (its ``U0`` a non-empty finite float array, its ``objective`` callable).

@@ -83,8 +83,8 @@ def given_step_costs() -> Optional[StepCosts]:
     except ValueError:
         values = []
     if len(values) != 2 or not all(math.isfinite(v) and v >= 0 for v in values):
-        raise ValueError(f"{STEP_COSTS_ENV}: found {text!r}, allowed: two finite numbers >= 0, 'B,L' (a step's backward "
-                         "pass and its linearisation, in forward steps), or unset to measure them")
+        raise ValueError(f"{STEP_COSTS_ENV}: found {text!r}, allowed: two finite numbers >= 0, 'B,L' (a step's "
+                         "backward pass and its linearisation, in forward steps), or unset to measure them")
     return StepCosts(values[0], values[1], f"given by {STEP_COSTS_ENV}")
 
 

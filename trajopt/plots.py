@@ -3,8 +3,9 @@ variant). The library never switches matplotlib's backend and never touches pypl
 made with ``Figure()`` directly and written by the caller (`save_figure`, the CLI) or shown by a notebook.
 
 `convergence_figure`: the noise-free cost on a log axis (linear when a cost is <= 0) against iterations,
-simulator rollouts, backward passes or run seconds; per variant the median across seeds with an interquartile
-band; a second panel with alpha for the variants that choose one.
+simulator rollouts, backward passes, compute (forward-step equivalents, `trajopt.compute`) or run seconds; per
+variant the median across seeds with an interquartile band; a second panel with alpha for the variants that choose
+one.
 
 A history may be larger than memory (a file mapped into memory, `trajopt.runs.DiskHistory`): figures read it a
 block of iterations at a time, and a curve of more than `MAX_POINTS` iterates is drawn at `MAX_POINTS` of them,
@@ -27,7 +28,9 @@ MAX_POINTS = 4000  # iterates drawn per curve, at most
 _PALETTE = ["#bcbd22", "#393b79", "#8c6d31", "#843c39", "#7b4173", "#637939", "#3182bd", "#e6550d", "#31a354",
             "#756bb1", "#636363", "#9c9ede"]
 X_AXES = {"iterations": "iteration", "rollouts": "simulator rollouts (per seed)",
-          "gradients": "backward passes (per seed)", "seconds": "run seconds (compile excluded)"}
+          "gradients": "backward passes (per seed)", "seconds": "run seconds (compile excluded)",
+          "compute": "compute (forward-step equivalents per seed)"}
+COUNT_AXES = ("rollouts", "gradients", "compute")  # drawn symmetric-log when they span more than two decades
 
 
 def _new_figure(**kwargs):
@@ -105,12 +108,16 @@ def _chooses_alpha(name: str) -> bool:
     return getattr(ORACLES.get(name), "chooses_alpha", True) if name in ORACLES else True
 
 
-def x_values(result: Result, x: str) -> np.ndarray:
-    """[K+1] the x coordinate of iterate k: its index, the simulator calls spent before it, or run seconds."""
+def x_values(result: Result, x: str, step_costs=None) -> np.ndarray:
+    """[K+1] the x coordinate of iterate k: its index, the simulator calls spent before it, the forward-step
+    equivalents spent before it (``compute``: `Result.forward_equivalents` with ``step_costs``, else the run's
+    own) or run seconds."""
     if x == "iterations":
         return np.arange(result.iterations + 1)
     if x in ("rollouts", "gradients"):
         return result.counts(x)
+    if x == "compute":
+        return result.forward_equivalents(step_costs)
     if x == "seconds":
         return result.iteration_seconds()
     raise ValueError(f"x must be one of {', '.join(X_AXES)}, not {x!r}")
@@ -153,17 +160,19 @@ def _wide_range(values: Sequence[np.ndarray]) -> bool:
 
 
 def convergence_figure(results: Mapping[str, Result], x: Union[str, Sequence[str]] = "iterations", title: str = "",
-                       labels: Optional[Mapping[str, str]] = None):
+                       labels: Optional[Mapping[str, str]] = None, step_costs=None):
     """The convergence figure of several variants' results on one problem; returns a Figure.
 
     Args:
         results: {variant name: Result}, in legend order (all with the same seeds).
-        x: "iterations", "rollouts", "gradients" or "seconds", or several of them (one column each, e.g.
-            ``("iterations", "rollouts")``). A count axis spanning more than two decades is drawn symmetric-log
-            (linear near 0, so the start shows).
+        x: "iterations", "rollouts", "gradients", "compute" (forward-step equivalents, `trajopt.compute`) or
+            "seconds", or several of them (one column each, e.g. ``("iterations", "rollouts")``). A count axis
+            spanning more than two decades is drawn symmetric-log (linear near 0, so the start shows).
         title: the figure's title (the caller states the configuration: problem, overrides).
         labels: {variant name: legend entry} (default: the names); the CLI and `trajopt report` give each
             variant's method ("tuned_fobg: fobg + adam 0.2 cosine, σ geometric to 0.0003", `trajopt.runs.legend_labels`).
+        step_costs: the `trajopt.compute.StepCosts` the ``compute`` axis converts with (default: each result's own,
+            those its run was given; a ValueError when a result has none).
     """
     axes_x = [x] if isinstance(x, str) else list(x)
     for a in axes_x:
@@ -183,7 +192,7 @@ def convergence_figure(results: Mapping[str, Result], x: Union[str, Sequence[str
     bands = {o: nan_band_columns(results[o].cost, shown[o]) for o in names}
     for c, xa in enumerate(axes_x):
         ax = axes[0, c]
-        xs_all = {o: x_values(results[o], xa) for o in names}  # [K+1], every iterate (the axis' range and scale)
+        xs_all = {o: x_values(results[o], xa, step_costs) for o in names}  # [K+1], every iterate (range and scale)
         drawn = {}
         for o in names:
             r = results[o]
@@ -202,10 +211,11 @@ def convergence_figure(results: Mapping[str, Result], x: Union[str, Sequence[str
             ax.fill_between(xs, lo, hi, color=colours[o], alpha=0.2, lw=0)
         if log_scale:
             ax.set_yscale("log")
-        symlog = xa in ("rollouts", "gradients") and _wide_range(list(xs_all.values()))
+        symlog = xa in COUNT_AXES and _wide_range(list(xs_all.values()))
         if symlog:
             smallest = min(v[v > 0].min() for v in xs_all.values() if (v > 0).any())
             ax.set_xscale("symlog", linthresh=smallest)
+            ax.set_xlim(left=0)  # counts are >= 0: the autoscaled margin would open a negative decade or more
         ax.grid(True, which="both", alpha=0.25)
         if c == 0:
             ax.set_ylabel("cost f(U)" + (" (log scale)" if log_scale else ""))
@@ -257,7 +267,7 @@ def _history(r: Result, field: str) -> Optional[np.ndarray]:
     return values if values is not None and _any_finite(values) else None
 
 
-def variance_figure(results: Mapping[str, Result], x: str = "iterations", title: str = ""):
+def variance_figure(results: Mapping[str, Result], x: str = "iterations", title: str = "", step_costs=None):
     """Per-sample trace variances (FoBG and ZoBG batches) and the bias gap B along the run, log axes; None when
     no variant reports them."""
     names = list(results)
@@ -276,7 +286,7 @@ def variance_figure(results: Mapping[str, Result], x: str = "iterations", title:
                 continue
             at = plot_columns(results[o].iterations)
             med, lo, hi = nan_band_columns(values, at)
-            xs = x_values(results[o], x)[: results[o].iterations][at]
+            xs = x_values(results[o], x, step_costs)[: results[o].iterations][at]
             ax.plot(xs, med, color=colours[o], lw=1.4, label=plain(o))
             ax.fill_between(xs, lo, hi, color=colours[o], alpha=0.2, lw=0)
             lows.append(_finite_min(values))

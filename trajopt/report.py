@@ -54,6 +54,7 @@ def final_cost_rows(run: Run) -> list[dict]:
             "initial": o.get("initial_cost"),
             "alpha": o.get("median_alpha"),
             "rollouts": o.get("rollouts"),
+            "forward_equivalents": o.get("forward_equivalents"),  # absent in folders written before step costs
             "run_seconds": o.get("run_seconds"),
         })
     order = sorted(range(len(rows)), key=lambda i: (math.isnan(rows[i]["median"]), rows[i]["median"]))
@@ -213,7 +214,9 @@ def run_figures(run: Run, tag: str, title: Optional[str] = None) -> list[Figure]
     title = _title(run) if title is None else title
     labels = legend_labels(run.result)
     figs = []
-    for x in ("iterations", "rollouts", "seconds"):
+    # compute (forward-step equivalents) when the folder records the step costs that convert its counts
+    costed = all(r.step_costs is not None for r in run.results.values())
+    for x in ("iterations", "rollouts", *(("compute",) if costed else ()), "seconds"):
         png, why = _draw(lambda x=x: plots.convergence_figure(run.results, x=x, title=title, labels=labels))
         figs.append(Figure(f"{tag}convergence_{x}", f"Cost against {plots.X_AXES[x]}: median and interquartile band over seeds"
                            + ("; lower panel: α" if x == "iterations" else "") + why, png))
@@ -301,10 +304,12 @@ def _table_html(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def _cost_table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
-    header = ["rank", "variant", "seeds ok", "median", "IQR", "best", "mean ± std", "α median", "rollouts", "run s"]
+    header = ["rank", "variant", "seeds ok", "median", "IQR", "best", "mean ± std", "α median", "rollouts", "FSE",
+              "run s"]
     body = [[str(r["rank"]), r["variant"], f"{r['seeds_ok']}/{r['seeds']}", _num(r["median"]),
              f"{_num(r['q25'])} – {_num(r['q75'])}", _num(r["best"]), f"{_num(r['mean'])} ± {_num(r['std'], 3)}",
-             _num(r["alpha"], 3), _count(r["rollouts"]), _num(r["run_seconds"], 3)]
+             _num(r["alpha"], 3), _count(r["rollouts"]), _num(r.get("forward_equivalents"), 6),
+             _num(r["run_seconds"], 3)]
             for r in sorted(rows, key=lambda r: r["rank"])]
     return header, body
 

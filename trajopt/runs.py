@@ -3,8 +3,10 @@
     config.toml      the resolved configuration (every default filled in): `trajopt solve` it to repeat the run
     metrics.jsonl    one JSON object per (variant, seed, iteration k = 0..K): cost f(U_k) and every field of the
                      variant's method info at that iterate (for a gradient variant the oracle's diagnostics, the
-                     estimate's norm and ``skipped``; null at k = K, where no step was taken); ``rollouts`` and
-                     ``gradients`` count the simulator calls spent before U_k; ``seconds`` is the run time at U_k,
+                     estimate's norm and ``skipped``; null at k = K, where no step was taken); ``rollouts``,
+                     ``gradients`` and ``linearizations`` count the simulator calls spent before U_k (the most any
+                     seed spent) and ``forward_equivalents`` converts them into forward steps with the run's
+                     ``step_costs`` (`trajopt.compute`); ``seconds`` is the run time at U_k,
                      interpolated linearly inside each compiled chunk (the only timing field)
     result.json      the summary: status, per-variant final and best costs per seed, costs and timings, the
                      variant's resolved configuration, versions
@@ -46,11 +48,13 @@ import numpy as np
 
 from trajopt.solver import STATUS_INTERRUPTED, STATUS_OK, Result, memory_store
 from trajopt.stats import blocked_nan_median, nan_band_columns, nan_median
+from trajopt.systems.base import model_source
 
 CONFIG, METRICS, RESULT, TRAJECTORY, CONVERGENCE = (
     "config.toml", "metrics.jsonl", "result.json", "trajectory.npz", "convergence.png",
 )
-COUNT_FIELDS = ("value", "rollouts", "gradients")  # info fields that metrics.jsonl stores as cost and cumulative counts
+COUNT_FIELDS = ("value", "rollouts", "gradients", "linearizations")  # stored as cost and cumulative counts
+DERIVED_FIELDS = ("forward_equivalents",)  # metrics.jsonl columns computed from the counts (not info fields)
 TIMING_FIELDS = ("seconds", "run_seconds", "compile_seconds", "created")
 
 
@@ -257,9 +261,19 @@ def metric_fields(result: Result) -> list[str]:
     return [f for f in result.history if f not in COUNT_FIELDS]
 
 
+def run_step_costs(results: Mapping[str, Result], step_costs=None):
+    """The `trajopt.compute.StepCosts` a run converts its counts with: ``step_costs``, else the first result's own."""
+    if step_costs is not None:
+        return step_costs
+    return next((r.step_costs for r in results.values() if getattr(r, "step_costs", None) is not None), None)
+
+
 def summarise(spec, results: Mapping[str, Result], *, verb: str, versions: Mapping[str, str], platform_name: str,
-              x64: bool, created: str) -> dict:
-    """The content of result.json."""
+              x64: bool, created: str, step_costs=None) -> dict:
+    """The content of result.json. With step costs (``step_costs``, else the results' own: `run_step_costs`), each
+    variant's ``forward_equivalents`` (the most any seed spent, as ``rollouts``) and ``forward_equivalents_per_seed``,
+    and the run's ``step_costs`` (ρ_b, ρ_l, their source and the horizon T that converts a count)."""
+    costs = run_step_costs(results, step_costs)
     variants = {}
     for name, r in results.items():
         rollouts = r.counts("rollouts")
@@ -283,12 +297,19 @@ def summarise(spec, results: Mapping[str, Result], *, verb: str, versions: Mappi
             "median_alpha": median_alpha,
             "rollouts": int(rollouts[-1]),
             "gradients": int(gradients[-1]),
+            "linearizations": int(r.counts("linearizations")[-1]),
+            **({"forward_equivalents": float(r.forward_equivalents(costs)[-1]),
+                "forward_equivalents_per_seed": [float(x) for x in r.seed_forward_equivalents(costs)]}
+               if costs is not None else {}),
+            "stopped": list(r.stopped) if r.stopped is not None else [None] * len(r.seeds),
+            "ran_once": bool(r.ran_once),
             "run_seconds": r.run_seconds,
             "compile_seconds": r.compile_seconds,
             "config": v.table if v else {},
             "iterations": r.iterations,
         }
     first = next(iter(results.values()))
+    budgets = {r.budget for r in results.values() if getattr(r, "budget", None) is not None}
     return {
         "status": overall_status(results.values()),
         "verb": verb,
@@ -305,6 +326,9 @@ def summarise(spec, results: Mapping[str, Result], *, verb: str, versions: Mappi
         "platform": platform_name,
         "x64": x64,
         "created": created,
+        **({"step_costs": {**costs.as_dict(), "horizon": int(first.horizon or 1)}} if costs is not None else {}),
+        **({"budget": max(budgets)} if budgets else {}),
+        **({"model_source": source} if (source := model_source(spec.system)) is not None else {}),
     }
 
 
@@ -356,13 +380,16 @@ def legend_labels(summary: Mapping) -> dict[str, str]:
     return out
 
 
-def metrics_lines(results: Mapping[str, Result]) -> Iterator[str]:
+def metrics_lines(results: Mapping[str, Result], step_costs=None) -> Iterator[str]:
     """metrics.jsonl, one line per (variant, seed, iteration), produced a block of iterations at a time (the
     history may be larger than memory: at most `ITERATION_BLOCK` values of each field are Python objects at
-    once)."""
+    once). ``forward_equivalents`` with ``step_costs`` (else the results' own, `run_step_costs`; absent without)."""
+    costs = run_step_costs(results, step_costs)
     for name, r in results.items():
         rollouts = r.counts("rollouts")  # [K+1] each
         gradients = r.counts("gradients")
+        linearizations = r.counts("linearizations")
+        fse = r.forward_equivalents(costs) if costs is not None else None
         seconds = r.iteration_seconds()
         fields = metric_fields(r)
         K = r.iterations
@@ -376,6 +403,8 @@ def metrics_lines(results: Mapping[str, Result]) -> Iterator[str]:
                 history = {f: _plain_list(np.asarray(r.history[f][i, k0:min(k1, K)]).tolist()) + last for f in fields}
                 roll = [int(c) for c in rollouts[k0:k1].tolist()]
                 grad = [int(c) for c in gradients[k0:k1].tolist()]
+                lin = [int(c) for c in linearizations[k0:k1].tolist()]
+                eq = None if fse is None else [float(c) for c in fse[k0:k1].tolist()]
                 secs = [round(s, 6) for s in seconds[k0:k1].tolist()]
                 for j in range(k1 - k0):
                     row = {"variant": name, "seed": seed, "iteration": k0 + j, "cost": cost[j]}
@@ -383,6 +412,9 @@ def metrics_lines(results: Mapping[str, Result]) -> Iterator[str]:
                         row[f] = history[f][j]
                     row["rollouts"] = roll[j]
                     row["gradients"] = grad[j]
+                    row["linearizations"] = lin[j]
+                    if eq is not None:
+                        row["forward_equivalents"] = eq[j]
                     row["seconds"] = secs[j]
                     yield _encode_line(row)
 
@@ -392,7 +424,8 @@ def write_run(out_dir: Path, spec, results: Mapping[str, Result], summary: Mappi
     ``out_dir``."""
     out_dir = Path(out_dir)
     write_config(out_dir, spec)
-    write_lines(out_dir / METRICS, metrics_lines(results))
+    costs = summary.get("step_costs") if isinstance(summary, Mapping) else None
+    write_lines(out_dir / METRICS, metrics_lines(results, _step_costs_of(costs)))
     arrays = {}
     for name, r in results.items():
         arrays[f"{name}/U"] = r.U
@@ -402,6 +435,19 @@ def write_run(out_dir: Path, spec, results: Mapping[str, Result], summary: Mappi
     np.savez(buf, **arrays)
     atomic_write_bytes(out_dir / TRAJECTORY, buf.getvalue())
     atomic_write_bytes(out_dir / RESULT, dumps_json(summary).encode())
+
+
+def _step_costs_of(entry: Any):
+    """The `trajopt.compute.StepCosts` of result.json's ``step_costs`` entry, or None (absent or malformed: a folder
+    read from disk is not trusted)."""
+    from trajopt.compute import StepCosts
+
+    if not isinstance(entry, Mapping):
+        return None
+    try:
+        return StepCosts.from_dict(entry)
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def versions() -> dict[str, str]:
@@ -613,21 +659,23 @@ def read_metrics(path: Path, variants: list[str], seeds: list[int], iterations: 
 
 
 def _rebuild_result(name: str, entry: Mapping, s: Mapping[str, np.ndarray], traj: Mapping[str, np.ndarray],
-                    seeds: list[int], K: int, store=None) -> Result:
+                    seeds: list[int], K: int, store=None, top: Mapping | None = None) -> Result:
+    """A `Result` from a variant's result.json ``entry``, its metrics.jsonl ``series`` ``s`` and trajectories;
+    ``top``: result.json itself (its ``step_costs`` and their horizon: what `Result.forward_equivalents` uses)."""
     import warnings
 
     store = store or memory_store
     shape = (len(seeds), K + 1)
     cost = s.get("cost", np.full(shape, np.nan))
     history = {"value": cost[:, :K]}
-    for fld in ("rollouts", "gradients"):
+    for fld in ("rollouts", "gradients", "linearizations"):
         with warnings.catch_warnings():  # an iterate no line gave: NaN for every seed, a gap (no count spent)
             warnings.simplefilter("ignore", RuntimeWarning)
             cum = np.nanmax(s[fld], axis=0) if fld in s else np.zeros(K + 1)
         history[fld] = store(f"{name}/{fld} per step", (len(seeds), K), np.float64)
         history[fld][...] = np.diff(np.nan_to_num(cum))
     for fld, values in s.items():
-        if fld not in ("cost", "rollouts", "gradients", "seconds"):
+        if fld not in ("cost", "rollouts", "gradients", "linearizations", "seconds", *DERIVED_FIELDS):
             history[fld] = values[:, :K]
     seconds = nan_band_columns(s["seconds"], quartiles=False)[0] if "seconds" in s and K else np.zeros(K + 1)
     failed = [(-1 if k is None else int(k)) for k in entry.get("failed_at") or [None] * len(seeds)]  # null: none
@@ -636,7 +684,24 @@ def _rebuild_result(name: str, entry: Mapping, s: Mapping[str, np.ndarray], traj
         history=history, status=list(entry["status"]), failed_at=np.asarray(failed), iterations=K,
         run_seconds=float(entry.get("run_seconds") or 0.0), compile_seconds=float(entry.get("compile_seconds") or 0.0),
         chunk_ends=list(range(1, K + 1)), chunk_seconds=[float(x) for x in np.nan_to_num(seconds[1:])],
+        **_run_facts(entry, top or {}, len(seeds)),
     )
+
+
+def _run_facts(entry: Mapping, top: Mapping, n_seeds: int) -> dict:
+    """The `Result` fields result.json records besides the history (step costs, horizon, budget, stops, ran_once),
+    each only where it reads as written (a folder from disk is not trusted; older folders have none of them)."""
+    costs = top.get("step_costs")
+    horizon = costs.get("horizon") if isinstance(costs, Mapping) else None
+    stopped = entry.get("stopped")
+    return {
+        "step_costs": _step_costs_of(costs),
+        "horizon": horizon if _is_int(horizon) and horizon > 0 else None,
+        "budget": float(top["budget"]) if _is_number(top.get("budget")) else None,
+        "stopped": list(stopped) if isinstance(stopped, list) and len(stopped) == n_seeds
+        and all(x is None or isinstance(x, str) for x in stopped) else None,
+        "ran_once": entry.get("ran_once") is True,
+    }
 
 
 def variant_entries(result: Mapping) -> dict:
@@ -818,7 +883,7 @@ def read_run(path: str | Path, store=None) -> Run:
     else:
         traj = {}
         notes.append(f"{path / TRAJECTORY}: missing; the trajectories are not drawn")
-    results = {v: _rebuild_result(v, entries[v], series[v], traj, seeds, own[v], store) for v in variants}
+    results = {v: _rebuild_result(v, entries[v], series[v], traj, seeds, own[v], store, result) for v in variants}
     return Run(path=path, result=result, config=config, variants=variants, series=series, results=results,
                notes=tuple(notes))
 

@@ -10,6 +10,17 @@ alone or inside a batch, and any chunking of the loop gives the same iterates. T
 ``chunk`` iterations (one compiled program, the last chunk padded and masked); between chunks the caller
 may report progress or ask to stop. Nothing calls back into Python inside a chunk.
 
+**Work that is done is not run.** A seed stops being stepped when its method says its state has stopped
+(``stopped(state)``, `trajopt.methods.base`: a converged iLQR), when its spend reaches a compute ``budget`` (in
+forward-step equivalents, `trajopt.compute`; at most one step over) or when it is not finite; when every seed has
+stopped (which the loop learns as a chunk ends; the chunk queued behind it still runs, and its rows show what each
+seed repeats), no further chunk runs and the rest of the history repeats each seed's last row (a non-finite seed's
+blank rows): what the steps would have recorded, the same `Result`, sooner (`Result.settled_at`). Such runs use
+finer chunks by default (`default_chunk`). Inside a chunk a stopped seed still costs a step (the seeds are one
+vmap; the loop's program is the plain one, so that without a budget the iterates and the history are bit for bit
+those of running every step). A deterministic method may run once for every seed (``prepare(..., once=True)``, what
+`trajopt.compare` does; `Result.ran_once`).
+
 A seed whose cost or next state is not finite stops there with status ``non_finite``: its
 returned U is its last iterate with a finite cost, its later history is NaN, and the other seeds run on. A seed
 whose every update was skipped for a non-finite estimate (``GradientMethod(skip_non_finite=True)``, a file's
@@ -251,15 +262,36 @@ def _check_callable(value: Any, argument: str, allowed: str) -> None:
         raise TypeError(f"{argument}: found {_found(value)}, allowed: None or {allowed}")
 
 
+def check_budget(budget: Any, step_costs: Any) -> None:
+    """A ValueError/TypeError unless ``budget`` is None or a finite number > 0 (forward-step equivalents per seed)
+    and ``step_costs`` is None or a `trajopt.compute.StepCosts` (required with a budget: it converts the counts)."""
+    from trajopt.compute import StepCosts
+
+    if step_costs is not None and not isinstance(step_costs, StepCosts):
+        raise TypeError(f"step_costs: found {_found(step_costs)}, allowed: None or a trajopt.compute.StepCosts")
+    if budget is None:
+        return
+    allowed = "None or a finite number > 0 (forward-step equivalents per seed; trajopt.compute)"
+    if isinstance(budget, (bool, np.bool_)) or not isinstance(budget, (int, float, np.integer, np.floating)):
+        raise TypeError(f"budget: found {_found(budget)}, allowed: {allowed}")
+    if not (math.isfinite(float(budget)) and float(budget) > 0):
+        raise ValueError(f"budget: found {float(budget)!r}, allowed: {allowed}")
+    if step_costs is None:
+        raise TypeError("step_costs: found None with a budget, allowed: a trajopt.compute.StepCosts (a backward pass "
+                        "and a linearisation in forward steps: trajopt.compute.measure_step_costs, or given)")
+
+
 def check_run(problem: Problem, method: Method, *, key: jax.Array, iterations: int, seeds: Iterable[int],
-              chunk: Optional[int] = None) -> tuple[int, np.ndarray, Optional[int]]:
+              chunk: Optional[int] = None, budget: Any = None, step_costs: Any = None
+              ) -> tuple[int, np.ndarray, Optional[int]]:
     """Check the arguments of one run of `solve` or `prepare` before anything is traced or compiled: ``(iterations,
     seeds [S] int64, chunk)``, or a ValueError/TypeError naming the argument, what was found and what is allowed
-    (`check_problem`, `check_method`, `check_key`, `check_iterations`, `check_seeds`, `check_chunk`, and
-    iterations x seeds <= `MAX_HISTORY`, the recorded history's bound)."""
+    (`check_problem`, `check_method`, `check_key`, `check_iterations`, `check_seeds`, `check_chunk`,
+    `check_budget`, and iterations x seeds <= `MAX_HISTORY`, the recorded history's bound)."""
     check_problem(problem)
     check_method(method)
     check_key(key)
+    check_budget(budget, step_costs)
     iterations = check_iterations(iterations)
     seeds_arr = check_seeds(seeds)
     if iterations * len(seeds_arr) > MAX_HISTORY:
@@ -294,6 +326,19 @@ class Result:
         compile_seconds: time to trace and compile the loop and compute its initial state (and, for a run stopped
             early, its separate final evaluation).
         chunk_ends: iteration counts at the end of each chunk; chunk_seconds: cumulative run seconds there.
+        horizon: T, the steps of one rollout of the problem (`trajopt.compute.problem_horizon`): what converts
+            counts into forward-step equivalents.
+        step_costs: the `trajopt.compute.StepCosts` the run was given (a budget's), or None; what
+            `forward_equivalents` converts with when it is given none.
+        budget: the compute budget per seed in forward-step equivalents, or None.
+        stopped: [S] why a seed stopped before the last iteration while still finite: "converged" (its method said
+            so: ``stopped(state)``), "budget" (its spend reached ``budget``) or None (it ran every iteration, or
+            is non-finite: see ``status``). A stopped seed spends nothing more; its rows repeat its last.
+        stopped_at: [S] the iteration at which it stopped (-1: it did not).
+        ran_once: the method is deterministic and `trajopt.compare` ran it once for every seed (each seed's row is
+            that one run's).
+        settled_at: the iterations the loop ran when every seed had stopped before its end (the rest of the history
+            was filled in, not run), or None when it ran them all.
     """
 
     name: str
@@ -310,6 +355,13 @@ class Result:
     compile_seconds: float
     chunk_ends: list[int] = field(default_factory=list)
     chunk_seconds: list[float] = field(default_factory=list)
+    horizon: Optional[int] = None
+    step_costs: Any = None
+    budget: Optional[float] = None
+    stopped: Optional[list] = None
+    stopped_at: Optional[np.ndarray] = None
+    ran_once: bool = False
+    settled_at: Optional[int] = None
 
     @property
     def final_cost(self) -> np.ndarray:
@@ -333,16 +385,50 @@ class Result:
         return _skipped(self.history, len(self.seeds))
 
     def counts(self, field: str = "rollouts") -> np.ndarray:
-        """[K+1] simulator calls (``rollouts`` or ``gradients``) spent before iterate k: the most any seed spent
-        (the same for every seed still running, except where a method's own spending varies: a converged iLQR, a
-        line search, starts that stopped; a stopped seed spends nothing more). The maximum over seeds is taken in
-        blocks of iterations, so no full-size copy of the [S, K] history is made."""
-        h = self.history[field]
+        """[K+1] simulator calls (``rollouts``, ``gradients`` or ``linearizations``: 0 for a method that reports
+        none) spent before iterate k: the most any seed spent (the same for every seed still running, except
+        where a method's own spending varies: a converged iLQR, a line search, starts that stopped; a stopped seed
+        spends nothing more). The maximum over seeds is taken in blocks of iterations, so no full-size copy of the
+        [S, K] history is made."""
+        h = self.history.get(field)
+        if h is None:
+            return np.zeros(self.iterations + 1)
         per_iter = np.zeros(h.shape[1] if h.ndim > 1 else 0)
         if h.size:
             for cols in column_blocks(h):
                 per_iter[cols] = np.nanmax(np.asarray(h[:, cols], float), axis=0)
         return np.concatenate([[0.0], np.cumsum(np.nan_to_num(per_iter))])
+
+    def _costs(self, step_costs):
+        costs = step_costs if step_costs is not None else self.step_costs
+        if costs is None:
+            raise ValueError("step_costs: found None, allowed: a trajopt.compute.StepCosts (this run was given none: "
+                             "pass the system's, e.g. trajopt.compute.measure_step_costs(system.step, n, m))")
+        return costs
+
+    def forward_equivalents(self, step_costs=None) -> np.ndarray:
+        """[K+1] forward-step equivalents spent before iterate k, T (rollouts + ρ_b gradients + ρ_l linearizations)
+        of `counts` (`trajopt.compute.forward_equivalents`), with ``step_costs`` (default: the run's own, a
+        ValueError when it has none) and the run's ``horizon`` T."""
+        from trajopt.compute import forward_equivalents
+
+        return forward_equivalents(self.horizon or 1, self._costs(step_costs), self.counts("rollouts"),
+                                   self.counts("gradients"), self.counts("linearizations"))
+
+    def seed_forward_equivalents(self, step_costs=None) -> np.ndarray:
+        """[S] the forward-step equivalents each seed spent over the whole run (its own counts; what a budget
+        bounds), read in blocks of iterations."""
+        from trajopt.compute import forward_equivalents
+
+        totals = []
+        for name in ("rollouts", "gradients", "linearizations"):
+            h = self.history.get(name)
+            total = np.zeros(len(self.seeds))
+            if h is not None and h.size:
+                for cols in column_blocks(h):
+                    total += np.nansum(np.asarray(h[:, cols], float), axis=1)
+            totals.append(total)
+        return forward_equivalents(self.horizon or 1, self._costs(step_costs), *totals)
 
     def iteration_seconds(self) -> np.ndarray:
         """[K+1] run seconds at iterate k, interpolated linearly inside each compiled chunk."""
@@ -401,24 +487,28 @@ class _Layout:
         self.fields: dict[str, tuple[np.dtype, tuple]] = {}  # field -> (dtype, shape of one iteration's value)
         self.final_dtype = None  # dtype of the final evaluation f(U), set by `_with_finish`
 
-    def pack(self, info, record):
+    def pack(self, info, record, value_only=None):
+        """The outputs of one step: every field where ``record``, else blank (`_blank`); with ``value_only`` (a seed
+        held at its iterate: over its compute budget), ``value`` is kept there too and every other field is blank."""
         self.info_type = type(info)
         groups: dict[str, list] = {}
         out = {}
         for name, v in zip(info._fields, info):
             v = jnp.asarray(v)
             self.fields[name] = (np.dtype(v.dtype), tuple(v.shape))
+            keep = record if value_only is None or name != "value" else record | value_only
             if v.ndim == 0:
                 group = groups.setdefault(str(v.dtype), [])
                 self.where[name] = (str(v.dtype), len(group))
-                group.append(v)
+                group.append((v, keep))
             else:
                 self.where[name] = (name, None)
-                out[name] = jnp.where(record, v, _blank(v))
+                out[name] = jnp.where(keep, v, _blank(v))
         for dtype, vs in groups.items():
-            packed = jnp.stack(vs)
+            packed = jnp.stack([v for v, _ in vs])
             # after a seed stops (or past the last iteration) it records NaN and spends no simulator calls
-            out[dtype] = jnp.where(record, packed, _blank(packed))
+            keep = record if value_only is None else jnp.stack([k for _, k in vs])
+            out[dtype] = jnp.where(keep, packed, _blank(packed))
         return out
 
     def unpack(self, host: dict, take: int) -> dict[str, np.ndarray]:
@@ -456,9 +546,73 @@ def _make_chunk(problem: Problem, method: Method, total: int, layout: Optional[_
     return jax.vmap(one_seed, in_axes=(0, 0, None))
 
 
+@dataclass(frozen=True)
+class _StopRule:
+    """When a seed stops being stepped, besides a non-finite step: its method says so (``stopped(state)``,
+    `trajopt.methods.base`) or its spend reached ``budget`` forward-step equivalents (T (rollouts + ρ_b gradients
+    + ρ_l linearizations) per step, `trajopt.compute`; None: no budget)."""
+
+    budget: Optional[float]
+    horizon: int
+    costs: Any  # trajopt.compute.StepCosts
+    stopped: Optional[Callable] = field(default=None, compare=False)  # the method's stopped(state), if it has one
+
+    def converged(self, state) -> jax.Array:
+        """Whether the method says ``state`` (one seed's) has stopped (False for a method without ``stopped``)."""
+        return jnp.asarray(self.stopped(state), bool) if self.stopped is not None else jnp.asarray(False)
+
+
+def _stop_rule(method: Method, budget: Optional[float], step_costs, horizon: int) -> _StopRule:
+    from trajopt.compute import StepCosts
+
+    stopped = getattr(method, "stopped", None)
+    return _StopRule(budget=None if budget is None else float(budget), horizon=int(horizon),
+                     costs=step_costs if step_costs is not None else StepCosts(),
+                     stopped=stopped if callable(stopped) else None)
+
+
+def _info_count(info, name: str, dtype) -> jax.Array:
+    return jnp.asarray(getattr(info, name, 0), dtype)
+
+
+def _make_budget_chunk(problem: Problem, method: Method, total: int, layout: _Layout, rule: _StopRule):
+    """The loop of `_make_chunk` under a compute budget: the carry adds each seed's spend ([S] forward-step
+    equivalents, T (rollouts + ρ_b gradients + ρ_l linearizations) per step). A seed whose spend has reached the
+    budget takes no further step (its state, and so its iterate, stays); it records its ``value`` (f of the iterate
+    it holds, which the discarded step computed) and blank fields (no calls spent)."""
+    T, rb, rl, limit = rule.horizon, float(rule.costs.backward), float(rule.costs.linearization), float(rule.budget)
+
+    def one_seed(carry, seed_key, ks):
+        def body(carry, k):
+            state, alive, failed_at, last_good, spent = carry
+            valid = k < total
+            over = spent >= limit
+            new_state, info = method.step(jax.random.fold_in(seed_key, k), problem, state)
+            finite = jnp.isfinite(info.value) & all_finite(new_state)
+            record = alive & valid & ~over
+            proceed = record & finite
+            failed_now = record & ~finite
+            out = layout.pack(info, record, value_only=alive & valid & over)
+            U = state_decision(state)
+            fse = T * (_info_count(info, "rollouts", spent.dtype) + rb * _info_count(info, "gradients", spent.dtype)
+                       + rl * _info_count(info, "linearizations", spent.dtype))
+            carry = (
+                _where_tree(proceed, new_state, state),
+                alive & ~failed_now,
+                jnp.where(failed_now, k, failed_at),
+                jnp.where(record & jnp.isfinite(info.value), U, last_good),  # the latest iterate with a finite cost
+                spent + jnp.where(record, fse, 0.0),
+            )
+            return carry, out
+
+        return jax.lax.scan(body, carry, ks)
+
+    return jax.vmap(one_seed, in_axes=(0, 0, None))
+
+
 def _final_decision(carry):
     """[S, ...] the decision each seed returns: its current one, or for a failed seed its last with a finite cost."""
-    state, alive, _, last_good = carry
+    state, alive, last_good = carry[0], carry[1], carry[3]
     U = state_decision(state)
     return jnp.where(alive.reshape((-1,) + (1,) * (U.ndim - 1)), U, last_good)
 
@@ -473,16 +627,23 @@ def _make_finish(problem: Problem):
     return finish
 
 
-def _with_finish(problem: Problem, run_chunk, layout: Optional[_Layout] = None):
-    """chunk(carry, seed_keys, ks, last) -> (carry, outputs, (final, U)): ``run_chunk`` followed, in the same
-    program, by the decision each seed returns (``U`` [S, ...], `_final_decision`) and its final evaluation when
-    ``last`` is true (``final`` = (f(U), X), ``lax.cond``; NaN otherwise). One program to compile, not two, and
-    no separate dispatch (or op-by-op compilation) after the loop. ``layout`` records the final cost's dtype
-    while it is traced."""
+def _with_finish(problem: Problem, run_chunk, layout: Optional[_Layout] = None, rule: Optional[_StopRule] = None):
+    """chunk(carry, seed_keys, ks, last) -> (carry, outputs, (final, U), over): ``run_chunk`` followed, in the same
+    program, by the seeds whose spend has reached the budget (``over`` [S]; none without a budget), the decision
+    each seed returns (``U`` [S, ...], `_final_decision`) and its final evaluation when ``last`` is true (the last
+    chunk, or the one after which every seed had stopped) or every seed is over its budget or not finite (nothing
+    can change its decision any more; ``final`` = (f(U), X), ``lax.cond``; NaN otherwise). One program to compile,
+    not two, and no separate dispatch (or op-by-op compilation) after the loop. ``layout`` records the final cost's
+    dtype while it is traced."""
     finish = _make_finish(problem)
+    rule = rule if rule is not None else _StopRule(budget=None, horizon=1, costs=None)
 
     def fused_chunk(carry, seed_keys, ks, last):  # its name names the program (and its compilation-cache entry)
         carry, out = run_chunk(carry, seed_keys, ks)
+        # the method's own `stopped` is asked apart (`Prepared.stopped_fn`): used here, on the carry, it changed how
+        # XLA compiled the loop's body (iLQR on friction.toml, one seed: the last bit from the second iterate on)
+        over = carry[4] >= rule.budget if rule.budget is not None else jnp.zeros(carry[1].shape, bool)
+        settled = jnp.all(~carry[1] | over)
         U = _final_decision(carry)
         # traced once (the rollouts in it are the slowest thing to trace) and evaluated as that jaxpr in the
         # branch: the NaN branch needs its shapes before lax.cond traces the other
@@ -492,7 +653,7 @@ def _with_finish(problem: Problem, run_chunk, layout: Optional[_Layout] = None):
         tree = jax.tree_util.tree_structure(shapes)
         evaluate = lambda U: jax.tree_util.tree_unflatten(tree, jaxpr_as_fun(jaxpr)(U))
         blank = lambda U: jax.tree_util.tree_map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), shapes)
-        return carry, out, (jax.lax.cond(last, evaluate, blank, U), U)
+        return carry, out, (jax.lax.cond(last | settled, evaluate, blank, U), U), over
 
     return fused_chunk
 
@@ -502,11 +663,19 @@ CHUNK_ENTRIES = 1 << 19
 held twice (XLA's buffer and its host copy) for the chunk being recorded and the one queued behind it."""
 
 
-def default_chunk(iterations: int, n_seeds: int) -> int:
+STOPPING_CHUNKS = 40
+"""Chunks of a run whose seeds may stop before its last iteration (a method with ``stopped``, a budget): the loop
+learns that every seed has stopped at the end of a chunk, so finer chunks waste less (at most the chunk that is
+running and the one queued behind it)."""
+
+
+def default_chunk(iterations: int, n_seeds: int, stops: bool = False) -> int:
     """Iterations per compiled chunk when none is given: about a tenth of the run (progress ten times, a stop
-    within a tenth), but never more than `CHUNK_ENTRIES` seed-iterations, so the outputs of the chunks in flight
-    stay bounded however long the run (smaller only past iterations x seeds = 2**19 x 10, about 5e6)."""
-    return max(1, min(math.ceil(iterations / 10), CHUNK_ENTRIES // max(n_seeds, 1)))
+    within a tenth; a `STOPPING_CHUNKS`-th when ``stops``: the seeds may all stop early), but never more than
+    `CHUNK_ENTRIES` seed-iterations, so the outputs of the chunks in flight stay bounded however long the run
+    (smaller only past iterations x seeds = 2**19 x 10, about 5e6)."""
+    parts = STOPPING_CHUNKS if stops else 10
+    return max(1, min(math.ceil(iterations / parts), CHUNK_ENTRIES // max(n_seeds, 1)))
 
 
 def solve(
@@ -521,6 +690,8 @@ def solve(
     should_stop: Optional[Callable[[], bool]] = None,
     name: Optional[str] = None,
     history_store: Optional[HistoryStore] = None,
+    budget: Optional[float] = None,
+    step_costs=None,
 ) -> Result:
     """Run ``iterations`` steps of ``method`` from problem.U0, for every seed, as one fused loop.
 
@@ -543,6 +714,19 @@ def solve(
             returning a writable array; called for ``"cost"`` [S, K+1] and each info field [S, K]). Default
             `memory_store` (``np.empty``); `trajopt.runs.DiskHistory` maps files instead. The results are the
             same either way.
+        budget: a compute budget per seed in forward-step equivalents (`trajopt.compute`: T (rollouts + ρ_b
+            backward passes + ρ_l linearizations), T the problem's horizon, `trajopt.compute.problem_horizon`), or
+            None. A seed takes no further step once its spend reaches the budget (status "ok", ``stopped`` "budget"),
+            so it ends at most one step's spend over it; ``iterations`` stays the most it may run. For a method of
+            fixed cost per step (its ``calls``), ``iterations`` = floor(budget / its spend per step)
+            (`trajopt.compute.step_equivalents`) runs it to the budget without ever passing it.
+        step_costs: the `trajopt.compute.StepCosts` (ρ_b, ρ_l) that convert the counts: required with a budget;
+            without one it is only recorded (`Result.forward_equivalents` uses it).
+
+    A seed whose method says it has stopped (``stopped(state)``, `trajopt.methods.base`: a converged iLQR) spends
+    nothing more; when every seed has stopped (converged, over its budget or non-finite) the loop runs no further
+    chunk, and the rest of the history repeats each seed's last row (a non-finite seed's blank rows), what the
+    steps would have recorded: the same `Result` as running them, sooner (``Result.settled_at``).
 
     Returns:
         Result with U*, histories of every info field, status and timings.
@@ -556,7 +740,8 @@ def solve(
     ``solve(...)`` is ``prepare(...).run(...)``: `prepare` compiles, `Prepared.run` runs.
     """
     _check_run_options(on_chunk, should_stop, name, history_store)
-    return prepare(problem, method, key=key, iterations=iterations, seeds=seeds, chunk=chunk, name=name).run(
+    return prepare(problem, method, key=key, iterations=iterations, seeds=seeds, chunk=chunk, name=name,
+                   budget=budget, step_costs=step_costs).run(
         on_chunk=on_chunk, should_stop=should_stop, history_store=history_store)
 
 
@@ -579,16 +764,25 @@ def prepare(
     chunk: Optional[int] = None,
     history_store: Optional[HistoryStore] = None,
     name: Optional[str] = None,
+    budget: Optional[float] = None,
+    step_costs=None,
+    once: bool = False,
 ) -> "Prepared":
     """Compile the fused loop of `solve` without running it (arguments, checks and errors as there; ``name`` and
     ``history_store`` become the defaults of ``.run()``); ``.run()`` runs it.
+
+    ``once``: a deterministic method (`runs_once`) is compiled and run for the first seed only and its result
+    shared by every seed (``Result.ran_once``): what `trajopt.compare` does. Its seeds' rows are that run's, the
+    same as each seed's own run.
 
     Compiling is pure (it computes nothing the run depends on besides the initial state), so a caller may
     prepare the next run on another thread while this one computes: the compiled loop releases the GIL.
     """
     _check_run_options(None, None, name, history_store)
+    if not isinstance(once, bool):
+        raise TypeError(f"once: found {_found(once)}, allowed: True or False")
     return _lower(problem, method, key=key, iterations=iterations, seeds=seeds, chunk=chunk,
-                  history_store=history_store, name=name).compile()
+                  history_store=history_store, name=name, budget=budget, step_costs=step_costs, once=once).compile()
 
 
 CPU_COMPILER_OPTIONS = {"xla_cpu_use_fusion_emitters": False}
@@ -632,55 +826,84 @@ class _Lowered:
     prepared: dict
     lowered: Any
     seconds: float
+    stopped_lowered: Any = None
 
     def compile(self) -> "Prepared":
         t0 = time.perf_counter()
         with _user_code(self.prepared["name"], "compiling"):
             compiled = _compile(self.lowered)
+            stopped_fn = None if self.stopped_lowered is None else _compile(self.stopped_lowered)
         seconds = self.seconds + time.perf_counter() - t0
-        return Prepared(compiled=compiled, compile_seconds=seconds, **self.prepared)
+        return Prepared(compiled=compiled, compile_seconds=seconds, stopped_fn=stopped_fn, **self.prepared)
 
 
 def _lower(problem: Problem, method: Method, *, key: jax.Array, iterations: int, seeds: Sequence[int] = (0,),
            chunk: Optional[int] = None, history_store: Optional[HistoryStore] = None,
-           name: Optional[str] = None) -> _Lowered:
+           name: Optional[str] = None, budget: Optional[float] = None, step_costs=None, once: bool = False) -> _Lowered:
     """Check the arguments (`check_run`), then trace and lower the loop and compute its initial state."""
     iterations, seeds_arr, chunk = check_run(problem, method, key=key, iterations=iterations, seeds=seeds,
-                                             chunk=chunk)
+                                             chunk=chunk, budget=budget, step_costs=step_costs)
     return _lower_checked(problem, method, key=key, iterations=iterations, seeds_arr=seeds_arr, chunk=chunk,
-                          history_store=history_store, name=name or method_label(method))
+                          history_store=history_store, name=name or method_label(method), budget=budget,
+                          step_costs=step_costs, once=once)
+
+
+def runs_once(method: Method, n_seeds: int) -> bool:
+    """Whether `trajopt.compare` runs ``method`` once for ``n_seeds`` seeds and shares the result: a method whose
+    steps and start ignore the key (its ``deterministic`` flag: exact and fd gradients, iLQR, L-BFGS; MultiStart
+    over one of them without a spread) gives every seed the same run."""
+    return n_seeds > 1 and bool(getattr(method, "deterministic", False))
 
 
 def _lower_checked(problem: Problem, method: Method, *, key: jax.Array, iterations: int, seeds_arr: np.ndarray,
-                   chunk: Optional[int], history_store: Optional[HistoryStore], name: str) -> _Lowered:
+                   chunk: Optional[int], history_store: Optional[HistoryStore], name: str,
+                   budget: Optional[float] = None, step_costs=None, once: bool = False) -> _Lowered:
+    from trajopt.compute import problem_horizon
+
+    shared = once and runs_once(method, len(seeds_arr))
+    run_seeds = seeds_arr[:1] if shared else seeds_arr  # a deterministic method: the first seed's run, for all
     # a chunk longer than the run would only pad it: the run's length (the same iterates, smaller outputs)
-    chunk = min(chunk, max(iterations, 1)) if chunk is not None else default_chunk(iterations, len(seeds_arr))
-    n_seeds = len(seeds_arr)
+    horizon = problem_horizon(problem)
+    rule = _stop_rule(method, budget, step_costs, horizon)
+    stops = rule.stopped is not None or rule.budget is not None
+    chunk = min(chunk, max(iterations, 1)) if chunk is not None else default_chunk(iterations, len(seeds_arr), stops)
+    n_seeds = len(run_seeds)
 
     def start(key, seeds):  # one small program instead of a dozen eagerly dispatched ops (each compiled apart)
         seed_keys = jax.vmap(lambda s: jax.random.fold_in(key, s))(seeds)
         U0 = jnp.broadcast_to(problem.U0, (n_seeds, *problem.U0.shape))
         state = jax.vmap(lambda k, u: method.init(k, problem, u))(seed_keys, U0)
-        return seed_keys, (state, jnp.ones(n_seeds, bool), jnp.full(n_seeds, -1, jnp.int32), U0)
+        carry = (state, jnp.ones(n_seeds, bool), jnp.full(n_seeds, -1, jnp.int32), U0)
+        if rule.budget is not None:  # each seed's spend (`_make_budget_chunk`)
+            carry += (jnp.zeros(n_seeds, jnp.result_type(float)),)
+        return seed_keys, carry
 
     t0 = time.perf_counter()  # compile_seconds: everything before the loop's first chunk (the start included)
     with _user_code(name, "tracing"):
-        seed_keys, carry = jax.jit(start)(key, jnp.asarray(seeds_arr))
+        seed_keys, carry = jax.jit(start)(key, jnp.asarray(run_seeds))
         layout = _Layout()
-        run_chunk = _with_finish(problem, _make_chunk(problem, method, iterations, layout), layout)
+        loop = (_make_chunk(problem, method, iterations, layout) if rule.budget is None
+                else _make_budget_chunk(problem, method, iterations, layout, rule))
+        run_chunk = _with_finish(problem, loop, layout, rule)
         ks0 = np.arange(chunk, dtype=np.int32)
         lowered = jax.jit(run_chunk).lower(carry, seed_keys, ks0, True)
+        # [S] whether each seed's method has stopped (its `stopped`), asked between chunks (`Prepared.run`)
+        stopped_lowered = None if rule.stopped is None else jax.jit(jax.vmap(rule.converged)).lower(carry[0])
     return _Lowered(prepared=dict(problem=problem, method=method, iterations=iterations, seeds=seeds_arr,
                                   chunk=chunk, layout=layout, seed_keys=seed_keys, carry=carry,
-                                  history_store=history_store, name=name),
-                    lowered=lowered, seconds=time.perf_counter() - t0)
+                                  history_store=history_store, name=name, rule=rule, horizon=horizon,
+                                  budget=None if budget is None else float(budget), step_costs=step_costs,
+                                  shared=shared),
+                    lowered=lowered, seconds=time.perf_counter() - t0, stopped_lowered=stopped_lowered)
 
 
 def prepare_each(problem: Problem, runs: Sequence[tuple[Method, int]], *, key: jax.Array,
                  seeds: Sequence[int] = (0,), chunk: Optional[int] = None, ahead: bool = True,
-                 names: Optional[Sequence[str]] = None) -> Iterator["Prepared"]:
+                 names: Optional[Sequence[str]] = None, budget: Optional[float] = None, step_costs=None,
+                 once: bool = False) -> Iterator["Prepared"]:
     """`prepare` each (method, iterations) of ``runs`` in order (``names``: the runs' names, which a `SolveError`
-    and each `Prepared` carry; default the methods' labels).
+    and each `Prepared` carry; default the methods' labels; ``budget``, ``step_costs`` and ``once`` as in `prepare`,
+    for every run).
 
     Every run's arguments are checked (`check_run`) when this is called, before anything is traced or compiled: a
     bad one raises here, not after the runs before it. With ``ahead`` (the CLI's choice), up to two runs ahead of
@@ -700,8 +923,9 @@ def prepare_each(problem: Problem, runs: Sequence[tuple[Method, int]], *, key: j
     checked = []
     for (method, iterations), name in zip(runs, names):
         iterations, seeds_arr, chunk_ = check_run(problem, method, key=key, iterations=iterations, seeds=seeds,
-                                                  chunk=chunk)
-        checked.append(dict(method=method, iterations=iterations, seeds_arr=seeds_arr, chunk=chunk_, name=name))
+                                                  chunk=chunk, budget=budget, step_costs=step_costs)
+        checked.append(dict(method=method, iterations=iterations, seeds_arr=seeds_arr, chunk=chunk_, name=name,
+                            budget=budget, step_costs=step_costs, once=bool(once)))
     return _pipeline(problem, checked, key, ahead)
 
 
@@ -711,7 +935,8 @@ def _pipeline(problem: Problem, runs: list[dict], key: jax.Array, ahead: bool) -
 
     def lower(run):
         return _lower_checked(problem, run["method"], key=key, iterations=run["iterations"],
-                              seeds_arr=run["seeds_arr"], chunk=run["chunk"], history_store=None, name=run["name"])
+                              seeds_arr=run["seeds_arr"], chunk=run["chunk"], history_store=None, name=run["name"],
+                              budget=run["budget"], step_costs=run["step_costs"], once=run["once"])
 
     if not ahead:
         for run in runs:
@@ -755,6 +980,12 @@ class Prepared:
     compile_seconds: float
     history_store: Optional[HistoryStore] = None
     name: Optional[str] = None
+    rule: Optional[_StopRule] = None
+    stopped_fn: Any = None  # compiled: state [S, ...] -> [S] bool, the method's `stopped` for each seed
+    horizon: Optional[int] = None
+    budget: Optional[float] = None
+    step_costs: Any = None
+    shared: bool = False
 
     def history_bytes(self) -> int:
         """`history_bytes` of this loop (what a caller compares with its memory to choose a `HistoryStore`)."""
@@ -782,33 +1013,57 @@ class Prepared:
         name = name or self.name or method_label(method)
         store = history_store or self.history_store or memory_store
         cost, history, value_apart = _allocate_history(store, layout, n_seeds, iterations)
-        done, interrupted, final = 0, False, None
+        done, interrupted, settled_at, final = 0, False, None, None
         chunk_ends, chunk_seconds = [], []
         starts = list(range(0, iterations, chunk))
 
-        def dispatch(carry, start):  # returns at once: XLA runs the chunk while the host goes on
+        def dispatch(carry, start, last=False):  # returns at once: XLA runs the chunk while the host goes on
             ks = np.arange(start, start + chunk, dtype=np.int32)
-            with _user_code(name, "running"):
-                return compiled(carry, seed_keys, ks, start + chunk >= iterations)
+            with _user_code(name, "running"):  # last: the final decision is evaluated after this chunk
+                return compiled(carry, seed_keys, ks, last or start + chunk >= iterations)
 
         t_start = time.perf_counter()
         pending = dispatch(carry, 0) if starts else None
+        settling, stopped_now = False, None  # settling: every seed had stopped when the chunk before this one ended
+        asks = self.stopped_fn is not None  # the method says when a seed has stopped: asked between chunks
         for n, start in enumerate(starts):
-            carry, info, final = pending
-            # queue the next chunk before reading this one, so the loop computes while the host records and
-            # reports (a stop drops the queued chunk: the run ends at this chunk's carry)
-            pending = dispatch(carry, starts[n + 1]) if n + 1 < len(starts) else None
+            carry, info, final, over = pending
+            more = n + 1 < len(starts) and not settling
+
+            if asks:  # known before the next chunk is queued, so that it evaluates the final decision if it is the last
+                with _user_code(name, "running"):
+                    stopped_now = self._ask(carry, over)
+                settled = bool(np.all(~stopped_now[2] | stopped_now[0] | stopped_now[1]))
+                pending = dispatch(carry, starts[n + 1], settled) if more else None
+            else:  # queue the next chunk before reading this one, so the loop computes while the host records and
+                # reports (a stop drops the queued chunk: the run ends at this chunk's carry); the chunk evaluates the
+                # final decision itself once every seed is over its budget or not finite
+                pending = dispatch(carry, starts[n + 1]) if more else None
+                with _user_code(name, "running"):
+                    stopped_now = self._ask(carry, over)
+                settled = bool(np.all(~stopped_now[2] | stopped_now[1]))
             with _user_code(name, "running"):
                 host = jax.device_get(info)  # waits for this chunk (an error in it is raised here)
             chunk_seconds.append(time.perf_counter() - t_start)
             take = min(chunk, iterations - start)
-            for f, values in layout.unpack(host, take).items():  # into the history, in place
-                history[f][:, start:start + take] = values
+            for f, values in layout.unpack(host, take).items():  # into the history, in place (a shared run's one
+                history[f][:, start:start + take] = values        # row broadcast to every seed)
             if value_apart:
                 cost[:, start:start + take] = history["value"][:, start:start + take]
             del host
             done += take
             chunk_ends.append(done)
+            if settling and done < iterations:  # nothing can change any more: the rest is filled in, not run
+                _repeat_rows(history, cost, value_apart, done, iterations)
+                settled_at, done = done, iterations
+                chunk_ends.append(done)
+                chunk_seconds.append(chunk_seconds[-1])
+                if on_chunk is not None:
+                    on_chunk(done, iterations)
+                break
+            # every seed has stopped: the chunk queued behind this one (if any) records the rows each repeats, and
+            # evaluates the final decisions; then nothing more runs
+            settling = settled
             if on_chunk is not None:
                 on_chunk(done, iterations)
             if done < iterations and should_stop is not None and should_stop():
@@ -817,7 +1072,7 @@ class Prepared:
         run_seconds = chunk_seconds[-1] if chunk_seconds else 0.0
 
         with _user_code(name, "running"):  # the final evaluation
-            _, alive, failed_at, _ = carry
+            alive, failed_at = carry[1], carry[2]
             t0 = time.perf_counter()
             if done < iterations or iterations == 0:  # stopped early, or nothing ran: evaluate the final decision apart
                 U = _final_decision(carry)
@@ -826,15 +1081,15 @@ class Prepared:
                 compile_seconds += time.perf_counter() - t1
                 t0 = time.perf_counter()
                 final = compiled_finish(U)
-            else:  # the last chunk returned the decision and its evaluation
+            else:  # the last chunk (or the one after which every seed had stopped) returned the decision and its value
                 final, U = final
             final_value, X = jax.block_until_ready(final)
             run_seconds += time.perf_counter() - t0
-            final_value = np.asarray(final_value)
-            X = None if X is None else np.asarray(X)
-            U = np.asarray(U)
-            alive = np.asarray(alive)
-            failed_at = np.asarray(failed_at)
+            final_value = self._seedwise(np.asarray(final_value))
+            X = None if X is None else self._seedwise(np.asarray(X))
+            U = self._seedwise(np.asarray(U))
+            alive = self._seedwise(np.asarray(alive))
+            failed_at = self._seedwise(np.asarray(failed_at))
 
         final_value = np.where(alive, final_value, np.nan)
         cost[:, done] = final_value
@@ -846,11 +1101,64 @@ class Prepared:
         if done:  # a seed that ran every iteration without one update (each skipped) did not converge: it never moved
             skipped = _skipped(history, n_seeds)
             status = [STATUS_ALL_SKIPPED if st == STATUS_OK and k == done else st for st, k in zip(status, skipped)]
+        stopped = [None] * n_seeds
+        quiet = _quiet_from(history, n_seeds, done)  # the iteration from which each seed spent nothing
+        if stopped_now is not None:  # why each finite seed stopped before the last iteration, as its last chunk ended
+            converged_h, over_h = self._seedwise(stopped_now[0]), self._seedwise(stopped_now[1])
+            stopped = [("converged" if c else "budget" if o else None) if a and q < done else None
+                       for c, o, a, q in zip(converged_h, over_h, alive, quiet)]
         return Result(
             name=name, method=method, seeds=seeds_arr, U=U, X=X, cost=cost,
             history=history, status=status, failed_at=failed_at, iterations=done, run_seconds=run_seconds,
             compile_seconds=compile_seconds, chunk_ends=chunk_ends, chunk_seconds=chunk_seconds,
+            horizon=self.horizon, step_costs=self.step_costs, budget=self.budget, stopped=stopped,
+            stopped_at=np.array([q if r is not None else -1 for q, r in zip(quiet, stopped)], np.int64),
+            ran_once=self.shared, settled_at=settled_at,
         )
+
+    def _ask(self, carry, over) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """([S'] converged: the method says the seed has stopped, [S'] over its budget, [S'] alive) at the end of the
+        chunk that gave ``carry`` and ``over`` (S' the seeds run: one for a shared run); waits for that chunk."""
+        alive = carry[1]
+        converged = self.stopped_fn(carry[0]) if self.stopped_fn is not None else np.zeros(alive.shape, bool)
+        return tuple(np.asarray(a, bool) for a in jax.device_get((converged, over, alive)))
+
+    def _seedwise(self, a: np.ndarray) -> np.ndarray:
+        """[S, ...] from a per-seed array of the run: itself, or a shared run's one row for every seed."""
+        return np.repeat(a, len(self.seeds), axis=0) if self.shared else a
+
+
+def _quiet_from(history: Mapping[str, np.ndarray], n_seeds: int, K: int) -> np.ndarray:
+    """[S] the iteration from which each seed spent no simulator call (1 + its last row with a count; K when it spent
+    in its last row), read a block of iterations at a time from the end."""
+    from trajopt.compute import COUNT_FIELDS
+
+    fields = [history[f] for f in COUNT_FIELDS if f in history]
+    quiet = np.zeros(n_seeds, np.int64)
+    found = np.zeros(n_seeds, bool)
+    if not fields or K == 0:
+        return quiet
+    for cols in reversed(list(column_blocks(fields[0]))):
+        spent = np.zeros((n_seeds, cols.stop - cols.start), bool)
+        for h in fields:
+            spent |= np.nan_to_num(np.asarray(h[:, cols], float)) != 0
+        last = np.where(spent.any(axis=1), cols.start + spent.shape[1] - np.argmax(spent[:, ::-1], axis=1), 0)
+        quiet = np.where(found, quiet, last)
+        found |= spent.any(axis=1)
+        if found.all():
+            break
+    return quiet
+
+
+def _repeat_rows(history: dict, cost: np.ndarray, value_apart: bool, begin: int, end: int) -> None:
+    """Rows begin..end-1 of every field (and of ``cost``) repeat row begin-1: the rest of a run whose every seed had
+    stopped a chunk before ``begin``, what their steps would have recorded (a seed its method stopped records the same
+    row at every later step, the method contract's ``stopped``; a seed over its budget its value and no calls; a
+    non-finite seed blank rows)."""
+    for values in history.values():
+        values[:, begin:end] = values[:, begin - 1:begin]
+    if value_apart:
+        cost[:, begin:end] = history["value"][:, begin:end]
 
 
 def _allocate_history(store: HistoryStore, layout: _Layout, n_seeds: int, iterations: int):

@@ -22,8 +22,8 @@ from trajopt.cli._common import (
 )
 
 XOpt = typer.Option("iterations", "--x", help="x-axis of the convergence plot: iterations, rollouts, gradients "
-                                                "(backward passes) or seconds; a comma list (iterations,rollouts) "
-                                                "draws one column each.")
+                                                "(backward passes), compute (forward-step equivalents) or seconds; a "
+                                                "comma list (iterations,rollouts) draws one column each.")
 
 
 def _names(option: str, text: str) -> list[str]:
@@ -244,14 +244,24 @@ def _summary_table(summary: dict) -> Table:
     n = len(summary["seeds"])
     # variants that run different numbers of iterations (their own `iterations`, --budget) get a column
     per_variant = len({o["iterations"] for o in summary["variants"].values()}) > 1
+    # linearisations (iLQR's Jacobians) get a column when a variant spent some; FSE when the run has step costs
+    linearised = any(o.get("linearizations") for o in summary["variants"].values())
+    costs = summary.get("step_costs")
+    caption = ("rollouts, backward passes" + (", linearisations" if linearised else "") + " and FSE are per seed"
+               if costs else "rollouts and backward passes are per seed")
+    if costs:
+        caption += (f"; FSE: forward-step equivalents, T (rollouts + {costs['backward']:g} backward + "
+                    f"{costs['linearization']:g} linearisations), T = {costs['horizon']}")
     table = Table(title=escape(f"{summary['title']}  ({iterations_text(summary)}, {n} seeds)"),
-                  title_justify="left", caption="rollouts and backward passes are per seed; seconds on "
+                  title_justify="left", caption=escape(caption) + "; seconds on "
                   f"{escape(str(summary.get('platform', '?')))}; α: median over seeds and iterations (variants that "
-                  "choose one)", caption_justify="left")
+                  "choose one); ran once: a deterministic method, its one run shared by every seed",
+                  caption_justify="left")
     for col, justify in [("variant", "left"), ("method", "left"), ("status", "left"), ("final (median)", "right"),
                          ("final IQR", "right"), ("best", "right"), ("α median", "right"),
                          *([("iterations", "right")] if per_variant else []),
-                         ("rollouts", "right"), ("backward", "right"), ("run+compile s", "right")]:
+                         ("rollouts", "right"), ("backward", "right"), *([("lin.", "right")] if linearised else []),
+                         *([("FSE", "right")] if costs else []), ("run+compile s", "right")]:
         table.add_column(col, justify=justify)
     if "success_radius" in summary:
         table.add_column(f"success (r = {summary['success_radius']:g})", justify="right")
@@ -262,6 +272,10 @@ def _summary_table(summary: dict) -> Table:
         status = "ok" if ok == n else f"{ok}/{n} ok" + (f", {n - ok} " + "/".join(sorted(set(s for s in o["status"] if s != 'ok'))))
         skipped = sum(k for k in o.get("skipped_updates") or () if isinstance(k, int))  # on_non_finite = "skip"
         status += f", {skipped:,} updates skipped" if skipped else ""
+        for reason in ("converged", "budget"):  # seeds stopped early (and spent nothing more)
+            k = sum(r == reason for r in o.get("stopped") or ())
+            status += f", {k} {'converged' if reason == 'converged' else 'at the budget'}" if k else ""
+        status += ", ran once" if o.get("ran_once") else ""
         _, q25, q75 = nan_band(finals)
         iqr = f"{fmt(q25)}–{fmt(q75)}" if np.isfinite(q25) else "-"
         best = [v for v in o["best_cost"] if v is not None]
@@ -269,11 +283,20 @@ def _summary_table(summary: dict) -> Table:
             escape(name), escape(entry_method_label(o)), status, fmt(o["median_final_cost"]), iqr,
             fmt(min(best) if best else None), fmt(o["median_alpha"], 3),
             *([f"{o['iterations']:,}"] if per_variant else []), f"{o['rollouts']:,}", f"{o['gradients']:,}",
+            *([f"{o.get('linearizations', 0):,}"] if linearised else []),
+            *([_fse(o.get("forward_equivalents"))] if costs else []),
             f"{o['run_seconds']:.2f}+{o['compile_seconds']:.1f}",
             *([f"{o['median_success_rate']:.0%}" if o["median_success_rate"] == o["median_success_rate"] else "-"]
               if "success_radius" in summary else []),
         )
     return table
+
+
+def _fse(x) -> str:
+    """Forward-step equivalents for the table: whole numbers with separators from 1,000 on, else 4 digits."""
+    if not isinstance(x, (int, float)) or x != x:
+        return "-"
+    return f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.4g}"
 
 
 def display_title(spec, sets: Optional[List[str]]) -> str:
@@ -364,24 +387,30 @@ def _run(verb: str, problem: Path, overrides: list[str], out_dir: Optional[Path]
                          budget)
 
 
-def budget_overrides(spec, budget: int) -> list[str]:
-    """``variants.NAME.iterations`` for an equal-budget compare: each variant runs budget // (its rollouts per step)
-    steps, so every variant spends at most ``budget`` forward rollouts per seed (backward passes are shown beside)."""
+def budget_overrides(spec, budget: int, step_costs) -> list[str]:
+    """``variants.NAME.iterations`` for an equal-budget compare in forward-step equivalents (`trajopt.compute`): a
+    variant of fixed cost per step c runs floor(budget / c) steps (it never passes the budget); any other (iLQR,
+    L-BFGS: their line searches vary) is given ceil(budget / T) steps, T the horizon, and the solver stops each seed
+    once its spend reaches the budget (at most one step over). Exit 2 when one step of a variant is over the budget
+    or the iterations would pass the bounds of a run."""
+    from trajopt.compute import budget_iterations, step_equivalents
+    from trajopt.limits import MAX_HISTORY, MAX_ITERATIONS
+
     prob = spec.problem()
+    n_seeds = len(spec.solve.seeds)
     items = []
     for name, v in spec.variants.items():
-        calls = getattr(v.method, "calls", None)
-        try:
-            rollouts = calls(prob)[0] if calls is not None else None
-        except AttributeError:  # a gradient method whose oracle has no fixed count
-            rollouts = None
-        if rollouts is None:
-            raise fail(f"--budget: variant {name!r} ({v.base}) has no fixed number of rollouts per step (iLQR's and "
-                       "L-BFGS's line searches vary); allowed: variants of oracles and fixed-cost methods")
-        steps = budget // max(int(rollouts), 1)
+        steps = budget_iterations(v.method, prob, float(budget), step_costs)
+        per = step_equivalents(v.method, prob, step_costs)
         if steps < 1:
-            raise fail(f"--budget: found {budget}, allowed: at least one step of every variant ({name!r} spends "
-                       f"{rollouts} rollouts per step)")
+            raise fail(f"--budget: found {budget:,}, allowed: at least one step of every variant ({name!r} spends "
+                       f"{per:,.6g} forward-step equivalents per step)")
+        if steps > MAX_ITERATIONS or steps * n_seeds > MAX_HISTORY:
+            what = f"{per:,.6g} forward-step equivalents per step" if per is not None else \
+                "at least one rollout per step, its spend varies"
+            raise fail(f"--budget: found {budget:,}, allowed: a budget of at most {MAX_ITERATIONS:,} steps of every "
+                       f"variant and iterations x seeds <= {MAX_HISTORY:,} ({name!r} would be given {steps:,} steps: "
+                       f"{what})")
         items.append(f"variants.{name}.iterations={steps}")
     return items
 
@@ -434,8 +463,9 @@ def _run_held(verb, problem, overrides, out_dir, force, x, json_out, quiet, plot
     if extra:
         overrides = overrides + extra
         spec = load_spec(problem, overrides)
+    step_costs = run_step_costs(spec)  # measured once per system and host (kept beside the compilation cache)
     if budget is not None:
-        spec = load_spec(problem, overrides + budget_overrides(spec, budget))
+        spec = load_spec(problem, overrides + budget_overrides(spec, budget, step_costs))
     if "gradients" in x:
         check_gradient_axis(spec)
     out_dir = out_dir or _default_out(spec, verb)
@@ -447,7 +477,18 @@ def _run_held(verb, problem, overrides, out_dir, force, x, json_out, quiet, plot
     # limit; an I/O error) is one line from claim_out, which removes what was written: nothing half-written stays
     with claim_out(out_dir, force), DiskHistory(out_dir) as disk:
         return _run_claimed(spec, verb, out_dir, x, json_out, quiet, plot, report, sets, should_stop, budget,
-                            disk, memory_limit)
+                            disk, memory_limit, step_costs)
+
+
+def run_step_costs(spec):
+    """The step costs the run converts its counts with (`trajopt.step_costs.step_costs_for`: measured once per
+    system and host, or ``TRAJOPT_STEP_COSTS``); a bad ``TRAJOPT_STEP_COSTS`` is exit 2, before any work."""
+    from trajopt.step_costs import step_costs_for
+
+    try:
+        return step_costs_for(spec, None)
+    except ValueError as e:  # TRAJOPT_STEP_COSTS: its own one-line message
+        raise fail(str(e)) from None
 
 
 def _warm_figures():
@@ -471,7 +512,7 @@ def _warm_figures():
 
 
 def _run_claimed(spec, verb, out_dir, x, json_out, quiet, plot, report, sets, should_stop, budget, disk,
-                 memory_limit) -> int:
+                 memory_limit, step_costs=None) -> int:
     import jax
 
     from trajopt import runs
@@ -479,15 +520,18 @@ def _run_claimed(spec, verb, out_dir, x, json_out, quiet, plot, report, sets, sh
 
     prob = spec.problem()
     key = jax.random.PRNGKey(spec.solve.key)
-    title = display_title(spec, sets) + (f" [equal budget: {budget:,} rollouts per seed]" if budget else "")
+    title = display_title(spec, sets) + (f" [equal budget: {budget:,} forward-step equivalents per seed]" if budget
+                                         else "")
     show = not (quiet or json_out)
     warming = None  # matplotlib's warm-up: started when the last variant runs, the prepare thread then idle
     results, history_kind = {}, {}
     progress = Progress(TextColumn("{task.description:<12}"), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), console=err, disable=not show, transient=False)
     # up to two variants are traced and compiled ahead while this one runs (the same results as one at a time)
+    # a deterministic method runs once, its result shared by the seeds (once=True); a budget stops each seed there
     prepared = prepare_each(prob, [(v.method, spec.iterations_of(n)) for n, v in spec.variants.items()],
-                            key=key, seeds=spec.solve.seeds, chunk=spec.solve.chunk, names=list(spec.variants))
+                            key=key, seeds=spec.solve.seeds, chunk=spec.solve.chunk, names=list(spec.variants),
+                            budget=budget, step_costs=step_costs, once=True)
     from trajopt import _signals
 
     failure = None  # a variant whose own code failed (traced, compiled or run): the variants before it are kept
@@ -524,6 +568,7 @@ def _run_claimed(spec, verb, out_dir, x, json_out, quiet, plot, report, sets, sh
     summary = runs.summarise(
         spec, results, verb=verb, versions=runs.versions(), platform_name=jax.default_backend(),
         x64=bool(jax.config.jax_enable_x64), created=datetime.now().isoformat(timespec="seconds"),
+        step_costs=step_costs,
     )
     summary["title"] = title
     for name in results:  # where the recorded history was kept while the folder was written
@@ -553,7 +598,8 @@ def _run_claimed(spec, verb, out_dir, x, json_out, quiet, plot, report, sets, sh
         if warming is not None:
             warming.join()
         plots.save_figure(plots.convergence_figure(results, x=x, title=title + gradient_axis_note(results, x),
-                                                   labels=runs.legend_labels(summary)), out_dir / runs.CONVERGENCE)
+                                                   labels=runs.legend_labels(summary), step_costs=step_costs),
+                          out_dir / runs.CONVERGENCE)
         if spec.policy is not None:
             plots.save_figure(_rollouts_figure(spec, prob, results, title, summary), out_dir / ROLLOUTS)
     if report:
@@ -671,17 +717,18 @@ def compare(
     out_dir: Optional[Path] = OutOpt,
     force: bool = ForceOpt,
     report: bool = typer.Option(False, "--report", help="Also write report.html into the run folder."),
-    budget: Optional[int] = typer.Option(None, "--budget", help="Equal simulator budget: each variant runs as many "
-                                         "steps as this many rollouts per seed buy (its iterations = budget // "
-                                         "rollouts per step)."),
+    budget: Optional[int] = typer.Option(None, "--budget", help="Equal compute budget per seed, in forward-step "
+                                         "equivalents (one step of the model; a backward pass and a linearisation "
+                                         "count as their measured cost): a fixed-cost variant runs budget // (its "
+                                         "cost per step) steps, iLQR and L-BFGS run until their spend reaches it."),
     json_out: bool = JsonOpt,
     quiet: bool = QuietOpt,
 ):
     """Run several variants on PROBLEM with the same seeds; write a run folder and convergence.png."""
     x = _check_x(x)
     path = _problem_or_run(problem, from_run)
-    if budget is not None and (budget < 1 or budget > 10**9):
-        raise fail(f"--budget: found {budget}, allowed: rollouts per seed in 1..1e9")
+    if budget is not None and (budget < 1 or budget > 10**12):
+        raise fail(f"--budget: found {budget}, allowed: forward-step equivalents per seed in 1..1e12")
     if budget is not None and iterations is not None:
         raise fail("give --budget or --iterations, not both (the budget sets each variant's iterations)")
     for item in set_ or [] if budget is not None else []:

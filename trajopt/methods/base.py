@@ -15,7 +15,9 @@ of optax's ``GradientTransformation`` and evosax's ask/tell:
     - ``rollouts``: forward simulator rollouts the step spent (int32),
     - ``gradients``: backward passes (vector-Jacobian products through the rollout) the step spent (int32),
 
-  and any other scalar diagnostics the method has (α, variances, a line-search step, a stop reason). Counts
+  optionally ``linearizations``: the Jacobians of the one-step map at the T points of a rollout the step
+  evaluated (int32; iLQR's one per step; absent means 0), and any other scalar diagnostics the method has (α,
+  variances, a line-search step, a stop reason). Counts
   are honest: every rollout the method uses to decide its next iterate is counted; evaluating f(U) only to
   report ``value`` is not (the oracle contract's rule). They are a seed's own, whatever the batch: under ``vmap``
   (seeds, MultiStart's starts) a loop whose trip count differs between elements runs as long as the longest, and
@@ -37,18 +39,26 @@ of optax's ``GradientTransformation`` and evosax's ask/tell:
   inside ``lax.scan`` under ``vmap``.
 
 A method that has converged (iLQR on a tolerance, say) keeps returning its state unchanged and spends no
-simulator calls; `solve` always runs the iterations it was asked for. `solve` stops a seed whose ``value``
-or new state is not finite (status ``non_finite``) and keeps the last iterate with a finite cost.
+simulator calls. **Optional** ``stopped(state) -> bool scalar`` says so: True promises that ``step`` returns that
+state unchanged, spends nothing (every count 0) and reports the same info at every later step, whatever the key.
+`solve` then stops stepping the seed (a seed over its compute budget, or non-finite, is stopped too), and when
+every seed has stopped it runs no further chunk: the rest of the history repeats the seed's last row, which is
+what the method would have reported (iLQR has it; a method without one is never taken as stopped). `solve` stops
+a seed whose ``value`` or new state is not finite (status ``non_finite``) and keeps the last iterate with a
+finite cost.
 
 Optional flags, read by `trajopt.methods.MultiStart` (K starts of a method): ``deterministic`` (its steps ignore
-the key, so K starts from one U0 would be one run: exact and fd gradients, iLQR, L-BFGS) and ``value_in_calls``
+the key, so K starts from one U0 would be one run: exact and fd gradients, iLQR, L-BFGS; `trajopt.compare`
+also runs such a method once and shares its result among the seeds) and ``value_in_calls``
 (on a problem whose decision objective is its objective, the rollouts it counts include f of its iterate, the
 ``value`` it reports, so comparing starts costs nothing more: exact gradients, the one-sided ZoBG and the mixing
 oracles, predictive sampling, iLQR, L-BFGS). A method without them is taken as stochastic and as not counting
 f(U).
 
-Optional members: ``calls(problem) -> (rollouts, backward passes)``, the calls one step spends when that is fixed
-(equal-budget comparisons; it must agree with what the step counts), and ``check(problem)``, which raises
+Optional members: ``calls(problem) -> (rollouts, backward passes)`` (or three numbers, with linearizations), the
+calls one step spends when that is fixed (equal-budget comparisons in forward-step equivalents,
+`trajopt.compute`; it must agree with what the step counts; a method without one has a variable cost and runs
+under a budget until its spend reaches it), ``stopped(state)`` (above) and ``check(problem)``, which raises
 ValueError with one sentence saying why the method cannot run on the problem (iLQR on anything but a
 time-stepped problem, an open-loop oracle on a policy problem). `check_applicable` calls it; the CLI calls that
 on every variant before anything compiles, and a method's ``init`` calls it too.
@@ -68,10 +78,12 @@ from jax import Array
 
 from trajopt.problem import Problem, decision_is_objective, decision_objective, decision_rollouts, problem_kind
 
-__all__ = ["REQUIRED_INFO", "Method", "as_float", "as_count", "check_info", "check_applicable", "all_finite",
+__all__ = ["REQUIRED_INFO", "COUNT_FIELDS", "Method", "as_float", "as_count", "check_info", "check_applicable",
+           "all_finite",
            "state_decision", "decision_objective", "decision_rollouts", "decision_is_objective", "problem_kind", "method_label"]
 
 REQUIRED_INFO = ("value", "rollouts", "gradients")
+COUNT_FIELDS = ("rollouts", "gradients", "linearizations")  # the simulator calls an info may count (the last optional)
 
 
 class Method(Protocol):
@@ -144,4 +156,3 @@ def method_label(method) -> str:
     if oracle is not None:
         return getattr(oracle, "name", type(oracle).__name__)
     return getattr(method, "name", type(method).__name__)
-

@@ -64,10 +64,11 @@ The iteration limit is `trajopt.solve`'s ``iterations``.
 
 **Counts per step**: ``rollouts`` = the line-search trials spent (0 when the step stopped before the line
 search), + 1 on a step that rolls Ū out (the first; a rejected step keeps Ū and its rollout, so the next step does
-not roll it out again either: trajax's count, 1 + Σ trials); ``gradients`` = n + m: the linearisation evaluates ``jacfwd`` of the
-one-step map at the T points, n + m forward-mode directional derivatives through each step, the work of
-n + m derivative passes through the whole rollout (a backward pass of a gradient oracle is one such pass).
-The cost derivatives are analytic in the cost (no simulator call) and not counted.
+not roll it out again either: trajax's count, 1 + Σ trials); ``linearizations`` = 1: the Jacobians ∂step/∂x, ∂step/∂u at the T points of
+the rollout (``jacfwd``: n + m forward-mode directional derivatives through each step), converted into forward
+steps with the system's measured ρ_l (`trajopt.compute`); ``gradients`` = 0 (no backward pass). The cost
+derivatives are analytic in the cost (no simulator call) and not counted. A stopped state spends nothing
+(``stopped``: `trajopt.solve` then stops stepping it).
 
 Defaults: ``line_search_steps`` = 10 halvings from α = 1 (trajax backtracks by halving from alpha_0 = 1);
 ``grad_tol`` = 1e-4 (trajax); ``mu_min`` = 1e-6, ``mu_factor`` = 2, ``mu_max`` = 1e10 (Tassa et al.'s
@@ -134,7 +135,7 @@ class ILQRState(NamedTuple):
 
 
 class ILQRInfo(NamedTuple):
-    """value f(Ū); rollouts, gradients (simulator calls, see the module docstring); grad_norm ‖∇_U J(Ū)‖
+    """value f(Ū); rollouts, gradients, linearizations (simulator calls, see the module docstring); grad_norm ‖∇_U J(Ū)‖
     (projected on the box; NaN once stopped);
     mu: the regulariser used by the backward pass; step_length: the accepted line-search step (0 if none; named
     apart from the oracles' α, the FoBG weight, which figures and tables show);
@@ -144,6 +145,7 @@ class ILQRInfo(NamedTuple):
     value: Array
     rollouts: Array
     gradients: Array
+    linearizations: Array
     grad_norm: Array
     mu: Array
     step_length: Array
@@ -339,10 +341,11 @@ class ILQR:
         return ILQRState(U=U0, value=as_float(0.0), mu=as_float(self.mu_init), delta=as_float(1.0),
                          stop=as_count(STOP_RUNNING), X=X, fresh=jnp.asarray(False))
 
-    def warm_start(self, key: Array, problem, state: ILQRState, U: Array) -> ILQRState:
+    def warm_start(self, key: Array, problem, state: ILQRState, U: Array, shift: int = 0) -> ILQRState:
         """The next replan's state (`trajopt.closedloop`): the regulariser (mu, delta) carries over, the stop flag
         resets (a new problem: another start, the shifted plan), and U (projected into the box) is rolled out afresh
-        by the first step."""
+        by the first step; ``shift`` (the steps executed) is not needed."""
+        del shift
         new = self.init(key, problem, U)
         return new._replace(mu=as_float(state.mu), delta=as_float(state.delta))
 
@@ -357,7 +360,6 @@ class ILQR:
 
     def _active_step(self, problem, state: ILQRState):
         U = state.U
-        n, m = problem.x0.shape[0], U.shape[-1]
         if problem.trajectory is None:  # pragma: no cover - time-stepped problems always have a trajectory
             raise ValueError("ilqr needs problem.trajectory")
 
@@ -421,10 +423,14 @@ class ILQR:
                         mu=jnp.minimum(mu_next, self.mu_max), delta=jnp.minimum(delta_next, 1e30),
                         stop=as_count(stop), X=jnp.where(accepted, X_new, X), fresh=jnp.asarray(True))
         rolled = 1 - state.fresh.astype(jnp.int32)
-        info = ILQRInfo(value=as_float(J), rollouts=as_count(rolled + trials), gradients=as_count(n + m),
+        info = ILQRInfo(value=as_float(J), rollouts=as_count(rolled + trials), gradients=as_count(0), linearizations=as_count(1),
                         grad_norm=as_float(grad_norm), mu=as_float(mu), step_length=as_float(alpha),
                         expected=as_float(expected), stop_reason=as_count(stop))
         return new, info
+
+    def stopped(self, state: ILQRState) -> Array:
+        """Whether the state has stopped (a stop code is set): its steps return it unchanged and spend nothing."""
+        return state.stop != STOP_RUNNING
 
     def step(self, key: Array, problem, state: ILQRState) -> tuple[ILQRState, ILQRInfo]:
         del key
@@ -433,6 +439,7 @@ class ILQR:
         def stopped(state):
             nan = as_float(jnp.nan)
             return state, ILQRInfo(value=as_float(state.value), rollouts=as_count(0), gradients=as_count(0),
+                                   linearizations=as_count(0),
                                    grad_norm=nan, mu=as_float(state.mu), step_length=as_float(0.0), expected=as_float(0.0),
                                    stop_reason=as_count(state.stop))
 

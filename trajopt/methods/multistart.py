@@ -159,6 +159,8 @@ class MultiStart:
         spent = state.running.astype(jnp.int32)  # a stopped start spends nothing (its step is computed, not used)
         kind = info_type(tuple(info._fields))
         fields = {f: getattr(info, f)[best] for f in kind._fields if f not in (*REQUIRED_INFO, *OWN_FIELDS)}
+        if "linearizations" in fields:  # a count, like rollouts and gradients: the running starts' together
+            fields["linearizations"] = as_count(jnp.sum(spent * info.linearizations))
         out = kind(**fields, value=state.value,
                    rollouts=as_count(jnp.sum(spent * (info.rollouts + self._compare_rollouts(problem)))),
                    gradients=as_count(jnp.sum(spent * info.gradients)), start=best, running=as_count(jnp.sum(running)))
