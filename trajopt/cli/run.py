@@ -463,6 +463,7 @@ def _run_held(verb, problem, overrides, out_dir, force, x, json_out, quiet, plot
     if extra:
         overrides = overrides + extra
         spec = load_spec(problem, overrides)
+    changed = changed_since_run(problem, quiet)  # --from: a model or module file that changed since that run
     step_costs = run_step_costs(spec)  # measured once per system and host (kept beside the compilation cache)
     if budget is not None:
         spec = load_spec(problem, overrides + budget_overrides(spec, budget, step_costs))
@@ -477,7 +478,47 @@ def _run_held(verb, problem, overrides, out_dir, force, x, json_out, quiet, plot
     # limit; an I/O error) is one line from claim_out, which removes what was written: nothing half-written stays
     with claim_out(out_dir, force), DiskHistory(out_dir) as disk:
         return _run_claimed(spec, verb, out_dir, x, json_out, quiet, plot, report, sets, should_stop, budget,
-                            disk, memory_limit, step_costs)
+                            disk, memory_limit, step_costs, changed)
+
+
+def problem_sources(path) -> dict:
+    """{"model:PATH" | "module:PATH": sha256} of the files the problem file at ``path`` names besides itself (an MJCF
+    model and what it includes, a user module: `trajopt.studies.sources`), what result.json records as ``sources``
+    so that a later ``--from`` of the run can say which changed; {} when the file cannot be read again."""
+    from trajopt.studies.sources import SourceHashes
+    from trajopt.tomlio import read_toml
+
+    try:
+        return SourceHashes().of(read_toml(path), str(path))
+    except Exception:  # noqa: BLE001  the file was read and validated moments ago; a record is not worth a failure
+        return {}
+
+
+def changed_since_run(path, quiet: bool) -> list[str]:
+    """With ``--from RUN`` (``path`` is RUN/config.toml): the files the run's result.json recorded (``sources``)
+    whose content differs now (changed, missing, or new), each named in a warning on stderr (the rerun may not
+    reproduce that run's numbers); [] for a problem file or a run that recorded none."""
+    from trajopt.runs import CONFIG, RESULT
+
+    path = Path(path)
+    if path.name != CONFIG or not (path.parent / RESULT).is_file():
+        return []
+    try:
+        recorded = json.loads((path.parent / RESULT).read_text(encoding="utf-8")).get("sources")
+    except (OSError, ValueError, AttributeError):
+        return []
+    if not isinstance(recorded, dict):
+        return []
+    now = problem_sources(path)
+    changed = sorted(k for k in set(recorded) | set(now) if recorded.get(k) != now.get(k))
+    for key in changed:
+        kind, _, file = key.partition(":")
+        what = "is missing now" if now.get(key) == "missing" else "is new" if key not in recorded else \
+            f"changed since that run (sha256 {str(recorded.get(key))[:12]}…, now {str(now.get(key))[:12]}…)"
+        if not quiet:
+            err.print(f"warning: --from {path.parent}: the {kind} file {escape(file)} {what}: this run may not "
+                      "reproduce that run's numbers", highlight=False)
+    return changed
 
 
 def run_step_costs(spec):
@@ -512,7 +553,7 @@ def _warm_figures():
 
 
 def _run_claimed(spec, verb, out_dir, x, json_out, quiet, plot, report, sets, should_stop, budget, disk,
-                 memory_limit, step_costs=None) -> int:
+                 memory_limit, step_costs=None, changed_sources=()) -> int:
     import jax
 
     from trajopt import runs
@@ -571,6 +612,9 @@ def _run_claimed(spec, verb, out_dir, x, json_out, quiet, plot, report, sets, sh
         step_costs=step_costs,
     )
     summary["title"] = title
+    summary["sources"] = problem_sources(spec.source)  # what a later --from compares (changed_since_run)
+    if changed_sources:  # --from a run whose model or module files have changed since: said in the record too
+        summary["sources_changed_since_from_run"] = list(changed_sources)
     for name in results:  # where the recorded history was kept while the folder was written
         summary["variants"][name]["history"] = history_kind[name]
     if sets:
