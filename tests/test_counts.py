@@ -323,3 +323,39 @@ def test_check_applicable_says_why_in_one_sentence():
         check_applicable(method, ol)  # applies: no error
     check_applicable(METHODS.get("cem")(), pol)
     check_applicable(object(), pol)  # a method without a check applies everywhere
+
+
+# ------------------------------------------------------------------------------------------------- closed loop
+# The closed loop (`trajopt.mpc`) sums each replan's K steps' counts. Over one episode of R replans, with the model's
+# one-step map counted and the plant a separate, uncounted system: every backward pass and linearisation the
+# episode runs is a counted one (backward / T == Σ gradients, linear / (T (n + m)) == Σ linearizations, exactly), and
+# the forward evaluations are the counted rollouts plus what the contract lets go uncounted: per replan the planned
+# cost's record (1 rollout), the method's init or warm start (at most 1), and a reported f(U) per step where the
+# method's rollouts do not include it (value_in_calls), plus the carry's structural init (at most 1).
+CL_EPISODE, CL_EVERY, CL_K = 6, 2, 3
+CL_METHODS = {
+    "gradient:exact": lambda: GradientMethod(ORACLES.get("exact")()),
+    "gradient:fobg": lambda: GradientMethod(small(ORACLES.get("fobg"))),
+    "ilqr": lambda: METHODS.get("ilqr")(),
+    "mppi": lambda: small(METHODS.get("mppi")),
+}
+
+
+@pytest.mark.parametrize("label", list(CL_METHODS))
+def test_closed_loop_counts_match_host_callbacks(label):
+    from trajopt.closedloop import Plant, mpc
+
+    method = CL_METHODS[label]()
+    tally = Tally()
+    mode = 1 if label == "ilqr" else 0  # iLQR differentiates forwards (custom_jvp), every other backwards
+    problem = open_loop(counted_steps(SYSTEM.step, tally)[mode])
+    res = mpc(problem, {label: method}, episode=CL_EPISODE, horizon=T, replan_every=CL_EVERY, iterations=CL_K,
+              plant=Plant(system=SYSTEM), key=KEY, seeds=(0,), time_plans=False)[label]
+    replans = CL_EPISODE // CL_EVERY
+    R, G, L = (int(np.sum(getattr(res, f))) for f in ("rollouts", "gradients", "linearizations"))
+    assert R > 0 and res.rollouts.shape[-1] == replans, res.rollouts
+    assert tally.backward == T * G
+    assert tally.linear == T * (4 + 1) * L and (L > 0) == (label == "ilqr")
+    reports = 0 if getattr(method, "value_in_calls", False) else CL_K
+    low, high = T * (R + replans), T * (R + replans * (2 + reports) + 1)
+    assert low <= tally.forward <= high, (tally.forward, low, high)
