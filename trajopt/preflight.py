@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Optional
 import jax
 import jax.numpy as jnp
 
+from trajopt.checks import FieldError
 from trajopt.methods.base import REQUIRED_INFO, check_applicable, state_decision
 from trajopt.tables import first_line
 from trajopt.tomlio import SpecError
@@ -143,6 +144,8 @@ def check_variants(spec: "Spec", problem: Any = None, *, trace: bool = True) -> 
     for name, v in spec.variants.items():
         try:
             check_applicable(v.method, problem)
+        except FieldError as e:  # a key of the variant's table that does not fit the problem (a sampler's knots)
+            raise SpecError(spec.source, f"variants.{name}.{e.field}", f"found {e.found!r}, allowed: {e.allowed}") from None
         except ValueError as e:
             raise SpecError(spec.source, f"variants.{name}", first_line(e)) from None
     _check_variant_sizes(spec, problem)  # seeds x rollouts per step x horizon: refused before anything is allocated

@@ -113,12 +113,13 @@ def resolved_knots(knots: int, problem) -> int:
 
 
 def check_knots_fit(knots: int, problem, method: str) -> None:
-    """ValueError unless ``knots`` (0: the default rule) fits the problem's horizon, 1 <= K <= T."""
+    """FieldError (a ValueError naming the key ``knots``) unless ``knots`` (0: the default rule) fits the problem's
+    horizon, 1 <= K <= T; ``method`` names the method in the sentence."""
     T = horizon_of(problem)
     if knots > T:
         what = "steps" if getattr(problem, "time_stepped", False) else \
             "row (a policy's parameters or a one-step decision have no time axis: 1 or 0)"
-        raise ValueError(f"{method}: knots: found {knots}, allowed: an integer in 1..{T} ({getattr(problem, 'name', 'the problem')}'s "
+        raise FieldError("knots", knots, f"an integer in 1..{T} for {method} ({getattr(problem, 'name', 'the problem')}'s "
                          f"decision has {T} {what}), or 0 for min({AUTO_KNOTS}, T)")
 
 
