@@ -1,4 +1,4 @@
-"""Stiff pushing's basins, and why `tuned` runs eight starts: the README's "Beyond the paper".
+"""Stiff pushing's basins, and why `tuned` runs eight starts: "Beyond the paper" (docs/beyond.md).
 
     python examples/pushing_basins.py                          # the table: seeds 0-9 only (4 min on 2 cores)
     python examples/pushing_basins.py --held-out 2000-2299     # instead, 10 checks of `tuned` on 30 held-out seeds
