@@ -342,7 +342,9 @@ def test_the_shipped_budget_study_dry_runs(tmp_path):
     plan = json.loads(r.stdout)
     budgets = load_study(example).grid[0]
     assert budgets.key == "mpc.iterations" and len(budgets.values) >= 4
-    assert len(plan["cells"]) == 2 * 8 * len(budgets.values) and all(c["valid"] for c in plan["cells"])
+    variants = load_study(example).variants
+    assert len(variants) >= 4 and len(plan["cells"]) == 2 * len(variants) * len(budgets.values)
+    assert all(c["valid"] for c in plan["cells"])
     assert plan["study"]["seeds"] == [0, 1] and plan["rollouts"] > 0
     assert not (tmp_path / "out").exists()
 
