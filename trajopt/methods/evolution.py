@@ -78,7 +78,8 @@ def strategies() -> tuple[str, ...]:
 @functools.lru_cache(maxsize=256)
 def _build(strategy: str, population: int, dims: int, sigma: float, learning_rate: float):
     """(evosax strategy object, its params) for a d = K m dimensional search (cached: evosax's jitted methods take
-    the object as a static argument, so one object per configuration)."""
+    the object as a static argument, so one object per configuration). Built with concrete arrays even when first
+    asked for inside a trace (`init` under `solve`'s jit): a cached tracer would leak into later programs."""
     import optax
 
     cls = _algorithms()[strategy]
@@ -88,10 +89,11 @@ def _build(strategy: str, population: int, dims: int, sigma: float, learning_rat
         kwargs["std_schedule"] = optax.constant_schedule(sigma)
     if "optimizer" in signature and learning_rate > 0:
         kwargs["optimizer"] = optax.adam(learning_rate)
-    es = cls(population_size=population, solution=jnp.zeros(dims), **kwargs)
-    params = es.default_params
-    if hasattr(params, "std_init"):
-        params = params.replace(std_init=jnp.asarray(sigma, dtype=jnp.result_type(float)))
+    with jax.ensure_compile_time_eval():
+        es = cls(population_size=population, solution=jnp.zeros(dims), **kwargs)
+        params = es.default_params
+        if hasattr(params, "std_init"):
+            params = params.replace(std_init=jnp.asarray(sigma, dtype=jnp.result_type(float)))
     return es, params
 
 
