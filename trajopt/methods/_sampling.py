@@ -55,7 +55,7 @@ from trajopt.checks import FieldError
 from trajopt.oracles.base import gaussian_noise
 
 INTERPOLATIONS = ("zero", "linear", "cubic")
-AUTO_KNOTS = 20  # knots = 0: min(AUTO_KNOTS, T) knots (chosen on the shipped problems: see README "Baselines")
+AUTO_KNOTS = 20  # knots = 0: min(AUTO_KNOTS, T) knots (its study: docs/baselines.md)
 
 
 def check_box(u_min: float, u_max: float) -> None:

@@ -19,7 +19,7 @@ Defaults: population 400, elite_fraction 0.1, alpha_mu = alpha_sigma = 0.1 are t
 ``sigma_box`` × (u_max − u_min) where both limits are finite (trajax's half the control range: sigma_box = 0.5), and
 at 0.5 (ours) without limits; a positive sigma_init is used as given. sigma_min = 1e-3 is ours. trajax's
 ``sampling_smoothing`` (temporally correlated noise) is not implemented (it is 0 by default there); knots and
-interpolation are chosen on the shipped problems (README, "Baselines").
+interpolation are chosen on the shipped problems (docs/baselines.md).
 
 **Closed loop** (``warm_start``): the distribution carries over, shifted like the plan by the r executed steps: the
 mean is the shifted plan's knots (the last spline time-shifted, `trajopt.methods._sampling`) and σ at knot j is the

@@ -23,7 +23,7 @@ only: rollouts = samples × B (B = ``decision_rollouts``, 1 open loop), gradient
 
 Defaults: temperature 0.05 is DIAL-MPC's temp_sample; beta1 = beta2 = 1 the paper's unscaled schedule;
 samples 128, sigma 0.3, iterations_scale 100 are ours (DIAL-MPC uses 2048 samples on a GPU); knots and
-interpolation are chosen on the shipped problems (README, "Baselines").
+interpolation are chosen on the shipped problems (docs/baselines.md).
 
 **Closed loop**: the annealing restarts at every replan (DIAL-MPC's rule: each control step runs its own
 annealed iterations, i = 0..K−1 again; ``init`` on the shifted plan), and the knots are the last spline

@@ -19,7 +19,7 @@ rollouts = samples × B (B = ``decision_rollouts``, 1 open loop), gradients = 0.
 
 ``knots`` = T (or a horizon of at most ``AUTO_KNOTS`` steps under the default ``knots = 0``) samples every step,
 bit for bit the per-step MPPI. hydrax's MPPI has no default for num_samples, noise_level, temperature and samples
-4 knots by zero-order hold; the defaults here are chosen on the shipped problems (README, "Baselines").
+4 knots by zero-order hold; the defaults here are chosen on the shipped problems (docs/baselines.md).
 
 **Closed loop**: nothing but the plan carries over between replans (``init`` on the shifted plan: its knots at the
 knot times are the last spline time-shifted; see `trajopt.methods._sampling`).

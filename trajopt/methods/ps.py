@@ -14,7 +14,7 @@ the samples), so the cost never increases on a fixed cost. The candidates are co
 cost is ``info.value`` itself, evaluated once and counted (``value_in_calls``); on a policy problem ``info.value``
 is the evaluation batch's cost, reported only, and with ``resample = true`` each step draws a new training batch,
 so the incumbent's cost may rise between steps. Defaults (samples 128, sigma 0.3) are ours (hydrax's constructor
-has no defaults); knots and interpolation are chosen on the shipped problems (README, "Baselines").
+has no defaults); knots and interpolation are chosen on the shipped problems (docs/baselines.md).
 
 **Closed loop**: nothing but the plan carries over between replans (``init`` on the shifted plan: its knots are the
 last spline time-shifted, `trajopt.methods._sampling`).
