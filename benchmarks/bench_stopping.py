@@ -6,7 +6,8 @@ For problems/pendulum_trajax.toml and problems/acrobot.toml at the files' own it
 500 x 5), each method at its defaults, three ways:
 
 * fixed: every iteration of every seed runs (the method wrapped so that the solver cannot see its ``stopped``: the
-  loop before #26, where a converged iLQR kept "stepping" at full cost inside the vmapped loop);
+  loop before #26). A converged iLQR or L-BFGS step is itself a skipped branch (the deterministic methods step one
+  seed at a time, `trajopt.methods._batching`), so a stopped seed costs little even here;
 * stops: ``trajopt.solve`` as it is now: a seed whose method has stopped spends nothing, and once every seed has,
   no further chunk runs (the rest of the history is filled in);
 * compare: ``trajopt.compare``, which also runs a deterministic method once and shares the result among the seeds.
