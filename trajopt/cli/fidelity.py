@@ -279,8 +279,10 @@ def fidelity(
 
         title = display_title(spec, set_)
         figure = out_dir / FIDELITY_FIGURE
+        drawn = any(not getattr(o, "deterministic", False) for o in spec.oracles.values())
         save_figure(fidelity_figure(rows, list(spec.oracles), title=f"{title}: gradient error against the time "
-                                    f"step ({repeats} repeats of the stochastic oracles)"), figure)
+                                    "step" + (f" ({repeats} repeats of the stochastic oracles)" if drawn else "")),
+                    figure)
         report = {"problem": spec.name, "source": spec.source, "title": title, "at": at, "oracles": list(spec.oracles),
                   "oracle_config": {n: _config(o) for n, o in spec.oracles.items()}, "repeats": repeats,
                   "key": spec.solve.key, "timesteps": [c["timestep"] for c in grid[0]],

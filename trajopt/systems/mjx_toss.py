@@ -10,9 +10,9 @@ simulation with the actuators at rest (ctrl = 0):
 step of the model as the ``mjx`` system makes it (`trajopt.systems.mjx.MJX`, ``substeps = 1``: every model check,
 override and differentiation mode of that system applies, and its ``mjx_system`` is that system). The time
 simulated is T * timestep, within half a time step of ``duration`` (``simulated_time``). It is the
-one-step problem of the DiffMJX time-step benchmark (problems/cube_toss.toml): the gradient of the landing point with
-respect to the throw passes through the contact, and how well a fixed-step simulator's autodiff gets it depends on
-the time step.
+one-step problem of the DiffMJX time-step benchmark (problems/mjx_cube_toss.toml): the gradient of the landing
+point with respect to the throw passes through the contact, and how well a fixed-step simulator's autodiff gets it
+depends on the time step (docs/contact_gradients.md).
 
     [system]
     name = "mjx_toss"
