@@ -156,6 +156,28 @@ def test_a_variant_that_cannot_run_closed_loop_is_refused_before_any_work(tmp_pa
     assert not (tmp_path / "out").exists()
 
 
+def test_knots_that_fit_the_task_but_not_the_planning_horizon_are_refused_before_any_work(tmp_path):
+    """A sampler's knots are checked against the H-step problem it plans (H = mpc.horizon = 4), not the task's T = 8:
+    knots = 6 fits T and not H (it failed inside the compiled episode with a traceback)."""
+    problem = tmp_path / "p.toml"
+    problem.write_text(SMALL.replace("[method.cem]\npopulation = 10", "[method.cem]\npopulation = 10\nknots = 6"))
+    res = CliRunner().invoke(app, ["mpc", str(problem), "--out", str(tmp_path / "out")])
+    message = " ".join(res.output.split())
+    assert res.exit_code == 2 and "variants.cem.knots: found 6" in message and "1..4" in message, res.output
+    assert not (tmp_path / "out").exists()
+    # the library refuses it the same way, before compiling
+    import jax
+
+    from trajopt.closedloop import mpc
+    from trajopt.methods import CEM
+
+    import trajopt
+
+    loaded = trajopt.load(problem)
+    with pytest.raises(ValueError, match=r"methods\['cem'\]: .*knots.*planning horizon is 4"):
+        mpc(loaded.problem, {"cem": CEM(population=10, knots=6)}, episode=6, horizon=4, key=jax.random.PRNGKey(0))
+
+
 def test_a_file_without_mpc_is_refused(tmp_path):
     problem = tmp_path / "p.toml"
     problem.write_text(SMALL[:SMALL.index("[mpc]")])

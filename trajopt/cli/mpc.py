@@ -159,8 +159,12 @@ def _run(problem_path, overrides, sets, out_dir, force, report, json_out, quiet,
     problem = spec.closed_loop_problem()
     from trajopt.spec import SpecError, check_variants
 
-    try:  # every variant against the problem (applicability, sizes, user code traced) before anything compiles
-        check_variants(spec, problem)
+    from trajopt.closedloop.episode import planning_problem
+
+    try:  # every variant against the H-step problem it plans (applicability, a sampler's knots <= H, sizes, user
+        # code traced) before anything compiles
+        check_variants(spec, planning_problem(problem, mpc_spec.settings) if getattr(problem, "time_stepped", False)
+                       else problem)
     except SpecError as e:
         raise fail(str(e)) from None
     if not getattr(problem, "time_stepped", False):

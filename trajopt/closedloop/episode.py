@@ -120,6 +120,13 @@ def initial_guess(problem, settings: MPCSettings) -> jnp.ndarray:
     return U0[idx]
 
 
+def planning_problem(problem, settings: MPCSettings):
+    """The first replan's problem P_0: the model's H-step problem from the problem's x0 with `initial_guess` as its U0
+    (every later replan has the same shapes): what a method is checked against before an episode compiles (a
+    sampler's ``knots`` must fit H, not the task's T)."""
+    return trajectory_problem(problem.name, problem.step, problem.x0, problem.cost, initial_guess(problem, settings))
+
+
 def _fill(settings: MPCSettings, plan, U0, start) -> jnp.ndarray:
     """The r rows appended to the shifted plan, for absolute plant steps start .. start + r - 1 (start traced)."""
     r = settings.replan_every

@@ -21,8 +21,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from trajopt.closedloop.episode import STATUS_NON_FINITE, STATUS_OK, MPCResult, MPCSettings, _Episode
+from trajopt.closedloop.episode import (STATUS_NON_FINITE, STATUS_OK, MPCResult, MPCSettings, _Episode,
+                                       planning_problem)
 from trajopt.closedloop.plant import Plant, plant_of
+from trajopt.methods.base import check_applicable
 from trajopt.solver import _compile, method_label
 
 
@@ -138,6 +140,13 @@ def mpc(problem, methods: Union[Mapping[str, Any], Sequence[Any]], *, episode: O
         if x0s.shape != (seeds_arr.size, n) or not bool(jnp.all(jnp.isfinite(x0s))):
             raise ValueError(f"initial_states: found shape {list(x0s.shape)}, allowed: finite [{seeds_arr.size}, {n}] "
                              "(one start per seed)")
+    if getattr(problem, "step", None) is not None and getattr(problem, "x0", None) is not None:
+        planned = planning_problem(problem, settings)  # every method against the H-step problem it will plan
+        for name, method in named.items():
+            try:
+                check_applicable(method, planned)
+            except ValueError as e:
+                raise ValueError(f"methods[{name!r}]: {e} (the planning horizon is {settings.horizon})") from None
     out = {}
     for name, method in named.items():
         ep = _Episode(problem, method, settings, the_plant, name=name)
