@@ -173,6 +173,11 @@ def _fastest_seconds(fns: list[Callable[[], Any]], repeats: int) -> list[float]:
     return [float(np.min(t)) for t in times]
 
 
+MEASUREMENT = 2
+"""The version of `measure_step_costs`' method: a kept measurement (`trajopt.step_costs`) made by another version is
+measured again (version 1 timed call by call, and on a busy host read a cheap step's backward pass as free)."""
+
+
 def measure_step_costs(step: Callable, n: int, m: int, *, batch: int = 16, length: int = 64, repeats: int = 7,
                        rounds: int = 3, key: Optional[jax.Array] = None, scale: float = 0.1,
                        target_seconds: float = 5e-3, max_reps: int = 4096) -> StepCosts:

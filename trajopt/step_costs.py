@@ -6,7 +6,8 @@ study (`trajopt.studies`) convert their counts with.
 `trajopt.compute.measure_step_costs` times the system's backward pass and linearisation in units of its forward
 step on this host (a second or two of compiling and timing). The ratios are kept in ``step_costs.json`` beside the
 compilation cache (``<cache>/../step_costs.json``), keyed by the system's resolved ``[system]`` table, its state
-and control sizes and the host (`host`: the CPU model and count, JAX's backend and version), so that every run
+and control sizes, the version of the measuring method (`trajopt.compute.MEASUREMENT`: a ratio kept by another is
+measured again) and the host (`host`: the CPU model and count, JAX's backend and version), so that every run
 of a system on a host converts with the same numbers. The file is read and written only when the compilation
 cache is asked for (`trajopt._setup.cache_requested`: the command line asks, the library asks only when told,
 ``TRAJOPT_CACHE=1``); otherwise the ratios are measured on every call. A cache that cannot be read is measured
@@ -62,7 +63,7 @@ def step_costs_for(spec, problem):
     docstring), or measured now (the system's one-step map, `trajopt.compute.system_step`) and kept there;
     ``TRAJOPT_STEP_COSTS="B,L"`` in the environment gives the ratios instead (`trajopt.compute.given_step_costs`:
     nothing measured or kept)."""
-    from trajopt.compute import StepCosts, given_step_costs, measure_step_costs, system_step
+    from trajopt.compute import MEASUREMENT, StepCosts, given_step_costs, measure_step_costs, system_step
     from trajopt.runs import atomic_write_bytes
 
     given = given_step_costs()  # TRAJOPT_STEP_COSTS="B,L": the ratios given, nothing measured or kept
@@ -70,7 +71,8 @@ def step_costs_for(spec, problem):
         return given
     ident = system_identity(spec)
     where = host()
-    key = json.dumps({**ident, "host": where}, sort_keys=True, default=str)
+    # the measuring method's version too: a ratio kept by another version is measured again, not trusted
+    key = json.dumps({**ident, "host": where, "measurement": MEASUREMENT}, sort_keys=True, default=str)
     path = _cache_path()
     known = {}
     if path is not None and path.is_file():
