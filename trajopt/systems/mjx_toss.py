@@ -20,7 +20,7 @@ depends on the time step (docs/contact_gradients.md).
     keyframe = "toss"                # the start: the keyframe's qpos and qvel (default: qpos0, zero qvel)
     timestep = 1e-3                  # overrides <option timestep>; also iterations, ls_iterations, solref, gradient
     duration = 1.0                   # seconds simulated
-    velocity = [2]                   # the qvel entries the decision sets (a free joint's: vx vy vz wx wy wz)
+    velocity = [1]                   # the qvel entries the decision sets (a free joint's: vx vy vz wx wy wz)
     position = 1                     # the qpos entry scored (a free joint's: x y z qw qx qy qz)
 
 The memory of a backward pass is T Jacobians of n x (n + m) entries (forward-mode steps; n = nq + nv, m = nu):
