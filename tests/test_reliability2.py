@@ -429,10 +429,12 @@ def test_run_bound_commands_accept_the_runs_own_config(stiff_run, tmp_path):
     assert result.exit_code == 0, result.output
     result = invoke("gradcheck", STIFF, *SMALL, "--at", stiff_run, "--directions", "1", "--json")
     assert result.exit_code in (0, 1), result.output  # the same problem through the same --set options
-    # the seeds, iterations and oracles of a run do not change the problem
-    result = invoke("gradcheck", config, "--set", "solve.iterations=7", "--set", "solve.key=3", "--at", stiff_run,
-                    "--directions", "1", "--json")
-    assert result.exit_code in (0, 1), result.output
+    # a run's own settings (iterations, key) do not change the problem, and gradcheck runs no run: setting them is
+    # refused as a flag that applies to nothing (exit 2, naming the key), not silently ignored
+    result = invoke("gradcheck", config, "--set", "solve.iterations=7", "--at", stiff_run, "--directions", "1",
+                    "--json")
+    assert result.exit_code == 2 and "--set solve.iterations" in _message(result) and "gradcheck runs none" in \
+        _message(result), result.output
 
 
 def test_gradcheck_at_a_run_refuses_a_file_that_disagrees(stiff_run):
@@ -506,7 +508,7 @@ def test_a_signal_during_sweep_or_diagnose_ends_in_a_complete_folder_marked_inte
 
     from trajopt import analysis, diagnostics
 
-    small = ["--set", "task.horizon=8", "--set", "system.stiffness=10.0"]
+    small = ["--set", "task.horizon=8"]  # the sweep's --over sets the stiffness (--set of it too is refused)
     real_point = analysis.point_statistics
 
     def point_then_signal(*args, **kwargs):  # the signal arrives while the first point is computed
