@@ -72,6 +72,9 @@ ENTRIES = (
     Figure("oracle_or_optimiser", "oracle_or_optimiser.png",
            "trajopt study examples/studies/oracle_or_optimiser.toml --fresh --out {out}", "study_variants.png",
            "15 min"),
+    Figure("mpc_budget", "mpc_budget_compute.png",
+           "trajopt study examples/studies/mpc_budget.toml --fresh --out {out}", "study_mpc_iterations_compute.png",
+           "45 min"),
     Figure("paper", "paper", "bash examples/reproduce_paper.sh {out}", "figures", "2.5 min"),
 )
 
