@@ -85,6 +85,23 @@ def test_claim_out_turns_any_os_error_into_one_line_and_keeps_nothing(tmp_path, 
     assert message.count("error:") == 1 and not folder.exists()  # created by the claim: gone with its files
 
 
+def test_a_finished_command_in_this_process_leaves_the_next_claim_unsettled(tmp_path, capsys):
+    """A verb run in-process (CliRunner, a notebook) settles its outputs inside `_signals.hold`; the next claim in the
+    same process must not inherit that: its failed write is still one exit-2 line with nothing kept (the settled
+    flag leaked out of the block and the OSError escaped as a traceback, when another file's CLI test ran first)."""
+    from trajopt import _signals
+
+    with _signals.hold():
+        _signals.settle()
+    assert not _signals.settled()
+    folder = tmp_path / "out"
+    with pytest.raises(typer.Exit) as exit_:
+        with claim_out(folder, force=False):
+            runs.atomic_write_bytes(folder / "config.toml", b"x = 1\n")
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+    assert exit_.value.exit_code == 2 and not folder.exists()
+
+
 def test_a_folder_emptied_by_force_is_left_empty_when_writing_fails(tmp_path):
     folder = tmp_path / "out"
     folder.mkdir()

@@ -93,3 +93,5 @@ def hold():
     finally:
         for sig, h in previous.items():
             signal.signal(sig, h)
+        if not STATE["global"]:  # the block's state ends with it: a later claim in this process starts unsettled
+            STATE.update(stop=False, signal=None, settled=False, late=None, writing=False, repeats=0)

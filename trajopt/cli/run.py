@@ -515,9 +515,9 @@ def changed_since_run(path, quiet: bool) -> list[str]:
         kind, _, file = key.partition(":")
         what = "is missing now" if now.get(key) == "missing" else "is new" if key not in recorded else \
             f"changed since that run (sha256 {str(recorded.get(key))[:12]}…, now {str(now.get(key))[:12]}…)"
-        if not quiet:
-            err.print(f"warning: --from {path.parent}: the {kind} file {escape(file)} {what}: this run may not "
-                      "reproduce that run's numbers", highlight=False)
+        if not quiet:  # one line however long the paths (soft_wrap: the console does not break it)
+            err.print(f"warning: --from {path.parent}: the {kind} file {file} {what}: this run may not reproduce "
+                      "that run's numbers", highlight=False, markup=False, soft_wrap=True)
     return changed
 
 
