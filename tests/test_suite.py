@@ -133,6 +133,7 @@ def test_the_finger_plans_soft_and_executes_stiff():
     assert s.system.solref == (0.1, 1.0) and s.closed_loop.plant.plant.system.solref == (0.02, 1.0)
 
 
+@pytest.mark.mjx  # needs mujoco (the [mjx] extra): CI's mjx step runs it, the default run has no mujoco
 def test_the_finger_model_makes_and_breaks_contact_with_the_spinner():
     """mujoco.mj_step on the model file: a torque on the first joint for 0.4 s, then a small reverse torque; the tip
     hits the bar (contact), turns it, and swings away (no contact) while the damped spinner coasts to rest."""
