@@ -38,6 +38,7 @@ from trajopt.checks import FieldError
 from trajopt.closedloop.episode import FILL_RULES, MPCSettings
 from trajopt.closedloop.plant import Disturbance, Plant, with_overrides
 from trajopt.closedloop.success import Success
+from trajopt.tables import describe
 from trajopt.tomlio import SpecError
 
 MPC_KEYS = ("episode", "horizon", "replan_every", "iterations", "warm_start", "seeds", "variants")
@@ -51,22 +52,10 @@ PLANT_REFUSED = {"dt": "the plant steps at the model's control period (a plant w
                  "model": "the plant simulates the model's own MJCF file (change its parameters instead)"}
 
 
-def _describe(value: Any) -> str:
-    if isinstance(value, bool):
-        return f"{str(value).lower()} (a boolean)"
-    if isinstance(value, dict):
-        return "a table"
-    if isinstance(value, list):
-        return f"a list of {len(value)}"
-    if isinstance(value, str):
-        return f"{value!r} (a string)"
-    return repr(value)
-
-
 def _int(table: Mapping, key: str, source: str, prefix: str, low: int, high: int, default=None) -> int:
     value = table.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise SpecError(source, prefix + key, f"found {_describe(value) if value is not None else 'nothing'}, "
+        raise SpecError(source, prefix + key, f"found {describe(value) if value is not None else 'nothing'}, "
                         f"allowed: an integer in {low}..{high}")
     return value
 
@@ -104,7 +93,7 @@ class MPCSpec:
 def build_mpc(table: Any, source: str, max_seed: int = 2**32 - 1) -> MPCSpec:
     """The ``[mpc]`` table (episode and horizon required)."""
     if not isinstance(table, dict):
-        raise SpecError(source, "mpc", f"found {_describe(table)}, allowed: a table")
+        raise SpecError(source, "mpc", f"found {describe(table)}, allowed: a table")
     _unknown(table, MPC_KEYS, source, "mpc.")
     for key in ("episode", "horizon"):
         if key not in table:
@@ -117,7 +106,7 @@ def build_mpc(table: Any, source: str, max_seed: int = 2**32 - 1) -> MPCSpec:
     iterations = _int(table, "iterations", source, "mpc.", 1, 10**6, default=1)
     warm = table.get("warm_start", "hold")
     if warm not in FILL_RULES:
-        raise SpecError(source, "mpc.warm_start", f"found {_describe(warm)}, allowed: {', '.join(FILL_RULES)} (the "
+        raise SpecError(source, "mpc.warm_start", f"found {describe(warm)}, allowed: {', '.join(FILL_RULES)} (the "
                         "shifted plan's tail: the last control held, zeros, or the file's u_init)")
     seeds = None
     if "seeds" in table:
@@ -125,7 +114,7 @@ def build_mpc(table: Any, source: str, max_seed: int = 2**32 - 1) -> MPCSpec:
         if isinstance(raw, list):
             if not raw or len(raw) > 100_000 or any(isinstance(s, bool) or not isinstance(s, int) or not 0 <= s <= max_seed
                                                     for s in raw) or len(set(raw)) != len(raw):
-                raise SpecError(source, "mpc.seeds", f"found {_describe(raw)}, allowed: a count in 1..100000 or a list "
+                raise SpecError(source, "mpc.seeds", f"found {describe(raw)}, allowed: a count in 1..100000 or a list "
                                 f"of distinct seed numbers in 0..{max_seed}")
             seeds = tuple(raw)
         else:
@@ -137,7 +126,7 @@ def build_mpc(table: Any, source: str, max_seed: int = 2**32 - 1) -> MPCSpec:
             raw = [raw]
         if not isinstance(raw, list) or not raw or not all(isinstance(v, str) and v for v in raw) \
                 or len(set(raw)) != len(raw):
-            raise SpecError(source, "mpc.variants", f"found {_describe(raw)}, allowed: a non-empty list of distinct "
+            raise SpecError(source, "mpc.variants", f"found {describe(raw)}, allowed: a non-empty list of distinct "
                             "variant, oracle or method names")
         variants = tuple(raw)
     return MPCSpec(settings=MPCSettings(episode=episode, horizon=horizon, replan_every=replan_every,
@@ -159,7 +148,7 @@ def build_plant(table: Any, source: str, model: Any, system_table: Mapping,
     the plant is built from the merged table by ``build_system`` (the same validation as the model: an unstable time
     step, a bad value); ``scale`` factors multiply the built model's parameters."""
     if not isinstance(table, dict):
-        raise SpecError(source, "plant", f"found {_describe(table)}, allowed: a table")
+        raise SpecError(source, "plant", f"found {describe(table)}, allowed: a table")
     n = int(model.state_size)
     params = [f.name for f in dataclasses.fields(model) if f.init] if dataclasses.is_dataclass(model) else []
     allowed = [p for p in params if p not in PLANT_REFUSED] + list(PLANT_KEYS)
@@ -170,13 +159,13 @@ def build_plant(table: Any, source: str, model: Any, system_table: Mapping,
     values = {k: v for k, v in table.items() if k not in PLANT_KEYS}
     scale = table.get("scale", {})
     if not isinstance(scale, dict):
-        raise SpecError(source, "plant.scale", f"found {_describe(scale)}, allowed: a table of factors, e.g. "
+        raise SpecError(source, "plant.scale", f"found {describe(scale)}, allowed: a table of factors, e.g. "
                         "{ mass = 1.5 }")
     for k, v in scale.items():
         if k not in params or k in PLANT_REFUSED:
             _unknown({k: v}, [p for p in params if p not in PLANT_REFUSED], source, "plant.scale.")
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-            raise SpecError(source, f"plant.scale.{k}", f"found {_describe(v)}, allowed: a finite factor >= 0")
+            raise SpecError(source, f"plant.scale.{k}", f"found {describe(v)}, allowed: a finite factor >= 0")
     system = build_system({**system_table, **values}, source) if values else model
     try:
         system = with_overrides(system, scale=scale)
@@ -185,11 +174,11 @@ def build_plant(table: Any, source: str, model: Any, system_table: Mapping,
     noise = table.get("state_noise", 0.0)
     if not (isinstance(noise, (int, float)) and not isinstance(noise, bool)) and not (
             isinstance(noise, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in noise)):
-        raise SpecError(source, "plant.state_noise", f"found {_describe(noise)}, allowed: a number or a list of {n} "
+        raise SpecError(source, "plant.state_noise", f"found {describe(noise)}, allowed: a number or a list of {n} "
                         "numbers (standard deviations >= 0)")
     raw_dist = table.get("disturbance", [])
     if not isinstance(raw_dist, list) or not all(isinstance(d, dict) for d in raw_dist):
-        raise SpecError(source, "plant.disturbance", f"found {_describe(raw_dist)}, allowed: [[plant.disturbance]] "
+        raise SpecError(source, "plant.disturbance", f"found {describe(raw_dist)}, allowed: [[plant.disturbance]] "
                         "tables with at and dx")
     disturbances = []
     for i, d in enumerate(raw_dist):
@@ -201,9 +190,9 @@ def build_plant(table: Any, source: str, model: Any, system_table: Mapping,
                                  f"the state increment (a list of {n} numbers)"))
         at, dx = d["at"], d["dx"]
         if isinstance(at, bool) or not isinstance(at, int):
-            raise SpecError(source, f"plant.disturbance[{i}].at", f"found {_describe(at)}, allowed: an integer step")
+            raise SpecError(source, f"plant.disturbance[{i}].at", f"found {describe(at)}, allowed: an integer step")
         if not isinstance(dx, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in dx):
-            raise SpecError(source, f"plant.disturbance[{i}].dx", f"found {_describe(dx)}, allowed: a list of {n} numbers")
+            raise SpecError(source, f"plant.disturbance[{i}].dx", f"found {describe(dx)}, allowed: a list of {n} numbers")
         disturbances.append(Disturbance(at=at, dx=tuple(float(v) for v in dx)))
     overrides = dict(values)
     for k, v in scale.items():
@@ -220,16 +209,16 @@ def build_plant(table: Any, source: str, model: Any, system_table: Mapping,
 def build_success(table: Any, source: str, n: int, episode: Optional[int]) -> Success:
     """The ``[success]`` table of a time-stepped problem."""
     if not isinstance(table, dict):
-        raise SpecError(source, "success", f"found {_describe(table)}, allowed: a table")
+        raise SpecError(source, "success", f"found {describe(table)}, allowed: a table")
     _unknown(table, SUCCESS_KEYS, source, "success.")
     if "radius" not in table:
         raise SpecError(source, "success.radius", "missing; allowed: a number > 0 (the distance to the goal)")
     radius = table["radius"]
     if isinstance(radius, bool) or not isinstance(radius, (int, float)) or not math.isfinite(radius) or radius <= 0:
-        raise SpecError(source, "success.radius", f"found {_describe(radius)}, allowed: a finite number > 0")
+        raise SpecError(source, "success.radius", f"found {describe(radius)}, allowed: a finite number > 0")
     positions = table.get("positions", [])
     if not isinstance(positions, list) or any(isinstance(i, bool) or not isinstance(i, int) for i in positions):
-        raise SpecError(source, "success.positions", f"found {_describe(positions)}, allowed: a list of state indices "
+        raise SpecError(source, "success.positions", f"found {describe(positions)}, allowed: a list of state indices "
                         f"in 0..{n - 1}")
     hold = _int(table, "hold", source, "success.", 1, (episode or MAX_EPISODE) + 1, default=1)
     try:

@@ -193,3 +193,27 @@ def cost_spread(costs: Array) -> Array:
     mean = jnp.sum(jnp.where(finite, costs, 0.0)) / count
     spread = jnp.sqrt(jnp.sum(jnp.where(finite, (costs - mean) ** 2, 0.0)) / count)
     return jnp.where((spread > 0) & jnp.isfinite(spread), spread, 1.0)
+
+
+class OnKnots:
+    """What every sampler on knots shares: a mixin of the frozen dataclasses with the fields ``knots``,
+    ``interpolation``, ``u_min``, ``u_max`` and a ``name`` (CEM, MPPI, predictive sampling, DIAL, evosax)."""
+
+    def check(self, problem) -> None:
+        """Raise ValueError when ``knots`` exceeds the problem's horizon."""
+        check_knots_fit(self.knots, problem, self.name)  # type: ignore[attr-defined]
+
+    def _controls(self, knots: Array, T: int) -> Array:
+        """clip(W y): [..., T, m] (the clipped knots themselves for K = T)."""
+        U = controls_of(knots, T, self.interpolation)  # type: ignore[attr-defined]
+        return U if knots.shape[-2] == T else jnp.clip(U, self.u_min, self.u_max)  # type: ignore[attr-defined]
+
+
+def initial_spread(sigma_init: float, sigma_box: float, u_min: float, u_max: float) -> float:
+    """The initial sampling spread: ``sigma_init`` if set (> 0), else ``sigma_box`` × (u_max − u_min) with a finite
+    box, else 0.5 (CEM's σ, an evosax strategy's step size)."""
+    if sigma_init > 0:
+        return float(sigma_init)
+    if math.isfinite(u_min) and math.isfinite(u_max):
+        return float(sigma_box * (u_max - u_min))
+    return 0.5

@@ -40,7 +40,7 @@ from jax import Array
 
 from trajopt import checks
 from trajopt.checks import FieldError
-from trajopt.methods._sampling import (check_box, check_knot_fields, check_knots_fit, controls_of, horizon_of,
+from trajopt.methods._sampling import (OnKnots, initial_spread, check_box, check_knot_fields, controls_of, horizon_of,
                                        knot_times, knots_of, resolved_knots, sample_costs, standard_noise)
 from trajopt.methods.base import as_count, as_float, decision_objective, decision_rollouts
 
@@ -67,7 +67,7 @@ class CEMInfo(NamedTuple):
 
 
 @dataclass(frozen=True)
-class CEM:
+class CEM(OnKnots):
     """population: N samples per step; elite_fraction: ρ in (0, 1], the share kept (⌊ρN⌋ >= 1);
     alpha_mu, alpha_sigma: the smoothing weights of the old mean and std in [0, 1); sigma_init: the initial
     std (0: sigma_box × (u_max − u_min) with a finite box, else 0.5); sigma_box: that share of the box; sigma_min:
@@ -106,15 +106,7 @@ class CEM:
     @property
     def initial_sigma(self) -> float:
         """σ at the start: sigma_init if set (> 0), else sigma_box × (u_max − u_min) with a finite box, else 0.5."""
-        if self.sigma_init > 0:
-            return float(self.sigma_init)
-        if math.isfinite(self.u_min) and math.isfinite(self.u_max):
-            return float(self.sigma_box * (self.u_max - self.u_min))
-        return 0.5
-
-    def check(self, problem) -> None:
-        """Raise ValueError when ``knots`` exceeds the problem's horizon."""
-        check_knots_fit(self.knots, problem, self.name)
+        return initial_spread(self.sigma_init, self.sigma_box, self.u_min, self.u_max)
 
     @property
     def elites(self) -> int:
@@ -142,11 +134,6 @@ class CEM:
         inside = jnp.asarray(t <= T_last - 1)[:, None]
         sigma = jnp.where(inside, sigma_steps[np.minimum(t, T_last - 1)], self.initial_sigma)
         return new._replace(sigma=sigma.astype(new.sigma.dtype))
-
-    def _controls(self, knots: Array, T: int) -> Array:
-        """clip(W y): [..., T, m] (the clipped knots themselves for K = T)."""
-        U = controls_of(knots, T, self.interpolation)
-        return U if knots.shape[-2] == T else jnp.clip(U, self.u_min, self.u_max)
 
     def step(self, key: Array, problem, state: CEMState) -> tuple[CEMState, CEMInfo]:
         mu, sigma = state.knots, state.sigma

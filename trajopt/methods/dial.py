@@ -40,7 +40,7 @@ import jax.numpy as jnp
 from jax import Array
 
 from trajopt import checks
-from trajopt.methods._sampling import (check_box, check_knot_fields, check_knots_fit, controls_of, cost_spread,
+from trajopt.methods._sampling import (OnKnots, check_box, check_knot_fields, cost_spread,
                                        effective_samples, exponential_weights, horizon_of, knots_of, resolved_knots,
                                        sample_costs, standard_noise)
 from trajopt.methods.base import as_count, as_float, decision_objective, decision_rollouts
@@ -67,7 +67,7 @@ class DIALInfo(NamedTuple):
 
 
 @dataclass(frozen=True)
-class DIAL:
+class DIAL(OnKnots):
     """samples: N perturbations per step; sigma: σ₀; beta1, beta2: the iteration and horizon annealing
     rates β₁, β₂ > 0; iterations_scale: K, the iterations the schedule spans; temperature: λ, applied to
     standardised costs; knots: H knots of the sequence (1..T; 0: min(20, T)); interpolation: zero | linear | cubic;
@@ -95,10 +95,6 @@ class DIAL:
         check_knot_fields(self.knots, self.interpolation)
         check_box(self.u_min, self.u_max)
 
-    def check(self, problem) -> None:
-        """Raise ValueError when ``knots`` exceeds the problem's horizon."""
-        check_knots_fit(self.knots, problem, self.name)
-
     def noise_scale(self, iteration: Array, horizon: int) -> Array:
         """σ(i, h) for knots h = 0..H−1: [H]."""
         h = jnp.arange(horizon)
@@ -115,11 +111,6 @@ class DIAL:
         self.check(problem)
         knots = knots_of(jnp.clip(U0, self.u_min, self.u_max), resolved_knots(self.knots, problem))
         return DIALState(U=self._controls(knots, horizon_of(problem)), iteration=as_count(0), knots=knots)
-
-    def _controls(self, knots: Array, T: int) -> Array:
-        """clip(W y): [..., T, m] (the clipped knots themselves for H = T)."""
-        U = controls_of(knots, T, self.interpolation)
-        return U if knots.shape[-2] == T else jnp.clip(U, self.u_min, self.u_max)
 
     def step(self, key: Array, problem, state: DIALState) -> tuple[DIALState, DIALInfo]:
         U, y = state.U, state.knots

@@ -45,7 +45,7 @@ from jax import Array
 
 from trajopt import checks
 from trajopt.checks import FieldError
-from trajopt.methods._sampling import (check_box, check_knot_fields, check_knots_fit, controls_of, horizon_of,
+from trajopt.methods._sampling import (OnKnots, initial_spread, check_box, check_knot_fields, horizon_of,
                                        knots_of, resolved_knots, sample_costs)
 from trajopt.methods.base import as_count, as_float, decision_objective, decision_rollouts
 
@@ -118,7 +118,7 @@ class EvosaxInfo(NamedTuple):
 
 
 @dataclass(frozen=True)
-class Evosax:
+class Evosax(OnKnots):
     """strategy: an evosax distribution-based algorithm's name ("CMA_ES", "Sep_CMA_ES", "Open_ES", "SNES", ...);
     population: N per generation; sigma_init: the initial step size (0: sigma_box × (u_max − u_min) with a finite
     box, else 0.5); sigma_box: that share of the box; learning_rate: Adam's step for a strategy with an optimiser (0:
@@ -156,15 +156,7 @@ class Evosax:
     def initial_sigma(self) -> float:
         """The initial step size: sigma_init if set (> 0), else sigma_box × (u_max − u_min) with a finite box, else
         0.5."""
-        if self.sigma_init > 0:
-            return float(self.sigma_init)
-        if math.isfinite(self.u_min) and math.isfinite(self.u_max):
-            return float(self.sigma_box * (self.u_max - self.u_min))
-        return 0.5
-
-    def check(self, problem) -> None:
-        """Raise ValueError when ``knots`` exceeds the problem's horizon."""
-        check_knots_fit(self.knots, problem, self.name)
+        return initial_spread(self.sigma_init, self.sigma_box, self.u_min, self.u_max)
 
     def calls(self, problem) -> tuple[int, int]:
         """(rollouts, backward passes) per step: population × B, 0 (fixed, for equal-budget comparisons)."""
@@ -172,10 +164,6 @@ class Evosax:
 
     def _strategy(self, knots: Array):
         return _build(self.strategy, self.population, int(knots.size), self.initial_sigma, self.learning_rate)
-
-    def _controls(self, knots: Array, T: int) -> Array:
-        U = controls_of(knots, T, self.interpolation)
-        return U if knots.shape[-2] == T else jnp.clip(U, self.u_min, self.u_max)
 
     def init(self, key: Array, problem, U0: Array) -> EvosaxState:
         self.check(problem)

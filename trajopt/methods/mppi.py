@@ -35,7 +35,7 @@ import jax.numpy as jnp
 from jax import Array
 
 from trajopt import checks
-from trajopt.methods._sampling import (check_box, check_knot_fields, check_knots_fit, controls_of, cost_spread,
+from trajopt.methods._sampling import (OnKnots, check_box, check_knot_fields, cost_spread,
                                        effective_samples, exponential_weights, horizon_of, knots_of, resolved_knots,
                                        sample_costs, standard_noise)
 from trajopt.methods.base import as_count, as_float, decision_objective, decision_rollouts
@@ -63,7 +63,7 @@ class MPPIInfo(NamedTuple):
 
 
 @dataclass(frozen=True)
-class MPPI:
+class MPPI(OnKnots):
     """samples: N perturbations per step; sigma: their std σ (per knot); temperature: λ > 0; temperature_mode:
     "relative" (λ times the sample costs' standard deviation) or "absolute" (λ in cost units); knots: K knots of the
     sequence (1..T; 0: min(20, T)); interpolation: zero | linear | cubic; u_min, u_max: box limits on every control
@@ -87,10 +87,6 @@ class MPPI:
         check_knot_fields(self.knots, self.interpolation)
         check_box(self.u_min, self.u_max)
 
-    def check(self, problem) -> None:
-        """Raise ValueError when ``knots`` exceeds the problem's horizon."""
-        check_knots_fit(self.knots, problem, self.name)
-
     def calls(self, problem) -> tuple[int, int]:
         """(rollouts, backward passes) per step: samples × B, 0 (fixed, for equal-budget comparisons)."""
         return self.samples * decision_rollouts(problem), 0
@@ -100,11 +96,6 @@ class MPPI:
         self.check(problem)
         knots = knots_of(jnp.clip(U0, self.u_min, self.u_max), resolved_knots(self.knots, problem))
         return MPPIState(U=self._controls(knots, horizon_of(problem)), knots=knots)
-
-    def _controls(self, knots: Array, T: int) -> Array:
-        """clip(W y): [..., T, m] (the clipped knots themselves for K = T)."""
-        U = controls_of(knots, T, self.interpolation)
-        return U if knots.shape[-2] == T else jnp.clip(U, self.u_min, self.u_max)
 
     def step(self, key: Array, problem, state: MPPIState) -> tuple[MPPIState, MPPIInfo]:
         U, y = state.U, state.knots

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 from jax import Array
 
 from trajopt import checks
-from trajopt.methods._sampling import (check_box, check_knot_fields, check_knots_fit, controls_of, horizon_of,
+from trajopt.methods._sampling import (OnKnots, check_box, check_knot_fields, horizon_of,
                                        knots_of, resolved_knots, sample_costs, standard_noise)
 from trajopt.methods.base import as_count, as_float, decision_is_objective, decision_objective, decision_rollouts
 
@@ -54,7 +54,7 @@ class PSInfo(NamedTuple):
 
 
 @dataclass(frozen=True)
-class PredictiveSampling:
+class PredictiveSampling(OnKnots):
     """samples: N perturbations per step (plus the incumbent); sigma: their std σ (per knot); knots: K knots of the
     sequence (1..T; 0: min(20, T)); interpolation: zero | linear | cubic; u_min, u_max: box limits on every control
     coordinate."""
@@ -74,10 +74,6 @@ class PredictiveSampling:
         check_knot_fields(self.knots, self.interpolation)
         check_box(self.u_min, self.u_max)
 
-    def check(self, problem) -> None:
-        """Raise ValueError when ``knots`` exceeds the problem's horizon."""
-        check_knots_fit(self.knots, problem, self.name)
-
 
     def calls(self, problem) -> tuple[int, int]:
         """(rollouts, backward passes) per step: (samples + 1) × B, 0 (fixed, for equal-budget comparisons)."""
@@ -88,11 +84,6 @@ class PredictiveSampling:
         self.check(problem)
         knots = knots_of(jnp.clip(U0, self.u_min, self.u_max), resolved_knots(self.knots, problem))
         return PSState(U=self._controls(knots, horizon_of(problem)), knots=knots)
-
-    def _controls(self, knots: Array, T: int) -> Array:
-        """clip(W y): [..., T, m] (the clipped knots themselves for K = T)."""
-        U = controls_of(knots, T, self.interpolation)
-        return U if knots.shape[-2] == T else jnp.clip(U, self.u_min, self.u_max)
 
     def step(self, key: Array, problem, state: PSState) -> tuple[PSState, PSInfo]:
         U, y = state.U, state.knots

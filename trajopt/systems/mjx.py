@@ -577,6 +577,13 @@ def _make_step(mjx, m, d0, nq: int, substeps: int, mode: str):
         d = jax.lax.fori_loop(0, substeps, lambda _, d: _like(mjx.step(m, d), d), d)
         return jnp.concatenate([d.qpos, d.qvel]).astype(x.dtype)
 
+    return differentiable(physics, mode)
+
+
+def differentiable(physics, mode: str):
+    """``physics(x: [n], u: [m]) -> [n]`` as an MJX system differentiates it: as it is for "reverse"; for "forward", a
+    custom_vjp whose forward pass computes the Jacobians [n, n] and [n, m] with ``jax.jacfwd`` (reverse mode through
+    MJX's solver loop is then never traced). Shared by the system's own step and `trajopt.systems.mjx_contact`."""
     if mode == "reverse":
         return physics
 

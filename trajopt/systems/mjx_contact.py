@@ -46,6 +46,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
+from trajopt.systems.mjx import differentiable
+
 StepFn = Callable[[Array, Array], Array]
 
 
@@ -86,28 +88,6 @@ def check_contact_problem(problem: Any, oracle: str = "cfd") -> Any:
         raise ValueError(f"oracle {oracle!r}: {type(system).__name__} runs on an MJX model but has no "
                          "objective_with(step), through which the oracle would swap in its straight-through step")
     return sim
-
-
-def _differentiable(physics: StepFn, mode: str) -> StepFn:
-    """``physics`` as the system differentiates its own step (`trajopt.systems.mjx`): as it is for "reverse"; for
-    "forward", a custom_vjp whose forward pass computes the Jacobians [n, n] and [n, m] with ``jax.jacfwd``."""
-    if mode == "reverse":
-        return physics
-
-    @jax.custom_vjp
-    def step(x, u):
-        return physics(x, u)
-
-    def fwd(x, u):
-        (jx, ju), y = jax.jacfwd(lambda x, u: (physics(x, u),) * 2, argnums=(0, 1), has_aux=True)(x, u)
-        return y, (jx, ju)
-
-    def bwd(res, g):
-        jx, ju = res
-        return g @ jx, g @ ju
-
-    step.defvjp(fwd, bwd)
-    return step
 
 
 def distance_force(dist: Array, margin: float, acceleration: float, power: float, m_eff: Array) -> Array:
@@ -162,7 +142,7 @@ def cfd_step(system: Any, margin: float, acceleration: float, power: float) -> S
         d = jax.lax.fori_loop(0, substeps, substep, d)
         return jnp.concatenate([d.qpos, d.qvel]).astype(x.dtype)
 
-    return _differentiable(physics, system.gradient_mode)
+    return differentiable(physics, system.gradient_mode)
 
 
 def straight_through(forward: StepFn, backward: StepFn) -> StepFn:
