@@ -216,7 +216,9 @@ def test_the_compute_axis_is_forward_step_equivalents():
     assert np.array_equal(r.forward_equivalents(StepCosts(0.0, 0.0)), T * r.counts("rollouts"))
     fig = convergence_figure({"ilqr": r}, x="compute")
     np.testing.assert_array_equal(fig.axes[0].lines[0].get_xdata(), by_hand)
-    assert "forward-step equivalents" in fig.axes[0].get_xlabel()
+    label = fig.axes[-1].get_xlabel()  # the axis states the step costs that converted the counts
+    assert "forward-step equivalents" in label and f"ρ_l = {COSTS.linearization:.3g}" in label, label
+    assert f"ρ_b = {COSTS.backward:.3g}" in label, label
     with pytest.raises(ValueError, match="step_costs"):  # a run given no step costs cannot convert
         solve(problem, ILQR(), key=KEY, iterations=1, seeds=[0]).forward_equivalents()
 

@@ -236,13 +236,26 @@ def convergence_figure(results: Mapping[str, Result], x: Union[str, Sequence[str
             if c == 0:
                 ax2.set_ylabel("alpha (weight on FoBG)")
                 ax2.legend(fontsize=8, loc="best")
-        axes[-1, c].set_xlabel(X_AXES[xa] + (" (symmetric log)" if symlog else ""))
+        axes[-1, c].set_xlabel(x_label(xa, results, step_costs) + (" (symmetric log)" if symlog else ""))
     if cols == 1:
         set_title(axes[0, 0], title, 11)
     else:
         set_title(fig, title, 11)
     fig.tight_layout()
     return fig
+
+
+def x_label(x: str, results: Mapping[str, Result], step_costs=None) -> str:
+    """The x axis's label; for ``compute`` it states the step costs that converted the counts (the given
+    ``step_costs``, else the runs' own: a figure against forward-step equivalents says which ρ_b and ρ_l made it)."""
+    if x != "compute":
+        return X_AXES[x]
+    costs = {(c.backward, c.linearization) for c in
+             ([step_costs] if step_costs is not None else [r.step_costs for r in results.values()]) if c is not None}
+    if len(costs) != 1:
+        return X_AXES[x]
+    rb, rl = costs.pop()
+    return f"forward-step equivalents per seed (ρ_b = {rb:.3g}, ρ_l = {rl:.3g})"
 
 
 def _same_curve(a: Result, b: Result, xa: np.ndarray, xb: np.ndarray) -> bool:
@@ -296,7 +309,7 @@ def variance_figure(results: Mapping[str, Result], x: str = "iterations", title:
         ax.grid(True, which="both", alpha=0.25)
         ax.legend(fontsize=8)
     set_title(axes[0, 0], title, 11)
-    axes[-1, 0].set_xlabel(X_AXES[x])
+    axes[-1, 0].set_xlabel(x_label(x, results, step_costs))
     fig.tight_layout()
     return fig
 

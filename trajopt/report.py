@@ -218,7 +218,7 @@ def run_figures(run: Run, tag: str, title: Optional[str] = None) -> list[Figure]
     costed = all(r.step_costs is not None for r in run.results.values())
     for x in ("iterations", "rollouts", *(("compute",) if costed else ()), "seconds"):
         png, why = _draw(lambda x=x: plots.convergence_figure(run.results, x=x, title=title, labels=labels))
-        figs.append(Figure(f"{tag}convergence_{x}", f"Cost against {plots.X_AXES[x]}: median and interquartile band over seeds"
+        figs.append(Figure(f"{tag}convergence_{x}", f"Cost against {plots.x_label(x, run.results)}: median and interquartile band over seeds"
                            + ("; lower panel: α" if x == "iterations" else "") + why, png))
     png, why = _draw(lambda: plots.variance_figure(run.results, title=title))
     if png is not None:
