@@ -178,6 +178,29 @@ def test_knots_that_fit_the_task_but_not_the_planning_horizon_are_refused_before
         mpc(loaded.problem, {"cem": CEM(population=10, knots=6)}, episode=6, horizon=4, key=jax.random.PRNGKey(0))
 
 
+def test_every_figure_title_states_the_overrides_and_the_mpc_settings(tmp_path, monkeypatch):
+    """Each figure says what made it: the --set override and the [mpc] settings (episode, horizon, replan period, K
+    steps per replan, seeds), as the table does; they said only the problem and the overrides."""
+    from trajopt import plots
+
+    titles = {}
+
+    def keep(fig, path, dpi=150):
+        texts = [fig._suptitle.get_text()] if fig._suptitle is not None else []
+        titles[path.name] = " ".join(" ".join(texts + [ax.get_title() for ax in fig.axes]).split())
+
+    monkeypatch.setattr(plots, "save_figure", keep)
+    problem = tmp_path / "p.toml"
+    problem.write_text(SMALL)
+    res = CliRunner().invoke(app, ["mpc", str(problem), "--set", "plant.cart_damping=0.4", "--variants", "cem",
+                                   "--seeds", "2", "--out", str(tmp_path / "out")])
+    assert res.exit_code == 0, res.output
+    assert set(titles) == {"realised.png", "closed_loop_cost.png", "plan_time.png"}
+    for name, text in titles.items():
+        assert "plant.cart_damping=0.4" in text, (name, text)
+        assert "episode 6, horizon 4, replan every 2, 2 iterations per replan, 2 seeds" in text, (name, text)
+
+
 def test_a_file_without_mpc_is_refused(tmp_path):
     problem = tmp_path / "p.toml"
     problem.write_text(SMALL[:SMALL.index("[mpc]")])

@@ -23,13 +23,19 @@ from trajopt.step_costs import STEP_COSTS_FILE, step_costs_for  # noqa: E402,F40
 from trajopt.step_costs import host as _host  # noqa: E402,F401
 
 
-def _mpc_table(summary: dict) -> Table:
-    n = len(summary["seeds"])
+def settings_text(summary: dict) -> str:
+    """"MPC: episode N, horizon H, replan every r, K iterations per replan, S seeds, control period P ms": what the
+    table's and every figure's title state besides the problem (and its --set overrides)."""
     m = summary["mpc"]
     period = m.get("control_period")
     period_text = f", control period {period * 1e3:g} ms" if isinstance(period, (int, float)) else ""
-    table = Table(title=escape(f"{summary['title']}  (MPC: episode {m['episode']}, horizon {m['horizon']}, replan every "
-                               f"{m['replan_every']}, {m['iterations']} iterations per replan, {n} seeds{period_text})"),
+    return (f"MPC: episode {m['episode']}, horizon {m['horizon']}, replan every {m['replan_every']}, {m['iterations']} "
+            f"iterations per replan, {len(summary['seeds'])} seeds{period_text}")
+
+
+def _mpc_table(summary: dict) -> Table:
+    n = len(summary["seeds"])
+    table = Table(title=escape(f"{summary['title']}  ({settings_text(summary)})"),
                   title_justify="left", caption_justify="left",
                   caption="compute per control step (replan), mean over seeds and replans; FSE: forward-step "
                   f"equivalents (backward = {summary['step_costs']['backward']:g}, linearisation = "
@@ -217,11 +223,12 @@ def _run_claimed(spec, problem, out_dir, title, seeds, report, json_out, quiet, 
     from trajopt import plots
     from trajopt.plots_closedloop import closed_loop_cost_figure, plan_time_figure, realised_figure
 
+    titled = f"{title}\n{settings_text(summary)}"  # the settings that made the figures, as the table states them
     figures = {
         "realised": ("realised states and controls (median and interquartile band over seeds)",
-                     realised_figure(results, system=spec.system, goal=spec.task.goal, title=title)),
-        "cost": ("closed-loop cost of each seed", closed_loop_cost_figure(results, title=title)),
-        "plan_time": ("plan time per replan against the control period", plan_time_figure(results, title=title)),
+                     realised_figure(results, system=spec.system, goal=spec.task.goal, title=titled)),
+        "cost": ("closed-loop cost of each seed", closed_loop_cost_figure(results, title=titled)),
+        "plan_time": ("plan time per replan against the control period", plan_time_figure(results, title=titled)),
     }
     for kind, (_, fig) in figures.items():
         plots.save_figure(fig, out_dir / runs_mpc.FIGURES[kind])
