@@ -140,6 +140,32 @@ def budget_iterations(method, problem, budget: float, costs: StepCosts) -> int:
     return max(1, int(math.ceil(budget / problem_horizon(problem))))
 
 
+def budget_steps(problem, methods, budget: float, costs: StepCosts, seeds: int = 1) -> dict:
+    """{name: iterations} of an equal-budget run of the ``methods`` ({name: method}) on ``problem`` with a compute
+    ``budget`` (forward-step equivalents per seed) and ``seeds`` seeds: `budget_iterations` of each, what
+    ``trajopt compare --budget`` and a study's ``budget`` give every variant (the solver then stops a seed whose
+    spend reaches the budget). A ValueError, its message "found B, allowed: ..." naming the variant, when one step
+    of a variant is over the budget (0 iterations) or the iterations would pass the bounds of a run
+    (`trajopt.limits`: MAX_ITERATIONS, and iterations x seeds <= MAX_HISTORY)."""
+    from trajopt.limits import MAX_HISTORY, MAX_ITERATIONS
+
+    steps = {}
+    for name, method in methods.items():
+        n = budget_iterations(method, problem, float(budget), costs)
+        per = step_equivalents(method, problem, costs)
+        if n < 1:
+            raise ValueError(f"found {budget:,}, allowed: at least one step of every variant ({name!r} spends "
+                             f"{per:,.6g} forward-step equivalents per step)")
+        if n > MAX_ITERATIONS or n * seeds > MAX_HISTORY:
+            what = f"{per:,.6g} forward-step equivalents per step" if per is not None else \
+                "at least one rollout per step, its spend varies"
+            raise ValueError(f"found {budget:,}, allowed: a budget of at most {MAX_ITERATIONS:,} steps of every "
+                             f"variant and iterations x seeds <= {MAX_HISTORY:,} ({name!r} would be given {n:,} "
+                             f"steps: {what})")
+        steps[name] = n
+    return steps
+
+
 def problem_horizon(problem) -> int:
     """T of a problem, as a rollout counts steps: a time-stepped problem's U rows, a policy problem's H, 1 otherwise."""
     if getattr(problem, "time_stepped", False):

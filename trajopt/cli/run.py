@@ -388,31 +388,18 @@ def _run(verb: str, problem: Path, overrides: list[str], out_dir: Optional[Path]
 
 
 def budget_overrides(spec, budget: int, step_costs) -> list[str]:
-    """``variants.NAME.iterations`` for an equal-budget compare in forward-step equivalents (`trajopt.compute`): a
-    variant of fixed cost per step c runs floor(budget / c) steps (it never passes the budget); any other (iLQR,
-    L-BFGS: their line searches vary) is given ceil(budget / T) steps, T the horizon, and the solver stops each seed
-    once its spend reaches the budget (at most one step over). Exit 2 when one step of a variant is over the budget
-    or the iterations would pass the bounds of a run."""
-    from trajopt.compute import budget_iterations, step_equivalents
-    from trajopt.limits import MAX_HISTORY, MAX_ITERATIONS
+    """``variants.NAME.iterations`` for an equal-budget compare in forward-step equivalents: each selected variant's
+    `trajopt.compute.budget_steps` (a fixed-cost variant never passes the budget; iLQR and L-BFGS are stopped by the
+    solver once their spend reaches it). Exit 2 when one step of a variant is over the budget or the iterations
+    would pass the bounds of a run."""
+    from trajopt.compute import budget_steps
 
-    prob = spec.problem()
-    n_seeds = len(spec.solve.seeds)
-    items = []
-    for name, v in spec.variants.items():
-        steps = budget_iterations(v.method, prob, float(budget), step_costs)
-        per = step_equivalents(v.method, prob, step_costs)
-        if steps < 1:
-            raise fail(f"--budget: found {budget:,}, allowed: at least one step of every variant ({name!r} spends "
-                       f"{per:,.6g} forward-step equivalents per step)")
-        if steps > MAX_ITERATIONS or steps * n_seeds > MAX_HISTORY:
-            what = f"{per:,.6g} forward-step equivalents per step" if per is not None else \
-                "at least one rollout per step, its spend varies"
-            raise fail(f"--budget: found {budget:,}, allowed: a budget of at most {MAX_ITERATIONS:,} steps of every "
-                       f"variant and iterations x seeds <= {MAX_HISTORY:,} ({name!r} would be given {steps:,} steps: "
-                       f"{what})")
-        items.append(f"variants.{name}.iterations={steps}")
-    return items
+    try:
+        steps = budget_steps(spec.problem(), {n: v.method for n, v in spec.variants.items()}, budget, step_costs,
+                             len(spec.solve.seeds))
+    except ValueError as e:
+        raise fail(f"--budget: {e}") from None
+    return [f"variants.{name}.iterations={n}" for name, n in steps.items()]
 
 
 def backward_free(spec) -> list[str]:
