@@ -85,6 +85,7 @@ def _estimate(expansion, study, should_stop=None) -> tuple[list[dict], int]:
 
 def _dry_run(study, expansion, folder: Path, json_out: bool, quiet: bool, should_stop=None) -> None:
     from trajopt import runs
+    from trajopt.studies.file import label_value
 
     try:
         est, total = _estimate(expansion, study, should_stop)
@@ -96,7 +97,8 @@ def _dry_run(study, expansion, folder: Path, json_out: bool, quiet: bool, should
             "study": study.definition(), "out": str(folder), "rollouts": total,
             "cells": [{"index": e["cell"].index, "label": e["cell"].label, "folder": e["cell"].folder,
                        "valid": e["cell"].error is None, "error": e["cell"].error,
-                       "rollouts_per_step": e["per_step"], "rollouts": e["total"]} for e in est]}))
+                       "rollouts_per_step": e["per_step"], "rollouts": e["total"],
+                       **({"iterations": e["cell"].iterations} if study.budget is not None else {})} for e in est]}))
         return
     if quiet:
         return
@@ -110,20 +112,28 @@ def _dry_run(study, expansion, folder: Path, json_out: bool, quiet: bool, should
         each = f"closed loop: {iters} iterations per replan x {seeds} seeds"
         caption = ("rollouts: simulator calls (horizon-H rollouts), per method step from one evaluated step on the first "
                    "replan's problem, x iterations per replan x replans x seeds")
+    elif study.budget is not None:
+        budgets = ", ".join(label_value(b) for b in study.budget)
+        each = f"a budget of {budgets} forward-step equivalents per seed x {len(study.seeds)} seeds each"
+        caption = ("rollouts: simulator calls, per step from one evaluated step, x iterations x seeds; iterations: each "
+                   "variant's under the budget (floor(budget / its cost per step); iLQR, L-BFGS: at most "
+                   "ceil(budget / T), stopped once their spend reaches it)")
     else:
         each = f"{study.iterations} iterations x {len(study.seeds)} seeds each"
         caption = "rollouts: simulator calls, per step from one evaluated step, x iterations x seeds"
     table = Table(title=escape(f"{study.title}: {len(expansion.cells)} cells ({len(study.problems)} problems x "
                                f"{len(study.variants)} variants x {points} grid points), {each}"), title_justify="left",
                   caption=caption, caption_justify="left")
-    for col in ("#", "problem", "variant", *keys, "valid", "rollouts/step", "rollouts"):
+    budgeted = study.budget is not None  # each cell's iterations come from its budget: shown
+    for col in ("#", "problem", "variant", *keys, "valid", *(("iterations",) if budgeted else ()), "rollouts/step",
+                "rollouts"):
         table.add_column(escape(col), justify="left" if col in ("problem", "variant", "valid") else "right")
-    from trajopt.studies.file import label_value
-
     for e in est:
         c = e["cell"]
         table.add_row(str(c.index), escape(c.problem), escape(c.variant), *[escape(label_value(v)) for _, v in c.point],
-                      "yes" if c.error is None else "[red]no[/]", fmt(e["per_step"]), f"{e['total']:,}")
+                      "yes" if c.error is None else "[red]no[/]",
+                      *((f"{c.iterations:,}" if c.error is None else "",) if budgeted else ()), fmt(e["per_step"]),
+                      f"{e['total']:,}")
     out.print(table)
     by_error: dict = {}
     for c in expansion.invalid:
@@ -144,6 +154,10 @@ def study_cmd(
                                           "prints); default RAY_ADDRESS, else a local Ray instance."),
     seeds: Optional[str] = SeedsOpt,
     iterations: Optional[int] = IterOpt,
+    budget: Optional[float] = typer.Option(None, "--budget", help="Compute budget per seed in forward-step "
+                                           "equivalents, replacing the study file's budget or iterations: every "
+                                           "cell runs what `trajopt compare --budget` runs (not with verb = "
+                                           "\"mpc\")."),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Study folder (default runs/studies/<study>)."),
     resume: bool = typer.Option(True, "--resume/--fresh", help="Skip the cells already finished in the study folder "
                                 "(default), or empty the folder and start over."),
@@ -156,7 +170,8 @@ def study_cmd(
 ):
     """Run a study: every problem x variant x grid point, each a fused solve over the seeds (with verb = "mpc" in
     the study file, a closed-loop run of the problem's [mpc] table; --seeds and --iterations then replace mpc.seeds
-    and mpc.iterations).
+    and mpc.iterations). With a budget (the file's `budget`, or --budget) every compare cell runs what `trajopt
+    compare --budget` runs, the step costs measured once per system for the study.
 
     Writes a study folder: study.csv / study.parquet (one row per cell and seed), study.json, one run folder per
     cell, a figure per grid axis and report.html. Rerunning resumes: finished cells are skipped (a cell whose
@@ -170,28 +185,33 @@ def study_cmd(
         raise fail("--address: only with --backend ray")
     if iterations is not None and iterations < 1:
         raise fail(f"--iterations: found {iterations}, allowed: an integer >= 1")
+    if budget is not None and iterations is not None:
+        raise fail("give --budget or --iterations, not both (the budget sets each variant's iterations)")
     # SIGINT/SIGTERM held from here: expanding and estimating a large study takes a while, and stops at once
     with _interruptible() as should_stop:
         _study(study_file, backend, address, seeds, iterations, out_dir, resume, retry_failed, strict, dry_run,
-               json_out, quiet, memory_limit, should_stop)
+               json_out, quiet, memory_limit, should_stop, budget)
 
 
 def _study(study_file, backend, address, seeds, iterations, out_dir, resume, retry_failed, strict, dry_run, json_out,
-           quiet, memory_limit, should_stop):
+           quiet, memory_limit, should_stop, budget=None):
     from trajopt.studies import expand, load_study, parse_seeds
     from trajopt.studies.executors import executor
-    from trajopt.studies.expand import ExpansionStopped
+    from trajopt.studies.expand import ExpansionStopped, with_budget
 
+    folder = out_dir or _default_out(study_file)
     try:
         seed_list = parse_seeds(seeds) if seeds is not None else None
-        study = load_study(study_file, seeds=seed_list, iterations=iterations)
+        study = load_study(study_file, seeds=seed_list, iterations=iterations, budget=budget)
         expansion = expand(study, strict=strict, should_stop=should_stop)
+        if study.budget is not None:  # each cell's iterations under its budget: step costs once per system
+            expansion = with_budget(study, expansion, recorded=_recorded_step_costs(folder, study, resume),
+                                    should_stop=should_stop)
     except SpecError as e:
         raise fail(str(e)) from None
     except ExpansionStopped:
         err.print("interrupted while the study's cells were built; nothing written", highlight=False)
         raise typer.Exit(EXIT_INTERRUPTED) from None
-    folder = out_dir or _default_out(study_file)
     if dry_run:
         _dry_run(study, expansion, folder, json_out, quiet, should_stop)
         raise typer.Exit(EXIT_OK)
@@ -214,6 +234,23 @@ def _study(study_file, backend, address, seeds, iterations, out_dir, resume, ret
                        "(HOST:6379, or ray://HOST:10001), or none for a local Ray") from None
     with lock_out(folder):  # a second study into the same folder is refused while this one runs
         _run_locked(study, expansion, folder, ex, resume, retry_failed, address, json_out, quiet, should_stop)
+
+
+def _recorded_step_costs(folder: Path, study, resume: bool) -> list:
+    """The step costs a budget study converts with: those an earlier run of this study in ``folder`` recorded (a
+    resumed study keeps its currency, and so its cells' iterations), else none (measured once per system, or
+    ``TRAJOPT_STEP_COSTS``, whose bad value is exit 2 here, before anything compiles)."""
+    from trajopt.compute import given_step_costs
+    from trajopt.studies import store
+    from trajopt.studies.runner import recorded_step_costs
+
+    try:
+        given_step_costs()
+    except ValueError as e:
+        raise fail(str(e)) from None
+    if not resume or store.study_name(folder) != study.name:
+        return []
+    return recorded_step_costs(folder)
 
 
 def _write_failed(folder: Path, e, kept: int) -> typer.Exit:

@@ -46,9 +46,13 @@ MPC_ROW_COLUMNS = ("seed", "status", "closed_loop_cost", "success", "rollouts_pe
 CELL_OK, CELL_FAILED, CELL_INTERRUPTED = "ok", "failed", "interrupted"
 
 
-def row_columns(verb: str = "compare") -> tuple:
-    """The per-seed columns of a study's rows: `ROW_COLUMNS`, or a closed-loop study's `MPC_ROW_COLUMNS`."""
-    return MPC_ROW_COLUMNS if verb == "mpc" else ROW_COLUMNS
+def row_columns(verb: str = "compare", budget: bool = False) -> tuple:
+    """The per-seed columns of a study's rows: `ROW_COLUMNS` (with a ``budget``, ``forward_equivalents`` after
+    ``gradients``: what the seed spent), or a closed-loop study's `MPC_ROW_COLUMNS`."""
+    if verb == "mpc":
+        return MPC_ROW_COLUMNS
+    at = ROW_COLUMNS.index("gradients") + 1
+    return ROW_COLUMNS[:at] + ("forward_equivalents",) + ROW_COLUMNS[at:] if budget else ROW_COLUMNS
 
 
 class StorageError(OSError):
@@ -114,6 +118,8 @@ def cell_rows(cell: Cell, result=None, error: Optional[str] = None) -> list[dict
                 "run_seconds": float(result.run_seconds), "compile_seconds": float(result.compile_seconds),
                 "error": error,
             }
+        if cell.budget is not None:  # a budget cell's: the forward-step equivalents the seed spent
+            row["forward_equivalents"] = None if result is None else float(result.seed_forward_equivalents()[i])
         rows.append({**base, **row})
     return rows
 
@@ -182,7 +188,8 @@ def run_cell(cell: Cell, should_stop: Optional[Callable[[], bool]] = None, *, hi
         spec = cell_spec(cell)
         variant = spec.variants[cell.variant]
         loop = prepare(spec.problem(), variant.method, key=jax.random.PRNGKey(spec.solve.key),
-                       iterations=spec.iterations_of(cell.variant), seeds=spec.solve.seeds, chunk=spec.solve.chunk)
+                       iterations=spec.iterations_of(cell.variant), seeds=spec.solve.seeds, chunk=spec.solve.chunk,
+                       **budget_options(cell))
         on_disk = history_store is not None and memory_limit is not None and loop.history_bytes() > memory_limit
         result = loop.run(should_stop=should_stop, name=cell.variant, history_store=history_store if on_disk else None)
         if any(s == STATUS_INTERRUPTED for s in result.status):
@@ -201,6 +208,18 @@ def run_cell(cell: Cell, should_stop: Optional[Callable[[], bool]] = None, *, hi
         msg = f"{type(e).__name__}: {e}"
         tb = traceback.format_exc(limit=3)
         return CellOutcome(cell.index, CELL_FAILED, cell_rows(cell, error=msg), error=msg + "\n" + tb)
+
+
+def budget_options(cell: Cell) -> dict:
+    """`trajopt.solver.prepare`'s budget arguments for a budget cell (what ``trajopt compare --budget`` passes: the
+    budget, the step costs `trajopt.studies.expand.with_budget` set, a deterministic method run once for every
+    seed); {} for any other. A budget cell without step costs gets none (the solver refuses it: nothing runs)."""
+    if cell.budget is None:
+        return {}
+    from trajopt.compute import StepCosts
+
+    costs = StepCosts.from_dict(dict(cell.step_costs)) if cell.step_costs is not None else None
+    return {"budget": cell.budget, "step_costs": costs, "once": True}
 
 
 def cell_step_costs(cell: Cell):

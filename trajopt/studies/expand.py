@@ -21,7 +21,7 @@ from typing import Callable, Mapping, Optional, Sequence
 
 from trajopt import spec as spec_mod  # a cell's spec: spec_mod.parse, looked up when called (tests wrap it)
 from trajopt.overrides import apply_overrides, iteration_overrides, unreached_override
-from trajopt.studies.file import MAX_ROWS, MAX_STEPS, Axis, StudySpec, label_value, toml_value
+from trajopt.studies.file import BUDGET_KEY, MAX_ROWS, MAX_STEPS, Axis, StudySpec, label_value, toml_value
 from trajopt.studies.sources import SourceHashes
 from trajopt.tomlio import SpecError, read_toml
 
@@ -82,7 +82,12 @@ class Cell:
         files: {"model:PATH" | "module:PATH": content hash} of those files (`trajopt.studies.sources`).
         verb: "compare" or "mpc" (the study's).
         step_costs: a closed-loop cell's `trajopt.compute.StepCosts` as a dict, filled in by `trajopt.studies.runner`
-            before the cell runs (host measurements: not part of the fingerprint); None: measured by the cell.
+            before the cell runs (host measurements: not part of the fingerprint); None: measured by the cell. A
+            budget cell's, filled in by `with_budget` (part of its fingerprint: they set its iterations).
+        budget: a compare study's budget at this cell (forward-step equivalents per seed; its point's ``budget``), or
+            None; ``iterations`` is then the variant's under it (`trajopt.compute.budget_steps`), set by
+            `with_budget` with the ``variants.NAME.iterations`` override that ``trajopt compare --budget`` adds
+            (0 until then).
     """
 
     index: int
@@ -100,6 +105,7 @@ class Cell:
     files: Mapping = field(default_factory=dict)
     verb: str = "compare"
     step_costs: Optional[Mapping] = None
+    budget: Optional[float] = None
 
     @property
     def label(self) -> str:
@@ -119,16 +125,20 @@ def _point_folders(grid: Sequence[Axis]) -> list[str]:
 
 
 def fingerprint(doc: Mapping, overrides: Sequence[str], variant: str, files: Optional[Mapping[str, str]] = None,
-                verb: str = "compare") -> str:
+                verb: str = "compare", budget: Optional[float] = None, step_costs: Optional[Mapping] = None) -> str:
     """sha256 of the problem document, the overrides, the variant, the verb and the content hashes of the files the
     problem names (``files``, `trajopt.studies.sources`; their paths are left out, so a moved study keeps its
-    cells): what determines a cell's numbers. A problem that names no file hashes as it did before files were
-    covered, and a compare cell as it did before closed-loop cells existed."""
+    cells), and a budget cell's budget and step costs (ρ_b, ρ_l: where a seed stops): what determines a cell's
+    numbers. A problem that names no file hashes as it did before files were covered, and a compare cell without a
+    budget as it did before closed-loop cells and budgets existed."""
     content = {"doc": doc, "overrides": list(overrides), "variant": variant}
     if files:
         content["files"] = sorted(f"{k.partition(':')[0]}:{v}" for k, v in files.items())
     if verb != "compare":
         content["verb"] = verb
+    if budget is not None:
+        content["budget"] = toml_value(budget)
+        content["step_costs"] = {k: (step_costs or {}).get(k) for k in ("backward", "linearization")}
     text = json.dumps(content, sort_keys=True, default=str)
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
@@ -140,10 +150,13 @@ class Expansion:
     Attributes:
         cells: every cell, in order (problem, then variant, then grid point with the last axis fastest).
         specs: {cell index: trajopt.spec.Spec} for the cells whose spec is valid.
+        step_costs: a budget study's step costs per system once `with_budget` has set them (the records
+            `trajopt.studies.runner.with_step_costs` returns, study.json's ``step_costs``); () otherwise.
     """
 
     cells: tuple
     specs: dict
+    step_costs: tuple = ()
 
     @property
     def invalid(self) -> list:
@@ -177,6 +190,8 @@ def expand(study: StudySpec, *, strict: bool = False, should_stop: Optional[Call
     if closed:  # the study's seeds and iterations replace the [mpc] table's, where it sets them
         run_overrides = ((f"mpc.seeds={toml_value(list(study.seeds))}",) if study.seeds is not None else ()) + \
             ((f"mpc.iterations={study.iterations}",) if study.iterations is not None else ())
+    elif study.budget is not None:  # each variant's iterations come from the budget (`with_budget`), as compare's
+        run_overrides = (f"solve.seeds={toml_value(list(study.seeds))}",)
     else:
         run_overrides = (f"solve.seeds={toml_value(list(study.seeds))}", f"solve.iterations={study.iterations}")
     sources = SourceHashes()
@@ -193,11 +208,14 @@ def expand(study: StudySpec, *, strict: bool = False, should_stop: Optional[Call
                 names = (f"solve.variants={toml_value([variant])}",) + \
                     ((f"mpc.variants={toml_value([variant])}",) if closed else ())
                 overrides = (*variant_overrides, *study.fixed,
-                             *(f"{a.key}={toml_value(v)}" for a, v in zip(study.grid, point)), *names, *run_overrides)
+                             *(f"{a.key}={toml_value(v)}" for a, v in zip(study.grid, point) if a.key != BUDGET_KEY),
+                             *names, *run_overrides)
+                budget = dict(zip([a.key for a in study.grid], point)).get(BUDGET_KEY) \
+                    if study.budget is not None else None
                 index = len(cells)
                 error = None
                 raw = None
-                seeds, iterations = study.seeds, study.iterations
+                seeds, iterations = study.seeds, (study.iterations if budget is None else 0)
                 try:
                     raw = apply_overrides(doc, overrides, source)
                     specs[index] = spec_mod.parse(raw, source, closed_loop=closed)
@@ -226,7 +244,8 @@ def expand(study: StudySpec, *, strict: bool = False, should_stop: Optional[Call
                                   seeds=seeds, iterations=iterations,
                                   folder=f"cells/{problem_folders[path]}/{variant_folders[variant]}/{folder}",
                                   fingerprint=fingerprint(doc, overrides, variant, files, study.verb),
-                                  error=None if error is None else str(error), files=files, verb=study.verb))
+                                  error=None if error is None else str(error), files=files, verb=study.verb,
+                                  budget=budget))
             if errors and len(errors) == len(grid_points):
                 e = errors[0]
                 hint = ""
@@ -243,6 +262,75 @@ def expand(study: StudySpec, *, strict: bool = False, should_stop: Optional[Call
     expansion = Expansion(cells=tuple(cells), specs=specs)
     check_reach(study, expansion)
     return expansion
+
+
+def with_budget(study: StudySpec, expansion: Expansion, *, recorded: Sequence[Mapping] = (),
+                measure: Optional[Callable] = None, should_stop: Optional[Callable[[], bool]] = None) -> Expansion:
+    """A budget study's expansion with each valid cell's iterations under its budget (the expansion as it is for a
+    study without one). The step costs (ρ_b, ρ_l) of each system are taken once for the study
+    (`trajopt.studies.runner.with_step_costs`: the ``recorded`` ones, what an earlier run of the study folder wrote
+    in study.json, else ``measure(spec, problem)``, by default `trajopt.step_costs.step_costs_for`); then each cell
+    gets `trajopt.compute.budget_steps` of its variant as the override ``variants.NAME.iterations=N``, the one
+    ``trajopt compare --budget B`` adds, its spec loaded again with it and its fingerprint covering the budget and
+    the step costs. A cell whose system could not be measured is kept as invalid, with the reason (recorded as
+    failed). Measures (compiles a system's step); runs no cell.
+
+    Raises:
+        SpecError: naming the study file, ``budget``, the budget, the variant and the problem file, when one step
+            of a variant costs more than the budget or its iterations pass a run's bounds; or when the cells'
+            seed-iterations pass `MAX_STEPS`. Nothing has run.
+        ExpansionStopped: when ``should_stop()`` became true while measuring.
+    """
+    if study.budget is None:
+        return expansion
+    from trajopt.compute import StepCosts, budget_steps
+    from trajopt.step_costs import step_costs_for, system_identity
+    from trajopt.studies.runner import with_step_costs
+
+    reasons: dict = {}  # {system: why its measurement failed}
+
+    def system(spec) -> str:
+        return json.dumps(system_identity(spec), sort_keys=True, default=str)
+
+    def measuring(spec, problem):  # the reason a system's measurement failed, for its cells' error
+        try:
+            return (measure or step_costs_for)(spec, problem)
+        except Exception as e:  # noqa: BLE001  (with_step_costs leaves the cells without: they are recorded failed)
+            reasons[system(spec)] = f"{type(e).__name__}: {e}"
+            raise
+
+    cells, records = with_step_costs(expansion, list(expansion.cells), list(recorded), measuring, should_stop)
+    if should_stop is not None and should_stop():
+        raise ExpansionStopped()
+    specs = dict(expansion.specs)
+    out = []
+    for c in cells:
+        if c.error is not None:
+            out.append(c)
+            continue
+        if c.step_costs is None:
+            why = reasons.get(system(specs.pop(c.index)), "") if c.index in specs else ""
+            out.append(dataclasses.replace(c, error=f"{c.path}: budget: the step costs of its system could not be "
+                                           f"measured on this host{': ' + why if why else ''}"))
+            continue
+        spec = specs[c.index]
+        costs = StepCosts.from_dict(dict(c.step_costs))
+        try:
+            steps = budget_steps(spec.problem(), {c.variant: spec.variants[c.variant].method}, c.budget, costs,
+                                 len(c.seeds))[c.variant]
+        except ValueError as e:
+            raise SpecError(study.source, BUDGET_KEY, f"{e}; problem {c.path} (step costs: ρ_b = {costs.backward:g}, "
+                            f"ρ_l = {costs.linearization:g}, {costs.source})") from None
+        overrides = (*c.overrides, f"variants.{c.variant}.iterations={steps}")
+        specs[c.index] = spec_mod.parse(apply_overrides(c.doc, overrides, c.path), c.path)
+        out.append(dataclasses.replace(c, overrides=overrides, iterations=steps,
+                                       fingerprint=fingerprint(c.doc, overrides, c.variant, c.files, c.verb, c.budget,
+                                                               c.step_costs)))
+    steps = sum(len(c.seeds) * c.iterations for c in out if c.error is None)
+    if steps > MAX_STEPS:
+        raise SpecError(study.source, BUDGET_KEY, f"found {len(out):,} cells whose budgets give {steps:,} recorded "
+                        f"iterations (seeds x iterations), allowed: at most {MAX_STEPS:,} per study")
+    return Expansion(cells=tuple(out), specs=specs, step_costs=tuple(records))
 
 
 def _closed_loop_run(spec, source: str) -> tuple[tuple, int]:
@@ -295,7 +383,7 @@ def check_reach(study: StudySpec, expansion: Expansion) -> None:
         SpecError: naming the study file, ``set.KEY`` or ``grid.KEY``, why, and the problem file.
     """
     items = [(f"set.{item.partition('=')[0]}", item) for item in study.fixed]
-    items += [(f"grid.{a.key}", f"{a.key}={toml_value(a.values[0])}") for a in study.grid]
+    items += [(f"grid.{a.key}", f"{a.key}={toml_value(a.values[0])}") for a in study.grid if a.key != BUDGET_KEY]
     if not items:
         return
     first: dict = {}

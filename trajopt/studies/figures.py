@@ -26,6 +26,7 @@ from matplotlib.figure import Figure
 from trajopt.plots import registered_colour, set_title, variant_colours
 from trajopt.stats import nan_band, wilson_interval
 from trajopt.studies.expand import folder_names
+from trajopt.studies.file import BUDGET_KEY as STUDY_BUDGET_KEY
 from trajopt.studies.file import Axis, StudySpec, label_value, toml_value
 
 MAX_ROWS = 6  # rows of panels (combinations of the other axes) drawn per axis figure
@@ -138,7 +139,7 @@ def axis_figure(rows: Sequence[Mapping], study: StudySpec, axis: Axis, metric: s
                             ha="center")
             title = problem + ("" if not others else "\n" + ", ".join(f"{a.key}={label_value(v)}" for a, v in zip(others, combo)))
             set_title(ax, title, 10)
-            ax.set_xlabel(axis.key)
+            ax.set_xlabel("budget (forward-step equivalents per seed)" if axis.key == STUDY_BUDGET_KEY else axis.key)
             ax.grid(True, which="both", alpha=0.25)
             if c == 0:
                 ax.set_ylabel(f"{metric.replace('_', ' ')} (median, IQR over {n_seeds} seeds)", fontsize=9)
@@ -182,7 +183,9 @@ def variants_figure(rows: Sequence[Mapping], study: StudySpec, metric: str = "fi
     for i in range(len(problems), nrows * cols):
         axes[i // cols, i % cols].axis("off")
     axes[0, 0].set_ylabel(f"{metric.replace('_', ' ')} (median, IQR over {_seeds_text(rows, study)} seeds)", fontsize=8)
-    set_title(fig, study.title, 10)
+    budget = f" [budget: {label_value(study.budget[0])} forward-step equivalents per seed]" \
+        if study.budget is not None and len(study.budget) == 1 else ""
+    set_title(fig, study.title + budget, 10)
     fig.tight_layout()
     return fig
 
@@ -333,11 +336,13 @@ def study_figures(rows: Sequence[Mapping], study: StudySpec) -> dict[str, Figure
     draws the closed-loop cost, and for its ``mpc.iterations`` axis also ``study_<key>_compute``
     (`compute_figure`)."""
     metric = _metric(study)
-    if not study.grid:
+    # a compare study's one budget (budget = B) is an axis of one value: every cell's, drawn on no x axis of its own
+    drawn = [a for a in study.grid if not (a.key == STUDY_BUDGET_KEY and len(a.values) == 1 and not study.closed_loop)]
+    if not drawn:
         return {"study_variants": variants_figure(rows, study, metric)}
-    names = folder_names([f"study_{a.key.replace('.', '_')}" for a in study.grid], [a.key for a in study.grid])
+    names = folder_names([f"study_{a.key.replace('.', '_')}" for a in drawn], [a.key for a in drawn])
     out = {}
-    for name, axis in zip(names, study.grid):
+    for name, axis in zip(names, drawn):
         out[name] = axis_figure(rows, study, axis, metric)
         if study.closed_loop and axis.key == BUDGET_KEY:
             out[f"{name}_compute"] = compute_figure(rows, study, axis)

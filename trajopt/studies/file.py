@@ -74,8 +74,10 @@ from trajopt.overrides import apply_overrides
 from trajopt.overrides import key_type as problem_key_type
 from trajopt.tomlio import SpecError, read_toml
 
-STUDY_KEYS = ("title", "description", "verb", "problems", "variants", "seeds", "iterations", "grid", "set", "variant",
-              "resources")
+STUDY_KEYS = ("title", "description", "verb", "problems", "variants", "seeds", "iterations", "budget", "grid", "set",
+              "variant", "resources")
+BUDGET_KEY = "budget"  # a compare study's compute budget (forward-step equivalents per seed): its grid axis's key
+MAX_BUDGET = 10**12    # the largest budget, as trajopt compare --budget takes
 VERBS = ("compare", "mpc")  # what every cell runs: a fused open-loop solve, or a closed-loop (MPC) run
 # keys of a problem's [solve] that a study sets itself for every cell: a [grid] or [set] over them is refused
 RUN_KEYS = {"solve.iterations": "iterations", "solve.seeds": "seeds", "solve.variants": "variants",
@@ -173,6 +175,10 @@ class StudySpec:
         fixed: overrides applied to every cell, as ``key=value`` strings (from ``[set]``).
         resources: per-cell Ray requests.
         verb: "compare" (each cell a fused open-loop solve) or "mpc" (each cell a closed-loop run).
+        budget: a compare study's compute budgets in forward-step equivalents per seed (one value, or the values of
+            its ``budget`` list), or None; with a budget ``iterations`` is None and ``grid`` starts with the axis
+            ``budget`` of these values (`BUDGET_KEY`: not a problem key; every cell runs what ``trajopt compare
+            --budget B`` runs, `trajopt.studies.expand.with_budget`).
     """
 
     source: str
@@ -188,6 +194,7 @@ class StudySpec:
     fixed: tuple = ()
     resources: Resources = field(default_factory=Resources)
     verb: str = "compare"
+    budget: Optional[tuple] = None
 
     @property
     def closed_loop(self) -> bool:
@@ -206,6 +213,8 @@ class StudySpec:
                                                       "retries": self.resources.retries}}
         if self.closed_loop:  # a compare study's definition stays as it was
             out["verb"] = self.verb
+        if self.budget is not None:  # so does one without a budget
+            out["budget"] = list(self.budget)
         return out
 
 
@@ -350,13 +359,24 @@ def _check_key(key: str, source: str, where: str) -> None:
                         "\"system.stiffness\" (non-empty parts, no '=' and no surrounding spaces)")
 
 
-def _run_key(key: str, source: str, where: str, verb: str = "compare", iterations_set: bool = False) -> None:
+def _run_key(key: str, source: str, where: str, verb: str = "compare", iterations_set: bool = False,
+             budget_set: bool = False) -> None:
     """Refuse a [grid]/[set] key over the run's own settings (`RUN_KEYS`; a closed-loop study's `MPC_RUN_KEYS`): the
     study sets them for every cell; in a closed-loop study also a key no closed-loop cell reads (`MPC_UNREAD`) and
     ``mpc.iterations`` when the study sets ``iterations`` (``iterations_set``); in a compare study a key of the
-    closed-loop tables (`CLOSED_LOOP_HEADS`)."""
+    closed-loop tables (`CLOSED_LOOP_HEADS`), ``budget`` (the study's own key), and with a budget (``budget_set``)
+    a variant's ``iterations`` (the budget sets them)."""
     key = key.strip()
     head = key.split(".", 1)[0]
+    if verb != "mpc" and head == BUDGET_KEY:
+        raise SpecError(source, where, f"sets {key}, which is the study's own top-level `budget` key; allowed: "
+                        "budget = B (forward-step equivalents per seed) or budget = [B1, B2, ...] (its grid axis) at "
+                        "the top of the study file")
+    parts = key.split(".")
+    if budget_set and len(parts) == 3 and parts[0] == "variants" and parts[2] == "iterations":
+        raise SpecError(source, where, f"sets {key}, which the study's `budget` sets for every variant (as trajopt "
+                        "compare --budget does: floor(budget / its cost per step), or until its spend reaches the "
+                        "budget); allowed: one of them")
     if verb == "mpc":
         if key in MPC_UNREAD:
             raise SpecError(source, where, f"sets {key}, which no closed-loop cell reads: {MPC_UNREAD[key]}; allowed: "
@@ -388,8 +408,31 @@ def _run_key(key: str, source: str, where: str, verb: str = "compare", iteration
                     f"figure would show values that were not run); allowed: the study's `{own}` key: {hint[own]}")
 
 
-def load_study(path: str | Path, *, seeds: Optional[Sequence[int]] = None, iterations: Optional[int] = None) -> StudySpec:
-    """Read and validate a study file; ``seeds`` and ``iterations`` replace the file's (the CLI's options).
+def _budget(value: Any, source: str, key: str) -> tuple:
+    """A compare study's budget: a number in 1..`MAX_BUDGET` (forward-step equivalents per seed), or a non-empty list
+    of distinct ones (its grid axis); an integral float is that integer (``2.5e4`` is ``25000``)."""
+    allowed = (f"forward-step equivalents per seed, a number in 1..{MAX_BUDGET:.0e} or a non-empty list of distinct "
+               "such numbers (a grid axis: one cell per value)")
+    values = value if isinstance(value, list) else [value]
+    if not values:
+        raise SpecError(source, key, f"found {_describe(value)}, allowed: {allowed}")
+    out = []
+    for v in values:
+        if (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
+                or not 1 <= v <= MAX_BUDGET):
+            shown = f"{_describe(v)} in {value!r}" if isinstance(value, list) else _describe(v)
+            raise SpecError(source, key, f"found {shown}, allowed: {allowed}")
+        v = normalise(v, int)
+        if any(toml_value(v) == toml_value(w) for w in out):
+            raise SpecError(source, key, f"found the value {label_value(v)} twice in {value!r}, allowed: {allowed}")
+        out.append(v)
+    return tuple(out)
+
+
+def load_study(path: str | Path, *, seeds: Optional[Sequence[int]] = None, iterations: Optional[int] = None,
+               budget: Optional[float] = None) -> StudySpec:
+    """Read and validate a study file; ``seeds``, ``iterations`` and ``budget`` replace the file's (the CLI's
+    options; ``iterations`` or ``budget`` replaces whichever of the two the file gives: the compute each cell runs).
 
     Raises:
         SpecError: naming the study file, the key, what was found and what is allowed.
@@ -446,6 +489,23 @@ def load_study(path: str | Path, *, seeds: Optional[Sequence[int]] = None, itera
         _check_value(table, source, f"variant.{name}")
     variant_tables = {k: dict(v) for k, v in defined.items()}
     closed = verb == "mpc"  # seeds and iterations optional: each problem's own [mpc] (or [solve]) values
+    budget_values = None
+    if closed and (budget is not None or BUDGET_KEY in raw):
+        found = f"--budget {budget}" if budget is not None else _describe(raw[BUDGET_KEY])
+        raise SpecError(source, BUDGET_KEY, f"found {found} with verb = \"mpc\", allowed: no budget in a closed-loop "
+                        "study: its compute axis is mpc.iterations, the method steps per replan (the study's "
+                        "`iterations`, or a [grid] over \"mpc.iterations\": a compute-budget sweep)")
+    if budget is not None and iterations is not None:
+        raise SpecError(source, BUDGET_KEY, "found a budget and iterations, allowed: one of them (the budget sets "
+                        "each variant's iterations)")
+    if budget is not None:
+        budget_values = _budget(budget, "--budget", "")
+    elif iterations is None and BUDGET_KEY in raw:
+        if "iterations" in raw:
+            raise SpecError(source, "iterations", f"found {_describe(raw['iterations'])} with `budget`, allowed: one "
+                            "of them (the budget sets each variant's iterations, as trajopt compare --budget does: "
+                            "floor(budget / its cost per step), or until its spend reaches the budget)")
+        budget_values = _budget(raw[BUDGET_KEY], source, BUDGET_KEY)
     if seeds is not None:
         n_seeds = seeds
     elif closed and "seeds" not in raw:
@@ -456,6 +516,8 @@ def load_study(path: str | Path, *, seeds: Optional[Sequence[int]] = None, itera
                                 or raw["iterations"] < 1):
         raise SpecError(source, "iterations", f"found {_describe(raw['iterations'])}, allowed: an integer >= 1")
     iters = iterations if iterations is not None else raw.get("iterations", None if closed else 500)
+    if budget_values is not None:  # each variant's iterations come from the budget (`trajopt.studies.expand`)
+        iters = None
     if iters is not None and (not isinstance(iters, int) or isinstance(iters, bool) or iters < 1
                               or iters > MAX_ITERATIONS):
         raise SpecError(source, "iterations", f"found {iters!r}, allowed: an integer in 1..{MAX_ITERATIONS:,}")
@@ -466,18 +528,19 @@ def load_study(path: str | Path, *, seeds: Optional[Sequence[int]] = None, itera
     for k, v in fixed_items:
         _check_value(v, source, f"set.{k}")
         _check_key(k, source, f"set.{k}")
-        _run_key(k, source, f"set.{k}", verb, iters is not None)
+        _run_key(k, source, f"set.{k}", verb, iters is not None, budget_values is not None)
     grid_raw = raw.get("grid", {})
     if not isinstance(grid_raw, dict):
         raise SpecError(source, "grid", f"found {_describe(grid_raw)}, allowed: a table of \"key.path\" = values")
     for k, v in grid_raw.items():
         _check_value(v, source, f"grid.{k}")
         _check_key(k, source, f"grid.{k}")
-        _run_key(k, source, f"grid.{k}", verb, iters is not None)
+        _run_key(k, source, f"grid.{k}", verb, iters is not None, budget_values is not None)
     first_raw = read_toml(problems[0])
     fixed = tuple(f"{k}={toml_value(normalise(v, key_type(first_raw, k)))}" for k, v in fixed_items)
     first = apply_overrides(first_raw, fixed, str(problems[0]))
-    axes = []
+    # a budget is the first axis (one value: every cell's; a list: a grid axis), not a key of the problem files
+    axes = [] if budget_values is None else [Axis(BUDGET_KEY, budget_values, log=len(budget_values) > 1)]
     for k, v in grid_raw.items():
         if isinstance(v, dict):
             raise SpecError(source, f"grid.{k}", "found a table, allowed: values; write a dotted key in quotes: "
@@ -485,7 +548,7 @@ def load_study(path: str | Path, *, seeds: Optional[Sequence[int]] = None, itera
         axes.append(_axis(k, v, key_type(first, k), source))
     # a closed-loop study's seeds (when per problem) and steps are counted again once its cells are built (`expand`)
     _check_size(source, len(problems), len(variants), axes, len(n_seeds) if n_seeds is not None else 1,
-                int(iters) if iters is not None and not closed else 1)
+                int(iters) if iters is not None and not closed else 1)  # a budget's iterations: once they are known
     res_raw = raw.get("resources", {})
     if not isinstance(res_raw, dict):
         raise SpecError(source, "resources", f"found {_describe(res_raw)}, allowed: a table")
@@ -505,6 +568,7 @@ def load_study(path: str | Path, *, seeds: Optional[Sequence[int]] = None, itera
         seeds=None if n_seeds is None else tuple(n_seeds), iterations=None if iters is None else int(iters),
         grid=tuple(axes), fixed=fixed,
         resources=Resources(float(res["num_cpus"]), float(res["num_gpus"]), int(res["retries"])), verb=verb,
+        budget=budget_values,
     )
 
 

@@ -79,7 +79,7 @@ def meta(study: StudySpec, expansion: Expansion, cell_status: dict, status: str,
                   for c in expansion.cells],
         "versions": runs.versions(), "updated": datetime.now().isoformat(timespec="seconds"),
     }
-    if study.closed_loop:
+    if study.closed_loop or study.budget is not None:
         out["step_costs"] = list(step_costs or [])
     return out
 
@@ -178,7 +178,7 @@ def run_study(study: StudySpec, expansion: Expansion, folder: Path, executor, *,
             todo.append(c)
     backend = getattr(executor, "name", type(executor).__name__)
     last = {"at": -float("inf"), "took": 0.0}
-    costs: list = []
+    costs: list = list(expansion.step_costs)  # a budget study's: set with its cells' iterations (expand.with_budget)
     if study.closed_loop:  # one currency per system for the whole study (recorded ones first)
         todo, costs = with_step_costs(expansion, todo, recorded_step_costs(folder), step_costs, should_stop)
 

@@ -196,7 +196,7 @@ def real_dir(folder: Path, rel: str) -> Path:
 
 def columns(study: StudySpec) -> list[str]:
     """The table's columns: problem, variant, each grid key, then seed ... error (`trajopt.studies.cells.row_columns`)."""
-    return [*LEAD_COLUMNS, *(a.key for a in study.grid), *row_columns(study.verb)]
+    return [*LEAD_COLUMNS, *(a.key for a in study.grid), *row_columns(study.verb, study.budget is not None)]
 
 
 def read_cell(folder: Path, cell: Cell) -> Optional[dict]:
@@ -213,7 +213,7 @@ def _row_problem(row: Any, i: int, cell: Cell) -> Optional[str]:
     where = f"rows[{i}]"
     if not isinstance(row, dict):
         return f"{where}: found {type(row).__name__}, expected an object"
-    missing = [k for k in (*LEAD_COLUMNS, *(k for k, _ in cell.point), *row_columns(cell.verb)) if k not in row]
+    missing = [k for k in (*LEAD_COLUMNS, *(k for k, _ in cell.point), *row_columns(cell.verb, cell.budget is not None)) if k not in row]
     if missing:
         return f"{where}: missing {', '.join(missing)}"
     if row["problem"] != cell.problem or row["variant"] != cell.variant:
