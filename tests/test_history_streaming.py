@@ -20,7 +20,7 @@ import pytest
 from builders import random_quadratic
 from typer.testing import CliRunner
 
-from trajopt import plots, runs, solver, stats
+from trajopt import plots, runs, runs_files, solver, stats
 from trajopt import spec as spec_mod
 from trajopt.cli import app
 from trajopt.methods import GradientMethod
@@ -485,7 +485,7 @@ def test_a_full_disk_for_the_streamed_history_is_a_message_and_leaves_nothing(tm
     def full(path):
         raise OSError(errno.ENOSPC, f"{path}: no room for 1 bytes of recorded history (No space left on device)")
 
-    monkeypatch.setattr(runs, "_reserve", full)
+    monkeypatch.setattr(runs_files, "_reserve", full)
     monkeypatch.setenv("TRAJOPT_HISTORY_MEMORY", "1")
     out = tmp_path / "run"
     result = invoke("compare", SOFT, *SMALL, "--out", out)

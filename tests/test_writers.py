@@ -23,7 +23,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from trajopt import plots, report, runs
+from trajopt import plots, report, runs, runs_files
 from trajopt.cli import app
 from trajopt.cli.run import claim_out, is_leftover
 
@@ -114,9 +114,9 @@ def test_a_folder_emptied_by_force_is_left_empty_when_writing_fails(tmp_path):
 
 
 def _failing_write(monkeypatch, name: str, code: int = errno.EFBIG):
-    """`runs.atomic_file` fails with ``code`` part-way through writing the file called ``name`` (as a write() that
+    """`runs_files.atomic_file` fails with ``code`` part-way through writing the file called ``name`` (as a write() that
     hits a file-size limit, a read-only remount or a disk error does); every other file is written."""
-    real = runs.atomic_file
+    real = runs_files.atomic_file
 
     @contextmanager
     def atomic_file(path):
@@ -126,7 +126,7 @@ def _failing_write(monkeypatch, name: str, code: int = errno.EFBIG):
                 raise OSError(code, os.strerror(code))
             yield f
 
-    monkeypatch.setattr(runs, "atomic_file", atomic_file)
+    monkeypatch.setattr(runs_files, "atomic_file", atomic_file)  # its owner: what every writer calls
 
 
 @pytest.mark.parametrize("verb, last", [

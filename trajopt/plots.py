@@ -19,6 +19,7 @@ from typing import Mapping, Optional, Sequence, Union
 
 import numpy as np
 
+from trajopt.runs_files import atomic_write_bytes
 from trajopt.solver import Result
 from trajopt.stats import column_blocks, nan_band_columns
 
@@ -269,8 +270,6 @@ def _same_curve(a: Result, b: Result, xa: np.ndarray, xb: np.ndarray) -> bool:
 
 def save_figure(fig, path: Path, dpi: int = 150) -> None:
     """Save a figure atomically (PNG or any format matplotlib knows, by extension), and close it."""
-    from trajopt.runs import atomic_write_bytes
-
     atomic_write_bytes(Path(path), figure_bytes(fig, Path(path).suffix.lstrip(".") or "png", dpi))
 
 

@@ -27,8 +27,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from trajopt.compute import StepCosts, forward_equivalents
-from trajopt.runs import (METRICS, RESULT, TRAJECTORY, _encode_line, _plain_list, atomic_write_bytes, dumps_json,
-                          write_config, write_lines)
+from trajopt.runs_files import (METRICS, RESULT, TRAJECTORY, atomic_write_bytes, dumps_json, encode_line, plain_list,
+                                write_lines)
+from trajopt.runs_write import write_config
 from trajopt.stats import nan_band, wilson_interval
 from trajopt.systems.base import model_source
 
@@ -88,7 +89,7 @@ def summarise(spec, results: Mapping, *, step_costs: StepCosts, versions: Mappin
         "mpc": {"episode": s.episode, "horizon": s.horizon, "replan_every": s.replan_every,
                 "iterations": s.iterations, "warm_start": s.warm_start, "replans": s.replans,
                 "dt": first.dt, "control_period": first.control_period},
-        "plant": first.plant.describe(),
+        "plant": first.plant.describe(first.plant_factors),
         "step_costs": step_costs.as_dict(),
         "seeds": [int(v) for v in first.seeds],
         "variants": variants,
@@ -125,16 +126,16 @@ def metrics_lines(results: Mapping, cost, step_costs: StepCosts):
         for i, seed in enumerate(r.seeds):
             X = r.X[i].tolist()
             U = r.U[i].tolist()
-            c = _plain_list(stages[i].tolist())
+            c = plain_list(stages[i].tolist())
             for t in range(N + 1):
-                row = {"variant": name, "seed": int(seed), "step": t, "x": _plain_list(X[t]),
-                       "u": _plain_list(U[t]) if t < N else None, "stage_cost": c[t]}
+                row = {"variant": name, "seed": int(seed), "step": t, "x": plain_list(X[t]),
+                       "u": plain_list(U[t]) if t < N else None, "stage_cost": c[t]}
                 if t < N and t % every == 0:
                     j = t // every
-                    row.update(replan=True, planned_cost=_plain_list([float(r.planned_cost[i, j])])[0],
+                    row.update(replan=True, planned_cost=plain_list([float(r.planned_cost[i, j])])[0],
                                rollouts=int(r.rollouts[i, j]), gradients=int(r.gradients[i, j]),
                                linearizations=int(r.linearizations[i, j]), forward_equivalents=float(fse[i, j]))
-                yield _encode_line(row)
+                yield encode_line(row)
 
 
 def write_run(out_dir: Path, spec, results: Mapping, summary: Mapping, cost, step_costs: StepCosts) -> None:

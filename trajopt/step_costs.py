@@ -20,6 +20,8 @@ import json
 import os
 from pathlib import Path
 
+from trajopt.runs_files import atomic_write_bytes
+
 STEP_COSTS_FILE = "step_costs.json"
 
 
@@ -64,7 +66,6 @@ def step_costs_for(spec, problem):
     ``TRAJOPT_STEP_COSTS="B,L"`` in the environment gives the ratios instead (`trajopt.compute.given_step_costs`:
     nothing measured or kept)."""
     from trajopt.compute import MEASUREMENT, StepCosts, given_step_costs, measure_step_costs, system_step
-    from trajopt.runs import atomic_write_bytes
 
     given = given_step_costs()  # TRAJOPT_STEP_COSTS="B,L": the ratios given, nothing measured or kept
     if given is not None:
