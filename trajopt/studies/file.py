@@ -6,7 +6,7 @@ A study names problem files, variants, a grid of ``--set``-style overrides, seed
     problems = ["../../problems/pushing_stiff.toml", "../../problems/chain3_stiff.toml"]   # relative to this file
     variants = ["fobg", "zobg", "aobg", "fobg_adam"]   # each must resolve in every problem (or be defined below)
     seeds = 20                        # a count (seeds 0..N-1) or a list of seed numbers
-    iterations = 500
+    iterations = 500                  # or budget = B / [B1, B2, ...]: compute per seed instead (below)
     [grid]                            # the cartesian product of these axes (in this order)
     "system.stiffness" = "logspace:1:4:7"          # a list "1,10,100", linspace:a:b:n, logspace:a:b:n
     "oracle.samples" = [10, 100]                   # or a TOML list of values (any type)
@@ -27,12 +27,25 @@ with its seeds vmapped, and loads every cell's problem spec with its overrides b
 Rules the two enforce (each a SpecError, exit 2 in the CLI, before any cell is built or run):
 
 * bounds: at most `MAX_CELLS` cells, `MAX_ROWS` table rows (cells x seeds) and `MAX_STEPS` seed-iterations
-  (cells x seeds x iterations), counted from the axis sizes before anything is expanded;
+  (cells x seeds x iterations), counted from the axis sizes before anything is expanded (a budget study's
+  seed-iterations once its cells' iterations are known);
 * grid values are normalised through their key's type (``10`` and ``10.0`` of a float key are one value,
   as are ``1e-3`` and ``0.001``), and an axis whose values repeat after that is refused;
 * a [grid] or [set] key over the run's own settings (`RUN_KEYS`: iterations, seeds, variants, oracles) is refused
   (every cell runs the study's own `iterations`, `seeds` and `variants`), and so is one that no variant the study
   runs on a problem reads (`trajopt.overrides.unreached_override`, the check `--set` gets): it would draw a flat line.
+
+**A compute budget** (``budget``, or ``--budget`` on the command line; a compare study only): forward-step
+equivalents per seed (`trajopt.compute`), one number or a list of distinct ones in 1..`MAX_BUDGET`. It replaces
+``iterations`` (a file with both is refused; the CLI's ``--budget`` or ``--iterations`` replaces whichever the file
+gives): every cell runs what ``trajopt compare PROBLEM --budget B --variants V`` runs, the same iterations, stopping
+and numbers (`trajopt.studies.expand.with_budget`: the step costs once per system for the study, then
+`trajopt.compute.budget_steps` per cell). The budget is the grid's first axis, key ``budget`` (`BUDGET_KEY`, one
+value or the list's: a list is one cell per value; it is no key of the problem files), so every row carries it; a
+budget cell's rows add ``forward_equivalents``, the FSE the seed spent. Refused with a budget: a [grid] or [set] key
+``variants.NAME.iterations`` (the budget sets them) and, always, one named ``budget``; a closed-loop study's
+``budget`` (its compute axis is ``mpc.iterations``). A variant one step of which costs more than the budget is
+refused when the cells are built, before anything runs.
 
 **Closed-loop studies** (``verb = "mpc"``; the default ``verb = "compare"`` is the above): every cell is one
 `trajopt.closedloop.mpc` call, its problem file's ``[mpc]``, ``[plant]`` and ``[success]`` tables run as `trajopt mpc`
@@ -411,20 +424,22 @@ def _run_key(key: str, source: str, where: str, verb: str = "compare", iteration
 def _budget(value: Any, source: str, key: str) -> tuple:
     """A compare study's budget: a number in 1..`MAX_BUDGET` (forward-step equivalents per seed), or a non-empty list
     of distinct ones (its grid axis); an integral float is that integer (``2.5e4`` is ``25000``)."""
-    allowed = (f"forward-step equivalents per seed, a number in 1..{MAX_BUDGET:.0e} or a non-empty list of distinct "
+    allowed = ("forward-step equivalents per seed, a number in 1..1e12 or a non-empty list of distinct "
                "such numbers (a grid axis: one cell per value)")
     values = value if isinstance(value, list) else [value]
     if not values:
         raise SpecError(source, key, f"found {_describe(value)}, allowed: {allowed}")
     out = []
-    for v in values:
+    for i, v in enumerate(values):
         if (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
                 or not 1 <= v <= MAX_BUDGET):
-            shown = f"{_describe(v)} in {value!r}" if isinstance(value, list) else _describe(v)
+            shown = f"{_describe(v)} (value {i + 1} of the list)" if isinstance(value, list) else _describe(v)
             raise SpecError(source, key, f"found {shown}, allowed: {allowed}")
         v = normalise(v, int)
-        if any(toml_value(v) == toml_value(w) for w in out):
-            raise SpecError(source, key, f"found the value {label_value(v)} twice in {value!r}, allowed: {allowed}")
+        seen = [j for j, w in enumerate(out) if toml_value(v) == toml_value(w)]
+        if seen:
+            raise SpecError(source, key, f"found the value {label_value(v)} twice (values {seen[0] + 1} and {i + 1}), "
+                            f"allowed: {allowed}")
         out.append(v)
     return tuple(out)
 

@@ -85,7 +85,9 @@ def meta(study: StudySpec, expansion: Expansion, cell_status: dict, status: str,
 
 
 def _identity_key(ident: dict) -> str:
-    return json.dumps({k: ident[k] for k in ("system", "n", "m")}, sort_keys=True, default=str)
+    # as study.json holds it (runs.dumps_json: a NaN or inf parameter, the pendulum's absent wall, is null there), so
+    # that a recorded entry is found again for its system
+    return json.dumps(json.loads(runs.dumps_json({k: ident[k] for k in ("system", "n", "m")})), sort_keys=True)
 
 
 def recorded_step_costs(folder: Path) -> list:
