@@ -40,8 +40,8 @@ closed-loop cost NaN, the states from there on NaN.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any, Optional
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Optional
 
 import jax
 import jax.numpy as jnp
@@ -141,12 +141,13 @@ def _fill(settings: MPCSettings, plan, U0, start) -> jnp.ndarray:
 class _Episode:
     """The traced pieces of one method's closed-loop episode (see the module docstring); every function is pure.
 
-    * ``start(seed_key, x0=None) -> carry``: (x_0, Ū_0, the method's state, plan failures 0), x_0 the problem's start
-      or the seed's own ``x0``;
+    * ``start(seed_key, x0=None) -> carry``: (x_0, Ū_0, the method's state, plan failures 0, the seed's plant factors
+      `Plant.factors`), x_0 the problem's start or the seed's own ``x0``;
     * ``plan(seed_key, carry, i) -> planned``: measure, warm-start and take K steps: (plan, state, the counts spent
       (`COUNT_FIELDS`: rollouts, gradients, linearizations), planned cost, failed);
     * ``advance(carry, planned, i) -> (carry, out)``: apply the plan's first r controls to the plant and shift;
-    * ``finish(x_0, outs) -> dict``: the realised X, U, the closed-loop cost and the per-replan records;
+    * ``finish(x_0, outs) -> dict``: the realised X, U, the closed-loop cost and the per-replan records (``one_seed``
+      adds the seed's plant factors);
     * ``run(key, seeds, x0s=None)``: the whole batched episode (``lax.scan`` over replans, ``vmap`` over seeds).
     """
 
@@ -154,7 +155,8 @@ class _Episode:
         _check_problem(problem)
         self.method, self.settings, self.name = method, settings, name
         self.model_step, self.cost = problem.step, problem.cost
-        self.plant_step = plant.system.step if plant.system is not None else problem.step
+        self.plant = plant
+        self.plant_step = plant.step_fn(problem.step)  # (x, u, the seed's plant factors) -> x'
         self.x0 = jnp.asarray(problem.x0)
         self.n = int(self.x0.shape[0])
         self.U0 = jnp.asarray(problem.U0)
@@ -171,10 +173,10 @@ class _Episode:
         x_start = (self.x0 if x0 is None else x0) + self.D[0]
         # the method state's structure for the carry; replan 0 initialises it again (lax.cond's init branch)
         mstate = self.method.init(seed_key, self.horizon_problem(x_start, self.guess0), self.guess0)
-        return x_start, self.guess0, mstate, jnp.asarray(0, jnp.int32)
+        return x_start, self.guess0, mstate, jnp.asarray(0, jnp.int32), self.plant.factors(seed_key).astype(x_start.dtype)
 
     def plan(self, seed_key, carry, i):
-        x, guess, mstate, _ = carry
+        x, guess, mstate = carry[:3]
         method, K = self.method, self.settings.iterations
         if self.noisy:
             key_noise = jax.random.fold_in(jax.random.fold_in(seed_key, NOISE_TAG), i)
@@ -204,21 +206,21 @@ class _Episode:
         return plan, state, spent, planned, ~ok
 
     def advance(self, carry, planned, i):
-        x, _, _, failures = carry
+        x, _, _, failures, factors = carry
         plan, state, spent, cost, failed = planned
         N, H, r = self.settings.episode, self.settings.horizon, self.settings.replan_every
         start = i * r
 
         def apply(x, j):
             t = start + j
-            x_next = self.plant_step(x, plan[j]) + self.D[jnp.minimum(t + 1, N)]
+            x_next = self.plant_step(x, plan[j], factors) + self.D[jnp.minimum(t + 1, N)]
             x_next = jnp.where(t < N, x_next, x)
             return x_next, (x_next, plan[j])
 
         x_end, (xs, us) = jax.lax.scan(apply, x, jnp.arange(r))
         guess = jnp.concatenate([plan[r:], _fill(self.settings, plan, self.U0, start + H)], axis=0)
         out = dict(xs=xs, us=us, planned=cost, failed=failed, **dict(zip(COUNT_FIELDS, spent)))
-        return (x_end, guess, state, failures + failed.astype(jnp.int32)), out
+        return (x_end, guess, state, failures + failed.astype(jnp.int32), factors), out
 
     def finish(self, x_start, out):
         N, r, R = self.settings.episode, self.settings.replan_every, self.settings.replans
@@ -237,7 +239,7 @@ class _Episode:
             return self.advance(carry, self.plan(seed_key, carry, i), i)
 
         _, out = jax.lax.scan(replan, carry, jnp.arange(self.settings.replans, dtype=jnp.int32))
-        return self.finish(carry[0], out)
+        return {**self.finish(carry[0], out), "plant_factors": carry[4]}
 
     def run(self, key, seeds, x0s=None):
         """The batched episode; ``x0s`` [S, n]: each seed's own start (None: the problem's x0 for every seed)."""
@@ -264,6 +266,8 @@ class MPCResult:
         success: [S] 1.0 / 0.0 where the problem defines success (`trajopt.closedloop.success`), else None.
         status: [S] "ok" or "non_finite"; failed_at: [S] the first non-finite state's index, -1 if none;
         plan_failures: [S] replans whose plan was not finite (the shifted guess was applied instead).
+        plant_factors: {label: [S]} each seed's factor of each of the plant's per-seed draws (`Plant.draws`; empty
+            without draws).
         compile_seconds, run_seconds: the batched episode's compilation and run times.
         plan_seconds: [R] wall time of each replan of seed ``seeds[0]`` in a separate, timing-only pass (None if not
             measured); episode_seconds: that pass's whole wall time; dt: the control step of the system.
@@ -290,6 +294,7 @@ class MPCResult:
     plan_seconds: Optional[np.ndarray] = None
     episode_seconds: float = math.nan
     dt: float = math.nan
+    plant_factors: Mapping = field(default_factory=dict)
 
     @property
     def closed_loop_cost_median(self) -> float:

@@ -9,6 +9,16 @@ the measurement noise on each state coordinate (one number for all, or n numbers
 sees, never the plant's state. ``disturbances`` add a state increment d_t at step t (a push on the block): the
 realised X[t] already contains it, and the planner first sees it at the first replanning step at or after t.
 
+``draws`` make the plant differ from seed to seed (the MPC papers' friction factor drawn per seed from [0.5, 2]):
+each `Draw` multiplies one physical parameter of an MJX plant (``geom_friction``, ``dof_damping``: the system's
+``PHYSICS_PER_SEED``) by a factor drawn for seed s as
+
+    f_j(s) = low_j + (high_j - low_j) * uniform(fold_in(fold_in(fold_in(key, s), PLANT_TAG), j))
+
+(key the run's root key, j the draw's index): reproducible from the seed alone, the same whatever the batch, the same
+for every method run on that seed (a paired comparison). The episode steps seed s's plant with its factors
+(``system.physics_step``), and `trajopt.closedloop.MPCResult` records them (``plant_factors``).
+
 Nothing reaches the planner from the plant except through the measured state: the planner always plans with
 the model (`trajopt.closedloop.episode`).
 """
@@ -20,10 +30,13 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Sequence
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
 from trajopt.checks import FieldError
+
+PLANT_TAG = 0x706C6E74  # "plnt": the per-seed draws' keys
 
 
 @dataclass(frozen=True)
@@ -34,17 +47,34 @@ class Disturbance:
     dx: tuple[float, ...]
 
 
+@dataclass(frozen=True)
+class Draw:
+    """A factor drawn per seed, uniformly from [low, high], on ``parameter`` (one of the plant system's
+    ``PHYSICS_PER_SEED``) of the element ``name`` (None: every element)."""
+
+    parameter: str
+    name: Optional[str]
+    low: float
+    high: float
+
+    @property
+    def label(self) -> str:
+        """How a run records it: "geom_friction" or "geom_friction.NAME"."""
+        return self.parameter if self.name is None else f"{self.parameter}.{self.name}"
+
+
 @dataclass(frozen=True, eq=False)
 class Plant:
     """system: the plant's system (None: the planner's model); state_noise: the measurement noise's standard
     deviation, one number or one per state coordinate (>= 0); disturbances: `Disturbance` s; overrides: the
     parameters in which ``system`` differs from the model ({name: value}, for the record; `with_overrides`
-    fills it)."""
+    fills it); draws: `Draw` s, factors drawn per seed (``system`` then an MJX system: its ``physics_step``)."""
 
     system: Any = None
     state_noise: Any = 0.0
     disturbances: tuple = ()
     overrides: Mapping = field(default_factory=dict)
+    draws: tuple = ()
 
     def check(self, n: int, episode: int) -> None:
         """FieldError unless the noise and disturbances fit a state of size n and an episode of N steps."""
@@ -57,6 +87,13 @@ class Plant:
             if int(self.system.state_size) != n:
                 raise FieldError("system", type(self.system).__name__,
                                  f"a plant with the model's state size {n} (found {self.system.state_size})")
+        for i, d in enumerate(self.draws):
+            per_seed = tuple(getattr(self.system, "PHYSICS_PER_SEED", ()))
+            if d.parameter not in per_seed:
+                raise FieldError(f"draws[{i}].parameter", d.parameter,
+                                 f"a parameter drawn per seed: {', '.join(per_seed) or 'none for this system'}")
+            if not (math.isfinite(d.low) and math.isfinite(d.high) and 0 <= d.low <= d.high):
+                raise FieldError(f"draws[{i}]", [d.low, d.high], "[low, high] with 0 <= low <= high (finite)")
         for i, d in enumerate(self.disturbances):
             if isinstance(d.at, bool) or not isinstance(d.at, (int, np.integer)) or not 0 <= d.at <= episode:
                 raise FieldError(f"disturbance[{i}].at", d.at, f"a step in 0..{episode} (the episode's states)")
@@ -79,12 +116,40 @@ class Plant:
     def noisy(self) -> bool:
         return bool(np.any(np.asarray(self.state_noise, float) > 0))
 
-    def describe(self) -> dict:
-        """What the plant changes, for result.json: overrides, state_noise, disturbances."""
+    def factors(self, seed_key) -> jnp.ndarray:
+        """[len(draws)]: seed's factors f_j = low_j + (high_j - low_j) u_j, u_j ~ U[0, 1) from
+        fold_in(fold_in(seed_key, PLANT_TAG), j) (the module doc); seed_key = fold_in(key, s). Empty without draws."""
+        if not self.draws:
+            return jnp.zeros((0,))
+        base = jax.random.fold_in(seed_key, PLANT_TAG)
+        u = jnp.stack([jax.random.uniform(jax.random.fold_in(base, j)) for j in range(len(self.draws))])
+        low = jnp.asarray([d.low for d in self.draws], u.dtype)
+        high = jnp.asarray([d.high for d in self.draws], u.dtype)
+        return low + (high - low) * u
+
+    def step_fn(self, model_step):
+        """``step(x, u, factors) -> x'``: the plant's one-step map with seed's factors (`factors`); ``model_step``
+        when the plant is the model."""
+        if self.draws:
+            drawn = self.system.physics_step([(d.parameter, d.name) for d in self.draws])
+            return drawn
+        step = self.system.step if self.system is not None else model_step
+        return lambda x, u, factors: step(x, u)
+
+    def describe(self, factors: Optional[Mapping] = None) -> dict:
+        """What the plant changes, for result.json: overrides, state_noise, disturbances, and with draws ``per_seed``:
+        {label: {"range": [low, high], "factors": the seeds' factors}} (``factors``: {label: [S]}, an
+        `MPCResult`'s ``plant_factors``; the run's seeds in order)."""
         noise = np.asarray(self.state_noise, float)
-        return {"overrides": dict(self.overrides),
-                "state_noise": float(noise) if noise.ndim == 0 else noise.tolist(),
-                "disturbances": [{"at": int(d.at), "dx": [float(v) for v in d.dx]} for d in self.disturbances]}
+        out = {"overrides": dict(self.overrides),
+               "state_noise": float(noise) if noise.ndim == 0 else noise.tolist(),
+               "disturbances": [{"at": int(d.at), "dx": [float(v) for v in d.dx]} for d in self.disturbances]}
+        if self.draws:
+            out["per_seed"] = {d.label: {"range": [float(d.low), float(d.high)],
+                                         **({"factors": [float(v) for v in np.ravel(factors[d.label])]}
+                                            if factors is not None and d.label in factors else {})}
+                               for d in self.draws}
+        return out
 
 
 def with_overrides(model: Any, values: Optional[Mapping[str, Any]] = None, scale: Optional[Mapping[str, float]] = None) -> Any:

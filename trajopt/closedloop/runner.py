@@ -168,7 +168,8 @@ def mpc(problem, methods: Union[Mapping[str, Any], Sequence[Any]], *, episode: O
             status=[STATUS_OK if f < 0 else STATUS_NON_FINITE for f in failed_at], failed_at=failed_at,
             plan_failures=np.asarray(res["plan_failures"]), compile_seconds=compile_seconds, run_seconds=run_seconds,
             success=None if success is None else success(problem.cost, X), plan_seconds=plan_seconds,
-            episode_seconds=episode_seconds, dt=dt)
+            episode_seconds=episode_seconds, dt=dt,
+            plant_factors={d.label: np.asarray(res["plant_factors"])[:, j] for j, d in enumerate(the_plant.draws)})
     return out
 
 

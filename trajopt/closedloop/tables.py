@@ -14,6 +14,11 @@
     state_noise = 0.005     # measurement noise std on the state the planner sees: a number or one per coordinate
     [plant.scale]           # factors on the model's parameters
     mass = 1.5
+    # an mjx system's physics (the plant's model only; `trajopt.systems.mjx.MJX.with_physics`):
+    # body_mass = 1.5                  every body's mass and inertia x1.5, or { payload = 1.5 } a named body's
+    # dof_damping = 0.1                every joint's damping x0.1, or { joint0 = 0.1 }
+    # geom_friction = [0.5, 2.0]       every geom's friction x a factor drawn per seed from [0.5, 2] (uniform;
+    #                                  dof_damping too), or 2.0, or { tip = [0.5, 2.0] }
     [[plant.disturbance]]   # a push: this state increment is added at plant step `at`
     at = 100
     dx = [0.0, 0.0, 0.5, 0.0]
@@ -36,7 +41,7 @@ from typing import Any, Callable, Mapping, Optional
 
 from trajopt.checks import FieldError
 from trajopt.closedloop.episode import FILL_RULES, MPCSettings
-from trajopt.closedloop.plant import Disturbance, Plant, with_overrides
+from trajopt.closedloop.plant import Disturbance, Draw, Plant, with_overrides
 from trajopt.closedloop.success import Success
 from trajopt.tables import describe
 from trajopt.tomlio import SpecError
@@ -151,6 +156,7 @@ def build_plant(table: Any, source: str, model: Any, system_table: Mapping,
         raise SpecError(source, "plant", f"found {describe(table)}, allowed: a table")
     n = int(model.state_size)
     params = [f.name for f in dataclasses.fields(model) if f.init] if dataclasses.is_dataclass(model) else []
+    physics = tuple(getattr(model, "PHYSICS", {}))  # an mjx system's physics, scaled in [plant.scale] only
     allowed = [p for p in params if p not in PLANT_REFUSED] + list(PLANT_KEYS)
     for k in table:
         if k in PLANT_REFUSED:
@@ -161,16 +167,22 @@ def build_plant(table: Any, source: str, model: Any, system_table: Mapping,
     if not isinstance(scale, dict):
         raise SpecError(source, "plant.scale", f"found {describe(scale)}, allowed: a table of factors, e.g. "
                         "{ mass = 1.5 }")
+    fixed, draws = _physics_scale(scale, model, physics, source)
     for k, v in scale.items():
+        if k in physics:
+            continue
         if k not in params or k in PLANT_REFUSED:
-            _unknown({k: v}, [p for p in params if p not in PLANT_REFUSED], source, "plant.scale.")
+            _unknown({k: v}, [p for p in params if p not in PLANT_REFUSED] + list(physics), source, "plant.scale.")
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
             raise SpecError(source, f"plant.scale.{k}", f"found {describe(v)}, allowed: a finite factor >= 0")
     system = build_system({**system_table, **values}, source) if values else model
+    fields_scale = {k: v for k, v in scale.items() if k not in physics}
     try:
-        system = with_overrides(system, scale=scale)
+        system = with_overrides(system, scale=fields_scale)
     except FieldError as e:
         raise SpecError(source, f"plant.{e.field}", f"found {e.found!r}, allowed: {e.allowed}") from None
+    if fixed:
+        system = system.with_physics(fixed)
     noise = table.get("state_noise", 0.0)
     if not (isinstance(noise, (int, float)) and not isinstance(noise, bool)) and not (
             isinstance(noise, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in noise)):
@@ -195,15 +207,68 @@ def build_plant(table: Any, source: str, model: Any, system_table: Mapping,
             raise SpecError(source, f"plant.disturbance[{i}].dx", f"found {describe(dx)}, allowed: a list of {n} numbers")
         disturbances.append(Disturbance(at=at, dx=tuple(float(v) for v in dx)))
     overrides = dict(values)
-    for k, v in scale.items():
+    for k, v in fields_scale.items():
         overrides[f"{k} (x{v:g})"] = getattr(system, k)
+    for parameter, name, f in fixed:
+        overrides[f"{parameter if name is None else parameter + '.' + name} (x{f:g})"] = \
+            f"every {model.PHYSICS[parameter]}" if name is None else f"the {model.PHYSICS[parameter]} {name}"
+    for d in draws:
+        overrides[f"{d.label} (x U[{d.low:g}, {d.high:g}] per seed)"] = "drawn per seed (result.json: plant.per_seed)"
     plant = Plant(system=system if (values or scale) else None, state_noise=noise, disturbances=tuple(disturbances),
-                  overrides=overrides)
+                  overrides=overrides, draws=tuple(draws))
     try:
         plant.check(n, episode if episode is not None else MAX_EPISODE)
     except FieldError as e:
         raise SpecError(source, f"plant.{e.field}", f"found {e.found!r}, allowed: {e.allowed}") from None
     return PlantSpec(plant=plant, table=dict(table))
+
+
+def _physics_scale(scale: Mapping, model: Any, physics: tuple, source: str) -> tuple[list, list]:
+    """The [plant.scale] keys that scale an mjx system's physics (``physics``: the system's ``PHYSICS``):
+    (fixed, draws), fixed the (parameter, name or None, factor) triples for ``model.with_physics``, draws the
+    `Draw` s. A value is a factor (>= 0; > 0 for body_mass), [low, high] (a factor drawn per seed, for the system's
+    ``PHYSICS_PER_SEED``), or a table {NAME = either} naming bodies / joints / geoms of the model."""
+    fixed, draws = [], []
+    per_seed = tuple(getattr(model, "PHYSICS_PER_SEED", ()))
+    for parameter in physics:
+        if parameter not in scale:
+            continue
+        kind = model.PHYSICS[parameter]
+        kinds = {"body": "bodies"}.get(kind, kind + "s")
+        low = 0 if parameter != "body_mass" else None  # a mass factor must be > 0
+        drawn = parameter in per_seed
+        one = f"a finite factor {'>= 0' if low == 0 else '> 0'}" + (
+            ", or [low, high] (0 <= low <= high: a factor drawn per seed, uniformly)" if drawn else
+            " (a range drawn per seed applies to " + " and ".join(per_seed) + " only: a body's mass sets constants "
+            "MuJoCo derives when it loads the model)")
+        raw = scale[parameter]
+        items = [(None, raw, f"plant.scale.{parameter}")]
+        if isinstance(raw, dict):
+            names = model.physics_names(parameter)
+            if not raw:
+                raise SpecError(source, f"plant.scale.{parameter}", f"found an empty table, allowed: {one}, or a table "
+                                f"{{ {kind.upper()} = factor }} naming {kinds} of the model")
+            items = []
+            for name, v in raw.items():
+                if name not in names:
+                    raise SpecError(source, f"plant.scale.{parameter}.{name}", f"found {name!r}, not a {kind} of the "
+                                    f"model; allowed: its named {kinds}: {', '.join(names) or 'none'}")
+                items.append((name, v, f"plant.scale.{parameter}.{name}"))
+        for name, v, key in items:
+            number = not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
+            if number and (v > 0 or (v == 0 and low == 0)):
+                fixed.append((parameter, name, float(v)))
+                continue
+            pair = isinstance(v, list) and len(v) == 2 and all(
+                not isinstance(b, bool) and isinstance(b, (int, float)) and math.isfinite(b) for b in v)
+            if drawn and pair and 0 <= v[0] <= v[1]:
+                draws.append(Draw(parameter=parameter, name=name, low=float(v[0]), high=float(v[1])))
+                continue
+            whole = f", or a table {{ {kind.upper()} = factor }} naming {kinds} of the model" if name is None else ""
+            shown = repr(v) if isinstance(v, list) and len(v) <= 4 and all(
+                isinstance(b, (int, float)) and not isinstance(b, bool) for b in v) else describe(v)
+            raise SpecError(source, key, f"found {shown}, allowed: {one}{whole}")
+    return fixed, draws
 
 
 def build_success(table: Any, source: str, n: int, episode: Optional[int]) -> Success:

@@ -1,0 +1,263 @@
+"""An MJX model's physics perturbed for the plant only ([plant.scale] body_mass, dof_damping, geom_friction), and
+factors drawn per seed (geom_friction = [0.5, 2.0]): trajopt.closedloop.tables, trajopt.closedloop.plant,
+trajopt.systems.mjx.MJX.with_physics / physics_step.
+
+On tests/models/slider.xml (a 1 kg ball on a plane pushed along x by 8 N: friction 0.5, damping 0.5 on x): a
+heavier ball, more friction, more damping each leave it behind the model's after 50 steps, and the planner's model
+is unchanged. The per-seed draws: reproducible, the same in any batch (default run, no MuJoCo needed); in an
+episode (`trajopt mpc`) each seed's plant steps with its own factor, the one result.json records. Refusals: exit 2,
+one line naming the file and key, nothing written. Each compiled program is a tiny model's (seconds)."""
+
+from __future__ import annotations
+
+import json
+import os
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from trajopt.closedloop import Draw, Plant
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SLIDER = os.path.join(ROOT, "tests", "models", "slider.xml")
+PUSH = 8.0  # N along x: beyond static friction (0.5 x 9.81 N), so the ball slides
+STEPS = 50
+runner = CliRunner()
+
+
+# ------------------------------------------------------------------ per-seed factors: no MuJoCo needed
+
+
+def test_per_seed_factors_are_reproducible_and_independent_of_the_batch():
+    plant = Plant(draws=(Draw("geom_friction", None, 0.5, 2.0), Draw("dof_damping", "x", 0.1, 0.1)))
+    key = jax.random.PRNGKey(7)
+    seeds = jnp.arange(8)
+    batch = jax.vmap(lambda s: plant.factors(jax.random.fold_in(key, s)))(seeds)
+    alone = np.stack([np.asarray(plant.factors(jax.random.fold_in(key, s))) for s in (5, 2)])
+    np.testing.assert_array_equal(np.asarray(batch)[[5, 2]], alone)  # one seed alone draws what it draws in a batch
+    again = jax.vmap(lambda s: plant.factors(jax.random.fold_in(key, s)))(jnp.asarray([2, 5]))
+    np.testing.assert_array_equal(np.asarray(again), alone[::-1])
+    f = np.asarray(batch)[:, 0]
+    assert np.all((f >= 0.5) & (f < 2.0)) and len(set(f.tolist())) == 8  # within the range, one per seed
+    np.testing.assert_array_equal(np.asarray(batch)[:, 1], 0.1)  # a range of one point is that point
+    # a draw's factor does not depend on the draws after it
+    first = Plant(draws=plant.draws[:1])
+    np.testing.assert_array_equal(np.asarray(jax.vmap(lambda s: first.factors(jax.random.fold_in(key, s)))(seeds))[:, 0], f)
+    # another root key, other factors
+    other = jax.vmap(lambda s: plant.factors(jax.random.fold_in(jax.random.PRNGKey(8), s)))(seeds)
+    assert not np.any(np.asarray(other)[:, 0] == f)
+
+
+def test_a_draw_on_a_system_without_per_seed_parameters_is_refused():
+    from trajopt.checks import FieldError
+    from trajopt.systems.pendulum import Pendulum
+
+    with pytest.raises(FieldError, match="a parameter drawn per seed: none for this system"):
+        Plant(system=Pendulum(), draws=(Draw("geom_friction", None, 0.5, 2.0),)).check(2, 10)
+
+
+# ------------------------------------------------------------------ MJX plants
+
+
+
+def needs_mjx():
+    pytest.importorskip("mujoco.mjx", reason="the mjx system needs the [mjx] extra: pip install -e '.[mjx]'")
+
+
+def problem_text(scale: str = "", extra: str = "") -> str:
+    return textwrap.dedent(f"""
+        title = "slider"
+        [system]
+        name = "mjx"
+        model = "{SLIDER}"
+
+        [task]
+        horizon = 6
+        x0 = [0.0, 0.0, 0.0, 0.0]
+        goal = [0.5, 0.0, 0.0, 0.0]
+        Q = [1.0, 0.0, 0.0, 0.0]
+        R = [0.001]
+        Qf = [10.0, 0.0, 1.0, 0.0]
+        u_init = {PUSH}
+
+        [solve]
+        seeds = 3
+        variants = ["ps"]
+
+        [method.ps]
+        samples = 4
+        sigma = 2.0
+
+        [mpc]
+        episode = 6
+        horizon = 3
+        replan_every = 3
+        iterations = 1
+        {extra}
+        [plant]
+        [plant.scale]
+        """) + textwrap.dedent(scale)
+
+
+def write(tmp_path, text: str, name: str = "slider.toml") -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def load(tmp_path, scale: str):
+    from trajopt import spec
+
+    return spec.load(write(tmp_path, problem_text(scale)))
+
+
+def pushed(step, x0, factors=None) -> np.ndarray:
+    """The state after STEPS control steps of the constant push (compiled once per step function)."""
+    def roll(f):
+        def body(x, _):
+            return (step(x, jnp.array([PUSH])) if f is None else step(x, jnp.array([PUSH]), f)), None
+        return jax.lax.scan(body, x0, None, length=STEPS)[0]
+
+    return np.asarray(jax.jit(roll)(factors))
+
+
+@pytest.fixture(scope="module")
+def slider(tmp_path_factory):
+    """The model's own end state, and the planner's model of a plant file (unchanged)."""
+    needs_mjx()
+    tmp = tmp_path_factory.mktemp("slider")
+    s = load(tmp, "geom_friction = [0.5, 2.0]\n")
+    x0 = jnp.asarray(s.system.default_x0())
+    return {"model": s.system, "x0": x0, "end": pushed(s.system.step, x0), "drawn": s, "tmp": tmp}
+
+
+@pytest.mark.mjx
+def test_the_model_slides(slider):
+    assert 0.2 < slider["end"][0] < 1.0 and slider["end"][2] > 0  # moving along +x after 0.5 s
+
+
+@pytest.mark.mjx
+def test_a_heavier_ball_is_left_behind_and_the_planner_model_is_unchanged(slider, tmp_path):
+    s = load(tmp_path, "body_mass = { ball = 1.5 }\n")
+    plant = s.closed_loop.plant.plant
+    mm, pm = s.system.mj_model, plant.system.mj_model
+    assert float(mm.body_mass[1]) == 1.0 and float(pm.body_mass[1]) == 1.5  # the plant's only
+    np.testing.assert_allclose(pm.body_inertia[1], 1.5 * mm.body_inertia[1], rtol=1e-12)  # density x1.5
+    assert float(pm.body_subtreemass[0]) == 1.5  # MuJoCo's derived constants follow
+    end = pushed(plant.step_fn(s.system.step), slider["x0"], jnp.zeros(0))
+    assert end[0] < slider["end"][0] - 0.05, (end, slider["end"])  # F/m smaller, friction larger: behind
+    again = pushed(s.system.step, slider["x0"])  # the planner's model still moves as the model does
+    np.testing.assert_array_equal(again, slider["end"])
+    assert plant.describe()["overrides"] == {"body_mass.ball (x1.5)": "the body ball"}
+
+
+@pytest.mark.mjx
+def test_less_damping_lets_the_ball_run_further(slider, tmp_path):
+    s = load(tmp_path, "dof_damping = 0.1\n")
+    pm = s.closed_loop.plant.plant.system.mj_model
+    np.testing.assert_allclose(pm.dof_damping, 0.1 * np.asarray(s.system.mj_model.dof_damping), rtol=1e-15)
+    end = pushed(s.closed_loop.plant.plant.system.step, slider["x0"])
+    assert end[0] > slider["end"][0] + 0.05, (end, slider["end"])
+
+
+@pytest.mark.mjx
+def test_a_friction_factor_drawn_per_seed_orders_the_slide(slider):
+    plant = slider["drawn"].closed_loop.plant.plant
+    assert plant.system is slider["model"] and plant.draws == (Draw("geom_friction", None, 0.5, 2.0),)
+    step = plant.step_fn(slider["model"].step)
+    ends = [pushed(step, slider["x0"], jnp.asarray([f]))[0] for f in (0.5, 1.0, 2.0)]
+    assert ends[0] > ends[1] + 0.05 and ends[1] > ends[2] + 0.05, ends  # more friction, less slide
+    assert ends[1] == pytest.approx(float(slider["end"][0]), abs=1e-12)  # a factor of 1 is the model
+
+
+@pytest.mark.mjx
+def test_an_episode_steps_each_seed_with_its_recorded_factor(slider):
+    """trajopt mpc over seeds 0..2: result.json's per-seed factors are Plant.factors of each seed's key, and each
+    seed's realised states (metrics.jsonl) are the drawn plant's rollout of its applied controls."""
+    from trajopt.cli import app
+
+    s = slider["drawn"]
+    out = slider["tmp"] / "run"
+    res = runner.invoke(app, ["mpc", s.source, "--seeds", "3", "--out", str(out), "--quiet"])
+    assert res.exit_code == 0, res.output
+    result = json.loads((out / "result.json").read_text())
+    drawn = result["plant"]["per_seed"]["geom_friction"]
+    assert drawn["range"] == [0.5, 2.0] and result["seeds"] == [0, 1, 2]
+    key = jax.random.PRNGKey(s.solve.key)
+    plant = s.closed_loop.plant.plant
+    expected = [float(plant.factors(jax.random.fold_in(key, seed))[0]) for seed in (0, 1, 2)]
+    assert drawn["factors"] == expected
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    step = jax.jit(plant.step_fn(slider["model"].step))
+    for seed, f in zip((0, 1, 2), expected):
+        mine = sorted((r for r in rows if r["seed"] == seed), key=lambda r: r["step"])
+        x = jnp.asarray(mine[0]["x"])
+        for r in mine[:-1]:
+            x = step(x, jnp.asarray(r["u"]), jnp.asarray([f]))
+        np.testing.assert_allclose(np.asarray(x), mine[-1]["x"], rtol=0, atol=1e-12)
+    finals = [sorted((r for r in rows if r["seed"] == seed), key=lambda r: r["step"])[-1]["x"][0] for seed in (0, 1, 2)]
+    assert len(set(finals)) == 3
+
+
+# ------------------------------------------------------------------ refusals: exit 2, one line, nothing written
+
+
+REFUSED = [
+    ("body_masss = 1.5\n", "plant.scale.body_masss: unknown key (did you mean 'body_mass'?)"),
+    ('body_mass = "heavy"\n', "plant.scale.body_mass: found 'heavy' (a string), allowed: a finite factor > 0 (a range drawn per "
+                              "seed applies to dof_damping and geom_friction only"),
+    ("body_mass = [1.0, 2.0]\n", "plant.scale.body_mass: found [1.0, 2.0], allowed: a finite factor > 0 (a range"),
+    ("body_mass = 0.0\n", "plant.scale.body_mass: found 0.0, allowed: a finite factor > 0"),
+    ("dof_damping = 0.1\nbody_mass = { ball = 1.5, payload = 2.0 }\n", "plant.scale.body_mass.payload: found 'payload', not a body of the model; "
+                                                                    "allowed: its named bodies: ball"),
+    ("body_mass = { payload = 1.5 }\n", "plant.scale.body_mass.payload: found 'payload', not a body of the model; "
+                                        "allowed: its named bodies: ball"),
+    ("dof_damping = { y = 0.1 }\n", "plant.scale.dof_damping.y: found 'y', not a joint of the model; allowed: its "
+                                    "named joints: x, z"),
+    ("geom_friction = [2.0, 0.5]\n", "plant.scale.geom_friction: found [2.0, 0.5], allowed: a finite factor >= 0, or "
+                                     "[low, high] (0 <= low <= high: a factor drawn per seed, uniformly)"),
+    ("geom_friction = -1.0\n", "plant.scale.geom_friction: found -1.0, allowed: a finite factor >= 0"),
+    ("geom_friction = { ball = [0.5] }\n", "plant.scale.geom_friction.ball: found [0.5], allowed: a finite factor"),
+    ("geom_friction = {}\n", "plant.scale.geom_friction: found an empty table"),
+]
+
+
+@pytest.mark.mjx
+@pytest.mark.parametrize("scale,message", REFUSED, ids=[r[0].split("=")[0].strip() + str(i) for i, r in enumerate(REFUSED)])
+def test_a_bad_physics_scale_is_one_exit_2_line_and_nothing_written(tmp_path, scale, message):
+    needs_mjx()
+    from trajopt.cli import app
+
+    path = write(tmp_path, problem_text(scale))
+    out = tmp_path / "run"
+    res = runner.invoke(app, ["mpc", path, "--out", str(out)])
+    assert res.exit_code == 2, res.output
+    assert f"{path}: {message}" in " ".join(res.output.split()), res.output
+    assert not out.exists()
+
+
+def test_a_hand_written_system_has_no_physics_keys(tmp_path):
+    from trajopt.cli import app
+
+    path = write(tmp_path, textwrap.dedent("""
+        [system]
+        name = "pendulum"
+        [task]
+        horizon = 5
+        x0 = [0.0, 0.0]
+        goal = [3.14, 0.0]
+        Q = [1.0, 0.1]
+        R = [0.01]
+        Qf = [1.0, 0.1]
+        [mpc]
+        episode = 5
+        horizon = 5
+        [plant.scale]
+        geom_friction = [0.5, 2.0]
+        """))
+    res = runner.invoke(app, ["validate", path])
+    assert res.exit_code == 2 and f"{path}: plant.scale.geom_friction: unknown key" in res.output, res.output
