@@ -261,3 +261,34 @@ def test_a_hand_written_system_has_no_physics_keys(tmp_path):
         """))
     res = runner.invoke(app, ["validate", path])
     assert res.exit_code == 2 and f"{path}: plant.scale.geom_friction: unknown key" in res.output, res.output
+
+
+# ------------------------------------------------------------------ the suite's MJX tasks
+
+
+@pytest.mark.mjx
+def test_the_suite_mjx_plants_carry_the_papers_perturbations():
+    """problems/suite/finger_spinner.toml: payload (spinner) mass x1.5, damping x0.1, friction drawn per seed from
+    [0.5, 2], on stiff contact; reacher.toml: damping x0.1 (no payload, no contact). The planners' models unchanged."""
+    needs_mjx()
+    import importlib.util
+
+    from trajopt import spec
+
+    s = spec.load(os.path.join(ROOT, "problems", "suite", "finger_spinner.toml"))
+    plant = s.closed_loop.plant.plant
+    mm, pm = s.system.mj_model, plant.system.mj_model
+    spinner = 3  # world, proximal, distal, spinner
+    np.testing.assert_allclose(pm.body_mass, np.where(np.arange(mm.nbody) == spinner, 1.5, 1.0) * mm.body_mass,
+                               rtol=1e-15)
+    np.testing.assert_allclose(pm.dof_damping, 0.1 * np.asarray(mm.dof_damping), rtol=1e-15)
+    np.testing.assert_array_equal(pm.geom_friction, mm.geom_friction)  # scaled per seed, in the episode
+    assert plant.draws == (Draw("geom_friction", None, 0.5, 2.0),)
+    assert s.system.solref == (0.1, 1.0) and plant.system.solref == (0.02, 1.0)
+    if importlib.util.find_spec("gymnasium") is None:
+        pytest.skip("the reacher task needs gymnasium (pip install -e '.[suite]')")
+    r = spec.load(os.path.join(ROOT, "problems", "suite", "reacher.toml"))
+    rm, rp = r.system.mj_model, r.closed_loop.plant.plant.system.mj_model
+    np.testing.assert_allclose(rp.dof_damping, 0.1 * np.asarray(rm.dof_damping), rtol=1e-15)
+    assert float(rm.dof_damping[0]) == 1.0 and r.closed_loop.plant.plant.draws == ()
+    np.testing.assert_array_equal(rp.body_mass, rm.body_mass)
