@@ -171,7 +171,7 @@ def test_a_sweep_key_that_changes_nothing_a_studied_oracle_estimates_is_refused(
 
 
 def test_the_gradient_axis_note_names_the_variants_without_backward_passes():
-    from trajopt.cli.run import gradient_axis_note
+    from trajopt.cli.compare import gradient_axis_note
 
     class Counted:
         def __init__(self, per_step):

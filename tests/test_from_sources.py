@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from trajopt.cli import app
-from trajopt.cli.run import changed_since_run
+from trajopt.cli.compare import changed_since_run
 
 USER = '''
 from dataclasses import dataclass

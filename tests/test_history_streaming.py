@@ -194,7 +194,7 @@ def test_a_bad_history_memory_setting_is_refused_before_any_work(tmp_path, monke
 
 
 def test_force_empties_a_folder_that_a_killed_streamed_run_left(tmp_path, monkeypatch):
-    from trajopt.cli.run import HISTORY_TEMP
+    from trajopt.cli._outputs import HISTORY_TEMP
 
     assert HISTORY_TEMP == runs.DiskHistory.PREFIX
     out = tmp_path / "run"

@@ -99,7 +99,7 @@ def test_rollouts_figure_states_its_subset_and_the_tables_numbers():
     system's own names (a pendulum's, not "ball x/y")."""
     from types import SimpleNamespace
 
-    from trajopt.cli import run as cli_run
+    from trajopt.cli import compare as cli_compare
     from trajopt.policies import PolicyProblem
     from trajopt.policies.initial import Uniform
     from trajopt.policies.policies import Linear
@@ -118,8 +118,8 @@ def test_rollouts_figure_states_its_subset_and_the_tables_numbers():
     gains = np.array([[[-1.0, -0.5, 0.0]], [[-0.3, -0.2, 0.0]], [[-2.0, -1.0, 0.0]]])  # three seeds' policies
     results = {"zobg": SimpleNamespace(U=gains, final_cost=np.array([3.0, 1.0, 2.0]), seeds=np.array([10, 11, 12]))}
     summary = {"variants": {"zobg": {}}}
-    cli_run._success(s, problem, results, summary)
-    text = _texts(cli_run._rollouts_figure(s, problem, results, "T", summary))
+    cli_compare._success(s, problem, results, summary)
+    text = _texts(cli_compare._rollouts_figure(s, problem, results, "T", summary))
 
     assert "median-cost seed from the first 60 of 80 held-aside starts" in text, text
     # final costs 3, 1, 2: the median is the third seed (seed 12), whose gains are (-2, -1)

@@ -132,7 +132,7 @@ MARKER = {"diagnose": "diagnose.json", "sweep": "sweep.json", "landscape": "land
 def test_a_folder_claimed_by_another_run_is_refused(tmp_path, verb):
     """Two runs into one folder: while the first holds its claim (the flock on the folder), the second exits 2
     before any work and writes nothing."""
-    from trajopt.cli.run import claim_out
+    from trajopt.cli._outputs import claim_out
 
     folder = tmp_path / "shared"
     with claim_out(folder, force=False):
@@ -360,7 +360,7 @@ def _check_signalled_run(out: Path, rc: int, sig: int, delay: float, sent_at, st
 DRIVER = """
 import os, signal, sys
 import trajopt.plots
-from trajopt.cli import run
+from trajopt.cli import compare
 
 def hooked(original):
     def call(*args, **kwargs):
@@ -374,7 +374,7 @@ elif sys.argv[1] == "summary":  # after the last chunk, before the first byte of
     import trajopt.runs
     trajopt.runs.summarise = hooked(trajopt.runs.summarise)
 else:  # after the last byte: while the final table is printed
-    run._summary_table = hooked(run._summary_table)
+    compare._summary_table = hooked(compare._summary_table)
 del sys.argv[1]
 from trajopt._entry import main
 main()

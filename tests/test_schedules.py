@@ -234,7 +234,7 @@ def test_iterations_on_the_command_line_reach_variants_with_their_own(tmp_path):
     assert "(3–5 iterations, 1 seeds)" in " ".join(r.stdout.split())
     from rich.console import Console
 
-    from trajopt.cli.run import _summary_table
+    from trajopt.cli._run_table import _summary_table
 
     def header(folder):
         console = Console(width=300, record=True, file=open(os.devnull, "w"))

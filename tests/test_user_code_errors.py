@@ -16,7 +16,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from trajopt.cli import app
-from trajopt.cli.run import _summary_table
+from trajopt.cli._run_table import _summary_table
 
 runner = CliRunner()
 

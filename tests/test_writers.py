@@ -25,7 +25,7 @@ from typer.testing import CliRunner
 
 from trajopt import plots, report, runs, runs_files
 from trajopt.cli import app
-from trajopt.cli.run import claim_out, is_leftover
+from trajopt.cli._outputs import claim_out, is_leftover
 
 ROOT = Path(__file__).resolve().parent.parent
 PIVOT = ROOT / "problems" / "pivot.toml"

@@ -2,7 +2,7 @@
 with rich. One module per group of verbs, named after them, each registering its commands on the shared Typer
 `app`:
 
-    run.py       solve, compare
+    compare.py   solve, compare
     info.py      validate, list
     diagnose.py  diagnose, gradcheck
     fidelity.py  fidelity (gradient error per oracle over time step and contact stiffness)
@@ -10,6 +10,9 @@ with rich. One module per group of verbs, named after them, each registering its
     report.py    report
     study.py     study (grids of problems × variants × parameters × seeds; local or Ray)
     mpc.py       mpc (a closed-loop run of a problem's [mpc] table)
+
+beside what they share: `_common.py` (options, messages, loading a problem file) and `_outputs.py` (claiming
+--out, holding signals, titles).
 
 The console script is `trajopt._entry.main` (signals held from its first instruction, then this app); this package
 does not import it. Importing the CLI imports no JAX: each command imports the library modules it runs inside its
@@ -19,7 +22,7 @@ Exit codes: 0 success, 1 the run failed (every seed non-finite), 2 bad input, 13
 folder is still complete and marked "interrupted").
 """
 
-from trajopt.cli import run, info, diagnose, fidelity, sweeps, report, study, mpc  # noqa: F401,I001  (registers the commands, in this order)
+from trajopt.cli import compare, info, diagnose, fidelity, sweeps, report, study, mpc  # noqa: F401,I001  (registers the commands, in this order)
 from trajopt.cli._common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, app
 
 __all__ = ["app", "EXIT_OK", "EXIT_FAILED", "EXIT_BAD_INPUT", "EXIT_INTERRUPTED"]

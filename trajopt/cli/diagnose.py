@@ -204,7 +204,7 @@ def diagnose(
     import jax
 
     from trajopt import runs
-    from trajopt.cli.run import _interruptible, claim_out, display_title
+    from trajopt.cli._outputs import _interruptible, claim_out, display_title
     from trajopt.diagnostics import decide, estimator_statistics, summarise
     from trajopt.spec import SpecError, check_working_set
 

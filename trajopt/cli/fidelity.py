@@ -267,7 +267,7 @@ def fidelity(
 
     locations = _locations(at, variant, prob, spec)
     out_dir = out_dir or _default_out(spec)
-    from trajopt.cli.run import _interruptible, claim_out, display_title
+    from trajopt.cli._outputs import _interruptible, claim_out, display_title
 
     with _interruptible(), claim_out(out_dir, force):
         rows, references = _compute(spec, grid, fines, locations, repeats, eps)

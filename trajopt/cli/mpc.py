@@ -75,7 +75,7 @@ def _mpc_table(summary: dict) -> Table:
 def mpc_overrides(sets, seeds: Optional[str], variants: Optional[str], episode: Optional[int],
                   iterations: Optional[int], horizon: Optional[int]) -> list[str]:
     """The CLI's shortcuts as --set overrides of the [mpc] table (validated and reported like file keys)."""
-    from trajopt.cli.run import _names
+    from trajopt.cli.compare import _names
 
     items = list(sets or [])
     if seeds is not None:
@@ -110,7 +110,7 @@ def mpc_cmd(
 ):
     """Run variants as receding-horizon controllers on PROBLEM's plant ([mpc], [plant], [success]) over seeds; write a
     run folder with the realised trajectories, closed-loop cost, compute and plan time per control step."""
-    from trajopt.cli.run import _interruptible
+    from trajopt.cli._outputs import _interruptible
 
     overrides = mpc_overrides(set_, seeds, variants, episode, iterations, horizon)
     with _interruptible() as should_stop:
@@ -134,7 +134,7 @@ def _load(problem_path, overrides):
 
 
 def _run(problem_path, overrides, sets, out_dir, force, report, json_out, quiet, should_stop) -> int:
-    from trajopt.cli.run import claim_out, display_title
+    from trajopt.cli._outputs import claim_out, display_title
 
     spec = _load(problem_path, overrides)
     if spec.closed_loop is None or spec.closed_loop.mpc is None:

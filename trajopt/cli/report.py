@@ -25,7 +25,7 @@ def write_report(run_dirs: list[Path], output: Path, quiet: bool = False) -> lis
     import os
 
     from trajopt import _signals, report, runs
-    from trajopt.cli.run import _os_reason, history_memory_limit
+    from trajopt.cli._outputs import _os_reason, history_memory_limit
 
     limit = history_memory_limit()
     try:

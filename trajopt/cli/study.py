@@ -15,7 +15,7 @@ from trajopt import _signals
 from trajopt.cli._common import (
     EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, IterOpt, JsonOpt, QuietOpt, SeedsOpt, app, err, fail, fmt, out, write_final,
 )
-from trajopt.cli.run import _interruptible, history_memory_limit, lock_out
+from trajopt.cli._outputs import _interruptible, history_memory_limit, lock_out
 from trajopt.tomlio import SpecError
 
 # The library (JAX, the studies package, Ray) is imported inside each command, so that importing the CLI stays fast.

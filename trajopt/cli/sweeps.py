@@ -18,7 +18,7 @@ from trajopt.cli._common import (
     fail, fmt, is_policy_file, load_spec, out, preflight, write_final,
 )
 from trajopt.cli.diagnose import PROBLEM_SECTIONS, check_run_config
-from trajopt.cli.run import _interruptible, claim_out, display_title
+from trajopt.cli._outputs import _interruptible, claim_out, display_title
 from trajopt.tomlio import toml_string
 
 # The library (JAX, numpy, matplotlib) is imported inside each command, so that importing the CLI stays fast.
@@ -112,7 +112,7 @@ def _check_varies(key: str, specs: list) -> None:
 
 
 def _out_dir(spec, verb: str, out_dir: Optional[Path]) -> Path:
-    """--out, or the default runs/<problem>/<timestamp>-<verb> (claimed with `trajopt.cli.run.claim_out`)."""
+    """--out, or the default runs/<problem>/<timestamp>-<verb> (claimed with `trajopt.cli._outputs.claim_out`)."""
     return out_dir or Path("runs") / spec.name / f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{verb}"
 
 

@@ -1,25 +1,27 @@
 """`trajopt solve` and `trajopt compare`: run variants (oracles under an optimiser, or methods) on a problem and
-write a run folder."""
+write a run folder. What every writing verb shares (claiming --out, holding signals, titles) is
+`trajopt.cli._outputs`'s; the table printed at the end is `trajopt.cli._run_table`'s."""
 
 from __future__ import annotations
 
 import json
-import re
+import os
 import sys
 from datetime import datetime
 from pathlib import Path
-from contextlib import contextmanager
 from typing import List, Optional
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.markup import escape
-from rich.table import Table
 
 from trajopt.cli._common import (
     EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, ForceOpt, IterOpt, JsonOpt, OutOpt, QuietOpt, SeedsOpt,
-    SetOpt, app, check_distinct, check_force, check_sets, err, fail, fmt, load_spec, out, preflight,
+    SetOpt, app, check_distinct, check_force, check_sets, err, fail, load_spec, out, preflight,
 )
+from trajopt.cli._outputs import _interruptible, claim_out, display_title, history_memory_limit
+from trajopt.cli._run_table import _summary_table
+from trajopt.runs_files import CONFIG, RESULT, DiskHistory, RunFolderError, open_member
 
 XOpt = typer.Option("iterations", "--x", help="x-axis of the convergence plot: iterations, rollouts, gradients "
                                                 "(backward passes), compute (forward-step equivalents) or seconds; a "
@@ -71,248 +73,6 @@ def cli_overrides(sets: List[str], iterations: Optional[int], seeds: Optional[st
 def _default_out(spec, verb: str) -> Path:
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     return Path("runs") / spec.name / f"{stamp}-{verb}"
-
-
-# a folder holding one of these is a trajopt run folder (diagnose writes no config.toml: its diagnose.json marks it)
-RUN_MARKERS = ("config.toml", "result.json", "diagnose.json")
-# a streamed history's temporary folder (`trajopt.runs.DiskHistory.PREFIX`; not imported: it would import JAX);
-# one that a killed run left behind marks a trajopt run folder too
-HISTORY_TEMP = ".history-"
-
-HISTORY_MEMORY_ENV = "TRAJOPT_HISTORY_MEMORY"
-DEFAULT_HISTORY_MEMORY = 1 << 30  # bytes
-
-
-def history_memory_limit() -> int:
-    """The largest history (bytes, as estimated by `trajopt.solver.Prepared.history_bytes`) a variant keeps in
-    memory; a larger one streams to disk. ``$TRAJOPT_HISTORY_MEMORY`` (a whole number of bytes, 0 streams every
-    run) or 1 GiB; exit 2 on a bad value."""
-    import os
-
-    text = os.environ.get(HISTORY_MEMORY_ENV)
-    if text is None or not text.strip():
-        return DEFAULT_HISTORY_MEMORY
-    try:
-        limit = int(text.strip())
-    except ValueError:
-        limit = -1
-    if limit < 0:
-        raise fail(f"{HISTORY_MEMORY_ENV}: found {text!r}, allowed: a whole number of bytes >= 0, the largest recorded "
-                   f"history kept in memory (default {DEFAULT_HISTORY_MEMORY}, 1 GiB; 0 streams every run to disk)")
-    return limit
-
-
-@contextmanager
-def lock_out(path: Path):
-    """Create ``--out`` (exit 2 if it cannot be: a file in the way, an unwritable path, /proc) and hold an
-    exclusive ``flock`` on the folder itself for the block: a second trajopt command into the same folder is
-    refused while the first holds it, and a killed one leaves no lock file behind. Yields whether this call
-    created the folder."""
-    import fcntl
-    import os
-
-    if path.exists() and not path.is_dir():
-        raise fail(f"--out {path}: exists and is not a folder")
-    created = not path.exists()
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDONLY)
-    except OSError as e:
-        raise fail(f"--out {path}: cannot create or open it ({e.strerror})") from None
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            raise fail(f"--out {path}: in use by another trajopt run; choose another folder") from None
-        if not os.access(path, os.W_OK | os.X_OK):
-            raise fail(f"--out {path}: not writable")
-        yield created
-    finally:
-        os.close(fd)  # releases the lock
-
-
-@contextmanager
-def claim_out(path: Path, force: bool):
-    """Check ``--out`` before any work and hold it for the run.
-
-    The folder is created and locked (`lock_out`), and, with ``--force``, emptied first: stale temporaries and
-    an older run's report go with it. ``--force`` empties only a trajopt run folder (one with a `RUN_MARKERS`
-    file, or a temporary a killed trajopt writer left: `is_leftover`); other folders are refused. A folder this
-    call created and nothing was written into is removed again if the run fails. solve, compare, diagnose,
-    sweep and landscape all claim --out so (`trajopt study` locks its folder with `lock_out` and keeps its own
-    resume rules).
-
-    The folder is the block's alone (empty when claimed), so it is complete or absent: if writing fails (any
-    OSError: a full disk, a file-size limit, a read-only or vanished folder, an I/O error) or the user abandons
-    the writing (KeyboardInterrupt) before the outputs are final (`trajopt._signals.settle`), whatever the block
-    wrote is removed; an OSError becomes one line naming the file and the reason (exit 2, the status of every
-    --out problem).
-    """
-    from trajopt import _signals
-
-    with lock_out(path) as created:
-        present = list(path.iterdir())
-        if present and not force:
-            raise fail(f"--out {path}: folder exists and is not empty; choose another or pass --force to overwrite")
-        if present:
-            if not any((path / m).exists() for m in RUN_MARKERS) and not any(is_leftover(p) for p in present):
-                raise fail(f"--out {path}: --force empties only a trajopt run folder (one with "
-                           f"{', '.join(RUN_MARKERS[:-1])} or {RUN_MARKERS[-1]}); this one holds other files "
-                           f"({', '.join(sorted(p.name for p in present)[:3])})")
-            try:
-                _empty(path)
-            except OSError as e:
-                raise fail(f"--out {path}: --force cannot empty it ({_os_reason(e)})") from None
-        ok = False
-        try:
-            yield path
-            ok = True
-        except (OSError, KeyboardInterrupt) as e:
-            if _signals.settled():  # the outputs were final before this (e.g. a closed stdout): they stay
-                raise
-            try:
-                _empty(path)  # nothing half-written stays behind
-            except OSError:
-                pass
-            if isinstance(e, OSError):
-                raise fail(f"--out {path}: writing failed, {_os_reason(e)}; nothing was kept ({_os_hint(e)})") from None
-            raise
-        finally:
-            if not ok and created:
-                try:
-                    path.rmdir()  # only if nothing is left in it
-                except OSError:
-                    pass
-
-
-def _empty(path: Path) -> None:
-    """Remove everything inside ``path`` (links removed, never followed)."""
-    import shutil
-
-    for p in list(path.iterdir()):
-        shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
-
-
-def _os_reason(e: OSError) -> str:
-    """'FILE: reason' of an OSError (the file it names, if any; the reason as the system words it)."""
-    reason = e.strerror or str(e)
-    return f"{e.filename}: {reason}" if e.filename and str(e.filename) not in reason else reason
-
-
-def _os_hint(e: OSError) -> str:
-    """What to do about a failed write, by its errno."""
-    import errno
-
-    if e.errno in (errno.ENOSPC, errno.EDQUOT):
-        return "free some space, or choose another folder"
-    if e.errno == errno.EFBIG:
-        return "a file-size limit stopped it (ulimit -f); raise it, or choose another folder"
-    return "choose another folder"
-
-
-# the files trajopt writes into a run folder; `trajopt.runs.atomic_file` writes each through a temporary
-# .NAME.RANDOM.tmp beside it (mkstemp's 8 random characters), which a killed run may leave behind
-OUTPUT_NAMES = ("config.toml", "metrics.jsonl", "result.json", "trajectory.npz", "convergence.png", "rollouts.png",
-                "report.html", "diagnose.json", "diagnose.png", "sweep.csv", "sweep.json", "sweep.png",
-                "landscape.csv", "landscape.json", "landscape.png", "realised.png", "closed_loop_cost.png",
-                "plan_time.png")  # the last three: trajopt mpc's figures
-_LEFTOVER = re.compile(r"^\.(" + "|".join(re.escape(n) for n in OUTPUT_NAMES) + r")\.[a-z0-9_]{8}\.tmp$")
-
-
-def is_leftover(p: Path) -> bool:
-    """Whether ``p`` is a temporary that a killed trajopt writer left in a run folder: a streamed history's
-    ``.history-*`` folder or an output's ``.NAME.RANDOM.tmp`` file (never run data; `--force` removes it)."""
-    if p.is_symlink():
-        return False
-    return (p.name.startswith(HISTORY_TEMP) and p.is_dir()) or (bool(_LEFTOVER.match(p.name)) and p.is_file())
-
-
-def _interruptible():
-    """SIGINT/SIGTERM set a flag that the solver polls between chunks; a second SIGINT aborts at once."""
-    from trajopt import _signals
-
-    return _signals.hold()
-
-
-def _summary_table(summary: dict) -> Table:
-    import numpy as np
-
-    from trajopt.stats import nan_band
-
-    from trajopt.runs import entry_method_label, iterations_text
-
-    n = len(summary["seeds"])
-    # variants that run different numbers of iterations (their own `iterations`, --budget) get a column
-    per_variant = len({o["iterations"] for o in summary["variants"].values()}) > 1
-    # linearisations (iLQR's Jacobians) get a column when a variant spent some; FSE when the run has step costs
-    linearised = any(o.get("linearizations") for o in summary["variants"].values())
-    costs = summary.get("step_costs")
-    caption = ("rollouts, backward passes" + (", linearisations" if linearised else "") + " and FSE are per seed"
-               if costs else "rollouts and backward passes are per seed")
-    if costs:
-        caption += (f"; FSE: forward-step equivalents, T (rollouts + {costs['backward']:g} backward + "
-                    f"{costs['linearization']:g} linearisations), T = {costs['horizon']}")
-    table = Table(title=escape(f"{summary['title']}  ({iterations_text(summary)}, {n} seeds)"),
-                  title_justify="left", caption=escape(caption) + "; seconds on "
-                  f"{escape(str(summary.get('platform', '?')))}; α: median over seeds and iterations (variants that "
-                  "choose one); ran once: a deterministic method, its one run shared by every seed",
-                  caption_justify="left")
-    for col, justify in [("variant", "left"), ("method", "left"), ("status", "left"), ("final (median)", "right"),
-                         ("final IQR", "right"), ("best", "right"), ("α median", "right"),
-                         *([("iterations", "right")] if per_variant else []),
-                         ("rollouts", "right"), ("backward", "right"), *([("lin.", "right")] if linearised else []),
-                         *([("FSE", "right")] if costs else []), ("run+compile s", "right")]:
-        table.add_column(col, justify=justify)
-    if "success_radius" in summary:
-        table.add_column(f"success (r = {summary['success_radius']:g})", justify="right")
-        table.caption += f"; success: median share of {summary['success_held_out']} held-aside starts within the radius"
-    for name, o in summary["variants"].items():
-        finals = np.array([np.nan if v is None else v for v in o["final_cost"]], float)
-        ok = sum(s == "ok" for s in o["status"])
-        status = "ok" if ok == n else f"{ok}/{n} ok" + (f", {n - ok} " + "/".join(sorted(set(s for s in o["status"] if s != 'ok'))))
-        skipped = sum(k for k in o.get("skipped_updates") or () if isinstance(k, int))  # on_non_finite = "skip"
-        status += f", {skipped:,} updates skipped" if skipped else ""
-        for reason in ("converged", "budget"):  # seeds stopped early (and spent nothing more)
-            k = sum(r == reason for r in o.get("stopped") or ())
-            status += f", {k} {'converged' if reason == 'converged' else 'at the budget'}" if k else ""
-        status += ", ran once" if o.get("ran_once") else ""
-        _, q25, q75 = nan_band(finals)
-        iqr = f"{fmt(q25)}–{fmt(q75)}" if np.isfinite(q25) else "-"
-        best = [v for v in o["best_cost"] if v is not None]
-        table.add_row(
-            escape(name), escape(entry_method_label(o)), status, fmt(o["median_final_cost"]), iqr,
-            fmt(min(best) if best else None), fmt(o["median_alpha"], 3),
-            *([f"{o['iterations']:,}"] if per_variant else []), f"{o['rollouts']:,}", f"{o['gradients']:,}",
-            *([f"{o.get('linearizations', 0):,}"] if linearised else []),
-            *([_fse(o.get("forward_equivalents"))] if costs else []),
-            f"{o['run_seconds']:.2f}+{o['compile_seconds']:.1f}",
-            *([f"{o['median_success_rate']:.0%}" if o["median_success_rate"] == o["median_success_rate"] else "-"]
-              if "success_radius" in summary else []),
-        )
-    return table
-
-
-def _fse(x) -> str:
-    """Forward-step equivalents for the table: whole numbers with separators from 1,000 on, else 4 digits."""
-    if not isinstance(x, (int, float)) or x != x:
-        return "-"
-    return f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.4g}"
-
-
-def display_title(spec, sets: Optional[List[str]]) -> str:
-    """The title a figure or table shows. Without --set, the file's title. With --set, the file's title may state
-    parameter values the overrides changed ("k = 1000"), so the problem's name stands in for it (unless the title
-    itself was set), followed by every override. A lone surrogate (an undecodable byte of an argument or a file
-    name) is shown as U+FFFD: no font, file or terminal can show it (matplotlib raised a TypeError on it)."""
-    if not sets:
-        return _LONE_SURROGATE.sub("\ufffd", spec.title)
-    own = any(item.split("=", 1)[0].strip() == "title" for item in sets)
-    others = [item for item in sets if item.split("=", 1)[0].strip() != "title"]
-    head = spec.title if own else spec.name
-    return _LONE_SURROGATE.sub("\ufffd", head + (f" [--set {', '.join(others)}]" if others else ""))
-
-
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 ROLLOUTS = "rollouts.png"
@@ -457,8 +217,6 @@ def _run_held(verb, problem, overrides, out_dir, force, x, json_out, quiet, plot
     if "gradients" in x:
         check_gradient_axis(spec)
     out_dir = out_dir or _default_out(spec, verb)
-    from trajopt.runs import DiskHistory
-
     # a history larger than memory_limit streams into .history-* inside the folder, removed when the folder is
     # complete (below, before it is declared final) or, on an error or Ctrl-C twice, by this block's exit; any
     # OSError while the folder is written (a full disk: the streamed history reserves its space first; a file-size
@@ -485,8 +243,6 @@ def changed_since_run(path, quiet: bool) -> list[str]:
     """With ``--from RUN`` (``path`` is RUN/config.toml): the files the run's result.json recorded (``sources``)
     whose content differs now (changed, missing, or new), each named in a warning on stderr (the rerun may not
     reproduce that run's numbers); [] for a problem file or a run that recorded none."""
-    from trajopt.runs import CONFIG, RESULT
-
     path = Path(path)
     if path.name != CONFIG or not (path.parent / RESULT).is_file():
         return []
@@ -678,15 +434,9 @@ OptionalProblemArg = typer.Argument(None, help="A TOML problem file (see `trajop
 
 def _problem_or_run(problem: Optional[Path], from_run: Optional[Path]) -> Path:
     """The file to load: PROBLEM, or RUN_DIR/config.toml with --from (exactly one of them)."""
-    from trajopt.runs import CONFIG
-
     if problem is not None and from_run is not None:
         raise fail("give a PROBLEM file or --from RUN_DIR, not both")
     if from_run is not None:
-        import os
-
-        from trajopt.runs import RunFolderError, open_member
-
         config = from_run / CONFIG
         if not from_run.is_dir() or not os.path.lexists(config):
             raise fail(f"--from {from_run}: not a run folder (no {CONFIG} in it)")
