@@ -82,7 +82,8 @@ def test_registered_and_fields_are_toml_parameters():
     import dataclasses
 
     fields = dataclasses.asdict(s)
-    assert set(fields) == {"model", "substeps", "keyframe", "timestep", "iterations", "ls_iterations", "solref", "gradient"}
+    assert set(fields) == {"model", "substeps", "keyframe", "timestep", "iterations", "ls_iterations", "solref", "gradient",
+                           "backend"}
     assert os.path.isabs(fields["model"]) and fields["timestep"] == 0.01 and fields["iterations"] == 20
     assert s.state_size == 2 and s.control_size == 1 and s.dt == pytest.approx(0.02) and s.stable_dt() == np.inf
     assert hash(s) == hash(s)  # identity hash: closable in jit

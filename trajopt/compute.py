@@ -217,7 +217,14 @@ def measure_step_costs(step: Callable, n: int, m: int, *, batch: int = 16, lengt
     time, at most ``max_reps``) until the forward program takes ``target_seconds``: what is timed is the operations'
     own work, not a call's fixed overhead (timed call by call, a cheap step's backward pass looked free). The time per
     repetition of each, in ``rounds`` rounds of the fastest of ``repeats`` interleaved runs, gives the rounds'
-    ratios, and their median is returned."""
+    ratios, and their median is returned.
+
+    A map whose system has no derivatives (its ``differentiable`` is False: an mjx system on MuJoCo's C simulator)
+    is not timed: no backward pass or linearisation can run on it, so ρ_b = ρ_l = 0 (a forward-step equivalent is
+    then T × rollouts), with a source that says so."""
+    if getattr(getattr(step, "__self__", None), "differentiable", True) is False:
+        return StepCosts(backward=0.0, linearization=0.0, source="not measured: the system has no derivatives (no "
+                         "backward pass or linearisation runs on it)")
     key = jax.random.PRNGKey(0) if key is None else key
     kx, ku = jax.random.split(key)
     dtype = jnp.result_type(float)

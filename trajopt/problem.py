@@ -200,11 +200,15 @@ def _owner(function) -> Any:
 def trajectory_problem(name: str, step: StepFn, x0: Array, cost: QuadraticCost, U0: Array,
                        system: Any = None) -> Problem:
     """A time-stepped problem: objective(U) = cost(rollout(step, x0, U), U). ``system``: the problem's system
-    (default: the owner of ``step`` when it is a bound method, ``system.step``)."""
+    (default: the owner of ``step`` when it is a bound method, ``system.step``). When ``step`` is a system's own
+    ``step`` and that system has ``simulate(x0, U) -> X [T+1, n]`` (its rollout of the whole horizon, the same states
+    as the scan of its step: an mjx system, whose C backend simulates a batch of rollouts in one host call), the
+    rollout is ``simulate``."""
     x0 = jnp.asarray(x0)
+    simulate = getattr(_owner(step), "simulate", None)
 
     def trajectory(U: Array) -> Array:
-        return rollout(step, x0, U)
+        return simulate(x0, U) if callable(simulate) else rollout(step, x0, U)
 
     def objective(U: Array) -> Array:
         return cost(trajectory(U), U)

@@ -99,7 +99,12 @@ class Method(Protocol):
 def check_applicable(method: Any, problem: Any) -> None:
     """Raise ValueError with one sentence saying why ``method`` cannot run on ``problem``, before anything compiles:
     the method's own optional ``check(problem)`` (the rule lives on its owner; `trajopt.methods.MultiStart` forwards
-    to its method, `trajopt.methods.GradientMethod` to its oracle). A method without one applies everywhere."""
+    to its method, `trajopt.methods.GradientMethod` to its oracle). A method without one applies everywhere. First the
+    problem's system may refuse the method (its optional ``check_method(method, problem)``: an mjx system on MuJoCo's
+    C simulator refuses a method that needs derivatives)."""
+    refuse = getattr(getattr(problem, "system", None), "check_method", None)
+    if callable(refuse):
+        refuse(method, problem)
     check = getattr(method, "check", None)
     if callable(check):
         check(problem)

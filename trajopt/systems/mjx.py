@@ -13,6 +13,7 @@ A problem file names the model and how to step it::
     ls_iterations = 4            # overrides <option ls_iterations>; default: the model's
     solref = [0.02, 1.0]         # overrides solref of every geom, joint limit and contact pair; default: the model's
     gradient = "auto"            # "auto", "reverse" or "forward" (see below)
+    backend = "mjx"              # "mjx" (MuJoCo MJX, JAX) or "mujoco" (MuJoCo's C simulator, forward-only methods)
 
 State and control (what ``[task]`` x0, goal, Q, R, Qf and u_init refer to):
 
@@ -69,6 +70,18 @@ iteration (its line search is a fixed-length scan) and reverse mode works. ``gra
 Zeroth-order oracles never differentiate and work with every setting. See docs/mjx.md for the accuracy of
 one solver iteration against a converged solve, and the cost of each mode.
 
+Backend. ``backend = "mjx"`` (default) steps the model with MuJoCo MJX: JAX code, traced and compiled into every
+program that runs it, differentiable as above. ``backend = "mujoco"`` simulates the same model (the same
+``mj_model``, with the settings above) with MuJoCo's C library instead (`trajopt.systems.mujoco_c`: ``mujoco.
+rollout``, multi-threaded, nothing for XLA to compile): ``simulate(x0, U)``, the whole horizon of a batch of
+control sequences in one ``jax.pure_callback``, is what a problem's rollout runs (`trajopt.problem.
+trajectory_problem`), and ``step`` is one control step of it. It has no derivatives, so only methods that roll out
+without differentiating run on it (the samplers: cem, mppi, ps, dial, evosax; the gradient method with the zobg
+oracle): ``check_method`` refuses every other before anything compiles (`trajopt.methods.base.check_applicable`
+asks it), naming the methods that run. The states agree with MJX's to the constraint solver's tolerance (docs/
+mjx.md: measured on the shipped models); the model's refusals above apply to both backends, so a model runs on
+either. The name is the package whose simulator runs (``mujoco``), as ``mjx`` is.
+
 MuJoCo's warnings while it compiles the model (e.g. a deprecated attribute) are kept in ``load_warnings`` (a tuple
 of strings) rather than printed and written to MUJOCO_LOG.TXT in the working directory, as MuJoCo does by default.
 
@@ -80,6 +93,7 @@ are by identity (``eq=False``), so the system can be closed over in ``jit``.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import io
 import math
 import os
@@ -133,6 +147,7 @@ class MJX:
     ls_iterations: int = 0
     solref: tuple = ()
     gradient: str = "auto"
+    backend: str = "mjx"
 
     one_step = False
 
@@ -209,6 +224,19 @@ class MJX:
         object.__setattr__(self, "mjx_model", m)
         object.__setattr__(self, "_x0", np.asarray(x0, float))
         object.__setattr__(self, "_step", _make_step(mjx, m, d0, mm.nq, self.substeps, self.gradient_mode))
+        self._bind_backend()
+
+    def _bind_backend(self) -> None:
+        """On backend "mujoco": the C simulator of ``mj_model`` (`trajopt.systems.mujoco_c`) behind ``simulate`` and
+        ``step``; on "mjx" nothing (``step`` is MJX's, ``simulate`` its scan)."""
+        if self.backend != "mujoco":
+            object.__setattr__(self, "_simulate", None)
+            return
+        from trajopt.systems.mujoco_c import Simulator, rollout_function, step_function
+
+        simulate = rollout_function(Simulator(self.mj_model, self.substeps))
+        object.__setattr__(self, "_simulate", simulate)
+        object.__setattr__(self, "_step", step_function(simulate))
 
     def _check_scalars(self) -> None:
         def integer(key, value, lo):
@@ -235,6 +263,11 @@ class MJX:
                              "[-stiffness, -damping] (MuJoCo's direct form), or [] for the model's")
         if self.gradient not in GRADIENT_MODES:
             raise ModelError("gradient", f"found {self.gradient!r}, allowed: {', '.join(GRADIENT_MODES)}")
+        from trajopt.systems.mujoco_c import BACKEND_DOC, BACKENDS
+
+        if self.backend not in BACKENDS:
+            raise ModelError("backend", f"found {self.backend!r}, allowed: "
+                             + "; ".join(f"{b!r}: {BACKEND_DOC[b]}" for b in BACKENDS))
 
     @classmethod
     def from_table(cls, params: Mapping[str, Any], source: str) -> "MJX":
@@ -282,8 +315,12 @@ class MJX:
     def model_source(self) -> dict:
         """What a run records of the model: {"package", "path", "distribution", "version"} for a package model, then
         for every model "file" (absolute), "sha256" (of the file) and "files" ({path relative to the model's
-        folder: sha256} of each other file MuJoCo reads for it: includes, meshes, textures). A new dict each call."""
-        return {k: (dict(v) if isinstance(v, dict) else v) for k, v in self._source.items()}
+        folder: sha256} of each other file MuJoCo reads for it: includes, meshes, textures); on backend "mujoco" also
+        "simulator" (`simulator`: the C library and its version, which ran instead of MJX). A new dict each call."""
+        out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in self._source.items()}
+        if self.backend != "mjx":
+            out["simulator"] = self.simulator
+        return out
 
     @property
     def state_size(self) -> int:
@@ -313,8 +350,50 @@ class MJX:
         return self._x0.copy()
 
     def step(self, x: Array, u: Array) -> Array:
-        """One control step (``substeps`` mjx.step calls): x [nq + nv], u [nu] -> x' [nq + nv]."""
+        """One control step (``substeps`` mjx.step calls, or mj_step on backend "mujoco"): x [nq + nv], u [nu] ->
+        x' [nq + nv]."""
         return self._step(x, u)
+
+    def simulate(self, x0: Array, U: Array) -> Array:
+        """X [T+1, nq + nv]: the states from x0 [nq + nv] under U [T, nu] (X[0] = x0, X[t+1] = step(X[t], U[t])).
+        On backend "mujoco" the C simulator's rollout of the whole horizon (one host call per vmapped batch, no
+        derivatives); on "mjx" the scan of ``step`` (`trajopt.problem.rollout`, the same program as without it)."""
+        if self._simulate is None:
+            from trajopt.problem import rollout
+
+            return rollout(self._step, x0, U)
+        return self._simulate(x0, U)
+
+    @property
+    def differentiable(self) -> bool:
+        """Whether ``step`` and ``simulate`` have derivatives: True on backend "mjx", False on "mujoco"."""
+        return self.backend == "mjx"
+
+    @property
+    def simulator(self) -> str:
+        """Which simulator runs, for a run's output: "MuJoCo MJX <version>" or "MuJoCo <version> (C)"."""
+        if self.backend == "mujoco":
+            mujoco, _ = _import_mujoco()
+            return f"MuJoCo {mujoco.__version__} (C)"
+        return f"MuJoCo MJX {_mjx_version()}"
+
+    def check_method(self, method: Any, problem: Any) -> None:
+        """Raise ValueError (one sentence) when ``method`` (a method, or an oracle) needs derivatives of this system
+        and the backend has none ("mujoco"): found by tracing one ``init`` and ``step`` (an oracle: one estimate)
+        abstractly on ``problem`` (`jax.eval_shape`; on this backend nothing of the physics is traced), which raises
+        `trajopt.systems.mujoco_c.NotDifferentiable` where it differentiates. Nothing on backend "mjx"; other
+        errors of the trace are left to the method's own checks and run."""
+        if self.backend != "mujoco" or _CHECKING.get():
+            return
+        from trajopt.systems.mujoco_c import NotDifferentiable
+
+        if not _differentiates(method, problem, NotDifferentiable):
+            return
+        allowed = [label for label, m in _forward_only_candidates()
+                   if not _differentiates(m, problem, NotDifferentiable, refused_too=True)]
+        raise ValueError(f"{_method_label(method)} needs derivatives of the simulator, which system.backend = "
+                         f"\"mujoco\" ({self.simulator}) does not give: it runs forward rollouts only; allowed on it: "
+                         f"{', '.join(allowed)} (or system.backend = \"mjx\" for every method)")
 
     def stable_dt(self) -> float:
         return math.inf
@@ -404,7 +483,6 @@ class MJX:
             return physics(mp, x, u)
 
         return step
-
 
 
 @contextlib.contextmanager
@@ -669,6 +747,64 @@ def _physics_mask(mujoco, mm, parameter: str, name):
     if kind == "geom" and mm.npair:
         pairs = chosen[np.asarray(mm.pair_geom1)] | chosen[np.asarray(mm.pair_geom2)]
     return chosen, pairs
+
+
+_CHECKING = contextvars.ContextVar("trajopt_mjx_check_method", default=False)
+
+
+def _differentiates(method: Any, problem: Any, error: type, refused_too: bool = False) -> bool:
+    """Whether one ``init`` and ``step`` of ``method`` (an oracle: one ``estimate``) at ``problem.U0``, traced
+    abstractly (`jax.eval_shape`), raises ``error`` (a derivative of the C simulator). With ``refused_too``, the
+    method's own ``check`` runs first and a method it refuses, or whose trace fails otherwise, counts as True (it
+    does not run here). A check nested in this trace (a method's init asking `check_applicable` again) is skipped."""
+    token = _CHECKING.set(True)
+    try:
+        if refused_too and callable(getattr(method, "check", None)):
+            method.check(problem)
+        key = jax.random.PRNGKey(0)
+        if callable(getattr(method, "estimate", None)) and not callable(getattr(method, "step", None)):
+            jax.eval_shape(lambda k: method.estimate(k, problem, problem.U0), key)
+        else:
+            def one(k):
+                state = method.init(k, problem, problem.U0)
+                return method.step(jax.random.fold_in(k, 1), problem, state)
+
+            jax.eval_shape(one, key)
+    except error:
+        return True
+    except Exception:  # noqa: BLE001  not this rule's business: the method's own checks and run report it
+        return refused_too
+    finally:
+        _CHECKING.reset(token)
+    return False
+
+
+def _forward_only_candidates():
+    """(label, method) for every registered method with its defaults, the gradient method once per registered
+    oracle: what `MJX.check_method` tries when it names the methods that run without derivatives."""
+    from trajopt.methods import METHODS, GradientMethod
+    from trajopt.oracles import ORACLES
+
+    for name in [n for n in METHODS if n != "gradient"] + [f"oracle {o}" for o in ORACLES]:
+        try:
+            if name.startswith("oracle "):
+                yield name, GradientMethod(ORACLES.get(name.split(" ", 1)[1])())
+            else:
+                yield name, METHODS.get(name)()
+        except Exception:  # noqa: BLE001  a method that needs options to be built: not listed
+            continue
+
+
+def _method_label(method: Any) -> str:
+    """"oracle 'fobg'" (the gradient method or an oracle), "method 'ilqr'", "method 'ilqr' (3 starts)"."""
+    inner = getattr(method, "method", None)
+    if inner is not None and hasattr(method, "starts"):
+        return f"{_method_label(inner)} ({method.starts} starts)"
+    oracle = getattr(method, "oracle", None)
+    if oracle is not None:
+        return f"oracle {getattr(oracle, 'name', type(oracle).__name__)!r}"
+    kind = "oracle" if callable(getattr(method, "estimate", None)) else "method"
+    return f"{kind} {getattr(method, 'name', type(method).__name__)!r}"
 
 
 def _like(new, old):

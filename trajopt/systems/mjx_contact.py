@@ -81,6 +81,9 @@ def check_contact_problem(problem: Any, oracle: str = "cfd") -> Any:
         what = type(system).__name__ if system is not None else "not known (a problem built from a plain function)"
         raise ValueError(f"oracle {oracle!r} differentiates the contacts of a MuJoCo MJX model (system \"mjx\" or "
                          f"\"mjx_toss\"); {name}'s system is {what}: use exact, fobg, zobg or aobg there")
+    if getattr(sim, "backend", "mjx") != "mjx":
+        raise ValueError(f"oracle {oracle!r} differentiates MJX's contacts, and {name}'s mjx system runs on backend "
+                         f"{sim.backend!r} (no derivatives); allowed: system.backend = \"mjx\"")
     if sim is system and not getattr(problem, "time_stepped", False):
         raise ValueError(f"oracle {oracle!r} needs a time-stepped problem over the MJX system (a rollout of its "
                          f"step from x0); {name} is not one")
