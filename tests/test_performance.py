@@ -154,14 +154,14 @@ def test_the_test_suite_uses_a_temporary_cache():
 
 @pytest.mark.parametrize("what", ["systems", "oracles", "methods", "optimizers"])
 def test_listing_without_jax_matches_the_imported_registry(what):
-    from trajopt.cli import info
+    from trajopt.cli import validate
 
-    assert info.static_registry_rows(what) == info.registry_rows(what)
+    assert validate.static_registry_rows(what) == validate.registry_rows(what)
 
 
 def test_list_imports_no_jax():
-    code = ("import sys; from trajopt.cli import info; "
-            "rows = [info.static_registry_rows(w) for w in ('systems', 'oracles', 'methods', 'optimizers')]; "
+    code = ("import sys; from trajopt.cli import validate; "
+            "rows = [validate.static_registry_rows(w) for w in ('systems', 'oracles', 'methods', 'optimizers')]; "
             "print(all(rows), 'jax' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["True", "False"]

@@ -3,7 +3,7 @@ with rich. One module per group of verbs, named after them, each registering its
 `app`:
 
     compare.py   solve, compare
-    info.py      validate, list
+    validate.py  validate, list
     diagnose.py  diagnose, gradcheck
     fidelity.py  fidelity (gradient error per oracle over time step and contact stiffness)
     sweeps.py    sweep, landscape
@@ -22,7 +22,7 @@ Exit codes: 0 success, 1 the run failed (every seed non-finite), 2 bad input, 13
 folder is still complete and marked "interrupted").
 """
 
-from trajopt.cli import compare, info, diagnose, fidelity, sweeps, report, study, mpc  # noqa: F401,I001  (registers the commands, in this order)
+from trajopt.cli import compare, validate, diagnose, fidelity, sweeps, report, study, mpc  # noqa: F401,I001  (registers the commands, in this order)
 from trajopt.cli._common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, app
 
 __all__ = ["app", "EXIT_OK", "EXIT_FAILED", "EXIT_BAD_INPUT", "EXIT_INTERRUPTED"]
