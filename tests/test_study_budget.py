@@ -13,7 +13,6 @@ number, or a list: the grid axis ``budget``) and ``trajopt study --budget``.
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import pytest
 from typer.testing import CliRunner
 
 from trajopt.cli import app
-from trajopt.studies import load_study
+from trajopt.studies import load_study, read_table
 from trajopt.tomlio import SpecError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,34 +54,29 @@ VARIANTS = ("exact", "fobg", "ilqr")
 BUDGETS = (190, 200)
 
 
-def write(folder: Path, name: str, text: str) -> Path:
-    path = folder / name
-    path.write_text(text)
-    return path
+def files(folder: Path, body: str, problem: str = PROBLEM, name: str = "s.toml") -> tuple[Path, Path]:
+    """(the problem file, a study file ``name`` of ``body`` that runs it), written into ``folder``."""
+    path = folder / "pendulum.toml"
+    path.write_text(problem)
+    (folder / name).write_text(f'problems = ["{path}"]\n' + body)
+    return path, folder / name
 
 
 def invoke(*args):
     return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
 
 
-def study_text(problem: Path, body: str) -> str:
-    return f'problems = ["{problem}"]\n' + body
-
-
 @pytest.fixture(scope="module")
 def budget_study(tmp_path_factory):
     """exact, FoBG (2 samples) and iLQR at budgets 190 and 200 FSE per seed, 2 seeds, through `trajopt study`."""
     tmp = tmp_path_factory.mktemp("budget_study")
-    problem = write(tmp, "pendulum.toml", PROBLEM)
-    study = write(tmp, "budget.toml", study_text(problem, f"variants = {list(VARIANTS)!r}\nseeds = 2\n"
-                                                          f"budget = {list(BUDGETS)!r}\n".replace("'", '"')))
-    folder = tmp / "out"
+    problem, study = files(tmp, f"variants = {list(VARIANTS)!r}\nseeds = 2\nbudget = {list(BUDGETS)!r}\n"
+                           .replace("'", '"'), name="budget.toml")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("TRAJOPT_STEP_COSTS", STEP_COSTS)
-        r = invoke("study", study, "--out", folder, "--json")
+        r = invoke("study", study, "--out", tmp / "out", "--json")
     assert r.exit_code == 0, r.output
-    rows = list(csv.DictReader((folder / "study.csv").open()))
-    return tmp, problem, study, folder, json.loads(r.stdout), rows
+    return tmp, problem, study, tmp / "out", json.loads(r.stdout), read_table(tmp / "out")
 
 
 def test_a_cell_is_compare_with_the_same_budget_bit_for_bit(budget_study, monkeypatch):
@@ -146,13 +140,12 @@ def test_a_resumed_study_keeps_its_recorded_step_costs(budget_study, monkeypatch
     assert r.exit_code == 0, r.output
     again = json.loads(r.stdout)
     assert (again["ran"], again["skipped"]) == (0, len(VARIANTS) * len(BUDGETS))
-    assert list(csv.DictReader((folder / "study.csv").open())) == rows
+    assert read_table(folder) == rows
 
 
 def test_the_budget_option_replaces_the_files_iterations(tmp_path, monkeypatch):
     monkeypatch.setenv("TRAJOPT_STEP_COSTS", STEP_COSTS)
-    problem = write(tmp_path, "pendulum.toml", PROBLEM)
-    study = write(tmp_path, "s.toml", study_text(problem, 'variants = ["exact"]\nseeds = 2\niterations = 3\n'))
+    _, study = files(tmp_path, 'variants = ["exact"]\nseeds = 2\niterations = 3\n')
     r = invoke("study", study, "--budget", "1000", "--dry-run", "--json")
     assert r.exit_code == 0, r.output
     dry = json.loads(r.stdout)
@@ -160,7 +153,7 @@ def test_the_budget_option_replaces_the_files_iterations(tmp_path, monkeypatch):
     [cell] = dry["cells"]
     assert cell["iterations"] == 11 and cell["folder"].endswith("exact/budget=1000")
     # and --iterations replaces a file's budget
-    study = write(tmp_path, "b.toml", study_text(problem, 'variants = ["exact"]\nbudget = 1000\n'))
+    _, study = files(tmp_path, 'variants = ["exact"]\nbudget = 1000\n', name="b.toml")
     spec = load_study(study, iterations=4)
     assert spec.budget is None and spec.iterations == 4 and spec.grid == ()
     spec = load_study(study)
@@ -186,8 +179,7 @@ BAD = [
 
 @pytest.mark.parametrize("body,key,words", BAD)
 def test_bad_budgets_are_refused_before_anything_runs(tmp_path, body, key, words):
-    problem = write(tmp_path, "pendulum.toml", PROBLEM)
-    study = write(tmp_path, "s.toml", study_text(problem, 'variants = ["exact"]\n' + body + "\n"))
+    _, study = files(tmp_path, 'variants = ["exact"]\n' + body + "\n")
     with pytest.raises(SpecError) as e:
         load_study(study)
     assert e.value.source == str(study) and e.value.key == key and words in e.value.message, str(e.value)
@@ -198,9 +190,9 @@ def test_bad_budgets_are_refused_before_anything_runs(tmp_path, body, key, words
 
 
 def test_a_closed_loop_study_refuses_a_budget(tmp_path):
-    problem = write(tmp_path, "pendulum.toml", PROBLEM + "[mpc]\nepisode = 4\nhorizon = 3\n")
     for body, args in (("budget = 100\n", ()), ("", ("--budget", "100"))):
-        study = write(tmp_path, "s.toml", 'verb = "mpc"\n' + study_text(problem, 'variants = ["exact"]\n' + body))
+        _, study = files(tmp_path, 'verb = "mpc"\nvariants = ["exact"]\n' + body,
+                         PROBLEM + "[mpc]\nepisode = 4\nhorizon = 3\n")
         out = tmp_path / "out"
         r = invoke("study", study, *args, "--out", out)
         assert r.exit_code == 2 and f"{study}: budget: " in r.stderr and "mpc.iterations" in r.stderr, r.stderr
@@ -208,8 +200,7 @@ def test_a_closed_loop_study_refuses_a_budget(tmp_path):
 
 
 def test_both_options_are_refused(tmp_path):
-    problem = write(tmp_path, "pendulum.toml", PROBLEM)
-    study = write(tmp_path, "s.toml", study_text(problem, 'variants = ["exact"]\n'))
+    _, study = files(tmp_path, 'variants = ["exact"]\n')
     r = invoke("study", study, "--budget", "100", "--iterations", "3", "--out", tmp_path / "out")
     assert r.exit_code == 2 and "--budget or --iterations, not both" in r.stderr
     assert not (tmp_path / "out").exists()
@@ -217,9 +208,8 @@ def test_both_options_are_refused(tmp_path):
 
 def test_a_variant_over_the_budget_is_refused_before_any_cell_runs(tmp_path, monkeypatch):
     monkeypatch.setenv("TRAJOPT_STEP_COSTS", STEP_COSTS)
-    problem = write(tmp_path, "pendulum.toml", PROBLEM)
     # FoBG with 2 samples costs 180 FSE a step: 1000 admits it, 150 does not (exact, 90 a step, fits both)
-    study = write(tmp_path, "s.toml", study_text(problem, 'variants = ["exact", "fobg"]\nbudget = [1000, 150]\n'))
+    problem, study = files(tmp_path, 'variants = ["exact", "fobg"]\nbudget = [1000, 150]\n')
     out = tmp_path / "out"
     r = invoke("study", study, "--out", out)
     assert r.exit_code == 2, r.output
