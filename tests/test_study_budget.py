@@ -130,6 +130,9 @@ def test_rows_carry_the_budget_and_the_spend_counted_by_hand(budget_study):
     [entry] = meta["step_costs"]  # one system, taken once for the study
     assert (entry["backward"], entry["linearization"], entry["problems"]) == (RHO_B, RHO_L, ["pendulum"])
     assert (folder / "study_budget.png").is_file()
+    page = (folder / "report.html").read_text()
+    assert "a budget of 190, 200 forward-step equivalents per seed" in page and "median FSE spent" in page
+    assert "backward pass = 2, linearisation = 3 forward steps (given by TRAJOPT_STEP_COSTS)" in page
 
 
 def test_a_resumed_study_keeps_its_recorded_step_costs(budget_study, monkeypatch):
@@ -158,6 +161,23 @@ def test_the_budget_option_replaces_the_files_iterations(tmp_path, monkeypatch):
     assert spec.budget is None and spec.iterations == 4 and spec.grid == ()
     spec = load_study(study)
     assert spec.budget == (1000,) and spec.iterations is None and [a.key for a in spec.grid] == ["budget"]
+
+
+def test_one_budget_draws_the_variants_figure_and_a_list_its_axis(tmp_path):
+    from trajopt.studies.figures import study_figures
+
+    _, one = files(tmp_path, 'variants = ["exact"]\nbudget = 1000\n')
+    _, two = files(tmp_path, 'variants = ["exact"]\nbudget = [1000, 3000]\n', name="two.toml")
+    rows = [{"problem": "pendulum", "variant": "exact", "budget": b, "seed": 0, "status": "ok", "final_cost": 1.0,
+             "initial_cost": 2.0} for b in (1000, 3000)]
+    figures = study_figures(rows[:1], load_study(one))
+    assert list(figures) == ["study_variants"]  # the title (wrapped to the figure's width) states the budget
+    assert "[budget: 1000 forward-step equivalents per seed]" in \
+        figures["study_variants"]._suptitle.get_text().replace("\n", " ")
+    figures = study_figures(rows, load_study(two))
+    assert list(figures) == ["study_budget"]
+    ax = figures["study_budget"].axes[0]
+    assert ax.get_xscale() == "log" and ax.get_xlabel() == "budget (forward-step equivalents per seed)"
 
 
 BAD = [

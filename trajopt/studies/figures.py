@@ -368,7 +368,8 @@ def _fmt(x, digits: int = 5) -> str:
 
 def cell_summaries(rows: Sequence[Mapping], meta: Mapping) -> list[dict]:
     """Per cell of study.json: its label, folder, status, seeds ok, median/q25/q75 final cost (a closed-loop
-    study's: closed-loop cost, and its success rate, median FSE per control step and plan timing), error."""
+    study's: closed-loop cost, and its success rate, median FSE per control step and plan timing; a budget study's
+    also the median FSE its seeds spent), error."""
     closed = meta["study"].get("verb") == "mpc"
     metric = "closed_loop_cost" if closed else "final_cost"
     out = []
@@ -389,6 +390,9 @@ def cell_summaries(rows: Sequence[Mapping], meta: Mapping) -> list[dict]:
                          fse=float(nan_band(fse)[0]) if fse.size else math.nan,
                          plan_p50=_num(first.get("plan_seconds_p50")), misses=_num(first.get("deadline_miss_rate")),
                          rtf=_num(first.get("realtime_factor")))
+        elif meta["study"].get("budget") is not None:  # a budget study's: the median FSE its seeds spent
+            fse = np.array([_num(r.get("forward_equivalents")) for r in sub], float)
+            entry.update(fse=float(nan_band(fse)[0]) if fse.size else math.nan)
         out.append(entry)
     return out
 
@@ -426,17 +430,23 @@ def study_html(meta: Mapping, rows: Sequence[Mapping], figures: Mapping[str, byt
     if st.get("verb") == "mpc":
         return _closed_loop_html(meta, rows, figures, best)
     title = st.get("title") or st.get("name", "study")
+    budget = st.get("budget") is not None  # a budget study: compute per seed instead of iterations, FSE spent shown
+    compute = (f"a budget of {', '.join(label_value(b) for b in st['budget'])} forward-step equivalents per seed"
+               if budget else f"{st['iterations']} iterations")
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
              f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>"]
     grid = ", ".join(f"{a['key']} ∈ {{{', '.join(label_value(v) for v in a['values'])}}}" for a in st["grid"]) or "no grid"
     parts.append(f"<p class='meta'>study <code>{html.escape(st['source'])}</code> · status <b>{html.escape(meta['status'])}"
                  f"</b> · backend {html.escape(meta.get('backend', ''))} · {len(meta['cells'])} cells: "
                  f"{len(st['problems'])} problems × {len(st['variants'])} variants × {html.escape(grid)} · "
-                 f"{st['iterations']} iterations × {len(st['seeds'])} seeds · updated {html.escape(meta.get('updated', ''))}</p>")
+                 f"{html.escape(compute)} × {len(st['seeds'])} seeds · updated {html.escape(meta.get('updated', ''))}</p>")
     if st.get("description"):
         parts.append(f"<p>{html.escape(st['description'])}</p>")
     if st.get("set"):
         parts.append("<p class='meta'>every cell: " + ", ".join(f"<code>{html.escape(s)}</code>" for s in st["set"]) + "</p>")
+    if budget:
+        parts.append(_step_costs_html(meta, "T (rollouts + ρ<sub>b</sub> backward passes + ρ<sub>l</sub> "
+                                            "linearisations)"))
     parts.append("<h2>Final cost against the grid</h2>")
     for name, png in figures.items():
         src = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
@@ -446,15 +456,17 @@ def study_html(meta: Mapping, rows: Sequence[Mapping], figures: Mapping[str, byt
         parts.append("<p>No grid: see the table.</p>")
     parts.append("<h2>Cells</h2>")
     keys = [a["key"] for a in st["grid"]]
-    head = ["problem", "variant", *keys, "status", "seeds ok", "median final", "IQR", "error"]
+    head = ["problem", "variant", *keys, "status", "seeds ok", "median final", "IQR",
+            *(("median FSE spent",) if budget else ()), "error"]
     body = []
     for c in cell_summaries(rows, meta):
+        spent = (f"<td>{_fmt(c['fse'], 6)}</td>",) if budget else ()
         link = f"<a href='{html.escape(c['folder'])}/'>{html.escape(c['variant'])}</a>" if c["status"] == "ok" else html.escape(c["variant"])
         cls = " class='failed'" if c["status"] == "failed" else ""
         cells = [f"<td class='l'>{html.escape(c['problem'])}</td>", f"<td class='l'>{link}</td>",
                  *[f"<td>{html.escape(label_value(c['point'][k]))}</td>" for k in keys],
                  f"<td{cls}>{html.escape(c['status'])}</td>", f"<td>{c['seeds_ok']}/{c['seeds']}</td>",
-                 f"<td>{_fmt(c['median'])}</td>", f"<td>{_fmt(c['q25'])} – {_fmt(c['q75'])}</td>",
+                 f"<td>{_fmt(c['median'])}</td>", f"<td>{_fmt(c['q25'])} – {_fmt(c['q75'])}</td>", *spent,
                  f"<td class='l'>{html.escape((c['error'] or '')[:300])}</td>"]
         body.append("<tr>" + "".join(cells) + "</tr>")
     parts.append("<table><thead><tr>" + "".join(f"<th class='l'>{html.escape(h)}</th>" for h in head)
@@ -462,6 +474,18 @@ def study_html(meta: Mapping, rows: Sequence[Mapping], figures: Mapping[str, byt
     parts.append("<p class='meta'>The full table, one row per (cell, seed), is study.csv / study.parquet; each cell's "
                  "folder is a run folder (<code>trajopt report cells/…</code> renders one).</p></body></html>\n")
     return "\n".join(parts)
+
+
+def _step_costs_html(meta: Mapping, formula: str) -> str:
+    """The page's line of study.json's step costs per system (what converts counts into forward-step equivalents,
+    FSE = ``formula``), "" when it records none."""
+    costs = meta.get("step_costs") or []
+    if not costs:
+        return ""
+    items = [f"{html.escape(', '.join(c.get('problems', [])) or '?')}: backward pass = {_fmt(c.get('backward'), 4)}, "
+             f"linearisation = {_fmt(c.get('linearization'), 4)} forward steps ({html.escape(str(c.get('source', '')))})"
+             for c in costs]
+    return f"<p class='meta'>step costs (forward-step equivalents, FSE = {formula}): " + "; ".join(items) + "</p>"
 
 
 def _closed_loop_html(meta: Mapping, rows: Sequence[Mapping], figures: Mapping[str, bytes],
@@ -488,13 +512,7 @@ def _closed_loop_html(meta: Mapping, rows: Sequence[Mapping], figures: Mapping[s
         parts.append(f"<p>{html.escape(st['description'])}</p>")
     if st.get("set"):
         parts.append("<p class='meta'>every cell: " + ", ".join(f"<code>{html.escape(s)}</code>" for s in st["set"]) + "</p>")
-    costs = meta.get("step_costs") or []
-    if costs:
-        items = [f"{html.escape(', '.join(c.get('problems', [])) or '?')}: backward pass = {_fmt(c.get('backward'), 4)}, "
-                 f"linearisation = {_fmt(c.get('linearization'), 4)} forward steps ({html.escape(str(c.get('source', '')))})"
-                 for c in costs]
-        parts.append("<p class='meta'>step costs (forward-step equivalents, FSE = H (rollouts + ρ<sub>b</sub> backward "
-                     "passes)): " + "; ".join(items) + "</p>")
+    parts.append(_step_costs_html(meta, "H (rollouts + ρ<sub>b</sub> backward passes)"))
     parts.append("<h2>Closed-loop cost against the grid</h2>")
     for name, png in figures.items():
         src = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
