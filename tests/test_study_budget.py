@@ -180,6 +180,25 @@ def test_one_budget_draws_the_variants_figure_and_a_list_its_axis(tmp_path):
     assert ax.get_xscale() == "log" and ax.get_xlabel() == "budget (forward-step equivalents per seed)"
 
 
+def test_a_system_whose_step_costs_cannot_be_measured_leaves_its_cells_failed_with_the_reason(tmp_path):
+    from trajopt.studies import expand, with_budget
+
+    _, study = files(tmp_path, 'variants = ["exact", "fobg"]\nbudget = 1000\n')
+    spec = load_study(study)
+    calls = []
+
+    def broken(spec, problem):
+        calls.append(spec.name)
+        raise RuntimeError("no timer on this host")
+
+    expansion = with_budget(spec, expand(spec), measure=broken)
+    assert len(calls) == 1  # once per system, not per cell
+    assert [c.iterations for c in expansion.cells] == [0, 0] and not expansion.specs and not expansion.step_costs
+    for c in expansion.cells:
+        assert c.error.endswith("budget: the step costs of its system could not be measured on this host: "
+                                "RuntimeError: no timer on this host"), c.error
+
+
 BAD = [
     ("budget = 0.5", "budget", "found float 0.5"),
     ("budget = 1e13", "budget", f"found float {1e13!r}"),
