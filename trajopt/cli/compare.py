@@ -5,8 +5,10 @@ write a run folder. What every writing verb shares (claiming --out, holding sign
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
+import threading
 from datetime import datetime
 from pathlib import Path
 from typing import List, Optional
@@ -15,6 +17,9 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.markup import escape
 
+# the library modules that import JAX (or matplotlib) are imported inside the functions that run them: the CLI's
+# start-up path (--help, a refused command line) stays free of both
+from trajopt import _signals
 from trajopt.cli._common import (
     EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, ForceOpt, IterOpt, JsonOpt, OutOpt, QuietOpt, SeedsOpt,
     SetOpt, app, check_distinct, check_force, check_sets, err, fail, load_spec, out, preflight,
@@ -22,6 +27,8 @@ from trajopt.cli._common import (
 from trajopt.cli._outputs import _interruptible, claim_out, display_title, history_memory_limit
 from trajopt.cli._run_table import _summary_table
 from trajopt.runs_files import CONFIG, RESULT, DiskHistory, RunFolderError, open_member
+from trajopt.step_costs import step_costs_for
+from trajopt.tomlio import read_toml
 
 XOpt = typer.Option("iterations", "--x", help="x-axis of the convergence plot: iterations, rollouts, gradients "
                                                 "(backward passes), compute (forward-step equivalents) or seconds; a "
@@ -83,8 +90,6 @@ def _success(spec, problem, results, summary) -> None:
     problem's test seed, never the training or evaluation ones) whose closed loop ends within ``[success] radius``
     of the goal, for each seed's returned policy; into result.json as ``success_rate`` (per seed) and
     ``median_success_rate``, with ``success_radius`` beside them."""
-    import math
-
     from trajopt.policies import held_out_states
     from trajopt.policies.tennis import success_rate
     from trajopt.stats import nan_median
@@ -109,8 +114,6 @@ def _rollouts_figure(spec, problem, results, title, summary=None):
     it draws and, labelled as such, the share of the drawn starts within the radius; beside it, from
     ``summary`` (result.json's, `_success`), that seed's share of all held-aside starts and the table's median
     over seeds, the very numbers of the table (the same states, seeds and rule)."""
-    import math
-
     from trajopt.diagnostics import median_seed_index
     from trajopt.policies import held_out_states
     from trajopt.policies.tennis import rollouts_figure
@@ -231,7 +234,6 @@ def problem_sources(path) -> dict:
     model and what it includes, a user module: `trajopt.studies.sources`), what result.json records as ``sources``
     so that a later ``--from`` of the run can say which changed; {} when the file cannot be read again."""
     from trajopt.studies.sources import SourceHashes
-    from trajopt.tomlio import read_toml
 
     try:
         return SourceHashes().of(read_toml(path), str(path))
@@ -267,8 +269,6 @@ def changed_since_run(path, quiet: bool) -> list[str]:
 def run_step_costs(spec):
     """The step costs the run converts its counts with (`trajopt.step_costs.step_costs_for`: measured once per
     system and host, or ``TRAJOPT_STEP_COSTS``); a bad ``TRAJOPT_STEP_COSTS`` is exit 2, before any work."""
-    from trajopt.step_costs import step_costs_for
-
     try:
         return step_costs_for(spec, None)
     except ValueError as e:  # TRAJOPT_STEP_COSTS: its own one-line message
@@ -280,8 +280,6 @@ def _warm_figures():
     other variant is being traced then), so the figure that follows does not wait for matplotlib. Returns the
     thread: join it before drawing (matplotlib is not made to be driven from two threads at once). A failure is
     left to the figure that needs matplotlib."""
-    import threading
-
     def target():
         try:
             from trajopt.plots import warm_up
@@ -316,8 +314,6 @@ def _run_claimed(spec, verb, out_dir, x, json_out, quiet, plot, report, sets, sh
     prepared = prepare_each(prob, [(v.method, spec.iterations_of(n)) for n, v in spec.variants.items()],
                             key=key, seeds=spec.solve.seeds, chunk=spec.solve.chunk, names=list(spec.variants),
                             budget=budget, step_costs=step_costs, once=True)
-    from trajopt import _signals
-
     failure = None  # a variant whose own code failed (traced, compiled or run): the variants before it are kept
     with progress:
         for index, (name, variant) in enumerate(spec.variants.items()):
