@@ -97,6 +97,7 @@ run()
 before = files(sys.argv[1])
 where = trajopt.enable_compilation_cache()  # after a compile: takes effect from the next one
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)  # store these small programs too
+trajopt.programs.CACHE.clear()  # compile again (this process would reuse the first run's programs)
 run()
 print(json.dumps({"before": before, "where": where, "after": files(sys.argv[1])}))
 """
@@ -177,6 +178,7 @@ def _small_run(monkeypatch, env: str | None = None, options: dict | None = None)
     from trajopt import solver
 
     monkeypatch.setattr(solver, "_options_refused", [])
+    trajopt.programs.CACHE.clear()  # compile (the cache would give a program compiled earlier in this process)
     if env is not None:
         monkeypatch.setenv("TRAJOPT_XLA_OPTIONS", env)
     if options is not None:

@@ -91,6 +91,9 @@ def summarise(spec, results: Mapping[str, Result], *, verb: str, versions: Mappi
             "ran_once": bool(r.ran_once),
             "run_seconds": r.run_seconds,
             "compile_seconds": r.compile_seconds,
+            # trajopt.programs: constants taken as inputs (a study grid's; None: none), and whether the compiled
+            # loop was reused (compile_seconds is then tracing and lowering only)
+            "program": {"lifted_constants": getattr(r, "lifted", None), "reused": bool(getattr(r, "reused", False))},
             "config": v.table if v else {},
             "iterations": r.iterations,
         }

@@ -44,6 +44,7 @@ it as they arrive; a caller that expects a history larger than memory passes a s
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import time
@@ -56,6 +57,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.extend.core import jaxpr_as_fun
 
+from trajopt import programs
 from trajopt.limits import MAX_HISTORY, MAX_ITERATIONS, MAX_SEED, MAX_SEEDS
 from trajopt.methods.base import Method, all_finite, method_label, state_decision
 from trajopt.problem import Problem
@@ -339,6 +341,10 @@ class Result:
             that one run's).
         settled_at: the iterations the loop ran when every seed had stopped before its end (the rest of the history
             was filled in, not run), or None when it ran them all.
+        lifted: how many constants of the loop were its inputs (`trajopt.programs`: a run that differs only in them
+            reuses the compiled loop), or None when it was compiled with its constants.
+        reused: the compiled loop was reused (`trajopt.programs.CACHE`): ``compile_seconds`` is tracing and
+            lowering only.
     """
 
     name: str
@@ -362,6 +368,8 @@ class Result:
     stopped_at: Optional[np.ndarray] = None
     ran_once: bool = False
     settled_at: Optional[int] = None
+    lifted: Optional[int] = None
+    reused: bool = False
 
     @property
     def final_cost(self) -> np.ndarray:
@@ -767,6 +775,7 @@ def prepare(
     budget: Optional[float] = None,
     step_costs=None,
     once: bool = False,
+    lift=None,
 ) -> "Prepared":
     """Compile the fused loop of `solve` without running it (arguments, checks and errors as there; ``name`` and
     ``history_store`` become the defaults of ``.run()``); ``.run()`` runs it.
@@ -775,6 +784,10 @@ def prepare(
     shared by every seed (``Result.ran_once``): what `trajopt.compare` does. Its seeds' rows are that run's, the
     same as each seed's own run.
 
+    ``lift``: the loop's constants to make inputs (`trajopt.programs.Positions`, e.g. what `loop_constants` of two
+    runs says differs between them), so that runs differing only in them share one compilation (what a study's
+    grid does); None: every constant stays one, as traced.
+
     Compiling is pure (it computes nothing the run depends on besides the initial state), so a caller may
     prepare the next run on another thread while this one computes: the compiled loop releases the GIL.
     """
@@ -782,7 +795,8 @@ def prepare(
     if not isinstance(once, bool):
         raise TypeError(f"once: found {_found(once)}, allowed: True or False")
     return _lower(problem, method, key=key, iterations=iterations, seeds=seeds, chunk=chunk,
-                  history_store=history_store, name=name, budget=budget, step_costs=step_costs, once=once).compile()
+                  history_store=history_store, name=name, budget=budget, step_costs=step_costs, once=once,
+                  lift=lift).compile()
 
 
 CPU_COMPILER_OPTIONS = {"xla_cpu_use_fusion_emitters": False}
@@ -801,13 +815,26 @@ options of these compilations only (``Lowered.compile(compiler_options=...)``): 
 _options_refused: list = []  # the options a jaxlib refused (then never asked for again in this process)
 
 
-def _compile(lowered) -> Any:
-    """``lowered.compile()`` with `CPU_COMPILER_OPTIONS` when the program is for the CPU (see there)."""
+def _compile_options() -> dict:
+    """The options `_compile` asks XLA for now: `CPU_COMPILER_OPTIONS` on the CPU, unless refused or turned off."""
     import os
 
-    options = dict(CPU_COMPILER_OPTIONS)
-    if (not options or _options_refused or os.environ.get("TRAJOPT_XLA_OPTIONS", "1").strip() in ("0", "false", "off")
-            or jax.default_backend() != "cpu"):
+    if (not CPU_COMPILER_OPTIONS or _options_refused or jax.default_backend() != "cpu"
+            or os.environ.get("TRAJOPT_XLA_OPTIONS", "1").strip() in ("0", "false", "off")):
+        return {}
+    return dict(CPU_COMPILER_OPTIONS)
+
+
+def _compiled(lowered) -> tuple[Any, bool]:
+    """(``_compile(lowered)``, False), or a program with the same text, argument types and compile options that
+    this process compiled before (`trajopt.programs.CACHE`) and True."""
+    return programs.compile(lowered, _compile, _compile_options())
+
+
+def _compile(lowered) -> Any:
+    """``lowered.compile()`` with `CPU_COMPILER_OPTIONS` when the program is for the CPU (see there)."""
+    options = _compile_options()
+    if not options:
         return lowered.compile()
     try:
         return lowered.compile(compiler_options=options)
@@ -827,25 +854,39 @@ class _Lowered:
     lowered: Any
     seconds: float
     stopped_lowered: Any = None
+    inputs: tuple = ()  # what the lowered loop takes before its own arguments (`_lower_loop`)
 
     def compile(self) -> "Prepared":
         t0 = time.perf_counter()
         with _user_code(self.prepared["name"], "compiling"):
-            compiled = _compile(self.lowered)
-            stopped_fn = None if self.stopped_lowered is None else _compile(self.stopped_lowered)
+            compiled, reused = _compiled(self.lowered)
+            if self.inputs:
+                compiled = functools.partial(compiled, *self.inputs)
+            stopped_fn = None if self.stopped_lowered is None else _compiled(self.stopped_lowered)[0]
         seconds = self.seconds + time.perf_counter() - t0
-        return Prepared(compiled=compiled, compile_seconds=seconds, stopped_fn=stopped_fn, **self.prepared)
+        return Prepared(compiled=compiled, compile_seconds=seconds, stopped_fn=stopped_fn, reused=reused,
+                        **self.prepared)
 
 
 def _lower(problem: Problem, method: Method, *, key: jax.Array, iterations: int, seeds: Sequence[int] = (0,),
            chunk: Optional[int] = None, history_store: Optional[HistoryStore] = None,
-           name: Optional[str] = None, budget: Optional[float] = None, step_costs=None, once: bool = False) -> _Lowered:
+           name: Optional[str] = None, budget: Optional[float] = None, step_costs=None, once: bool = False,
+           lift=None, constants_only: bool = False):
     """Check the arguments (`check_run`), then trace and lower the loop and compute its initial state."""
     iterations, seeds_arr, chunk = check_run(problem, method, key=key, iterations=iterations, seeds=seeds,
                                              chunk=chunk, budget=budget, step_costs=step_costs)
     return _lower_checked(problem, method, key=key, iterations=iterations, seeds_arr=seeds_arr, chunk=chunk,
                           history_store=history_store, name=name or method_label(method), budget=budget,
-                          step_costs=step_costs, once=once)
+                          step_costs=step_costs, once=once, lift=lift, constants_only=constants_only)
+
+
+def loop_constants(problem: Problem, method: Method, *, key: jax.Array, iterations: int, seeds: Sequence[int] = (0,),
+                   chunk: Optional[int] = None, budget: Optional[float] = None, step_costs=None, once: bool = False):
+    """The floating-point constants of the loop `prepare` would compile (`trajopt.programs.Constants`; traced, not
+    compiled): two runs' ``a.differing(b)`` is what ``prepare(..., lift=...)`` makes inputs so that they share one
+    compilation (None: they are not one program with other numbers)."""
+    return _lower(problem, method, key=key, iterations=iterations, seeds=seeds, chunk=chunk, budget=budget,
+                  step_costs=step_costs, once=once, constants_only=True)
 
 
 def runs_once(method: Method, n_seeds: int) -> bool:
@@ -857,7 +898,8 @@ def runs_once(method: Method, n_seeds: int) -> bool:
 
 def _lower_checked(problem: Problem, method: Method, *, key: jax.Array, iterations: int, seeds_arr: np.ndarray,
                    chunk: Optional[int], history_store: Optional[HistoryStore], name: str,
-                   budget: Optional[float] = None, step_costs=None, once: bool = False) -> _Lowered:
+                   budget: Optional[float] = None, step_costs=None, once: bool = False, lift=None,
+                   constants_only: bool = False):
     from trajopt.compute import problem_horizon
 
     shared = once and runs_once(method, len(seeds_arr))
@@ -886,15 +928,34 @@ def _lower_checked(problem: Problem, method: Method, *, key: jax.Array, iteratio
                 else _make_budget_chunk(problem, method, iterations, layout, rule))
         run_chunk = _with_finish(problem, loop, layout, rule)
         ks0 = np.arange(chunk, dtype=np.int32)
-        lowered = jax.jit(run_chunk).lower(carry, seed_keys, ks0, True)
+        if constants_only:
+            return programs.constants(run_chunk, carry, seed_keys, ks0, True)
+        lowered, inputs, lifted = _lower_loop(run_chunk, carry, seed_keys, ks0, lift)
         # [S] whether each seed's method has stopped (its `stopped`), asked between chunks (`Prepared.run`)
         stopped_lowered = None if rule.stopped is None else jax.jit(jax.vmap(rule.converged)).lower(carry[0])
     return _Lowered(prepared=dict(problem=problem, method=method, iterations=iterations, seeds=seeds_arr,
                                   chunk=chunk, layout=layout, seed_keys=seed_keys, carry=carry,
                                   history_store=history_store, name=name, rule=rule, horizon=horizon,
                                   budget=None if budget is None else float(budget), step_costs=step_costs,
-                                  shared=shared),
-                    lowered=lowered, seconds=time.perf_counter() - t0, stopped_lowered=stopped_lowered)
+                                  shared=shared, lifted=lifted),
+                    lowered=lowered, seconds=time.perf_counter() - t0, stopped_lowered=stopped_lowered,
+                    inputs=inputs)
+
+
+def _lower_loop(run_chunk, carry, seed_keys, ks0, lift) -> tuple[Any, tuple, Optional[int]]:
+    """(the lowered loop, the inputs it takes before its own arguments, how many constants became inputs). With
+    ``lift`` (`trajopt.programs.Positions`, and `trajopt.programs` on: ``TRAJOPT_COMPILE_ONCE`` not 0) those
+    constants of the loop (a stiffness, σ, a step: what varies over a study's grid) are its inputs, so runs that
+    differ only in them lower to one program and share its compilation; without, the loop is lowered with its
+    constants, as traced (None). A program JAX cannot evaluate again is lowered as traced too."""
+    if lift and programs.enabled():
+        try:
+            lifted = programs.lift(run_chunk, carry, seed_keys, ks0, True, positions=lift)
+            lowered = jax.jit(lifted.fn).lower(lifted.inputs, carry, seed_keys, ks0, True)
+            return lowered, (lifted.inputs,), lifted.n_lifted
+        except Exception:  # noqa: BLE001 - the constant program below traces again (and raises the user's error)
+            pass
+    return jax.jit(run_chunk).lower(carry, seed_keys, ks0, True), (), None
 
 
 def prepare_each(problem: Problem, runs: Sequence[tuple[Method, int]], *, key: jax.Array,
@@ -986,6 +1047,8 @@ class Prepared:
     budget: Optional[float] = None
     step_costs: Any = None
     shared: bool = False
+    lifted: Optional[int] = None  # constants lifted into inputs (`_lower_loop`); None: compiled with its constants
+    reused: bool = False  # the compiled loop came from `trajopt.programs.CACHE` (only traced and lowered here)
 
     def history_bytes(self) -> int:
         """`history_bytes` of this loop (what a caller compares with its memory to choose a `HistoryStore`)."""
@@ -1113,7 +1176,7 @@ class Prepared:
             compile_seconds=compile_seconds, chunk_ends=chunk_ends, chunk_seconds=chunk_seconds,
             horizon=self.horizon, step_costs=self.step_costs, budget=self.budget, stopped=stopped,
             stopped_at=np.array([q if r is not None else -1 for q, r in zip(quiet, stopped)], np.int64),
-            ran_once=self.shared, settled_at=settled_at,
+            ran_once=self.shared, settled_at=settled_at, lifted=self.lifted, reused=self.reused,
         )
 
     def _ask(self, carry, over) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -189,7 +189,7 @@ def run_cell(cell: Cell, should_stop: Optional[Callable[[], bool]] = None, *, hi
         variant = spec.variants[cell.variant]
         loop = prepare(spec.problem(), variant.method, key=jax.random.PRNGKey(spec.solve.key),
                        iterations=spec.iterations_of(cell.variant), seeds=spec.solve.seeds, chunk=spec.solve.chunk,
-                       **budget_options(cell))
+                       lift=lift_positions(cell), **budget_options(cell))
         on_disk = history_store is not None and memory_limit is not None and loop.history_bytes() > memory_limit
         result = loop.run(should_stop=should_stop, name=cell.variant, history_store=history_store if on_disk else None)
         if any(s == STATUS_INTERRUPTED for s in result.status):
@@ -220,6 +220,51 @@ def budget_options(cell: Cell) -> dict:
 
     costs = StepCosts.from_dict(dict(cell.step_costs)) if cell.step_costs is not None else None
     return {"budget": cell.budget, "step_costs": costs, "once": True}
+
+
+_POSITIONS: dict = {}  # lift_positions' answers in this process, by the cell's probes
+
+
+def _loop_of(cell: Cell, overrides: tuple):
+    """The loop constants (`trajopt.solver.loop_constants`) of the cell's run with ``overrides`` instead of its own."""
+    import jax
+
+    from trajopt import spec as spec_mod
+    from trajopt.solver import loop_constants
+
+    spec = spec_mod.parse(spec_mod.apply_overrides(cell.doc, overrides, cell.path), cell.path)
+    return loop_constants(spec.problem(), spec.variants[cell.variant].method, key=jax.random.PRNGKey(spec.solve.key),
+                          iterations=spec.iterations_of(cell.variant), seeds=spec.solve.seeds, chunk=spec.solve.chunk,
+                          **budget_options(cell))
+
+
+def lift_positions(cell: Cell):
+    """The constants of the cell's loop that its grid varies (`trajopt.programs.Positions`), which the cell's
+    program takes as inputs so that every cell of the grid shares one compilation; None for a cell without probes
+    (no grid, a closed-loop cell) or when `trajopt.programs` is off (``TRAJOPT_COMPILE_ONCE=0``).
+
+    They are where the loop of the grid's first point differs from the loop with one axis at its second value
+    (`Cell.probes`; traced, not compiled), over the axes; an axis that changes the program itself (a sample count,
+    a horizon) adds none: its cells are other programs. Deterministic: a cell's program depends on the study's
+    grid, not on which cells ran before it. A cell whose loop differs elsewhere too (a value that coincides at the
+    probes) is still right: its own constants are in its program's text, which then compiles apart."""
+    from trajopt import programs
+
+    if not cell.probes or not programs.enabled():
+        return None
+    key = (cell.path, cell.variant, cell.probes, cell.budget)
+    if key not in _POSITIONS:
+        try:
+            first, *others = [_loop_of(cell, p) for p in cell.probes]
+        except Exception:  # noqa: BLE001 - a probe point the spec refuses (an unstable step): no lifting
+            _POSITIONS[key] = None
+            return None
+        positions = programs.Positions()
+        for other in others:
+            differs = first.differing(other)
+            positions = positions | differs if differs is not None else positions
+        _POSITIONS[key] = positions or None
+    return _POSITIONS[key]
 
 
 def cell_step_costs(cell: Cell):

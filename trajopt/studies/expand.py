@@ -88,6 +88,10 @@ class Cell:
             None; ``iterations`` is then the variant's under it (`trajopt.compute.budget_steps`), set by
             `with_budget` with the ``variants.NAME.iterations`` override that ``trajopt compare --budget`` adds
             (0 until then).
+        probes: a compare cell of a grid: the overrides of its grid's first point and of that point with one axis
+            at its second value, one per axis of two values or more (the budget's aside): the runs whose traced
+            loops say which constants the grid varies (`trajopt.studies.cells.lift_positions`), which every cell of
+            the grid then takes as inputs of one compiled program (`trajopt.programs`); () otherwise.
     """
 
     index: int
@@ -106,6 +110,7 @@ class Cell:
     verb: str = "compare"
     step_costs: Optional[Mapping] = None
     budget: Optional[float] = None
+    probes: tuple = ()
 
     @property
     def label(self) -> str:
@@ -124,8 +129,25 @@ def _point_folders(grid: Sequence[Axis]) -> list[str]:
     return folder_names(names)
 
 
+def _probes(grid: Sequence[Axis], point: tuple, overrides: tuple) -> tuple:
+    """`Cell.probes` of the cell at ``point`` with ``overrides``: its overrides with each grid value replaced by the
+    grid's first point's, and with one axis at a time at its second value (axes of two values or more; the budget's
+    aside: it sets the iterations, not a constant). () for a grid without such an axis."""
+    axes = [i for i, a in enumerate(grid) if a.key != BUDGET_KEY and len(a.values) > 1]
+    if not axes:
+        return ()
+    own = {f"{a.key}={toml_value(v)}": i for i, (a, v) in enumerate(zip(grid, point)) if a.key != BUDGET_KEY}
+
+    def at(values: dict) -> tuple:
+        return tuple(f"{grid[own[o]].key}={toml_value(values[own[o]])}" if o in own else o for o in overrides)
+
+    first = {i: a.values[0] for i, a in enumerate(grid)}
+    return (at(first), *(at({**first, i: grid[i].values[1]}) for i in axes))
+
+
 def fingerprint(doc: Mapping, overrides: Sequence[str], variant: str, files: Optional[Mapping[str, str]] = None,
-                verb: str = "compare", budget: Optional[float] = None, step_costs: Optional[Mapping] = None) -> str:
+                verb: str = "compare", budget: Optional[float] = None, step_costs: Optional[Mapping] = None,
+                probes: tuple = ()) -> str:
     """sha256 of the problem document, the overrides, the variant, the verb and the content hashes of the files the
     problem names (``files``, `trajopt.studies.sources`; their paths are left out, so a moved study keeps its
     cells), and a budget cell's budget and step costs (ρ_b, ρ_l: where a seed stops): what determines a cell's
@@ -136,6 +158,8 @@ def fingerprint(doc: Mapping, overrides: Sequence[str], variant: str, files: Opt
         content["files"] = sorted(f"{k.partition(':')[0]}:{v}" for k, v in files.items())
     if verb != "compare":
         content["verb"] = verb
+    if probes:  # which constants its grid's program takes as inputs: a last bit can differ (trajopt.programs)
+        content["probes"] = [list(p) for p in probes]
     if budget is not None:
         content["budget"] = toml_value(budget)
         content["step_costs"] = {k: (step_costs or {}).get(k) for k in ("backward", "linearization")}
@@ -239,13 +263,14 @@ def expand(study: StudySpec, *, strict: bool = False, should_stop: Optional[Call
                     error = e
                     errors.append(e)
                 files = sources.of(raw if raw is not None else doc, source)
+                probes = () if closed else _probes(study.grid, point, overrides)
                 cells.append(Cell(index=index, problem=path.stem, path=source, doc=doc, variant=variant,
                                   point=tuple((a.key, v) for a, v in zip(study.grid, point)), overrides=overrides,
                                   seeds=seeds, iterations=iterations,
                                   folder=f"cells/{problem_folders[path]}/{variant_folders[variant]}/{folder}",
-                                  fingerprint=fingerprint(doc, overrides, variant, files, study.verb),
+                                  fingerprint=fingerprint(doc, overrides, variant, files, study.verb, probes=probes),
                                   error=None if error is None else str(error), files=files, verb=study.verb,
-                                  budget=budget))
+                                  budget=budget, probes=probes))
             if errors and len(errors) == len(grid_points):
                 e = errors[0]
                 hint = ""
@@ -323,9 +348,10 @@ def with_budget(study: StudySpec, expansion: Expansion, *, recorded: Sequence[Ma
                             f"ρ_l = {costs.linearization:g}, {costs.source})") from None
         overrides = (*c.overrides, f"variants.{c.variant}.iterations={steps}")
         specs[c.index] = spec_mod.parse(apply_overrides(c.doc, overrides, c.path), c.path)
-        out.append(dataclasses.replace(c, overrides=overrides, iterations=steps,
+        probes = tuple((*p, f"variants.{c.variant}.iterations={steps}") for p in c.probes)
+        out.append(dataclasses.replace(c, overrides=overrides, iterations=steps, probes=probes,
                                        fingerprint=fingerprint(c.doc, overrides, c.variant, c.files, c.verb, c.budget,
-                                                               c.step_costs)))
+                                                               c.step_costs, probes)))
     steps = sum(len(c.seeds) * c.iterations for c in out if c.error is None)
     if steps > MAX_STEPS:
         raise SpecError(study.source, BUDGET_KEY, f"found {len(out):,} cells whose budgets give {steps:,} recorded "

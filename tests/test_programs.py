@@ -1,0 +1,122 @@
+"""Compile once (trajopt.programs): a loop whose constants are inputs computes what the constant loop computes, at
+any values of them, and runs that differ only in them share one compilation; a study grid compiles once."""
+
+import csv
+import json
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from trajopt import programs, solver
+from trajopt import spec as spec_mod
+
+SMALL = ["task.horizon=20"]
+
+
+def _run(sets, variant="aobg"):
+    spec = spec_mod.load("problems/pushing_stiff.toml", SMALL + list(sets))
+    return spec.problem(), spec.variants[variant].method
+
+
+def _solve(problem, method, lift=None, iterations=12):
+    return solver.prepare(problem, method, key=jax.random.PRNGKey(3), iterations=iterations, seeds=[0, 1],
+                          lift=lift).run()
+
+
+def test_lifted_function_reads_its_constants_from_inputs():
+    """Every literal and array constant read from the inputs: other input values give what the function traced
+    at those values gives (a literal wired to the wrong input would not)."""
+
+    def make(k, c, a):
+        def f(x):
+            y = jax.lax.fori_loop(0, 3, lambda i, y: jax.lax.cond(y[0] > 0.5, lambda y: y * k, lambda y: y + c, y), x)
+            z = jax.lax.scan(lambda cr, v: (cr * c + v, cr), 0.25, x)[0]
+            w = jax.lax.while_loop(lambda s: s[0] < 3.0, lambda s: (s[0] + c, s[1] * k), (0.0, 1.0))[1]
+            return jnp.sum(jax.jit(lambda q: jnp.sin(q * k) @ a)(y)) + z + w
+
+        return f
+
+    x = jnp.linspace(0.1, 0.9, 3)
+    a1, a2 = jnp.array([1.0, 2.0, 3.0]), jnp.array([0.5, -1.0, 2.0])
+    one, other = make(0.3, 1.5, a1), make(0.7, 0.9, a2)
+    lifted = programs.lift(one, x)
+    probe = programs.constants(one, x).differing(programs.constants(other, x))
+    assert probe is not None and len(probe.indices) >= 3  # k, c and the array a (written into the jaxpr) vary
+    lifted_at = programs.lift(one, x, positions=probe)
+    theirs = programs.lift(other, x, positions=probe)
+    compiled = jax.jit(lifted_at.fn).lower(lifted_at.inputs, x).compile()
+    assert float(compiled(lifted_at.inputs, x)) == pytest.approx(float(one(x)), rel=1e-12)
+    assert float(compiled(theirs.inputs, x)) == pytest.approx(float(other(x)), rel=1e-12)  # one program, their numbers
+    assert float(jax.jit(lifted.fn)(lifted.inputs, x)) == pytest.approx(float(one(x)), rel=1e-12)
+    assert lifted.n_lifted > lifted_at.n_lifted > 0
+
+
+def test_runs_differing_in_parameters_share_one_compilation():
+    """Stiffness and σ as inputs: the second run reuses the first's compiled loop (one compilation between them,
+    counted by the cache), and computes its own numbers (equal to its constant loop's up to the last bits at a soft
+    stiffness)."""
+    base, k_other, s_other = _run(["system.stiffness=30"]), _run(["system.stiffness=60"]), _run(["oracle.sigma=0.2"])
+    consts = [solver.loop_constants(p, m, key=jax.random.PRNGKey(3), iterations=12, seeds=[0, 1])
+              for p, m in (base, k_other, s_other)]
+    positions = consts[0].differing(consts[1]) | consts[0].differing(consts[2])
+    assert positions.indices
+    programs.CACHE.clear()
+    first = _solve(*base, lift=positions)
+    both = _run(["system.stiffness=60", "oracle.sigma=0.2"])
+    second = _solve(*both, lift=positions)
+    assert (first.reused, second.reused) == (False, True) and programs.CACHE.misses == 1
+    assert first.lifted == second.lifted == len(positions.indices)
+    alone = _solve(*both)  # its constants baked in
+    assert alone.lifted is None and not alone.reused
+    np.testing.assert_allclose(second.cost, alone.cost, rtol=1e-11)
+    assert not np.allclose(second.cost, first.cost)  # its own stiffness and σ, not the first run's
+
+
+def test_a_shape_is_not_a_parameter_and_compile_once_can_be_off(monkeypatch):
+    base, more = _run([]), _run(["oracle.samples=12"])
+    a = solver.loop_constants(*base, key=jax.random.PRNGKey(3), iterations=12, seeds=[0, 1])
+    b = solver.loop_constants(*more, key=jax.random.PRNGKey(3), iterations=12, seeds=[0, 1])
+    assert a.differing(b) is None  # another sample count is another program
+    monkeypatch.setenv(programs.ENV, "0")
+    positions = programs.Positions(frozenset({0}))
+    assert _solve(*base, lift=positions).lifted is None
+
+
+def test_a_study_grid_compiles_once(tmp_path, monkeypatch):
+    """A 2 x 2 grid over stiffness and σ: one compilation, three cells reusing it (result.json says so), each cell's
+    numbers those of its own constant loop up to the last bits (TRAJOPT_COMPILE_ONCE=0: one compilation each)."""
+    from typer.testing import CliRunner
+
+    from trajopt.cli import app
+
+    study = tmp_path / "grid.toml"
+    study.write_text(f'''title = "2 x 2"
+problems = ["{Path("problems/pushing_stiff.toml").resolve().as_posix()}"]
+variants = ["aobg"]
+seeds = 2
+iterations = 12
+[set]
+"task.horizon" = 20
+[grid]
+"system.stiffness" = [30.0, 60.0]
+"oracle.sigma" = [0.1, 0.2]
+''')
+    rows = {}
+    for mode in ("1", "0"):
+        monkeypatch.setenv(programs.ENV, mode)
+        programs.CACHE.clear()
+        out = tmp_path / f"out{mode}"
+        result = CliRunner().invoke(app, ["study", str(study), "--out", str(out), "--quiet"])
+        assert result.exit_code == 0, result.output
+        rows[mode] = list(csv.DictReader(open(out / "study.csv")))
+        if mode == "1":
+            reused = [json.loads(p.read_text())["variants"]["aobg"]["program"]["reused"]
+                      for p in sorted(out.glob("cells/**/result.json"))]
+            assert sorted(reused) == [False, True, True, True] and programs.CACHE.misses == 1
+    for a, b in zip(rows["1"], rows["0"]):
+        assert (a["system.stiffness"], a["oracle.sigma"], a["seed"]) == (b["system.stiffness"], b["oracle.sigma"],
+                                                                         b["seed"])
+        assert float(a["final_cost"]) == pytest.approx(float(b["final_cost"]), rel=1e-11)
