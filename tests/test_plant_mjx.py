@@ -175,6 +175,20 @@ def test_a_friction_factor_drawn_per_seed_orders_the_slide(slider):
 
 
 @pytest.mark.mjx
+def test_a_damping_drawn_per_seed_steps_as_the_same_fixed_factor(slider, tmp_path):
+    """The two routes agree: { x = [0.1, 0.1] } (a factor drawn per seed, an input of the traced step) and { x = 0.1 }
+    (the model rebuilt with the joint's damping x0.1) move the ball alike, and further than the model."""
+    drawn = load(tmp_path, "dof_damping = { x = [0.1, 0.1] }\n").closed_loop.plant.plant
+    fixed = load(tmp_path, "dof_damping = { x = 0.1 }\n").closed_loop.plant.plant
+    assert drawn.draws == (Draw("dof_damping", "x", 0.1, 0.1),) and fixed.draws == ()
+    np.testing.assert_array_equal(fixed.system.mj_model.dof_damping, [0.05, 0.0])  # the x joint's only
+    a = pushed(drawn.step_fn(slider["model"].step), slider["x0"], jnp.asarray([0.1]))
+    b = pushed(fixed.system.step, slider["x0"])
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
+    assert a[0] > slider["end"][0] + 0.05
+
+
+@pytest.mark.mjx
 def test_an_episode_steps_each_seed_with_its_recorded_factor(slider):
     """trajopt mpc over seeds 0..2: result.json's per-seed factors are Plant.factors of each seed's key, and each
     seed's realised states (metrics.jsonl) are the drawn plant's rollout of its applied controls."""
