@@ -10,7 +10,8 @@ For each run: the wall time of the ``trajopt study`` command, the compile and ru
 (study.csv: each cell's, shared by its seeds), the cells whose compiled loop was reused (result.json), the peak
 resident memory of the study's process, and the largest relative difference of a final cost from the per-cell
 compilation's (the grid's program computes the operations as written where XLA had folded a grid value into another
-constant: a last bit, which the stiffest cells' 500 iterations amplify).
+constant: a last bit, which the stiffest cells' 500 iterations amplify). Then honest seconds: the same variant
+placed first and last in one compare, its run seconds (`positions`).
 """
 
 from __future__ import annotations
@@ -62,6 +63,31 @@ def run(study: Path, out: Path, cache: Path, compile_once: bool) -> dict:
             "cells": len(cells), "reused": reused, "peak_mib": peak / 1024, "costs": costs}
 
 
+def positions(repeats: int = 5) -> list[str]:
+    """Honest seconds: the same variant (zobg) first and last of four in one `trajopt.solver.prepare_each` (what
+    ``trajopt compare`` runs), its run seconds each time; medians over ``repeats`` processes' worth of runs."""
+    import jax
+    import numpy as np
+
+    from trajopt import solver
+    from trajopt import spec as spec_mod
+
+    spec = spec_mod.load(ROOT / "problems/pushing_stiff.toml")
+    v = spec.variants
+    runs = [(v[n].method, 500) for n in ("zobg", "fobg", "aobg", "zobg")]
+    first, last = [], []
+    for r in range(repeats):
+        solver.programs.CACHE.clear()
+        seconds = [p.run().run_seconds for p in solver.prepare_each(spec.problem(), runs, key=jax.random.PRNGKey(r),
+                                                                    seeds=range(5))]
+        first.append(seconds[0])
+        last.append(seconds[-1])
+    return [f"honest seconds: zobg placed first and last of [zobg, fobg, aobg, zobg] (pushing_stiff, 5 seeds, 500 "
+            f"iterations, compiled ahead as compare does), run seconds median of {repeats}: first "
+            f"{np.median(first):.3f} s, last {np.median(last):.3f} s (ratio {np.median(first) / np.median(last):.2f}; "
+            f"each: {', '.join(f'{a:.3f}/{b:.3f}' for a, b in zip(first, last))})"]
+
+
 def main() -> None:
     lines = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -88,6 +114,14 @@ def main() -> None:
         diffs = [abs(r["costs"][k] - v) / abs(v) for k, v in base.items() if v]
         lines.append(f"{name:44s} {r['wall']:8.1f} {r['compile']:10.1f} {r['run']:7.2f} "
                      f"{r['reused']:>3d}/{r['cells']:<3d} {r['peak_mib']:9.0f} {max(diffs):14.1e}")
+    compiled_once = results["compile once, cold cache"]["costs"]
+    by_k: dict = {}
+    for (k, _, _), v in base.items():
+        diff = abs(compiled_once[(k, _, _)] - v) / abs(v) if v else 0.0
+        by_k[k] = max(by_k.get(k, 0.0), diff)
+    lines.append("largest relative difference of a final cost from the per-cell compilation, by stiffness: " +
+                 ", ".join(f"k = {float(k):g}: {d:.0e}" for k, d in by_k.items()))
+    lines += positions()
     text = "\n".join(lines) + "\n"
     print(text, end="")
     (Path(__file__).with_suffix(".txt")).write_text(text)

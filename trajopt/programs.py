@@ -376,14 +376,31 @@ def program_key(lowered, options: Optional[dict] = None) -> str:
     tell them apart) and the options it is compiled with."""
     args = repr([str(getattr(a, "aval", None) or getattr(a, "_aval", None))
                  for a in jax.tree_util.tree_leaves(lowered.args_info)])
+    try:  # which arguments the program kept (jit drops unused ones from the text), and what it returns
+        ca = lowered._lowering.compile_args
+        args += repr((sorted(ca["kept_var_idx"]), [str(a) for a in ca["global_out_avals"]]))
+    except (AttributeError, KeyError, TypeError):
+        args += repr(id(lowered))  # unknown: this program only
     text = lowered.as_text()
     return hashlib.sha256("\n".join((text, args, repr(sorted((options or {}).items())))).encode()).hexdigest()
+
+
+def _host_callbacks(lowered) -> bool:
+    """Whether a lowered program calls Python (a user's ``jax.pure_callback``, a host-callback count): two such
+    programs can have the same text and call different functions. True when it cannot be told (JAX's lowering keeps
+    the list in a private field)."""
+    try:
+        return bool(lowered._lowering.compile_args["host_callbacks"])
+    except (AttributeError, KeyError, TypeError):
+        return True
 
 
 def compile(lowered, compile_fn: Callable[[Any], Any], options: Optional[dict] = None) -> tuple[Any, bool]:
     """(the compiled program, whether it came from `CACHE`): ``compile_fn(lowered)`` (which compiles with
     ``options``) unless a program with the same text, argument types and options was compiled in this process
     before."""
+    if _host_callbacks(lowered):  # the text names a callback by its place, not by what it calls: never shared
+        return compile_fn(lowered), False
     key = program_key(lowered, options)
     program = CACHE.get(key)
     if program is not None:

@@ -969,9 +969,11 @@ def prepare_each(problem: Problem, runs: Sequence[tuple[Method, int]], *, key: j
     Every run's arguments are checked (`check_run`) when this is called, before anything is traced or compiled: a
     bad one raises here, not after the runs before it. With ``ahead`` (the CLI's choice), up to two runs ahead of
     the caller, as a pipeline: one worker thread traces and lowers the runs in order (Python, which holds the
-    GIL), and XLA compiles each lowered run on one of two more (which do not hold it). So while the caller runs
-    the loop it was given, the next ones compile, and the compilers of two runs share the cores with the running
-    loop instead of waiting for each other's tracing. The workers do not see JAX settings that are local to the
+    GIL), and XLA compiles each lowered run on one of two more (which do not hold it), so the compilers of two runs
+    do not wait for each other's tracing. A run is handed to the caller once the runs in flight behind it are
+    compiled too: its loop then runs alone, so its seconds do not depend on its place in the list (when the next
+    runs compiled while it ran, a first variant ran 1.5-6x slower than the same variant placed last, on 2 cores:
+    benchmarks/bench_compile_once.txt). The workers do not see JAX settings that are local to the
     caller's thread (a ``with jax.default_device(...)`` block, for one), so ``ahead=False`` prepares each in the
     caller's thread when it is reached. Either way the results are the same. A run whose own code fails when
     traced or compiled (`SolveError`) raises when the caller reaches it; closing the iterator early cancels what
@@ -992,7 +994,7 @@ def prepare_each(problem: Problem, runs: Sequence[tuple[Method, int]], *, key: j
 
 def _pipeline(problem: Problem, runs: list[dict], key: jax.Array, ahead: bool) -> Iterator["Prepared"]:
     """The generator of `prepare_each`, over runs already checked."""
-    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import ThreadPoolExecutor, wait
 
     def lower(run):
         return _lower_checked(problem, run["method"], key=key, iterations=run["iterations"],
@@ -1018,6 +1020,10 @@ def _pipeline(problem: Problem, runs: list[dict], key: jax.Array, ahead: bool) -
         for i in range(len(runs)):
             current = pending.pop(0)
             submit(i + 2)
+            # what is in flight is compiled before the caller gets this run: its loop then runs alone, and its
+            # seconds do not depend on its place in the list (`wait` raises nothing: a later run's error is raised
+            # when the caller reaches it)
+            wait([current, *pending])
             yield current.result()
     finally:
         tracer.shutdown(wait=False, cancel_futures=True)
