@@ -57,7 +57,7 @@ _EXPORTS = {
     # closed loop
     "mpc": "trajopt.closedloop", "MPCResult": "trajopt.closedloop", "Plant": "trajopt.closedloop",
     "Disturbance": "trajopt.closedloop", "Success": "trajopt.closedloop",
-    "Loaded": "trajopt.api", "SpecError": "trajopt.tomlio", "SolveError": "trajopt.solver",
+    "Loaded": "trajopt.api", "SpecError": "trajopt.tomlio", "SolveError": "trajopt.solve_checks",
     "enable_compilation_cache": "trajopt._setup",
     # figures
     "convergence_figure": "trajopt.plots", "variance_figure": "trajopt.plots", "trajectory_figure": "trajopt.plots",

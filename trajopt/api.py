@@ -23,8 +23,8 @@ import jax
 
 from trajopt.limits import MAX_ITERATIONS
 from trajopt.problem import Problem
-from trajopt.solver import (Result, SolveError, _found, check_budget, check_iterations, check_method, check_problem,
-                             method_label, prepare_each)
+from trajopt.solve_checks import SolveError, check_budget, check_iterations, check_method, check_problem, shown
+from trajopt.solver import Result, method_label, prepare_each
 
 
 def _named(variants: Union[Mapping[str, Any], Sequence[Any]]) -> dict[str, Any]:
@@ -33,11 +33,11 @@ def _named(variants: Union[Mapping[str, Any], Sequence[Any]]) -> dict[str, Any]:
         named = dict(variants)
         for name in named:
             if not isinstance(name, str) or not name:
-                raise TypeError(f"variants: found the name {_found(name)}, allowed: non-empty "
+                raise TypeError(f"variants: found the name {shown(name)}, allowed: non-empty "
                                 "strings as names ({name: method})")
     elif isinstance(variants, (str, bytes)) or not isinstance(variants, Iterable) \
             or callable(getattr(variants, "step", None)):
-        raise TypeError(f"variants: found {_found(variants)}, allowed: {{name: method}} "
+        raise TypeError(f"variants: found {shown(variants)}, allowed: {{name: method}} "
                         "or a list of methods")
     else:
         named = {}
@@ -140,10 +140,10 @@ def compare(
         check_problem(problem)
     steps = _steps(named, iterations, problem, budget, step_costs)
     if on_chunk is not None and not callable(on_chunk):
-        raise TypeError(f"on_chunk: found {_found(on_chunk)}, allowed: None or a function "
+        raise TypeError(f"on_chunk: found {shown(on_chunk)}, allowed: None or a function "
                         "on_chunk(name, done, total)")
     if not isinstance(compile_ahead, bool):
-        raise TypeError(f"compile_ahead: found {_found(compile_ahead)}, allowed: "
+        raise TypeError(f"compile_ahead: found {shown(compile_ahead)}, allowed: "
                         "True or False")
     out = {}
     # every variant's arguments are checked here, before the first is traced
@@ -207,12 +207,12 @@ class Loaded:
             variants = [variants]
         if variants is not None:
             if not isinstance(variants, Iterable):
-                raise TypeError(f"variants: found {_found(variants)}, allowed: a variant "
+                raise TypeError(f"variants: found {shown(variants)}, allowed: a variant "
                                 "name or a list of names")
             variants = list(variants)
             bad = [n for n in variants if not isinstance(n, str) or not n]
             if bad:
-                raise TypeError(f"variants: found {_found(bad[0])}, allowed: non-empty "
+                raise TypeError(f"variants: found {shown(bad[0])}, allowed: non-empty "
                                 "variant names (strings)")
             if not variants or len(set(variants)) != len(variants):
                 found = "none" if not variants else f"{next(n for n in variants if variants.count(n) > 1)!r} twice"

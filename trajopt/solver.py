@@ -27,14 +27,11 @@ whose every update was skipped for a non-finite estimate (``GradientMethod(skip_
 ``on_non_finite = "skip"``) never moved from U0: its status is ``all_skipped``, not ``ok`` (a seed with some
 updates skipped stays ``ok``; `Result.skipped` counts them).
 
-**Checked before anything compiles** (`check_run`): the problem (``U0`` a non-empty finite float array, a callable
-``objective``), the method (``init`` and ``step``), the key (one PRNG key), the iterations (an integer in
-0..`MAX_ITERATIONS`), the seeds (distinct integers in 0..2**32 - 1, at most `MAX_SEEDS`, with iterations x seeds
-<= `MAX_HISTORY`), the chunk (None or an integer in 1..`MAX_ITERATIONS`) and the callbacks: a ValueError or
-TypeError whose message names the argument, what was found and what is allowed (the bounds are those of a problem
-file, `trajopt.limits`). **User code that fails later** (a system, oracle, policy or method that raises while the
-loop is traced, compiled or run: a shape error under vmap, a Python ``if`` on a traced value, an XLA runtime
-error) raises `SolveError`, which names the variant and the stage and keeps the original as ``__cause__``.
+**Checked before anything compiles** (`check_run`, `trajopt.solve_checks`): the problem, the method, the key, the
+iterations, the seeds, the chunk, the budget and the callbacks, each a ValueError or TypeError naming the argument,
+what was found and what is allowed. **User code that fails later** (a system, oracle, policy or method that raises
+while the loop is traced, compiled or run) raises `SolveError`, which names the variant and the stage and keeps the
+original as ``__cause__``.
 
 The recorded history is the only thing that grows with the number of iterations. `Prepared.run` allocates it
 once, through a ``history_store`` (default: in memory, `memory_store`), and writes each chunk's outputs into
@@ -45,12 +42,10 @@ it as they arrive; a caller that expects a history larger than memory passes a s
 from __future__ import annotations
 
 import functools
-import itertools
 import math
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -58,10 +53,22 @@ import numpy as np
 from jax.extend.core import jaxpr_as_fun
 
 from trajopt import programs
-from trajopt.limits import MAX_HISTORY, MAX_ITERATIONS, MAX_SEED, MAX_SEEDS
 from trajopt.methods.base import Method, all_finite, method_label, state_decision
 from trajopt.problem import Problem
+from trajopt.solve_checks import (SEEDS_ALLOWED, SolveError, check_budget, check_chunk, check_iterations, check_key,
+                                  check_method, check_problem, check_run, check_run_options, check_seeds, shown,
+                                  user_code)
 from trajopt.stats import column_blocks
+
+# what `trajopt.solver` has always offered, kept here for its callers; each name lives where it is defined
+__all__ = [
+    "STATUS_OK", "STATUS_NON_FINITE", "STATUS_ALL_SKIPPED", "STATUS_INTERRUPTED", "STATUSES",
+    "HistoryStore", "history_bytes", "memory_store",
+    "SolveError", "SEEDS_ALLOWED", "check_seeds", "check_iterations", "check_chunk", "check_key", "check_method",
+    "check_problem", "check_budget", "check_run",
+    "Result", "info_fields", "CHUNK_ENTRIES", "STOPPING_CHUNKS", "default_chunk", "solve", "prepare",
+    "CPU_COMPILER_OPTIONS", "loop_constants", "runs_once", "prepare_each", "Prepared",
+]
 
 STATUS_OK = "ok"
 STATUS_NON_FINITE = "non_finite"
@@ -86,221 +93,6 @@ def history_bytes(n_seeds: int, iterations: int, n_fields: int) -> int:
 def memory_store(name: str, shape: tuple, dtype) -> np.ndarray:
     """The default `HistoryStore`: an uninitialised in-memory array of ``shape`` and ``dtype``."""
     return np.empty(shape, dtype)
-
-
-# ------------------------------------------------------------------------------------------ checks and errors
-
-
-class SolveError(RuntimeError):
-    """User code (a system, policy, oracle or method) that raised while a variant's loop was traced, compiled or
-    run: a shape error under vmap, a Python ``if`` on a traced value under grad, an XLA runtime error.
-
-    Attributes:
-        variant: the run's name (a variant's name, or the method's label).
-        stage: "tracing" (the method's init and step traced and lowered, and its initial state computed),
-            "compiling" (XLA) or "running" (a chunk of the loop, or the final evaluation).
-        reason: ``"<error type>: <first line of its message>"``.
-        results: {name: Result} of the variants that finished before this one (`trajopt.compare` fills it; empty
-            otherwise).
-
-    ``str(error)`` is one line: ``variant 'NAME' failed while STAGE: TYPE: first line``; the original exception
-    is ``__cause__`` (its full traceback is there)."""
-
-    def __init__(self, variant: str, stage: str, error: BaseException):
-        self.variant, self.stage, self.results = variant, stage, {}
-        self.reason = f"{type(error).__name__}: {_first_line(error)}".rstrip(": ")
-        super().__init__(f"variant {variant!r} failed while {stage}: {self.reason}")
-
-
-def _first_line(e: BaseException, limit: int = 300) -> str:
-    """The first non-empty line of an exception's message, at most ``limit`` characters. An error raised in a host
-    callback reaches Python as XLA's runtime error, whose message is a header, the callback's traceback and then
-    its exception: the header and that exception's first line ("INTERNAL: CpuCallback error calling callback:
-    RuntimeError: ...")."""
-    lines = [ln for ln in str(e).splitlines() if ln.strip()]
-    line = lines[0].strip() if lines else ""
-    marker = "Traceback (most recent call last)"
-    if marker in line:
-        frames = [i for i, ln in enumerate(lines) if ln.lstrip().startswith("File ")]
-        after = [ln for ln in lines[frames[-1] + 1:] if not ln.startswith((" ", "\t"))] if frames else []
-        if after:
-            line = f"{line.split(marker)[0].strip()} {after[0].strip()}".strip()
-    return line if len(line) <= limit else line[:limit - 3] + "..."
-
-
-@contextmanager
-def _user_code(variant: str, stage: str):
-    """Raise any exception from inside as a `SolveError` naming ``variant`` and ``stage`` (the original its cause)."""
-    try:
-        yield
-    except SolveError:
-        raise
-    except Exception as e:  # noqa: BLE001 - whatever user code raises is reported as one line, the cause kept
-        raise SolveError(variant, stage, e) from e
-
-
-def _found(value: Any) -> str:
-    """How a refused argument is shown: its repr (on one line, shortened) and its type, "3.0 (float)"."""
-    text = " ".join(repr(value).split())
-    return f"{text if len(text) <= 60 else text[:57] + '...'} ({type(value).__name__})"
-
-
-def _is_integer(v: Any) -> bool:
-    """A Python or NumPy integer, or a 0-d integer array (``jnp.int32(3)``); not a bool."""
-    if isinstance(v, (bool, np.bool_)):
-        return False
-    if isinstance(v, (int, np.integer)):
-        return True
-    dtype, shape = getattr(v, "dtype", None), getattr(v, "shape", None)
-    try:
-        return dtype is not None and tuple(shape) == () and np.dtype(dtype).kind in "iu"
-    except TypeError:  # not a NumPy dtype (a PRNG key's)
-        return False
-
-
-SEEDS_ALLOWED = (f"a non-empty sequence of at most {MAX_SEEDS:,} distinct integers in 0..{MAX_SEED} (2**32 - 1: "
-                 "seeds are folded into the key as uint32, so a larger one would repeat the noise of its value "
-                 "mod 2**32)")
-
-
-def check_seeds(seeds: Iterable[int], argument: str = "seeds") -> np.ndarray:
-    """[S] int64 seed numbers from ``seeds`` (a sequence, range or integer array), or a ValueError/TypeError that
-    names ``argument``, what was found and `SEEDS_ALLOWED`."""
-    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Iterable):
-        raise TypeError(f"{argument}: found {_found(seeds)}, allowed: {SEEDS_ALLOWED}"
-                        + (f"; range({seeds}) for {seeds} seeds" if _is_integer(seeds) and seeds > 0 else ""))
-    if hasattr(seeds, "dtype") and hasattr(seeds, "shape"):  # a numpy or JAX array
-        try:
-            array = np.asarray(seeds)
-        except TypeError:  # an array NumPy cannot hold (PRNG keys)
-            raise TypeError(f"{argument}: found {_found(seeds)}, allowed: {SEEDS_ALLOWED}") from None
-        if array.ndim != 1 or array.dtype.kind not in "iu":
-            raise TypeError(f"{argument}: found an array of shape {list(array.shape)} and dtype {array.dtype}, "
-                            f"allowed: {SEEDS_ALLOWED}")
-        values = array.tolist()
-    else:
-        values = list(itertools.islice(seeds, MAX_SEEDS + 1))  # a huge iterable is not listed past the bound
-    if not values or len(values) > MAX_SEEDS:
-        found = "none" if not values else f"more than {MAX_SEEDS:,}"
-        raise ValueError(f"{argument}: found {found}, allowed: {SEEDS_ALLOWED}")
-    seen = set()
-    for i, v in enumerate(values):
-        if not _is_integer(v):
-            raise TypeError(f"{argument}: found {_found(v)} at position {i}, allowed: {SEEDS_ALLOWED}")
-        if not 0 <= int(v) <= MAX_SEED:
-            raise ValueError(f"{argument}: found seed {int(v)}, allowed: {SEEDS_ALLOWED}")
-        if int(v) in seen:
-            raise ValueError(f"{argument}: found seed {int(v)} twice, allowed: {SEEDS_ALLOWED}")
-        seen.add(int(v))
-    return np.asarray([int(v) for v in values], dtype=np.int64)
-
-
-def check_iterations(iterations: Any, argument: str = "iterations") -> int:
-    """``iterations`` as an int, or a ValueError/TypeError: an integer in 0..`MAX_ITERATIONS`."""
-    allowed = f"an integer in 0..{MAX_ITERATIONS:,}"
-    if not _is_integer(iterations):
-        raise TypeError(f"{argument}: found {_found(iterations)}, allowed: {allowed}")
-    if not 0 <= int(iterations) <= MAX_ITERATIONS:
-        raise ValueError(f"{argument}: found {int(iterations)}, allowed: {allowed}")
-    return int(iterations)
-
-
-def check_chunk(chunk: Any) -> Optional[int]:
-    """``chunk`` as an int (or None), or a ValueError/TypeError: None or an integer in 1..`MAX_ITERATIONS`."""
-    if chunk is None:
-        return None
-    allowed = f"None (about a tenth of the run) or an integer in 1..{MAX_ITERATIONS:,}"
-    if not _is_integer(chunk):
-        raise TypeError(f"chunk: found {_found(chunk)}, allowed: {allowed}")
-    if not 1 <= int(chunk) <= MAX_ITERATIONS:
-        raise ValueError(f"chunk: found {int(chunk)}, allowed: {allowed}")
-    return int(chunk)
-
-
-def check_key(key: Any) -> None:
-    """A TypeError unless ``key`` is one PRNG key: ``jax.random.PRNGKey(n)`` (uint32 [2]) or ``jax.random.key(n)``."""
-    allowed = "one PRNG key: jax.random.PRNGKey(n) (a uint32 array of shape (2,)) or jax.random.key(n)"
-    dtype, shape = getattr(key, "dtype", None), getattr(key, "shape", None)
-    if dtype is None or shape is None:
-        raise TypeError(f"key: found {_found(key)}, allowed: {allowed}")
-    if jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
-        ok = tuple(shape) == ()
-    else:  # a raw key: uint32 of the default implementation's shape ((2,) for threefry)
-        ok = tuple(shape) == jax.eval_shape(lambda: jax.random.PRNGKey(0)).shape and np.dtype(dtype) == np.uint32
-    if not ok:
-        raise TypeError(f"key: found an array of shape {list(shape)} and dtype {dtype}, allowed: {allowed}")
-
-
-def check_method(method: Any, argument: str = "method") -> None:
-    """A TypeError unless ``method`` has callable ``init`` and ``step`` (`trajopt.methods.base`)."""
-    if not (callable(getattr(method, "init", None)) and callable(getattr(method, "step", None))):
-        raise TypeError(f"{argument}: found {_found(method)}, allowed: a method with init(key, problem, U0) and "
-                        "step(key, problem, state) (trajopt.GradientMethod(oracle, optimizer), trajopt.METHODS, or "
-                        "one of your own: see trajopt.methods.base)")
-
-
-def check_problem(problem: Any) -> None:
-    """A TypeError/ValueError unless ``problem`` has a non-empty finite float array ``U0`` and a callable
-    ``objective`` (a `trajopt.Problem`)."""
-    U0 = getattr(problem, "U0", None)
-    if U0 is None or not callable(getattr(problem, "objective", None)):
-        raise TypeError(f"problem: found {_found(problem)}, allowed: a trajopt.Problem (U0 and objective; "
-                        "trajopt.trajectory_problem or trajopt.one_step_problem build one)")
-    allowed = "a non-empty finite float array (the initial guess U0, shape [T, m])"
-    if not (hasattr(U0, "dtype") and hasattr(U0, "shape")):
-        raise TypeError(f"problem.U0: found {_found(U0)}, allowed: {allowed}")
-    if not jnp.issubdtype(U0.dtype, jnp.floating):
-        raise TypeError(f"problem.U0: found an array of dtype {U0.dtype}, allowed: {allowed}")
-    if int(np.prod(U0.shape)) == 0:
-        raise ValueError(f"problem.U0: found an array of shape {list(U0.shape)}, allowed: {allowed}")
-    finite = np.isfinite(np.asarray(U0))
-    if not finite.all():
-        where = tuple(int(i) for i in np.argwhere(~finite)[0])
-        raise ValueError(f"problem.U0: found {np.asarray(U0)[where]} at index {list(where)}, allowed: {allowed}")
-
-
-def _check_callable(value: Any, argument: str, allowed: str) -> None:
-    if value is not None and not callable(value):
-        raise TypeError(f"{argument}: found {_found(value)}, allowed: None or {allowed}")
-
-
-def check_budget(budget: Any, step_costs: Any) -> None:
-    """A ValueError/TypeError unless ``budget`` is None or a finite number > 0 (forward-step equivalents per seed)
-    and ``step_costs`` is None or a `trajopt.compute.StepCosts` (required with a budget: it converts the counts)."""
-    from trajopt.compute import StepCosts
-
-    if step_costs is not None and not isinstance(step_costs, StepCosts):
-        raise TypeError(f"step_costs: found {_found(step_costs)}, allowed: None or a trajopt.compute.StepCosts")
-    if budget is None:
-        return
-    allowed = "None or a finite number > 0 (forward-step equivalents per seed; trajopt.compute)"
-    if isinstance(budget, (bool, np.bool_)) or not isinstance(budget, (int, float, np.integer, np.floating)):
-        raise TypeError(f"budget: found {_found(budget)}, allowed: {allowed}")
-    if not (math.isfinite(float(budget)) and float(budget) > 0):
-        raise ValueError(f"budget: found {float(budget)!r}, allowed: {allowed}")
-    if step_costs is None:
-        raise TypeError("step_costs: found None with a budget, allowed: a trajopt.compute.StepCosts (a backward pass "
-                        "and a linearisation in forward steps: trajopt.compute.measure_step_costs, or given)")
-
-
-def check_run(problem: Problem, method: Method, *, key: jax.Array, iterations: int, seeds: Iterable[int],
-              chunk: Optional[int] = None, budget: Any = None, step_costs: Any = None
-              ) -> tuple[int, np.ndarray, Optional[int]]:
-    """Check the arguments of one run of `solve` or `prepare` before anything is traced or compiled: ``(iterations,
-    seeds [S] int64, chunk)``, or a ValueError/TypeError naming the argument, what was found and what is allowed
-    (`check_problem`, `check_method`, `check_key`, `check_iterations`, `check_seeds`, `check_chunk`,
-    `check_budget`, and iterations x seeds <= `MAX_HISTORY`, the recorded history's bound)."""
-    check_problem(problem)
-    check_method(method)
-    check_key(key)
-    check_budget(budget, step_costs)
-    iterations = check_iterations(iterations)
-    seeds_arr = check_seeds(seeds)
-    if iterations * len(seeds_arr) > MAX_HISTORY:
-        raise ValueError(f"iterations: found {iterations:,} iterations x {len(seeds_arr):,} seeds = "
-                         f"{iterations * len(seeds_arr):,}, allowed: iterations x seeds <= {MAX_HISTORY:,} (the "
-                         "recorded history, about 100 bytes per iteration and seed)")
-    return iterations, seeds_arr, check_chunk(chunk)
 
 
 @dataclass(frozen=True, eq=False)
@@ -747,19 +539,10 @@ def solve(
 
     ``solve(...)`` is ``prepare(...).run(...)``: `prepare` compiles, `Prepared.run` runs.
     """
-    _check_run_options(on_chunk, should_stop, name, history_store)
+    check_run_options(on_chunk, should_stop, name, history_store)
     return prepare(problem, method, key=key, iterations=iterations, seeds=seeds, chunk=chunk, name=name,
                    budget=budget, step_costs=step_costs).run(
         on_chunk=on_chunk, should_stop=should_stop, history_store=history_store)
-
-
-def _check_run_options(on_chunk, should_stop, name, history_store) -> None:
-    """TypeErrors for the callbacks and name of `solve` / `Prepared.run`."""
-    _check_callable(on_chunk, "on_chunk", "a function on_chunk(done, total)")
-    _check_callable(should_stop, "should_stop", "a function should_stop() -> bool")
-    _check_callable(history_store, "history_store", "a function store(name, shape, dtype) -> array (a HistoryStore)")
-    if name is not None and not isinstance(name, str):
-        raise TypeError(f"name: found {_found(name)}, allowed: None or a string")
 
 
 def prepare(
@@ -791,9 +574,9 @@ def prepare(
     Compiling is pure (it computes nothing the run depends on besides the initial state), so a caller may
     prepare the next run on another thread while this one computes: the compiled loop releases the GIL.
     """
-    _check_run_options(None, None, name, history_store)
+    check_run_options(None, None, name, history_store)
     if not isinstance(once, bool):
-        raise TypeError(f"once: found {_found(once)}, allowed: True or False")
+        raise TypeError(f"once: found {shown(once)}, allowed: True or False")
     return _lower(problem, method, key=key, iterations=iterations, seeds=seeds, chunk=chunk,
                   history_store=history_store, name=name, budget=budget, step_costs=step_costs, once=once,
                   lift=lift).compile()
@@ -858,7 +641,7 @@ class _Lowered:
 
     def compile(self) -> "Prepared":
         t0 = time.perf_counter()
-        with _user_code(self.prepared["name"], "compiling"):
+        with user_code(self.prepared["name"], "compiling"):
             compiled, reused = _compiled(self.lowered)
             if self.inputs:
                 compiled = functools.partial(compiled, *self.inputs)
@@ -921,7 +704,7 @@ def _lower_checked(problem: Problem, method: Method, *, key: jax.Array, iteratio
         return seed_keys, carry
 
     t0 = time.perf_counter()  # compile_seconds: everything before the loop's first chunk (the start included)
-    with _user_code(name, "tracing"):
+    with user_code(name, "tracing"):
         seed_keys, carry = jax.jit(start)(key, jnp.asarray(run_seeds))
         layout = _Layout()
         loop = (_make_chunk(problem, method, iterations, layout) if rule.budget is None
@@ -1075,7 +858,7 @@ class Prepared:
         (``history["value"]`` is a view of ``cost[:, :K]``); each chunk's outputs are written in place as they
         arrive. A run stopped early returns views of the first iterations only (``cost[:, :k+1]``). A failure of
         the computation itself raises `SolveError` (stage "running"); what the callbacks raise is raised as is."""
-        _check_run_options(on_chunk, should_stop, name, history_store)
+        check_run_options(on_chunk, should_stop, name, history_store)
         problem, method, iterations, chunk = self.problem, self.method, self.iterations, self.chunk
         compiled, layout, seed_keys, carry = self.compiled, self.layout, self.seed_keys, self.carry
         seeds_arr, n_seeds, compile_seconds = self.seeds, len(self.seeds), self.compile_seconds
@@ -1088,7 +871,7 @@ class Prepared:
 
         def dispatch(carry, start, last=False):  # returns at once: XLA runs the chunk while the host goes on
             ks = np.arange(start, start + chunk, dtype=np.int32)
-            with _user_code(name, "running"):  # last: the final decision is evaluated after this chunk
+            with user_code(name, "running"):  # last: the final decision is evaluated after this chunk
                 return compiled(carry, seed_keys, ks, last or start + chunk >= iterations)
 
         t_start = time.perf_counter()
@@ -1100,7 +883,7 @@ class Prepared:
             more = n + 1 < len(starts) and not settling
 
             if asks:  # known before the next chunk is queued, so that it evaluates the final decision if it is the last
-                with _user_code(name, "running"):
+                with user_code(name, "running"):
                     stopped_now = self._ask(carry, over)
                 settled = bool(np.all(~stopped_now[2] | stopped_now[0] | stopped_now[1]))
                 pending = dispatch(carry, starts[n + 1], settled) if more else None
@@ -1108,10 +891,10 @@ class Prepared:
                 # reports (a stop drops the queued chunk: the run ends at this chunk's carry); the chunk evaluates the
                 # final decision itself once every seed is over its budget or not finite
                 pending = dispatch(carry, starts[n + 1]) if more else None
-                with _user_code(name, "running"):
+                with user_code(name, "running"):
                     stopped_now = self._ask(carry, over)
                 settled = bool(np.all(~stopped_now[2] | stopped_now[1]))
-            with _user_code(name, "running"):
+            with user_code(name, "running"):
                 host = jax.device_get(info)  # waits for this chunk (an error in it is raised here)
             chunk_seconds.append(time.perf_counter() - t_start)
             take = min(chunk, iterations - start)
@@ -1140,7 +923,7 @@ class Prepared:
                 break
         run_seconds = chunk_seconds[-1] if chunk_seconds else 0.0
 
-        with _user_code(name, "running"):  # the final evaluation
+        with user_code(name, "running"):  # the final evaluation
             alive, failed_at = carry[1], carry[2]
             t0 = time.perf_counter()
             if done < iterations or iterations == 0:  # stopped early, or nothing ran: evaluate the final decision apart
