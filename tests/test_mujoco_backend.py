@@ -216,3 +216,26 @@ def test_bad_backend_and_step_costs(pendulum):
     _, c_spec = pendulum
     costs = measure_step_costs(c_spec.system.step, 2, 1)
     assert (costs.backward, costs.linearization) == (0.0, 0.0) and "not measured" in costs.source
+
+
+def test_a_plant_drawn_per_seed_runs_on_the_c_simulator_as_on_mjx():
+    """`MJX.physics_step` on the C backend (each row on its own scaled copy of the model) against MJX's, on the
+    sliding ball: friction x2 and damping x10 move it as MJX moves it, and differently from the unscaled model."""
+    slider = os.path.join(ROOT, "tests", "models", "slider.xml")
+    targets = [("geom_friction", None), ("dof_damping", "x")]
+    # the solver converged (the file runs one iteration, where MJX and MuJoCo stop at different points)
+    steps = {b: MJX(model=slider, substeps=2, iterations=50, ls_iterations=50, backend=b).physics_step(targets)
+             for b in ("mjx", "mujoco")}
+    x0 = jnp.array([0.0, 0.0, 1.0, 0.0])  # sliding along x at 1 m/s
+    F = jnp.array([[1.0, 1.0], [2.0, 10.0], [0.5, 1.0]])  # three seeds' factors
+    u = jnp.array([2.0])
+
+    def episode(step):
+        def body(x, _):
+            y = jax.vmap(step, (0, None, 0))(x, u, F)
+            return y, y
+        return jax.lax.scan(body, jnp.broadcast_to(x0, (3, 4)), None, length=40)[1]
+
+    Xc, Xm = (np.asarray(jax.jit(lambda s=steps[b]: episode(s))()) for b in ("mujoco", "mjx"))
+    np.testing.assert_allclose(Xc, Xm, rtol=0, atol=1e-6)  # measured: 2e-9 (the solvers' tolerance)
+    assert Xc[-1, 1, 0] < Xc[-1, 0, 0] < Xc[-1, 2, 0]  # more friction and damping: behind; less friction: ahead

@@ -103,9 +103,10 @@ class Simulator:
             self._datas = [self._mujoco.MjData(self.model) for _ in range(self.threads)]
         return self._pool, self._datas
 
-    def rollout(self, x0: np.ndarray, U: np.ndarray) -> np.ndarray:
+    def rollout(self, x0: np.ndarray, U: np.ndarray, models: list | None = None) -> np.ndarray:
         """X [B, T+1, n] (float64) from x0 [B, n] and U [B, T, m]: X[:, 0] = x0, then T control steps, each
-        ``substeps`` mj_step calls from a cold solver (qacc_warmstart = 0)."""
+        ``substeps`` mj_step calls from a cold solver (qacc_warmstart = 0). ``models``: B models of the same sizes,
+        one per row (a plant's per-seed physics, `scaled_step_function`), instead of ``model`` for every row."""
         x0 = np.asarray(x0, dtype=np.float64)
         U = np.asarray(U, dtype=np.float64)
         B, T = U.shape[0], U.shape[1]
@@ -123,7 +124,7 @@ class Simulator:
         spec = int(self._mujoco.mjtState.mjSTATE_CTRL)
         with self._lock:
             pool, datas = self._ensure()
-            models = [self.model] * B
+            models = [self.model] * B if models is None else list(models)
             for t in range(T):
                 u = U[:, t]
                 bad |= ~np.isfinite(u).all(axis=1)
@@ -185,3 +186,45 @@ def step_function(rollout: Callable[[Array, Array], Array]) -> Callable[[Array, 
         return rollout(x, u[None])[1]
 
     return step
+
+
+def scaled_step_function(sim: Simulator, scale: Callable) -> Callable[[Array, Array, Array], Array]:
+    """``step(x: [n], u: [m], factors: [k]) -> x': [n]``: one control step by ``sim`` on a copy of its model scaled by
+    ``scale(model, factors)`` (in place), per row of a vmapped batch (a closed-loop plant whose physics is drawn per
+    seed: `trajopt.systems.mjx.MJX.physics_step`). The copies are kept per distinct factors (a seed's draw is fixed
+    over its episode), at most `MAX_SCALED_MODELS` of them. No derivatives."""
+    n, m = sim.nq + sim.nv, sim.nu
+    copies: dict = {}
+
+    def model_for(factors: tuple):
+        if factors not in copies:
+            if len(copies) >= MAX_SCALED_MODELS:
+                copies.clear()
+            model = sim.model.__copy__()
+            scale(model, np.asarray(factors))
+            copies[factors] = model
+        return copies[factors]
+
+    def host(x, u, factors):
+        x, u, factors = np.asarray(x), np.asarray(u), np.asarray(factors)
+        lead = x.shape[:-1]
+        rows = factors.reshape(-1, factors.shape[-1])
+        models = [model_for(tuple(float(v) for v in r)) for r in rows]
+        X = sim.rollout(x.reshape(-1, n), u.reshape(-1, 1, m), models=models)
+        return X[:, 1].reshape(*lead, n).astype(np.result_type(x.dtype, u.dtype))
+
+    @jax.custom_jvp
+    def step(x: Array, u: Array, factors: Array) -> Array:
+        dtype = jnp.result_type(x, u)
+        return jax.pure_callback(host, jax.ShapeDtypeStruct((n,), dtype), x.astype(dtype), u.astype(dtype),
+                                 jnp.asarray(factors, jnp.float64 if dtype == jnp.float64 else dtype),
+                                 vmap_method="broadcast_all")
+
+    @step.defjvp
+    def _jvp(primals, tangents):
+        raise _refuse_derivative("a derivative of a plant step")
+
+    return step
+
+
+MAX_SCALED_MODELS = 4096  # scaled model copies kept by one plant step (a few per seed in practice)
