@@ -53,7 +53,7 @@ _EXPORTS = {
     "METHODS": "trajopt.methods", "Method": "trajopt.methods", "GradientMethod": "trajopt.methods",
     "MultiStart": "trajopt.methods",
     # running
-    "solve": "trajopt.solver", "Result": "trajopt.solver", "compare": "trajopt.api", "load": "trajopt.api",
+    "solve": "trajopt.solver", "Result": "trajopt.result", "compare": "trajopt.api", "load": "trajopt.api",
     # closed loop
     "mpc": "trajopt.closedloop", "MPCResult": "trajopt.closedloop", "Plant": "trajopt.closedloop",
     "Disturbance": "trajopt.closedloop", "Success": "trajopt.closedloop",

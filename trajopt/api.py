@@ -24,7 +24,8 @@ import jax
 from trajopt.limits import MAX_ITERATIONS
 from trajopt.problem import Problem
 from trajopt.solve_checks import SolveError, check_budget, check_iterations, check_method, check_problem, shown
-from trajopt.solver import Result, method_label, prepare_each
+from trajopt.result import Result
+from trajopt.solver import method_label, prepare_each
 
 
 def _named(variants: Union[Mapping[str, Any], Sequence[Any]]) -> dict[str, Any]:

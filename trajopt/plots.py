@@ -20,7 +20,7 @@ from typing import Mapping, Optional, Sequence, Union
 import numpy as np
 
 from trajopt.runs_files import atomic_write_bytes
-from trajopt.solver import Result
+from trajopt.result import Result
 from trajopt.stats import column_blocks, nan_band_columns
 
 MAX_POINTS = 4000  # iterates drawn per curve, at most

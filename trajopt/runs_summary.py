@@ -18,7 +18,7 @@ import optax
 import trajopt
 from trajopt.compute import StepCosts
 from trajopt.runs_files import is_number
-from trajopt.solver import STATUS_INTERRUPTED, STATUS_OK, Result
+from trajopt.result import STATUS_INTERRUPTED, STATUS_OK, Result
 from trajopt.stats import blocked_nan_median, nan_median
 from trajopt.systems.base import model_source
 

@@ -21,7 +21,7 @@ from trajopt.runs_files import (
     plain_list, utf8, write_lines,
 )
 from trajopt.runs_summary import run_step_costs, step_costs_of
-from trajopt.solver import Result
+from trajopt.result import Result
 
 
 ITERATION_BLOCK = 1024  # iterations of one seed turned into Python numbers at a time by `metrics_lines`

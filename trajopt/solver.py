@@ -55,6 +55,8 @@ from jax.extend.core import jaxpr_as_fun
 from trajopt import programs
 from trajopt.methods.base import Method, all_finite, method_label, state_decision
 from trajopt.problem import Problem
+from trajopt.result import (STATUS_ALL_SKIPPED, STATUS_INTERRUPTED, STATUS_NON_FINITE, STATUS_OK, STATUSES, Result,
+                            skipped_counts)
 from trajopt.solve_checks import (SEEDS_ALLOWED, SolveError, check_budget, check_chunk, check_iterations, check_key,
                                   check_method, check_problem, check_run, check_run_options, check_seeds, shown,
                                   user_code)
@@ -69,13 +71,6 @@ __all__ = [
     "Result", "info_fields", "CHUNK_ENTRIES", "STOPPING_CHUNKS", "default_chunk", "solve", "prepare",
     "CPU_COMPILER_OPTIONS", "loop_constants", "runs_once", "prepare_each", "Prepared",
 ]
-
-STATUS_OK = "ok"
-STATUS_NON_FINITE = "non_finite"
-STATUS_ALL_SKIPPED = "all_skipped"
-"""Every update of the seed was skipped for a non-finite estimate (``skip_non_finite``): it never left U0."""
-STATUS_INTERRUPTED = "interrupted"
-STATUSES = (STATUS_OK, STATUS_NON_FINITE, STATUS_ALL_SKIPPED, STATUS_INTERRUPTED)
 
 HistoryStore = Callable[[str, tuple, np.dtype], np.ndarray]
 """``store(name, shape, dtype) -> array``: where `Prepared.run` keeps the recorded history. It is called once per
@@ -93,170 +88,6 @@ def history_bytes(n_seeds: int, iterations: int, n_fields: int) -> int:
 def memory_store(name: str, shape: tuple, dtype) -> np.ndarray:
     """The default `HistoryStore`: an uninitialised in-memory array of ``shape`` and ``dtype``."""
     return np.empty(shape, dtype)
-
-
-@dataclass(frozen=True, eq=False)
-class Result:
-    """What one method's run over several seeds produced (host numpy arrays).
-
-    Attributes:
-        name: the label of the run (a variant's name; by default the method's or its oracle's name).
-        method: the method configuration that was run.
-        seeds: [S] seed numbers.
-        U: [S, T, m] final decision; for a failed seed, its last iterate with a finite cost.
-        X: [S, T+1, n] states under U (time-stepped problems), else None.
-        cost: [S, K+1] noise-free cost f(U_k) of iterate k = 0..K (K = iterations done); NaN after a failure.
-        history: {field: [S, K]} every field of the method's info at each iteration (``value``, ``rollouts``,
-            ``gradients`` and the method's own; for `GradientMethod` the oracle's diagnostics, ``grad_norm``
-            and ``skipped``). ``history["value"]`` is a view of ``cost[:, :K]``. Both come from the run's
-            `HistoryStore` (memory by default; files mapped into memory with `trajopt.runs.DiskHistory`), so the
-            properties below read them a block of iterations at a time.
-        status: [S] "ok", "non_finite" (stopped at ``failed_at``), "all_skipped" (ran every iteration, but every
-            update was skipped for a non-finite estimate: U is U0) or "interrupted" (`STATUSES`).
-        failed_at: [S] iteration at which a seed went non-finite, -1 if it did not.
-        iterations: K, the number of updates done (less than asked for when interrupted).
-        run_seconds: wall time of the compiled loop, from its first chunk to its final evaluation (compilation
-            excluded; the host's recording between chunks overlaps the next chunk).
-        compile_seconds: time to trace and compile the loop and compute its initial state (and, for a run stopped
-            early, its separate final evaluation).
-        chunk_ends: iteration counts at the end of each chunk; chunk_seconds: cumulative run seconds there.
-        horizon: T, the steps of one rollout of the problem (`trajopt.compute.problem_horizon`): what converts
-            counts into forward-step equivalents.
-        step_costs: the `trajopt.compute.StepCosts` the run was given (a budget's), or None; what
-            `forward_equivalents` converts with when it is given none.
-        budget: the compute budget per seed in forward-step equivalents, or None.
-        stopped: [S] why a seed stopped before the last iteration while still finite: "converged" (its method said
-            so: ``stopped(state)``), "budget" (its spend reached ``budget``) or None (it ran every iteration, or
-            is non-finite: see ``status``). A stopped seed spends nothing more; its rows repeat its last.
-        stopped_at: [S] the iteration at which it stopped (-1: it did not).
-        ran_once: the method is deterministic and `trajopt.compare` ran it once for every seed (each seed's row is
-            that one run's).
-        settled_at: the iterations the loop ran when every seed had stopped before its end (the rest of the history
-            was filled in, not run), or None when it ran them all.
-        lifted: how many constants of the loop were its inputs (`trajopt.programs`: a run that differs only in them
-            reuses the compiled loop), or None when it was compiled with its constants.
-        reused: the compiled loop was reused (`trajopt.programs.CACHE`): ``compile_seconds`` is tracing and
-            lowering only.
-    """
-
-    name: str
-    method: Any
-    seeds: np.ndarray
-    U: np.ndarray
-    X: Optional[np.ndarray]
-    cost: np.ndarray
-    history: dict[str, np.ndarray]
-    status: list[str]
-    failed_at: np.ndarray
-    iterations: int
-    run_seconds: float
-    compile_seconds: float
-    chunk_ends: list[int] = field(default_factory=list)
-    chunk_seconds: list[float] = field(default_factory=list)
-    horizon: Optional[int] = None
-    step_costs: Any = None
-    budget: Optional[float] = None
-    stopped: Optional[list] = None
-    stopped_at: Optional[np.ndarray] = None
-    ran_once: bool = False
-    settled_at: Optional[int] = None
-    lifted: Optional[int] = None
-    reused: bool = False
-
-    @property
-    def final_cost(self) -> np.ndarray:
-        """[S] f(U) of the returned U: the final iterate, or for a failed seed its last finite-cost iterate."""
-        return self.cost[np.arange(len(self.seeds)), self.last_index]
-
-    @property
-    def last_index(self) -> np.ndarray:
-        """[S] index into ``cost`` of the returned U: K, or for a failed seed its last finite-cost iterate."""
-        rows = np.arange(len(self.seeds))
-        at = np.clip(self.failed_at, 0, None)
-        finite_there = np.isfinite(self.cost[rows, at])
-        failed = np.where(finite_there, at, np.maximum(at - 1, 0))
-        return np.where(self.failed_at >= 0, failed, self.iterations)
-
-    @property
-    def skipped(self) -> np.ndarray:
-        """[S] number of updates skipped for a non-finite gradient (``skip_non_finite``); 0 for methods without.
-        A seed whose every update was skipped has status "all_skipped". Read in blocks of iterations (the history
-        may be a file mapped into memory)."""
-        return _skipped(self.history, len(self.seeds))
-
-    def counts(self, field: str = "rollouts") -> np.ndarray:
-        """[K+1] simulator calls (``rollouts``, ``gradients`` or ``linearizations``: 0 for a method that reports
-        none) spent before iterate k: the most any seed spent (the same for every seed still running, except
-        where a method's own spending varies: a converged iLQR, a line search, starts that stopped; a stopped seed
-        spends nothing more). The maximum over seeds is taken in blocks of iterations, so no full-size copy of the
-        [S, K] history is made."""
-        h = self.history.get(field)
-        if h is None:
-            return np.zeros(self.iterations + 1)
-        per_iter = np.zeros(h.shape[1] if h.ndim > 1 else 0)
-        if h.size:
-            for cols in column_blocks(h):
-                per_iter[cols] = np.nanmax(np.asarray(h[:, cols], float), axis=0)
-        return np.concatenate([[0.0], np.cumsum(np.nan_to_num(per_iter))])
-
-    def _costs(self, step_costs):
-        costs = step_costs if step_costs is not None else self.step_costs
-        if costs is None:
-            raise ValueError("step_costs: found None, allowed: a trajopt.compute.StepCosts (this run was given none: "
-                             "pass the system's, e.g. trajopt.compute.measure_step_costs(system.step, n, m))")
-        return costs
-
-    def forward_equivalents(self, step_costs=None) -> np.ndarray:
-        """[K+1] forward-step equivalents spent before iterate k, T (rollouts + ρ_b gradients + ρ_l linearizations)
-        of `counts` (`trajopt.compute.forward_equivalents`), with ``step_costs`` (default: the run's own, a
-        ValueError when it has none) and the run's ``horizon`` T."""
-        from trajopt.compute import forward_equivalents
-
-        return forward_equivalents(self.horizon or 1, self._costs(step_costs), self.counts("rollouts"),
-                                   self.counts("gradients"), self.counts("linearizations"))
-
-    def seed_forward_equivalents(self, step_costs=None) -> np.ndarray:
-        """[S] the forward-step equivalents each seed spent over the whole run (its own counts; what a budget
-        bounds), read in blocks of iterations."""
-        from trajopt.compute import forward_equivalents
-
-        totals = []
-        for name in ("rollouts", "gradients", "linearizations"):
-            h = self.history.get(name)
-            total = np.zeros(len(self.seeds))
-            if h is not None and h.size:
-                for cols in column_blocks(h):
-                    total += np.nansum(np.asarray(h[:, cols], float), axis=1)
-            totals.append(total)
-        return forward_equivalents(self.horizon or 1, self._costs(step_costs), *totals)
-
-    def iteration_seconds(self) -> np.ndarray:
-        """[K+1] run seconds at iterate k, interpolated linearly inside each compiled chunk."""
-        ends = np.concatenate([[0], self.chunk_ends])
-        secs = np.concatenate([[0.0], self.chunk_seconds])
-        return np.interp(np.arange(self.iterations + 1), ends, secs)
-
-    @property
-    def best_cost(self) -> np.ndarray:
-        """[S] lowest finite cost seen along the run (read in blocks of iterations)."""
-        best = None
-        with np.errstate(all="ignore"):
-            for cols in column_blocks(self.cost):
-                block = self.cost[:, cols]
-                low = np.where(np.isfinite(block), block, np.inf).min(axis=1)
-                best = low if best is None else np.minimum(best, low)
-        return np.where(np.isfinite(best), best, np.nan)
-
-
-def _skipped(history: Mapping[str, np.ndarray], n_seeds: int) -> np.ndarray:
-    """[S] the sum over iterations of ``history["skipped"]`` (zeros without it), read a block of columns at a time."""
-    if "skipped" not in history:
-        return np.zeros(n_seeds, int)
-    h = history["skipped"]
-    total = 0
-    for cols in column_blocks(h):
-        total = total + np.nan_to_num(h[:, cols]).sum(axis=1)
-    return np.broadcast_to(total, (h.shape[0],)).astype(int)
 
 
 def info_fields(problem: Problem, method: Method) -> tuple[str, ...]:
@@ -951,7 +782,7 @@ class Prepared:
             STATUS_OK if a and not interrupted else (STATUS_INTERRUPTED if a else STATUS_NON_FINITE) for a in alive
         ]
         if done:  # a seed that ran every iteration without one update (each skipped) did not converge: it never moved
-            skipped = _skipped(history, n_seeds)
+            skipped = skipped_counts(history, n_seeds)
             status = [STATUS_ALL_SKIPPED if st == STATUS_OK and k == done else st for st, k in zip(status, skipped)]
         stopped = [None] * n_seeds
         quiet = _quiet_from(history, n_seeds, done)  # the iteration from which each seed spent nothing
