@@ -85,6 +85,7 @@ def test_a_shape_is_not_a_parameter_and_compile_once_can_be_off(monkeypatch):
     assert _solve(*base, lift=positions).lifted is None
 
 
+@pytest.mark.slow
 def test_a_study_grid_compiles_once(tmp_path, monkeypatch):
     """A 2 x 2 grid over stiffness and σ: one compilation, three cells reusing it (result.json says so), each cell's
     numbers those of its own constant loop up to the last bits (TRAJOPT_COMPILE_ONCE=0: one compilation each)."""
@@ -120,3 +121,35 @@ iterations = 12
         assert (a["system.stiffness"], a["oracle.sigma"], a["seed"]) == (b["system.stiffness"], b["oracle.sigma"],
                                                                          b["seed"])
         assert float(a["final_cost"]) == pytest.approx(float(b["final_cost"]), rel=1e-11)
+
+
+@pytest.mark.slow
+def test_a_sweep_compiles_each_oracle_once(tmp_path, monkeypatch):
+    """A sweep over the stiffness: each oracle's estimate compiles once for the three points (counted by the cache),
+    and every point's statistics are those of its own constant program up to the last bits."""
+    from typer.testing import CliRunner
+
+    from trajopt.cli import app
+
+    tables = {}
+    for mode in ("1", "0"):
+        monkeypatch.setenv(programs.ENV, mode)
+        programs.CACHE.clear()
+        out = tmp_path / f"sweep{mode}"
+        r = CliRunner().invoke(app, ["sweep", "problems/pushing_stiff.toml", "--over", "system.stiffness=10,30,100",
+                                     "--set", "task.horizon=20", "--oracles", "fobg,zobg,aobg", "--repeats", "4",
+                                     "--out", str(out), "--quiet"])
+        assert r.exit_code == 0, r.output
+        tables[mode] = json.loads((out / "sweep.json").read_text())
+        if mode == "1":
+            lifted = tables[mode]["lifted_constants"]
+            assert set(lifted) == {"fobg", "zobg", "aobg"} and all(n for n in lifted.values())
+            assert programs.CACHE.misses == 3  # one compilation per oracle, not per point
+    assert tables["0"]["lifted_constants"] is None
+    rows1, rows0 = tables["1"]["rows"], tables["0"]["rows"]
+    assert len(rows1) == len(rows0) == 9
+    for a, b in zip(rows1, rows0):
+        assert (a["oracle"], a["system.stiffness"]) == (b["oracle"], b["system.stiffness"])
+        for k, v in b.items():
+            if isinstance(v, float):
+                assert a[k] == pytest.approx(v, rel=1e-10, nan_ok=True), k

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from trajopt import programs
 from trajopt.problem import Problem
 from trajopt.stats import nan_band
 
@@ -99,13 +100,35 @@ def parse_range(text: str) -> np.ndarray:
 # ----------------------------------------------------------------------------------------- estimates
 
 
-def estimate_repeats(key: jax.Array, problem: Problem, oracle, U: jax.Array, repeats: int):
-    """Call ``oracle.estimate`` ``repeats`` times at U with keys ``fold_in(key, r)``.
+def _repeats(key: jax.Array, problem: Problem, oracle, U: jax.Array, repeats: int):
+    """(the vmapped estimate over repeat keys, the keys [R])."""
+    keys = jax.vmap(lambda r: jax.random.fold_in(key, r))(jnp.arange(repeats))
+    return jax.vmap(lambda k: oracle.estimate(k, problem, U)), keys
+
+
+def estimate_repeats(key: jax.Array, problem: Problem, oracle, U: jax.Array, repeats: int, lift=None):
+    """Call ``oracle.estimate`` ``repeats`` times at U with keys ``fold_in(key, r)``; ``lift``: the program's
+    constants to take as inputs (`trajopt.programs.Positions`, what `sweep_positions` finds), so that the points of a
+    sweep share one compilation.
 
     Returns (grads: [R, *U.shape], info: OracleInfo with fields of shape [R]).
     """
-    keys = jax.vmap(lambda r: jax.random.fold_in(key, r))(jnp.arange(repeats))
-    return jax.jit(jax.vmap(lambda k: oracle.estimate(k, problem, U)))(keys)
+    fn, keys = _repeats(key, problem, oracle, U, repeats)
+    return programs.call(fn, keys, positions=lift)
+
+
+def sweep_positions(key: jax.Array, first: tuple, second: tuple, repeats: int) -> dict:
+    """{oracle: `trajopt.programs.Positions` or None}: the constants of each oracle's `estimate_repeats` program
+    that differ between a sweep's first two points (``first``, ``second``: (problem, {oracle: oracle}) each), which
+    every point then takes as inputs (`point_statistics`' ``lift``): one compilation per oracle for the sweep,
+    where its points differ only in constants (a stiffness, σ; not a sample count or a horizon)."""
+    (p1, o1), (p2, o2) = first, second
+    out = {}
+    for name in o1:
+        fn_a, keys = _repeats(key, p1, o1[name], p1.U0, repeats)
+        fn_b, _ = _repeats(key, p2, o2[name], p2.U0, repeats) if p2.U0.shape == p1.U0.shape else (None, None)
+        out[name] = programs.probe(fn_a, fn_b, keys) if fn_b is not None else None
+    return out
 
 
 def summarise_repeats(values: np.ndarray) -> dict[str, float]:
@@ -115,15 +138,16 @@ def summarise_repeats(values: np.ndarray) -> dict[str, float]:
 
 
 def point_statistics(key: jax.Array, problem: Problem, oracles: Mapping[str, object], repeats: int,
-                     U: jax.Array | None = None) -> dict[str, dict[str, dict[str, float]]]:
-    """{oracle: {field: {median, q25, q75}}} for the STAT_FIELDS each oracle fills, at U (default U0).
+                     U: jax.Array | None = None, lift: Mapping | None = None) -> dict[str, dict[str, dict[str, float]]]:
+    """{oracle: {field: {median, q25, q75}}} for the STAT_FIELDS each oracle fills, at U (default U0); ``lift``:
+    {oracle: Positions} (`sweep_positions`) for a point of a sweep.
 
     Every oracle sees the same keys, as in a run where they would be compared.
     """
     U = problem.U0 if U is None else U
     out = {}
     for name, oracle in oracles.items():
-        _, info = estimate_repeats(key, problem, oracle, U, repeats)
+        _, info = estimate_repeats(key, problem, oracle, U, repeats, lift=(lift or {}).get(name))
         stats = {}
         for field in STAT_FIELDS:
             values = np.asarray(getattr(info, field))

@@ -408,3 +408,20 @@ def compile(lowered, compile_fn: Callable[[Any], Any], options: Optional[dict] =
     program = compile_fn(lowered)
     CACHE.put(key, program)
     return program, False
+
+
+def probe(fn_a: Callable, fn_b: Callable, *args) -> Optional[Positions]:
+    """Where the constants of ``fn_a(*args)`` and ``fn_b(*args)`` differ (traced, nothing compiles): what a grid
+    over the two makes inputs. None when they are not one program with other numbers, or nothing differs."""
+    differs = constants(fn_a, *args).differing(constants(fn_b, *args))
+    return differs or None
+
+
+def call(fn: Callable, *args, positions: Optional[Positions] = None):
+    """``jax.jit(fn)(*args)``, with the constants at ``positions`` as inputs of a program shared through `CACHE`
+    (`lift`, `compile`) when given and compile once is on (`enabled`)."""
+    if not positions or not enabled():
+        return jax.jit(fn)(*args)
+    lifted = lift(fn, *args, positions=positions)
+    program, _ = compile(jax.jit(lifted.fn).lower(lifted.inputs, *args), lambda lowered: lowered.compile())
+    return program(lifted.inputs, *args)

@@ -140,7 +140,7 @@ def sweep(
     """
     import jax
 
-    from trajopt import analysis, plots, runs
+    from trajopt import analysis, plots, programs, runs
     from trajopt import spec as spec_mod
 
     if len(over) != 1:
@@ -185,19 +185,25 @@ def sweep(
     with _interruptible() as should_stop, claim_out(folder, force):  # created, locked, (--force) emptied first
         points = []
         root = jax.random.PRNGKey(base.solve.key)
+        # the constants the sweep varies, which every point takes as inputs: one compilation per oracle
+        lift = analysis.sweep_positions(root, (specs[0][1].problem(), specs[0][1].oracles),
+                                        (specs[1][1].problem(), specs[1][1].oracles), repeats) \
+            if len(specs) > 1 and programs.enabled() else {}
         for v, s in specs:
             if points and should_stop():  # a signal: stop between points, and write the ones done
                 break
             if not quiet and not json_out:
                 out.print(escape(f"  {key} = {v:g}"), highlight=False)
-            points.append((v, analysis.point_statistics(root, s.problem(), s.oracles, repeats)))
+            points.append((v, analysis.point_statistics(root, s.problem(), s.oracles, repeats, lift=lift)))
         rows = analysis.sweep_rows(points)
         # the title names what was swept and set, never the file's own parameter values (its title may say k = 1000)
         title = (display_title(base, set_) if set_ else base.name) + f": variance against {key}" + \
             (" (skipped, refused by the problem: " + ", ".join(f"{p['value']:g}" for p in skipped) + ")" if skipped else "")
         meta = {"problem": base.name, "title": title, "key": key, "values": values, "repeats": repeats,
                 "oracles": names, "samples": {n: getattr(o, "samples", None) for n, o in base.oracles.items()},
-                "skipped": skipped, "values_not_run": [v for v, _ in specs[len(points):]]}
+                "skipped": skipped, "values_not_run": [v for v, _ in specs[len(points):]],
+                # trajopt.programs: per oracle, the constants its points took as inputs (None: compiled per point)
+                "lifted_constants": {n: len(p.indices) if p else None for n, p in lift.items()} or None}
         _signals.writing()  # the points are computed: a second Ctrl-C now finishes the folder, marked interrupted
         runs.write_config(folder, base)
         table_rows = [{key: r["value"], **{k: v for k, v in r.items() if k != "value"}} for r in rows]
