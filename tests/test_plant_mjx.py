@@ -217,26 +217,43 @@ def test_an_episode_steps_each_seed_with_its_recorded_factor(slider):
     assert len(set(finals)) == 3
 
 
+@pytest.mark.mjx
+def test_the_python_api_takes_the_same_physics_keys(slider):
+    """trajopt.mpc's plant={"scale": {...}} reads an mjx system's physics as [plant.scale] does (plant_of)."""
+    from trajopt.checks import FieldError
+    from trajopt.closedloop.plant import plant_of
+
+    model = slider["model"]
+    plant = plant_of(model, {"scale": {"body_mass": 2.0, "geom_friction": {"ball": (0.5, 2.0)}}})
+    assert plant.draws == (Draw("geom_friction", "ball", 0.5, 2.0),)
+    assert float(plant.system.mj_model.body_mass[1]) == 2.0 and float(model.mj_model.body_mass[1]) == 1.0
+    assert plant.describe()["overrides"] == {"body_mass (x2)": "every body",
+                                             "geom_friction.ball (x U[0.5, 2] per seed)":
+                                                 "drawn per seed (result.json: plant.per_seed)"}
+    with pytest.raises(FieldError, match=r"scale.dof_damping.y: found 'y', allowed: a named joint of the model: x, z"):
+        plant_of(model, {"scale": {"dof_damping": {"y": 0.1}}})
+
+
 # ------------------------------------------------------------------ refusals: exit 2, one line, nothing written
 
 
 REFUSED = [
     ("body_masss = 1.5\n", "plant.scale.body_masss: unknown key (did you mean 'body_mass'?)"),
-    ('body_mass = "heavy"\n', "plant.scale.body_mass: found 'heavy' (a string), allowed: a finite factor > 0 (a range drawn per "
+    ('body_mass = "heavy"\n', "plant.scale.body_mass: found 'heavy', allowed: a finite factor > 0 (a range drawn per "
                               "seed applies to dof_damping and geom_friction only"),
     ("body_mass = [1.0, 2.0]\n", "plant.scale.body_mass: found [1.0, 2.0], allowed: a finite factor > 0 (a range"),
     ("body_mass = 0.0\n", "plant.scale.body_mass: found 0.0, allowed: a finite factor > 0"),
-    ("dof_damping = 0.1\nbody_mass = { ball = 1.5, payload = 2.0 }\n", "plant.scale.body_mass.payload: found 'payload', not a body of the model; "
-                                                                    "allowed: its named bodies: ball"),
-    ("body_mass = { payload = 1.5 }\n", "plant.scale.body_mass.payload: found 'payload', not a body of the model; "
-                                        "allowed: its named bodies: ball"),
-    ("dof_damping = { y = 0.1 }\n", "plant.scale.dof_damping.y: found 'y', not a joint of the model; allowed: its "
-                                    "named joints: x, z"),
+    ("dof_damping = 0.1\nbody_mass = { ball = 1.5, payload = 2.0 }\n", "plant.scale.body_mass.payload: found 'payload', allowed: a named body "
+                                                                    "of the model: ball"),
+    ("body_mass = { payload = 1.5 }\n", "plant.scale.body_mass.payload: found 'payload', allowed: a named body of the "
+                                        "model: ball"),
+    ("dof_damping = { y = 0.1 }\n", "plant.scale.dof_damping.y: found 'y', allowed: a named joint of the model: x, "
+                                    "z"),
     ("geom_friction = [2.0, 0.5]\n", "plant.scale.geom_friction: found [2.0, 0.5], allowed: a finite factor >= 0, or "
                                      "[low, high] (0 <= low <= high: a factor drawn per seed, uniformly)"),
     ("geom_friction = -1.0\n", "plant.scale.geom_friction: found -1.0, allowed: a finite factor >= 0"),
     ("geom_friction = { ball = [0.5] }\n", "plant.scale.geom_friction.ball: found [0.5], allowed: a finite factor"),
-    ("geom_friction = {}\n", "plant.scale.geom_friction: found an empty table"),
+    ("geom_friction = {}\n", "plant.scale.geom_friction: found {}, allowed: a finite factor >= 0"),
 ]
 
 

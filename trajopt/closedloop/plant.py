@@ -181,19 +181,85 @@ def with_overrides(model: Any, values: Optional[Mapping[str, Any]] = None, scale
     return dataclasses.replace(model, **changes)
 
 
+def physics_scale(model: Any, scale: Mapping) -> tuple[list, list]:
+    """The scale factors on an mjx system's physics (keys of its ``PHYSICS``: body_mass, dof_damping, geom_friction):
+    (fixed, draws), fixed the (parameter, name or None, factor) triples for ``model.with_physics``, draws the `Draw` s.
+    A value is a factor (>= 0; > 0 for body_mass), [low, high] (a factor drawn per seed, for the system's
+    ``PHYSICS_PER_SEED``), or a mapping {NAME: either} naming bodies / joints / geoms of the model. FieldError at
+    ``scale.PARAMETER`` or ``scale.PARAMETER.NAME`` otherwise (a key the system lacks included)."""
+    physics = dict(getattr(model, "PHYSICS", {}))
+    per_seed = tuple(getattr(model, "PHYSICS_PER_SEED", ()))
+    fixed, draws = [], []
+    for parameter, raw in scale.items():
+        if parameter not in physics:
+            raise FieldError(f"scale.{parameter}", raw, f"a physics parameter of {type(model).__name__}: "
+                             + (", ".join(physics) or "none"))
+        kind = physics[parameter]
+        kinds = {"body": "bodies"}.get(kind, kind + "s")
+        positive = parameter == "body_mass"  # a mass factor must be > 0
+        drawn = parameter in per_seed
+        one = f"a finite factor {'> 0' if positive else '>= 0'}" + (
+            ", or [low, high] (0 <= low <= high: a factor drawn per seed, uniformly)" if drawn else
+            " (a range drawn per seed applies to " + " and ".join(per_seed) + " only: a body's mass sets constants "
+            "MuJoCo derives when it loads the model)")
+        whole = f", or a table {{ {kind.upper()} = factor }} naming {kinds} of the model"
+        items = [(None, raw, f"scale.{parameter}")]
+        if isinstance(raw, Mapping):
+            if not raw:
+                raise FieldError(f"scale.{parameter}", dict(raw), one + whole)
+            names = model.physics_names(parameter)
+            items = []
+            for name, v in raw.items():
+                if name not in names:
+                    raise FieldError(f"scale.{parameter}.{name}", name, f"a named {kind} of the model: "
+                                     + (", ".join(names) or "none"))
+                items.append((name, v, f"scale.{parameter}.{name}"))
+        for name, v, key in items:
+            number = not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
+            if number and (v > 0 or (v == 0 and not positive)):
+                fixed.append((parameter, name, float(v)))
+                continue
+            pair = isinstance(v, (list, tuple)) and len(v) == 2 and all(
+                not isinstance(b, bool) and isinstance(b, (int, float)) and math.isfinite(b) for b in v)
+            if drawn and pair and 0 <= v[0] <= v[1]:
+                draws.append(Draw(parameter=parameter, name=name, low=float(v[0]), high=float(v[1])))
+                continue
+            raise FieldError(key, v, one + (whole if name is None else ""))
+    return fixed, draws
+
+
+def physics_record(model: Any, fixed: Sequence, draws: Sequence) -> dict:
+    """The plant's overrides record of `physics_scale`'s (fixed, draws): {"body_mass.NAME (x1.5)": "the body NAME",
+    "dof_damping (x0.1)": "every joint", "geom_friction (x U[0.5, 2] per seed)": "drawn per seed ..."}."""
+    out = {}
+    for parameter, name, f in fixed:
+        kind = model.PHYSICS[parameter]
+        out[f"{parameter if name is None else parameter + '.' + name} (x{f:g})"] = \
+            f"every {kind}" if name is None else f"the {kind} {name}"
+    for d in draws:
+        out[f"{d.label} (x U[{d.low:g}, {d.high:g}] per seed)"] = "drawn per seed (result.json: plant.per_seed)"
+    return out
+
+
 def plant_of(model: Any, plant: Any) -> Plant:
     """A `Plant` from what `trajopt.mpc` accepts: None (the model itself), a `Plant`, a system object, or a mapping of
-    parameter overrides ({"stiffness": 1000.0}; a ``"scale"`` entry maps names to factors)."""
+    parameter overrides ({"stiffness": 1000.0}; a ``"scale"`` entry maps names to factors, and for an mjx system its
+    physics as `physics_scale` reads it: {"scale": {"geom_friction": (0.5, 2.0)}})."""
     if plant is None:
         return Plant()
     if isinstance(plant, Plant):
         return plant
     if isinstance(plant, Mapping):
         values = {k: v for k, v in plant.items() if k != "scale"}
-        scale = plant.get("scale", {})
+        physics = getattr(model, "PHYSICS", {})
+        scale = {k: v for k, v in plant.get("scale", {}).items() if k not in physics}
+        fixed, draws = physics_scale(model, {k: v for k, v in plant.get("scale", {}).items() if k in physics})
         system = with_overrides(model, values, scale)
-        record = {**values, **{f"{k} (x{v:g})": getattr(system, k) for k, v in scale.items()}}
-        return Plant(system=system, overrides=record)
+        if fixed:
+            system = system.with_physics(fixed)
+        record = {**values, **{f"{k} (x{v:g})": getattr(system, k) for k, v in scale.items()},
+                  **physics_record(model, fixed, draws)}
+        return Plant(system=system, overrides=record, draws=tuple(draws))
     if callable(getattr(plant, "step", None)):
         return Plant(system=plant, overrides=_differences(model, plant))
     raise TypeError(f"plant: found {type(plant).__name__}, allowed: None, a trajopt.closedloop.Plant, a system, or a "

@@ -41,7 +41,7 @@ from typing import Any, Callable, Mapping, Optional
 
 from trajopt.checks import FieldError
 from trajopt.closedloop.episode import FILL_RULES, MPCSettings
-from trajopt.closedloop.plant import Disturbance, Draw, Plant, with_overrides
+from trajopt.closedloop.plant import Disturbance, Plant, physics_record, physics_scale, with_overrides
 from trajopt.closedloop.success import Success
 from trajopt.tables import describe
 from trajopt.tomlio import SpecError
@@ -167,7 +167,10 @@ def build_plant(table: Any, source: str, model: Any, system_table: Mapping,
     if not isinstance(scale, dict):
         raise SpecError(source, "plant.scale", f"found {describe(scale)}, allowed: a table of factors, e.g. "
                         "{ mass = 1.5 }")
-    fixed, draws = _physics_scale(scale, model, physics, source)
+    try:
+        fixed, draws = physics_scale(model, {k: v for k, v in scale.items() if k in physics})
+    except FieldError as e:
+        raise SpecError(source, f"plant.{e.field}", f"found {e.found!r}, allowed: {e.allowed}") from None
     for k, v in scale.items():
         if k in physics:
             continue
@@ -209,11 +212,7 @@ def build_plant(table: Any, source: str, model: Any, system_table: Mapping,
     overrides = dict(values)
     for k, v in fields_scale.items():
         overrides[f"{k} (x{v:g})"] = getattr(system, k)
-    for parameter, name, f in fixed:
-        overrides[f"{parameter if name is None else parameter + '.' + name} (x{f:g})"] = \
-            f"every {model.PHYSICS[parameter]}" if name is None else f"the {model.PHYSICS[parameter]} {name}"
-    for d in draws:
-        overrides[f"{d.label} (x U[{d.low:g}, {d.high:g}] per seed)"] = "drawn per seed (result.json: plant.per_seed)"
+    overrides.update(physics_record(model, fixed, draws))
     plant = Plant(system=system if (values or scale) else None, state_noise=noise, disturbances=tuple(disturbances),
                   overrides=overrides, draws=tuple(draws))
     try:
@@ -221,54 +220,6 @@ def build_plant(table: Any, source: str, model: Any, system_table: Mapping,
     except FieldError as e:
         raise SpecError(source, f"plant.{e.field}", f"found {e.found!r}, allowed: {e.allowed}") from None
     return PlantSpec(plant=plant, table=dict(table))
-
-
-def _physics_scale(scale: Mapping, model: Any, physics: tuple, source: str) -> tuple[list, list]:
-    """The [plant.scale] keys that scale an mjx system's physics (``physics``: the system's ``PHYSICS``):
-    (fixed, draws), fixed the (parameter, name or None, factor) triples for ``model.with_physics``, draws the
-    `Draw` s. A value is a factor (>= 0; > 0 for body_mass), [low, high] (a factor drawn per seed, for the system's
-    ``PHYSICS_PER_SEED``), or a table {NAME = either} naming bodies / joints / geoms of the model."""
-    fixed, draws = [], []
-    per_seed = tuple(getattr(model, "PHYSICS_PER_SEED", ()))
-    for parameter in physics:
-        if parameter not in scale:
-            continue
-        kind = model.PHYSICS[parameter]
-        kinds = {"body": "bodies"}.get(kind, kind + "s")
-        low = 0 if parameter != "body_mass" else None  # a mass factor must be > 0
-        drawn = parameter in per_seed
-        one = f"a finite factor {'>= 0' if low == 0 else '> 0'}" + (
-            ", or [low, high] (0 <= low <= high: a factor drawn per seed, uniformly)" if drawn else
-            " (a range drawn per seed applies to " + " and ".join(per_seed) + " only: a body's mass sets constants "
-            "MuJoCo derives when it loads the model)")
-        raw = scale[parameter]
-        items = [(None, raw, f"plant.scale.{parameter}")]
-        if isinstance(raw, dict):
-            names = model.physics_names(parameter)
-            if not raw:
-                raise SpecError(source, f"plant.scale.{parameter}", f"found an empty table, allowed: {one}, or a table "
-                                f"{{ {kind.upper()} = factor }} naming {kinds} of the model")
-            items = []
-            for name, v in raw.items():
-                if name not in names:
-                    raise SpecError(source, f"plant.scale.{parameter}.{name}", f"found {name!r}, not a {kind} of the "
-                                    f"model; allowed: its named {kinds}: {', '.join(names) or 'none'}")
-                items.append((name, v, f"plant.scale.{parameter}.{name}"))
-        for name, v, key in items:
-            number = not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
-            if number and (v > 0 or (v == 0 and low == 0)):
-                fixed.append((parameter, name, float(v)))
-                continue
-            pair = isinstance(v, list) and len(v) == 2 and all(
-                not isinstance(b, bool) and isinstance(b, (int, float)) and math.isfinite(b) for b in v)
-            if drawn and pair and 0 <= v[0] <= v[1]:
-                draws.append(Draw(parameter=parameter, name=name, low=float(v[0]), high=float(v[1])))
-                continue
-            whole = f", or a table {{ {kind.upper()} = factor }} naming {kinds} of the model" if name is None else ""
-            shown = repr(v) if isinstance(v, list) and len(v) <= 4 and all(
-                isinstance(b, (int, float)) and not isinstance(b, bool) for b in v) else describe(v)
-            raise SpecError(source, key, f"found {shown}, allowed: {one}{whole}")
-    return fixed, draws
 
 
 def build_success(table: Any, source: str, n: int, episode: Optional[int]) -> Success:
