@@ -96,6 +96,7 @@ def worker_oracles(iterations: int, numpy_iterations: int, repeats: int) -> dict
     import trajopt
     from benchmarks import numpy_ref, sol
     from trajopt import solver
+    from trajopt.compiler import compile_lowered
     from trajopt.solver import prepare
 
     loaded = trajopt.load(PUSHING)
@@ -110,7 +111,7 @@ def worker_oracles(iterations: int, numpy_iterations: int, repeats: int) -> dict
         loops = [prepare(loaded.problem, method, key=key, iterations=iterations, seeds=[0]) for _ in range(repeats)]
         row["compile_s"] = loops[0].compile_seconds
         row["compile_again_s"] = min(p.compile_seconds for p in loops[1:]) if repeats > 1 else math.nan
-        # the same program compiled with XLA's default options instead of `trajopt.solver.CPU_COMPILER_OPTIONS`
+        # the same program compiled with XLA's default options instead of `trajopt.compiler.CPU_COMPILER_OPTIONS`
         # (another cache key, so a real compile: after the first, so XLA's own start-up is not in it)
         lowered = solver._lower(loaded.problem, method, key=key, iterations=iterations, seeds=[0])
         t0 = time.perf_counter()
@@ -123,9 +124,9 @@ def worker_oracles(iterations: int, numpy_iterations: int, repeats: int) -> dict
 
         seeds = jnp.asarray([0], jnp.int32)
         t0 = time.perf_counter()
-        # compiled as trajopt compiles its loop (`solver._compile`: the same XLA options), so that the two
+        # compiled as trajopt compiles its loop (`compile_lowered`: the same XLA options), so that the two
         # programs round alike and the iterates can be compared to 1e-10 below
-        run = solver._compile(sol.make_run(spec, oracle, iterations).lower(key, seeds))
+        run = compile_lowered(sol.make_run(spec, oracle, iterations).lower(key, seeds))
         row["sol_compile_s"] = time.perf_counter() - t0
         times = []
         for _ in range(max(repeats, 5)):
@@ -137,7 +138,7 @@ def worker_oracles(iterations: int, numpy_iterations: int, repeats: int) -> dict
         # the 1e-10 check on a short run (the stiff problem amplifies a last-bit difference ~50x per iteration)
         short = 20
         r = trajopt.solve(loaded.problem, method, key=key, iterations=short, seeds=[0])
-        U_s, cost_s = solver._compile(sol.make_run(spec, oracle, short).lower(key, seeds))(key, seeds)
+        U_s, cost_s = compile_lowered(sol.make_run(spec, oracle, short).lower(key, seeds))(key, seeds)
         row["check_iterations"] = short
         row["check_diff_U"] = float(np.max(np.abs(np.asarray(U_s) - r.U)))
         row["check_diff_cost_rel"] = float(np.max(np.abs(np.asarray(cost_s) - r.cost) / np.abs(r.cost)))
@@ -448,7 +449,7 @@ def report(data: dict) -> str:
         "",
         "### Compilation (seconds; first `solve` in a fresh process)",
         "",
-        "*XLA's defaults*: the same program compiled without `trajopt.solver.CPU_COMPILER_OPTIONS` (XLA's newer "
+        "*XLA's defaults*: the same program compiled without `trajopt.compiler.CPU_COMPILER_OPTIONS` (XLA's newer "
         "fusion emitters; measured after the first compile in the process). *speed of light*: its own program, "
         "compiled with the same options as trajopt's.",
         "",
@@ -517,7 +518,7 @@ NOTES = [
     "runs). `compare` prepares up to two variants ahead while the current one runs, as a pipeline (one thread "
     "traces and lowers them in order, two more compile them), and the chunks of one run are queued one ahead, so "
     "the host's recording and progress overlap the compiled loop.",
-    "* The fused loop is compiled with `trajopt.solver.CPU_COMPILER_OPTIONS` (XLA's older CPU emitter, about a third "
+    "* The fused loop is compiled with `trajopt.compiler.CPU_COMPILER_OPTIONS` (XLA's older CPU emitter, about a third "
     "less compile time than XLA's defaults, the column beside; `TRAJOPT_XLA_OPTIONS=0` turns them off). Speed of "
     "light sets the floor for compilation too (the table's last column): most of a compile is XLA's, so whether "
     "AoBG meets 1 s depends on the host as much as on trajopt. On the shared AMD EPYC host of the earlier "

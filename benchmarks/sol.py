@@ -8,7 +8,7 @@ trajopt reports too). No finiteness checks, no info fields, no optimiser state, 
 It draws the same noise as trajopt (iteration k of seed s from ``fold_in(fold_in(PRNGKey(key), s), k)``, drawn in
 float32 and cast; AoBG's FoBG batch from ``split(key_k)[0]`` and its ZoBG batch from ``split(key_k)[1]``), so
 its iterates agree with ``trajopt.solve`` to rounding; `benchmarks/run.py` (and tests/test_performance.py) check
-that to 1e-10 on a short run, both programs compiled with the same XLA options (`trajopt.solver._compile`):
+that to 1e-10 on a short run, both programs compiled with the same XLA options (`trajopt.compiler.compile_lowered`):
 programs compiled with different options may sum in another order, and stiff pushing amplifies a last-bit
 difference about 50x per iteration.
 

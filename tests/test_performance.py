@@ -175,14 +175,14 @@ def _small_run(monkeypatch, env: str | None = None, options: dict | None = None)
     import jax
 
     import trajopt
-    from trajopt import solver
+    from trajopt import compiler
 
-    monkeypatch.setattr(solver, "_options_refused", [])
+    monkeypatch.setattr(compiler, "_options_refused", [])
     trajopt.programs.CACHE.clear()  # compile (the cache would give a program compiled earlier in this process)
     if env is not None:
         monkeypatch.setenv("TRAJOPT_XLA_OPTIONS", env)
     if options is not None:
-        monkeypatch.setattr(solver, "CPU_COMPILER_OPTIONS", options)
+        monkeypatch.setattr(compiler, "CPU_COMPILER_OPTIONS", options)
     seen = []  # the compiler options of each compilation
     real = jax.stages.Lowered.compile
 
@@ -197,16 +197,16 @@ def _small_run(monkeypatch, env: str | None = None, options: dict | None = None)
 
 
 def test_the_loop_compiles_with_the_cpu_options_and_gives_the_same_iterates_as_xla_defaults(monkeypatch):
-    """`solver.CPU_COMPILER_OPTIONS` are used, and the same run with XLA's defaults (TRAJOPT_XLA_OPTIONS=0) gives
+    """`compiler.CPU_COMPILER_OPTIONS` are used, and the same run with XLA's defaults (TRAJOPT_XLA_OPTIONS=0) gives
     bit-identical iterates, costs and alphas. A reported sample variance may differ in its last bit (the other
     emitter sums the squares in another order): the ZoBG variance and the radius built on it do, here, by less
     than 1e-15 relative."""
     import numpy as np
 
-    from trajopt import solver
+    from trajopt import compiler
 
     with_options, seen = _small_run(monkeypatch)
-    assert seen == [{"xla_cpu_use_fusion_emitters": False}] and not solver._options_refused
+    assert seen == [{"xla_cpu_use_fusion_emitters": False}] and not compiler._options_refused
     monkeypatch.undo()
     defaults, seen = _small_run(monkeypatch, env="0")
     assert seen == [None]
@@ -220,11 +220,11 @@ def test_the_loop_compiles_with_the_cpu_options_and_gives_the_same_iterates_as_x
 def test_an_option_the_jaxlib_does_not_know_falls_back_to_xla_defaults(monkeypatch):
     import numpy as np
 
-    from trajopt import solver
+    from trajopt import compiler
 
     r, seen = _small_run(monkeypatch, options={"xla_cpu_no_such_option_in_any_jaxlib": True})
     assert seen == [{"xla_cpu_no_such_option_in_any_jaxlib": True}, None]  # refused, then XLA's defaults
-    assert solver._options_refused == [{"xla_cpu_no_such_option_in_any_jaxlib": True}]
+    assert compiler._options_refused == [{"xla_cpu_no_such_option_in_any_jaxlib": True}]
     monkeypatch.undo()
     defaults, _ = _small_run(monkeypatch, env="0")
     np.testing.assert_array_equal(r.U, defaults.U)
@@ -234,7 +234,7 @@ def test_an_option_the_jaxlib_does_not_know_falls_back_to_xla_defaults(monkeypat
 def test_the_speed_of_light_loop_gives_trajopts_iterates(oracle):
     """benchmarks/sol.py (the minimal hand-written loop the per-update ratio is measured against) computes the
     same estimator as trajopt: the same iterates to 1e-10 after 20 iterations of stiff pushing, one seed, both
-    compiled as trajopt compiles (`solver._compile`)."""
+    compiled as trajopt compiles (`trajopt.compiler.compile_lowered`)."""
     import sys
 
     import jax
@@ -242,7 +242,7 @@ def test_the_speed_of_light_loop_gives_trajopts_iterates(oracle):
     import numpy as np
 
     import trajopt
-    from trajopt import solver
+    from trajopt import compiler
 
     sys.path.insert(0, str(ROOT))
     try:
@@ -254,6 +254,6 @@ def test_the_speed_of_light_loop_gives_trajopts_iterates(oracle):
     method = loaded.variants.get(oracle) or trajopt.GradientMethod(trajopt.Exact(), loaded.variants["fobg"].optimizer)
     r = trajopt.solve(loaded.problem, method, key=key, iterations=20, seeds=[0])
     seeds = jnp.asarray([0], jnp.int32)
-    U, cost = solver._compile(sol.make_run(spec, oracle, 20).lower(key, seeds))(key, seeds)
+    U, cost = compiler.compile_lowered(sol.make_run(spec, oracle, 20).lower(key, seeds))(key, seeds)
     np.testing.assert_allclose(np.asarray(U), r.U, rtol=0, atol=1e-10)
     np.testing.assert_allclose(np.asarray(cost), r.cost, rtol=1e-10)

@@ -53,6 +53,7 @@ import numpy as np
 from jax.extend.core import jaxpr_as_fun
 
 from trajopt import programs
+from trajopt.compiler import CPU_COMPILER_OPTIONS, compile_cached, compile_lowered
 from trajopt.methods.base import Method, all_finite, method_label, state_decision
 from trajopt.problem import Problem
 from trajopt.result import (STATUS_ALL_SKIPPED, STATUS_INTERRUPTED, STATUS_NON_FINITE, STATUS_OK, STATUSES, Result,
@@ -71,6 +72,7 @@ __all__ = [
     "Result", "info_fields", "CHUNK_ENTRIES", "STOPPING_CHUNKS", "default_chunk", "solve", "prepare",
     "CPU_COMPILER_OPTIONS", "loop_constants", "runs_once", "prepare_each", "Prepared",
 ]
+_compile = compile_lowered  # the name trajopt.closedloop.runner imports (trajopt.compiler's compile_lowered)
 
 HistoryStore = Callable[[str, tuple, np.dtype], np.ndarray]
 """``store(name, shape, dtype) -> array``: where `Prepared.run` keeps the recorded history. It is called once per
@@ -413,52 +415,6 @@ def prepare(
                   lift=lift).compile()
 
 
-CPU_COMPILER_OPTIONS = {"xla_cpu_use_fusion_emitters": False}
-"""XLA options the fused loop is compiled with on the CPU. XLA's CPU backend emits a fused kernel either
-through its newer MLIR "fusion emitters" (the default since 2025) or through its older elemental emitter; for
-these loops (small scalar-heavy while-loop bodies) the older one compiles about a third faster and runs at the
-same speed (benchmarks/RESULTS.md, "Compilation"; MJX programs also run about a third faster). Results are not
-bit-identical to XLA's defaults in general: a sum may be reduced in another order, so a last bit can differ
-(a reported ``var_zero``, and AoBG's ``radius`` built on it; a one-seed ZoBG or AoBG run on stiff pushing; MJX
-programs), and chaotic problems amplify it. The iterates and costs were bit-identical on 30 shipped problem and
-oracle pairs run with 3 seeds, and on the README's main job. A jaxlib that does not know an
-option gets none of them (the first compile says so by an error, and the loop is compiled without them).
-``TRAJOPT_XLA_OPTIONS=0`` in the environment, or clearing this dict, compiles with XLA's defaults. They are
-options of these compilations only (``Lowered.compile(compiler_options=...)``): no global XLA flag is set."""
-
-_options_refused: list = []  # the options a jaxlib refused (then never asked for again in this process)
-
-
-def _compile_options() -> dict:
-    """The options `_compile` asks XLA for now: `CPU_COMPILER_OPTIONS` on the CPU, unless refused or turned off."""
-    import os
-
-    if (not CPU_COMPILER_OPTIONS or _options_refused or jax.default_backend() != "cpu"
-            or os.environ.get("TRAJOPT_XLA_OPTIONS", "1").strip() in ("0", "false", "off")):
-        return {}
-    return dict(CPU_COMPILER_OPTIONS)
-
-
-def _compiled(lowered) -> tuple[Any, bool]:
-    """(``_compile(lowered)``, False), or a program with the same text, argument types and compile options that
-    this process compiled before (`trajopt.programs.CACHE`) and True."""
-    return programs.compile(lowered, _compile, _compile_options())
-
-
-def _compile(lowered) -> Any:
-    """``lowered.compile()`` with `CPU_COMPILER_OPTIONS` when the program is for the CPU (see there)."""
-    options = _compile_options()
-    if not options:
-        return lowered.compile()
-    try:
-        return lowered.compile(compiler_options=options)
-    except Exception as e:  # noqa: BLE001 - jaxlib's error type moves between versions; only this one is handled
-        if "compile option" not in str(e):
-            raise
-        _options_refused.append(options)
-        return lowered.compile()
-
-
 @dataclass(frozen=True, eq=False)
 class _Lowered:
     """A traced and lowered fused loop and its initial state: the first half of `prepare` (Python-bound: it
@@ -473,10 +429,10 @@ class _Lowered:
     def compile(self) -> "Prepared":
         t0 = time.perf_counter()
         with user_code(self.prepared["name"], "compiling"):
-            compiled, reused = _compiled(self.lowered)
+            compiled, reused = compile_cached(self.lowered)
             if self.inputs:
                 compiled = functools.partial(compiled, *self.inputs)
-            stopped_fn = None if self.stopped_lowered is None else _compiled(self.stopped_lowered)[0]
+            stopped_fn = None if self.stopped_lowered is None else compile_cached(self.stopped_lowered)[0]
         seconds = self.seconds + time.perf_counter() - t0
         return Prepared(compiled=compiled, compile_seconds=seconds, stopped_fn=stopped_fn, reused=reused,
                         **self.prepared)
@@ -760,7 +716,7 @@ class Prepared:
             if done < iterations or iterations == 0:  # stopped early, or nothing ran: evaluate the final decision apart
                 U = _final_decision(carry)
                 t1 = time.perf_counter()
-                compiled_finish = _compile(jax.jit(_make_finish(problem)).lower(U))
+                compiled_finish = compile_lowered(jax.jit(_make_finish(problem)).lower(U))
                 compile_seconds += time.perf_counter() - t1
                 t0 = time.perf_counter()
                 final = compiled_finish(U)
