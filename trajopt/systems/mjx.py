@@ -838,9 +838,9 @@ def _make_step(mjx, m, d0, nq: int, substeps: int, mode: str):
     The physics is a ``jax.jit`` of its own: a program that steps the model at several places (a variant's init,
     its reported f(U), the oracle's samples, a Jacobian) traces MJX once per shape and reuses that trace (vmap and
     differentiation transform the traced program instead of tracing MJX's Python again); XLA inlines it, so the
-    results are bit for bit those without it, and the run time per iteration is unchanged within noise. On a
-    loaded 2-core host the pendulum-between-walls variants compiled in 19 s instead of 48 s (ZoBG), 58 s instead of
-    76 s (FoBG) and 35 s instead of 52 s (MPPI): benchmarks/bench_mjx_compile.txt."""
+    results are bit for bit those without it. What it saves is tracing: on the pendulum between walls, a program
+    with three call sites traced in 14.7 s instead of 21.5 s on the loaded 2-core host; XLA's part is unchanged
+    (docs/mjx.md, "Where an MJX variant's compile time goes")."""
     physics = _physics(mjx, d0, nq, substeps)
     return differentiable(jax.jit(lambda x, u: physics(m, x, u)), mode)
 
