@@ -42,19 +42,19 @@ it as they arrive; a caller that expects a history larger than memory passes a s
 from __future__ import annotations
 
 import functools
-import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.extend.core import jaxpr_as_fun
 
 from trajopt import programs
 from trajopt.compiler import CPU_COMPILER_OPTIONS, compile_cached, compile_lowered
-from trajopt.methods.base import Method, all_finite, method_label, state_decision
+from trajopt.loop import (CHUNK_ENTRIES, STOPPING_CHUNKS, Layout, StopRule, default_chunk, final_decision, info_fields,
+                          make_budget_chunk, make_chunk, make_finish, stop_rule, with_finish)
+from trajopt.methods.base import Method, method_label
 from trajopt.problem import Problem
 from trajopt.result import (STATUS_ALL_SKIPPED, STATUS_INTERRUPTED, STATUS_NON_FINITE, STATUS_OK, STATUSES, Result,
                             skipped_counts)
@@ -90,225 +90,6 @@ def history_bytes(n_seeds: int, iterations: int, n_fields: int) -> int:
 def memory_store(name: str, shape: tuple, dtype) -> np.ndarray:
     """The default `HistoryStore`: an uninitialised in-memory array of ``shape`` and ``dtype``."""
     return np.empty(shape, dtype)
-
-
-def info_fields(problem: Problem, method: Method) -> tuple[str, ...]:
-    """The names of a method's info fields (traced abstractly, nothing is computed)."""
-    key = jax.random.PRNGKey(0)
-    state = jax.eval_shape(lambda: method.init(key, problem, problem.U0))
-    _, info = jax.eval_shape(lambda s: method.step(key, problem, s), state)
-    return tuple(info._fields)
-
-
-def _where_tree(pred, new, old):
-    return jax.tree_util.tree_map(lambda a, b: jnp.where(pred, a, b), new, old)
-
-
-def _blank(v):
-    """What a stopped seed records for an info field: NaN for floats, zero (no calls spent) otherwise."""
-    return jnp.nan if jnp.issubdtype(v.dtype, jnp.floating) else jnp.zeros_like(v)
-
-
-class _Layout:
-    """How the info fields of one iteration travel out of the loop: the scalar fields of each dtype stacked into
-    one vector (one scan output per dtype instead of one per field: fewer ops in the loop body); other fields
-    as they are. Filled while the chunk is traced."""
-
-    def __init__(self):
-        self.info_type = None
-        self.where: dict[str, tuple[str, Optional[int]]] = {}  # field -> (output name, column or None)
-        self.fields: dict[str, tuple[np.dtype, tuple]] = {}  # field -> (dtype, shape of one iteration's value)
-        self.final_dtype = None  # dtype of the final evaluation f(U), set by `_with_finish`
-
-    def pack(self, info, record, value_only=None):
-        """The outputs of one step: every field where ``record``, else blank (`_blank`); with ``value_only`` (a seed
-        held at its iterate: over its compute budget), ``value`` is kept there too and every other field is blank."""
-        self.info_type = type(info)
-        groups: dict[str, list] = {}
-        out = {}
-        for name, v in zip(info._fields, info):
-            v = jnp.asarray(v)
-            self.fields[name] = (np.dtype(v.dtype), tuple(v.shape))
-            keep = record if value_only is None or name != "value" else record | value_only
-            if v.ndim == 0:
-                group = groups.setdefault(str(v.dtype), [])
-                self.where[name] = (str(v.dtype), len(group))
-                group.append((v, keep))
-            else:
-                self.where[name] = (name, None)
-                out[name] = jnp.where(keep, v, _blank(v))
-        for dtype, vs in groups.items():
-            packed = jnp.stack([v for v, _ in vs])
-            # after a seed stops (or past the last iteration) it records NaN and spends no simulator calls
-            keep = record if value_only is None else jnp.stack([k for _, k in vs])
-            out[dtype] = jnp.where(keep, packed, _blank(packed))
-        return out
-
-    def unpack(self, host: dict, take: int) -> dict[str, np.ndarray]:
-        """{field: [S, take]} from the host copy of one chunk's outputs."""
-        return {name: (host[out][:, :take] if col is None else host[out][:, :take, col])
-                for name, (out, col) in self.where.items()}
-
-
-def _make_chunk(problem: Problem, method: Method, total: int, layout: Optional[_Layout] = None):
-    """chunk(carry, seed_keys: [S, 2], ks: [C]) -> (carry, outputs), the method's info fields packed by
-    ``layout`` ({field: [S, C]} through `_Layout.unpack`)."""
-    layout = layout if layout is not None else _Layout()
-
-    def one_seed(carry, seed_key, ks):
-        def body(carry, k):
-            state, alive, failed_at, last_good = carry
-            valid = k < total
-            new_state, info = method.step(jax.random.fold_in(seed_key, k), problem, state)
-            finite = jnp.isfinite(info.value) & all_finite(new_state)
-            proceed = alive & valid & finite
-            failed_now = alive & valid & ~finite
-            record = alive & valid
-            out = layout.pack(info, record)
-            U = state_decision(state)
-            carry = (
-                _where_tree(proceed, new_state, state),
-                alive & ~failed_now,
-                jnp.where(failed_now, k, failed_at),
-                jnp.where(record & jnp.isfinite(info.value), U, last_good),  # the latest iterate with a finite cost
-            )
-            return carry, out
-
-        return jax.lax.scan(body, carry, ks)
-
-    return jax.vmap(one_seed, in_axes=(0, 0, None))
-
-
-@dataclass(frozen=True)
-class _StopRule:
-    """When a seed stops being stepped, besides a non-finite step: its method says so (``stopped(state)``,
-    `trajopt.methods.base`) or its spend reached ``budget`` forward-step equivalents (T (rollouts + ρ_b gradients
-    + ρ_l linearizations) per step, `trajopt.compute`; None: no budget)."""
-
-    budget: Optional[float]
-    horizon: int
-    costs: Any  # trajopt.compute.StepCosts
-    stopped: Optional[Callable] = field(default=None, compare=False)  # the method's stopped(state), if it has one
-
-    def converged(self, state) -> jax.Array:
-        """Whether the method says ``state`` (one seed's) has stopped (False for a method without ``stopped``)."""
-        return jnp.asarray(self.stopped(state), bool) if self.stopped is not None else jnp.asarray(False)
-
-
-def _stop_rule(method: Method, budget: Optional[float], step_costs, horizon: int) -> _StopRule:
-    from trajopt.compute import StepCosts
-
-    stopped = getattr(method, "stopped", None)
-    return _StopRule(budget=None if budget is None else float(budget), horizon=int(horizon),
-                     costs=step_costs if step_costs is not None else StepCosts(),
-                     stopped=stopped if callable(stopped) else None)
-
-
-def _info_count(info, name: str, dtype) -> jax.Array:
-    return jnp.asarray(getattr(info, name, 0), dtype)
-
-
-def _make_budget_chunk(problem: Problem, method: Method, total: int, layout: _Layout, rule: _StopRule):
-    """The loop of `_make_chunk` under a compute budget: the carry adds each seed's spend ([S] forward-step
-    equivalents, T (rollouts + ρ_b gradients + ρ_l linearizations) per step). A seed whose spend has reached the
-    budget takes no further step (its state, and so its iterate, stays); it records its ``value`` (f of the iterate
-    it holds, which the discarded step computed) and blank fields (no calls spent)."""
-    T, rb, rl, limit = rule.horizon, float(rule.costs.backward), float(rule.costs.linearization), float(rule.budget)
-
-    def one_seed(carry, seed_key, ks):
-        def body(carry, k):
-            state, alive, failed_at, last_good, spent = carry
-            valid = k < total
-            over = spent >= limit
-            new_state, info = method.step(jax.random.fold_in(seed_key, k), problem, state)
-            finite = jnp.isfinite(info.value) & all_finite(new_state)
-            record = alive & valid & ~over
-            proceed = record & finite
-            failed_now = record & ~finite
-            out = layout.pack(info, record, value_only=alive & valid & over)
-            U = state_decision(state)
-            fse = T * (_info_count(info, "rollouts", spent.dtype) + rb * _info_count(info, "gradients", spent.dtype)
-                       + rl * _info_count(info, "linearizations", spent.dtype))
-            carry = (
-                _where_tree(proceed, new_state, state),
-                alive & ~failed_now,
-                jnp.where(failed_now, k, failed_at),
-                jnp.where(record & jnp.isfinite(info.value), U, last_good),  # the latest iterate with a finite cost
-                spent + jnp.where(record, fse, 0.0),
-            )
-            return carry, out
-
-        return jax.lax.scan(body, carry, ks)
-
-    return jax.vmap(one_seed, in_axes=(0, 0, None))
-
-
-def _final_decision(carry):
-    """[S, ...] the decision each seed returns: its current one, or for a failed seed its last with a finite cost."""
-    state, alive, last_good = carry[0], carry[1], carry[3]
-    U = state_decision(state)
-    return jnp.where(alive.reshape((-1,) + (1,) * (U.ndim - 1)), U, last_good)
-
-
-def _make_finish(problem: Problem):
-    """finish(U: [S, T, m]) -> (f(U): [S], X: [S, T+1, n] or None): the final evaluation of every seed."""
-
-    def finish(U):
-        X = jax.vmap(problem.trajectory)(U) if problem.trajectory is not None else None
-        return jax.vmap(problem.objective)(U), X
-
-    return finish
-
-
-def _with_finish(problem: Problem, run_chunk, layout: Optional[_Layout] = None, rule: Optional[_StopRule] = None):
-    """chunk(carry, seed_keys, ks, last) -> (carry, outputs, (final, U), over): ``run_chunk`` followed, in the same
-    program, by the seeds whose spend has reached the budget (``over`` [S]; none without a budget), the decision
-    each seed returns (``U`` [S, ...], `_final_decision`) and its final evaluation when ``last`` is true (the last
-    chunk, or the one after which every seed had stopped) or every seed is over its budget or not finite (nothing
-    can change its decision any more; ``final`` = (f(U), X), ``lax.cond``; NaN otherwise). One program to compile,
-    not two, and no separate dispatch (or op-by-op compilation) after the loop. ``layout`` records the final cost's
-    dtype while it is traced."""
-    finish = _make_finish(problem)
-    rule = rule if rule is not None else _StopRule(budget=None, horizon=1, costs=None)
-
-    def fused_chunk(carry, seed_keys, ks, last):  # its name names the program (and its compilation-cache entry)
-        carry, out = run_chunk(carry, seed_keys, ks)
-        # the method's own `stopped` is asked apart (`Prepared.stopped_fn`): used here, on the carry, it changed how
-        # XLA compiled the loop's body (iLQR on friction.toml, one seed: the last bit from the second iterate on)
-        over = carry[4] >= rule.budget if rule.budget is not None else jnp.zeros(carry[1].shape, bool)
-        settled = jnp.all(~carry[1] | over)
-        U = _final_decision(carry)
-        # traced once (the rollouts in it are the slowest thing to trace) and evaluated as that jaxpr in the
-        # branch: the NaN branch needs its shapes before lax.cond traces the other
-        jaxpr, shapes = jax.make_jaxpr(finish, return_shape=True)(U)
-        if layout is not None:
-            layout.final_dtype = np.dtype(shapes[0].dtype)
-        tree = jax.tree_util.tree_structure(shapes)
-        evaluate = lambda U: jax.tree_util.tree_unflatten(tree, jaxpr_as_fun(jaxpr)(U))
-        blank = lambda U: jax.tree_util.tree_map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), shapes)
-        return carry, out, (jax.lax.cond(last | settled, evaluate, blank, U), U), over
-
-    return fused_chunk
-
-
-CHUNK_ENTRIES = 1 << 19
-"""The most seed-iterations one default chunk records: about 16 info fields x 8 bytes x 2**19 = 64 MiB of outputs,
-held twice (XLA's buffer and its host copy) for the chunk being recorded and the one queued behind it."""
-
-
-STOPPING_CHUNKS = 40
-"""Chunks of a run whose seeds may stop before its last iteration (a method with ``stopped``, a budget): the loop
-learns that every seed has stopped at the end of a chunk, so finer chunks waste less (at most the chunk that is
-running and the one queued behind it)."""
-
-
-def default_chunk(iterations: int, n_seeds: int, stops: bool = False) -> int:
-    """Iterations per compiled chunk when none is given: about a tenth of the run (progress ten times, a stop
-    within a tenth; a `STOPPING_CHUNKS`-th when ``stops``: the seeds may all stop early), but never more than
-    `CHUNK_ENTRIES` seed-iterations, so the outputs of the chunks in flight stay bounded however long the run
-    (smaller only past iterations x seeds = 2**19 x 10, about 5e6)."""
-    parts = STOPPING_CHUNKS if stops else 10
-    return max(1, min(math.ceil(iterations / parts), CHUNK_ENTRIES // max(n_seeds, 1)))
 
 
 def solve(
@@ -476,7 +257,7 @@ def _lower_checked(problem: Problem, method: Method, *, key: jax.Array, iteratio
     run_seeds = seeds_arr[:1] if shared else seeds_arr  # a deterministic method: the first seed's run, for all
     # a chunk longer than the run would only pad it: the run's length (the same iterates, smaller outputs)
     horizon = problem_horizon(problem)
-    rule = _stop_rule(method, budget, step_costs, horizon)
+    rule = stop_rule(method, budget, step_costs, horizon)
     stops = rule.stopped is not None or rule.budget is not None
     chunk = min(chunk, max(iterations, 1)) if chunk is not None else default_chunk(iterations, len(seeds_arr), stops)
     n_seeds = len(run_seeds)
@@ -486,17 +267,17 @@ def _lower_checked(problem: Problem, method: Method, *, key: jax.Array, iteratio
         U0 = jnp.broadcast_to(problem.U0, (n_seeds, *problem.U0.shape))
         state = jax.vmap(lambda k, u: method.init(k, problem, u))(seed_keys, U0)
         carry = (state, jnp.ones(n_seeds, bool), jnp.full(n_seeds, -1, jnp.int32), U0)
-        if rule.budget is not None:  # each seed's spend (`_make_budget_chunk`)
+        if rule.budget is not None:  # each seed's spend (`make_budget_chunk`)
             carry += (jnp.zeros(n_seeds, jnp.result_type(float)),)
         return seed_keys, carry
 
     t0 = time.perf_counter()  # compile_seconds: everything before the loop's first chunk (the start included)
     with user_code(name, "tracing"):
         seed_keys, carry = jax.jit(start)(key, jnp.asarray(run_seeds))
-        layout = _Layout()
-        loop = (_make_chunk(problem, method, iterations, layout) if rule.budget is None
-                else _make_budget_chunk(problem, method, iterations, layout, rule))
-        run_chunk = _with_finish(problem, loop, layout, rule)
+        layout = Layout()
+        loop = (make_chunk(problem, method, iterations, layout) if rule.budget is None
+                else make_budget_chunk(problem, method, iterations, layout, rule))
+        run_chunk = with_finish(problem, loop, layout, rule)
         ks0 = np.arange(chunk, dtype=np.int32)
         if constants_only:
             return programs.constants(run_chunk, carry, seed_keys, ks0, True)
@@ -617,7 +398,7 @@ class Prepared:
     compile_seconds: float
     history_store: Optional[HistoryStore] = None
     name: Optional[str] = None
-    rule: Optional[_StopRule] = None
+    rule: Optional[StopRule] = None
     stopped_fn: Any = None  # compiled: state [S, ...] -> [S] bool, the method's `stopped` for each seed
     horizon: Optional[int] = None
     budget: Optional[float] = None
@@ -714,9 +495,9 @@ class Prepared:
             alive, failed_at = carry[1], carry[2]
             t0 = time.perf_counter()
             if done < iterations or iterations == 0:  # stopped early, or nothing ran: evaluate the final decision apart
-                U = _final_decision(carry)
+                U = final_decision(carry)
                 t1 = time.perf_counter()
-                compiled_finish = compile_lowered(jax.jit(_make_finish(problem)).lower(U))
+                compiled_finish = compile_lowered(jax.jit(make_finish(problem)).lower(U))
                 compile_seconds += time.perf_counter() - t1
                 t0 = time.perf_counter()
                 final = compiled_finish(U)
@@ -800,7 +581,7 @@ def _repeat_rows(history: dict, cost: np.ndarray, value_apart: bool, begin: int,
         cost[:, begin:end] = history["value"][:, begin:end]
 
 
-def _allocate_history(store: HistoryStore, layout: _Layout, n_seeds: int, iterations: int):
+def _allocate_history(store: HistoryStore, layout: Layout, n_seeds: int, iterations: int):
     """(cost [S, K+1], {field: [S, K, ...]}, value_apart) from ``store``, before the loop runs.
 
     ``history["value"]`` is a view of ``cost[:, :K]`` when their dtypes agree (always, unless a method's value and
