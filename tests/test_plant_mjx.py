@@ -190,13 +190,13 @@ def test_a_damping_drawn_per_seed_steps_as_the_same_fixed_factor(slider, tmp_pat
 
 @pytest.mark.mjx
 def test_an_episode_steps_each_seed_with_its_recorded_factor(slider):
-    """trajopt mpc over seeds 0..2: result.json's per-seed factors are Plant.factors of each seed's key, and each
-    seed's realised states (metrics.jsonl) are the drawn plant's rollout of its applied controls."""
+    """trajopt mpc over seeds 0..2: result.json's per-seed factors (and report.html's) are Plant.factors of each seed's
+    key, and each seed's realised states (metrics.jsonl) are the drawn plant's rollout of its applied controls."""
     from trajopt.cli import app
 
     s = slider["drawn"]
     out = slider["tmp"] / "run"
-    res = runner.invoke(app, ["mpc", s.source, "--seeds", "3", "--out", str(out), "--quiet"])
+    res = runner.invoke(app, ["mpc", s.source, "--seeds", "3", "--out", str(out), "--quiet", "--report"])
     assert res.exit_code == 0, res.output
     result = json.loads((out / "result.json").read_text())
     drawn = result["plant"]["per_seed"]["geom_friction"]
@@ -205,6 +205,8 @@ def test_an_episode_steps_each_seed_with_its_recorded_factor(slider):
     plant = s.closed_loop.plant.plant
     expected = [float(plant.factors(jax.random.fold_in(key, seed))[0]) for seed in (0, 1, 2)]
     assert drawn["factors"] == expected
+    report = (out / "report.html").read_text()  # the report's configuration table states them too
+    assert "geom_friction in [0.5, 2.0]: " + ", ".join(f"seed {i} x{f:.4g}" for i, f in enumerate(expected)) in report
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     step = jax.jit(plant.step_fn(slider["model"].step))
     for seed, f in zip((0, 1, 2), expected):

@@ -38,6 +38,10 @@ def html_mpc_report(summary: Mapping, figures: Mapping[str, bytes]) -> str:
                  ["plant overrides", ", ".join(f"{k} = {v}" for k, v in plant.get("overrides", {}).items()) or "none"],
                  ["measurement noise (std)", plant.get("state_noise", 0)],
                  ["disturbances", "; ".join(f"at {d['at']}: {d['dx']}" for d in plant.get("disturbances", [])) or "none"],
+                 *([["factors drawn per seed", "; ".join(
+                     f"{label} in {d['range']}: " + ", ".join(f"seed {s} x{f:.4g}" for s, f in
+                                                             zip(summary["seeds"], d.get("factors", [])))
+                     for label, d in plant["per_seed"].items())]] if plant.get("per_seed") else []),
                  ["step costs (forward steps)", f"backward {summary['step_costs']['backward']:g}, linearisation "
                   f"{summary['step_costs']['linearization']:g} ({summary['step_costs']['source']})"]]),
              "<h2>Closed-loop results</h2>"]
