@@ -34,22 +34,20 @@ runner = CliRunner()
 
 def test_per_seed_factors_are_reproducible_and_independent_of_the_batch():
     plant = Plant(draws=(Draw("geom_friction", None, 0.5, 2.0), Draw("dof_damping", "x", 0.1, 0.1)))
-    key = jax.random.PRNGKey(7)
-    seeds = jnp.arange(8)
-    batch = jax.vmap(lambda s: plant.factors(jax.random.fold_in(key, s)))(seeds)
-    alone = np.stack([np.asarray(plant.factors(jax.random.fold_in(key, s))) for s in (5, 2)])
-    np.testing.assert_array_equal(np.asarray(batch)[[5, 2]], alone)  # one seed alone draws what it draws in a batch
-    again = jax.vmap(lambda s: plant.factors(jax.random.fold_in(key, s)))(jnp.asarray([2, 5]))
-    np.testing.assert_array_equal(np.asarray(again), alone[::-1])
-    f = np.asarray(batch)[:, 0]
-    assert np.all((f >= 0.5) & (f < 2.0)) and len(set(f.tolist())) == 8  # within the range, one per seed
-    np.testing.assert_array_equal(np.asarray(batch)[:, 1], 0.1)  # a range of one point is that point
-    # a draw's factor does not depend on the draws after it
     first = Plant(draws=plant.draws[:1])
-    np.testing.assert_array_equal(np.asarray(jax.vmap(lambda s: first.factors(jax.random.fold_in(key, s)))(seeds))[:, 0], f)
-    # another root key, other factors
-    other = jax.vmap(lambda s: plant.factors(jax.random.fold_in(jax.random.PRNGKey(8), s)))(seeds)
-    assert not np.any(np.asarray(other)[:, 0] == f)
+    # one program: each seed's factors of both plants (compiled once per batch size)
+    draw = jax.jit(lambda key, seeds: jax.vmap(
+        lambda s: (plant.factors(jax.random.fold_in(key, s)), first.factors(jax.random.fold_in(key, s))))(seeds))
+    key = jax.random.PRNGKey(7)
+    batch, alone_first = (np.asarray(a) for a in draw(key, jnp.arange(8)))
+    np.testing.assert_array_equal(batch[[5, 2]], np.asarray(draw(key, jnp.asarray([5, 2]))[0]))  # as in any batch
+    np.testing.assert_array_equal(batch[5], np.asarray(plant.factors(jax.random.fold_in(key, 5))))  # unbatched
+    f = batch[:, 0]
+    assert np.all((f >= 0.5) & (f < 2.0)) and len(set(f.tolist())) == 8  # within the range, one per seed
+    np.testing.assert_array_equal(batch[:, 1], 0.1)  # a range of one point is that point
+    np.testing.assert_array_equal(alone_first[:, 0], f)  # a draw's factor does not depend on the draws after it
+    other = np.asarray(draw(jax.random.PRNGKey(8), jnp.arange(8))[0])  # another root key, other factors
+    assert not np.any(other[:, 0] == f)
 
 
 def test_a_draw_on_a_system_without_per_seed_parameters_is_refused():
