@@ -28,7 +28,8 @@ from trajopt.runs_files import (
     short_repr,
 )
 from trajopt.runs_summary import step_costs_of, variant_entries
-from trajopt.solver import Result, memory_store
+from trajopt.history import memory_store
+from trajopt.result import Result
 from trajopt.stats import nan_band_columns
 from trajopt.tomlio import MAX_CONFIG_BYTES  # what `--from` reads back: the same cap
 

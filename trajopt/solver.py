@@ -44,7 +44,7 @@ from __future__ import annotations
 import functools
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -52,6 +52,8 @@ import numpy as np
 
 from trajopt import programs
 from trajopt.compiler import CPU_COMPILER_OPTIONS, compile_cached, compile_lowered
+from trajopt.history import (HistoryStore, allocate_history, history_bytes, memory_store, quiet_from,
+                             repeat_rows)
 from trajopt.loop import (CHUNK_ENTRIES, STOPPING_CHUNKS, Layout, StopRule, default_chunk, final_decision, info_fields,
                           make_budget_chunk, make_chunk, make_finish, stop_rule, with_finish)
 from trajopt.methods.base import Method, method_label
@@ -61,7 +63,6 @@ from trajopt.result import (STATUS_ALL_SKIPPED, STATUS_INTERRUPTED, STATUS_NON_F
 from trajopt.solve_checks import (SEEDS_ALLOWED, SolveError, check_budget, check_chunk, check_iterations, check_key,
                                   check_method, check_problem, check_run, check_run_options, check_seeds, shown,
                                   user_code)
-from trajopt.stats import column_blocks
 
 # what `trajopt.solver` has always offered, kept here for its callers; each name lives where it is defined
 __all__ = [
@@ -73,23 +74,6 @@ __all__ = [
     "CPU_COMPILER_OPTIONS", "loop_constants", "runs_once", "prepare_each", "Prepared",
 ]
 _compile = compile_lowered  # the name trajopt.closedloop.runner imports (trajopt.compiler's compile_lowered)
-
-HistoryStore = Callable[[str, tuple, np.dtype], np.ndarray]
-"""``store(name, shape, dtype) -> array``: where `Prepared.run` keeps the recorded history. It is called once per
-run for ``"cost"`` (shape [S, K+1]) and once for each info field (shape [S, K], or [S, K, ...] for a field
-that is not a scalar), before the first chunk runs, and must return a writable array of exactly that shape
-and dtype (its content may be uninitialised: every entry that is returned is written first). The result's
-``cost`` and ``history`` are these arrays, or views of them (``history["value"]`` is a view of ``cost``)."""
-
-
-def history_bytes(n_seeds: int, iterations: int, n_fields: int) -> int:
-    """The estimated size of a recorded history: seeds x iterations x (info fields + the cost) x 8 bytes."""
-    return n_seeds * iterations * (n_fields + 1) * 8
-
-
-def memory_store(name: str, shape: tuple, dtype) -> np.ndarray:
-    """The default `HistoryStore`: an uninitialised in-memory array of ``shape`` and ``dtype``."""
-    return np.empty(shape, dtype)
 
 
 def solve(
@@ -432,7 +416,7 @@ class Prepared:
         seeds_arr, n_seeds, compile_seconds = self.seeds, len(self.seeds), self.compile_seconds
         name = name or self.name or method_label(method)
         store = history_store or self.history_store or memory_store
-        cost, history, value_apart = _allocate_history(store, layout, n_seeds, iterations)
+        cost, history, value_apart = allocate_history(store, layout, n_seeds, iterations)
         done, interrupted, settled_at, final = 0, False, None, None
         chunk_ends, chunk_seconds = [], []
         starts = list(range(0, iterations, chunk))
@@ -474,7 +458,7 @@ class Prepared:
             done += take
             chunk_ends.append(done)
             if settling and done < iterations:  # nothing can change any more: the rest is filled in, not run
-                _repeat_rows(history, cost, value_apart, done, iterations)
+                repeat_rows(history, cost, value_apart, done, iterations)
                 settled_at, done = done, iterations
                 chunk_ends.append(done)
                 chunk_seconds.append(chunk_seconds[-1])
@@ -522,7 +506,7 @@ class Prepared:
             skipped = skipped_counts(history, n_seeds)
             status = [STATUS_ALL_SKIPPED if st == STATUS_OK and k == done else st for st, k in zip(status, skipped)]
         stopped = [None] * n_seeds
-        quiet = _quiet_from(history, n_seeds, done)  # the iteration from which each seed spent nothing
+        quiet = quiet_from(history, n_seeds, done)  # the iteration from which each seed spent nothing
         if stopped_now is not None:  # why each finite seed stopped before the last iteration, as its last chunk ended
             converged_h, over_h = self._seedwise(stopped_now[0]), self._seedwise(stopped_now[1])
             stopped = [("converged" if c else "budget" if o else None) if a and q < done else None
@@ -546,75 +530,3 @@ class Prepared:
     def _seedwise(self, a: np.ndarray) -> np.ndarray:
         """[S, ...] from a per-seed array of the run: itself, or a shared run's one row for every seed."""
         return np.repeat(a, len(self.seeds), axis=0) if self.shared else a
-
-
-def _quiet_from(history: Mapping[str, np.ndarray], n_seeds: int, K: int) -> np.ndarray:
-    """[S] the iteration from which each seed spent no simulator call (1 + its last row with a count; K when it spent
-    in its last row), read a block of iterations at a time from the end."""
-    from trajopt.compute import COUNT_FIELDS
-
-    fields = [history[f] for f in COUNT_FIELDS if f in history]
-    quiet = np.zeros(n_seeds, np.int64)
-    found = np.zeros(n_seeds, bool)
-    if not fields or K == 0:
-        return quiet
-    for cols in reversed(list(column_blocks(fields[0]))):
-        spent = np.zeros((n_seeds, cols.stop - cols.start), bool)
-        for h in fields:
-            spent |= np.nan_to_num(np.asarray(h[:, cols], float)) != 0
-        last = np.where(spent.any(axis=1), cols.start + spent.shape[1] - np.argmax(spent[:, ::-1], axis=1), 0)
-        quiet = np.where(found, quiet, last)
-        found |= spent.any(axis=1)
-        if found.all():
-            break
-    return quiet
-
-
-def _repeat_rows(history: dict, cost: np.ndarray, value_apart: bool, begin: int, end: int) -> None:
-    """Rows begin..end-1 of every field (and of ``cost``) repeat row begin-1: the rest of a run whose every seed had
-    stopped a chunk before ``begin``, what their steps would have recorded (a seed its method stopped records the same
-    row at every later step, the method contract's ``stopped``; a seed over its budget its value and no calls; a
-    non-finite seed blank rows)."""
-    for values in history.values():
-        values[:, begin:end] = values[:, begin - 1:begin]
-    if value_apart:
-        cost[:, begin:end] = history["value"][:, begin:end]
-
-
-def _allocate_history(store: HistoryStore, layout: Layout, n_seeds: int, iterations: int):
-    """(cost [S, K+1], {field: [S, K, ...]}, value_apart) from ``store``, before the loop runs.
-
-    ``history["value"]`` is a view of ``cost[:, :K]`` when their dtypes agree (always, unless a method's value and
-    its problem's objective differ in precision); otherwise (``value_apart``) it is its own array and the loop
-    copies it into ``cost`` chunk by chunk. The dtypes are those the arrays had when they were concatenated
-    after the loop: the fields' own, ``cost`` the common type of ``value`` and the final evaluation; with
-    K = 0 every field is float64 (nothing was recorded)."""
-    fields = layout.fields
-    if iterations == 0:
-        dtypes = {f: (np.dtype(np.float64), ()) for f in fields}
-    else:
-        dtypes = dict(fields)
-    value_dtype = dtypes["value"][0]
-    cost_dtype = np.result_type(value_dtype, layout.final_dtype)
-    cost = _from_store(store, "cost", (n_seeds, iterations + 1), cost_dtype)
-    value_apart = cost_dtype != value_dtype
-    history = {}
-    for f, (dtype, shape) in dtypes.items():
-        if f == "value" and not value_apart:
-            history[f] = cost[:, :iterations]
-        else:
-            history[f] = _from_store(store, f, (n_seeds, iterations) + tuple(shape), dtype)
-    return cost, history, value_apart
-
-
-def _from_store(store: HistoryStore, name: str, shape: tuple, dtype) -> np.ndarray:
-    """``store(name, shape, dtype)``, checked: a writable array of exactly that shape and dtype."""
-    dtype = np.dtype(dtype)
-    array = store(name, shape, dtype)
-    if not isinstance(array, np.ndarray) or array.shape != shape or array.dtype != dtype \
-            or not array.flags.writeable:
-        found = (f"{type(array).__name__} of shape {getattr(array, 'shape', '?')}, dtype {getattr(array, 'dtype', '?')}"
-                 + ("" if not isinstance(array, np.ndarray) or array.flags.writeable else ", read-only"))
-        raise ValueError(f"history_store({name!r}, {shape}, {dtype}) returned a {found}; expected a writable "
-                         f"numpy array of shape {shape} and dtype {dtype}")
-    return array
