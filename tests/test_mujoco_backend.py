@@ -239,3 +239,12 @@ def test_a_plant_drawn_per_seed_runs_on_the_c_simulator_as_on_mjx():
     Xc, Xm = (np.asarray(jax.jit(lambda s=steps[b]: episode(s))()) for b in ("mujoco", "mjx"))
     np.testing.assert_allclose(Xc, Xm, rtol=0, atol=1e-6)  # measured: 2e-9 (the solvers' tolerance)
     assert Xc[-1, 1, 0] < Xc[-1, 0, 0] < Xc[-1, 2, 0]  # more friction and damping: behind; less friction: ahead
+
+
+def test_a_diverging_rollout_is_nan_and_its_warning_kept_not_printed_or_logged(pendulum, tmp_path, monkeypatch, capfd):
+    _, c_spec = pendulum
+    monkeypatch.chdir(tmp_path)  # MuJoCo's own handler appends to MUJOCO_LOG.TXT in the working directory
+    X = np.asarray(jax.jit(c_spec.system.simulate)(jnp.array([0.0, 1e300]), jnp.zeros((3, 1))))
+    assert np.all(np.isnan(X[1:]))  # not reset to qpos0 (MuJoCo's autoreset is off): the run sees non-finite
+    assert any("unstable" in w for w in c_spec.system._simulator.warnings)
+    assert "WARNING" not in capfd.readouterr().out and not (tmp_path / "MUJOCO_LOG.TXT").exists()

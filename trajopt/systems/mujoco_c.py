@@ -13,7 +13,9 @@ model the simulator runs on (a copy; the caller's model is not changed) make the
 ``autoreset`` is disabled (MuJoCo would silently reset a diverging simulation to qpos0; MJX lets it become
 non-finite, which a run then reports as ``non_finite``) and so is ``island`` (MuJoCo's per-island constraint
 solve, which MJX does not have). A rollout whose x0 or controls are not finite returns NaN from the first step
-that reads them, as MJX's arithmetic would.
+that reads them, as MJX's arithmetic would. MuJoCo's warning about a diverging simulation ("Nan, Inf or huge value
+in QACC") is kept in ``Simulator.warnings`` (the last 8) instead of printed and appended to MUJOCO_LOG.TXT in the
+working directory (MuJoCo's handler is swapped for the duration of a call and restored).
 
 **Batching.** ``rollout`` is a ``jax.pure_callback`` with ``vmap_method="broadcast_all"``: under ``vmap`` (an
 oracle's N samples, a method's population, the seeds, any nesting of these) the batch arrives as one array and is
@@ -90,6 +92,7 @@ class Simulator:
         # FULLPHYSICS is time, qpos, qvel, ... in the order of the mjtState bits
         self._qpos_at = int(mujoco.mj_stateSize(mm, int(mujoco.mjtState.mjSTATE_TIME)))
         self._lock = threading.Lock()
+        self.warnings: tuple = ()
         self._pool = None
         self._datas = None
 
@@ -122,22 +125,37 @@ class Simulator:
         control = np.empty((B, k, self.nu))
         out = np.empty((B, k, state.shape[1]))
         spec = int(self._mujoco.mjtState.mjSTATE_CTRL)
+        mujoco = self._mujoco
         with self._lock:
             pool, datas = self._ensure()
             models = [self.model] * B if models is None else list(models)
-            for t in range(T):
-                u = U[:, t]
-                bad |= ~np.isfinite(u).all(axis=1)
-                control[:] = np.where(bad[:, None], 0.0, u)[:, None, :]
-                # skip_checks: the shapes are built here; MuJoCo's own checks would cost more than the physics
-                pool.rollout(models, datas, state, control, control_spec=spec, skip_checks=True, nstep=k,
-                             initial_warmstart=cold, state=out)
-                state[:] = out[:, -1]
-                X[:, t + 1] = state[:, a:a + nq + nv]
-                if bad.any():
-                    X[bad, t + 1] = np.nan
-                    state[bad] = self._template  # MuJoCo never reads the non-finite input
+            previous = mujoco.get_mju_user_warning()  # a diverging rollout's warning: kept, not printed or logged
+            mujoco.set_mju_user_warning(self._warned)
+            try:
+                self._roll(pool, datas, models, state, control, cold, out, spec, bad, U, X, T)
+            finally:
+                mujoco.set_mju_user_warning(previous)
         return X
+
+    def _warned(self, message) -> None:
+        """MuJoCo's warning handler while this simulator runs: the message is kept (`warnings`, the last few)."""
+        self.warnings = (self.warnings + (str(message).strip(),))[-8:]
+
+    def _roll(self, pool, datas, models, state, control, cold, out, spec, bad, U, X, T) -> None:
+        """`rollout`'s loop over the T control steps (in place: state, control, out, bad, X)."""
+        a, n = self._qpos_at, self.nq + self.nv
+        for t in range(T):
+            u = U[:, t]
+            bad |= ~np.isfinite(u).all(axis=1)
+            control[:] = np.where(bad[:, None], 0.0, u)[:, None, :]
+            # skip_checks: the shapes are built here; MuJoCo's own checks would cost more than the physics
+            pool.rollout(models, datas, state, control, control_spec=spec, skip_checks=True, nstep=self.substeps,
+                         initial_warmstart=cold, state=out)
+            state[:] = out[:, -1]
+            X[:, t + 1] = state[:, a:a + n]
+            if bad.any():
+                X[bad, t + 1] = np.nan
+                state[bad] = self._template  # MuJoCo never reads the non-finite input
 
     def close(self) -> None:
         """Stop the thread pool (a later rollout starts a new one)."""
