@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import functools
 import time
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Optional, Sequence
 
@@ -52,6 +53,7 @@ import numpy as np
 
 from trajopt import programs
 from trajopt.compiler import CPU_COMPILER_OPTIONS, compile_cached, compile_lowered
+from trajopt.compute import problem_horizon
 from trajopt.history import (HistoryStore, allocate_history, history_bytes, memory_store, quiet_from,
                              repeat_rows)
 from trajopt.loop import (CHUNK_ENTRIES, STOPPING_CHUNKS, Layout, StopRule, default_chunk, final_decision, info_fields,
@@ -235,8 +237,6 @@ def _lower_checked(problem: Problem, method: Method, *, key: jax.Array, iteratio
                    chunk: Optional[int], history_store: Optional[HistoryStore], name: str,
                    budget: Optional[float] = None, step_costs=None, once: bool = False, lift=None,
                    constants_only: bool = False):
-    from trajopt.compute import problem_horizon
-
     shared = once and runs_once(method, len(seeds_arr))
     run_seeds = seeds_arr[:1] if shared else seeds_arr  # a deterministic method: the first seed's run, for all
     # a chunk longer than the run would only pad it: the run's length (the same iterates, smaller outputs)
@@ -329,8 +329,6 @@ def prepare_each(problem: Problem, runs: Sequence[tuple[Method, int]], *, key: j
 
 def _pipeline(problem: Problem, runs: list[dict], key: jax.Array, ahead: bool) -> Iterator["Prepared"]:
     """The generator of `prepare_each`, over runs already checked."""
-    from concurrent.futures import ThreadPoolExecutor, wait
-
     def lower(run):
         return _lower_checked(problem, run["method"], key=key, iterations=run["iterations"],
                               seeds_arr=run["seeds_arr"], chunk=run["chunk"], history_store=None, name=run["name"],
