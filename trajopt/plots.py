@@ -1,4 +1,4 @@
-"""Figures, built in memory as `matplotlib.figure.Figure` objects from results (`trajopt.solver.Result`, one per
+"""Figures, built in memory as `matplotlib.figure.Figure` objects from results (`trajopt.result.Result`, one per
 variant). The library never switches matplotlib's backend and never touches pyplot's global state: figures are
 made with ``Figure()`` directly and written by the caller (`save_figure`, the CLI) or shown by a notebook.
 

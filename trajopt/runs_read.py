@@ -1,4 +1,4 @@
-"""Reading a run folder back (`read_run`) into the `trajopt.solver.Result` objects the figures take from memory.
+"""Reading a run folder back (`read_run`) into the `trajopt.result.Result` objects the figures take from memory.
 
 Readers trust no file: each is opened with `trajopt.runs_files.open_member` (no link out of its folder, no FIFO
 or device); result.json (`read_result`), every line of metrics.jsonl (`read_metrics`) and the arrays of
@@ -70,7 +70,7 @@ class Run:
 
 def read_run(path: str | Path, store=None) -> Run:
     """Read a run folder written by `trajopt.runs_write.write_run`. A missing, truncated or foreign file raises
-    `RunFolderError` naming it. ``store`` (a `trajopt.solver.HistoryStore`, default memory) holds the arrays read from
+    `RunFolderError` naming it. ``store`` (a `trajopt.history.HistoryStore`, default memory) holds the arrays read from
     metrics.jsonl: a `trajopt.runs_files.DiskHistory` maps them to files, for a history larger than memory."""
     path = Path(path)
     if not path.is_dir():
@@ -241,7 +241,7 @@ MAX_METRICS_LINE = 1 << 20  # field is a number or null. trajopt's lines are a f
 def read_metrics(path: Path, variants: list[str], seeds: list[int], iterations: int | Mapping[str, int],
                  store=None, notes: list | None = None) -> dict[str, dict[str, np.ndarray]]:
     """{variant: {field: [S, K+1]}} from metrics.jsonl (NaN where a value is null or missing), read a line at a
-    time into arrays from ``store`` (a `trajopt.solver.HistoryStore`; default memory,
+    time into arrays from ``store`` (a `trajopt.history.HistoryStore`; default memory,
     `trajopt.runs_files.DiskHistory` maps files). ``iterations``: K, or each variant's own K.
 
     Nothing in the file is trusted: a line that is not a JSON object of numbers (or null; true/false count as
