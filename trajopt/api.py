@@ -117,8 +117,8 @@ def compare(
             `trajopt.limits.MAX_SEEDS`, with iterations x seeds <= `trajopt.limits.MAX_HISTORY` for each variant.
         chunk: iterations per compiled chunk: None (about a tenth) or an integer in 1..`trajopt.limits.MAX_ITERATIONS`.
         on_chunk: progress callback ``on_chunk(name, done, total)``, or None.
-        compile_ahead: prepare up to two variants ahead on worker threads while this one runs (what the CLI does;
-            faster, the same results). Off by default: the worker does not see JAX settings local to the
+        compile_ahead: prepare up to two variants ahead on worker threads (what the CLI does; faster, the same
+            results; each runs once the compilations in flight are done, so its seconds do not depend on its place). Off by default: the worker does not see JAX settings local to the
             caller's thread, such as a ``with jax.default_device(...)`` block.
         budget: a compute budget per seed in forward-step equivalents (`trajopt.compute`), the same for every
             variant, or None: each seed of each variant stops once its spend reaches it (`trajopt.solve`).
