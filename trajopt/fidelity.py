@@ -4,8 +4,8 @@ vary. Pure library code (no printing, no files); the verb `trajopt fidelity` cal
 **Cells.** A cell is the problem with one time step h and one contact stiffness (solref) in place of the file's
 (`cell_overrides`). For an ``mjx`` system the control period P = substeps x timestep is kept (substeps = P / h,
 which must be an integer), so every cell decides the same controls U [T, m] over the same seconds; an ``mjx_toss``
-system keeps its duration. A time step above MuJoCo's rule for soft constraints (timeconst >= 2 h:
-`trajopt.systems.mjx_contact.contact_stable_dt`) is refused.
+system keeps its duration. A time step above MuJoCo's rule for soft constraints (timeconst >= 2 h) is refused by the
+mjx system itself when the cell's problem is loaded (`trajopt.systems.mjx.stable_timestep`), as in every verb.
 
 **References**, both deterministic, at the point U:
 
@@ -94,21 +94,6 @@ def cell_overrides(system: Any, timestep: Optional[float], solref: Optional[Sequ
                             "stiffness")
         out.append(f"system.solref=[{float(solref[0])!r}, {float(solref[1])!r}]")
     return out
-
-
-def check_stable(system: Any, key: str = "--timesteps") -> None:
-    """CellError unless the system's time step keeps MuJoCo's rule for its soft constraints (timeconst >= 2 h)."""
-    from trajopt.systems.mjx_contact import contact_stable_dt, mjx_system
-
-    sim = mjx_system(system)
-    if sim is None:
-        return
-    limit = contact_stable_dt(system)
-    if sim.timestep > limit * (1 + 1e-12):
-        raise CellError(key, f"found timestep {sim.timestep:g} with solref {list(sim.solref) or 'the model’s'}: "
-                        f"MuJoCo's soft constraints need timeconst >= 2 x timestep (below it refsafe softens the "
-                        f"contact, or without refsafe it is unstable), so the largest stable timestep here is "
-                        f"{limit:g}; allowed: timesteps <= {limit:g}, or a softer solref")
 
 
 def rollout_shape(problem: Any, system: Any) -> tuple[int, int, int, int]:

@@ -14,7 +14,7 @@ Writes fidelity.json (everything, the references' gradients included), fidelity.
 point) and fidelity.png (relative error against the time step, one line per oracle) into the output folder.
 Everything that cannot run is refused before anything compiles: a grid value that is not a time step or a solref,
 a time step that does not divide an mjx problem's control period, or that breaks MuJoCo's stability rule for the
-cell's stiffness (timeconst >= 2 timestep), an oracle that cannot differentiate the problem (cfd off MJX), a cell
+cell's stiffness (timeconst >= 2 timestep: the mjx system's own refusal, named by the flag that set it), an oracle that cannot differentiate the problem (cfd off MJX), a cell
 whose estimates would hold more than `trajopt.preflight.MAX_WORKING_SET` bytes at once.
 """
 
@@ -207,7 +207,8 @@ def fidelity(
 ):
     """Gradient fidelity: each oracle against finite differences and a fine-time-step gradient, over time step and
     contact stiffness; writes fidelity.json, fidelity.csv and fidelity.png."""
-    from trajopt.fidelity import FD_AGREE, FD_CHECK, FD_STEP, CellError, cell_overrides, check_stable, timestep_system
+    from trajopt import spec as spec_mod
+    from trajopt.fidelity import FD_AGREE, FD_CHECK, FD_STEP, CellError, cell_overrides, timestep_system
 
     hs = parse_timesteps(timesteps)
     srs = parse_solrefs(solrefs)
@@ -240,11 +241,11 @@ def fidelity(
             extra = cell_overrides(spec.system, h, sr)
         except CellError as e:
             raise fail(f"{flag if flag != '--timesteps' else e.key}: {e.message}") from None
-        s = load_spec(problem, overrides + extra) if extra else spec
         try:
-            check_stable(s.system, flag)
-        except CellError as e:
-            raise fail(str(e)) from None
+            s = spec_mod.load(problem, overrides + extra) if extra else spec
+        except spec_mod.SpecError as e:  # the mjx system refuses a time step beyond its contacts' rule: name the flag
+            named = "--solrefs" if h is None and flag == "--timesteps" else flag
+            raise fail(f"{named}: {e.message}" if e.key in ("system.timestep", "system.solref") else str(e)) from None
         label = f"timestep {_timestep(s.system):g}, solref {_solref_label(s.system)}"
         c = {"spec": s, "problem": s.problem() if extra else prob, "label": label, "timestep": _timestep(s.system),
              "solref": _solref_label(s.system)}

@@ -55,7 +55,11 @@ collision function (e.g. cylinder-box; the message names both geoms, their bodie
 with), or a mesh or height-field pair with a margin; an actuator transmission, gain or bias, an equality or a
 sensor of a type MJX does not implement; flex bodies (each named); anything else MJX's
 ``put_model`` refuses, with MJX's reason. The rules are read from MJX's own tables (its enums, its collision
-driver's pair list), so a newer MJX that implements more is followed.
+driver's pair list), so a newer MJX that implements more is followed. A time step beyond MuJoCo's rule for
+soft constraints, timestep > min(timeconst) / 2 over the model's standard-form solrefs (`stable_timestep`: above
+it MuJoCo either softens the contact to timeconst = 2 x timestep, ignoring the solref written, or with refsafe
+disabled integrates it unstably), is refused at ``timestep`` (or ``solref``, or ``model``: whichever the table
+set), so every verb refuses it before anything compiles.
 
 Differentiation. MJX's constraint solver (mujoco-mjx 3.17) runs ``lax.while_loop`` when ``iterations > 1``,
 which reverse-mode autodiff cannot go through (MuJoCo issue #2259); with ``iterations = 1`` it runs one solver
@@ -186,7 +190,8 @@ class MJX:
                 names = [mujoco.mj_id2name(mm, mujoco.mjtObj.mjOBJ_KEY, i) for i in range(mm.nkey)]
                 known = ", ".join(repr(n) for n in names if n) or "none"
                 raise ModelError("keyframe", f"{self.keyframe!r} is not a keyframe of {path}; its keyframes: {known}")
-        if self.timestep > 0:
+        given_timestep = self.timestep > 0
+        if given_timestep:
             mm.opt.timestep = self.timestep
         if self.iterations > 0:
             mm.opt.iterations = self.iterations
@@ -204,6 +209,7 @@ class MJX:
             raise ModelError("gradient", f"'reverse' needs iterations = 1 (iterations in effect: {self.iterations}): MJX's "
                              "solver while_loop has no reverse-mode derivative; use gradient = 'forward' or 'auto'")
         object.__setattr__(self, "solref", tuple(float(v) for v in self.solref))
+        _refuse_unstable_timestep(mujoco, mm, path, "timestep" if given_timestep else "solref" if self.solref else "model")
         if key_id >= 0:
             x0 = np.concatenate([mm.key_qpos[key_id], mm.key_qvel[key_id]])
         else:
@@ -620,6 +626,49 @@ def _refuse_unsupported_options(mujoco, mjx, mm, path: str) -> None:
                 raise ModelError("model", f"{path}: found <flag {flag}=\"enable\">, which MJX (mujoco-mjx "
                                  f"{_mjx_version()}) does not implement; allowed: enabling only "
                                  + (", ".join(m.name.lower() for m in enabled) or "none"))
+
+
+def stable_timestep(mujoco, mm) -> tuple[float, str]:
+    """MuJoCo's time-step rule for its soft constraints, on a loaded ``mm``: (min(timeconst) / 2, the element that
+    sets it) over every geom, contact pair, limited joint and equality whose solref is in the standard form
+    (timeconst > 0); (inf, "") when there is none (every solref in the direct form, [-stiffness, -damping]).
+
+    A constraint's reference dynamics are integrated explicitly, and MuJoCo needs timeconst >= 2 x timestep. Above
+    the limit, with ``refsafe`` on (MuJoCo's default) it simulates timeconst = 2 x timestep instead (the contact
+    is softer than written, and the solref has no effect: measured bit-identical trajectories,
+    docs/contact_gradients.md); with refsafe disabled it integrates the constraint unstably (measured: the
+    contact gains energy at each impact and throws the body)."""
+    candidates = [("geom", np.asarray(mm.geom_solref)[:, 0], np.arange(mm.ngeom))]
+    if mm.npair:
+        candidates.append(("pair", np.asarray(mm.pair_solref)[:, 0], np.arange(mm.npair)))
+    if mm.njnt:  # a joint's solref acts only at its limits
+        limited = np.flatnonzero(np.asarray(mm.jnt_limited, bool))
+        candidates.append(("joint", np.asarray(mm.jnt_solref)[limited, 0], limited))
+    if mm.neq:
+        candidates.append(("equality", np.asarray(mm.eq_solref)[:, 0], np.arange(mm.neq)))
+    best, where = math.inf, ""
+    for obj, consts, ids in candidates:
+        for c, i in zip(consts, ids):
+            if 0 < c < 2 * best:
+                best, where = float(c) / 2, f"{_named(mujoco, mm, obj, i)}'s timeconst {float(c):g}"
+    return best, where
+
+
+def _refuse_unstable_timestep(mujoco, mm, path: str, key: str) -> None:
+    """ModelError at ``key`` (``timestep`` when the table sets it, else ``solref``, else ``model``: whichever put the
+    time step beyond the soft constraints' rule, `stable_timestep`) when timestep > min(timeconst) / 2."""
+    h = float(mm.opt.timestep)
+    limit, where = stable_timestep(mujoco, mm)
+    if not h > limit * (1 + 1e-12):  # equality is allowed: MuJoCo's default solref 0.02 at timestep 0.01
+        return
+    refsafe = not (int(mm.opt.disableflags) & int(mujoco.mjtDisableBit.mjDSBL_REFSAFE))
+    why = ("with refsafe on, MuJoCo would simulate timeconst = 2 x timestep instead, so the solref written would "
+           "have no effect" if refsafe else
+           "with refsafe disabled (this model's <flag refsafe=\"disable\">), MuJoCo would integrate the contact "
+           "unstably")
+    raise ModelError(key, f"found timestep {h:g} with {where} ({path}): MuJoCo's soft constraints need timeconst >= "
+                     f"2 x timestep ({why}), so the largest stable timestep here is {limit:g}; allowed: timestep <= "
+                     f"{limit:g}, or a solref whose timeconst is >= {2 * h:g}")
 
 
 def _named(mujoco, mm, obj: str, i: int, tag: str = "") -> str:

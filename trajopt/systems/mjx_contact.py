@@ -194,15 +194,8 @@ def contact_stable_dt(system: Any) -> float:
     sim = mjx_system(system)
     if sim is None:
         return math.inf
-    mm = sim.mj_model
-    consts = [np.asarray(mm.geom_solref)[:, 0]]
-    if mm.npair:
-        consts.append(np.asarray(mm.pair_solref)[:, 0])
-    limited = np.asarray(mm.jnt_limited, bool) if mm.njnt else np.zeros(0, bool)
-    if limited.any():
-        consts.append(np.asarray(mm.jnt_solref)[limited, 0])
-    if mm.neq:
-        consts.append(np.asarray(mm.eq_solref)[:, 0])
-    values = np.concatenate(consts) if consts else np.zeros(0)
-    values = values[values > 0]
-    return float(values.min()) / 2 if values.size else math.inf
+    import mujoco
+
+    from trajopt.systems.mjx import stable_timestep  # the rule's owner: the mjx system refuses a step beyond it
+
+    return stable_timestep(mujoco, sim.mj_model)[0]
