@@ -153,3 +153,39 @@ def test_a_sweep_compiles_each_oracle_once(tmp_path, monkeypatch):
         for k, v in b.items():
             if isinstance(v, float):
                 assert a[k] == pytest.approx(v, rel=1e-10, nan_ok=True), k
+
+
+@pytest.mark.slow
+def test_a_closed_loop_grid_shares_its_programs(tmp_path, monkeypatch):
+    """A closed-loop study over the plant's noise and mass: the second cell reuses the first's four programs (the
+    batched episode and the timing pass's start, plan and advance: 4 compilations for 2 cells), and its numbers are
+    those of its own constant programs."""
+    from typer.testing import CliRunner
+
+    from trajopt.cli import app
+
+    monkeypatch.setenv("TRAJOPT_STEP_COSTS", "2,3")
+    study = tmp_path / "mpc.toml"
+    study.write_text(f'''title = "closed loop, 1 x 2"
+verb = "mpc"
+problems = ["{Path("problems/suite/pushing_stiff.toml").resolve().as_posix()}"]
+variants = ["mppi"]
+seeds = 2
+[set]
+"mpc.episode" = 220
+"mpc.iterations" = 2
+[grid]
+"plant.scale.mass" = [1.5, 2.0]
+''')
+    rows = {}
+    for mode in ("1", "0"):
+        monkeypatch.setenv(programs.ENV, mode)
+        programs.CACHE.clear()
+        out = tmp_path / f"out{mode}"
+        result = CliRunner().invoke(app, ["study", str(study), "--out", str(out), "--quiet"])
+        assert result.exit_code == 0, result.output
+        rows[mode] = list(csv.DictReader(open(out / "study.csv")))
+        # with compile once, only the first cell's four; without, the programs the mass reaches compile per cell
+        assert programs.CACHE.misses == 4 if mode == "1" else programs.CACHE.misses > 4
+    costs = [[float(r["closed_loop_cost"]) for r in rows[m]] for m in ("1", "0")]
+    assert costs[0] == pytest.approx(costs[1], rel=1e-10) and len(set(costs[0])) == 4

@@ -12,6 +12,7 @@ time) follow. Nothing is printed or written.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from dataclasses import dataclass
@@ -21,11 +22,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from trajopt import programs
 from trajopt.closedloop.episode import (STATUS_NON_FINITE, STATUS_OK, MPCResult, MPCSettings, _Episode,
                                        planning_problem)
 from trajopt.closedloop.plant import Plant, plant_of
 from trajopt.methods.base import check_applicable
-from trajopt.solver import _compile, method_label
+from trajopt.compiler import compile_cached
+from trajopt.solver import method_label
 
 
 def _named(methods) -> dict:
@@ -55,25 +58,53 @@ class _Compiled:
     compile_seconds: float = 0.0
 
 
-def compile_episode(episode: _Episode, key, seeds, x0s, time_plans: bool) -> _Compiled:
-    """Trace every program of one method's closed loop (the batched episode; with ``time_plans`` also one seed's
-    start, plan and advance for `time_episode`) in this thread, then compile them side by side on worker threads
-    (XLA's compiler releases the GIL): the timing pass costs little more wall time than the episode's own compile."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    t0 = time.perf_counter()
-    lowered = [jax.jit(episode.run).lower(key, seeds, x0s)]
+def _programs(episode: _Episode, key, seeds, x0s, time_plans: bool) -> list:
+    """[(function, arguments)] of one method's closed loop: the batched episode, and with ``time_plans`` one seed's
+    start, plan and advance (`time_episode`)."""
+    programs_ = [(episode.run, (key, seeds, x0s))]
     if time_plans:
         seed_key = jax.random.fold_in(key, int(seeds[0]))
         x0 = None if x0s is None else x0s[0]
         i0 = jnp.asarray(0, jnp.int32)
         carry = jax.eval_shape(episode.start, seed_key, x0)
         planned = jax.eval_shape(episode.plan, seed_key, carry, i0)
-        lowered += [jax.jit(episode.start).lower(seed_key, x0), jax.jit(episode.plan).lower(seed_key, carry, i0),
-                    jax.jit(episode.advance).lower(carry, planned, i0)]
+        programs_ += [(episode.start, (seed_key, x0)), (episode.plan, (seed_key, carry, i0)),
+                      (episode.advance, (carry, planned, i0))]
+    return programs_
+
+
+def episode_constants(episode: _Episode, key, seeds, x0s, time_plans: bool) -> tuple:
+    """The floating-point constants of each program of one method's closed loop (`_programs`; traced, not compiled):
+    two episodes' ``a[i].differing(b[i])`` is what ``compile_episode(..., lift=...)`` takes as inputs
+    (`trajopt.programs`)."""
+    return tuple(programs.constants(fn, *args) for fn, args in _programs(episode, key, seeds, x0s, time_plans))
+
+
+def _lower(fn, args, positions):
+    """(the lowered program, the inputs it takes first): with ``positions`` (`trajopt.programs.Positions`, compile
+    once on) those constants are inputs; else as traced."""
+    if positions and programs.enabled():
+        lifted = programs.lift(fn, *args, positions=positions)
+        return jax.jit(lifted.fn).lower(lifted.inputs, *args), (lifted.inputs,)
+    return jax.jit(fn).lower(*args), ()
+
+
+def compile_episode(episode: _Episode, key, seeds, x0s, time_plans: bool, lift: Optional[tuple] = None) -> _Compiled:
+    """Trace every program of one method's closed loop (the batched episode; with ``time_plans`` also one seed's
+    start, plan and advance for `time_episode`) in this thread, then compile them side by side on worker threads
+    (XLA's compiler releases the GIL): the timing pass costs little more wall time than the episode's own compile.
+    ``lift``: per program, the constants to take as inputs (`episode_constants` of a grid's probes), so that
+    episodes differing only in them share compiled programs (`trajopt.programs.CACHE`); None: every constant
+    stays one, as traced."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    t0 = time.perf_counter()
+    todo = _programs(episode, key, seeds, x0s, time_plans)
+    lowered = [_lower(fn, args, None if lift is None else lift[i]) for i, (fn, args) in enumerate(todo)]
     with ThreadPoolExecutor(min(len(lowered), 4), thread_name_prefix="trajopt-compile") as pool:
-        programs = list(pool.map(_compile, lowered))
-    return _Compiled(*programs, compile_seconds=time.perf_counter() - t0)
+        compiled = list(pool.map(lambda item: compile_cached(item[0])[0], lowered))
+    compiled = [functools.partial(c, *inputs) if inputs else c for c, (_, inputs) in zip(compiled, lowered)]
+    return _Compiled(*compiled, compile_seconds=time.perf_counter() - t0)
 
 
 def time_episode(compiled: _Compiled, settings, key, seed: int, x0=None) -> tuple[np.ndarray, float]:
@@ -98,7 +129,8 @@ def time_episode(compiled: _Compiled, settings, key, seed: int, x0=None) -> tupl
 def mpc(problem, methods: Union[Mapping[str, Any], Sequence[Any]], *, episode: Optional[int] = None,
         horizon: Optional[int] = None, replan_every: int = 1, iterations: int = 1, warm_start: str = "hold",
         settings: Optional[MPCSettings] = None, plant: Any = None, key: jax.Array, seeds: Sequence[int] = (0,),
-        success: Any = None, time_plans: bool = True, initial_states: Any = None) -> dict[str, MPCResult]:
+        success: Any = None, time_plans: bool = True, initial_states: Any = None,
+        lift: Optional[Mapping[str, tuple]] = None) -> dict[str, MPCResult]:
     """Run each method as a receding-horizon controller (see `trajopt.closedloop.episode` for what one replan does).
 
     Args:
@@ -114,6 +146,9 @@ def mpc(problem, methods: Union[Mapping[str, Any], Sequence[Any]], *, episode: O
         time_plans: measure plan seconds per replan on seeds[0] (a second, timing-only pass).
         initial_states: [S, n], each seed's own start (None: the problem's x0 for every seed); e.g. draws from a
             policy problem's initial-state distribution.
+        lift: {name: per program, `trajopt.programs.Positions`} (`episode_constants` of a grid's probes): those
+            constants of the method's programs are inputs, so that episodes differing only in them (a study grid
+            over a plant's parameters) share compiled programs; None: every constant stays one (bit-identical).
 
     Returns:
         {name: MPCResult}, in the order given.
@@ -150,7 +185,7 @@ def mpc(problem, methods: Union[Mapping[str, Any], Sequence[Any]], *, episode: O
     out = {}
     for name, method in named.items():
         ep = _Episode(problem, method, settings, the_plant, name=name)
-        compiled = compile_episode(ep, key, jnp.asarray(seeds_arr), x0s, time_plans)
+        compiled = compile_episode(ep, key, jnp.asarray(seeds_arr), x0s, time_plans, (lift or {}).get(name))
         compile_seconds = compiled.compile_seconds
         t0 = time.perf_counter()
         res = jax.device_get(jax.block_until_ready(compiled.run(key, jnp.asarray(seeds_arr), x0s)))
@@ -171,6 +206,16 @@ def mpc(problem, methods: Union[Mapping[str, Any], Sequence[Any]], *, episode: O
             episode_seconds=episode_seconds, dt=dt,
             plant_factors={d.label: np.asarray(res["plant_factors"])[:, j] for j, d in enumerate(the_plant.draws)})
     return out
+
+
+def mpc_constants(problem, method, *, settings: MPCSettings, plant: Any = None, key: jax.Array,
+                  seeds: Sequence[int] = (0,), initial_states: Any = None, time_plans: bool = True) -> tuple:
+    """`episode_constants` of what ``mpc(problem, {name: method}, ...)`` compiles for ``method`` (traced, not
+    compiled): a study's probes of its grid compare them (``lift``)."""
+    seeds_arr = jnp.asarray(np.asarray(list(seeds), dtype=np.int64))
+    x0s = None if initial_states is None else jnp.asarray(initial_states, jnp.asarray(problem.x0).dtype)
+    episode = _Episode(problem, method, settings, plant_of(_model_of(problem), plant))
+    return episode_constants(episode, key, seeds_arr, x0s, time_plans)
 
 
 def _model_of(problem):

@@ -226,22 +226,34 @@ _POSITIONS: dict = {}  # lift_positions' answers in this process, by the cell's 
 
 
 def _loop_of(cell: Cell, overrides: tuple):
-    """The loop constants (`trajopt.solver.loop_constants`) of the cell's run with ``overrides`` instead of its own."""
+    """The constants of the cell's run with ``overrides`` instead of its own: its loop's
+    (`trajopt.solver.loop_constants`), or a closed-loop cell's programs' (`trajopt.closedloop.mpc_constants`, a
+    tuple)."""
     import jax
 
     from trajopt import spec as spec_mod
     from trajopt.solver import loop_constants
 
-    spec = spec_mod.parse(spec_mod.apply_overrides(cell.doc, overrides, cell.path), cell.path)
+    spec = spec_mod.parse(spec_mod.apply_overrides(cell.doc, overrides, cell.path), cell.path,
+                          closed_loop=cell.verb == "mpc")
+    if cell.verb == "mpc":
+        from trajopt.closedloop.runner import mpc_constants
+
+        cl = spec.closed_loop
+        return mpc_constants(spec.closed_loop_problem(), spec.variants[cell.variant].method, settings=cl.mpc.settings,
+                             plant=cl.plant.plant if cl.plant is not None else None,
+                             key=jax.random.PRNGKey(spec.solve.key), seeds=cell.seeds,
+                             initial_states=spec.closed_loop_starts(cell.seeds))
     return loop_constants(spec.problem(), spec.variants[cell.variant].method, key=jax.random.PRNGKey(spec.solve.key),
                           iterations=spec.iterations_of(cell.variant), seeds=spec.solve.seeds, chunk=spec.solve.chunk,
                           **budget_options(cell))
 
 
 def lift_positions(cell: Cell):
-    """The constants of the cell's loop that its grid varies (`trajopt.programs.Positions`), which the cell's
-    program takes as inputs so that every cell of the grid shares one compilation; None for a cell without probes
-    (no grid, a closed-loop cell) or when `trajopt.programs` is off (``TRAJOPT_COMPILE_ONCE=0``).
+    """The constants of the cell's loop that its grid varies (`trajopt.programs.Positions`; a closed-loop cell's:
+    one per program of its closed loop, `trajopt.closedloop.mpc`'s ``lift``), which the cell's program takes as
+    inputs so that every cell of the grid shares one compilation; None for a cell without probes (no grid) or when
+    `trajopt.programs` is off (``TRAJOPT_COMPILE_ONCE=0``).
 
     They are where the loop of the grid's first point differs from the loop with one axis at its second value
     (`Cell.probes`; traced, not compiled), over the axes; an axis that changes the program itself (a sample count,
@@ -259,12 +271,22 @@ def lift_positions(cell: Cell):
         except Exception:  # noqa: BLE001 - a probe point the spec refuses (an unstable step): no lifting
             _POSITIONS[key] = None
             return None
-        positions = programs.Positions()
-        for other in others:
-            differs = first.differing(other)
-            positions = positions | differs if differs is not None else positions
-        _POSITIONS[key] = positions or None
+        if cell.verb == "mpc":  # per program of the closed loop (the episode, and the timing pass's three)
+            _POSITIONS[key] = tuple(_union(f, [o[i] for o in others]) for i, f in enumerate(first))
+        else:
+            _POSITIONS[key] = _union(first, others)
     return _POSITIONS[key]
+
+
+def _union(first, others):
+    """The positions where any of ``others`` differs from ``first`` (`trajopt.programs.Constants`), or None."""
+    from trajopt import programs
+
+    positions = programs.Positions()
+    for other in others:
+        differs = first.differing(other)
+        positions = positions | differs if differs is not None else positions
+    return positions or None
 
 
 def cell_step_costs(cell: Cell):
@@ -287,7 +309,8 @@ def run_closed_loop_cell(cell: Cell) -> CellOutcome:
     `trajopt.closedloop.mpc` call with the problem's [mpc] settings, [plant] and [success] and its solve.key (what
     ``trajopt mpc`` runs), then summarise as `trajopt.runs_mpc.summarise` does for a run folder.
 
-    The outcome's ``result`` is {variant: MPCResult} (its method left out: the arrays travel from a Ray worker); an
+    A grid's cells take the constants the grid varies as inputs of shared programs (`lift_positions`). The
+    outcome's ``result`` is {variant: MPCResult} (its method left out: the arrays travel from a Ray worker); an
     exception is a failed outcome with its message, as in `run_cell`. The episode is one compiled program: a stop
     request is honoured between cells, not inside one."""
     import dataclasses
@@ -305,9 +328,11 @@ def run_closed_loop_cell(cell: Cell) -> CellOutcome:
         problem = spec.closed_loop_problem()
         check_applicable(variant.method, problem)
         costs = cell_step_costs(cell)
+        lift = lift_positions(cell)
         results = mpc(problem, {cell.variant: variant.method}, settings=cl.mpc.settings,
                       plant=cl.plant.plant if cl.plant is not None else None, key=jax.random.PRNGKey(spec.solve.key),
-                      seeds=cell.seeds, success=cl.success, initial_states=spec.closed_loop_starts(cell.seeds))
+                      seeds=cell.seeds, success=cl.success, initial_states=spec.closed_loop_starts(cell.seeds),
+                      lift=None if lift is None else {cell.variant: lift})
         summary = runs_mpc.summarise(spec, results, step_costs=costs, versions=runs.versions(),
                                      platform_name=jax.default_backend(), x64=bool(jax.config.jax_enable_x64),
                                      created=datetime.now().isoformat(timespec="seconds"))

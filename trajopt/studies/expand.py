@@ -263,7 +263,7 @@ def expand(study: StudySpec, *, strict: bool = False, should_stop: Optional[Call
                     error = e
                     errors.append(e)
                 files = sources.of(raw if raw is not None else doc, source)
-                probes = () if closed else _probes(study.grid, point, overrides)
+                probes = _probes(study.grid, point, overrides)
                 cells.append(Cell(index=index, problem=path.stem, path=source, doc=doc, variant=variant,
                                   point=tuple((a.key, v) for a, v in zip(study.grid, point)), overrides=overrides,
                                   seeds=seeds, iterations=iterations,
