@@ -420,8 +420,13 @@ def probe(fn_a: Callable, fn_b: Callable, *args) -> Optional[Positions]:
 def call(fn: Callable, *args, positions: Optional[Positions] = None):
     """``jax.jit(fn)(*args)``, with the constants at ``positions`` as inputs of a program shared through `CACHE`
     (`lift`, `compile`) when given and compile once is on (`enabled`)."""
-    if not positions or not enabled():
-        return jax.jit(fn)(*args)
-    lifted = lift(fn, *args, positions=positions)
-    program, _ = compile(jax.jit(lifted.fn).lower(lifted.inputs, *args), lambda lowered: lowered.compile())
-    return program(lifted.inputs, *args)
+    if positions and enabled():
+        try:
+            lifted = lift(fn, *args, positions=positions)
+            lowered = jax.jit(lifted.fn).lower(lifted.inputs, *args)
+        except Exception:  # noqa: BLE001 - a program JAX cannot evaluate again: compiled with its constants below
+            pass
+        else:
+            program, _ = compile(lowered, lambda lowered: lowered.compile())
+            return program(lifted.inputs, *args)
+    return jax.jit(fn)(*args)

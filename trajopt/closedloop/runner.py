@@ -84,8 +84,11 @@ def _lower(fn, args, positions):
     """(the lowered program, the inputs it takes first): with ``positions`` (`trajopt.programs.Positions`, compile
     once on) those constants are inputs; else as traced."""
     if positions and programs.enabled():
-        lifted = programs.lift(fn, *args, positions=positions)
-        return jax.jit(lifted.fn).lower(lifted.inputs, *args), (lifted.inputs,)
+        try:
+            lifted = programs.lift(fn, *args, positions=positions)
+            return jax.jit(lifted.fn).lower(lifted.inputs, *args), (lifted.inputs,)
+        except Exception:  # noqa: BLE001 - a program JAX cannot evaluate again: lowered with its constants below
+            pass
     return jax.jit(fn).lower(*args), ()
 
 
