@@ -15,8 +15,8 @@ figure against forward-step equivalents per control step for an ``mpc.iterations
 
 Modules: `file` (the study file and its validation), `expand` (its cells, their folders and fingerprints),
 `cells` (run one cell: a pure function), `executors` (local, Ray), `runner` (skip finished cells, write each as it
-arrives), `store` (the study folder), `figures` (figures and the study's page), `sources` (the files a problem
-names, hashed into its cells' fingerprints).
+arrives), `store` (the study folder), `figures` (figures and the study's page), `suite_table` (a closed-loop
+study's table per problem x variant), `sources` (the files a problem names, hashed into its cells' fingerprints).
 """
 
 from trajopt.studies.cells import (MPC_ROW_COLUMNS, CellOutcome, cell_rows, mpc_cell_rows, run_cell,

@@ -9,7 +9,11 @@ diverged run) is a labelled triangle on the top edge, so that it does not squash
 A closed-loop study (``verb = "mpc"``) draws the closed-loop cost the same way (no initial cost), and for an
 ``mpc.iterations`` axis (the compute budget per control step) also `compute_figure`: the closed-loop cost against
 the forward-step equivalents each variant spent per control step, on a log x axis. `best_rows` is its "best variant
-at each grid point" table (best.csv and the page).
+at each grid point" table (best.csv and the page). A closed-loop study's page shows the suite table
+(`trajopt.studies.suite_table`: a row per problem x variant x grid point), and one with several problems (tasks) also
+draws a `task_figure` per problem, shown in a section per task: each seed's closed-loop cost per cell (variant, and
+grid point), the median marked, a seed that blew up drawn as such, and the success rate with its bootstrap 95 %
+interval.
 """
 
 from __future__ import annotations
@@ -18,16 +22,18 @@ import base64
 import html
 import itertools
 import math
-from typing import Mapping, Sequence
+from pathlib import Path
+from typing import Mapping, Optional, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
 
-from trajopt.plots import registered_colour, set_title, variant_colours
+from trajopt.plots import plain, registered_colour, set_title, variant_colours
 from trajopt.stats import nan_band, wilson_interval
 from trajopt.studies.expand import folder_names
 from trajopt.studies.file import BUDGET_KEY as STUDY_BUDGET_KEY
 from trajopt.studies.file import Axis, StudySpec, label_value, toml_value
+from trajopt.studies.suite_table import TABLE_HEAD, cell_key, row_texts, suite_rows
 
 MAX_ROWS = 6  # rows of panels (combinations of the other axes) drawn per axis figure
 OFF_SCALE = 3.0  # medians above this multiple of the initial cost are drawn as labelled marks on the top edge
@@ -330,22 +336,133 @@ def best_columns(study: StudySpec) -> list[str]:
     return ["problem", *(a.key for a in study.grid), *BEST_COLUMNS]
 
 
-def study_figures(rows: Sequence[Mapping], study: StudySpec) -> dict[str, Figure]:
+TASK_PREFIX = "task_"  # a closed-loop study's figure per problem: task_<problem>.png
+
+
+def task_names(problems: Sequence[str]) -> dict[str, str]:
+    """{problem: file stem} of the figure per problem: ``task_<problem>``, made a safe and distinct file name by
+    `trajopt.studies.expand.folder_names` (never a ``study_`` figure's)."""
+    problems = list(dict.fromkeys(problems))
+    return dict(zip(problems, folder_names([TASK_PREFIX + p for p in problems], problems)))
+
+
+def task_settings_text(entries: Sequence[Mapping]) -> str:
+    """"MPC: episode N, horizon H, replan every r, K iterations per replan, S seeds, control period P ms" (as
+    ``trajopt mpc``'s figures state them) of a problem's cells, ``entries`` being what each cell ran with (its
+    result.json's ``mpc`` and ``seeds``; `trajopt.studies.store.cell_settings`); a setting that differs between the
+    cells (a grid over it) lists its values in order, "horizon 10/20"."""
+    if not entries:
+        return "MPC: no cell of this task finished"
+
+    def values(get, fmt=label_value) -> str:
+        found = []
+        for e in entries:
+            try:
+                v = get(e)
+                found.append("?" if v is None else fmt(v))
+            except (KeyError, TypeError, AttributeError, ValueError):  # a result.json trajopt did not write
+                found.append("?")
+        return "/".join(dict.fromkeys(found))
+
+    period = values(lambda e: e["mpc"]["control_period"], lambda v: f"{float(v) * 1e3:g} ms")
+    return (f"MPC: episode {values(lambda e: e['mpc']['episode'])}, horizon {values(lambda e: e['mpc']['horizon'])}, "
+            f"replan every {values(lambda e: e['mpc']['replan_every'])}, "
+            f"{values(lambda e: e['mpc']['iterations'])} iterations per replan, "
+            f"{values(lambda e: len(e['seeds']), str)} seeds" + ("" if period == "?" else f", control period {period}"))
+
+
+def _value(v) -> float:
+    """A table value as a float, NaN where empty (None or "")."""
+    return math.nan if v is None or v == "" else float(v)
+
+
+def task_figure(rows: Sequence[Mapping], study: StudySpec, problem: str, settings: Sequence[Mapping] = ()) -> Figure:
+    """One problem (task) of a closed-loop study: each cell's (variant's, and with a grid each point's) closed-loop
+    cost over its seeds, a dot per seed and a bar at the median (`trajopt.studies.suite_table.suite_rows`: a seed
+    whose plant blew up counts as +inf), a seed with no finite cost an ``x`` on the top edge, counted ("1 not
+    finite"), a failed cell written as such; where the problem records a success, a second panel with each cell's
+    success rate and its percentile-bootstrap 95 % interval. The title states the problem, its title and the
+    settings that made it (`task_settings_text` of ``settings``, its cells' result.json entries)."""
+    keys = [a.key for a in study.grid]
+    mine = [r for r in rows if r.get("problem") == problem]
+    table = suite_rows(mine, keys)
+    by_cell: dict = {}
+    for r in mine:
+        by_cell.setdefault(cell_key(r, keys), []).append(r)
+    with_success = any(math.isfinite(_value(r.get("success"))) for r in mine)
+    colours = variant_colours(list(dict.fromkeys([*study.variants, *(t["variant"] for t in table)])))
+    fig = Figure(figsize=(max(5.5, 0.95 * len(table) + 2.8), 5.6 if with_success else 4.0))
+    if with_success:
+        ax, ax_s = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [2.3, 1]})
+    else:
+        ax, ax_s = fig.subplots(), None
+    edge = ax.get_xaxis_transform()  # x in data, y in axes fraction: the top edge for the seeds with no finite cost
+    finite_all = []
+    for i, (t, rs) in enumerate(zip(table, by_cell.values())):  # both in the cells' first-seen order
+        colour = colours[t["variant"]]
+        if "failed" in t:
+            ax.annotate("failed", (i, 0.5), xycoords=edge, ha="center", va="center", rotation=90, fontsize=8,
+                        color="#a00000")
+            continue
+        cost = np.array([_value(r.get("closed_loop_cost")) for r in rs], float)
+        jitter = (np.arange(cost.size) - (cost.size - 1) / 2) * (0.5 / max(cost.size, 1))
+        ok = np.isfinite(cost)
+        finite_all += list(cost[ok])
+        ax.scatter(i + jitter[ok], cost[ok], color=colour, s=16, alpha=0.8, zorder=3)
+        if (~ok).any():
+            ax.scatter(i + jitter[~ok], np.full(int((~ok).sum()), 0.97), transform=edge, marker="x", color=colour,
+                       s=30, zorder=3, clip_on=False)
+            ax.annotate(f"{int((~ok).sum())} not finite", (i, 0.9), xycoords=edge, ha="center", fontsize=7,
+                        color=colour)
+        if math.isfinite(t["cost_median"]):
+            ax.hlines(t["cost_median"], i - 0.3, i + 0.3, color="k", lw=1.6, zorder=4)
+        else:
+            ax.annotate("median: not finite", (i, 0.82), xycoords=edge, ha="center", fontsize=7, color="k")
+        if ax_s is not None and t["success_rate"] is not None:
+            rate, (lo, hi) = t["success_rate"], t["success_interval"]
+            ax_s.errorbar([i], [rate], yerr=[[rate - lo], [hi - rate]], fmt="o", color=colour, ms=5, capsize=3)
+    if finite_all and min(finite_all) > 0 and max(finite_all) / min(finite_all) > 10:
+        ax.set_yscale("log")
+    labels = [plain(t["variant"]) + "".join(f"\n{k}={label_value(t['point'][k])}" for k in keys) for t in table]
+    bottom = ax_s if ax_s is not None else ax
+    bottom.set_xticks(range(len(table)), labels, fontsize=8)
+    bottom.set_xlim(-0.6, len(table) - 0.4)
+    S = "/".join(dict.fromkeys(str(t["seeds"]) for t in table)) or "0"
+    ax.set_ylabel(f"closed-loop cost\n({S} seeds; bar: median)", fontsize=9)
+    ax.grid(True, axis="y", alpha=0.25)
+    if ax_s is not None:
+        ax_s.set_ylim(-0.05, 1.05)
+        ax_s.set_ylabel("success rate\n(bootstrap 95 %)", fontsize=9)
+        ax_s.grid(True, axis="y", alpha=0.25)
+    title = next((e.get("title") for e in settings if isinstance(e, Mapping) and e.get("title")), None)
+    named = problem + (f": {title}" if title and title != problem else "")
+    set_title(fig, f"{named}\n{task_settings_text(settings)}", 10)
+    fig.tight_layout()
+    return fig
+
+
+def study_figures(rows: Sequence[Mapping], study: StudySpec,
+                  settings: Optional[Mapping[str, Sequence[Mapping]]] = None) -> dict[str, Figure]:
     """{file stem: Figure}: ``study_<key>`` per grid axis (dots as ``_``; made a safe, distinct file name by
     `trajopt.studies.expand.folder_names`), or ``study_variants`` for a study without a grid. A closed-loop study
     draws the closed-loop cost, and for its ``mpc.iterations`` axis also ``study_<key>_compute``
-    (`compute_figure`)."""
+    (`compute_figure`), and with several problems (tasks) one ``task_<problem>`` per problem (`task_figure`,
+    `task_names`; ``settings``: {problem: what its cells ran with}, `trajopt.studies.store.cell_settings`)."""
     metric = _metric(study)
     # a compare study's one budget (budget = B) is an axis of one value: every cell's, drawn on no x axis of its own
     drawn = [a for a in study.grid if not (a.key == STUDY_BUDGET_KEY and len(a.values) == 1 and not study.closed_loop)]
-    if not drawn:
-        return {"study_variants": variants_figure(rows, study, metric)}
-    names = folder_names([f"study_{a.key.replace('.', '_')}" for a in drawn], [a.key for a in drawn])
     out = {}
+    if not drawn:
+        out["study_variants"] = variants_figure(rows, study, metric)
+    names = folder_names([f"study_{a.key.replace('.', '_')}" for a in drawn], [a.key for a in drawn])
     for name, axis in zip(names, drawn):
         out[name] = axis_figure(rows, study, axis, metric)
         if study.closed_loop and axis.key == BUDGET_KEY:
             out[f"{name}_compute"] = compute_figure(rows, study, axis)
+    tasks = task_names([p.stem for p in study.problems])
+    if study.closed_loop and len(tasks) > 1:
+        for problem, name in tasks.items():
+            out[name] = task_figure(rows, study, problem, (settings or {}).get(problem, ()))
     return out
 
 
@@ -488,6 +605,41 @@ def _step_costs_html(meta: Mapping, formula: str) -> str:
     return f"<p class='meta'>step costs (forward-step equivalents, FSE = {formula}): " + "; ".join(items) + "</p>"
 
 
+def _suite_table_html(rows: Sequence[Mapping], keys: Sequence[str]) -> str:
+    """A closed-loop page's suite table: one row per task x variant (x grid point), `trajopt.studies.suite_table`'s
+    numbers and texts (benchmarks/suite.py prints the same table in Markdown)."""
+    head = [*TABLE_HEAD[:2], *keys, *TABLE_HEAD[2:]]
+    body = []
+    for r in suite_rows(rows, keys):
+        lead = [r["problem"], r["variant"], *(label_value(r["point"][k]) for k in keys)]
+        texts = row_texts(r)
+        first = "<td class='l failed'>" if "failed" in r else "<td>"
+        body.append("<tr>" + "".join(f"<td class='l'>{html.escape(x)}</td>" for x in lead)
+                    + first + html.escape(texts[0]) + "</td>" + "".join(f"<td>{html.escape(x)}</td>" for x in texts[1:])
+                    + "</tr>")
+    return ("<h2>Per task and variant</h2><p class='meta'>median closed-loop cost over seeds (a seed whose plant blew "
+            "up counts as +inf) and its interquartile range; success rate with its percentile-bootstrap 95 % interval "
+            "(10,000 resamples of the seeds, seed 0); forward-step equivalents per control step (mean over seeds); "
+            "plan time per replan and real-time factor, timed on the cell's first seed; the cell's compile and run "
+            "seconds</p><table><thead><tr>" + "".join(f"<th class='l'>{html.escape(h)}</th>" for h in head)
+            + "</tr></thead><tbody>" + "".join(body) + "</tbody></table>")
+
+
+def _tasks_html(tasks: Mapping[str, str], figures: Mapping[str, bytes]) -> str:
+    """A closed-loop page's section per task: its `task_figure` (``tasks``: {problem: figure name}, `task_names`)."""
+    parts = []
+    for problem, name in tasks.items():
+        if name not in figures:
+            continue
+        src = "data:image/png;base64," + base64.b64encode(figures[name]).decode("ascii")
+        parts.append(f"<h3 id='{html.escape(name)}'>{html.escape(problem)}</h3><figure><img alt='{html.escape(name)}' "
+                     f"src='{src}'><figcaption>{html.escape(name)}.png: each seed's closed-loop cost (a dot; an ✕ on the "
+                     "top edge: a seed whose plant blew up, counted), the median (a bar; a blown-up seed counts as +inf); "
+                     "below, where the task has a success predicate, the success rate with its bootstrap 95 % "
+                     "interval</figcaption></figure>")
+    return "<h2>Per task</h2>" + "".join(parts) if parts else ""
+
+
 def _closed_loop_html(meta: Mapping, rows: Sequence[Mapping], figures: Mapping[str, bytes],
                       best: Sequence[Mapping]) -> str:
     """`study_html` of a closed-loop study."""
@@ -514,7 +666,10 @@ def _closed_loop_html(meta: Mapping, rows: Sequence[Mapping], figures: Mapping[s
         parts.append("<p class='meta'>every cell: " + ", ".join(f"<code>{html.escape(s)}</code>" for s in st["set"]) + "</p>")
     parts.append(_step_costs_html(meta, "H (rollouts + ρ<sub>b</sub> backward passes)"))
     parts.append("<h2>Closed-loop cost against the grid</h2>")
+    tasks = task_names([Path(p).stem for p in st["problems"]])
     for name, png in figures.items():
+        if name in tasks.values():
+            continue
         src = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
         what = ("closed-loop cost against forward-step equivalents per control step (log x), median and IQR over "
                 "seeds, one line per variant through its budgets" if name.endswith("_compute") else
@@ -522,6 +677,8 @@ def _closed_loop_html(meta: Mapping, rows: Sequence[Mapping], figures: Mapping[s
         parts.append(f"<figure><img alt='{html.escape(name)}' src='{src}'><figcaption>{html.escape(name)}: "
                      f"{what}</figcaption></figure>")
     keys = [a["key"] for a in st["grid"]]
+    parts.append(_suite_table_html(rows, keys))
+    parts.append(_tasks_html(tasks, figures))
     if best:
         parts.append("<h2>Best variant at each grid point</h2><p class='meta'>lowest median closed-loop cost over the "
                      "point's seeds (a seed whose episode blew up counts as +inf); ties named beside it; success with "
@@ -556,5 +713,5 @@ def _closed_loop_html(meta: Mapping, rows: Sequence[Mapping], figures: Mapping[s
     return "\n".join(parts)
 
 
-__all__ = ["axis_figure", "variants_figure", "compute_figure", "best_rows", "best_columns", "study_figures",
-           "study_html", "cell_summaries"]
+__all__ = ["axis_figure", "variants_figure", "compute_figure", "task_figure", "task_names", "task_settings_text",
+           "best_rows", "best_columns", "study_figures", "study_html", "cell_summaries"]

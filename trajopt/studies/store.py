@@ -6,6 +6,7 @@
                        best_cost, initial_cost, rollouts, gradients, run_seconds, compile_seconds, error
     study.parquet      the same table (when pyarrow is importable)
     study_<key>.png    final cost against each grid axis (one panel per problem, one line per variant)
+    task_<problem>.png a closed-loop study's figure per problem (`trajopt.studies.figures.task_figure`)
     report.html        the study's page: figures, a table of cells, links to the cells' folders
     cells/<problem>/<variant>/<key=value,...>/
         config.toml, metrics.jsonl, result.json, trajectory.npz   a run folder (`trajopt.runs.write_run`)
@@ -460,6 +461,23 @@ def read_meta(folder: Path) -> dict:
     return meta
 
 
+def cell_settings(folder: Path, meta: Mapping) -> dict:
+    """{problem: [{"title", "mpc", "seeds"}, ...]}: what each ok cell of a closed-loop study ran with, from its
+    result.json (`trajopt.runs_mpc`: the [mpc] settings after the study's overrides, the seeds), in cell order; a cell
+    whose result.json does not read back is left out. The figure per task states them."""
+    out: dict = {}
+    for c in meta.get("cells", []):
+        if not isinstance(c, dict) or c.get("status") != CELL_OK or not isinstance(c.get("folder"), str):
+            continue
+        try:
+            result = read_json(Path(folder) / c["folder"] / runs.RESULT)
+        except ValueError:
+            continue
+        if isinstance(result, dict) and isinstance(result.get("mpc"), dict):
+            out.setdefault(c.get("problem"), []).append({k: result.get(k) for k in ("title", "mpc", "seeds")})
+    return out
+
+
 def write_outputs(folder: Path, study: StudySpec, rows: Sequence[Mapping], meta: Mapping, dpi: int = 130) -> list[str]:
     """Write the figures (study_<key>.png) and report.html into the study folder (a closed-loop study's best.csv
     first); returns the file names."""
@@ -473,7 +491,8 @@ def write_outputs(folder: Path, study: StudySpec, rows: Sequence[Mapping], meta:
         best = best_rows(rows, study)
         runs.atomic_write_bytes(folder / BEST, table_bytes(best, best_columns(study), parquet=False)[0])
         written.append(BEST)
-    pngs = {name: figure_bytes(fig, "png", dpi) for name, fig in study_figures(rows, study).items()}
+    settings = cell_settings(folder, meta) if study.closed_loop else None
+    pngs = {name: figure_bytes(fig, "png", dpi) for name, fig in study_figures(rows, study, settings).items()}
     for name, png in pngs.items():
         runs.atomic_write_bytes(folder / f"{name}.png", png)
     runs.atomic_write_bytes(folder / REPORT, study_html(meta, rows, pngs, best).encode())
