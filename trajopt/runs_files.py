@@ -35,7 +35,9 @@ CONFIG, METRICS, RESULT, TRAJECTORY, CONVERGENCE = (
 )
 COUNT_FIELDS = ("value", "rollouts", "gradients", "linearizations")  # stored as cost and cumulative counts
 DERIVED_FIELDS = ("forward_equivalents",)  # metrics.jsonl columns computed from the counts (not info fields)
-TIMING_FIELDS = ("seconds", "run_seconds", "compile_seconds", "created")
+# what differs between two runs of one configuration: timings, and how the loop was compiled (``program``: reused
+# from this process's compiled programs or compiled, trajopt.programs)
+TIMING_FIELDS = ("seconds", "run_seconds", "compile_seconds", "created", "program")
 
 
 # ----------------------------------------------------------------------------------------- writing
