@@ -882,16 +882,11 @@ def _like(new, old):
 
 
 def _make_step(mjx, m, d0, nq: int, substeps: int, mode: str):
-    """The pure one-step map, with a forward-mode Jacobian custom_vjp when ``mode == "forward"``.
-
-    The physics is a ``jax.jit`` of its own: a program that steps the model at several places (a variant's init,
-    its reported f(U), the oracle's samples, a Jacobian) traces MJX once per shape and reuses that trace (vmap and
-    differentiation transform the traced program instead of tracing MJX's Python again); XLA inlines it, so the
-    results are bit for bit those without it. What it saves is tracing: on the pendulum between walls, a program
-    with three call sites traced in 14.7 s instead of 21.5 s on the loaded 2-core host; XLA's part is unchanged
-    (docs/mjx.md, "Where an MJX variant's compile time goes")."""
+    """The pure one-step map, with a forward-mode Jacobian custom_vjp when ``mode == "forward"``. (Not a ``jax.jit``
+    of its own: that traces MJX once per shape instead of once per call site, but the compiled program grew by 7 %
+    and its compile and run times moved by more than the shared host's noise in both directions: docs/mjx.md.)"""
     physics = _physics(mjx, d0, nq, substeps)
-    return differentiable(jax.jit(lambda x, u: physics(m, x, u)), mode)
+    return differentiable(lambda x, u: physics(m, x, u), mode)
 
 
 def _physics(mjx, d0, nq: int, substeps: int):
