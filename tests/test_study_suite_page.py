@@ -34,7 +34,7 @@ def row(problem, variant, seed, cost, success, status="ok", p50=0.002, **more):
             "success": success, "rollouts_per_step": 20.0, "gradients_per_step": 0.0, "linearizations_per_step": 0.0,
             "forward_equivalents_per_step": 80.0 + seed, "plan_failures": 0, "plan_seconds_p50": p50,
             "plan_seconds_p95": 0.004, "plan_seconds_max": 0.005, "deadline_miss_rate": 0.0, "realtime_factor": 5.0,
-            "run_seconds": 1.5, "compile_seconds": 3.0, "error": "boom" if status == "failed" else None, **more}
+            "run_seconds": 1.5, "compile_seconds": 3.0, "error": "boom" if status == "failed" else None} | more
 
 
 # 4 seeds: costs 4, 1, 3, 2 (median 2.5, quartiles 1.75 and 3.25), successes 1, 1, 1, 0; and a cell whose seed 1 blew
@@ -68,6 +68,9 @@ def test_table_numbers_are_the_hand_computed_ones():
     md = markdown([cem, ps])
     assert "| near | cem | 2.5 [1.75, 3.25] | 0.75 [0.25, 1.00] | 81.5 | 2 / 4 | 5 | 3 | 1.5 |" in md
     assert "| near | ps | 3.5 (1 of 4 blew up) | 0.33 [0.00, 1.00] |" in md
+    # a failed cell: its error on the row's one line (a message of two lines would cut the table in two)
+    failed = suite_rows([row("far", "cem", s, None, None, "failed", error="TypeError: no\n  * at args[1]") for s in (0, 1)])
+    assert markdown(failed).splitlines()[2:] == ["| far | cem | failed: TypeError: no * at args[1] | | | | | | |"]
 
 
 def test_bootstrap_takes_an_explicit_seed_and_reproduces():

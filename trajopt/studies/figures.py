@@ -352,7 +352,7 @@ def task_settings_text(entries: Sequence[Mapping]) -> str:
     result.json's ``mpc`` and ``seeds``; `trajopt.studies.store.cell_settings`); a setting that differs between the
     cells (a grid over it) lists its values in order, "horizon 10/20"."""
     if not entries:
-        return "MPC: no cell of this task finished"
+        return "MPC: settings not recorded (no cell of this task ran)"
 
     def values(get, fmt=label_value) -> str:
         found = []
@@ -397,7 +397,7 @@ def task_figure(rows: Sequence[Mapping], study: StudySpec, problem: str, setting
     else:
         ax, ax_s = fig.subplots(), None
     edge = ax.get_xaxis_transform()  # x in data, y in axes fraction: the top edge for the seeds with no finite cost
-    finite_all = []
+    finite_all, not_finite = [], False
     for i, (t, rs) in enumerate(zip(table, by_cell.values())):  # both in the cells' first-seen order
         colour = colours[t["variant"]]
         if "failed" in t:
@@ -410,19 +410,24 @@ def task_figure(rows: Sequence[Mapping], study: StudySpec, problem: str, setting
         finite_all += list(cost[ok])
         ax.scatter(i + jitter[ok], cost[ok], color=colour, s=16, alpha=0.8, zorder=3)
         if (~ok).any():
+            not_finite = True
             ax.scatter(i + jitter[~ok], np.full(int((~ok).sum()), 0.97), transform=edge, marker="x", color=colour,
                        s=30, zorder=3, clip_on=False)
-            ax.annotate(f"{int((~ok).sum())} not finite", (i, 0.9), xycoords=edge, ha="center", fontsize=7,
-                        color=colour)
+            ax.annotate(f"{int((~ok).sum())} not finite", (i, 0.9), xycoords=edge, ha="center", va="center",
+                        fontsize=7, color=colour)
         if math.isfinite(t["cost_median"]):
             ax.hlines(t["cost_median"], i - 0.3, i + 0.3, color="k", lw=1.6, zorder=4)
         else:
-            ax.annotate("median: not finite", (i, 0.82), xycoords=edge, ha="center", fontsize=7, color="k")
+            ax.annotate("median: not finite", (i, 0.85), xycoords=edge, ha="center", va="center", fontsize=7,
+                        color="k")
         if ax_s is not None and t["success_rate"] is not None:
             rate, (lo, hi) = t["success_rate"], t["success_interval"]
             ax_s.errorbar([i], [rate], yerr=[[rate - lo], [hi - rate]], fmt="o", color=colour, ms=5, capsize=3)
     if finite_all and min(finite_all) > 0 and max(finite_all) / min(finite_all) > 10:
         ax.set_yscale("log")
+    if not_finite and finite_all:  # headroom: the top fifth of the panel is the seeds with no finite cost
+        lo, hi = ax.get_ylim()
+        ax.set_ylim(lo, hi * (hi / lo) ** 0.25 if ax.get_yscale() == "log" else hi + 0.25 * (hi - lo))
     labels = [plain(t["variant"]) + "".join(f"\n{k}={label_value(t['point'][k])}" for k in keys) for t in table]
     bottom = ax_s if ax_s is not None else ax
     bottom.set_xticks(range(len(table)), labels, fontsize=8)

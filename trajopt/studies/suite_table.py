@@ -110,12 +110,17 @@ def _f(v: Optional[float], spec: str) -> str:
     return "–" if v is None else format(v, spec)
 
 
+def _line(error) -> str:
+    """A failed cell's error on one line (a message of several lines would break a Markdown table's row)."""
+    return " ".join(str(error).split())
+
+
 def row_texts(r: Mapping) -> list:
     """The texts of a `suite_rows` row under `TABLE_HEAD`'s columns after task and planner: median cost [IQR] (or how
     many seeds blew up), success rate [bootstrap interval], FSE per control step, plan ms p50 / p95, real-time
-    factor, compile s, run s; a failed cell's: "failed: ERROR" and empty texts."""
+    factor, compile s, run s; a failed cell's: "failed: ERROR" (on one line) and empty texts."""
     if "failed" in r:
-        return [f"failed: {r['failed']}"] + [""] * (len(TABLE_HEAD) - 3)
+        return [f"failed: {_line(r['failed'])}"] + [""] * (len(TABLE_HEAD) - 3)
     iqr = f" [{_g(r['cost_q25'])}, {_g(r['cost_q75'])}]" if r["cost_q25"] is not None else \
         f" ({r['blown_up']} of {r['seeds']} blew up)"
     succ = "–" if r["success_rate"] is None else \
@@ -133,7 +138,7 @@ def markdown(table: Sequence[Mapping], keys: Sequence[str] = ()) -> str:
     for r in table:
         lead = [r["problem"], r["variant"], *(label_value(r["point"][k]) for k in keys)]
         if "failed" in r:
-            lines.append("| " + " | ".join(lead) + f" | failed: {r['failed']} |" + " |" * (len(TABLE_HEAD) - 3))
+            lines.append("| " + " | ".join(lead) + f" | failed: {_line(r['failed'])} |" + " |" * (len(TABLE_HEAD) - 3))
             continue
         lines.append("| " + " | ".join(lead + row_texts(r)) + " |")
     return "\n".join(lines) + "\n"
