@@ -444,17 +444,32 @@ def test_fd_rejects_a_non_positive_step():
 runner = CliRunner()
 
 
+def _compare_oracles(names, out):
+    return runner.invoke(app, ["compare", str(PROBLEMS / "pushing_stiff.toml"), "--oracles", ",".join(names),
+                               "--iterations", "3", "--seeds", "1", "--set", "task.horizon=30", "--out", str(out),
+                               "--json", "--quiet"], catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def every_oracle_compared(tmp_path_factory):
+    """One `trajopt compare` of every registered oracle that applies to pushing (one run folder, one figure: each
+    oracle alone compiled the same loop and drew its own): (run folder, exit code, its JSON or, failed, its output)."""
+    out = tmp_path_factory.mktemp("oracles") / "all"
+    names = [n for n in ORACLES.names() if not getattr(ORACLES.get(n), "applies_to", ())]
+    result = _compare_oracles(names, out)
+    return out, result.exit_code, result.stdout if result.exit_code == 0 else result.output
+
+
 @pytest.mark.parametrize("name", ORACLES.names())
-def test_every_registered_oracle_runs_through_compare(tmp_path, name):
-    out = tmp_path / name
-    result = runner.invoke(app, ["compare", str(PROBLEMS / "pushing_stiff.toml"), "--oracles", name, "--iterations", "3",
-                                 "--seeds", "1", "--set", "task.horizon=30", "--out", str(out), "--json", "--quiet"],
-                           catch_exceptions=False)
+def test_every_registered_oracle_runs_through_compare(tmp_path, name, every_oracle_compared):
     if getattr(ORACLES.get(name), "applies_to", ()):  # an oracle for some systems only (cfd: MJX) refuses pushing
+        out = tmp_path / name
+        result = _compare_oracles([name], out)
         assert result.exit_code == 2 and f"oracle {name!r}" in result.output and not out.exists(), result.output
         return
-    assert result.exit_code == 0, result.output
-    summary = json.loads(result.stdout)
+    out, exit_code, stdout = every_oracle_compared
+    assert exit_code == 0, stdout
+    summary = json.loads(stdout)
     o = summary["variants"][name]
     assert o["status"] == ["ok"] and math.isfinite(o["final_cost"][0])
     s = spec.loads(STIFF_TEXT, overrides=["task.horizon=30", f"solve.oracles=[\"{name}\"]"])
