@@ -54,6 +54,23 @@ def test_lifted_function_reads_its_constants_from_inputs():
     assert lifted.n_lifted > lifted_at.n_lifted > 0
 
 
+def test_a_compiled_program_is_shared_only_with_the_same_structures():
+    """Two methods' states can be the same arrays in other classes (MPPI's and predictive sampling's): the same text,
+    but a compiled program takes and returns only its own structures, so they must not share one."""
+    from collections import namedtuple
+
+    A, B = namedtuple("A", "x"), namedtuple("B", "x")
+    identity = lambda s: s  # noqa: E731
+    la, lb = jax.jit(identity).lower(A(jnp.ones(2))), jax.jit(identity).lower(B(jnp.ones(2)))
+    assert la.as_text() == lb.as_text()
+    programs.CACHE.clear()
+    programs.compile(la, lambda lowered: lowered.compile())
+    again, reused = programs.compile(jax.jit(identity).lower(A(jnp.ones(2))), lambda lowered: lowered.compile())
+    other, reused_other = programs.compile(lb, lambda lowered: lowered.compile())
+    assert reused and not reused_other
+    assert type(other(B(jnp.ones(2)))) is B
+
+
 def test_runs_differing_in_parameters_share_one_compilation():
     """Stiffness and σ as inputs: the second run reuses the first's compiled loop (one compilation between them,
     counted by the cache), and computes its own numbers (equal to its constant loop's up to the last bits at a soft

@@ -373,9 +373,12 @@ CACHE = _Cache()
 def program_key(lowered, options: Optional[dict] = None) -> str:
     """sha256 of a lowered program's text (without locations), its arguments' types (weak types included: a
     compiled program refuses a strongly typed argument where it was compiled for a weak one, and the text does not
-    tell them apart) and the options it is compiled with."""
+    tell them apart), the structures of its arguments and results, and the options it is compiled with."""
     args = repr([str(getattr(a, "aval", None) or getattr(a, "_aval", None))
                  for a in jax.tree_util.tree_leaves(lowered.args_info)])
+    # the structures of its arguments and results (two methods' states can be the same arrays in other classes: a
+    # compiled program takes and returns only its own)
+    args += repr((lowered.in_tree, lowered.out_tree))
     try:  # which arguments the program kept (jit drops unused ones from the text), and what it returns
         ca = lowered._lowering.compile_args
         args += repr((sorted(ca["kept_var_idx"]), [str(a) for a in ca["global_out_avals"]]))
