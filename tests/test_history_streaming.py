@@ -51,6 +51,18 @@ def still_clock(monkeypatch):
     monkeypatch.setattr(solver, "time", SimpleNamespace(perf_counter=lambda: 0.0))
 
 
+@pytest.fixture(scope="module")
+def memory_run(tmp_path_factory) -> Path:
+    """The run folder of `trajopt compare SOFT SMALL` with its history in memory and the solver's clock standing still
+    (`still_clock`), made once for the tests that compare a streamed run or a read-back with it (none writes in it)."""
+    out = tmp_path_factory.mktemp("memory_run") / "memory"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("TRAJOPT_HISTORY_MEMORY", raising=False)
+        mp.setattr(solver, "time", SimpleNamespace(perf_counter=lambda: 0.0))
+        assert invoke("compare", SOFT, *SMALL, "--out", out, "--quiet").exit_code == 0
+    return out
+
+
 @pytest.fixture
 def disk_spy(monkeypatch):
     """Records the temporary folder of every history array `DiskHistory` makes."""
@@ -95,27 +107,25 @@ def _history_kinds(path: Path) -> dict:
     return {n: v["history"] for n, v in json.loads((path / runs.RESULT).read_text())["variants"].items()}
 
 
-def test_compare_streamed_to_disk_writes_the_folder_of_a_run_in_memory(tmp_path, monkeypatch, still_clock, disk_spy):
-    monkeypatch.delenv("TRAJOPT_HISTORY_MEMORY", raising=False)
-    assert invoke("compare", SOFT, *SMALL, "--out", tmp_path / "memory", "--quiet").exit_code == 0
-    assert not disk_spy
+def test_compare_streamed_to_disk_writes_the_folder_of_a_run_in_memory(memory_run, tmp_path, monkeypatch, still_clock,
+                                                                        disk_spy):
+    assert memory_run.is_dir() and not disk_spy
     monkeypatch.setenv("TRAJOPT_HISTORY_MEMORY", "1")
     assert invoke("compare", SOFT, *SMALL, "--out", tmp_path / "disk", "--quiet").exit_code == 0
     # every array of both variants was a file inside the run folder being written, and none is left
     assert {name for _, name, _, _ in disk_spy} >= {"cost", "alpha", "rollouts", "elite_cost"}
     assert all(folder.parent == tmp_path / "disk" and folder.name.startswith(".history-") for folder, *_ in disk_spy)
     assert not any(f.exists() for *_, f in disk_spy) and not any(folder.exists() for folder, *_ in disk_spy)
-    _same_folders(tmp_path / "memory", tmp_path / "disk")
-    assert _history_kinds(tmp_path / "memory") == {"aobg": "memory", "cem": "memory"}
+    _same_folders(memory_run, tmp_path / "disk")
+    assert _history_kinds(memory_run) == {"aobg": "memory", "cem": "memory"}
     assert _history_kinds(tmp_path / "disk") == {"aobg": "disk", "cem": "disk"}
 
 
-def test_report_of_a_run_larger_than_memory_reads_it_into_mapped_files(tmp_path, monkeypatch, disk_spy):
+def test_report_of_a_run_larger_than_memory_reads_it_into_mapped_files(memory_run, tmp_path, monkeypatch, disk_spy):
     """`trajopt report` reads metrics.jsonl into files mapped into memory (beside the report, removed after) when
     the file is larger than twice TRAJOPT_HISTORY_MEMORY, and writes the same report as from memory."""
     monkeypatch.delenv("TRAJOPT_HISTORY_MEMORY", raising=False)
-    run = tmp_path / "run"
-    assert invoke("compare", SOFT, *SMALL, "--out", run, "--quiet").exit_code == 0
+    run = memory_run
     assert invoke("report", run, "--output", tmp_path / "memory" / "report.md", "--quiet").exit_code == 0
     assert not disk_spy
     monkeypatch.setenv("TRAJOPT_HISTORY_MEMORY", str((run / runs.METRICS).stat().st_size // 2 - 1))
@@ -130,9 +140,8 @@ def test_report_of_a_run_larger_than_memory_reads_it_into_mapped_files(tmp_path,
         (tmp_path / "disk" / "report_figures" / f.name).read_bytes() for f in figures]
 
 
-def test_a_run_read_back_into_mapped_files_equals_one_read_into_memory(tmp_path):
-    run = tmp_path / "run"
-    assert invoke("compare", SOFT, *SMALL, "--out", run, "--quiet").exit_code == 0
+def test_a_run_read_back_into_mapped_files_equals_one_read_into_memory(memory_run, tmp_path):
+    run = memory_run
     memory = runs.read_run(run)
     with runs.DiskHistory(tmp_path) as disk:
         mapped = runs.read_run(run, store=disk)
