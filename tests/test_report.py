@@ -53,10 +53,24 @@ def test_compare_report_has_every_section_and_embedded_images(run_dir):
     assert "src=\"http" not in page and "<script" not in page  # self-contained, nothing fetched
 
 
-def test_markdown_report_lists_the_numbers_of_result_json(run_dir, tmp_path):
-    out = tmp_path / "notes" / "report.md"
-    result = runner.invoke(app, ["report", str(run_dir), "-o", str(out)])
+@pytest.fixture(scope="module")
+def markdown_report(run_dir, tmp_path_factory):
+    """`trajopt report RUN -o notes/report.md`, made once: (its path, the legend labels each convergence figure was
+    drawn with)."""
+    from trajopt import plots
+
+    out = tmp_path_factory.mktemp("markdown") / "notes" / "report.md"
+    seen = []
+    real = plots.convergence_figure
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(plots, "convergence_figure", lambda *a, **k: seen.append(k.get("labels")) or real(*a, **k))
+        result = runner.invoke(app, ["report", str(run_dir), "-o", str(out)])
     assert result.exit_code == 0, result.output
+    return out, seen
+
+
+def test_markdown_report_lists_the_numbers_of_result_json(run_dir, markdown_report):
+    out, _ = markdown_report
     text = out.read_text()
     summary = json.loads((run_dir / "result.json").read_text())
     for name, o in summary["variants"].items():
@@ -71,13 +85,8 @@ def test_markdown_report_lists_the_numbers_of_result_json(run_dir, tmp_path):
     assert len(re.findall(r"\]\((report_figures/[^)]+\.png)\)", text)) == 6
 
 
-def test_report_figures_name_each_variants_method_in_the_legend(run_dir, monkeypatch):
-    from trajopt import plots
-
-    seen = []
-    real = plots.convergence_figure
-    monkeypatch.setattr(plots, "convergence_figure", lambda *a, **k: seen.append(k.get("labels")) or real(*a, **k))
-    report.run_figures(runs.read_run(run_dir), "")
+def test_report_figures_name_each_variants_method_in_the_legend(markdown_report):
+    _, seen = markdown_report  # the figures of a report drawn from the folder (`report.run_figures`)
     assert seen and all(labels == {"fobg": "fobg + sgd 0.001", "zobg": "zobg + sgd 0.001", "aobg": "aobg + sgd 0.001"}
                         for labels in seen)
 
