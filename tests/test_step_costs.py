@@ -51,3 +51,22 @@ def test_a_ratio_kept_by_another_measuring_method_is_measured_again(cached, monk
     assert (got.backward, got.linearization) == (6.5, 20.0)
     kept = json.loads(path.read_text())
     assert kept[_key(spec, measurement=compute.MEASUREMENT)]["backward"] == 6.5  # kept for next time
+
+
+def test_a_map_that_refuses_forward_mode_has_no_linearisation_to_measure():
+    """An MJX step's derivative is a custom VJP: jax.jacfwd refuses it (so does iLQR), and measuring its step costs
+    crashed on the linearisation. Its backward pass is measured, ρ_l is 0 and the source says why."""
+    import jax
+
+    from trajopt.compute import measure_step_costs
+
+    @jax.custom_vjp
+    def step(x, u):
+        return 0.9 * x + u
+
+    step.defvjp(lambda x, u: (step(x, u), None), lambda _, g: (0.9 * g, g))
+    costs = measure_step_costs(step, 2, 2, batch=2, length=4, rounds=1, repeats=2, max_reps=64)
+    assert costs.linearization == 0.0 and costs.backward >= 0.0
+    assert "refuses forward-mode derivatives" in costs.source
+    plain = measure_step_costs(lambda x, u: 0.9 * x + u, 2, 2, batch=2, length=4, rounds=1, repeats=2, max_reps=64)
+    assert "refuses" not in plain.source

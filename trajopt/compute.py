@@ -219,8 +219,9 @@ def measure_step_costs(step: Callable, n: int, m: int, *, batch: int = 16, lengt
     repetition of each, in ``rounds`` rounds of the fastest of ``repeats`` interleaved runs, gives the rounds'
     ratios, and their median is returned.
 
-    A map whose system has no derivatives (its ``differentiable`` is False: an mjx system on MuJoCo's C simulator)
-    is not timed: no backward pass or linearisation can run on it, so ρ_b = ρ_l = 0 (a forward-step equivalent is
+    A map that refuses forward-mode derivatives (an MJX step: its Jacobian is a custom VJP) has no linearisation
+    timed: no method can linearise it (iLQR refuses it), so ρ_l = 0, and the source says so. A map whose system has
+    no derivatives (its ``differentiable`` is False: an mjx system on MuJoCo's C simulator) is not timed: no backward pass or linearisation can run on it, so ρ_b = ρ_l = 0 (a forward-step equivalent is
     then T × rollouts), with a source that says so."""
     if getattr(getattr(step, "__self__", None), "differentiable", True) is False:
         return StepCosts(backward=0.0, linearization=0.0, source="not measured: the system has no derivatives (no "
@@ -262,7 +263,8 @@ def measure_step_costs(step: Callable, n: int, m: int, *, batch: int = 16, lengt
             return jax.lax.fori_loop(0, reps, body, (x0, jnp.zeros((), dtype)))[1]
         return program
 
-    programs = [repeated(f) for f in (forward_once, backward_once, jacobians_once)]
+    linearizes = _takes_forward_mode(step, X0[0], U[0, 0])
+    programs = [repeated(f) for f in (forward_once, backward_once, jacobians_once if linearizes else forward_once)]
     reps = 1
     jax.block_until_ready(programs[0](X0, reps))  # compile (reps is a traced bound: one program for every R)
     while reps < max_reps and _fastest_seconds([lambda: programs[0](X0, reps)], 3)[0] < target_seconds:
@@ -278,6 +280,22 @@ def measure_step_costs(step: Callable, n: int, m: int, *, batch: int = 16, lengt
         # to reach their points is one forward rollout too, taken off likewise
         ratios.append((max(t_fb - t_f, 0.0) / t_f, max(t_l - t_f, 0.0) / t_f))
     backward_ratio, linearization_ratio = np.median(np.asarray(ratios), axis=0)
-    return StepCosts(backward=round(float(backward_ratio), 3), linearization=round(float(linearization_ratio), 3),
+    return StepCosts(backward=round(float(backward_ratio), 3),
+                     linearization=round(float(linearization_ratio), 3) if linearizes else 0.0,
                      source=f"measured: {batch} rollouts x {length} steps, {reps} repetitions per program, median of "
-                            f"{rounds} rounds, each the fastest of {repeats}")
+                            f"{rounds} rounds, each the fastest of {repeats}"
+                            + ("" if linearizes else "; linearisation not measured (ρ_l = 0): the map refuses "
+                               "forward-mode derivatives, so no method linearises it"))
+
+
+def _takes_forward_mode(step: Callable, x, u) -> bool:
+    """Whether ``jax.jacfwd`` goes through the map (traced abstractly, nothing computed): a map differentiated only
+    through a custom VJP (an MJX step's forward-mode Jacobian, `trajopt.systems.mjx.differentiable`) refuses it, as
+    it refuses iLQR (`trajopt.methods.ilqr`)."""
+    try:
+        jax.eval_shape(jax.jacfwd(step, argnums=(0, 1)), x, u)
+    except TypeError as e:
+        if "forward-mode" not in str(e):
+            raise
+        return False
+    return True
