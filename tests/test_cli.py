@@ -186,3 +186,20 @@ def test_validate_and_list():
     assert listing.exit_code == 0 and "pushing_stiff.toml" in listing.output
     assert invoke("list", "oracles").exit_code == 0
     assert invoke("list", "nonsense").exit_code == 2
+
+
+def test_a_title_says_when_mujocos_c_simulator_ran():
+    """An mjx system on backend = "mujoco" ran MuJoCo's C simulator, not MJX: every title says so (the file's own
+    title does not), unless a --set of system.backend already does."""
+    from types import SimpleNamespace
+
+    from trajopt.cli._outputs import display_title
+
+    spec = SimpleNamespace(title="Pendulum with walls (MJX)", name="mjx_pendulum_wall",
+                           system=SimpleNamespace(backend="mujoco"))
+    assert display_title(spec, None) == "Pendulum with walls (MJX) [MuJoCo's C simulator]"
+    assert display_title(spec, ["oracle.sigma=0.2"]) == \
+        "mjx_pendulum_wall [MuJoCo's C simulator] [--set oracle.sigma=0.2]"
+    assert display_title(spec, ["system.backend=mujoco"]) == "mjx_pendulum_wall [--set system.backend=mujoco]"
+    mjx = SimpleNamespace(title="T", name="n", system=SimpleNamespace(backend="mjx"))
+    assert display_title(mjx, None) == "T"

@@ -182,14 +182,19 @@ def history_memory_limit() -> int:
 def display_title(spec, sets: Optional[List[str]]) -> str:
     """The title a figure or table shows. Without --set, the file's title. With --set, the file's title may state
     parameter values the overrides changed ("k = 1000"), so the problem's name stands in for it (unless the title
-    itself was set), followed by every override. A lone surrogate (an undecodable byte of an argument or a file
+    itself was set), followed by every override. An mjx system on MuJoCo's C simulator (``backend = "mujoco"``) says
+    so, unless an override set it (then the override says it). A lone surrogate (an undecodable byte of an argument or a file
     name) is shown as U+FFFD: no font, file or terminal can show it (matplotlib raised a TypeError on it)."""
+    keys = [item.split("=", 1)[0].strip() for item in sets or []]
+    # which simulator ran, where it is not MJX's own and no --set says so (an mjx system's backend = "mujoco")
+    simulator = " [MuJoCo's C simulator]" if getattr(getattr(spec, "system", None), "backend", None) == "mujoco" \
+        and "system.backend" not in keys else ""
     if not sets:
-        return _LONE_SURROGATE.sub("\ufffd", spec.title)
-    own = any(item.split("=", 1)[0].strip() == "title" for item in sets)
-    others = [item for item in sets if item.split("=", 1)[0].strip() != "title"]
+        return _LONE_SURROGATE.sub("\ufffd", spec.title + simulator)
+    own = "title" in keys
+    others = [item for item, k in zip(sets, keys) if k != "title"]
     head = spec.title if own else spec.name
-    return _LONE_SURROGATE.sub("\ufffd", head + (f" [--set {', '.join(others)}]" if others else ""))
+    return _LONE_SURROGATE.sub("\ufffd", head + simulator + (f" [--set {', '.join(others)}]" if others else ""))
 
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
