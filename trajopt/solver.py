@@ -75,7 +75,6 @@ __all__ = [
     "Result", "info_fields", "CHUNK_ENTRIES", "STOPPING_CHUNKS", "default_chunk", "solve", "prepare",
     "CPU_COMPILER_OPTIONS", "loop_constants", "runs_once", "prepare_each", "Prepared",
 ]
-_compile = compile_lowered  # the name trajopt.closedloop.runner imports (trajopt.compiler's compile_lowered)
 
 
 def solve(
