@@ -18,7 +18,7 @@ Per cell (`suite_rows`):
 
 A failed cell's row is ``{problem, variant, point, seeds, failed: its error}``. `row_texts` formats a row's numbers
 as the table shows them (`TABLE_HEAD`), `markdown` writes the table in Markdown (benchmarks/suite.py prints it; the
-study's page, `trajopt.studies.figures`, shows the same texts in HTML).
+study's page, `trajopt.studies.page`, shows the same texts in HTML).
 """
 
 from __future__ import annotations
