@@ -24,6 +24,9 @@ mjx system itself when the cell's problem is loaded (`trajopt.systems.mjx.stable
 one-dimensional gradient), relative error |g - r| / |r|. A stochastic oracle is drawn ``repeats`` times (keys
 fold_in(key, r)); a deterministic one once. `spread` gives the median and the quartiles over the repeats.
 
+**The grid.** `measure` computes a grid's rows and references (what ``trajopt fidelity`` prints and writes),
+compiling each estimate once (`timed`: its compile and run seconds are in the rows).
+
 **Memory.** `working_set` bounds the bytes one estimate holds: the rollouts it runs side by side times their states
 (T x (n + m) x 8 bytes each), plus, for every rollout it differentiates, the per-step Jacobians [n, n + m] a
 forward-mode MJX step keeps for the backward pass, or, in reverse mode, the step's saved mjx.Data per physics step.
@@ -32,7 +35,8 @@ forward-mode MJX step keeps for the backward pass, or, in reverse mode, the step
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Optional, Sequence
+import time
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -238,3 +242,78 @@ def oracle_row(grads, values, fd: Optional[Mapping], fine: Optional[Mapping]) ->
         cos, rel = compare(G, ref["gradient"])
         out[f"cos_{name}"], out[f"rel_{name}"] = spread(cos), spread(rel)
     return out
+
+
+# ------------------------------------------------------------------------------------------------- the grid
+
+
+def timed(fn: Callable, *args) -> tuple[Any, float, float]:
+    """(outputs, compile seconds, run seconds) of one jitted call of ``fn(*args)``."""
+    t0 = time.perf_counter()
+    compiled = jax.jit(fn).lower(*args).compile()
+    t1 = time.perf_counter()
+    outputs = jax.block_until_ready(compiled(*args))
+    return outputs, t1 - t0, time.perf_counter() - t1
+
+
+def measure(key: Array, grid: Sequence[Sequence[Mapping]], fines: Sequence[Optional[Mapping]],
+            locations: Sequence[Mapping], repeats: int, eps: float = FD_STEP,
+            should_stop: Optional[Callable[[], bool]] = None) -> tuple[list[dict], list[dict]]:
+    """The fidelity table of a grid: (rows, references), what ``trajopt fidelity`` writes (a study cell would call
+    this on one cell).
+
+    ``grid``: one row per solref, each a list of cells (one per time step), a cell a mapping with ``spec`` (its
+    problem spec: ``spec.oracles`` are measured), ``problem``, ``timestep``, ``solref`` (a label) and ``steps``;
+    ``fines``: per grid row, the fine reference's cell (same keys) or None; ``locations``: the points, mappings with
+    ``U`` [T, m] and ``oracle`` (None: the problem's U0, else the run variant whose final U it is). Rows: one per
+    point, cell and oracle (`oracle_row`, with the point, cell, references' checks and the compile and run seconds;
+    the cell's finite-difference reference as oracle "fd" where a fine reference exists). References: each fine
+    reference and each cell's finite differences (`reference_entry`, with their timings). Stochastic oracles draw
+    with keys fold_in(key, r). ``should_stop`` is asked between estimates; when it says so, what is done is
+    returned."""
+    def stop() -> bool:
+        return should_stop is not None and bool(should_stop())
+
+    rows: list[dict] = []
+    references: list[dict] = []
+    for loc in locations:
+        point = "U0" if loc["oracle"] is None else f"{loc['oracle']} final U"
+        for row, fine in zip(grid, fines):
+            if stop():
+                return rows, references
+            U = jnp.asarray(loc["U"], row[0]["problem"].U0.dtype)
+            fine_ref = None
+            if fine is not None:
+                (value, g), c_s, r_s = timed(lambda U: exact_gradient(fine["problem"], U), U)
+                (f1, f2), fc_s, fr_s = timed(lambda U: fd_reference(fine["problem"], U, eps), U)
+                fd_check = reference_entry(f1, f2, eps)
+                fine_ref = {"gradient": np.asarray(g, float).ravel().tolist(), "value": float(value),
+                            "timestep": fine["timestep"], "steps": fine["steps"], "solref": fine["solref"],
+                            "fd": fd_check, "agreement_with_fd": compare(np.asarray(g)[None], f1)[1][0].item(),
+                            "compile_seconds": c_s + fc_s, "run_seconds": r_s + fr_s}
+                references.append({"point": point, "kind": "fine", **fine_ref})
+            for c in row:
+                if stop():
+                    return rows, references
+                prob = c["problem"]
+                (f1, f2), fc_s, fr_s = timed(lambda U: fd_reference(prob, U, eps), U)
+                fd = reference_entry(f1, f2, eps)
+                references.append({"point": point, "kind": "fd", "timestep": c["timestep"], "solref": c["solref"],
+                                   "steps": c["steps"], **fd, "compile_seconds": fc_s, "run_seconds": fr_s})
+                common = {"point": point, "solref": c["solref"], "timestep": c["timestep"], "steps": c["steps"],
+                          "fd_agreement": fd["agreement"], "fd_trusted": fd["trusted"],
+                          "fine_fd_agreement": None if fine_ref is None else fine_ref["fd"]["agreement"]}
+                if fine_ref is not None:
+                    cos, rel = compare(np.asarray(f1)[None], fine_ref["gradient"])
+                    rows.append({**common, "oracle": "fd", "repeats": 1, "value": float("nan"),
+                                 "gradient": np.asarray(f1, float).ravel().tolist(),
+                                 "norm": spread([np.linalg.norm(np.asarray(f1))]), "cos_fine": spread(cos),
+                                 "rel_fine": spread(rel), "compile_seconds": fc_s, "run_seconds": fr_s})
+                for name, oracle in c["spec"].oracles.items():
+                    if stop():
+                        return rows, references
+                    (grads, values), c_s, r_s = timed(
+                        lambda U, o=oracle: oracle_gradients(key, prob, U, o, repeats), U)
+                    entry = oracle_row(grads, values, fd, fine_ref)
+                    rows.append({**common, "oracle": name, **entry, "compile_seconds": c_s, "run_seconds": r_s})
+    return rows, references

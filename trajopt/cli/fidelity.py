@@ -25,7 +25,6 @@ import io
 import json
 import math
 import sys
-import time
 from datetime import datetime
 from pathlib import Path
 from typing import List, Optional
@@ -129,17 +128,6 @@ def _steps(problem, system) -> int:
 
 def _default_out(spec) -> Path:
     return Path("runs") / spec.name / f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-fidelity"
-
-
-def _timed(fn, *args):
-    """(outputs, compile seconds, run seconds) of one jitted call."""
-    import jax
-
-    t0 = time.perf_counter()
-    compiled = jax.jit(fn).lower(*args).compile()
-    t1 = time.perf_counter()
-    outputs = jax.block_until_ready(compiled(*args))
-    return outputs, t1 - t0, time.perf_counter() - t1
 
 
 def _check_memory(cell: dict, oracles: dict, repeats: int, flag: str) -> None:
@@ -344,59 +332,14 @@ def _oracle_names(text: Optional[str], spec) -> list[str]:
 
 
 def _compute(spec, grid, fines, locations, repeats: int, eps: float) -> tuple[list[dict], list[dict]]:
-    """Rows (one per point, cell and oracle; the cell's finite-difference reference as oracle "fd" where a fine
-    reference exists) and the references' records. Stops between cells when a signal arrived."""
+    """`trajopt.fidelity.measure` with the file's solve.key, stopping between cells when a signal arrived."""
     import jax
-    import jax.numpy as jnp
-    import numpy as np
 
     from trajopt import _signals
-    from trajopt.fidelity import compare, exact_gradient, fd_reference, oracle_gradients, oracle_row, reference_entry, spread
+    from trajopt.fidelity import measure
 
-    key = jax.random.PRNGKey(spec.solve.key)
-    rows: list[dict] = []
-    references: list[dict] = []
-    for loc in locations:
-        point = "U0" if loc["oracle"] is None else f"{loc['oracle']} final U"
-        for row, fine in zip(grid, fines):
-            if _signals.requested():
-                return rows, references
-            U = jnp.asarray(loc["U"], spec.problem().U0.dtype)
-            fine_ref = None
-            if fine is not None:
-                (value, g), c_s, r_s = _timed(lambda U: exact_gradient(fine["problem"], U), U)
-                (f1, f2), fc_s, fr_s = _timed(lambda U: fd_reference(fine["problem"], U, eps), U)
-                fd_check = reference_entry(f1, f2, eps)
-                fine_ref = {"gradient": np.asarray(g, float).ravel().tolist(), "value": float(value),
-                            "timestep": fine["timestep"], "steps": fine["steps"], "solref": fine["solref"],
-                            "fd": fd_check, "agreement_with_fd": compare(np.asarray(g)[None], f1)[1][0].item(),
-                            "compile_seconds": c_s + fc_s, "run_seconds": r_s + fr_s}
-                references.append({"point": point, "kind": "fine", **fine_ref})
-            for c in row:
-                if _signals.requested():
-                    return rows, references
-                prob = c["problem"]
-                (f1, f2), fc_s, fr_s = _timed(lambda U: fd_reference(prob, U, eps), U)
-                fd = reference_entry(f1, f2, eps)
-                references.append({"point": point, "kind": "fd", "timestep": c["timestep"], "solref": c["solref"],
-                                   "steps": c["steps"], **fd, "compile_seconds": fc_s, "run_seconds": fr_s})
-                common = {"point": point, "solref": c["solref"], "timestep": c["timestep"], "steps": c["steps"],
-                          "fd_agreement": fd["agreement"], "fd_trusted": fd["trusted"],
-                          "fine_fd_agreement": None if fine_ref is None else fine_ref["fd"]["agreement"]}
-                if fine_ref is not None:
-                    cos, rel = compare(np.asarray(f1)[None], fine_ref["gradient"])
-                    rows.append({**common, "oracle": "fd", "repeats": 1, "value": float("nan"),
-                                 "gradient": np.asarray(f1, float).ravel().tolist(),
-                                 "norm": spread([np.linalg.norm(np.asarray(f1))]), "cos_fine": spread(cos),
-                                 "rel_fine": spread(rel), "compile_seconds": fc_s, "run_seconds": fr_s})
-                for name, oracle in c["spec"].oracles.items():
-                    if _signals.requested():
-                        return rows, references
-                    (grads, values), c_s, r_s = _timed(
-                        lambda U, o=oracle: oracle_gradients(key, prob, U, o, repeats), U)
-                    entry = oracle_row(grads, values, fd, fine_ref)
-                    rows.append({**common, "oracle": name, **entry, "compile_seconds": c_s, "run_seconds": r_s})
-    return rows, references
+    return measure(jax.random.PRNGKey(spec.solve.key), grid, fines, locations, repeats, eps,
+                   should_stop=_signals.requested)
 
 
 def _table(title: str, rows: list[dict], h_ref) -> Table:
