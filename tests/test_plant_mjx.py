@@ -323,3 +323,16 @@ def test_the_suite_mjx_plants_carry_the_papers_perturbations():
     np.testing.assert_allclose(rp.dof_damping, 0.1 * np.asarray(rm.dof_damping), rtol=1e-15)
     assert float(rm.dof_damping[0]) == 1.0 and r.closed_loop.plant.plant.draws == ()
     np.testing.assert_array_equal(rp.body_mass, rm.body_mass)
+
+
+@pytest.mark.mjx
+def test_a_plant_value_the_contacts_rule_refuses_is_named_as_the_plant_key():
+    """The finger's plant with a solref too stiff for its time step: refused as plant.solref (the key that set it),
+    not system.solref (the model's table is fine)."""
+    pytest.importorskip("mujoco")
+    from trajopt import spec as spec_mod
+
+    with pytest.raises(spec_mod.SpecError) as e:
+        spec_mod.load(os.path.join(ROOT, "problems", "suite", "finger_spinner.toml"), ["plant.solref=[0.001, 1.0]"],
+                      closed_loop=True)
+    assert e.value.key == "plant.solref" and "timeconst" in str(e.value)

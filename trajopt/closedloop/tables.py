@@ -178,7 +178,14 @@ def build_plant(table: Any, source: str, model: Any, system_table: Mapping,
             _unknown({k: v}, [p for p in params if p not in PLANT_REFUSED] + list(physics), source, "plant.scale.")
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
             raise SpecError(source, f"plant.scale.{k}", f"found {describe(v)}, allowed: a finite factor >= 0")
-    system = build_system({**system_table, **values}, source) if values else model
+    try:
+        system = build_system({**system_table, **values}, source) if values else model
+    except SpecError as e:  # the plant's own value refused: named as the [plant] key that set it, not the model's
+        key = e.key.split(".", 1)[1] if e.key.startswith("system.") else None
+        if key is None or key not in values:
+            raise
+        raise SpecError(source, f"plant.{key}", e.message + " (the plant's system: [system] with [plant]'s values)") \
+            from None
     fields_scale = {k: v for k, v in scale.items() if k not in physics}
     try:
         system = with_overrides(system, scale=fields_scale)
