@@ -93,6 +93,31 @@ def test_a_time_step_at_or_within_the_rule_loads(path, items):
     spec.load(path, items)
 
 
+def test_a_model_beyond_the_rule_as_its_authors_wrote_it_runs_as_mujoco_runs_it(tmp_path):
+    """refsafe on and neither timestep nor solref set by the problem: the model's own choice (gymnasium's inverted
+    pendulum: timestep 0.02, its rail's timeconst 0.02) loads, as MuJoCo simulates it; the same time step set by the
+    problem file is refused (the file chose a value MuJoCo would not honour)."""
+    model = tmp_path / "soft.xml"
+    model.write_text('<mujoco><option timestep="0.02"/><worldbody><geom type="plane" size="1 1 .1" '
+                     'solref="0.02 1"/><body pos="0 0 .2"><joint name="z" type="slide" axis="0 0 1"/>'
+                     '<geom type="sphere" size=".05"/></body></worldbody><actuator><motor joint="z"/></actuator>'
+                     '</mujoco>')
+    problem = tmp_path / "p.toml"
+    problem.write_text(f'''[system]
+name = "mjx"
+model = "{model.as_posix()}"
+[task]
+horizon = 3
+goal = [0.1, 0.0]
+Q = [1.0, 0.0]
+R = [0.1]
+''')
+    assert spec.load(problem).system.timestep == 0.02
+    with pytest.raises(SpecError) as e:
+        spec.load(problem, ["system.timestep=0.02"])
+    assert e.value.key == "system.timestep"
+
+
 @pytest.mark.parametrize("verb, extra", [
     ("compare", ["--variants", "exact"]),
     ("solve", ["--oracle", "exact"]),

@@ -59,7 +59,8 @@ driver's pair list), so a newer MJX that implements more is followed. A time ste
 soft constraints, timestep > min(timeconst) / 2 over the model's standard-form solrefs (`stable_timestep`: above
 it MuJoCo either softens the contact to timeconst = 2 x timestep, ignoring the solref written, or with refsafe
 disabled integrates it unstably), is refused at ``timestep`` (or ``solref``, or ``model``: whichever the table
-set), so every verb refuses it before anything compiles.
+set), so every verb refuses it before anything compiles; a model whose own file is beyond the rule, with refsafe on
+and neither set by the table, runs as MuJoCo runs it (an installed model as its authors wrote it).
 
 Differentiation. MJX's constraint solver (mujoco-mjx 3.17) runs ``lax.while_loop`` when ``iterations > 1``,
 which reverse-mode autodiff cannot go through (MuJoCo issue #2259); with ``iterations = 1`` it runs one solver

@@ -198,12 +198,18 @@ def stable_timestep(mujoco, mm) -> tuple[float, str]:
 
 def _refuse_unstable_timestep(mujoco, mm, path: str, key: str) -> None:
     """ModelError at ``key`` (``timestep`` when the table sets it, else ``solref``, else ``model``: whichever put the
-    time step beyond the soft constraints' rule, `stable_timestep`) when timestep > min(timeconst) / 2."""
+    time step beyond the soft constraints' rule, `stable_timestep`) when timestep > min(timeconst) / 2: always with
+    refsafe disabled (unstable), and with refsafe on (MuJoCo softens the constraint to timeconst = 2 x timestep)
+    where the table set the time step or the solref (a value that would have no effect). A model as its authors
+    wrote it, with refsafe on, runs as MuJoCo runs it (gymnasium's inverted pendulum: timestep 0.02, its rail's
+    timeconst 0.02)."""
     h = float(mm.opt.timestep)
     limit, where = stable_timestep(mujoco, mm)
     if not h > limit * (1 + 1e-12):  # equality is allowed: MuJoCo's default solref 0.02 at timestep 0.01
         return
     refsafe = not (int(mm.opt.disableflags) & int(mujoco.mjtDisableBit.mjDSBL_REFSAFE))
+    if refsafe and key == "model":
+        return
     why = ("with refsafe on, MuJoCo would simulate timeconst = 2 x timestep instead, so the solref written would "
            "have no effect" if refsafe else
            "with refsafe disabled (this model's <flag refsafe=\"disable\">), MuJoCo would integrate the contact "
