@@ -25,6 +25,9 @@ from trajopt.spec import SpecError  # noqa: E402
 from trajopt.systems import mujoco_c  # noqa: E402
 from trajopt.systems.mjx import MJX  # noqa: E402
 
+# the independent reference: (qpos, qvel, ctrl) set, a cold solver, substeps x mujoco.mj_step per control step
+from test_mjx import c_rollout as mj_step_rollout  # noqa: E402  (tests/ is on the path)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PENDULUM = os.path.join(ROOT, "problems", "mjx_pendulum_wall.toml")
 C = ['system.backend="mujoco"']
@@ -39,19 +42,6 @@ def controls(mm, T: int, B: int = 0, seed: int = 0) -> np.ndarray:
     return 0.8 * (lo + (hi - lo) * np.random.default_rng(seed).uniform(size=shape))
 
 
-def mj_step_rollout(system: MJX, x0, U) -> np.ndarray:
-    """An independent reference: set (qpos, qvel, ctrl), a cold solver, substeps x mujoco.mj_step, per control step."""
-    mm = system.mj_model
-    d = mujoco.MjData(mm)
-    x, xs = np.asarray(x0, float), [np.asarray(x0, float)]
-    for u in U:
-        d.qpos[:], d.qvel[:], d.ctrl[:] = x[: mm.nq], x[mm.nq:], u
-        d.qacc_warmstart[:] = 0.0
-        for _ in range(system.substeps):
-            mujoco.mj_step(mm, d)
-        x = np.concatenate([d.qpos, d.qvel])
-        xs.append(x)
-    return np.array(xs)
 
 
 @pytest.fixture(scope="module")
