@@ -111,24 +111,33 @@ def one(problem: str, setting: str, stage: str) -> dict:
         c = MJX(**{**{k: getattr(system, k) for k in ("model", "substeps", "keyframe", "timestep", "iterations",
                                                         "ls_iterations", "solref")}, "backend": "mujoco"})
         f, args = jax.vmap(lambda U: cost(c.simulate(x0, U), U)), (Ns,)
+    result, compiled, out = timed(f, args, 20)
+    if stage == "rollout":
+        result["X"] = np.asarray(out).tolist()
+    if stage == "mujoco":
+        result["X"] = np.asarray(jax.jit(lambda U: c.simulate(x0, U))(U)).tolist()
+    return result
+
+
+def timed(f, args, runs: int) -> tuple[dict, object, object]:
+    """({lower_s, compile_s, run_ms}, the compiled program, its last output): ``jax.jit(f)`` lowered and compiled on
+    ``args`` (each timed), then run once to warm up and ``runs`` times (the median in milliseconds)."""
+    import jax
+    import numpy as np
+
     tic = time.perf_counter()
     lowered = jax.jit(f).lower(*args)
     lower_s = time.perf_counter() - tic
     tic = time.perf_counter()
     compiled = lowered.compile()
     compile_s = time.perf_counter() - tic
-    jax.block_until_ready(compiled(*args))
+    out = jax.block_until_ready(compiled(*args))
     times = []
-    for _ in range(20):
+    for _ in range(runs):
         tic = time.perf_counter()
         out = jax.block_until_ready(compiled(*args))
         times.append(time.perf_counter() - tic)
-    result = {"lower_s": lower_s, "compile_s": compile_s, "run_ms": 1e3 * float(np.median(times))}
-    if stage == "rollout":
-        result["X"] = np.asarray(out).tolist()
-    if stage == "mujoco":
-        result["X"] = np.asarray(jax.jit(lambda U: c.simulate(x0, U))(U)).tolist()
-    return result
+    return {"lower_s": lower_s, "compile_s": compile_s, "run_ms": 1e3 * float(np.median(times))}, compiled, out
 
 
 def jitted_step() -> None:
@@ -162,22 +171,8 @@ def three_sites(s, setting: str) -> dict:
         return jax.vmap(p.objective)(Us), p.objective(U), jax.vmap(p.objective)(Us[:3] * 2)
 
     args = (jnp.zeros((10, T, m)), jnp.zeros((T, m)))
-    tic = time.perf_counter()
-    lowered = jax.jit(f).lower(*args)
-    lower_s = time.perf_counter() - tic
-    tic = time.perf_counter()
-    compiled = lowered.compile()
-    compile_s = time.perf_counter() - tic
-    jax.block_until_ready(compiled(*args))
-    times = []
-    for _ in range(10):
-        tic = time.perf_counter()
-        jax.block_until_ready(compiled(*args))
-        times.append(time.perf_counter() - tic)
-    import numpy as np
-
-    return {"lower_s": lower_s, "compile_s": compile_s, "run_ms": 1e3 * float(np.median(times)),
-            "hlo_chars": len(compiled.as_text())}
+    result, compiled, _ = timed(f, args, 10)
+    return {**result, "hlo_chars": len(compiled.as_text())}
 
 
 def variant(s, system, name: str, setting: str) -> dict:
