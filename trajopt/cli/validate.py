@@ -146,7 +146,8 @@ def registry_rows(what: str) -> list[tuple[str, str]]:
 
 def static_registry_rows(what: str) -> Optional[list[tuple[str, str]]]:
     """`registry_rows` without importing anything: the registrations (``REG.register("name", Class)``, or a loop
-    ``for c in (A, B): REG.register(c.name, c)`` with ``name: ClassVar[str] = "..."``) and the docstrings are read
+    ``for c in (A, B): REG.register(c.name, c)`` with ``name: ClassVar[str] = "..."``, either under
+    ``if find_spec("extra") is not None:``) and the docstrings are read
     from the package's source with `ast`. None when the source holds anything else (the caller then imports);
     tests/test_performance.py checks it against `registry_rows`."""
     import ast
@@ -197,8 +198,24 @@ def static_registry_rows(what: str) -> Optional[list[tuple[str, str]]]:
                 raise LookupError("register")
             return True
 
-        for node in tree.body:
-            if isinstance(node, ast.Expr):
+        def installed(test) -> bool:
+            """``find_spec("pkg") is not None`` (a registration under an optional extra), evaluated without importing
+            the package; any other condition is left to the import."""
+            if (isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.IsNot)
+                    and isinstance(test.comparators[0], ast.Constant) and test.comparators[0].value is None
+                    and isinstance(test.left, ast.Call) and isinstance(test.left.func, ast.Name)
+                    and test.left.func.id == "find_spec" and len(test.left.args) == 1
+                    and isinstance(test.left.args[0], ast.Constant) and isinstance(test.left.args[0].value, str)):
+                from importlib.util import find_spec
+                return find_spec(test.left.args[0].value) is not None
+            raise LookupError("condition")
+
+        body = list(tree.body)
+        while body:
+            node = body.pop(0)
+            if isinstance(node, ast.If):  # registered only where an optional extra is installed
+                body[:0] = node.body if installed(node.test) else node.orelse
+            elif isinstance(node, ast.Expr):
                 registration(node.value)
             elif isinstance(node, ast.For) and isinstance(node.target, ast.Name) and isinstance(node.iter, ast.Tuple):
                 calls = [b.value for b in node.body if isinstance(b, ast.Expr)]
