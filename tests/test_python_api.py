@@ -25,7 +25,7 @@ def readme_python_block() -> str:
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
 
-def test_readme_python_example_runs_as_written(capsys):
+def test_readme_python_example_runs_as_written():
     namespace: dict = {}
     exec(compile(readme_python_block(), "README.md", "exec"), namespace)  # noqa: S102 - our own README
     results, fig = namespace["results"], namespace["fig"]
@@ -34,7 +34,6 @@ def test_readme_python_example_runs_as_written(capsys):
     for r in results.values():
         assert r.status == ["ok"] * 4
         assert np.all(r.final_cost < 0.2 * r.cost[:, 0])  # both variants cut the cost by more than 5x
-    assert "median final cost" in capsys.readouterr().out
 
 
 def test_example_script_is_the_readme_walkthrough(tmp_path):
