@@ -85,7 +85,7 @@ def _estimate(expansion, study, should_stop=None) -> tuple[list[dict], int]:
 
 def _dry_run(study, expansion, folder: Path, json_out: bool, quiet: bool, should_stop=None) -> None:
     from trajopt import runs
-    from trajopt.studies.file import label_value
+    from trajopt.studies.values import label_value
 
     try:
         est, total = _estimate(expansion, study, should_stop)

@@ -13,7 +13,8 @@ A study file with ``verb = "mpc"`` makes every cell a closed-loop run of its pro
 (`trajopt.closedloop.mpc`; `cells.run_closed_loop_cell`), with its own table columns (`cells.MPC_ROW_COLUMNS`), a
 figure against forward-step equivalents per control step for an ``mpc.iterations`` axis and best.csv.
 
-Modules: `file` (the study file and its validation), `expand` (its cells, their folders and fingerprints),
+Modules: `file` (the study file and its validation), `values` (its values: written as TOML, labelled, normalised,
+checked; seeds and names), `expand` (its cells, their folders and fingerprints),
 `cells` (run one cell: a pure function), `executors` (local, Ray), `runner` (skip finished cells, write each as it
 arrives), `store` (the study folder), `figures` (figures and the study's page), `suite_table` (a closed-loop
 study's table per problem x variant), `sources` (the files a problem names, hashed into its cells' fingerprints).

@@ -73,18 +73,19 @@ Cell folder names, fingerprints and the expansion into cells are `trajopt.studie
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 from trajopt.analysis import parse_grid
-from trajopt.limits import MAX_ITERATIONS, MAX_SEED, MAX_SEEDS
+from trajopt.limits import MAX_ITERATIONS
 from trajopt.overrides import apply_overrides
-from trajopt.overrides import key_type as problem_key_type
+from trajopt.studies.values import (  # noqa: F401  (toml_value, label_value, parse_seeds: re-exported, imported from here)
+    _check_key, _check_value, _describe, _names, _plain_key, _seeds, key_type, label_value, normalise, parse_seeds,
+    toml_value,
+)
 from trajopt.tomlio import SpecError, read_toml
 
 STUDY_KEYS = ("title", "description", "verb", "problems", "variants", "seeds", "iterations", "budget", "grid", "set",
@@ -104,49 +105,11 @@ MPC_UNREAD = {"solve.iterations": "a closed-loop cell takes mpc.iterations metho
               "solve.on_non_finite": "a closed-loop episode keeps a method's last finite step and counts non-finite "
                                      "plans (trajopt.closedloop.episode)"}
 CLOSED_LOOP_HEADS = ("mpc", "plant")  # tables only closed-loop cells read (and success, on a time-stepped problem)
-MPC_INT_KEYS = ("episode", "horizon", "replan_every", "iterations")
 MAX_CELLS = 10_000        # problems x variants x grid points
 MAX_ROWS = 1_000_000      # cells x seeds: rows of the study table
 MAX_STEPS = 10**9         # cells x seeds x iterations: history lines written (metrics.jsonl)
 RESOURCE_KEYS = ("num_cpus", "num_gpus", "retries")
 DEFAULT_RESOURCES = {"num_cpus": 1.0, "num_gpus": 0.0, "retries": 2}
-
-
-# ----------------------------------------------------------------------------------------------- values
-
-
-def toml_value(v: Any) -> str:
-    """A Python value as an inline TOML value (what a ``--set KEY=VALUE`` override's VALUE is)."""
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
-        if math.isnan(v):
-            return "nan"
-        if math.isinf(v):
-            return "inf" if v > 0 else "-inf"
-        return repr(v)
-    if isinstance(v, str):  # a TOML basic string: characters as they are (not as JSON's \uXXXX surrogate pairs)
-        return json.dumps(v, ensure_ascii=False).replace("\x7f", "\\u007f")
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(toml_value(x) for x in v) + "]"
-    if isinstance(v, Mapping):
-        return "{" + ", ".join(f"{_toml_key(k)} = {toml_value(x)}" for k, x in v.items()) + "}"
-    raise TypeError(f"cannot write {type(v).__name__} as TOML")
-
-
-def _toml_key(k: str) -> str:
-    return k if re.fullmatch(r"[A-Za-z0-9_-]+", k) else toml_value(k)
-
-
-def label_value(v: Any) -> str:
-    """A grid value as it appears in a cell's folder name and in messages (``1000``, ``31.6228``, ``adam``)."""
-    if isinstance(v, float):
-        return f"{v:.6g}"
-    if isinstance(v, str):
-        return v
-    return toml_value(v)
 
 
 # ----------------------------------------------------------------------------------------------- the file
@@ -231,74 +194,6 @@ class StudySpec:
         return out
 
 
-def _describe(v: Any) -> str:
-    return f"{type(v).__name__} {v!r}"
-
-
-def _seeds(value: Any, source: str, key: str) -> tuple:
-    """A count (seeds 0..N-1) or a list of distinct seed numbers, within the problem files' bounds (at most
-    `trajopt.limits.MAX_SEEDS` seeds, each in 0..`trajopt.limits.MAX_SEED`): checked before a range is built."""
-    allowed = f"a count >= 1 (at most {MAX_SEEDS:,}) or a list of distinct seed numbers >= 0 (at most {MAX_SEEDS:,}, each <= {MAX_SEED})"
-    if isinstance(value, bool):
-        raise SpecError(source, key, f"found {_describe(value)}, allowed: {allowed}")
-    if isinstance(value, int) and 1 <= value <= MAX_SEEDS:
-        return tuple(range(value))
-    if (isinstance(value, list) and 0 < len(value) <= MAX_SEEDS
-            and all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s <= MAX_SEED for s in value)
-            and len(set(value)) == len(value)):
-        return tuple(value)
-    shown = f"a list of {len(value):,}" if isinstance(value, list) and len(value) > 8 else _describe(value)
-    raise SpecError(source, key, f"found {shown}, allowed: {allowed}")
-
-
-def parse_seeds(text: str, source: str = "--seeds") -> tuple:
-    """``--seeds``: a count (``20``) or a comma-separated list (``0,3,7``)."""
-    text = text.strip()
-    try:
-        if len(text) > 2_000_000:
-            raise ValueError
-        value = [int(s) for s in text.split(",")] if "," in text else int(text)
-    except ValueError:
-        raise SpecError(source, "", f"found {text!r}, allowed: a count >= 1 or comma-separated seed numbers") from None
-    return _seeds(value, source, "")
-
-
-def _names(value: Any, source: str, key: str, what: str) -> tuple:
-    if (not isinstance(value, list) or not value or not all(isinstance(v, str) and v.strip() for v in value)):
-        raise SpecError(source, key, f"found {_describe(value)}, allowed: a non-empty list of {what}")
-    if len(set(value)) != len(value):
-        raise SpecError(source, key, f"found a repeated name in {value!r}, allowed: distinct {what}")
-    return tuple(value)
-
-
-def normalise(value: Any, key_type: type) -> Any:
-    """A grid or [set] value through its key's type, where that loses nothing: an integer of a float key is
-    that float (``10`` -> ``10.0``), an integral float of an integer key that integer (``1e2`` -> ``100``);
-    anything else as it is (the problem's own validation judges it)."""
-    if isinstance(value, bool):
-        return value
-    if key_type is float and isinstance(value, int):
-        return float(value)
-    if key_type is int and isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
-        return int(value)
-    return value
-
-
-def key_type(raw: Mapping, key: str) -> type:
-    """The Python type a dotted key takes in a problem file: `trajopt.overrides.key_type`, and the closed-loop
-    tables' keys (``mpc.episode``, ``horizon``, ``replan_every``, ``iterations`` and ``success.hold`` integers,
-    ``mpc.warm_start`` a string, ``plant.NAME`` the type of the system's parameter NAME; ``plant.scale.NAME`` and
-    ``plant.state_noise`` numbers, as unknown keys are)."""
-    parts = key.split(".")
-    if parts[0] == "mpc" and len(parts) == 2:
-        return int if parts[1] in MPC_INT_KEYS else (str if parts[1] == "warm_start" else float)
-    if parts[0] == "plant" and len(parts) == 2 and parts[1] not in ("state_noise", "scale", "disturbance"):
-        return problem_key_type(raw, f"system.{parts[1]}")
-    if parts == ["success", "hold"]:
-        return int
-    return problem_key_type(raw, key)
-
-
 def _axis(key: str, value: Any, key_type: type, source: str) -> Axis:
     where = f"grid.{key}"
     if isinstance(value, str):
@@ -339,37 +234,6 @@ def _axis(key: str, value: Any, key_type: type, source: str) -> Axis:
                             f"{same}, allowed: distinct values")
         seen[text] = i
     return Axis(key=key, values=tuple(values), log=bool(log))
-
-
-MAX_DEPTH = 32  # nesting of a [set], [grid] or [variant] value (lists and tables in lists and tables)
-
-
-def _check_value(value: Any, source: str, where: str, depth: int = 0) -> None:
-    """A value a study passes on as an override: booleans, numbers, strings, and lists and tables of them (not a
-    TOML date or time, which no problem key takes), nested at most `MAX_DEPTH` deep."""
-    if depth > MAX_DEPTH:
-        raise SpecError(source, where, f"found a value nested deeper than {MAX_DEPTH} levels, allowed: at most {MAX_DEPTH}")
-    if isinstance(value, (list, tuple)):
-        for v in value:
-            _check_value(v, source, where, depth + 1)
-    elif isinstance(value, Mapping):
-        for v in value.values():
-            _check_value(v, source, where, depth + 1)
-    elif not isinstance(value, (bool, int, float, str)):
-        raise SpecError(source, where, f"found {_describe(value)}, allowed: numbers, strings, booleans, and lists "
-                        "and tables of them")
-
-
-def _plain_key(part: str) -> bool:
-    """One component of a dotted key path that an override ``KEY.PATH=VALUE`` carries as written."""
-    return bool(part) and part == part.strip() and "." not in part and "=" not in part
-
-
-def _check_key(key: str, source: str, where: str) -> None:
-    """A [grid]/[set] key: a dotted path of non-empty components without '=' or surrounding spaces."""
-    if not all(_plain_key(p) for p in key.split(".")):
-        raise SpecError(source, where, f"found the key {key!r}, allowed: a dotted key path such as "
-                        "\"system.stiffness\" (non-empty parts, no '=' and no surrounding spaces)")
 
 
 def _run_key(key: str, source: str, where: str, verb: str = "compare", iterations_set: bool = False,

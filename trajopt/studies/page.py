@@ -20,7 +20,7 @@ import numpy as np
 
 from trajopt.stats import nan_band
 from trajopt.studies.expand import folder_names
-from trajopt.studies.file import label_value, toml_value
+from trajopt.studies.values import label_value, toml_value
 from trajopt.studies.suite_table import TABLE_HEAD, row_texts, suite_rows
 
 BUDGET_KEY = "mpc.iterations"  # a closed-loop study's compute-budget axis: also drawn against FSE per control step

@@ -28,7 +28,7 @@ from typing import Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 
-from trajopt.studies.file import label_value
+from trajopt.studies.values import label_value
 
 RESAMPLES = 10_000
 TABLE_HEAD = ("task", "planner", "median cost [IQR]", "success [bootstrap 95 %]", "FSE / control step",
