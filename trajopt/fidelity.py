@@ -24,16 +24,24 @@ mjx system itself when the cell's problem is loaded (`trajopt.systems.mjx.stable
 one-dimensional gradient), relative error |g - r| / |r|. A stochastic oracle is drawn ``repeats`` times (keys
 fold_in(key, r)); a deterministic one once. `spread` gives the median and the quartiles over the repeats.
 
-**The grid.** `measure` computes a grid's rows and references (what ``trajopt fidelity`` prints and writes),
-compiling each estimate once (`timed`: its compile and run seconds are in the rows).
+**The grid.** `measure` computes a grid's rows and references (what ``trajopt fidelity`` prints and writes, and what
+a ``verb = "fidelity"`` study cell computes for its grid point, `trajopt.studies.cells.run_fidelity_cell`), compiling
+each estimate once (`timed`: its compile and run seconds are in the rows). A grid's cell is `grid_cell` of a problem
+spec loaded with `cell_overrides`; `fine_timestep` is the fine reference's step; `flat_row` and `csv_text` are the
+table's rows as fidelity.csv holds them (`CSV_COLUMNS`).
 
 **Memory.** `working_set` bounds the bytes one estimate holds: the rollouts it runs side by side times their states
 (T x (n + m) x 8 bytes each), plus, for every rollout it differentiates, the per-step Jacobians [n, n + m] a
-forward-mode MJX step keeps for the backward pass, or, in reverse mode, the step's saved mjx.Data per physics step.
+forward-mode MJX step keeps for the backward pass, or, in reverse mode, the step's saved mjx.Data per physics step;
+`memory_needs` lists it for each estimate of a cell (the command and a study refuse a cell over
+`trajopt.preflight.MAX_WORKING_SET`).
 """
 
 from __future__ import annotations
 
+import csv
+import dataclasses
+import io
 import math
 import time
 from typing import Any, Callable, Mapping, Optional, Sequence
@@ -43,10 +51,18 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
+from trajopt.oracles import ORACLES
+from trajopt.registry import UnknownName
+
 FD_STEP = float(np.finfo(np.float64).eps) ** (1.0 / 3.0)  # ≈ 6.06e-6
 FD_CHECK = 10.0  # the check step is FD_CHECK x the reference step
 FD_AGREE = 0.01  # the two must agree to 1% (relative) for the reference to be trusted
 PERIOD_RTOL = 1e-9  # P / h within this relative distance of an integer counts as an integer
+METRICS = ("cos_fd", "rel_fd", "cos_fine", "rel_fine")
+CSV_COLUMNS = (("point", "solref", "timestep", "steps", "oracle", "repeats", "value", "gradient")
+               + tuple(f"{m}_{s}" for m in METRICS for s in ("median", "q25", "q75"))
+               + ("fd_agreement", "fd_trusted", "fine_fd_agreement", "compile_seconds", "run_seconds"))
+MAX_SHOWN = 4  # a gradient of at most this many entries is written into the table as numbers
 
 
 class CellError(ValueError):
@@ -98,6 +114,55 @@ def cell_overrides(system: Any, timestep: Optional[float], solref: Optional[Sequ
                             "stiffness")
         out.append(f"system.solref=[{float(solref[0])!r}, {float(solref[1])!r}]")
     return out
+
+
+def solref_label(system: Any) -> str:
+    """The system's contact stiffness as a table shows it: its solref "timeconst,dampratio" (``%g``), or "model"
+    (the model's own, or a system without an MJX solref)."""
+    from trajopt.systems.mjx_contact import mjx_system
+
+    sim = mjx_system(system)
+    if sim is None or not sim.solref:
+        return "model"
+    return ",".join(f"{v:g}" for v in sim.solref)
+
+
+def system_timestep(system: Any) -> float:
+    """The MJX time step of the system (its simulator's), else its ``dt`` (NaN without one)."""
+    from trajopt.systems.mjx_contact import mjx_system
+
+    sim = mjx_system(system)
+    return float(sim.timestep) if sim is not None else float(getattr(system, "dt", math.nan))
+
+
+def grid_cell(spec: Any, problem: Any) -> dict:
+    """A cell of `measure`'s grid: {spec, problem, label, timestep, solref, steps} of a problem spec (loaded with
+    the cell's `cell_overrides`) and its problem; ``steps`` the physics steps of one rollout."""
+    T, substeps, _, _ = rollout_shape(problem, spec.system)
+    h, sr = system_timestep(spec.system), solref_label(spec.system)
+    return {"spec": spec, "problem": problem, "label": f"timestep {h:g}, solref {sr}", "timestep": h, "solref": sr,
+            "steps": T * substeps}
+
+
+def oracle_refusal(name: str) -> Optional[str]:
+    """Why ``name`` cannot be measured (one sentence: found, allowed), or None: a registered oracle or a
+    module:Class one, not ``fd`` (finite differences are the reference every oracle is measured against)."""
+    if name == "fd":
+        return ("found 'fd', allowed: the other oracles (finite differences are the reference every oracle is "
+                "measured against)")
+    try:
+        ORACLES.get(name)
+    except UnknownName as e:
+        return str(e)
+    return None
+
+
+def fine_timestep(reference: Optional[float], timesteps: Sequence[float]) -> Optional[float]:
+    """The fine reference's time step: None for none, the finest of ``timesteps`` / 4 for "auto" (``reference`` < 0,
+    as ``--reference-timestep auto``), else ``reference``."""
+    if reference is None:
+        return None
+    return reference if reference > 0 else min(timesteps) / 4
 
 
 def rollout_shape(problem: Any, system: Any) -> tuple[int, int, int, int]:
@@ -155,6 +220,22 @@ def oracle_batch(oracle: Any, problem: Any, repeats: int) -> tuple[int, int]:
         rollouts, backward = 1, 1
     r = 1 if getattr(oracle, "deterministic", False) else repeats
     return r * int(rollouts), r * int(backward)
+
+
+def memory_needs(problem: Any, system: Any, oracles: Mapping[str, Any], repeats: int) -> dict[str, int]:
+    """{what: bytes} one estimate of a cell holds at once (`working_set`): the finite-difference reference (4 d
+    rollouts: the reference and its check) and each oracle's ``repeats`` draws (`oracle_batch`)."""
+    needs = {"the finite-difference reference (4 x d rollouts)": working_set(problem, system, 4 * problem.dimension, 0)}
+    for name, o in oracles.items():
+        rollouts, backward = oracle_batch(o, problem, repeats)
+        needs[f"oracle {name} ({rollouts:,} rollouts, {backward:,} differentiated)"] = working_set(
+            problem, system, rollouts, backward)
+    return needs
+
+
+def oracle_config(oracle: Any) -> dict:
+    """An oracle's fields (its dataclass's), as fidelity.json's ``oracle_config`` records them."""
+    return {f.name: getattr(oracle, f.name) for f in dataclasses.fields(oracle)} if dataclasses.is_dataclass(oracle) else {}
 
 
 # ------------------------------------------------------------------------------------------------- estimates
@@ -317,3 +398,28 @@ def measure(key: Array, grid: Sequence[Sequence[Mapping]], fines: Sequence[Optio
                     entry = oracle_row(grads, values, fd, fine_ref)
                     rows.append({**common, "oracle": name, **entry, "compile_seconds": c_s, "run_seconds": r_s})
     return rows, references
+
+
+# ------------------------------------------------------------------------------------------------- the table
+
+
+def flat_row(row: Mapping) -> dict:
+    """A row of `measure` as fidelity.csv holds it (`CSV_COLUMNS`): each metric's median and quartiles as columns,
+    the median gradient as numbers where it has at most `MAX_SHOWN` entries (None otherwise)."""
+    out = {k: row.get(k) for k in CSV_COLUMNS if not any(k.startswith(m + "_") for m in METRICS)}
+    for m in METRICS:
+        for s in ("median", "q25", "q75"):
+            out[f"{m}_{s}"] = row[m][s] if m in row else None
+    g = row.get("gradient")
+    out["gradient"] = " ".join(f"{v:.10g}" for v in g) if g is not None and len(g) <= MAX_SHOWN else None
+    return out
+
+
+def csv_text(rows: Sequence[Mapping]) -> str:
+    """fidelity.csv's text: a header of `CSV_COLUMNS` and one line per row (`flat_row`; None as empty)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(CSV_COLUMNS), lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if v is None else v) for k, v in flat_row(row).items()})
+    return buffer.getvalue()

@@ -1,7 +1,8 @@
 """The `trajopt fidelity` figure: each oracle's gradient error against the time step.
 
 Drawn from the rows `trajopt fidelity` writes (fidelity.json's ``rows``) as a `matplotlib.figure.Figure`; save with
-`trajopt.plots.save_figure`.
+`trajopt.plots.save_figure`. A fidelity study draws the same figure per problem from its table's rows
+(`trajopt.studies.figures.fidelity_figures`), against its grid's axis.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from trajopt.plots import _new_figure, oracle_colour, plain, set_title
 REFERENCES = {"fd": "vs finite differences at the same time step", "fine": "vs the exact gradient at the fine time step"}
 
 
-def fidelity_figure(rows: Sequence[Mapping], oracles: Sequence[str], title: str = ""):
+def fidelity_figure(rows: Sequence[Mapping], oracles: Sequence[str], title: str = "", x: str = "timestep",
+                    xlabel: str = "time step (s)"):
     """Relative error |g - r| / |r| (median over repeats, line; interquartile range, band) against the time step
     (log-log), one line per oracle; one column per reference present (finite differences at the cell's own step,
     the fine-step exact gradient), one row per stiffness (solref) and point. A cell whose finite-difference
@@ -27,6 +29,7 @@ def fidelity_figure(rows: Sequence[Mapping], oracles: Sequence[str], title: str 
         rows: dicts with keys point, solref, timestep, oracle, fd_trusted and rel_fd / rel_fine {median, q25, q75}.
         oracles: the oracles, in legend order.
         title: the figure title.
+        x, xlabel: the rows' key drawn on the x axis (log scale where all its values are > 0) and its label.
     """
     groups = sorted({(str(r["point"]), str(r["solref"])) for r in rows}, key=lambda g: (g[0], g[1]))
     refs = [k for k in REFERENCES if any(f"rel_{k}" in r for r in rows)] or ["fd"]
@@ -39,10 +42,10 @@ def fidelity_figure(rows: Sequence[Mapping], oracles: Sequence[str], title: str 
             names = list(oracles) + (["fd"] if ref == "fine" else [])
             for i, name in enumerate(names):
                 mine = sorted((r for r in cell_rows if r["oracle"] == name and f"rel_{ref}" in r),
-                              key=lambda r: r["timestep"])
+                              key=lambda r: r[x])
                 if not mine:
                     continue
-                h = np.array([r["timestep"] for r in mine], float)
+                h = np.array([r[x] for r in mine], float)
                 med = np.array([r[f"rel_{ref}"]["median"] for r in mine], float)
                 lo = np.array([r[f"rel_{ref}"]["q25"] for r in mine], float)
                 hi = np.array([r[f"rel_{ref}"]["q75"] for r in mine], float)
@@ -55,10 +58,11 @@ def fidelity_figure(rows: Sequence[Mapping], oracles: Sequence[str], title: str 
                 shown = trusted if ref == "fd" else np.ones_like(trusted)
                 ax.plot(h[shown], med[shown], "o", color=colour, ms=4)
                 ax.plot(h[~shown], med[~shown], "o", mfc="none", color=colour, ms=6)
-            ax.set_xscale("log")
+            if all(float(r[x]) > 0 for r in cell_rows):
+                ax.set_xscale("log")
             if np.any([r.get(f"rel_{ref}", {}).get("median", np.nan) > 0 for r in cell_rows]):
                 ax.set_yscale("log")
-            ax.set_xlabel("time step (s)")
+            ax.set_xlabel(xlabel)
             ax.set_ylabel("relative error |g − r| / |r|")
             ax.grid(True, which="both", alpha=0.3)
             ax.set_title(plain(f"{REFERENCES[ref]}" + (f"\nsolref {solref}" if solref != "model" else "")

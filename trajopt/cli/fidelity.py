@@ -20,8 +20,6 @@ whose estimates would hold more than `trajopt.preflight.MAX_WORKING_SET` bytes a
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import sys
@@ -39,11 +37,7 @@ from trajopt.cli._common import (
 )
 
 FIDELITY_JSON, FIDELITY_CSV, FIDELITY_FIGURE = "fidelity.json", "fidelity.csv", "fidelity.png"
-METRICS = ("cos_fd", "rel_fd", "cos_fine", "rel_fine")
-CSV_COLUMNS = (("point", "solref", "timestep", "steps", "oracle", "repeats", "value", "gradient")
-               + tuple(f"{m}_{s}" for m in METRICS for s in ("median", "q25", "q75"))
-               + ("fd_agreement", "fd_trusted", "fine_fd_agreement", "compile_seconds", "run_seconds"))
-MAX_SHOWN = 4  # a gradient of at most this many entries is written into the table as numbers
+# the table's columns and rows: trajopt.fidelity.CSV_COLUMNS, flat_row, csv_text (imported with the library)
 
 
 def _numbers(text: str, flag: str, example: str) -> list[float]:
@@ -103,29 +97,6 @@ def parse_reference(text: str) -> Optional[float]:
     return h
 
 
-def _solref_label(system) -> str:
-    from trajopt.systems.mjx_contact import mjx_system
-
-    sim = mjx_system(system)
-    if sim is None or not sim.solref:
-        return "model"
-    return ",".join(f"{v:g}" for v in sim.solref)
-
-
-def _timestep(system) -> float:
-    from trajopt.systems.mjx_contact import mjx_system
-
-    sim = mjx_system(system)
-    return float(sim.timestep) if sim is not None else float(getattr(system, "dt", math.nan))
-
-
-def _steps(problem, system) -> int:
-    from trajopt.fidelity import rollout_shape
-
-    T, substeps, _, _ = rollout_shape(problem, system)
-    return T * substeps
-
-
 def _default_out(spec) -> Path:
     return Path("runs") / spec.name / f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-fidelity"
 
@@ -133,39 +104,14 @@ def _default_out(spec) -> Path:
 def _check_memory(cell: dict, oracles: dict, repeats: int, flag: str) -> None:
     """Exit 2 when one estimate of the cell (an oracle's repeats, or the finite-difference reference) would hold more
     than MAX_WORKING_SET bytes at once (`trajopt.fidelity.working_set`)."""
-    from trajopt.fidelity import oracle_batch, working_set
+    from trajopt.fidelity import memory_needs
     from trajopt.preflight import MAX_WORKING_SET
 
-    prob, system = cell["problem"], cell["spec"].system
-    needs = {"the finite-difference reference (4 x d rollouts)": working_set(prob, system, 4 * prob.dimension, 0)}
-    for name, o in oracles.items():
-        rollouts, backward = oracle_batch(o, prob, repeats)
-        needs[f"oracle {name} ({rollouts:,} rollouts, {backward:,} differentiated)"] = working_set(
-            prob, system, rollouts, backward)
-    for what, size in needs.items():
+    for what, size in memory_needs(cell["problem"], cell["spec"].system, oracles, repeats).items():
         if size > MAX_WORKING_SET:
             raise fail(f"{flag}: the cell {cell['label']} needs {size:.3g} bytes at once for {what}; allowed: at most "
                        f"{MAX_WORKING_SET:.3g} bytes ({MAX_WORKING_SET >> 30} GiB): fewer --repeats, a larger time "
                        "step, a shorter horizon or duration")
-
-
-def _flat(row: dict) -> dict:
-    out = {k: row.get(k) for k in CSV_COLUMNS if not any(k.startswith(m + "_") for m in METRICS)}
-    for m in METRICS:
-        for s in ("median", "q25", "q75"):
-            out[f"{m}_{s}"] = row[m][s] if m in row else None
-    g = row.get("gradient")
-    out["gradient"] = " ".join(f"{v:.10g}" for v in g) if g is not None and len(g) <= MAX_SHOWN else None
-    return out
-
-
-def _csv_text(rows: list[dict]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(CSV_COLUMNS), lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: ("" if v is None else v) for k, v in _flat(row).items()})
-    return buffer.getvalue()
 
 
 @app.command()
@@ -196,7 +142,10 @@ def fidelity(
     """Gradient fidelity: each oracle against finite differences and a fine-time-step gradient, over time step and
     contact stiffness; writes fidelity.json, fidelity.csv and fidelity.png."""
     from trajopt import spec as spec_mod
-    from trajopt.fidelity import FD_AGREE, FD_CHECK, FD_STEP, CellError, cell_overrides, timestep_system
+    from trajopt.fidelity import (
+        FD_AGREE, FD_CHECK, FD_STEP, CellError, cell_overrides, csv_text, fine_timestep, grid_cell, oracle_config,
+        timestep_system,
+    )
 
     hs = parse_timesteps(timesteps)
     srs = parse_solrefs(solrefs)
@@ -234,11 +183,7 @@ def fidelity(
         except spec_mod.SpecError as e:  # the mjx system refuses a time step beyond its contacts' rule: name the flag
             named = "--solrefs" if h is None and flag == "--timesteps" else flag
             raise fail(f"{named}: {e.message}" if e.key in ("system.timestep", "system.solref") else str(e)) from None
-        label = f"timestep {_timestep(s.system):g}, solref {_solref_label(s.system)}"
-        c = {"spec": s, "problem": s.problem() if extra else prob, "label": label, "timestep": _timestep(s.system),
-             "solref": _solref_label(s.system)}
-        c["steps"] = _steps(c["problem"], s.system)
-        return c
+        return grid_cell(s, s.problem() if extra else prob)
 
     grid = [[cell(h, sr, "--timesteps") for h in (hs or [None])] for sr in (srs or [None])]
     for row in grid:
@@ -246,7 +191,7 @@ def fidelity(
             _check_memory(c, spec.oracles, repeats, "--repeats")
     fines: list = [None] * len(grid)
     if fine_h is not None and timestep_system(spec.system) is not None:
-        h_ref = fine_h if fine_h > 0 else min(c["timestep"] for row in grid for c in row) / 4
+        h_ref = fine_timestep(fine_h, [c["timestep"] for row in grid for c in row])
         fines = [cell(h_ref, sr, "--reference-timestep") for sr in (srs or [None])]
         for f in fines:
             _check_memory(f, {"exact": _exact()}, 1, "--reference-timestep")
@@ -273,7 +218,7 @@ def fidelity(
                                     "step" + (f" ({repeats} repeats of the stochastic oracles)" if drawn else "")),
                     figure)
         report = {"problem": spec.name, "source": spec.source, "title": title, "at": at, "oracles": list(spec.oracles),
-                  "oracle_config": {n: _config(o) for n, o in spec.oracles.items()}, "repeats": repeats,
+                  "oracle_config": {n: oracle_config(o) for n, o in spec.oracles.items()}, "repeats": repeats,
                   "key": spec.solve.key, "timesteps": [c["timestep"] for c in grid[0]],
                   "solrefs": [row[0]["solref"] for row in grid], "reference_timestep": h_ref,
                   "fd_step": eps, "fd_check": FD_CHECK * eps, "fd_agree": FD_AGREE,
@@ -281,7 +226,7 @@ def fidelity(
 
         def write(status):
             report["status"] = status
-            runs.atomic_write_bytes(out_dir / FIDELITY_CSV, _csv_text(rows).encode())
+            runs.atomic_write_bytes(out_dir / FIDELITY_CSV, csv_text(rows).encode())
             runs.atomic_write_bytes(out_dir / FIDELITY_JSON, runs.dumps_json(report).encode())
 
         status = write_final(write)
@@ -297,12 +242,6 @@ def _exact():
     from trajopt.oracles import ORACLES
 
     return ORACLES.get("exact")()
-
-
-def _config(oracle) -> dict:
-    import dataclasses
-
-    return {f.name: getattr(oracle, f.name) for f in dataclasses.fields(oracle)} if dataclasses.is_dataclass(oracle) else {}
 
 
 def _oracle_names(text: Optional[str], spec) -> list[str]:

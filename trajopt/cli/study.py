@@ -53,6 +53,7 @@ def _estimate(expansion, study, should_stop=None) -> tuple[list[dict], int]:
     replans x seeds, its step on the horizon-H problem); the study's total. ``should_stop`` is polled between
     configurations (raises _Stopped)."""
     from trajopt.studies import step_counts
+    from trajopt.studies.cells import fidelity_counts
 
     cache: dict = {}
     rows, total = [], 0
@@ -61,6 +62,11 @@ def _estimate(expansion, study, should_stop=None) -> tuple[list[dict], int]:
             rows.append({"cell": c, "per_step": None, "total": 0})
             continue
         spec = expansion.specs[c.index]
+        if c.verb == "fidelity":  # every estimate of the cell, counted from the oracles' plans (nothing compiles)
+            counts = fidelity_counts(c, spec)
+            total += counts["rollouts"]
+            rows.append({"cell": c, "per_step": counts["gradients"], "total": counts["rollouts"]})
+            continue
         key = (c.problem, c.variant, json.dumps(spec.variants[c.variant].table, sort_keys=True, default=str),
                spec.task.horizon, json.dumps(spec.raw_task, sort_keys=True, default=str),  # n_eval of a policy
                spec.closed_loop.mpc.settings.horizon if c.verb == "mpc" else None)
@@ -103,6 +109,9 @@ def _dry_run(study, expansion, folder: Path, json_out: bool, quiet: bool, should
     if quiet:
         return
     keys = [a.key for a in study.grid]
+    if study.fidelity:
+        _fidelity_dry_run(study, expansion, est, total, folder)
+        return
     points = len(expansion.cells) // max(1, len(study.problems) * len(study.variants))
     if study.closed_loop:
         gridded = any(a.key == "mpc.iterations" for a in study.grid)
@@ -142,6 +151,32 @@ def _dry_run(study, expansion, folder: Path, json_out: bool, quiet: bool, should
         shown = "; ".join(labels[:4]) + (f"; ... ({len(labels)} cells)" if len(labels) > 4 else "")
         out.print(f"[yellow]invalid, recorded as failed:[/] {escape(shown)}: {escape(message)}", highlight=False,
                   soft_wrap=True)
+    out.print(f"total: {total:,} rollouts; nothing written (study folder would be [bold]{escape(str(folder))}[/])")
+
+
+def _fidelity_dry_run(study, expansion, est, total: int, folder: Path) -> None:
+    """The dry run's table of a fidelity study: a cell per problem x grid point, each holding every oracle."""
+    from trajopt.studies.values import label_value
+
+    keys = [a.key for a in study.grid]
+    points = len(expansion.cells) // max(1, len(study.problems))
+    ref = "none" if study.reference_timestep is None else ("auto (the finest cell's time step / 4)"
+                                                           if study.reference_timestep < 0 else f"{study.reference_timestep:g}")
+    table = Table(title=escape(f"{study.title}: {len(expansion.cells)} fidelity cells ({len(study.problems)} problems x "
+                               f"{points} grid points), each: oracles {', '.join(study.variants)} x {len(study.seeds)} "
+                               f"repeats at U0, fine reference {ref}, fd step {study.fd_step:g}"),
+                  title_justify="left", caption="rollouts: the cell's estimates (finite differences and their check: 4 d; "
+                  "each oracle's draws; the fine reference's 1 + 4 d at its step); gradients: the differentiated ones",
+                  caption_justify="left")
+    for col in ("#", "problem", *keys, "valid", "fine step", "rollouts", "gradients"):
+        table.add_column(escape(col), justify="left" if col in ("problem", "valid") else "right")
+    for e in est:
+        c = e["cell"]
+        fine = (c.fidelity or {}).get("reference_timestep")
+        table.add_row(str(c.index), escape(c.problem), *[escape(label_value(v)) for _, v in c.point],
+                      "yes" if c.error is None else "[red]no[/]", "-" if fine is None else f"{fine:g}",
+                      f"{e['total']:,}", fmt(e["per_step"]))
+    out.print(table)
     out.print(f"total: {total:,} rollouts; nothing written (study folder would be [bold]{escape(str(folder))}[/])")
 
 
@@ -277,7 +312,12 @@ def _run_locked(study, expansion, folder, ex, resume, retry_failed, address, jso
     def on_cell(cell, outcome, done, total):
         if not show:
             return
-        if outcome.status == "ok":
+        if outcome.status == "ok" and study.fidelity:
+            errors = ", ".join(f"{r['variant']} {fmt(r.get('rel_fd_median'))}" for r in outcome.rows
+                               if r["variant"] != "fd")
+            err.print(f"[{done}/{total}] {escape(cell.label)}: median relative error vs fd: {escape(errors)}",
+                      highlight=False, soft_wrap=True)
+        elif outcome.status == "ok":
             import numpy as np
 
             from trajopt.stats import nan_median

@@ -21,6 +21,12 @@ seed:
     realtime_factor                  seed, no batching: what a controller runs), on the host that ran the cell
     run_seconds, compile_seconds     the cell's batched episode (shared by its seeds: they ran as one vmap)
     error                            a failed cell's message
+
+A fidelity cell (``verb = "fidelity"``) is one `trajopt.fidelity.measure` call on its grid point, exactly what
+``trajopt fidelity PROBLEM --oracles O --repeats R`` computes for that cell at U0 (`run_fidelity_cell`); its rows
+(`FIDELITY_ROW_COLUMNS`) are fidelity.csv's, one per oracle (and one for the finite-difference reference ``fd``
+against the fine one, where there is a fine reference), its ``variant`` the oracle, with the cell's ``horizon``,
+``reference_timestep`` and a ``status``: "ok", or "non_finite" where the estimate's norm is not finite.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from trajopt import fidelity as fidelity_lib  # measure, looked up when called (tests count its calls)
 from trajopt.studies.expand import Cell
 
 # Columns of the study table, in order; the grid keys come between ``variant`` and ``seed``.
@@ -43,14 +50,18 @@ MPC_ROW_COLUMNS = ("seed", "status", "closed_loop_cost", "success", "rollouts_pe
                    "linearizations_per_step", "forward_equivalents_per_step", "plan_failures", "plan_seconds_p50", "plan_seconds_p95",
                    "plan_seconds_max", "deadline_miss_rate", "realtime_factor", "run_seconds", "compile_seconds",
                    "error")
+FIDELITY_ROW_COLUMNS = ("horizon", "reference_timestep", "status", *fidelity_lib.CSV_COLUMNS, "error")
 CELL_OK, CELL_FAILED, CELL_INTERRUPTED = "ok", "failed", "interrupted"
 
 
 def row_columns(verb: str = "compare", budget: bool = False) -> tuple:
     """The per-seed columns of a study's rows: `ROW_COLUMNS` (with a ``budget``, ``forward_equivalents`` after
-    ``gradients``: what the seed spent), or a closed-loop study's `MPC_ROW_COLUMNS`."""
+    ``gradients``: what the seed spent), a closed-loop study's `MPC_ROW_COLUMNS`, or a fidelity study's per-oracle
+    `FIDELITY_ROW_COLUMNS` (its ``timestep`` and ``solref`` are the grid's where the grid has them)."""
     if verb == "mpc":
         return MPC_ROW_COLUMNS
+    if verb == "fidelity":
+        return FIDELITY_ROW_COLUMNS
     at = ROW_COLUMNS.index("gradients") + 1
     return ROW_COLUMNS[:at] + ("forward_equivalents",) + ROW_COLUMNS[at:] if budget else ROW_COLUMNS
 
@@ -97,6 +108,8 @@ def cell_rows(cell: Cell, result=None, error: Optional[str] = None) -> list[dict
     initial cost, the simulator calls it spent, and the cell's run and compile seconds (shared by its seeds: they
     ran as one vmap). Without one: status "failed", the costs None and ``error``.
     """
+    if cell.verb == "fidelity":
+        return fidelity_cell_rows(cell, error=error)
     if cell.verb == "mpc":  # a closed-loop result's rows need its step costs too: mpc_cell_rows
         if result is not None:
             raise ValueError("cell_rows: a closed-loop cell's rows with a result are mpc_cell_rows(cell, result, step_costs)")
@@ -178,6 +191,8 @@ def run_cell(cell: Cell, should_stop: Optional[Callable[[], bool]] = None, *, hi
         return CellOutcome(cell.index, CELL_FAILED, cell_rows(cell, error=cell.error), error=cell.error)
     if cell.verb == "mpc":
         return run_closed_loop_cell(cell)
+    if cell.verb == "fidelity":
+        return run_fidelity_cell(cell, should_stop)
     on_disk = False
     try:
         import jax
@@ -373,3 +388,94 @@ def step_counts(cell: Cell) -> dict:
 
     r, g = one(key)
     return {"rollouts": int(np.asarray(r)), "gradients": int(np.asarray(g))}
+
+
+def fidelity_oracles(cell: Cell) -> list[str]:
+    """The ``variant`` of each row of a fidelity cell, in order: ``fd`` first where the cell has a fine reference
+    (the cell's own finite differences against it), then the study's oracles (`trajopt.fidelity.measure`'s order)."""
+    settings = cell.fidelity or {}
+    return (["fd"] if settings.get("reference_timestep") is not None else []) + list(settings.get("oracles", []))
+
+
+def fidelity_cell_rows(cell: Cell, rows=None, horizon: Optional[int] = None, error: Optional[str] = None) -> list[dict]:
+    """A fidelity cell's rows: problem, variant (the oracle), each grid key, then `FIDELITY_ROW_COLUMNS` (the grid's
+    ``timestep`` and ``solref`` where it has them: the cell's own values). With ``rows`` (`trajopt.fidelity.measure`'s)
+    their numbers (`trajopt.fidelity.flat_row`); without, one failed row per oracle with ``error``."""
+    point = {k: v for k, v in cell.point}
+    base = {"problem": cell.problem, **point, "reference_timestep": (cell.fidelity or {}).get("reference_timestep")}
+    if rows is None:
+        empty = {k: None for k in FIDELITY_ROW_COLUMNS if k not in base and k not in point}
+        return [{**empty, **base, "variant": o, "oracle": o, "status": CELL_FAILED, "error": error}
+                for o in fidelity_oracles(cell)]
+    out = []
+    for r in rows:
+        flat = {k: v for k, v in fidelity_lib.flat_row(r).items() if k not in point}
+        norm = r.get("norm", {}).get("median")
+        status = "ok" if norm is not None and math.isfinite(norm) else "non_finite"
+        out.append({**base, "variant": r["oracle"], "horizon": horizon, "status": status, **flat, "error": error})
+    return out
+
+
+def run_fidelity_cell(cell: Cell, should_stop: Optional[Callable[[], bool]] = None) -> CellOutcome:
+    """Run one fidelity cell: its problem at the grid point (the cell's spec, `trajopt.fidelity.cell_overrides`
+    among its overrides), the fine reference's (where the cell has one), then `trajopt.fidelity.measure` at U0 with
+    the problem's solve.key, the study's repeats and finite-difference step: what ``trajopt fidelity`` computes for
+    the cell. The outcome's ``summary`` is the cell's fidelity.json (the command's keys, with ``study_cell``); a
+    stop request between estimates returns an interrupted outcome (nothing is kept)."""
+    try:
+        import jax
+
+        from trajopt import spec as spec_mod
+
+        settings = cell.fidelity
+        spec = cell_spec(cell)
+        problem = spec.problem()
+        fine = None
+        if settings["reference_overrides"] is not None:
+            fine_spec = spec_mod.parse(spec_mod.apply_overrides(cell.doc, settings["reference_overrides"], cell.path),
+                                       cell.path)
+            fine = fidelity_lib.grid_cell(fine_spec, fine_spec.problem())
+        stopped: list = []
+
+        def stop() -> bool:
+            if should_stop is not None and should_stop():
+                stopped.append(True)
+            return bool(stopped)
+
+        rows, references = fidelity_lib.measure(
+            jax.random.PRNGKey(spec.solve.key), [[fidelity_lib.grid_cell(spec, problem)]], [fine],
+            [{"U": problem.U0, "oracle": None}], settings["repeats"], settings["fd_step"], should_stop=stop)
+        if stopped:
+            return CellOutcome(cell.index, CELL_INTERRUPTED, [])
+        eps = settings["fd_step"]
+        summary = {"problem": spec.name, "source": spec.source, "title": spec.title, "at": "init",
+                   "oracles": list(spec.oracles),
+                   "oracle_config": {n: fidelity_lib.oracle_config(o) for n, o in spec.oracles.items()},
+                   "repeats": settings["repeats"], "key": spec.solve.key, "timesteps": [rows[0]["timestep"]],
+                   "solrefs": [rows[0]["solref"]], "reference_timestep": settings["reference_timestep"], "fd_step": eps,
+                   "fd_check": fidelity_lib.FD_CHECK * eps, "fd_agree": fidelity_lib.FD_AGREE,
+                   "references": references, "rows": rows, "status": "complete",
+                   "study_cell": {"label": cell.label, "point": {k: v for k, v in cell.point},
+                                  "overrides": list(cell.overrides), "fingerprint": cell.fingerprint,
+                                  "files": dict(cell.files)}}
+        horizon = int(problem.shape[0]) if getattr(problem, "time_stepped", False) else None
+        return CellOutcome(cell.index, CELL_OK, fidelity_cell_rows(cell, rows, horizon), summary=summary)
+    except Exception as e:  # noqa: BLE001  (recorded in the table; the study goes on)
+        msg = f"{type(e).__name__}: {e}"
+        return CellOutcome(cell.index, CELL_FAILED, fidelity_cell_rows(cell, error=msg),
+                           error=msg + "\n" + traceback.format_exc(limit=3))
+
+
+def fidelity_counts(cell: Cell, spec) -> dict:
+    """What a fidelity cell runs, counted without compiling: {"rollouts": r, "gradients": g} of its estimates: the
+    finite-difference reference and its check (4 d rollouts), each oracle's repeats (`trajopt.fidelity.oracle_batch`)
+    and, with a fine reference, its exact gradient and finite differences (1 + 4 d, at the finer step)."""
+    problem = spec.problem()
+    d = int(problem.dimension)
+    rollouts, gradients = 4 * d, 0
+    for oracle in spec.oracles.values():
+        r, g = fidelity_lib.oracle_batch(oracle, problem, cell.fidelity["repeats"])
+        rollouts, gradients = rollouts + r, gradients + g
+    if cell.fidelity["reference_timestep"] is not None:
+        rollouts, gradients = rollouts + 1 + 4 * d, gradients + 1
+    return {"rollouts": rollouts, "gradients": gradients}

@@ -20,8 +20,12 @@ from dataclasses import dataclass, field
 from typing import Callable, Mapping, Optional, Sequence
 
 from trajopt import spec as spec_mod  # a cell's spec: spec_mod.parse, looked up when called (tests wrap it)
+from trajopt.fidelity import CellError, cell_overrides, fine_timestep, memory_needs, system_timestep, timestep_system
+from trajopt.oracles import ORACLES
 from trajopt.overrides import apply_overrides, iteration_overrides, unreached_override
+from trajopt.preflight import MAX_WORKING_SET, check_oracles
 from trajopt.studies.file import BUDGET_KEY, MAX_ROWS, MAX_STEPS, Axis, StudySpec, label_value, toml_value
+from trajopt.studies.values import FIDELITY_AXES
 from trajopt.studies.sources import SourceHashes
 from trajopt.tomlio import SpecError, read_toml
 
@@ -92,6 +96,9 @@ class Cell:
             at its second value, one per axis of two values or more (the budget's aside): the runs whose traced
             loops say which constants the grid varies (`trajopt.studies.cells.lift_positions`), which every cell of
             the grid then takes as inputs of one compiled program (`trajopt.programs`); () otherwise.
+        fidelity: a fidelity cell's (``verb = "fidelity"``, `fidelity_expand`) settings: {oracles, repeats, fd_step,
+            reference_timestep (None: no fine reference), reference_overrides (the fine reference's overrides, or
+            None)}; its ``variant`` is "fidelity", ``seeds`` the repeats' draws 0..R-1, ``iterations`` 0.
     """
 
     index: int
@@ -111,6 +118,7 @@ class Cell:
     step_costs: Optional[Mapping] = None
     budget: Optional[float] = None
     probes: tuple = ()
+    fidelity: Optional[Mapping] = None
 
     @property
     def label(self) -> str:
@@ -147,12 +155,13 @@ def _probes(grid: Sequence[Axis], point: tuple, overrides: tuple) -> tuple:
 
 def fingerprint(doc: Mapping, overrides: Sequence[str], variant: str, files: Optional[Mapping[str, str]] = None,
                 verb: str = "compare", budget: Optional[float] = None, step_costs: Optional[Mapping] = None,
-                probes: tuple = ()) -> str:
+                probes: tuple = (), fidelity: Optional[Mapping] = None) -> str:
     """sha256 of the problem document, the overrides, the variant, the verb and the content hashes of the files the
     problem names (``files``, `trajopt.studies.sources`; their paths are left out, so a moved study keeps its
     cells), and a budget cell's budget and step costs (ρ_b, ρ_l: where a seed stops): what determines a cell's
-    numbers. A problem that names no file hashes as it did before files were covered, and a compare cell without a
-    budget as it did before closed-loop cells and budgets existed."""
+    numbers; a fidelity cell's settings (``fidelity``: oracles, repeats, steps, the fine reference's overrides). A
+    problem that names no file hashes as it did before files were covered, and a compare cell without a budget as it
+    did before closed-loop cells and budgets existed."""
     content = {"doc": doc, "overrides": list(overrides), "variant": variant}
     if files:
         content["files"] = sorted(f"{k.partition(':')[0]}:{v}" for k, v in files.items())
@@ -160,6 +169,8 @@ def fingerprint(doc: Mapping, overrides: Sequence[str], variant: str, files: Opt
         content["verb"] = verb
     if probes:  # which constants its grid's program takes as inputs: a last bit can differ (trajopt.programs)
         content["probes"] = [list(p) for p in probes]
+    if fidelity is not None:
+        content["fidelity"] = dict(fidelity)
     if budget is not None:
         content["budget"] = toml_value(budget)
         content["step_costs"] = {k: (step_costs or {}).get(k) for k in ("backward", "linearization")}
@@ -205,6 +216,8 @@ def expand(study: StudySpec, *, strict: bool = False, should_stop: Optional[Call
             with ``strict`` the first invalid cell's.
         ExpansionStopped: when ``should_stop()`` became true.
     """
+    if study.fidelity:
+        return fidelity_expand(study, should_stop)
     grid_points = list(itertools.product(*[a.values for a in study.grid]))
     folders = _point_folders(study.grid)
     problem_folders = dict(zip(study.problems, folder_names([p.stem for p in study.problems])))
@@ -396,7 +409,7 @@ def _unreached(study: StudySpec, spec, item: str) -> Optional[str]:
     if not study.closed_loop and item.split("=", 1)[0].strip().split(".")[0] == "success" and spec.policy is None:
         return ("the [success] table of a time-stepped problem is read by closed-loop cells only (verb = \"mpc\"); a "
                 "compare cell computes no success")
-    return unreached_override(spec, item, "variants", "study")
+    return unreached_override(spec, item, "oracles" if study.fidelity else "variants", "study")
 
 
 def check_reach(study: StudySpec, expansion: Expansion) -> None:
@@ -409,7 +422,8 @@ def check_reach(study: StudySpec, expansion: Expansion) -> None:
         SpecError: naming the study file, ``set.KEY`` or ``grid.KEY``, why, and the problem file.
     """
     items = [(f"set.{item.partition('=')[0]}", item) for item in study.fixed]
-    items += [(f"grid.{a.key}", f"{a.key}={toml_value(a.values[0])}") for a in study.grid if a.key != BUDGET_KEY]
+    items += [(f"grid.{a.key}", f"{a.key}={toml_value(a.values[0])}") for a in study.grid
+              if a.key != BUDGET_KEY and not (study.fidelity and a.key in FIDELITY_AXES)]
     if not items:
         return
     first: dict = {}
@@ -427,3 +441,100 @@ def check_reach(study: StudySpec, expansion: Expansion) -> None:
                 raise SpecError(study.source, where, f"reaches no variant the study runs on {path}: {why}; allowed: a "
                                 "key some selected variant reads (the cells would differ in this value only: a flat "
                                 "line against it)")
+
+
+FIDELITY_VARIANT = "fidelity"  # a fidelity cell's variant: it holds every oracle of the study
+
+
+def fidelity_expand(study: StudySpec, should_stop: Optional[Callable[[], bool]] = None) -> Expansion:
+    """A fidelity study's cells: one per problem x grid point, holding every oracle (so that a cell computes its
+    finite-difference and fine references once), with what ``trajopt fidelity`` refuses refused here, before
+    anything compiles: a policy problem, a ``timestep``/``solref`` axis on a problem without an MJX time step, a
+    time step that does not divide an mjx problem's control period or breaks the time-step rule (the system's own
+    refusal, named by the axis), an oracle that cannot differentiate the problem, a cell whose estimates would hold
+    more than `trajopt.preflight.MAX_WORKING_SET` bytes at once. The grid's ``timestep`` and ``solref`` become the
+    cell's `trajopt.fidelity.cell_overrides` (an mjx problem keeps its control period); its other keys, [set] and
+    ``solve.oracles`` are overrides. The fine reference (``reference_timestep``: "auto" is the finest time step of
+    the problem's cells / 4) is the same cell at that step (none on a problem without an MJX time step).
+
+    Raises:
+        SpecError: naming the study file, the key (``grid.timestep``, ``seeds``, ...), the problem and what is allowed.
+        ExpansionStopped: when ``should_stop()`` became true.
+    """
+    keys = [a.key for a in study.grid]
+    points = list(itertools.product(*[a.values for a in study.grid]))
+    folders = _point_folders(study.grid)
+    problem_folders = dict(zip(study.problems, folder_names([p.stem for p in study.problems])))
+    oracles = f"solve.oracles={toml_value(list(study.variants))}"
+    repeats = len(study.seeds)
+    sources = SourceHashes()
+    cells, specs = [], {}
+
+    def load(doc, overrides, source, axis):
+        try:
+            return spec_mod.parse(apply_overrides(doc, overrides, source), source)
+        except SpecError as e:  # the mjx system refuses a time step beyond its contacts' rule: named by the axis
+            if e.key in ("system.timestep", "system.solref") and axis is not None:
+                raise SpecError(study.source, axis, f"problem {source}: {e.message}") from None
+            raise
+
+    def check_memory(spec, oracles_, r, where, label):
+        for what, size in memory_needs(spec.problem(), spec.system, oracles_, r).items():
+            if size > MAX_WORKING_SET:
+                raise SpecError(study.source, where, f"problem {spec.source} at {label}: needs {size:.3g} bytes at "
+                                f"once for {what}; allowed: at most {MAX_WORKING_SET:.3g} bytes: fewer seeds "
+                                "(repeats), a larger time step, a shorter horizon or duration")
+
+    for path in study.problems:
+        source, doc = str(path), read_toml(path)
+        mine = []
+        for point, folder in zip(points, folders):
+            if should_stop is not None and should_stop():
+                raise ExpansionStopped()
+            at = dict(zip(keys, point))
+            h, sr = at.get("timestep"), at.get("solref")
+            label = ", ".join(f"{k}={label_value(v)}" for k, v in at.items()) or "the file's values"
+            plain = (*study.fixed, *(f"{k}={toml_value(v)}" for k, v in at.items() if k not in FIDELITY_AXES), oracles)
+            base = load(doc, plain, source, None)
+            if base.policy is not None:
+                raise SpecError(study.source, "problems", f"{source}: found a policy problem, allowed: open-loop "
+                                "problems (fidelity compares gradients of a decision's cost)")
+            axis = "grid.timestep" if h is not None else "grid.solref"
+            if (h is not None or sr is not None) and timestep_system(base.system) is None:
+                raise SpecError(study.source, axis, f"found a grid for {source} (system {base.system_name!r}), "
+                                "allowed: problems over a system with an MJX time step and solref (mjx, mjx_toss)")
+            try:
+                extra = cell_overrides(base.system, h, sr)
+            except CellError as e:
+                raise SpecError(study.source, axis if e.key == "--timesteps" else "grid.solref",
+                                f"problem {source}: {e.message}") from None
+            spec = load(doc, (*plain, *extra), source, axis) if extra else base
+            check_oracles(spec, spec.problem())  # an oracle that cannot differentiate the problem (cfd off MJX)
+            check_memory(spec, spec.oracles, repeats, "seeds", label)
+            mine.append((point, folder, plain, (*plain, *extra), spec, base, sr))
+        fine_h = None
+        if study.reference_timestep is not None and timestep_system(mine[0][5].system) is not None:
+            fine_h = fine_timestep(study.reference_timestep, [system_timestep(m[4].system) for m in mine])
+        for point, folder, plain, overrides, spec, base, sr in mine:
+            reference = None
+            if fine_h is not None:
+                try:
+                    reference = (*plain, *cell_overrides(base.system, fine_h, sr))
+                except CellError as e:
+                    raise SpecError(study.source, "reference_timestep", f"problem {source}: {e.message}") from None
+                check_memory(load(doc, reference, source, "reference_timestep"), {"exact": ORACLES.get("exact")()}, 1,
+                             "reference_timestep", f"reference_timestep {fine_h:g}")
+            settings = {"oracles": list(study.variants), "repeats": repeats, "fd_step": study.fd_step,
+                        "reference_timestep": fine_h, "reference_overrides": None if reference is None else list(reference)}
+            index = len(cells)
+            files = sources.of(apply_overrides(doc, overrides, source), source)
+            specs[index] = spec
+            cells.append(Cell(index=index, problem=path.stem, path=source, doc=doc, variant=FIDELITY_VARIANT,
+                              point=tuple(zip(keys, point)), overrides=tuple(overrides), seeds=tuple(range(repeats)),
+                              iterations=0, folder=f"cells/{problem_folders[path]}/{folder}",
+                              fingerprint=fingerprint(doc, overrides, FIDELITY_VARIANT, files, study.verb,
+                                                      fidelity=settings),
+                              files=files, verb=study.verb, fidelity=settings))
+    expansion = Expansion(cells=tuple(cells), specs=specs)
+    check_reach(study, expansion)
+    return expansion

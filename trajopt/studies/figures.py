@@ -15,6 +15,11 @@ at each grid point" table (best.csv and the page). A closed-loop study's page sh
 draws a `task_figure` per problem, shown in a section per task: each seed's closed-loop cost per cell (variant, and
 grid point), the median marked, a seed that blew up drawn as such, and the success rate with its bootstrap 95 %
 interval.
+
+A fidelity study (``verb = "fidelity"``) draws `fidelity_figures`: per problem, `trajopt.plots_fidelity.fidelity_figure`
+of its rows (relative error against the ``timestep`` axis, else its first numeric axis; one line per oracle; a row
+of panels per solref and combination of the other axes' values), its title stating the problem, horizon, repeats,
+the fine reference's time step and the finite-difference step.
 """
 
 from __future__ import annotations
@@ -26,11 +31,14 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
+from trajopt.fidelity import METRICS
 from trajopt.plots import plain, registered_colour, set_title, variant_colours
+from trajopt.plots_fidelity import fidelity_figure
 from trajopt.stats import nan_band, wilson_interval
 from trajopt.studies.expand import folder_names
 from trajopt.studies.file import BUDGET_KEY as STUDY_BUDGET_KEY
-from trajopt.studies.file import Axis, StudySpec, label_value
+from trajopt.studies.file import Axis, StudySpec
+from trajopt.studies.values import label_value
 from trajopt.studies.page import BUDGET_KEY, _num, _same, cell_summaries, study_html, task_names
 from trajopt.studies.suite_table import cell_key, suite_rows
 
@@ -432,6 +440,8 @@ def study_figures(rows: Sequence[Mapping], study: StudySpec,
     draws the closed-loop cost, and for its ``mpc.iterations`` axis also ``study_<key>_compute``
     (`compute_figure`), and with several problems (tasks) one ``task_<problem>`` per problem (`task_figure`,
     `task_names`; ``settings``: {problem: what its cells ran with}, `trajopt.studies.store.cell_settings`)."""
+    if study.fidelity:
+        return fidelity_figures(rows, study)
     metric = _metric(study)
     # a compare study's one budget (budget = B) is an axis of one value: every cell's, drawn on no x axis of its own
     drawn = [a for a in study.grid if not (a.key == STUDY_BUDGET_KEY and len(a.values) == 1 and not study.closed_loop)]
@@ -450,5 +460,44 @@ def study_figures(rows: Sequence[Mapping], study: StudySpec,
     return out
 
 
-__all__ = ["axis_figure", "variants_figure", "compute_figure", "task_figure", "task_names", "task_settings_text",
+def _nested(row: Mapping, x: str, group: str) -> dict:
+    """A fidelity study's row as `fidelity_figure` reads it: the metrics as {median, q25, q75}, the x value, and the
+    panel row's label ``group`` in place of the solref."""
+    out = {"point": row.get("point"), "oracle": row.get("variant"), "fd_trusted": row.get("fd_trusted") in (True, 1, "True"),
+           "solref": group, x: _num(row.get(x))}
+    for m in METRICS:
+        if row.get(f"{m}_median") is not None:
+            out[m] = {s: _num(row.get(f"{m}_{s}")) for s in ("median", "q25", "q75")}
+    return out
+
+
+def fidelity_figures(rows: Sequence[Mapping], study: StudySpec) -> dict[str, Figure]:
+    """{``fidelity_<problem>``: Figure} of a fidelity study: per problem, each oracle's relative error (median and
+    quartiles over the repeats) against the ``timestep`` axis (else the first numeric grid axis, else the time step),
+    against finite differences and the fine reference (`trajopt.plots_fidelity.fidelity_figure`), a row of panels per
+    solref and combination of the other axes' values; a failed cell leaves its point out. The title states the
+    problem, its horizon, the repeats, the fine reference's time step and the finite-difference step."""
+    numeric = [a.key for a in study.grid if a.key != "solref"
+               and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in a.values)]
+    x = "timestep" if "timestep" in numeric or not numeric else numeric[0]
+    others = [a.key for a in study.grid if a.key != x]
+    names = folder_names([f"fidelity_{p.stem}" for p in study.problems], [p.stem for p in study.problems])
+    out = {}
+    for path, name in zip(study.problems, names):
+        mine = [r for r in rows if r.get("problem") == path.stem and r.get("status") != "failed"]
+        nested = [_nested(r, x, ", ".join([*([str(r.get("solref"))] if "solref" not in others else []),
+                                          *(f"{k}={label_value(r.get(k))}" for k in others)]))
+                  for r in mine if r.get(x) is not None]
+        horizon = "/".join(dict.fromkeys(str(r.get("horizon")) for r in mine)) or "?"
+        refs = "/".join(dict.fromkeys(label_value(r["reference_timestep"]) for r in mine
+                                      if r.get("reference_timestep") is not None)) or "none"
+        title = (f"{path.stem}: gradient error against {x} (horizon {horizon}, {len(study.seeds)} repeats of the "
+                 f"stochastic oracles, fine reference at timestep {refs}, fd step {label_value(study.fd_step)})")
+        fig = fidelity_figure(nested, list(study.variants), title=title, x=x,
+                              xlabel="time step (s)" if x == "timestep" else x)
+        out[name] = fig
+    return out
+
+
+__all__ = ["fidelity_figures", "axis_figure", "variants_figure", "compute_figure", "task_figure", "task_names", "task_settings_text",
            "best_rows", "best_columns", "study_figures", "study_html", "cell_summaries"]

@@ -80,19 +80,22 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 from trajopt.analysis import parse_grid
+from trajopt.fidelity import FD_STEP, oracle_refusal
 from trajopt.limits import MAX_ITERATIONS
 from trajopt.overrides import apply_overrides
 from trajopt.studies.values import (  # noqa: F401  (toml_value, label_value, parse_seeds: re-exported, imported from here)
-    _check_key, _check_value, _describe, _names, _plain_key, _seeds, key_type, label_value, normalise, parse_seeds,
-    toml_value,
+    FIDELITY_AXES, FIDELITY_RAW_KEYS, _check_key, _check_value, _describe, _names, _plain_key, _seeds, fd_step,
+    fidelity_axis, key_type, label_value, normalise, parse_seeds, reference_timestep, toml_value,
 )
 from trajopt.tomlio import SpecError, read_toml
 
 STUDY_KEYS = ("title", "description", "verb", "problems", "variants", "seeds", "iterations", "budget", "grid", "set",
-              "variant", "resources")
+              "variant", "resources", "reference_timestep", "fd_step")
+FIDELITY_KEYS = ("reference_timestep", "fd_step")  # keys of a fidelity study only
 BUDGET_KEY = "budget"  # a compare study's compute budget (forward-step equivalents per seed): its grid axis's key
 MAX_BUDGET = 10**12    # the largest budget, as trajopt compare --budget takes
-VERBS = ("compare", "mpc")  # what every cell runs: a fused open-loop solve, or a closed-loop (MPC) run
+VERBS = ("compare", "mpc", "fidelity")  # what every cell runs: a fused open-loop solve, a closed-loop (MPC) run, or
+# the gradient fidelity of the study's oracles at one grid point (`trajopt.fidelity.measure`)
 # keys of a problem's [solve] that a study sets itself for every cell: a [grid] or [set] over them is refused
 RUN_KEYS = {"solve.iterations": "iterations", "solve.seeds": "seeds", "solve.variants": "variants",
             "solve.oracles": "variants"}
@@ -171,11 +174,18 @@ class StudySpec:
     resources: Resources = field(default_factory=Resources)
     verb: str = "compare"
     budget: Optional[tuple] = None
+    reference_timestep: Optional[float] = None
+    fd_step: Optional[float] = None
 
     @property
     def closed_loop(self) -> bool:
         """Whether every cell is a closed-loop (MPC) run."""
         return self.verb == "mpc"
+
+    @property
+    def fidelity(self) -> bool:
+        """Whether every cell measures gradient fidelity (``verb = "fidelity"``)."""
+        return self.verb == "fidelity"
 
     def definition(self) -> dict:
         """The study as a JSON-able dict (written into study.json)."""
@@ -187,8 +197,11 @@ class StudySpec:
                "set": list(self.fixed), "resources": {"num_cpus": self.resources.num_cpus,
                                                       "num_gpus": self.resources.num_gpus,
                                                       "retries": self.resources.retries}}
-        if self.closed_loop:  # a compare study's definition stays as it was
+        if self.verb != "compare":  # a compare study's definition stays as it was
             out["verb"] = self.verb
+        if self.fidelity:
+            out.update(reference_timestep="auto" if self.reference_timestep == -1.0 else self.reference_timestep,
+                       fd_step=self.fd_step)
         if self.budget is not None:  # so does one without a budget
             out["budget"] = list(self.budget)
         return out
@@ -245,6 +258,11 @@ def _run_key(key: str, source: str, where: str, verb: str = "compare", iteration
     a variant's ``iterations`` (the budget sets them)."""
     key = key.strip()
     head = key.split(".", 1)[0]
+    if verb == "fidelity" and (key in FIDELITY_RAW_KEYS or (key in FIDELITY_AXES and where.startswith("set."))):
+        axis = FIDELITY_RAW_KEYS.get(key, key)
+        raise SpecError(source, where, f"sets {key}, which a fidelity study's grid axis `{axis}` sets (through "
+                        "trajopt.fidelity.cell_overrides: an mjx problem keeps its control period, substeps = period / "
+                        f"timestep); allowed: [grid] {axis} = [...] (one value: every cell's)")
     if verb != "mpc" and head == BUDGET_KEY:
         raise SpecError(source, where, f"sets {key}, which is the study's own top-level `budget` key; allowed: "
                         "budget = B (forward-step equivalents per seed) or budget = [B1, B2, ...] (its grid axis) at "
@@ -308,6 +326,28 @@ def _budget(value: Any, source: str, key: str) -> tuple:
     return tuple(out)
 
 
+def _fidelity_keys(raw: Mapping, source: str, variants: Sequence[str], iterations: Optional[int],
+                   budget: Optional[float]) -> tuple[Optional[float], float]:
+    """A fidelity study's own rules: no ``iterations`` or ``budget`` (file or command line) and no [variant] tables
+    (``variants`` are oracle names, as ``trajopt fidelity --oracles`` takes them: registered or module:Class, not
+    ``fd``, the reference); (reference time step: -1.0 "auto", None "none" or seconds; the finite-difference step)."""
+    for key, given in (("iterations", iterations), (BUDGET_KEY, budget)):
+        if given is not None or key in raw:
+            found = f"--{key} {given}" if given is not None else _describe(raw[key])
+            raise SpecError(source, key, f"found {found} with verb = \"fidelity\", allowed: none (a fidelity cell "
+                            "measures gradients at the problem's U0: nothing iterates; the repeats are `seeds`)")
+    if "variant" in raw:
+        raise SpecError(source, "variant", "found [variant] tables with verb = \"fidelity\", allowed: none (`variants` "
+                        "are oracle names, as trajopt fidelity --oracles takes them; an oracle's settings are the "
+                        "problem's [oracle.NAME] table, or [set] \"oracle.NAME.KEY\" = ...)")
+    for i, name in enumerate(variants):
+        why = oracle_refusal(name)
+        if why is not None:
+            raise SpecError(source, f"variants[{i}]", why)
+    ref = reference_timestep(raw.get("reference_timestep", "auto"), source)
+    return ref, fd_step(raw["fd_step"], source) if "fd_step" in raw else FD_STEP
+
+
 def load_study(path: str | Path, *, seeds: Optional[Sequence[int]] = None, iterations: Optional[int] = None,
                budget: Optional[float] = None) -> StudySpec:
     """Read and validate a study file; ``seeds``, ``iterations`` and ``budget`` replace the file's (the CLI's
@@ -327,7 +367,12 @@ def load_study(path: str | Path, *, seeds: Optional[Sequence[int]] = None, itera
     verb = raw.get("verb", "compare")
     if verb not in VERBS:
         raise SpecError(source, "verb", f"found {_describe(verb)}, allowed: \"compare\" (each cell a fused open-loop "
-                        "solve, the default) or \"mpc\" (each cell a closed-loop run of the problem's [mpc] table)")
+                        "solve, the default), \"mpc\" (each cell a closed-loop run of the problem's [mpc] table) or "
+                        "\"fidelity\" (each cell the gradient fidelity of the oracles at one grid point)")
+    for k in FIDELITY_KEYS:
+        if k in raw and verb != "fidelity":
+            raise SpecError(source, k, f"found {_describe(raw[k])} with verb = {verb!r}, allowed: {k} only with verb = "
+                            "\"fidelity\" (the fine reference's time step and the finite-difference step)")
     for k in ("problems", "variants"):
         if k not in raw:
             raise SpecError(source, k, "missing; a study needs `problems` (problem files) and `variants` (names)")
@@ -352,6 +397,8 @@ def load_study(path: str | Path, *, seeds: Optional[Sequence[int]] = None, itera
         raise SpecError(source, "problems", f"found two problem files with the same name {stems}, allowed: distinct "
                         "file names (a cell's folder and table rows are keyed by the name)")
     variants = _names(raw["variants"], source, "variants", "variant names")
+    fid = verb == "fidelity"
+    fid_settings = _fidelity_keys(raw, source, variants, iterations, budget) if fid else (None, None)
     # `variants` is the list of names (TOML cannot make it a table too): study-defined variants are [variant.NAME].
     defined = raw.get("variant", {})
     if not isinstance(defined, dict) or not all(isinstance(t, dict) for t in defined.values()):
@@ -394,7 +441,11 @@ def load_study(path: str | Path, *, seeds: Optional[Sequence[int]] = None, itera
     if "iterations" in raw and (not isinstance(raw["iterations"], int) or isinstance(raw["iterations"], bool)
                                 or raw["iterations"] < 1):
         raise SpecError(source, "iterations", f"found {_describe(raw['iterations'])}, allowed: an integer >= 1")
-    iters = iterations if iterations is not None else raw.get("iterations", None if closed else 500)
+    if fid and tuple(n_seeds) != tuple(range(len(n_seeds))):
+        raise SpecError(source, "seeds", f"found the seed numbers {list(n_seeds)[:8]}, allowed: a count R (a fidelity "
+                        "study's repeats: each stochastic oracle is drawn R times, keys fold_in(key, r) for r < R, as "
+                        "trajopt fidelity --repeats R)")
+    iters = iterations if iterations is not None else raw.get("iterations", None if closed or fid else 500)
     if budget_values is not None:  # each variant's iterations come from the budget (`trajopt.studies.expand`)
         iters = None
     if iters is not None and (not isinstance(iters, int) or isinstance(iters, bool) or iters < 1
@@ -424,9 +475,13 @@ def load_study(path: str | Path, *, seeds: Optional[Sequence[int]] = None, itera
         if isinstance(v, dict):
             raise SpecError(source, f"grid.{k}", "found a table, allowed: values; write a dotted key in quotes: "
                             "\"system.stiffness\" = \"logspace:1:4:7\"")
+        if fid and k in FIDELITY_AXES:  # mapped through trajopt.fidelity.cell_overrides when the cells are built
+            axis = _axis(k, fidelity_axis(k, v, source), float if k == "timestep" else list, source)
+            axes.append(Axis(k, tuple(fidelity_axis(k, list(axis.values), source)), log=k == "timestep" and len(axis.values) > 1))
+            continue
         axes.append(_axis(k, v, key_type(first, k), source))
     # a closed-loop study's seeds (when per problem) and steps are counted again once its cells are built (`expand`)
-    _check_size(source, len(problems), len(variants), axes, len(n_seeds) if n_seeds is not None else 1,
+    _check_size(source, len(problems), 1 if fid else len(variants), axes, len(n_seeds) if n_seeds is not None else 1,
                 int(iters) if iters is not None and not closed else 1)  # a budget's iterations: once they are known
     res_raw = raw.get("resources", {})
     if not isinstance(res_raw, dict):
@@ -447,7 +502,7 @@ def load_study(path: str | Path, *, seeds: Optional[Sequence[int]] = None, itera
         seeds=None if n_seeds is None else tuple(n_seeds), iterations=None if iters is None else int(iters),
         grid=tuple(axes), fixed=fixed,
         resources=Resources(float(res["num_cpus"]), float(res["num_gpus"]), int(res["retries"])), verb=verb,
-        budget=budget_values,
+        budget=budget_values, reference_timestep=fid_settings[0], fd_step=fid_settings[1],
     )
 
 

@@ -1,7 +1,9 @@
 """The study's HTML page (report.html), from the table's rows (in memory or read back from study.csv) and the
 figures' PNG bytes: `study_html` (description, figures embedded, a table of cells linking their run folders; a
 closed-loop study's also the suite table, a section per task and the "best variant at each grid point" table) and
-`cell_summaries` (each cell's numbers, as the page's table shows them).
+`cell_summaries` (each cell's numbers, as the page's table shows them). A fidelity study's page (`_fidelity_html`):
+its figures, and a table of every cell and oracle: cosine and relative error against each reference, the
+finite-difference check, the timings, each cell linking its folder (fidelity.json, fidelity.csv).
 
 It draws nothing (no matplotlib): the figures (`trajopt.studies.figures`, which re-exports these names) build on
 what the two share: `task_names` (the file stem of a closed-loop study's figure per problem, which the page shows in
@@ -121,6 +123,8 @@ def study_html(meta: Mapping, rows: Sequence[Mapping], figures: Mapping[str, byt
     st = meta["study"]
     if st.get("verb") == "mpc":
         return _closed_loop_html(meta, rows, figures, best)
+    if st.get("verb") == "fidelity":
+        return _fidelity_html(meta, rows, figures)
     title = st.get("title") or st.get("name", "study")
     budget = st.get("budget") is not None  # a budget study: compute per seed instead of iterations, FSE spent shown
     compute = (f"a budget of {', '.join(label_value(b) for b in st['budget'])} forward-step equivalents per seed"
@@ -285,6 +289,61 @@ def _closed_loop_html(meta: Mapping, rows: Sequence[Mapping], figures: Mapping[s
                  "replan by replan, on the host that ran it): plan time per replan, the share of replans over the "
                  "control period, simulated time / wall time. The full table, one row per (cell, seed), is study.csv / "
                  "study.parquet; each cell's folder is a <code>trajopt mpc</code> run folder.</p></body></html>\n")
+    return "\n".join(parts)
+
+
+def _fidelity_html(meta: Mapping, rows: Sequence[Mapping], figures: Mapping[str, bytes]) -> str:
+    """`study_html` of a fidelity study (``verb = "fidelity"``)."""
+    st = meta["study"]
+    title = st.get("title") or st.get("name", "study")
+    grid = ", ".join(f"{a['key']} ∈ {{{', '.join(label_value(v) for v in a['values'])}}}" for a in st["grid"]) or "no grid"
+    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+             f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>",
+             f"<p class='meta'>fidelity study <code>{html.escape(st['source'])}</code> · status <b>"
+             f"{html.escape(meta['status'])}</b> · backend {html.escape(meta.get('backend', ''))} · "
+             f"{len(meta['cells'])} cells: {len(st['problems'])} problems × {html.escape(grid)} · oracles "
+             f"{html.escape(', '.join(st['variants']))} · {len(st['seeds'])} repeats of the stochastic oracles · fine "
+             f"reference at timestep {html.escape(str(st.get('reference_timestep') or 'none'))} · fd step "
+             f"{html.escape(label_value(st.get('fd_step')))} · at U0 · updated {html.escape(meta.get('updated', ''))}</p>"]
+    if st.get("description"):
+        parts.append(f"<p>{html.escape(st['description'])}</p>")
+    if st.get("set"):
+        parts.append("<p class='meta'>every cell: " + ", ".join(f"<code>{html.escape(s)}</code>" for s in st["set"]) + "</p>")
+    parts.append("<h2>Gradient error against the grid</h2>")
+    for name, png in figures.items():
+        src = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+        parts.append(f"<figure><img alt='{html.escape(name)}' src='{src}'><figcaption>{html.escape(name)}: relative "
+                     "error |g − r| / |r|, median and interquartile band over the repeats, one line per oracle; left "
+                     "against finite differences at the cell's own step (a hollow marker: the reference failed its "
+                     "check), right against the fine reference</figcaption></figure>")
+    keys = [a["key"] for a in st["grid"]]
+    head = ["problem", *keys, "oracle", "status", "cos vs fd", "rel. error vs fd", "cos vs fine", "rel. error vs fine",
+            "fd check", "compile / run s", "error"]
+    folders = {(c["problem"], tuple(toml_value(c["point"].get(k)) for k in keys)): c for c in meta["cells"]}
+    body = []
+    for r in rows:
+        c = folders.get((r.get("problem"), tuple(toml_value(r.get(k)) for k in keys)), {})
+        problem = html.escape(str(r.get("problem")))
+        if c.get("status") == "ok":
+            problem = f"<a href='{html.escape(c['folder'])}/'>{problem}</a>"
+        check = "–" if r.get("fd_agreement") is None else \
+            _fmt(r["fd_agreement"], 2) + ("" if r.get("fd_trusted") in (True, 1, "True") else " (untrusted)")
+        timing = "–" if r.get("compile_seconds") is None else f"{r['compile_seconds']:.1f} / {r['run_seconds']:.2f}"
+        cls = " class='failed'" if r.get("status") != "ok" else ""
+        cells = [f"<td class='l'>{problem}</td>", *[f"<td>{html.escape(label_value(r.get(k)))}</td>" for k in keys],
+                 f"<td class='l'>{html.escape(str(r.get('variant')))}</td>", f"<td{cls}>{html.escape(str(r.get('status')))}</td>",
+                 *[f"<td>{_fmt(_num(r.get(f'{m}_median')), 4)} [{_fmt(_num(r.get(f'{m}_q25')), 3)}, "
+                   f"{_fmt(_num(r.get(f'{m}_q75')), 3)}]</td>" for m in ("cos_fd", "rel_fd", "cos_fine", "rel_fine")],
+                 f"<td>{check}</td>", f"<td>{timing}</td>", f"<td class='l'>{html.escape((r.get('error') or '')[:300])}</td>"]
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    parts.append("<h2>Cells and oracles</h2><p class='meta'>median [q25, q75] over the repeats (one draw of a "
+                 "deterministic oracle); fd: the cell's own finite differences against the fine reference; fd check: "
+                 "||g(eps) − g(10 eps)|| / ||g(eps)||, trusted at most 1 %</p>")
+    parts.append("<table><thead><tr>" + "".join(f"<th class='l'>{html.escape(h)}</th>" for h in head)
+                 + "</tr></thead><tbody>" + "".join(body) + "</tbody></table>")
+    parts.append("<p class='meta'>The full table is study.csv / study.parquet (fidelity.csv's columns per cell and "
+                 "oracle); each cell's folder holds fidelity.json (the references' gradients included) and "
+                 "fidelity.csv, as <code>trajopt fidelity</code> writes them.</p></body></html>\n")
     return "\n".join(parts)
 
 

@@ -19,6 +19,11 @@ study_<key>_compute.png: against forward-step equivalents per control step), ``b
 each grid point (`trajopt.studies.figures.best_rows`), study.json the step costs per system, and each cell's folder
 is a `trajopt mpc` run folder (`trajopt.runs_mpc.write_run`).
 
+A fidelity study (``verb = "fidelity"``) has one row per cell and oracle (`trajopt.studies.cells.FIDELITY_ROW_COLUMNS`:
+fidelity.csv's columns), ``fidelity_<problem>.png`` per problem (relative error against the grid, a line per
+oracle), and each cell's folder holds what ``trajopt fidelity`` writes: fidelity.json (everything, the references'
+gradients included, with the cell's fingerprint) and fidelity.csv, in place of a run folder.
+
 A cell is finished when its cell.json exists, its fingerprint matches and it reads back whole (`check_cell`:
 rows of the cell's shape, agreeing with the cell's result.json and run files; anything else runs again, with
 a note); a failed cell has a cell.json and no run files. Every file is written atomically, and the table after
@@ -47,12 +52,16 @@ from typing import Any, Mapping, Optional, Sequence
 
 from trajopt import runs, runs_mpc
 from trajopt.compute import StepCosts
-from trajopt.studies.cells import CELL_FAILED, CELL_OK, LEAD_COLUMNS, MPC_ROW_COLUMNS, CellOutcome, row_columns
+from trajopt.fidelity import METRICS, csv_text
+from trajopt.studies.cells import (CELL_FAILED, CELL_OK, LEAD_COLUMNS, MPC_ROW_COLUMNS, CellOutcome, fidelity_oracles,
+                                   row_columns)
 from trajopt.studies.expand import Cell
-from trajopt.studies.file import StudySpec, toml_value
+from trajopt.studies.file import StudySpec
+from trajopt.studies.values import toml_value
 
 STUDY_JSON, TABLE, CELL_JSON, REPORT, BEST = "study.json", "study", "cell.json", "report.html", "best.csv"
 RUN_FILES = (runs.CONFIG, runs.METRICS, runs.TRAJECTORY, runs.RESULT)  # an ok cell's run folder, result.json last
+FIDELITY_JSON, FIDELITY_CSV = "fidelity.json", "fidelity.csv"  # an ok fidelity cell's files (trajopt fidelity's)
 MAX_JSON_BYTES = 64 << 20  # a cell.json or study.json larger than this was not written by trajopt
 TEMPORARY = re.compile(r"^\..+\.tmp$")  # `trajopt.runs.atomic_file`'s temporaries: .NAME.RANDOM.tmp
 
@@ -197,7 +206,8 @@ def real_dir(folder: Path, rel: str) -> Path:
 
 def columns(study: StudySpec) -> list[str]:
     """The table's columns: problem, variant, each grid key, then seed ... error (`trajopt.studies.cells.row_columns`)."""
-    return [*LEAD_COLUMNS, *(a.key for a in study.grid), *row_columns(study.verb, study.budget is not None)]
+    keys = [a.key for a in study.grid]
+    return [*LEAD_COLUMNS, *keys, *(c for c in row_columns(study.verb, study.budget is not None) if c not in keys)]
 
 
 def read_cell(folder: Path, cell: Cell) -> Optional[dict]:
@@ -217,7 +227,8 @@ def _row_problem(row: Any, i: int, cell: Cell) -> Optional[str]:
     missing = [k for k in (*LEAD_COLUMNS, *(k for k, _ in cell.point), *row_columns(cell.verb, cell.budget is not None)) if k not in row]
     if missing:
         return f"{where}: missing {', '.join(missing)}"
-    if row["problem"] != cell.problem or row["variant"] != cell.variant:
+    variant = fidelity_oracles(cell)[i] if cell.verb == "fidelity" else cell.variant
+    if row["problem"] != cell.problem or row["variant"] != variant:
         return f"{where}: belongs to {row['problem']!r} / {row['variant']!r}, not this cell"
     for k, v in cell.point:
         try:
@@ -226,6 +237,8 @@ def _row_problem(row: Any, i: int, cell: Cell) -> Optional[str]:
             same = False
         if not same:
             return f"{where}.{k}: found {row[k]!r}, expected the cell's {v!r}"
+    if cell.verb == "fidelity":
+        return _fidelity_row_problem(row, where)
     if isinstance(row["seed"], bool) or row["seed"] != cell.seeds[i]:
         return f"{where}.seed: found {row['seed']!r}, expected {cell.seeds[i]}"
     if not isinstance(row["status"], str) or not 0 < len(row["status"]) <= 64:
@@ -243,6 +256,47 @@ def _row_problem(row: Any, i: int, cell: Cell) -> Optional[str]:
     for k in ("run_seconds", "compile_seconds"):
         if not _finite_or_none(row[k], low=0.0):
             return f"{where}.{k}: found {row[k]!r}, expected seconds >= 0 or null"
+    return None
+
+
+def _fidelity_row_problem(row: dict, where: str) -> Optional[str]:
+    """Why a fidelity row's status and numbers are not what a fidelity cell writes (None when they are)."""
+    if not isinstance(row["status"], str) or not 0 < len(row["status"]) <= 64:
+        return f"{where}.status: found {row['status']!r}, expected a status"
+    if row["error"] is not None and not isinstance(row["error"], str):
+        return f"{where}.error: found {type(row['error']).__name__}, expected text or null"
+    for k in [f"{m}_{s}" for m in METRICS for s in ("median", "q25", "q75")] + ["fd_agreement", "fine_fd_agreement"]:
+        if row[k] is not None and (isinstance(row[k], bool) or not isinstance(row[k], (int, float))):
+            return f"{where}.{k}: found {row[k]!r}, expected a number or null"
+    for k in ("run_seconds", "compile_seconds"):
+        if not _finite_or_none(row[k], low=0.0):
+            return f"{where}.{k}: found {row[k]!r}, expected seconds >= 0 or null"
+    return None
+
+
+def _fidelity_run_problem(cell_dir: Path, cell: Cell, rows: list) -> Optional[str]:
+    """`_run_problem` for a fidelity cell: fidelity.json and fidelity.csv are regular files, fidelity.json is this
+    cell's (fingerprint), and its rows' oracles and relative errors are the marker's."""
+    for name in (FIDELITY_CSV, FIDELITY_JSON):
+        try:
+            if not stat.S_ISREG(os.lstat(cell_dir / name).st_mode):
+                return f"{name}: not a regular file"
+        except OSError:
+            return f"{name}: missing"
+    try:
+        report = read_json(cell_dir / FIDELITY_JSON)
+    except ValueError as e:
+        return f"{FIDELITY_JSON}: {e}"
+    tag = report.get("study_cell") if isinstance(report, dict) else None
+    if not isinstance(tag, dict) or tag.get("fingerprint") != cell.fingerprint:
+        return f"{FIDELITY_JSON}: written for another cell or study (its fingerprint differs)"
+    written = report.get("rows")
+    if not isinstance(written, list) or [r.get("oracle") if isinstance(r, dict) else None for r in written] != \
+            [r["variant"] for r in rows]:
+        return f"{FIDELITY_JSON}: its rows' oracles differ from the cell's rows"
+    for key in ("rel_fd", "rel_fine"):
+        if [(r.get(key) or {}).get("median") for r in written] != [r[f"{key}_median"] for r in rows]:
+            return f"{FIDELITY_JSON}: its {key} differs from the cell's rows"
     return None
 
 
@@ -268,7 +322,10 @@ def _mpc_row_problem(row: dict, where: str) -> Optional[str]:
 
 def _run_problem(cell_dir: Path, cell: Cell, rows: list) -> Optional[str]:
     """Why an ok cell's run folder does not back its marker's rows (None when it does): every run file present
-    (regular files), result.json of this cell (fingerprint) with the rows' seeds, statuses and costs."""
+    (regular files), result.json of this cell (fingerprint) with the rows' seeds, statuses and costs (a fidelity
+    cell's: `_fidelity_run_problem`)."""
+    if cell.verb == "fidelity":
+        return _fidelity_run_problem(cell_dir, cell, rows)
     for name in RUN_FILES:
         try:
             st = os.lstat(cell_dir / name)
@@ -342,9 +399,11 @@ def check_cell(folder: Path, cell: Cell) -> tuple[Optional[dict], Optional[str]]
         why = f"status: found {marker.get('status')!r}, expected {CELL_OK!r} or {CELL_FAILED!r}"
     elif marker.get("label") != cell.label:
         why = f"label: found {marker.get('label')!r}, expected {cell.label!r}"
-    elif not isinstance(rows, list) or len(rows) != len(cell.seeds):
+    elif not isinstance(rows, list) or len(rows) != (len(fidelity_oracles(cell)) if cell.verb == "fidelity"
+                                                     else len(cell.seeds)):
         found = f"{len(rows)} rows" if isinstance(rows, list) else repr(type(rows).__name__)
-        why = f"rows: found {found}, expected one per seed ({len(cell.seeds)})"
+        why = (f"rows: found {found}, expected one per oracle ({len(fidelity_oracles(cell))})" if cell.verb == "fidelity"
+               else f"rows: found {found}, expected one per seed ({len(cell.seeds)})")
     elif marker.get("error") is not None and not isinstance(marker.get("error"), str):
         why = f"error: found {type(marker['error']).__name__}, expected text or null"
     else:
@@ -362,10 +421,14 @@ def write_cell(folder: Path, cell: Cell, outcome: CellOutcome, spec=None) -> Non
     """Write a finished cell: its run folder (when it ran; ``spec`` is its `trajopt.spec.Spec`), then its marker.
     The cell's folder is made real first (`real_dir`): nothing is written through a link."""
     cell_dir = real_dir(Path(folder), cell.folder)
-    for name in (CELL_JSON, runs.RESULT):  # a stale marker or run folder must not outlive a rerun that fails
+    for name in (CELL_JSON, runs.RESULT, FIDELITY_JSON):  # a stale marker or run folder must not outlive a failed rerun
         (cell_dir / name).unlink(missing_ok=True)
     run_folder = outcome.result is not None and outcome.summary is not None and spec is not None
-    if run_folder and cell.verb == "mpc":  # a closed-loop run folder: result {variant: MPCResult}
+    if cell.verb == "fidelity" and outcome.summary is not None:  # what trajopt fidelity writes, fidelity.json last
+        runs.atomic_write_bytes(cell_dir / FIDELITY_CSV, csv_text(outcome.summary["rows"]).encode())
+        runs.atomic_write_bytes(cell_dir / FIDELITY_JSON, runs.dumps_json(outcome.summary).encode())
+        run_folder = True
+    elif run_folder and cell.verb == "mpc":  # a closed-loop run folder: result {variant: MPCResult}
         runs_mpc.write_run(cell_dir, spec, outcome.result, outcome.summary, spec.closed_loop_problem().cost,
                            StepCosts.from_dict(outcome.summary["step_costs"]))
     elif run_folder:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 from trajopt.limits import MAX_SEED, MAX_SEEDS
 from trajopt.overrides import key_type as problem_key_type
@@ -154,3 +154,66 @@ def _check_key(key: str, source: str, where: str) -> None:
         raise SpecError(source, where, f"found the key {key!r}, allowed: a dotted key path such as "
                         "\"system.stiffness\" (non-empty parts, no '=' and no surrounding spaces)")
 
+
+
+# a fidelity study's grid axes (`trajopt.fidelity.cell_overrides` maps them onto the problem), and the raw keys they
+# stand for: a [grid] or [set] over these is refused in a fidelity study
+FIDELITY_AXES = {"timestep": "system.timestep", "solref": "system.solref"}
+FIDELITY_RAW_KEYS = {"system.timestep": "timestep", "system.substeps": "timestep", "system.solref": "solref"}
+FD_STEP_MAX = 0.1  # the largest finite-difference step (relative to |U_j| above 1), as trajopt fidelity --fd-step
+SOLREF_ALLOWED = ("[timeconst, dampratio] pairs (both > 0) or [-stiffness, -damping] (stiffness > 0, damping >= 0), "
+                  "as trajopt fidelity --solrefs")
+
+
+def _pair(v: Any) -> Any:
+    """A solref value with its numbers as floats (``[0.02, 1]`` is ``[0.02, 1.0]``), anything else as it is."""
+    if isinstance(v, list) and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v):
+        return [float(x) for x in v]
+    return v
+
+
+def fidelity_axis(key: str, value: Any, source: str) -> Any:
+    """A fidelity study's ``timestep`` or ``solref`` grid value (the file's), its solref pairs as floats, after each
+    value is checked as ``trajopt fidelity`` checks --timesteps (finite, > 0) and --solrefs (`SOLREF_ALLOWED`);
+    a numeric string ("1e-3,3e-4", "logspace:...") is left to the axis reader and checked there."""
+    where = f"grid.{key}"
+    if not isinstance(value, list):
+        return value
+    out = [_pair(v) for v in value] if key == "solref" else value
+    for i, v in enumerate(out):
+        check_fidelity_value(key, v, source, where, f" (value {i + 1} of the list)")
+    return out
+
+
+def check_fidelity_value(key: str, v: Any, source: str, where: str, which: str = "") -> None:
+    """Refuse a ``timestep`` that is not a finite number > 0 (seconds), or a ``solref`` that is not a valid pair."""
+    if key == "timestep":
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+            raise SpecError(source, where, f"found {_describe(v)}{which}, allowed: time steps > 0 (seconds), e.g. "
+                            "[1e-3, 3e-4]")
+        return
+    ok = (isinstance(v, list) and len(v) == 2 and all(isinstance(x, float) and math.isfinite(x) for x in v)
+          and ((v[0] > 0 and v[1] > 0) or (v[0] < 0 and v[1] <= 0)))
+    if not ok:
+        raise SpecError(source, where, f"found {_describe(v)}{which}, allowed: {SOLREF_ALLOWED}, e.g. "
+                        "[[0.02, 1.0], [0.2, 1.0]]")
+
+
+def reference_timestep(value: Any, source: str) -> Optional[float]:
+    """A fidelity study's ``reference_timestep``: "auto" (-1.0: the finest time step of the problem's cells / 4),
+    "none" (None: no fine reference) or a time step > 0, as ``trajopt fidelity --reference-timestep``."""
+    if isinstance(value, str) and value.strip().lower() in ("auto", "none"):
+        return -1.0 if value.strip().lower() == "auto" else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise SpecError(source, "reference_timestep", f"found {_describe(value)}, allowed: \"auto\" (the finest "
+                        "cell's time step / 4), \"none\", or a time step > 0 (seconds)")
+    return float(value)
+
+
+def fd_step(value: Any, source: str) -> float:
+    """A fidelity study's ``fd_step``: the finite-difference reference's eps, a number in (0, `FD_STEP_MAX`]."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or not 0 < value <= FD_STEP_MAX:
+        raise SpecError(source, "fd_step", f"found {_describe(value)}, allowed: a number in (0, {FD_STEP_MAX:g}] "
+                        "(relative to |U_j| above 1; default float64 eps^(1/3) = 6.06e-6)")
+    return float(value)
