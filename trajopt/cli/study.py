@@ -205,7 +205,8 @@ def study_cmd(
 ):
     """Run a study: every problem x variant x grid point, each a fused solve over the seeds (with verb = "mpc" in
     the study file, a closed-loop run of the problem's [mpc] table; --seeds and --iterations then replace mpc.seeds
-    and mpc.iterations). With a budget (the file's `budget`, or --budget) every compare cell runs what `trajopt
+    and mpc.iterations; with verb = "fidelity", one cell per problem x grid point measuring every oracle's gradient
+    as `trajopt fidelity` does, --seeds the repeats). With a budget (the file's `budget`, or --budget) every compare cell runs what `trajopt
     compare --budget` runs, the step costs measured once per system for the study.
 
     Writes a study folder: study.csv / study.parquet (one row per cell and seed), study.json, one run folder per

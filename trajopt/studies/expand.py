@@ -1,6 +1,7 @@
 """A study's expansion into cells: `expand` builds every cell (problem x variant x grid point) with its overrides,
 folder and fingerprint, and validates each cell's problem spec before anything runs; `check_reach` refuses a [set] or
-[grid] key no variant reads.
+[grid] key no variant reads. A fidelity study's cells (one per problem x grid point, every oracle in each) are
+`fidelity_expand`'s.
 
 A cell's folder name is injective: a name that folder names cannot hold as written (characters other than
 letters, digits and ``._=+,-``, a leading dot, more than `MAX_NAME` characters, or one that differs from a

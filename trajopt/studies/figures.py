@@ -485,8 +485,8 @@ def fidelity_figures(rows: Sequence[Mapping], study: StudySpec) -> dict[str, Fig
     out = {}
     for path, name in zip(study.problems, names):
         mine = [r for r in rows if r.get("problem") == path.stem and r.get("status") != "failed"]
-        nested = [_nested(r, x, ", ".join([*([str(r.get("solref"))] if "solref" not in others else []),
-                                          *(f"{k}={label_value(r.get(k))}" for k in others)]))
+        nested = [_nested(r, x, ", ".join([label_value(r.get("solref")),  # the panel row: "solref [0.02, 1.0], ..."
+                                          *(f"{k}={label_value(r.get(k))}" for k in others if k != "solref")]))
                   for r in mine if r.get(x) is not None]
         horizon = "/".join(dict.fromkeys(str(r.get("horizon")) for r in mine)) or "?"
         refs = "/".join(dict.fromkeys(label_value(r["reference_timestep"]) for r in mine
