@@ -247,9 +247,8 @@ def _exact():
 def _oracle_names(text: Optional[str], spec) -> list[str]:
     """The oracles to measure: --oracles (registered or module:Class names, distinct, not fd: it is the reference),
     else exact, cfd where the problem is over an MJX system, then the file's solve.oracles."""
-    from trajopt.fidelity import timestep_system
+    from trajopt.fidelity import oracle_refusal, timestep_system
     from trajopt.oracles import ORACLES
-    from trajopt.registry import UnknownName
 
     if text is None:
         names = ["exact"] + (["cfd"] if timestep_system(spec.system) is not None else []) + list(spec.oracles)
@@ -260,13 +259,9 @@ def _oracle_names(text: Optional[str], spec) -> list[str]:
     if len(set(names)) != len(names):
         raise fail(f"--oracles: found a repeated name in {text!r}, allowed: distinct oracles")
     for n in names:
-        if n == "fd":
-            raise fail("--oracles: found 'fd', allowed: the other oracles (finite differences are the reference every "
-                       "oracle is measured against)")
-        try:
-            ORACLES.get(n)
-        except UnknownName as e:
-            raise fail(f"--oracles: {e}") from None
+        why = oracle_refusal(n)  # the rule the fidelity study applies too
+        if why is not None:
+            raise fail(f"--oracles: {why}")
     return names
 
 
