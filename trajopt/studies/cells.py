@@ -20,6 +20,10 @@ seed:
     deadline_miss_rate,              seed only (a timing-only pass replaying its episode replan by replan, one
     realtime_factor                  seed, no batching: what a controller runs), on the host that ran the cell
     run_seconds, compile_seconds     the cell's batched episode (shared by its seeds: they ran as one vmap)
+    plant_<label>                    the seed's factor of each of the plant's per-seed draws (a [plant.scale] range
+                                     [low, high]: ``plant_geom_friction``, ``plant_dof_damping.NAME``; one number per
+                                     draw and seed, result.json's ``plant.per_seed``), only in the rows of a cell
+                                     whose plant draws (`plant_columns`; the table leaves them empty elsewhere)
     error                            a failed cell's message
 
 A fidelity cell (``verb = "fidelity"``) is one `trajopt.fidelity.measure` call on its grid point, exactly what
@@ -35,7 +39,7 @@ import math
 import traceback
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Callable, Optional
+from typing import Callable, Mapping, Optional
 
 import numpy as np
 
@@ -52,6 +56,7 @@ MPC_ROW_COLUMNS = ("seed", "status", "closed_loop_cost", "success", "rollouts_pe
                    "error")
 FIDELITY_ROW_COLUMNS = ("horizon", "reference_timestep", "status", *fidelity_lib.CSV_COLUMNS, "error")
 CELL_OK, CELL_FAILED, CELL_INTERRUPTED = "ok", "failed", "interrupted"
+PLANT_PREFIX = "plant_"  # a closed-loop row's per-seed plant draws: plant_<label> (`trajopt.closedloop.plant.Draw`)
 
 
 def row_columns(verb: str = "compare", budget: bool = False) -> tuple:
@@ -138,7 +143,8 @@ def cell_rows(cell: Cell, result=None, error: Optional[str] = None) -> list[dict
 
 
 def mpc_cell_rows(cell: Cell, result=None, step_costs=None, error: Optional[str] = None) -> list[dict]:
-    """A closed-loop cell's rows: problem, variant, each grid key, then `MPC_ROW_COLUMNS` (see the module docstring).
+    """A closed-loop cell's rows: problem, variant, each grid key, then `MPC_ROW_COLUMNS` (see the module docstring),
+    and where its plant draws per seed, each draw's factor (`plant_columns`).
 
     With a ``result`` (the variant's `trajopt.closedloop.MPCResult`, arrays [S, ...]) and the ``step_costs``
     (`trajopt.compute.StepCosts`) that convert its counts: per seed its numbers. Without one: status "failed", the
@@ -163,8 +169,37 @@ def mpc_cell_rows(cell: Cell, result=None, step_costs=None, error: Optional[str]
                      "forward_equivalents_per_step": float(np.mean(fse[i])),
                      "plan_failures": int(result.plan_failures[i]), **timing,
                      "run_seconds": float(result.run_seconds), "compile_seconds": float(result.compile_seconds),
-                     "error": error})
+                     **plant_columns(result.plant_factors, i), "error": error})
     return rows
+
+
+def plant_columns(factors: Mapping, i: int) -> dict:
+    """{``plant_<label>``: seed i's factor} of each per-seed draw of a closed-loop cell's plant, in the draws' order.
+
+    factors: {label: [S]} (an `MPCResult`'s ``plant_factors``, or `recorded_plant_factors` of its result.json), label
+    a `trajopt.closedloop.plant.Draw`'s (``geom_friction`` or ``geom_friction.NAME``): each draw is one factor per
+    seed (it multiplies every coefficient of its target, e.g. a geom's three friction coefficients, alike)."""
+    return {PLANT_PREFIX + label: float(np.ravel(v)[i]) for label, v in factors.items()}
+
+
+def recorded_plant_factors(summary: Mapping) -> Optional[dict]:
+    """{label: [S] factors} of a closed-loop run's per-seed draws as its result.json records them (``plant.per_seed``:
+    {label: {"range", "factors"}}; {} for a plant that draws nothing or a summary without a plant record), None where
+    the record is not of that shape."""
+    plant = summary.get("plant", {}) if isinstance(summary, Mapping) else None
+    if not isinstance(plant, Mapping):
+        return None
+    per_seed = plant.get("per_seed", {})
+    if not isinstance(per_seed, Mapping):
+        return None
+    out = {}
+    for label, d in per_seed.items():
+        factors = d.get("factors") if isinstance(d, Mapping) else None
+        if not isinstance(label, str) or not isinstance(factors, list) or not all(
+                isinstance(f, (int, float)) and not isinstance(f, bool) for f in factors):
+            return None
+        out[label] = [float(f) for f in factors]
+    return out
 
 
 def cell_spec(cell: Cell):

@@ -14,7 +14,10 @@ at each grid point" table (best.csv and the page). A closed-loop study's page sh
 (`trajopt.studies.suite_table`: a row per problem x variant x grid point), and one with several problems (tasks) also
 draws a `task_figure` per problem, shown in a section per task: each seed's closed-loop cost per cell (variant, and
 grid point), the median marked, a seed that blew up drawn as such, and the success rate with its bootstrap 95 %
-interval.
+interval. Every figure of a closed-loop study states under its title what the cells it draws ran with
+(`task_settings_text` of their result.json entries: episode, horizon, replan period, method steps per replan K, seeds,
+control period and whether the plant differs from the model; a setting that differs between them is listed and named
+as varying), so that a figure read alone says how to reproduce it.
 
 A fidelity study (``verb = "fidelity"``) draws `fidelity_figures`: per problem, `trajopt.plots_fidelity.fidelity_figure`
 of its rows (relative error against the ``timestep`` axis, else its first numeric axis; one line per oracle; a row
@@ -65,7 +68,14 @@ def _metric(study: StudySpec) -> str:
     return "closed_loop_cost" if study.closed_loop else "final_cost"
 
 
-def axis_figure(rows: Sequence[Mapping], study: StudySpec, axis: Axis, metric: str = "final_cost") -> Figure:
+def _titled(study: StudySpec, title: str, settings: Optional[Sequence[Mapping]]) -> str:
+    """A figure's title: ``title``, and for a closed-loop study a line stating what its cells ran with
+    (`task_settings_text` of ``settings``, the entries of every cell the figure draws)."""
+    return f"{title}\n{task_settings_text(settings or ())}" if study.closed_loop else title
+
+
+def axis_figure(rows: Sequence[Mapping], study: StudySpec, axis: Axis, metric: str = "final_cost",
+                settings: Optional[Sequence[Mapping]] = None) -> Figure:
     """Final (or best, or a closed-loop study's closed-loop) cost against ``axis``: panels problem x other-axes
     combination, a line per variant.
 
@@ -74,6 +84,8 @@ def axis_figure(rows: Sequence[Mapping], study: StudySpec, axis: Axis, metric: s
         study: the study (problems, variants and axes in order).
         axis: the x axis (log scale when ``axis.log``).
         metric: "final_cost", "best_cost" or "closed_loop_cost" (no initial cost is drawn for it).
+        settings: a closed-loop study's: what its cells ran with (their result.json entries,
+            `trajopt.studies.store.cell_settings`), stated under the title (`task_settings_text`).
     """
     problems = list(dict.fromkeys([p.stem for p in study.problems]))
     others = [a for a in study.grid if a.key != axis.key]
@@ -147,15 +159,17 @@ def axis_figure(rows: Sequence[Mapping], study: StudySpec, axis: Axis, metric: s
             if c == 0:
                 ax.set_ylabel(f"{metric.replace('_', ' ')} (median, IQR over {n_seeds} seeds)", fontsize=9)
     axes[0, -1].legend(fontsize=8, loc="best")
-    set_title(fig, study.title, 12)
+    set_title(fig, _titled(study, study.title, settings), 10 if study.closed_loop else 12)
     fig.tight_layout()
     return fig
 
 
-def variants_figure(rows: Sequence[Mapping], study: StudySpec, metric: str = "final_cost") -> Figure:
+def variants_figure(rows: Sequence[Mapping], study: StudySpec, metric: str = "final_cost",
+                    settings: Optional[Sequence[Mapping]] = None) -> Figure:
     """A study without a grid: one panel per problem, the final cost of each variant (median over seeds, the
     interquartile range as an error bar, one colour per variant), the initial cost in the panel's title; a median beyond
-    OFF_SCALE times the initial cost is a labelled triangle on the top edge."""
+    OFF_SCALE times the initial cost is a labelled triangle on the top edge. A closed-loop study's title states its
+    cells' ``settings`` (as `axis_figure`'s)."""
     problems = list(dict.fromkeys([p.stem for p in study.problems]))
     variants = list(study.variants)
     colours = variant_colours(variants)
@@ -188,7 +202,7 @@ def variants_figure(rows: Sequence[Mapping], study: StudySpec, metric: str = "fi
     axes[0, 0].set_ylabel(f"{metric.replace('_', ' ')} (median, IQR over {_seeds_text(rows, study)} seeds)", fontsize=8)
     budget = f" [budget: {label_value(study.budget[0])} forward-step equivalents per seed]" \
         if study.budget is not None and len(study.budget) == 1 else ""
-    set_title(fig, study.title + budget, 10)
+    set_title(fig, _titled(study, study.title + budget, settings), 10)
     fig.tight_layout()
     return fig
 
@@ -212,13 +226,15 @@ def _budget_curve(sub: Sequence[Mapping], variant: str, axis: Axis) -> tuple:
     return (*(np.array(c, float) for c in cols[:4]), list(cols[4]))
 
 
-def compute_figure(rows: Sequence[Mapping], study: StudySpec, axis: Axis) -> Figure:
+def compute_figure(rows: Sequence[Mapping], study: StudySpec, axis: Axis,
+                   settings: Optional[Sequence[Mapping]] = None) -> Figure:
     """A closed-loop study's cost against compute: for a budget axis (``mpc.iterations``, K method steps per
     replan) the closed-loop cost (median and IQR over seeds, as error bars) against the forward-step equivalents
     each variant spent per control step (the median over seeds of `forward_equivalents_per_step`), log x; one
     panel per problem (and combination of the other axes' values), one line per variant through its budgets in
     order, the smallest and largest K labelled. A variant's FSE per step grows with K at its own rate: the
-    comparison at equal compute is read across the x axis, not at equal K."""
+    comparison at equal compute is read across the x axis, not at equal K. The title states the cells' ``settings``
+    (as `axis_figure`'s)."""
     problems = list(dict.fromkeys([p.stem for p in study.problems]))
     others = [a for a in study.grid if a.key != axis.key]
     combos = list(itertools.product(*[a.values for a in others]))[:MAX_ROWS]
@@ -254,7 +270,7 @@ def compute_figure(rows: Sequence[Mapping], study: StudySpec, axis: Axis) -> Fig
                 ax.set_ylabel(f"closed-loop cost (median, IQR over {_seeds_text(rows, study)} seeds)", fontsize=9)
     if any(ax.get_legend_handles_labels()[0] for ax in axes.ravel()):
         axes[0, -1].legend(fontsize=8, loc="best")
-    set_title(fig, f"{study.title}: closed-loop cost against compute per control step", 12)
+    set_title(fig, _titled(study, f"{study.title}: closed-loop cost against compute per control step", settings), 10)
     fig.tight_layout()
     return fig
 
@@ -333,15 +349,33 @@ def best_columns(study: StudySpec) -> list[str]:
     return ["problem", *(a.key for a in study.grid), *BEST_COLUMNS]
 
 
+def plant_text(plant: Mapping) -> str:
+    """What a closed-loop run's plant changes (its result.json's ``plant``, `trajopt.closedloop.Plant.describe`), in
+    a few words: "plant = model", or "plant ≠ model (" the overridden parameters (without their values: a grid over
+    one keeps the text), the per-seed draws, "measurement noise", "N disturbances" ")"."""
+    overrides = list(plant.get("overrides") or {})
+    parts = overrides + [f"{label} drawn per seed" for label in plant.get("per_seed") or {}
+                         if not any(k.startswith(label) for k in overrides)]
+    if np.any(np.asarray(plant.get("state_noise") or 0.0, float) > 0):
+        parts.append("measurement noise")
+    n = len(plant.get("disturbances") or ())
+    if n:
+        parts.append(f"{n} disturbance{'s' if n > 1 else ''}")
+    return "plant ≠ model (" + "; ".join(parts) + ")" if parts else "plant = model"
+
+
 def task_settings_text(entries: Sequence[Mapping]) -> str:
-    """"MPC: episode N, horizon H, replan every r, K iterations per replan, S seeds, control period P ms" (as
-    ``trajopt mpc``'s figures state them) of a problem's cells, ``entries`` being what each cell ran with (its
-    result.json's ``mpc`` and ``seeds``; `trajopt.studies.store.cell_settings`); a setting that differs between the
-    cells (a grid over it) lists its values in order, "horizon 10/20"."""
+    """"MPC: episode N, horizon H, replan every r, K iterations per replan, S seeds, control period P ms, plant ≠ model
+    (...)" (what ``trajopt mpc``'s figures state, and the plant, `plant_text`) of the cells of a figure (a task's, or
+    every cell a study's figure draws), ``entries`` being what each cell ran with (its result.json's ``mpc``,
+    ``seeds`` and ``plant``; `trajopt.studies.store.cell_settings`). A setting that differs between the cells (a grid
+    over it) lists its values in order, "horizon 10/20", and is named again at the end, "varies between cells:
+    horizon" (a plant that differs: "plant varies between cells"); a value a result.json lacks is "?"."""
     if not entries:
         return "MPC: settings not recorded (no cell of this task ran)"
+    varies = []
 
-    def values(get, fmt=label_value) -> str:
+    def values(name, get, fmt=label_value) -> str:
         found = []
         for e in entries:
             try:
@@ -349,13 +383,25 @@ def task_settings_text(entries: Sequence[Mapping]) -> str:
                 found.append("?" if v is None else fmt(v))
             except (KeyError, TypeError, AttributeError, ValueError):  # a result.json trajopt did not write
                 found.append("?")
-        return "/".join(dict.fromkeys(found))
+        found = list(dict.fromkeys(found))
+        if len(found) > 1:
+            varies.append(name)
+        return "/".join(found)
 
-    period = values(lambda e: e["mpc"]["control_period"], lambda v: f"{float(v) * 1e3:g} ms")
-    return (f"MPC: episode {values(lambda e: e['mpc']['episode'])}, horizon {values(lambda e: e['mpc']['horizon'])}, "
-            f"replan every {values(lambda e: e['mpc']['replan_every'])}, "
-            f"{values(lambda e: e['mpc']['iterations'])} iterations per replan, "
-            f"{values(lambda e: len(e['seeds']), str)} seeds" + ("" if period == "?" else f", control period {period}"))
+    text = (f"MPC: episode {values('episode', lambda e: e['mpc']['episode'])}, "
+            f"horizon {values('horizon', lambda e: e['mpc']['horizon'])}, "
+            f"replan every {values('replan every', lambda e: e['mpc']['replan_every'])}, "
+            f"{values('iterations per replan', lambda e: e['mpc']['iterations'])} iterations per replan, "
+            f"{values('seeds', lambda e: len(e['seeds']), str)} seeds")
+    period = values("control period", lambda e: e["mpc"]["control_period"], lambda v: f"{float(v) * 1e3:g} ms")
+    text += "" if period == "?" else f", control period {period}"
+    plant = values("plant", lambda e: plant_text(e["plant"]), str)
+    if "plant" in varies:
+        varies.remove("plant")
+        text += ", plant varies between cells"
+    elif plant != "?":
+        text += f", {plant}"
+    return text + (f"; varies between cells: {', '.join(varies)}" if varies else "")
 
 
 def _value(v) -> float:
@@ -439,20 +485,23 @@ def study_figures(rows: Sequence[Mapping], study: StudySpec,
     `trajopt.studies.expand.folder_names`), or ``study_variants`` for a study without a grid. A closed-loop study
     draws the closed-loop cost, and for its ``mpc.iterations`` axis also ``study_<key>_compute``
     (`compute_figure`), and with several problems (tasks) one ``task_<problem>`` per problem (`task_figure`,
-    `task_names`; ``settings``: {problem: what its cells ran with}, `trajopt.studies.store.cell_settings`)."""
+    `task_names`; ``settings``: {problem: what its cells ran with}, `trajopt.studies.store.cell_settings`). Each
+    figure of a closed-loop study states the settings of the cells it draws under its title (`task_settings_text`:
+    a setting that differs between them lists its values and is named as varying)."""
     if study.fidelity:
         return fidelity_figures(rows, study)
     metric = _metric(study)
     # a compare study's one budget (budget = B) is an axis of one value: every cell's, drawn on no x axis of its own
     drawn = [a for a in study.grid if not (a.key == STUDY_BUDGET_KEY and len(a.values) == 1 and not study.closed_loop)]
     out = {}
+    every = [e for p in dict.fromkeys(p.stem for p in study.problems) for e in (settings or {}).get(p, ())]
     if not drawn:
-        out["study_variants"] = variants_figure(rows, study, metric)
+        out["study_variants"] = variants_figure(rows, study, metric, every)
     names = folder_names([f"study_{a.key.replace('.', '_')}" for a in drawn], [a.key for a in drawn])
     for name, axis in zip(names, drawn):
-        out[name] = axis_figure(rows, study, axis, metric)
+        out[name] = axis_figure(rows, study, axis, metric, every)
         if study.closed_loop and axis.key == BUDGET_KEY:
-            out[f"{name}_compute"] = compute_figure(rows, study, axis)
+            out[f"{name}_compute"] = compute_figure(rows, study, axis, every)
     tasks = task_names([p.stem for p in study.problems])
     if study.closed_loop and len(tasks) > 1:
         for problem, name in tasks.items():
@@ -499,5 +548,5 @@ def fidelity_figures(rows: Sequence[Mapping], study: StudySpec) -> dict[str, Fig
     return out
 
 
-__all__ = ["fidelity_figures", "axis_figure", "variants_figure", "compute_figure", "task_figure", "task_names", "task_settings_text",
+__all__ = ["fidelity_figures", "axis_figure", "variants_figure", "compute_figure", "task_figure", "task_names", "task_settings_text", "plant_text",
            "best_rows", "best_columns", "study_figures", "study_html", "cell_summaries"]

@@ -14,10 +14,12 @@
 
 A closed-loop study (``verb = "mpc"``) writes the same files with closed-loop content: study.csv's per-seed columns
 are `trajopt.studies.cells.MPC_ROW_COLUMNS` (closed-loop cost, success, compute per control step, the cell's plan
-timing), study_<key>.png draws the closed-loop cost (and, for an ``mpc.iterations`` axis, also
-study_<key>_compute.png: against forward-step equivalents per control step), ``best.csv`` holds the best variant at
-each grid point (`trajopt.studies.figures.best_rows`), study.json the step costs per system, and each cell's folder
-is a `trajopt mpc` run folder (`trajopt.runs_mpc.write_run`).
+timing) and, where a cell's plant draws per seed, ``plant_<label>`` (each seed's drawn factor, read back from the
+cell's result.json where an older marker lacks it), study_<key>.png draws the closed-loop cost (and, for an
+``mpc.iterations`` axis, also study_<key>_compute.png: against forward-step equivalents per control step; every
+figure states under its title what its cells ran with, `cell_settings`), ``best.csv`` holds the best variant at each
+grid point (`trajopt.studies.figures.best_rows`), study.json the step costs per system, and each cell's folder is a
+`trajopt mpc` run folder (`trajopt.runs_mpc.write_run`).
 
 A fidelity study (``verb = "fidelity"``) has one row per cell and oracle (`trajopt.studies.cells.FIDELITY_ROW_COLUMNS`:
 fidelity.csv's columns), ``fidelity_<problem>.png`` per problem (relative error against the grid, a line per
@@ -53,8 +55,8 @@ from typing import Any, Mapping, Optional, Sequence
 from trajopt import runs, runs_mpc
 from trajopt.compute import StepCosts
 from trajopt.fidelity import METRICS, csv_text
-from trajopt.studies.cells import (CELL_FAILED, CELL_OK, LEAD_COLUMNS, MPC_ROW_COLUMNS, CellOutcome, fidelity_oracles,
-                                   row_columns)
+from trajopt.studies.cells import (CELL_FAILED, CELL_OK, LEAD_COLUMNS, MPC_ROW_COLUMNS, PLANT_PREFIX, CellOutcome,
+                                   fidelity_oracles, plant_columns, recorded_plant_factors, row_columns)
 from trajopt.studies.expand import Cell
 from trajopt.studies.file import StudySpec
 from trajopt.studies.values import toml_value
@@ -204,10 +206,15 @@ def real_dir(folder: Path, rel: str) -> Path:
     return cur
 
 
-def columns(study: StudySpec) -> list[str]:
-    """The table's columns: problem, variant, each grid key, then seed ... error (`trajopt.studies.cells.row_columns`)."""
+def columns(study: StudySpec, rows: Sequence[Mapping] = ()) -> list[str]:
+    """The table's columns: problem, variant, each grid key, then seed ... error (`trajopt.studies.cells.row_columns`);
+    a closed-loop study's with the ``plant_<label>`` columns of its ``rows`` (sorted) before ``error``."""
     keys = [a.key for a in study.grid]
-    return [*LEAD_COLUMNS, *keys, *(c for c in row_columns(study.verb, study.budget is not None) if c not in keys)]
+    own = [c for c in row_columns(study.verb, study.budget is not None) if c not in keys]
+    if study.closed_loop:
+        drawn = sorted({k for r in rows for k in r if k.startswith(PLANT_PREFIX) and k not in keys and k not in own})
+        own = own[:-1] + drawn + own[-1:]
+    return [*LEAD_COLUMNS, *keys, *own]
 
 
 def read_cell(folder: Path, cell: Cell) -> Optional[dict]:
@@ -311,6 +318,9 @@ def _mpc_row_problem(row: dict, where: str) -> Optional[str]:
               "plan_seconds_p95", "plan_seconds_max", "realtime_factor", "run_seconds", "compile_seconds"):
         if not _finite_or_none(row[k], low=0.0):
             return f"{where}.{k}: found {row[k]!r}, expected a number >= 0 or null"
+    for k in (k for k in row if k.startswith(PLANT_PREFIX)):
+        if not _finite_or_none(row[k], low=0.0):
+            return f"{where}.{k}: found {row[k]!r}, expected a factor >= 0 or null"
     rate = row["deadline_miss_rate"]
     if not _finite_or_none(rate, low=0.0) or (rate is not None and rate > 1):
         return f"{where}.deadline_miss_rate: found {rate!r}, expected a share in 0..1 or null"
@@ -353,7 +363,9 @@ def _run_problem(cell_dir: Path, cell: Cell, rows: list) -> Optional[str]:
 
 def _mpc_run_problem(cell_dir: Path, cell: Cell, rows: list) -> Optional[str]:
     """`_run_problem` for a closed-loop cell: its result.json (`trajopt.runs_mpc`) is this cell's (fingerprint),
-    holds the variant on the cell's seeds, and its statuses and closed-loop costs are the rows'."""
+    holds the variant on the cell's seeds, and its statuses, closed-loop costs and per-seed plant draws
+    (``plant.per_seed``) are the rows'; rows without any ``plant_<label>`` column (a marker written before the
+    columns existed) get them from result.json, in place."""
     try:
         result = read_json(cell_dir / runs.RESULT)
     except ValueError as e:
@@ -369,6 +381,15 @@ def _mpc_run_problem(cell_dir: Path, cell: Cell, rows: list) -> Optional[str]:
     for key in ("status", "closed_loop_cost"):
         if entry.get(key) != [r[key] for r in rows]:
             return f"{runs.RESULT}: its {key} differs from the cell's rows"
+    factors = recorded_plant_factors(result)
+    if factors is None or any(len(f) != len(rows) for f in factors.values()):
+        return f"{runs.RESULT}: plant.per_seed: not one factor per seed and draw"
+    recorded = [plant_columns(factors, i) for i in range(len(rows))]
+    if not any(k.startswith(PLANT_PREFIX) for r in rows for k in r):
+        for r, drawn in zip(rows, recorded):
+            r.update(drawn)
+    elif [{k: v for k, v in r.items() if k.startswith(PLANT_PREFIX)} for r in rows] != recorded:
+        return f"{runs.RESULT}: its plant.per_seed factors differ from the cell's rows"
     return None
 
 
@@ -463,7 +484,7 @@ def table_bytes(rows: Sequence[Mapping], cols: Sequence[str], parquet: bool = Tr
         if k in ("rollouts", "gradients", "seed", "plan_failures"):
             data[k] = pa.array(values, type=pa.int64())
         elif k in ("final_cost", "best_cost", "initial_cost", "run_seconds", "compile_seconds") or \
-                (k in MPC_ROW_COLUMNS and k not in ("status", "error")):
+                (k in MPC_ROW_COLUMNS and k not in ("status", "error")) or k.startswith(PLANT_PREFIX):
             data[k] = pa.array(values, type=pa.float64())
         elif k in ("problem", "variant", "status", "error"):
             data[k] = pa.array(values, type=pa.string())
@@ -478,9 +499,12 @@ def table_bytes(rows: Sequence[Mapping], cols: Sequence[str], parquet: bool = Tr
 
 
 def write_table(folder: Path, study: StudySpec, rows: Sequence[Mapping], meta: Mapping) -> list[str]:
-    """Write study.csv, study.parquet (when pyarrow is importable) and study.json; returns the file names."""
+    """Write study.csv, study.parquet (when pyarrow is importable) and study.json (its ``columns``: the table's, a
+    closed-loop study's plant draws included); returns the file names."""
     folder = Path(folder)
-    csv_bytes, parquet = table_bytes(rows, columns(study))
+    cols = columns(study, rows)
+    meta = {**meta, "columns": cols}
+    csv_bytes, parquet = table_bytes(rows, cols)
     runs.atomic_write_bytes(folder / f"{TABLE}.csv", csv_bytes)
     written = [f"{TABLE}.csv"]
     if parquet is not None:
@@ -525,9 +549,10 @@ def read_meta(folder: Path) -> dict:
 
 
 def cell_settings(folder: Path, meta: Mapping) -> dict:
-    """{problem: [{"title", "mpc", "seeds"}, ...]}: what each ok cell of a closed-loop study ran with, from its
-    result.json (`trajopt.runs_mpc`: the [mpc] settings after the study's overrides, the seeds), in cell order; a cell
-    whose result.json does not read back is left out. The figure per task states them."""
+    """{problem: [{"title", "mpc", "seeds", "plant"}, ...]}: what each ok cell of a closed-loop study ran with, from its
+    result.json (`trajopt.runs_mpc`: the [mpc] settings after the study's overrides, the seeds, what the plant
+    changes), in cell order; a cell whose result.json does not read back is left out. The figures state them
+    (`trajopt.studies.figures.task_settings_text`)."""
     out: dict = {}
     for c in meta.get("cells", []):
         if not isinstance(c, dict) or c.get("status") != CELL_OK or not isinstance(c.get("folder"), str):
@@ -537,7 +562,7 @@ def cell_settings(folder: Path, meta: Mapping) -> dict:
         except ValueError:
             continue
         if isinstance(result, dict) and isinstance(result.get("mpc"), dict):
-            out.setdefault(c.get("problem"), []).append({k: result.get(k) for k in ("title", "mpc", "seeds")})
+            out.setdefault(c.get("problem"), []).append({k: result.get(k) for k in ("title", "mpc", "seeds", "plant")})
     return out
 
 
