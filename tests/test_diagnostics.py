@@ -220,14 +220,15 @@ def invoke(*args):
 @pytest.fixture(scope="module")
 def diagnose_init(tmp_path_factory):
     out = tmp_path_factory.mktemp("diag") / "init"
-    result = invoke("diagnose", SOFT, *SMALL, "--repeats", "5", "--samples", "4", "--out", out, "--json")
+    # 3 repeats of 4 samples, as every diagnose below: one estimator program, compiled once for the file
+    result = invoke("diagnose", SOFT, *SMALL, "--repeats", "3", "--samples", "4", "--out", out, "--json")
     assert result.exit_code == 0, result.output
     return out, json.loads(result.stdout)
 
 
 def test_diagnose_json_and_files(diagnose_init):
     out, report = diagnose_init
-    assert report["problem"] == "pushing_soft" and report["samples"] == 4 and report["repeats"] == 5
+    assert report["problem"] == "pushing_soft" and report["samples"] == 4 and report["repeats"] == 3
     (loc,) = report["locations"]
     s = loc["summary"]
     for k in ("norm_first", "var_first", "var_zero", "bias_gap", "aobg_radius", "alpha_aobg", "alpha_ivw", "alpha_ddcg",
