@@ -219,8 +219,8 @@ def test_the_compute_axis_is_forward_step_equivalents():
     label = fig.axes[-1].get_xlabel()  # the axis states the step costs that converted the counts
     assert "forward-step equivalents" in label and f"ρ_l = {COSTS.linearization:.3g}" in label, label
     assert f"ρ_b = {COSTS.backward:.3g}" in label, label
-    with pytest.raises(ValueError, match="step_costs"):  # a run given no step costs cannot convert
-        solve(problem, ILQR(), key=KEY, iterations=1, seeds=[0]).forward_equivalents()
+    with pytest.raises(ValueError, match="step_costs"):  # a run given no step costs cannot convert (the run above
+        solve(problem, ILQR(), key=KEY, iterations=4, seeds=[0]).forward_equivalents()  # without them: its program)
 
 
 def test_bad_budgets_and_step_costs_are_refused_before_anything_compiles(monkeypatch):
