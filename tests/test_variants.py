@@ -156,8 +156,9 @@ def test_out_is_claimed_before_the_run(tmp_path):
 
 
 def test_titles_with_dollars_and_brackets_are_shown_literally(tmp_path):
-    out = tmp_path / "t"
-    r = invoke("compare", SOFT, *SMALL, "--set", 'title="cost $\\\\foo$ [bold]x[/bold]"', "--out", out, "--quiet")
+    out = tmp_path / "t"  # one variant, the run of test_every_registered_method_runs_through_compare: its program
+    r = invoke("compare", SOFT, "--iterations", "3", "--seeds", "2", "--set", "task.horizon=15", "--variants", "fobg",
+               "--set", 'title="cost $\\\\foo$ [bold]x[/bold]"', "--out", out, "--quiet")
     assert r.exit_code == 0, r.output
     assert (out / "convergence.png").read_bytes()[:4] == b"\x89PNG"
     assert json.loads((out / "result.json").read_text())["title"].startswith("cost $\\foo$ [bold]x[/bold]")
