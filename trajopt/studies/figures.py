@@ -540,8 +540,8 @@ def fidelity_figures(rows: Sequence[Mapping], study: StudySpec) -> dict[str, Fig
         horizon = "/".join(dict.fromkeys(str(r.get("horizon")) for r in mine)) or "?"
         refs = "/".join(dict.fromkeys(label_value(r["reference_timestep"]) for r in mine
                                       if r.get("reference_timestep") is not None)) or "none"
-        title = (f"{path.stem}: gradient error against {x} (horizon {horizon}, {len(study.seeds)} repeats of the "
-                 f"stochastic oracles, fine reference at timestep {refs}, fd step {label_value(study.fd_step)})")
+        title = (f"{path.stem}: gradient error against {x} (horizon {horizon}, {len(study.seeds)} "
+                 f"{'repeat' if len(study.seeds) == 1 else 'repeats'} of the stochastic oracles, fine reference at timestep {refs}, fd step {label_value(study.fd_step)})")
         fig = fidelity_figure(nested, list(study.variants), title=title, x=x,
                               xlabel="time step (s)" if x == "timestep" else x)
         out[name] = fig

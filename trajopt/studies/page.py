@@ -302,7 +302,8 @@ def _fidelity_html(meta: Mapping, rows: Sequence[Mapping], figures: Mapping[str,
              f"<p class='meta'>fidelity study <code>{html.escape(st['source'])}</code> · status <b>"
              f"{html.escape(meta['status'])}</b> · backend {html.escape(meta.get('backend', ''))} · "
              f"{len(meta['cells'])} cells: {len(st['problems'])} problems × {html.escape(grid)} · oracles "
-             f"{html.escape(', '.join(st['variants']))} · {len(st['seeds'])} repeats of the stochastic oracles · fine "
+             f"{html.escape(', '.join(st['variants']))} · {len(st['seeds'])} "
+             f"{'repeat' if len(st['seeds']) == 1 else 'repeats'} of the stochastic oracles · fine "
              f"reference at timestep {html.escape(str(st.get('reference_timestep') or 'none'))} · fd step "
              f"{html.escape(label_value(st.get('fd_step')))} · at U0 · updated {html.escape(meta.get('updated', ''))}</p>"]
     if st.get("description"):
