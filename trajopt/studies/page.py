@@ -297,6 +297,11 @@ def _fidelity_html(meta: Mapping, rows: Sequence[Mapping], figures: Mapping[str,
     st = meta["study"]
     title = st.get("title") or st.get("name", "study")
     grid = ", ".join(f"{a['key']} ∈ {{{', '.join(label_value(v) for v in a['values'])}}}" for a in st["grid"]) or "no grid"
+    reference = str(st.get("reference_timestep") or "none")
+    used = "/".join(dict.fromkeys(label_value(r["reference_timestep"]) for r in rows
+                                  if r.get("reference_timestep") is not None))
+    if used and used != reference:  # "auto": the time step it resolved to, as the figures state it
+        reference = f"{reference} ({used})"
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
              f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>",
              f"<p class='meta'>fidelity study <code>{html.escape(st['source'])}</code> · status <b>"
@@ -304,7 +309,7 @@ def _fidelity_html(meta: Mapping, rows: Sequence[Mapping], figures: Mapping[str,
              f"{len(meta['cells'])} cells: {len(st['problems'])} problems × {html.escape(grid)} · oracles "
              f"{html.escape(', '.join(st['variants']))} · {len(st['seeds'])} "
              f"{'repeat' if len(st['seeds']) == 1 else 'repeats'} of the stochastic oracles · fine "
-             f"reference at timestep {html.escape(str(st.get('reference_timestep') or 'none'))} · fd step "
+             f"reference at timestep {html.escape(reference)} · fd step "
              f"{html.escape(label_value(st.get('fd_step')))} · at U0 · updated {html.escape(meta.get('updated', ''))}</p>"]
     if st.get("description"):
         parts.append(f"<p>{html.escape(st['description'])}</p>")
