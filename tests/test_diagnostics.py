@@ -63,13 +63,16 @@ CONFIG = dict(samples=10, sigma=0.1, rules=RULES)
 def test_batch_statistics_alphas_are_the_oracles_alphas():
     # Same key, N and sigma: the rules applied to the diagnostic batches give exactly the oracles' weights.
     problem = quadratic_problem()
+    # each compiled once for the three keys (eagerly, every operation compiles on its own)
+    statistics = jax.jit(lambda key: batch_statistics(key, problem, problem.U0, **CONFIG))
+    estimates = jax.jit(lambda key: {name: o.estimate(key, problem, problem.U0) for name, o in RULES.items()})
     for key in jax.random.split(jax.random.PRNGKey(0), 3):
-        st = batch_statistics(key, problem, problem.U0, **CONFIG)
-        for name, oracle in RULES.items():
-            grad, info = oracle.estimate(key, problem, problem.U0)
+        st, by_rule = statistics(key), estimates(key)
+        for name in RULES:
+            grad, info = by_rule[name]
             assert float(st[f"alpha_{name}"]) == pytest.approx(float(info.alpha), rel=1e-12), name
             assert float(st[f"norm_{name}"]) == pytest.approx(float(jnp.linalg.norm(grad)), rel=1e-12), name
-        _, info = RULES["aobg"].estimate(key, problem, problem.U0)
+        _, info = by_rule["aobg"]
         for f, mine in (("var_first", "var_first"), ("var_zero", "var_zero"), ("bias_gap", "bias_gap"),
                         ("radius", "aobg_radius")):
             assert float(st[mine]) == pytest.approx(float(getattr(info, f)), rel=1e-12), f
@@ -78,9 +81,10 @@ def test_batch_statistics_alphas_are_the_oracles_alphas():
 def test_estimator_statistics_repeats_use_fold_in_keys():
     problem = quadratic_problem()
     key = jax.random.PRNGKey(1)
-    st = estimator_statistics(key, problem, problem.U0, 4, **CONFIG)
+    # each compiled as one program (eagerly, every operation compiles on its own)
+    st = jax.jit(lambda k: estimator_statistics(k, problem, problem.U0, 4, **CONFIG))(key)
     assert st["var_first"].shape == (4,) and st["step_var_first"].shape == (4, problem.shape[0])
-    one = batch_statistics(jax.random.fold_in(key, 2), problem, problem.U0, **CONFIG)
+    one = jax.jit(lambda k: batch_statistics(k, problem, problem.U0, **CONFIG))(jax.random.fold_in(key, 2))
     assert float(st["alpha_ivw"][2]) == pytest.approx(float(one["alpha_ivw"]), rel=1e-13)
     np.testing.assert_allclose(np.asarray(st["step_var_first"]).sum(axis=1), np.asarray(st["var_first"]), rtol=1e-12)
     with pytest.raises(ValueError, match="repeats"):

@@ -312,9 +312,10 @@ def test_ddcg_uses_the_fobg_batch_values_without_extra_rollouts():
 
 def test_stepwise_reduces_to_ivw_when_the_decision_is_one_number():
     problem, _, _ = quadratic_problem(shape=(1, 1), seed=3)
+    both = jax.jit(lambda key: (Stepwise(samples=6).estimate(key, problem, problem.U0),
+                                IVW(samples=6).estimate(key, problem, problem.U0)))  # compiled once, for 4 keys
     for key in jax.random.split(jax.random.PRNGKey(13), 4):
-        g_s, i_s = Stepwise(samples=6).estimate(key, problem, problem.U0)
-        g_i, i_i = IVW(samples=6).estimate(key, problem, problem.U0)
+        (g_s, i_s), (g_i, i_i) = both(key)
         np.testing.assert_allclose(np.asarray(g_s), np.asarray(g_i), rtol=1e-13)
         for f in ("alpha", "var_first", "var_zero", "bias_gap", "rollouts", "gradients"):
             assert float(getattr(i_s, f)) == pytest.approx(float(getattr(i_i, f)), rel=1e-13), f
@@ -343,8 +344,8 @@ def test_fd_matches_autodiff_on_a_smooth_problem():
 
     U = jnp.array([[0.3, -1.2], [0.7, 0.4], [-0.5, 2.0]])  # |U_j| > 1 uses the relative step
     problem = Problem("smooth", U, objective)
-    grad, info = FD().estimate(jax.random.PRNGKey(0), problem, U)
-    exact, _ = Exact().estimate(jax.random.PRNGKey(0), problem, U)
+    (grad, info), (exact, _) = jax.jit(lambda k: (FD().estimate(k, problem, U), Exact().estimate(k, problem, U)))(
+        jax.random.PRNGKey(0))  # one program (eagerly, each of FD's operations compiles on its own)
     np.testing.assert_allclose(np.asarray(grad), np.asarray(exact), rtol=1e-8, atol=1e-9)
     assert (int(info.rollouts), int(info.gradients)) == (12, 0)
     assert float(info.value) == float(objective(U))
