@@ -40,14 +40,16 @@ def test_each_start_is_the_method_alone_and_the_decision_is_the_lowest_cost():
     alone = [jax.tree_util.tree_map(lambda x: x[i], state.starts) for i in range(4)]
     assert len(np.unique(np.array([s.U for s in alone]).round(12), axis=0)) == 4  # spread: four different starts
     step = jax.jit(lambda k, s: ms.step(k, problem, s))
+    # the method alone and f, each compiled once (eagerly, every operation compiles on its own)
+    inner_step, f = jax.jit(lambda k, s: inner.step(k, problem, s)[0]), jax.jit(problem.objective)
     for k in range(6):
         key_k = jax.random.fold_in(key, k)
         entry = state
         state, info = step(key_k, state)
-        np.testing.assert_allclose(info.value, problem.objective(entry.U), rtol=1e-12)
-        costs = np.array([float(problem.objective(s.U)) for s in alone])
+        np.testing.assert_allclose(info.value, f(entry.U), rtol=1e-12)
+        costs = np.array([float(f(s.U)) for s in alone])
         chosen = alone[int(np.argmin(costs))]
-        alone = [inner.step(jax.random.fold_in(key_k, i), problem, s)[0] for i, s in enumerate(alone)]
+        alone = [inner_step(jax.random.fold_in(key_k, i), s) for i, s in enumerate(alone)]
         for i in range(4):
             np.testing.assert_allclose(state.starts.U[i], alone[i].U, rtol=1e-12)
         assert int(info.start) == int(np.argmin(costs))
