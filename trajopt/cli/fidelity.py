@@ -214,9 +214,12 @@ def fidelity(
         title = display_title(spec, set_)
         figure = out_dir / FIDELITY_FIGURE
         drawn = any(not getattr(o, "deterministic", False) for o in spec.oracles.values())
+        # the configuration that made the figure, as a fidelity study's figure states it
+        stated = ([f"horizon {int(prob.shape[0])}"] if getattr(prob, "time_stepped", False) else [])
+        stated += [f"{repeats} {'repeat' if repeats == 1 else 'repeats'} of the stochastic oracles"] if drawn else []
+        stated += [f"fine reference at timestep {h_ref:g}" if h_ref else "no fine reference", f"fd step {eps:g}"]
         save_figure(fidelity_figure(rows, list(spec.oracles), title=f"{title}: gradient error against the time "
-                                    "step" + (f" ({repeats} repeats of the stochastic oracles)" if drawn else "")),
-                    figure)
+                                    f"step ({', '.join(stated)})"), figure)
         report = {"problem": spec.name, "source": spec.source, "title": title, "at": at, "oracles": list(spec.oracles),
                   "oracle_config": {n: oracle_config(o) for n, o in spec.oracles.items()}, "repeats": repeats,
                   "key": spec.solve.key, "timesteps": [c["timestep"] for c in grid[0]],
