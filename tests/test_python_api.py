@@ -45,18 +45,20 @@ def test_example_script_is_the_readme_walkthrough(tmp_path):
 
 
 def test_load_and_compare_match_solve():
-    loaded = trajopt.load(ROOT / "problems" / "pushing_stiff.toml", ["solve.iterations=20", "solve.seeds=2"])
+    # the size of the next test's runs (3 iterations, 2 seeds, horizon 10): its aobg is this one's program
+    loaded = trajopt.load(ROOT / "problems" / "pushing_stiff.toml", ["solve.iterations=3", "solve.seeds=2",
+                                                                      "task.horizon=10"])
     assert list(loaded.variants) == ["fobg", "zobg", "aobg"]
     results = loaded.compare(["zobg", "aobg"])
     assert list(results) == ["zobg", "aobg"]
-    direct = trajopt.solve(loaded.problem, loaded.variants["aobg"], key=jax.random.PRNGKey(0), iterations=20,
+    direct = trajopt.solve(loaded.problem, loaded.variants["aobg"], key=jax.random.PRNGKey(0), iterations=3,
                            seeds=[0, 1])
     np.testing.assert_array_equal(results["aobg"].cost, direct.cost)
 
 
 def test_loaded_compare_runs_a_variant_the_file_does_not_run_by_default():
     # `--variants tuned` works on the command line; from Python, naming it must too (it used to be a KeyError)
-    loaded = trajopt.load(ROOT / "problems" / "pushing_stiff.toml", ["solve.seeds=1", "task.horizon=10",
+    loaded = trajopt.load(ROOT / "problems" / "pushing_stiff.toml", ["solve.seeds=2", "task.horizon=10",
                                                                       "solve.iterations=5"])
     assert "tuned" not in loaded.variants
     results = loaded.compare(["aobg", "tuned"], iterations=3)
