@@ -11,8 +11,11 @@ os.environ.setdefault("TRAJOPT_CACHE", "1")
 if os.environ.get("PYTEST_XDIST_WORKER") and os.environ.get("_TRAJOPT_TEST_CACHE"):
     os.environ["TRAJOPT_CACHE_DIR"] = os.environ["_TRAJOPT_TEST_CACHE"]
 else:
+    # the compilation cache in a folder of its own: what the library keeps beside it (the measured step costs,
+    # trajopt.step_costs: step_costs.json in the cache folder's parent) stays inside the throw-away folder too, never
+    # in the system's temporary directory, where it outlived the session and hid the measurements from later runs
     _TEST_CACHE = tempfile.mkdtemp(prefix="trajopt-test-cache-")
-    os.environ["TRAJOPT_CACHE_DIR"] = os.environ["_TRAJOPT_TEST_CACHE"] = _TEST_CACHE
+    os.environ["TRAJOPT_CACHE_DIR"] = os.environ["_TRAJOPT_TEST_CACHE"] = os.path.join(_TEST_CACHE, "jax")
     atexit.register(shutil.rmtree, _TEST_CACHE, ignore_errors=True)
 
 import jax
