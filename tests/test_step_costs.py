@@ -70,3 +70,47 @@ def test_a_map_that_refuses_forward_mode_has_no_linearisation_to_measure():
     assert "refuses forward-mode derivatives" in costs.source
     plain = measure_step_costs(lambda x, u: 0.9 * x + u, 2, 2, batch=2, length=4, rounds=1, repeats=2, max_reps=64)
     assert "refuses" not in plain.source
+
+
+def test_another_process_keeping_ratios_meanwhile_is_not_overwritten(cached, monkeypatch):
+    """Two processes measuring at once (two runs, a study's workers, pytest's workers): while this one measures, the
+    other keeps another system's ratios and this system's own. Neither is dropped, and this process converts with the
+    first kept for its system, as every later run will (it used to write the file it read before measuring: the other
+    process's entries were lost, and a run of the same system after it measured again and converted differently)."""
+    spec, path = cached
+    key = _key(spec, measurement=compute.MEASUREMENT)
+    first = StepCosts(3.5, 7.0, "kept by the other process")
+
+    def measure_while_another_keeps(*a, **k):
+        path.write_text(json.dumps({"another system": StepCosts(1.0, 2.0, "x").as_dict(), key: first.as_dict()}))
+        return StepCosts(9.0, 9.0, "measured here, second")
+
+    monkeypatch.setattr(compute, "measure_step_costs", measure_while_another_keeps)
+    assert step_costs_for(spec, None) == first
+    kept = json.loads(path.read_text())
+    assert set(kept) == {"another system", key} and kept[key]["backward"] == 3.5
+
+
+@pytest.mark.slow
+def test_processes_keeping_systems_at_once_keep_every_one(tmp_path):
+    """The lock, across real processes: 6 processes started together each keep one of 6 systems' ratios (a
+    measurement stubbed to take 2 s, longer than their imports differ, so that they overlap); every entry is in the
+    file afterwards."""
+    import subprocess
+    import sys
+
+    child = (
+        "import sys, time, json\n"
+        "from trajopt import compute, spec as spec_mod\n"
+        "from trajopt.step_costs import step_costs_for\n"
+        "compute.measure_step_costs = lambda *a, **k: (time.sleep(2.0), compute.StepCosts(float(sys.argv[2]), 1.0, 's'))[1]\n"
+        f"spec = spec_mod.load({str(ROOT / 'problems' / 'pushing_stiff.toml')!r}, ['system.stiffness=' + sys.argv[2]])\n"
+        "print(step_costs_for(spec, None).backward)\n")
+    env = {**__import__("os").environ, "TRAJOPT_CACHE": "1", "TRAJOPT_CACHE_DIR": str(tmp_path / "jax")}
+    env.pop("TRAJOPT_STEP_COSTS", None)
+    procs = [subprocess.Popen([sys.executable, "-c", child, "x", str(100.0 + i)], env=env, stdout=subprocess.PIPE,
+                              text=True) for i in range(6)]
+    outs = [p.communicate(timeout=300)[0].strip() for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    kept = json.loads((tmp_path / "step_costs.json").read_text())
+    assert sorted(v["backward"] for v in kept.values()) == [100.0 + i for i in range(6)]

@@ -11,7 +11,9 @@ measured again) and the host (`host`: the CPU model and count, JAX's backend and
 of a system on a host converts with the same numbers. The file is read and written only when the compilation
 cache is asked for (`trajopt._setup.cache_requested`: the command line asks, the library asks only when told,
 ``TRAJOPT_CACHE=1``); otherwise the ratios are measured on every call. A cache that cannot be read is measured
-again; one that cannot be written is not kept.
+again; one that cannot be written is not kept. Processes keeping ratios at once (two runs, a study's workers) read
+the file again under a lock (``step_costs.json.lock``) before writing it, so none drops another's entries, and the
+first ratios kept for a system are the ones every run converts with, the run that measured second included.
 """
 
 from __future__ import annotations
@@ -75,22 +77,60 @@ def step_costs_for(spec, problem):
     # the measuring method's version too: a ratio kept by another version is measured again, not trusted
     key = json.dumps({**ident, "host": where, "measurement": MEASUREMENT}, sort_keys=True, default=str)
     path = _cache_path()
-    known = {}
-    if path is not None and path.is_file():
+    if path is not None and key in (known := _read_all(path)):
         try:
-            known = json.loads(path.read_text(encoding="utf-8"))
-            if key in known:
-                return StepCosts.from_dict(known[key])
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            known = {}
+            return StepCosts.from_dict(known[key])
+        except (ValueError, KeyError, TypeError, AttributeError):
+            pass  # an entry that does not read back is measured again (and not kept: the first one stays)
     costs = measure_step_costs(*system_step(spec.system))  # a one-step system's cost function as its "step"
     costs = StepCosts(costs.backward, costs.linearization, f"{costs.source}, on {where}")
     if path is not None:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            known = known if isinstance(known, dict) else {}
-            known[key] = costs.as_dict()
-            atomic_write_bytes(path, json.dumps(known, indent=1, sort_keys=True).encode())
-        except OSError:
+            with _locked(path):
+                # read again under the lock: another process may have kept this system's ratios (or another
+                # system's) since; the first measurement kept is the one every later run converts with
+                known = _read_all(path)
+                if key in known:
+                    return StepCosts.from_dict(known[key])
+                known[key] = costs.as_dict()
+                atomic_write_bytes(path, json.dumps(known, indent=1, sort_keys=True).encode())
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             pass  # a cache that cannot be written is measured again next time
     return costs
+
+
+def _read_all(path: Path) -> dict:
+    """The kept ratios ({key: StepCosts as a dict}); {} for a missing or unreadable file."""
+    try:
+        known = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except (OSError, ValueError):
+        return {}
+    return known if isinstance(known, dict) else {}
+
+
+class _locked:
+    """An exclusive lock on ``<path>.lock`` (``fcntl.flock``) while the file is read and written again, so that two
+    processes keeping ratios at once (two runs, a study's workers, pytest's workers) do not drop each other's
+    entries; where ``fcntl`` is missing (Windows) no lock is taken."""
+
+    def __init__(self, path: Path):
+        self.path = path.with_name(path.name + ".lock")
+        self.handle = None
+
+    def __enter__(self):
+        try:
+            import fcntl
+        except ImportError:
+            return self
+        self.handle = open(self.path, "a")
+        fcntl.flock(self.handle.fileno(), fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc):
+        if self.handle is not None:
+            import fcntl
+
+            fcntl.flock(self.handle.fileno(), fcntl.LOCK_UN)
+            self.handle.close()
+        return False
