@@ -21,6 +21,66 @@ from trajopt.plots import _new_figure, plain, set_title, variant_colours
 from trajopt.stats import nan_band
 
 
+def _setting(v) -> str:
+    """A setting's value as titles state it (``400``, ``0.02``, ``31.6228``)."""
+    return f"{v:.6g}" if isinstance(v, float) else str(v)
+
+
+def plant_text(plant: Mapping) -> str:
+    """What a closed-loop run's plant changes (its result.json's ``plant``, `trajopt.closedloop.Plant.describe`), in
+    a few words: "plant = model", or "plant ≠ model (" the overridden parameters (without their values: a grid over
+    one keeps the text), the per-seed draws, "measurement noise", "N disturbances" ")"."""
+    overrides = list(plant.get("overrides") or {})
+    parts = overrides + [f"{label} drawn per seed" for label in plant.get("per_seed") or {}
+                         if not any(k.startswith(label) for k in overrides)]
+    if np.any(np.asarray(plant.get("state_noise") or 0.0, float) > 0):
+        parts.append("measurement noise")
+    n = len(plant.get("disturbances") or ())
+    if n:
+        parts.append(f"{n} disturbance{'s' if n > 1 else ''}")
+    return "plant ≠ model (" + "; ".join(parts) + ")" if parts else "plant = model"
+
+
+def task_settings_text(entries: Sequence[Mapping]) -> str:
+    """"MPC: episode N, horizon H, replan every r, K iterations per replan, S seeds, control period P ms, plant ≠ model
+    (...)" (what ``trajopt mpc``'s figures state, and the plant, `plant_text`) of the cells of a figure (a task's, or
+    every cell a study's figure draws), ``entries`` being what each cell ran with (its result.json's ``mpc``,
+    ``seeds`` and ``plant``; a study's `trajopt.studies.store.cell_settings`, or `trajopt mpc`'s summary). A setting that differs between the cells (a grid
+    over it) lists its values in order, "horizon 10/20", and is named again at the end, "varies between cells:
+    horizon" (a plant that differs: "plant varies between cells"); a value a result.json lacks is "?"."""
+    if not entries:
+        return "MPC: settings not recorded (no cell of this task ran)"
+    varies = []
+
+    def values(name, get, fmt=_setting) -> str:
+        found = []
+        for e in entries:
+            try:
+                v = get(e)
+                found.append("?" if v is None else fmt(v))
+            except (KeyError, TypeError, AttributeError, ValueError):  # a result.json trajopt did not write
+                found.append("?")
+        found = list(dict.fromkeys(found))
+        if len(found) > 1:
+            varies.append(name)
+        return "/".join(found)
+
+    text = (f"MPC: episode {values('episode', lambda e: e['mpc']['episode'])}, "
+            f"horizon {values('horizon', lambda e: e['mpc']['horizon'])}, "
+            f"replan every {values('replan every', lambda e: e['mpc']['replan_every'])}, "
+            f"{values('iterations per replan', lambda e: e['mpc']['iterations'])} iterations per replan, "
+            f"{values('seeds', lambda e: len(e['seeds']), str)} seeds")
+    period = values("control period", lambda e: e["mpc"]["control_period"], lambda v: f"{float(v) * 1e3:g} ms")
+    text += "" if period == "?" else f", control period {period}"
+    plant = values("plant", lambda e: plant_text(e["plant"]), str)
+    if "plant" in varies:
+        varies.remove("plant")
+        text += ", plant varies between cells"
+    elif plant != "?":
+        text += f", {plant}"
+    return text + (f"; varies between cells: {', '.join(varies)}" if varies else "")
+
+
 def _names(results) -> list[str]:
     return list(results)
 

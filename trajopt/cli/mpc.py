@@ -24,13 +24,12 @@ from trajopt.step_costs import host as _host  # noqa: E402,F401
 
 
 def settings_text(summary: dict) -> str:
-    """"MPC: episode N, horizon H, replan every r, K iterations per replan, S seeds, control period P ms": what the
-    table's and every figure's title state besides the problem (and its --set overrides)."""
-    m = summary["mpc"]
-    period = m.get("control_period")
-    period_text = f", control period {period * 1e3:g} ms" if isinstance(period, (int, float)) else ""
-    return (f"MPC: episode {m['episode']}, horizon {m['horizon']}, replan every {m['replan_every']}, {m['iterations']} "
-            f"iterations per replan, {len(summary['seeds'])} seeds{period_text}")
+    """"MPC: episode N, horizon H, replan every r, K iterations per replan, S seeds, control period P ms, plant ≠ model
+    (...)": what the table's and every figure's title state besides the problem (and its --set overrides); one text
+    with a closed-loop study's figures (`trajopt.plots_closedloop.task_settings_text`)."""
+    from trajopt.plots_closedloop import task_settings_text  # deferred: it imports matplotlib, as the figures do
+
+    return task_settings_text([summary])
 
 
 def _mpc_table(summary: dict) -> Table:

@@ -36,6 +36,7 @@ from matplotlib.figure import Figure
 
 from trajopt.fidelity import METRICS
 from trajopt.plots import plain, registered_colour, set_title, variant_colours
+from trajopt.plots_closedloop import plant_text, task_settings_text
 from trajopt.plots_fidelity import fidelity_figure
 from trajopt.stats import nan_band, wilson_interval
 from trajopt.studies.expand import folder_names
@@ -347,61 +348,6 @@ def best_rows(rows: Sequence[Mapping], study: StudySpec) -> list[dict]:
 def best_columns(study: StudySpec) -> list[str]:
     """best.csv's columns: problem, each grid key, then `BEST_COLUMNS`."""
     return ["problem", *(a.key for a in study.grid), *BEST_COLUMNS]
-
-
-def plant_text(plant: Mapping) -> str:
-    """What a closed-loop run's plant changes (its result.json's ``plant``, `trajopt.closedloop.Plant.describe`), in
-    a few words: "plant = model", or "plant ≠ model (" the overridden parameters (without their values: a grid over
-    one keeps the text), the per-seed draws, "measurement noise", "N disturbances" ")"."""
-    overrides = list(plant.get("overrides") or {})
-    parts = overrides + [f"{label} drawn per seed" for label in plant.get("per_seed") or {}
-                         if not any(k.startswith(label) for k in overrides)]
-    if np.any(np.asarray(plant.get("state_noise") or 0.0, float) > 0):
-        parts.append("measurement noise")
-    n = len(plant.get("disturbances") or ())
-    if n:
-        parts.append(f"{n} disturbance{'s' if n > 1 else ''}")
-    return "plant ≠ model (" + "; ".join(parts) + ")" if parts else "plant = model"
-
-
-def task_settings_text(entries: Sequence[Mapping]) -> str:
-    """"MPC: episode N, horizon H, replan every r, K iterations per replan, S seeds, control period P ms, plant ≠ model
-    (...)" (what ``trajopt mpc``'s figures state, and the plant, `plant_text`) of the cells of a figure (a task's, or
-    every cell a study's figure draws), ``entries`` being what each cell ran with (its result.json's ``mpc``,
-    ``seeds`` and ``plant``; `trajopt.studies.store.cell_settings`). A setting that differs between the cells (a grid
-    over it) lists its values in order, "horizon 10/20", and is named again at the end, "varies between cells:
-    horizon" (a plant that differs: "plant varies between cells"); a value a result.json lacks is "?"."""
-    if not entries:
-        return "MPC: settings not recorded (no cell of this task ran)"
-    varies = []
-
-    def values(name, get, fmt=label_value) -> str:
-        found = []
-        for e in entries:
-            try:
-                v = get(e)
-                found.append("?" if v is None else fmt(v))
-            except (KeyError, TypeError, AttributeError, ValueError):  # a result.json trajopt did not write
-                found.append("?")
-        found = list(dict.fromkeys(found))
-        if len(found) > 1:
-            varies.append(name)
-        return "/".join(found)
-
-    text = (f"MPC: episode {values('episode', lambda e: e['mpc']['episode'])}, "
-            f"horizon {values('horizon', lambda e: e['mpc']['horizon'])}, "
-            f"replan every {values('replan every', lambda e: e['mpc']['replan_every'])}, "
-            f"{values('iterations per replan', lambda e: e['mpc']['iterations'])} iterations per replan, "
-            f"{values('seeds', lambda e: len(e['seeds']), str)} seeds")
-    period = values("control period", lambda e: e["mpc"]["control_period"], lambda v: f"{float(v) * 1e3:g} ms")
-    text += "" if period == "?" else f", control period {period}"
-    plant = values("plant", lambda e: plant_text(e["plant"]), str)
-    if "plant" in varies:
-        varies.remove("plant")
-        text += ", plant varies between cells"
-    elif plant != "?":
-        text += f", {plant}"
-    return text + (f"; varies between cells: {', '.join(varies)}" if varies else "")
 
 
 def _value(v) -> float:
