@@ -229,3 +229,10 @@ def test_random_flags_are_accepted_or_refused_in_one_line(args):
 @given(command_lines())
 def test_random_flags_are_accepted_or_refused_in_one_line_more(args):
     _one_command(args)
+
+
+@pytest.mark.parametrize("item", ["=\n", "a\u2028b=1", "so\rlve.seeds=2"], ids=["newline", "line-separator", "cr"])
+def test_a_line_break_in_a_flag_stays_on_the_error_line(item):
+    """Hypothesis found ``--set '=\\n'`` printing its error on two lines (the key echoed as written): every character
+    that splits a line is written as its escape, so a refusal stays one line whatever the user typed."""
+    _one_command(["diagnose", str(FLAG_PROBLEMS[0]), "--set", item])

@@ -29,9 +29,18 @@ out = Console(width=None if sys.stdout.isatty() else 150, emoji=False)
 err = Console(stderr=True, emoji=False)
 
 
+_LINE_BREAKS = str.maketrans({c: repr(c)[1:-1] for c in "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"})
+
+
+def one_line(message: str) -> str:
+    """``message`` on one line: every character Python splits lines at (``str.splitlines``: a newline, a carriage
+    return, a form feed, ...), which a user's key or value can carry into a message, written as its escape (``\\n``)."""
+    return message.translate(_LINE_BREAKS)
+
+
 def fail(message: str) -> typer.Exit:
-    """Print a bad-input error on stderr; return the exit-2 exception to raise."""
-    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, markup=True, soft_wrap=True)
+    """Print a bad-input error on stderr, on one line (`one_line`); return the exit-2 exception to raise."""
+    err.print(f"[bold red]error:[/] {escape(one_line(message))}", highlight=False, markup=True, soft_wrap=True)
     return typer.Exit(EXIT_BAD_INPUT)
 
 

@@ -22,7 +22,7 @@ from rich.markup import escape
 from trajopt import _signals
 from trajopt.cli._common import (
     EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, ForceOpt, IterOpt, JsonOpt, OutOpt, QuietOpt, SeedsOpt,
-    SetOpt, app, check_distinct, check_force, check_sets, err, fail, load_spec, out, preflight,
+    SetOpt, app, check_distinct, check_force, check_sets, err, fail, load_spec, one_line, out, preflight,
 )
 from trajopt.cli._outputs import _interruptible, claim_out, display_title, history_memory_limit
 from trajopt.cli._run_table import _summary_table
@@ -343,7 +343,7 @@ def _run_claimed(spec, verb, out_dir, x, json_out, quiet, plot, report, sets, sh
         if failure.stage != "running" and not results:  # refused before anything ran: exit 2, nothing written
             raise fail(line)
         if not results:  # it failed while running, and nothing had finished: exit 1, nothing to write
-            err.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
+            err.print(f"[bold red]error:[/] {escape(one_line(line))}", highlight=False, soft_wrap=True)
             raise typer.Exit(EXIT_FAILED)
     summary = runs.summarise(
         spec, results, verb=verb, versions=runs.versions(), platform_name=jax.default_backend(),
@@ -404,7 +404,7 @@ def _run_claimed(spec, verb, out_dir, x, json_out, quiet, plot, report, sets, sh
         out.print(_summary_table(summary))
         out.print(f"run folder: [bold]{escape(str(out_dir))}[/]")
     if failure is not None:
-        err.print(f"[bold red]error:[/] {escape(line)} (the variants before it are in {escape(str(out_dir))})",
+        err.print(f"[bold red]error:[/] {escape(one_line(line))} (the variants before it are in {escape(str(out_dir))})",
                   highlight=False, soft_wrap=True)
     if summary["status"] == "interrupted":
         return EXIT_INTERRUPTED
