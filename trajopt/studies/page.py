@@ -115,6 +115,28 @@ def _best_table(best: Sequence[Mapping], keys: Sequence[str]) -> str:
             + "".join(body) + "</tbody></table>")
 
 
+def _grid_text(st: Mapping) -> str:
+    """The study's grid in a few words: "key ∈ {v1, v2}, ...", or "no grid"."""
+    return ", ".join(f"{a['key']} ∈ {{{', '.join(label_value(v) for v in a['values'])}}}" for a in st["grid"]) or "no grid"
+
+
+def _opening(meta: Mapping, kind: str, summary: str) -> list[str]:
+    """A study page's opening, the same for every verb: the title, the meta line ("{kind} FILE · status · backend ·
+    {summary} · updated"), the description and the overrides every cell ran with."""
+    st = meta["study"]
+    title = st.get("title") or st.get("name", "study")
+    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+             f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>",
+             f"<p class='meta'>{kind} <code>{html.escape(st['source'])}</code> · status <b>"
+             f"{html.escape(meta['status'])}</b> · backend {html.escape(meta.get('backend', ''))} · {summary} · "
+             f"updated {html.escape(meta.get('updated', ''))}</p>"]
+    if st.get("description"):
+        parts.append(f"<p>{html.escape(st['description'])}</p>")
+    if st.get("set"):
+        parts.append("<p class='meta'>every cell: " + ", ".join(f"<code>{html.escape(s)}</code>" for s in st["set"]) + "</p>")
+    return parts
+
+
 def study_html(meta: Mapping, rows: Sequence[Mapping], figures: Mapping[str, bytes],
                best: Sequence[Mapping] = ()) -> str:
     """The study's self-contained page: description, figures (PNG bytes, embedded), a table of cells with links
@@ -125,21 +147,12 @@ def study_html(meta: Mapping, rows: Sequence[Mapping], figures: Mapping[str, byt
         return _closed_loop_html(meta, rows, figures, best)
     if st.get("verb") == "fidelity":
         return _fidelity_html(meta, rows, figures)
-    title = st.get("title") or st.get("name", "study")
     budget = st.get("budget") is not None  # a budget study: compute per seed instead of iterations, FSE spent shown
     compute = (f"a budget of {', '.join(label_value(b) for b in st['budget'])} forward-step equivalents per seed"
                if budget else f"{st['iterations']} iterations")
-    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-             f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>"]
-    grid = ", ".join(f"{a['key']} ∈ {{{', '.join(label_value(v) for v in a['values'])}}}" for a in st["grid"]) or "no grid"
-    parts.append(f"<p class='meta'>study <code>{html.escape(st['source'])}</code> · status <b>{html.escape(meta['status'])}"
-                 f"</b> · backend {html.escape(meta.get('backend', ''))} · {len(meta['cells'])} cells: "
-                 f"{len(st['problems'])} problems × {len(st['variants'])} variants × {html.escape(grid)} · "
-                 f"{html.escape(compute)} × {len(st['seeds'])} seeds · updated {html.escape(meta.get('updated', ''))}</p>")
-    if st.get("description"):
-        parts.append(f"<p>{html.escape(st['description'])}</p>")
-    if st.get("set"):
-        parts.append("<p class='meta'>every cell: " + ", ".join(f"<code>{html.escape(s)}</code>" for s in st["set"]) + "</p>")
+    parts = _opening(meta, "study", f"{len(meta['cells'])} cells: {len(st['problems'])} problems × "
+                     f"{len(st['variants'])} variants × {html.escape(_grid_text(st))} · {html.escape(compute)} × "
+                     f"{len(st['seeds'])} seeds")
     if budget:
         parts.append(_step_costs_html(meta, "T (rollouts + ρ<sub>b</sub> backward passes + ρ<sub>l</sub> "
                                             "linearisations)"))
@@ -223,10 +236,7 @@ def _closed_loop_html(meta: Mapping, rows: Sequence[Mapping], figures: Mapping[s
                       best: Sequence[Mapping]) -> str:
     """`study_html` of a closed-loop study."""
     st = meta["study"]
-    title = st.get("title") or st.get("name", "study")
-    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-             f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>"]
-    grid = ", ".join(f"{a['key']} ∈ {{{', '.join(label_value(v) for v in a['values'])}}}" for a in st["grid"]) or "no grid"
+    grid = _grid_text(st)
     if st.get("iterations") is not None:
         iters = f"{st['iterations']} method steps per replan"
     elif any(a["key"] == BUDGET_KEY for a in st["grid"]):
@@ -234,15 +244,9 @@ def _closed_loop_html(meta: Mapping, rows: Sequence[Mapping], figures: Mapping[s
     else:
         iters = "each problem's mpc.iterations method steps per replan"
     seeds = f"{len(st['seeds'])} seeds" if st.get("seeds") is not None else "each problem's seeds"
-    parts.append(f"<p class='meta'>closed-loop study <code>{html.escape(st['source'])}</code> · status "
-                 f"<b>{html.escape(meta['status'])}</b> · backend {html.escape(meta.get('backend', ''))} · "
-                 f"{len(meta['cells'])} cells: {len(st['problems'])} problems × {len(st['variants'])} variants × "
-                 f"{html.escape(grid)} · {html.escape(iters)} × {html.escape(seeds)} · updated "
-                 f"{html.escape(meta.get('updated', ''))}</p>")
-    if st.get("description"):
-        parts.append(f"<p>{html.escape(st['description'])}</p>")
-    if st.get("set"):
-        parts.append("<p class='meta'>every cell: " + ", ".join(f"<code>{html.escape(s)}</code>" for s in st["set"]) + "</p>")
+    parts = _opening(meta, "closed-loop study", f"{len(meta['cells'])} cells: {len(st['problems'])} problems × "
+                     f"{len(st['variants'])} variants × {html.escape(grid)} · {html.escape(iters)} × "
+                     f"{html.escape(seeds)}")
     parts.append(_step_costs_html(meta, "H (rollouts + ρ<sub>b</sub> backward passes)"))
     parts.append("<h2>Closed-loop cost against the grid</h2>")
     tasks = task_names([Path(p).stem for p in st["problems"]])
@@ -295,26 +299,16 @@ def _closed_loop_html(meta: Mapping, rows: Sequence[Mapping], figures: Mapping[s
 def _fidelity_html(meta: Mapping, rows: Sequence[Mapping], figures: Mapping[str, bytes]) -> str:
     """`study_html` of a fidelity study (``verb = "fidelity"``)."""
     st = meta["study"]
-    title = st.get("title") or st.get("name", "study")
-    grid = ", ".join(f"{a['key']} ∈ {{{', '.join(label_value(v) for v in a['values'])}}}" for a in st["grid"]) or "no grid"
     reference = str(st.get("reference_timestep") or "none")
     used = "/".join(dict.fromkeys(label_value(r["reference_timestep"]) for r in rows
                                   if r.get("reference_timestep") is not None))
     if used and used != reference:  # "auto": the time step it resolved to, as the figures state it
         reference = f"{reference} ({used})"
-    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-             f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>",
-             f"<p class='meta'>fidelity study <code>{html.escape(st['source'])}</code> · status <b>"
-             f"{html.escape(meta['status'])}</b> · backend {html.escape(meta.get('backend', ''))} · "
-             f"{len(meta['cells'])} cells: {len(st['problems'])} problems × {html.escape(grid)} · oracles "
-             f"{html.escape(', '.join(st['variants']))} · {len(st['seeds'])} "
-             f"{'repeat' if len(st['seeds']) == 1 else 'repeats'} of the stochastic oracles · fine "
-             f"reference at timestep {html.escape(reference)} · fd step "
-             f"{html.escape(label_value(st.get('fd_step')))} · at U0 · updated {html.escape(meta.get('updated', ''))}</p>"]
-    if st.get("description"):
-        parts.append(f"<p>{html.escape(st['description'])}</p>")
-    if st.get("set"):
-        parts.append("<p class='meta'>every cell: " + ", ".join(f"<code>{html.escape(s)}</code>" for s in st["set"]) + "</p>")
+    parts = _opening(meta, "fidelity study", f"{len(meta['cells'])} cells: {len(st['problems'])} problems × "
+                     f"{html.escape(_grid_text(st))} · oracles {html.escape(', '.join(st['variants']))} · "
+                     f"{len(st['seeds'])} {'repeat' if len(st['seeds']) == 1 else 'repeats'} of the stochastic "
+                     f"oracles · fine reference at timestep {html.escape(reference)} · fd step "
+                     f"{html.escape(label_value(st.get('fd_step')))} · at U0")
     parts.append("<h2>Gradient error against the grid</h2>")
     for name, png in figures.items():
         src = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
