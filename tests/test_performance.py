@@ -260,3 +260,19 @@ def test_the_speed_of_light_loop_gives_trajopts_iterates(oracle):
     U, cost = compiler.compile_lowered(sol.make_run(spec, oracle, 20).lower(key, seeds))(key, seeds)
     np.testing.assert_allclose(np.asarray(U), r.U, rtol=0, atol=1e-10)
     np.testing.assert_allclose(np.asarray(cost), r.cost, rtol=1e-10)
+
+
+@pytest.mark.parametrize("installed", [True, False], ids=["evosax-installed", "evosax-absent"])
+def test_the_listing_without_jax_follows_an_extras_registration(monkeypatch, installed):
+    """`trajopt list methods` reads methods/__init__.py without importing it; its `evosax` registration sits under
+    ``if find_spec("evosax") is not None:``, which the reader once skipped, so CI (where evosax was installed) listed
+    every method but evosax. Whatever this environment has, the listing follows what find_spec says."""
+    import importlib.util
+
+    from trajopt.cli import validate
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: (real("json") if installed else None) if name == "evosax" else real(name, *a))
+    names = [name for name, _ in validate.static_registry_rows("methods")]
+    assert ("evosax" in names) == installed and names[:7] == ["gradient", "ilqr", "cem", "mppi", "ps", "dial", "lbfgs"]
