@@ -113,6 +113,16 @@ def test_settings_trajopt_mpc_does_not_read_are_refused(run, tmp_path):
         assert not (tmp_path / "x").exists()
 
 
+def test_report_of_a_closed_loop_folder_says_which_command_reports_it(run, tmp_path):
+    """`trajopt report` reads compare and solve folders; on a closed-loop one it said "'iterations' is None, expected
+    an integer", as if the folder were broken. It names what the folder is and where its report comes from."""
+    problem, out, res = run
+    bad = CliRunner().invoke(app, ["report", str(out), "--output", str(tmp_path / "r.html")])
+    text = " ".join(bad.output.split())
+    assert bad.exit_code == 2 and "a closed-loop run (trajopt mpc)" in text and "--report" in text, bad.output
+    assert not (tmp_path / "r.html").exists()
+
+
 def test_config_toml_reruns_the_same_closed_loop(run, tmp_path):
     problem, out, res = run
     again = CliRunner().invoke(app, ["mpc", str(out / "config.toml"), "--out", str(tmp_path / "again"), "--json"])

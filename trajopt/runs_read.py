@@ -117,6 +117,9 @@ def read_result(path: str | Path) -> dict:
         raise RunFolderError(f"{file}: nested deeper than any file trajopt writes") from None
     if not isinstance(result, dict):
         raise RunFolderError(f"{file}: found a JSON {type(result).__name__}, expected an object (a trajopt run summary)")
+    if result.get("verb") == "mpc":  # a closed-loop run folder: its own report (trajopt mpc --report), not these readers'
+        raise RunFolderError(f"{file}: a closed-loop run (trajopt mpc), allowed: the run folder of trajopt compare or "
+                             "solve (a closed-loop run's report is `trajopt mpc ... --report`: report.html in its folder)")
     K, seeds, entries = result.get("iterations"), result.get("seeds"), variant_entries(result)
     if isinstance(K, bool) or not isinstance(K, int) or not 0 <= K <= 10**7:
         raise RunFolderError(f"{file}: 'iterations' is {K!r}, expected an integer in 0..10000000")
