@@ -35,7 +35,8 @@ def html_mpc_report(summary: Mapping, figures: Mapping[str, bytes]) -> str:
                  ["episode (plant steps)", m["episode"]], ["horizon (planning steps)", m["horizon"]],
                  ["replan every", m["replan_every"]], ["iterations per replan", m["iterations"]],
                  ["warm start", m["warm_start"]], ["control period (s)", _n(m.get("control_period"))],
-                 ["plant overrides", ", ".join(f"{k} = {v}" for k, v in plant.get("overrides", {}).items()) or "none"],
+                 ["plant overrides", ", ".join(f"{k} = {v:.6g}" if isinstance(v, float) else f"{k} = {v}"
+                                              for k, v in plant.get("overrides", {}).items()) or "none"],
                  ["measurement noise (std)", plant.get("state_noise", 0)],
                  ["disturbances", "; ".join(f"at {d['at']}: {d['dx']}" for d in plant.get("disturbances", [])) or "none"],
                  *([["factors drawn per seed", "; ".join(
