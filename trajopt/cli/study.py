@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Optional
@@ -112,7 +113,8 @@ def _dry_run(study, expansion, folder: Path, json_out: bool, quiet: bool, should
     if study.fidelity:
         _fidelity_dry_run(study, expansion, est, total, folder)
         return
-    points = len(expansion.cells) // max(1, len(study.problems) * len(study.variants))
+    points = math.prod(len(a.values) for a in study.grid)
+    skipped = f", {len(study.skip)} problem-variant pairs skipped" if study.skip else ""
     if study.closed_loop:
         gridded = any(a.key == "mpc.iterations" for a in study.grid)
         iters = study.iterations if study.iterations is not None else \
@@ -131,7 +133,8 @@ def _dry_run(study, expansion, folder: Path, json_out: bool, quiet: bool, should
         each = f"{study.iterations} iterations x {len(study.seeds)} seeds each"
         caption = "rollouts: simulator calls, per step from one evaluated step, x iterations x seeds"
     table = Table(title=escape(f"{study.title}: {len(expansion.cells)} cells ({len(study.problems)} problems x "
-                               f"{len(study.variants)} variants x {points} grid points), {each}"), title_justify="left",
+                               f"{len(study.variants)} variants x {points} grid points{skipped}), {each}"),
+                  title_justify="left",
                   caption=caption, caption_justify="left")
     budgeted = study.budget is not None  # each cell's iterations come from its budget: shown
     for col in ("#", "problem", "variant", *keys, "valid", *(("iterations",) if budgeted else ()), "rollouts/step",

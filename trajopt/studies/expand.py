@@ -238,6 +238,8 @@ def expand(study: StudySpec, *, strict: bool = False, should_stop: Optional[Call
         source = str(path)
         doc = read_toml(path)
         for variant in study.variants:
+            if study.skipped(path.stem, variant):  # the study's [skip]: no cell (the page says so)
+                continue
             errors = []
             for point, folder in zip(grid_points, folders):
                 if should_stop is not None and should_stop():

@@ -15,6 +15,8 @@ A study names problem files, variants, a grid of ``--set``-style overrides, seed
     [variants.fobg_adam]              # variants defined by the study, replacing any table of that name in each problem
     oracle = "fobg"
     optimizer = { name = "adam", step = 0.1 }
+    [skip]                            # variant = [problem names]: pairs the study does not run
+    ilqr = ["mjx_push_stiff"]         # (a method that cannot run a problem: the page lists what was skipped)
     [resources]                       # per-cell Ray requests (ignored by the local executor)
     num_cpus = 1
     num_gpus = 0
@@ -90,7 +92,7 @@ from trajopt.studies.values import (  # noqa: F401  (toml_value, label_value, pa
 from trajopt.tomlio import SpecError, read_toml
 
 STUDY_KEYS = ("title", "description", "verb", "problems", "variants", "seeds", "iterations", "budget", "grid", "set",
-              "variant", "resources", "reference_timestep", "fd_step")
+              "variant", "skip", "resources", "reference_timestep", "fd_step")
 FIDELITY_KEYS = ("reference_timestep", "fd_step")  # keys of a fidelity study only
 BUDGET_KEY = "budget"  # a compare study's compute budget (forward-step equivalents per seed): its grid axis's key
 MAX_BUDGET = 10**12    # the largest budget, as trajopt compare --budget takes
@@ -176,6 +178,11 @@ class StudySpec:
     budget: Optional[tuple] = None
     reference_timestep: Optional[float] = None
     fd_step: Optional[float] = None
+    skip: tuple = ()
+
+    def skipped(self, problem: str, variant: str) -> bool:
+        """Whether the study's [skip] leaves out ``variant`` on the problem named ``problem`` (its file's stem)."""
+        return (variant, problem) in self.skip
 
     @property
     def closed_loop(self) -> bool:
@@ -204,6 +211,8 @@ class StudySpec:
                        fd_step=self.fd_step)
         if self.budget is not None:  # so does one without a budget
             out["budget"] = list(self.budget)
+        if self.skip:  # and one without a [skip]
+            out["skip"] = [list(pair) for pair in self.skip]
         return out
 
 
@@ -414,6 +423,10 @@ def load_study(path: str | Path, *, seeds: Optional[Sequence[int]] = None, itera
     for name, table in defined.items():
         _check_value(table, source, f"variant.{name}")
     variant_tables = {k: dict(v) for k, v in defined.items()}
+    if fid and "skip" in raw:
+        raise SpecError(source, "skip", f"found {_describe(raw['skip'])} with verb = \"fidelity\", allowed: no [skip] "
+                        "in a fidelity study (each of its cells measures every oracle of `variants`)")
+    skip = _skip(raw.get("skip", {}), source, variants, stems)
     closed = verb == "mpc"  # seeds and iterations optional: each problem's own [mpc] (or [solve]) values
     budget_values = None
     if closed and (budget is not None or BUDGET_KEY in raw):
@@ -502,8 +515,37 @@ def load_study(path: str | Path, *, seeds: Optional[Sequence[int]] = None, itera
         seeds=None if n_seeds is None else tuple(n_seeds), iterations=None if iters is None else int(iters),
         grid=tuple(axes), fixed=fixed,
         resources=Resources(float(res["num_cpus"]), float(res["num_gpus"]), int(res["retries"])), verb=verb,
-        budget=budget_values, reference_timestep=fid_settings[0], fd_step=fid_settings[1],
+        budget=budget_values, reference_timestep=fid_settings[0], fd_step=fid_settings[1], skip=skip,
     )
+
+
+def _skip(table: Any, source: str, variants: Sequence[str], stems: Sequence[str]) -> tuple:
+    """The study's [skip] table, ``variant = [problem names]``, as (variant, problem) pairs in the study's order: the
+    cells it does not build (a method that cannot run a problem, such as iLQR on an MJX model without forward-mode
+    derivatives). Each variant must be one the study runs, each name one of its problems' file stems, listed once,
+    and every problem must keep a variant."""
+    if not isinstance(table, dict):
+        raise SpecError(source, "skip", f"found {_describe(table)}, allowed: a table of variant = [problem names]")
+    pairs = set()
+    for variant, names in table.items():
+        if variant not in variants:
+            raise SpecError(source, f"skip.{variant}", f"found the variant {variant!r}, allowed: a variant the study "
+                            f"runs {list(variants)}")
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+            raise SpecError(source, f"skip.{variant}", f"found {_describe(names)}, allowed: a non-empty list of "
+                            f"problem names (file stems) {list(stems)}")
+        for name in names:
+            if name not in stems:
+                raise SpecError(source, f"skip.{variant}", f"found {name!r}, allowed: the name (file stem) of a "
+                                f"problem of the study {list(stems)}")
+            if (variant, name) in pairs:
+                raise SpecError(source, f"skip.{variant}", f"found {name!r} twice, allowed: each problem once")
+            pairs.add((variant, name))
+    for name in stems:
+        if all((v, name) in pairs for v in variants):
+            raise SpecError(source, "skip", f"found every variant skipped on {name!r}, allowed: at least one variant "
+                            "per problem (or leave the problem out of `problems`)")
+    return tuple((v, n) for n in stems for v in variants if (v, n) in pairs)
 
 
 def _check_size(source: str, problems: int, variants: int, axes: Sequence[Axis], seeds: int, iterations: int) -> None:

@@ -134,7 +134,17 @@ def _opening(meta: Mapping, kind: str, summary: str) -> list[str]:
         parts.append(f"<p>{html.escape(st['description'])}</p>")
     if st.get("set"):
         parts.append("<p class='meta'>every cell: " + ", ".join(f"<code>{html.escape(s)}</code>" for s in st["set"]) + "</p>")
+    if st.get("skip"):
+        parts.append(f"<p class='meta'>{html.escape(skipped_text(st['skip']))}</p>")
     return parts
+
+
+def skipped_text(pairs: Sequence[Sequence[str]]) -> str:
+    """The study's [skip] in words: "not run (the study's [skip]): ilqr on finger_spinner, reacher; lbfgs on ..."."""
+    by: dict = {}
+    for variant, problem in pairs:
+        by.setdefault(variant, []).append(problem)
+    return "not run (the study's [skip]): " + "; ".join(f"{v} on {', '.join(ps)}" for v, ps in by.items())
 
 
 def study_html(meta: Mapping, rows: Sequence[Mapping], figures: Mapping[str, bytes],
