@@ -152,6 +152,39 @@ def test_variant_missing_from_one_problem_is_a_clear_error(tmp_path):
     assert str(CHAIN) in msg and "fobg_adam" in msg and "[variant.fobg_adam]" in msg
 
 
+def test_skip_leaves_out_the_named_pairs_only(tmp_path):
+    """[skip] builds no cell for its (variant, problem) pairs: the study the test above refuses (fobg_adam is no
+    variant of the chain) expands once the chain is skipped for it, every other pair kept; the dry run says so and
+    the study's definition (study.json, the page) records the pairs."""
+    path = write(tmp_path, f'problems = ["{PUSHING}", "{CHAIN}"]\nvariants = ["fobg_adam", "zobg"]\nseeds = 1\n'
+                 'iterations = 2\n[skip]\nfobg_adam = ["chain3_stiff"]')
+    study = load_study(path)
+    e = expand(study)
+    assert [(c.problem, c.variant) for c in e.cells] == [("pushing_stiff", "fobg_adam"), ("pushing_stiff", "zobg"),
+                                                         ("chain3_stiff", "zobg")]
+    assert study.definition()["skip"] == [["fobg_adam", "chain3_stiff"]]
+    r = invoke("study", path, "--dry-run")
+    assert r.exit_code == 0 and "3 cells" in r.output and "1 problem-variant pairs skipped" in " ".join(r.output.split())
+    from trajopt.studies.page import skipped_text
+    assert skipped_text(study.definition()["skip"]) == "not run (the study's [skip]): fobg_adam on chain3_stiff"
+
+
+@pytest.mark.parametrize("skip, key, words", [
+    ('fobg = ["pushing_stiff"]', "skip.fobg", "a variant the study runs"),
+    ('zobg = ["pushing"]', "skip.zobg", "the name (file stem) of a problem"),
+    ('zobg = ["chain3_stiff", "chain3_stiff"]', "skip.zobg", "twice"),
+    ('zobg = "chain3_stiff"', "skip.zobg", "a non-empty list"),
+    ('zobg = ["chain3_stiff"]\naobg = ["chain3_stiff"]', "skip", "every variant skipped on 'chain3_stiff'"),
+])
+def test_skip_errors(tmp_path, skip, key, words):
+    path = write(tmp_path, f'problems = ["{PUSHING}", "{CHAIN}"]\nvariants = ["zobg", "aobg"]\n[skip]\n{skip}')
+    with pytest.raises(SpecError) as info:
+        load_study(path)
+    assert info.value.source == str(path) and info.value.key == key and words in info.value.message
+    r = invoke("study", path, "--out", tmp_path / "out")
+    assert r.exit_code == 2 and not (tmp_path / "out").exists()
+
+
 def test_unstable_grid_point_is_an_invalid_cell_or_refused_with_strict(tmp_path):
     study = load_study(write(tmp_path, TINY))
     e = expand(study)
