@@ -176,6 +176,22 @@ def test_the_study_runs_every_cpu_task_with_a_gradient_planner_and_the_baselines
     assert study.variants[0] == "grad" and {"mppi", "cem", "ps"} <= set(study.variants)
 
 
+@pytest.mark.parametrize("path", [p for p in TASKS if p.values[0].stem not in MJX_TASKS])
+def test_the_study_runs_every_method_and_the_papers_oracles_on_each_cpu_task(path):
+    """Every method of the registry (but the optional extra's evosax, whose ES methods the suite does not run) is the
+    method of a variant the study runs on the task, and the gradient method runs exact autodiff, FoBG, ZoBG and AoBG;
+    a [skip] leaves out nothing on a hand-written task."""
+    from trajopt.methods import METHODS
+    from trajopt.studies import load_study
+
+    study = load_study(STUDY)
+    spec = load(path.stem)
+    run = [spec.variants[v].method for v in study.variants if not study.skipped(path.stem, v)]
+    assert set(study.variants) == {v for v in study.variants if not study.skipped(path.stem, v)}
+    assert set(METHODS.names()) - {"evosax"} <= {m.name for m in run}
+    assert {"exact", "fobg", "zobg", "aobg"} <= {m.oracle.name for m in run if m.name == "gradient"}
+
+
 # --------------------------------------------------------------------------------------------- the table
 
 
