@@ -335,6 +335,46 @@ def lift(fn: Callable, *args, positions: Optional[Positions] = None) -> Lifted:
     return Lifted(fn=lifted, inputs=(scalars, arrays), n_lifted=len(chosen))
 
 
+def stack_inputs(inputs: Sequence[tuple]) -> tuple:
+    """The ``inputs`` of several runs of one lifted program (each a `Lifted` ``inputs`` of the same `lift`: the same
+    groups and arrays), stacked for `over_runs`: every vector [n] becomes [R, n] and every array [...] [R, ...], one
+    row per run, each group keeping its dtype and weak type."""
+    first_scalars, first_arrays = inputs[0]
+    scalars = {}
+    for g in first_scalars:
+        dtype, weak = g
+        stacked = np.stack([np.asarray(i[0][g]) for i in inputs]).astype(np.dtype(dtype))
+        if weak:
+            from jax._src.lax.lax import _convert_element_type
+
+            scalars[g] = _convert_element_type(stacked, np.dtype(dtype), weak_type=True)
+        else:
+            scalars[g] = jnp.asarray(stacked)
+    arrays = tuple(jnp.asarray(np.stack([np.asarray(i[1][j]) for i in inputs])) for j in range(len(first_arrays)))
+    return scalars, arrays
+
+
+def over_runs(fn: Callable, runs: int, rows: Sequence[bool]) -> Callable:
+    """One program for ``runs`` runs of a lifted program ``fn(inputs, *args)`` (`Lifted` ``fn``) that differ in their
+    inputs and in some arguments:
+
+        g(stack_inputs([in_1, ..., in_R]), *args)[r] = fn(in_r, *args_r)       (jax.vmap over the runs)
+
+    An argument marked in ``rows`` holds every run's rows one after another along its leading axis ([R * S, ...]:
+    run r's are rows r S .. r S + S - 1, e.g. its seeds' states), and so does every result of ``g`` (``fn``'s results
+    all lead with such rows); the others are the same for every run (e.g. the iteration numbers of a chunk)."""
+
+    def split(a):
+        return a.reshape((runs, a.shape[0] // runs) + tuple(a.shape[1:]))
+
+    def g(inputs, *args):
+        args = [jax.tree_util.tree_map(split, a) if r else a for a, r in zip(args, rows)]
+        out = jax.vmap(fn, in_axes=(0, *[0 if r else None for r in rows]))(inputs, *args)
+        return jax.tree_util.tree_map(lambda a: a.reshape((-1,) + tuple(a.shape[2:])), out)
+
+    return g
+
+
 class _Cache:
     """Compiled programs by the sha256 of their lowered text and compile options (least recently used dropped
     past `CACHE_SIZE`); thread-safe (the solver compiles on worker threads)."""

@@ -191,6 +191,7 @@ class _Lowered:
     seconds: float
     stopped_lowered: Any = None
     inputs: tuple = ()  # what the lowered loop takes before its own arguments (`_lower_loop`)
+    program: Any = None  # the `trajopt.programs.Lifted` it was lowered from (None: lowered with its constants)
 
     def compile(self) -> "Prepared":
         t0 = time.perf_counter()
@@ -264,7 +265,7 @@ def _lower_checked(problem: Problem, method: Method, *, key: jax.Array, iteratio
         ks0 = np.arange(chunk, dtype=np.int32)
         if constants_only:
             return programs.constants(run_chunk, carry, seed_keys, ks0, True)
-        lowered, inputs, lifted = _lower_loop(run_chunk, carry, seed_keys, ks0, lift)
+        lowered, inputs, lifted, program = _lower_loop(run_chunk, carry, seed_keys, ks0, lift)
         # [S] whether each seed's method has stopped (its `stopped`), asked between chunks (`Prepared.run`)
         stopped_lowered = None if rule.stopped is None else jax.jit(jax.vmap(rule.converged)).lower(carry[0])
     return _Lowered(prepared=dict(problem=problem, method=method, iterations=iterations, seeds=seeds_arr,
@@ -273,11 +274,12 @@ def _lower_checked(problem: Problem, method: Method, *, key: jax.Array, iteratio
                                   budget=None if budget is None else float(budget), step_costs=step_costs,
                                   shared=shared, lifted=lifted),
                     lowered=lowered, seconds=time.perf_counter() - t0, stopped_lowered=stopped_lowered,
-                    inputs=inputs)
+                    inputs=inputs, program=program)
 
 
-def _lower_loop(run_chunk, carry, seed_keys, ks0, lift) -> tuple[Any, tuple, Optional[int]]:
-    """(the lowered loop, the inputs it takes before its own arguments, how many constants became inputs). With
+def _lower_loop(run_chunk, carry, seed_keys, ks0, lift) -> tuple[Any, tuple, Optional[int], Any]:
+    """(the lowered loop, the inputs it takes before its own arguments, how many constants became inputs, the
+    `trajopt.programs.Lifted` it was lowered from or None: what a study's group vmaps over its cells). With
     ``lift`` (`trajopt.programs.Positions`, and `trajopt.programs` on: ``TRAJOPT_COMPILE_ONCE`` not 0) those
     constants of the loop (a stiffness, σ, a step: what varies over a study's grid) are its inputs, so runs that
     differ only in them lower to one program and share its compilation; without, the loop is lowered with its
@@ -286,10 +288,10 @@ def _lower_loop(run_chunk, carry, seed_keys, ks0, lift) -> tuple[Any, tuple, Opt
         try:
             lifted = programs.lift(run_chunk, carry, seed_keys, ks0, True, positions=lift)
             lowered = jax.jit(lifted.fn).lower(lifted.inputs, carry, seed_keys, ks0, True)
-            return lowered, (lifted.inputs,), lifted.n_lifted
+            return lowered, (lifted.inputs,), lifted.n_lifted, lifted
         except Exception:  # noqa: BLE001 - the constant program below traces again (and raises the user's error)
             pass
-    return jax.jit(run_chunk).lower(carry, seed_keys, ks0, True), (), None
+    return jax.jit(run_chunk).lower(carry, seed_keys, ks0, True), (), None, None
 
 
 def prepare_each(problem: Problem, runs: Sequence[tuple[Method, int]], *, key: jax.Array,

@@ -220,6 +220,11 @@ def study_cmd(
     if backend not in BACKENDS:
         raise fail(f"--backend: found {backend!r}, allowed: {', '.join(BACKENDS)}")
     memory_limit = history_memory_limit()  # a bad TRAJOPT_HISTORY_MEMORY: exit 2 before any work
+    try:  # a bad TRAJOPT_GROUP_CELLS (cells per compiled program): exit 2 before any work
+        from trajopt.studies.groups import group_cells_limit
+        group_cells_limit()
+    except ValueError as e:
+        raise fail(str(e)) from None
     if address is not None and backend != "ray":
         raise fail("--address: only with --backend ray")
     if iterations is not None and iterations < 1:

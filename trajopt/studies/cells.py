@@ -232,7 +232,6 @@ def run_cell(cell: Cell, should_stop: Optional[Callable[[], bool]] = None, *, hi
     try:
         import jax
 
-        from trajopt import runs
         from trajopt.solver import STATUS_INTERRUPTED, prepare
 
         spec = cell_spec(cell)
@@ -244,20 +243,33 @@ def run_cell(cell: Cell, should_stop: Optional[Callable[[], bool]] = None, *, hi
         result = loop.run(should_stop=should_stop, name=cell.variant, history_store=history_store if on_disk else None)
         if any(s == STATUS_INTERRUPTED for s in result.status):
             return CellOutcome(cell.index, CELL_INTERRUPTED, [])
-        summary = runs.summarise(spec, {cell.variant: result}, verb="study", versions=runs.versions(),
-                                 platform_name=jax.default_backend(), x64=bool(jax.config.jax_enable_x64),
-                                 created=datetime.now().isoformat(timespec="seconds"))
-        summary["variants"][cell.variant]["history"] = "disk" if on_disk else "memory"
-        summary["study_cell"] = {"label": cell.label, "point": {k: v for k, v in cell.point},
-                                 "overrides": list(cell.overrides), "fingerprint": cell.fingerprint,
-                                 "files": dict(cell.files)}
-        return CellOutcome(cell.index, CELL_OK, cell_rows(cell, result), result=result, summary=summary)
+        return compare_outcome(cell, spec, result, on_disk=on_disk)
     except Exception as e:  # noqa: BLE001  (recorded in the table; the study goes on)
         if isinstance(e, OSError) and on_disk:  # the history's files: the disk failed, not the cell
             raise StorageError(e.errno, e.strerror or str(e), e.filename) from e
         msg = f"{type(e).__name__}: {e}"
         tb = traceback.format_exc(limit=3)
         return CellOutcome(cell.index, CELL_FAILED, cell_rows(cell, error=msg), error=msg + "\n" + tb)
+
+
+def compare_outcome(cell: Cell, spec, result, *, on_disk: bool = False, group: Optional[dict] = None) -> CellOutcome:
+    """The outcome of a compare cell whose solve ran (``result``, a `Result` of its seeds): its rows and result.json
+    (`trajopt.runs.summarise`, with ``history`` "disk" or "memory", the cell's ``study_cell`` record and, for a cell
+    that ran in a group of cells as one program (`trajopt.studies.groups`), ``program.group``)."""
+    import jax
+
+    from trajopt import runs
+
+    summary = runs.summarise(spec, {cell.variant: result}, verb="study", versions=runs.versions(),
+                             platform_name=jax.default_backend(), x64=bool(jax.config.jax_enable_x64),
+                             created=datetime.now().isoformat(timespec="seconds"))
+    summary["variants"][cell.variant]["history"] = "disk" if on_disk else "memory"
+    if group is not None:
+        summary["variants"][cell.variant]["program"]["group"] = dict(group)
+    summary["study_cell"] = {"label": cell.label, "point": {k: v for k, v in cell.point},
+                             "overrides": list(cell.overrides), "fingerprint": cell.fingerprint,
+                             "files": dict(cell.files)}
+    return CellOutcome(cell.index, CELL_OK, cell_rows(cell, result), result=result, summary=summary)
 
 
 def budget_options(cell: Cell) -> dict:
