@@ -12,6 +12,15 @@ with ρ_b = cost(one step's VJP) / cost(one forward step) and ρ_l = cost(one st
 step), the `StepCosts` of the system. T is the problem's horizon (1 for a one-step problem, whose "step" is its cost
 function; a policy problem's closed-loop horizon H).
 
+**An oracle's own backward pass.** An oracle whose backward pass differentiates another one-step map than the
+system's step (`cfd`: the true step forward, a contacts-from-distance model's VJP backward) declares that map, its
+optional ``backward_step(system)`` (`trajopt.oracles.base`), and is charged its own ratio ρ_o = cost(that map's VJP) /
+cost(one forward step) per backward pass: ``StepCosts.oracles`` holds (name, ρ_o) pairs, `StepCosts.backward_of`
+reads one (ρ_b for any other oracle), and every conversion of a method's counts charges the ratio of the method's
+oracle (`method_oracle`: a gradient method's, or that of the method MultiStart runs; ρ_b for every other method):
+FSE = T (rollouts + ρ_o gradients + ρ_l linearizations). `measure_step_costs` times each declared map in the same
+interleaved rounds as ρ_b (`declared_backward_steps` gathers them), so their relation survives the host's load.
+
 `measure_step_costs` measures ρ_b and ρ_l on this host by timing three compiled programs over the same batch of
 states and controls (a batch of rollouts; the same rollouts with their backward pass; the Jacobians at the same
 points), interleaved and repeated, the median of each: ρ_b = (t_forward+backward − t_forward) / t_forward,
@@ -31,8 +40,8 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Mapping, Optional
 
 import jax
 import jax.numpy as jnp
@@ -44,52 +53,134 @@ COUNT_FIELDS = ("rollouts", "gradients", "linearizations")
 @dataclass(frozen=True)
 class StepCosts:
     """backward: ρ_b, a step's VJP in forward steps; linearization: ρ_l, a step's Jacobians in forward steps; source:
-    how they were obtained ("measured ..." or "given")."""
+    how they were obtained ("measured ..." or "given"); oracles: ((name, ρ_o), ...), sorted by name, the backward
+    ratio of each oracle whose backward pass differentiates another map than the system's step (its
+    ``backward_step``, `trajopt.oracles.base`), in forward steps: what `backward_of` charges that oracle instead of
+    ρ_b."""
 
     backward: float = 1.0
     linearization: float = 1.0
     source: str = "given"
+    oracles: tuple = ()
 
     def __post_init__(self):
         for name in ("backward", "linearization"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-                raise ValueError(f"StepCosts.{name}: found {v!r}, allowed: a finite number >= 0")
+            _check_ratio(f"StepCosts.{name}", getattr(self, name))
+        pairs = []
+        for pair in self.oracles:
+            if not (isinstance(pair, (tuple, list)) and len(pair) == 2 and isinstance(pair[0], str) and pair[0]):
+                raise ValueError(f"StepCosts.oracles: found {pair!r}, allowed: (oracle name, ratio) pairs")
+            _check_ratio(f"StepCosts.oracles[{pair[0]!r}]", pair[1])
+            pairs.append((pair[0], float(pair[1])))
+        names = [n for n, _ in pairs]
+        if len(set(names)) != len(names):
+            raise ValueError(f"StepCosts.oracles: found {names!r}, allowed: each oracle once")
+        object.__setattr__(self, "oracles", tuple(sorted(pairs)))
+
+    def backward_of(self, oracle: Optional[str]) -> float:
+        """ρ of one backward pass of ``oracle`` (a name, or None for a method without an oracle): its own ratio
+        where ``oracles`` has one, else ρ_b."""
+        return dict(self.oracles).get(oracle, self.backward) if oracle is not None else self.backward
+
+    def charged(self, oracle: Optional[str]) -> "StepCosts":
+        """These step costs with ``backward`` = `backward_of` ``oracle``: what a run of that oracle converts with."""
+        rho = self.backward_of(oracle)
+        return self if rho == self.backward else replace(self, backward=rho)
 
     def as_dict(self) -> dict:
-        return {"backward": self.backward, "linearization": self.linearization, "source": self.source}
+        """{backward, linearization, source} and, where there are any, ``oracles`` {name: ρ_o}."""
+        d = {"backward": self.backward, "linearization": self.linearization, "source": self.source}
+        if self.oracles:
+            d["oracles"] = dict(self.oracles)
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "StepCosts":
+        """The inverse of `as_dict`; a dict without ``oracles`` (written before oracles had ratios) reads as none."""
+        oracles = d.get("oracles") or {}
         return cls(backward=float(d["backward"]), linearization=float(d["linearization"]),
-                   source=str(d.get("source", "given")))
+                   source=str(d.get("source", "given")), oracles=tuple((str(k), float(v)) for k, v in oracles.items()))
+
+
+def _check_ratio(what: str, v) -> None:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+        raise ValueError(f"{what}: found {v!r}, allowed: a finite number >= 0")
+
+
+def oracle_of(method):
+    """The oracle whose backward passes ``method`` counts: a gradient method's ``oracle``, that of the method a
+    MultiStart runs (its ``method``), else None (a method without an oracle)."""
+    for _ in range(8):  # a MultiStart over a MultiStart ... (bounded: a configuration is a finite tree)
+        if method is None:
+            return None
+        oracle = getattr(method, "oracle", None)
+        if oracle is not None:
+            return oracle
+        method = getattr(method, "method", None)
+    return None
+
+
+def method_oracle(method) -> Optional[str]:
+    """The name of `oracle_of` ``method`` (what `StepCosts.backward_of` looks up), or None: a method without an
+    oracle is charged ρ_b."""
+    name = getattr(oracle_of(method), "name", None)
+    return name if isinstance(name, str) else None
+
+
+def declared_backward_steps(system, oracles) -> dict:
+    """{name: map} of the ``oracles`` (configurations) that declare their own backward map on ``system``: each
+    one's ``backward_step(system)`` (`trajopt.oracles.base`) when it has one and it is not None, in the form
+    `system_step` gives the system's (a one-step system's map of one state). An oracle without it, or one that
+    differentiates the system's own step there, is absent: it is charged ρ_b, and nothing more is measured."""
+    out = {}
+    for oracle in oracles:
+        hook = getattr(oracle, "backward_step", None)
+        name = getattr(oracle, "name", None)
+        if not callable(hook) or not isinstance(name, str) or name in out:
+            continue
+        step = hook(system)
+        if step is not None:
+            out[name] = step
+    return out
 
 
 STEP_COSTS_ENV = "TRAJOPT_STEP_COSTS"
 
 
 def given_step_costs() -> Optional[StepCosts]:
-    """The step costs ``TRAJOPT_STEP_COSTS`` gives ("B,L": ρ_b = B and ρ_l = L, finite numbers >= 0; source "given by
-    TRAJOPT_STEP_COSTS"), or None when it is unset or empty; a ValueError naming the variable, what was found and what
-    is allowed otherwise. The command line uses it instead of measuring (`trajopt.step_costs.step_costs_for`): for
-    runs that must convert with known numbers (tests, a comparison across hosts)."""
+    """The step costs ``TRAJOPT_STEP_COSTS`` gives, or None when it is unset or empty: "B,L" (ρ_b = B and ρ_l = L,
+    finite numbers >= 0), optionally followed by an oracle's own backward ratio per oracle, "B,L,cfd=X" (``oracles``:
+    what that oracle is charged per backward pass instead of ρ_b); source "given by TRAJOPT_STEP_COSTS". A ValueError
+    naming the variable, what was found and what is allowed otherwise. The command line uses it instead of measuring
+    (`trajopt.step_costs.step_costs_for`): for runs that must convert with known numbers (tests, a comparison
+    across hosts)."""
     import os
 
     text = os.environ.get(STEP_COSTS_ENV, "")
     if not text.strip():
         return None
+    parts = [p.strip() for p in text.split(",")]
+    values, oracles = [], []
     try:
-        values = [float(p) for p in text.split(",")]
+        values = [float(p) for p in parts[:2]]
+        for part in parts[2:]:
+            name, eq, value = part.partition("=")
+            if not eq or not name.strip().isidentifier() or name.strip() in dict(oracles):
+                raise ValueError(part)
+            oracles.append((name.strip(), float(value)))
     except ValueError:
         values = []
-    if len(values) != 2 or not all(math.isfinite(v) and v >= 0 for v in values):
+    ratios = values + [v for _, v in oracles]
+    if len(values) != 2 or not all(math.isfinite(v) and v >= 0 for v in ratios):
         raise ValueError(f"{STEP_COSTS_ENV}: found {text!r}, allowed: two finite numbers >= 0, 'B,L' (a step's "
-                         "backward pass and its linearisation, in forward steps), or unset to measure them")
-    return StepCosts(values[0], values[1], f"given by {STEP_COSTS_ENV}")
+                         "backward pass and its linearisation, in forward steps), each optionally followed by "
+                         "',ORACLE=X' (an oracle's own backward pass, e.g. 'B,L,cfd=X'), or unset to measure them")
+    return StepCosts(values[0], values[1], f"given by {STEP_COSTS_ENV}", tuple(oracles))
 
 
 def forward_equivalents(horizon: int, costs: StepCosts, rollouts=0, gradients=0, linearizations=0):
-    """T (rollouts + ρ_b gradients + ρ_l linearizations): counts (numbers or arrays) -> forward-step equivalents."""
+    """T (rollouts + ρ_b gradients + ρ_l linearizations): counts (numbers or arrays) -> forward-step equivalents.
+    For a method's counts pass ``costs.charged(method_oracle(method))`` (`method_costs`): its oracle's ρ."""
     return horizon * (np.asarray(rollouts, float) + costs.backward * np.asarray(gradients, float)
                       + costs.linearization * np.asarray(linearizations, float))
 
@@ -119,13 +210,19 @@ def fixed_counts(method, problem) -> Optional[tuple[int, int, int]]:
     return (counts + (0, 0, 0))[:3]
 
 
+def method_costs(costs: StepCosts, method) -> StepCosts:
+    """The step costs ``method``'s counts convert with: ``costs`` with ρ_b replaced by its oracle's own ratio where
+    ``costs.oracles`` has one (`method_oracle`, `StepCosts.charged`), else ``costs``."""
+    return costs.charged(method_oracle(method))
+
+
 def step_equivalents(method, problem, costs: StepCosts) -> Optional[float]:
     """The forward-step equivalents one step of ``method`` spends on ``problem`` when that is fixed (`fixed_counts`),
-    else None."""
+    else None: T (rollouts + ρ gradients + ρ_l linearizations), ρ its oracle's (`method_costs`)."""
     counts = fixed_counts(method, problem)
     if counts is None:
         return None
-    return float(forward_equivalents(problem_horizon(problem), costs, *counts))
+    return float(forward_equivalents(problem_horizon(problem), method_costs(costs, method), *counts))
 
 
 def budget_iterations(method, problem, budget: float, costs: StepCosts) -> int:
@@ -201,13 +298,19 @@ def _fastest_seconds(fns: list[Callable[[], Any]], repeats: int) -> list[float]:
 
 MEASUREMENT = 2
 """The version of `measure_step_costs`' method: a kept measurement (`trajopt.step_costs`) made by another version is
-measured again (version 1 timed call by call, and on a busy host read a cheap step's backward pass as free)."""
+measured again (version 1 timed call by call, and on a busy host read a cheap step's backward pass as free). The
+oracles' own ratios (``StepCosts.oracles``) did not change what ρ_b and ρ_l are: a kept entry without them still
+converts every oracle that declares none, and one that lacks a declaring oracle's ratio gains it
+(`trajopt.step_costs`)."""
 
 
 def measure_step_costs(step: Callable, n: int, m: int, *, batch: int = 16, length: int = 64, repeats: int = 7,
                        rounds: int = 3, key: Optional[jax.Array] = None, scale: float = 0.1,
-                       target_seconds: float = 5e-3, max_reps: int = 4096) -> StepCosts:
-    """ρ_b and ρ_l of a one-step map ``step(x: [n], u: [m]) -> [n]`` on this host (see the module docstring).
+                       target_seconds: float = 5e-3, max_reps: int = 4096,
+                       backward_steps: Optional[Mapping[str, Callable]] = None) -> StepCosts:
+    """ρ_b and ρ_l of a one-step map ``step(x: [n], u: [m]) -> [n]`` on this host (see the module docstring), and
+    ρ_o of each oracle's own backward map in ``backward_steps`` ({oracle name: map of the same signature whose value
+    is ``step``'s and whose VJP is the oracle's backward pass}, `declared_backward_steps`; ``StepCosts.oracles``).
 
     Three operations on ``batch`` rollouts of ``length`` steps from small random states and controls (N(0, scale²),
     fixed by ``key``), as the methods run them: the forward rollouts (the sum of their final states), the same with
@@ -217,7 +320,9 @@ def measure_step_costs(step: Callable, n: int, m: int, *, batch: int = 16, lengt
     time, at most ``max_reps``) until the forward program takes ``target_seconds``: what is timed is the operations'
     own work, not a call's fixed overhead (timed call by call, a cheap step's backward pass looked free). The time per
     repetition of each, in ``rounds`` rounds of the fastest of ``repeats`` interleaved runs, gives the rounds'
-    ratios, and their median is returned.
+    ratios, and their median is returned. Each map of ``backward_steps`` adds one more program, the backward one with
+    that map in place of ``step``, timed in the same rounds (interleaved with the others, so a host's load moves
+    it with ρ_b): ρ_o = (t_o − t_forward) / t_forward, the median over the rounds.
 
     A map that refuses forward-mode derivatives (an MJX step: its Jacobian is a custom VJP) has no linearisation
     timed: no method can linearise it (iLQR refuses it), so ρ_l = 0, and the source says so. A map whose system has
@@ -263,8 +368,19 @@ def measure_step_costs(step: Callable, n: int, m: int, *, batch: int = 16, lengt
             return jax.lax.fori_loop(0, reps, body, (x0, jnp.zeros((), dtype)))[1]
         return program
 
+    def backward_with(other):
+        def final_other(x0, us):
+            return jnp.sum(jax.lax.scan(lambda x, u: (other(x, u), None), x0, us)[0])
+
+        def once(x0):
+            values, grads = jax.vmap(jax.value_and_grad(final_other, argnums=1))(x0, U)
+            return jnp.sum(values) + jnp.sum(grads)
+        return once
+
+    own = sorted((backward_steps or {}).items())
     linearizes = _takes_forward_mode(step, X0[0], U[0, 0])
-    programs = [repeated(f) for f in (forward_once, backward_once, jacobians_once if linearizes else forward_once)]
+    programs = [repeated(f) for f in (forward_once, backward_once, jacobians_once if linearizes else forward_once,
+                                      *(backward_with(other) for _, other in own))]
     reps = 1
     jax.block_until_ready(programs[0](X0, reps))  # compile (reps is a traced bound: one program for every R)
     while reps < max_reps and _fastest_seconds([lambda: programs[0](X0, reps)], 3)[0] < target_seconds:
@@ -274,18 +390,21 @@ def measure_step_costs(step: Callable, n: int, m: int, *, batch: int = 16, lengt
         jax.block_until_ready(f())
     ratios = []
     for _ in range(rounds):
-        t_f, t_fb, t_l = _fastest_seconds(fns, repeats)
+        t_f, t_fb, t_l, *t_own = _fastest_seconds(fns, repeats)
         t_f = max(t_f, 1e-12)
         # the backward program also rolls out forward: its extra time is the backward pass; the Jacobians' rollout
-        # to reach their points is one forward rollout too, taken off likewise
-        ratios.append((max(t_fb - t_f, 0.0) / t_f, max(t_l - t_f, 0.0) / t_f))
-    backward_ratio, linearization_ratio = np.median(np.asarray(ratios), axis=0)
+        # to reach their points is one forward rollout too, taken off likewise (and each oracle's program's)
+        ratios.append([max(t - t_f, 0.0) / t_f for t in (t_fb, t_l, *t_own)])
+    backward_ratio, linearization_ratio, *own_ratios = np.median(np.asarray(ratios), axis=0)
     return StepCosts(backward=round(float(backward_ratio), 3),
                      linearization=round(float(linearization_ratio), 3) if linearizes else 0.0,
                      source=f"measured: {batch} rollouts x {length} steps, {reps} repetitions per program, median of "
                             f"{rounds} rounds, each the fastest of {repeats}"
+                            + (f"; {', '.join(n for n, _ in own)}'s own backward pass in the same rounds" if own
+                               else "")
                             + ("" if linearizes else "; linearisation not measured (ρ_l = 0): the map refuses "
-                               "forward-mode derivatives, so no method linearises it"))
+                               "forward-mode derivatives, so no method linearises it"),
+                     oracles=tuple((name, round(float(r), 3)) for (name, _), r in zip(own, own_ratios)))
 
 
 def _takes_forward_mode(step: Callable, x, u) -> bool:

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.extend.core import jaxpr_as_fun
 
-from trajopt.compute import StepCosts
+from trajopt.compute import StepCosts, method_costs
 from trajopt.methods.base import Method, all_finite, state_decision
 from trajopt.problem import Problem
 
@@ -132,8 +132,9 @@ class StopRule:
 
 def stop_rule(method: Method, budget: Optional[float], step_costs, horizon: int) -> StopRule:
     stopped = getattr(method, "stopped", None)
+    # the method's oracle's own backward ratio where the step costs hold one (trajopt.compute.method_costs: cfd's)
     return StopRule(budget=None if budget is None else float(budget), horizon=int(horizon),
-                     costs=step_costs if step_costs is not None else StepCosts(),
+                     costs=method_costs(step_costs if step_costs is not None else StepCosts(), method),
                      stopped=stopped if callable(stopped) else None)
 
 

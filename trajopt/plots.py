@@ -251,12 +251,16 @@ def x_label(x: str, results: Mapping[str, Result], step_costs=None) -> str:
     ``step_costs``, else the runs' own: a figure against forward-step equivalents says which ρ_b and ρ_l made it)."""
     if x != "compute":
         return X_AXES[x]
-    costs = {(c.backward, c.linearization) for c in
+    costs = {(c.backward, c.linearization, c.oracles) for c in
              ([step_costs] if step_costs is not None else [r.step_costs for r in results.values()]) if c is not None}
     if len(costs) != 1:
         return X_AXES[x]
-    rb, rl = costs.pop()
-    return f"forward-step equivalents per seed (ρ_b = {rb:.3g}, ρ_l = {rl:.3g})"
+    rb, rl, own = costs.pop()
+    from trajopt.compute import method_oracle  # an oracle charged its own backward ratio (cfd's) says so too
+
+    charged = sorted({n for r in results.values() if (n := method_oracle(r.method)) in dict(own)})
+    extra = "".join(f", ρ_{n} = {dict(own)[n]:.3g}" for n in charged)
+    return f"forward-step equivalents per seed (ρ_b = {rb:.3g}, ρ_l = {rl:.3g}{extra})"
 
 
 def _same_curve(a: Result, b: Result, xa: np.ndarray, xb: np.ndarray) -> bool:

@@ -14,7 +14,7 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
-from trajopt.compute import forward_equivalents
+from trajopt.compute import forward_equivalents, method_costs
 from trajopt.stats import column_blocks
 
 STATUS_OK = "ok"
@@ -53,7 +53,8 @@ class Result:
         horizon: T, the steps of one rollout of the problem (`trajopt.compute.problem_horizon`): what converts
             counts into forward-step equivalents.
         step_costs: the `trajopt.compute.StepCosts` the run was given (a budget's), or None; what
-            `forward_equivalents` converts with when it is given none.
+            `forward_equivalents` converts with when it is given none (charging the method's oracle its own backward
+            ratio where they hold one, `trajopt.compute.method_costs`).
         budget: the compute budget per seed in forward-step equivalents, or None.
         stopped: [S] why a seed stopped before the last iteration while still finite: "converged" (its method said
             so: ``stopped(state)``), "budget" (its spend reached ``budget``) or None (it ran every iteration, or
@@ -130,16 +131,19 @@ class Result:
         return np.concatenate([[0.0], np.cumsum(np.nan_to_num(per_iter))])
 
     def _costs(self, step_costs):
+        """The step costs the counts convert with: ``step_costs`` or the run's own, with ρ_b replaced by the ratio of
+        the method's oracle where they hold one (`trajopt.compute.method_costs`: `cfd`'s own backward pass)."""
         costs = step_costs if step_costs is not None else self.step_costs
         if costs is None:
             raise ValueError("step_costs: found None, allowed: a trajopt.compute.StepCosts (this run was given none: "
                              "pass the system's, e.g. trajopt.compute.measure_step_costs(system.step, n, m))")
-        return costs
+        return method_costs(costs, self.method)
 
     def forward_equivalents(self, step_costs=None) -> np.ndarray:
-        """[K+1] forward-step equivalents spent before iterate k, T (rollouts + ρ_b gradients + ρ_l linearizations)
+        """[K+1] forward-step equivalents spent before iterate k, T (rollouts + ρ gradients + ρ_l linearizations)
         of `counts` (`trajopt.compute.forward_equivalents`), with ``step_costs`` (default: the run's own, a
-        ValueError when it has none) and the run's ``horizon`` T."""
+        ValueError when it has none) and the run's ``horizon`` T; ρ is ρ_b, or the method's oracle's own ratio where
+        the step costs hold one (`trajopt.compute.method_costs`)."""
         return forward_equivalents(self.horizon or 1, self._costs(step_costs), self.counts("rollouts"),
                                    self.counts("gradients"), self.counts("linearizations"))
 

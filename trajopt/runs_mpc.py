@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from trajopt.compute import StepCosts, forward_equivalents
+from trajopt.compute import StepCosts, forward_equivalents, method_costs
 from trajopt.runs_files import (METRICS, RESULT, TRAJECTORY, atomic_write_bytes, dumps_json, encode_line, plain_list,
                                 write_lines)
 from trajopt.runs_write import write_config
@@ -37,9 +37,11 @@ FIGURES = {"realised": "realised.png", "cost": "closed_loop_cost.png", "plan_tim
 
 
 def forward_equivalents_of(result, costs: StepCosts) -> np.ndarray:
-    """[S, R] each replan's compute in forward-step equivalents (horizon H steps per rollout)."""
-    return forward_equivalents(result.settings.horizon, costs, result.rollouts, result.gradients,
-                               result.linearizations)
+    """[S, R] each replan's compute in forward-step equivalents, H (rollouts + ρ gradients + ρ_l linearizations)
+    (horizon H steps per rollout; ρ the planner's oracle's own backward ratio where ``costs`` hold one, else ρ_b:
+    `trajopt.compute.method_costs`)."""
+    return forward_equivalents(result.settings.horizon, method_costs(costs, result.method), result.rollouts,
+                               result.gradients, result.linearizations)
 
 
 def overall_status(results) -> str:

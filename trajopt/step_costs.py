@@ -8,7 +8,13 @@ step on this host (a second or two of compiling and timing). The ratios are kept
 compilation cache (``<cache>/../step_costs.json``), keyed by the system's resolved ``[system]`` table, its state
 and control sizes, the version of the measuring method (`trajopt.compute.MEASUREMENT`: a ratio kept by another is
 measured again) and the host (`host`: the CPU model and count, JAX's backend and version), so that every run
-of a system on a host converts with the same numbers. The file is read and written only when the compilation
+of a system on a host converts with the same numbers. An oracle that declares its own backward map
+(``backward_step``, `trajopt.oracles.base`: `cfd` on an MJX system) has its ratio measured in the same rounds as
+ρ_b, only when a run asks for it (`step_costs_for`'s ``oracles``: by default those of the spec's variants, so a
+problem whose variants declare none compiles nothing more), and kept in the same entry (``oracles``); an entry kept
+without it gains it from a new measurement of both, as the kept ρ_b times the new ρ_o / ρ_b (their relation,
+measured interleaved, is what survives the host's load; the kept ρ_b stays what every run converts with). The
+file is read and written only when the compilation
 cache is asked for (`trajopt._setup.cache_requested`: the command line asks, the library asks only when told,
 ``TRAJOPT_CACHE=1``); otherwise the ratios are measured on every call. A cache that cannot be read is measured
 again; one that cannot be written is not kept. Processes keeping ratios at once (two runs, a study's workers) read
@@ -62,28 +68,43 @@ def _cache_path():
     return Path(os.path.dirname(folder)) / STEP_COSTS_FILE if folder else None
 
 
-def step_costs_for(spec, problem):
+def variant_oracles(spec) -> list:
+    """The oracles of ``spec``'s variants (`trajopt.compute.oracle_of` each variant's method; none for a method
+    without one), in run order."""
+    from trajopt.compute import oracle_of
+
+    found = (oracle_of(getattr(v, "method", None)) for v in getattr(spec, "variants", {}).values())
+    return [o for o in found if o is not None]
+
+
+def step_costs_for(spec, problem, oracles=None):
     """The system's `trajopt.compute.StepCosts` on this host: read from the cache of measurements (see the module
-    docstring), or measured now (the system's one-step map, `trajopt.compute.system_step`) and kept there;
-    ``TRAJOPT_STEP_COSTS="B,L"`` in the environment gives the ratios instead (`trajopt.compute.given_step_costs`:
-    nothing measured or kept)."""
-    from trajopt.compute import MEASUREMENT, StepCosts, given_step_costs, measure_step_costs, system_step
+    docstring), or measured now (the system's one-step map, `trajopt.compute.system_step`, and the own backward map
+    of each of ``oracles`` that declares one, `trajopt.compute.declared_backward_steps`; default: `variant_oracles`
+    of ``spec``) and kept there; ``TRAJOPT_STEP_COSTS="B,L[,ORACLE=X...]"`` in the environment gives the ratios
+    instead (`trajopt.compute.given_step_costs`: nothing measured or kept)."""
+    from trajopt.compute import (MEASUREMENT, StepCosts, declared_backward_steps, given_step_costs,
+                                 measure_step_costs, system_step)
 
     given = given_step_costs()  # TRAJOPT_STEP_COSTS="B,L": the ratios given, nothing measured or kept
     if given is not None:
         return given
     ident = system_identity(spec)
     where = host()
+    own = declared_backward_steps(spec.system, variant_oracles(spec) if oracles is None else oracles)
     # the measuring method's version too: a ratio kept by another version is measured again, not trusted
     key = json.dumps({**ident, "host": where, "measurement": MEASUREMENT}, sort_keys=True, default=str)
     path = _cache_path()
     if path is not None and key in (known := _read_all(path)):
         try:
-            return StepCosts.from_dict(known[key])
+            kept = StepCosts.from_dict(known[key])
+            if set(own) <= set(dict(kept.oracles)):
+                return kept
         except (ValueError, KeyError, TypeError, AttributeError):
             pass  # an entry that does not read back is measured again (and not kept: the first one stays)
-    costs = measure_step_costs(*system_step(spec.system))  # a one-step system's cost function as its "step"
-    costs = StepCosts(costs.backward, costs.linearization, f"{costs.source}, on {where}")
+    # a one-step system's cost function as its "step"
+    costs = measure_step_costs(*system_step(spec.system), backward_steps=own)
+    costs = StepCosts(costs.backward, costs.linearization, f"{costs.source}, on {where}", costs.oracles)
     if path is not None:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -92,12 +113,47 @@ def step_costs_for(spec, problem):
                 # system's) since; the first measurement kept is the one every later run converts with
                 known = _read_all(path)
                 if key in known:
-                    return StepCosts.from_dict(known[key])
+                    costs = with_oracles(StepCosts.from_dict(known[key]), costs)
+                    if costs.as_dict() == known[key]:
+                        return costs
                 known[key] = costs.as_dict()
                 atomic_write_bytes(path, json.dumps(known, indent=1, sort_keys=True).encode())
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             pass  # a cache that cannot be written is measured again next time
     return costs
+
+
+def measure_for(measure, spec, problem, oracles):
+    """``measure(spec, problem)`` (a study's way of taking a system's step costs, `step_costs_for` by default), given
+    ``oracles`` (those of every variant that will run on the system: their own backward ratios are measured with
+    ρ_b) when it takes an ``oracles`` keyword; a measure of two arguments is called with those."""
+    import inspect
+
+    try:
+        params = inspect.signature(measure).parameters
+    except (TypeError, ValueError):
+        params = {}
+    if "oracles" in params or any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return measure(spec, problem, oracles=list(oracles))
+    return measure(spec, problem)
+
+
+def with_oracles(kept, new):
+    """``kept`` (a `trajopt.compute.StepCosts` kept earlier) with the oracle ratios of ``new`` (a measurement of ρ_b
+    and those ratios in the same rounds) it lacks, each as kept ρ_b x (new ρ_o / new ρ_b): the interleaved relation
+    carried to the kept ρ_b, which stays what every run converts with (new ρ_o as measured when the new ρ_b is 0).
+    The source says which ratios were added so."""
+    from dataclasses import replace
+
+    have = dict(kept.oracles)
+    added = [(n, r) for n, r in new.oracles if n not in have]
+    if not added:
+        return kept
+    scale = kept.backward / new.backward if new.backward > 0 else 1.0
+    pairs = tuple(kept.oracles) + tuple((n, round(r * scale, 3)) for n, r in added)
+    note = (f"; {', '.join(n for n, _ in added)}'s ratio measured later in the same rounds as a new ρ_b "
+            f"({new.backward:g}) and scaled to the kept one (x{scale:.3g})")
+    return replace(kept, oracles=pairs, source=kept.source + note)
 
 
 def _read_all(path: Path) -> dict:

@@ -12,7 +12,11 @@ Optional members: ``calls(problem) -> (rollouts, backward passes)`` per estimate
 ``deterministic`` (the estimate ignores the key); ``value_in_calls`` (the counted rollouts include f(U), the
 ``value`` reported: exact, the one-sided ZoBG and the mixing oracles, whose zero-noise baseline is f(U); a
 property where it depends on the options); ``check(problem)``, raising ValueError when the oracle cannot
-estimate on the problem. The open-loop oracles (`OpenLoop`) perturb U and evaluate ``problem.objective``, so
+estimate on the problem; ``backward_step(system)``, for an oracle whose backward pass differentiates another one-step
+map than the system's step (`cfd`): that map (the system's value, the oracle's VJP; a one-step system's in the form
+`trajopt.compute.system_step` gives), or None where it differentiates the system's own step. The compute currency
+times it beside the plain backward pass and charges the oracle its own ratio per backward pass
+(`trajopt.compute.StepCosts.oracles`); an oracle without it is charged ρ_b. The open-loop oracles (`OpenLoop`) perturb U and evaluate ``problem.objective``, so
 they refuse a problem that decides on another objective than the one it reports (a policy problem: its
 oracles are `trajopt.policies.POLICY_ORACLES`, under the same names).
 """

@@ -21,9 +21,10 @@ backward model is the true one. The construction, the force and what it adds per
 | acceleration | 1.0 | the relative acceleration (m/s²) the force gives a pair at touching distance; 0: none |
 | power | 2.0 | the decay exponent (>= 1): 1 linear (a kink at ``margin``), 2 smooth to first order there |
 
-One rollout and one backward pass per call, as `exact` (the backward pass also runs the CFD model's step at each
-true state and, per physics substep, one more kinematics and collision pass: it costs more than exact's; the
-forward-step-equivalent accounting charges it as one backward pass). Deterministic; applies to a time-stepped
+One rollout and one backward pass per call, as `exact`; the backward pass also runs the CFD model's step at each
+true state and, per physics substep, one more kinematics and collision pass, so it costs more than exact's: the
+oracle declares its backward map (``backward_step``), whose cost is measured beside the plain backward pass, and
+each of its backward passes is charged that ratio (`trajopt.compute.StepCosts.oracles`, ``cfd``) instead of ρ_b. Deterministic; applies to a time-stepped
 problem over an ``mjx`` system and to an ``mjx_toss`` problem (`trajopt.systems.mjx_toss`), refused (a
 ValueError from ``check``, exit 2 on the command line) on any other system and on a policy problem.
 """
@@ -65,6 +66,26 @@ class CFD(OpenLoop):
     def calls(self, problem) -> tuple[int, int]:
         """(rollouts, backward passes) per estimate: one of each."""
         return 1, 1
+
+    def backward_step(self, system):
+        """The one-step map whose VJP this oracle's backward pass runs on ``system`` (what the compute currency
+        times, `trajopt.compute.declared_backward_steps`): `straight_through` of the true step and `cfd_step` at
+        this oracle's parameters; for a one-step system (the cube toss) its cost through that step as a map of one
+        state, x + objective(u), as `trajopt.compute.system_step` gives the system's. None where it differentiates
+        the system's own step (not an MJX system; ``margin`` or ``acceleration`` 0: cfd = exact)."""
+        from trajopt.systems.mjx_contact import cfd_step, mjx_system, straight_through
+
+        sim = mjx_system(system)
+        if sim is None or getattr(sim, "backend", "mjx") != "mjx" or self.margin == 0 or self.acceleration == 0:
+            return None
+        through = straight_through(sim.step, cfd_step(sim, self.margin, self.acceleration, self.power))
+        if sim is system:
+            return through
+        objective_with = getattr(system, "objective_with", None)
+        if not callable(objective_with):
+            return None
+        objective = objective_with(through)
+        return lambda x, u: x + objective(u[None])
 
     def check(self, problem) -> None:
         """Refuse a problem this oracle cannot differentiate: a policy problem (`OpenLoop`), or one not built from

@@ -355,15 +355,16 @@ def cell_step_costs(cell: Cell):
     """The `trajopt.compute.StepCosts` a closed-loop cell converts its counts with: the cell's ``step_costs`` (the
     runner fills them in: one measurement per system for the whole study), else measured now on this host (no file
     is read or written)."""
-    from trajopt.compute import StepCosts, measure_step_costs
-    from trajopt.step_costs import host, system_identity
+    from trajopt.compute import StepCosts, declared_backward_steps, measure_step_costs
+    from trajopt.step_costs import host, system_identity, variant_oracles
 
     if cell.step_costs is not None:
         return StepCosts.from_dict(dict(cell.step_costs))
     spec = cell_spec(cell)
     ident = system_identity(spec)
-    costs = measure_step_costs(spec.closed_loop_problem().step, ident["n"], ident["m"])
-    return StepCosts(costs.backward, costs.linearization, f"{costs.source}, on {host()}")
+    own = declared_backward_steps(spec.system, variant_oracles(spec))  # its oracle's own backward map (cfd's)
+    costs = measure_step_costs(spec.closed_loop_problem().step, ident["n"], ident["m"], backward_steps=own)
+    return StepCosts(costs.backward, costs.linearization, f"{costs.source}, on {host()}", costs.oracles)
 
 
 def run_closed_loop_cell(cell: Cell) -> CellOutcome:

@@ -175,6 +175,8 @@ def fingerprint(doc: Mapping, overrides: Sequence[str], variant: str, files: Opt
     if budget is not None:
         content["budget"] = toml_value(budget)
         content["step_costs"] = {k: (step_costs or {}).get(k) for k in ("backward", "linearization")}
+        if (step_costs or {}).get("oracles"):  # oracles' own backward ratios (cfd's), where the system has any
+            content["step_costs"]["oracles"] = dict(step_costs["oracles"])
     text = json.dumps(content, sort_keys=True, default=str)
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
@@ -325,7 +327,7 @@ def with_budget(study: StudySpec, expansion: Expansion, *, recorded: Sequence[Ma
     if study.budget is None:
         return expansion
     from trajopt.compute import StepCosts, budget_steps
-    from trajopt.step_costs import step_costs_for, system_identity
+    from trajopt.step_costs import measure_for, step_costs_for, system_identity
     from trajopt.studies.runner import with_step_costs
 
     reasons: dict = {}  # {system: why its measurement failed}
@@ -333,9 +335,9 @@ def with_budget(study: StudySpec, expansion: Expansion, *, recorded: Sequence[Ma
     def system(spec) -> str:
         return json.dumps(system_identity(spec), sort_keys=True, default=str)
 
-    def measuring(spec, problem):  # the reason a system's measurement failed, for its cells' error
-        try:
-            return (measure or step_costs_for)(spec, problem)
+    def measuring(spec, problem, oracles=()):  # the reason a system's measurement failed, for its cells' error
+        try:  # (oracles: those of every cell of the system, trajopt.step_costs.measure_for)
+            return measure_for(measure or step_costs_for, spec, problem, oracles)
         except Exception as e:  # noqa: BLE001  (with_step_costs leaves the cells without: they are recorded failed)
             reasons[system(spec)] = f"{type(e).__name__}: {e}"
             raise

@@ -120,6 +120,11 @@ def with_step_costs(expansion: Expansion, cells: list, recorded: list, measure: 
     known = {_identity_key(e): dict(e) for e in recorded}
     failed = set()
     out = []
+    oracles: dict = {}  # per system, the oracles of all its cells: one measurement charges each its own ratio
+    for c in cells:
+        if c.error is None and expansion.specs.get(c.index) is not None:
+            spec = expansion.specs[c.index]
+            oracles.setdefault(_identity_key(system_identity(spec)), []).extend(step_cost_files.variant_oracles(spec))
     for c in cells:
         spec = expansion.specs.get(c.index)
         if c.error is not None or spec is None:
@@ -129,7 +134,7 @@ def with_step_costs(expansion: Expansion, cells: list, recorded: list, measure: 
         key = _identity_key(ident)
         if key not in known and key not in failed and not (should_stop is not None and should_stop()):
             try:
-                costs = measure(spec, spec.closed_loop_problem())
+                costs = step_cost_files.measure_for(measure, spec, spec.closed_loop_problem(), oracles.get(key, []))
                 known[key] = {**ident, "problems": [], **costs.as_dict()}
             except Exception:  # noqa: BLE001  (the cells measure again and record the reason)
                 failed.add(key)
@@ -137,7 +142,8 @@ def with_step_costs(expansion: Expansion, cells: list, recorded: list, measure: 
             entry = known[key]
             if c.problem not in entry.setdefault("problems", []):
                 entry["problems"].append(c.problem)
-            out.append(dataclasses.replace(c, step_costs={k: entry[k] for k in ("backward", "linearization", "source")}))
+            out.append(dataclasses.replace(c, step_costs={k: entry[k] for k in ("backward", "linearization", "source",
+                                                                               "oracles") if k in entry}))
         else:
             out.append(c)
     return out, list(known.values())
