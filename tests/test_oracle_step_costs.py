@@ -230,3 +230,45 @@ def test_cfd_on_mjx_pushing_is_measured_dearer_than_the_plain_backward_pass():
     c = compute.measure_step_costs(*system_step(system), batch=4, length=16, max_reps=1, rounds=3, repeats=3,
                                    backward_steps=own)
     assert c.backward_of("cfd") > c.backward > 0
+
+
+def test_compare_records_and_reads_back_the_oracles_charge(tmp_path, monkeypatch):
+    """`trajopt compare --budget` with the stand-in oracle (a user oracle, ``module:attribute``): its iterations,
+    result.json's forward-step equivalents and the folder read back are charged its ratio; exact's ρ_b."""
+    from typer.testing import CliRunner
+
+    from trajopt import runs
+    from trajopt.cli import app
+
+    monkeypatch.setenv("TRAJOPT_STEP_COSTS", "1,3,costly=2")
+    problem = tmp_path / "p.toml"
+    problem.write_text("""title = "tiny"
+[system]
+name = "pushing"
+stiffness = 10.0
+[task]
+horizon = 5
+x0 = [0.0, 1.0, 0.0, 0.0]
+goal = [1.0, 2.0, 0.0, 0.0]
+Q = [0.1, 10.0, 0.1, 0.1]
+R = [1.0]
+u_init = 0.1
+[solve]
+iterations = 4
+seeds = 1
+variants = ["costly", "exact"]
+[variants.costly]
+oracle = "tests.test_oracle_step_costs:Costly"
+""")
+    out = tmp_path / "run"
+    r = CliRunner().invoke(app, ["compare", str(problem), "--budget", "100", "--out", str(out), "-q"],
+                           catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    result = json.loads((out / "result.json").read_text())
+    assert result["step_costs"]["oracles"] == {"costly": 2.0}
+    costly, exact = result["variants"]["costly"], result["variants"]["exact"]
+    assert costly["iterations"] == 100 // (5 * 3) == 6 and costly["forward_equivalents"] == 6 * 15
+    assert exact["iterations"] == 100 // (5 * 2) == 10 and exact["forward_equivalents"] == 10 * 10
+    assert costly["charged_oracle"] == "costly" and "charged_oracle" not in exact
+    back = runs.read_run(out).results
+    assert back["costly"].forward_equivalents()[-1] == 90 and back["exact"].forward_equivalents()[-1] == 100

@@ -256,9 +256,8 @@ def x_label(x: str, results: Mapping[str, Result], step_costs=None) -> str:
     if len(costs) != 1:
         return X_AXES[x]
     rb, rl, own = costs.pop()
-    from trajopt.compute import method_oracle  # an oracle charged its own backward ratio (cfd's) says so too
-
-    charged = sorted({n for r in results.values() if (n := method_oracle(r.method)) in dict(own)})
+    # an oracle charged its own backward ratio (cfd's) says so too
+    charged = sorted({n for r in results.values() if (n := r.oracle_name) in dict(own)})
     extra = "".join(f", ρ_{n} = {dict(own)[n]:.3g}" for n in charged)
     return f"forward-step equivalents per seed (ρ_b = {rb:.3g}, ρ_l = {rl:.3g}{extra})"
 

@@ -14,7 +14,7 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
-from trajopt.compute import forward_equivalents, method_costs
+from trajopt.compute import forward_equivalents, method_oracle
 from trajopt.stats import column_blocks
 
 STATUS_OK = "ok"
@@ -68,6 +68,8 @@ class Result:
             reuses the compiled loop), or None when it was compiled with its constants.
         reused: the compiled loop was reused (`trajopt.programs.CACHE`): ``compile_seconds`` is tracing and
             lowering only.
+        oracle: the name of the oracle whose backward passes the counts hold, for a result without its ``method``
+            (one read back from a run folder: its variant's ``oracle``), else None (the method says: `oracle_name`).
     """
 
     name: str
@@ -93,6 +95,13 @@ class Result:
     settled_at: Optional[int] = None
     lifted: Optional[int] = None
     reused: bool = False
+    oracle: Optional[str] = None
+
+    @property
+    def oracle_name(self) -> Optional[str]:
+        """The oracle whose backward passes the counts hold (`trajopt.compute.method_oracle` of ``method``, else
+        ``oracle``): what decides their ratio (`trajopt.compute.StepCosts.backward_of`)."""
+        return method_oracle(self.method) if self.method is not None else self.oracle
 
     @property
     def final_cost(self) -> np.ndarray:
@@ -137,7 +146,7 @@ class Result:
         if costs is None:
             raise ValueError("step_costs: found None, allowed: a trajopt.compute.StepCosts (this run was given none: "
                              "pass the system's, e.g. trajopt.compute.measure_step_costs(system.step, n, m))")
-        return method_costs(costs, self.method)
+        return costs.charged(self.oracle_name)
 
     def forward_equivalents(self, step_costs=None) -> np.ndarray:
         """[K+1] forward-step equivalents spent before iterate k, T (rollouts + ρ gradients + ρ_l linearizations)

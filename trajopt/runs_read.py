@@ -379,4 +379,17 @@ def _run_facts(entry: Mapping, top: Mapping, n_seeds: int) -> dict:
         "stopped": list(stopped) if isinstance(stopped, list) and len(stopped) == n_seeds
         and all(x is None or isinstance(x, str) for x in stopped) else None,
         "ran_once": entry.get("ran_once") is True,
+        # the oracle whose own backward ratio its counts were charged (runs_summary's charged_oracle; else its config's)
+        "oracle": entry["charged_oracle"] if isinstance(entry.get("charged_oracle"), str)
+        else _config_oracle(entry.get("config")),
     }
+
+
+def _config_oracle(table, depth: int = 0):
+    """The ``oracle`` a variant's config table names (a gradient method's, or that of the method a MultiStart's
+    table holds), else None."""
+    if not isinstance(table, Mapping) or depth > 8:
+        return None
+    if isinstance(table.get("oracle"), str):
+        return table["oracle"]
+    return next((o for v in table.values() if (o := _config_oracle(v, depth + 1)) is not None), None)

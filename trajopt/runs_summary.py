@@ -87,6 +87,10 @@ def summarise(spec, results: Mapping[str, Result], *, verb: str, versions: Mappi
             **({"forward_equivalents": float(r.forward_equivalents(costs)[-1]),
                 "forward_equivalents_per_seed": [float(x) for x in r.seed_forward_equivalents(costs)]}
                if costs is not None else {}),
+            # an oracle charged its own backward ratio (step_costs' oracles: cfd's) is named, so a folder read back
+            # converts with it too
+            **({"charged_oracle": r.oracle_name} if costs is not None and r.oracle_name in dict(costs.oracles)
+               else {}),
             "stopped": list(r.stopped) if r.stopped is not None else [None] * len(r.seeds),
             "ran_once": bool(r.ran_once),
             "run_seconds": r.run_seconds,
