@@ -300,3 +300,28 @@ def test_a_smoke_episode_of_each_mjx_task(name, tmp_path, monkeypatch):
     episode = int(sets[0].split("=")[1])
     assert X.shape[:2] == (2, episode + 1) and np.all(np.isfinite(X))
     assert os.path.exists(tmp_path / "run" / "config.toml")
+
+
+@pytest.mark.slow
+@pytest.mark.mjx
+def test_an_mjx_closed_loop_cell_outcome_travels_between_processes(tmp_path, monkeypatch):
+    """A closed-loop study cell on an MJX task returns an outcome that pickles and unpickles (what a Ray worker's
+    result does on its way to the driver): the finger's smoke episode as a study cell. Its plant's system holds a
+    custom_vjp step, which travelled in the outcome and failed every MJX cell of the suite under --backend ray."""
+    import pickle
+
+    from trajopt.studies import expand, load_study
+    from trajopt.studies.cells import CELL_OK, run_closed_loop_cell
+
+    needs_model("finger_spinner")
+    monkeypatch.setenv("TRAJOPT_STEP_COSTS", GIVEN_STEP_COSTS)
+    variant, sets = SMOKE["finger_spinner"]
+    study = tmp_path / "study.toml"
+    study.write_text('verb = "mpc"\nproblems = ' + json.dumps([str(SUITE / "finger_spinner.toml")])
+                     + f'\nvariants = ["{variant}"]\nseeds = 2\n[set]\n'
+                     + "".join(f'"{k}" = {v}\n' for k, v in (s.split("=", 1) for s in sets)))
+    cell = expand(load_study(study)).cells[0]
+    outcome = run_closed_loop_cell(cell)
+    assert outcome.status == CELL_OK, outcome.error
+    back = pickle.loads(pickle.dumps(outcome))
+    assert [r["closed_loop_cost"] for r in back.rows] == [r["closed_loop_cost"] for r in outcome.rows]

@@ -402,7 +402,9 @@ def run_closed_loop_cell(cell: Cell) -> CellOutcome:
         summary["study_cell"] = {"label": cell.label, "point": {k: v for k, v in cell.point},
                                  "overrides": list(cell.overrides), "fingerprint": cell.fingerprint,
                                  "files": dict(cell.files)}
-        result = dataclasses.replace(results[cell.variant], method=None)
+        # the method and the plant stay here: the arrays travel from a Ray worker, and an MJX system (the plant's) holds
+        # a custom_vjp step that unpickles nowhere (summarise has already read the plant's describe())
+        result = dataclasses.replace(results[cell.variant], method=None, plant=None)
         return CellOutcome(cell.index, CELL_OK, mpc_cell_rows(cell, result, costs), result={cell.variant: result},
                            summary=summary)
     except Exception as e:  # noqa: BLE001  (recorded in the table; the study goes on)
