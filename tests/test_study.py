@@ -169,6 +169,17 @@ def test_skip_leaves_out_the_named_pairs_only(tmp_path):
     assert skipped_text(study.definition()["skip"]) == "not run (the study's [skip]): fobg_adam on chain3_stiff"
 
 
+def test_a_method_tables_integer_key_stays_an_integer_in_set_and_grid(tmp_path):
+    """A study's [set] and [grid] over a [method.NAME] key take the method field's type: samples = 4 reaches the cell
+    as 4, not 4.0 (which the method refuses: "found 4.0, allowed: an integer"), so the cells expand."""
+    study = load_study(write(tmp_path, f'problems = ["{PUSHING}"]\nvariants = ["mppi"]\nseeds = 1\niterations = 2\n'
+                             '[set]\n"method.mppi.samples" = 4\n[grid]\n"method.mppi.knots" = [4, 8]'))
+    assert study.fixed == ("method.mppi.samples=4",) and study.grid[0].values == (4, 8)
+    e = expand(study)
+    assert [e.specs[c.index].variants["mppi"].method.knots for c in e.cells] == [4, 8]
+    assert {e.specs[c.index].variants["mppi"].method.samples for c in e.cells} == {4}
+
+
 @pytest.mark.parametrize("skip, key, words", [
     ('fobg = ["pushing_stiff"]', "skip.fobg", "a variant the study runs"),
     ('zobg = ["pushing"]', "skip.zobg", "the name (file stem) of a problem"),

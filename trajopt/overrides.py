@@ -49,6 +49,8 @@ def key_type(raw: Mapping, key: str) -> type:
                 types = parameter_types(ORACLES.get(name))
                 if parts[1] in types:
                     return types[parts[1]]
+        if parts[0] == "method" and len(parts) == 3:  # a [method.NAME] table's key: the method's own field
+            return parameter_types(METHODS.get(parts[1])).get(parts[2], float)
         if parts[0] == "variants" and len(parts) == 3:
             if parts[2] in ("iterations", "starts"):
                 return int
