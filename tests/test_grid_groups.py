@@ -11,7 +11,6 @@ import json
 from pathlib import Path
 
 import jax
-import numpy as np
 import pytest
 
 from trajopt import programs
