@@ -179,3 +179,29 @@ def test_group_cells_knob(monkeypatch):
         monkeypatch.setenv(groups.GROUP_ENV, bad)
         with pytest.raises(ValueError, match="TRAJOPT_GROUP_CELLS: found"):
             groups.group_cells_limit()
+
+
+@pytest.mark.slow  # traces the six cells twice: about 8 s on this loaded 2-core host
+def test_a_stop_inside_a_group_keeps_nothing_half_done_and_resume_runs_it(both):
+    """A stop request while the group's program runs: its cells are interrupted (nothing of them written, the study
+    "interrupted"); the rerun groups the unfinished cells again and writes the rows the uninterrupted study wrote."""
+    from trajopt.studies import store
+
+    tmp = both["tmp"]
+    study = load_study(tmp / "study.toml")
+    expansion = expand(study)
+    folder = tmp / "stopped"
+    store.prepare(folder, fresh=True)
+    polls = []
+
+    def stop():  # true from the poll after the group's first chunk of iterations (after the cells' tracing)
+        polls.append(1)
+        return len(polls) > len(expansion.cells) + 2
+
+    run = run_study(study, expansion, folder, LocalExecutor(), should_stop=stop)
+    assert run.status == "interrupted" and run.ran == [] and not list(folder.glob("cells/**/result.json"))
+    again = run_study(study, expansion, folder, LocalExecutor())
+    assert again.status == "complete" and sorted(again.ran) == [c.index for c in expansion.cells]
+    assert _by_point(_rows(folder)).keys() == _by_point(_rows(both["grouped"][1])).keys()
+    for k, r in _by_point(_rows(folder)).items():
+        assert r["final_cost"] == _by_point(_rows(both["grouped"][1]))[k]["final_cost"]
