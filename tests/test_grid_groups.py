@@ -19,6 +19,7 @@ from trajopt.studies.executors import LocalExecutor
 from trajopt.studies.runner import run_study
 
 ROOT = Path(__file__).resolve().parent.parent
+GROUPED = 64  # cells per program, memory allowing: grouped on this CPU too (whose default runs the cells in turn)
 STUDY = f'''title = "2 x 3 in one program"
 problems = ["{(ROOT / "problems/spring_wall_100.toml").as_posix()}"]
 variants = ["zobg"]
@@ -65,7 +66,7 @@ def both(tmp_path_factory):
         mp.setenv(programs.ENV, "1")
         programs.CACHE.clear()
         compiles = _xla_compiles(mp)
-        grouped = _run(tmp, "grouped", LocalExecutor())
+        grouped = _run(tmp, "grouped", LocalExecutor(group_cells=GROUPED))
         n_grouped = len(compiles)
         alone = _run(tmp, "alone", LocalExecutor(group_cells=1))
         n_alone = len(compiles) - n_grouped
@@ -170,6 +171,15 @@ def test_a_failing_cell_leaves_its_group(both, monkeypatch):
             assert repr(r["final_cost"]) == six[(r["oracle.sigma"], r["solve.optimizer.step"], r["seed"])]["final_cost"]
 
 
+def test_the_default_groups_on_an_accelerator_and_runs_cells_in_turn_on_a_cpu(both):
+    """Nobody saying how many cells a program runs: one per chunk on a CPU (the grid as one program ran slower there:
+    benchmarks/bench_compile_once.txt), the whole group (memory allowing) on an accelerator."""
+    cells = expand(load_study(both["tmp"] / "study.toml")).cells
+    assert [len(c.cells) for c in groups.plan(cells, accelerator=False)] == [1] * len(cells)
+    assert len(groups.plan(cells, accelerator=True)) < len(cells)
+    assert groups.default_group_cells(accelerator=False) == 1 and groups.default_group_cells(accelerator=True) is None
+
+
 def test_group_cells_knob(monkeypatch):
     monkeypatch.setenv(groups.GROUP_ENV, "3")
     assert groups.group_cells_limit() == 3
@@ -198,9 +208,9 @@ def test_a_stop_inside_a_group_keeps_nothing_half_done_and_resume_runs_it(both):
         polls.append(1)
         return len(polls) > len(expansion.cells) + 2
 
-    run = run_study(study, expansion, folder, LocalExecutor(), should_stop=stop)
+    run = run_study(study, expansion, folder, LocalExecutor(group_cells=GROUPED), should_stop=stop)
     assert run.status == "interrupted" and run.ran == [] and not list(folder.glob("cells/**/result.json"))
-    again = run_study(study, expansion, folder, LocalExecutor())
+    again = run_study(study, expansion, folder, LocalExecutor(group_cells=GROUPED))
     assert again.status == "complete" and sorted(again.ran) == [c.index for c in expansion.cells]
     assert _by_point(_rows(folder)).keys() == _by_point(_rows(both["grouped"][1])).keys()
     for k, r in _by_point(_rows(folder)).items():

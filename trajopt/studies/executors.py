@@ -5,7 +5,8 @@
                                                     local Ray)
 
 Both group the cells that differ only in the numbers their grid varies (`trajopt.studies.groups`: one compiled
-program vmapped over a chunk of them, ``group_cells`` or ``TRAJOPT_GROUP_CELLS`` at most per chunk, memory allowing)
+program vmapped over a chunk of them, ``group_cells`` or ``TRAJOPT_GROUP_CELLS`` at most per chunk, memory allowing;
+by default on an accelerator only: on a CPU the cells run in turn, each compiled once, `groups.default_group_cells`)
 and run every other cell alone through the same pure `trajopt.studies.cells.run_cell` (as every cell when a
 caller gives its own ``cell_fn``); both yield `CellOutcome` objects; the caller (the CLI)
 writes each one as it arrives, so an interrupted or crashed driver leaves every finished cell on disk. Neither
@@ -36,7 +37,8 @@ class LocalExecutor:
     another. An exception inside a cell is recorded (run_cell catches it); ``should_stop`` is polled between
     compiled chunks of a cell and between cells.
 
-    ``group_cells``: the most cells one compiled program runs together (1: one program per cell; None: as many as
+    ``group_cells``: the most cells one compiled program runs together (1: one program per cell; None: the default
+    of the backend, `trajopt.studies.groups.default_group_cells`: 1 on a CPU, on an accelerator as many as
     ``history``'s memory limit, or `trajopt.studies.groups.DEFAULT_MEMORY`, allows).
 
     ``history``: None (every cell's history in memory), or ``(make_store, memory_limit)``: a cell whose recorded
@@ -101,7 +103,8 @@ class RayExecutor:
         resources: per-task ``num_cpus``, ``num_gpus`` and ``retries``.
         init_kwargs: extra ``ray.init`` arguments (e.g. ``num_cpus`` of a local instance, ``runtime_env``).
         poll_seconds: how often ``should_stop`` is polled while waiting.
-        group_cells: the most cells per task's program (1: a task per cell; None: as memory allows).
+        group_cells: the most cells per task's program (1: a task per cell; None: 1 unless the tasks ask for GPUs,
+            then as memory allows: `trajopt.studies.groups.default_group_cells`).
         memory_limit: the bytes a chunk's histories and rollout states stay under (None:
             `trajopt.studies.groups.DEFAULT_MEMORY`).
     """
@@ -152,7 +155,7 @@ class RayExecutor:
             if cell_fn is run_cell:
                 slots = int(ray.cluster_resources().get("CPU", 1) // max(self.resources.num_cpus or 1, 1e-9))
                 chunks = groups.plan(cells, memory_limit=self.memory_limit, max_cells=self.group_cells,
-                                     spread=max(slots, 1))
+                                     spread=max(slots, 1), accelerator=bool(self.resources.num_gpus))
             else:
                 chunks = [groups.Chunk((c,)) for c in cells]
             chunk_task = ray.remote(_chunk_outcomes).options(**options)

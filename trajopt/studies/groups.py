@@ -62,17 +62,30 @@ from trajopt.studies.cells import (CELL_FAILED, CELL_INTERRUPTED, CellOutcome, b
 from trajopt.studies.expand import Cell
 
 GROUP_ENV = "TRAJOPT_GROUP_CELLS"
-"""``TRAJOPT_GROUP_CELLS=N``: at most N cells per compiled chunk (1: one program per cell, today's path); unset: as
-many as memory allows (`plan`)."""
+"""``TRAJOPT_GROUP_CELLS=N``: at most N cells per compiled chunk (1: one program per cell, today's path); unset: the
+default of where the cells run (`default_group_cells`)."""
 
 DEFAULT_MEMORY = 1 << 30
 """The bound a chunk's histories and rollout states stay under when the caller gives none (bytes; the CLI gives
 ``TRAJOPT_HISTORY_MEMORY``, whose default this is)."""
 
 
+def default_group_cells(accelerator: Optional[bool] = None) -> Optional[int]:
+    """The most cells per chunk when nobody says (``max_cells`` None, ``TRAJOPT_GROUP_CELLS`` unset): on a CPU 1, the
+    cells in turn, each compiled once and shared (benchmarks/bench_compile_once.txt: on a 2-core CPU the grid as one
+    vmapped program ran about 15 % slower and held more memory, each cell's seeds already keeping the cores busy);
+    on an accelerator None, as many as memory allows (one program over the grid's rows: what a GPU is for).
+    ``accelerator`` None asks JAX's default backend (a Ray driver passes whether its tasks ask for GPUs)."""
+    if accelerator is None:
+        import jax
+
+        accelerator = jax.default_backend() != "cpu"
+    return None if accelerator else 1
+
+
 def group_cells_limit(environ: Optional[dict] = None) -> Optional[int]:
-    """The most cells per chunk from ``TRAJOPT_GROUP_CELLS`` (None: unset, as memory allows); a ValueError with one
-    line naming the variable, what was found and what is allowed."""
+    """The most cells per chunk from ``TRAJOPT_GROUP_CELLS`` (None: unset, `default_group_cells` decides); a
+    ValueError with one line naming the variable, what was found and what is allowed."""
     text = (os.environ if environ is None else environ).get(GROUP_ENV)
     if text is None or not text.strip():
         return None
@@ -82,7 +95,8 @@ def group_cells_limit(environ: Optional[dict] = None) -> Optional[int]:
         n = 0
     if n < 1:
         raise ValueError(f"{GROUP_ENV}: found {text!r}, allowed: a whole number >= 1, the most study cells one compiled "
-                         "program runs together (1: one program per cell; unset: as many as memory allows)")
+                         "program runs together (1: one program per cell; unset: 1 on a CPU, as many as memory "
+                         "allows on an accelerator)")
     return n
 
 
@@ -139,12 +153,15 @@ def cells_per_chunk(cell: Cell, memory_limit: Optional[int] = None, max_cells: O
 
 
 def plan(cells: Sequence[Cell], *, memory_limit: Optional[int] = None, max_cells: Optional[int] = None,
-         spread: int = 1) -> list[Chunk]:
+         spread: int = 1, accelerator: Optional[bool] = None) -> list[Chunk]:
     """The chunks ``cells`` run in: each group of candidates (`_candidate`) cut into even chunks of at most
     `cells_per_chunk` cells (and into at least ``spread``, the tasks a cluster runs at once, where it has as many
-    cells), every other cell a chunk of its own, in the order of each group's first cell."""
+    cells), every other cell a chunk of its own, in the order of each group's first cell. ``max_cells`` None:
+    `default_group_cells` (``accelerator`` as it takes it): one cell per chunk on a CPU."""
     from trajopt import programs
 
+    if max_cells is None:
+        max_cells = default_group_cells(accelerator)
     if not programs.enabled() or max_cells == 1:
         return [Chunk((c,)) for c in cells]
     groups: dict = {}
