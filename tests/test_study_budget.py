@@ -132,7 +132,7 @@ def test_rows_carry_the_budget_and_the_spend_counted_by_hand(budget_study):
     assert (folder / "study_budget.png").is_file()
     page = (folder / "report.html").read_text()
     assert "a budget of 190, 200 forward-step equivalents per seed" in page and "median FSE spent" in page
-    assert "backward pass = 2, linearisation = 3 forward steps (given by TRAJOPT_STEP_COSTS)" in page
+    assert "backward = 2, linearisation = 3 forward steps (given by TRAJOPT_STEP_COSTS)" in page
 
 
 def test_a_resumed_study_keeps_its_recorded_step_costs(budget_study, monkeypatch):

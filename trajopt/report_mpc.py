@@ -13,6 +13,7 @@ import math
 from typing import Mapping
 
 from trajopt.report import _CSS, _table_html
+from trajopt.step_costs import costs_text
 
 
 def _n(x, digits: int = 5) -> str:
@@ -43,8 +44,7 @@ def html_mpc_report(summary: Mapping, figures: Mapping[str, bytes]) -> str:
                      f"{label} in {d['range']}: " + ", ".join(f"seed {s} x{f:.4g}" for s, f in
                                                              zip(summary["seeds"], d.get("factors", [])))
                      for label, d in plant["per_seed"].items())]] if plant.get("per_seed") else []),
-                 ["step costs (forward steps)", f"backward {summary['step_costs']['backward']:g}, linearisation "
-                  f"{summary['step_costs']['linearization']:g} ({summary['step_costs']['source']})"]]),
+                 ["step costs", f"{costs_text(summary['step_costs'])} ({summary['step_costs']['source']})"]]),
              "<h2>Closed-loop results</h2>"]
     rows = []
     for name, v in summary["variants"].items():

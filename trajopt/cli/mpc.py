@@ -19,7 +19,7 @@ from trajopt.cli._common import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, ForceOp
                                  SetOpt, app, check_sets, err, fail, fmt, out)
 
 # the step costs' cache and measurement are shared with the closed-loop studies (trajopt.studies)
-from trajopt.step_costs import STEP_COSTS_FILE, step_costs_for  # noqa: E402,F401
+from trajopt.step_costs import STEP_COSTS_FILE, costs_text, step_costs_for  # noqa: E402,F401
 from trajopt.step_costs import host as _host  # noqa: E402,F401
 
 
@@ -37,8 +37,7 @@ def _mpc_table(summary: dict) -> Table:
     table = Table(title=escape(f"{summary['title']}  ({settings_text(summary)})"),
                   title_justify="left", caption_justify="left",
                   caption="compute per control step (replan), mean over seeds and replans; FSE: forward-step "
-                  f"equivalents (backward = {summary['step_costs']['backward']:g}, linearisation = "
-                  f"{summary['step_costs']['linearization']:g} forward steps); plan time on seed "
+                  f"equivalents ({costs_text(summary['step_costs'])}); plan time on seed "
                   f"{summary['seeds'][0]} on {escape(str(summary.get('platform', '?')))}")
     has_success = any("success_rate" in v for v in summary["variants"].values())
     has_lin = any(v["compute_per_step"].get("linearizations") for v in summary["variants"].values())

@@ -21,6 +21,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from trajopt.stats import nan_band
+from trajopt.step_costs import costs_text
 from trajopt.studies.expand import folder_names
 from trajopt.studies.values import label_value, toml_value
 from trajopt.studies.suite_table import TABLE_HEAD, row_texts, suite_rows
@@ -201,9 +202,10 @@ def _step_costs_html(meta: Mapping, formula: str) -> str:
     costs = meta.get("step_costs") or []
     if not costs:
         return ""
-    items = [f"{html.escape(', '.join(c.get('problems', [])) or '?')}: backward pass = {_fmt(c.get('backward'), 4)}, "
-             f"linearisation = {_fmt(c.get('linearization'), 4)} forward steps ({html.escape(str(c.get('source', '')))})"
-             for c in costs]
+    items = [f"{html.escape(', '.join(c.get('problems', [])) or '?')}: "
+             + (html.escape(costs_text(c, 4)) if c.get("backward") is not None and c.get("linearization") is not None
+                else "not measured")
+             + f" ({html.escape(str(c.get('source', '')))})" for c in costs]
     return f"<p class='meta'>step costs (forward-step equivalents, FSE = {formula}): " + "; ".join(items) + "</p>"
 
 
