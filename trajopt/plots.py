@@ -237,7 +237,9 @@ def convergence_figure(results: Mapping[str, Result], x: Union[str, Sequence[str
             if c == 0:
                 ax2.set_ylabel("alpha (weight on FoBG)")
                 ax2.legend(fontsize=8, loc="best")
-        axes[-1, c].set_xlabel(x_label(xa, results, step_costs) + (" (symmetric log)" if symlog else ""))
+        label = x_label(xa, results, step_costs) + (" (symmetric log)" if symlog else "")
+        # a long label (the step costs it states) takes two lines rather than run past the figure's edge
+        axes[-1, c].set_xlabel(label if len(label) < 90 else label.replace(" (", "\n(", 1))
     if cols == 1:
         set_title(axes[0, 0], title, 11)
     else:
