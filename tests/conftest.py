@@ -17,6 +17,12 @@ else:
     _TEST_CACHE = tempfile.mkdtemp(prefix="trajopt-test-cache-")
     os.environ["TRAJOPT_CACHE_DIR"] = os.environ["_TRAJOPT_TEST_CACHE"] = os.path.join(_TEST_CACHE, "jax")
     atexit.register(shutil.rmtree, _TEST_CACHE, ignore_errors=True)
+# The step costs every compare, mpc and study of the suite converts its counts with are GIVEN (ρ_b = 2, ρ_l = 3;
+# trajopt.compute.given_step_costs), not measured: a measurement compiles and times three programs, seconds for each
+# distinct system a test runs (about 20 s of a 2-core run), and no test but those about measuring depends on its
+# value. Those tests unset it (monkeypatch.delenv("TRAJOPT_STEP_COSTS")): tests/test_step_costs.py, the slow
+# measured-source test of tests/test_study_mpc.py, and tests/test_mujoco_backend.py's forward-only run (ρ = 0).
+os.environ["TRAJOPT_STEP_COSTS"] = "2,3"
 
 import jax
 

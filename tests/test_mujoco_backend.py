@@ -165,8 +165,10 @@ def test_cli_refuses_before_compiling_with_exit_2(tmp_path):
     assert not out.exists()
 
 
-def test_a_forward_only_run_records_the_simulator(tmp_path):
+def test_a_forward_only_run_records_the_simulator(tmp_path, monkeypatch):
     import json
+
+    monkeypatch.delenv("TRAJOPT_STEP_COSTS")  # measured (tests/conftest.py gives them): no derivatives, ρ = 0
 
     out = tmp_path / "run"
     result = runner.invoke(app, ["compare", PENDULUM, "--set", C[0], "--variants", "zobg", "--iterations", "3",

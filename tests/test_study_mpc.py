@@ -350,7 +350,8 @@ def test_the_shipped_budget_study_dry_runs(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_gradient_cell_converts_backward_passes_with_the_recorded_step_costs(tmp_path):
+def test_a_gradient_cell_converts_backward_passes_with_the_recorded_step_costs(tmp_path, monkeypatch):
+    monkeypatch.delenv("TRAJOPT_STEP_COSTS")  # measured on this host (tests/conftest.py gives them otherwise)
     problem = write(tmp_path, "small.toml", PROBLEM)
     study = write(tmp_path, "s.toml", study_text(problem, 'variants = ["exact_adam"]\niterations = 2\n'))
     r = invoke("study", study, "--out", tmp_path / "out", "--quiet")
