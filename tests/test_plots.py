@@ -155,3 +155,15 @@ def test_trajectory_figure_labels_panels_with_the_systems_names():
         state_size, control_size = 2, 1
 
     assert labels(trajectory_figure({"a": r}, system=Nameless())) == ["x0", "x1", "u0"]
+
+
+def test_every_registered_oracle_and_method_gets_its_own_colour_in_one_figure():
+    """A figure of every oracle and method (the suite's ten variants, or more) draws each in a colour of its own,
+    two classes that declare the same colour (cfd and fixed_alpha) included: the later one takes a spare."""
+    from trajopt.methods import METHODS
+    from trajopt.oracles import ORACLES
+    from trajopt.plots import variant_colours
+
+    names = list(ORACLES.names()) + [m for m in METHODS.names() if m not in ORACLES.names()]
+    colours = variant_colours(names)
+    assert len(set(colours.values())) == len(names), colours

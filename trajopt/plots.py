@@ -26,7 +26,7 @@ from trajopt.stats import column_blocks, nan_band_columns
 MAX_POINTS = 4000  # iterates drawn per curve, at most
 
 # Colours for variants that are not a registered oracle or method, by position.
-_PALETTE = ["#bcbd22", "#393b79", "#8c6d31", "#843c39", "#7b4173", "#637939", "#3182bd", "#e6550d", "#31a354",
+_PALETTE = ["#bcbd22", "#393b79", "#8c6d31", "#843c39", "#7b4173", "#637939", "#00a087", "#e6550d", "#31a354",
             "#756bb1", "#636363", "#9c9ede"]
 X_AXES = {"iterations": "iteration", "rollouts": "simulator rollouts (per seed)",
           "gradients": "backward passes (per seed)", "seconds": "run seconds (compile excluded)",
@@ -88,7 +88,7 @@ def variant_colours(names: Sequence[str]) -> dict[str, str]:
     colours: dict[str, str] = {}
     for n in names:
         c = registered_colour(n)
-        if c is not None:
+        if c is not None and c not in colours.values():  # two that registered one colour (cfd, fixed_alpha): the first
             colours[n] = c
     spare = [c for c in _PALETTE if c not in colours.values()]
     for n in names:
