@@ -4,6 +4,10 @@ step) run as ONE compiled program, vmapped over the cells, in chunks that keep i
     plan(cells, memory_limit=..., max_cells=...) -> [Chunk]      which cells run together (nothing compiles)
     run_chunk(chunk, should_stop) -> iterator of CellOutcome      one chunk: one program for its cells
 
+**When.** By default on an accelerator only (`default_group_cells`): on a 2-core CPU the grid as one program ran
+slower than its cells in turn (benchmarks/bench_compile_once.txt), so there ``max_cells`` defaults to 1;
+``TRAJOPT_GROUP_CELLS=N`` groups anywhere.
+
 **Which cells group.** `plan` gathers the compare cells (``verb = "compare"``) of one problem file, variant, seeds,
 budget and grid probes (`trajopt.studies.cells.lift_positions`), when compile once is on (``TRAJOPT_COMPILE_ONCE``
 not 0): the candidates. `run_chunk` traces and lowers each candidate's fused loop with the grid's constants as inputs
