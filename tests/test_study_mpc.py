@@ -86,7 +86,7 @@ def given_step_costs(mp: pytest.MonkeyPatch) -> None:
     from trajopt.cli import mpc as mpc_cli
     from trajopt.compute import StepCosts
 
-    def given(spec, problem):
+    def given(spec, problem, oracles=None):
         return StepCosts.from_dict(GIVEN)
 
     mp.setattr(step_costs, "step_costs_for", given)
@@ -387,7 +387,7 @@ def test_ray_backend_gives_the_local_closed_loop_table(cem_study, ray_local, tmp
     from trajopt.compute import StepCosts
 
     res = run_study(study, expand(study), tmp_path / "ray", RayExecutor(),
-                    step_costs=lambda spec, problem: StepCosts.from_dict(recorded))
+                    step_costs=lambda spec, problem, oracles=(): StepCosts.from_dict(recorded))
     assert res.status == "complete" and set(res.cell_status.values()) == {"ok"}
     timing = ("plan_seconds_p50", "plan_seconds_p95", "plan_seconds_max", "deadline_miss_rate", "realtime_factor",
               "run_seconds", "compile_seconds")

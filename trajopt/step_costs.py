@@ -123,21 +123,6 @@ def step_costs_for(spec, problem, oracles=None):
     return costs
 
 
-def measure_for(measure, spec, problem, oracles):
-    """``measure(spec, problem)`` (a study's way of taking a system's step costs, `step_costs_for` by default), given
-    ``oracles`` (those of every variant that will run on the system: their own backward ratios are measured with
-    ρ_b) when it takes an ``oracles`` keyword; a measure of two arguments is called with those."""
-    import inspect
-
-    try:
-        params = inspect.signature(measure).parameters
-    except (TypeError, ValueError):
-        params = {}
-    if "oracles" in params or any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        return measure(spec, problem, oracles=list(oracles))
-    return measure(spec, problem)
-
-
 def with_oracles(kept, new):
     """``kept`` (a `trajopt.compute.StepCosts` kept earlier) with the oracle ratios of ``new`` (a measurement of ρ_b
     and those ratios in the same rounds) it lacks, each as kept ρ_b x (new ρ_o / new ρ_b): the interleaved relation

@@ -312,7 +312,7 @@ def with_budget(study: StudySpec, expansion: Expansion, *, recorded: Sequence[Ma
     """A budget study's expansion with each valid cell's iterations under its budget (the expansion as it is for a
     study without one). The step costs (ρ_b, ρ_l) of each system are taken once for the study
     (`trajopt.studies.runner.with_step_costs`: the ``recorded`` ones, what an earlier run of the study folder wrote
-    in study.json, else ``measure(spec, problem)``, by default `trajopt.step_costs.step_costs_for`); then each cell
+    in study.json, else ``measure(spec, problem, oracles=...)``, by default `trajopt.step_costs.step_costs_for`); then each cell
     gets `trajopt.compute.budget_steps` of its variant as the override ``variants.NAME.iterations=N``, the one
     ``trajopt compare --budget B`` adds, its spec loaded again with it and its fingerprint covering the budget and
     the step costs. A cell whose system could not be measured is kept as invalid, with the reason (recorded as
@@ -327,7 +327,7 @@ def with_budget(study: StudySpec, expansion: Expansion, *, recorded: Sequence[Ma
     if study.budget is None:
         return expansion
     from trajopt.compute import StepCosts, budget_steps
-    from trajopt.step_costs import measure_for, step_costs_for, system_identity
+    from trajopt.step_costs import step_costs_for, system_identity
     from trajopt.studies.runner import with_step_costs
 
     reasons: dict = {}  # {system: why its measurement failed}
@@ -336,8 +336,8 @@ def with_budget(study: StudySpec, expansion: Expansion, *, recorded: Sequence[Ma
         return json.dumps(system_identity(spec), sort_keys=True, default=str)
 
     def measuring(spec, problem, oracles=()):  # the reason a system's measurement failed, for its cells' error
-        try:  # (oracles: those of every cell of the system, trajopt.step_costs.measure_for)
-            return measure_for(measure or step_costs_for, spec, problem, oracles)
+        try:  # (oracles: those of every cell of the system)
+            return (measure or step_costs_for)(spec, problem, oracles=oracles)
         except Exception as e:  # noqa: BLE001  (with_step_costs leaves the cells without: they are recorded failed)
             reasons[system(spec)] = f"{type(e).__name__}: {e}"
             raise

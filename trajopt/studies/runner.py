@@ -112,8 +112,9 @@ def recorded_step_costs(folder: Path) -> list:
 def with_step_costs(expansion: Expansion, cells: list, recorded: list, measure: Optional[Callable] = None,
                     should_stop: Optional[Callable[[], bool]] = None) -> tuple[list, list]:
     """(cells with their ``step_costs`` filled in, the study's step-cost records): one `StepCosts` per system, the
-    recorded one where there is one, else ``measure(spec, problem)`` (default `trajopt.step_costs.step_costs_for`)
-    once per system. A system whose measurement raises leaves its cells without (each cell then measures, and
+    recorded one where there is one, else ``measure(spec, problem, oracles=...)`` (default
+    `trajopt.step_costs.step_costs_for`; ``oracles``: those of every cell of the system, whose own backward ratios
+    are measured with ρ_b) once per system. A system whose measurement raises leaves its cells without (each cell then measures, and
     fails with the reason). ``should_stop`` is polled between measurements (the rest are left to the cells)."""
     if measure is None:  # looked up when called
         measure = step_cost_files.step_costs_for
@@ -134,7 +135,7 @@ def with_step_costs(expansion: Expansion, cells: list, recorded: list, measure: 
         key = _identity_key(ident)
         if key not in known and key not in failed and not (should_stop is not None and should_stop()):
             try:
-                costs = step_cost_files.measure_for(measure, spec, spec.closed_loop_problem(), oracles.get(key, []))
+                costs = measure(spec, spec.closed_loop_problem(), oracles=oracles.get(key, []))
                 known[key] = {**ident, "problems": [], **costs.as_dict()}
             except Exception:  # noqa: BLE001  (the cells measure again and record the reason)
                 failed.add(key)
@@ -162,7 +163,7 @@ def run_study(study: StudySpec, expansion: Expansion, folder: Path, executor, *,
     A cell is reused when its marker's fingerprint matches and it reads back whole (`store.check_cell`; a failed
     one too, unless ``retry_failed``). Each outcome is written (run folder, then marker) and the table rewritten
     as it arrives; an interrupted cell writes nothing and runs again next time. ``on_cell(cell, outcome, done,
-    total)`` after each cell. ``step_costs(spec, problem)``: how a closed-loop study's systems are measured when
+    total)`` after each cell. ``step_costs(spec, problem, oracles=...)``: how a closed-loop study's systems are measured when
     the folder records none (see the module docstring).
 
     Raises:
