@@ -42,3 +42,19 @@ def random_quadratic(shape=(3, 2), seed=0, at_minimum=False):
 def heaviside_problem(theta: float) -> Problem:
     """The 1-D Heaviside H(theta + w) at theta: F = Phi(theta / sigma), grad F = phi(theta / sigma) / sigma."""
     return Problem("heaviside", U0=jnp.full((1, 1), theta), objective=lambda U: Heaviside(1).cost(U[0]))
+
+
+def xla_compiles(monkeypatch) -> list:
+    """An independent count of XLA compilations: one entry per ``jax.stages.Lowered.compile`` call from now on (the
+    program cache's own counters aside); ``monkeypatch`` undoes the spy."""
+    import jax
+
+    calls = []
+    real = jax.stages.Lowered.compile
+
+    def spy(self, *args, **kwargs):
+        calls.append(1)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(jax.stages.Lowered, "compile", spy)
+    return calls

@@ -10,9 +10,9 @@ import csv
 import json
 from pathlib import Path
 
-import jax
 import pytest
 
+from builders import xla_compiles
 from trajopt import programs
 from trajopt.studies import expand, groups, load_study
 from trajopt.studies.executors import LocalExecutor
@@ -34,18 +34,6 @@ iterations = 6
 TIMINGS = ("run_seconds", "compile_seconds")
 
 
-def _xla_compiles(monkeypatch) -> list:
-    calls = []
-    real = jax.stages.Lowered.compile
-
-    def spy(self, *args, **kwargs):
-        calls.append(1)
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(jax.stages.Lowered, "compile", spy)
-    return calls
-
-
 def _run(tmp, name, executor):
     from trajopt.studies import store
 
@@ -65,7 +53,7 @@ def both(tmp_path_factory):
     try:
         mp.setenv(programs.ENV, "1")
         programs.CACHE.clear()
-        compiles = _xla_compiles(mp)
+        compiles = xla_compiles(mp)
         grouped = _run(tmp, "grouped", LocalExecutor(group_cells=GROUPED))
         n_grouped = len(compiles)
         alone = _run(tmp, "alone", LocalExecutor(group_cells=1))
@@ -136,7 +124,7 @@ def test_a_chunk_padded_with_copies_gives_the_same_rows(both, monkeypatch):
     the six-cell chunk."""
     (_, folder_g, expansion) = both["grouped"]
     cells = list(expansion.cells)[:3]
-    compiles = _xla_compiles(monkeypatch)
+    compiles = xla_compiles(monkeypatch)
     outcomes = list(groups.run_chunk(groups.Chunk(tuple(cells), group=6, number=0, chunks=2, size=6)))
     assert len(compiles) == 0
     assert [o.summary["variants"]["zobg"]["program"]["group"]["padded"] for o in outcomes] == [3, 3, 3]
@@ -160,7 +148,7 @@ def test_a_failing_cell_leaves_its_group(both, monkeypatch):
 
     monkeypatch.setattr(groups, "_lower", broken)
     monkeypatch.setattr(groups, "run_cell", lambda cell, should_stop=None: groups._failed(cell, RuntimeError("boom")))
-    compiles = _xla_compiles(monkeypatch)
+    compiles = xla_compiles(monkeypatch)
     outcomes = {o.index: o for o in groups.run_chunk(groups.Chunk(tuple(cells), group=6, size=6))}
     assert len(compiles) == 0
     assert outcomes[cells[1].index].status == "failed" and "boom" in outcomes[cells[1].index].error

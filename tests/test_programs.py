@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from builders import xla_compiles
 from trajopt import programs, solver
 from trajopt import spec as spec_mod
 
@@ -26,19 +27,6 @@ def _solve(problem, method, lift=None, iterations=12):
                           lift=lift).run()
 
 
-def _xla_compiles(monkeypatch) -> list:
-    """An independent count of XLA compilations: every ``Lowered.compile`` call (the cache's own counters aside)."""
-    calls = []
-    real = jax.stages.Lowered.compile
-
-    def spy(self, *args, **kwargs):
-        calls.append(1)
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(jax.stages.Lowered, "compile", spy)
-    return calls
-
-
 def _study_both_ways(tmp_path, monkeypatch, text: str) -> dict:
     """{mode: (study folder, rows of study.csv, XLA compilations)} of the study ``text`` run with compile once on
     ("1") and off ("0"), each from an empty cache of compiled programs."""
@@ -52,7 +40,7 @@ def _study_both_ways(tmp_path, monkeypatch, text: str) -> dict:
     for mode in ("1", "0"):
         monkeypatch.setenv(programs.ENV, mode)
         programs.CACHE.clear()
-        compiles = _xla_compiles(monkeypatch)
+        compiles = xla_compiles(monkeypatch)
         folder = tmp_path / f"out{mode}"
         result = CliRunner().invoke(app, ["study", str(study), "--out", str(folder), "--quiet"])
         assert result.exit_code == 0, result.output
@@ -115,7 +103,7 @@ def test_runs_differing_in_parameters_share_one_compilation(monkeypatch):
     positions = consts[0].differing(consts[1]) | consts[0].differing(consts[2])
     assert positions.indices
     programs.CACHE.clear()
-    compiles = _xla_compiles(monkeypatch)
+    compiles = xla_compiles(monkeypatch)
     first = _solve(*base, lift=positions)
     both = _run(["system.stiffness=60", "oracle.sigma=0.2"])
     second = _solve(*both, lift=positions)
@@ -176,7 +164,7 @@ def test_a_sweep_compiles_each_oracle_once(tmp_path, monkeypatch):
     for mode in ("1", "0"):
         monkeypatch.setenv(programs.ENV, mode)
         programs.CACHE.clear()
-        compiles = _xla_compiles(monkeypatch)
+        compiles = xla_compiles(monkeypatch)
         out = tmp_path / f"sweep{mode}"
         r = CliRunner().invoke(app, ["sweep", "problems/pushing_stiff.toml", "--over", "system.stiffness=10,30,100",
                                      "--set", "task.horizon=20", "--oracles", "fobg,zobg,aobg", "--repeats", "4",
