@@ -289,9 +289,9 @@ class Lifted:
     n_lifted: int
 
 
-def _vector(values: list, group: tuple) -> jax.Array:
-    """The literals of one group as one vector of their dtype, weakly typed where they were (as a Python number
-    is), so that every operation reading one types its result as it did."""
+def _vector(values, group: tuple) -> jax.Array:
+    """The literals of one group as one vector of their dtype (or the runs' vectors stacked, `stack_inputs`), weakly
+    typed where they were (as a Python number is), so that every operation reading one types its result as it did."""
     dtype, weak = group
     v = np.asarray(values, dtype=np.dtype(dtype))
     if not weak:
@@ -340,16 +340,7 @@ def stack_inputs(inputs: Sequence[tuple]) -> tuple:
     groups and arrays), stacked for `over_runs`: every vector [n] becomes [R, n] and every array [...] [R, ...], one
     row per run, each group keeping its dtype and weak type."""
     first_scalars, first_arrays = inputs[0]
-    scalars = {}
-    for g in first_scalars:
-        dtype, weak = g
-        stacked = np.stack([np.asarray(i[0][g]) for i in inputs]).astype(np.dtype(dtype))
-        if weak:
-            from jax._src.lax.lax import _convert_element_type
-
-            scalars[g] = _convert_element_type(stacked, np.dtype(dtype), weak_type=True)
-        else:
-            scalars[g] = jnp.asarray(stacked)
+    scalars = {g: _vector(np.stack([np.asarray(i[0][g]) for i in inputs]), g) for g in first_scalars}
     arrays = tuple(jnp.asarray(np.stack([np.asarray(i[1][j]) for i in inputs])) for j in range(len(first_arrays)))
     return scalars, arrays
 
