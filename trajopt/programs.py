@@ -337,7 +337,7 @@ def lift(fn: Callable, *args, positions: Optional[Positions] = None) -> Lifted:
 
 def stack_inputs(inputs: Sequence[tuple]) -> tuple:
     """The ``inputs`` of several runs of one lifted program (each a `Lifted` ``inputs`` of the same `lift`: the same
-    groups and arrays), stacked for `over_runs`: every vector [n] becomes [R, n] and every array [...] [R, ...], one
+    groups and arrays), stacked for `over_runs`: every vector ``[n]`` becomes ``[R, n]`` and every array ``[...]`` ``[R, ...]``, one
     row per run, each group keeping its dtype and weak type."""
     first_scalars, first_arrays = inputs[0]
     scalars = {g: _vector(np.stack([np.asarray(i[0][g]) for i in inputs]), g) for g in first_scalars}
