@@ -114,3 +114,33 @@ def test_processes_keeping_systems_at_once_keep_every_one(tmp_path):
     assert all(p.returncode == 0 for p in procs), outs
     kept = json.loads((tmp_path / "step_costs.json").read_text())
     assert sorted(v["backward"] for v in kept.values()) == [100.0 + i for i in range(6)]
+
+
+def test_a_one_step_systems_cost_is_timed_on_two_evaluations_not_a_thousand(cached, monkeypatch):
+    """A one-step system's "step" is its whole cost (the cube toss's: 1,000 physics steps). Its measurement times 2
+    evaluations per repetition, not 16 rollouts of 64 steps: a thousand evaluations per repetition made the toss's
+    measurement, which `trajopt compare` runs before its variants, take the better part of an hour. Counted
+    independently, by a host callback in the cost that also makes each evaluation slow (3 ms, so the repetitions stay
+    at one, as they do for the toss)."""
+    import time
+
+    import jax
+
+    spec = spec_mod.load(ROOT / "problems" / "ball_with_wall.toml")
+    evaluations = []
+    original = type(spec.system).cost
+
+    def seen(u):
+        evaluations.append(1)
+        if len(evaluations) > 5000:
+            raise RuntimeError("over 5,000 evaluations of the cost: timed on long rollouts")
+        time.sleep(0.003)
+
+    def cost(self, u):
+        jax.debug.callback(seen, u)
+        return original(self, u)
+
+    monkeypatch.setattr(type(spec.system), "cost", cost)
+    costs = step_costs_for(spec, None)
+    assert "2 rollouts x 1 steps" in costs.source  # (its ratios are the sleep's: the backward pass sleeps no more)
+    assert 0 < len(evaluations) < 1000

@@ -284,6 +284,15 @@ def system_step(system) -> tuple[Callable, int, int]:
     return system.step, int(system.state_size), m
 
 
+def measurement_sizes(system) -> dict:
+    """`measure_step_costs`' ``batch`` and ``length`` for ``system`` (`system_step`'s map): its defaults, 16 rollouts
+    of 64 steps, for a time-stepped system; 2 rollouts of 1 step for a one-step system (``one_step``: T = 1, and its
+    "step" is the whole cost, e.g. the cube toss's 1,000 physics steps of 1 ms, so 16 x 64 of them in each timed
+    program made one measurement take the better part of an hour). The repetitions are still chosen until the forward
+    program takes ``target_seconds``, so a cheap cost is timed over many."""
+    return {"batch": 2, "length": 1} if getattr(system, "one_step", False) else {}
+
+
 def _fastest_seconds(fns: list[Callable[[], Any]], repeats: int) -> list[float]:
     """The shortest wall time of each function over ``repeats`` rounds, measured interleaved (one call of each per
     round): on a shared machine the fastest run is the least disturbed estimate of a program's own cost."""
