@@ -346,7 +346,7 @@ def _not_run_at_defaults(problem: str) -> list[str]:
     """The paper's oracles and ``exact`` that the problem file's own ``[solve] oracles`` leave out. Those it lists run
     at the file's defaults in this same job (tests/test_problems.py, test_every_file_runs_to_completion_at_its_defaults:
     every seed "ok", every final cost finite), so running them here again at a short horizon would only repeat that
-    (about 16 minutes of compiling in CI); the test below runs the rest."""
+    (12 compilations: 8-16 minutes of one worker in two sittings' durations); the test below runs the rest."""
     with open(os.path.join(ROOT, "problems", f"{problem}.toml"), "rb") as f:
         own = tomllib.load(f)["solve"]["oracles"]
     return [o for o in ("fobg", "exact", "zobg", "aobg") if o not in own]
