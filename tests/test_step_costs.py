@@ -144,3 +144,32 @@ def test_a_one_step_systems_cost_is_timed_on_two_evaluations_not_a_thousand(cach
     costs = step_costs_for(spec, None)
     assert "2 rollouts x 1 steps" in costs.source  # (its ratios are the sleep's: the backward pass sleeps no more)
     assert 0 < len(evaluations) < 1000
+
+
+def test_an_expensive_step_is_timed_on_fewer_steps():
+    """A step that costs milliseconds (a large model: the Shadow hand's control step is about 17 ms on a 2-core CPU)
+    is timed on fewer steps than 16 rollouts of 64, so that one forward run takes about ``max_forward_seconds``
+    (here 0.1 s, with a step of at least 0.5 ms: about 200 steps), not hours over all the programs and rounds.
+    Counted independently: a host callback in the step, which is what makes it slow (its sleep is a floor, so the
+    first run at the full size is always over the bound, however loaded the host)."""
+    import re
+    import time
+
+    import jax
+
+    calls = []
+
+    def seen(x):
+        calls.append(1)
+        time.sleep(5e-4)
+
+    def step(x, u):
+        jax.debug.callback(seen, x)
+        return 0.9 * x + u
+
+    costs = compute.measure_step_costs(step, 2, 2, repeats=1, rounds=1, max_forward_seconds=0.1)
+    batch, length = map(int, re.match(r"measured: (\d+) rollouts x (\d+) steps", costs.source).groups())
+    assert 2 <= batch * length <= 300, costs.source
+    # two forward runs at the full size (compiling, then timed), then about 16 runs of the programs on the smaller
+    # one (without the resize they run 1,024 steps each: over 16,000 calls)
+    assert len(calls) < 2 * 1024 + 20 * 300

@@ -315,7 +315,7 @@ converts every oracle that declares none, and one that lacks a declaring oracle'
 
 def measure_step_costs(step: Callable, n: int, m: int, *, batch: int = 16, length: int = 64, repeats: int = 7,
                        rounds: int = 3, key: Optional[jax.Array] = None, scale: float = 0.1,
-                       target_seconds: float = 5e-3, max_reps: int = 4096,
+                       target_seconds: float = 5e-3, max_reps: int = 4096, max_forward_seconds: float = 2.0,
                        backward_steps: Optional[Mapping[str, Callable]] = None) -> StepCosts:
     """ρ_b and ρ_l of a one-step map ``step(x: [n], u: [m]) -> [n]`` on this host (see the module docstring), and
     ρ_o of each oracle's own backward map in ``backward_steps`` ({oracle name: map of the same signature whose value
@@ -332,6 +332,10 @@ def measure_step_costs(step: Callable, n: int, m: int, *, batch: int = 16, lengt
     ratios, and their median is returned. Each map of ``backward_steps`` adds one more program, the backward one with
     that map in place of ``step``, timed in the same rounds (interleaved with the others, so a host's load moves
     it with ρ_b): ρ_o = (t_o − t_forward) / t_forward, the median over the rounds.
+
+    An expensive step (a large model: one forward run of ``batch`` x ``length`` steps over ``max_forward_seconds``)
+    is timed on fewer steps, about ``batch x length x max_forward_seconds / t`` of them (t that first run's seconds;
+    at least 2), so that a measurement takes minutes, not hours; the source states the sizes used.
 
     A map that refuses forward-mode derivatives (an MJX step: its Jacobian is a custom VJP) has no linearisation
     timed: no method can linearise it (iLQR refuses it), so ρ_l = 0, and the source says so. A map whose system has
@@ -388,10 +392,22 @@ def measure_step_costs(step: Callable, n: int, m: int, *, batch: int = 16, lengt
 
     own = sorted((backward_steps or {}).items())
     linearizes = _takes_forward_mode(step, X0[0], U[0, 0])
-    programs = [repeated(f) for f in (forward_once, backward_once, jacobians_once if linearizes else forward_once,
+
+    def build():  # the programs on the current X0 and U (each traced at its first call, with the U it sees then)
+        return [repeated(f) for f in (forward_once, backward_once, jacobians_once if linearizes else forward_once,
                                       *(backward_with(other) for _, other in own))]
+
+    programs = build()
     reps = 1
     jax.block_until_ready(programs[0](X0, reps))  # compile (reps is a traced bound: one program for every R)
+    first = _fastest_seconds([lambda: programs[0](X0, reps)], 1)[0]
+    if first > max_forward_seconds and batch * length > 2:  # an expensive step: time fewer of them
+        steps = max(2, int(batch * length * max_forward_seconds / first))
+        length = max(1, min(length, steps // 2))
+        batch = max(1, min(batch, steps // length))
+        X0, U = X0[:batch], U[:batch, :length]
+        programs = build()
+        jax.block_until_ready(programs[0](X0, reps))
     while reps < max_reps and _fastest_seconds([lambda: programs[0](X0, reps)], 3)[0] < target_seconds:
         reps *= 2
     fns = [lambda p=p: p(X0, reps) for p in programs]
