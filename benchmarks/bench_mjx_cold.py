@@ -16,8 +16,8 @@ models' forward-only variant on MuJoCo's C simulator (``system.backend = "mujoco
 (problems/mjx_cube_toss.toml: 1,000 steps of 1 ms, exact and cfd gradients through all of them) is not a row: its
 cold command ran past 10 minutes here and was stopped. The cause, found after: measuring its step costs (which
 `trajopt compare` does first) timed 16 x 64 evaluations of its one step, the whole 1 s flight, per repetition
-(`trajopt.compute.measurement_sizes` now times 2); its cold command then took 118 s (three variants, 19-28 s of
-compile each), not run through this script.
+(an expensive step is now timed on fewer, `trajopt.compute.measure_step_costs`); its cold command then took 397 s
+in all, not run through this script.
 
 Needs the [suite] extra (mujoco-mjx and gymnasium). Run it on a quiet host: the load average is printed per row.
 """

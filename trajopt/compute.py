@@ -284,15 +284,6 @@ def system_step(system) -> tuple[Callable, int, int]:
     return system.step, int(system.state_size), m
 
 
-def measurement_sizes(system) -> dict:
-    """`measure_step_costs`' ``batch`` and ``length`` for ``system`` (`system_step`'s map): its defaults, 16 rollouts
-    of 64 steps, for a time-stepped system; 2 rollouts of 1 step for a one-step system (``one_step``: T = 1, and its
-    "step" is the whole cost, e.g. the cube toss's 1,000 physics steps of 1 ms, so 16 x 64 of them in each timed
-    program made one measurement take the better part of an hour). The repetitions are still chosen until the forward
-    program takes ``target_seconds``, so a cheap cost is timed over many."""
-    return {"batch": 2, "length": 1} if getattr(system, "one_step", False) else {}
-
-
 def _fastest_seconds(fns: list[Callable[[], Any]], repeats: int) -> list[float]:
     """The shortest wall time of each function over ``repeats`` rounds, measured interleaved (one call of each per
     round): on a shared machine the fastest run is the least disturbed estimate of a program's own cost."""
@@ -315,7 +306,7 @@ converts every oracle that declares none, and one that lacks a declaring oracle'
 
 def measure_step_costs(step: Callable, n: int, m: int, *, batch: int = 16, length: int = 64, repeats: int = 7,
                        rounds: int = 3, key: Optional[jax.Array] = None, scale: float = 0.1,
-                       target_seconds: float = 5e-3, max_reps: int = 4096, max_forward_seconds: float = 2.0,
+                       target_seconds: float = 5e-3, max_reps: int = 4096, max_forward_seconds: float = 0.25,
                        backward_steps: Optional[Mapping[str, Callable]] = None) -> StepCosts:
     """ρ_b and ρ_l of a one-step map ``step(x: [n], u: [m]) -> [n]`` on this host (see the module docstring), and
     ρ_o of each oracle's own backward map in ``backward_steps`` ({oracle name: map of the same signature whose value
@@ -333,9 +324,11 @@ def measure_step_costs(step: Callable, n: int, m: int, *, batch: int = 16, lengt
     that map in place of ``step``, timed in the same rounds (interleaved with the others, so a host's load moves
     it with ρ_b): ρ_o = (t_o − t_forward) / t_forward, the median over the rounds.
 
-    An expensive step (a large model: one forward run of ``batch`` x ``length`` steps over ``max_forward_seconds``)
-    is timed on fewer steps, about ``batch x length x max_forward_seconds / t`` of them (t that first run's seconds;
-    at least 2), so that a measurement takes minutes, not hours; the source states the sizes used.
+    An expensive step (one forward run of ``batch`` x ``length`` steps over ``max_forward_seconds``: a large model, or
+    a one-step system whose "step" is its whole cost, the cube toss's 1,000 physics steps) is timed on fewer steps,
+    about ``batch x length x max_forward_seconds / t`` of them (t that first run's seconds; at least 2), so that a
+    measurement takes minutes, not hours; one run of them still takes about ``max_forward_seconds``, far above any
+    call's overhead. The source states the sizes used.
 
     A map that refuses forward-mode derivatives (an MJX step: its Jacobian is a custom VJP) has no linearisation
     timed: no method can linearise it (iLQR refuses it), so ρ_l = 0, and the source says so. A map whose system has

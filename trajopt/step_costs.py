@@ -84,7 +84,7 @@ def step_costs_for(spec, problem, oracles=None):
     of ``spec``) and kept there; ``TRAJOPT_STEP_COSTS="B,L[,ORACLE=X...]"`` in the environment gives the ratios
     instead (`trajopt.compute.given_step_costs`: nothing measured or kept)."""
     from trajopt.compute import (MEASUREMENT, StepCosts, declared_backward_steps, given_step_costs,
-                                 measure_step_costs, measurement_sizes, system_step)
+                                 measure_step_costs, system_step)
 
     given = given_step_costs()  # TRAJOPT_STEP_COSTS="B,L": the ratios given, nothing measured or kept
     if given is not None:
@@ -103,7 +103,7 @@ def step_costs_for(spec, problem, oracles=None):
         except (ValueError, KeyError, TypeError, AttributeError):
             pass  # an entry that does not read back is measured again (and not kept: the first one stays)
     # a one-step system's cost function as its "step"
-    costs = measure_step_costs(*system_step(spec.system), backward_steps=own, **measurement_sizes(spec.system))
+    costs = measure_step_costs(*system_step(spec.system), backward_steps=own)
     costs = StepCosts(costs.backward, costs.linearization, f"{costs.source}, on {where}", costs.oracles)
     if path is not None:
         try:
