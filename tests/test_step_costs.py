@@ -128,8 +128,9 @@ def test_a_cheap_one_step_cost_is_timed_at_the_full_size(cached):
 
 def test_an_expensive_step_is_timed_on_fewer_steps():
     """A step that costs milliseconds (a large model: the Shadow hand's control step is about 17 ms on a 2-core CPU;
-    the cube toss's one step, its whole 1 s flight) is timed on fewer steps than 16 rollouts of 64, so that one forward run takes about ``max_forward_seconds``
-    (here 0.1 s, with a step of at least 0.5 ms: about 200 steps), not hours over all the programs and rounds.
+    the cube toss's one step, its whole 1 s flight) is timed on fewer steps than 16 rollouts of 64, so that one
+    forward run takes about ``max_forward_seconds`` (here 0.1 s, with a step of at least 0.5 ms: about 200 steps),
+    not hours over all the programs and rounds.
     Counted independently: a host callback in the step, which is what makes it slow (its sleep is a floor, so the
     first run at the full size is always over the bound, however loaded the host)."""
     import re
