@@ -385,6 +385,37 @@ def test_counts_match_callbacks_in_the_mjx_map(method):
     assert_counts(chosen, build, base.step, 3, base.x0.shape[0] + base.U0.shape[1], closed_loop=False)
 
 
+def test_a_variant_traces_mjx_once(monkeypatch):
+    """A FoBG variant steps the model at five places (the start's f(U0), the samples' forward-mode Jacobians, the
+    reported f(U), the final trajectory and cost); the step is a jax.jit of its own, so MJX's Python (mjx.step) is
+    traced once for the rollouts and once for the Jacobians (JAX traces the jit again inside the custom_vjp's
+    forward pass, whose trace context differs), where inlined physics traced it at each place
+    (benchmarks/bench_mjx_jit.py: the compile seconds)."""
+    import mujoco.mjx as mjx_module
+
+    traced = []
+    real = mjx_module.step
+    monkeypatch.setattr(mjx_module, "step", lambda m, d: traced.append(1) or real(m, d))
+    path = os.path.join(ROOT, "problems", "mjx_pendulum_wall.toml")
+    s = spec.load(path, overrides=["task.horizon=3"])
+    r = solve(s.problem(), GradientMethod(ORACLES.get("fobg")(samples=2), SGD(1e-4)), key=jax.random.PRNGKey(0),
+              iterations=2, seeds=[0, 1])
+    assert np.isfinite(r.cost).all()
+    assert len(traced) <= 2
+
+
+def test_a_vmapped_rollout_starts_exactly_at_x0():
+    """MJX.simulate under vmap over the controls makes x0 batched (so JAX batches the scan once); X[0] is still x0
+    exactly, also for a row of NaN controls, and every row is the unbatched rollout."""
+    system = spec.load(os.path.join(ROOT, "problems", "mjx_pendulum_wall.toml"), overrides=["task.horizon=4"]).system
+    x0 = jnp.asarray(system.default_x0()) + 0.1
+    U = jnp.stack([jnp.full((4, 1), 0.5), jnp.full((4, 1), jnp.nan), jnp.linspace(-1, 1, 4)[:, None]])
+    X = jax.jit(jax.vmap(system.simulate, in_axes=(None, 0)))(x0, U)
+    np.testing.assert_array_equal(np.asarray(X[:, 0]), np.broadcast_to(np.asarray(x0), (3, x0.shape[0])))
+    for i in (0, 2):
+        np.testing.assert_array_equal(np.asarray(X[i]), np.asarray(jax.jit(system.simulate)(x0, U[i])))
+
+
 # ------------------------------------------------------------------------------------------------ validation
 
 TEMPLATE = """

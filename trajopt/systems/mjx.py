@@ -111,6 +111,7 @@ from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
@@ -359,10 +360,19 @@ class MJX(PlantPhysics):
     def simulate(self, x0: Array, U: Array) -> Array:
         """X [T+1, nq + nv]: the states from x0 [nq + nv] under U [T, nu] (X[0] = x0, X[t+1] = step(X[t], U[t])).
         On backend "mujoco" the C simulator's rollout of the whole horizon (one host call per vmapped batch, no
-        derivatives); on "mjx" the scan of ``step`` (`trajopt.problem.rollout`, the same program as without it)."""
+        derivatives); on "mjx" the scan of ``step`` (`trajopt.problem.rollout`).
+
+        Under ``jax.vmap`` over U (an oracle's samples, the seeds) x0 is made batched too, as ``where(u == u, x0,
+        x0)`` with u the first control: x0 exactly, NaN or not. JAX batches a scan whose carry starts unbatched twice,
+        once to find that the carry becomes batched and once more with it batched, and each pass batches MJX's whole
+        step again; starting batched saves that pass (in tracing; at run time it is one select of x0 per
+        rollout)."""
         if self._simulate is None:
             from trajopt.problem import rollout
 
+            if U.size:  # x0 batched wherever U is, the same values exactly (the docstring)
+                first = U.reshape(-1)[0]
+                x0 = jnp.where(first == first, x0, x0)
             return rollout(self._step, x0, U)
         return self._simulate(x0, U)
 
