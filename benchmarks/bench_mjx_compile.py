@@ -13,11 +13,11 @@ for the pieces an MJX variant's program is made of:
     mujoco    the same N rollouts by MuJoCo's C simulator (``backend = "mujoco"``: `trajopt.systems.mujoco_c`, one
               jax.pure_callback): what is left to compile is the cost around the callback
     3 sites   a program that steps the model at three places (N rollouts, 3 rollouts, 1 rollout), with the step a
-              jax.jit of its own ("step jitted") and without (trajopt's, "model's own"): the size of the
-              optimised program and what tracing once saves
+              jax.jit of its own (trajopt's, "model's own") and inlined ("step inlined", as trajopt stepped it
+              before: `bench_mjx_jit.inline_physics`): the size of the optimised program and what tracing once saves
     variant   a whole variant as `trajopt compare` runs it (`trajopt.solve`: the file's seeds and key, its iterations
               up to 100): ZoBG, FoBG (the finger: its "grad" variant), MPPI and PS (32 samples, σ 0.5), on MJX without and
-              with the step's own jit and, for the samplers, on MuJoCo's C simulator (``backend = "mujoco"``)
+              with the step inlined and, for the samplers, on MuJoCo's C simulator (``backend = "mujoco"``)
 
 and then the rollout stage under solver settings that change what MJX traces: the model's own (Newton, its
 iterations and ls_iterations), one solver iteration, one line-search iteration, the CG solver, the warm start or
@@ -140,29 +140,25 @@ def timed(f, args, runs: int) -> tuple[dict, object, object]:
     return {"lower_s": lower_s, "compile_s": compile_s, "run_ms": 1e3 * float(np.median(times))}, compiled, out
 
 
-def jitted_step() -> None:
-    """The MJX step as a jax.jit of its own (tried as a compile-time cut, not adopted: docs/mjx.md), for this
-    process (`trajopt.systems.mjx._make_step`)."""
-    import jax
-    import trajopt.systems.mjx as M
+def inlined_step() -> None:
+    """The MJX step traced in place at each call site, as trajopt stepped it before its own jit (for this process:
+    `bench_mjx_jit.inline_physics`)."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from bench_mjx_jit import inline_physics
 
-    def make_step(mjx, m, d0, nq, substeps, mode):
-        physics = M._physics(mjx, d0, nq, substeps)
-        return M.differentiable(jax.jit(lambda x, u: physics(m, x, u)), mode)
-
-    M._make_step = make_step
+    inline_physics()
 
 
 def three_sites(s, setting: str) -> dict:
     """A program that steps the model at three places (the costs of N and of 3 rollouts side by side, and of one),
     as a variant does: its trace and XLA seconds, and the size of its optimised HLO, with the step jitted on its own
-    ("step jitted") or not ("model's own", trajopt's)."""
+    ("model's own", trajopt's) or inlined ("step inlined")."""
     import jax
     import jax.numpy as jnp
     from trajopt import spec
 
-    if setting == "step jitted":
-        jitted_step()
+    if setting == "step inlined":
+        inlined_step()
     s = spec.load(s.source)
     p = s.problem()
     T, m = p.U0.shape
@@ -189,8 +185,8 @@ def variant(s, system, name: str, setting: str) -> dict:
     import logging
     import re
 
-    if setting == "step jitted":
-        jitted_step()
+    if setting == "step inlined":
+        inlined_step()
     s = spec.load(s.source, overrides=['system.backend="mujoco"'] if setting == "backend mujoco" else [])
     seconds = {"trace": 0.0, "xla": 0.0}
 
@@ -248,8 +244,8 @@ def main(only: list[str]) -> None:
               flush=True)
         reference = None
         rows = [(stage, "model's own") for stage in STAGES] + [("rollout", k) for k in SETTINGS if k != "model's own"]
-        rows += [("3 sites", "model's own"), ("3 sites", "step jitted")]
-        rows += [(f"variant:{v}", b) for v in VARIANTS[problem] for b in ("model's own", "step jitted", "backend mujoco")
+        rows += [("3 sites", "model's own"), ("3 sites", "step inlined")]
+        rows += [(f"variant:{v}", b) for v in VARIANTS[problem] for b in ("model's own", "step inlined", "backend mujoco")
                  if b != "backend mujoco" or v in ("mppi", "ps")]
         rows = [(a, b) for a, b in rows if not only or a in only or (a.startswith("variant:") and "variant" in only)
                 or (a == "3 sites" and "sites" in only)]
