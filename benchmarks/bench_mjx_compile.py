@@ -182,25 +182,12 @@ def variant(s, system, name: str, setting: str) -> dict:
     from trajopt.methods import METHODS
     from trajopt.solver import solve
 
-    import logging
-    import re
-
     if setting == "step inlined":
         inlined_step()
     s = spec.load(s.source, overrides=['system.backend="mujoco"'] if setting == "backend mujoco" else [])
-    seconds = {"trace": 0.0, "xla": 0.0}
+    from bench_mjx_jit import fused_loop_seconds
 
-    class Seconds(logging.Handler):  # JAX's log of each compile: the fused loop's tracing + MLIR, and XLA's part
-        def emit(self, record):
-            m = re.search(r"Finished (tracing|jaxpr to MLIR module conversion|XLA compilation of) .*?(\d+\.\d+) sec",
-                          record.getMessage())
-            if m and "fused_chunk" in record.getMessage():
-                seconds["xla" if m.group(1).startswith("XLA") else "trace"] += float(m.group(2))
-
-    jax.config.update("jax_log_compiles", True)
-    for name_ in ("jax._src.dispatch", "jax._src.interpreters.pxla", "jax._src.compiler"):
-        logging.getLogger(name_).addHandler(Seconds())
-        logging.getLogger(name_).propagate = False
+    seconds = fused_loop_seconds()  # JAX's log of each compile: the fused loop's tracing + MLIR, and XLA's part
     lo, hi = s.system.mj_model.actuator_ctrlrange[:, 0], s.system.mj_model.actuator_ctrlrange[:, 1]
     if name in s.variants:
         method = s.variants[name].method

@@ -57,22 +57,18 @@ def inline_physics() -> None:
     M.MJX.simulate = simulate
 
 
-def one(problem: str, name: str, setting: str) -> dict:
-    """One variant in this process: trace and XLA seconds of its fused loop, run ms per iteration, a digest of its
-    costs and final decisions."""
+def fused_loop_seconds() -> dict:
+    """{"trace": s, "xla": s}, filled from JAX's compile log from now on in this process: the fused loop's tracing
+    and MLIR conversion, and XLA's compile (every ``fused_chunk`` program; JAX's ``jax_log_compiles`` is turned on
+    and its log kept from the console)."""
     import logging
     import re
 
     import jax
-    import numpy as np
-    from trajopt import spec
-    from trajopt.solver import solve
 
-    if setting == "inlined":
-        inline_physics()
     seconds = {"trace": 0.0, "xla": 0.0}
 
-    class Seconds(logging.Handler):  # JAX's log of each compile: the fused loop's tracing + MLIR, and XLA's part
+    class Seconds(logging.Handler):
         def emit(self, record):
             m = re.search(r"Finished (tracing|jaxpr to MLIR module conversion|XLA compilation of) .*?(\d+\.\d+) sec",
                           record.getMessage())
@@ -83,6 +79,20 @@ def one(problem: str, name: str, setting: str) -> dict:
     for logger in ("jax._src.dispatch", "jax._src.interpreters.pxla", "jax._src.compiler"):
         logging.getLogger(logger).addHandler(Seconds())
         logging.getLogger(logger).propagate = False
+    return seconds
+
+
+def one(problem: str, name: str, setting: str) -> dict:
+    """One variant in this process: trace and XLA seconds of its fused loop, run ms per iteration, a digest of its
+    costs and final decisions."""
+    import jax
+    import numpy as np
+    from trajopt import spec
+    from trajopt.solver import solve
+
+    if setting == "inlined":
+        inline_physics()
+    seconds = fused_loop_seconds()
     s = spec.load(os.path.join(ROOT, "problems", f"{problem}.toml"))
     r = solve(s.problem(), s.variants[name].method, key=jax.random.PRNGKey(s.solve.key), iterations=ITERATIONS,
               seeds=s.solve.seeds)
