@@ -232,7 +232,8 @@ def main(only: list[str]) -> None:
         reference = None
         rows = [(stage, "model's own") for stage in STAGES] + [("rollout", k) for k in SETTINGS if k != "model's own"]
         rows += [("3 sites", "model's own"), ("3 sites", "step inlined")]
-        rows += [(f"variant:{v}", b) for v in VARIANTS[problem] for b in ("model's own", "step inlined", "backend mujoco")
+        rows += [(f"variant:{v}", b) for v in VARIANTS[problem]
+                 for b in ("model's own", "step inlined", "backend mujoco")
                  if b != "backend mujoco" or v in ("mppi", "ps")]
         rows = [(a, b) for a, b in rows if not only or a in only or (a.startswith("variant:") and "variant" in only)
                 or (a == "3 sites" and "sites" in only)]
