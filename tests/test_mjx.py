@@ -385,7 +385,7 @@ def test_counts_match_callbacks_in_the_mjx_map(method):
     assert_counts(chosen, build, base.step, 3, base.x0.shape[0] + base.U0.shape[1], closed_loop=False)
 
 
-def test_a_variant_traces_mjx_once(monkeypatch):
+def test_a_variant_traces_mjx_at_most_twice_not_at_every_call_site(monkeypatch):
     """A FoBG variant steps the model at five places (the start's f(U0), the samples' forward-mode Jacobians, the
     reported f(U), the final trajectory and cost); the step is a jax.jit of its own, so MJX's Python (mjx.step) is
     traced once for the rollouts and once for the Jacobians (JAX traces the jit again inside the custom_vjp's
@@ -401,7 +401,7 @@ def test_a_variant_traces_mjx_once(monkeypatch):
     r = solve(s.problem(), GradientMethod(ORACLES.get("fobg")(samples=2), SGD(1e-4)), key=jax.random.PRNGKey(0),
               iterations=2, seeds=[0, 1])
     assert np.isfinite(r.cost).all()
-    assert len(traced) <= 2
+    assert 1 <= len(traced) <= 2  # at least one: the counter sees the step's traces (the test cannot pass vacuously)
 
 
 def test_a_vmapped_rollout_starts_exactly_at_x0():
