@@ -57,6 +57,30 @@ def one_step_problem(system) -> Problem:
 
 
 @pytest.mark.parametrize("name", SYSTEMS.names())
+def test_every_parameter_at_zero_is_refused_at_construction_or_has_a_stable_step(name):
+    """Each numeric parameter of each registered system set to 0, one at a time: the system refuses it when it is
+    built (a ValueError naming it), or its ``stable_dt()`` is a number (> 0, or inf: every step stable), which the
+    problem file's check then compares with dt. Never an exception from the rule itself (friction's m / mu at
+    mu = 0, a frictionless block, raised ZeroDivisionError from ``trajopt validate``: exit 1, not a clear result)."""
+    cls = SYSTEMS.get(name)
+    if callable(getattr(cls, "from_table", None)):
+        pytest.skip(f"{name} is built from a file named in its table (from_table): tests/test_mjx.py covers it")
+    checked = 0
+    for f in dataclasses.fields(cls):
+        if isinstance(f.default, bool) or not isinstance(f.default, (int, float)):
+            continue
+        try:
+            system = cls(**{f.name: type(f.default)(0)})
+        except ValueError:
+            continue
+        limit = system.stable_dt()
+        assert limit > 0, (f.name, limit)
+        checked += 1
+    if name == "friction":
+        assert checked >= 1  # mu = 0 is allowed (non-negative), so the rule is asked at least there
+
+
+@pytest.mark.parametrize("name", SYSTEMS.names())
 def test_registered_system_contract(name):
     cls = SYSTEMS.get(name)
     if callable(getattr(cls, "from_table", None)):

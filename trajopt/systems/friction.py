@@ -21,6 +21,7 @@ Inside the contact region the law is continuous (the clip is a kink, not a jump)
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import jax.numpy as jnp
@@ -62,5 +63,5 @@ class Friction:
 
     def stable_dt(self) -> float:
         """No spring; the viscous part is explicit. The relative velocity obeys
-        dv' = (1 - 2 h mu / m) dv, stable (|.| <= 1) for h <= m / mu."""
-        return self.mass / self.mu
+        dv' = (1 - 2 h mu / m) dv, stable (|.| <= 1) for h <= m / mu; without friction (mu = 0, allowed) every h."""
+        return self.mass / self.mu if self.mu > 0 else math.inf
