@@ -124,6 +124,8 @@ def test_a_cheap_one_step_cost_is_timed_at_the_full_size(cached):
     spec = spec_mod.load(ROOT / "problems" / "ball_with_wall.toml")
     costs = step_costs_for(spec, None)
     assert costs.source.startswith("measured: 16 rollouts x 64 steps"), costs.source
+    # and on every repetition asked: a pass of its programs takes milliseconds, far inside the timing budget
+    assert "each the fastest of 7" in costs.source and "asked" not in costs.source, costs.source
 
 
 def test_an_expensive_step_is_timed_on_fewer_steps():
@@ -154,3 +156,34 @@ def test_an_expensive_step_is_timed_on_fewer_steps():
     # two forward runs at the full size (compiling, then timed), then about 16 runs of the programs on the smaller
     # one (without the resize they run 1,024 steps each: over 16,000 calls)
     assert len(calls) < 2 * 1024 + 20 * 300
+
+
+def test_a_step_whose_programs_take_long_is_timed_on_fewer_runs_and_only_the_programs_it_needs():
+    """An MJX step on a large model (gymnasium's hopper: one backward run of the measurement's 16 rollouts takes 5-7 s
+    on a 2-core CPU) was timed 7 x 3 times per program, with a third program that repeated the forward one in place of
+    the linearisation it cannot have: over two minutes of timing alone. The rounds are held to about
+    ``max_timing_seconds`` (here one run of each), and a map that refuses forward mode runs two programs, not three.
+    Counted independently: a host callback in the step (its sleep a floor on every run, so the budget binds however
+    loaded the host). Each program runs once to compile, once in the pass that sizes the rounds, then once in each of
+    3 rounds; the forward one 5 times more (the first run, its size check, 3 calibration runs) -- 15 runs of 8 steps.
+    The budget ignored gives 51 runs; the third program, 20."""
+    import time
+
+    import jax
+
+    calls = []
+
+    def seen(x):
+        calls.append(1)
+        time.sleep(2e-3)
+
+    @jax.custom_vjp
+    def step(x, u):
+        jax.debug.callback(seen, x)
+        return 0.9 * x + u
+
+    step.defvjp(lambda x, u: (step(x, u), None), lambda _, g: (0.9 * g, g))
+    costs = compute.measure_step_costs(step, 2, 2, batch=2, length=4, rounds=3, repeats=7, max_timing_seconds=0.05)
+    assert "each the fastest of 1 (of 7 asked" in costs.source, costs.source
+    assert costs.linearization == 0.0 and costs.backward >= 0.0
+    assert len(calls) <= 15 * 8, len(calls)

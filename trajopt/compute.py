@@ -24,7 +24,7 @@ interleaved rounds as ρ_b (`declared_backward_steps` gathers them), so their re
 `measure_step_costs` measures ρ_b and ρ_l on this host by timing three compiled programs over the same batch of
 states and controls (a batch of rollouts; the same rollouts with their backward pass; the Jacobians at the same
 points), interleaved and repeated, the median of each: ρ_b = (t_forward+backward − t_forward) / t_forward,
-ρ_l = t_jacobians / t_forward. A timing depends on the host: the command line measures once per system and host,
+ρ_l = (t_rollout+jacobians − t_forward) / t_forward. A timing depends on the host: the command line measures once per system and host,
 keeps the ratios (`trajopt.step_costs`), and records them in every run (result.json's ``step_costs``); from Python,
 pass the `StepCosts` you want (or measure them) to whatever converts (`trajopt.solve`'s ``step_costs``,
 `trajopt.solver.Result.forward_equivalents`).
@@ -307,6 +307,7 @@ converts every oracle that declares none, and one that lacks a declaring oracle'
 def measure_step_costs(step: Callable, n: int, m: int, *, batch: int = 16, length: int = 64, repeats: int = 7,
                        rounds: int = 3, key: Optional[jax.Array] = None, scale: float = 0.1,
                        target_seconds: float = 5e-3, max_reps: int = 4096, max_forward_seconds: float = 0.25,
+                       max_timing_seconds: float = 30.0,
                        backward_steps: Optional[Mapping[str, Callable]] = None) -> StepCosts:
     """ρ_b and ρ_l of a one-step map ``step(x: [n], u: [m]) -> [n]`` on this host (see the module docstring), and
     ρ_o of each oracle's own backward map in ``backward_steps`` ({oracle name: map of the same signature whose value
@@ -324,11 +325,16 @@ def measure_step_costs(step: Callable, n: int, m: int, *, batch: int = 16, lengt
     that map in place of ``step``, timed in the same rounds (interleaved with the others, so a host's load moves
     it with ρ_b): ρ_o = (t_o − t_forward) / t_forward, the median over the rounds.
 
-    An expensive step (one forward run of ``batch`` x ``length`` steps over ``max_forward_seconds``: a large model, or
-    a one-step system whose "step" is its whole cost, the cube toss's 1,000 physics steps) is timed on fewer steps,
-    about ``batch x length x max_forward_seconds / t`` of them (t that first run's seconds; at least 2), so that a
-    measurement takes minutes, not hours; one run of them still takes about ``max_forward_seconds``, far above any
-    call's overhead. The source states the sizes used.
+    An expensive step (one forward run of ``batch`` x ``length`` steps over twice ``max_forward_seconds``: a large
+    model, or a one-step system whose "step" is its whole cost, the cube toss's 1,000 physics steps) is timed on fewer
+    steps, about ``batch x length x max_forward_seconds / t`` of them (t that first run's seconds; at least 2), so that
+    a measurement takes minutes, not hours; one run of them still takes about ``max_forward_seconds``, far above any
+    call's overhead. (A run under twice the bound keeps its size: the smaller programs would be compiled again,
+    which costs more than the runs save.) The timing rounds are held to about ``max_timing_seconds``: after one
+    interleaved pass of every program (t_pass seconds), each round takes the fastest of
+    ``max(1, min(repeats, max_timing_seconds // (rounds x t_pass)))`` runs, so a step whose backward pass alone takes
+    seconds (gymnasium's hopper on MJX: 5 s a run, ρ_b about 20) is timed on a few runs, each far above the host's
+    jitter, not on 21 of every program. The source states the sizes and repetitions used.
 
     A map that refuses forward-mode derivatives (an MJX step: its Jacobian is a custom VJP) has no linearisation
     timed: no method can linearise it (iLQR refuses it), so ρ_l = 0, and the source says so. A map whose system has
@@ -387,14 +393,14 @@ def measure_step_costs(step: Callable, n: int, m: int, *, batch: int = 16, lengt
     linearizes = _takes_forward_mode(step, X0[0], U[0, 0])
 
     def build():  # the programs on the current X0 and U (each traced at its first call, with the U it sees then)
-        return [repeated(f) for f in (forward_once, backward_once, jacobians_once if linearizes else forward_once,
+        return [repeated(f) for f in (forward_once, backward_once, *([jacobians_once] if linearizes else []),
                                       *(backward_with(other) for _, other in own))]
 
     programs = build()
     reps = 1
     jax.block_until_ready(programs[0](X0, reps))  # compile (reps is a traced bound: one program for every R)
     first = _fastest_seconds([lambda: programs[0](X0, reps)], 1)[0]
-    if first > max_forward_seconds and batch * length > 2:  # an expensive step: time fewer of them
+    if first > 2 * max_forward_seconds and batch * length > 2:  # an expensive step: time fewer of them
         steps = max(2, int(batch * length * max_forward_seconds / first))
         length = max(1, min(length, steps // 2))
         batch = max(1, min(batch, steps // length))
@@ -406,18 +412,24 @@ def measure_step_costs(step: Callable, n: int, m: int, *, batch: int = 16, lengt
     fns = [lambda p=p: p(X0, reps) for p in programs]
     for f in fns:
         jax.block_until_ready(f())
+    asked = repeats
+    per_pass = sum(_fastest_seconds(fns, 1))  # one run of every program, compiled: what a repetition of a round costs
+    repeats = max(1, min(repeats, int(max_timing_seconds // max(rounds * per_pass, 1e-12))))
     ratios = []
     for _ in range(rounds):
-        t_f, t_fb, t_l, *t_own = _fastest_seconds(fns, repeats)
+        t_f, t_fb, *t_rest = _fastest_seconds(fns, repeats)
+        t_l, t_own = (t_rest[0], t_rest[1:]) if linearizes else (t_f, t_rest)
         t_f = max(t_f, 1e-12)
         # the backward program also rolls out forward: its extra time is the backward pass; the Jacobians' rollout
         # to reach their points is one forward rollout too, taken off likewise (and each oracle's program's)
         ratios.append([max(t - t_f, 0.0) / t_f for t in (t_fb, t_l, *t_own)])
     backward_ratio, linearization_ratio, *own_ratios = np.median(np.asarray(ratios), axis=0)
+    held = (f" (of {asked} asked: one pass of the programs takes {per_pass:.3g} s, and the rounds are held to about "
+            f"{max_timing_seconds:g} s)" if repeats < asked else "")
     return StepCosts(backward=round(float(backward_ratio), 3),
                      linearization=round(float(linearization_ratio), 3) if linearizes else 0.0,
                      source=f"measured: {batch} rollouts x {length} steps, {reps} repetitions per program, median of "
-                            f"{rounds} rounds, each the fastest of {repeats}"
+                            f"{rounds} rounds, each the fastest of {repeats}{held}"
                             + (f"; {', '.join(n for n, _ in own)}'s own backward pass in the same rounds" if own
                                else "")
                             + ("" if linearizes else "; linearisation not measured (ρ_l = 0): the map refuses "
