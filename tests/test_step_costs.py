@@ -53,6 +53,34 @@ def test_a_ratio_kept_by_another_measuring_method_is_measured_again(cached, monk
     assert kept[_key(spec, measurement=compute.MEASUREMENT)]["backward"] == 6.5  # kept for next time
 
 
+def test_the_status_around_a_measurement_is_shown_only_while_one_runs(cached, monkeypatch):
+    """``measuring`` (the CLI's "measuring the step costs ..." line on a terminal) is entered around the measurement
+    alone: not when the ratios are kept from an earlier run, nor when TRAJOPT_STEP_COSTS gives them, where it would
+    say that something is measured that is not. Counted independently: the measurement's calls inside and outside."""
+    import contextlib
+
+    spec, _ = cached
+    inside, calls = [], []
+
+    @contextlib.contextmanager
+    def status():
+        inside.append(True)
+        yield
+        inside.append(False)
+
+    def measure(*a, **k):
+        calls.append(bool(inside) and inside[-1])
+        return StepCosts(2.0, 3.0, "measured now")
+
+    monkeypatch.setattr(compute, "measure_step_costs", measure)
+    assert step_costs_for(spec, None, measuring=status()).backward == 2.0
+    assert calls == [True] and inside == [True, False]
+    step_costs_for(spec, None, measuring=status())  # kept now: nothing measured, no status
+    monkeypatch.setenv("TRAJOPT_STEP_COSTS", "1,1")
+    step_costs_for(spec, None, measuring=status())
+    assert calls == [True] and inside == [True, False]
+
+
 def test_a_map_that_refuses_forward_mode_has_no_linearisation_to_measure():
     """An MJX step's derivative is a custom VJP: jax.jacfwd refuses it (so does iLQR), and measuring its step costs
     crashed on the linearisation. Its backward pass is measured, ρ_l is 0 and the source says why."""

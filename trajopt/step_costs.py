@@ -4,7 +4,9 @@ study (`trajopt.studies`) convert their counts with.
     step_costs_for(spec, problem) -> trajopt.compute.StepCosts
 
 `trajopt.compute.measure_step_costs` times the system's backward pass and linearisation in units of its forward
-step on this host (a second or two of compiling and timing). The ratios are kept in ``step_costs.json`` beside the
+step on this host (a second or two of compiling and timing for the paper's systems; 15-26 s for the shipped MJX
+models and 140 s for gymnasium's hopper on a 2-core CPU, most of it compiling: benchmarks/bench_step_costs.txt).
+The ratios are kept in ``step_costs.json`` beside the
 compilation cache (``<cache>/../step_costs.json``), keyed by the system's resolved ``[system]`` table, its state
 and control sizes, the version of the measuring method (`trajopt.compute.MEASUREMENT`: a ratio kept by another is
 measured again) and the host (`host`: the CPU model and count, JAX's backend and version), so that every run
@@ -24,6 +26,7 @@ first ratios kept for a system are the ones every run converts with, the run tha
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -77,12 +80,13 @@ def variant_oracles(spec) -> list:
     return [o for o in found if o is not None]
 
 
-def step_costs_for(spec, problem, oracles=None):
+def step_costs_for(spec, problem, oracles=None, *, measuring=None):
     """The system's `trajopt.compute.StepCosts` on this host: read from the cache of measurements (see the module
     docstring), or measured now (the system's one-step map, `trajopt.compute.system_step`, and the own backward map
     of each of ``oracles`` that declares one, `trajopt.compute.declared_backward_steps`; default: `variant_oracles`
     of ``spec``) and kept there; ``TRAJOPT_STEP_COSTS="B,L[,ORACLE=X...]"`` in the environment gives the ratios
-    instead (`trajopt.compute.given_step_costs`: nothing measured or kept)."""
+    instead (`trajopt.compute.given_step_costs`: nothing measured or kept). ``measuring``: a context manager
+    entered around a measurement, only when one runs (the CLI's status line: a large model's takes minutes)."""
     from trajopt.compute import (MEASUREMENT, StepCosts, declared_backward_steps, given_step_costs,
                                  measure_step_costs, system_step)
 
@@ -103,7 +107,8 @@ def step_costs_for(spec, problem, oracles=None):
         except (ValueError, KeyError, TypeError, AttributeError):
             pass  # an entry that does not read back is measured again (and not kept: the first one stays)
     # a one-step system's cost function as its "step"
-    costs = measure_step_costs(*system_step(spec.system), backward_steps=own)
+    with measuring if measuring is not None else contextlib.nullcontext():
+        costs = measure_step_costs(*system_step(spec.system), backward_steps=own)
     costs = StepCosts(costs.backward, costs.linearization, f"{costs.source}, on {where}", costs.oracles)
     if path is not None:
         try:

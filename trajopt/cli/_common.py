@@ -165,3 +165,15 @@ def write_final(write) -> str:
         status = "interrupted"
         write(status)
     return status
+
+
+def measuring_status(spec, quiet: bool):
+    """The status line shown on a terminal while the system's step costs are measured (a large model's take
+    minutes, before any variant's progress bar), or None when ``quiet``."""
+    if quiet:
+        return None
+    from trajopt._setup import cache_requested
+
+    name = spec.resolved()["system"]["name"]
+    kept = "once, then kept" if cache_requested() else "not kept: TRAJOPT_CACHE turns the cache off"
+    return err.status(f"measuring the step costs of '{name}' on this host ({kept})", spinner="dots")

@@ -21,7 +21,7 @@ from rich.markup import escape
 # start-up path (--help, a refused command line) stays free of both
 from trajopt import _signals
 from trajopt.cli._common import (
-    EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, ForceOpt, IterOpt, JsonOpt, OutOpt, QuietOpt, SeedsOpt,
+    EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, ForceOpt, IterOpt, JsonOpt, OutOpt, QuietOpt, SeedsOpt, measuring_status,
     SetOpt, app, check_distinct, check_force, check_sets, err, fail, load_spec, one_line, out, preflight,
 )
 from trajopt.cli._outputs import _interruptible, claim_out, display_title, history_memory_limit
@@ -214,7 +214,8 @@ def _run_held(verb, problem, overrides, out_dir, force, x, json_out, quiet, plot
         overrides = overrides + extra
         spec = load_spec(problem, overrides)
     changed = changed_since_run(problem, quiet)  # --from: a model or module file that changed since that run
-    step_costs = run_step_costs(spec)  # measured once per system and host (kept beside the compilation cache)
+    # measured once per system and host (kept beside the compilation cache)
+    step_costs = run_step_costs(spec, quiet=quiet or json_out)
     if budget is not None:
         spec = load_spec(problem, overrides + budget_overrides(spec, budget, step_costs))
     if "gradients" in x:
@@ -266,11 +267,12 @@ def changed_since_run(path, quiet: bool) -> list[str]:
     return changed
 
 
-def run_step_costs(spec):
+def run_step_costs(spec, quiet: bool = False):
     """The step costs the run converts its counts with (`trajopt.step_costs.step_costs_for`: measured once per
-    system and host, or ``TRAJOPT_STEP_COSTS``); a bad ``TRAJOPT_STEP_COSTS`` is exit 2, before any work."""
+    system and host, with a status line on a terminal unless ``quiet``, or ``TRAJOPT_STEP_COSTS``); a bad
+    ``TRAJOPT_STEP_COSTS`` is exit 2, before any work."""
     try:
-        return step_costs_for(spec, None)
+        return step_costs_for(spec, None, measuring=measuring_status(spec, quiet))
     except ValueError as e:  # TRAJOPT_STEP_COSTS: its own one-line message
         raise fail(str(e)) from None
 

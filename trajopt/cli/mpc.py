@@ -16,7 +16,7 @@ from rich.table import Table
 from trajopt.tomlio import toml_string
 
 from trajopt.cli._common import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, ForceOpt, JsonOpt, OutOpt, QuietOpt, SeedsOpt,
-                                 SetOpt, app, check_sets, err, fail, fmt, out)
+                                 SetOpt, app, check_sets, err, fail, fmt, measuring_status, out)
 
 # the step costs' cache and measurement are shared with the closed-loop studies (trajopt.studies)
 from trajopt.step_costs import STEP_COSTS_FILE, costs_text, step_costs_for  # noqa: E402,F401
@@ -193,7 +193,7 @@ def _run_claimed(spec, problem, out_dir, title, seeds, report, json_out, quiet, 
     plant = cl.plant.plant if cl.plant is not None else None
     key = jax.random.PRNGKey(spec.solve.key)
     show = not (quiet or json_out)
-    step_costs = step_costs_for(spec, problem)
+    step_costs = step_costs_for(spec, problem, measuring=measuring_status(spec, not show))
     results = {}
     progress = Progress(TextColumn("{task.description:<24}"), BarColumn(), TimeElapsedColumn(), console=err,
                         disable=not show, transient=False)
