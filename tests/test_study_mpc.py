@@ -86,7 +86,7 @@ def given_step_costs(mp: pytest.MonkeyPatch) -> None:
     from trajopt.cli import mpc as mpc_cli
     from trajopt.compute import StepCosts
 
-    def given(spec, problem, oracles=None):
+    def given(spec, problem, oracles=None, *, measuring=None):  # measuring: the CLI's status line, unused here
         return StepCosts.from_dict(GIVEN)
 
     mp.setattr(step_costs, "step_costs_for", given)
