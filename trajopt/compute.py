@@ -24,10 +24,10 @@ interleaved rounds as ρ_b (`declared_backward_steps` gathers them), so their re
 `measure_step_costs` measures ρ_b and ρ_l on this host by timing three compiled programs over the same batch of
 states and controls (a batch of rollouts; the same rollouts with their backward pass; the Jacobians at the same
 points), interleaved and repeated, the median of each: ρ_b = (t_forward+backward − t_forward) / t_forward,
-ρ_l = (t_rollout+jacobians − t_forward) / t_forward. A timing depends on the host: the command line measures once per system and host,
-keeps the ratios (`trajopt.step_costs`), and records them in every run (result.json's ``step_costs``); from Python,
-pass the `StepCosts` you want (or measure them) to whatever converts (`trajopt.solve`'s ``step_costs``,
-`trajopt.solver.Result.forward_equivalents`).
+ρ_l = (t_rollout+jacobians − t_forward) / t_forward. A timing depends on the host: the command line measures once
+per system and host, keeps the ratios (`trajopt.step_costs`), and records them in every run (result.json's
+``step_costs``); from Python, pass the `StepCosts` you want (or measure them) to whatever converts
+(`trajopt.solve`'s ``step_costs``, `trajopt.solver.Result.forward_equivalents`).
 
 **Budgets** (``trajopt.solve(..., budget=B, step_costs=...)``, ``trajopt compare --budget B``) are in this unit and
 admit every method. A method whose step costs a fixed amount (its ``calls(problem)``: `fixed_counts`,
@@ -301,7 +301,8 @@ MEASUREMENT = 2
 measured again (version 1 timed call by call, and on a busy host read a cheap step's backward pass as free). The
 oracles' own ratios (``StepCosts.oracles``) did not change what ρ_b and ρ_l are: a kept entry without them still
 converts every oracle that declares none, and one that lacks a declaring oracle's ratio gains it
-(`trajopt.step_costs`)."""
+(`trajopt.step_costs`). Nor did the timing budget (``max_timing_seconds``, added later within version 2): it changes
+how many runs an expensive step's rounds take, not what a ratio is, so ratios kept before it are still used."""
 
 
 def measure_step_costs(step: Callable, n: int, m: int, *, batch: int = 16, length: int = 64, repeats: int = 7,
