@@ -3,7 +3,7 @@
 is expensive: the seconds to the first timed forward run (tracing and compiling the forward program), to the end of
 compiling the others, and in the timing rounds, with the ratios found.
 
-    python benchmarks/bench_step_costs.py > benchmarks/bench_step_costs.txt     # about 10 minutes on 2 cores
+    python benchmarks/bench_step_costs.py > benchmarks/bench_step_costs.txt     # about 3-5 minutes on 2 cores
     python benchmarks/bench_step_costs.py hopper                               # only the rows whose label has this
 
 Each row runs in a fresh process on an empty compilation cache (a user's first run on the system). Rows: MJX's
@@ -81,7 +81,8 @@ def main(only: str = "") -> None:
           f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     print("# seconds from the measurement's start: 'forward' to the forward program's first timed run (its trace and "
           "compile); 'compiled' to the first timed pass over every program (after the others' compile and a "
-          "warm-up run of each); 'rounds' the timing from there; 'total' the whole measurement")
+          "warm-up run of each); 'rounds' the timing from there (since the timing budget, its sizing pass too); "
+          "'total' the whole measurement")
     print(f"{'row':28s} {'forward s':>9s} {'compiled s':>10s} {'rounds s':>8s} {'total s':>8s} {'rho_b':>7s} "
           f"{'rho_l':>6s} {'load':>5s}  source")
     with tempfile.TemporaryDirectory() as tmp:
@@ -99,7 +100,7 @@ def main(only: str = "") -> None:
             out = subprocess.run([sys.executable, "-c", CHILD, path], capture_output=True, text=True, env=env,
                                  cwd=ROOT)
             if out.returncode != 0:
-                print(f"{label:28s} failed: {out.stderr.strip().splitlines()[-1]}")
+                print(f"{label:28s} failed: {(out.stderr.strip().splitlines() or ['exit status %d' % out.returncode])[-1]}")
                 continue
             start, forward, compiled, end, b, lin, source = out.stdout.strip().splitlines()[-1].split("|", 6)
             s0 = float(start)

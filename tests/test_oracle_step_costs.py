@@ -153,6 +153,22 @@ def test_the_measurement_times_a_declared_map_in_the_same_rounds():
     assert c.backward_of("costly") > c.backward + 10
 
 
+def test_a_declared_map_is_measured_beside_a_step_that_refuses_forward_mode():
+    """The MJX case: the step has no linearisation to time (a custom VJP refuses forward mode) and an oracle declares
+    its own backward map (cfd). The programs timed are then the forward, the backward and the oracle's, and the
+    oracle's ratio is its own, not dropped and not read from another program's times."""
+    @jax.custom_vjp
+    def vjp_only(x, u):
+        return step(x, u)
+
+    vjp_only.defvjp(lambda x, u: (step(x, u), (x, u)), lambda res, g: jax.vjp(step, *res)[1](g))
+    c = compute.measure_step_costs(vjp_only, 2, 1, batch=8, length=32, rounds=3, repeats=3, max_reps=16,
+                                   backward_steps={"costly": Costly().backward_step(None)})
+    assert c.linearization == 0.0 and "refuses forward-mode" in c.source
+    assert dict(c.oracles).keys() == {"costly"}
+    assert c.backward_of("costly") > c.backward + 10  # its backward pass runs the step 60 times
+
+
 @pytest.fixture
 def cached(tmp_path, monkeypatch):
     monkeypatch.setenv("TRAJOPT_CACHE", "1")

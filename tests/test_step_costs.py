@@ -215,3 +215,28 @@ def test_a_step_whose_programs_take_long_is_timed_on_fewer_runs_and_only_the_pro
     assert "each the fastest of 1 (of 7 asked" in costs.source, costs.source
     assert costs.linearization == 0.0 and costs.backward >= 0.0
     assert len(calls) <= 15 * 8, len(calls)
+
+
+@pytest.mark.parametrize("first, resized", [(1.5, False), (2.5, True)])
+def test_a_step_is_resized_only_when_its_first_run_takes_over_twice_the_bound(monkeypatch, first, resized):
+    """A first forward run a little over ``max_forward_seconds`` (gymnasium's hopper: 0.29 s against 0.25) kept
+    cutting 16 rollouts to 13 and compiling the programs again, which cost more than the shorter runs saved; only a
+    run over twice the bound is resized. The first run's seconds are set (the timing of everything after is real)."""
+    real, calls = compute._fastest_seconds, []
+
+    def timed(fns, k):
+        calls.append(1)
+        return [first * 0.25] if len(calls) == 1 else real(fns, k)
+
+    monkeypatch.setattr(compute, "_fastest_seconds", timed)
+    costs = compute.measure_step_costs(lambda x, u: 0.9 * x + u, 2, 2, rounds=1, repeats=1, max_reps=4,
+                                       max_forward_seconds=0.25)
+    assert costs.source.startswith("measured: 16 rollouts x 64 steps") is not resized, costs.source
+
+
+def test_an_unbounded_timing_budget_times_every_repetition_asked():
+    import math
+
+    costs = compute.measure_step_costs(lambda x, u: 0.9 * x + u, 2, 2, batch=2, length=4, rounds=1, repeats=2,
+                                       max_reps=4, max_timing_seconds=math.inf)
+    assert "each the fastest of 2" in costs.source and "asked" not in costs.source, costs.source

@@ -415,7 +415,8 @@ def measure_step_costs(step: Callable, n: int, m: int, *, batch: int = 16, lengt
         jax.block_until_ready(f())
     asked = repeats
     per_pass = sum(_fastest_seconds(fns, 1))  # one run of every program, compiled: what a repetition of a round costs
-    repeats = max(1, min(repeats, int(max_timing_seconds // max(rounds * per_pass, 1e-12))))
+    if rounds * repeats * per_pass > max_timing_seconds:  # (an infinite budget: every repetition asked)
+        repeats = max(1, min(repeats, int(max_timing_seconds // max(rounds * per_pass, 1e-12))))
     ratios = []
     for _ in range(rounds):
         t_f, t_fb, *t_rest = _fastest_seconds(fns, repeats)
@@ -435,7 +436,7 @@ def measure_step_costs(step: Callable, n: int, m: int, *, batch: int = 16, lengt
                                else "")
                             + ("" if linearizes else "; linearisation not measured (ρ_l = 0): the map refuses "
                                "forward-mode derivatives, so no method linearises it"),
-                     oracles=tuple((name, round(float(r), 3)) for (name, _), r in zip(own, own_ratios)))
+                     oracles=tuple((name, round(float(r), 3)) for (name, _), r in zip(own, own_ratios, strict=True)))
 
 
 def _takes_forward_mode(step: Callable, x, u) -> bool:

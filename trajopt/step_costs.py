@@ -4,23 +4,24 @@ study (`trajopt.studies`) convert their counts with.
     step_costs_for(spec, problem) -> trajopt.compute.StepCosts
 
 `trajopt.compute.measure_step_costs` times the system's backward pass and linearisation in units of its forward step
-on this host (a second or two of compiling and timing for the paper's systems; 15-26 s for the shipped MJX models
-and 140 s for gymnasium's hopper on a 2-core CPU, most of it compiling: benchmarks/bench_step_costs.txt). The ratios
-are kept in ``step_costs.json`` beside the compilation cache (``<cache>/../step_costs.json``), keyed by the system's
-resolved ``[system]`` table, its state and control sizes, the version of the measuring method
-(`trajopt.compute.MEASUREMENT`: a ratio kept by another is measured again) and the host (`host`: the CPU model and
-count, JAX's backend and version), so that every run of a system on a host converts with the same numbers. An oracle
-that declares its own backward map (``backward_step``, `trajopt.oracles.base`: `cfd` on an MJX system) has its ratio
-measured in the same rounds as ρ_b, only when a run asks for it (`step_costs_for`'s ``oracles``: by default those of
-the spec's variants, so a problem whose variants declare none compiles nothing more), and kept in the same entry
-(``oracles``); an entry kept without it gains it from a new measurement of both, as the kept ρ_b times the new ρ_o /
-ρ_b (their relation, measured interleaved, is what survives the host's load; the kept ρ_b stays what every run
-converts with). The file is read and written only when the compilation cache is asked for
-(`trajopt._setup.cache_requested`: the command line asks, the library asks only when told, ``TRAJOPT_CACHE=1``);
-otherwise the ratios are measured on every call. A cache that cannot be read is measured again; one that cannot be
-written is not kept. Processes keeping ratios at once (two runs, a study's workers) read the file again under a lock
-(``step_costs.json.lock``) before writing it, so none drops another's entries, and the first ratios kept for a
-system are the ones every run converts with, the run that measured second included.
+on this host (a second or two of compiling and timing for the paper's systems; 15 and 26 s for MJX's pendulum
+between walls and soft pushing and 140 s for gymnasium's hopper on a 2-core CPU, most of it compiling:
+benchmarks/bench_step_costs.txt). The ratios are kept in ``step_costs.json`` beside the compilation cache
+(``<cache>/../step_costs.json``), keyed by the system's resolved ``[system]`` table, its state and control sizes,
+the version of the measuring method (`trajopt.compute.MEASUREMENT`: a ratio kept by another is measured again) and
+the host (`host`: the CPU model and count, JAX's backend and version), so that every run of a system on a host
+converts with the same numbers. An oracle that declares its own backward map (``backward_step``,
+`trajopt.oracles.base`: `cfd` on an MJX system) has its ratio measured in the same rounds as ρ_b, only when a run
+asks for it (`step_costs_for`'s ``oracles``: by default those of the spec's variants, so a problem whose variants
+declare none compiles nothing more), and kept in the same entry (``oracles``); an entry kept without it gains it
+from a new measurement of both, as the kept ρ_b times the new ρ_o / ρ_b (their relation, measured interleaved, is
+what survives the host's load; the kept ρ_b stays what every run converts with). The file is read and written only
+when the compilation cache is asked for (`trajopt._setup.cache_requested`: the command line asks, the library asks
+only when told, ``TRAJOPT_CACHE=1``); otherwise the ratios are measured on every call. A cache that cannot be read
+is measured again; one that cannot be written is not kept. Processes keeping ratios at once (two runs, a study's
+workers) read the file again under a lock (``step_costs.json.lock``) before writing it, so none drops another's
+entries, and the first ratios kept for a system are the ones every run converts with, the run that measured second
+included.
 """
 
 from __future__ import annotations

@@ -174,6 +174,6 @@ def measuring_status(spec, quiet: bool):
         return None
     from trajopt._setup import cache_requested
 
-    name = spec.resolved()["system"]["name"]
+    name = escape(str(spec.resolved()["system"]["name"]))
     kept = "once, then kept" if cache_requested() else "not kept: TRAJOPT_CACHE turns the cache off"
     return err.status(f"measuring the step costs of '{name}' on this host ({kept})", spinner="dots")
