@@ -257,3 +257,25 @@ def test_a_variant_over_the_budget_is_refused_before_any_cell_runs(tmp_path, mon
                            "spends 180 forward-step equivalents per step)"), line
     assert str(problem) in line and "\n" not in line
     assert not out.exists()
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_a_budget_study_measures_with_the_status_line_unless_quiet(tmp_path, monkeypatch, quiet):
+    """`trajopt study` measures each system's step costs (once per system, before its cells) with the status line that
+    `trajopt compare` shows on a terminal while a measurement runs (minutes on a large MJX model), and without it
+    under --quiet or --json. The measurement is replaced by one that records what it was given."""
+    from trajopt import step_costs
+    from trajopt.compute import StepCosts
+
+    seen = []
+
+    def measured(spec, problem, oracles=None, *, measuring=None):
+        seen.append(measuring)
+        return StepCosts(RHO_B, RHO_L, "measured by the test")
+
+    monkeypatch.delenv("TRAJOPT_STEP_COSTS", raising=False)
+    monkeypatch.setattr(step_costs, "step_costs_for", measured)
+    _, study = files(tmp_path, 'variants = ["exact"]\nseeds = 1\nbudget = 200\n', name="b.toml")
+    r = invoke("study", study, "--out", tmp_path / "out", *(["--quiet"] if quiet else []))
+    assert r.exit_code == 0, r.output
+    assert len(seen) == 1 and (seen[0] is None) is quiet, seen

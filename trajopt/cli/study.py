@@ -14,7 +14,8 @@ from rich.table import Table
 
 from trajopt import _signals
 from trajopt.cli._common import (
-    EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, IterOpt, JsonOpt, QuietOpt, SeedsOpt, app, err, fail, fmt, out, write_final,
+    EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, IterOpt, JsonOpt, QuietOpt, SeedsOpt, app, err, fail, fmt,
+    measuring_status, out, write_final,
 )
 from trajopt.cli._outputs import _interruptible, history_memory_limit, lock_out
 from trajopt.tomlio import SpecError
@@ -250,7 +251,7 @@ def _study(study_file, backend, address, seeds, iterations, out_dir, resume, ret
         expansion = expand(study, strict=strict, should_stop=should_stop)
         if study.budget is not None:  # each cell's iterations under its budget: step costs once per system
             expansion = with_budget(study, expansion, recorded=_recorded_step_costs(folder, study, resume),
-                                    should_stop=should_stop)
+                                    should_stop=should_stop, measure=_measuring(quiet or json_out))
     except SpecError as e:
         raise fail(str(e)) from None
     except ExpansionStopped:
@@ -278,6 +279,16 @@ def _study(study_file, backend, address, seeds, iterations, out_dir, resume, ret
                        "(HOST:6379, or ray://HOST:10001), or none for a local Ray") from None
     with lock_out(folder):  # a second study into the same folder is refused while this one runs
         _run_locked(study, expansion, folder, ex, resume, retry_failed, address, json_out, quiet, should_stop)
+
+
+def _measuring(quiet: bool):
+    """How the study measures a system's step costs (`trajopt.step_costs.step_costs_for`, looked up when called), with
+    the status line on a terminal while one runs unless ``quiet``."""
+    def measure(spec, problem, oracles=()):
+        from trajopt import step_costs
+
+        return step_costs.step_costs_for(spec, problem, oracles=oracles, measuring=measuring_status(spec, quiet))
+    return measure
 
 
 def _recorded_step_costs(folder: Path, study, resume: bool) -> list:
@@ -343,7 +354,7 @@ def _run_locked(study, expansion, folder, ex, resume, retry_failed, address, jso
 
     try:
         result = run_study(study, expansion, folder, ex, should_stop=should_stop, retry_failed=retry_failed,
-                           on_cell=on_cell)
+                           on_cell=on_cell, step_costs=_measuring(not show))
     except ConnectionError as e:
         raise fail(f"--address {address or '(RAY_ADDRESS)'}: cannot connect to a Ray cluster ({e})") from None
     except store.StudyWriteError as e:
