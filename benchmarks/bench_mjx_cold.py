@@ -82,7 +82,8 @@ def main(only: list[str]) -> None:
     print(f"# bench_mjx_cold: mujoco {mujoco.__version__}, mujoco-mjx {metadata.version('mujoco-mjx')}, jax "
           f"{jax.__version__}, {os.cpu_count()} CPUs; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     print("# per variant: compile s on a cold cache / on the warm cache the cold run filled (result.json's "
-          "compile_seconds); wall s of each command; 10 iterations")
+          "compile_seconds); run s: the warm command's run_seconds (10 iterations, the file's seeds); wall s of each "
+          "command")
     with tempfile.TemporaryDirectory() as tmp:
         ip = os.path.join(tmp, "inverted_pendulum.toml")
         with open(ip, "w") as f:
@@ -93,7 +94,8 @@ def main(only: list[str]) -> None:
                  ("mjx_pendulum_wall (MuJoCo C)", os.path.join(ROOT, "problems", "mjx_pendulum_wall.toml"), C_BACKEND),
                  ("gymnasium inverted_pendulum (MuJoCo C)", ip, C_BACKEND)]
         rows = [r for r in rows if not only or any(o in r[0] for o in only)]
-        print(f"\n{'problem':40s} {'variant':8s} {'cold s':>7s} {'warm s':>7s} {'<= 20 s':>8s}   wall cold / warm, load")
+        print(f"\n{'problem':40s} {'variant':8s} {'cold s':>7s} {'warm s':>7s} {'<= 20 s':>8s} {'run s':>6s}   "
+              "wall cold / warm, load")
         for i, (label, path, extra) in enumerate(rows):
             cache = os.path.join(tmp, f"cache{i}")
             load = os.getloadavg()[0]
@@ -103,8 +105,8 @@ def main(only: list[str]) -> None:
                 print(f"{label:40s} failed: {cold.get('error') or warm.get('error')}", flush=True)
                 continue
             for name, (c, _) in cold["variants"].items():
-                w = warm["variants"][name][0]
-                print(f"{label:40s} {name:8s} {c:7.1f} {w:7.1f} {'yes' if c <= 20 else 'no':>8s}   "
+                w, run = warm["variants"][name]
+                print(f"{label:40s} {name:8s} {c:7.1f} {w:7.1f} {'yes' if c <= 20 else 'no':>8s} {run:6.2f}   "
                       f"{cold['wall']:.0f} / {warm['wall']:.0f} s, load {load:.2f}", flush=True)
 
 

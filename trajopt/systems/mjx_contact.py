@@ -109,6 +109,7 @@ def cfd_step(system: Any, margin: float, acceleration: float, power: float) -> S
     if margin == 0 or acceleration == 0:
         return system.step
     from trajopt.systems.mjx import _import_mujoco, _like
+    from trajopt.systems.mjx_physics import mjx_step
 
     _, mjx = _import_mujoco()
     m, mm = system.mjx_model, system.mj_model
@@ -137,7 +138,7 @@ def cfd_step(system: Any, margin: float, acceleration: float, power: float) -> S
 
     def substep(_, d):
         pushed = d.replace(qfrc_applied=zero + generalised_force(d))
-        return _like(mjx.step(m, pushed).replace(qfrc_applied=zero), d)
+        return _like(mjx_step(mjx, m, pushed).replace(qfrc_applied=zero), d)
 
     def physics(x: Array, u: Array) -> Array:
         dtype = d0.qpos.dtype

@@ -175,10 +175,62 @@ def _physics(mjx, d0, nq: int, substeps: int):
     def physics(m, x: Array, u: Array) -> Array:
         dtype = d0.qpos.dtype
         d = d0.replace(qpos=x[:nq].astype(dtype), qvel=x[nq:].astype(dtype), ctrl=u.astype(dtype))
-        d = jax.lax.fori_loop(0, substeps, lambda _, d: _like(mjx.step(m, d), d), d)
+        d = jax.lax.fori_loop(0, substeps, lambda _, d: _like(mjx_step(mjx, m, d), d), d)
         return jnp.concatenate([d.qpos, d.qvel]).astype(x.dtype)
 
     return physics
+
+
+def mjx_step(mjx, m, d):
+    """One ``mjx.step(m, d)``: MJX's own step, but for a model with the RK4 integrator written as one loop.
+
+    MJX (mujoco-mjx 3.17, ``forward.step``) evaluates the forward dynamics a(q, v) once, then ``rungekutta4`` scans
+    over the three remaining stages with ``unroll=3``: four copies of the collision, constraint and solver code in the
+    program, which XLA compiles four times. Here the same four stages run as one ``lax.scan`` of length 4 over the
+    Butcher tableau (c = 0, 1/2, 1/2, 1; b = 1/6, 1/3, 1/3, 1/6), one copy of the forward dynamics:
+
+        stage i = 1..4:  q_i = q0 (+) c_i dt k_{i-1}^v,  v_i = v0 + c_i dt k_{i-1}^a,  act_i = act0 + c_i dt k_{i-1}^act
+                         k_i = (v_i, a(q_i, v_i, act_i), act_dot(...)) at time t0 + c_i dt
+        then MJX's ``_advance`` with v = sum_i b_i k_i^v, a = sum_i b_i k_i^a, act_dot = sum_i b_i k_i^act
+
+    ((+): MJX's position integration, quaternions included). The first stage takes q0, v0, act0 and t0 as they are
+    (a select, not q0 (+) 0), as MJX's first forward call does; the solver's warm start passes from stage to stage as
+    in MJX. The same arithmetic, so the states agree with ``mjx.step`` to the last bits (XLA fuses a loop body apart
+    from the unrolled copies: 1e-16 over 30 steps of gymnasium's inverted pendulum), and the program's XLA compile
+    is about half (docs/mjx.md; benchmarks/bench_mjx_rk4.txt). Other integrators, and a model on another
+    implementation than MJX's JAX one, take ``mjx.step`` itself."""
+    if m.opt.integrator != mjx.IntegratorType.RK4 or m.impl != mjx.Impl.JAX:
+        return mjx.step(m, d)
+    from mujoco.mjx._src import forward as mjx_forward  # MJX's own pieces: the exact pin in pyproject's [mjx]
+    from mujoco.mjx._src import scan as mjx_scan
+
+    a_tableau, b = mjx_forward._RK4_A, mjx_forward._RK4_B
+    dt = m.opt.timestep
+    c = jnp.concatenate([jnp.zeros(1), jnp.tril(a_tableau).sum(axis=0)])  # 0, 1/2, 1/2, 1
+    d0 = d
+
+    def integrate(*args):
+        return mjx_forward._integrate_pos(*args, dt=dt)
+
+    def stage(carry, cb):
+        i, kv, ka, kact, sv, sa, sact, d = carry
+        ci, bi = cb[0], cb[1]
+        first = i == 0
+        qpos = mjx_scan.flat(m, integrate, "jqv", "q", m.jnt_type, d0.qpos, ci * kv)
+        d = d.replace(qpos=jnp.where(first, d0.qpos, qpos),
+                      qvel=jnp.where(first, d0.qvel, d0.qvel + ci * ka * dt),
+                      act=jnp.where(first, d0.act, d0.act + ci * kact * dt),
+                      time=jnp.where(first, d0.time, d0.time + ci * dt))
+        d = mjx_forward.forward(m, d)
+        kv, ka, kact = d.qvel, d.qacc, d.act_dot
+        sv, sa, sact = (jnp.where(first, bi * k, s + bi * k) for k, s in ((kv, sv), (ka, sa), (kact, sact)))
+        return (i + 1, kv, ka, kact, sv, sa, sact, d), None
+
+    zeros = (jnp.zeros_like(d.qvel), jnp.zeros_like(d.qacc), jnp.zeros_like(d.act_dot))
+    carry = (jnp.int32(0), *zeros, *zeros, d)
+    (_, _, _, _, sv, sa, sact, d1), _ = jax.lax.scan(stage, carry, jnp.stack([c, jnp.asarray(b)], axis=1))
+    d = d1.replace(qpos=d0.qpos, qvel=d0.qvel, act=d0.act, time=d0.time)
+    return mjx_forward._advance(m, d, sact, sa, sv)
 
 
 def differentiable(physics, mode: str):
