@@ -4,6 +4,7 @@ examples/studies/closed_loop_suite.toml, and the suite models' steps per second 
     trajopt study examples/studies/closed_loop_suite.toml --out runs/studies/closed_loop_suite
     python benchmarks/suite.py table runs/studies/closed_loop_suite > benchmarks/suite_table.md
     python benchmarks/suite.py speed > benchmarks/suite_speed.txt
+    python benchmarks/suite.py speed finger_spinner reacher                  # only the named models' rows
 
 ``table`` reads the study's study.csv (one row per cell and seed: `trajopt.studies.cells.MPC_ROW_COLUMNS`) and
 study.json and prints a Markdown table, one row per task and planner (and grid point, where the study has a grid):
@@ -114,8 +115,12 @@ def speed(models=SPEED_MODELS, repeats: int = 3) -> str:
 if __name__ == "__main__":
     if len(sys.argv) >= 3 and sys.argv[1] == "table":
         print(table(Path(sys.argv[2])), end="")
-    elif len(sys.argv) == 2 and sys.argv[1] == "speed":
-        print(speed(), end="")
+    elif len(sys.argv) >= 2 and sys.argv[1] == "speed":  # speed [MODEL...]: only the named rows
+        unknown = set(sys.argv[2:]) - {m[0] for m in SPEED_MODELS}
+        if unknown:
+            sys.exit(f"speed: no model {', '.join(sorted(unknown))}; allowed: {', '.join(m[0] for m in SPEED_MODELS)}")
+        chosen = tuple(m for m in SPEED_MODELS if m[0] in sys.argv[2:]) if sys.argv[2:] else SPEED_MODELS
+        print(speed(chosen), end="")
     else:
         print(__doc__)
         sys.exit(2)

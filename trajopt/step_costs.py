@@ -5,7 +5,7 @@ study (`trajopt.studies`) convert their counts with.
 
 `trajopt.compute.measure_step_costs` times the system's backward pass and linearisation in units of its forward step
 on this host (a second or two of compiling and timing for the paper's systems; 15 and 26 s for MJX's pendulum
-between walls and soft pushing and 140 s for gymnasium's hopper on a 2-core CPU, most of it compiling:
+between walls and soft pushing and 97 s for gymnasium's hopper on a 2-core CPU, most of it compiling:
 benchmarks/bench_step_costs.txt). The ratios are kept in ``step_costs.json`` beside the compilation cache
 (``<cache>/../step_costs.json``), keyed by the system's resolved ``[system]`` table, its state and control sizes,
 the version of the measuring method (`trajopt.compute.MEASUREMENT`: a ratio kept by another is measured again) and

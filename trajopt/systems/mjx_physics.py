@@ -221,7 +221,7 @@ def mjx_step(mjx, m, d):
                       qvel=jnp.where(first, d0.qvel, d0.qvel + ci * ka * dt),
                       act=jnp.where(first, d0.act, d0.act + ci * kact * dt),
                       time=jnp.where(first, d0.time, d0.time + ci * dt))
-        d = mjx_forward.forward(m, d)
+        d = _like(mjx_forward.forward(m, d), d)  # the carry keeps its dtypes (`_like`)
         kv, ka, kact = d.qvel, d.qacc, d.act_dot
         sv, sa, sact = (jnp.where(first, bi * k, s + bi * k) for k, s in ((kv, sv), (ka, sa), (kact, sact)))
         return (i + 1, kv, ka, kact, sv, sa, sact, d), None
