@@ -5,6 +5,7 @@ examples/studies/closed_loop_suite.toml, and the suite models' steps per second 
     python benchmarks/suite.py table runs/studies/closed_loop_suite > benchmarks/suite_table.md
     python benchmarks/suite.py speed > benchmarks/suite_speed.txt
     python benchmarks/suite.py speed finger_spinner reacher                  # only the named models' rows
+    python benchmarks/suite.py diff benchmarks/suite_study.csv FOLDER        # a study run again against the record
 
 ``table`` reads the study's study.csv (one row per cell and seed: `trajopt.studies.cells.MPC_ROW_COLUMNS`) and
 study.json and prints a Markdown table, one row per task and planner (and grid point, where the study has a grid):
@@ -112,8 +113,31 @@ def speed(models=SPEED_MODELS, repeats: int = 3) -> str:
     return "\n".join(out) + "\nphysics steps per second (the fastest of 3 runs after the compiling call)\n"
 
 
+def diff(recorded: Path, folder: Path) -> str:
+    """Per task and planner of the study in ``folder``: whether every seed's success equals the recorded study.csv's
+    (``recorded``), and the largest relative difference of a seed's closed-loop cost."""
+    def rows(path):
+        with open(path, newline="") as f:
+            return {(r["problem"], r["variant"], r["seed"]): r for r in csv.DictReader(f)}
+
+    old, new = rows(recorded), rows(folder / "study.csv")
+    worst: dict = {}
+    for key, r in new.items():
+        if key not in old:
+            return f"{key}: not in {recorded}\n"
+        a, b = float(old[key]["closed_loop_cost"]), float(r["closed_loop_cost"])
+        rel = abs(a - b) / abs(a) if a else abs(b)
+        same, most = worst.get(key[:2], (True, 0.0))
+        worst[key[:2]] = (same and old[key]["success"] == r["success"], max(most, rel))
+    lines = ["| task | planner | every success the same | largest relative cost difference |", "|---|---|---|---|"]
+    lines += [f"| {t} | {v} | {'yes' if same else 'NO'} | {most:.1e} |" for (t, v), (same, most) in worst.items()]
+    return "\n".join(lines) + "\n"
+
+
 if __name__ == "__main__":
-    if len(sys.argv) >= 3 and sys.argv[1] == "table":
+    if len(sys.argv) == 4 and sys.argv[1] == "diff":
+        print(diff(Path(sys.argv[2]), Path(sys.argv[3])), end="")
+    elif len(sys.argv) >= 3 and sys.argv[1] == "table":
         print(table(Path(sys.argv[2])), end="")
     elif len(sys.argv) >= 2 and sys.argv[1] == "speed":  # speed [MODEL...]: only the named rows
         unknown = set(sys.argv[2:]) - {m[0] for m in SPEED_MODELS}

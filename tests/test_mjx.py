@@ -418,7 +418,8 @@ def test_a_vmapped_rollout_starts_exactly_at_x0():
 
 
 # A model for the RK4 step: a free box resting on the floor (quaternion integration, contact, the solver), a hinge
-# driven through a first-order filter (an activation: RK4 integrates act too) and a ball joint below it.
+# driven through a first-order filter (an activation: RK4 integrates act too) and a ball joint below it, and a
+# tendon (under x64 MJX's forward dynamics return some of a tendon's index arrays in another integer dtype).
 RK4_MODEL = """
 <mujoco>
   <option timestep="0.005" integrator="RK4"/>
@@ -437,6 +438,9 @@ RK4_MODEL = """
       </body>
     </body>
   </worldbody>
+  <tendon>
+    <fixed name="coupling"><joint joint="hinge" coef="1"/></fixed>
+  </tendon>
   <actuator>
     <general joint="hinge" dyntype="filter" dynprm="0.05" gainprm="2"/>
   </actuator>
@@ -444,14 +448,14 @@ RK4_MODEL = """
 """
 
 
-def test_the_rk4_step_is_mjx_step_to_the_last_bits_with_contact_quaternions_and_activation():
+def test_the_rk4_step_agrees_with_mjx_step_with_contact_quaternions_and_activation():
     """trajopt's RK4 step (four stages in one loop, `mjx_physics.mjx_step`) against MJX's own (four unrolled copies)
     over 60 steps of a box on the floor, a filtered hinge motor and a ball joint: every state, the activation and the
     time agree to 1e-12, and so do the forward-mode Jacobians of one step. A wrong tableau entry (the third stage at
     c = 1) or the activation held at its start moves the states by far more (both checked)."""
     from mujoco import mjx
 
-    from trajopt.systems.mjx_physics import mjx_step
+    from trajopt.systems.mjx_physics import _like, mjx_step
 
     m = mjx.put_model(mujoco.MjModel.from_xml_string(RK4_MODEL))
     d0 = mjx.make_data(m)
@@ -459,7 +463,7 @@ def test_the_rk4_step_is_mjx_step_to_the_last_bits_with_contact_quaternions_and_
 
     def run(step):
         def body(d, t):
-            d = step(m, d.replace(ctrl=jnp.sin(0.2 * t)[None]))
+            d = _like(step(m, d.replace(ctrl=jnp.sin(0.2 * t)[None])), d)  # the loop's carry keeps its dtypes
             return d, (d.qpos, d.qvel, d.act, d.time)
         return jax.jit(lambda: jax.lax.scan(body, d0, jnp.arange(60.0))[1])()
 
@@ -499,6 +503,61 @@ def test_an_rk4_models_step_traces_the_forward_dynamics_once(tmp_path, monkeypat
     traced.clear()
     jax.make_jaxpr(lambda d: mjx.step(system.mjx_model, d))(mjx.make_data(system.mjx_model))
     assert len(traced) == 2  # the counter itself, on MJX's own step
+
+
+def test_another_mujoco_mjx_steps_an_rk4_model_with_mjx_step_itself(tmp_path, monkeypatch):
+    """The loop uses private pieces of the pinned mujoco-mjx (`mjx_physics.RK4_IN_ONE_LOOP`); with another version
+    installed the step is mjx.step itself (its forward dynamics traced twice) and no step program is named."""
+    from mujoco.mjx._src import forward as mjx_forward
+
+    from trajopt.systems import mjx_physics
+
+    (tmp_path / "m.xml").write_text(RK4_MODEL.replace('dyntype="filter" dynprm="0.05" ', ""))
+    monkeypatch.setattr(mjx_physics, "RK4_IN_ONE_LOOP", "0.0")
+    mjx_physics.rk4_in_one_loop.cache_clear()
+    try:
+        system = MJX(model=str(tmp_path / "m.xml"))
+        traced = []
+        real = mjx_forward.forward
+        monkeypatch.setattr(mjx_forward, "forward", lambda m, d: traced.append(1) or real(m, d))
+        jax.make_jaxpr(system.step)(jnp.asarray(system.default_x0()), jnp.zeros(1))
+        assert len(traced) == 2 and system.step_program is None
+    finally:
+        mjx_physics.rk4_in_one_loop.cache_clear()  # the installed version's answer again after the test
+
+
+def test_an_rk4_steps_compiled_program_is_under_half_the_size_of_mjx_steps():
+    """What XLA makes of it: the optimised program of trajopt's RK4 step against mjx.step's, whose four copies of the
+    forward dynamics XLA inlines (about 1.7 against 5.0 MB of HLO text for this model). The trace count above misses
+    a loop unrolled again (``unroll=4``: 4.8 MB); this does not. (The lowered program cannot tell: its copies are calls
+    of one function that XLA inlines later.)"""
+    from mujoco import mjx
+
+    from trajopt.systems.mjx_physics import mjx_step
+
+    m = mjx.put_model(mujoco.MjModel.from_xml_string(RK4_MODEL))
+    d = mjx.make_data(m)
+    ours = len(jax.jit(lambda d: mjx_step(mjx, m, d)).lower(d).compile().as_text())
+    theirs = len(jax.jit(lambda d: mjx.step(m, d)).lower(d).compile().as_text())
+    assert ours < 0.5 * theirs, (ours, theirs)
+
+
+def test_kept_step_costs_of_an_rk4_model_are_keyed_by_its_step_program(tmp_path):
+    """Step costs kept before the RK4 step ran in one loop were timed on another program: an RK4 model's identity
+    names its program, so they are measured again; an Euler model's and the C backend's identity is as before (no
+    key), so their kept ratios still count."""
+    from trajopt.step_costs import system_identity
+
+    (tmp_path / "rk4.xml").write_text(RK4_MODEL.replace('dyntype="filter" dynprm="0.05" ', ""))
+    (tmp_path / "euler.xml").write_text(RK4_MODEL.replace('dyntype="filter" dynprm="0.05" ', "")
+                                        .replace('integrator="RK4"', 'integrator="Euler"'))
+    idents = {}
+    for name, extra in (("rk4", ""), ("euler", ""), ("rk4", 'backend = "mujoco"')):
+        path = write(tmp_path, TEMPLATE.format(model=f"{name}.xml", extra=extra, x0="[" + ", ".join(["0.0"] * 22) + "]",
+                                               q="[" + ", ".join(["1.0"] * 22) + "]", u_init="0.0"))
+        idents[(name, extra)] = system_identity(spec.load(path))
+    assert idents[("rk4", "")]["program"] == "rk4 in one loop"
+    assert "program" not in idents[("euler", "")] and "program" not in idents[("rk4", 'backend = "mujoco"')]
 
 
 # ------------------------------------------------------------------------------------------------ validation

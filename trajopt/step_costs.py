@@ -56,10 +56,13 @@ def host() -> str:
 
 
 def system_identity(spec) -> dict:
-    """What the step costs of ``spec``'s system depend on besides the host: its resolved ``[system]`` table and its
-    state and control sizes (n, m)."""
+    """What the step costs of ``spec``'s system depend on besides the host: its resolved ``[system]`` table, its
+    state and control sizes (n, m) and, for a system whose step program trajopt changed from its first (an MJX RK4
+    model's, `MJX.step_program`), which program: a ratio timed on the old program is measured again."""
     system = spec.system
-    return {"system": spec.resolved()["system"], "n": int(system.state_size), "m": int(system.control_size)}
+    ident = {"system": spec.resolved()["system"], "n": int(system.state_size), "m": int(system.control_size)}
+    program = getattr(system, "step_program", None)
+    return {**ident, "program": program} if program is not None else ident
 
 
 def _cache_path():

@@ -108,7 +108,7 @@ import io
 import math
 import os
 from dataclasses import dataclass, fields
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 import jax
 import jax.numpy as jnp
@@ -348,13 +348,24 @@ class MJX(PlantPhysics):
         """The control period: substeps * timestep (s)."""
         return self.substeps * self.timestep
 
+    @property
+    def step_program(self) -> Optional[str]:
+        """How trajopt's program for this model's step differs from ``mjx.step``'s, where it does: "rk4 in one loop"
+        for an RK4 model on backend "mjx" (`mjx_physics.mjx_step`), else None. Kept step costs are keyed by it
+        (`trajopt.step_costs.system_identity`), so ratios timed on another program are measured again."""
+        from trajopt.systems.mjx_physics import rk4_in_one_loop
+
+        mujoco, _ = _import_mujoco()
+        rk4 = self.mj_model.opt.integrator == mujoco.mjtIntegrator.mjINT_RK4
+        return "rk4 in one loop" if self.backend == "mjx" and rk4 and rk4_in_one_loop() else None
+
     def default_x0(self) -> np.ndarray:
         """[nq + nv]: qpos0 and zero qvel, or the keyframe's qpos and qvel."""
         return self._x0.copy()
 
     def step(self, x: Array, u: Array) -> Array:
-        """One control step (``substeps`` mjx.step calls, or mj_step on backend "mujoco"): x [nq + nv], u [nu] ->
-        x' [nq + nv]."""
+        """One control step (``substeps`` mjx.step calls, an RK4 model's in one loop: `mjx_physics.mjx_step`; or
+        mj_step on backend "mujoco"): x [nq + nv], u [nu] -> x' [nq + nv]."""
         return self._step(x, u)
 
     def simulate(self, x0: Array, U: Array) -> Array:

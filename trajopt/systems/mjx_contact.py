@@ -103,9 +103,9 @@ def distance_force(dist: Array, margin: float, acceleration: float, power: float
 
 def cfd_step(system: Any, margin: float, acceleration: float, power: float) -> StepFn:
     """The backward model's one-step map (x [nq + nv], u [nu]) -> x' for the MJX system ``system`` (the module doc):
-    ``system.substeps`` calls of ``mjx.step``, each with the distance force of the substep's start added to
-    ``qfrc_applied``, differentiable as ``system.gradient_mode`` says. ``margin = 0`` or ``acceleration = 0`` gives
-    the system's own step."""
+    ``system.substeps`` calls of ``mjx.step`` (`mjx_physics.mjx_step`: an RK4 model's stages in one loop), each with
+    the distance force of the substep's start added to ``qfrc_applied``, differentiable as ``system.gradient_mode``
+    says. ``margin = 0`` or ``acceleration = 0`` gives the system's own step."""
     if margin == 0 or acceleration == 0:
         return system.step
     from trajopt.systems.mjx import _import_mujoco, _like

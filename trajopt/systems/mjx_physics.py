@@ -1,14 +1,15 @@
 """The mjx system's physics (`trajopt.systems.mjx.MJX`): one control step of an MJX model (`_physics`: ``substeps``
-mjx.step calls from x = [qpos, qvel] with ctrl u; `_make_step`, as the system differentiates it: `differentiable`),
-and the model's physics scaled for a plant (`trajopt.closedloop.plant`): `PlantPhysics`, a base of `MJX` that
-scales a copy of the model (`with_physics`) or steps it with factors drawn per seed (`physics_step`; on backend
-"mujoco" on scaled copies of the C model, `trajopt.systems.mujoco_c.scaled_step_function`).
-`trajopt.systems.mjx` re-exports these names.
+`mjx_step` calls, mjx.step with an RK4 model's stages in one loop, from x = [qpos, qvel] with ctrl u; `_make_step`,
+as the system differentiates it: `differentiable`), and the model's physics scaled for a plant
+(`trajopt.closedloop.plant`): `PlantPhysics`, a base of `MJX` that scales a copy of the model (`with_physics`) or
+steps it with factors drawn per seed (`physics_step`; on backend "mujoco" on scaled copies of the C model,
+`trajopt.systems.mujoco_c.scaled_step_function`). `trajopt.systems.mjx` re-exports these names.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 
 import jax
@@ -169,8 +170,8 @@ def _make_step(mjx, m, d0, nq: int, substeps: int, mode: str):
 
 
 def _physics(mjx, d0, nq: int, substeps: int):
-    """``physics(m, x, u) -> x'``: ``substeps`` mjx.step calls of the mjx.Model ``m`` (a traced model for a plant whose
-    parameters are drawn per seed, `MJX.physics_step`) from x = [qpos, qvel] with ctrl u."""
+    """``physics(m, x, u) -> x'``: ``substeps`` `mjx_step` calls of the mjx.Model ``m`` (a traced model for a plant
+    whose parameters are drawn per seed, `MJX.physics_step`) from x = [qpos, qvel] with ctrl u."""
 
     def physics(m, x: Array, u: Array) -> Array:
         dtype = d0.qpos.dtype
@@ -193,15 +194,17 @@ def mjx_step(mjx, m, d):
                          k_i = (v_i, a(q_i, v_i, act_i), act_dot(...)) at time t0 + c_i dt
         then MJX's ``_advance`` with v = sum_i b_i k_i^v, a = sum_i b_i k_i^a, act_dot = sum_i b_i k_i^act
 
-    ((+): MJX's position integration, quaternions included). The first stage takes q0, v0, act0 and t0 as they are
-    (a select, not q0 (+) 0), as MJX's first forward call does; the solver's warm start passes from stage to stage as
-    in MJX. The same arithmetic, so the states agree with ``mjx.step`` to the last bits (XLA fuses a loop body apart
-    from the unrolled copies: 1e-16 over 30 steps of gymnasium's inverted pendulum), and the program's XLA compile
-    is about half (docs/mjx.md; benchmarks/bench_mjx_rk4.txt). Other integrators, and a model on another
-    implementation than MJX's JAX one, take ``mjx.step`` itself."""
-    if m.opt.integrator != mjx.IntegratorType.RK4 or m.impl != mjx.Impl.JAX:
+    ((+): MJX's position integration, quaternions included), each in MJX's order of operations. The first stage
+    takes q0, v0, act0 and t0 as they are (a select, not q0 (+) 0), as MJX's first forward call does; every stage's
+    solver starts from the step's input warm start, as in MJX (only ``_advance`` writes it). So the states agree with
+    ``mjx.step`` to the last bits, not bit for bit (XLA fuses a loop body apart from unrolled copies: at most
+    3.6e-16 over 30 steps of gymnasium's inverted pendulum, reacher and hopper), and XLA compiles the step's programs
+    in about 40 % of the time (benchmarks/bench_mjx_rk4.txt, docs/mjx.md). Other integrators, a model on another
+    implementation than MJX's JAX one, and another mujoco-mjx than the one these private pieces were written
+    against (`RK4_IN_ONE_LOOP`) take ``mjx.step`` itself."""
+    if m.opt.integrator != mjx.IntegratorType.RK4 or m.impl != mjx.Impl.JAX or not rk4_in_one_loop():
         return mjx.step(m, d)
-    from mujoco.mjx._src import forward as mjx_forward  # MJX's own pieces: the exact pin in pyproject's [mjx]
+    from mujoco.mjx._src import forward as mjx_forward  # MJX's private pieces: rk4_in_one_loop checks the version
     from mujoco.mjx._src import scan as mjx_scan
 
     a_tableau, b = mjx_forward._RK4_A, mjx_forward._RK4_B
@@ -212,10 +215,9 @@ def mjx_step(mjx, m, d):
     def integrate(*args):
         return mjx_forward._integrate_pos(*args, dt=dt)
 
-    def stage(carry, cb):
-        i, kv, ka, kact, sv, sa, sact, d = carry
-        ci, bi = cb[0], cb[1]
-        first = i == 0
+    def stage(carry, column):
+        kv, ka, kact, sv, sa, sact, d = carry
+        ci, bi, first = column
         qpos = mjx_scan.flat(m, integrate, "jqv", "q", m.jnt_type, d0.qpos, ci * kv)
         d = d.replace(qpos=jnp.where(first, d0.qpos, qpos),
                       qvel=jnp.where(first, d0.qvel, d0.qvel + ci * ka * dt),
@@ -224,13 +226,30 @@ def mjx_step(mjx, m, d):
         d = _like(mjx_forward.forward(m, d), d)  # the carry keeps its dtypes (`_like`)
         kv, ka, kact = d.qvel, d.qacc, d.act_dot
         sv, sa, sact = (jnp.where(first, bi * k, s + bi * k) for k, s in ((kv, sv), (ka, sa), (kact, sact)))
-        return (i + 1, kv, ka, kact, sv, sa, sact, d), None
+        return (kv, ka, kact, sv, sa, sact, d), None
 
     zeros = (jnp.zeros_like(d.qvel), jnp.zeros_like(d.qacc), jnp.zeros_like(d.act_dot))
-    carry = (jnp.int32(0), *zeros, *zeros, d)
-    (_, _, _, _, sv, sa, sact, d1), _ = jax.lax.scan(stage, carry, jnp.stack([c, jnp.asarray(b)], axis=1))
+    columns = (c, jnp.asarray(b), jnp.arange(4) == 0)
+    (_, _, _, sv, sa, sact, d1), _ = jax.lax.scan(stage, (*zeros, *zeros, d), columns)
     d = d1.replace(qpos=d0.qpos, qvel=d0.qvel, act=d0.act, time=d0.time)
     return mjx_forward._advance(m, d, sact, sa, sv)
+
+
+RK4_IN_ONE_LOOP = "3.17.0"
+"""The mujoco-mjx whose private RK4 pieces (``forward._RK4_A``/``_RK4_B``, ``_integrate_pos``, ``_advance``,
+``scan.flat``) `mjx_step` was written and tested against (the [mjx] extra's pin); another version steps with
+``mjx.step`` itself."""
+
+
+@functools.lru_cache(maxsize=None)
+def rk4_in_one_loop() -> bool:
+    """Whether `mjx_step` runs an RK4 model's stages in one loop: the installed mujoco-mjx is `RK4_IN_ONE_LOOP`."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("mujoco-mjx") == RK4_IN_ONE_LOOP
+    except metadata.PackageNotFoundError:
+        return False
 
 
 def differentiable(physics, mode: str):
