@@ -353,11 +353,10 @@ class MJX(PlantPhysics):
         """How trajopt's program for this model's step differs from ``mjx.step``'s, where it does: "rk4 in one loop"
         for an RK4 model on backend "mjx" (`mjx_physics.mjx_step`), else None. Kept step costs are keyed by it
         (`trajopt.step_costs.system_identity`), so ratios timed on another program are measured again."""
-        from trajopt.systems.mjx_physics import rk4_in_one_loop
+        from trajopt.systems.mjx_physics import steps_in_one_loop
 
-        mujoco, _ = _import_mujoco()
-        rk4 = self.mj_model.opt.integrator == mujoco.mjtIntegrator.mjINT_RK4
-        return "rk4 in one loop" if self.backend == "mjx" and rk4 and rk4_in_one_loop() else None
+        _, mjx = _import_mujoco()
+        return "rk4 in one loop" if self.backend == "mjx" and steps_in_one_loop(mjx, self.mjx_model) else None
 
     def default_x0(self) -> np.ndarray:
         """[nq + nv]: qpos0 and zero qvel, or the keyframe's qpos and qvel."""

@@ -202,7 +202,7 @@ def mjx_step(mjx, m, d):
     in about 40 % of the time (benchmarks/bench_mjx_rk4.txt, docs/mjx.md). Other integrators, a model on another
     implementation than MJX's JAX one, and another mujoco-mjx than the one these private pieces were written
     against (`RK4_IN_ONE_LOOP`) take ``mjx.step`` itself."""
-    if m.opt.integrator != mjx.IntegratorType.RK4 or m.impl != mjx.Impl.JAX or not rk4_in_one_loop():
+    if not steps_in_one_loop(mjx, m):
         return mjx.step(m, d)
     from mujoco.mjx._src import forward as mjx_forward  # MJX's private pieces: rk4_in_one_loop checks the version
     from mujoco.mjx._src import scan as mjx_scan
@@ -239,6 +239,12 @@ RK4_IN_ONE_LOOP = "3.17.0"
 """The mujoco-mjx whose private RK4 pieces (``forward._RK4_A``/``_RK4_B``, ``_integrate_pos``, ``_advance``,
 ``scan.flat``) `mjx_step` was written and tested against (the [mjx] extra's pin); another version steps with
 ``mjx.step`` itself."""
+
+
+def steps_in_one_loop(mjx, m) -> bool:
+    """Whether `mjx_step` runs the mjx.Model ``m``'s step as one loop of RK4 stages: an RK4 model on MJX's JAX
+    implementation, with the mujoco-mjx `RK4_IN_ONE_LOOP` installed (`MJX.step_program` names it)."""
+    return m.opt.integrator == mjx.IntegratorType.RK4 and m.impl == mjx.Impl.JAX and rk4_in_one_loop()
 
 
 @functools.lru_cache(maxsize=None)
