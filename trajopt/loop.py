@@ -50,7 +50,6 @@ class Layout:
     as they are. Filled while the chunk is traced."""
 
     def __init__(self):
-        self.info_type = None
         self.where: dict[str, tuple[str, Optional[int]]] = {}  # field -> (output name, column or None)
         self.fields: dict[str, tuple[np.dtype, tuple]] = {}  # field -> (dtype, shape of one iteration's value)
         self.final_dtype = None  # dtype of the final evaluation f(U), set by `with_finish`
@@ -58,7 +57,6 @@ class Layout:
     def pack(self, info, record, value_only=None):
         """The outputs of one step: every field where ``record``, else blank (`_blank`); with ``value_only`` (a seed
         held at its iterate: over its compute budget), ``value`` is kept there too and every other field is blank."""
-        self.info_type = type(info)
         groups: dict[str, list] = {}
         out = {}
         for name, v in zip(info._fields, info):
@@ -78,6 +76,16 @@ class Layout:
             keep = record if value_only is None else jnp.stack([k for _, k in vs])
             out[dtype] = jnp.where(keep, packed, _blank(packed))
         return out
+
+    def recorded(self) -> dict:
+        """What tracing filled in (plain data), for `restore` in a process that reads the trace back instead of
+        tracing (`trajopt.traces`)."""
+        return {"where": dict(self.where), "fields": dict(self.fields), "final_dtype": self.final_dtype}
+
+    def restore(self, recorded: dict) -> None:
+        """Fill this layout in as the trace that `recorded` it did."""
+        self.where, self.fields = dict(recorded["where"]), dict(recorded["fields"])
+        self.final_dtype = recorded["final_dtype"]
 
     def unpack(self, host: dict, take: int) -> dict[str, np.ndarray]:
         """{field: [S, take]} from the host copy of one chunk's outputs."""

@@ -68,6 +68,8 @@ class Result:
             reuses the compiled loop), or None when it was compiled with its constants.
         reused: the compiled loop was reused (`trajopt.programs.CACHE`): ``compile_seconds`` is tracing and
             lowering only.
+        trace_reused: the loop's trace was read back from the traces folder (`trajopt.traces`), not traced:
+            ``compile_seconds`` is then its lowering and compilation (or loading from the compilation cache).
         oracle: the name of the oracle whose backward passes the counts hold, for a result without its ``method``
             (one read back from a run folder: its variant's ``oracle``), else None (the method says: `oracle_name`).
     """
@@ -95,6 +97,7 @@ class Result:
     settled_at: Optional[int] = None
     lifted: Optional[int] = None
     reused: bool = False
+    trace_reused: bool = False
     oracle: Optional[str] = None
 
     @property

@@ -74,6 +74,8 @@ def summarise(spec, results: Mapping, *, step_costs: StepCosts, versions: Mappin
             "realtime_factor": r.realtime_factor,
             "compile_seconds": r.compile_seconds,
             "run_seconds": r.run_seconds,
+            # trajopt.traces: the episode's programs were read back, not traced (compile_seconds has no tracing)
+            "program": {"trace_reused": bool(getattr(r, "trace_reused", False))},
             "config": spec.variants[name].table if name in spec.variants else {},
         }
         if r.success is not None:

@@ -96,8 +96,10 @@ def summarise(spec, results: Mapping[str, Result], *, verb: str, versions: Mappi
             "run_seconds": r.run_seconds,
             "compile_seconds": r.compile_seconds,
             # trajopt.programs: constants taken as inputs (a study grid's; None: none), and whether the compiled
-            # loop was reused (compile_seconds is then tracing and lowering only)
-            "program": {"lifted_constants": getattr(r, "lifted", None), "reused": bool(getattr(r, "reused", False))},
+            # loop was reused (compile_seconds is then tracing and lowering only); trajopt.traces: whether its
+            # trace was read back from the traces folder (compile_seconds then has no tracing)
+            "program": {"lifted_constants": getattr(r, "lifted", None), "reused": bool(getattr(r, "reused", False)),
+                        "trace_reused": bool(getattr(r, "trace_reused", False))},
             "config": v.table if v else {},
             "iterations": r.iterations,
         }

@@ -45,13 +45,13 @@ import functools
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Optional, Sequence
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from trajopt import programs
+from trajopt import programs, traces
 from trajopt.compiler import CPU_COMPILER_OPTIONS, compile_cached, compile_lowered
 from trajopt.compute import problem_horizon
 from trajopt.history import (HistoryStore, allocate_history, history_bytes, memory_store, quiet_from,
@@ -192,6 +192,7 @@ class _Lowered:
     stopped_lowered: Any = None
     inputs: tuple = ()  # what the lowered loop takes before its own arguments (`_lower_loop`)
     program: Any = None  # the `trajopt.programs.Lifted` it was lowered from (None: lowered with its constants)
+    flat: Any = None  # a `trajopt.traces.Lowered`: the loop lowered from a kept export, of its flattened arguments
 
     def compile(self) -> "Prepared":
         t0 = time.perf_counter()
@@ -199,10 +200,12 @@ class _Lowered:
             compiled, reused = compile_cached(self.lowered)
             if self.inputs:
                 compiled = functools.partial(compiled, *self.inputs)
+            if self.flat is not None:
+                compiled = self.flat.wrap(compiled)
             stopped_fn = None if self.stopped_lowered is None else compile_cached(self.stopped_lowered)[0]
         seconds = self.seconds + time.perf_counter() - t0
         return Prepared(compiled=compiled, compile_seconds=seconds, stopped_fn=stopped_fn, reused=reused,
-                        **self.prepared)
+                        trace_reused=self.flat is not None and self.flat.from_cache, **self.prepared)
 
 
 def _lower(problem: Problem, method: Method, *, key: jax.Array, iterations: int, seeds: Sequence[int] = (0,),
@@ -236,7 +239,7 @@ def runs_once(method: Method, n_seeds: int) -> bool:
 def _lower_checked(problem: Problem, method: Method, *, key: jax.Array, iterations: int, seeds_arr: np.ndarray,
                    chunk: Optional[int], history_store: Optional[HistoryStore], name: str,
                    budget: Optional[float] = None, step_costs=None, once: bool = False, lift=None,
-                   constants_only: bool = False):
+                   constants_only: bool = False, trace_identity: Optional[Mapping] = None):
     shared = once and runs_once(method, len(seeds_arr))
     run_seeds = seeds_arr[:1] if shared else seeds_arr  # a deterministic method: the first seed's run, for all
     # a chunk longer than the run would only pad it: the run's length (the same iterates, smaller outputs)
@@ -265,7 +268,16 @@ def _lower_checked(problem: Problem, method: Method, *, key: jax.Array, iteratio
         ks0 = np.arange(chunk, dtype=np.int32)
         if constants_only:
             return programs.constants(run_chunk, carry, seed_keys, ks0, True)
-        lowered, inputs, lifted, program = _lower_loop(run_chunk, carry, seed_keys, ks0, lift)
+        flat = None
+        if trace_identity is not None and not lift:  # a kept trace (`trajopt.traces`), keyed by the problem and run
+            flat = traces.lower(run_chunk, (carry, seed_keys, ks0, True),
+                                _trace_key(trace_identity, name, iterations, chunk, n_seeds, rule, shared,
+                                           (carry, seed_keys, ks0)),
+                                record=layout.recorded, restore=layout.restore)
+        if flat is not None:
+            lowered, inputs, lifted, program = flat.lowered, (), None, None
+        else:
+            lowered, inputs, lifted, program = _lower_loop(run_chunk, carry, seed_keys, ks0, lift)
         # [S] whether each seed's method has stopped (its `stopped`), asked between chunks (`Prepared.run`)
         stopped_lowered = None if rule.stopped is None else jax.jit(jax.vmap(rule.converged)).lower(carry[0])
     return _Lowered(prepared=dict(problem=problem, method=method, iterations=iterations, seeds=seeds_arr,
@@ -274,7 +286,21 @@ def _lower_checked(problem: Problem, method: Method, *, key: jax.Array, iteratio
                                   budget=None if budget is None else float(budget), step_costs=step_costs,
                                   shared=shared, lifted=lifted),
                     lowered=lowered, seconds=time.perf_counter() - t0, stopped_lowered=stopped_lowered,
-                    inputs=inputs, program=program)
+                    inputs=inputs, program=program, flat=flat)
+
+
+def _trace_key(identity: Mapping, name: str, iterations: int, chunk: int, n_seeds: int, rule: StopRule,
+               shared: bool, args: tuple) -> str:
+    """The key of a run's kept trace (`trajopt.traces.key`): the problem's ``identity`` and what the run's loop
+    is traced with besides it (a budget's step costs are constants of the loop; the arguments' shapes, dtypes and
+    tree structure)."""
+    leaves, tree = jax.tree_util.tree_flatten(args)
+    costs = None if rule.budget is None else [float(rule.costs.backward), float(rule.costs.linearization)]
+    return traces.key(identity, {
+        "name": name, "iterations": int(iterations), "chunk": int(chunk), "seeds": int(n_seeds),
+        "budget": rule.budget, "horizon": rule.horizon, "costs": costs, "once": bool(shared),
+        "stops": rule.stopped is not None, "tree": str(tree),
+        "args": [[list(np.shape(a)), str(jnp.result_type(a)), bool(getattr(a, "weak_type", False))] for a in leaves]})
 
 
 def _lower_loop(run_chunk, carry, seed_keys, ks0, lift) -> tuple[Any, tuple, Optional[int], Any]:
@@ -297,7 +323,7 @@ def _lower_loop(run_chunk, carry, seed_keys, ks0, lift) -> tuple[Any, tuple, Opt
 def prepare_each(problem: Problem, runs: Sequence[tuple[Method, int]], *, key: jax.Array,
                  seeds: Sequence[int] = (0,), chunk: Optional[int] = None, ahead: bool = True,
                  names: Optional[Sequence[str]] = None, budget: Optional[float] = None, step_costs=None,
-                 once: bool = False) -> Iterator["Prepared"]:
+                 once: bool = False, trace_identity: Optional[Mapping] = None) -> Iterator["Prepared"]:
     """`prepare` each (method, iterations) of ``runs`` in order (``names``: the runs' names, which a `SolveError`
     and each `Prepared` carry; default the methods' labels; ``budget``, ``step_costs`` and ``once`` as in `prepare`,
     for every run).
@@ -313,7 +339,12 @@ def prepare_each(problem: Problem, runs: Sequence[tuple[Method, int]], *, key: j
     caller's thread (a ``with jax.default_device(...)`` block, for one), so ``ahead=False`` prepares each in the
     caller's thread when it is reached. Either way the results are the same. A run whose own code fails when
     traced or compiled (`SolveError`) raises when the caller reaches it; closing the iterator early cancels what
-    has not started."""
+    has not started.
+
+    ``trace_identity``: what identifies the problem and the runs' methods, from the spec that made them
+    (`trajopt.traces.problem_identity`, which the CLI passes): each run's traced loop is then kept on disk and read
+    back by a later process instead of being traced again (`trajopt.traces`); None (the default): traced, as the
+    caller's objects cannot be identified from here."""
     runs = list(runs)
     names = [method_label(m) if callable(getattr(m, "step", None)) else "?" for m, *_ in runs] if names is None \
         else list(names)
@@ -325,15 +356,17 @@ def prepare_each(problem: Problem, runs: Sequence[tuple[Method, int]], *, key: j
                                                   chunk=chunk, budget=budget, step_costs=step_costs)
         checked.append(dict(method=method, iterations=iterations, seeds_arr=seeds_arr, chunk=chunk_, name=name,
                             budget=budget, step_costs=step_costs, once=bool(once)))
-    return _pipeline(problem, checked, key, ahead)
+    return _pipeline(problem, checked, key, ahead, trace_identity)
 
 
-def _pipeline(problem: Problem, runs: list[dict], key: jax.Array, ahead: bool) -> Iterator["Prepared"]:
+def _pipeline(problem: Problem, runs: list[dict], key: jax.Array, ahead: bool,
+              trace_identity: Optional[Mapping] = None) -> Iterator["Prepared"]:
     """The generator of `prepare_each`, over runs already checked."""
     def lower(run):
         return _lower_checked(problem, run["method"], key=key, iterations=run["iterations"],
                               seeds_arr=run["seeds_arr"], chunk=run["chunk"], history_store=None, name=run["name"],
-                              budget=run["budget"], step_costs=run["step_costs"], once=run["once"])
+                              budget=run["budget"], step_costs=run["step_costs"], once=run["once"],
+                              trace_identity=trace_identity)
 
     if not ahead:
         for run in runs:
@@ -389,6 +422,7 @@ class Prepared:
     shared: bool = False
     lifted: Optional[int] = None  # constants lifted into inputs (`_lower_loop`); None: compiled with its constants
     reused: bool = False  # the compiled loop came from `trajopt.programs.CACHE` (only traced and lowered here)
+    trace_reused: bool = False  # the loop's trace was read back (`trajopt.traces`), not traced here
 
     def history_bytes(self) -> int:
         """`history_bytes` of this loop (what a caller compares with its memory to choose a `HistoryStore`)."""
@@ -517,6 +551,7 @@ class Prepared:
             horizon=self.horizon, step_costs=self.step_costs, budget=self.budget, stopped=stopped,
             stopped_at=np.array([q if r is not None else -1 for q, r in zip(quiet, stopped)], np.int64),
             ran_once=self.shared, settled_at=settled_at, lifted=self.lifted, reused=self.reused,
+            trace_reused=self.trace_reused,
         )
 
     def _ask(self, carry, over) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -299,7 +299,7 @@ def _run_claimed(spec, verb, out_dir, x, json_out, quiet, plot, report, sets, sh
                  memory_limit, step_costs=None, changed_sources=()) -> int:
     import jax
 
-    from trajopt import runs
+    from trajopt import runs, traces
     from trajopt.solver import SolveError, prepare_each
 
     prob = spec.problem()
@@ -315,7 +315,8 @@ def _run_claimed(spec, verb, out_dir, x, json_out, quiet, plot, report, sets, sh
     # a deterministic method runs once, its result shared by the seeds (once=True); a budget stops each seed there
     prepared = prepare_each(prob, [(v.method, spec.iterations_of(n)) for n, v in spec.variants.items()],
                             key=key, seeds=spec.solve.seeds, chunk=spec.solve.chunk, names=list(spec.variants),
-                            budget=budget, step_costs=step_costs, once=True)
+                            budget=budget, step_costs=step_costs, once=True,
+                            trace_identity=traces.problem_identity(spec))  # traced loops kept with the cache
     failure = None  # a variant whose own code failed (traced, compiled or run): the variants before it are kept
     with progress:
         for index, (name, variant) in enumerate(spec.variants.items()):

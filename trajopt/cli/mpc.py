@@ -185,7 +185,7 @@ def _run_claimed(spec, problem, out_dir, title, seeds, report, json_out, quiet, 
     import jax
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from trajopt import runs, runs_mpc
+    from trajopt import runs, runs_mpc, traces
     from trajopt.closedloop import mpc
 
     cl = spec.closed_loop
@@ -195,13 +195,15 @@ def _run_claimed(spec, problem, out_dir, title, seeds, report, json_out, quiet, 
     show = not (quiet or json_out)
     step_costs = step_costs_for(spec, problem, measuring=measuring_status(spec, not show))
     results = {}
+    identity = traces.problem_identity(spec)  # traced episodes kept with the compilation cache
     progress = Progress(TextColumn("{task.description:<24}"), BarColumn(), TimeElapsedColumn(), console=err,
                         disable=not show, transient=False)
     with progress:
         for name, variant in spec.variants.items():
             task = progress.add_task(f"{escape(name)} (compiling, running, timing)", total=1)
             results.update(mpc(problem, {name: variant.method}, settings=settings, plant=plant, key=key, seeds=seeds,
-                               success=cl.success, initial_states=spec.closed_loop_starts(seeds)))
+                               success=cl.success, initial_states=spec.closed_loop_starts(seeds),
+                               trace_identity=identity))
             progress.update(task, completed=1, description=escape(name))
             if should_stop():
                 break

@@ -269,6 +269,7 @@ class MPCResult:
         plant_factors: {label: [S]} each seed's factor of each of the plant's per-seed draws (`Plant.draws`; empty
             without draws).
         compile_seconds, run_seconds: the batched episode's compilation and run times.
+        trace_reused: the episode's programs were read back from the traces folder (`trajopt.traces`), not traced.
         plan_seconds: [R] wall time of each replan of seed ``seeds[0]`` in a separate, timing-only pass (None if not
             measured); episode_seconds: that pass's whole wall time; dt: the control step of the system.
     """
@@ -295,6 +296,7 @@ class MPCResult:
     episode_seconds: float = math.nan
     dt: float = math.nan
     plant_factors: Mapping = field(default_factory=dict)
+    trace_reused: bool = False
 
     @property
     def closed_loop_cost_median(self) -> float:

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from trajopt import programs
+from trajopt import programs, traces
 from trajopt.closedloop.episode import (STATUS_NON_FINITE, STATUS_OK, MPCResult, MPCSettings, _Episode,
                                        planning_problem)
 from trajopt.closedloop.plant import Plant, plant_of
@@ -56,6 +56,7 @@ class _Compiled:
     plan: Any = None
     advance: Any = None
     compile_seconds: float = 0.0
+    trace_reused: bool = False  # the programs' traces were read back (`trajopt.traces`), not traced here
 
 
 def _programs(episode: _Episode, key, seeds, x0s, time_plans: bool) -> list:
@@ -92,22 +93,47 @@ def _lower(fn, args, positions):
     return jax.jit(fn).lower(*args), ()
 
 
-def compile_episode(episode: _Episode, key, seeds, x0s, time_plans: bool, lift: Optional[tuple] = None) -> _Compiled:
+def compile_episode(episode: _Episode, key, seeds, x0s, time_plans: bool, lift: Optional[tuple] = None,
+                    trace_identity: Optional[Mapping] = None) -> _Compiled:
     """Trace every program of one method's closed loop (the batched episode; with ``time_plans`` also one seed's
     start, plan and advance for `time_episode`) in this thread, then compile them side by side on worker threads
     (XLA's compiler releases the GIL): the timing pass costs little more wall time than the episode's own compile.
     ``lift``: per program, the constants to take as inputs (`episode_constants` of a grid's probes), so that
     episodes differing only in them share compiled programs (`trajopt.programs.CACHE`); None: every constant
-    stays one, as traced."""
+    stays one, as traced. ``trace_identity`` (`trajopt.traces.problem_identity` of the spec that made the episode;
+    not with ``lift``): the programs' traces are kept on disk and read back by a later process instead of being
+    traced again (`trajopt.traces`)."""
     from concurrent.futures import ThreadPoolExecutor
 
     t0 = time.perf_counter()
-    todo = _programs(episode, key, seeds, x0s, time_plans)
-    lowered = [_lower(fn, args, None if lift is None else lift[i]) for i, (fn, args) in enumerate(todo)]
+    kept = None
+    if trace_identity is not None and lift is None:
+        kept = traces.lower_all(_trace_key(trace_identity, episode, key, seeds, x0s, time_plans),
+                                lambda: _programs(episode, key, seeds, x0s, time_plans))
+    if kept is not None:
+        lowered = [(k.lowered, ()) for k in kept]
+    else:
+        todo = _programs(episode, key, seeds, x0s, time_plans)
+        lowered = [_lower(fn, args, None if lift is None else lift[i]) for i, (fn, args) in enumerate(todo)]
     with ThreadPoolExecutor(min(len(lowered), 4), thread_name_prefix="trajopt-compile") as pool:
         compiled = list(pool.map(lambda item: compile_cached(item[0])[0], lowered))
     compiled = [functools.partial(c, *inputs) if inputs else c for c, (_, inputs) in zip(compiled, lowered)]
-    return _Compiled(*compiled, compile_seconds=time.perf_counter() - t0)
+    if kept is not None:
+        compiled = [k.wrap(c) for k, c in zip(kept, compiled)]
+    return _Compiled(*compiled, compile_seconds=time.perf_counter() - t0,
+                     trace_reused=kept is not None and kept[0].from_cache)
+
+
+def _trace_key(identity: Mapping, episode: _Episode, key, seeds, x0s, time_plans: bool) -> str:
+    """The key of one method's kept episode programs (`trajopt.traces.key`): the problem's ``identity``, the
+    method's name, the plant's model where it has its own (a plant whose ``model`` differs from the planner's), the
+    settings, and the batched episode's arguments' shapes and dtypes (the timing programs' follow from them)."""
+    digest = getattr(getattr(episode.plant, "system", None), "content_digest", None)
+    leaves, tree = jax.tree_util.tree_flatten((key, seeds, x0s))
+    return traces.key(identity, {
+        "episode": episode.name, "settings": repr(episode.settings), "time_plans": bool(time_plans),
+        "plant": digest() if callable(digest) else None, "tree": str(tree),
+        "args": [[list(np.shape(a)), str(jnp.result_type(a)), bool(getattr(a, "weak_type", False))] for a in leaves]})
 
 
 def time_episode(compiled: _Compiled, settings, key, seed: int, x0=None) -> tuple[np.ndarray, float]:
@@ -133,7 +159,8 @@ def mpc(problem, methods: Union[Mapping[str, Any], Sequence[Any]], *, episode: O
         horizon: Optional[int] = None, replan_every: int = 1, iterations: int = 1, warm_start: str = "hold",
         settings: Optional[MPCSettings] = None, plant: Any = None, key: jax.Array, seeds: Sequence[int] = (0,),
         success: Any = None, time_plans: bool = True, initial_states: Any = None,
-        lift: Optional[Mapping[str, tuple]] = None) -> dict[str, MPCResult]:
+        lift: Optional[Mapping[str, tuple]] = None, trace_identity: Optional[Mapping] = None
+        ) -> dict[str, MPCResult]:
     """Run each method as a receding-horizon controller (see `trajopt.closedloop.episode` for what one replan does).
 
     Args:
@@ -152,6 +179,9 @@ def mpc(problem, methods: Union[Mapping[str, Any], Sequence[Any]], *, episode: O
         lift: {name: per program, `trajopt.programs.Positions`} (`episode_constants` of a grid's probes): those
             constants of the method's programs are inputs, so that episodes differing only in them (a study grid
             over a plant's parameters) share compiled programs; None: every constant stays one (bit-identical).
+        trace_identity: what identifies ``problem``, ``methods`` and ``plant``, from the spec that made them
+            (`trajopt.traces.problem_identity`, which ``trajopt mpc`` passes): each method's traced programs are
+            then kept on disk and read back by a later process instead of being traced again; None: traced.
 
     Returns:
         {name: MPCResult}, in the order given.
@@ -188,7 +218,8 @@ def mpc(problem, methods: Union[Mapping[str, Any], Sequence[Any]], *, episode: O
     out = {}
     for name, method in named.items():
         ep = _Episode(problem, method, settings, the_plant, name=name)
-        compiled = compile_episode(ep, key, jnp.asarray(seeds_arr), x0s, time_plans, (lift or {}).get(name))
+        compiled = compile_episode(ep, key, jnp.asarray(seeds_arr), x0s, time_plans, (lift or {}).get(name),
+                                   trace_identity)
         compile_seconds = compiled.compile_seconds
         t0 = time.perf_counter()
         res = jax.device_get(jax.block_until_ready(compiled.run(key, jnp.asarray(seeds_arr), x0s)))
@@ -207,7 +238,8 @@ def mpc(problem, methods: Union[Mapping[str, Any], Sequence[Any]], *, episode: O
             plan_failures=np.asarray(res["plan_failures"]), compile_seconds=compile_seconds, run_seconds=run_seconds,
             success=None if success is None else success(problem.cost, X), plan_seconds=plan_seconds,
             episode_seconds=episode_seconds, dt=dt,
-            plant_factors={d.label: np.asarray(res["plant_factors"])[:, j] for j, d in enumerate(the_plant.draws)})
+            plant_factors={d.label: np.asarray(res["plant_factors"])[:, j] for j, d in enumerate(the_plant.draws)},
+            trace_reused=compiled.trace_reused)
     return out
 
 

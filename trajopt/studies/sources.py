@@ -55,22 +55,23 @@ def file_hash(path: str) -> str:
     return h.hexdigest()
 
 
-def _strings(value: Any) -> Iterator[str]:
+def strings(value: Any) -> Iterator[str]:
+    """Every string value in a decoded TOML document (tables and arrays followed), in order."""
     if isinstance(value, str):
         yield value
     elif isinstance(value, Mapping):
         for v in value.values():
-            yield from _strings(v)
+            yield from strings(v)
     elif isinstance(value, (list, tuple)):
         for v in value:
-            yield from _strings(v)
+            yield from strings(v)
 
 
 def module_files(raw: Mapping) -> list[str]:
     """The source files of the ``package.module:Attribute`` names in a decoded problem document whose module is
     imported (in ``sys.modules``), in the order they are named."""
     out = []
-    for text in _strings(raw):
+    for text in strings(raw):
         if ":" not in text or not MODULE_ATTRIBUTE.match(text.strip()):
             continue
         module = sys.modules.get(text.strip().partition(":")[0])

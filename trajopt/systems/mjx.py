@@ -104,6 +104,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import hashlib
 import io
 import math
 import os
@@ -357,6 +358,16 @@ class MJX(PlantPhysics):
 
         _, mjx = _import_mujoco()
         return "rk4 in one loop" if self.backend == "mjx" and steps_in_one_loop(mjx, self.mjx_model) else None
+
+    def content_digest(self) -> str:
+        """sha256 (hex) of the compiled model as MuJoCo saves it (MJB: ``mj_saveModel``), the table's settings
+        applied: it changes with the model file and with every file MuJoCo read for it (includes, meshes), which
+        the resolved ``[system]`` table only names. What a kept trace is keyed by besides the spec
+        (`trajopt.traces.problem_identity`)."""
+        mujoco, _ = _import_mujoco()
+        buffer = np.zeros(mujoco.mj_sizeModel(self.mj_model), np.uint8)
+        mujoco.mj_saveModel(self.mj_model, None, buffer)
+        return hashlib.sha256(buffer.tobytes()).hexdigest()
 
     def default_x0(self) -> np.ndarray:
         """[nq + nv]: qpos0 and zero qvel, or the keyframe's qpos and qvel."""

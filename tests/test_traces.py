@@ -1,0 +1,213 @@
+"""Traced loops kept on disk (trajopt.traces): a second `trajopt compare` reads its loops back instead of tracing
+them, gives the run traced directly bit for bit, and keeps nothing it cannot key soundly."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from trajopt import runs, solver, traces
+from trajopt.cli import app
+
+PROBLEMS = Path(__file__).resolve().parent.parent / "problems"
+STIFF = str(PROBLEMS / "pushing_stiff.toml")
+SMALL = ["--iterations", "40", "--seeds", "2", "--set", "task.horizon=60"]
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    result = runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+@pytest.fixture
+def own_cache(tmp_path, monkeypatch):
+    """A traces folder of this test's own (the compilation cache folder's parent is the test's folder), and a count of
+    the loop's traces: one entry each time a fused loop's Python runs (`trajopt.loop.with_finish`'s program, which
+    nothing but tracing calls)."""
+    monkeypatch.setenv("TRAJOPT_CACHE_DIR", str(tmp_path / "cache" / "jax"))
+    monkeypatch.delenv(traces.ENV, raising=False)
+    calls = []
+    real = solver.with_finish
+
+    def counted(*args, **kwargs):
+        fused = real(*args, **kwargs)
+
+        def traced(*a):
+            calls.append(1)
+            return fused(*a)
+
+        return traced
+
+    monkeypatch.setattr(solver, "with_finish", counted)
+    return tmp_path / "cache" / "traces", calls
+
+
+def _run(out, *extra):
+    invoke("compare", STIFF, *SMALL, *extra, "--out", out, "--quiet")
+    result = json.loads((out / "result.json").read_text())
+    metrics = [{k: v for k, v in json.loads(line).items() if k not in runs.TIMING_FIELDS}
+               for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return result, metrics
+
+
+def _reused(result) -> list[bool]:
+    return [v["program"]["trace_reused"] for v in result["variants"].values()]
+
+
+def test_a_second_compare_reads_its_loops_back_untraced_and_runs_them_the_same(own_cache, tmp_path):
+    folder, calls = own_cache
+    first, m1 = _run(tmp_path / "a")
+    assert len(calls) == 3 and _reused(first) == [False] * 3  # fobg, zobg, aobg: each traced once
+    assert len(list(folder.glob("*.trace"))) == 3
+    second, m2 = _run(tmp_path / "b")
+    assert len(calls) == 3, "the second compare traced a loop again"
+    assert _reused(second) == [True] * 3
+    assert m1 == m2  # every iteration's cost, α, counts: the layout read back unpacks the same fields
+    for name in first["variants"]:
+        assert first["variants"][name]["final_cost"] == second["variants"][name]["final_cost"]
+
+
+def test_the_kept_trace_runs_bit_for_bit_as_the_loop_traced_directly(own_cache, tmp_path, monkeypatch):
+    """Stiff pushing (k = 1000) amplifies a last bit over its iterations: the exported program must be the same
+    computation, not only a close one."""
+    folder, _ = own_cache
+    monkeypatch.setenv(traces.ENV, "0")
+    direct, m_direct = _run(tmp_path / "direct")
+    assert not folder.exists() and _reused(direct) == [False] * 3
+    monkeypatch.delenv(traces.ENV)
+    cold, m_cold = _run(tmp_path / "cold")
+    warm, m_warm = _run(tmp_path / "warm")
+    assert _reused(cold) == [False] * 3 and _reused(warm) == [True] * 3
+    assert m_direct == m_cold == m_warm
+    for name in direct["variants"]:
+        assert direct["variants"][name]["final_cost"] == cold["variants"][name]["final_cost"] \
+            == warm["variants"][name]["final_cost"]
+
+
+def test_another_parameter_value_is_another_trace(own_cache, tmp_path):
+    """The key holds the spec's values, not only its shapes: a stiffness baked into the loop as a constant must
+    not be read back for another stiffness."""
+    folder, calls = own_cache
+    base, _ = _run(tmp_path / "a")
+    other, _ = _run(tmp_path / "b", "--set", "system.stiffness=500.0")
+    assert _reused(other) == [False] * 3 and len(calls) == 6
+    assert other["variants"]["fobg"]["final_cost"] != base["variants"]["fobg"]["final_cost"]
+    again, _ = _run(tmp_path / "c")
+    assert _reused(again) == [True] * 3 and len(calls) == 6
+    assert again["variants"]["fobg"]["final_cost"] == base["variants"]["fobg"]["final_cost"]
+    fewer, _ = _run(tmp_path / "d", "--seeds", "3")  # another shape: another program
+    assert _reused(fewer) == [False] * 3 and len(list(folder.glob("*.trace"))) == 9
+
+
+def test_an_entry_that_does_not_read_back_is_traced_again_and_replaced(own_cache, tmp_path):
+    folder, calls = own_cache
+    first, m1 = _run(tmp_path / "a")
+    for p in folder.glob("*.trace"):
+        p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])  # a process killed while writing, say
+    second, m2 = _run(tmp_path / "b")
+    assert _reused(second) == [False] * 3 and len(calls) == 6 and m1 == m2
+    third, _ = _run(tmp_path / "c")
+    assert _reused(third) == [True] * 3 and len(calls) == 6
+
+
+def test_nothing_is_kept_without_the_compilation_cache(own_cache, tmp_path, monkeypatch):
+    folder, _ = own_cache
+    monkeypatch.setenv("TRAJOPT_CACHE", "0")
+    result, _ = _run(tmp_path / "a")
+    assert not folder.exists() and _reused(result) == [False] * 3
+
+
+def test_a_spec_naming_user_code_is_not_kept(own_cache):
+    """Its Python is not in the key: an edit to the user's class must not run a stale trace."""
+    from trajopt.spec import load
+
+    root = Path(__file__).resolve().parent.parent
+    user = load(root / "examples" / "user_system" / "cart.toml")
+    assert "examples.user_system.cart:" in json.dumps(user.resolved())
+    assert traces.problem_identity(user) is None
+    assert traces.problem_identity(load(STIFF)) is not None
+
+
+def test_a_program_jax_cannot_export_is_traced_directly_and_not_tried_again(own_cache):
+    """A host callback (MuJoCo's C simulator calls back into Python) cannot be exported: None, and the key
+    remembers it, so the next run does not trace the function twice (once to try, once directly)."""
+    folder, _ = own_cache
+    python_calls = []
+
+    def fn(x):
+        python_calls.append(1)
+        return jax.pure_callback(lambda a: np.asarray(a) * 2, jax.ShapeDtypeStruct(x.shape, x.dtype), x)
+
+    args = (jnp.ones(3),)
+    assert traces.lower(fn, args, "k" * 64, record=dict, restore=lambda r: None) is None
+    assert len(python_calls) == 1 and len(list(folder.glob("*.trace"))) == 1
+    assert traces.lower(fn, args, "k" * 64, record=dict, restore=lambda r: None) is None
+    assert len(python_calls) == 1
+
+
+def test_the_folder_is_trimmed_least_recently_used_first(tmp_path):
+    for i, name in enumerate(["old", "mid", "new"]):
+        p = tmp_path / f"{name}.trace"
+        p.write_bytes(b"x" * 100)
+        os.utime(p, (1000 + i, 1000 + i))
+    traces._trim(tmp_path, limit=250)
+    assert sorted(p.stem for p in tmp_path.glob("*.trace")) == ["mid", "new"]
+    traces._trim(tmp_path, limit=100)
+    assert [p.stem for p in tmp_path.glob("*.trace")] == ["new"]
+
+
+def test_the_library_keeps_nothing_unless_the_cache_is_asked_for(monkeypatch):
+    """The library writes no files unasked: with ``TRAJOPT_CACHE`` unset (the CLI sets it; a Python program
+    importing trajopt does not), nothing is kept even where a caller passes an identity."""
+    monkeypatch.delenv("TRAJOPT_CACHE", raising=False)
+    assert not traces.enabled() and traces.folder() is None
+    from trajopt.spec import load
+
+    assert traces.problem_identity(load(STIFF)) is None
+
+
+SWINGUP = str(PROBLEMS / "pendulum_swingup.toml")
+MPC_SMALL = ["--seeds", "2", "--set", "mpc.episode=30", "--set", "success.hold=10", "--set", "mpc.horizon=20", "--set", "mpc.iterations=3",
+             "--set", 'mpc.variants=["fobg_adam", "ilqr", "mppi"]']
+
+
+def _mpc(out, *extra):
+    invoke("mpc", SWINGUP, *MPC_SMALL, *extra, "--out", out, "--quiet")
+    result = json.loads((out / "result.json").read_text())
+    with np.load(out / "trajectory.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    return result["variants"], arrays
+
+
+def test_a_second_mpc_reads_its_episodes_back_and_runs_them_bit_for_bit(own_cache, tmp_path, monkeypatch):
+    """The closed loop's programs (the batched episode, and one seed's start, plan and advance for the timing
+    pass) are kept together per method; read back, the realised trajectories are those traced directly."""
+    folder, _ = own_cache
+    monkeypatch.setenv(traces.ENV, "0")
+    direct, x_direct = _mpc(tmp_path / "direct")
+    monkeypatch.delenv(traces.ENV)
+    cold, x_cold = _mpc(tmp_path / "cold")
+    assert len(list(folder.glob("*.trace"))) == 3  # one entry per method, its four programs in it
+    warm, x_warm = _mpc(tmp_path / "warm")
+    assert [v["program"]["trace_reused"] for v in direct.values()] == [False] * 3
+    assert [v["program"]["trace_reused"] for v in cold.values()] == [False] * 3
+    assert [v["program"]["trace_reused"] for v in warm.values()] == [True] * 3
+    assert x_direct.keys() == x_warm.keys() and x_direct
+    for k in x_direct:
+        np.testing.assert_array_equal(x_direct[k], x_cold[k], err_msg=k)
+        np.testing.assert_array_equal(x_direct[k], x_warm[k], err_msg=k)
+    for name in direct:
+        assert direct[name]["closed_loop_cost"] == warm[name]["closed_loop_cost"]
+        assert warm[name]["plan_seconds"]["p50"] > 0  # the timing pass ran the read-back plan program
+    other, _ = _mpc(tmp_path / "other", "--set", "mpc.replan_every=2")  # another setting: another trace
+    assert [v["program"]["trace_reused"] for v in other.values()] == [False] * 3

@@ -1,0 +1,63 @@
+"""Kept traces of MJX loops (trajopt.traces): MJX's program exports and reads back, keyed by the compiled model's
+bytes; MuJoCo's C simulator (host callbacks) is traced directly each time."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+pytest.importorskip("mujoco.mjx", reason="the mjx system needs the [mjx] extra: pip install -e '.[mjx]'")
+pytestmark = pytest.mark.mjx  # selected by `pytest -m mjx` (CI installs the extra and runs them); not in the default run
+
+from trajopt import runs, traces  # noqa: E402
+from trajopt.cli import app  # noqa: E402
+from trajopt.spec import load  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+PENDULUM = ROOT / "problems" / "mjx_pendulum_wall.toml"
+SMALL = ["--variants", "zobg", "--iterations", "3", "--seeds", "2", "--set", "task.horizon=20",
+         "--set", "oracle.samples=4"]
+
+
+def _compare(out, *extra):
+    result = CliRunner().invoke(app, ["compare", str(PENDULUM), *SMALL, *extra, "--out", str(out), "--quiet"],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    data = json.loads((out / "result.json").read_text())
+    metrics = [{k: v for k, v in json.loads(line).items() if k not in runs.TIMING_FIELDS}
+               for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return data["variants"]["zobg"], metrics
+
+
+def test_an_mjx_loop_is_read_back_and_runs_the_same(tmp_path, monkeypatch):
+    monkeypatch.setenv("TRAJOPT_CACHE_DIR", str(tmp_path / "cache" / "jax"))
+    monkeypatch.delenv(traces.ENV, raising=False)
+    first, m1 = _compare(tmp_path / "a")
+    second, m2 = _compare(tmp_path / "b")
+    assert not first["program"]["trace_reused"] and second["program"]["trace_reused"]
+    assert m1 == m2 and first["final_cost"] == second["final_cost"]
+    # MuJoCo's C simulator calls back into Python: not exportable, so traced directly, and only that is kept
+    c_backend = ["--set", 'system.backend="mujoco"']
+    c1, _ = _compare(tmp_path / "c", *c_backend)
+    c2, _ = _compare(tmp_path / "d", *c_backend)
+    assert not c1["program"]["trace_reused"] and not c2["program"]["trace_reused"]
+    assert len(list((tmp_path / "cache" / "traces").glob("*.trace"))) == 2  # the MJX loop and the C one's marker
+
+
+def test_the_model_is_keyed_by_its_compiled_bytes_not_its_path(tmp_path):
+    """An edited model file (or a file it includes) is another trace; the same model elsewhere is the same one."""
+    models = tmp_path / "models"
+    shutil.copytree(ROOT / "problems" / "models", models)
+    problem = tmp_path / "p.toml"
+    problem.write_text(PENDULUM.read_text())
+    digest = load(problem).system.content_digest()
+    assert digest == load(PENDULUM).system.content_digest()
+    xml = models / "pendulum_wall.xml"
+    text = xml.read_text()
+    assert text.count('mass="1"') == 1
+    xml.write_text(text.replace('mass="1"', 'mass="1.01"'))  # the bob 1 % heavier: nothing in the spec changes
+    assert load(problem).system.content_digest() != digest
