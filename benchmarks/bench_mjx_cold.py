@@ -2,12 +2,14 @@
 command again on the cache it filled (#27 item 3's targets: <= 20 s per MJX variant on a cold cache for the shipped
 MJX problems and gymnasium's inverted pendulum, seconds on a warm one).
 
-    python benchmarks/bench_mjx_cold.py > benchmarks/bench_mjx_cold.txt      # about 20 minutes on 2 cores
+    python benchmarks/bench_mjx_cold.py > benchmarks/bench_mjx_cold.txt      # about 25 minutes on 2 cores
     python benchmarks/bench_mjx_cold.py inverted                             # only the rows whose label has this
 
 Each row is one `trajopt compare` in a fresh process (the file's variants, its seeds and samples; 10 iterations, since
 compiling does not depend on them), first with an empty cache folder of its own (``TRAJOPT_CACHE_DIR``), then again
-with the folder it filled. The seconds are each variant's ``compile_seconds`` from the run folder's result.json
+with the folder it filled (its compiled programs, and beside it the traced loops, `trajopt.traces`); then the same
+pair in another empty folder with ``TRAJOPT_TRACE_CACHE=0``, the compilation cache alone ("untraced": a warm command
+traces every loop again). The seconds are each variant's ``compile_seconds`` from the run folder's result.json
 (tracing and XLA; the CLI compiles up to two variants at once, so on 2 cores a variant's seconds include sharing the
 CPU with the next one) and the command's wall time (Python's start and imports, every compile, the run, the folder).
 Gymnasium's inverted pendulum (``model = { package = "gymnasium", ... }``, its RK4 integrator and joint limits as
@@ -59,9 +61,10 @@ sigma = 0.5
 C_BACKEND = ['--set', 'system.backend="mujoco"', "--variants", "zobg"]
 
 
-def compare(problem: str, extra: list[str], cache: str, out: str) -> dict:
-    """One `trajopt compare` in a fresh process: {variant: (compile s, run s)}, its wall seconds and exit status."""
-    env = {**os.environ, "TRAJOPT_CACHE": "1", "TRAJOPT_CACHE_DIR": cache}
+def compare(problem: str, extra: list[str], cache: str, out: str, traces: bool = True) -> dict:
+    """One `trajopt compare` in a fresh process: {variant: (compile s, run s)}, its wall seconds and exit status.
+    ``traces``: traced loops kept beside the cache (`trajopt.traces`; False: ``TRAJOPT_TRACE_CACHE=0``)."""
+    env = {**os.environ, "TRAJOPT_CACHE": "1", "TRAJOPT_CACHE_DIR": cache, "TRAJOPT_TRACE_CACHE": "1" if traces else "0"}
     start = time.perf_counter()
     p = subprocess.run([sys.executable, "-m", "trajopt", "compare", problem, "--set", "solve.iterations=10", *extra,
                         "--out", out], env=env, capture_output=True, text=True, cwd=ROOT)
@@ -82,8 +85,9 @@ def main(only: list[str]) -> None:
     print(f"# bench_mjx_cold: mujoco {mujoco.__version__}, mujoco-mjx {metadata.version('mujoco-mjx')}, jax "
           f"{jax.__version__}, {os.cpu_count()} CPUs; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     print("# per variant: compile s on a cold cache / on the warm cache the cold run filled (result.json's "
-          "compile_seconds); run s: the warm command's run_seconds (10 iterations, the file's seeds); wall s of each "
-          "command")
+          "compile_seconds), with the traced loops kept (trajopt.traces) and, in a cache folder of its own, without "
+          "(TRAJOPT_TRACE_CACHE=0: the compilation cache only); run s: the warm command's run_seconds (10 "
+          "iterations, the file's seeds); wall s of each command")
     with tempfile.TemporaryDirectory() as tmp:
         ip = os.path.join(tmp, "inverted_pendulum.toml")
         with open(ip, "w") as f:
@@ -94,20 +98,27 @@ def main(only: list[str]) -> None:
                  ("mjx_pendulum_wall (MuJoCo C)", os.path.join(ROOT, "problems", "mjx_pendulum_wall.toml"), C_BACKEND),
                  ("gymnasium inverted_pendulum (MuJoCo C)", ip, C_BACKEND)]
         rows = [r for r in rows if not only or any(o in r[0] for o in only)]
-        print(f"\n{'problem':40s} {'variant':8s} {'cold s':>7s} {'warm s':>7s} {'<= 20 s':>8s} {'run s':>6s}   "
-              "wall cold / warm, load")
+        print(f"\n{'problem':40s} {'variant':8s} {'cold s':>7s} {'warm s':>7s} {'<= 20 s':>8s} {'run s':>6s} "
+              f"{'untraced: cold / warm s':>24s}   wall cold / warm (untraced: cold / warm), load")
         for i, (label, path, extra) in enumerate(rows):
-            cache = os.path.join(tmp, f"cache{i}")
             load = os.getloadavg()[0]
-            cold = compare(path, extra, cache, os.path.join(tmp, f"cold{i}"))
-            warm = compare(path, extra, cache, os.path.join(tmp, f"warm{i}"))
-            if cold["rc"] or warm["rc"]:
-                print(f"{label:40s} failed: {cold.get('error') or warm.get('error')}", flush=True)
+            runs = {}
+            for kept in (True, False):  # each in a cache folder of its own: the traces go beside it
+                cache = os.path.join(tmp, f"row{i}-{kept}", "jax")
+                cold = compare(path, extra, cache, os.path.join(tmp, f"cold{i}-{kept}"), kept)
+                warm = compare(path, extra, cache, os.path.join(tmp, f"warm{i}-{kept}"), kept)
+                runs[kept] = (cold, warm)
+            (cold, warm), (cold0, warm0) = runs[True], runs[False]
+            failed = [r.get("error") for r in (cold, warm, cold0, warm0) if r["rc"]]
+            if failed:
+                print(f"{label:40s} failed: {failed[0]}", flush=True)
                 continue
             for name, (c, _) in cold["variants"].items():
                 w, run = warm["variants"][name]
-                print(f"{label:40s} {name:8s} {c:7.1f} {w:7.1f} {'yes' if c <= 20 else 'no':>8s} {run:6.2f}   "
-                      f"{cold['wall']:.0f} / {warm['wall']:.0f} s, load {load:.2f}", flush=True)
+                c0, w0 = cold0["variants"][name][0], warm0["variants"][name][0]
+                print(f"{label:40s} {name:8s} {c:7.1f} {w:7.1f} {'yes' if c <= 20 else 'no':>8s} {run:6.2f} "
+                      f"{f'{c0:.1f} / {w0:.1f}':>24s}   {cold['wall']:.0f} / {warm['wall']:.0f} s "
+                      f"({cold0['wall']:.0f} / {warm0['wall']:.0f} s), load {load:.2f}", flush=True)
 
 
 if __name__ == "__main__":

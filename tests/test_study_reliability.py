@@ -188,6 +188,9 @@ def test_an_mjcf_model_its_includes_and_assets_are_hashed(tmp_path):
     assert files[f"model:{models / 'parts/inner.xml'}"] == file_hash(str(models / "parts" / "inner.xml"))
     (models / "parts" / "inner.xml").write_text("<mujoco><option timestep='0.001'/></mujoco>")
     assert SourceHashes().of(raw, str(tmp_path / "p.toml")) != files
+    # the toss builds an mjx system from the same table keys: its model's files are the same ones
+    toss = {"system": {"name": "mjx_toss", "model": "models/main.xml"}}
+    assert SourceHashes().of(toss, str(tmp_path / "p.toml")) == SourceHashes().of(raw, str(tmp_path / "p.toml"))
     # a FIFO included from a model is recorded as special, never opened (a reader would block)
     (models / "main.xml").write_text('<mujoco><include file="fifo.xml"/></mujoco>')
     assert SourceHashes().of(raw, str(tmp_path / "p.toml"))[f"model:{models / 'fifo.xml'}"] == "special"

@@ -52,8 +52,8 @@ def own_cache(tmp_path, monkeypatch):
     return tmp_path / "cache" / "traces", calls
 
 
-def _run(out, *extra):
-    invoke("compare", STIFF, *SMALL, *extra, "--out", out, "--quiet")
+def _run(out, *extra, small=SMALL):
+    invoke("compare", STIFF, *small, *extra, "--out", out, "--quiet")
     result = json.loads((out / "result.json").read_text())
     metrics = [{k: v for k, v in json.loads(line).items() if k not in runs.TIMING_FIELDS}
                for line in (out / "metrics.jsonl").read_text().splitlines()]
@@ -136,6 +136,46 @@ def test_a_spec_naming_user_code_is_not_kept(own_cache):
     assert "examples.user_system.cart:" in json.dumps(user.resolved())
     assert traces.problem_identity(user) is None
     assert traces.problem_identity(load(STIFF)) is not None
+
+
+def test_a_spec_naming_a_user_oracle_is_not_kept(own_cache):
+    from trajopt.spec import load
+
+    named = load(STIFF, ['variants.mine.oracle="trajopt.oracles.fobg:FoBG"', 'solve.variants=["mine"]'])
+    assert traces.problem_identity(named) is None
+
+
+def test_a_budgets_step_costs_are_in_the_key(own_cache, tmp_path, monkeypatch):
+    """iLQR under a budget stops inside the loop where its spend, T (1 + ρ_b + ρ_l) per step, reaches it: ρ_l is a
+    constant of the loop, not of the spec, so a trace kept under one ρ_l must not run under another."""
+    _, calls = own_cache
+    budget = ["--variants", "ilqr", "--budget", "20000", "--seeds", "2", "--set", "task.horizon=60"]
+    monkeypatch.setenv("TRAJOPT_STEP_COSTS", "2,3")
+    first, _ = _run(tmp_path / "a", small=budget)
+    monkeypatch.setenv("TRAJOPT_STEP_COSTS", "2,6")
+    second, _ = _run(tmp_path / "b", small=budget)
+    assert first["variants"]["ilqr"]["iterations"] == second["variants"]["ilqr"]["iterations"]  # the same spec
+    assert _reused(second) == [False] and len(calls) == 2
+    assert first["variants"]["ilqr"]["final_cost"] != second["variants"]["ilqr"]["final_cost"]
+
+
+def test_the_key_is_the_same_in_another_process(tmp_path):
+    """Nothing of one process (an object's id, Python's string hashing) is in the key: a second `trajopt compare`
+    process reads the first one's trace."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "TRAJOPT_CACHE": "1", "TRAJOPT_CACHE_DIR": str(tmp_path / "cache" / "jax"),
+           "PYTHONHASHSEED": "random"}
+    env.pop(traces.ENV, None)
+    small = ["--variants", "zobg", "--iterations", "5", "--seeds", "2", "--set", "task.horizon=30", "--quiet"]
+    for out in ("a", "b"):
+        p = subprocess.run([sys.executable, "-m", "trajopt", "compare", STIFF, *small, "--out", str(tmp_path / out)],
+                           env=env, capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent)
+        assert p.returncode == 0, p.stderr
+    reused = [json.loads((tmp_path / out / "result.json").read_text())["variants"]["zobg"]["program"]["trace_reused"]
+              for out in ("a", "b")]
+    assert reused == [False, True]
 
 
 def test_a_program_jax_cannot_export_is_traced_directly_and_not_tried_again(own_cache):

@@ -33,6 +33,13 @@ def _compare(out, *extra):
     return data["variants"]["zobg"], metrics
 
 
+def _compare_file(problem, out):
+    result = CliRunner().invoke(app, ["compare", str(problem), *SMALL, "--out", str(out), "--quiet"],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return json.loads((out / "result.json").read_text())["variants"]["zobg"]
+
+
 def test_an_mjx_loop_is_read_back_and_runs_the_same(tmp_path, monkeypatch):
     monkeypatch.setenv("TRAJOPT_CACHE_DIR", str(tmp_path / "cache" / "jax"))
     monkeypatch.delenv(traces.ENV, raising=False)
@@ -48,8 +55,10 @@ def test_an_mjx_loop_is_read_back_and_runs_the_same(tmp_path, monkeypatch):
     assert len(list((tmp_path / "cache" / "traces").glob("*.trace"))) == 2  # the MJX loop and the C one's marker
 
 
-def test_the_model_is_keyed_by_its_compiled_bytes_not_its_path(tmp_path):
+def test_the_model_is_keyed_by_its_compiled_bytes_not_its_path(tmp_path, monkeypatch):
     """An edited model file (or a file it includes) is another trace; the same model elsewhere is the same one."""
+    monkeypatch.setenv("TRAJOPT_CACHE_DIR", str(tmp_path / "cache" / "jax"))
+    monkeypatch.delenv(traces.ENV, raising=False)
     models = tmp_path / "models"
     shutil.copytree(ROOT / "problems" / "models", models)
     problem = tmp_path / "p.toml"
@@ -59,5 +68,26 @@ def test_the_model_is_keyed_by_its_compiled_bytes_not_its_path(tmp_path):
     xml = models / "pendulum_wall.xml"
     text = xml.read_text()
     assert text.count('mass="1"') == 1
+    first = _compare_file(problem, tmp_path / "a")
     xml.write_text(text.replace('mass="1"', 'mass="1.01"'))  # the bob 1 % heavier: nothing in the spec changes
     assert load(problem).system.content_digest() != digest
+    heavier = _compare_file(problem, tmp_path / "b")
+    assert not heavier["program"]["trace_reused"] and heavier["final_cost"] != first["final_cost"]
+
+
+def test_the_toss_is_keyed_by_its_model_and_a_model_without_a_digest_is_not_kept(monkeypatch):
+    """The cube toss builds an mjx system from its model file: keyed by that model's digest. A system that names a
+    model file but has no digest of it is not kept at all (fail closed)."""
+    from trajopt import traces as t
+
+    monkeypatch.setenv("TRAJOPT_CACHE", "1")
+    toss = load(ROOT / "problems" / "mjx_cube_toss.toml")
+    identity = t.problem_identity(toss)
+    assert identity is not None and identity["system"] == toss.system.mjx_system.content_digest()
+
+    class NoDigest:
+        model = "models/push.xml"
+
+    monkeypatch.setattr(type(toss.system), "content_digest", None)
+    assert t.problem_identity(toss) is None
+    assert t._digest(NoDigest()) == (False, None)

@@ -15,7 +15,9 @@ changes trajopt makes:
   compiled programs are kept on disk in ``$TRAJOPT_CACHE_DIR``, else ``$XDG_CACHE_HOME/trajopt/jax``, else
   ``~/.cache/trajopt/jax``, so a run that was compiled before (same problem, method, shapes, JAX version and
   flags) loads its programs instead of compiling them again. Only programs that took at least 0.1 s to compile
-  are stored, and the directory is capped at 1 GiB (least recently used entries go first). A cache directory the
+  are stored, and the directory is capped at 1 GiB (least recently used entries go first). Beside it, under the same
+  switch, trajopt keeps the step costs it measured (`trajopt.step_costs`) and the loops it traced
+  (`trajopt.traces`, capped at 256 MiB), so a repeated run neither measures nor traces again. A cache directory the
   user gave JAX (``JAX_COMPILATION_CACHE_DIR`` or ``jax_compilation_cache_dir``) is left as it is. The cache is
   trusted code: do not point it at a directory that others can write to.
 

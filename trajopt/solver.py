@@ -290,17 +290,13 @@ def _lower_checked(problem: Problem, method: Method, *, key: jax.Array, iteratio
 
 
 def _trace_key(identity: Mapping, name: str, iterations: int, chunk: int, n_seeds: int, rule: StopRule,
-               shared: bool, args: tuple) -> str:
-    """The key of a run's kept trace (`trajopt.traces.key`): the problem's ``identity`` and what the run's loop
-    is traced with besides it (a budget's step costs are constants of the loop; the arguments' shapes, dtypes and
-    tree structure)."""
-    leaves, tree = jax.tree_util.tree_flatten(args)
+               shared: bool, args: tuple) -> Optional[str]:
+    """The key of a run's kept trace (`trajopt.traces.key`; None: not kept): the problem's ``identity`` and what
+    the run's loop is traced with besides it (a budget's step costs are constants of the loop; its arguments)."""
     costs = None if rule.budget is None else [float(rule.costs.backward), float(rule.costs.linearization)]
-    return traces.key(identity, {
-        "name": name, "iterations": int(iterations), "chunk": int(chunk), "seeds": int(n_seeds),
-        "budget": rule.budget, "horizon": rule.horizon, "costs": costs, "once": bool(shared),
-        "stops": rule.stopped is not None, "tree": str(tree),
-        "args": [[list(np.shape(a)), str(jnp.result_type(a)), bool(getattr(a, "weak_type", False))] for a in leaves]})
+    return traces.key(identity, {"name": name, "iterations": int(iterations), "chunk": int(chunk),
+                                 "seeds": int(n_seeds), "budget": rule.budget, "horizon": rule.horizon,
+                                 "costs": costs, "once": bool(shared), "stops": rule.stopped is not None}, args)
 
 
 def _lower_loop(run_chunk, carry, seed_keys, ks0, lift) -> tuple[Any, tuple, Optional[int], Any]:
@@ -342,9 +338,9 @@ def prepare_each(problem: Problem, runs: Sequence[tuple[Method, int]], *, key: j
     has not started.
 
     ``trace_identity``: what identifies the problem and the runs' methods, from the spec that made them
-    (`trajopt.traces.problem_identity`, which the CLI passes): each run's traced loop is then kept on disk and read
-    back by a later process instead of being traced again (`trajopt.traces`); None (the default): traced, as the
-    caller's objects cannot be identified from here."""
+    (`trajopt.traces.problem_identity`, which the CLI passes, having built both from that spec alone): each run's
+    traced loop is then kept on disk and read back by a later process instead of being traced again
+    (`trajopt.traces`); None (the default): traced, as objects cannot be identified from here."""
     runs = list(runs)
     names = [method_label(m) if callable(getattr(m, "step", None)) else "?" for m, *_ in runs] if names is None \
         else list(names)

@@ -84,8 +84,10 @@ def folder() -> Optional[Path]:
 @functools.lru_cache(maxsize=None)
 def environment() -> str:
     """sha256 (hex) of what a traced program depends on besides the problem and the run: trajopt's source files
-    (their paths in the package and bytes), Python's version, every installed distribution's name and version,
-    JAX's configuration values and the default device. Computed once per process."""
+    (their paths in the package and bytes), Python's version, every installed distribution's name and version (and
+    for one installed in editable mode, its Python files' paths, sizes and modification times: its version does
+    not change when its source does), JAX's configuration values and the default device. Computed once per
+    process."""
     from importlib import metadata
 
     import jax
@@ -95,8 +97,13 @@ def environment() -> str:
     for path in sorted(package.rglob("*.py")):
         h.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes() + b"\0")
     h.update(sys.version.encode())
-    dists = sorted({(d.metadata.get("Name") or "?", d.version) for d in metadata.distributions()})
+    dists = sorted({(str(d.metadata.get("Name") or "?"), str(d.version)) for d in metadata.distributions()})
     h.update(json.dumps(dists).encode())
+    for d in sorted(metadata.distributions(), key=lambda d: str(d.metadata.get("Name") or "?")):
+        for root in _editable_roots(d):
+            for path in sorted(root.rglob("*.py")):
+                st = path.stat()
+                h.update(f"{path}|{st.st_size}|{st.st_mtime_ns}\0".encode())
     config = getattr(jax.config, "values", {})
     h.update(json.dumps(sorted((k, repr(v)) for k, v in config.items())).encode())
     device = jax.devices()[0]
@@ -104,26 +111,86 @@ def environment() -> str:
     return h.hexdigest()
 
 
+def _editable_roots(dist) -> list[Path]:
+    """The source folder of a distribution installed in editable mode (PEP 610's direct_url.json), other than
+    trajopt's own (hashed by content above); none for a regular install."""
+    try:
+        info = json.loads(dist.read_text("direct_url.json") or "{}")
+    except (OSError, ValueError):
+        return []
+    if not info.get("dir_info", {}).get("editable") or not str(info.get("url", "")).startswith("file://"):
+        return []
+    root = Path(info["url"][len("file://"):])
+    return [] if Path(__file__).resolve().parent.parent == root.resolve() or not root.is_dir() else [root]
+
+
+def _digest(system) -> tuple[bool, Optional[str]]:
+    """(whether ``system`` is identified, its ``content_digest`` or None): a system that reads a model file
+    (``model``) is identified only by the digest of what it read; without one it is not, and nothing is kept."""
+    digest = getattr(system, "content_digest", None)
+    if callable(digest):
+        return True, digest()
+    return getattr(system, "model", None) is None, None
+
+
 def problem_identity(spec) -> Optional[dict]:
     """What identifies ``spec``'s problem and variants for a kept trace: {"spec": its resolved tables, "system":
-    its system's ``content_digest`` or None}; None when nothing is kept (`enabled` is false, or the spec names user
-    code: a ``package.module:Class`` string anywhere in it, whose Python the key does not cover)."""
+    its system's ``content_digest`` or None, "plant": a closed-loop plant's own system's}; None when nothing is
+    kept: `enabled` is false, the spec names user code (a ``package.module:Class`` string anywhere in it, whose
+    Python the key does not cover: `trajopt.studies.sources.user_names`), or a system reads a model file and has
+    no digest of it (fail closed).
+
+    Only a caller that built the problem, the methods and the plant from ``spec`` alone may pass this on (the CLI
+    does): the key holds the spec, not objects changed after it was read (a system registered from Python, a method
+    edited in place)."""
     if not enabled():
         return None
-    from trajopt.studies.sources import MODULE_ATTRIBUTE, strings
+    from trajopt.studies.sources import user_names
 
     resolved = spec.resolved()
-    if any(":" in s and MODULE_ATTRIBUTE.match(s.strip()) for s in strings(resolved)):
+    if next(user_names(resolved), None) is not None:
         return None
-    digest = getattr(spec.system, "content_digest", None)
-    return {"spec": resolved, "system": digest() if callable(digest) else digest}
+    identified, system = _digest(spec.system)
+    plant = getattr(getattr(getattr(getattr(spec, "closed_loop", None), "plant", None), "plant", None), "system", None)
+    plant_identified, plant_digest = _digest(plant) if plant is not None else (True, None)
+    if not identified or not plant_identified:
+        return None
+    return {"spec": resolved, "system": system, "plant": plant_digest}
 
 
-def key(identity: Mapping, run: Mapping) -> str:
-    """sha256 (hex) of `FORMAT`, `environment`, the problem's ``identity`` (`problem_identity`) and the ``run``'s
-    settings (JSON; anything else by its ``repr``)."""
-    text = json.dumps({"format": FORMAT, "environment": environment(), "problem": identity, "run": run},
-                      sort_keys=True, default=repr)
+def signature(args) -> dict:
+    """The tree structure and each leaf's shape, dtype and weak type of a program's arguments: a traced program is
+    another for other ones."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    leaves, tree = jax.tree_util.tree_flatten(args)
+    return {"tree": str(tree), "leaves": [[list(np.shape(a)), str(jnp.result_type(a)),
+                                            bool(getattr(a, "weak_type", False))] for a in leaves]}
+
+
+def _exact(value):
+    """JSON for what `json` does not write itself: NumPy scalars exactly; anything else is refused (TypeError), so
+    a value whose text could round is never part of a key."""
+    import numpy as np
+
+    if isinstance(value, (np.integer, np.bool_)):
+        return value.item()
+    if isinstance(value, np.floating):
+        return float(value)
+    raise TypeError(f"not keyable: {type(value).__name__}")
+
+
+def key(identity: Mapping, run: Mapping, args: Any = None) -> Optional[str]:
+    """sha256 (hex) of `FORMAT`, `environment`, the problem's ``identity`` (`problem_identity`), the ``run``'s
+    settings (JSON, exactly) and its programs' arguments' `signature`, or None when one of them cannot be written
+    exactly or the environment cannot be read: nothing is then kept."""
+    try:
+        text = json.dumps({"format": FORMAT, "environment": environment(), "problem": identity, "run": run,
+                           "args": signature(args)}, sort_keys=True, default=_exact)
+    except Exception:  # noqa: BLE001 - not keyable: traced as without this module
+        return None
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -148,14 +215,14 @@ class Lowered:
         return call
 
 
-def lower(fn: Callable, args: tuple, key: str, *, record: Callable[[], Any] = lambda: None,
+def lower(fn: Callable, args: tuple, key: Optional[str], *, record: Callable[[], Any] = lambda: None,
           restore: Callable[[Any], None] = lambda recorded: None) -> Optional[Lowered]:
     """``fn(*args)`` lowered through an export kept under ``key`` (`lower_all` of one program)."""
     out = lower_all(key, lambda: [(fn, args)], record=record, restore=restore)
     return None if out is None else out[0]
 
 
-def lower_all(key: str, programs: Callable[[], Sequence[tuple[Callable, tuple]]], *,
+def lower_all(key: Optional[str], programs: Callable[[], Sequence[tuple[Callable, tuple]]], *,
               record: Callable[[], Any] = lambda: None,
               restore: Callable[[Any], None] = lambda recorded: None) -> Optional[list[Lowered]]:
     """Each ``fn(*args)`` of ``programs()`` ([(fn, args)], built only when they are traced) lowered through its
@@ -164,17 +231,18 @@ def lower_all(key: str, programs: Callable[[], Sequence[tuple[Callable, tuple]]]
     exported and kept. Each is lowered with its export's argument types, in both cases, so a kept program's text
     is the one compiled when it was traced (and XLA's compiled program is found in the compilation cache).
 
-    None when there is no folder, when ``fn``'s own code raises while traced, or when JAX cannot export one of
-    them (host callbacks; marked under ``key``, so the next call returns None at once, without calling
-    ``programs``): the caller then traces them directly, as without this module (raising ``fn``'s errors)."""
+    None when there is no folder or key, when ``fn``'s own code raises while traced, when JAX refuses to export
+    one of them (host callbacks, a custom call without a stable form: marked under ``key``, so the next call
+    returns None at once, without calling ``programs``), or when anything of this module's own fails: the caller
+    then traces them directly, as without this module (raising ``fn``'s errors as its own)."""
     import jax
     from jax import export
 
     where = folder()
-    if where is None:
+    if where is None or key is None:
         return None
     path = where / f"{key}.trace"
-    entry = _read(path)
+    entry = _read(path, key)
     if entry is not None:
         if entry["programs"] is None:
             return None
@@ -202,13 +270,21 @@ def lower_all(key: str, programs: Callable[[], Sequence[tuple[Callable, tuple]]]
         traced.append((jitted, leaves, box))
     try:  # each trace above is reused (JAX keeps it by function and argument types)
         exports = [(export.export(jitted)(*leaves), box["out_tree"]) for jitted, leaves, box in traced]
-        entry = {"programs": [(bytes(e.serialize()), tree) for e, tree in exports], "recorded": record()}
+    except (NotImplementedError, ValueError):  # JAX refuses it (host callbacks): traced directly, now and next time
+        _write(where, path, {"key": key, "programs": None})
+        return None
+    except Exception:  # noqa: BLE001 - anything else (memory, say) may pass: traced directly, nothing marked
+        return None
+    try:
+        entry = {"key": key, "programs": [(bytes(e.serialize()), tree) for e, tree in exports],
+                 "recorded": record()}
+        entry["sha256"] = _blobs_digest(entry["programs"])
         pickle.dumps(entry)  # what cannot be kept (a tree of a class made at run time) is not
-    except Exception:  # noqa: BLE001 - JAX cannot export one (host callbacks): traced directly, now and next time
-        _write(where, path, {"programs": None})
+        out = [_lowered(e, tree, False) for e, tree in exports]
+    except Exception:  # noqa: BLE001 - traced directly instead
         return None
     _write(where, path, entry)
-    return [_lowered(e, tree, False) for e, tree in exports]
+    return out
 
 
 def _lowered(exported, out_tree, from_cache: bool) -> Lowered:
@@ -218,14 +294,27 @@ def _lowered(exported, out_tree, from_cache: bool) -> Lowered:
     return Lowered(jax.jit(exported.call).lower(*types), out_tree, from_cache)
 
 
-def _read(path: Path) -> Optional[dict]:
+def _blobs_digest(programs) -> str:
+    return hashlib.sha256(b"".join(hashlib.sha256(blob).digest() for blob, _ in programs)).hexdigest()
+
+
+def _read(path: Path, key: str) -> Optional[dict]:
+    """The entry at ``path`` if it reads back whole and is the one kept for ``key`` (its key and its programs'
+    sha256 as written); None otherwise (missing, cut short by a process that died, of another layout)."""
     try:
         with open(path, "rb") as f:
             entry = pickle.load(f)
-        os.utime(path)  # recently used: kept longest
-    except Exception:  # noqa: BLE001 - missing, partly written by a process that died, or of another layout
+    except Exception:  # noqa: BLE001
         return None
-    return entry if isinstance(entry, dict) and "programs" in entry else None
+    if not isinstance(entry, dict) or entry.get("key") != key or "programs" not in entry:
+        return None
+    if entry["programs"] is not None and entry.get("sha256") != _blobs_digest(entry["programs"]):
+        return None
+    try:
+        os.utime(path)  # recently used: kept longest
+    except OSError:
+        pass
+    return entry
 
 
 def _write(where: Path, path: Path, entry: dict) -> None:
@@ -245,7 +334,21 @@ def _write(where: Path, path: Path, entry: dict) -> None:
         pass
 
 
+STALE_SECONDS = 3600
+"""A temporary file older than this in the folder is one a process left when it died while writing: removed."""
+
+
 def _trim(where: Path, limit: int = MAX_BYTES) -> None:
+    """Remove the least recently used entries until the folder holds at most ``limit`` bytes, and any temporary
+    file older than `STALE_SECONDS`."""
+    import time
+
+    for p in where.glob("*.tmp"):
+        try:
+            if time.time() - p.stat().st_mtime > STALE_SECONDS:
+                p.unlink()
+        except OSError:
+            pass
     entries = []
     for p in where.glob("*.trace"):
         try:

@@ -124,16 +124,12 @@ def compile_episode(episode: _Episode, key, seeds, x0s, time_plans: bool, lift: 
                      trace_reused=kept is not None and kept[0].from_cache)
 
 
-def _trace_key(identity: Mapping, episode: _Episode, key, seeds, x0s, time_plans: bool) -> str:
-    """The key of one method's kept episode programs (`trajopt.traces.key`): the problem's ``identity``, the
-    method's name, the plant's model where it has its own (a plant whose ``model`` differs from the planner's), the
-    settings, and the batched episode's arguments' shapes and dtypes (the timing programs' follow from them)."""
-    digest = getattr(getattr(episode.plant, "system", None), "content_digest", None)
-    leaves, tree = jax.tree_util.tree_flatten((key, seeds, x0s))
-    return traces.key(identity, {
-        "episode": episode.name, "settings": repr(episode.settings), "time_plans": bool(time_plans),
-        "plant": digest() if callable(digest) else None, "tree": str(tree),
-        "args": [[list(np.shape(a)), str(jnp.result_type(a)), bool(getattr(a, "weak_type", False))] for a in leaves]})
+def _trace_key(identity: Mapping, episode: _Episode, key, seeds, x0s, time_plans: bool) -> Optional[str]:
+    """The key of one method's kept episode programs (`trajopt.traces.key`; None: not kept): the problem's
+    ``identity`` (its plant's model included), the method's name, the settings, and the batched episode's
+    arguments (the timing programs' follow from them)."""
+    return traces.key(identity, {"episode": episode.name, "settings": repr(episode.settings),
+                                 "time_plans": bool(time_plans)}, (key, seeds, x0s))
 
 
 def time_episode(compiled: _Compiled, settings, key, seed: int, x0=None) -> tuple[np.ndarray, float]:

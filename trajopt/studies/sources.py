@@ -6,7 +6,7 @@
 A study cell's problem document (the problem file as decoded TOML with the cell's overrides) is in the cell's
 fingerprint already; what it names is not. The files covered:
 
-* an MJCF model (``[system] name = "mjx"``, ``model = "..."`` read relative to the problem file, as
+* an MJCF model (``[system] name = "mjx"`` or ``"mjx_toss"``, ``model = "..."`` read relative to the problem file, as
   `trajopt.systems.mjx.MJX.from_table` reads it, or a file inside an installed package, ``model = { package,
   path }``, found by `trajopt.systems.mjcf.package_model`), the files it includes (``<include file=...>``, nested) and
   the asset files it loads (meshes, height fields, skins, textures, attached models), at every place MuJoCo
@@ -67,24 +67,35 @@ def strings(value: Any) -> Iterator[str]:
             yield from strings(v)
 
 
+def user_names(raw: Mapping) -> Iterator[str]:
+    """The ``package.module:Attribute`` names (a user's system, oracle, method, policy...) in a decoded problem
+    document, stripped, in the order they are named."""
+    for text in strings(raw):
+        if ":" in text and MODULE_ATTRIBUTE.match(text.strip()):
+            yield text.strip()
+
+
 def module_files(raw: Mapping) -> list[str]:
     """The source files of the ``package.module:Attribute`` names in a decoded problem document whose module is
     imported (in ``sys.modules``), in the order they are named."""
     out = []
-    for text in strings(raw):
-        if ":" not in text or not MODULE_ATTRIBUTE.match(text.strip()):
-            continue
-        module = sys.modules.get(text.strip().partition(":")[0])
+    for text in user_names(raw):
+        module = sys.modules.get(text.partition(":")[0])
         path = getattr(module, "__file__", None)
         if isinstance(path, str) and os.path.abspath(path) not in out:
             out.append(os.path.abspath(path))
     return out
 
 
+MJCF_SYSTEMS = ("mjx", "mjx_toss")
+"""The registered systems that read an MJCF model named by their table's ``model`` (the toss builds an mjx system)."""
+
+
 def mjcf_model(raw: Mapping, source: str) -> Optional[str]:
-    """The MJCF model path of an ``mjx`` system, resolved as `MJX.from_table` resolves it; None otherwise."""
+    """The MJCF model path of an ``mjx`` or ``mjx_toss`` system, resolved as `MJX.from_table` resolves it; None
+    otherwise."""
     system = raw.get("system")
-    if not isinstance(system, Mapping) or system.get("name") != "mjx":
+    if not isinstance(system, Mapping) or system.get("name") not in MJCF_SYSTEMS:
         return None
     model = system.get("model")
     if isinstance(model, Mapping):  # a file inside an installed package: found as the mjx system finds it

@@ -123,6 +123,11 @@ class MJXToss:
         """The `trajopt.systems.mjx.MJX` system (substeps 1) whose step the toss runs."""
         return self._sim
 
+    def content_digest(self) -> str:
+        """The compiled model's digest (`trajopt.systems.mjx.MJX.content_digest`): what a kept trace is keyed by
+        besides the spec, which only names the model file."""
+        return self._sim.content_digest()
+
     @property
     def steps(self) -> int:
         """T = round(duration / timestep) physics steps (at least 1)."""
