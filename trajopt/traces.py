@@ -2,34 +2,40 @@
 
 Tracing is JAX running trajopt's (and MJX's) Python to write the program down; on an MJX problem it is most of a
 warm command's wait. Gymnasium's inverted pendulum's FoBG loop traces in about 9 s on a 2-core CPU, where its
-compiled program then loads from the compilation cache in about 1 s (benchmarks/bench_mjx_cold.txt). So the loop a
-command compiles (`trajopt.solver`) is traced as a function of its flattened arguments and exported with
-`jax.export` (its StableHLO, serialized); the export, its outputs' tree structure and what tracing recorded besides
-(the loop's `trajopt.loop.Layout`) are kept in a ``traces`` folder beside the compilation cache (`folder`). Every
-run, the first included, lowers the exported program (``Exported.call``) and compiles that: the program text is the
-same in every run, so a later run finds XLA's compiled program in the compilation cache too. The results are those
-of the program traced directly, bit for bit (tests/test_traces.py; the main job's numbers).
+compiled program then loads from the compilation cache in about 1 s (benchmarks/bench_mjx_cold.txt). So the
+programs a command compiles (`trajopt.solver`'s fused loop; `trajopt.closedloop`'s episode and its timing programs,
+kept together) are traced as functions of their flattened arguments and exported with `jax.export` (StableHLO,
+serialized); the exports, their outputs' tree structures and what tracing recorded besides (the loop's
+`trajopt.loop.Layout`) are kept in a ``traces`` folder beside the compilation cache (`folder`). Every run, the first
+included, lowers the exported program (``Exported.call``) and compiles that: the program text is the same in every
+run, so a later run finds XLA's compiled program in the compilation cache too. The results are those of the program
+traced directly, bit for bit (tests/test_traces.py; the main job's numbers).
 
-**The key** is a sha256 of everything the traced program depends on:
+**The key** is a sha256 of everything the traced program depends on, written as exact JSON (a value that cannot
+be is not kept):
 
 * `FORMAT` (this module's way of keeping an entry);
 * `environment`: the bytes of every trajopt source file, the version of Python and of every installed
-  distribution, JAX's configuration (x64 among it) and the device;
+  distribution (of one installed in editable mode, its files' sizes and times too), JAX's configuration (x64 among
+  it) and the device;
 * the problem, `problem_identity`: its resolved spec (every table with its defaults filled in, which reloads to
-  the same problem: `trajopt.spec.Spec.resolved`) and its system's ``content_digest`` where it has one (an MJX
-  model: the bytes of the compiled model, so every file MuJoCo read for it);
-* the run (`trajopt.solver`): the variant's name, its iterations, chunk, seeds, budget and step costs, whether it
-  runs once for every seed, and its arguments' shapes and dtypes.
+  the same problem: `trajopt.spec.Spec.resolved`) and its system's ``content_digest`` (an MJX model: the bytes of
+  the compiled model, so every file MuJoCo read for it), and a closed-loop plant's own system's;
+* the run: the variant's name, its iterations, chunk, seed count, budget and a budget's step costs, whether it runs
+  once for every seed (`trajopt.solver`), or an episode's settings (`trajopt.closedloop.runner`), and the
+  arguments' tree, shapes, dtypes and weak types (`signature`).
 
-**Not kept:** a problem whose spec names user code (a ``package.module:Class`` anywhere): that Python is not in
-the key. A program JAX cannot export (host callbacks: MuJoCo's C simulator) is traced directly, and its key
-remembers that, so the next run does not try again.
+**Not kept** (fail closed): a problem whose spec names user code (a ``package.module:Class`` anywhere), whose
+Python is not in the key; a system that reads a model file without a ``content_digest`` of it. A program JAX
+refuses to export (host callbacks: MuJoCo's C simulator) is traced directly, and its key remembers that, so the
+next run does not try again. Anything of this module's own that fails leaves the run to trace directly.
 
 **When:** with the compilation cache (`trajopt._setup.cache_requested`: the command line, or ``TRAJOPT_CACHE=1``);
 ``TRAJOPT_TRACE_CACHE=0`` turns this one off alone. The folder holds at most `MAX_BYTES` (the least recently used
-entries go first; an MJX loop's entry is a few hundred KB). Like the compilation cache, it is trusted code (an
-entry is a pickle): do not point it at a folder others can write to. Needs the ``flatbuffers`` package (JAX's
-serialization; a dependency of trajopt's), without which nothing is kept.
+entries go first; an MJX loop's entry is a few hundred KB). An entry is read only when its stored key and its
+programs' sha256 match. Like the compilation cache, it is trusted code (an entry is a pickle): do not point it at a
+folder others can write to. Needs the ``flatbuffers`` package (JAX's serialization; a dependency of trajopt's),
+without which nothing is kept.
 """
 
 from __future__ import annotations
