@@ -268,6 +268,7 @@ def lower_all(key: Optional[str], programs: Callable[[], Sequence[tuple[Callable
             flat_out, box["out_tree"] = jax.tree_util.tree_flatten(out)
             return flat_out
 
+        _named(flat, getattr(fn, "__name__", "program"))  # the program keeps its name (logs, cache entries)
         jitted = jax.jit(flat)
         try:
             jitted.trace(*leaves)  # fn's own errors: raised again when the caller traces it directly
@@ -296,8 +297,16 @@ def lower_all(key: Optional[str], programs: Callable[[], Sequence[tuple[Callable
 def _lowered(exported, out_tree, from_cache: bool) -> Lowered:
     import jax
 
+    def call(*args):
+        return exported.call(*args)
+
+    _named(call, exported.fun_name)  # "jit_fused_chunk", as traced directly: JAX's logs and its cache entries
     types = [jax.ShapeDtypeStruct(a.shape, a.dtype, weak_type=a.weak_type) for a in exported.in_avals]
-    return Lowered(jax.jit(exported.call).lower(*types), out_tree, from_cache)
+    return Lowered(jax.jit(call).lower(*types), out_tree, from_cache)
+
+
+def _named(fn: Callable, name: str) -> None:
+    fn.__name__ = fn.__qualname__ = name
 
 
 def _blobs_digest(programs) -> str:
