@@ -23,21 +23,14 @@ SMALL = ["--variants", "zobg", "--iterations", "3", "--seeds", "2", "--set", "ta
          "--set", "oracle.samples=4"]
 
 
-def _compare(out, *extra):
-    result = CliRunner().invoke(app, ["compare", str(PENDULUM), *SMALL, *extra, "--out", str(out), "--quiet"],
+def _compare(out, *extra, problem=PENDULUM):
+    result = CliRunner().invoke(app, ["compare", str(problem), *SMALL, *extra, "--out", str(out), "--quiet"],
                                 catch_exceptions=False)
     assert result.exit_code == 0, result.output
     data = json.loads((out / "result.json").read_text())
     metrics = [{k: v for k, v in json.loads(line).items() if k not in runs.TIMING_FIELDS}
                for line in (out / "metrics.jsonl").read_text().splitlines()]
     return data["variants"]["zobg"], metrics
-
-
-def _compare_file(problem, out):
-    result = CliRunner().invoke(app, ["compare", str(problem), *SMALL, "--out", str(out), "--quiet"],
-                                catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return json.loads((out / "result.json").read_text())["variants"]["zobg"]
 
 
 def test_an_mjx_loop_is_read_back_and_runs_the_same(tmp_path, monkeypatch):
@@ -68,10 +61,10 @@ def test_the_model_is_keyed_by_its_compiled_bytes_not_its_path(tmp_path, monkeyp
     xml = models / "pendulum_wall.xml"
     text = xml.read_text()
     assert text.count('mass="1"') == 1
-    first = _compare_file(problem, tmp_path / "a")
+    first, _ = _compare(tmp_path / "a", problem=problem)
     xml.write_text(text.replace('mass="1"', 'mass="1.01"'))  # the bob 1 % heavier: nothing in the spec changes
     assert load(problem).system.content_digest() != digest
-    heavier = _compare_file(problem, tmp_path / "b")
+    heavier, _ = _compare(tmp_path / "b", problem=problem)
     assert not heavier["program"]["trace_reused"] and heavier["final_cost"] != first["final_cost"]
 
 
