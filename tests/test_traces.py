@@ -105,8 +105,8 @@ def test_another_parameter_value_is_another_trace(own_cache, tmp_path):
     again, _ = _run(tmp_path / "c")
     assert _reused(again) == [True] * 3 and len(calls) == 6
     assert again["variants"]["fobg"]["final_cost"] == base["variants"]["fobg"]["final_cost"]
-    fewer, _ = _run(tmp_path / "d", "--seeds", "3")  # another shape: another program
-    assert _reused(fewer) == [False] * 3 and len(list(folder.glob("*.trace"))) == 9
+    more_seeds, _ = _run(tmp_path / "d", "--seeds", "3")  # another shape: another program
+    assert _reused(more_seeds) == [False] * 3 and len(list(folder.glob("*.trace"))) == 9
 
 
 def test_an_entry_that_does_not_read_back_is_traced_again_and_replaced(own_cache, tmp_path):
@@ -139,6 +139,8 @@ def test_a_spec_naming_user_code_is_not_kept(own_cache):
 
 
 def test_a_spec_naming_a_user_oracle_is_not_kept(own_cache):
+    """The rule is by the name: any ``package.module:Class`` (here trajopt's own FoBG, named as a user would name
+    theirs) in any table, not only [system], keeps nothing."""
     from trajopt.spec import load
 
     named = load(STIFF, ['variants.mine.oracle="trajopt.oracles.fobg:FoBG"', 'solve.variants=["mine"]'])
@@ -217,8 +219,8 @@ def test_the_library_keeps_nothing_unless_the_cache_is_asked_for(monkeypatch):
 
 
 SWINGUP = str(PROBLEMS / "pendulum_swingup.toml")
-MPC_SMALL = ["--seeds", "2", "--set", "mpc.episode=30", "--set", "success.hold=10", "--set", "mpc.horizon=20", "--set", "mpc.iterations=3",
-             "--set", 'mpc.variants=["fobg_adam", "ilqr", "mppi"]']
+MPC_SMALL = ["--seeds", "2", "--set", "mpc.episode=30", "--set", "success.hold=10", "--set", "mpc.horizon=20",
+             "--set", "mpc.iterations=3", "--set", 'mpc.variants=["fobg_adam", "ilqr", "mppi"]']
 
 
 def _mpc(out, *extra):
@@ -231,14 +233,27 @@ def _mpc(out, *extra):
 
 def test_a_second_mpc_reads_its_episodes_back_and_runs_them_bit_for_bit(own_cache, tmp_path, monkeypatch):
     """The closed loop's programs (the batched episode, and one seed's start, plan and advance for the timing
-    pass) are kept together per method; read back, the realised trajectories are those traced directly."""
+    pass) are kept together per method; read back, the realised trajectories are those traced directly. An
+    independent count of the batched episode's traces: its Python (`_Episode.run`) runs only when it is traced."""
+    from trajopt.closedloop.episode import _Episode
+
     folder, _ = own_cache
+    episodes = []
+    real_run = _Episode.run
+
+    def counted(self, *args, **kwargs):
+        episodes.append(self.name)
+        return real_run(self, *args, **kwargs)
+
+    monkeypatch.setattr(_Episode, "run", counted)
     monkeypatch.setenv(traces.ENV, "0")
     direct, x_direct = _mpc(tmp_path / "direct")
+    assert len(episodes) == 3
     monkeypatch.delenv(traces.ENV)
     cold, x_cold = _mpc(tmp_path / "cold")
-    assert len(list(folder.glob("*.trace"))) == 3  # one entry per method, its four programs in it
+    assert len(list(folder.glob("*.trace"))) == 3 and len(episodes) == 6  # one entry per method, its four programs
     warm, x_warm = _mpc(tmp_path / "warm")
+    assert len(episodes) == 6, "the second mpc traced an episode again"
     assert [v["program"]["trace_reused"] for v in direct.values()] == [False] * 3
     assert [v["program"]["trace_reused"] for v in cold.values()] == [False] * 3
     assert [v["program"]["trace_reused"] for v in warm.values()] == [True] * 3

@@ -47,6 +47,7 @@ import os
 import pickle
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
@@ -64,13 +65,11 @@ FOLDER = "traces"
 
 
 def enabled() -> bool:
-    """Whether traced programs are kept: the compilation cache is on (`trajopt._setup.cache_requested` and a
-    folder), `ENV` does not turn them off, and JAX can serialize an export (``flatbuffers`` is installed)."""
+    """Whether traced programs are kept: the compilation cache is asked for (`trajopt._setup.cache_requested`),
+    `ENV` does not turn them off, and JAX can serialize an export (``flatbuffers`` is installed)."""
     from trajopt import _setup
 
     if os.environ.get(ENV, "").strip().lower() in _setup._OFF or not _setup.cache_requested():
-        return False
-    if _setup.cache_dir() is None:
         return False
     try:
         import flatbuffers  # noqa: F401  - jax.export's serialization imports it
@@ -103,9 +102,10 @@ def environment() -> str:
     for path in sorted(package.rglob("*.py")):
         h.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes() + b"\0")
     h.update(sys.version.encode())
-    dists = sorted({(str(d.metadata.get("Name") or "?"), str(d.version)) for d in metadata.distributions()})
-    h.update(json.dumps(dists).encode())
-    for d in sorted(metadata.distributions(), key=lambda d: str(d.metadata.get("Name") or "?")):
+    dists = sorted((((str(d.metadata.get("Name") or "?"), str(d.version)), d) for d in metadata.distributions()),
+                   key=lambda e: e[0])
+    h.update(json.dumps([name for name, _ in dists]).encode())
+    for _, d in dists:
         for root in _editable_roots(d):
             for path in sorted(root.rglob("*.py")):
                 st = path.stat()
@@ -356,8 +356,6 @@ STALE_SECONDS = 3600
 def _trim(where: Path, limit: int = MAX_BYTES) -> None:
     """Remove the least recently used entries until the folder holds at most ``limit`` bytes, and any temporary
     file older than `STALE_SECONDS`."""
-    import time
-
     for p in where.glob("*.tmp"):
         try:
             if time.time() - p.stat().st_mtime > STALE_SECONDS:
