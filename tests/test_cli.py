@@ -86,6 +86,7 @@ def test_same_command_twice_gives_identical_metrics(compare_run, tmp_path):
             o.pop("run_seconds"), o.pop("compile_seconds")
     # the second compare in this process reuses the first's compiled loops (trajopt.programs): how it was compiled
     assert [o["program"]["reused"] for o in rb["variants"].values()] == [True] * len(rb["variants"])
+    assert [o["program"]["compilation_cache"] for o in rb["variants"].values()] == ["memory"] * len(rb["variants"])
     for r in (ra, rb):
         for o in r["variants"].values():
             o.pop("program")

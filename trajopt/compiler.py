@@ -2,16 +2,79 @@
 program text, argument types and options in a process (`compile_cached`, through `trajopt.programs.CACHE`). The
 solver's fused loop is compiled here, and so are the closed-loop episodes and the benchmarks' reference programs,
 so that all of them see the same XLA options.
+
+`compile_cached` also says where each compiled program came from (`Compiled.cache`): this process's own
+`trajopt.programs.CACHE`, JAX's persistent compilation cache, or XLA. It learns the last two from the events JAX
+raises while it compiles (``/jax/compilation_cache/...``): the first such compile registers one listener with
+`jax.monitoring` for the process, which notes those events only in a thread that is compiling here (its other
+events and threads it leaves alone).
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any
+import threading
+from typing import Any, NamedTuple
 
 import jax
 
 from trajopt import programs
+
+CACHE_STATUSES = ("memory", "hit", "miss", "off")
+"""Where a compiled program came from (`Compiled.cache`; a run folder's ``program.compilation_cache``):
+
+* ``"memory"``: a program this process compiled before (`trajopt.programs.CACHE`): nothing was compiled or read;
+* ``"hit"``: read from JAX's persistent compilation cache (a run before this one compiled it): XLA did not run;
+* ``"miss"``: compiled by XLA; the persistent cache was asked first and did not have it (the program is written
+  there when it took at least ``jax_persistent_cache_min_compile_time_secs`` to compile);
+* ``"off"``: compiled by XLA without the persistent cache (turned off: ``TRAJOPT_CACHE=0``, the library without
+  ``TRAJOPT_CACHE=1``, or a program JAX does not cache)."""
+
+_ASKED = "/jax/compilation_cache/compile_requests_use_cache"
+_HIT = "/jax/compilation_cache/cache_hits"
+_seen = threading.local()  # .events: the set of cache events in this thread while `_compile_noting` runs, else unset
+_listening_lock = threading.Lock()
+
+
+class Compiled(NamedTuple):
+    """A compiled program and where it came from (`compile_cached`)."""
+
+    program: Any
+    reused: bool  # from `trajopt.programs.CACHE` (this process compiled it before)
+    cache: str  # one of `CACHE_STATUSES`
+
+
+def _note(event: str, **kwargs) -> None:
+    events = getattr(_seen, "events", None)
+    if events is not None and event in (_ASKED, _HIT):
+        events.add(event)
+
+
+def _listen() -> None:
+    """Register `_note` with `jax.monitoring` once (again if the listeners were cleared since: JAX's
+    ``clear_event_listeners``)."""
+    from jax._src import monitoring as _monitoring  # its list of listeners; public registration below
+
+    with _listening_lock:
+        listeners = getattr(_monitoring, "_event_listeners", None)
+        if listeners is None or _note not in listeners:
+            jax.monitoring.register_event_listener(_note)
+
+
+def _compile_noting(lowered) -> tuple[Any, str]:
+    """(``compile_lowered(lowered)``, ``"hit"``, ``"miss"`` or ``"off"``: what JAX's persistent compilation cache
+    did, from the events it raised in this thread meanwhile). JAX asks its cache whenever it is enabled (its
+    default), a folder set or not: without a folder (``jax_compilation_cache_dir``) nothing can be read, "off"."""
+    _listen()
+    _seen.events = set()
+    try:
+        program = compile_lowered(lowered)
+        events = _seen.events
+    finally:
+        del _seen.events
+    if _HIT in events:
+        return program, "hit"
+    return program, "miss" if _ASKED in events and getattr(jax.config, "jax_compilation_cache_dir", None) else "off"
 
 CPU_COMPILER_OPTIONS = {"xla_cpu_use_fusion_emitters": False}
 """XLA options the fused loop is compiled with on the CPU. XLA's CPU backend emits a fused kernel either
@@ -38,10 +101,19 @@ def compile_options() -> dict:
     return dict(CPU_COMPILER_OPTIONS)
 
 
-def compile_cached(lowered) -> tuple[Any, bool]:
-    """(``compile_lowered(lowered)``, False), or a program with the same text, argument types and compile options that
-    this process compiled before (`trajopt.programs.CACHE`) and True."""
-    return programs.compile(lowered, compile_lowered, compile_options())
+def compile_cached(lowered) -> Compiled:
+    """``compile_lowered(lowered)``, or a program with the same text, argument types and compile options that this
+    process compiled before (`trajopt.programs.CACHE`; ``reused``), and where it came from (``cache``: one of
+    `CACHE_STATUSES`)."""
+    status: list[str] = []
+
+    def compile_(lowered):
+        program, cache = _compile_noting(lowered)
+        status.append(cache)
+        return program
+
+    program, reused = programs.compile(lowered, compile_, compile_options())
+    return Compiled(program, reused, "memory" if reused else status[0])
 
 
 def compile_lowered(lowered) -> Any:

@@ -70,6 +70,10 @@ class Result:
             lowering only.
         trace_reused: the loop's trace was read back from the traces folder (`trajopt.traces`), not traced:
             ``compile_seconds`` is then its lowering and compilation (or loading from the compilation cache).
+        compilation_cache: where the compiled loop came from (`trajopt.compiler.CACHE_STATUSES`): "memory" (this
+            process compiled it before: ``reused``), "hit" (JAX's persistent compilation cache), "miss" (XLA
+            compiled it; the cache did not have it) or "off" (XLA compiled it, no cache); None when not known (a
+            result read back from a run folder written before this was recorded).
         oracle: the name of the oracle whose backward passes the counts hold, for a result without its ``method``
             (one read back from a run folder: its variant's ``oracle``), else None (the method says: `oracle_name`).
     """
@@ -98,6 +102,7 @@ class Result:
     lifted: Optional[int] = None
     reused: bool = False
     trace_reused: bool = False
+    compilation_cache: Optional[str] = None
     oracle: Optional[str] = None
 
     @property

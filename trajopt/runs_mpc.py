@@ -74,8 +74,10 @@ def summarise(spec, results: Mapping, *, step_costs: StepCosts, versions: Mappin
             "realtime_factor": r.realtime_factor,
             "compile_seconds": r.compile_seconds,
             "run_seconds": r.run_seconds,
-            # trajopt.traces: the episode's programs were read back, not traced (compile_seconds has no tracing)
-            "program": {"trace_reused": bool(getattr(r, "trace_reused", False))},
+            # trajopt.traces: the episode's programs were read back, not traced (compile_seconds has no tracing);
+            # trajopt.compiler: where each compiled program came from (memory, hit or miss of the cache, or off)
+            "program": {"trace_reused": bool(getattr(r, "trace_reused", False)),
+                        "compilation_cache": dict(getattr(r, "compilation_cache", {}) or {})},
             "config": spec.variants[name].table if name in spec.variants else {},
         }
         if r.success is not None:

@@ -379,10 +379,22 @@ def _run_facts(entry: Mapping, top: Mapping, n_seeds: int) -> dict:
         "stopped": list(stopped) if isinstance(stopped, list) and len(stopped) == n_seeds
         and all(x is None or isinstance(x, str) for x in stopped) else None,
         "ran_once": entry.get("ran_once") is True,
+        **_program_facts(entry.get("program")),
         # the oracle whose own backward ratio its counts were charged (runs_summary's charged_oracle; else its config's)
         "oracle": entry["charged_oracle"] if isinstance(entry.get("charged_oracle"), str)
         else _config_oracle(entry.get("config")),
     }
+
+
+def _program_facts(program) -> dict:
+    """How a variant's loop was compiled (result.json's ``program``: `Result.reused`, ``trace_reused`` and
+    ``compilation_cache``), each only where it reads as written."""
+    from trajopt.compiler import CACHE_STATUSES
+
+    program = program if isinstance(program, Mapping) else {}
+    cache = program.get("compilation_cache")
+    return {"reused": program.get("reused") is True, "trace_reused": program.get("trace_reused") is True,
+            "compilation_cache": cache if cache in CACHE_STATUSES else None}
 
 
 def _config_oracle(table, depth: int = 0):

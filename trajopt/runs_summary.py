@@ -97,9 +97,11 @@ def summarise(spec, results: Mapping[str, Result], *, verb: str, versions: Mappi
             "compile_seconds": r.compile_seconds,
             # trajopt.programs: constants taken as inputs (a study grid's; None: none), and whether the compiled
             # loop was reused (compile_seconds is then tracing and lowering only); trajopt.traces: whether its
-            # trace was read back from the traces folder (compile_seconds then has no tracing)
+            # trace was read back from the traces folder (compile_seconds then has no tracing); trajopt.compiler:
+            # where the compiled loop came from (memory, hit or miss of the compilation cache, or off)
             "program": {"lifted_constants": getattr(r, "lifted", None), "reused": bool(getattr(r, "reused", False)),
-                        "trace_reused": bool(getattr(r, "trace_reused", False))},
+                        "trace_reused": bool(getattr(r, "trace_reused", False)),
+                        "compilation_cache": getattr(r, "compilation_cache", None)},
             "config": v.table if v else {},
             "iterations": r.iterations,
         }

@@ -197,7 +197,7 @@ class _Lowered:
     def compile(self) -> "Prepared":
         t0 = time.perf_counter()
         with user_code(self.prepared["name"], "compiling"):
-            compiled, reused = compile_cached(self.lowered)
+            compiled, reused, cache = compile_cached(self.lowered)
             if self.inputs:
                 compiled = functools.partial(compiled, *self.inputs)
             if self.flat is not None:
@@ -205,7 +205,8 @@ class _Lowered:
             stopped_fn = None if self.stopped_lowered is None else compile_cached(self.stopped_lowered)[0]
         seconds = self.seconds + time.perf_counter() - t0
         return Prepared(compiled=compiled, compile_seconds=seconds, stopped_fn=stopped_fn, reused=reused,
-                        trace_reused=self.flat is not None and self.flat.from_cache, **self.prepared)
+                        trace_reused=self.flat is not None and self.flat.from_cache, compilation_cache=cache,
+                        **self.prepared)
 
 
 def _lower(problem: Problem, method: Method, *, key: jax.Array, iterations: int, seeds: Sequence[int] = (0,),
@@ -419,6 +420,7 @@ class Prepared:
     lifted: Optional[int] = None  # constants lifted into inputs (`_lower_loop`); None: compiled with its constants
     reused: bool = False  # the compiled loop came from `trajopt.programs.CACHE` (only traced and lowered here)
     trace_reused: bool = False  # the loop's trace was read back (`trajopt.traces`), not traced here
+    compilation_cache: Optional[str] = None  # where the compiled loop came from (`trajopt.compiler.CACHE_STATUSES`)
 
     def history_bytes(self) -> int:
         """`history_bytes` of this loop (what a caller compares with its memory to choose a `HistoryStore`)."""
@@ -547,7 +549,7 @@ class Prepared:
             horizon=self.horizon, step_costs=self.step_costs, budget=self.budget, stopped=stopped,
             stopped_at=np.array([q if r is not None else -1 for q, r in zip(quiet, stopped)], np.int64),
             ran_once=self.shared, settled_at=settled_at, lifted=self.lifted, reused=self.reused,
-            trace_reused=self.trace_reused,
+            trace_reused=self.trace_reused, compilation_cache=self.compilation_cache,
         )
 
     def _ask(self, carry, over) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -127,6 +127,25 @@ def check_force(force: bool, out_dir) -> None:
                    "--out every run gets a new folder)")
 
 
+CACHE_HIT_MARK = "*"
+CACHE_HIT_NOTE = "*: the compiled program was read from the compilation cache (XLA did not compile it)"
+
+
+def seconds_text(entry: dict) -> str:
+    """A variant's "run+compile" seconds for a table (its result.json ``entry``), marked `CACHE_HIT_MARK` when its
+    compiled program (a closed loop's batched episode) was read from JAX's compilation cache."""
+    cache = (entry.get("program") or {}).get("compilation_cache")
+    if isinstance(cache, dict):
+        cache = cache.get("episode")
+    mark = CACHE_HIT_MARK if cache == "hit" else ""
+    return f"{entry['run_seconds']:.2f}+{entry['compile_seconds']:.1f}{mark}"
+
+
+def any_cache_hit(summary: dict) -> bool:
+    """Whether a table of ``summary`` marks a variant's seconds (`seconds_text`): then its caption says why."""
+    return any(seconds_text(v).endswith(CACHE_HIT_MARK) for v in summary["variants"].values())
+
+
 def fmt(x, digits: int = 5) -> str:
     """A number for a table: 5 significant digits, '-' for None and NaN."""
     if x is None:

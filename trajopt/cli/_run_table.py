@@ -7,7 +7,7 @@ import numpy as np
 from rich.markup import escape
 from rich.table import Table
 
-from trajopt.cli._common import fmt
+from trajopt.cli._common import CACHE_HIT_NOTE, any_cache_hit, fmt, seconds_text
 
 
 def _summary_table(summary: dict) -> Table:
@@ -37,6 +37,8 @@ def _summary_table(summary: dict) -> Table:
                          ("rollouts", "right"), ("backward", "right"), *([("lin.", "right")] if linearised else []),
                          *([("FSE", "right")] if costs else []), ("run+compile s", "right")]:
         table.add_column(col, justify=justify)
+    if any_cache_hit(summary):
+        table.caption += "; " + CACHE_HIT_NOTE
     if "success_radius" in summary:
         table.add_column(f"success (r = {summary['success_radius']:g})", justify="right")
         table.caption += f"; success: median share of {summary['success_held_out']} held-aside starts within the radius"
@@ -59,7 +61,7 @@ def _summary_table(summary: dict) -> Table:
             *([f"{o['iterations']:,}"] if per_variant else []), f"{o['rollouts']:,}", f"{o['gradients']:,}",
             *([f"{o.get('linearizations', 0):,}"] if linearised else []),
             *([_fse(o.get("forward_equivalents"))] if costs else []),
-            f"{o['run_seconds']:.2f}+{o['compile_seconds']:.1f}",
+            seconds_text(o),
             *([f"{o['median_success_rate']:.0%}" if o["median_success_rate"] == o["median_success_rate"] else "-"]
               if "success_radius" in summary else []),
         )

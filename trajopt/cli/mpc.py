@@ -15,8 +15,9 @@ from rich.table import Table
 
 from trajopt.tomlio import toml_string
 
-from trajopt.cli._common import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, ForceOpt, JsonOpt, OutOpt, QuietOpt, SeedsOpt,
-                                 SetOpt, app, check_sets, err, fail, fmt, measuring_status, out)
+from trajopt.cli._common import (CACHE_HIT_NOTE, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, ForceOpt, JsonOpt, OutOpt,
+                                 QuietOpt, SeedsOpt, SetOpt, any_cache_hit, app, check_sets, err, fail, fmt,
+                                 measuring_status, out, seconds_text)
 
 # the step costs' cache and measurement are shared with the closed-loop studies (trajopt.studies)
 from trajopt.step_costs import STEP_COSTS_FILE, costs_text, step_costs_for  # noqa: E402,F401
@@ -47,6 +48,8 @@ def _mpc_table(summary: dict) -> Table:
             ("run+compile s", "right")]
     for col, justify in cols:
         table.add_column(col, justify=justify)
+    if any_cache_hit(summary):
+        table.caption += "; " + CACHE_HIT_NOTE
     for name, v in summary["variants"].items():
         ok = sum(s == "ok" for s in v["status"])
         status = "ok" if ok == n else f"{ok}/{n} ok"
@@ -66,7 +69,7 @@ def _mpc_table(summary: dict) -> Table:
                       f"{ms(ps['p50'])}/{ms(ps['p95'])}/{ms(ps['max'])}",
                       "-" if miss is None or not math.isfinite(miss) else f"{miss:.0%}",
                       "-" if rtf is None or not math.isfinite(rtf) else f"{rtf:.3g}",
-                      f"{v['run_seconds']:.2f}+{v['compile_seconds']:.1f}")
+                      seconds_text(v))
     return table
 
 

@@ -270,6 +270,9 @@ class MPCResult:
             without draws).
         compile_seconds, run_seconds: the batched episode's compilation and run times.
         trace_reused: the episode's programs were read back from the traces folder (`trajopt.traces`), not traced.
+        compilation_cache: {program: where it came from} for the batched episode ("episode") and the timing pass's
+            programs ("start", "plan", "advance"): `trajopt.compiler.CACHE_STATUSES` ("memory", "hit", "miss" or
+            "off").
         plan_seconds: [R] wall time of each replan of seed ``seeds[0]`` in a separate, timing-only pass (None if not
             measured); episode_seconds: that pass's whole wall time; dt: the control step of the system.
     """
@@ -297,6 +300,7 @@ class MPCResult:
     dt: float = math.nan
     plant_factors: Mapping = field(default_factory=dict)
     trace_reused: bool = False
+    compilation_cache: Mapping = field(default_factory=dict)
 
     @property
     def closed_loop_cost_median(self) -> float:

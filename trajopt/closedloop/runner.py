@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Sequence, Union
 
 import jax
@@ -57,11 +57,16 @@ class _Compiled:
     advance: Any = None
     compile_seconds: float = 0.0
     trace_reused: bool = False  # the programs' traces were read back (`trajopt.traces`), not traced here
+    compilation_cache: Mapping = field(default_factory=dict)  # {program: `trajopt.compiler.CACHE_STATUSES`}
+
+
+PROGRAMS = ("episode", "start", "plan", "advance")
+"""The names of one method's programs, in `_programs`' order (`_Compiled.compilation_cache`'s keys)."""
 
 
 def _programs(episode: _Episode, key, seeds, x0s, time_plans: bool) -> list:
     """[(function, arguments)] of one method's closed loop: the batched episode, and with ``time_plans`` one seed's
-    start, plan and advance (`time_episode`)."""
+    start, plan and advance (`time_episode`); named `PROGRAMS`."""
     programs_ = [(episode.run, (key, seeds, x0s))]
     if time_plans:
         seed_key = jax.random.fold_in(key, int(seeds[0]))
@@ -116,12 +121,13 @@ def compile_episode(episode: _Episode, key, seeds, x0s, time_plans: bool, lift: 
         todo = _programs(episode, key, seeds, x0s, time_plans)
         lowered = [_lower(fn, args, None if lift is None else lift[i]) for i, (fn, args) in enumerate(todo)]
     with ThreadPoolExecutor(min(len(lowered), 4), thread_name_prefix="trajopt-compile") as pool:
-        compiled = list(pool.map(lambda item: compile_cached(item[0])[0], lowered))
-    compiled = [functools.partial(c, *inputs) if inputs else c for c, (_, inputs) in zip(compiled, lowered)]
+        got = list(pool.map(lambda item: compile_cached(item[0]), lowered))
+    compiled = [functools.partial(c.program, *inputs) if inputs else c.program for c, (_, inputs) in zip(got, lowered)]
     if kept is not None:
         compiled = [k.wrap(c) for k, c in zip(kept, compiled)]
     return _Compiled(*compiled, compile_seconds=time.perf_counter() - t0,
-                     trace_reused=kept is not None and kept[0].from_cache)
+                     trace_reused=kept is not None and kept[0].from_cache,
+                     compilation_cache={name: c.cache for name, c in zip(PROGRAMS, got)})
 
 
 def _trace_key(identity: Mapping, episode: _Episode, key, seeds, x0s, time_plans: bool) -> Optional[str]:
@@ -235,7 +241,7 @@ def mpc(problem, methods: Union[Mapping[str, Any], Sequence[Any]], *, episode: O
             success=None if success is None else success(problem.cost, X), plan_seconds=plan_seconds,
             episode_seconds=episode_seconds, dt=dt,
             plant_factors={d.label: np.asarray(res["plant_factors"])[:, j] for j, d in enumerate(the_plant.draws)},
-            trace_reused=compiled.trace_reused)
+            trace_reused=compiled.trace_reused, compilation_cache=dict(compiled.compilation_cache))
     return out
 
 

@@ -307,7 +307,7 @@ def _run_part(part: list, chunk: Chunk, should_stop, pad: bool) -> list[CellOutc
         keys = jnp.concatenate([low.prepared["seed_keys"] for low in lows])
         fn = programs.over_runs(part[0][2].program.fn, size, (True, True, False, False))
         lowered = jax.jit(fn).lower(inputs, carry, keys, np.arange(p0["chunk"], dtype=np.int32), True)
-        program, reused = compile_cached(lowered)
+        program, reused, cache = compile_cached(lowered)
         stopped_fn = None
         if part[0][2].stopped_lowered is not None:  # the same program for every cell (`_program`)
             stopped_fn = compile_cached(jax.jit(jax.vmap(p0["rule"].converged)).lower(carry[0]))[0]
@@ -315,7 +315,7 @@ def _run_part(part: list, chunk: Chunk, should_stop, pad: bool) -> list[CellOutc
         seeds = np.concatenate([np.asarray(low.prepared["seeds"])[:rows] for low in lows])
         group = solver.Prepared(**{**p0, "seeds": seeds, "carry": carry, "seed_keys": keys, "shared": False,
                                    "history_store": None}, compiled=functools.partial(program, inputs),
-                                compile_seconds=0.0, stopped_fn=stopped_fn, reused=reused)
+                                compile_seconds=0.0, stopped_fn=stopped_fn, reused=reused, compilation_cache=cache)
         result = group.run(should_stop=should_stop)
     except Exception:  # noqa: BLE001 - the group's program failed: each cell alone, so a failure is its cell's own
         return [_alone(*m, should_stop) for m in part]
@@ -328,17 +328,19 @@ def _run_part(part: list, chunk: Chunk, should_stop, pad: bool) -> list[CellOutc
         try:
             mine = cell_result(result, g, rows, low.prepared, name=cell.variant,
                                compile_seconds=low.seconds + (compile_seconds if g == 0 else 0.0),
-                               reused=reused if g == 0 else True)
+                               reused=reused if g == 0 else True, cache=cache if g == 0 else "memory")
             outcomes.append(compare_outcome(cell, spec, mine, group=record))
         except Exception as e:  # noqa: BLE001
             outcomes.append(_failed(cell, e))
     return outcomes
 
 
-def cell_result(result, g: int, rows: int, prepared: dict, *, name: str, compile_seconds: float, reused: bool):
+def cell_result(result, g: int, rows: int, prepared: dict, *, name: str, compile_seconds: float, reused: bool,
+                cache: str):
     """Cell ``g``'s `Result` from its group's (whose seeds are the cells' ``rows`` rows one after another): its rows
     of every per-seed array (a shared deterministic run's one row repeated for each of its seeds, as
-    `trajopt.solver.Prepared.run` repeats it), its own name, method, seeds, lifted count and the seconds given."""
+    `trajopt.solver.Prepared.run` repeats it), its own name, method, seeds, lifted count, and the seconds and
+    program facts given (``cache``: `Result.compilation_cache`)."""
     seeds = np.asarray(prepared["seeds"])
     n, shared = len(seeds), bool(prepared["shared"])
     at = slice(g * rows, (g + 1) * rows)
@@ -357,4 +359,4 @@ def cell_result(result, g: int, rows: int, prepared: dict, *, name: str, compile
         history={f: take(v) for f, v in result.history.items()}, status=listed(result.status),
         failed_at=take(result.failed_at), stopped=None if result.stopped is None else listed(result.stopped),
         stopped_at=None if result.stopped_at is None else take(result.stopped_at), ran_once=shared,
-        compile_seconds=compile_seconds, reused=reused, lifted=prepared["lifted"])
+        compile_seconds=compile_seconds, reused=reused, compilation_cache=cache, lifted=prepared["lifted"])
