@@ -266,3 +266,40 @@ def test_a_second_mpc_reads_its_episodes_back_and_runs_them_bit_for_bit(own_cach
         assert warm[name]["plan_seconds"]["p50"] > 0  # the timing pass ran the read-back plan program
     other, _ = _mpc(tmp_path / "other", "--set", "mpc.replan_every=2")  # another setting: another trace
     assert [v["program"]["trace_reused"] for v in other.values()] == [False] * 3
+    # one method of the three, other seeds: its kept episode (a method's key holds its own table, seeds are arguments)
+    one, x_one = _mpc(tmp_path / "one", "--set", 'mpc.variants=["mppi"]', "--seeds", "3,4")
+    assert [v["program"]["trace_reused"] for v in one.values()] == [True] and len(episodes) == 9
+    monkeypatch.setenv(traces.ENV, "0")
+    one_direct, x_one_direct = _mpc(tmp_path / "one_direct", "--set", 'mpc.variants=["mppi"]', "--seeds", "3,4")
+    assert one["mppi"]["closed_loop_cost"] == one_direct["mppi"]["closed_loop_cost"] != warm["mppi"]["closed_loop_cost"]
+    for k in x_one:
+        np.testing.assert_array_equal(x_one[k], x_one_direct[k], err_msg=k)
+
+
+def test_a_run_of_some_variants_reads_the_traces_a_run_of_all_kept(own_cache, tmp_path):
+    """Each run's key holds its own variant's table, not which variants run: ``--variants zobg`` after the file's
+    three reads zobg's loop back, and runs it as the first run did."""
+    _, calls = own_cache
+    every, m_every = _run(tmp_path / "all")
+    one, m_one = _run(tmp_path / "one", "--variants", "zobg")
+    assert len(calls) == 3 and _reused(one) == [True]
+    assert one["variants"]["zobg"]["final_cost"] == every["variants"]["zobg"]["final_cost"]
+    assert m_one == [m for m in m_every if m["variant"] == "zobg"]
+    # its own table is in its key: another sigma for zobg is another trace, and leaves fobg's where it was
+    both, _ = _run(tmp_path / "both", "--variants", "zobg,fobg", "--set", "oracle.zobg.sigma=0.05")
+    assert _reused(both) == [False, True] and len(calls) == 4
+
+
+def test_seeds_reach_the_loop_as_arguments_so_other_seeds_read_the_same_trace(own_cache, tmp_path, monkeypatch):
+    """The seeds' values are not in the key (their count is, as shapes): seeds 7 and 9 read back the loop kept for
+    seeds 0 and 1, and give exactly what the loop traced directly for 7 and 9 gives, not the first run's numbers."""
+    _, calls = own_cache
+    first, _ = _run(tmp_path / "a")
+    other, m_other = _run(tmp_path / "b", small=[*SMALL[:2], "--seeds", "7,9", *SMALL[4:]])
+    assert _reused(other) == [True] * 3 and len(calls) == 3
+    monkeypatch.setenv(traces.ENV, "0")
+    direct, m_direct = _run(tmp_path / "c", small=[*SMALL[:2], "--seeds", "7,9", *SMALL[4:]])
+    assert _reused(direct) == [False] * 3 and m_other == m_direct
+    for name in first["variants"]:
+        assert other["variants"][name]["final_cost"] == direct["variants"][name]["final_cost"]
+        assert other["variants"][name]["final_cost"] != first["variants"][name]["final_cost"]

@@ -292,12 +292,14 @@ def _lower_checked(problem: Problem, method: Method, *, key: jax.Array, iteratio
 
 def _trace_key(identity: Mapping, name: str, iterations: int, chunk: int, n_seeds: int, rule: StopRule,
                shared: bool, args: tuple) -> Optional[str]:
-    """The key of a run's kept trace (`trajopt.traces.key`; None: not kept): the problem's ``identity`` and what
-    the run's loop is traced with besides it (a budget's step costs are constants of the loop; its arguments)."""
+    """The key of a run's kept trace (`trajopt.traces.key`; None: not kept): the problem's ``identity`` with the
+    variant ``name``'s own table (`trajopt.traces.for_variant`) and what the run's loop is traced with besides it
+    (a budget's step costs are constants of the loop; its arguments)."""
     costs = None if rule.budget is None else [float(rule.costs.backward), float(rule.costs.linearization)]
-    return traces.key(identity, {"name": name, "iterations": int(iterations), "chunk": int(chunk),
-                                 "seeds": int(n_seeds), "budget": rule.budget, "horizon": rule.horizon,
-                                 "costs": costs, "once": bool(shared), "stops": rule.stopped is not None}, args)
+    run = {"name": name, "iterations": int(iterations), "chunk": int(chunk), "seeds": int(n_seeds),
+           "budget": rule.budget, "horizon": rule.horizon, "costs": costs, "once": bool(shared),
+           "stops": rule.stopped is not None}
+    return traces.key(traces.for_variant(identity, name), run, args)
 
 
 def _lower_loop(run_chunk, carry, seed_keys, ks0, lift) -> tuple[Any, tuple, Optional[int], Any]:

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import copy
 import json
 import os
 import pickle
@@ -139,12 +140,26 @@ def _digest(system) -> tuple[bool, Optional[str]]:
     return getattr(system, "model", None) is None, None
 
 
+UNREAD_KEYS = (("title",), ("description",), ("solve", "variants"), ("solve", "oracles"), ("mpc", "variants"),
+               ("oracle",), ("solve", "seeds"), ("solve", "key"), ("mpc", "seeds"))
+"""The resolved spec's keys that no kept program is traced with, left out of `problem_identity`:
+
+* the file's words (title, description);
+* which variants run, and the options of the oracles they name: each run's key holds its own variant's resolved
+  table instead (`for_variant`), which has every option its method is built with, its oracle's included
+  (`trajopt.methods.variants.Variant.table`). So a run of one variant reads the trace a run of them all kept,
+  and another option of one oracle leaves the other variants' traces where they were;
+* the seeds and the PRNG key: they reach the programs as arguments (the seed keys, a closed loop's seeds and
+  starts), and their count as the arguments' shapes, which are in the key."""
+
+
 def problem_identity(spec) -> Optional[dict]:
-    """What identifies ``spec``'s problem and variants for a kept trace: {"spec": its resolved tables, "system":
-    its system's ``content_digest`` or None, "plant": a closed-loop plant's own system's}; None when nothing is
-    kept: `enabled` is false, the spec names user code (a ``package.module:Class`` string anywhere in it, whose
-    Python the key does not cover: `trajopt.studies.sources.user_names`), or a system reads a model file and has
-    no digest of it (fail closed).
+    """What identifies ``spec``'s problem and variants for a kept trace: {"spec": its resolved tables but
+    `UNREAD_KEYS` and ``variants``, "variants": {name: resolved table} (a run keeps only its own: `for_variant`),
+    "system": its system's ``content_digest`` or None, "plant": a closed-loop plant's own system's}; None when
+    nothing is kept: `enabled` is false, the spec names user code (a ``package.module:Class`` string anywhere in
+    it, whose Python the key does not cover: `trajopt.studies.sources.user_names`), or a system reads a model file
+    and has no digest of it (fail closed).
 
     Only a caller that built the problem, the methods and the plant from ``spec`` alone may pass this on (the CLI
     does): the key holds the spec, not objects changed after it was read (a system registered from Python, a method
@@ -161,7 +176,24 @@ def problem_identity(spec) -> Optional[dict]:
     plant_identified, plant_digest = _digest(plant) if plant is not None else (True, None)
     if not identified or not plant_identified:
         return None
-    return {"spec": resolved, "system": system, "plant": plant_digest}
+    kept = copy.deepcopy(resolved)  # the spec's own tables stay as they are
+    variants = kept.pop("variants", {})
+    for path in UNREAD_KEYS:
+        table = kept
+        for part in path[:-1]:
+            table = table.get(part) if isinstance(table, dict) else None
+        if isinstance(table, dict):
+            table.pop(path[-1], None)
+    return {"spec": kept, "variants": variants, "system": system, "plant": plant_digest}
+
+
+def for_variant(identity: Mapping, name: str) -> dict:
+    """``identity`` (`problem_identity`) with only the variant ``name``'s table of its ``variants``: what one run
+    of that variant is traced with. A name it does not hold keeps them all (a key that is only more specific)."""
+    variants = identity.get("variants")
+    if not isinstance(variants, Mapping) or name not in variants:
+        return dict(identity)
+    return {**identity, "variants": {name: variants[name]}}
 
 
 def signature(args) -> dict:

@@ -132,10 +132,11 @@ def compile_episode(episode: _Episode, key, seeds, x0s, time_plans: bool, lift: 
 
 def _trace_key(identity: Mapping, episode: _Episode, key, seeds, x0s, time_plans: bool) -> Optional[str]:
     """The key of one method's kept episode programs (`trajopt.traces.key`; None: not kept): the problem's
-    ``identity`` (its plant's model included), the method's name, the settings, and the batched episode's
-    arguments (the timing programs' follow from them)."""
-    return traces.key(identity, {"episode": episode.name, "settings": repr(episode.settings),
-                                 "time_plans": bool(time_plans)}, (key, seeds, x0s))
+    ``identity`` (its plant's model included) with the method's own variant table (`trajopt.traces.for_variant`),
+    its name, the settings, and the batched episode's arguments (the timing programs' follow from them)."""
+    return traces.key(traces.for_variant(identity, episode.name),
+                      {"episode": episode.name, "settings": repr(episode.settings), "time_plans": bool(time_plans)},
+                      (key, seeds, x0s))
 
 
 def time_episode(compiled: _Compiled, settings, key, seed: int, x0=None) -> tuple[np.ndarray, float]:
