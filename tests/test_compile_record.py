@@ -19,20 +19,21 @@ from trajopt.compiler import CACHE_STATUSES, compile_cached
 
 ROOT = Path(__file__).resolve().parent.parent
 STIFF = str(ROOT / "problems" / "pushing_stiff.toml")
-SMALL = ["--variants", "zobg", "--iterations", "5", "--seeds", "2", "--set", "task.horizon=30"]
+SMALL = ["--iterations", "5", "--seeds", "2", "--set", "task.horizon=30"]
 
 
-def _compare(out: Path, cache: Path, **env_extra):
-    """`trajopt compare` in a process of its own (JAX sets its cache folder once per process): its exit status,
-    its printed table, and the zobg variant's result.json entry."""
+def _compare(out: Path, cache: Path, variants: str = "zobg", **env_extra):
+    """`trajopt compare` of ``variants`` in a process of its own (JAX sets its cache folder once per process): its
+    printed table and its result.json's variants (the zobg entry alone when it ran alone)."""
     env = {**os.environ, "TRAJOPT_CACHE": "1", "TRAJOPT_CACHE_DIR": str(cache), "COLUMNS": "250", **env_extra}
     for name in (traces.ENV, "JAX_COMPILATION_CACHE_DIR", "_TRAJOPT_JAX_CACHE_DIR"):
         if name not in env_extra:
             env.pop(name, None)
-    p = subprocess.run([sys.executable, "-m", "trajopt", "compare", STIFF, *SMALL, "--out", str(out)],
-                       env=env, capture_output=True, text=True, cwd=ROOT)
+    p = subprocess.run([sys.executable, "-m", "trajopt", "compare", STIFF, "--variants", variants, *SMALL,
+                        "--out", str(out)], env=env, capture_output=True, text=True, cwd=ROOT)
     assert p.returncode == 0, p.stderr
-    return p.stdout, json.loads((out / "result.json").read_text())["variants"]["zobg"]
+    entries = json.loads((out / "result.json").read_text())["variants"]
+    return p.stdout, entries["zobg"] if variants == "zobg" else entries
 
 
 def _loop_entries(cache: Path) -> set[str]:
@@ -66,13 +67,59 @@ def test_a_run_folder_records_whether_the_compilation_cache_had_its_loop(tmp_pat
     # read back from the folder as written
     assert runs.read_run(tmp_path / "b").results["zobg"].compilation_cache == "hit"
 
+    # two variants compiled at once on the CLI's two threads: each its own status
+    _, e = _compare(tmp_path / "e", cache, "zobg,fobg,aobg")
+    assert {k: v["program"]["compilation_cache"] for k, v in e.items()} == {"zobg": "hit", "fobg": "miss",
+                                                                           "aobg": "miss"}
+
+
+PROBE = """
+import os, sys
+os.environ["TRAJOPT_CACHE"] = "1"
+os.environ["TRAJOPT_CACHE_DIR"] = sys.argv[1]
+import trajopt
+import jax, jax.numpy as jnp, numpy as np
+from trajopt import programs
+from trajopt.compiler import compile_cached
+
+def f(x):
+    return jnp.cumsum(jnp.sin(x) * 3.0) + 0.25
+
+def g(x):  # calls back into Python: never kept in the persistent cache
+    return jax.pure_callback(lambda a: np.asarray(a) * 2, jax.ShapeDtypeStruct(x.shape, x.dtype), x) + 1.0
+
+lowered = jax.jit(f).lower(jnp.ones(64))
+out = [compile_cached(lowered).cache, compile_cached(lowered).cache]
+programs.CACHE.clear()
+out.append(compile_cached(lowered).cache)  # trajopt's cache emptied: JAX's own in-memory one has it
+out += [compile_cached(jax.jit(g).lower(jnp.ones(5))).cache]
+print(" ".join(out))
+"""
+
+
+def test_each_status_as_jax_compiled_the_program(tmp_path):
+    """Two processes on one cache folder: a program XLA compiled ("miss"), the same one again in the process
+    ("memory": trajopt's programs, or JAX's own once trajopt's are cleared), read in the next process ("hit"); a
+    program calling back into Python is never in the persistent cache ("off")."""
+    env = {**os.environ, "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}  # keep even a quick program
+    for name in ("JAX_COMPILATION_CACHE_DIR", "_TRAJOPT_JAX_CACHE_DIR"):
+        env.pop(name, None)
+    seen = []
+    for _ in range(2):
+        p = subprocess.run([sys.executable, "-c", PROBE, str(tmp_path / "jax")], env=env, capture_output=True,
+                           text=True, cwd=ROOT)
+        assert p.returncode == 0, p.stderr
+        seen.append(p.stdout.split())
+    assert seen == [["miss", "memory", "memory", "off"], ["hit", "memory", "memory", "off"]]
+    assert set(seen[0] + seen[1]) <= set(CACHE_STATUSES)
+
 
 def test_a_program_compiled_before_in_this_process_is_from_memory():
     lowered = jax.jit(lambda x: jnp.sin(x) * 3.0 + 0.25).lower(jnp.ones(7))
     first = compile_cached(lowered)
     second = compile_cached(jax.jit(lambda x: jnp.sin(x) * 3.0 + 0.25).lower(jnp.ones(7)))
-    assert first.cache in CACHE_STATUSES and first.cache != "memory" and not first.reused
-    assert second.cache == "memory" and second.reused and second.program is first.program
+    assert first.cache != "memory" and not first.reused  # XLA or the persistent cache: this process had none
+    assert second.cache == "memory" and second.reused
     assert float(second.program(jnp.ones(7))[0]) == float(jnp.sin(1.0) * 3.0 + 0.25)
 
 

@@ -108,7 +108,7 @@ def test_runs_differing_in_parameters_share_one_compilation(monkeypatch):
     both = _run(["system.stiffness=60", "oracle.sigma=0.2"])
     second = _solve(*both, lift=positions)
     assert (first.reused, second.reused) == (False, True) and len(compiles) == 1
-    assert first.compilation_cache in ("hit", "miss", "off") and second.compilation_cache == "memory"
+    assert first.compilation_cache != "memory" and second.compilation_cache == "memory"  # one compile: the first
     assert first.lifted == second.lifted == len(positions.indices)
     alone = _solve(*both)  # its constants baked in
     assert alone.lifted is None and not alone.reused

@@ -303,3 +303,43 @@ def test_seeds_reach_the_loop_as_arguments_so_other_seeds_read_the_same_trace(ow
     for name in first["variants"]:
         assert other["variants"][name]["final_cost"] == direct["variants"][name]["final_cost"]
         assert other["variants"][name]["final_cost"] != first["variants"][name]["final_cost"]
+
+
+def _from_variant_tables(spec):
+    """``spec`` written out without what a kept trace's key leaves out of each run (`traces.UNREAD_KEYS`: the
+    [oracle] tables, which variants run besides, and [solve.optimizer]'s place: every option must be in the
+    variant's own resolved table) and loaded again."""
+    import tomli_w
+
+    from trajopt.spec import loads
+
+    resolved = spec.resolved()
+    doc = {k: v for k, v in resolved.items() if k not in ("oracle", "method")}
+    doc["solve"] = {k: v for k, v in resolved["solve"].items() if k not in ("optimizer", "oracles")}
+    return loads(tomli_w.dumps(doc), source="tables")
+
+
+OWN_TABLES = ['method.cem.population=32', 'variants.ms.oracle="zobg"', 'variants.ms.starts=3',
+              'variants.ms.start_spread=0.1', 'variants.ms.sigma_schedule="linear"', 'variants.ms.sigma_final=0.01',
+              'variants.ms.iterations=7', 'oracle.sigma=0.2', 'oracle.aobg.gamma=3.0', 'solve.optimizer.name="adam"',
+              'solve.optimizer.step=0.01', 'variants.c.method="cem"', 'variants.c.starts=2',
+              'solve.variants=["ms", "c", "aobg", "ilqr", "mppi"]']
+
+
+@pytest.mark.parametrize("path", sorted(str(p.relative_to(PROBLEMS)) for p in [*PROBLEMS.glob("*.toml"),
+                                                                              *PROBLEMS.glob("suite/*.toml")]))
+def test_a_variants_own_table_builds_its_method(path):
+    """What lets a run's key hold only its own variant's table (`traces.for_variant`): each variant's resolved table,
+    with none of the [oracle], [method] and [solve.optimizer] tables it was merged from, builds the same method
+    (compared by its repr, every field; a NaN sigma is a policy file's). Every shipped file, and on stiff pushing
+    shared and per-oracle options, a method's defaults, a file optimiser, K starts, a σ schedule and own iterations."""
+    from trajopt.spec import load
+
+    try:
+        spec = load(PROBLEMS / path, OWN_TABLES if path == "pushing_stiff.toml" else ())
+    except ImportError as e:  # an MJCF file without the [suite] extra (CI's MJX step has it)
+        pytest.skip(f"{path}: {e}")
+    again = _from_variant_tables(spec)
+    assert list(again.variants) == list(spec.variants)
+    for name, v in spec.variants.items():
+        assert repr(again.variants[name].method) == repr(v.method), name

@@ -23,17 +23,21 @@ from trajopt import programs
 CACHE_STATUSES = ("memory", "hit", "miss", "off")
 """Where a compiled program came from (`Compiled.cache`; a run folder's ``program.compilation_cache``):
 
-* ``"memory"``: a program this process compiled before (`trajopt.programs.CACHE`): nothing was compiled or read;
+* ``"memory"``: a program this process compiled before (`trajopt.programs.CACHE`, or JAX's own in-memory
+  cache of compiled programs): nothing was compiled or read;
 * ``"hit"``: read from JAX's persistent compilation cache (a run before this one compiled it): XLA did not run;
 * ``"miss"``: compiled by XLA; the persistent cache was asked first and did not have it (the program is written
   there when it took at least ``jax_persistent_cache_min_compile_time_secs`` to compile);
-* ``"off"``: compiled by XLA without the persistent cache (turned off: ``TRAJOPT_CACHE=0``, the library without
-  ``TRAJOPT_CACHE=1``, or a program JAX does not cache)."""
+* ``"off"``: compiled by XLA without the persistent cache: turned off (``TRAJOPT_CACHE=0``, the library without
+  ``TRAJOPT_CACHE=1``), or a program JAX never keeps there (one that calls back into Python: MuJoCo's C
+  simulator)."""
 
+_COMPILE = "/jax/core/compile/backend_compile_duration"  # JAX went to XLA or to its persistent cache
 _ASKED = "/jax/compilation_cache/compile_requests_use_cache"
 _HIT = "/jax/compilation_cache/cache_hits"
-_seen = threading.local()  # .events: the set of cache events in this thread while `_compile_noting` runs, else unset
+_seen = threading.local()  # .events: the set of those events in this thread while `_compile_noting` runs, else unset
 _listening_lock = threading.Lock()
+_registered: list = []  # whether `_listen` registered (for a JAX without the lists of listeners to look in)
 
 
 class Compiled(NamedTuple):
@@ -44,27 +48,37 @@ class Compiled(NamedTuple):
     cache: str  # one of `CACHE_STATUSES`
 
 
-def _note(event: str, **kwargs) -> None:
+def _note(event: str, *duration, **kwargs) -> None:
     events = getattr(_seen, "events", None)
-    if events is not None and event in (_ASKED, _HIT):
+    if events is not None and event in (_COMPILE, _ASKED, _HIT):
         events.add(event)
 
 
 def _listen() -> None:
-    """Register `_note` with `jax.monitoring` once (again if the listeners were cleared since: JAX's
-    ``clear_event_listeners``)."""
-    from jax._src import monitoring as _monitoring  # its list of listeners; public registration below
+    """Register `_note` with `jax.monitoring` for events and durations, once (again if JAX's listeners were
+    cleared since: its ``clear_event_listeners``)."""
+    from jax._src import monitoring as _monitoring  # where JAX lists its listeners (registration is public)
 
     with _listening_lock:
-        listeners = getattr(_monitoring, "_event_listeners", None)
-        if listeners is None or _note not in listeners:
+        events = getattr(_monitoring, "get_event_listeners", None)
+        durations = getattr(_monitoring, "get_event_duration_listeners", None)
+        if events is None or durations is None:
+            if not _registered:
+                jax.monitoring.register_event_listener(_note)
+                jax.monitoring.register_event_duration_secs_listener(_note)
+                _registered.append(True)
+            return
+        if _note not in events():
             jax.monitoring.register_event_listener(_note)
+        if _note not in durations():
+            jax.monitoring.register_event_duration_secs_listener(_note)
 
 
 def _compile_noting(lowered) -> tuple[Any, str]:
-    """(``compile_lowered(lowered)``, ``"hit"``, ``"miss"`` or ``"off"``: what JAX's persistent compilation cache
-    did, from the events it raised in this thread meanwhile). JAX asks its cache whenever it is enabled (its
-    default), a folder set or not: without a folder (``jax_compilation_cache_dir``) nothing can be read, "off"."""
+    """(``compile_lowered(lowered)``, one of `CACHE_STATUSES`: what JAX did, from the events it raised in this thread
+    meanwhile). JAX asks its persistent cache whenever it is enabled (its default), a folder set or not: without a
+    folder (``jax_compilation_cache_dir``) nothing can be read, "off"; nor can a program with host callbacks be
+    written there, "off" too. No compile event at all: JAX had the program in memory."""
     _listen()
     _seen.events = set()
     try:
@@ -74,7 +88,12 @@ def _compile_noting(lowered) -> tuple[Any, str]:
         del _seen.events
     if _HIT in events:
         return program, "hit"
-    return program, "miss" if _ASKED in events and getattr(jax.config, "jax_compilation_cache_dir", None) else "off"
+    if _COMPILE not in events:
+        return program, "memory"
+    cached = (_ASKED in events and getattr(jax.config, "jax_compilation_cache_dir", None)
+              and not programs.host_callbacks(lowered))
+    return program, "miss" if cached else "off"
+
 
 CPU_COMPILER_OPTIONS = {"xla_cpu_use_fusion_emitters": False}
 """XLA options the fused loop is compiled with on the CPU. XLA's CPU backend emits a fused kernel either

@@ -419,7 +419,7 @@ def program_key(lowered, options: Optional[dict] = None) -> str:
     return hashlib.sha256("\n".join((text, args, repr(sorted((options or {}).items())))).encode()).hexdigest()
 
 
-def _host_callbacks(lowered) -> bool:
+def host_callbacks(lowered) -> bool:
     """Whether a lowered program calls Python (a user's ``jax.pure_callback``, a host-callback count): two such
     programs can have the same text and call different functions. True when it cannot be told (JAX's lowering keeps
     the list in a private field)."""
@@ -433,7 +433,7 @@ def compile(lowered, compile_fn: Callable[[Any], Any], options: Optional[dict] =
     """(the compiled program, whether it came from `CACHE`): ``compile_fn(lowered)`` (which compiles with
     ``options``) unless a program with the same text, argument types and options was compiled in this process
     before."""
-    if _host_callbacks(lowered):  # the text names a callback by its place, not by what it calls: never shared
+    if host_callbacks(lowered):  # the text names a callback by its place, not by what it calls: never shared
         return compile_fn(lowered), False
     key = program_key(lowered, options)
     program = CACHE.get(key)

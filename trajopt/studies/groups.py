@@ -221,7 +221,7 @@ def _program(low):
     from trajopt import programs
     from trajopt.compiler import compile_options
 
-    if programs._host_callbacks(low.lowered):
+    if programs.host_callbacks(low.lowered):
         return ("alone", id(low))
     p = low.prepared
     options = compile_options()
