@@ -3,11 +3,12 @@ program text, argument types and options in a process (`compile_cached`, through
 solver's fused loop is compiled here, and so are the closed-loop episodes and the benchmarks' reference programs,
 so that all of them see the same XLA options.
 
-`compile_cached` also says where each compiled program came from (`Compiled.cache`): this process's own
-`trajopt.programs.CACHE`, JAX's persistent compilation cache, or XLA. It learns the last two from the events JAX
-raises while it compiles (``/jax/compilation_cache/...``): the first such compile registers one listener with
-`jax.monitoring` for the process, which notes those events only in a thread that is compiling here (its other
-events and threads it leaves alone).
+`compile_cached` also says where each compiled program came from (`Compiled.cache`, `CACHE_STATUSES`): this
+process's memory, JAX's persistent compilation cache, or XLA. Beyond `trajopt.programs.CACHE` it learns it from
+the events JAX raises while it compiles (``/jax/core/compile/backend_compile_duration``: JAX went to XLA or its
+cache; ``/jax/compilation_cache/compile_requests_use_cache`` and ``.../cache_hits``): the first such compile
+registers one listener with `jax.monitoring` for the process (events and durations), which notes those events only
+in a thread that is compiling here (its other events and threads it leaves alone).
 """
 
 from __future__ import annotations

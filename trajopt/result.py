@@ -71,9 +71,10 @@ class Result:
         trace_reused: the loop's trace was read back from the traces folder (`trajopt.traces`), not traced:
             ``compile_seconds`` is then its lowering and compilation (or loading from the compilation cache).
         compilation_cache: where the compiled loop came from (`trajopt.compiler.CACHE_STATUSES`): "memory" (this
-            process compiled it before: ``reused``), "hit" (JAX's persistent compilation cache), "miss" (XLA
-            compiled it; the cache did not have it) or "off" (XLA compiled it, no cache); None when not known (a
-            result read back from a run folder written before this was recorded).
+            process compiled it before: ``reused``, or JAX's own in-memory cache), "hit" (JAX's persistent
+            compilation cache), "miss" (XLA compiled it; the cache did not have it) or "off" (XLA compiled it
+            without the cache); None when not known (a result read back from a run folder written before this
+            was recorded).
         oracle: the name of the oracle whose backward passes the counts hold, for a result without its ``method``
             (one read back from a run folder: its variant's ``oracle``), else None (the method says: `oracle_name`).
     """

@@ -40,9 +40,9 @@ without which nothing is kept.
 
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
-import copy
 import json
 import os
 import pickle
