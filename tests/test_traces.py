@@ -326,8 +326,27 @@ OWN_TABLES = ['method.cem.population=32', 'variants.ms.oracle="zobg"', 'variants
               'solve.variants=["ms", "c", "aobg", "ilqr", "mppi"]']
 
 
-@pytest.mark.parametrize("path", sorted(str(p.relative_to(PROBLEMS)) for p in [*PROBLEMS.glob("*.toml"),
-                                                                              *PROBLEMS.glob("suite/*.toml")]))
+def _table_cases() -> list:
+    """Every shipped problem file; an MJCF one (its system builds a MuJoCo model) marked as the MJX tests are."""
+    import tomllib
+
+    from trajopt.studies.sources import MJCF_SYSTEMS
+
+    try:
+        import mujoco.mjx  # noqa: F401
+        have_mjx = True
+    except ImportError:
+        have_mjx = False
+    marks = [pytest.mark.mjx, pytest.mark.skipif(not have_mjx, reason="the [mjx] extra is not installed")]
+    cases = []
+    for p in sorted([*PROBLEMS.glob("*.toml"), *PROBLEMS.glob("suite/*.toml")]):
+        name = str(p.relative_to(PROBLEMS))
+        mjcf = tomllib.loads(p.read_text()).get("system", {}).get("name") in MJCF_SYSTEMS
+        cases.append(pytest.param(name, id=name, marks=marks) if mjcf else pytest.param(name, id=name))
+    return cases
+
+
+@pytest.mark.parametrize("path", _table_cases())
 def test_a_variants_own_table_builds_its_method(path):
     """What lets a run's key hold only its own variant's table (`traces.for_variant`): each variant's resolved table,
     with none of the [oracle], [method] and [solve.optimizer] tables it was merged from, builds the same method
@@ -335,11 +354,52 @@ def test_a_variants_own_table_builds_its_method(path):
     shared and per-oracle options, a method's defaults, a file optimiser, K starts, a σ schedule and own iterations."""
     from trajopt.spec import load
 
-    try:
-        spec = load(PROBLEMS / path, OWN_TABLES if path == "pushing_stiff.toml" else ())
-    except ImportError as e:  # an MJCF file without the [suite] extra (CI's MJX step has it)
-        pytest.skip(f"{path}: {e}")
+    spec = load(PROBLEMS / path, OWN_TABLES if path == "pushing_stiff.toml" else ())
     again = _from_variant_tables(spec)
     assert list(again.variants) == list(spec.variants)
     for name, v in spec.variants.items():
         assert repr(again.variants[name].method) == repr(v.method), name
+
+
+def test_the_python_face_keeps_the_loops_of_a_loaded_file_and_of_nothing_else(own_cache, monkeypatch):
+    """`trajopt.load(...).compare()` with the compilation cache asked for keeps its loops as the CLI does. A copy
+    with another problem, or a method put into its variants, is not the file any more: it must not read the file's
+    loop back (a stiffness is a constant of the loop), and runs as traced directly."""
+    import dataclasses
+
+    import trajopt
+
+    _, calls = own_cache
+    monkeypatch.setenv("TRAJOPT_CACHE", "1")
+    small = ["solve.iterations=20", "solve.seeds=2", "task.horizon=60", 'solve.variants=["zobg", "fobg"]']
+    loaded = trajopt.load(STIFF, small)
+    first = loaded.compare()
+    again = trajopt.load(STIFF, small).compare()
+    assert len(calls) == 2 and [r.trace_reused for r in again.values()] == [True, True]
+    for name in first:
+        np.testing.assert_array_equal(first[name].cost, again[name].cost)
+
+    softer = trajopt.load(STIFF, [*small, "system.stiffness=500.0"])
+    swapped = dataclasses.replace(loaded, problem=softer.problem)
+    got = swapped.compare()
+    assert [r.trace_reused for r in got.values()] == [False, False] and len(calls) == 4
+    direct = softer.compare()  # the softer file's own loops, traced and kept now
+    for name in got:
+        np.testing.assert_array_equal(got[name].cost, direct[name].cost)
+        assert not np.array_equal(got[name].cost, first[name].cost)
+
+    mine = trajopt.load(STIFF, small)
+    mine.variants["zobg"] = softer.variants["fobg"]  # another method under the name
+    assert [r.trace_reused for r in mine.compare(["zobg"]).values()] == [False]
+
+
+def test_the_python_face_keeps_a_files_closed_loop(own_cache, monkeypatch):
+    """`Loaded.mpc` builds everything from the file: its episodes are kept and read back."""
+    import trajopt
+
+    monkeypatch.setenv("TRAJOPT_CACHE", "1")
+    items = ["mpc.episode=30", "success.hold=10", "mpc.horizon=20", "mpc.iterations=3", "mpc.seeds=2"]
+    first = trajopt.load(SWINGUP, items).mpc(["mppi"])
+    second = trajopt.load(SWINGUP, items).mpc(["mppi"])
+    assert (first["mppi"].trace_reused, second["mppi"].trace_reused) == (False, True)
+    np.testing.assert_array_equal(first["mppi"].X, second["mppi"].X)

@@ -15,7 +15,7 @@ own code that fails later raises `trajopt.SolveError`, naming the variant (the o
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 
@@ -136,6 +136,14 @@ def compare(
             traced, compiled or run; it names the variant and keeps the original as ``__cause__``, and its
             ``results`` holds {name: Result} of the variants that finished before it (nothing computed is lost).
     """
+    return _compare(problem, variants, key=key, iterations=iterations, seeds=seeds, chunk=chunk, on_chunk=on_chunk,
+                    compile_ahead=compile_ahead, budget=budget, step_costs=step_costs)
+
+
+def _compare(problem, variants, *, key, iterations, seeds=(0,), chunk=None, on_chunk=None, compile_ahead=False,
+             budget=None, step_costs=None, trace_identity: Optional[Mapping] = None) -> dict[str, Result]:
+    """`compare`, its loops kept on disk under ``trace_identity`` (`trajopt.traces.problem_identity` of the spec
+    that built ``problem`` and every variant, and nothing else: `Loaded.compare` checks it) when given."""
     named = _named(variants)
     if iterations is None:
         check_problem(problem)
@@ -149,7 +157,8 @@ def compare(
     out = {}
     # every variant's arguments are checked here, before the first is traced
     prepared = prepare_each(problem, [(m, steps[n]) for n, m in named.items()], key=key, seeds=seeds, chunk=chunk,
-                            ahead=compile_ahead, names=list(named), budget=budget, step_costs=step_costs, once=True)
+                            ahead=compile_ahead, names=list(named), budget=budget, step_costs=step_costs, once=True,
+                            trace_identity=trace_identity)
     try:
         for name, loop in zip(named, prepared):
             hook = None if on_chunk is None else (lambda done, total, name=name: on_chunk(name, done, total))
@@ -177,6 +186,20 @@ class Loaded:
     spec: Any
     path: Optional[str] = None
     overrides: tuple = ()
+    # set by `load` alone: ``problem`` and ``variants`` were built from ``spec`` (a copy made with
+    # `dataclasses.replace` is not: init=False fields are not copied), so their traced loops may be kept on disk
+    _built_from_spec: bool = field(default=False, init=False, repr=False, compare=False)
+
+    def _trace_identity(self, chosen: Mapping) -> Optional[dict]:
+        """`trajopt.traces.problem_identity` of ``spec`` when the problem and the ``chosen`` methods are the ones
+        `load` built from it (the same objects: a method put into ``variants`` since is not), else None; None too
+        unless the compilation cache is asked for (``TRAJOPT_CACHE=1``): the library writes no files unasked."""
+        from trajopt import traces
+
+        if not self._built_from_spec or any(n not in self.spec.variants or m is not self.spec.variants[n].method
+                                            for n, m in chosen.items()):
+            return None
+        return traces.problem_identity(self.spec)
 
     @property
     def key(self) -> jax.Array:
@@ -198,7 +221,10 @@ class Loaded:
         ``solve.iterations``) runs every chosen variant for N, as ``--iterations N`` does on the command line: the
         file is loaded again with that override, so step and σ schedules that default to the run's length span N.
         With ``budget=B`` (and ``step_costs``) and no ``iterations``, each variant runs what the budget buys, not the
-        file's iterations (as ``--budget`` does). ``seeds`` replaces the file's seeds; other keyword arguments go to
+        file's iterations (as ``--budget`` does). ``seeds`` replaces the file's seeds. With the compilation cache
+        asked for (``TRAJOPT_CACHE=1``), each variant's traced loop is kept on disk and read back by a later call or
+        process, as the command line keeps it (`trajopt.traces`), when this `Loaded` is the one `load` made: not a
+        copy with another problem, nor a method put into ``variants`` since. Other keyword arguments go to
         `compare`, which checks the seeds,
         chunk and callbacks, every variant's iterations x seeds, and raises `trajopt.SolveError` for a variant whose
         own code fails (see there), all before anything is compiled.
@@ -239,8 +265,9 @@ class Loaded:
             steps = None  # what the budget buys (`compare`), not the file's iterations
         else:
             steps = {n: iterations if iterations is not None else loaded.spec.iterations_of(n) for n in chosen}
-        return compare(loaded.problem, chosen, key=loaded.key, iterations=steps,
-                       seeds=loaded.spec.solve.seeds if seeds is None else seeds, **kwargs)
+        return _compare(loaded.problem, chosen, key=loaded.key, iterations=steps,
+                        seeds=loaded.spec.solve.seeds if seeds is None else seeds,
+                        trace_identity=loaded._trace_identity(chosen), **kwargs)
 
     def mpc(self, variants: Optional[Sequence[str]] = None, *, iterations: Optional[int] = None,
             seeds: Optional[Sequence[int]] = None, time_plans: bool = True) -> dict:
@@ -254,6 +281,7 @@ class Loaded:
         draw of the initial-state distribution. Raises `trajopt.spec.SpecError` for a file without ``[mpc]`` or a bad
         name; a `Loaded` not read from a file cannot be reloaded (ValueError)."""
         from trajopt import spec as spec_mod
+        from trajopt import traces
         from trajopt.closedloop import mpc as run_mpc
         from trajopt.tomlio import toml_string
 
@@ -283,7 +311,7 @@ class Loaded:
         return run_mpc(problem, {n: v.method for n, v in spec.variants.items()}, settings=cl.mpc.settings,
                        plant=cl.plant.plant if cl.plant is not None else None, key=jax.random.PRNGKey(spec.solve.key),
                        seeds=chosen, success=cl.success, initial_states=spec.closed_loop_starts(chosen),
-                       time_plans=time_plans)
+                       time_plans=time_plans, trace_identity=traces.problem_identity(spec))  # all built from spec
 
 
 def load(path: Union[str, Path], overrides: Sequence[str] = ()) -> Loaded:
@@ -299,5 +327,7 @@ def load(path: Union[str, Path], overrides: Sequence[str] = ()) -> Loaded:
     if extra:
         s = spec_mod.load(path, overrides + tuple(extra))
     # the caller's overrides only: a reload (Loaded.compare) derives the variants' iterations again from them
-    return Loaded(problem=s.problem(), variants={n: v.method for n, v in s.variants.items()}, spec=s,
-                  path=str(path), overrides=overrides)
+    loaded = Loaded(problem=s.problem(), variants={n: v.method for n, v in s.variants.items()}, spec=s,
+                    path=str(path), overrides=overrides)
+    object.__setattr__(loaded, "_built_from_spec", True)
+    return loaded
