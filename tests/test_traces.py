@@ -147,6 +147,24 @@ def test_a_spec_naming_a_user_oracle_is_not_kept(own_cache):
     assert traces.problem_identity(named) is None
 
 
+def test_a_name_registered_from_python_to_a_users_class_is_not_kept(own_cache, monkeypatch):
+    """A plain name is not trajopt's own when Python registered a user's class under it: the key holds the name, not
+    that class's code, so nothing is kept (`trajopt.registry.foreign_names`)."""
+    from trajopt.oracles import ORACLES
+    from trajopt.oracles.zobg import ZoBG
+    from trajopt.spec import load
+
+    class MyZoBG(ZoBG):  # defined here, outside trajopt; an edit to it must not run a stale trace
+        pass
+
+    named = ['variants.mine.oracle="my_zobg"', 'solve.variants=["mine"]']
+    monkeypatch.setitem(ORACLES._entries, "my_zobg", MyZoBG)
+    assert traces.problem_identity(load(STIFF, named)) is None
+    assert traces.problem_identity(load(STIFF)) is not None  # a file that does not name it
+    monkeypatch.setitem(ORACLES._entries, "my_zobg", ZoBG)  # trajopt's own class under the name: keyed as usual
+    assert traces.problem_identity(load(STIFF, named)) is not None
+
+
 def test_a_budgets_step_costs_are_in_the_key(own_cache, tmp_path, monkeypatch):
     """iLQR under a budget stops inside the loop where its spend, T (1 + ρ_b + ρ_l) per step, reaches it: ρ_l is a
     constant of the loop, not of the spec, so a trace kept under one ρ_l must not run under another."""

@@ -115,6 +115,22 @@ def check_name(name: str) -> tuple[str, str]:
     return module_name, attr
 
 
+_REGISTRIES: list = []  # every `Registry` made, in order (`foreign_names`)
+
+
+def foreign_names() -> set[str]:
+    """The names registered, in any registry, to an entry defined outside trajopt's own package (a class a user
+    registered from Python under a plain name): what a problem file names without saying whose code it is
+    (`trajopt.traces` keeps nothing for a file naming one, as for a ``package.module:Class`` name)."""
+    out = set()
+    for registry in _REGISTRIES:
+        for name, entry in registry._entries.items():
+            module = str(getattr(entry, "__module__", "") or "")
+            if module != "trajopt" and not module.startswith("trajopt."):
+                out.add(name)
+    return out
+
+
 def _what(entry: Any) -> str:
     kind = type(entry).__name__
     return f"a {kind}" if kind[0].lower() not in "aeiou" else f"an {kind}"
@@ -133,6 +149,7 @@ class Registry(Generic[T]):
         self.kind = kind
         self.check = check
         self._entries: dict[str, T] = {}
+        _REGISTRIES.append(self)
 
     def register(self, name: str, entry: T) -> T:
         if name in self._entries:

@@ -158,18 +158,20 @@ def problem_identity(spec) -> Optional[dict]:
     `UNREAD_KEYS` and ``variants``, "variants": {name: resolved table} (a run keeps only its own: `for_variant`),
     "system": its system's ``content_digest`` or None, "plant": a closed-loop plant's own system's}; None when
     nothing is kept: `enabled` is false, the spec names user code (a ``package.module:Class`` string anywhere in
-    it, whose Python the key does not cover: `trajopt.studies.sources.user_names`), or a system reads a model file
-    and has no digest of it (fail closed).
+    it, whose Python the key does not cover: `trajopt.studies.sources.user_names`; or a name registered from Python
+    to a class outside trajopt: `trajopt.registry.foreign_names`), or a system reads a model file and has no digest
+    of it (fail closed).
 
     Only a caller that built the problem, the methods and the plant from ``spec`` alone may pass this on (the CLI
     does): the key holds the spec, not objects changed after it was read (a system registered from Python, a method
     edited in place)."""
     if not enabled():
         return None
-    from trajopt.studies.sources import user_names
+    from trajopt.registry import foreign_names
+    from trajopt.studies.sources import strings, user_names
 
     resolved = spec.resolved()
-    if next(user_names(resolved), None) is not None:
+    if next(user_names(resolved), None) is not None or foreign_names() & set(strings(resolved)):
         return None
     identified, system = _digest(spec.system)
     plant = getattr(getattr(getattr(getattr(spec, "closed_loop", None), "plant", None), "plant", None), "system", None)
