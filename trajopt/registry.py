@@ -21,6 +21,7 @@ import importlib
 import os
 import re
 import sys
+import weakref
 from typing import Any, Callable, Generic, Iterator, Optional, TypeVar
 
 T = TypeVar("T")
@@ -115,7 +116,7 @@ def check_name(name: str) -> tuple[str, str]:
     return module_name, attr
 
 
-_REGISTRIES: list = []  # every `Registry` made, in order (`foreign_names`)
+_REGISTRIES: "weakref.WeakSet[Registry]" = weakref.WeakSet()  # every `Registry` alive (`foreign_names`)
 
 
 def foreign_names() -> set[str]:
@@ -149,7 +150,7 @@ class Registry(Generic[T]):
         self.kind = kind
         self.check = check
         self._entries: dict[str, T] = {}
-        _REGISTRIES.append(self)
+        _REGISTRIES.add(self)
 
     def register(self, name: str, entry: T) -> T:
         if name in self._entries:
