@@ -107,7 +107,6 @@ def test_the_group_compiles_once_and_its_records_say_so(both):
     records = [s["variants"]["zobg"]["program"] for s in grouped.values()]
     groups_ = sorted((r["group"]["index"], r["reused"], r["compilation_cache"] == "memory") for r in records)
     assert groups_ == [(0, False, False), *[(g, True, True) for g in range(1, 6)]]
-    assert [r["compilation_cache"] for r in records if r["group"]["index"] == 0] != ["memory"]  # the one compile
     assert {(r["group"]["cells"], r["group"]["chunks"], r["group"]["chunk_cells"], r["group"]["padded"])
             for r in records} == {(6, 1, 6, 0)}
     assert all("group" not in s["variants"]["zobg"]["program"] for s in alone.values())

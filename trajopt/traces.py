@@ -19,14 +19,15 @@ be is not kept):
   distribution (of one installed in editable mode, its files' sizes and times too), JAX's configuration (x64 among
   it) and the device;
 * the problem, `problem_identity`: its resolved spec (every table with its defaults filled in, which reloads to
-  the same problem: `trajopt.spec.Spec.resolved`) and its system's ``content_digest`` (an MJX model: the bytes of
-  the compiled model, so every file MuJoCo read for it), and a closed-loop plant's own system's;
+  the same problem: `trajopt.spec.Spec.resolved`) less `UNREAD_KEYS`, with the running variant's own resolved
+  table (`for_variant`), and its system's ``content_digest`` (an MJX model: the bytes of the compiled model, so
+  every file MuJoCo read for it), and a closed-loop plant's own system's;
 * the run: the variant's name, its iterations, chunk, seed count, budget and a budget's step costs, whether it runs
   once for every seed (`trajopt.solver`), or an episode's settings (`trajopt.closedloop.runner`), and the
   arguments' tree, shapes, dtypes and weak types (`signature`).
 
-**Not kept** (fail closed): a problem whose spec names user code (a ``package.module:Class`` anywhere), whose
-Python is not in the key; a system that reads a model file without a ``content_digest`` of it. A program JAX
+**Not kept** (fail closed): a problem whose spec names user code (a ``package.module:Class`` anywhere, or a plain
+name Python registered to a class outside trajopt), whose Python is not in the key; a system that reads a model file without a ``content_digest`` of it. A program JAX
 refuses to export (host callbacks: MuJoCo's C simulator) is traced directly, and its key remembers that, so the
 next run does not try again. Anything of this module's own that fails leaves the run to trace directly.
 
@@ -163,8 +164,8 @@ def problem_identity(spec) -> Optional[dict]:
     of it (fail closed).
 
     Only a caller that built the problem, the methods and the plant from ``spec`` alone may pass this on (the CLI
-    does): the key holds the spec, not objects changed after it was read (a system registered from Python, a method
-    edited in place)."""
+    does, and `trajopt.api.Loaded` for what `load` built): the key holds the spec, not objects changed after it was
+    read (a method put in place of one built from it, a method edited in place)."""
     if not enabled():
         return None
     from trajopt.registry import foreign_names
