@@ -30,6 +30,7 @@ from trajopt.oracles import (
     FoBG,
     Stepwise,
     ZoBG,
+    alpha_choosers,
 )
 from trajopt.oracles._samples import (
     SPLITS,
@@ -332,6 +333,56 @@ def test_stepwise_weights_each_coordinate_by_its_own_variances():
     np.testing.assert_allclose(np.asarray(grad), expected, rtol=1e-12)
     assert float(info.alpha) == pytest.approx(alpha.mean(), rel=1e-12)
     assert float(info.var_first) == pytest.approx(v1.sum(), rel=1e-12)
+
+
+def half_kink_problem():
+    """f(U) = sum sqrt(max(U, 0)) + 1/2 ||U - 1||^2 at U0 whose first column sits at the kink (0.05, 0.08: with
+    sigma = 0.1 some samples fall below 0, where the derivative of sqrt(max(u, 0)) is inf x 0 = NaN) and whose second
+    column is far from it (every sample's derivative finite). The values are finite everywhere."""
+    def objective(U):
+        return jnp.sum(jnp.sqrt(jnp.maximum(U, 0.0))) + 0.5 * jnp.sum((U - 1.0) ** 2)
+
+    return Problem("half_kink", jnp.array([[0.05, 2.0], [0.08, 3.0]]), objective)
+
+
+@pytest.mark.parametrize("name", alpha_choosers() + ["fixed_alpha"])
+def test_a_non_finite_first_order_batch_gives_the_zobg_alone(name):
+    """The paper's fallback (Eq. 5: alpha = 0 is the ZoBG) where the FoBG batch is not finite: the estimate is the
+    ZoBG batch's mean exactly, not NaN (0 x NaN); a per-coordinate rule falls back in the coordinates whose samples
+    are not all finite and mixes the others by its own weights."""
+    problem, key = half_kink_problem(), jax.random.PRNGKey(5)
+    oracle = ORACLES.get(name)(samples=8)
+    b = split_samples(key, problem, problem.U0, 8, 0.1, with_values=True)
+    g1, g0 = np.asarray(b.g1), np.asarray(b.g0)
+    bad = ~np.isfinite(g1).all(axis=0)
+    assert bad[:, 0].all() and not bad[:, 1].any()  # the problem's premise: column 0 NaN, column 1 finite
+    grad, info = oracle.estimate(key, problem, problem.U0)
+    grad = np.asarray(grad)
+    np.testing.assert_array_equal(grad[:, 0], g0.mean(0)[:, 0])
+    assert math.isnan(float(info.var_first))  # the record of the fallback (Result.first_order_fallbacks)
+    if name == "stepwise":  # per coordinate: column 1 mixed by v0 / (v0 + v1 + 1e-5), column 0 alpha = 0
+        v1, v0 = g1.var(0, ddof=1)[:, 1], g0.var(0, ddof=1)[:, 1]
+        alpha = v0 / (v0 + v1 + 1e-5)
+        np.testing.assert_allclose(grad[:, 1], alpha * g1.mean(0)[:, 1] + (1 - alpha) * g0.mean(0)[:, 1], rtol=1e-12)
+        assert float(info.alpha) == pytest.approx(alpha.sum() / 4, rel=1e-12)
+    else:
+        np.testing.assert_array_equal(grad, g0.mean(0))
+        assert float(info.alpha) == 0.0
+
+
+def test_diagnostics_apply_the_same_fallback():
+    """`diagnose`'s per-rule statistics on the same batches: alpha 0, the ZoBG's norm and variance (finite)."""
+    from trajopt.diagnostics import batch_statistics
+
+    problem, key = half_kink_problem(), jax.random.PRNGKey(5)
+    rules = {n: ORACLES.get(n)(samples=8) for n in ("aobg", "ivw", "stepwise")}
+    out = batch_statistics(key, problem, problem.U0, samples=8, sigma=0.1, rules=rules)
+    g0 = np.asarray(split_samples(key, problem, problem.U0, 8, 0.1).g0)
+    for n in ("aobg", "ivw"):
+        assert float(out[f"alpha_{n}"]) == 0.0
+        assert float(out[f"norm_{n}"]) == pytest.approx(np.linalg.norm(g0.mean(0)), rel=1e-14)
+        assert float(out[f"var_{n}"]) == pytest.approx(g0.var(0, ddof=1).sum(), rel=1e-12)
+    assert np.isfinite(float(out["var_stepwise"])) and 0 < float(out["alpha_stepwise"]) < 0.5
 
 
 # ---------------------------------------------------------------------------------------------------------

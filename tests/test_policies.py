@@ -352,6 +352,33 @@ def test_linear_policy_on_every_time_stepped_system(name):
     assert grad.shape == (1, p.dimension) and bool(jnp.all(jnp.isfinite(grad))) and np.isfinite(float(info.value))
 
 
+class _FarKink(lq.Integrator):
+    """x' = x + u + 0 sqrt(max(u - 100, 0)): the integrator's states and costs, but the derivative of every step
+    is 0 x (inf x 0) = NaN (the controls never reach 100), so every first-order sample is NaN."""
+
+    def step(self, x, u):
+        return super().step(x, u) + 0.0 * jnp.sqrt(jnp.maximum(u - 100.0, 0.0))
+
+
+@pytest.mark.parametrize("name", ["aobg", "ivw", "stepwise"])
+def test_policy_mixing_oracles_fall_back_to_the_zobg_where_the_fobg_batch_is_not_finite(name):
+    """The closed-loop mix shares the open-loop fallback (trajopt.oracles._mixing): alpha 0 and the ZoBG batch's
+    mean exactly, where 0 x NaN would have made every estimate NaN."""
+    from trajopt.policies.oracles import draw_samples, shared_samples, split_batches
+
+    cost = QuadraticCost(Q=jnp.eye(2), R=0.1 * jnp.eye(2), Qf=jnp.eye(2), goal=jnp.zeros(2))
+    p = PolicyProblem("far_kink", _FarKink(2), Linear(), cost, Gaussian(mean=(1.0, -1.0), std=(0.3, 0.3)),
+                      horizon=4, sigma=0.2)
+    grad, info = POLICY_ORACLES.get(name)(samples=6).estimate(KEY, p, p.U0)
+    if name == "stepwise":  # IVW-H: one shared batch drawn from the key itself, mixed per (step, action)
+        g1, g0, *_ = shared_samples(p, p.U0[0], *draw_samples(p, KEY, 6, 0.2), 0.2)
+    else:
+        g1, g0, *_ = split_batches(KEY, p, p.U0[0], 6, 0.2, "independent")
+    assert not np.isfinite(np.asarray(g1)).any() and np.isfinite(np.asarray(g0)).all()
+    np.testing.assert_allclose(np.asarray(grad)[0], np.asarray(g0).mean(0), rtol=1e-13)  # (summed in another order)
+    assert float(jnp.mean(info.alpha)) == 0.0 and math.isnan(float(info.var_first))
+
+
 def pp_default_start(name: str, n: int):
     """A start state away from contact: blocks apart for the pushing-like systems, the tennis ball in the air."""
     starts = {"pushing": [0.0, 1.0, 0.0, 0.0], "friction": [0.0, 0.02, 0.0, 0.0], "spring_wall": [1.05, 0.5],

@@ -102,6 +102,19 @@ def test_inverse_variance_alpha_formula():
     assert float(inverse_variance_alpha(jnp.asarray(0.0), jnp.asarray(0.0), 1e-5)) == 0.0
     # Variance-free FoBG, noisy ZoBG: alpha -> 1.
     assert float(inverse_variance_alpha(jnp.asarray(0.0), jnp.asarray(1e6), 1e-5)) == pytest.approx(1.0, abs=1e-10)
+    # No regulariser and both variances zero (a plateau): 0 / 0 is taken as 0, the ZoBG, as any regulariser gives.
+    assert float(inverse_variance_alpha(jnp.asarray(0.0), jnp.asarray(0.0), 0.0)) == 0.0
+    assert float(inverse_variance_alpha(jnp.asarray(1.0), jnp.asarray(3.0), 0.0)) == 0.75
+
+
+def test_alpha_of_undefined_statistics_is_nan_unless_infeasible():
+    """A NaN alpha_inf or gap (a batch that is not finite) gives NaN, not a weight that reads as a choice (the gap's
+    guard once turned a NaN gap into 1, so gamma = inf reported alpha = 1); an infeasible radius still gives 0."""
+    nan = jnp.asarray(math.nan)
+    for a_inf, B, eps, gamma in [(nan, nan, 0.1, math.inf), (nan, nan, 0.1, 1.0), (0.5, nan, 0.1, 1.0),
+                                 (0.5, 1.0, nan, 1.0)]:
+        assert math.isnan(float(bias_constrained_alpha(jnp.asarray(a_inf), jnp.asarray(B), jnp.asarray(eps), gamma)))
+    assert float(bias_constrained_alpha(nan, nan, jnp.asarray(2.0), 1.0)) == 0.0
 
 
 def test_alpha_infeasible_branch_gives_zero():

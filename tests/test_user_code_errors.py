@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from rich.console import Console
 from typer.testing import CliRunner
@@ -123,6 +124,54 @@ def test_the_console_script_shows_no_traceback(tmp_path):
     assert r.returncode == 1
     assert "Traceback" not in r.stderr and "variants.wild: failed while running" in r.stderr, r.stderr
     assert json.loads((tmp_path / "out" / "result.json").read_text())["variants_not_run"] == ["wild", "after"]
+
+
+FAR_KINK = '''
+from dataclasses import dataclass
+import jax.numpy as jnp
+
+@dataclass(frozen=True)
+class FarKink:
+    """x' = x + dt u + 0 sqrt(max(u - 100, 0)): the same map, but its gradient is 0 x (inf x 0) = NaN wherever
+    u < 100 (every control here), while its values stay finite."""
+    dt: float = 0.1
+    state_size = 1
+    control_size = 1
+
+    def step(self, x, u):
+        return x + self.dt * u + 0.0 * jnp.sqrt(jnp.maximum(u - 100.0, 0.0))
+'''
+
+
+def test_estimates_that_fell_back_to_the_zobg_are_counted_and_shown(tmp_path, monkeypatch):
+    """Every FoBG batch is NaN here: fobg stops at its first iteration, while aobg falls back to the ZoBG at every
+    one of its 6 iterations (alpha 0), runs on, lowers the cost, and says so in result.json and the table."""
+    monkeypatch.chdir(tmp_path)
+    solve = '[solve]\niterations = 6\nseeds = 2\noracles = ["fobg", "aobg"]\noptimizer = { name = "sgd", step = 0.1 }\n'
+    problem = _files(tmp_path, "e2_far_kink", FAR_KINK, "FarKink", solve)
+    r = runner.invoke(app, ["compare", str(problem), "--out", str(tmp_path / "out")])
+    assert r.exit_code == 0, r.output  # a variant's seeds survived: the run is partial, not failed
+    summary = json.loads((tmp_path / "out" / "result.json").read_text())
+    fobg, aobg = summary["variants"]["fobg"], summary["variants"]["aobg"]
+    assert fobg["status"] == ["non_finite", "non_finite"] and fobg["first_order_fallbacks"] == [0, 0]
+    assert aobg["status"] == ["ok", "ok"] and aobg["first_order_fallbacks"] == [6, 6]
+    assert aobg["final_alpha"] == [0.0, 0.0] and all(c < aobg["initial_cost"] for c in aobg["final_cost"])
+    wide = Console(width=400, file=io.StringIO())
+    wide.print(_summary_table(summary))
+    assert "ok, 12 FoBG batches not finite (α = 0)" in wide.file.getvalue()
+
+
+def test_fallback_counts_take_recorded_iterations_before_a_failure():
+    """By hand: seed 0 falls back at iteration 0, fails at 1 (its NaN statistics there are the failure, not a
+    fallback) and records nothing after; seed 1 mixes, falls back once, mixes again; a finite var_first or a NaN
+    alpha (an oracle that chooses none) is no fallback."""
+    from trajopt.result import fallback_counts
+
+    nan = float("nan")
+    history = {"alpha": np.array([[0.0, 0.0, nan], [0.5, 0.0, 0.2], [nan, nan, nan]]),
+               "var_first": np.array([[nan, nan, nan], [1.0, nan, 2.0], [nan, nan, nan]])}
+    assert fallback_counts(history, np.array([1, -1, -1])).tolist() == [1, 1, 0]
+    assert fallback_counts({"alpha": history["alpha"]}, np.array([-1, -1, -1])).tolist() == [0, 0, 0]
 
 
 def test_seeds_whose_every_update_was_skipped_are_shown_and_counted(tmp_path, monkeypatch):

@@ -76,9 +76,10 @@ def batch_statistics(key: Array, problem: Problem, U: Array, *, samples: int, si
     }
     for name, oracle in rules.items():
         alpha, details = oracle.alpha_rule(s, problem)
+        alpha, mixed = s.mix(alpha)  # alpha = 0 where the FoBG batch is not finite (trajopt.oracles._mixing)
         out[f"alpha_{name}"] = jnp.mean(alpha) if jnp.ndim(alpha) else jnp.asarray(alpha, b.value.dtype)
-        out[f"norm_{name}"] = jnp.linalg.norm(alpha * s.g1 + (1 - alpha) * s.g0)
-        out[f"var_{name}"] = jnp.sum(alpha**2 * v1 + (1 - alpha) ** 2 * v0)
+        out[f"norm_{name}"] = jnp.linalg.norm(mixed)
+        out[f"var_{name}"] = jnp.sum(jnp.where(s.first_order_usable(alpha), alpha**2 * v1, 0.0) + (1 - alpha) ** 2 * v0)
         for k, v in details.items():
             if k not in ("var_first", "var_zero"):  # the batches' own variances, already above
                 out[f"{name}_{k}"] = v

@@ -133,6 +133,13 @@ class Result:
         may be a file mapped into memory)."""
         return skipped_counts(self.history, len(self.seeds))
 
+    @property
+    def first_order_fallbacks(self) -> np.ndarray:
+        """[S] estimates whose first-order batch was not finite, so that the α rule gave the ZoBG alone (α = 0,
+        `trajopt.oracles._mixing`): recorded iterations with a finite α and a non-finite ``var_first``, a failed
+        seed's failing iteration left out; 0 for a method that chooses no α. Read in blocks of iterations."""
+        return fallback_counts(self.history, self.failed_at)
+
     def counts(self, field: str = "rollouts") -> np.ndarray:
         """[K+1] simulator calls (``rollouts``, ``gradients`` or ``linearizations``: 0 for a method that reports
         none) spent before iterate k: the most any seed spent (the same for every seed still running, except
@@ -205,3 +212,19 @@ def skipped_counts(history: Mapping[str, np.ndarray], n_seeds: int) -> np.ndarra
     for cols in column_blocks(h):
         total = total + np.nan_to_num(h[:, cols]).sum(axis=1)
     return np.broadcast_to(total, (h.shape[0],)).astype(int)
+
+
+def fallback_counts(history: Mapping[str, np.ndarray], failed_at: np.ndarray) -> np.ndarray:
+    """[S] `Result.first_order_fallbacks` of a history ({field: [S, K]}) and its seeds' ``failed_at`` ([S], -1:
+    none), read a block of columns at a time."""
+    failed_at = np.asarray(failed_at)
+    alpha, var_first = history.get("alpha"), history.get("var_first")
+    if alpha is None or var_first is None:
+        return np.zeros(len(failed_at), int)
+    total = np.zeros(len(failed_at), int)
+    for cols in column_blocks(alpha):
+        a, v = np.asarray(alpha[:, cols], float), np.asarray(var_first[:, cols], float)
+        k = np.arange(alpha.shape[1])[cols]
+        fell_back = np.isfinite(a) & ~np.isfinite(v) & (k[None, :] != failed_at[:, None])
+        total += fell_back.sum(axis=1)
+    return total

@@ -77,6 +77,7 @@ def summarise(spec, results: Mapping[str, Result], *, verb: str, versions: Mappi
             "initial_cost": float(r.cost[0, 0]),
             "failed_at": [int(k) if k >= 0 else None for k in r.failed_at],
             "skipped_updates": [int(k) for k in r.skipped],
+            "first_order_fallbacks": [int(k) for k in r.first_order_fallbacks],
             "median_final_cost": nan_median(r.final_cost),
             "median_best_cost": nan_median(r.best_cost),
             "final_alpha": last_alpha,

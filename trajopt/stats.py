@@ -61,8 +61,12 @@ def bernstein_radius(var_zero: Array, n: int, log_term: float, L: float) -> Arra
 
 
 def inverse_variance_alpha(var_first: Array, var_zero: Array, regulariser: float) -> Array:
-    """alpha_inf = var_zero / (var_first + var_zero + regulariser): the inverse-variance weight (Eq. 5)."""
-    return var_zero / (var_first + var_zero + regulariser)
+    """alpha_inf = var_zero / (var_first + var_zero + regulariser): the inverse-variance weight (Eq. 5).
+
+    With ``regulariser = 0`` and both variances 0 (both batches constant: a plateau) the ratio is 0 / 0; it is taken
+    as 0 there, the ZoBG, as any positive regulariser gives."""
+    denominator = var_first + var_zero + regulariser
+    return var_zero / jnp.where(denominator == 0, 1.0, denominator)
 
 
 def bias_constrained_alpha(alpha_inf: Array, bias_gap: Array, radius: Array, gamma: float) -> Array:
@@ -72,11 +76,16 @@ def bias_constrained_alpha(alpha_inf: Array, bias_gap: Array, radius: Array, gam
         alpha_inf * B <= gamma - eps -> alpha = alpha_inf  (constraint inactive)
         otherwise                   -> alpha = (gamma - eps) / B
 
-    gamma = inf gives alpha_inf (plain inverse-variance weighting). The result is clipped to [0, 1].
+    gamma = inf gives alpha_inf (plain inverse-variance weighting). The result is clipped to [0, 1]. An undefined
+    input (a NaN alpha_inf, gap or radius: a batch that is not finite) gives NaN, not a weight that reads as a choice,
+    except that an infeasible radius gives 0 whatever the FoBG's statistics (the mix then falls back to the ZoBG
+    where the FoBG batch is not finite, `trajopt.oracles._mixing`).
     """
     slack = gamma - radius
     constrained = slack / jnp.where(bias_gap > 0, bias_gap, 1.0)
-    alpha = jnp.where(radius > gamma, 0.0, jnp.where(alpha_inf * bias_gap <= slack, alpha_inf, constrained))
+    chosen = jnp.where(alpha_inf * bias_gap <= slack, alpha_inf, constrained)
+    undefined = jnp.isnan(alpha_inf) | jnp.isnan(bias_gap) | jnp.isnan(radius)
+    alpha = jnp.where(radius > gamma, 0.0, jnp.where(undefined, jnp.nan, chosen))
     return jnp.clip(alpha, 0.0, 1.0)
 
 

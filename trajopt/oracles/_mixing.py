@@ -10,6 +10,13 @@ prefix. `mixed_estimate` turns a rule into the oracle's ``estimate``; `trajopt.d
 registered rule (`trajopt.oracles.alpha_choosers`) to the same batches, so the two cannot drift apart.
 
     grad = alpha * FoBG + (1 - alpha) * ZoBG
+
+A first-order batch that is not finite (one sample's gradient overflows or is NaN: a chaotic or stiff rollout, a
+kink whose derivative is 0 x inf) has no usable mean or variance, so every rule's α is 0 there and the estimate is
+the ZoBG alone, the paper's fallback (Suh et al. 2022, Eq. 5: α = 0 is the ZoBG). The ZoBG is selected, not
+multiplied (0 x inf is NaN): `BatchSummary.mix`. A per-coordinate rule falls back in the coordinates whose samples
+are not all finite. The run records how many estimates fell back (`trajopt.result.Result.first_order_fallbacks`:
+their ``var_first`` is not finite).
 """
 
 from __future__ import annotations
@@ -54,6 +61,19 @@ class BatchSummary(NamedTuple):
         rounding)."""
         return per_coordinate_variance(self.batches.g1), per_coordinate_variance(self.batches.g0)
 
+    def first_order_usable(self, alpha: Array) -> Array:
+        """Where the FoBG batch is finite, in ``alpha``'s shape: a bool scalar for a scalar α (every sample of every
+        coordinate finite), U's shape for a per-coordinate α (each coordinate's samples finite)."""
+        finite = jnp.all(jnp.isfinite(self.batches.g1), axis=0)
+        return jnp.all(finite) if jnp.ndim(alpha) == 0 else finite
+
+    def mix(self, alpha: Array) -> tuple[Array, Array]:
+        """(alpha, grad): grad = alpha g1 + (1 - alpha) g0 where the FoBG batch is usable, else alpha = 0 and
+        grad = g0 (`first_order_usable`; selected, so a non-finite g1 does not reach it)."""
+        usable = self.first_order_usable(alpha)
+        alpha = jnp.where(usable, alpha, 0.0)
+        return alpha, jnp.where(usable, alpha * self.g1 + (1.0 - alpha) * self.g0, self.g0)
+
 
 def summarise_batches(batches: SplitSamples, sigma: float) -> BatchSummary:
     g1, s1 = sample_mean_and_trace_variance(batches.g1)
@@ -74,7 +94,7 @@ def mixed_estimate(oracle, key, problem, U):
                             with_values=getattr(oracle, "needs_values", False))
     s = summarise_batches(batches, oracle.sigma)
     alpha, details = oracle.alpha_rule(s, problem)
-    grad = alpha * s.g1 + (1.0 - alpha) * s.g0
+    alpha, grad = s.mix(alpha)
     info = make_info(
         batches.value, alpha=jnp.mean(alpha) if jnp.ndim(alpha) else alpha,
         var_first=details.get("var_first", s.s1), var_zero=details.get("var_zero", s.s0),

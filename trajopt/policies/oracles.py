@@ -224,7 +224,7 @@ def _mixed(rule, key, problem, U, sigma):
     b = split_batches(key, problem, U[0], rule.samples, sigma, rule.split)
     s = summarise_batches(b, sigma)
     alpha, details = rule.alpha_rule(s, problem)
-    grad = alpha * s.g1 + (1.0 - alpha) * s.g0
+    alpha, grad = s.mix(alpha)  # alpha = 0, the ZoBG alone, where the FoBG batch is not finite
     info = make_info(problem.objective(U), alpha=alpha, var_first=s.s1, var_zero=s.s0,
                      bias_gap=jnp.linalg.norm(s.g1 - s.g0), radius=details.get("radius", math.nan),
                      rollouts=b.rollouts, gradients=b.gradients)
@@ -383,8 +383,9 @@ class PolicyStepwise(ClosedLoop):
         alpha[h, a] = Var_i a0[h, a] / (Var_i a0[h, a] + Var_i a1[h, a] + regulariser)
         grad = (1/N) sum_i sum_h D_theta pi(x^i_h, theta)^T (alpha[h] a1_i[h] + (1 - alpha[h]) a0_i[h])
 
-    Each sample's fused action gradient is pulled back along its own trajectory. ``alpha`` in the info is the
-    mean of alpha[h, a]; ``var_first``/``var_zero`` are the trace variances of the theta-space FoBG/ZoBG
+    Each sample's fused action gradient is pulled back along its own trajectory; where a coordinate's pathwise
+    samples a1[:, h, a] are not all finite, alpha[h, a] = 0 (the ZoBG's part alone, as every mixing oracle falls
+    back, `trajopt.oracles._mixing`). ``alpha`` in the info is the mean of alpha[h, a]; ``var_first``/``var_zero`` are the trace variances of the theta-space FoBG/ZoBG
     samples of the same batch, ``bias_gap`` the norm of their mean difference.
     """
 
@@ -407,7 +408,11 @@ class PolicyStepwise(ClosedLoop):
         X1, W = draw_samples(problem, key, self.samples, sigma)
         g1, g0, a1, a0, X = shared_samples(problem, theta, X1, W, sigma)
         alpha = inverse_variance_alpha(per_coordinate_variance(a1), per_coordinate_variance(a0), self.regulariser)
-        fused = alpha * a1 + (1.0 - alpha) * a0
+        # alpha[h, a] = 0, the ZoBG's part alone, where that coordinate's pathwise samples are not all finite (the
+        # open-loop fallback, trajopt.oracles._mixing: selected, since 0 x NaN is NaN)
+        usable = jnp.all(jnp.isfinite(a1), axis=0)
+        alpha = jnp.where(usable, alpha, 0.0)
+        fused = jnp.where(usable, alpha * a1 + (1.0 - alpha) * a0, a0)
         grads = jax.vmap(lambda Xi, fi: score(problem, theta, Xi, fi))(X, fused)
         m1, s1 = sample_mean_and_trace_variance(g1)
         m0, s0 = sample_mean_and_trace_variance(g0)
