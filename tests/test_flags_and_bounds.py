@@ -133,6 +133,22 @@ def test_a_shared_key_that_every_studied_oracle_overrides_in_its_own_table_is_re
     assert "oracle.aobg.gamma sets it in the file" in spec.unreached_override(s, "oracle.gamma=5", "variants")
 
 
+def test_an_optimiser_key_that_every_selected_variant_sets_itself_is_refused():
+    """A variant's own optimizer table wins over solve.optimizer's keys of the same optimiser (its keys merge over
+    the file's): ``--set solve.optimizer.step=5`` with only such variants ran them unchanged, bit for bit, under a
+    title that named the override. A key they do not set, or a selection with a variant that takes it, is kept."""
+    swingup = PROBLEMS / "pendulum_swingup.toml"  # exact_adam and fobg_adam: their own adam, step 0.1
+    mine = spec.loads(swingup.read_text(), str(swingup), overrides=['solve.variants=["exact_adam", "fobg_adam"]'])
+    why = spec.unreached_override(mine, "solve.optimizer.step=5", "variants")
+    assert why.startswith("reaches no selected variant: variants.exact_adam.optimizer.step, "
+                          "variants.fobg_adam.optimizer.step set it"), why
+    assert spec.unreached_override(mine, "solve.optimizer.b1=0.8", "variants") is None  # the file's b1 reaches them
+    both = spec.loads(swingup.read_text(), str(swingup), overrides=['solve.variants=["fobg", "fobg_adam"]'])
+    assert spec.unreached_override(both, "solve.optimizer.step=5", "variants") is None  # fobg takes the file's step
+    _refused(invoke("compare", swingup, "--variants", "fobg_adam", "--set", "solve.optimizer.step=5"),
+             "--set solve.optimizer.step: reaches no selected variant: variants.fobg_adam.optimizer.step sets it")
+
+
 def test_samples_reaches_every_studied_oracle_even_one_with_its_own_table(tmp_path):
     """--samples N sets each studied oracle's own samples: before, it set the shared key, which the file's
     [oracle.fobg] samples = 20 silently outweighed for FoBG."""

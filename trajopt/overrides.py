@@ -174,7 +174,14 @@ def unreached_override(spec: "Spec", item: str, use: str = "variants", verb: str
         targets = [name] + (through(head, {name}) if head != "variants" else [])
     elif parts[:2] == ["solve", "optimizer"]:
         own = getattr(spec.solve.optimizer, "name", None)
-        if any(v.kind == "oracle" and getattr(v.optimizer, "name", None) == own for v in variants.values()):
+        under = [n for n, v in variants.items() if v.kind == "oracle" and getattr(v.optimizer, "name", None) == own]
+        # a key the variant's own optimizer table sets wins over the file's (trajopt.methods.variants)
+        setting = [n for n in under if len(parts) == 3 and f"optimizer.{parts[2]}" in
+                   spec.defined_variants.get(n, (None, None, ()))[2]]
+        if under and len(setting) == len(under) and use == "variants":
+            return (f"reaches no selected variant: {', '.join(f'variants.{n}.optimizer.{parts[2]}' for n in setting)} "
+                    f"set{'s' if len(setting) == 1 else ''} it in the file or another override (set that key instead)")
+        if under:
             return None
         what = f"applies to variants of an oracle under the file's optimiser ({own})"
         if use in ("oracles", "none"):

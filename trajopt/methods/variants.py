@@ -186,7 +186,9 @@ def with_starts(method: Any, table: Mapping, source: str, prefix: str) -> tuple[
 def build_variants(raw: Mapping, solve: "SolveSpec", source: str, registry: Any = ORACLES,
                    defined: Optional[dict] = None) -> dict:
     """The variants named in ``solve.variants`` (every ``[variants.*]`` and ``[method.*]`` table is validated);
-    ``defined`` (if given) receives {name: (kind, base, own keys)} of every variant built, selected or not."""
+    ``defined`` (if given) receives {name: (kind, base, own keys)} of every variant built, selected or not; the own
+    keys are its oracle's or method's parameters its table sets, and ``optimizer.KEY`` for each key of its own
+    optimizer table (which wins over ``solve.optimizer.KEY`` of the same optimiser)."""
     tables = sub_table(raw, "variants", source, "variants")
     for name, t in tables.items():
         if not isinstance(t, dict):
@@ -201,7 +203,9 @@ def build_variants(raw: Mapping, solve: "SolveSpec", source: str, registry: Any 
         table = tables.get(name, {})
         v = build_variant(name, table, raw, solve, source, registry)
         if defined is not None:
-            own = frozenset(k for k in table if k not in (*OWN_VARIANT_KEYS, *GRADIENT_KEYS))
+            own_optimizer = table.get("optimizer") if isinstance(table.get("optimizer"), dict) else {}
+            own = frozenset([*(k for k in table if k not in (*OWN_VARIANT_KEYS, *GRADIENT_KEYS)),
+                             *(f"optimizer.{k}" for k in own_optimizer)])
             defined[name] = (v.kind, v.base, own)
         if name in solve.variants:
             built[name] = v
