@@ -232,6 +232,23 @@ def test_solve_from_run_dir_reproduces_bit_for_bit(tmp_path):
     assert json.loads((again / "result.json").read_text())["problem"] == "pushing_stiff"
 
 
+def test_a_rerun_states_the_overrides_its_run_was_made_with(tmp_path):
+    """``--from`` runs the first run's config.toml (k = 10 applied), whose title is the file's "... (k = 1000)": the
+    rerun's titles said k = 1000 and its result.json recorded no override. It states the first run's overrides,
+    less a key given again (which wins, and is stated instead)."""
+    first, again, other = tmp_path / "first", tmp_path / "again", tmp_path / "other"
+    args = ["--oracles", "fobg", "--iterations", "2", "--seeds", "1", "-q"]
+    assert invoke("compare", STIFF, "--set", "system.stiffness=10", *args, "--out", first).exit_code == 0
+    assert invoke("compare", "--from", first, "--out", again, "-q").exit_code == 0
+    summary = json.loads((again / "result.json").read_text())
+    assert summary["title"] == "pushing_stiff [--set system.stiffness=10]"
+    assert summary["overrides"] == ["system.stiffness=10"]
+    assert invoke("compare", "--from", first, "--set", "system.stiffness=20", "--out", other, "-q").exit_code == 0
+    summary = json.loads((other / "result.json").read_text())
+    assert summary["title"] == "pushing_stiff [--set system.stiffness=20]"
+    assert summary["overrides"] == ["system.stiffness=20"]
+
+
 ALL_FAIL = UNSTABLE_WALL.replace("x0 = [0.0, 0.0]", "x0 = [0.0, 5.0]").replace("goal = [0.95, 0.0]", "goal = [0.0, 0.0]")
 
 
