@@ -260,10 +260,12 @@ def test_every_seed_non_finite_exits_1_and_says_so(tmp_path):
     result = invoke("compare", problem, "--oracles", "fobg,zobg", "--iterations", "5", "--seeds", "3", "--out", out)
     assert result.exit_code == 1, result.output
     assert "0/3 ok" in result.stdout and "non_finite" in result.stdout  # the final table says so
+    assert "skipped" not in result.stdout  # the failing estimate ended each seed; none was skipped (on_non_finite: stop)
     summary = json.loads((out / "result.json").read_text())
     assert summary["status"] == "failed"
     for o in summary["variants"].values():
         assert o["status"] == ["non_finite"] * 3 and all(0 <= k < 5 for k in o["failed_at"])
+        assert o["skipped_updates"] == [0, 0, 0]
     # nothing is spent after a seed stops: the count runs up to the last seed's failing iteration only
     assert summary["variants"]["zobg"]["rollouts"] == 11 * (max(summary["variants"]["zobg"]["failed_at"]) + 1)
 

@@ -128,10 +128,11 @@ class Result:
 
     @property
     def skipped(self) -> np.ndarray:
-        """[S] number of updates skipped for a non-finite gradient (``skip_non_finite``); 0 for methods without.
+        """[S] number of updates skipped for a non-finite gradient (``skip_non_finite``; a failed seed's failing
+        iteration is not one); 0 for methods without.
         A seed whose every update was skipped has status "all_skipped". Read in blocks of iterations (the history
         may be a file mapped into memory)."""
-        return skipped_counts(self.history, len(self.seeds))
+        return skipped_counts(self.history, len(self.seeds), self.failed_at)
 
     @property
     def first_order_fallbacks(self) -> np.ndarray:
@@ -203,14 +204,18 @@ class Result:
         return np.where(np.isfinite(best), best, np.nan)
 
 
-def skipped_counts(history: Mapping[str, np.ndarray], n_seeds: int) -> np.ndarray:
-    """[S] the sum over iterations of ``history["skipped"]`` (zeros without it), read a block of columns at a time."""
+def skipped_counts(history: Mapping[str, np.ndarray], n_seeds: int, failed_at=None) -> np.ndarray:
+    """[S] the sum over iterations of ``history["skipped"]`` (zeros without it), read a block of columns at a time;
+    with ``failed_at`` ([S], -1: none) a failed seed's failing iteration is left out: its non-finite estimate ended
+    the seed (``on_non_finite = "stop"``, or a non-finite cost), it was not skipped."""
     if "skipped" not in history:
         return np.zeros(n_seeds, int)
     h = history["skipped"]
+    failed = np.full(h.shape[0], -1) if failed_at is None else np.asarray(failed_at)
     total = 0
     for cols in column_blocks(h):
-        total = total + np.nan_to_num(h[:, cols]).sum(axis=1)
+        k = np.arange(h.shape[1])[cols]
+        total = total + np.where(k[None, :] == failed[:, None], 0, np.nan_to_num(h[:, cols])).sum(axis=1)
     return np.broadcast_to(total, (h.shape[0],)).astype(int)
 
 
