@@ -107,6 +107,26 @@ def test_the_studies_refuse_an_oracle_list_they_replace_and_success_keys():
              "--set success.radius: applies to the held-aside success rate", "sweep computes none")
 
 
+@pytest.mark.parametrize("verb, args", [
+    ("compare", ["--iterations", "1", "--seeds", "1"]), ("diagnose", []), ("gradcheck", []),
+    ("sweep", ["--over", "system.stiffness=10,100"])])
+@pytest.mark.parametrize("item", ["mpc.horizon=30", "plant.disturbance=[]", "success.radius=0.5"])
+def test_the_closed_loop_tables_are_refused_where_no_closed_loop_runs(verb, args, item):
+    """[mpc], [plant] and a time-stepped problem's [success] are read by trajopt mpc (and mpc studies) only: a
+    --set of them elsewhere ran unchanged under a title that named it."""
+    problem = PROBLEMS / "pendulum_swingup.toml" if verb == "compare" else STIFF
+    _refused(invoke(verb, problem, *args, "--set", item), f"--set {item.partition('=')[0]}: is read by closed-loop "
+             "runs only", f"{verb} runs none")
+
+
+def test_the_closed_loop_tables_reach_mpc_validate_and_a_policy_problems_success():
+    swingup = spec.load(PROBLEMS / "pendulum_swingup.toml")
+    assert spec.unreached_override(swingup, "mpc.episode=100", "variants", "mpc") is None
+    assert spec.unreached_override(swingup, "mpc.episode=100", "all", "validate") is None
+    assert spec.unreached_override(swingup, "mpc.episode=100", "variants", "study", closed_loop=True) is None
+    assert spec.unreached_override(spec.load(POLICY), "success.radius=0.3", "variants", "compare") is None
+
+
 def test_the_studies_default_to_the_oracles_a_policy_problem_has():
     """sweep's and landscape's default oracles include ddcg, which no policy problem has: the default refused every
     policy file ("unknown policy oracle 'ddcg'", an oracle the user never named)."""

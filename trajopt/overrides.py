@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # annotations only: the spec module imports this one
 
 USES = ("variants", "oracles", "all", "none")
 RUN_KEYS = ("iterations", "seeds", "chunk", "on_non_finite", "variants")  # [solve] keys only runs read
+CLOSED_LOOP_ONLY = ("mpc", "plant", "success")  # read by closed-loop runs only (a policy problem's [success] aside)
 
 
 def key_type(raw: Mapping, key: str) -> type:
@@ -101,7 +102,8 @@ def apply_overrides(raw: dict, overrides: Sequence[str], source: str) -> dict:
     return out
 
 
-def unreached_override(spec: "Spec", item: str, use: str = "variants", verb: str = "this command") -> Optional[str]:
+def unreached_override(spec: "Spec", item: str, use: str = "variants", verb: str = "this command",
+                       closed_loop: Optional[bool] = None) -> Optional[str]:
     """Why a command-line override ``KEY.PATH=VALUE`` reaches nothing the command runs; None when it reaches something.
 
     Only the keys that configure what is run are checked: shared ``[oracle]`` keys, ``[oracle.NAME]``,
@@ -111,6 +113,11 @@ def unreached_override(spec: "Spec", item: str, use: str = "variants", verb: str
     command that runs no oracle, method or optimiser). A file's own tables are not checked here (an unused
     ``[oracle.NAME]`` table or a shared ``[oracle]`` default is validated and kept): an override given on the
     command line that reaches nothing would be a silent no-op, and is refused instead.
+
+    The closed-loop tables (``[mpc]``, ``[plant]``, and ``[success]`` of a time-stepped problem: `CLOSED_LOOP_ONLY`)
+    reach only a closed-loop run: ``closed_loop`` (default: ``verb == "mpc"``; a study says whether its cells are)
+    or ``use = "all"`` (validate). A policy problem's ``[success]`` is its held-aside success rate, which solve and
+    compare report.
     """
     if use not in USES:
         raise ValueError(f"use: found {use!r}, allowed: {', '.join(USES)}")
@@ -160,6 +167,10 @@ def unreached_override(spec: "Spec", item: str, use: str = "variants", verb: str
         return None
 
     head = parts[0]
+    closed_loop = verb == "mpc" if closed_loop is None else closed_loop
+    if (head in CLOSED_LOOP_ONLY and not closed_loop and use != "all"
+            and not (head == "success" and spec.policy is not None)):
+        return f"is read by closed-loop runs only (trajopt mpc, or a study with verb = \"mpc\"); {verb} runs none"
     if head == "oracle" and len(parts) == 2 and not isinstance(value, dict):  # a shared key: every oracle with it
         field = parts[1]
         having = {n for n, o in oracles.items() if field in fields_of(o)}

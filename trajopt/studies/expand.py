@@ -414,7 +414,8 @@ def _unreached(study: StudySpec, spec, item: str) -> Optional[str]:
     if not study.closed_loop and item.split("=", 1)[0].strip().split(".")[0] == "success" and spec.policy is None:
         return ("the [success] table of a time-stepped problem is read by closed-loop cells only (verb = \"mpc\"); a "
                 "compare cell computes no success")
-    return unreached_override(spec, item, "oracles" if study.fidelity else "variants", "study")
+    return unreached_override(spec, item, "oracles" if study.fidelity else "variants", "study",
+                              closed_loop=bool(study.closed_loop))
 
 
 def check_reach(study: StudySpec, expansion: Expansion) -> None:
