@@ -180,3 +180,23 @@ def test_bad_plants_name_the_field(plant, field):
 def test_a_plant_override_of_an_unknown_parameter_is_refused():
     with pytest.raises(FieldError, match="a parameter of Cart"):
         mpc(cart_problem(), {"cem": CEM(population=10)}, episode=4, horizon=4, key=KEY, plant={"stifness": 2.0})
+
+
+def test_a_seed_whose_closed_loop_cost_overflows_is_non_finite_at_its_first_non_finite_step():
+    """x' = 10 x + u from x_0 = 1e150: the plant's states stay finite (x_8 = 1e158) but the stage cost x_t^2 overflows
+    at t = 5 (x_4^2 = 1e308 is finite): that seed is non_finite, failed_at 5, its cost NaN; the seed from x_0 = 1 is ok
+    and the median is its cost alone."""
+
+    def step(x, u):
+        return 10.0 * x + u
+
+    cost = QuadraticCost(Q=jnp.eye(1), R=jnp.eye(1), Qf=jnp.eye(1), goal=jnp.zeros(1))
+    problem = trajectory_problem("grow", step, jnp.array([1.0]), cost, jnp.zeros((3, 1)))
+    r = mpc(problem, {"m": GradientMethod(FoBG(samples=2, sigma=0.1), Adam(0.1))}, episode=8, horizon=3,
+            replan_every=1, iterations=2, key=KEY, seeds=[0, 1], initial_states=[[1e150], [1.0]],
+            time_plans=False)["m"]
+    assert np.all(np.isfinite(r.X[0])) and np.all(np.isfinite(r.U[0]))  # only the cost is not finite
+    assert r.status == ["non_finite", "ok"]
+    assert r.failed_at.tolist() == [5, -1]
+    assert np.isnan(r.closed_loop_cost[0]) and np.isfinite(r.closed_loop_cost[1])
+    assert r.closed_loop_cost_median == r.closed_loop_cost[1]

@@ -299,3 +299,58 @@ def test_loaded_mpc_is_the_command_lines_closed_loop(run):
     assert trajopt.mpc is trajopt.closedloop.mpc and trajopt.Success is trajopt.closedloop.Success
     with pytest.raises(trajopt.SpecError, match="nope"):
         trajopt.load(problem).mpc(["nope"])
+
+
+# pushing_stiff.toml's ZoBG with a step of 1e6: seed 0's controls reach ~1e180 while the plant's states stay finite,
+# so its closed-loop cost overflows (its stage cost is inf from some step on); seed 1's stays finite (~6e184)
+BLOW_UP = ["mpc", str(ROOT / "problems" / "pushing_stiff.toml"), "--variants", "zobg", "--episode", "40",
+           "--horizon", "20", "--iterations", "3", "--set", "plant.disturbance=[]", "--set", "success.hold=5",
+           "--set", "solve.optimizer.step=1e6"]
+
+
+def _first_non_finite_step(out: Path, variant: str, seed: int):
+    """The first plant step of a seed whose state, control or stage cost in metrics.jsonl is not finite (null)."""
+    for line in (out / "metrics.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        if row["variant"] == variant and row["seed"] == seed and (
+                row["stage_cost"] is None or None in row["x"] or (row["u"] is not None and None in row["u"])):
+            return row["step"]
+    return None
+
+
+def test_a_seed_whose_closed_loop_cost_overflows_is_non_finite_and_the_run_partial(tmp_path):
+    """Numerical blow-ups are a status, never silent: the blown-up seed is non_finite at the first step its record is
+    not finite (its cost null), the table says so beside the median of the other seed, the run is partial and exits 0
+    (as compare: 1 only when every seed failed); seed 0 alone fails the run: status failed, exit 1."""
+    from rich.console import Console
+
+    from trajopt.cli.mpc import _mpc_table
+
+    out = tmp_path / "two"
+    res = CliRunner().invoke(app, BLOW_UP + ["--seeds", "2", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "non_finite" in res.output
+    result = json.loads((out / "result.json").read_text())
+    v = result["variants"]["zobg"]
+    assert result["status"] == "partial"
+    assert v["status"] == ["non_finite", "ok"]
+    assert np.all(np.isfinite(np.load(out / "trajectory.npz")["zobg/X"]))  # the states stayed finite: the cost did not
+    failed_at = _first_non_finite_step(out, "zobg", 0)
+    assert isinstance(failed_at, int) and 0 <= failed_at <= 40
+    assert v["failed_at"] == [failed_at, None]
+    assert v["closed_loop_cost"][0] is None and v["closed_loop_cost"][1] is not None
+    assert v["closed_loop_cost_median"] == v["closed_loop_cost"][1]
+    console = Console(width=400, record=True)
+    console.print(_mpc_table(result))
+    assert "1/2 ok, 1 non_finite" in console.export_text()
+
+    alone = tmp_path / "one"
+    res = CliRunner().invoke(app, BLOW_UP + ["--set", "mpc.seeds=[0]", "--out", str(alone), "--json"])
+    assert res.exit_code == 1, res.output
+    result = json.loads((alone / "result.json").read_text())
+    assert result["status"] == "failed"
+    assert result["variants"]["zobg"]["status"] == ["non_finite"]
+    assert result["variants"]["zobg"]["failed_at"] == [failed_at]
+    console = Console(width=400, record=True)
+    console.print(_mpc_table(result))
+    assert "0/1 ok, 1 non_finite" in console.export_text()

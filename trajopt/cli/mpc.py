@@ -52,7 +52,9 @@ def _mpc_table(summary: dict) -> Table:
         table.caption += "; " + CACHE_HIT_NOTE
     for name, v in summary["variants"].items():
         ok = sum(s == "ok" for s in v["status"])
-        status = "ok" if ok == n else f"{ok}/{n} ok"
+        # as the open-loop table: "1/2 ok, 1 non_finite" (the cost's median and IQR are over the ok seeds alone)
+        status = "ok" if ok == n else f"{ok}/{n} ok, {n - ok} " + "/".join(sorted(set(s for s in v["status"]
+                                                                                       if s != "ok")))
         q = v["closed_loop_cost_iqr"]
         c = v["compute_per_step"]
         ps = v["plan_seconds"]

@@ -33,8 +33,11 @@ counted, as solve's final evaluation is not).
 
 **Blow-ups**: a method step whose value or new state is not finite is not taken (the method keeps its last finite
 state, as solve stops a seed there); if the plan itself is not finite, the shifted guess is applied instead and the
-replan is counted in ``plan_failures``. A plant state that is not finite ends the seed: status ``non_finite``,
-closed-loop cost NaN, the states from there on NaN.
+replan is counted in ``plan_failures``. A seed whose realised episode is not finite (a plant state, an applied
+control, or its closed-loop cost: a stage cost, or their sum, that overflows) has status ``non_finite``, its
+closed-loop cost NaN and ``failed_at`` the first plant step t whose state x_t, control u_t or cost so far
+(Σ_{s<=t} stage(x_s, u_s), the terminal cost added at t = N) is not finite. The episode still runs to its end (one
+compiled program), so the records after ``failed_at`` are what the plant produced (inf or NaN once a state is).
 """
 
 from __future__ import annotations
@@ -226,11 +229,25 @@ class _Episode:
         N, r, R = self.settings.episode, self.settings.replan_every, self.settings.replans
         X = jnp.concatenate([x_start[None], out["xs"].reshape(R * r, self.n)[:N]], axis=0)
         U = out["us"].reshape(R * r, -1)[:N]
-        bad = ~jnp.all(jnp.isfinite(X), axis=1)
-        J = jnp.where(jnp.any(bad), jnp.nan, self.cost(X, U))
+        J = self.cost(X, U)
+        bad = self._non_finite_steps(X, U, J)
+        J = jnp.where(jnp.any(bad), jnp.nan, J)
         return dict(X=X, U=U, cost=J, failed_at=jnp.where(jnp.any(bad), jnp.argmax(bad), -1).astype(jnp.int32),
                     plan_failures=jnp.sum(out["failed"].astype(jnp.int32)), planned=out["planned"],
                     **{f: out[f] for f in COUNT_FIELDS})
+
+    def _non_finite_steps(self, X, U, J):
+        """[N+1] bool: plant step t's record is not finite: its state x_t, its control u_t (t < N) or the cost so far
+        (Σ_{s<=t} stage(x_s, u_s), at t = N with the terminal cost added); the last step also whenever the episode's
+        cost J is not finite (for a cost without ``stage`` and ``terminal``, the only sign of its blow-up)."""
+        N = U.shape[0]
+        bad = ~jnp.all(jnp.isfinite(X), axis=1)
+        bad = bad.at[:N].set(bad[:N] | ~jnp.all(jnp.isfinite(U), axis=1))
+        stage, terminal = getattr(self.cost, "stage", None), getattr(self.cost, "terminal", None)
+        if callable(stage) and callable(terminal):
+            parts = jnp.concatenate([jax.vmap(stage)(X[:-1], U), terminal(X[-1])[None]])
+            bad = bad | ~jnp.isfinite(jnp.cumsum(parts))
+        return bad.at[N].set(bad[N] | ~jnp.isfinite(J))
 
     def one_seed(self, seed_key, x0=None):
         carry = self.start(seed_key, x0)
@@ -259,12 +276,13 @@ class MPCResult:
         settings: the `MPCSettings`; plant: the `Plant` (its ``describe()`` is what result.json records).
         seeds: [S]; X: [S, N+1, n] the realised (plant) states; U: [S, N, m] the applied controls.
         closed_loop_cost: [S] the task's cost of the realised trajectory, Σ_{t<N} stage(x_t, u_t) + terminal(x_N)
-            (NaN for a seed whose plant state went non-finite).
+            (NaN for a seed whose episode went non-finite: status "non_finite").
         planned_cost: [S, R] the model's cost of each replan's plan from its measured state (the planner's prediction).
         rollouts, gradients, linearizations: [S, R] the simulator calls each replan spent (horizon-H rollouts, backward
             passes, linearisations).
         success: [S] 1.0 / 0.0 where the problem defines success (`trajopt.closedloop.success`), else None.
-        status: [S] "ok" or "non_finite"; failed_at: [S] the first non-finite state's index, -1 if none;
+        status: [S] "ok" or "non_finite"; failed_at: [S] the first plant step t (0..N) whose state x_t, control u_t
+            or cost so far (Σ_{s<=t} stage, the terminal added at N) is not finite, -1 if none;
         plan_failures: [S] replans whose plan was not finite (the shifted guess was applied instead).
         plant_factors: {label: [S]} each seed's factor of each of the plant's per-seed draws (`Plant.draws`; empty
             without draws).

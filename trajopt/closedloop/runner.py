@@ -237,7 +237,8 @@ def mpc(problem, methods: Union[Mapping[str, Any], Sequence[Any]], *, episode: O
             closed_loop_cost=np.asarray(res["cost"]), planned_cost=np.asarray(res["planned"]),
             rollouts=np.asarray(res["rollouts"]), gradients=np.asarray(res["gradients"]),
             linearizations=np.asarray(res["linearizations"]),
-            status=[STATUS_OK if f < 0 else STATUS_NON_FINITE for f in failed_at], failed_at=failed_at,
+            status=[STATUS_OK if f < 0 and math.isfinite(c) else STATUS_NON_FINITE
+                    for f, c in zip(failed_at.tolist(), np.asarray(res["cost"]).tolist())], failed_at=failed_at,
             plan_failures=np.asarray(res["plan_failures"]), compile_seconds=compile_seconds, run_seconds=run_seconds,
             success=None if success is None else success(problem.cost, X), plan_seconds=plan_seconds,
             episode_seconds=episode_seconds, dt=dt,
