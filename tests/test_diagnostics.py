@@ -210,6 +210,17 @@ def test_gradcheck_flags_a_wrong_gradient_as_a_bug():
     assert s["per_step"][-1]["median_rel_error"] == pytest.approx(0.1 / 1.1, rel=1e-3)
 
 
+def test_gradcheck_calls_differences_that_lost_every_digit_inconclusive():
+    # f = 1e30 + sum(sin U): the slope (order 1) is right, but f(U + hv) and f(U - hv) round alike at every step
+    # (fd = 0, relative error 1). That is no agreement: the rounding error (64 eps |f| / h ~ 1e18) dwarfs the slope.
+    s = _check(Problem("huge", jnp.ones((4, 1)), lambda U: 1e30 + jnp.sum(jnp.sin(U))))
+    assert all(d["fd"] == [0.0, 0.0, 0.0] and d["rel_error"] == [1.0, 1.0, 1.0] for d in s["per_direction"])
+    assert not any(a for d in s["per_direction"] for a in d["agree"])
+    assert all(p["agree_share"] == 0.0 for p in s["per_step"])
+    assert s["verdict"] == "inconclusive" and s["counts"]["inconclusive"] == 6 and s["counts"]["consistent"] == 0
+    assert s["message"].startswith("inconclusive: central differences lost every digit")
+
+
 # ---------------------------------------------------------------------------------------------------------
 # CLI
 

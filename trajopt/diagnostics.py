@@ -266,10 +266,12 @@ AGREE_RTOL = 1e-6     # relative agreement that counts as "autodiff and finite d
 ROUNDING_ULPS = 64.0  # generous error of one evaluation of f, in units of eps * |f| (long rollouts accumulate)
 JUMP_ORDER = 0.5      # |f(U+hv) - f(U-hv)| shrinking slower than h^0.5 between the two smallest steps: a jump
 STIFF_REL = 0.01      # a consistent direction whose largest step is off by more than this: f bends sharply within h
+RESOLVED_REL = 0.01   # a step resolves the slope when the quotient's rounding error is at most this share of |slope|
 
 
 def _direction_label(slope, steps, f_plus, f_minus, value, eps) -> dict:
-    """Classify one direction: consistent / discontinuity / non_smooth / rounding / unexplained (see gradcheck_summary)."""
+    """Classify one direction: consistent / discontinuity / non_smooth / rounding / inconclusive / unexplained (see
+    gradcheck_summary)."""
     S = len(steps)
     delta = f_plus - f_minus
     fd = delta / (2 * steps)
@@ -278,7 +280,11 @@ def _direction_label(slope, steps, f_plus, f_minus, value, eps) -> dict:
     rel = np.where(scale > 0, err / np.where(scale > 0, scale, 1.0), 0.0)
     f_scale = np.maximum.reduce([np.abs(f_plus), np.abs(f_minus), np.full(S, abs(value))])
     rounding = ROUNDING_ULPS * eps * f_scale / steps  # error of the quotient from rounding in f
-    agree = (rel <= AGREE_RTOL) | (err <= rounding)
+    # Within the rounding error counts as agreement only where that error is small against the slope (the quotient
+    # keeps digits of it): where f is so large that rounding swamps the slope's change (fd = 0 against a slope of
+    # 1e16 at f = 4.5e34, relative error 1), the two "agree" only because the quotient says nothing.
+    resolved = rounding <= RESOLVED_REL * abs(slope)
+    agree = (rel <= AGREE_RTOL) | ((err <= rounding) & resolved)
     curvature = (f_plus + f_minus - 2 * value) / steps**2
     with np.errstate(divide="ignore", invalid="ignore"):
         stiffness = np.where(np.abs(curvature) > 0, np.abs(curvature) * steps / abs(slope), 0.0)
@@ -287,6 +293,9 @@ def _direction_label(slope, steps, f_plus, f_minus, value, eps) -> dict:
     if agree.any():
         out["label"] = "consistent"
         out["resolved_at"] = float(steps[np.argmax(agree)])  # the largest step that agrees
+        return out
+    if np.all((err <= rounding) & (rounding >= abs(slope))):  # every step: rounding noise as large as the slope
+        out["label"] = "inconclusive"
         return out
     last = S - 1
     jump = False
@@ -313,8 +322,13 @@ def gradcheck_summary(check: GradCheck) -> dict:
     (0 when both are 0). A direction is
 
     * ``consistent`` if some step agrees: relative error <= AGREE_RTOL, or an error within the rounding error
-      of the quotient (ROUNDING_ULPS * eps * |f| / h). ``resolved_at`` is the largest agreeing step; larger
-      steps then disagree only because f bends (or jumps) within h of U: truncation, not a bug.
+      of the quotient (ROUNDING_ULPS * eps * |f| / h) where that rounding error is at most RESOLVED_REL x |slope|
+      (the quotient keeps digits of the slope; a relative error of 1, fd = 0 against a non-zero slope, never
+      agrees). ``resolved_at`` is the largest agreeing step; larger steps then disagree only because f bends (or
+      jumps) within h of U: truncation, not a bug.
+    * ``inconclusive`` if at every step the error is within the rounding error and that rounding error is at
+      least |slope|: central differences lost every digit (f is so large against the change the slope makes
+      within h that f(U + h v) and f(U - h v) round alike), so they neither confirm nor refute the slope.
     * ``discontinuity`` if no step agrees and f(U + h v) - f(U - h v) does not shrink with h between the two
       smallest steps (order below JUMP_ORDER, against 1 for a smooth f), by more than the slope explains: f
       jumps within the smallest h of U along v. Autodiff returns the one-sided slope, correct for f but blind
@@ -328,10 +342,10 @@ def gradcheck_summary(check: GradCheck) -> dict:
       curvature and no rounding to blame. That is what a wrong gradient looks like.
 
     ``verdict`` is one of "consistent", "stiff" (every direction consistent, but some agree only below the
-    largest step, which is off by at least STIFF_REL there), "discontinuity", "non_smooth", "rounding" or
-    "bug" (any unexplained direction wins, then discontinuity, non_smooth, rounding), with a one-line
-    ``message``. ``median_stiffness`` is the median of |f''| h / |f'| per step (the relative change of the
-    slope within h; the second difference stands in for f'').
+    largest step, which is off by at least STIFF_REL there), "discontinuity", "non_smooth", "rounding",
+    "inconclusive" or "bug" (any unexplained direction wins, then discontinuity, non_smooth, rounding,
+    inconclusive), with a one-line ``message``. ``median_stiffness`` is the median of |f''| h / |f'| per step
+    (the relative change of the slope within h; the second difference stands in for f'').
     """
     steps = np.asarray(check.steps, float)
     slope = np.asarray(check.slope, float)
@@ -347,7 +361,7 @@ def gradcheck_summary(check: GradCheck) -> dict:
                          "max_rel_error": float(np.max(rel[:, s])),
                          "agree_share": float(np.mean([d["agree"][s] for d in dirs]))})
     counts = {lab: sum(d["label"] == lab for d in dirs) for lab in
-              ("consistent", "discontinuity", "non_smooth", "rounding", "unexplained")}
+              ("consistent", "discontinuity", "non_smooth", "rounding", "inconclusive", "unexplained")}
     med = np.median(rel, axis=0)
     orders = []
     for s in range(len(steps) - 1):
@@ -382,6 +396,11 @@ def gradcheck_summary(check: GradCheck) -> dict:
         verdict = "rounding"
         message = (f"rounding: in {counts['rounding']}/{K} directions the steps are too small for the precision "
                    f"(median relative error {errors_text}); try larger steps")
+    elif counts["inconclusive"]:
+        verdict = "inconclusive"
+        message = (f"inconclusive: central differences lost every digit at these steps in {counts['inconclusive']}/{K} "
+                   f"directions (f(U) = {value:.3g} rounds away the change the slope makes within h; median relative "
+                   f"error {errors_text}): they neither confirm nor refute the gradient")
     elif stiff_dirs:
         verdict = "stiff"
         message = (f"consistent but stiff: autodiff matches central differences in all {K} directions, but in "
