@@ -58,6 +58,9 @@ def test_cfd_check_on_a_plain_problem():
 @pytest.mark.parametrize("args, message", [
     (["--timesteps", "1e-3"], "--timesteps: found a grid for the system 'pushing', allowed: a system with an MJX time step"),
     (["--solrefs", "0.02,1"], "--solrefs: found a grid for the system 'pushing'"),
+    (["--reference-timestep", "1e-4"], "--reference-timestep: found '1e-4' for the system 'pushing', allowed: a "
+                                       "system with an MJX time step"),
+    (["--reference-timestep", "auto"], "--reference-timestep: found 'auto' for the system 'pushing'"),
     (["--solrefs", "0.02"], "--solrefs: found '0.02', allowed: pairs timeconst,dampratio"),
     (["--solrefs", "0.02,-1"], "allowed: pairs timeconst,dampratio (both > 0) or -stiffness,-damping"),
     (["--timesteps", "1e-3,abc"], "--timesteps: found '1e-3,abc', allowed: comma-separated numbers"),

@@ -14,7 +14,8 @@ Writes fidelity.json (everything, the references' gradients included), fidelity.
 point) and fidelity.png (relative error against the time step, one line per oracle) into the output folder.
 Everything that cannot run is refused before anything compiles: a grid value that is not a time step or a solref,
 a time step that does not divide an mjx problem's control period, or that breaks MuJoCo's stability rule for the
-cell's stiffness (timeconst >= 2 timestep: the mjx system's own refusal, named by the flag that set it), an oracle that cannot differentiate the problem (cfd off MJX), a cell
+cell's stiffness (timeconst >= 2 timestep: the mjx system's own refusal, named by the flag that set it), an oracle that cannot differentiate the problem (cfd off MJX),
+a grid or a --reference-timestep (auto or a time step) for a system without an MJX time step, a cell
 whose estimates would hold more than `trajopt.preflight.MAX_WORKING_SET` bytes at once.
 """
 
@@ -126,8 +127,9 @@ def fidelity(
     oracles: Optional[str] = typer.Option(None, "--oracles", help="Comma-separated oracles (default: exact, cfd on an "
                                           "MJX problem, then the file's solve.oracles)."),
     repeats: int = typer.Option(5, "--repeats", help="Draws of each stochastic oracle (median and quartiles)."),
-    reference: str = typer.Option("auto", "--reference-timestep", help="The fine time step of the exact-gradient "
-                                  "reference: auto (the finest cell's / 4), none, or a time step (s)."),
+    reference: Optional[str] = typer.Option(None, "--reference-timestep", help="The fine time step of the "
+                                            "exact-gradient reference of an MJX problem: auto (the default: the "
+                                            "finest cell's / 4), none, or a time step (s)."),
     fd_step: Optional[float] = typer.Option(None, "--fd-step", help="The finite-difference step eps of the "
                                             "reference (default: float64 eps^(1/3) = 6.06e-6), checked at 10 eps."),
     at: str = typer.Option("init", "--at", help="Where to look: init (the problem's U0) or a RUN_DIR (each run "
@@ -149,7 +151,7 @@ def fidelity(
 
     hs = parse_timesteps(timesteps)
     srs = parse_solrefs(solrefs)
-    fine_h = parse_reference(reference)
+    fine_h = parse_reference("auto" if reference is None else reference)
     if repeats < 1:
         raise fail(f"--repeats: found {repeats}, allowed: an integer >= 1")
     eps = FD_STEP if fd_step is None else fd_step
@@ -172,6 +174,10 @@ def fidelity(
         raise fail(f"{'--timesteps' if hs else '--solrefs'}: found a grid for the system {spec.system_name!r}, allowed: "
                    "a system with an MJX time step and solref (mjx, mjx_toss); `trajopt sweep` varies another "
                    "system's parameters")
+    if reference is not None and fine_h is not None and timestep_system(spec.system) is None:
+        raise fail(f"--reference-timestep: found {reference!r} for the system {spec.system_name!r}, allowed: a system "
+                   "with an MJX time step (mjx, mjx_toss); another system has no fine-time-step reference (leave the "
+                   "flag out, or none)")
 
     def cell(h, sr, flag):
         try:
