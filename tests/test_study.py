@@ -350,6 +350,16 @@ def test_cli_dry_run_writes_nothing_and_counts_rollouts(tmp_path):
     assert data["rollouts"] == 2 * 165
 
 
+def test_cli_refuses_fresh_with_retry_failed(tmp_path):
+    # --retry-failed reruns a resumed study's failed cells; --fresh empties the folder: the pair would ignore one flag
+    path = write(tmp_path, TINY)
+    for extra in ([], ["--dry-run"]):
+        r = invoke("study", path, "--out", tmp_path / "out", "--fresh", "--retry-failed", *extra)
+        assert r.exit_code == 2, r.output
+        assert "give --fresh or --retry-failed, not both" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+        assert not (tmp_path / "out").exists()
+
+
 def test_cli_exit_codes(tmp_path):
     path = write(tmp_path, TINY)
     assert invoke("study", path, "--backend", "dask").exit_code == 2

@@ -232,6 +232,9 @@ def study_cmd(
         raise fail(f"--iterations: found {iterations}, allowed: an integer >= 1")
     if budget is not None and iterations is not None:
         raise fail("give --budget or --iterations, not both (the budget sets each variant's iterations)")
+    if retry_failed and not resume:
+        raise fail("give --fresh or --retry-failed, not both (--retry-failed reruns the failed cells of a resumed "
+                   "study; --fresh empties the folder, so nothing is left to retry)")
     # SIGINT/SIGTERM held from here: expanding and estimating a large study takes a while, and stops at once
     with _interruptible() as should_stop:
         _study(study_file, backend, address, seeds, iterations, out_dir, resume, retry_failed, strict, dry_run,
