@@ -39,6 +39,30 @@ def test_a_long_title_is_wrapped_inside_the_figure():
         assert fig.bbox.x0 <= box.x0 and box.x1 <= fig.bbox.x1, (x, box, fig.bbox)
 
 
+def test_a_diverged_run_is_drawn_at_a_ceiling_and_the_other_curves_stay():
+    """Costs near the float maximum (SGD 1e3 on a quadratic: U grows 2e3-fold per step until its cost overflows at
+    about 1e300) made matplotlib's log limits and ticks overflow: no curve was drawn, not even the converging one.
+    They are drawn at DRAWN_CEILING, and the legend says so; the converging variant's curve is untouched."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from trajopt.plots import DRAWN_CEILING
+
+    from trajopt.problem import Problem
+
+    problem = Problem("bowl", jnp.ones((3, 2)), lambda U: jnp.sum(U**2) + 1.0)  # positive: a log axis
+    results = compare(problem, {"wild": GradientMethod(Exact(), SGD(1e3)), "calm": GradientMethod(Exact(), SGD(0.05))},
+                      key=jax.random.PRNGKey(0), iterations=60, seeds=[0])
+    assert np.nanmax(results["wild"].cost[np.isfinite(results["wild"].cost)]) > 1e290  # the premise
+    fig = convergence_figure(results, title="t")
+    FigureCanvasAgg(fig).draw()  # raised OverflowError in matplotlib's tick formatter
+    lines = {line.get_label(): np.asarray(line.get_ydata(), float) for line in fig.axes[0].get_lines()}
+    assert set(lines) == {"wild (1/1 seeds stopped) (costs above 1e+200 drawn at it)", "calm"}
+    assert np.nanmax(lines["wild (1/1 seeds stopped) (costs above 1e+200 drawn at it)"]) == DRAWN_CEILING
+    np.testing.assert_array_equal(lines["calm"], results["calm"].cost[0])
+    low, high = fig.axes[0].get_ylim()
+    assert fig.axes[0].get_yscale() == "log" and 0 < low <= results["calm"].cost.min() and DRAWN_CEILING <= high < 1e300
+
+
 def test_legend_entries_are_the_labels_given_shown_literally():
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 

@@ -132,6 +132,19 @@ def plot_columns(n: int, max_points: int = MAX_POINTS) -> np.ndarray:
     return np.unique(np.round(np.linspace(0, n - 1, max_points)).astype(np.intp))
 
 
+DRAWN_CEILING = 1e200
+"""The largest cost a convergence curve is drawn at: a diverged run's costs (up to the float maximum, 1e308) are
+drawn at this ceiling, and its legend entry says so. matplotlib's axis limits and log ticks overflow near the
+float maximum (it then drew no curve at all, nor the other variants'); the recorded costs are untouched."""
+
+
+def _capped(band) -> tuple[tuple, bool]:
+    """(med, lo, hi) with each finite entry above `DRAWN_CEILING` drawn at it, and whether any was."""
+    arrays = [np.asarray(v, float) for v in band]
+    over = any(bool(np.any(a[np.isfinite(a)] > DRAWN_CEILING)) for a in arrays)
+    return tuple(np.where(np.isfinite(a) & (a > DRAWN_CEILING), DRAWN_CEILING, a) for a in arrays), over
+
+
 def _finite_min(values) -> Optional[float]:
     """The smallest finite entry of ``values`` ([S, K, ...], read in blocks of iterations), None if there is none."""
     low = None
@@ -197,10 +210,11 @@ def convergence_figure(results: Mapping[str, Result], x: Union[str, Sequence[str
         drawn = {}
         for o in names:
             r = results[o]
-            med, lo, hi = bands[o]
+            (med, lo, hi), capped = _capped(bands[o])
             xs = xs_all[o][shown[o]]
             failed = sum(s != "ok" for s in r.status)
             label = plain(labels.get(o, o)) + (f" ({failed}/{n_seeds} seeds stopped)" if failed else "")
+            label += f" (costs above {DRAWN_CEILING:.0e} drawn at it)" if capped else ""
             # a curve that coincides with one already drawn (AoBG at alpha = 1 is FoBG) is dashed and says so
             same = next((p for p, (px, pm) in drawn.items() if px.shape == xs.shape and np.array_equal(px, xs)
                          and np.array_equal(pm, med, equal_nan=True) and _same_curve(results[p], r, xs_all[p], xs_all[o])),
