@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -14,10 +15,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
 from trajopt import runs
 from trajopt.cli import app
+from trajopt.cli._run_table import _summary_table
 from trajopt.optim import SGD
 from trajopt.oracles import Exact
 from trajopt.problem import Problem
@@ -247,6 +250,23 @@ def test_a_rerun_states_the_overrides_its_run_was_made_with(tmp_path):
     summary = json.loads((other / "result.json").read_text())
     assert summary["title"] == "pushing_stiff [--set system.stiffness=20]"
     assert summary["overrides"] == ["system.stiffness=20"]
+
+
+def test_seeds_that_end_above_their_initial_cost_are_said_beside_ok(tmp_path):
+    """A step of 1e6 takes the cost from 1821 to about 1e50 while it stays finite: status ok (it did not blow up to
+    inf), but the table and result.json say that it ended above f(U0); a converging run says nothing more."""
+    wild, calm = tmp_path / "wild", tmp_path / "calm"
+    args = ["--oracles", "zobg", "--iterations", "3", "--seeds", "0,1"]
+    assert invoke("compare", STIFF, *args, "--set", "solve.optimizer.step=1e6", "--out", wild).exit_code == 0
+    assert invoke("compare", STIFF, *args, "--out", calm).exit_code == 0
+    for folder, above in ((wild, [True, True]), (calm, [False, False])):
+        summary = json.loads((folder / "result.json").read_text())
+        entry = summary["variants"]["zobg"]
+        assert entry["status"] == ["ok", "ok"] and entry["above_initial"] == above
+        assert [c > entry["initial_cost"] for c in entry["final_cost"]] == above  # by the recorded costs
+        wide = Console(width=400, file=io.StringIO())
+        wide.print(_summary_table(summary))
+        assert ("ok, 2 above f(U0)" in wide.file.getvalue()) == above[0]
 
 
 ALL_FAIL = UNSTABLE_WALL.replace("x0 = [0.0, 0.0]", "x0 = [0.0, 5.0]").replace("goal = [0.95, 0.0]", "goal = [0.0, 0.0]")

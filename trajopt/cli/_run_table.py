@@ -48,6 +48,8 @@ def _summary_table(summary: dict) -> Table:
         status = "ok" if ok == n else f"{ok}/{n} ok" + (f", {n - ok} " + "/".join(sorted(set(s for s in o["status"] if s != 'ok'))))
         skipped = sum(k for k in o.get("skipped_updates") or () if isinstance(k, int))  # on_non_finite = "skip"
         status += f", {skipped:,} updates skipped" if skipped else ""
+        above = sum(bool(a) for a, s in zip(o.get("above_initial") or (), o["status"]) if s == "ok")
+        status += f", {above} above f(U0)" if above else ""  # ended above its initial cost
         fallbacks = sum(k for k in o.get("first_order_fallbacks") or () if isinstance(k, int))
         status += f", {fallbacks:,} FoBG batches not finite (α = 0)" if fallbacks else ""
         for reason in ("converged", "budget"):  # seeds stopped early (and spent nothing more)
