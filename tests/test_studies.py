@@ -86,7 +86,8 @@ def test_sweep_over_stiffness_shows_fobg_variance_growing(tmp_path):
     header = (out / "sweep.csv").read_text().splitlines()[0]
     assert header.startswith("system.stiffness,oracle,") and "var_first_median" in header  # the column names the key
     # the title names the override it ran under, and the swept key but not its values
-    assert data["title"].startswith("pushing_stiff [--set task.horizon=100]: variance against system.stiffness")
+    # and what each point's statistics are over (the figure's and the table's title too)
+    assert data["title"] == "pushing_stiff [--set task.horizon=100]: variance against system.stiffness [N = 10, 4 repeats]"
     assert "1000" not in data["title"]
     assert (out / "sweep.png").read_bytes()[:4] == b"\x89PNG"
 
@@ -98,7 +99,9 @@ def test_landscape_of_a_one_step_problem(tmp_path):
     result = invoke("landscape", problem, "--range", "0:1.5:31", "--repeats", "3", "--oracles", "fobg,zobg,aobg",
                     "--out", out, "-q")
     assert result.exit_code == 0, result.output
-    rows = json.loads((out / "landscape.json").read_text())["rows"]
+    landscape = json.loads((out / "landscape.json").read_text())
+    rows = landscape["rows"]
+    assert landscape["title"] == "Ball with wall [N = 200, 3 repeats]"  # what the spread is over
     theta = np.array([r["theta"] for r in rows])
     f = np.array([r["f"] for r in rows])
     # on the wall plateau (0.32 < theta < 0.69) the ball stops at the wall: f = -0.06^2 and FoBG sees no slope

@@ -111,6 +111,19 @@ def _check_varies(key: str, specs: list) -> None:
                        "each studied oracle that takes it estimates")
 
 
+def _estimates_note(spec, names, repeats: int, key: Optional[str] = None) -> str:
+    """What each point's statistics are over, for a title: "[N = 10, 20 repeats]" (each studied oracle's samples N,
+    per oracle where they differ; "N swept" where ``key`` is a samples key), so that a figure or table states it."""
+    if key is not None and key.split(".")[-1] == "samples":
+        n = "N swept"
+    else:
+        samples = {o: getattr(spec.oracles.get(o), "samples", None) for o in names}
+        known = {o: s for o, s in samples.items() if s is not None}
+        n = (f"N = {next(iter(known.values()))}" if len(set(known.values())) == 1 else
+             "N = " + ", ".join(f"{o} {s}" for o, s in known.items())) if known else ""
+    return f" [{n + ', ' if n else ''}{repeats} repeats]"
+
+
 def _out_dir(spec, verb: str, out_dir: Optional[Path]) -> Path:
     """--out, or the default runs/<problem>/<timestamp>-<verb> (claimed with `trajopt.cli._outputs.claim_out`)."""
     return out_dir or Path("runs") / spec.name / f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{verb}"
@@ -198,6 +211,7 @@ def sweep(
         rows = analysis.sweep_rows(points)
         # the title names what was swept and set, never the file's own parameter values (its title may say k = 1000)
         title = (display_title(base, set_) if set_ else base.name) + f": variance against {key}" + \
+            _estimates_note(base, names, repeats, key) + \
             (" (skipped, refused by the problem: " + ", ".join(f"{p['value']:g}" for p in skipped) + ")" if skipped else "")
         meta = {"problem": base.name, "title": title, "key": key, "values": values, "repeats": repeats,
                 "oracles": names, "samples": {n: getattr(o, "samples", None) for n, o in base.oracles.items()},
@@ -224,7 +238,7 @@ def sweep(
     from trajopt.oracles import alpha_choosers
 
     adaptive = [o for o in names if o in alpha_choosers()]
-    table = Table(title=escape(f"{title} ({repeats} repeats, medians)"), title_justify="left")
+    table = Table(title=escape(f"{title} (medians)"), title_justify="left")
     for col in ("value", "σ̂₁² (FoBG)", "σ̂₀² (ZoBG)", "ratio", *[f"α {o}" for o in adaptive]):
         table.add_column(col, justify="right")
     by = {(r["oracle"], r["value"]): r for r in rows}
@@ -237,7 +251,7 @@ def sweep(
     out.print(table)
     if status == "interrupted":
         out.print(escape(f"interrupted: {len(meta['values_not_run'])} values not run"))
-    out.print(f"study folder: [bold]{escape(str(folder))}[/]")
+    out.print(f"sweep folder: [bold]{escape(str(folder))}[/]")
     raise typer.Exit(done)
 
 
@@ -246,7 +260,8 @@ def landscape(
     problem: Path = ProblemArg,
     range_: str = typer.Option(..., "--range", help="LO:HI:N, the decision values to evaluate."),
     samples: Optional[int] = SamplesOpt,
-    repeats: int = RepeatsOpt,
+    repeats: int = typer.Option(20, "--repeats", help="Independent estimates per point (the figure's gradient "
+                                "estimates are their mean ± 1 std; landscape.csv has their statistics)."),
     oracles: Optional[str] = OraclesOpt,
     run_dir: Optional[Path] = typer.Option(None, "--run", help="A compare run of this problem: mark its final points."),
     set_: Optional[List[str]] = SetOpt,
@@ -298,7 +313,8 @@ def landscape(
         sigma = next((o.sigma for o in spec.oracles.values() if hasattr(o, "sigma")), 0.1)
         data = analysis.landscape(jax.random.PRNGKey(spec.solve.key), prob, spec.oracles, thetas, repeats, sigma)
         rows = [{k: float(v[i]) for k, v in data.items()} for i in range(len(thetas))]
-        title = display_title(spec, set_)  # under --set: the problem's name and the overrides, not the file's title
+        # under --set: the problem's name and the overrides, not the file's title; then N and the repeats
+        title = display_title(spec, set_) + _estimates_note(spec, names, repeats)
         meta = {"problem": spec.name, "title": title, "range": range_, "repeats": repeats, "oracles": names,
                 "sigma": sigma}
         _signals.writing()  # computed: a second Ctrl-C now finishes the folder, marked interrupted
