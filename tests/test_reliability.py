@@ -267,6 +267,13 @@ def test_seeds_that_end_above_their_initial_cost_are_said_beside_ok(tmp_path):
         wide = Console(width=400, file=io.StringIO())
         wide.print(_summary_table(summary))
         assert ("ok, 2 above f(U0)" in wide.file.getvalue()) == above[0]
+        assert "ran once" not in wide.file.getvalue()  # its caption explains only what the table shows
+    once = tmp_path / "once"
+    assert invoke("compare", STIFF, "--oracles", "exact", "--iterations", "2", "--seeds", "0,1", "--out", once,
+                  "-q").exit_code == 0
+    wide = Console(width=400, file=io.StringIO())
+    wide.print(_summary_table(json.loads((once / "result.json").read_text())))
+    assert "ok, ran once" in wide.file.getvalue() and "ran once: a deterministic method" in wide.file.getvalue()
 
 
 ALL_FAIL = UNSTABLE_WALL.replace("x0 = [0.0, 0.0]", "x0 = [0.0, 5.0]").replace("goal = [0.95, 0.0]", "goal = [0.0, 0.0]")

@@ -235,7 +235,7 @@ def convergence_figure(results: Mapping[str, Result], x: Union[str, Sequence[str
         if c == 0:
             ax.set_ylabel("cost f(U)" + (" (log scale)" if log_scale else ""))
             long = len(names) > 6 or any(len(t) > 32 for t in labels.values())
-            ax.legend(title=f"median, IQR band over {n_seeds} seeds", fontsize=8 if long else 9,
+            ax.legend(title=f"median, IQR band over {n_seeds} seed{'s' if n_seeds != 1 else ''}", fontsize=8 if long else 9,
                       title_fontsize=9)
         if with_alpha:
             ax2 = axes[1, c]

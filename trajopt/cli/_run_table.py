@@ -26,10 +26,12 @@ def _summary_table(summary: dict) -> Table:
     if costs:
         caption += (f"; FSE: forward-step equivalents, T (rollouts + {costs['backward']:g} backward + "
                     f"{costs['linearization']:g} linearisations), T = {costs['horizon']}")
-    table = Table(title=escape(f"{summary['title']}  ({iterations_text(summary)}, {n} seeds)"),
+    ran_once = any(o.get("ran_once") for o in summary["variants"].values())
+    table = Table(title=escape(f"{summary['title']}  ({iterations_text(summary)}, {n} seed{'s' if n != 1 else ''})"),
                   title_justify="left", caption=escape(caption) + "; seconds on "
                   f"{escape(str(summary.get('platform', '?')))}; α: median over seeds and iterations (variants that "
-                  "choose one); ran once: a deterministic method, its one run shared by every seed",
+                  "choose one)" + ("; ran once: a deterministic method, its one run shared by every seed" if ran_once
+                                   else ""),
                   caption_justify="left")
     for col, justify in [("variant", "left"), ("method", "left"), ("status", "left"), ("final (median)", "right"),
                          ("final IQR", "right"), ("best", "right"), ("α median", "right"),
