@@ -188,3 +188,86 @@ def test_seeds_whose_every_update_was_skipped_are_shown_and_counted(tmp_path, mo
     entry = summary["variants"]["exact"]
     assert entry["status"] == ["all_skipped", "all_skipped"] and entry["skipped_updates"] == [6, 6]
     assert entry["failed_at"] == [None, None]
+
+
+# ------------------------------------------------------------------------------ a user's own policy
+
+POLICIES = '''
+from dataclasses import dataclass
+import jax.numpy as jnp
+
+@dataclass(frozen=True)
+class Fine:
+    def param_size(self, n, m): return m * n
+    def init_params(self, n, m): return jnp.zeros(m * n)
+    def __call__(self, theta, x): return theta.reshape(-1, x.shape[0]) @ x
+
+@dataclass(frozen=True)
+class TwoControls(Fine):
+    def __call__(self, theta, x): return jnp.concatenate([x[:1], x[:1]])
+
+@dataclass(frozen=True)
+class ScalarControl(Fine):
+    def __call__(self, theta, x): return jnp.dot(theta, x)
+
+@dataclass(frozen=True)
+class LongInit(Fine):
+    def init_params(self, n, m): return jnp.zeros(m * n + 3)
+
+@dataclass(frozen=True)
+class FloatSize(Fine):
+    def param_size(self, n, m): return m * n * 1.0
+
+@dataclass(frozen=True)
+class Raises(Fine):
+    def __call__(self, theta, x): raise RuntimeError("not yet")
+'''
+
+POLICY_FILE = """title = "user policy"
+[system]
+name = "pendulum"
+[policy]
+name = "e2_policies:{cls}"
+[initial_state]
+name = "uniform"
+low = [-0.3, -2.0]
+high = [0.3, 2.0]
+[task]
+horizon = 5
+goal = [0.0, 0.0]
+Q = [10.0, 0.1]
+R = [1.0]
+n_eval = 4
+[solve]
+iterations = 2
+seeds = 1
+oracles = ["fobg"]
+[oracle]
+samples = 4
+"""
+
+
+@pytest.mark.parametrize("cls, words", [
+    ("TwoControls", "e2_policies:TwoControls(theta, x) returned shape [2] float64, allowed: the control, a float "
+                    "vector of shape [1]"),
+    ("ScalarControl", "e2_policies:ScalarControl(theta, x) returned shape [] float64, allowed: the control, a float "
+                      "vector of shape [1]"),
+    ("LongInit", "e2_policies:LongInit: init_params(2, 1) returned shape [5], allowed: a vector of param_size(2, 1) = 2"),
+    ("FloatSize", "e2_policies:FloatSize: param_size(2, 1) returned 2.0, allowed: an integer >= 1"),
+    ("Raises", "e2_policies:Raises(theta, x) raised RuntimeError: not yet"),
+])
+def test_a_user_policy_that_breaks_its_contract_is_named_before_anything_runs(tmp_path, monkeypatch, cls, words):
+    """A policy returning the wrong shape ran into a matrix product's TypeError inside an oracle's trace (reported at
+    variants.fobg), a scalar was broadcast silently, and init_params' size was reported at task.theta0, which the file
+    does not have: each is now refused at policy.name, naming what the method returned."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "e2_policies.py").write_text(POLICIES)
+    problem = tmp_path / "p.toml"
+    problem.write_text(POLICY_FILE.format(cls=cls))
+    r = runner.invoke(app, ["compare", str(problem), "--out", str(tmp_path / "out")])
+    message = " ".join(r.stderr.split())
+    assert r.exit_code == 2 and f"p.toml: policy.name: {words}" in message, r.output
+    assert "Traceback" not in r.output and not (tmp_path / "out").exists()
+    problem.write_text(POLICY_FILE.format(cls="Fine"))
+    assert runner.invoke(app, ["validate", str(problem)]).exit_code == 0

@@ -28,6 +28,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -89,14 +90,20 @@ def build_policy(raw: Mapping, system: Any, source: str) -> tuple[PolicySpec, Ta
     horizon = coerce(t["horizon"], int, source, "task.horizon")
     options = {k: coerce(t[k], typ, source, f"task.{k}") for k, typ in POLICY_OPTIONS.items() if k in t}
     Q = weight(t, "Q", n, source)
-    p = int(policy.param_size(n, m))
+    p = _param_size(policy, policy_name, n, m, source)
     theta0 = None
     if "theta0" in t:
         theta0 = float_array(t["theta0"], source, "task.theta0")
         if theta0.shape != (p,):
             raise SpecError(source, "task.theta0", f"found shape {list(theta0.shape)}, allowed: a list of {p} numbers "
                             f"(the {policy_name} policy's size for n = {n}, m = {m})")
+    if theta0 is None:
+        found = np.shape(policy.init_params(n, m))
+        if found != (p,):
+            raise SpecError(source, "policy.name", f"{policy_name}: init_params({n}, {m}) returned shape {list(found)}, "
+                            f"allowed: a vector of param_size({n}, {m}) = {p} numbers")
     U0 = (np.asarray(policy.init_params(n, m), float) if theta0 is None else theta0)[None]
+    _check_policy_output(policy, policy_name, U0[0], n, m, source)
     task = TaskSpec(horizon=horizon, U0=U0, goal=vector(t, "goal", n, source), Q=Q, R=weight(t, "R", m, source),
                     Qf=weight(t, "Qf", n, source, Q), wrap=wrap_indices(t, n, source))  # checked as an open-loop task's
     success = sub_table(raw, "success", source, "success")
@@ -120,6 +127,33 @@ def build_policy(raw: Mapping, system: Any, source: str) -> tuple[PolicySpec, Ta
         key = f"task.{e.field}" if e.field in POLICY_TASK_KEYS else e.field
         raise SpecError(source, key, f"found {e.found!r}, allowed: {e.allowed}") from None
     return spec, task
+
+
+def _param_size(policy, policy_name: str, n: int, m: int, source: str) -> int:
+    """``policy.param_size(n, m)``, refused at ``policy.name`` unless it is a positive integer (a float such as 3.0
+    is not a size)."""
+    p = policy.param_size(n, m)
+    if isinstance(p, bool) or not isinstance(p, (int, np.integer)) or p < 1:
+        raise SpecError(source, "policy.name", f"{policy_name}: param_size({n}, {m}) returned {p!r}, allowed: an "
+                        "integer >= 1 (the size of theta)")
+    return int(p)
+
+
+def _check_policy_output(policy, policy_name: str, theta, n: int, m: int, source: str) -> None:
+    """The policy's control for one state, traced abstractly (`jax.eval_shape`, nothing computed): [m] floats, or
+    refused at ``policy.name`` naming what it returned (a wrong shape otherwise surfaced as a failed matrix product
+    in the oracle's trace, or was broadcast silently)."""
+    try:
+        out = jax.eval_shape(policy, jnp.asarray(theta, jnp.result_type(float)), jnp.zeros(n, jnp.result_type(float)))
+    except Exception as e:  # noqa: BLE001  user code: its own error, named
+        raise SpecError(source, "policy.name", f"{policy_name}(theta, x) raised {type(e).__name__}: "
+                        f"{str(e).splitlines()[0] if str(e) else ''} (theta [{np.size(theta)}], x [{n}]); allowed: a "
+                        f"pure JAX function returning the control, [{m}]") from None
+    shape = getattr(out, "shape", None)
+    if shape != (m,) or not jnp.issubdtype(getattr(out, "dtype", jnp.int32), jnp.floating):
+        found = f"shape {list(shape)} {out.dtype}" if shape is not None else type(out).__name__
+        raise SpecError(source, "policy.name", f"{policy_name}(theta, x) returned {found}, allowed: the control, a "
+                        f"float vector of shape [{m}] (the system's control_size)")
 
 
 def check_closed_loop_sizes(horizon: int, options: Mapping, held_out: int, source: str) -> None:
