@@ -162,8 +162,11 @@ def test_a_variant_that_cannot_run_closed_loop_is_refused_before_any_work(tmp_pa
     problem = tmp_path / "p.toml"
     problem.write_text(SMALL.replace('variants = ["exact_adam", "cem"]', 'variants = ["exact_adam", "nope"]'))
     res = CliRunner().invoke(app, ["mpc", str(problem), "--out", str(tmp_path / "out")])
-    assert res.exit_code == 2 and "nope" in res.output
+    # named at the key the name came from (mpc.variants), not the solve.variants the command sets from it
+    assert res.exit_code == 2 and "p.toml: mpc.variants: unknown variant 'nope'" in res.output, res.output
     assert not (tmp_path / "out").exists()
+    res = CliRunner().invoke(app, ["mpc", str(problem), "--variants", "cem,nosuch", "--out", str(tmp_path / "out")])
+    assert res.exit_code == 2 and "p.toml: mpc.variants: unknown variant 'nosuch'" in res.output, res.output
 
 
 def test_knots_that_fit_the_task_but_not_the_planning_horizon_are_refused_before_any_work(tmp_path):

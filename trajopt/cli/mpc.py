@@ -159,7 +159,13 @@ def _run(problem_path, overrides, sets, out_dir, force, report, json_out, quiet,
 
     run_overrides = overrides + ["solve.variants=[" + ", ".join(toml_string(n) for n in names) + "]",
                                  f"solve.iterations={iterations}"]
-    spec = _load(problem_path, run_overrides)
+    from trajopt import spec as spec_mod
+
+    try:
+        spec = spec_mod.load(problem_path, run_overrides, closed_loop=True)
+    except spec_mod.SpecError as e:  # the names come from mpc.variants (or --variants), not the file's solve.variants
+        key = "mpc.variants" if e.key == "solve.variants" else e.key
+        raise fail(str(spec_mod.SpecError(e.source, key, e.message))) from None
     extra = iteration_overrides(spec, run_overrides)
     if extra:
         spec = _load(problem_path, run_overrides + extra)
