@@ -200,3 +200,7 @@ def test_a_seed_whose_closed_loop_cost_overflows_is_non_finite_at_its_first_non_
     assert r.failed_at.tolist() == [5, -1]
     assert np.isnan(r.closed_loop_cost[0]) and np.isfinite(r.closed_loop_cost[1])
     assert r.closed_loop_cost_median == r.closed_loop_cost[1]
+    from trajopt.plots_closedloop import closed_loop_cost_figure
+
+    ticks = [t.get_text() for t in closed_loop_cost_figure({"m": r}).axes[0].get_xticklabels()]
+    assert ticks == ["m\n1 non-finite (not drawn)"]  # the figure says which seed has no point

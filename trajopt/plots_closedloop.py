@@ -150,8 +150,9 @@ def realised_figure(results: Mapping, system=None, goal: Optional[Sequence[float
 
 
 def closed_loop_cost_figure(results: Mapping, title: str = ""):
-    """Each seed's closed-loop cost per variant, the median marked; the success rate in the tick label where
-    defined. A log axis when every cost is positive and they span more than a decade."""
+    """Each seed's closed-loop cost per variant, the median marked (over the finite ones); the success rate in the
+    tick label where defined, and the number of seeds whose cost is not finite (status non_finite: no point). A
+    log axis when every cost is positive and they span more than a decade."""
     names = _names(results)
     colours = variant_colours(names)
     fig = _new_figure(figsize=(max(5.0, 1.1 * len(names) + 2.5), 3.6))
@@ -170,7 +171,9 @@ def closed_loop_cost_figure(results: Mapping, title: str = ""):
     for name in names:
         r = results[name]
         rate = r.success_rate
-        labels.append(plain(name) + (f"\nsuccess {rate:.0%}" if rate is not None and math.isfinite(rate) else ""))
+        lost = int(np.sum(~np.isfinite(np.asarray(r.closed_loop_cost, float))))  # non_finite seeds: no point drawn
+        labels.append(plain(name) + (f"\nsuccess {rate:.0%}" if rate is not None and math.isfinite(rate) else "")
+                      + (f"\n{lost} non-finite (not drawn)" if lost else ""))
     ax.set_xticks(range(len(names)), labels, fontsize=9)
     if finite.size and np.all(finite > 0) and finite.max() / finite.min() > 10:
         ax.set_yscale("log")
