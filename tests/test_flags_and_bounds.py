@@ -261,7 +261,7 @@ def test_overrides_nested_too_deep_are_refused(item, words):
 @pytest.mark.parametrize("item, key, found", [
     ("system.stiffness=1e200", "system.stiffness", "found 1e+200"),
     ("system.mass=1e-200", "system.mass", "found 1e-200"),
-    ("oracle.sigma=1e308", "oracle.fobg.sigma", "found 1e+308"),
+    ("oracle.sigma=1e308", "oracle.sigma", "found 1e+308"),
     ("system.mass=1" + "0" * 400, "system.mass", "found an integer of 401 digits"),
     ("task.x0=[0.0, 1e150, 0.0, 0.0]", "task.x0", "found 1e+150"),
     ("task.goal=[1.0, 2.0, 0.0, -1e-300]", "task.goal", "found -1e-300"),

@@ -65,7 +65,14 @@ def build_oracles(raw: Mapping, names: Sequence[str], source: str, registry: Any
             hint = (f"; {name!r} is a method: name it in solve.variants (--variants), not solve.oracles (--oracles)"
                     if name in methods else "")
             raise SpecError(source, "solve.oracles" if name in names else f"oracle.{name}", str(e) + hint) from None
-        built = build_config(cls, oracle_params(raw, cls, name), source, f"oracle.{name}.")
+        try:
+            built = build_config(cls, oracle_params(raw, cls, name), source, f"oracle.{name}.")
+        except SpecError as e:  # a shared [oracle] key is named as written (oracle.sigma), not as it landed
+            field = e.key.rpartition(".")[2]
+            own = tables.get(name, {})
+            if e.key == f"oracle.{name}.{field}" and field in shared and field not in own:
+                raise SpecError(source, f"oracle.{field}", f"{e.message} (the shared key, as {name}'s {field})") from None
+            raise
         if name in names:
             oracles[name] = built
     return oracles
