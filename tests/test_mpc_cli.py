@@ -158,6 +158,22 @@ def test_bad_closed_loop_tables_are_refused_before_any_work(tmp_path, edit, key,
     assert not out.exists()
 
 
+def test_a_value_refused_because_of_an_override_names_the_override(tmp_path):
+    """pendulum_swingup's success.hold = 50 fits its 250-step episode: --set mpc.episode=20 is refused at
+    success.hold, which the user did not touch; the message says which override it follows from (not --iterations,
+    which alone loads), and a file refused on its own says nothing of the kind."""
+    swingup = ROOT / "problems" / "pendulum_swingup.toml"
+    for verb, more in (("mpc", ["--iterations", "3"]), ("validate", ["--set", "solve.seeds=2"])):
+        res = CliRunner().invoke(app, [verb, str(swingup), *more, "--set", "mpc.episode=20"])
+        message = " ".join(res.output.split())
+        assert res.exit_code == 2 and "success.hold: found 50, allowed: an integer in 1..21 (the file alone loads: " \
+            "this follows from mpc.episode=20)" in message, res.output
+    bad = tmp_path / "bad.toml"
+    bad.write_text(swingup.read_text().replace("hold = 50", "hold = 5000"))
+    res = CliRunner().invoke(app, ["mpc", str(bad), "--set", "mpc.episode=20"])
+    assert res.exit_code == 2 and "success.hold: found 5000" in res.output and "file alone" not in res.output
+
+
 def test_a_variant_that_cannot_run_closed_loop_is_refused_before_any_work(tmp_path):
     problem = tmp_path / "p.toml"
     problem.write_text(SMALL.replace('variants = ["exact_adam", "cem"]', 'variants = ["exact_adam", "nope"]'))

@@ -64,7 +64,31 @@ def load_spec(problem: Path, overrides: list[str]):
     try:
         return spec_mod.load(problem, overrides)
     except spec_mod.SpecError as e:
-        raise fail(str(e)) from None
+        raise fail(str(e) + overrides_blamed(problem, overrides, e)) from None
+
+
+def overrides_blamed(problem: Path, overrides: list[str], error, **load) -> str:
+    """For a load error under overrides: " (the file alone loads: ...)" naming the overrides the error follows from,
+    when the file loads without them and the error's own key is not one of them (``--set mpc.episode=20`` refused
+    at success.hold, whose 50 steps no longer fit); "" otherwise."""
+    from trajopt import spec as spec_mod
+
+    keys = [item.partition("=")[0].strip() for item in overrides]
+    if not overrides or getattr(error, "key", None) in keys:
+        return ""
+    def refused(items) -> bool:
+        try:
+            spec_mod.load(problem, items, **load)
+        except spec_mod.SpecError as e:
+            return e.key == error.key
+        return False
+
+    try:
+        spec_mod.load(problem, [], **load)
+    except spec_mod.SpecError:
+        return ""
+    alone = [item for item in overrides if refused([item])]  # the one(s) that make it alone, else all of them
+    return f" (the file alone loads: this follows from {', '.join(alone or overrides)})"
 
 
 def is_policy_file(problem: Path, sets) -> bool:

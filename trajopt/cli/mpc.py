@@ -17,7 +17,7 @@ from trajopt.tomlio import toml_string
 
 from trajopt.cli._common import (CACHE_HIT_NOTE, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, ForceOpt, JsonOpt, OutOpt,
                                  QuietOpt, SeedsOpt, SetOpt, any_cache_hit, app, check_sets, err, fail, fmt,
-                                 measuring_status, out, seconds_text)
+                                 measuring_status, out, overrides_blamed, seconds_text)
 
 # the step costs' cache and measurement are shared with the closed-loop studies (trajopt.studies)
 from trajopt.step_costs import STEP_COSTS_FILE, costs_text, step_costs_for  # noqa: E402,F401
@@ -133,7 +133,7 @@ def _load(problem_path, overrides):
     try:
         return spec_mod.load(problem_path, overrides, closed_loop=True)
     except spec_mod.SpecError as e:
-        raise fail(str(e)) from None
+        raise fail(str(e) + overrides_blamed(problem_path, overrides, e, closed_loop=True)) from None
 
 
 def _run(problem_path, overrides, sets, out_dir, force, report, json_out, quiet, should_stop) -> int:
