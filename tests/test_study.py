@@ -196,6 +196,19 @@ def test_skip_errors(tmp_path, skip, key, words):
     assert r.exit_code == 2 and not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("table, key", [("grid", "system.stifness"), ("set", "system.stifness")])
+def test_a_study_key_every_cell_refuses_is_traced_to_the_study(tmp_path, table, key):
+    """A misspelt [grid] or [set] key is refused by the problem file (an unknown key of its [system]); the message
+    said only the problem file, as if the user's problem were wrong: it now names the study's own key."""
+    value = "[10.0, 20.0]" if table == "grid" else "10.0"
+    path = write(tmp_path, f'problems = ["{PUSHING}"]\nvariants = ["zobg"]\nseeds = 1\niterations = 2\n'
+                 f'[{table}]\n"{key}" = {value}\n')
+    r = invoke("study", path, "--dry-run")
+    message = " ".join(r.output.split())
+    assert r.exit_code == 2 and f"pushing_stiff.toml: {key}: unknown key" in message, r.output
+    assert message.endswith(f"(from study {path}: {table}.{key})"), r.output
+
+
 def test_unstable_grid_point_is_an_invalid_cell_or_refused_with_strict(tmp_path):
     study = load_study(write(tmp_path, TINY))
     e = expand(study)

@@ -295,6 +295,10 @@ def expand(study: StudySpec, *, strict: bool = False, should_stop: Optional[Call
                 if e.key.startswith("solve.variants") or e.key.startswith("variants"):
                     hint = (f" (study {study.source}: variant {variant!r} must be a [variants] table of every problem, "
                             f"an oracle or a method; or define it once in the study as [variant.{variant}])")
+                elif e.key in {a.key for a in study.grid}:  # the study's own key, set on the problem
+                    hint = f" (from study {study.source}: grid.{e.key})"
+                elif e.key in {item.partition("=")[0].strip() for item in study.fixed}:
+                    hint = f" (from study {study.source}: set.{e.key})"
                 raise SpecError(e.source, e.key, e.message + hint)
             if strict and errors:
                 bad = next(c for c in cells if c.error is not None)
