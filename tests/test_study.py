@@ -209,6 +209,18 @@ def test_a_study_key_every_cell_refuses_is_traced_to_the_study(tmp_path, table, 
     assert message.endswith(f"(from study {path}: {table}.{key})"), r.output
 
 
+def test_a_compare_studys_figures_state_its_iterations_and_set(tmp_path):
+    """A study's figure titled only with its title hid what every cell ran with (a [set] step of 1e6 drew costs of
+    1e15 under "audit study"): its iterations and [set] overrides are stated under the title."""
+    from trajopt.studies.figures import study_figures
+
+    study = load_study(write(tmp_path, TINY))
+    rows = [{"problem": "pushing_stiff", "variant": "zobg", "system.stiffness": k, "seed": s, "status": "ok",
+             "final_cost": 1.0 + s, "initial_cost": 2.0} for k in (10.0, 100.0, 10000.0) for s in (0, 1)]
+    figure = study_figures(rows, study)["study_system_stiffness"]
+    assert figure._suptitle.get_text().replace("\n", " ").endswith("[5 iterations; set task.horizon=20]")
+
+
 def test_unstable_grid_point_is_an_invalid_cell_or_refused_with_strict(tmp_path):
     study = load_study(write(tmp_path, TINY))
     e = expand(study)

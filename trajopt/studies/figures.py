@@ -70,9 +70,14 @@ def _metric(study: StudySpec) -> str:
 
 
 def _titled(study: StudySpec, title: str, settings: Optional[Sequence[Mapping]]) -> str:
-    """A figure's title: ``title``, and for a closed-loop study a line stating what its cells ran with
-    (`task_settings_text` of ``settings``, the entries of every cell the figure draws)."""
-    return f"{title}\n{task_settings_text(settings or ())}" if study.closed_loop else title
+    """A figure's title: ``title``, and a line stating what its cells ran with: for a closed-loop study
+    `task_settings_text` of ``settings`` (the entries of every cell the figure draws); for a compare study its
+    iterations and its [set] overrides (the problem files' own values otherwise)."""
+    if study.closed_loop:
+        return f"{title}\n{task_settings_text(settings or ())}"
+    ran = ([f"{study.iterations} iterations"] if study.iterations is not None else []) + \
+        ([f"set {', '.join(study.fixed)}"] if study.fixed else [])
+    return f"{title}\n[{'; '.join(ran)}]" if ran else title
 
 
 def axis_figure(rows: Sequence[Mapping], study: StudySpec, axis: Axis, metric: str = "final_cost",
