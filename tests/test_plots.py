@@ -63,6 +63,16 @@ def test_a_diverged_run_is_drawn_at_a_ceiling_and_the_other_curves_stay():
     assert fig.axes[0].get_yscale() == "log" and 0 < low <= results["calm"].cost.min() and DRAWN_CEILING <= high < 1e300
 
 
+def test_the_iterations_axis_has_whole_ticks():
+    problem, *_ = random_quadratic((3, 2), 0)
+    results = compare(problem, {"exact": GradientMethod(Exact(), SGD(0.05))}, key=jax.random.PRNGKey(0),
+                      iterations=2, seeds=[0])
+    ax = convergence_figure(results, title="t").axes[0]  # two iterations drew ticks at 0.25, 0.5, ...
+    ax.get_figure().canvas.draw()
+    ticks = [x for x in ax.get_xticks() if ax.get_xlim()[0] <= x <= ax.get_xlim()[1]]
+    assert ticks and all(float(x).is_integer() for x in ticks), ticks
+
+
 def test_legend_entries_are_the_labels_given_shown_literally():
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 

@@ -231,6 +231,10 @@ def convergence_figure(results: Mapping[str, Result], x: Union[str, Sequence[str
             smallest = min(v[v > 0].min() for v in xs_all.values() if (v > 0).any())
             ax.set_xscale("symlog", linthresh=smallest)
             ax.set_xlim(left=0)  # counts are >= 0: the autoscaled margin would open a negative decade or more
+        elif xa == "iterations":  # whole iterations only: two of them drew ticks at 0.25, 0.5, ...
+            from matplotlib.ticker import MaxNLocator
+
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(True, which="both", alpha=0.25)
         if c == 0:
             ax.set_ylabel("cost f(U)" + (" (log scale)" if log_scale else ""))
