@@ -221,6 +221,15 @@ def test_gradcheck_calls_differences_that_lost_every_digit_inconclusive():
     assert s["message"].startswith("inconclusive: central differences lost every digit")
 
 
+def test_gradcheck_near_an_optimum_is_consistent():
+    """At 1e-10 from a quadratic's minimum (gradcheck --at a converged run) the slope is about 1e-10 and the quotient's
+    rounding error a few percent of it: the digits it keeps agree, as before the fd = 0 case above was told apart (a
+    rule asking the rounding error to be under 1 % of the slope called these "rounding")."""
+    c = jnp.linspace(0.5, 1.5, 8).reshape(4, 2)
+    s = _check(Problem("bowl", c, lambda U: 1.0 + 0.5 * jnp.sum((U - c) ** 2)), U=c + 1e-10, K=8)
+    assert s["verdict"] == "consistent" and s["counts"]["consistent"] == 8, s["message"]
+
+
 # ---------------------------------------------------------------------------------------------------------
 # CLI
 

@@ -182,7 +182,7 @@ def test_a_variant_that_cannot_run_closed_loop_is_refused_before_any_work(tmp_pa
     assert res.exit_code == 2 and "p.toml: mpc.variants: unknown variant 'nope'" in res.output, res.output
     assert not (tmp_path / "out").exists()
     res = CliRunner().invoke(app, ["mpc", str(problem), "--variants", "cem,nosuch", "--out", str(tmp_path / "out")])
-    assert res.exit_code == 2 and "p.toml: mpc.variants: unknown variant 'nosuch'" in res.output, res.output
+    assert res.exit_code == 2 and "p.toml: --variants: unknown variant 'nosuch'" in res.output, res.output
 
 
 def test_knots_that_fit_the_task_but_not_the_planning_horizon_are_refused_before_any_work(tmp_path):

@@ -250,6 +250,14 @@ def test_a_rerun_states_the_overrides_its_run_was_made_with(tmp_path):
     summary = json.loads((other / "result.json").read_text())
     assert summary["title"] == "pushing_stiff [--set system.stiffness=20]"
     assert summary["overrides"] == ["system.stiffness=20"]
+    # a flag sets a key too: the first run's --set solve.iterations=3 is not stated for a rerun of --iterations 2
+    three, two = tmp_path / "three", tmp_path / "two"
+    assert invoke("compare", STIFF, "--oracles", "fobg", "--seeds", "1", "--set", "solve.iterations=3", "--out", three,
+                  "-q").exit_code == 0
+    assert invoke("compare", "--from", three, "--iterations", "2", "--out", two, "-q").exit_code == 0
+    summary = json.loads((two / "result.json").read_text())
+    assert summary["iterations"] == 2 and "overrides" not in summary
+    assert summary["title"] == "Pushing, stiff contact (k = 1000)"
 
 
 def test_seeds_that_end_above_their_initial_cost_are_said_beside_ok(tmp_path):

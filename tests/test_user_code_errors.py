@@ -163,15 +163,18 @@ def test_estimates_that_fell_back_to_the_zobg_are_counted_and_shown(tmp_path, mo
 
 def test_fallback_counts_take_recorded_iterations_before_a_failure():
     """By hand: seed 0 falls back at iteration 0, fails at 1 (its NaN statistics there are the failure, not a
-    fallback) and records nothing after; seed 1 mixes, falls back once, mixes again; a finite var_first or a NaN
-    alpha (an oracle that chooses none) is no fallback."""
+    fallback) and records nothing after; seed 1 mixes, falls back once, mixes again; a finite or infinite var_first,
+    a NaN alpha (an oracle that chooses none) or a skipped update is no fallback."""
     from trajopt.result import fallback_counts
 
-    nan = float("nan")
-    history = {"alpha": np.array([[0.0, 0.0, nan], [0.5, 0.0, 0.2], [nan, nan, nan]]),
-               "var_first": np.array([[nan, nan, nan], [1.0, nan, 2.0], [nan, nan, nan]])}
-    assert fallback_counts(history, np.array([1, -1, -1])).tolist() == [1, 1, 0]
-    assert fallback_counts({"alpha": history["alpha"]}, np.array([-1, -1, -1])).tolist() == [0, 0, 0]
+    nan, inf = float("nan"), float("inf")
+    history = {"alpha": np.array([[0.0, 0.0, nan], [0.5, 0.0, 0.2], [nan, nan, nan], [0.0, 0.0, 0.0]]),
+               "var_first": np.array([[nan, nan, nan], [1.0, nan, 2.0], [nan, nan, nan], [inf, nan, nan]])}
+    # seed 3: an overflowed variance of a finite batch (inf: alpha 0 is its rule's own), then one fallback, then
+    # an update skipped (its ZoBG was not finite either: no estimate was used)
+    history["skipped"] = np.array([[0, 0, 0], [0, 0, 0], [0, 0, 0], [0, 0, 1]])
+    assert fallback_counts(history, np.array([1, -1, -1, -1])).tolist() == [1, 1, 0, 1]
+    assert fallback_counts({"alpha": history["alpha"]}, np.array([-1, -1, -1, -1])).tolist() == [0, 0, 0, 0]
 
 
 def test_seeds_whose_every_update_was_skipped_are_shown_and_counted(tmp_path, monkeypatch):

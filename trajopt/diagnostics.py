@@ -266,7 +266,7 @@ AGREE_RTOL = 1e-6     # relative agreement that counts as "autodiff and finite d
 ROUNDING_ULPS = 64.0  # generous error of one evaluation of f, in units of eps * |f| (long rollouts accumulate)
 JUMP_ORDER = 0.5      # |f(U+hv) - f(U-hv)| shrinking slower than h^0.5 between the two smallest steps: a jump
 STIFF_REL = 0.01      # a consistent direction whose largest step is off by more than this: f bends sharply within h
-RESOLVED_REL = 0.01   # a step resolves the slope when the quotient's rounding error is at most this share of |slope|
+RESOLVED_REL = 1.0    # a step keeps digits of the slope when the quotient's rounding error is below this share of |slope|
 
 
 def _direction_label(slope, steps, f_plus, f_minus, value, eps) -> dict:
@@ -280,10 +280,10 @@ def _direction_label(slope, steps, f_plus, f_minus, value, eps) -> dict:
     rel = np.where(scale > 0, err / np.where(scale > 0, scale, 1.0), 0.0)
     f_scale = np.maximum.reduce([np.abs(f_plus), np.abs(f_minus), np.full(S, abs(value))])
     rounding = ROUNDING_ULPS * eps * f_scale / steps  # error of the quotient from rounding in f
-    # Within the rounding error counts as agreement only where that error is small against the slope (the quotient
+    # Within the rounding error counts as agreement only where that error is below the slope itself (the quotient
     # keeps digits of it): where f is so large that rounding swamps the slope's change (fd = 0 against a slope of
     # 1e16 at f = 4.5e34, relative error 1), the two "agree" only because the quotient says nothing.
-    resolved = rounding <= RESOLVED_REL * abs(slope)
+    resolved = rounding < RESOLVED_REL * abs(slope)
     agree = (rel <= AGREE_RTOL) | ((err <= rounding) & resolved)
     curvature = (f_plus + f_minus - 2 * value) / steps**2
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -322,7 +322,7 @@ def gradcheck_summary(check: GradCheck) -> dict:
     (0 when both are 0). A direction is
 
     * ``consistent`` if some step agrees: relative error <= AGREE_RTOL, or an error within the rounding error
-      of the quotient (ROUNDING_ULPS * eps * |f| / h) where that rounding error is at most RESOLVED_REL x |slope|
+      of the quotient (ROUNDING_ULPS * eps * |f| / h) where that rounding error is below RESOLVED_REL x |slope|
       (the quotient keeps digits of the slope; a relative error of 1, fd = 0 against a non-zero slope, never
       agrees). ``resolved_at`` is the largest agreeing step; larger steps then disagree only because f bends (or
       jumps) within h of U: truncation, not a bug.

@@ -137,8 +137,10 @@ class Result:
     @property
     def first_order_fallbacks(self) -> np.ndarray:
         """[S] estimates whose first-order batch was not finite, so that the α rule gave the ZoBG alone (α = 0,
-        `trajopt.oracles._mixing`): recorded iterations with a finite α and a non-finite ``var_first``, a failed
-        seed's failing iteration left out; 0 for a method that chooses no α. Read in blocks of iterations."""
+        `trajopt.oracles._mixing`): recorded iterations with a finite α and a NaN ``var_first`` (a batch with an
+        inf or NaN sample has a NaN variance; a finite batch whose variance overflows has inf, and its α is the rule's
+        own), less a failed seed's failing iteration and skipped updates (no estimate was used); 0 for a method that
+        chooses no α. Read in blocks of iterations."""
         return fallback_counts(self.history, self.failed_at)
 
     def counts(self, field: str = "rollouts") -> np.ndarray:
@@ -223,13 +225,15 @@ def fallback_counts(history: Mapping[str, np.ndarray], failed_at: np.ndarray) ->
     """[S] `Result.first_order_fallbacks` of a history ({field: [S, K]}) and its seeds' ``failed_at`` ([S], -1:
     none), read a block of columns at a time."""
     failed_at = np.asarray(failed_at)
-    alpha, var_first = history.get("alpha"), history.get("var_first")
+    alpha, var_first, skipped = history.get("alpha"), history.get("var_first"), history.get("skipped")
     if alpha is None or var_first is None:
         return np.zeros(len(failed_at), int)
     total = np.zeros(len(failed_at), int)
     for cols in column_blocks(alpha):
         a, v = np.asarray(alpha[:, cols], float), np.asarray(var_first[:, cols], float)
         k = np.arange(alpha.shape[1])[cols]
-        fell_back = np.isfinite(a) & ~np.isfinite(v) & (k[None, :] != failed_at[:, None])
+        fell_back = np.isfinite(a) & np.isnan(v) & (k[None, :] != failed_at[:, None])
+        if skipped is not None:
+            fell_back &= ~(np.nan_to_num(np.asarray(skipped[:, cols], float)) > 0)
         total += fell_back.sum(axis=1)
     return total

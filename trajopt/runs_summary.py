@@ -78,8 +78,8 @@ def summarise(spec, results: Mapping[str, Result], *, verb: str, versions: Mappi
             "failed_at": [int(k) if k >= 0 else None for k in r.failed_at],
             "skipped_updates": [int(k) for k in r.skipped],
             "first_order_fallbacks": [int(k) for k in r.first_order_fallbacks],
-            # a seed that ended above its own initial cost (a diverging step, or no progress at all): said beside its
-            # status, which only says whether it stayed finite
+            # a seed that ended above its own initial cost (a diverging step, or a seed that went uphill): said beside
+            # its status, which only says whether it stayed finite
             "above_initial": [bool(f > c0) for f, c0 in zip(r.final_cost, r.cost[:, 0])],
             "median_final_cost": nan_median(r.final_cost),
             "median_best_cost": nan_median(r.best_cost),

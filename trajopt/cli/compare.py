@@ -204,7 +204,7 @@ def _run_held(verb, problem, overrides, out_dir, force, x, json_out, quiet, plot
     memory_limit = history_memory_limit()  # a bad TRAJOPT_HISTORY_MEMORY: exit 2 before any work
     spec = load_spec(problem, overrides)
     check_sets(spec, sets, "variants", verb)  # an oracle/method/variant key that no selected variant takes: exit 2
-    sets = recorded_overrides(problem, sets) + list(sets or [])  # --from: the run's own, in every title and record
+    sets = recorded_overrides(problem, overrides) + list(sets or [])  # --from: the run's own, less those set again
     from trajopt.spec import iteration_overrides
 
     # a variant that cannot run on this problem (iLQR on a policy problem), rollouts past the memory bound, user code
@@ -243,9 +243,10 @@ def problem_sources(path) -> dict:
         return {}
 
 
-def recorded_overrides(path, sets) -> list[str]:
+def recorded_overrides(path, overrides) -> list[str]:
     """With ``--from RUN`` (``path`` is RUN/config.toml): the ``--set`` items that run was made with (its result.json's
-    ``overrides``, already applied in its config.toml), less those whose key ``sets`` sets again, so that the new
+    ``overrides``, already applied in its config.toml), less those whose key ``overrides`` sets again (a ``--set``,
+    or a flag's: ``--iterations`` sets solve.iterations, ``--variants`` solve.variants), so that the new
     run's titles, report and result.json state them as the first run's did (the file's title may state values they
     changed: "k = 1000"); [] for a problem file or a run made without any."""
     path = Path(path)
@@ -257,7 +258,7 @@ def recorded_overrides(path, sets) -> list[str]:
         return []
     if not isinstance(recorded, list) or not all(isinstance(item, str) for item in recorded):
         return []
-    again = {item.partition("=")[0].strip() for item in sets or []}
+    again = {item.partition("=")[0].strip() for item in overrides or []}
     return [item for item in recorded if item.partition("=")[0].strip() not in again]
 
 

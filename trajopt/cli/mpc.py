@@ -163,8 +163,9 @@ def _run(problem_path, overrides, sets, out_dir, force, report, json_out, quiet,
 
     try:
         spec = spec_mod.load(problem_path, run_overrides, closed_loop=True)
-    except spec_mod.SpecError as e:  # the names come from mpc.variants (or --variants), not the file's solve.variants
-        key = "mpc.variants" if e.key == "solve.variants" else e.key
+    except spec_mod.SpecError as e:  # the names come from --variants or mpc.variants, not the file's solve.variants
+        given = any(item.startswith("mpc.variants=") and item not in (sets or []) for item in overrides)
+        key = ("--variants" if given else "mpc.variants") if e.key == "solve.variants" else e.key
         raise fail(str(spec_mod.SpecError(e.source, key, e.message))) from None
     extra = iteration_overrides(spec, run_overrides)
     if extra:

@@ -12,11 +12,11 @@ registered rule (`trajopt.oracles.alpha_choosers`) to the same batches, so the t
     grad = alpha * FoBG + (1 - alpha) * ZoBG
 
 A first-order batch that is not finite (one sample's gradient overflows or is NaN: a chaotic or stiff rollout, a
-kink whose derivative is 0 x inf) has no usable mean or variance, so every rule's α is 0 there and the estimate is
-the ZoBG alone, the paper's fallback (Suh et al. 2022, Eq. 5: α = 0 is the ZoBG). The ZoBG is selected, not
-multiplied (0 x inf is NaN): `BatchSummary.mix`. A per-coordinate rule falls back in the coordinates whose samples
-are not all finite. The run records how many estimates fell back (`trajopt.result.Result.first_order_fallbacks`:
-their ``var_first`` is not finite).
+kink whose derivative is 0 x inf) has no usable mean or variance. The paper's rule has no case for it; every rule's
+α is 0 there, the estimate the rule itself falls back to when ε > γ (Suh et al. 2022, Eq. 5: α = 0 is the ZoBG).
+The ZoBG is selected, not multiplied (0 x inf is NaN): `BatchSummary.mix`. A per-coordinate rule falls back in the
+coordinates whose samples are not all finite. The run records how many estimates fell back
+(`trajopt.result.Result.first_order_fallbacks`: their ``var_first`` is NaN).
 """
 
 from __future__ import annotations

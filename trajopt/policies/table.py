@@ -98,11 +98,11 @@ def build_policy(raw: Mapping, system: Any, source: str) -> tuple[PolicySpec, Ta
             raise SpecError(source, "task.theta0", f"found shape {list(theta0.shape)}, allowed: a list of {p} numbers "
                             f"(the {policy_name} policy's size for n = {n}, m = {m})")
     if theta0 is None:
-        found = np.shape(policy.init_params(n, m))
-        if found != (p,):
-            raise SpecError(source, "policy.name", f"{policy_name}: init_params({n}, {m}) returned shape {list(found)}, "
-                            f"allowed: a vector of param_size({n}, {m}) = {p} numbers")
-    U0 = (np.asarray(policy.init_params(n, m), float) if theta0 is None else theta0)[None]
+        initial_params = policy.init_params(n, m)  # called once: a user's initialiser may draw from a global RNG
+        if np.shape(initial_params) != (p,):
+            raise SpecError(source, "policy.name", f"{policy_name}: init_params({n}, {m}) returned shape "
+                            f"{list(np.shape(initial_params))}, allowed: a vector of param_size({n}, {m}) = {p} numbers")
+    U0 = (np.asarray(initial_params, float) if theta0 is None else theta0)[None]
     _check_policy_output(policy, policy_name, U0[0], n, m, source)
     task = TaskSpec(horizon=horizon, U0=U0, goal=vector(t, "goal", n, source), Q=Q, R=weight(t, "R", m, source),
                     Qf=weight(t, "Qf", n, source, Q), wrap=wrap_indices(t, n, source))  # checked as an open-loop task's
