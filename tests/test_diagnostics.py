@@ -230,6 +230,17 @@ def test_gradcheck_near_an_optimum_is_consistent():
     assert s["verdict"] == "consistent" and s["counts"]["consistent"] == 8, s["message"]
 
 
+def test_a_run_whose_config_holds_a_nan_default_matches_its_own_file():
+    """The pendulum's wall_damping defaults to NaN (derived from the stiffness), and nan != nan: every pendulum run
+    was refused by --at RUN / --run RUN as disagreeing with its own config.toml."""
+    from trajopt.cli.diagnose import problem_differences
+
+    run = {"system": {"name": "pendulum", "wall_damping": float("nan"), "gains": [1.0, float("nan")]}}
+    assert problem_differences(run, json.loads(json.dumps(run))) == []
+    other = {"system": {"name": "pendulum", "wall_damping": 0.5, "gains": [1.0, float("nan")]}}
+    assert problem_differences(run, other) == ["system.wall_damping (file nan, run 0.5)"]
+
+
 # ---------------------------------------------------------------------------------------------------------
 # CLI
 

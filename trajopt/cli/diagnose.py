@@ -58,7 +58,7 @@ def problem_differences(resolved: dict, config: dict) -> list[str]:
         if isinstance(a, dict) and isinstance(b, dict):
             for k in list(a) + [k for k in b if k not in a]:
                 walk(f"{prefix}.{k}" if prefix else k, a.get(k, "<absent>"), b.get(k, "<absent>"))
-        elif a != b:
+        elif not _same(a, b):
             show = lambda v: v if isinstance(v, str) else repr(v)  # noqa: E731
             text_a, text_b = show(a), show(b)
             diffs.append(f"{prefix} (file {text_a[:60]}, run {text_b[:60]})")
@@ -66,6 +66,16 @@ def problem_differences(resolved: dict, config: dict) -> list[str]:
     for section in PROBLEM_SECTIONS:
         walk(section, _plain(resolved.get(section, "<absent>")), _plain(config.get(section, "<absent>")))
     return diffs
+
+
+def _same(a, b) -> bool:
+    """Equal values, a NaN equal to a NaN (a system's NaN default, e.g. the pendulum's wall_damping, is the same in
+    the file and the run: ``nan != nan`` refused every such run)."""
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    return a == b
 
 
 def check_run_config(spec, run_dir: Path, flag: str) -> dict:
