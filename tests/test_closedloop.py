@@ -9,6 +9,7 @@ measurement noise is seeded; bad settings are refused.
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import jax
 import jax.numpy as jnp
@@ -204,3 +205,12 @@ def test_a_seed_whose_closed_loop_cost_overflows_is_non_finite_at_its_first_non_
 
     ticks = [t.get_text() for t in closed_loop_cost_figure({"m": r}).axes[0].get_xticklabels()]
     assert ticks == ["m\n1 non-finite (not drawn)"]  # the figure says which seed has no point
+
+
+@pytest.mark.parametrize("methods, where", [({"f": FoBG()}, "methods['f']"), (["cem"], "methods[0]"),
+                                            ([FoBG()], "methods[0]")])
+def test_an_oracle_or_a_name_in_place_of_a_method_is_refused_by_name(methods, where):
+    """An oracle (or a registry name) where a method belongs failed deep inside the episode's trace with
+    "'FoBG' object has no attribute 'init'"; solve and compare refused it by name: so does mpc now."""
+    with pytest.raises(TypeError, match=rf"^{re.escape(where)}: found .*allowed: a method with init"):
+        mpc(cart_problem(), methods, episode=4, horizon=4, key=KEY)

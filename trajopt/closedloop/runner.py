@@ -28,6 +28,7 @@ from trajopt.closedloop.episode import (STATUS_NON_FINITE, STATUS_OK, MPCResult,
 from trajopt.closedloop.plant import Plant, plant_of
 from trajopt.methods.base import check_applicable
 from trajopt.compiler import compile_cached
+from trajopt.solve_checks import check_method
 from trajopt.solver import method_label
 
 
@@ -36,13 +37,16 @@ def _named(methods) -> dict:
         named = dict(methods)
     else:
         named = {}
-        for m in methods:
+        for i, m in enumerate(methods):
+            check_method(m, f"methods[{i}]")
             label = method_label(m)
             if label in named:
                 raise ValueError(f"two methods are both labelled {label!r}; pass a dict {{name: method}} instead")
             named[label] = m
     if not named:
         raise ValueError("mpc needs at least one method")
+    for name, m in named.items():  # an oracle or a name in place of a method: named here, not deep in a trace
+        check_method(m, f"methods[{name!r}]")
     return named
 
 
