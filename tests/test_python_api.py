@@ -163,3 +163,19 @@ def test_pushing_basins_script_prints_its_table(tmp_path):
     for row in rows:  # 50 runs per configuration, each counted in one basin
         counts = [int(m) for m in re.findall(r"(\d+) at \d", row)]
         assert sum(counts) == 50 and re.search(r"\| \d+ % \|", row), row
+
+
+@pytest.mark.parametrize("args, words", [
+    ((None,), "path: found None (NoneType), allowed: the path of a TOML problem file"),
+    ((123,), "path: found 123 (int)"),
+    (("STIFF", None), "overrides: found None (NoneType), allowed: a list of 'KEY=VALUE' strings"),
+    (("STIFF", [1]), "overrides: found [1] (list), allowed: a list of 'KEY=VALUE' strings"),
+    # a string is iterable: it was read character by character, and the error named a key 'o' never written
+    (("STIFF", "oracle.aobg.gamma=1"), "overrides: found 'oracle.aobg.gamma=1' (str)"),
+])
+def test_load_names_arguments_of_the_wrong_type(args, words):
+    problem = str(ROOT / "problems" / "pushing_stiff.toml")
+    args = tuple(problem if a == "STIFF" else a for a in args)
+    with pytest.raises(TypeError, match=re.escape(words)):
+        trajopt.load(*args)
+    assert trajopt.load(problem, ("system.stiffness=10",)).spec.system.stiffness == 10.0  # a tuple is a list here

@@ -15,6 +15,7 @@ own code that fails later raises `trajopt.SolveError`, naming the variant (the o
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
@@ -321,7 +322,15 @@ def load(path: Union[str, Path], overrides: Sequence[str] = ()) -> Loaded:
     """
     from trajopt import spec as spec_mod
 
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path: found {shown(path)}, allowed: the path of a TOML problem file (a str or a Path)")
+    if isinstance(overrides, (str, bytes)) or not isinstance(overrides, Iterable):
+        raise TypeError(f"overrides: found {shown(overrides)}, allowed: a list of 'KEY=VALUE' strings, as --set takes "
+                        "(e.g. ['system.stiffness=10'])")
     overrides = tuple(overrides)
+    if not all(isinstance(item, str) for item in overrides):
+        raise TypeError(f"overrides: found {shown(list(overrides))}, allowed: a list of 'KEY=VALUE' strings, as --set "
+                        "takes (e.g. ['system.stiffness=10'])")
     s = spec_mod.load(path, overrides)
     extra = spec_mod.iteration_overrides(s, overrides)  # solve.iterations among the overrides reaches every variant
     if extra:
