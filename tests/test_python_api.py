@@ -179,3 +179,11 @@ def test_load_names_arguments_of_the_wrong_type(args, words):
     with pytest.raises(TypeError, match=re.escape(words)):
         trajopt.load(*args)
     assert trajopt.load(problem, ("system.stiffness=10",)).spec.system.stiffness == 10.0  # a tuple is a list here
+
+
+def test_loaded_compare_names_an_unknown_keyword():
+    """A misspelt keyword reached a private function ("_compare() got an unexpected keyword argument")."""
+    loaded = trajopt.load(str(ROOT / "problems" / "pushing_stiff.toml"))
+    with pytest.raises(TypeError, match=r"^Loaded.compare: found keyword argument\(s\) chunks, allowed: variants, "
+                                        r"iterations, seeds, .*chunk"):
+        loaded.compare(["zobg"], iterations=1, chunks=2)

@@ -14,6 +14,7 @@ own code that fails later raises `trajopt.SolveError`, naming the variant (the o
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 from dataclasses import dataclass, field
@@ -230,6 +231,10 @@ class Loaded:
         chunk and callbacks, every variant's iterations x seeds, and raises `trajopt.SolveError` for a variant whose
         own code fails (see there), all before anything is compiled.
         """
+        passed_on = set(inspect.signature(compare).parameters) - {"problem", "variants", "key", "iterations", "seeds"}
+        if set(kwargs) - passed_on:  # named here, not as a private function's unexpected argument
+            raise TypeError(f"Loaded.compare: found keyword argument(s) {', '.join(sorted(set(kwargs) - passed_on))}, "
+                            f"allowed: variants, iterations, seeds, {', '.join(sorted(passed_on))}")
         loaded, extra = self, []
         if isinstance(variants, str):
             variants = [variants]
