@@ -243,19 +243,25 @@ def problem_sources(path) -> dict:
         return {}
 
 
+def _from_run_record(path, field: str):
+    """With ``--from RUN`` (``path`` is RUN/config.toml): ``field`` of the run's result.json; None for a problem file,
+    a run without result.json, or one that does not read."""
+    path = Path(path)
+    if path.name != CONFIG or not (path.parent / RESULT).is_file():
+        return None
+    try:
+        return json.loads((path.parent / RESULT).read_text(encoding="utf-8")).get(field)
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def recorded_overrides(path, overrides) -> list[str]:
     """With ``--from RUN`` (``path`` is RUN/config.toml): the ``--set`` items that run was made with (its result.json's
     ``overrides``, already applied in its config.toml), less those whose key ``overrides`` sets again (a ``--set``,
     or a flag's: ``--iterations`` sets solve.iterations, ``--variants`` solve.variants), so that the new
     run's titles, report and result.json state them as the first run's did (the file's title may state values they
     changed: "k = 1000"); [] for a problem file or a run made without any."""
-    path = Path(path)
-    if path.name != CONFIG or not (path.parent / RESULT).is_file():
-        return []
-    try:
-        recorded = json.loads((path.parent / RESULT).read_text(encoding="utf-8")).get("overrides")
-    except (OSError, ValueError, AttributeError):
-        return []
+    recorded = _from_run_record(path, "overrides")
     if not isinstance(recorded, list) or not all(isinstance(item, str) for item in recorded):
         return []
     again = {item.partition("=")[0].strip() for item in overrides or []}
@@ -267,12 +273,7 @@ def changed_since_run(path, quiet: bool) -> list[str]:
     whose content differs now (changed, missing, or new), each named in a warning on stderr (the rerun may not
     reproduce that run's numbers); [] for a problem file or a run that recorded none."""
     path = Path(path)
-    if path.name != CONFIG or not (path.parent / RESULT).is_file():
-        return []
-    try:
-        recorded = json.loads((path.parent / RESULT).read_text(encoding="utf-8")).get("sources")
-    except (OSError, ValueError, AttributeError):
-        return []
+    recorded = _from_run_record(path, "sources")
     if not isinstance(recorded, dict):
         return []
     now = problem_sources(path)
