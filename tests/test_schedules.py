@@ -225,13 +225,13 @@ def test_iterations_on_the_command_line_reach_variants_with_their_own(tmp_path):
     assert r.exit_code == 0, r.output
     variants = json.loads((tmp_path / "a" / "result.json").read_text())["variants"]
     assert variants["long"]["iterations"] == 3 and variants["zobg"]["iterations"] == 3
-    assert "(3 iterations, 1 seeds)" in " ".join(r.stdout.split())
+    assert "(3 iterations, 1 seed)" in " ".join(r.stdout.split())
     r = run("--variants", "long,zobg", "--iterations", "3", "--set", "variants.long.iterations=5",
             "--out", str(tmp_path / "b"))
     assert r.exit_code == 0, r.output
     variants = json.loads((tmp_path / "b" / "result.json").read_text())["variants"]
     assert variants["long"]["iterations"] == 5 and variants["zobg"]["iterations"] == 3
-    assert "(3–5 iterations, 1 seeds)" in " ".join(r.stdout.split())
+    assert "(3–5 iterations, 1 seed)" in " ".join(r.stdout.split())
     from rich.console import Console
 
     from trajopt.cli._run_table import _summary_table
