@@ -362,6 +362,9 @@ def test_a_seed_whose_closed_loop_cost_overflows_is_non_finite_and_the_run_parti
     console = Console(width=400, record=True)
     console.print(_mpc_table(result))
     assert "1/2 ok, 1 non_finite" in console.export_text()
+    from trajopt.report_mpc import html_mpc_report
+
+    assert "<td>1/2 (1 non_finite)</td>" in html_mpc_report(result, {})  # the report's "seeds ok" names it too
 
     alone = tmp_path / "one"
     res = CliRunner().invoke(app, BLOW_UP + ["--set", "mpc.seeds=[0]", "--out", str(alone), "--json"])

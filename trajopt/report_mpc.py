@@ -53,7 +53,10 @@ def html_mpc_report(summary: Mapping, figures: Mapping[str, bytes]) -> str:
         ps = v["plan_seconds"]
         rate = v.get("success_rate")
         lo, hi = v.get("success_interval", [None, None])
-        rows.append([name, f"{sum(s == 'ok' for s in v['status'])}/{len(v['status'])}",
+        ok, others = sum(s == "ok" for s in v["status"]), sorted(set(s for s in v["status"] if s != "ok"))
+        # as the printed table: the seeds that are not ok named, since the cost's median and IQR leave them out
+        rows.append([name, f"{ok}/{len(v['status'])}" + (f" ({len(v['status']) - ok} {'/'.join(others)})" if others
+                                                         else ""),
                      _n(v["closed_loop_cost_median"]), f"{_n(q[0])} – {_n(q[1])}",
                      "-" if rate is None else f"{rate:.0%} [{lo:.0%}, {hi:.0%}]",
                      _n(c["rollouts"], 4), _n(c["gradients"], 4), _n(c.get("linearizations", 0), 4),
