@@ -56,6 +56,9 @@ def _invoke(args):
     ('variants = ["exact"]\nseeds = [0, 3]\n', "seeds", "allowed: a count R"),
     ('variants = ["exact"]\nfd_step = 0.5\n', "fd_step", "allowed: a number in (0, 0.1]"),
     ('variants = ["exact"]\nreference_timestep = 0\n', "reference_timestep", "allowed: \"auto\""),
+    # a time step given that no problem here can take (pushing has no MJX time step): it was dropped without a word
+    ('variants = ["exact"]\nreference_timestep = 1e-4\n', "reference_timestep",
+     "found 0.0001, allowed: a study with a problem over a system with an MJX time step"),
 ])
 def test_refused_before_anything_runs(tmp_path, body, key, words):
     """Exit 2, one line naming the study file and the key, nothing written: refused while the file is read (or,

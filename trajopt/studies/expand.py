@@ -545,6 +545,10 @@ def fidelity_expand(study: StudySpec, should_stop: Optional[Callable[[], bool]] 
                               fingerprint=fingerprint(doc, overrides, FIDELITY_VARIANT, files, study.verb,
                                                       fidelity=settings),
                               files=files, verb=study.verb, fidelity=settings))
+    if study.reference_timestep not in (None, -1.0) and all(c.fidelity["reference_timestep"] is None for c in cells):
+        # a time step given (not auto, not none) that no problem can take: refused as fidelity's flag is
+        raise SpecError(study.source, "reference_timestep", f"found {study.reference_timestep:g}, allowed: a study with "
+                        "a problem over a system with an MJX time step (mjx, mjx_toss), or none; no problem here has one")
     expansion = Expansion(cells=tuple(cells), specs=specs)
     check_reach(study, expansion)
     return expansion
