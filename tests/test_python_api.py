@@ -187,3 +187,13 @@ def test_loaded_compare_names_an_unknown_keyword():
     with pytest.raises(TypeError, match=r"^Loaded.compare: found keyword argument\(s\) chunks, allowed: variants, "
                                         r"iterations, seeds, .*chunk"):
         loaded.compare(["zobg"], iterations=1, chunks=2)
+
+
+@pytest.mark.parametrize("iterations, error", [(0, ValueError), (-1, ValueError), (1.5, TypeError), (True, TypeError)])
+def test_loaded_compare_states_the_files_range_of_iterations(iterations, error):
+    """Loaded.compare(iterations=N) sets the file's solve.iterations (1..): -1 and 1.5 were refused by solve's
+    own check, whose message offered the 0 that Loaded.compare(iterations=0) refuses."""
+    loaded = trajopt.load(str(ROOT / "problems" / "pushing_stiff.toml"))
+    with pytest.raises(error, match=r"^iterations: found .*, allowed: an integer in 1\.\.10,000,000 \(a file's "
+                                    r"solve\.iterations\)$"):
+        loaded.compare(["zobg"], iterations=iterations)

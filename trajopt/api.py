@@ -25,7 +25,7 @@ import jax
 
 from trajopt.limits import MAX_ITERATIONS
 from trajopt.problem import Problem
-from trajopt.solve_checks import SolveError, check_budget, check_iterations, check_method, check_problem, shown
+from trajopt.solve_checks import SolveError, check_budget, check_iterations, check_method, check_problem, is_integer, shown
 from trajopt.result import Result
 from trajopt.solver import method_label, prepare_each
 
@@ -250,11 +250,13 @@ class Loaded:
             if not variants or len(set(variants)) != len(variants):
                 found = "none" if not variants else f"{next(n for n in variants if variants.count(n) > 1)!r} twice"
                 raise ValueError(f"variants: found {found}, allowed: distinct variant names, at least one")
-        if iterations is not None:
-            iterations = check_iterations(iterations)
-            if iterations < 1:
-                raise ValueError(f"iterations: found {iterations}, allowed: an integer in 1..{MAX_ITERATIONS:,} "
-                                 "(a file's solve.iterations)")
+        if iterations is not None:  # a file's solve.iterations: 1.. (solve itself also takes 0)
+            allowed = f"an integer in 1..{MAX_ITERATIONS:,} (a file's solve.iterations)"
+            if not is_integer(iterations):
+                raise TypeError(f"iterations: found {shown(iterations)}, allowed: {allowed}")
+            if not 1 <= int(iterations) <= MAX_ITERATIONS:
+                raise ValueError(f"iterations: found {int(iterations)}, allowed: {allowed}")
+            iterations = int(iterations)
         if variants is not None and any(n not in self.variants for n in variants):
             # a [variants] table, oracle or method the file does not run by default: as `--variants` does
             extra.append("solve.variants=[" + ", ".join(json.dumps(n) for n in variants) + "]")

@@ -84,7 +84,7 @@ def shown(value: Any) -> str:
     return f"{text if len(text) <= 60 else text[:57] + '...'} ({type(value).__name__})"
 
 
-def _is_integer(v: Any) -> bool:
+def is_integer(v: Any) -> bool:
     """A Python or NumPy integer, or a 0-d integer array (``jnp.int32(3)``); not a bool."""
     if isinstance(v, (bool, np.bool_)):
         return False
@@ -107,7 +107,7 @@ def check_seeds(seeds: Iterable[int], argument: str = "seeds") -> np.ndarray:
     names ``argument``, what was found and `SEEDS_ALLOWED`."""
     if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Iterable):
         raise TypeError(f"{argument}: found {shown(seeds)}, allowed: {SEEDS_ALLOWED}"
-                        + (f"; range({seeds}) for {seeds} seeds" if _is_integer(seeds) and seeds > 0 else ""))
+                        + (f"; range({seeds}) for {seeds} seeds" if is_integer(seeds) and seeds > 0 else ""))
     if hasattr(seeds, "dtype") and hasattr(seeds, "shape"):  # a numpy or JAX array
         try:
             array = np.asarray(seeds)
@@ -124,7 +124,7 @@ def check_seeds(seeds: Iterable[int], argument: str = "seeds") -> np.ndarray:
         raise ValueError(f"{argument}: found {found}, allowed: {SEEDS_ALLOWED}")
     seen = set()
     for i, v in enumerate(values):
-        if not _is_integer(v):
+        if not is_integer(v):
             raise TypeError(f"{argument}: found {shown(v)} at position {i}, allowed: {SEEDS_ALLOWED}")
         if not 0 <= int(v) <= MAX_SEED:
             raise ValueError(f"{argument}: found seed {int(v)}, allowed: {SEEDS_ALLOWED}")
@@ -137,7 +137,7 @@ def check_seeds(seeds: Iterable[int], argument: str = "seeds") -> np.ndarray:
 def check_iterations(iterations: Any, argument: str = "iterations") -> int:
     """``iterations`` as an int, or a ValueError/TypeError: an integer in 0..`MAX_ITERATIONS`."""
     allowed = f"an integer in 0..{MAX_ITERATIONS:,}"
-    if not _is_integer(iterations):
+    if not is_integer(iterations):
         raise TypeError(f"{argument}: found {shown(iterations)}, allowed: {allowed}")
     if not 0 <= int(iterations) <= MAX_ITERATIONS:
         raise ValueError(f"{argument}: found {int(iterations)}, allowed: {allowed}")
@@ -149,7 +149,7 @@ def check_chunk(chunk: Any) -> Optional[int]:
     if chunk is None:
         return None
     allowed = f"None (about a tenth of the run) or an integer in 1..{MAX_ITERATIONS:,}"
-    if not _is_integer(chunk):
+    if not is_integer(chunk):
         raise TypeError(f"chunk: found {shown(chunk)}, allowed: {allowed}")
     if not 1 <= int(chunk) <= MAX_ITERATIONS:
         raise ValueError(f"chunk: found {int(chunk)}, allowed: {allowed}")
