@@ -67,6 +67,12 @@ def load_spec(problem: Path, overrides: list[str]):
         raise fail(str(e) + overrides_blamed(problem, overrides, e)) from None
 
 
+def seeds_status_text(statuses) -> str:
+    """A variant's per-seed statuses for a table: "ok", or "3/5 ok, 2 non_finite" (every other status named)."""
+    n, ok = len(statuses), sum(s == "ok" for s in statuses)
+    return "ok" if ok == n else f"{ok}/{n} ok, {n - ok} " + "/".join(sorted(set(s for s in statuses if s != "ok")))
+
+
 def overrides_blamed(problem: Path, overrides: list[str], error, **load) -> str:
     """For a load error under overrides: " (the file alone loads: ...)" naming the overrides the error follows from,
     when the file loads without them and the error's own key is not one of them (``--set mpc.episode=20`` refused
@@ -76,6 +82,7 @@ def overrides_blamed(problem: Path, overrides: list[str], error, **load) -> str:
     keys = [item.partition("=")[0].strip() for item in overrides]
     if not overrides or getattr(error, "key", None) in keys:
         return ""
+
     def refused(items) -> bool:
         try:
             spec_mod.load(problem, items, **load)

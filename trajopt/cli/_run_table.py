@@ -7,7 +7,7 @@ import numpy as np
 from rich.markup import escape
 from rich.table import Table
 
-from trajopt.cli._common import CACHE_HIT_NOTE, any_cache_hit, fmt, seconds_text
+from trajopt.cli._common import CACHE_HIT_NOTE, any_cache_hit, fmt, seconds_text, seeds_status_text
 
 
 def _summary_table(summary: dict) -> Table:
@@ -46,8 +46,7 @@ def _summary_table(summary: dict) -> Table:
         table.caption += f"; success: median share of {summary['success_held_out']} held-aside starts within the radius"
     for name, o in summary["variants"].items():
         finals = np.array([np.nan if v is None else v for v in o["final_cost"]], float)
-        ok = sum(s == "ok" for s in o["status"])
-        status = "ok" if ok == n else f"{ok}/{n} ok" + (f", {n - ok} " + "/".join(sorted(set(s for s in o["status"] if s != 'ok'))))
+        status = seeds_status_text(o["status"])
         skipped = sum(k for k in o.get("skipped_updates") or () if isinstance(k, int))  # on_non_finite = "skip"
         status += f", {skipped:,} updates skipped" if skipped else ""
         above = sum(bool(a) for a, s in zip(o.get("above_initial") or (), o["status"]) if s == "ok")

@@ -17,7 +17,7 @@ from trajopt.tomlio import toml_string
 
 from trajopt.cli._common import (CACHE_HIT_NOTE, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, ForceOpt, JsonOpt, OutOpt,
                                  QuietOpt, SeedsOpt, SetOpt, any_cache_hit, app, check_sets, err, fail, fmt,
-                                 measuring_status, out, overrides_blamed, seconds_text)
+                                 measuring_status, out, overrides_blamed, seconds_text, seeds_status_text)
 
 # the step costs' cache and measurement are shared with the closed-loop studies (trajopt.studies)
 from trajopt.step_costs import STEP_COSTS_FILE, costs_text, step_costs_for  # noqa: E402,F401
@@ -34,7 +34,6 @@ def settings_text(summary: dict) -> str:
 
 
 def _mpc_table(summary: dict) -> Table:
-    n = len(summary["seeds"])
     table = Table(title=escape(f"{summary['title']}  ({settings_text(summary)})"),
                   title_justify="left", caption_justify="left",
                   caption="compute per control step (replan), mean over seeds and replans; FSE: forward-step "
@@ -51,10 +50,8 @@ def _mpc_table(summary: dict) -> Table:
     if any_cache_hit(summary):
         table.caption += "; " + CACHE_HIT_NOTE
     for name, v in summary["variants"].items():
-        ok = sum(s == "ok" for s in v["status"])
         # as the open-loop table: "1/2 ok, 1 non_finite" (the cost's median and IQR are over the ok seeds alone)
-        status = "ok" if ok == n else f"{ok}/{n} ok, {n - ok} " + "/".join(sorted(set(s for s in v["status"]
-                                                                                       if s != "ok")))
+        status = seeds_status_text(v["status"])
         q = v["closed_loop_cost_iqr"]
         c = v["compute_per_step"]
         ps = v["plan_seconds"]
@@ -126,13 +123,16 @@ def _selected(spec) -> list[str]:
     return list(mpc.variants) if mpc.variants is not None else list(spec.variants)
 
 
-def _load(problem_path, overrides):
-    """The closed-loop spec of a problem file (a policy file's variants name open-loop oracles); exit 2 if bad."""
+def _load(problem_path, overrides, variants_key: str = "solve.variants"):
+    """The closed-loop spec of a problem file (a policy file's variants name open-loop oracles); exit 2 if bad, a
+    ``solve.variants`` error named at ``variants_key`` (the key the command's variants came from)."""
     from trajopt import spec as spec_mod
 
     try:
         return spec_mod.load(problem_path, overrides, closed_loop=True)
     except spec_mod.SpecError as e:
+        if e.key == "solve.variants":
+            e = spec_mod.SpecError(e.source, variants_key, e.message)
         raise fail(str(e) + overrides_blamed(problem_path, overrides, e, closed_loop=True)) from None
 
 
@@ -159,14 +159,9 @@ def _run(problem_path, overrides, sets, out_dir, force, report, json_out, quiet,
 
     run_overrides = overrides + ["solve.variants=[" + ", ".join(toml_string(n) for n in names) + "]",
                                  f"solve.iterations={iterations}"]
-    from trajopt import spec as spec_mod
-
-    try:
-        spec = spec_mod.load(problem_path, run_overrides, closed_loop=True)
-    except spec_mod.SpecError as e:  # the names come from --variants or mpc.variants, not the file's solve.variants
-        given = any(item.startswith("mpc.variants=") and item not in (sets or []) for item in overrides)
-        key = ("--variants" if given else "mpc.variants") if e.key == "solve.variants" else e.key
-        raise fail(str(spec_mod.SpecError(e.source, key, e.message))) from None
+    # the names come from --variants or mpc.variants, not the file's solve.variants
+    given = any(item.startswith("mpc.variants=") and item not in (sets or []) for item in overrides)
+    spec = _load(problem_path, run_overrides, "--variants" if given else "mpc.variants")
     extra = iteration_overrides(spec, run_overrides)
     if extra:
         spec = _load(problem_path, run_overrides + extra)

@@ -35,6 +35,8 @@ from trajopt.solver import method_label
 def _named(methods) -> dict:
     if isinstance(methods, Mapping):
         named = dict(methods)
+        for name, m in named.items():  # an oracle or a name in place of a method: named here, not deep in a trace
+            check_method(m, f"methods[{name!r}]")
     else:
         named = {}
         for i, m in enumerate(methods):
@@ -45,8 +47,6 @@ def _named(methods) -> dict:
             named[label] = m
     if not named:
         raise ValueError("mpc needs at least one method")
-    for name, m in named.items():  # an oracle or a name in place of a method: named here, not deep in a trace
-        check_method(m, f"methods[{name!r}]")
     return named
 
 
@@ -241,8 +241,7 @@ def mpc(problem, methods: Union[Mapping[str, Any], Sequence[Any]], *, episode: O
             closed_loop_cost=np.asarray(res["cost"]), planned_cost=np.asarray(res["planned"]),
             rollouts=np.asarray(res["rollouts"]), gradients=np.asarray(res["gradients"]),
             linearizations=np.asarray(res["linearizations"]),
-            status=[STATUS_OK if f < 0 and math.isfinite(c) else STATUS_NON_FINITE
-                    for f, c in zip(failed_at.tolist(), np.asarray(res["cost"]).tolist())], failed_at=failed_at,
+            status=[STATUS_OK if f < 0 else STATUS_NON_FINITE for f in failed_at], failed_at=failed_at,
             plan_failures=np.asarray(res["plan_failures"]), compile_seconds=compile_seconds, run_seconds=run_seconds,
             success=None if success is None else success(problem.cost, X), plan_seconds=plan_seconds,
             episode_seconds=episode_seconds, dt=dt,
