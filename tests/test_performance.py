@@ -207,14 +207,14 @@ def test_the_loop_compiles_with_the_cpu_options_and_gives_the_same_iterates_as_x
 
     from trajopt import compiler
 
-    with_options, seen = _small_run(monkeypatch)
-    assert seen == [{"xla_cpu_use_fusion_emitters": False}] and not compiler._options_refused
+    with_options, seen = _small_run(monkeypatch)  # the loop and its final evaluation
+    assert seen == [{"xla_cpu_use_fusion_emitters": False}] * 2 and not compiler._options_refused
     monkeypatch.undo()
     monkeypatch.setenv("TRAJOPT_XLA_OPTIONS", "0")
     assert compiler.compile_options() == {}
     monkeypatch.undo()
     defaults, seen = _small_run(monkeypatch, options={"xla_cpu_use_fusion_emitters": True})
-    assert seen == [{"xla_cpu_use_fusion_emitters": True}]
+    assert seen == [{"xla_cpu_use_fusion_emitters": True}] * 2
     np.testing.assert_array_equal(with_options.U, defaults.U)
     np.testing.assert_array_equal(with_options.cost, defaults.cost)
     np.testing.assert_array_equal(with_options.history["alpha"], defaults.history["alpha"])
@@ -228,7 +228,8 @@ def test_an_option_the_jaxlib_does_not_know_falls_back_to_xla_defaults(monkeypat
     from trajopt import compiler
 
     r, seen = _small_run(monkeypatch, options={"xla_cpu_no_such_option_in_any_jaxlib": True})
-    assert seen == [{"xla_cpu_no_such_option_in_any_jaxlib": True}, None]  # refused, then XLA's defaults
+    # refused, then XLA's defaults; the final evaluation's program is not asked with them again
+    assert seen == [{"xla_cpu_no_such_option_in_any_jaxlib": True}, None, None]
     assert compiler._options_refused == [{"xla_cpu_no_such_option_in_any_jaxlib": True}]
     monkeypatch.undo()
     defaults, _ = _small_run(monkeypatch, env="0")

@@ -93,6 +93,54 @@ def test_a_compiled_program_is_shared_only_with_the_same_structures():
     assert type(other(B(jnp.ones(2)))) is B
 
 
+def test_a_program_asked_for_by_two_threads_at_once_is_compiled_once():
+    """The CLI compiles two variants at once: their shared final evaluation (the same text) is compiled by the first
+    thread to ask for it, and the second waits for that program instead of compiling it again; a compile that fails
+    lets the waiting thread compile it itself."""
+    import threading
+    import time
+
+    lowered = jax.jit(lambda x: jnp.sin(x) * 3.0).lower(jnp.ones(4))
+    programs.CACHE.clear()
+    compiled, started = [], threading.Event()
+
+    def slow(lowered):
+        compiled.append(1)
+        started.set()
+        time.sleep(0.3)  # the second thread asks while this one compiles
+        return lowered.compile()
+
+    out = []
+    first = threading.Thread(target=lambda: out.append(programs.compile(lowered, slow)))
+    first.start()
+    started.wait()
+    second = programs.compile(lowered, slow)
+    first.join()
+    assert len(compiled) == 1 and second[1] and not out[0][1] and second[0] is out[0][0]
+
+    programs.CACHE.clear()
+    other = jax.jit(lambda x: jnp.cos(x) * 3.0).lower(jnp.ones(4))
+    failing, errors = threading.Event(), []
+
+    def fails(lowered):
+        failing.set()
+        time.sleep(0.3)
+        raise RuntimeError("no")
+
+    def first_try():
+        try:
+            programs.compile(other, fails)
+        except RuntimeError as e:
+            errors.append(e)
+
+    thread = threading.Thread(target=first_try)
+    thread.start()
+    failing.wait()
+    program, reused = programs.compile(other, lambda lowered: lowered.compile())
+    thread.join()
+    assert len(errors) == 1 and not reused and float(program(jnp.zeros(4))[0]) == 3.0
+
+
 def test_runs_differing_in_parameters_share_one_compilation(monkeypatch):
     """Stiffness and σ as inputs: the second run reuses the first's compiled loop (one XLA compilation between them,
     counted at XLA), and computes its own numbers (equal to its constant loop's up to the last bits at a soft
@@ -130,7 +178,8 @@ def test_a_shape_is_not_a_parameter_and_compile_once_can_be_off(monkeypatch):
 def test_a_study_grid_compiles_once(tmp_path, monkeypatch):
     """A 2 x 2 grid over stiffness and σ: one XLA compilation (counted at XLA, not by the cache), three cells
     reusing it (result.json says so), each cell's numbers those of its own constant loop up to the last bits
-    (TRAJOPT_COMPILE_ONCE=0: one compilation each)."""
+    (TRAJOPT_COMPILE_ONCE=0: one compilation each, and the final evaluation once per stiffness: σ does not change
+    the problem)."""
     runs = _study_both_ways(tmp_path, monkeypatch, f'''title = "2 x 2"
 problems = ["{Path("problems/pushing_stiff.toml").resolve().as_posix()}"]
 variants = ["aobg"]
@@ -146,7 +195,7 @@ iterations = 12
     reused = [json.loads(p.read_text())["variants"]["aobg"]["program"]["reused"]
               for p in sorted(folder.glob("cells/**/result.json"))]
     assert sorted(reused) == [False, True, True, True] and compiles == 1
-    assert runs["0"][2] == 4
+    assert runs["0"][2] == 4 + 2  # each cell's loop, and the final evaluation of each of the two problems
     for a, b in zip(rows, runs["0"][1]):
         assert (a["system.stiffness"], a["oracle.sigma"], a["seed"]) == (b["system.stiffness"], b["oracle.sigma"],
                                                                          b["seed"])

@@ -372,6 +372,31 @@ def test_prepare_each_gives_the_results_of_solve_one_by_one():
     np.testing.assert_array_equal(again.run().cost, again.run().cost)
 
 
+def test_the_variants_of_a_run_compile_their_final_evaluation_once(soft_pushing, monkeypatch):
+    """The final evaluation f(U), X of a problem's seeds is one program for every method (an MJX model's physics
+    compiled once, not again in each variant's loop): three variants, three loops and one final evaluation, counted
+    at XLA, traced once; each variant's final cost is still the objective of its own returned decision."""
+    from builders import xla_compiles
+
+    from trajopt import programs
+    from trajopt.solver import prepare_each
+
+    from trajopt import solver
+
+    problem = soft_pushing
+    methods = [GradientMethod(o, SGD(0.01)) for o in (FoBG(samples=4, sigma=0.1), ZoBG(samples=4, sigma=0.1),
+                                                       AoBG(samples=4, sigma=0.1))]
+    traced, real = [], solver.make_finish
+    monkeypatch.setattr(solver, "make_finish", lambda p: (traced.append(1), real(p))[1])
+    programs.CACHE.clear()
+    compiles = xla_compiles(monkeypatch)
+    results = [loop.run() for loop in prepare_each(problem, [(m, 6) for m in methods], key=KEY, seeds=[0, 1])]
+    assert len(compiles) == 4 and len(traced) == 1  # and traced once
+    for r in results:
+        np.testing.assert_allclose(r.cost[:, -1], jax.vmap(problem.objective)(jnp.asarray(r.U)), rtol=1e-12)
+        assert r.X.shape == (2, problem.U0.shape[0] + 1, r.X.shape[-1])
+
+
 def _same_as_solve(problem, loops, methods):
     for loop, method, k in zip(loops, methods, (7, 12)):
         ahead = loop.run(name="x")

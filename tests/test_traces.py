@@ -52,6 +52,26 @@ def own_cache(tmp_path, monkeypatch):
     return tmp_path / "cache" / "traces", calls
 
 
+@pytest.fixture
+def finish_traces(monkeypatch) -> list:
+    """One entry each time the final evaluation's Python runs (`trajopt.loop.make_finish`'s function, which only
+    tracing calls): the program every variant of a run shares."""
+    calls = []
+    real = solver.make_finish
+
+    def counted(problem):
+        finish = real(problem)
+
+        def traced(U):
+            calls.append(1)
+            return finish(U)
+
+        return traced
+
+    monkeypatch.setattr(solver, "make_finish", counted)
+    return calls
+
+
 def _run(out, *extra, small=SMALL):
     invoke("compare", STIFF, *small, *extra, "--out", out, "--quiet")
     result = json.loads((out / "result.json").read_text())
@@ -64,13 +84,15 @@ def _reused(result) -> list[bool]:
     return [v["program"]["trace_reused"] for v in result["variants"].values()]
 
 
-def test_a_second_compare_reads_its_loops_back_untraced_and_runs_them_the_same(own_cache, tmp_path):
+def test_a_second_compare_reads_its_loops_back_untraced_and_runs_them_the_same(own_cache, finish_traces, tmp_path):
     folder, calls = own_cache
     first, m1 = _run(tmp_path / "a")
     assert len(calls) == 3 and _reused(first) == [False] * 3  # fobg, zobg, aobg: each traced once
-    assert len(list(folder.glob("*.trace"))) == 3
+    assert len(finish_traces) == 1  # their final evaluation: one program, traced for the first and read back after
+    assert len(list(folder.glob("*.trace"))) == 4
     second, m2 = _run(tmp_path / "b")
     assert len(calls) == 3, "the second compare traced a loop again"
+    assert len(finish_traces) == 1, "the second compare traced the final evaluation again"
     assert _reused(second) == [True] * 3
     assert m1 == m2  # every iteration's cost, α, counts: the layout read back unpacks the same fields
     for name in first["variants"]:
@@ -106,7 +128,8 @@ def test_another_parameter_value_is_another_trace(own_cache, tmp_path):
     assert _reused(again) == [True] * 3 and len(calls) == 6
     assert again["variants"]["fobg"]["final_cost"] == base["variants"]["fobg"]["final_cost"]
     more_seeds, _ = _run(tmp_path / "d", "--seeds", "3")  # another shape: another program
-    assert _reused(more_seeds) == [False] * 3 and len(list(folder.glob("*.trace"))) == 9
+    # three loops and their final evaluation for each of the three problems
+    assert _reused(more_seeds) == [False] * 3 and len(list(folder.glob("*.trace"))) == 12
 
 
 def test_an_entry_that_does_not_read_back_is_traced_again_and_replaced(own_cache, tmp_path):

@@ -202,14 +202,20 @@ def make_finish(problem: Problem):
     return finish
 
 
-def with_finish(problem: Problem, run_chunk, layout: Optional[Layout] = None, rule: Optional[StopRule] = None):
+def with_finish(problem: Problem, run_chunk, layout: Optional[Layout] = None, rule: Optional[StopRule] = None, *,
+                fused: bool = True):
     """chunk(carry, seed_keys, ks, last) -> (carry, outputs, (final, U), over): ``run_chunk`` followed, in the same
-    program, by the seeds whose spend has reached the budget (``over`` [S]; none without a budget), the decision
-    each seed returns (``U`` [S, ...], `final_decision`) and its final evaluation when ``last`` is true (the last
-    chunk, or the one after which every seed had stopped) or every seed is over its budget or not finite (nothing
-    can change its decision any more; ``final`` = (f(U), X), ``lax.cond``; NaN otherwise). One program to compile,
-    not two, and no separate dispatch (or op-by-op compilation) after the loop. ``layout`` records the final cost's
-    dtype while it is traced."""
+    program, by the seeds whose spend has reached the budget (``over`` [S]; none without a budget) and the decision
+    each seed returns (``U`` [S, ...], `final_decision`).
+
+    ``fused``: the chunk also evaluates that decision when ``last`` is true (the last chunk, or the one after which
+    every seed had stopped) or every seed is over its budget or not finite (nothing can change its decision any
+    more; ``final`` = (f(U), X), ``lax.cond``; NaN otherwise), and ``layout`` records the final cost's dtype while
+    it is traced: what a study's group of cells runs (their problems' constants are the group's inputs).
+    Otherwise ``final`` is None and the caller evaluates U with `make_finish`'s program, which is the same for
+    every method of a problem and seed count: compiled once for all the variants of a run, where the fused
+    evaluation was compiled into each one's loop (for an MJX model a third copy of its physics in a ZoBG loop,
+    about a third of its compile seconds)."""
     finish = make_finish(problem)
     rule = rule if rule is not None else StopRule(budget=None, horizon=1, costs=None)
 
@@ -218,6 +224,8 @@ def with_finish(problem: Problem, run_chunk, layout: Optional[Layout] = None, ru
         # the method's own `stopped` is asked apart (`Prepared.stopped_fn`): used here, on the carry, it changed how
         # XLA compiled the loop's body (iLQR on friction.toml, one seed: the last bit from the second iterate on)
         over = carry[4] >= rule.budget if rule.budget is not None else jnp.zeros(carry[1].shape, bool)
+        if not fused:
+            return carry, out, (None, final_decision(carry)), over
         settled = jnp.all(~carry[1] | over)
         U = final_decision(carry)
         # traced once (the rollouts in it are the slowest thing to trace) and evaluated as that jaxpr in the

@@ -368,13 +368,33 @@ def over_runs(fn: Callable, runs: int, rows: Sequence[bool]) -> Callable:
 
 class _Cache:
     """Compiled programs by the sha256 of their lowered text and compile options (least recently used dropped
-    past `CACHE_SIZE`); thread-safe (the solver compiles on worker threads)."""
+    past `CACHE_SIZE`); thread-safe (the solver compiles on worker threads), and a program being compiled on one
+    thread is waited for by another that asks for it (`compiling`), not compiled twice at once."""
 
     def __init__(self):
         self._lock = threading.Lock()
         self._programs: dict[str, Any] = {}
+        self._compiling: dict[str, threading.Event] = {}
         self.hits = 0
         self.misses = 0
+
+    def compiling(self, key: str) -> Optional[threading.Event]:
+        """None when this thread is to compile the program ``key`` (it is then marked as being compiled until
+        `put` or `failed`); else the event another thread compiling it sets when done (then `get` again)."""
+        with self._lock:
+            if key in self._programs:
+                return _DONE
+            event = self._compiling.get(key)
+            if event is None:
+                self._compiling[key] = threading.Event()
+            return event
+
+    def failed(self, key: str) -> None:
+        """The program ``key`` did not compile: the threads waiting for it go on (and compile it themselves)."""
+        with self._lock:
+            event = self._compiling.pop(key, None)
+        if event is not None:
+            event.set()
 
     def get(self, key: str):
         with self._lock:
@@ -390,11 +410,18 @@ class _Cache:
             self._programs[key] = program
             while len(self._programs) > CACHE_SIZE:
                 self._programs.pop(next(iter(self._programs)))
+            event = self._compiling.pop(key, None)
+        if event is not None:
+            event.set()
 
     def clear(self) -> None:
         with self._lock:
             self._programs.clear()
             self.hits = self.misses = 0
+
+
+_DONE = threading.Event()
+_DONE.set()
 
 
 CACHE = _Cache()
@@ -436,10 +463,19 @@ def compile(lowered, compile_fn: Callable[[Any], Any], options: Optional[dict] =
     if host_callbacks(lowered):  # the text names a callback by its place, not by what it calls: never shared
         return compile_fn(lowered), False
     key = program_key(lowered, options)
-    program = CACHE.get(key)
-    if program is not None:
-        return program, True
-    program = compile_fn(lowered)
+    while True:
+        program = CACHE.get(key)
+        if program is not None:
+            return program, True
+        event = CACHE.compiling(key)
+        if event is None:
+            break
+        event.wait()  # another thread compiles it (then found above), or failed to (then compiled here)
+    try:
+        program = compile_fn(lowered)
+    except BaseException:
+        CACHE.failed(key)
+        raise
     CACHE.put(key, program)
     return program, False
 

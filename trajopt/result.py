@@ -47,8 +47,9 @@ class Result:
         iterations: K, the number of updates done (less than asked for when interrupted).
         run_seconds: wall time of the compiled loop, from its first chunk to its final evaluation (compilation
             excluded; the host's recording between chunks overlaps the next chunk).
-        compile_seconds: time to trace and compile the loop and compute its initial state (and, for a run stopped
-            early, its separate final evaluation).
+        compile_seconds: time to trace and compile the loop and compute its initial state, and its final
+            evaluation's program (the same program for every run of a problem with as many seeds: compiled by the
+            first of them, near zero for the others).
         chunk_ends: iteration counts at the end of each chunk; chunk_seconds: cumulative run seconds there.
         horizon: T, the steps of one rollout of the problem (`trajopt.compute.problem_horizon`): what converts
             counts into forward-step equivalents.

@@ -193,6 +193,7 @@ class _Lowered:
     inputs: tuple = ()  # what the lowered loop takes before its own arguments (`_lower_loop`)
     program: Any = None  # the `trajopt.programs.Lifted` it was lowered from (None: lowered with its constants)
     flat: Any = None  # a `trajopt.traces.Lowered`: the loop lowered from a kept export, of its flattened arguments
+    finish: Any = None  # the final evaluation's program (`_lower_finish`) when the loop does not evaluate it itself
 
     def compile(self) -> "Prepared":
         t0 = time.perf_counter()
@@ -203,10 +204,51 @@ class _Lowered:
             if self.flat is not None:
                 compiled = self.flat.wrap(compiled)
             stopped_fn = None if self.stopped_lowered is None else compile_cached(self.stopped_lowered)[0]
+            finish_fn = None if self.finish is None else self.finish.compile()
         seconds = self.seconds + time.perf_counter() - t0
         return Prepared(compiled=compiled, compile_seconds=seconds, stopped_fn=stopped_fn, reused=reused,
                         trace_reused=self.flat is not None and self.flat.from_cache, compilation_cache=cache,
-                        **self.prepared)
+                        finish_fn=finish_fn, **self.prepared)
+
+
+@dataclass(frozen=True)
+class _Finish:
+    """The final evaluation's program (`trajopt.loop.make_finish` of a problem, for decisions of one shape) lowered,
+    directly or from a kept export (``flat``)."""
+
+    lowered: Any
+    cost_dtype: np.dtype
+    flat: Any = None
+
+    def compile(self) -> Callable:
+        compiled = compile_cached(self.lowered).program  # another variant's, when one compiled it before
+        return compiled if self.flat is None else self.flat.wrap(compiled)
+
+
+def _lower_finish(problem: Problem, carry, layout: Layout, trace_identity: Optional[Mapping],
+                  lowered_before: Optional[dict] = None) -> _Finish:
+    """The program that evaluates the decisions ``final_decision(carry)`` ([S, T, m]) of ``problem``'s seeds,
+    ``make_finish(problem)``, lowered; ``layout`` records its cost's dtype. Its text depends on the problem and the
+    decisions' shape only, so every variant of a run (with as many seeds) lowers the same program, which
+    `trajopt.programs.CACHE` compiles once (and, with a ``trace_identity``, which is kept on disk once:
+    `trajopt.traces`, keyed by the problem without its variants). ``lowered_before``: {(shape, dtype): _Finish}
+    of this problem's runs lowered before (`prepare_each`), read and filled: each shape is traced once."""
+    shape = jax.eval_shape(final_decision, carry)
+    U = jax.ShapeDtypeStruct(shape.shape, shape.dtype)
+    at = (U.shape, str(U.dtype))
+    known = None if lowered_before is None else lowered_before.get(at)
+    if known is None:
+        finish = make_finish(problem)
+        flat = None
+        if trace_identity is not None:
+            flat = traces.lower(finish, (U,), traces.key({**trace_identity, "variants": {}}, {"program": "finish"},
+                                                         (U,)))
+        lowered = flat.lowered if flat is not None else jax.jit(finish).lower(U)
+        known = _Finish(lowered, np.dtype(lowered.out_info[0].dtype), flat)
+        if lowered_before is not None:
+            lowered_before[at] = known
+    layout.final_dtype = known.cost_dtype
+    return known
 
 
 def _lower(problem: Problem, method: Method, *, key: jax.Array, iterations: int, seeds: Sequence[int] = (0,),
@@ -240,7 +282,8 @@ def runs_once(method: Method, n_seeds: int) -> bool:
 def _lower_checked(problem: Problem, method: Method, *, key: jax.Array, iterations: int, seeds_arr: np.ndarray,
                    chunk: Optional[int], history_store: Optional[HistoryStore], name: str,
                    budget: Optional[float] = None, step_costs=None, once: bool = False, lift=None,
-                   constants_only: bool = False, trace_identity: Optional[Mapping] = None):
+                   constants_only: bool = False, trace_identity: Optional[Mapping] = None,
+                   finishes: Optional[dict] = None):
     shared = once and runs_once(method, len(seeds_arr))
     run_seeds = seeds_arr[:1] if shared else seeds_arr  # a deterministic method: the first seed's run, for all
     # a chunk longer than the run would only pad it: the run's length (the same iterates, smaller outputs)
@@ -265,10 +308,14 @@ def _lower_checked(problem: Problem, method: Method, *, key: jax.Array, iteratio
         layout = Layout()
         loop = (make_chunk(problem, method, iterations, layout) if rule.budget is None
                 else make_budget_chunk(problem, method, iterations, layout, rule))
-        run_chunk = with_finish(problem, loop, layout, rule)
+        # a grid's loop (lift) evaluates its decisions itself: its cells' constants are inputs of that program only
+        fused = bool(lift) or constants_only
+        run_chunk = with_finish(problem, loop, layout, rule, fused=fused)
         ks0 = np.arange(chunk, dtype=np.int32)
         if constants_only:
             return programs.constants(run_chunk, carry, seed_keys, ks0, True)
+        # before the loop is traced: the layout it records holds the final cost's dtype
+        finish = None if fused else _lower_finish(problem, carry, layout, trace_identity, finishes)
         flat = None
         if trace_identity is not None and not lift:  # a kept trace (`trajopt.traces`), keyed by the problem and run
             flat = traces.lower(run_chunk, (carry, seed_keys, ks0, True),
@@ -287,7 +334,7 @@ def _lower_checked(problem: Problem, method: Method, *, key: jax.Array, iteratio
                                   budget=None if budget is None else float(budget), step_costs=step_costs,
                                   shared=shared, lifted=lifted),
                     lowered=lowered, seconds=time.perf_counter() - t0, stopped_lowered=stopped_lowered,
-                    inputs=inputs, program=program, flat=flat)
+                    inputs=inputs, program=program, flat=flat, finish=finish)
 
 
 def _trace_key(identity: Mapping, name: str, iterations: int, chunk: int, n_seeds: int, rule: StopRule,
@@ -361,11 +408,13 @@ def prepare_each(problem: Problem, runs: Sequence[tuple[Method, int]], *, key: j
 def _pipeline(problem: Problem, runs: list[dict], key: jax.Array, ahead: bool,
               trace_identity: Optional[Mapping] = None) -> Iterator["Prepared"]:
     """The generator of `prepare_each`, over runs already checked."""
+    finishes: dict = {}  # the final evaluation's program, lowered once per shape for every run (`_lower_finish`)
+
     def lower(run):
         return _lower_checked(problem, run["method"], key=key, iterations=run["iterations"],
                               seeds_arr=run["seeds_arr"], chunk=run["chunk"], history_store=None, name=run["name"],
                               budget=run["budget"], step_costs=run["step_costs"], once=run["once"],
-                              trace_identity=trace_identity)
+                              trace_identity=trace_identity, finishes=finishes)
 
     if not ahead:
         for run in runs:
@@ -423,6 +472,7 @@ class Prepared:
     reused: bool = False  # the compiled loop came from `trajopt.programs.CACHE` (only traced and lowered here)
     trace_reused: bool = False  # the loop's trace was read back (`trajopt.traces`), not traced here
     compilation_cache: Optional[str] = None  # where the compiled loop came from (`trajopt.compiler.CACHE_STATUSES`)
+    finish_fn: Any = None  # compiled: U [S, ...] -> (f(U), X), when the loop does not evaluate its decisions itself
 
     def history_bytes(self) -> int:
         """`history_bytes` of this loop (what a caller compares with its memory to choose a `HistoryStore`)."""
@@ -511,14 +561,17 @@ class Prepared:
         with user_code(name, "running"):  # the final evaluation
             alive, failed_at = carry[1], carry[2]
             t0 = time.perf_counter()
-            if done < iterations or iterations == 0:  # stopped early, or nothing ran: evaluate the final decision apart
-                U = final_decision(carry)
-                t1 = time.perf_counter()
-                compiled_finish = compile_lowered(jax.jit(make_finish(problem)).lower(U))
-                compile_seconds += time.perf_counter() - t1
-                t0 = time.perf_counter()
+            if final is None or done < iterations or final[0] is None:  # evaluated apart
+                # the last chunk returned the decision; stopped early or nothing ran: the carry's
+                U = final_decision(carry) if final is None or done < iterations else final[1]
+                compiled_finish = self.finish_fn
+                if compiled_finish is None:
+                    t1 = time.perf_counter()
+                    compiled_finish = compile_lowered(jax.jit(make_finish(problem)).lower(U))
+                    compile_seconds += time.perf_counter() - t1
+                    t0 = time.perf_counter()
                 final = compiled_finish(U)
-            else:  # the last chunk (or the one after which every seed had stopped) returned the decision and its value
+            else:  # the loop evaluated the decision itself (a grid's: `with_finish`)
                 final, U = final
             final_value, X = jax.block_until_ready(final)
             run_seconds += time.perf_counter() - t0
