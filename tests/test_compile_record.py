@@ -75,6 +75,10 @@ def test_a_run_folder_records_whether_the_compilation_cache_had_its_loop(tmp_pat
     _, e = _compare(tmp_path / "e", cache, "zobg,fobg,aobg")
     assert {k: v["program"]["compilation_cache"] for k, v in e.items()} == {"zobg": "hit", "fobg": "miss",
                                                                            "aobg": "miss"}
+    # their final evaluation is one program: compiled (or read from the cache) for one of them, shared by the others
+    final = sorted(v["program"]["final_evaluation"] for v in e.values())
+    assert final[:2] == ["memory", "memory"] and final[2] in ("miss", "hit"), final
+    assert runs.read_run(tmp_path / "e").results["fobg"].final_evaluation == e["fobg"]["program"]["final_evaluation"]
 
 
 PROBE = """

@@ -192,9 +192,10 @@ iterations = 12
 "oracle.sigma" = [0.1, 0.2]
 ''')
     folder, rows, compiles = runs["1"]
-    reused = [json.loads(p.read_text())["variants"]["aobg"]["program"]["reused"]
-              for p in sorted(folder.glob("cells/**/result.json"))]
-    assert sorted(reused) == [False, True, True, True] and compiles == 1
+    programs_ = [json.loads(p.read_text())["variants"]["aobg"]["program"]
+                 for p in sorted(folder.glob("cells/**/result.json"))]
+    assert sorted(p["reused"] for p in programs_) == [False, True, True, True] and compiles == 1
+    assert [p["final_evaluation"] for p in programs_] == ["loop"] * 4  # in the group's one program
     assert runs["0"][2] == 4 + 2  # each cell's loop, and the final evaluation of each of the two problems
     for a, b in zip(rows, runs["0"][1]):
         assert (a["system.stiffness"], a["oracle.sigma"], a["seed"]) == (b["system.stiffness"], b["oracle.sigma"],

@@ -76,6 +76,11 @@ class Result:
             compilation cache), "miss" (XLA compiled it; the cache did not have it) or "off" (XLA compiled it
             without the cache); None when not known (a result read back from a run folder written before this
             was recorded).
+        final_evaluation: where the program evaluating the final decision came from: "loop" (the loop evaluated
+            it itself: a study grid's), else as ``compilation_cache``, for its own program, which every run of the
+            problem with as many seeds shares: "memory" when an earlier run (a variant before this one) compiled
+            it, its seconds then in that run's ``compile_seconds``; None when not known (a run folder written before
+            this was recorded).
         oracle: the name of the oracle whose backward passes the counts hold, for a result without its ``method``
             (one read back from a run folder: its variant's ``oracle``), else None (the method says: `oracle_name`).
     """
@@ -105,6 +110,7 @@ class Result:
     reused: bool = False
     trace_reused: bool = False
     compilation_cache: Optional[str] = None
+    final_evaluation: Optional[str] = None
     oracle: Optional[str] = None
 
     @property

@@ -387,14 +387,15 @@ def _run_facts(entry: Mapping, top: Mapping, n_seeds: int) -> dict:
 
 
 def _program_facts(program) -> dict:
-    """How a variant's loop was compiled (result.json's ``program``: `Result.reused`, ``trace_reused`` and
-    ``compilation_cache``), each only where it reads as written."""
+    """How a variant's loop was compiled (result.json's ``program``: `Result.reused`, ``trace_reused``,
+    ``compilation_cache`` and ``final_evaluation``), each only where it reads as written."""
     from trajopt.compiler import CACHE_STATUSES
 
     program = program if isinstance(program, Mapping) else {}
-    cache = program.get("compilation_cache")
+    cache, final = program.get("compilation_cache"), program.get("final_evaluation")
     return {"reused": program.get("reused") is True, "trace_reused": program.get("trace_reused") is True,
-            "compilation_cache": cache if cache in CACHE_STATUSES else None}
+            "compilation_cache": cache if cache in CACHE_STATUSES else None,
+            "final_evaluation": final if final in (*CACHE_STATUSES, "loop") else None}
 
 
 def _config_oracle(table, depth: int = 0):

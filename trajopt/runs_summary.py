@@ -102,10 +102,13 @@ def summarise(spec, results: Mapping[str, Result], *, verb: str, versions: Mappi
             # trajopt.programs: constants taken as inputs (a study grid's; None: none), and whether the compiled
             # loop was reused (compile_seconds is then tracing and lowering only); trajopt.traces: whether its
             # trace was read back from the traces folder (compile_seconds then has no tracing); trajopt.compiler:
-            # where the compiled loop came from (memory, hit or miss of the compilation cache, or off)
+            # where the compiled loop came from (memory, hit or miss of the compilation cache, or off); and the
+            # final evaluation's program, shared by the variants ("memory": an earlier variant compiled it; "loop":
+            # the loop evaluated it itself)
             "program": {"lifted_constants": getattr(r, "lifted", None), "reused": bool(getattr(r, "reused", False)),
                         "trace_reused": bool(getattr(r, "trace_reused", False)),
-                        "compilation_cache": getattr(r, "compilation_cache", None)},
+                        "compilation_cache": getattr(r, "compilation_cache", None),
+                        "final_evaluation": getattr(r, "final_evaluation", None)},
             "config": v.table if v else {},
             "iterations": r.iterations,
         }

@@ -52,7 +52,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from trajopt import programs, traces
-from trajopt.compiler import CPU_COMPILER_OPTIONS, compile_cached, compile_lowered
+from trajopt.compiler import CPU_COMPILER_OPTIONS, compile_cached
 from trajopt.compute import problem_horizon
 from trajopt.history import (HistoryStore, allocate_history, history_bytes, memory_store, quiet_from,
                              repeat_rows)
@@ -204,11 +204,11 @@ class _Lowered:
             if self.flat is not None:
                 compiled = self.flat.wrap(compiled)
             stopped_fn = None if self.stopped_lowered is None else compile_cached(self.stopped_lowered)[0]
-            finish_fn = None if self.finish is None else self.finish.compile()
+            finish_fn, finish_cache = (None, None) if self.finish is None else self.finish.compile()
         seconds = self.seconds + time.perf_counter() - t0
         return Prepared(compiled=compiled, compile_seconds=seconds, stopped_fn=stopped_fn, reused=reused,
                         trace_reused=self.flat is not None and self.flat.from_cache, compilation_cache=cache,
-                        finish_fn=finish_fn, **self.prepared)
+                        finish_fn=finish_fn, finish_cache=finish_cache, **self.prepared)
 
 
 @dataclass(frozen=True)
@@ -220,9 +220,11 @@ class _Finish:
     cost_dtype: np.dtype
     flat: Any = None
 
-    def compile(self) -> Callable:
-        compiled = compile_cached(self.lowered).program  # another variant's, when one compiled it before
-        return compiled if self.flat is None else self.flat.wrap(compiled)
+    def compile(self) -> tuple[Callable, str]:
+        """(the compiled program, where it came from: `trajopt.compiler.CACHE_STATUSES`, "memory" when another
+        variant compiled it before)."""
+        compiled, reused, cache = compile_cached(self.lowered)
+        return (compiled if self.flat is None else self.flat.wrap(compiled)), "memory" if reused else cache
 
 
 def _lower_finish(problem: Problem, carry, layout: Layout, trace_identity: Optional[Mapping],
@@ -473,6 +475,7 @@ class Prepared:
     trace_reused: bool = False  # the loop's trace was read back (`trajopt.traces`), not traced here
     compilation_cache: Optional[str] = None  # where the compiled loop came from (`trajopt.compiler.CACHE_STATUSES`)
     finish_fn: Any = None  # compiled: U [S, ...] -> (f(U), X), when the loop does not evaluate its decisions itself
+    finish_cache: Optional[str] = None  # where finish_fn came from (`trajopt.compiler.CACHE_STATUSES`)
 
     def history_bytes(self) -> int:
         """`history_bytes` of this loop (what a caller compares with its memory to choose a `HistoryStore`)."""
@@ -564,15 +567,18 @@ class Prepared:
             if final is None or done < iterations or final[0] is None:  # evaluated apart
                 # the last chunk returned the decision; stopped early or nothing ran: the carry's
                 U = final_decision(carry) if final is None or done < iterations else final[1]
-                compiled_finish = self.finish_fn
-                if compiled_finish is None:
+                compiled_finish, final_evaluation = self.finish_fn, self.finish_cache
+                if compiled_finish is None:  # a loop that evaluates it itself, stopped early
                     t1 = time.perf_counter()
-                    compiled_finish = compile_lowered(jax.jit(make_finish(problem)).lower(U))
+                    compiled_finish, reused_finish, final_evaluation = compile_cached(
+                        jax.jit(make_finish(problem)).lower(U))
+                    final_evaluation = "memory" if reused_finish else final_evaluation
                     compile_seconds += time.perf_counter() - t1
                     t0 = time.perf_counter()
                 final = compiled_finish(U)
             else:  # the loop evaluated the decision itself (a grid's: `with_finish`)
                 final, U = final
+                final_evaluation = "loop"
             final_value, X = jax.block_until_ready(final)
             run_seconds += time.perf_counter() - t0
             final_value = self._seedwise(np.asarray(final_value))
@@ -605,6 +611,7 @@ class Prepared:
             stopped_at=np.array([q if r is not None else -1 for q, r in zip(quiet, stopped)], np.int64),
             ran_once=self.shared, settled_at=settled_at, lifted=self.lifted, reused=self.reused,
             trace_reused=self.trace_reused, compilation_cache=self.compilation_cache,
+            final_evaluation=final_evaluation,
         )
 
     def _ask(self, carry, over) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
