@@ -76,8 +76,8 @@ def test_a_run_folder_records_whether_the_compilation_cache_had_its_loop(tmp_pat
     assert {k: v["program"]["compilation_cache"] for k, v in e.items()} == {"zobg": "hit", "fobg": "miss",
                                                                            "aobg": "miss"}
     # their final evaluation is one program: compiled (or read from the cache) for one of them, shared by the others
-    final = sorted(v["program"]["final_evaluation"] for v in e.values())
-    assert final[:2] == ["memory", "memory"] and final[2] in ("miss", "hit"), final
+    final = [v["program"]["final_evaluation"] for v in e.values()]
+    assert final.count("memory") == 2 and set(final) - {"memory"} <= {"miss", "hit"}, final
     assert runs.read_run(tmp_path / "e").results["fobg"].final_evaluation == e["fobg"]["program"]["final_evaluation"]
 
 

@@ -171,7 +171,7 @@ def test_a_forward_only_run_records_the_simulator(tmp_path, monkeypatch):
     monkeypatch.delenv("TRAJOPT_STEP_COSTS")  # measured (tests/conftest.py gives them): no derivatives, ρ = 0
 
     out = tmp_path / "run"
-    result = runner.invoke(app, ["compare", PENDULUM, "--set", C[0], "--variants", "zobg", "--iterations", "3",
+    result = runner.invoke(app, ["compare", PENDULUM, "--set", C[0], "--variants", "zobg,mppi", "--iterations", "3",
                                  "--seeds", "2", "--out", str(out), "--quiet"])
     assert result.exit_code == 0, result.output
     record = json.loads((out / "result.json").read_text())
@@ -179,6 +179,10 @@ def test_a_forward_only_run_records_the_simulator(tmp_path, monkeypatch):
     assert 'backend = "mujoco"' in (out / "config.toml").read_text()
     assert record["step_costs"]["backward"] == 0 and record["step_costs"]["linearization"] == 0
     assert record["variants"]["zobg"]["gradients"] == 0 and record["variants"]["zobg"]["rollouts"] > 0
+    # their final evaluation calls back into the simulator (never in a cache of programs by text): still compiled
+    # once for both variants, without the persistent cache
+    final = sorted(v["program"]["final_evaluation"] for v in record["variants"].values())
+    assert final == ["memory", "off"], final
 
 
 @pytest.mark.parametrize("label", list(FORWARD_ONLY))

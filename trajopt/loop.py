@@ -1,5 +1,6 @@
 """The program of the fused loop: one chunk of iterations for every seed (``lax.scan`` over the chunk's iterations,
-``vmap`` over seeds), and its final evaluation in the same program. `trajopt.solver` traces, compiles and runs it.
+``vmap`` over seeds), and the decision it returns (evaluated by a program of its own, `make_finish`, or for a
+study grid's loop in the same program: `with_finish`). `trajopt.solver` traces, compiles and runs it.
 
     chunk(carry, seed_keys [S, 2], ks [C], last) -> (carry, outputs, (final, U), over)
 
@@ -52,7 +53,8 @@ class Layout:
     def __init__(self):
         self.where: dict[str, tuple[str, Optional[int]]] = {}  # field -> (output name, column or None)
         self.fields: dict[str, tuple[np.dtype, tuple]] = {}  # field -> (dtype, shape of one iteration's value)
-        self.final_dtype = None  # dtype of the final evaluation f(U), set by `with_finish`
+        # dtype of the final evaluation f(U), set by `with_finish` (fused) or by the solver's own program of it
+        self.final_dtype = None
 
     def pack(self, info, record, value_only=None):
         """The outputs of one step: every field where ``record``, else blank (`_blank`); with ``value_only`` (a seed

@@ -406,11 +406,11 @@ class _Cache:
 
     def put(self, key: str, program) -> None:
         with self._lock:
+            event = self._compiling.pop(key, None)
             self.misses += 1
             self._programs[key] = program
             while len(self._programs) > CACHE_SIZE:
                 self._programs.pop(next(iter(self._programs)))
-            event = self._compiling.pop(key, None)
         if event is not None:
             event.set()
 
@@ -471,12 +471,14 @@ def compile(lowered, compile_fn: Callable[[Any], Any], options: Optional[dict] =
         if event is None:
             break
         event.wait()  # another thread compiles it (then found above), or failed to (then compiled here)
+    done = False
     try:
         program = compile_fn(lowered)
-    except BaseException:
-        CACHE.failed(key)
-        raise
-    CACHE.put(key, program)
+        CACHE.put(key, program)
+        done = True
+    finally:  # whatever stopped it (an error, a KeyboardInterrupt), the threads waiting for it go on
+        if not done:
+            CACHE.failed(key)
     return program, False
 
 

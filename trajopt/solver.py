@@ -42,9 +42,10 @@ it as they arrive; a caller that expects a history larger than memory passes a s
 from __future__ import annotations
 
 import functools
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
 import jax
@@ -211,20 +212,28 @@ class _Lowered:
                         finish_fn=finish_fn, finish_cache=finish_cache, **self.prepared)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class _Finish:
     """The final evaluation's program (`trajopt.loop.make_finish` of a problem, for decisions of one shape) lowered,
-    directly or from a kept export (``flat``)."""
+    directly or from a kept export (``flat``), and compiled once for every run that holds it (`prepare_each`)."""
 
     lowered: Any
     cost_dtype: np.dtype
     flat: Any = None
+    _compiled: list = field(default_factory=list, repr=False)
+    _lock: Any = field(default_factory=threading.Lock, repr=False)
 
     def compile(self) -> tuple[Callable, str]:
         """(the compiled program, where it came from: `trajopt.compiler.CACHE_STATUSES`, "memory" when another
-        variant compiled it before)."""
-        compiled, reused, cache = compile_cached(self.lowered)
-        return (compiled if self.flat is None else self.flat.wrap(compiled)), "memory" if reused else cache
+        run compiled it before). Kept here too, not only in `trajopt.programs.CACHE`, which does not share a
+        program that calls back into Python (MuJoCo's C simulator; this one is the same lowered program, the same
+        callbacks), and under a lock: two runs compiling at once do not compile it twice."""
+        with self._lock:  # a run compiling beside the one compiling it waits for its program
+            if self._compiled:
+                return self._compiled[0], "memory"
+            compiled, reused, cache = compile_cached(self.lowered)
+            self._compiled.append(compiled if self.flat is None else self.flat.wrap(compiled))
+            return self._compiled[0], "memory" if reused else cache
 
 
 def _lower_finish(problem: Problem, carry, layout: Layout, trace_identity: Optional[Mapping],
