@@ -369,7 +369,7 @@ def over_runs(fn: Callable, runs: int, rows: Sequence[bool]) -> Callable:
 class _Cache:
     """Compiled programs by the sha256 of their lowered text and compile options (least recently used dropped
     past `CACHE_SIZE`); thread-safe (the solver compiles on worker threads), and a program being compiled on one
-    thread is waited for by another that asks for it (`compiling`), not compiled twice at once."""
+    thread is waited for by another that asks for it (`claim`), not compiled twice at once."""
 
     def __init__(self):
         self._lock = threading.Lock()
@@ -378,16 +378,20 @@ class _Cache:
         self.hits = 0
         self.misses = 0
 
-    def compiling(self, key: str) -> Optional[threading.Event]:
-        """None when this thread is to compile the program ``key`` (it is then marked as being compiled until
-        `put` or `failed`); else the event another thread compiling it sets when done (then `get` again)."""
+    def claim(self, key: str) -> tuple[Any, Optional[threading.Event]]:
+        """(the program ``key``, None) when it is kept; else (None, None) when this thread is to compile it (it is
+        then marked as being compiled until `put` or `failed`), or (None, the event that the thread compiling it
+        sets when done: then claim again)."""
         with self._lock:
-            if key in self._programs:
-                return _DONE
+            program = self._programs.pop(key, None)
+            if program is not None:
+                self._programs[key] = program  # most recently used last
+                self.hits += 1
+                return program, None
             event = self._compiling.get(key)
             if event is None:
                 self._compiling[key] = threading.Event()
-            return event
+            return None, event
 
     def failed(self, key: str) -> None:
         """The program ``key`` did not compile: the threads waiting for it go on (and compile it themselves)."""
@@ -395,14 +399,6 @@ class _Cache:
             event = self._compiling.pop(key, None)
         if event is not None:
             event.set()
-
-    def get(self, key: str):
-        with self._lock:
-            program = self._programs.pop(key, None)
-            if program is not None:
-                self._programs[key] = program  # most recently used last
-                self.hits += 1
-            return program
 
     def put(self, key: str, program) -> None:
         with self._lock:
@@ -418,10 +414,6 @@ class _Cache:
         with self._lock:
             self._programs.clear()
             self.hits = self.misses = 0
-
-
-_DONE = threading.Event()
-_DONE.set()
 
 
 CACHE = _Cache()
@@ -464,13 +456,12 @@ def compile(lowered, compile_fn: Callable[[Any], Any], options: Optional[dict] =
         return compile_fn(lowered), False
     key = program_key(lowered, options)
     while True:
-        program = CACHE.get(key)
+        program, event = CACHE.claim(key)
         if program is not None:
             return program, True
-        event = CACHE.compiling(key)
         if event is None:
             break
-        event.wait()  # another thread compiles it (then found above), or failed to (then compiled here)
+        event.wait()  # another thread compiles it (then claimed above), or failed to (then compiled here)
     done = False
     try:
         program = compile_fn(lowered)
