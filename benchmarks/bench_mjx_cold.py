@@ -11,7 +11,9 @@ with the folder it filled (its compiled programs, and beside it the traced loops
 pair in another empty folder with ``TRAJOPT_TRACE_CACHE=0``, the compilation cache alone ("untraced": a warm command
 traces every loop again). The seconds are each variant's ``compile_seconds`` from the run folder's result.json
 (tracing and XLA; the CLI compiles up to two variants at once, so on 2 cores a variant's seconds include sharing the
-CPU with the next one) and the command's wall time (Python's start and imports, every compile, the run, the folder).
+CPU with the next one), the final evaluation's ``final_evaluation_seconds`` (row "shared": one program for the
+command's variants, compiled while the first one is traced; in none of their seconds) and the command's wall time
+(Python's start and imports, every compile, the run, the folder).
 Gymnasium's inverted pendulum (``model = { package = "gymnasium", ... }``, its RK4 integrator and joint limits as
 its authors wrote them) is a problem file written to the temporary folder, not shipped. The last rows run the same
 models' forward-only variant on MuJoCo's C simulator (``system.backend = "mujoco"``). The cube toss
@@ -72,9 +74,9 @@ def compare(problem: str, extra: list[str], cache: str, out: str, traces: bool =
     if p.returncode != 0:
         return {"rc": p.returncode, "wall": wall, "error": (p.stderr.strip().splitlines() or ["?"])[-1]}
     with open(os.path.join(out, "result.json")) as f:
-        variants = json.load(f)["variants"]
-    return {"rc": 0, "wall": wall,
-            "variants": {n: (v["compile_seconds"], v["run_seconds"]) for n, v in variants.items()}}
+        record = json.load(f)
+    return {"rc": 0, "wall": wall, "shared": record.get("final_evaluation_seconds") or 0.0,
+            "variants": {n: (v["compile_seconds"], v["run_seconds"]) for n, v in record["variants"].items()}}
 
 
 def main(only: list[str]) -> None:
@@ -87,7 +89,8 @@ def main(only: list[str]) -> None:
     print("# per variant: compile s on a cold cache / on the warm cache the cold run filled (result.json's "
           "compile_seconds), with the traced loops kept (trajopt.traces) and, in a cache folder of its own, without "
           "(TRAJOPT_TRACE_CACHE=0: the compilation cache only); run s: the warm command's run_seconds (10 "
-          "iterations, the file's seeds); wall s of each command")
+          "iterations, the file's seeds); wall s of each command; 'shared': the final evaluation, one program for "
+          "the command's variants (result.json's final_evaluation_seconds, in no variant's compile s)")
     with tempfile.TemporaryDirectory() as tmp:
         ip = os.path.join(tmp, "inverted_pendulum.toml")
         with open(ip, "w") as f:
@@ -119,6 +122,10 @@ def main(only: list[str]) -> None:
                 print(f"{label:40s} {name:8s} {c:7.1f} {w:7.1f} {'yes' if c <= 20 else 'no':>8s} {run:6.2f} "
                       f"{f'{c0:.1f} / {w0:.1f}':>24s}   {cold['wall']:.0f} / {warm['wall']:.0f} s "
                       f"({cold0['wall']:.0f} / {warm0['wall']:.0f} s), load {load:.2f}", flush=True)
+            # the final evaluation: one program for the command's variants, in none of their compile seconds
+            shared = f"{cold0['shared']:.1f} / {warm0['shared']:.1f}"
+            print(f"{label:40s} {'shared':8s} {cold['shared']:7.1f} {warm['shared']:7.1f} {'':>8s} {'':>6s} "
+                  f"{shared:>24s}", flush=True)
 
 
 if __name__ == "__main__":

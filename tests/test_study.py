@@ -425,6 +425,28 @@ def test_local_cell_is_the_solver_run(tmp_path):
     np.testing.assert_array_equal([r["final_cost"] for r in out.rows], ref.final_cost)
 
 
+def test_a_cells_compile_seconds_hold_its_final_evaluation(tmp_path, monkeypatch):
+    """A cell is one run, so its final evaluation's program is its own: its rows' compile seconds hold it (which a
+    run's ``compile_seconds`` leaves to ``final_evaluation_seconds``, a command's variants sharing it). One that XLA
+    takes 3 s longer to compile gives a cell of a tiny problem at least 3 s."""
+    import time
+
+    from trajopt import programs, solver
+
+    real = solver.compile_cached
+
+    def slow_finish(lowered):
+        if "@jit_finish" in lowered.as_text()[:300]:
+            time.sleep(3.0)
+        return real(lowered)
+
+    monkeypatch.setattr(solver, "compile_cached", slow_finish)
+    programs.CACHE.clear()
+    e = expand(load_study(write(tmp_path, TINY.replace("[10.0, 100.0, 10000.0]", "[100.0]"))))
+    out = run_cell(e.cells[0])
+    assert out.rows and all(r["compile_seconds"] >= 3.0 for r in out.rows), out.rows
+
+
 # ------------------------------------------------------------------------------------------------ Ray
 
 

@@ -47,9 +47,8 @@ class Result:
         iterations: K, the number of updates done (less than asked for when interrupted).
         run_seconds: wall time of the compiled loop, from its first chunk to its final evaluation (compilation
             excluded; the host's recording between chunks overlaps the next chunk).
-        compile_seconds: time to trace and compile the loop and compute its initial state, and its final
-            evaluation's program (the same program for every run of a problem with as many seeds: compiled by one
-            of them; another one compiling beside it waits for it, and its seconds hold that wait).
+        compile_seconds: time to trace and compile the loop and compute its initial state (its own programs: not
+            the final evaluation's, ``final_evaluation_seconds``).
         chunk_ends: iteration counts at the end of each chunk; chunk_seconds: cumulative run seconds there.
         horizon: T, the steps of one rollout of the problem (`trajopt.compute.problem_horizon`): what converts
             counts into forward-step equivalents.
@@ -78,9 +77,11 @@ class Result:
             was recorded).
         final_evaluation: where the program evaluating the final decision came from: "loop" (the loop evaluated
             it itself: a study grid's), else as ``compilation_cache``, for its own program, which every run of the
-            problem with as many seeds shares: "memory" when another run (another variant) compiled it, its
-            seconds then in that run's ``compile_seconds``; None when not known (a run folder written before
-            this was recorded).
+            problem with as many seeds shares (`trajopt.solver.prepare_each` compiles it once, for all of them,
+            while the first run is traced); None when not known (a run folder written before this was recorded).
+        final_evaluation_seconds: the seconds that program took to trace, lower and compile, once: the same
+            number in every run sharing it (`trajopt.runs.final_evaluation_seconds` counts it once); None for
+            "loop" (in ``compile_seconds``) and for a run folder written before this was recorded.
         oracle: the name of the oracle whose backward passes the counts hold, for a result without its ``method``
             (one read back from a run folder: its variant's ``oracle``), else None (the method says: `oracle_name`).
     """
@@ -111,6 +112,7 @@ class Result:
     trace_reused: bool = False
     compilation_cache: Optional[str] = None
     final_evaluation: Optional[str] = None
+    final_evaluation_seconds: Optional[float] = None
     oracle: Optional[str] = None
 
     @property

@@ -52,8 +52,8 @@ from trajopt.runs_read import (
     read_run, read_trajectories,
 )
 from trajopt.runs_summary import (
-    entry_method_label, iterations_text, legend_labels, overall_status, run_step_costs, summarise, variant_entries,
-    versions,
+    entry_method_label, final_evaluation_seconds, iterations_text, legend_labels, overall_status, run_step_costs,
+    summarise, variant_entries, versions,
 )
 from trajopt.runs_write import ITERATION_BLOCK, metric_fields, metrics_lines, write_config, write_run, write_table
 
@@ -64,7 +64,7 @@ __all__ = [
     "write_lines", "DiskHistory", "utf8", "dumps_json", "RunFolderError", "open_member",
     # result.json's content (trajopt.runs_summary)
     "summarise", "overall_status", "run_step_costs", "versions", "variant_entries", "iterations_text",
-    "entry_method_label", "legend_labels",
+    "entry_method_label", "legend_labels", "final_evaluation_seconds",
     # writing (trajopt.runs_write)
     "write_run", "metrics_lines", "metric_fields", "ITERATION_BLOCK", "write_config", "write_table",
     # reading (trajopt.runs_read)

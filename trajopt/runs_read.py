@@ -388,14 +388,16 @@ def _run_facts(entry: Mapping, top: Mapping, n_seeds: int) -> dict:
 
 def _program_facts(program) -> dict:
     """How a variant's loop was compiled (result.json's ``program``: `Result.reused`, ``trace_reused``,
-    ``compilation_cache`` and ``final_evaluation``), each only where it reads as written."""
+    ``compilation_cache``, ``final_evaluation`` and its seconds), each only where it reads as written."""
     from trajopt.compiler import CACHE_STATUSES
 
     program = program if isinstance(program, Mapping) else {}
     cache, final = program.get("compilation_cache"), program.get("final_evaluation")
+    seconds = program.get("final_evaluation_seconds")
     return {"reused": program.get("reused") is True, "trace_reused": program.get("trace_reused") is True,
             "compilation_cache": cache if cache in CACHE_STATUSES else None,
-            "final_evaluation": final if final in (*CACHE_STATUSES, "loop") else None}
+            "final_evaluation": final if final in (*CACHE_STATUSES, "loop") else None,
+            "final_evaluation_seconds": float(seconds) if is_number(seconds) else None}
 
 
 def _config_oracle(table, depth: int = 0):

@@ -205,60 +205,65 @@ class _Lowered:
             if self.flat is not None:
                 compiled = self.flat.wrap(compiled)
             stopped_fn = None if self.stopped_lowered is None else compile_cached(self.stopped_lowered)[0]
-            finish_fn, finish_cache = (None, None) if self.finish is None else self.finish.compile()
-        seconds = self.seconds + time.perf_counter() - t0
+            seconds = self.seconds + time.perf_counter() - t0  # the run's own programs: not the shared evaluation
+            finish_fn, finish_cache, finish_seconds = (None, None, None) if self.finish is None \
+                else self.finish.compile()
         return Prepared(compiled=compiled, compile_seconds=seconds, stopped_fn=stopped_fn, reused=reused,
                         trace_reused=self.flat is not None and self.flat.from_cache, compilation_cache=cache,
-                        finish_fn=finish_fn, finish_cache=finish_cache, **self.prepared)
+                        finish_fn=finish_fn, finish_cache=finish_cache, finish_seconds=finish_seconds,
+                        **self.prepared)
 
 
 @dataclass(frozen=True, eq=False)
 class _Finish:
     """The final evaluation's program (`trajopt.loop.make_finish` of a problem, for decisions of one shape) lowered,
-    directly or from a kept export (``flat``), and compiled once for every run that holds it (`prepare_each`)."""
+    directly or from a kept export (``flat``), in ``lower_seconds``, and compiled once for every run that holds it
+    (`prepare_each`)."""
 
     lowered: Any
     cost_dtype: np.dtype
     flat: Any = None
+    lower_seconds: float = 0.0
     _compiled: list = field(default_factory=list, repr=False)
     _lock: Any = field(default_factory=threading.Lock, repr=False)
 
-    def compile(self) -> tuple[Callable, str]:
-        """(the compiled program, where it came from: `trajopt.compiler.CACHE_STATUSES`, "memory" when another
-        run compiled it before). Kept here too, not only in `trajopt.programs.CACHE`, which does not share a
-        program that calls back into Python (MuJoCo's C simulator; this one is the same lowered program, the same
-        callbacks), and under a lock: two runs compiling at once do not compile it twice."""
-        with self._lock:  # a run compiling beside the one compiling it waits for its program
-            if self._compiled:
-                return self._compiled[0], "memory"
-            compiled, reused, cache = compile_cached(self.lowered)
-            self._compiled.append(compiled if self.flat is None else self.flat.wrap(compiled))
-            return self._compiled[0], "memory" if reused else cache
+    def compile(self) -> tuple[Callable, str, float]:
+        """(the compiled program, where it came from: `trajopt.compiler.CACHE_STATUSES`, the seconds it took to
+        lower and compile), the same for every run that asks: the first compiles it, under a lock (a run asking
+        while it is compiled waits for it). Kept here too, not only in `trajopt.programs.CACHE`, which does not
+        share a program that calls back into Python (MuJoCo's C simulator; this one is the same lowered program,
+        the same callbacks)."""
+        with self._lock:
+            if not self._compiled:
+                t0 = time.perf_counter()
+                compiled, reused, cache = compile_cached(self.lowered)
+                self._compiled.append((compiled if self.flat is None else self.flat.wrap(compiled),
+                                       "memory" if reused else cache,
+                                       self.lower_seconds + time.perf_counter() - t0))
+            return self._compiled[0]
 
 
-def _lower_finish(problem: Problem, carry, layout: Layout, trace_identity: Optional[Mapping],
+def _lower_finish(problem: Problem, U: jax.ShapeDtypeStruct, trace_identity: Optional[Mapping],
                   lowered_before: Optional[dict] = None) -> _Finish:
-    """The program that evaluates the decisions ``final_decision(carry)`` ([S, T, m]) of ``problem``'s seeds,
-    ``make_finish(problem)``, lowered; ``layout`` records its cost's dtype. Its text depends on the problem and the
-    decisions' shape only, so every variant of a run (with as many seeds) lowers the same program, which
-    `trajopt.programs.CACHE` compiles once (and, with a ``trace_identity``, which is kept on disk once:
-    `trajopt.traces`, keyed by the problem without its variants). ``lowered_before``: {(shape, dtype): _Finish}
-    of this problem's runs lowered before (`prepare_each`), read and filled: each shape is traced once."""
-    shape = jax.eval_shape(final_decision, carry)
-    U = jax.ShapeDtypeStruct(shape.shape, shape.dtype)
-    at = (U.shape, str(U.dtype))
+    """The program that evaluates the decisions U ([S, T, m]: ``final_decision`` of a run's carry) of ``problem``'s
+    seeds, ``make_finish(problem)``, lowered. Its text depends on the problem and U's shape only, so every variant
+    of a run (with as many seeds) lowers the same program, which `trajopt.programs.CACHE` compiles once (and, with
+    a ``trace_identity``, which is kept on disk once: `trajopt.traces`, keyed by the problem without its
+    variants). ``lowered_before``: {(shape, dtype): _Finish} of this problem's runs lowered before
+    (`prepare_each`), read and filled: each shape is traced once."""
+    at = (tuple(U.shape), str(U.dtype))
     known = None if lowered_before is None else lowered_before.get(at)
     if known is None:
+        t0 = time.perf_counter()
         finish = make_finish(problem)
         flat = None
         if trace_identity is not None:
             flat = traces.lower(finish, (U,), traces.key({**trace_identity, "variants": {}}, {"program": "finish"},
                                                          (U,)))
         lowered = flat.lowered if flat is not None else jax.jit(finish).lower(U)
-        known = _Finish(lowered, np.dtype(lowered.out_info[0].dtype), flat)
+        known = _Finish(lowered, np.dtype(lowered.out_info[0].dtype), flat, time.perf_counter() - t0)
         if lowered_before is not None:
-            lowered_before[at] = known
-    layout.final_dtype = known.cost_dtype
+            lowered_before.setdefault(at, known)
     return known
 
 
@@ -326,7 +331,13 @@ def _lower_checked(problem: Problem, method: Method, *, key: jax.Array, iteratio
         if constants_only:
             return programs.constants(run_chunk, carry, seed_keys, ks0, True)
         # before the loop is traced: the layout it records holds the final cost's dtype
-        finish = None if fused else _lower_finish(problem, carry, layout, trace_identity, finishes)
+        finish = None
+        if not fused:
+            t_finish = time.perf_counter()
+            shape = jax.eval_shape(final_decision, carry)
+            finish = _lower_finish(problem, jax.ShapeDtypeStruct(shape.shape, shape.dtype), trace_identity, finishes)
+            layout.final_dtype = finish.cost_dtype
+            t0 += time.perf_counter() - t_finish  # its own seconds (`_Finish`), shared by the runs that hold it
         flat = None
         if trace_identity is not None and not lift:  # a kept trace (`trajopt.traces`), keyed by the problem and run
             flat = traces.lower(run_chunk, (carry, seed_keys, ks0, True),
@@ -389,7 +400,9 @@ def prepare_each(problem: Problem, runs: Sequence[tuple[Method, int]], *, key: j
     bad one raises here, not after the runs before it. With ``ahead`` (the CLI's choice), up to two runs ahead of
     the caller, as a pipeline: one worker thread traces and lowers the runs in order (Python, which holds the
     GIL), and XLA compiles each lowered run on one of two more (which do not hold it), so the compilers of two runs
-    do not wait for each other's tracing. A run is handed to the caller once the runs in flight behind it are
+    do not wait for each other's tracing. The program the runs share, their final evaluation (`_lower_finish`), is
+    traced first and compiled while the first run is traced (a core that would otherwise wait for that trace);
+    its seconds are each run's ``final_evaluation_seconds``, not in any run's ``compile_seconds``. A run is handed to the caller once the runs in flight behind it are
     compiled too: its loop then runs alone, so its seconds do not depend on its place in the list (when the next
     runs compiled while it ran, a first variant ran 1.5-6x slower than the same variant placed last, on 2 cores:
     benchmarks/bench_compile_once.txt). The workers do not see JAX settings that are local to the
@@ -421,6 +434,14 @@ def _pipeline(problem: Problem, runs: list[dict], key: jax.Array, ahead: bool,
     """The generator of `prepare_each`, over runs already checked."""
     finishes: dict = {}  # the final evaluation's program, lowered once per shape for every run (`_lower_finish`)
 
+    def lower_finish(run):  # the first run's final evaluation, lowered before its loop and compiled while it traces
+        n_seeds = 1 if run["once"] and runs_once(run["method"], len(run["seeds_arr"])) else len(run["seeds_arr"])
+        U = jax.ShapeDtypeStruct((n_seeds, *problem.U0.shape), problem.U0.dtype)  # `final_decision`'s, as a rule
+        try:
+            return _lower_finish(problem, U, trace_identity, finishes)
+        except Exception:  # noqa: BLE001 - the run lowers it again when it is reached, and raises the user's error
+            return None
+
     def lower(run):
         return _lower_checked(problem, run["method"], key=key, iterations=run["iterations"],
                               seeds_arr=run["seeds_arr"], chunk=run["chunk"], history_store=None, name=run["name"],
@@ -441,6 +462,9 @@ def _pipeline(problem: Problem, runs: list[dict], key: jax.Array, ahead: bool,
             pending.append(compilers.submit(lambda: lowering.result().compile()))
 
     try:
+        if runs:  # the program every run shares goes first: XLA compiles it while the first run is traced
+            early = tracer.submit(lower_finish, runs[0])
+            compilers.submit(lambda: early.result() and early.result().compile())
         submit(0)
         submit(1)
         for i in range(len(runs)):
@@ -485,6 +509,7 @@ class Prepared:
     compilation_cache: Optional[str] = None  # where the compiled loop came from (`trajopt.compiler.CACHE_STATUSES`)
     finish_fn: Any = None  # compiled: U [S, ...] -> (f(U), X), when the loop does not evaluate its decisions itself
     finish_cache: Optional[str] = None  # where finish_fn came from (`trajopt.compiler.CACHE_STATUSES`)
+    finish_seconds: Optional[float] = None  # its lowering and compile (not in compile_seconds: shared by the runs)
 
     def history_bytes(self) -> int:
         """`history_bytes` of this loop (what a caller compares with its memory to choose a `HistoryStore`)."""
@@ -577,17 +602,18 @@ class Prepared:
                 # the last chunk returned the decision; stopped early or nothing ran: the carry's
                 U = final_decision(carry) if final is None or done < iterations else final[1]
                 compiled_finish, final_evaluation = self.finish_fn, self.finish_cache
+                finish_seconds = self.finish_seconds
                 if compiled_finish is None:  # a loop that evaluates it itself, stopped early
                     t1 = time.perf_counter()
                     compiled_finish, reused_finish, final_evaluation = compile_cached(
                         jax.jit(make_finish(problem)).lower(U))
                     final_evaluation = "memory" if reused_finish else final_evaluation
-                    compile_seconds += time.perf_counter() - t1
+                    finish_seconds = time.perf_counter() - t1
                     t0 = time.perf_counter()
                 final = compiled_finish(U)
             else:  # the loop evaluated the decision itself (a grid's: `with_finish`)
                 final, U = final
-                final_evaluation = "loop"
+                final_evaluation, finish_seconds = "loop", None
             final_value, X = jax.block_until_ready(final)
             run_seconds += time.perf_counter() - t0
             final_value = self._seedwise(np.asarray(final_value))
@@ -620,7 +646,7 @@ class Prepared:
             stopped_at=np.array([q if r is not None else -1 for q, r in zip(quiet, stopped)], np.int64),
             ran_once=self.shared, settled_at=settled_at, lifted=self.lifted, reused=self.reused,
             trace_reused=self.trace_reused, compilation_cache=self.compilation_cache,
-            final_evaluation=final_evaluation,
+            final_evaluation=final_evaluation, final_evaluation_seconds=finish_seconds,
         )
 
     def _ask(self, carry, over) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

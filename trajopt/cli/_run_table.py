@@ -41,6 +41,10 @@ def _summary_table(summary: dict) -> Table:
         table.add_column(col, justify=justify)
     if any_cache_hit(summary):
         table.caption += "; " + CACHE_HIT_NOTE
+    shared = summary.get("final_evaluation_seconds")
+    if shared:  # one program for the variants' final decisions: its seconds are nobody's own (result.json says so)
+        whose = "the variants" if len(summary["variants"]) > 1 else "the run"
+        table.caption += f"; the final evaluation, one program for {whose}: {shared:.1f} s to trace and compile, not in run+compile s"
     if "success_radius" in summary:
         table.add_column(f"success (r = {summary['success_radius']:g})", justify="right")
         table.caption += f"; success: median share of {summary['success_held_out']} held-aside starts within the radius"
