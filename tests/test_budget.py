@@ -244,15 +244,7 @@ def test_bad_budgets_and_step_costs_are_refused_before_anything_compiles(monkeyp
             given_step_costs()
 
 
-def test_compare_with_a_budget_records_forward_step_equivalents_everywhere(tmp_path, monkeypatch):
-    from typer.testing import CliRunner
-
-    from trajopt import runs
-    from trajopt.cli import app
-
-    monkeypatch.setenv("TRAJOPT_STEP_COSTS", "2,3")
-    problem = tmp_path / "p.toml"
-    problem.write_text("""title = "tiny"
+TINY_PUSHING = """title = "tiny"
 [system]
 name = "pushing"
 stiffness = 10.0
@@ -269,7 +261,18 @@ seeds = 2
 variants = ["ilqr", "zobg"]
 [oracle]
 samples = 3
-""")
+"""
+
+
+def test_compare_with_a_budget_records_forward_step_equivalents_everywhere(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from trajopt import runs
+    from trajopt.cli import app
+
+    monkeypatch.setenv("TRAJOPT_STEP_COSTS", "2,3")
+    problem = tmp_path / "p.toml"
+    problem.write_text(TINY_PUSHING)
     out = tmp_path / "run"
     r = CliRunner().invoke(app, ["compare", str(problem), "--budget", "130", "--out", str(out), "--x", "compute", "-q"],
                            catch_exceptions=False)
@@ -292,3 +295,36 @@ samples = 3
     run = runs.read_run(out)  # read back: the same conversion
     assert run.results["ilqr"].forward_equivalents()[-1] == last and run.results["ilqr"].ran_once
     assert (out / "convergence.png").stat().st_size > 0
+
+
+def test_a_run_folder_and_its_table_say_when_each_seed_stopped(tmp_path, monkeypatch):
+    """A seed that stopped before the variant's last iteration (a converged iLQR): result.json's ``stopped_at`` is
+    the number of iterations it ran, counted here independently as those whose spend grew in metrics.jsonl; read
+    back as `Result.stopped_at`; the table's iterations say "k of K" for it and K for a variant that ran them all."""
+    from typer.testing import CliRunner
+
+    from trajopt import runs
+    from trajopt.cli import app
+
+    monkeypatch.setenv("TRAJOPT_STEP_COSTS", "2,3")
+    monkeypatch.setenv("COLUMNS", "250")
+    problem = tmp_path / "p.toml"
+    problem.write_text(TINY_PUSHING)
+    out = tmp_path / "run"
+    r = CliRunner().invoke(app, ["compare", str(problem), "--iterations", "60", "--out", str(out)],
+                           catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    result = json.loads((out / "result.json").read_text())
+    ilqr, zobg = result["variants"]["ilqr"], result["variants"]["zobg"]
+    assert ilqr["stopped"] == ["converged"] * 2 and zobg["stopped_at"] == [None, None]
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    # the iterations that spent anything: rollouts, backward passes or linearisations (an iLQR's last one only
+    # linearises, finds no step and stops)
+    spent_by = {row["iteration"]: row["forward_equivalents"] for row in rows if row["variant"] == "ilqr"
+                and row["seed"] == 0}
+    spent = [i for i in sorted(spent_by) if i > 0 and spent_by[i] > spent_by[i - 1]]
+    k = len(spent)
+    assert spent == list(range(1, k + 1)) and 0 < k < 60 and ilqr["stopped_at"] == [k, k]
+    assert list(runs.read_run(out).results["ilqr"].stopped_at) == [k, k]
+    table = " ".join(r.output.split())
+    assert f"│ {k} of 60 │" in table and "│ 60 │" in table and 'iterations "k of K"' in table

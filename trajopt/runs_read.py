@@ -371,13 +371,16 @@ def _run_facts(entry: Mapping, top: Mapping, n_seeds: int) -> dict:
     each only where it reads as written (a folder from disk is not trusted; older folders have none of them)."""
     costs = top.get("step_costs")
     horizon = costs.get("horizon") if isinstance(costs, Mapping) else None
-    stopped = entry.get("stopped")
+    stopped, stopped_at = entry.get("stopped"), entry.get("stopped_at")
     return {
         "step_costs": step_costs_of(costs),
         "horizon": horizon if is_int(horizon) and horizon > 0 else None,
         "budget": float(top["budget"]) if is_number(top.get("budget")) else None,
         "stopped": list(stopped) if isinstance(stopped, list) and len(stopped) == n_seeds
         and all(x is None or isinstance(x, str) for x in stopped) else None,
+        "stopped_at": np.array([-1 if k is None else k for k in stopped_at], np.int64)
+        if isinstance(stopped_at, list) and len(stopped_at) == n_seeds
+        and all(k is None or (is_int(k) and k >= 0) for k in stopped_at) else None,
         "ran_once": entry.get("ran_once") is True,
         **_program_facts(entry.get("program")),
         # the oracle whose own backward ratio its counts were charged (runs_summary's charged_oracle; else its config's)

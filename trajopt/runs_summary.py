@@ -108,6 +108,9 @@ def summarise(spec, results: Mapping[str, Result], *, verb: str, versions: Mappi
             **({"charged_oracle": r.oracle_name} if costs is not None and r.oracle_name in dict(costs.oracles)
                else {}),
             "stopped": list(r.stopped) if r.stopped is not None else [None] * len(r.seeds),
+            # the iteration at which each stopped seed stopped (the iterations it ran; null: it did not stop)
+            "stopped_at": [int(k) if k >= 0 else None for k in r.stopped_at] if r.stopped_at is not None
+            else [None] * len(r.seeds),
             "ran_once": bool(r.ran_once),
             "run_seconds": r.run_seconds,
             "compile_seconds": r.compile_seconds,

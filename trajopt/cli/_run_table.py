@@ -16,8 +16,10 @@ def _summary_table(summary: dict) -> Table:
     from trajopt.stats import nan_band
 
     n = len(summary["seeds"])
-    # variants that run different numbers of iterations (their own `iterations`, --budget) get a column
-    per_variant = len({o["iterations"] for o in summary["variants"].values()}) > 1
+    # variants that run different numbers of iterations (their own `iterations`, --budget), or seeds that stopped
+    # before the last (converged, or at the budget), get a column
+    stops = any(k is not None for o in summary["variants"].values() for k in o.get("stopped_at") or ())
+    per_variant = len({o["iterations"] for o in summary["variants"].values()}) > 1 or stops
     # linearisations (iLQR's Jacobians) get a column when a variant spent some; FSE when the run has step costs
     linearised = any(o.get("linearizations") for o in summary["variants"].values())
     costs = summary.get("step_costs")
@@ -41,6 +43,9 @@ def _summary_table(summary: dict) -> Table:
         table.add_column(col, justify=justify)
     if any_cache_hit(summary):
         table.caption += "; " + CACHE_HIT_NOTE
+    if stops:
+        table.caption += ("; iterations \"k of K\": a seed stopped before the variant's K (converged, or at its "
+                          "budget; it spent nothing after), k the median over seeds of the iterations each ran")
     shared = summary.get("final_evaluation_seconds")
     if shared:  # one program for the variants' final decisions: its seconds are nobody's own (result.json says so)
         whose = "the variants" if len(summary["variants"]) > 1 else "the run"
@@ -67,7 +72,7 @@ def _summary_table(summary: dict) -> Table:
         table.add_row(
             escape(name), escape(entry_method_label(o)), status, fmt(o["median_final_cost"]), iqr,
             fmt(min(best) if best else None), fmt(o["median_alpha"], 3),
-            *([f"{o['iterations']:,}"] if per_variant else []), f"{o['rollouts']:,}", f"{o['gradients']:,}",
+            *([_iterations_cell(o)] if per_variant else []), f"{o['rollouts']:,}", f"{o['gradients']:,}",
             *([f"{o.get('linearizations', 0):,}"] if linearised else []),
             *([_fse(o.get("forward_equivalents"))] if costs else []),
             seconds_text(o),
@@ -75,6 +80,15 @@ def _summary_table(summary: dict) -> Table:
               if "success_radius" in summary else []),
         )
     return table
+
+
+def _iterations_cell(o: dict) -> str:
+    """A variant's iterations for the table: its own, or, where a seed stopped before them (``stopped_at``), the
+    median over seeds of the iterations each ran "of" its own (a converged iLQR: "7 of 500")."""
+    ran = [o["iterations"] if k is None else k for k in o.get("stopped_at") or ()]
+    if not ran or all(k == o["iterations"] for k in ran):
+        return f"{o['iterations']:,}"
+    return f"{float(np.median(ran)):,.4g} of {o['iterations']:,}"
 
 
 def _fse(x) -> str:
