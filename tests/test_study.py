@@ -447,6 +447,23 @@ def test_a_cells_compile_seconds_hold_its_final_evaluation(tmp_path, monkeypatch
     assert out.rows and all(r["compile_seconds"] >= 3.0 for r in out.rows), out.rows
 
 
+def test_off_scale_medians_at_one_grid_value_are_labelled_apart(tmp_path):
+    """Medians above the figure's scale are drawn on its top edge with their values: two variants off the scale at the
+    same grid value get two labels, one under the other (not one over the other), each in its variant's colour."""
+    from trajopt.studies.figures import axis_figure
+
+    study = load_study(write(tmp_path, TINY.replace('variants = ["zobg"]', 'variants = ["zobg", "fobg"]')))
+    rows = [{"problem": study.problems[0].stem, "variant": v, "system.stiffness": k, "seed": s, "status": "ok",
+             "initial_cost": 1.0, "final_cost": (0.5 if k == 10.0 else big)}
+            for v, big in (("zobg", 500.0), ("fobg", 900.0)) for k in study.grid[0].values for s in (0, 1)]
+    fig = axis_figure(rows, study, study.grid[0])
+    labels = [t for t in fig.axes[0].texts if t.get_text() in ("5e+02", "9e+02")]
+    assert sorted(t.get_text() for t in labels) == ["5e+02"] * 2 + ["9e+02"] * 2  # two grid values off the scale
+    for k in (100.0, 10000.0):
+        at = [t for t in labels if t.xy[0] == k]
+        assert len(at) == 2 and len({t.xyann for t in at}) == 2, [t.xyann for t in at]
+
+
 # ------------------------------------------------------------------------------------------------ Ray
 
 

@@ -144,9 +144,11 @@ def axis_figure(rows: Sequence[Mapping], study: StudySpec, axis: Axis, metric: s
                 lo_y, hi_y = min(finite_all), max(finite_all)
                 top = hi_y * 1.25 if ax.get_yscale() == "log" else hi_y + 0.12 * (hi_y - lo_y)
                 ax.set_ylim(top=top)
+                below = {}  # the labels already at each x: the next goes under them, not over them
                 for x, v, colour in off:
+                    j = below[x] = below.get(x, -1) + 1
                     ax.plot([x], [top], "^", color=colour, ms=7, clip_on=False)
-                    ax.annotate(f"{v:.2g}", (x, top), textcoords="offset points", xytext=(4, -10), fontsize=7,
+                    ax.annotate(f"{v:.2g}", (x, top), textcoords="offset points", xytext=(4, -10 - 9 * j), fontsize=7,
                                 color=colour)
             if axis.log and numeric:
                 ax.set_xscale("log")
