@@ -328,3 +328,7 @@ def test_a_run_folder_and_its_table_say_when_each_seed_stopped(tmp_path, monkeyp
     assert list(runs.read_run(out).results["ilqr"].stopped_at) == [k, k]
     table = " ".join(r.output.split())
     assert f"│ {k} of 60 │" in table and "│ 60 │" in table and 'iterations "k of K"' in table
+    # iLQR ran once for both seeds, ZoBG for each: two final evaluations (1 and 2 seeds), each counted once
+    shared = {v["program"]["final_evaluation_seconds"] for v in (ilqr, zobg)}
+    assert len(shared) == 2 and abs(result["final_evaluation_seconds"] - sum(shared)) < 1e-12
+    assert "the final evaluation, 2 programs for the variants (one per number of seeds run)" in table

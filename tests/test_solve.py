@@ -401,7 +401,7 @@ def test_the_shared_final_evaluation_is_compiled_first_and_in_no_variants_second
     """The variants of a run share one final evaluation (above): it is traced before the first variant's loop and
     compiled while that loop is traced (its compile starts before any loop's), and its seconds, recorded once for
     all of them (`Result.final_evaluation_seconds`, the same number in each), are in no variant's
-    ``compile_seconds``: one that XLA takes 4 s longer to compile leaves every variant's seconds under 4 s."""
+    ``compile_seconds``: one that XLA takes 6 s longer to compile leaves every variant's seconds under 6 s."""
     import time
 
     from trajopt import programs, solver
@@ -413,7 +413,7 @@ def test_the_shared_final_evaluation_is_compiled_first_and_in_no_variants_second
         finish = "@jit_finish" in lowered.as_text()[:300]
         events.append(finish)
         if finish:
-            time.sleep(4.0)
+            time.sleep(6.0)
         return real(lowered)
 
     monkeypatch.setattr(solver, "compile_cached", slow_finish)
@@ -422,8 +422,8 @@ def test_the_shared_final_evaluation_is_compiled_first_and_in_no_variants_second
     results = [loop.run() for loop in prepare_each(soft_pushing, [(m, 3) for m in methods], key=KEY, seeds=[0, 1])]
     assert events[0] is True and events.count(True) == 1, events  # compiled first, and once
     assert [r.final_evaluation_seconds for r in results] == [results[0].final_evaluation_seconds] * 2
-    assert results[0].final_evaluation_seconds >= 4.0
-    assert all(r.compile_seconds < 4.0 for r in results), [r.compile_seconds for r in results]
+    assert results[0].final_evaluation_seconds >= 6.0
+    assert all(r.compile_seconds < 6.0 for r in results), [r.compile_seconds for r in results]
 
 
 def _same_as_solve(problem, loops, methods):

@@ -129,6 +129,7 @@ def summarise(spec, results: Mapping[str, Result], *, verb: str, versions: Mappi
             "iterations": r.iterations,
         }
     first = next(iter(results.values()))
+    shared_seconds = final_evaluation_seconds(results.values())
     budgets = {r.budget for r in results.values() if getattr(r, "budget", None) is not None}
     return {
         "status": overall_status(results.values()),
@@ -142,8 +143,8 @@ def summarise(spec, results: Mapping[str, Result], *, verb: str, versions: Mappi
         "variants": variants,
         "run_seconds": sum(r.run_seconds for r in results.values()),
         # every program the command compiled: the variants' own and, once, the final evaluation they share
-        "compile_seconds": sum(r.compile_seconds for r in results.values()) + final_evaluation_seconds(results.values()),
-        "final_evaluation_seconds": final_evaluation_seconds(results.values()),
+        "compile_seconds": sum(r.compile_seconds for r in results.values()) + shared_seconds,
+        "final_evaluation_seconds": shared_seconds,
         "versions": dict(versions),
         "platform": platform_name,
         "x64": x64,

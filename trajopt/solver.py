@@ -400,11 +400,12 @@ def prepare_each(problem: Problem, runs: Sequence[tuple[Method, int]], *, key: j
     bad one raises here, not after the runs before it. With ``ahead`` (the CLI's choice), up to two runs ahead of
     the caller, as a pipeline: one worker thread traces and lowers the runs in order (Python, which holds the
     GIL), and XLA compiles each lowered run on one of two more (which do not hold it), so the compilers of two runs
-    do not wait for each other's tracing. The program the runs share, their final evaluation (`_lower_finish`), is
-    traced first and compiled while the first run is traced (a core that would otherwise wait for that trace);
-    its seconds are each run's ``final_evaluation_seconds``, not in any run's ``compile_seconds``. A run is handed to the caller once the runs in flight behind it are
-    compiled too: its loop then runs alone, so its seconds do not depend on its place in the list (when the next
-    runs compiled while it ran, a first variant ran 1.5-6x slower than the same variant placed last, on 2 cores:
+    do not wait for each other's tracing. The program the runs share, their final evaluation (`_lower_finish`),
+    is traced first and compiled while the first run is traced (a core that would otherwise wait for that
+    trace); its seconds are each run's ``final_evaluation_seconds``, in no run's ``compile_seconds``. A run is
+    handed to the caller once the runs in flight behind it are compiled too (and that evaluation): its loop then
+    runs alone, so its seconds do not depend on its place in the list (when the next runs compiled while it ran,
+    a first variant ran 1.5-6x slower than the same variant placed last, on 2 cores:
     benchmarks/bench_compile_once.txt). The workers do not see JAX settings that are local to the
     caller's thread (a ``with jax.default_device(...)`` block, for one), so ``ahead=False`` prepares each in the
     caller's thread when it is reached. Either way the results are the same. A run whose own code fails when
@@ -435,9 +436,9 @@ def _pipeline(problem: Problem, runs: list[dict], key: jax.Array, ahead: bool,
     finishes: dict = {}  # the final evaluation's program, lowered once per shape for every run (`_lower_finish`)
 
     def lower_finish(run):  # the first run's final evaluation, lowered before its loop and compiled while it traces
-        n_seeds = 1 if run["once"] and runs_once(run["method"], len(run["seeds_arr"])) else len(run["seeds_arr"])
-        U = jax.ShapeDtypeStruct((n_seeds, *problem.U0.shape), problem.U0.dtype)  # `final_decision`'s, as a rule
         try:
+            n_seeds = 1 if run["once"] and runs_once(run["method"], len(run["seeds_arr"])) else len(run["seeds_arr"])
+            U = jax.ShapeDtypeStruct((n_seeds, *problem.U0.shape), problem.U0.dtype)  # `final_decision`'s, as a rule
             return _lower_finish(problem, U, trace_identity, finishes)
         except Exception:  # noqa: BLE001 - the run lowers it again when it is reached, and raises the user's error
             return None
@@ -454,7 +455,7 @@ def _pipeline(problem: Problem, runs: list[dict], key: jax.Array, ahead: bool,
         return
     tracer = ThreadPoolExecutor(1, thread_name_prefix="trajopt-trace")
     compilers = ThreadPoolExecutor(2, thread_name_prefix="trajopt-compile")
-    pending = []
+    pending, early = [], []  # early: the shared evaluation's compile, waited for with the first run's
 
     def submit(i):
         if i < len(runs):
@@ -463,8 +464,8 @@ def _pipeline(problem: Problem, runs: list[dict], key: jax.Array, ahead: bool,
 
     try:
         if runs:  # the program every run shares goes first: XLA compiles it while the first run is traced
-            early = tracer.submit(lower_finish, runs[0])
-            compilers.submit(lambda: early.result() and early.result().compile())
+            finish = tracer.submit(lower_finish, runs[0])
+            early.append(compilers.submit(lambda: finish.result() and finish.result().compile()))
         submit(0)
         submit(1)
         for i in range(len(runs)):
@@ -473,7 +474,8 @@ def _pipeline(problem: Problem, runs: list[dict], key: jax.Array, ahead: bool,
             # what is in flight is compiled before the caller gets this run: its loop then runs alone, and its
             # seconds do not depend on its place in the list (`wait` raises nothing: a later run's error is raised
             # when the caller reaches it)
-            wait([current, *pending])
+            wait([current, *pending, *early])
+            early.clear()
             yield current.result()
     finally:
         tracer.shutdown(wait=False, cancel_futures=True)

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import typer
+from rich.text import Text
 from rich.console import Console
 from rich.markup import escape
 
@@ -156,6 +157,12 @@ def check_force(force: bool, out_dir) -> None:
     if force and out_dir is None:
         raise fail("--force: found without --out, allowed: --force with --out DIR (it empties that folder; without "
                    "--out every run gets a new folder)")
+
+
+def title_text(text: str) -> Text:
+    """A table's title as written, never read as rich markup (a Text is not parsed: `rich.markup.escape` drops the
+    backslash of "\\[[x]]" and doubles a trailing one), in the style rich gives a title."""
+    return Text(text, style="table.title")
 
 
 CACHE_HIT_MARK = "*"

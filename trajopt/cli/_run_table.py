@@ -7,7 +7,7 @@ import numpy as np
 from rich.markup import escape
 from rich.table import Table
 
-from trajopt.cli._common import CACHE_HIT_NOTE, any_cache_hit, fmt, seconds_text, seeds_status_text
+from trajopt.cli._common import CACHE_HIT_NOTE, any_cache_hit, fmt, seconds_text, seeds_status_text, title_text
 
 
 def _summary_table(summary: dict) -> Table:
@@ -29,7 +29,7 @@ def _summary_table(summary: dict) -> Table:
         caption += (f"; FSE: forward-step equivalents, T (rollouts + {costs['backward']:g} backward + "
                     f"{costs['linearization']:g} linearisations), T = {costs['horizon']}")
     ran_once = any(o.get("ran_once") for o in summary["variants"].values())
-    table = Table(title=escape(f"{summary['title']}  ({iterations_text(summary)}, {n} seed{'s' if n != 1 else ''})"),
+    table = Table(title=title_text(f"{summary['title']}  ({iterations_text(summary)}, {n} seed{'s' if n != 1 else ''})"),
                   title_justify="left", caption=escape(caption) + "; seconds on "
                   f"{escape(str(summary.get('platform', '?')))}; α: median over seeds and iterations (variants that "
                   "choose one)" + ("; ran once: a deterministic method, its one run shared by every seed" if ran_once
@@ -47,9 +47,13 @@ def _summary_table(summary: dict) -> Table:
         table.caption += ("; iterations \"k of K\": a seed stopped before the variant's K (converged, or at its "
                           "budget; it spent nothing after), k the median over seeds of the iterations each ran")
     shared = summary.get("final_evaluation_seconds")
-    if shared:  # one program for the variants' final decisions: its seconds are nobody's own (result.json says so)
-        whose = "the variants" if len(summary["variants"]) > 1 else "the run"
-        table.caption += f"; the final evaluation, one program for {whose}: {shared:.1f} s to trace and compile, not in run+compile s"
+    if shared:  # the variants' final evaluation: one program per number of seeds run, its seconds nobody's own
+        n = len({1 if o.get("ran_once") else len(o.get("status") or ()) for o in summary["variants"].values()
+                 if (o.get("program") or {}).get("final_evaluation_seconds") is not None})
+        whose = ("one program for the variants" if n == 1 and len(summary["variants"]) > 1 else "one program"
+                 if n == 1 else f"{n} programs for the variants (one per number of seeds run)")
+        table.caption += (f"; the final evaluation, {whose}: {shared:.1f} s to trace and compile, not in "
+                          "run+compile s")
     if "success_radius" in summary:
         table.add_column(f"success (r = {summary['success_radius']:g})", justify="right")
         table.caption += f"; success: median share of {summary['success_held_out']} held-aside starts within the radius"
@@ -84,11 +88,15 @@ def _summary_table(summary: dict) -> Table:
 
 def _iterations_cell(o: dict) -> str:
     """A variant's iterations for the table: its own, or, where a seed stopped before them (``stopped_at``), the
-    median over seeds of the iterations each ran "of" its own (a converged iLQR: "7 of 500")."""
-    ran = [o["iterations"] if k is None else k for k in o.get("stopped_at") or ()]
-    if not ran or all(k == o["iterations"] for k in ran):
-        return f"{o['iterations']:,}"
-    return f"{float(np.median(ran)):,.4g} of {o['iterations']:,}"
+    median over seeds of the iterations each ran (a non-finite seed's: up to its ``failed_at``) "of" its own (a
+    converged iLQR: "7 of 500")."""
+    K = o["iterations"]
+    failed = o.get("failed_at") or [None] * len(o.get("stopped_at") or ())
+    ran = [k if k is not None else f if f is not None else K for k, f in zip(o.get("stopped_at") or (), failed)]
+    if not ran or all(k == K for k in ran):
+        return f"{K:,}"
+    median = float(np.median(ran))
+    return f"{median:,.{0 if median.is_integer() else 1}f} of {K:,}"
 
 
 def _fse(x) -> str:

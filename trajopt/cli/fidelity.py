@@ -34,7 +34,7 @@ from rich.table import Table
 
 from trajopt.cli._common import (
     EXIT_INTERRUPTED, EXIT_OK, ForceOpt, JsonOpt, OutOpt, ProblemArg, QuietOpt, SetOpt, app, check_force, check_sets,
-    fail, fmt, load_spec, out, preflight, write_final,
+    fail, fmt, load_spec, out, preflight, title_text, write_final,
 )
 
 FIDELITY_JSON, FIDELITY_CSV, FIDELITY_FIGURE = "fidelity.json", "fidelity.csv", "fidelity.png"
@@ -286,7 +286,7 @@ def _compute(spec, grid, fines, locations, repeats: int, eps: float) -> tuple[li
 
 
 def _table(title: str, rows: list[dict], h_ref) -> Table:
-    table = Table(title=escape(f"{title}: median [q25, q75] over repeats; fine reference at timestep "
+    table = Table(title=title_text(f"{title}: median [q25, q75] over repeats; fine reference at timestep "
                                f"{'-' if h_ref is None else f'{h_ref:g}'}"), title_justify="left")
     for col, justify in [("point", "left"), ("solref", "left"), ("timestep", "right"), ("oracle", "left"),
                          ("cos vs fd", "right"), ("rel. error vs fd", "right"), ("cos vs fine", "right"),

@@ -15,9 +15,11 @@ from rich.table import Table
 
 from trajopt.tomlio import toml_string
 
-from trajopt.cli._common import (CACHE_HIT_NOTE, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, ForceOpt, JsonOpt, OutOpt,
-                                 QuietOpt, SeedsOpt, SetOpt, any_cache_hit, app, check_sets, err, fail, fmt,
-                                 measuring_status, out, overrides_blamed, seconds_text, seeds_status_text)
+from trajopt.cli._common import (
+    CACHE_HIT_NOTE, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, ForceOpt, JsonOpt, OutOpt, QuietOpt, SeedsOpt, SetOpt,
+    any_cache_hit, app, check_sets, err, fail, fmt, measuring_status, out, overrides_blamed, seconds_text,
+    seeds_status_text, title_text,
+)
 
 # the step costs' cache and measurement are shared with the closed-loop studies (trajopt.studies)
 from trajopt.step_costs import STEP_COSTS_FILE, costs_text, step_costs_for  # noqa: E402,F401
@@ -34,7 +36,7 @@ def settings_text(summary: dict) -> str:
 
 
 def _mpc_table(summary: dict) -> Table:
-    table = Table(title=escape(f"{summary['title']}  ({settings_text(summary)})"),
+    table = Table(title=title_text(f"{summary['title']}  ({settings_text(summary)})"),
                   title_justify="left", caption_justify="left",
                   caption="compute per control step (replan), mean over seeds and replans; FSE: forward-step "
                   f"equivalents ({costs_text(summary['step_costs'])}); plan time on seed "

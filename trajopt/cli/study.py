@@ -15,7 +15,7 @@ from rich.table import Table
 from trajopt import _signals
 from trajopt.cli._common import (
     EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, IterOpt, JsonOpt, QuietOpt, SeedsOpt, app, err, fail, fmt,
-    measuring_status, out, write_final,
+    measuring_status, out, title_text, write_final,
 )
 from trajopt.cli._outputs import _interruptible, history_memory_limit, lock_out
 from trajopt.tomlio import SpecError
@@ -133,7 +133,7 @@ def _dry_run(study, expansion, folder: Path, json_out: bool, quiet: bool, should
     else:
         each = f"{study.iterations} iterations x {len(study.seeds)} seeds each"
         caption = "rollouts: simulator calls, per step from one evaluated step, x iterations x seeds"
-    table = Table(title=escape(f"{study.title}: {len(expansion.cells)} cells ({len(study.problems)} problems x "
+    table = Table(title=title_text(f"{study.title}: {len(expansion.cells)} cells ({len(study.problems)} problems x "
                                f"{len(study.variants)} variants x {points} grid points{skipped}), {each}"),
                   title_justify="left",
                   caption=caption, caption_justify="left")
@@ -166,7 +166,7 @@ def _fidelity_dry_run(study, expansion, est, total: int, folder: Path) -> None:
     points = len(expansion.cells) // max(1, len(study.problems))
     ref = "none" if study.reference_timestep is None else ("auto (the finest cell's time step / 4)"
                                                            if study.reference_timestep < 0 else f"{study.reference_timestep:g}")
-    table = Table(title=escape(f"{study.title}: {len(expansion.cells)} fidelity cells ({len(study.problems)} problems x "
+    table = Table(title=title_text(f"{study.title}: {len(expansion.cells)} fidelity cells ({len(study.problems)} problems x "
                                f"{points} grid points), each: oracles {', '.join(study.variants)} x {len(study.seeds)} "
                                f"repeats at U0, fine reference {ref}, fd step {study.fd_step:g}"),
                   title_justify="left", caption="rollouts: the cell's estimates (finite differences and their check: 4 d; "

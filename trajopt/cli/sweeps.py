@@ -15,7 +15,7 @@ from rich.table import Table
 from trajopt import _signals
 from trajopt.cli._common import (
     EXIT_INTERRUPTED, ForceOpt, JsonOpt, ProblemArg, QuietOpt, SetOpt, app, check_distinct, check_force, check_sets,
-    fail, fmt, is_policy_file, load_spec, out, preflight, write_final,
+    fail, fmt, is_policy_file, load_spec, out, preflight, title_text, write_final,
 )
 from trajopt.cli.diagnose import PROBLEM_SECTIONS, check_run_config
 from trajopt.cli._outputs import _interruptible, claim_out, display_title
@@ -238,7 +238,7 @@ def sweep(
     from trajopt.oracles import alpha_choosers
 
     adaptive = [o for o in names if o in alpha_choosers()]
-    table = Table(title=escape(f"{title} (medians)"), title_justify="left")
+    table = Table(title=title_text(f"{title} (medians)"), title_justify="left")
     for col in ("value", "σ̂₁² (FoBG)", "σ̂₀² (ZoBG)", "ratio", *[f"α {o}" for o in adaptive]):
         table.add_column(col, justify="right")
     by = {(r["oracle"], r["value"]): r for r in rows}

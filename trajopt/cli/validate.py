@@ -8,10 +8,13 @@ from typing import List, Optional
 
 import typer
 from rich.markup import escape
+from rich.text import Text
 from rich.table import Table
 
 import trajopt
-from trajopt.cli._common import JsonOpt, ProblemArg, SetOpt, app, check_sets, fail, fmt, load_spec, out, preflight
+from trajopt.cli._common import (
+    JsonOpt, ProblemArg, SetOpt, app, check_sets, fail, fmt, load_spec, out, preflight, title_text,
+)
 
 
 @app.command()
@@ -47,7 +50,7 @@ def validate(
 
         sys.stdout.write(dumps_json(info))
         return
-    table = Table(title=escape(f"{problem}: valid"), title_justify="left", show_header=False)
+    table = Table(title=title_text(f"{problem}: valid"), title_justify="left", show_header=False)
     table.add_column("key", style="bold")
     table.add_column("value")
     margin = info["stability_margin"]
@@ -61,8 +64,8 @@ def validate(
             f"{n} ({v.base})" if n != v.base else n for n, v in spec.variants.items())),
         ("iterations × seeds", f"{spec.solve.iterations} × {len(spec.solve.seeds)}"),
     ]
-    for k, v in rows:  # user text (title, names) shown as written, never as rich markup
-        table.add_row(k, escape(v))
+    for k, v in rows:  # user text (title, names) shown as written, never as rich markup: a Text is never parsed
+        table.add_row(k, Text(v))  # (rich's escape() drops the backslash of "\[[x]]" and doubles a trailing one)
     out.print(table)
 
 
@@ -91,7 +94,7 @@ def list_(what: str = typer.Argument("problems", help="problems, systems, oracle
         table.add_column("title")
         for f in problem_files():
             try:  # a file's title is shown as written, never as rich markup
-                cell = escape(str(tomlio.read_toml(f).get("title", "")))
+                cell = Text(str(tomlio.read_toml(f).get("title", "")))
             except tomlio.TomlError as e:
                 cell = f"[red]{escape(e.message)}[/]"
             try:

@@ -359,4 +359,6 @@ def cell_result(result, g: int, rows: int, prepared: dict, *, name: str, compile
         history={f: take(v) for f, v in result.history.items()}, status=listed(result.status),
         failed_at=take(result.failed_at), stopped=None if result.stopped is None else listed(result.stopped),
         stopped_at=None if result.stopped_at is None else take(result.stopped_at), ran_once=shared,
-        compile_seconds=compile_seconds, reused=reused, compilation_cache=cache, lifted=prepared["lifted"])
+        compile_seconds=compile_seconds, reused=reused, compilation_cache=cache, lifted=prepared["lifted"],
+        # an evaluation compiled apart (a group stopped early) is the group's: counted with its first cell only
+        final_evaluation_seconds=result.final_evaluation_seconds if g == 0 else None)
