@@ -331,4 +331,5 @@ def test_a_run_folder_and_its_table_say_when_each_seed_stopped(tmp_path, monkeyp
     # iLQR ran once for both seeds, ZoBG for each: two final evaluations (1 and 2 seeds), each counted once
     shared = {v["program"]["final_evaluation_seconds"] for v in (ilqr, zobg)}
     assert len(shared) == 2 and abs(result["final_evaluation_seconds"] - sum(shared)) < 1e-12
+    assert result["final_evaluation_programs"] == 2
     assert "the final evaluation, 2 programs for the variants (one per number of seeds run)" in table

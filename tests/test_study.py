@@ -462,6 +462,7 @@ def test_off_scale_medians_at_one_grid_value_are_labelled_apart(tmp_path):
     for k in (100.0, 10000.0):
         at = [t for t in labels if t.xy[0] == k]
         assert len(at) == 2 and len({t.xyann for t in at}) == 2, [t.xyann for t in at]
+        assert len({t.get_color() for t in at}) == 2  # each in its own variant's colour
 
 
 # ------------------------------------------------------------------------------------------------ Ray

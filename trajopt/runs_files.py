@@ -37,7 +37,8 @@ COUNT_FIELDS = ("value", "rollouts", "gradients", "linearizations")  # stored as
 DERIVED_FIELDS = ("forward_equivalents",)  # metrics.jsonl columns computed from the counts (not info fields)
 # what differs between two runs of one configuration: timings, and how the loop was compiled (``program``: reused
 # from this process's compiled programs or compiled, trajopt.programs)
-TIMING_FIELDS = ("seconds", "run_seconds", "compile_seconds", "final_evaluation_seconds", "created", "program")
+TIMING_FIELDS = ("seconds", "run_seconds", "compile_seconds", "final_evaluation_seconds", "final_evaluation_programs",
+                 "created", "program")
 
 
 # ----------------------------------------------------------------------------------------- writing

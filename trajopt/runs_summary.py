@@ -36,16 +36,22 @@ def overall_status(results: Iterable[Result]) -> str:
     return "partial"
 
 
-def final_evaluation_seconds(results: Iterable[Result]) -> float:
-    """The seconds the final evaluation's programs of ``results`` took to lower and compile, each program once: the
-    variants of a command share one per number of seeds run (`trajopt.solver.prepare_each`: a deterministic method
-    run once for every seed has its own), and hold its seconds apart from their ``compile_seconds``."""
+def final_evaluation_programs(results: Iterable[Result]) -> dict[int, float]:
+    """{seeds run: seconds} of the final evaluation's programs of ``results``: the variants of a command share one
+    per number of seeds run (`trajopt.solver.prepare_each`: a deterministic method run once for every seed has its
+    own), and hold its seconds (lowering and compiling it) apart from their ``compile_seconds``."""
     programs: dict[int, float] = {}
     for r in results:
         seconds = getattr(r, "final_evaluation_seconds", None)
         if seconds is not None:
             programs.setdefault(1 if r.ran_once else len(r.seeds), float(seconds))
-    return sum(programs.values())
+    return programs
+
+
+def final_evaluation_seconds(results: Iterable[Result]) -> float:
+    """The seconds the final evaluation's programs of ``results`` took to lower and compile, each program once
+    (`final_evaluation_programs`)."""
+    return sum(final_evaluation_programs(results).values())
 
 
 def run_step_costs(results: Mapping[str, Result], step_costs=None):
@@ -129,7 +135,7 @@ def summarise(spec, results: Mapping[str, Result], *, verb: str, versions: Mappi
             "iterations": r.iterations,
         }
     first = next(iter(results.values()))
-    shared_seconds = final_evaluation_seconds(results.values())
+    shared = final_evaluation_programs(results.values())
     budgets = {r.budget for r in results.values() if getattr(r, "budget", None) is not None}
     return {
         "status": overall_status(results.values()),
@@ -143,8 +149,9 @@ def summarise(spec, results: Mapping[str, Result], *, verb: str, versions: Mappi
         "variants": variants,
         "run_seconds": sum(r.run_seconds for r in results.values()),
         # every program the command compiled: the variants' own and, once, the final evaluation they share
-        "compile_seconds": sum(r.compile_seconds for r in results.values()) + shared_seconds,
-        "final_evaluation_seconds": shared_seconds,
+        "compile_seconds": sum(r.compile_seconds for r in results.values()) + sum(shared.values()),
+        "final_evaluation_seconds": sum(shared.values()),
+        "final_evaluation_programs": len(shared),
         "versions": dict(versions),
         "platform": platform_name,
         "x64": x64,

@@ -46,12 +46,10 @@ def _summary_table(summary: dict) -> Table:
     if stops:
         table.caption += ("; iterations \"k of K\": a seed stopped before the variant's K (converged, or at its "
                           "budget; it spent nothing after), k the median over seeds of the iterations each ran")
-    shared = summary.get("final_evaluation_seconds")
+    shared, programs = summary.get("final_evaluation_seconds"), summary.get("final_evaluation_programs") or 1
     if shared:  # the variants' final evaluation: one program per number of seeds run, its seconds nobody's own
-        n = len({1 if o.get("ran_once") else len(o.get("status") or ()) for o in summary["variants"].values()
-                 if (o.get("program") or {}).get("final_evaluation_seconds") is not None})
-        whose = ("one program for the variants" if n == 1 and len(summary["variants"]) > 1 else "one program"
-                 if n == 1 else f"{n} programs for the variants (one per number of seeds run)")
+        whose = ("one program for the variants" if programs == 1 and len(summary["variants"]) > 1 else "one program"
+                 if programs == 1 else f"{programs} programs for the variants (one per number of seeds run)")
         table.caption += (f"; the final evaluation, {whose}: {shared:.1f} s to trace and compile, not in "
                           "run+compile s")
     if "success_radius" in summary:
